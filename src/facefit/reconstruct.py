@@ -1,0 +1,111 @@
+"""The end-to-end API: image → detections → landmarks → fit → texture.
+
+``facefit.reconstruct(image)`` is the one-call entry point; `Reconstructor` keeps the model
+and the detector loaded between calls.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facefit.detect.base import FaceLandmarks, LandmarkDetector
+from facefit.fit.result import FitResult
+from facefit.model.morphable_model import MorphableModel
+
+
+@dataclass(frozen=True, eq=False)
+class Reconstruction:
+    """One reconstructed face of one image.
+
+    Attributes:
+        face: the detection and its landmarks (pixels of the input image).
+        fit: the fitted model (pose, coefficients, dense vertices in image space).
+        texture: (T, T, 3) uint8 UV texture (row 0 is v = 1, the top of the UV square),
+            or None when texturing was skipped.
+        vertex_colors: (V, 3) uint8 per-vertex colours sampled from the photo, or None.
+        timings_ms: wall-clock milliseconds per stage: ``detect``, ``fit``, ``texture``.
+    """
+
+    face: FaceLandmarks
+    fit: FitResult
+    texture: np.ndarray | None
+    vertex_colors: np.ndarray | None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Reconstructor:
+    """Holds a model and a detector; `reconstruct` runs the whole pipeline on one image.
+
+    Args:
+        model: the morphable model; the default (BFM 2009 via 3DDFA) when None.
+        detector: a `LandmarkDetector`; MediaPipe's face detector and face mesh when None.
+        camera: ``"orthographic"`` (scaled orthographic, default) or ``"perspective"``.
+        focal_px: focal length in pixels for the perspective camera; default: the image
+            diagonal (about a 53° diagonal field of view).
+        texture_size: side of the UV texture in texels (0 disables texturing).
+    """
+
+    def __init__(
+        self,
+        model: MorphableModel | None = None,
+        detector: LandmarkDetector | None = None,
+        camera: str = "orthographic",
+        focal_px: float | None = None,
+        texture_size: int = 512,
+    ) -> None:
+        from facefit.model import load_default_model
+
+        self.model = model if model is not None else load_default_model()
+        if detector is None:
+            from facefit.detect.mediapipe import MediaPipeDetector
+
+            detector = MediaPipeDetector()
+        self.detector = detector
+        if camera not in ("orthographic", "perspective"):
+            raise ValueError(f"camera must be 'orthographic' or 'perspective', got {camera!r}")
+        self.camera = camera
+        self.focal_px = focal_px
+        self.texture_size = texture_size
+
+    def reconstruct(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[Reconstruction]:
+        """Reconstruct every face (at most ``max_faces``) in an (H, W, 3) uint8 RGB image."""
+        from facefit.fit.landmark_fit import fit_landmarks
+
+        t0 = time.perf_counter()
+        faces = self.detector.detect(image_rgb, max_faces=max_faces)
+        t_detect = (time.perf_counter() - t0) * 1e3 / max(len(faces), 1)
+        out = []
+        for face in faces:
+            t1 = time.perf_counter()
+            fit = fit_landmarks(self.model, face, image_size=image_rgb.shape[1::-1],
+                                camera=self.camera, focal_px=self.focal_px)
+            t2 = time.perf_counter()
+            texture, colors = None, None
+            if self.texture_size:
+                from facefit.texture.extract import extract_texture
+
+                texture, colors = extract_texture(self.model, fit.verts_px, image_rgb,
+                                                  size=self.texture_size)
+            t3 = time.perf_counter()
+            out.append(Reconstruction(face, fit, texture, colors, {
+                "detect": t_detect, "fit": (t2 - t1) * 1e3, "texture": (t3 - t2) * 1e3}))
+        return out
+
+
+_DEFAULT: Reconstructor | None = None
+
+
+def reconstruct(image: np.ndarray | str | Path, max_faces: int = 8) -> list[Reconstruction]:
+    """Reconstruct every face in ``image`` (a path or an (H, W, 3) uint8 RGB array)."""
+    global _DEFAULT
+    if not isinstance(image, np.ndarray):
+        from facefit.io.image import load_image
+
+        image = load_image(image)
+    if _DEFAULT is None:
+        _DEFAULT = Reconstructor()
+    return _DEFAULT.reconstruct(image, max_faces=max_faces)
