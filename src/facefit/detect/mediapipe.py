@@ -1,0 +1,292 @@
+"""Faces and 468 dense landmarks from MediaPipe's bundled models, run with LiteRT.
+
+Uses the ``.tflite`` files that ship inside the ``mediapipe==0.10.14`` wheel (read from its
+package folder, without importing ``mediapipe``) and runs them with ``ai-edge-litert``:
+
+* BlazeFace (Bazarevsky et al., "BlazeFace: Sub-millisecond Neural Face Detection on Mobile
+  GPUs", 2019): the short-range model (128×128) first, the full-range model (192×192) when
+  the short-range one finds nothing;
+* the Face Mesh landmark model (Kartynnik et al., "Real-time Facial Surface Geometry from
+  Monocular Video on Mobile GPUs", 2019): 468 3D points on a rotated square crop, run twice
+  (the second crop is re-centred on the first landmarks, as MediaPipe's tracker does).
+
+When no detector fires (profile faces defeat BlazeFace), the landmark model is run on a crop
+of the whole image and then on crops re-centred from its own landmarks; its face-presence
+score decides whether a face was found. Running the models directly, rather than through
+``mp.solutions``, is what makes this fallback possible: the solution graph only landmarks
+what its own detector found.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facefit.detect.base import FaceLandmarks
+
+SCHEME = "mediapipe468"
+_LANDMARK_INPUT = 192
+_ROI_SCALE = 1.5  # MediaPipe's crop is 1.5× the face box (detection or landmark box)
+_EYE_IDS = (33, 263)  # subject's right and left outer eye corners in the 468 layout
+
+
+class DetectorUnavailable(RuntimeError):
+    """The MediaPipe model files or the LiteRT runtime are missing."""
+
+
+def _model_dir() -> Path:
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        raise DetectorUnavailable(
+            "MediaPipe model files not found: install them with "
+            "`pip install --no-deps mediapipe==0.10.14`")
+    return Path(list(spec.submodule_search_locations)[0]) / "modules"
+
+
+def _interpreter(path: Path):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:  # pragma: no cover - dependency declared in pyproject
+        raise DetectorUnavailable("LiteRT runtime missing: pip install ai-edge-litert") from exc
+    if not path.is_file():
+        raise DetectorUnavailable(f"{path}: MediaPipe model file missing")
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    return it
+
+
+@dataclass(frozen=True)
+class _DetectorSpec:
+    file: str
+    size: int
+    strides: tuple[int, ...]
+    anchors_per_layer: int  # per stride layer, MediaPipe's SSD config (2 when scales interpolate)
+    min_score: float
+
+
+_SHORT = _DetectorSpec("face_detection/face_detection_short_range.tflite", 128,
+                       (8, 16, 16, 16), 2, 0.5)
+_FULL = _DetectorSpec("face_detection/face_detection_full_range_sparse.tflite", 192, (4,), 1, 0.6)
+
+
+def _ssd_anchors(spec: _DetectorSpec) -> np.ndarray:
+    """(A, 2) anchor centres in [0, 1], in the order of the model's outputs: for each run of
+    layers with the same stride, row-major over the feature map, anchors innermost."""
+    centres = []
+    i = 0
+    while i < len(spec.strides):
+        stride, n = spec.strides[i], 0
+        while i < len(spec.strides) and spec.strides[i] == stride:
+            n += spec.anchors_per_layer
+            i += 1
+        fm = int(np.ceil(spec.size / stride))
+        ys, xs = np.mgrid[0:fm, 0:fm]
+        c = np.stack([(xs + 0.5) / fm, (ys + 0.5) / fm], -1).reshape(-1, 1, 2)
+        centres.append(np.repeat(c, n, axis=1).reshape(-1, 2))
+    return np.concatenate(centres).astype(np.float32)
+
+
+@dataclass
+class _Detection:
+    box: np.ndarray  # (4,) x0 y0 x1 y1 px
+    keypoints: np.ndarray  # (6, 2) px: right eye, left eye, nose, mouth, right ear, left ear
+    score: float
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
+
+
+def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray,
+                  iou_thresh: float = 0.3) -> list[_Detection]:
+    """MediaPipe-style weighted non-maximum suppression: overlapping candidates are averaged,
+    weighted by score, instead of discarded."""
+    order = np.argsort(-scores)
+    boxes, kps, scores = boxes[order], kps[order], scores[order]
+    alive = np.ones(len(scores), bool)
+    out = []
+    for i in range(len(scores)):
+        if not alive[i]:
+            continue
+        group = alive & (_iou(boxes[i], boxes) >= iou_thresh)
+        group[i] = True
+        w = scores[group] / scores[group].sum()
+        out.append(_Detection((boxes[group] * w[:, None]).sum(0),
+                              (kps[group] * w[:, None, None]).sum(0), float(scores[i])))
+        alive &= ~group
+    return out
+
+
+class _BlazeFace:
+    def __init__(self, spec: _DetectorSpec, model_dir: Path) -> None:
+        self.spec = spec
+        self.it = _interpreter(model_dir / spec.file)
+        inp = self.it.get_input_details()[0]
+        self.input_index = inp["index"]
+        outs = sorted(self.it.get_output_details(), key=lambda d: d["shape"][-1], reverse=True)
+        self.reg_index, self.cls_index = outs[0]["index"], outs[1]["index"]
+        self.anchors = _ssd_anchors(spec)
+
+    def __call__(self, image: np.ndarray) -> list[_Detection]:
+        h, w = image.shape[:2]
+        side = max(h, w)
+        n = self.spec.size
+        # letterbox: centre the image on a square, scale to the model input
+        scale = n / side
+        ox, oy = (side - w) / 2, (side - h) / 2
+        m = np.array([[scale, 0, ox * scale], [0, scale, oy * scale]], np.float32)
+        inp = cv2.warpAffine(image, m, (n, n), flags=cv2.INTER_AREA if scale < 1 else
+                             cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        self.it.set_tensor(self.input_index,
+                           (inp.astype(np.float32)[None] / 127.5 - 1.0))
+        self.it.invoke()
+        reg = self.it.get_tensor(self.reg_index)[0]
+        logit = np.clip(self.it.get_tensor(self.cls_index)[0, :, 0].astype(np.float64), -100, 100)
+        score = 1.0 / (1.0 + np.exp(-logit))
+        keep = score >= self.spec.min_score
+        if not keep.any():
+            return []
+        reg, score, anc = reg[keep] / n, score[keep], self.anchors[keep]
+        cx, cy = reg[:, 0] + anc[:, 0], reg[:, 1] + anc[:, 1]
+        bw, bh = reg[:, 2], reg[:, 3]
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
+        kps = reg[:, 4:16].reshape(-1, 6, 2) + anc[:, None, :]
+        # back to image pixels
+        boxes = boxes * side - np.array([ox, oy, ox, oy])
+        kps = kps * side - np.array([ox, oy])
+        return _weighted_nms(boxes, kps, score)
+
+
+@dataclass(frozen=True)
+class _Roi:
+    """A rotated square crop: centre (px), side (px), rotation (rad, image plane)."""
+
+    cx: float
+    cy: float
+    size: float
+    angle: float
+
+    def to_crop(self, n: int) -> np.ndarray:
+        """(2, 3) affine map from image pixels to crop pixels (n × n)."""
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        k = n / self.size
+        # rotate by -angle about the centre, scale, move the centre to n/2
+        a = np.array([[c, s], [-s, c]]) * k
+        t = np.array([n / 2, n / 2]) - a @ np.array([self.cx, self.cy])
+        return np.hstack([a, t[:, None]]).astype(np.float64)
+
+
+def _roi_from_points(points: np.ndarray, left: np.ndarray, right: np.ndarray) -> _Roi:
+    """Square crop around ``points`` (px), rotated so that ``right``→``left`` is horizontal
+    (``right``/``left``: the subject's right and left eye, px), 1.5× the rotated box."""
+    d = left - right
+    angle = float(np.arctan2(d[1], d[0]))
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, s], [-s, c]])  # image → upright frame
+    p = points @ rot.T
+    lo, hi = p.min(0), p.max(0)
+    centre = ((lo + hi) / 2) @ rot
+    size = float(max(hi - lo)) * _ROI_SCALE
+    return _Roi(float(centre[0]), float(centre[1]), size, angle)
+
+
+class MediaPipeDetector:
+    """Faces and 468 landmarks (MediaPipe Face Mesh), with a whole-image fallback.
+
+    Args:
+        min_presence: face-presence score of the landmark model needed to accept a face.
+        refine_passes: extra landmark passes on a crop re-centred on the previous landmarks.
+        fallback: landmark a whole-image crop when no detector finds a face.
+    """
+
+    scheme = SCHEME
+
+    def __init__(self, min_presence: float = 0.5, refine_passes: int = 1,
+                 fallback: bool = True) -> None:
+        d = _model_dir()
+        self._short = _BlazeFace(_SHORT, d)
+        self._full = _BlazeFace(_FULL, d)
+        self._mesh = _interpreter(d / "face_landmark" / "face_landmark.tflite")
+        outs = self._mesh.get_output_details()
+        self._mesh_in = self._mesh.get_input_details()[0]["index"]
+        self._mesh_pts = next(o["index"] for o in outs if o["shape"][-1] == 1404)
+        self._mesh_flag = next(o["index"] for o in outs if o["shape"][-1] == 1)
+        self.min_presence = min_presence
+        self.refine_passes = refine_passes
+        self.fallback = fallback
+        self._lock = threading.Lock()  # LiteRT interpreters are not re-entrant
+
+    # -- landmark model -------------------------------------------------------------
+    def _landmarks(self, image: np.ndarray, roi: _Roi) -> tuple[np.ndarray, np.ndarray, float]:
+        """(468, 2) px, (468,) depth px, presence score of the face mesh on ``roi``."""
+        n = _LANDMARK_INPUT
+        m = roi.to_crop(n)
+        k = n / roi.size
+        src, m_src = image, m
+        if k < 0.5:  # big face: sample from a smaller copy to avoid aliasing
+            f = int(np.floor(np.log2(0.5 / k))) + 1
+            src = image
+            for _ in range(f):
+                src = cv2.pyrDown(src)
+            sx = image.shape[1] / src.shape[1]
+            sy = image.shape[0] / src.shape[0]
+            m_src = m @ np.diag([sx, sy, 1.0])
+        crop = cv2.warpAffine(src, m_src, (n, n), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+        self._mesh.set_tensor(self._mesh_in, crop.astype(np.float32)[None] / 255.0)
+        self._mesh.invoke()
+        raw = self._mesh.get_tensor(self._mesh_pts).reshape(-1, 3)
+        flag = float(self._mesh.get_tensor(self._mesh_flag).ravel()[0])
+        presence = 1.0 / (1.0 + np.exp(-np.clip(flag, -100, 100)))
+        inv = cv2.invertAffineTransform(m)
+        pts = raw[:, :2].astype(np.float64) @ inv[:, :2].T + inv[:, 2]
+        depth = raw[:, 2] / k
+        return pts.astype(np.float32), depth.astype(np.float32), presence
+
+    def _track(self, image: np.ndarray, roi: _Roi, passes: int):
+        pts, depth, presence = self._landmarks(image, roi)
+        for _ in range(passes):
+            roi = _roi_from_points(pts, pts[_EYE_IDS[1]], pts[_EYE_IDS[0]])
+            pts, depth, presence = self._landmarks(image, roi)
+        return pts, depth, presence
+
+    # -- public -----------------------------------------------------------------------
+    def detect(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[FaceLandmarks]:
+        """Faces in an (H, W, 3) uint8 RGB image with their 468 landmarks, best first."""
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} "
+                             f"{image_rgb.dtype}")
+        image = np.ascontiguousarray(image_rgb)
+        with self._lock:
+            dets = self._short(image) or self._full(image)
+            rois = [_roi_from_points(d.box.reshape(2, 2), d.keypoints[1], d.keypoints[0])
+                    for d in dets[:max_faces]]
+            scores = [d.score for d in dets[:max_faces]]
+            passes = self.refine_passes
+            if not rois and self.fallback:
+                h, w = image.shape[:2]
+                rois = [_Roi(w / 2, h / 2, float(max(h, w)), 0.0)]
+                scores = [None]
+                passes = max(passes, 2)
+            faces: list[FaceLandmarks] = []
+            for roi, det_score in zip(rois, scores, strict=True):
+                pts, depth, presence = self._track(image, roi, passes)
+                if presence < self.min_presence:
+                    continue
+                box = np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
+                if faces and max(_iou(box, np.stack([f.box for f in faces]))) > 0.5:
+                    continue  # two detections of the same face
+                score = presence if det_score is None else min(det_score, presence)
+                faces.append(FaceLandmarks(box, float(score), pts, depth, SCHEME))
+        return faces
