@@ -1,0 +1,229 @@
+"""Read photos into (H, W, 3) uint8 RGB arrays, with one-line errors for bad files.
+
+`load_image` fully decodes the file (truncated data is an error, never grey padding), turns
+it upright from its EXIF orientation, and converts every common mode to 8-bit RGB:
+
+* greyscale (``L``, ``1``, 16-bit ``I;16``/``I``) is repeated over the three channels;
+* 16-bit samples are scaled to 8 bits by ``round(v / 257)`` (65535 → 255). Pillow reads
+  48/64-bit colour PNGs as 8-bit by dropping the low byte, so those are decoded with OpenCV;
+* transparent images (``RGBA``, ``LA``, ``P`` with transparency) are composited over white,
+  so that transparent backgrounds look like a plain studio backdrop rather than black;
+* ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` are converted with Pillow;
+* multi-frame files (GIF, TIFF) give their first frame.
+
+Images up to `MAX_PIXELS` (300 MP, e.g. 20000×15000) load; larger ones are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+MAX_PIXELS = 300_000_000
+IMAGE_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
+    ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga",
+})
+# Magic numbers of formats we read: a file that starts like one but fails is corrupt, not
+# "not an image".
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
+          b"MM\x00*", b"RIFF")
+_ORIENTATION_TAG = 0x0112
+_OPEN_LOCK = threading.Lock()
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used; ``str(err)`` is one line ``"PATH: problem"``."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def load_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read ``path`` as an upright (H, W, 3) uint8 RGB array; raises `ImageError`."""
+    p = Path(path)
+    head = _check_file(p)
+    try:
+        with _open(p) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(p, f"image too large ({w}×{h} = {w * h / 1e6:.0f} MP; "
+                                    f"the limit is {MAX_PIXELS / 1e6:.0f} MP)")
+            if w == 0 or h == 0:
+                raise ImageError(p, f"image has no pixels ({w}×{h})")
+            fmt = im.format
+            orientation = im.getexif().get(_ORIENTATION_TAG, 1)
+            if fmt == "PNG" and im.mode in ("RGB", "RGBA") and _png_bit_depth(head) == 16:
+                im.load()  # decode fully with Pillow too, so that truncation is caught
+                rgb = _png16_rgb(p)
+            else:
+                im.load()
+                rgb = _to_rgb(im)
+        if fmt == "PNG":
+            _verify(p)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        if any(head.startswith(m) for m in _MAGIC):
+            raise ImageError(p, "truncated or corrupt image data") from None
+        raise ImageError(p, "not an image file (unrecognised format)") from None
+    except Image.DecompressionBombError as exc:  # pragma: no cover - limit raised in _open
+        raise ImageError(p, f"image too large ({exc})") from None
+    except PermissionError:
+        raise ImageError(p, "cannot read file (permission denied)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageError(p, f"truncated or corrupt image data ({detail})") from None
+    except MemoryError:
+        raise ImageError(p, "not enough memory to decode the image") from None
+    if orientation in range(2, 9):
+        rgb = _apply_orientation(rgb, orientation)
+    return np.ascontiguousarray(rgb)
+
+
+def list_images(paths: Iterable[str | os.PathLike[str]], recursive: bool = False) -> list[Path]:
+    """Expand directories in ``paths`` into their image files (sorted, by suffix).
+
+    Explicitly named files are kept whatever their suffix (and even if missing), so that
+    `load_image` reports them clearly. Hidden files in directories are skipped; duplicates
+    are listed once.
+    """
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = p.rglob("*") if recursive else p.iterdir()
+            items = sorted(
+                f for f in found
+                if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+                and f.is_file()
+            )
+        else:
+            items = [p]
+        for f in items:
+            if f not in seen:
+                seen.add(f)
+                out.append(f)
+    return out
+
+
+def _check_file(p: Path) -> bytes:
+    """Return the first bytes of ``p``, or raise `ImageError` for a non-readable file."""
+    try:
+        if p.is_dir():
+            raise ImageError(p, "is a directory")
+        if not p.exists():
+            raise ImageError(p, "file not found")
+        if not p.is_file():
+            raise ImageError(p, "not a regular file")
+        if p.stat().st_size == 0:
+            raise ImageError(p, "file is empty")
+        with open(p, "rb") as fh:
+            return fh.read(32)
+    except PermissionError:
+        raise ImageError(p, "cannot read file (permission denied)") from None
+    except ImageError:
+        raise
+    except OSError as exc:
+        raise ImageError(p, f"cannot read file ({exc.strerror or exc})") from None
+
+
+def _open(p: Path) -> Image.Image:
+    """`Image.open` with Pillow's decompression-bomb limit lifted; `MAX_PIXELS` applies."""
+    with _OPEN_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(p)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _verify(p: Path) -> None:
+    """Check a PNG's chunk CRCs and its end marker (`load` ignores a cut-off tail)."""
+    assert not ImageFile.LOAD_TRUNCATED_IMAGES, "facefit needs LOAD_TRUNCATED_IMAGES False"
+    with _open(p) as im:
+        im.verify()
+
+
+def _png_bit_depth(head: bytes) -> int:
+    """Bit depth from a PNG's IHDR chunk (byte 24), 0 if not a PNG header."""
+    return head[24] if len(head) > 24 and head.startswith(_MAGIC[0]) else 0
+
+
+def _png16_rgb(p: Path) -> np.ndarray:
+    """Decode a 48/64-bit colour PNG with OpenCV, scale to 8 bits, composite alpha."""
+    import cv2
+
+    data = np.fromfile(p, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise OSError("OpenCV could not decode the 16-bit PNG")
+    arr = arr.astype(np.float32) * (1.0 / 257.0)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.shape[2] == 1:
+        return _round_u8(np.repeat(arr, 3, axis=2))
+    rgb = arr[..., 2::-1]
+    if arr.shape[2] == 4:
+        a = arr[..., 3:4] * (1.0 / 255.0)
+        rgb = rgb * a + 255.0 * (1.0 - a)
+    return _round_u8(rgb)
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode → (H, W, 3) uint8 RGB; alpha is composited over white."""
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        a = np.asarray(im).astype(np.float32)
+        if mode == "I" and a.size and a.max() > 65535:
+            a = a * (65535.0 / a.max())
+        g = _round_u8(np.clip(a, 0, 65535) * (1.0 / 257.0))
+        return np.repeat(g[..., None], 3, axis=2)
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+        scale = 255.0 if a.size and np.nanmax(a) <= 1.0 else 1.0
+        g = _round_u8(np.nan_to_num(a) * scale)
+        return np.repeat(g[..., None], 3, axis=2)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode == "PA":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "RGBa", "La"):
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+        a = rgba[..., 3:4] * (1.0 / 255.0)
+        return _round_u8(rgba[..., :3] * a + 255.0 * (1.0 - a))
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.asarray(im, dtype=np.uint8)
+
+
+def _round_u8(a: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def _apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (2..8) to an array, as `ImageOps.exif_transpose` would."""
+    if orientation == 2:
+        return rgb[:, ::-1]
+    if orientation == 3:
+        return rgb[::-1, ::-1]
+    if orientation == 4:
+        return rgb[::-1]
+    if orientation == 5:
+        return rgb.transpose(1, 0, 2)
+    if orientation == 6:
+        return np.rot90(rgb, k=-1)
+    if orientation == 7:
+        return rgb[::-1, ::-1].transpose(1, 0, 2)  # transverse
+    if orientation == 8:
+        return np.rot90(rgb, k=1)
+    return rgb
