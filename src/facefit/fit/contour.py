@@ -1,0 +1,86 @@
+"""Contour correspondence: outline landmarks follow the model's current silhouette.
+
+Face-outline landmarks (the jaw line of 300-W, MediaPipe's face oval) lie on the visible
+silhouette of the face, which slides over the surface as the head turns; matching them to
+fixed vertices biases pose and shape. Following Bas et al., "Fitting a 3D Morphable Model
+to Edges: A Comparison Between Hard and Soft Correspondences", ACCV-W 2016 (and the
+contour fitting of eos, Huber et al., VISAPP 2016), each outline landmark is matched, at every
+iteration, to a model vertex on the current silhouette: here, the outermost candidate vertex
+along the ray from the face centre through the landmark ("landmark marching" of
+Zhu et al., "High-Fidelity Pose and Expression Normalization", CVPR 2015).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from facefit.model.morphable_model import MorphableModel
+
+
+@dataclass(frozen=True, eq=False)
+class ContourCandidates:
+    """Vertices that may form the lower face outline of a model.
+
+    Attributes:
+        vertex_ids: (C,) int64 candidate vertex ids (cheeks, jaw, chin; no nose or mouth).
+        centre_id: vertex id whose projection is the centre of the rays (between the eyes).
+    """
+
+    vertex_ids: np.ndarray
+    centre_id: int
+
+
+def contour_candidates(model: MorphableModel, max_candidates: int = 6000) -> ContourCandidates:
+    """Candidate outline vertices of ``model``, found from its 68 iBUG landmark vertices.
+
+    Candidates lie below the eyebrows, outside a central band as wide as the nose (about half
+    the outer eye-corner distance) or below the lower lip; at most ``max_candidates``, taken
+    evenly (deterministically) from that region.
+    """
+    lm = model.landmark_ids["ibug68"]
+    mean = model.mean
+    p = mean[lm]
+    centre_x = p[[27, 28, 29, 30, 33, 51, 57, 8], 0].mean()
+    brow_y = p[17:27, 1].mean()
+    eye_y = p[36:48, 1].mean()
+    lip_y = p[57, 1]
+    half_band = 0.25 * abs(p[45, 0] - p[36, 0])
+    x, y = mean[:, 0] - centre_x, mean[:, 1]
+    region = (y < min(brow_y, eye_y)) & ((np.abs(x) > half_band) | (y < lip_y))
+    ids = np.flatnonzero(region)
+    if len(ids) > max_candidates:
+        ids = ids[np.linspace(0, len(ids) - 1, max_candidates).astype(np.int64)]
+    centre = int(lm[27])  # top of the nose bridge, between the eyes
+    return ContourCandidates(ids.astype(np.int64), centre)
+
+
+def match_contour(
+    landmarks_px: np.ndarray,
+    candidates_px: np.ndarray,
+    centre_px: np.ndarray,
+    max_angle_deg: float = 4.0,
+) -> np.ndarray:
+    """Index into ``candidates_px`` of the silhouette point for each outline landmark.
+
+    Args:
+        landmarks_px: (K, 2) outline landmarks, pixels.
+        candidates_px: (C, 2) projected candidate vertices, pixels.
+        centre_px: (2,) the ray origin (projected face centre), pixels.
+        max_angle_deg: half-width of the angular sector around each ray.
+
+    Returns:
+        (K,) int64: for each landmark, the candidate farthest out along its ray within the
+        sector (the silhouette); -1 where no candidate lies in the sector.
+    """
+    d_l = landmarks_px - centre_px
+    d_c = candidates_px - centre_px
+    ang_l = np.arctan2(d_l[:, 1], d_l[:, 0])
+    ang_c = np.arctan2(d_c[:, 1], d_c[:, 0])
+    diff = np.angle(np.exp(1j * (ang_c[None, :] - ang_l[:, None])))  # (K, C) wrapped
+    radial = np.hypot(d_c[:, 0], d_c[:, 1])[None, :] * np.cos(diff)
+    radial = np.where(np.abs(diff) <= np.deg2rad(max_angle_deg), radial, -np.inf)
+    best = np.argmax(radial, axis=1)
+    found = np.isfinite(radial[np.arange(len(best)), best])
+    return np.where(found, best, -1).astype(np.int64)

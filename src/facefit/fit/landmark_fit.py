@@ -1,0 +1,336 @@
+"""Fit a morphable model to 2D landmarks: camera pose, shape and expression.
+
+Pose and coefficients are estimated in alternation (Aldrian & Smith, "Inverse Rendering of
+Faces with a 3D Morphable Model", PAMI 2013; the fitting loop of eos, Huber et al., VISAPP
+2016): with the shape fixed, an affine camera is fitted to the 3D-2D pairs by linear least
+squares and projected to the nearest scaled orthographic one (or, for a perspective camera,
+the pose is refined with OpenCV's PnP); with the pose fixed, shape and expression
+coefficients minimise the landmark reprojection error plus a Gaussian prior, a regularised
+linear least-squares problem. Face-outline landmarks are re-matched to the model's current
+silhouette at each iteration (`facefit.fit.contour`).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+from facefit.detect.base import FaceLandmarks
+from facefit.fit.camera import Camera, euler_from_rotation
+from facefit.fit.contour import ContourCandidates, contour_candidates, match_contour
+from facefit.fit.correspondence import (
+    LandmarkCorrespondence,
+    correspondence_for,
+    mediapipe_to_ibug68,
+)
+from facefit.fit.result import FitResult
+from facefit.model.morphable_model import MorphableModel
+
+
+@dataclass(frozen=True, eq=False)
+class _Prepared:
+    """Per-model arrays reused by every fit (cached per model object)."""
+
+    basis: np.ndarray  # (V, 3, M) shape then expression columns
+    flat_basis: np.ndarray  # (3V, M) for fast dense evaluation
+    contour: ContourCandidates
+    contour_basis: np.ndarray  # (C, 3, M)
+
+
+_PREPARED: weakref.WeakKeyDictionary[MorphableModel, _Prepared] = weakref.WeakKeyDictionary()
+
+
+def _prepare(model: MorphableModel) -> _Prepared:
+    prep = _PREPARED.get(model)
+    if prep is None:
+        basis = np.concatenate([model.shape_basis, model.expression_basis], axis=2)
+        basis = np.ascontiguousarray(basis, dtype=np.float32)
+        cont = contour_candidates(model)
+        prep = _Prepared(basis, basis.reshape(-1, basis.shape[2]), cont,
+                         np.ascontiguousarray(basis[cont.vertex_ids]))
+        _PREPARED[model] = prep
+    return prep
+
+
+@dataclass
+class _Pose:
+    """Current camera: rotation (model → view), scale (px/mm, ortho), translation."""
+
+    rotation: np.ndarray
+    scale: float
+    translation: np.ndarray  # (2,) px for ortho, (3,) mm (view frame) for perspective
+    focal: float | None = None
+    principal: np.ndarray | None = None
+
+    def project(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) pixels and (N,) depth (larger = farther) of model-frame points (N, 3)."""
+        v = pts @ self.rotation.T
+        if self.focal is None:
+            xy = np.stack([self.scale * v[:, 0] + self.translation[0],
+                           -self.scale * v[:, 1] + self.translation[1]], 1)
+            return xy, -self.scale * v[:, 2]
+        v = v + self.translation
+        d = -v[:, 2]
+        xy = np.stack([self.principal[0] + self.focal * v[:, 0] / d,
+                       self.principal[1] - self.focal * v[:, 1] / d], 1)
+        return xy, d
+
+    def linearise(self, pts: np.ndarray, basis: np.ndarray, points_px: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (N, 2, M) and right-hand side (N, 2) of the projection linear in coefficients
+        about ``pts`` (N, 3) with basis (N, 3, M), in pixels."""
+        rb = np.einsum("ij,njm->nim", self.rotation, basis)
+        if self.focal is None:
+            a = self.scale * np.stack([rb[:, 0], -rb[:, 1]], 1)
+            proj, _ = self.project(pts)
+            return a, points_px - proj
+        # perspective with the current depth of each point held fixed (one Gauss-Newton step)
+        v = pts @ self.rotation.T + self.translation
+        d = -v[:, 2]
+        u = points_px[:, 0] - self.principal[0]
+        w = -(points_px[:, 1] - self.principal[1])
+        ax = (self.focal * rb[:, 0] + u[:, None] * rb[:, 2]) / d[:, None]
+        ay = (self.focal * rb[:, 1] + w[:, None] * rb[:, 2]) / d[:, None]
+        bx = -(self.focal * v[:, 0] + u * v[:, 2]) / d
+        by = -(self.focal * v[:, 1] + w * v[:, 2]) / d
+        return np.stack([ax, -ay], 1), np.stack([bx, -by], 1)
+
+
+def estimate_scaled_orthographic(points_3d: np.ndarray, points_px: np.ndarray,
+                                 weights: np.ndarray | None = None) -> _Pose:
+    """Scaled orthographic camera from 3D-2D pairs: affine least squares, then the nearest
+    scaled rotation (SVD of the 2×3 part; Hartley & Zisserman, "Multiple View Geometry",
+    2004, §7.3 and eos's ``estimate_orthographic_projection_linear``)."""
+    n = len(points_3d)
+    a = np.hstack([points_3d, np.ones((n, 1))])
+    w = np.ones(n) if weights is None else weights
+    sw = np.sqrt(w)[:, None]
+    p, *_ = np.linalg.lstsq(a * sw, points_px * sw, rcond=None)  # (4, 2)
+    m = np.stack([p[:3, 0], -p[:3, 1]])  # rows s·r1, s·r2 in the view frame (y up)
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    r12 = u @ vt
+    rot = np.vstack([r12, np.cross(r12[0], r12[1])])
+    return _Pose(rot, float(s.mean()), p[3].copy())
+
+
+def _estimate_perspective(points_3d: np.ndarray, points_px: np.ndarray, focal: float,
+                          principal: np.ndarray, guess: _Pose | None) -> _Pose:
+    import cv2
+
+    k = np.array([[focal, 0, principal[0]], [0, focal, principal[1]], [0, 0, 1]])
+    flip = np.diag([1.0, -1.0, -1.0])  # view frame (y up, -z forward) ↔ OpenCV camera frame
+    obj = points_3d.astype(np.float64)
+    img = points_px.astype(np.float64)
+    if guess is None or guess.focal is None:
+        ortho = estimate_scaled_orthographic(obj, img)
+        depth = focal / ortho.scale
+        rot = ortho.rotation
+        centre = np.array([(ortho.translation[0] - principal[0]) * depth / focal,
+                           -(ortho.translation[1] - principal[1]) * depth / focal, -depth])
+    else:
+        rot, centre = guess.rotation, guess.translation
+    rvec, _ = cv2.Rodrigues(flip @ rot)
+    tvec = flip @ centre
+    ok, rvec, tvec = cv2.solvePnP(obj, img, k, None, rvec, tvec.reshape(3, 1),
+                                  useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
+    r_cv, _ = cv2.Rodrigues(rvec)
+    return _Pose(flip @ r_cv, 1.0, (flip @ tvec).ravel(), focal, principal)
+
+
+def _apply_pose_step(pose: _Pose, step: np.ndarray) -> _Pose:
+    """Update a scaled orthographic pose by (omega (3,), d log scale, d tx, d ty)."""
+    import cv2
+
+    d_rot, _ = cv2.Rodrigues(step[:3].reshape(3, 1))
+    return _Pose(d_rot @ pose.rotation, pose.scale * float(np.exp(step[3])),
+                 pose.translation + step[4:6])
+
+
+def fit_points(
+    model: MorphableModel,
+    points_px: np.ndarray,
+    vertex_ids: np.ndarray,
+    weights: np.ndarray | None = None,
+    contour_px: np.ndarray | None = None,
+    contour_weight: float = 1.0,
+    landmark_sigma_px: float = 2.0,
+    iterations: int = 6,
+    camera: Camera | None = None,
+    num_shape: int | None = None,
+    num_expression: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, _Pose, float, int]:
+    """Fit pose, shape and expression to landmarks with known vertices plus outline points.
+
+    Args:
+        model: the morphable model.
+        points_px: (K, 2) landmarks, pixels.
+        vertex_ids: (K,) model vertex of each landmark.
+        weights: (K,) relative confidence per landmark (default 1).
+        contour_px: (Kc, 2) face-outline landmarks, matched to the silhouette, or None.
+        contour_weight: weight of each outline landmark.
+        landmark_sigma_px: standard deviation of the landmark noise in pixels (weights 1);
+            it sets the balance between the data and the N(0, 1) coefficient prior.
+        iterations: pose / shape alternations.
+        camera: the camera model (scaled orthographic when None).
+        num_shape, num_expression: use only the first components (all when None).
+
+    Returns:
+        (shape_coeffs, expression_coeffs, pose, rms residual px, number of landmarks).
+    """
+    prep = _prepare(model)
+    ks, ke = model.num_shape, model.num_expression
+    ns = ks if num_shape is None else min(num_shape, ks)
+    ne = ke if num_expression is None else min(num_expression, ke)
+    cols = np.r_[np.arange(ns), ks + np.arange(ne)]
+    coeffs = np.zeros(ks + ke)
+    w = np.ones(len(points_px)) if weights is None else np.asarray(weights, np.float64)
+    pts = np.asarray(points_px, np.float64)
+    basis_fixed = prep.basis[vertex_ids][:, :, cols].astype(np.float64)
+    mean_fixed = model.mean[vertex_ids].astype(np.float64)
+    has_contour = contour_px is not None and len(contour_px) > 0
+    if has_contour:
+        cpx = np.asarray(contour_px, np.float64)
+        cand_basis = prep.contour_basis[:, :, cols].astype(np.float64)
+        cand_mean = model.mean[prep.contour.vertex_ids].astype(np.float64)
+        centre_basis = prep.basis[prep.contour.centre_id][:, cols].astype(np.float64)
+        centre_mean = model.mean[prep.contour.centre_id].astype(np.float64)
+    perspective = camera is not None and camera.kind == "perspective"
+    inv_var = 1.0 / landmark_sigma_px**2
+    c = coeffs[cols]
+    m = len(cols)
+    pose: _Pose | None = None
+    for it in range(iterations):
+        x_fixed = mean_fixed + basis_fixed @ c
+        all_pts, all_basis, all_px, all_w = x_fixed, basis_fixed, pts, w
+        if has_contour and pose is not None:
+            cand = cand_mean + cand_basis @ c
+            cand_px, _ = pose.project(cand)
+            centre_px, _ = pose.project((centre_mean + centre_basis @ c)[None])
+            idx = match_contour(cpx, cand_px, centre_px[0])
+            ok = idx >= 0
+            all_pts = np.concatenate([x_fixed, cand[idx[ok]]])
+            all_basis = np.concatenate([basis_fixed, cand_basis[idx[ok]]])
+            all_px = np.concatenate([pts, cpx[ok]])
+            all_w = np.concatenate([w, np.full(ok.sum(), contour_weight)])
+        sw = np.sqrt(all_w)
+        if perspective:
+            pose = _estimate_perspective(all_pts, all_px, camera.focal_px,
+                                         np.asarray(camera.principal_point_px), pose)
+            a, b = pose.linearise(all_pts, all_basis, all_px)  # (N, 2, M), (N, 2)
+            a2 = (a * sw[:, None, None]).reshape(-1, m)
+            lhs = inv_var * (a2.T @ a2) + np.eye(m)
+            rhs = inv_var * (a2.T @ ((b * sw[:, None]).ravel() + a2 @ c))
+            c = np.linalg.solve(lhs, rhs)
+            continue
+        if pose is None:
+            pose = estimate_scaled_orthographic(all_pts, all_px, all_w)
+        # Joint Gauss-Newton step on rotation, log-scale, translation and coefficients.
+        a, b = pose.linearise(all_pts, all_basis, all_px)  # (N, 2, M) coefficient Jacobian
+        v = all_pts @ pose.rotation.T  # (N, 3) view frame
+        proj_s = np.stack([v[:, 0], -v[:, 1]], 1) * pose.scale
+        # d(R X)/d omega = -[R X]x ; rows x and -y of it, times scale
+        jr = np.empty((len(v), 2, 3))
+        jr[:, 0] = pose.scale * np.stack([np.zeros(len(v)), v[:, 2], -v[:, 1]], 1)
+        jr[:, 1] = -pose.scale * np.stack([-v[:, 2], np.zeros(len(v)), v[:, 0]], 1)
+        jt = np.broadcast_to(np.eye(2), (len(v), 2, 2))
+        jac = np.concatenate([jr, proj_s[:, :, None], jt, a], axis=2) * sw[:, None, None]
+        jac = jac.reshape(-1, 6 + m)
+        res = (b * sw[:, None]).ravel()
+        lhs = inv_var * (jac.T @ jac)
+        lhs[6:, 6:] += np.eye(m)
+        rhs = inv_var * (jac.T @ res)
+        rhs[6:] -= c
+        step = np.linalg.solve(lhs + 1e-9 * np.eye(6 + m), rhs)
+        pose = _apply_pose_step(pose, step[:6])
+        c = c + step[6:]
+    coeffs[cols] = c
+    # final residual with the final coefficients and pose
+    x_fixed = mean_fixed + basis_fixed @ c
+    proj, _ = pose.project(x_fixed)
+    res = np.sum((proj - pts) ** 2, axis=1)
+    if has_contour:
+        cand = cand_mean + cand_basis @ c
+        cand_px, _ = pose.project(cand)
+        centre_px, _ = pose.project((centre_mean + centre_basis @ c)[None])
+        idx = match_contour(cpx, cand_px, centre_px[0])
+        ok = idx >= 0
+        res = np.concatenate([res, np.sum((cand_px[idx[ok]] - cpx[ok]) ** 2, axis=1)])
+    rms = float(np.sqrt(res.mean()))
+    return coeffs[:ks].astype(np.float32), coeffs[ks:].astype(np.float32), pose, rms, len(res)
+
+
+def fit_landmarks(
+    model: MorphableModel,
+    face: FaceLandmarks,
+    image_size: tuple[int, int],
+    camera: str = "orthographic",
+    focal_px: float | None = None,
+    correspondence: LandmarkCorrespondence | None = None,
+    landmark_sigma: float = 0.02,
+    iterations: int = 6,
+) -> FitResult:
+    """Fit ``model`` to one detected face's landmarks.
+
+    Args:
+        model: the morphable model.
+        face: the detection with its landmarks (any layout with a correspondence).
+        image_size: (width, height) of the image in pixels.
+        camera: ``"orthographic"`` (scaled orthographic, default) or ``"perspective"``.
+        focal_px: perspective focal length in pixels; default the image diagonal.
+        correspondence: override the landmark ↔ vertex correspondence.
+        landmark_sigma: landmark noise as a fraction of the face size (square root of the
+            landmark box area); sets the prior's strength.
+        iterations: pose / shape alternations.
+    """
+    points = np.asarray(face.points_px, np.float64)
+    if correspondence is None:
+        try:
+            correspondence = correspondence_for(model, face.scheme)
+        except ValueError:
+            if face.scheme != "mediapipe468":
+                raise
+            points = mediapipe_to_ibug68(points)
+            correspondence = correspondence_for(model, "ibug68")
+    corr = correspondence
+    size = float(np.sqrt(np.prod(points.max(0) - points.min(0))))
+    w, h = image_size
+    cam = Camera()
+    if camera == "perspective":
+        f = float(focal_px) if focal_px else float(np.hypot(w, h))
+        cam = Camera("perspective", f, (w / 2.0, h / 2.0))
+    elif camera != "orthographic":
+        raise ValueError(f"camera must be 'orthographic' or 'perspective', got {camera!r}")
+    shape, expr, pose, rms, n = fit_points(
+        model, points[corr.landmark_index], corr.vertex_ids, corr.weights,
+        points[corr.contour_index], corr.contour_weight,
+        landmark_sigma_px=landmark_sigma * size, iterations=iterations, camera=cam)
+    return make_result(model, shape, expr, pose, cam, rms, n, iterations)
+
+
+def make_result(model: MorphableModel, shape: np.ndarray, expr: np.ndarray, pose: _Pose,
+                camera: Camera, rms: float, n: int, iterations: int) -> FitResult:
+    """Assemble a `FitResult`: dense vertices in image space and the 68 landmark sets."""
+    prep = _prepare(model)
+    c = np.concatenate([shape, expr]).astype(np.float32)
+    verts = (model.mean.reshape(-1) + prep.flat_basis @ c).reshape(-1, 3)
+    xy, depth = pose.project(verts)
+    if pose.focal is not None:  # express perspective depth in pixels at the face's distance
+        d0 = float(np.median(depth))
+        depth = (depth - d0) * pose.focal / d0
+    verts_px = np.column_stack([xy, depth]).astype(np.float32)
+    lm = model.landmark_ids["ibug68"]
+    lm3 = verts_px[lm]
+    contour2d = lm3[:, :2].copy()
+    cand = verts_px[prep.contour.vertex_ids, :2]
+    idx = match_contour(lm3[:17, :2], cand, verts_px[prep.contour.centre_id, :2])
+    contour2d[:17][idx >= 0] = cand[idx[idx >= 0]]
+    yaw, pitch, roll = euler_from_rotation(pose.rotation)
+    return FitResult(
+        shape_coeffs=shape, expression_coeffs=expr, rotation=pose.rotation.copy(),
+        translation=np.asarray(pose.translation, np.float64).copy(), scale=float(pose.scale),
+        camera=camera, yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll, verts_px=verts_px,
+        landmarks_68_2d=lm3[:, :2].copy(), landmarks_68_3d=lm3.copy(),
+        landmarks_68_2d_contour=contour2d, residual_px=rms, num_landmarks=n,
+        iterations=iterations)
