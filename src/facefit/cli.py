@@ -1,0 +1,399 @@
+"""The ``facefit`` command line: a thin layer over `facefit.Reconstructor` and the exporters.
+
+``facefit reconstruct IMAGE_OR_DIR... -o OUT`` reconstructs every face of every image and
+writes the chosen formats into OUT. One bad file never stops a batch: its problem is printed
+as one line, ``facefit: error: PATH: problem``, and the next file is processed.
+
+Exit codes:
+    0    every input image was read and had at least one face, and its results were written
+    1    some inputs failed: unreadable or corrupt image, no face found, reconstruction or
+         export error (the other images are still processed), or OUT cannot be created
+    2    usage error (unknown option, bad value; printed by argparse)
+    3    no input images found (e.g. only empty directories were given)
+    4    the model or the detector could not be loaded (missing data package: the message
+         says what to install), or ``--model PATH`` could not be read
+    130  interrupted (Ctrl-C)
+
+Other subcommands come from optional modules (`PLUGINS`), each exposing
+``register(subparsers)``; a module that is not there is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
+PLUGINS = ("facefit.model.commands", "facefit.eval.commands")
+_FALLBACK_FORMATS = ("obj", "ply", "glb", "npz", "overlay", "json")
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    all inputs reconstructed and written
+  1    some inputs failed (unreadable image, no face found, export error); the rest
+       were processed
+  2    usage error
+  3    no input images found
+  4    model or detector could not be loaded (missing data package: see the message)
+  130  interrupted"""
+
+
+class _Unavailable(Exception):
+    """The model or the detector cannot be loaded; the message says what to install."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        return int(args.func(args))
+    except SystemExit as exc:  # --help, --version, usage errors (also from a command)
+        return _exit_code(exc)
+    except KeyboardInterrupt:
+        _err("interrupted", prefix="facefit: ")
+        return EXIT_INTERRUPTED
+    except _Unavailable as exc:
+        _err(str(exc))
+        return EXIT_UNAVAILABLE
+    except Exception as exc:
+        if _is_unavailable(exc) and not getattr(args, "debug", False):
+            _err(_one_line(exc))
+            return EXIT_UNAVAILABLE
+        raise
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return EXIT_OK
+    return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``facefit`` parser with ``reconstruct`` and every plugin subcommand."""
+    from facefit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="facefit",
+        description="Photos of faces to textured 3D faces with a 3D morphable model.",
+        epilog=EXIT_CODES_HELP + "\n\nRun `facefit COMMAND --help` for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"facefit {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_reconstruct(sub)
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+                continue  # the plugin itself is not installed: skip it silently
+            raise  # a plugin that exists but fails to import is a bug worth seeing
+        module.register(sub)
+    return parser
+
+
+# ---- reconstruct ----------------------------------------------------------------------------
+
+def _formats() -> tuple[str, ...]:
+    try:
+        from facefit.io.export import FORMATS
+    except ModuleNotFoundError as exc:
+        if exc.name != "facefit.io.export":
+            raise
+        return _FALLBACK_FORMATS
+    return tuple(FORMATS)
+
+
+def _formats_arg(text: str) -> tuple[str, ...]:
+    known = _formats()
+    items = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if items == ["all"]:
+        return known
+    bad = [t for t in items if t not in known]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(
+            f"unknown format(s) {', '.join(bad) or repr(text)}; choose from "
+            f"{','.join(known)} or 'all'")
+    return tuple(dict.fromkeys(items))
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _texture_int(text: str) -> int:
+    value = _int(text)
+    if value < 0 or value == 1:
+        raise argparse.ArgumentTypeError(f"must be 0 (no texture) or at least 2, got {text}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _add_reconstruct(sub: Any) -> None:
+    known = ",".join(_formats())
+    p = sub.add_parser(
+        "reconstruct",
+        help="reconstruct the faces in images and export meshes, textures and parameters",
+        description="Reconstruct every face in each image and write the chosen formats into\n"
+                    "OUT (per face: mesh, texture, parameters; per image: an overlay and a\n"
+                    "JSON summary). Files are written atomically: a failure never leaves a\n"
+                    "half-written file.",
+        epilog=EXIT_CODES_HELP + "\n\nAn image in which no face is found is reported as "
+               "'PATH: no face found'\nand counts as a failure (exit code 1).\n\nexample:\n"
+               "  facefit reconstruct examples/astronaut.png -o out --formats obj,json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
+                   help="image files, or directories whose images (by suffix) are processed")
+    p.add_argument("-o", "--output", "--out", dest="output", required=True, metavar="OUT",
+                   help="output folder (created if needed)")
+    p.add_argument("--formats", type=_formats_arg, default=_formats(), metavar="LIST",
+                   help=f"comma-separated output formats from {known}, or 'all' "
+                        "(default: all)")
+    p.add_argument("--max-faces", type=_positive_int, default=8, metavar="N",
+                   help="reconstruct at most N faces per image, largest-score first "
+                        "(default: 8)")
+    p.add_argument("--camera", choices=("orthographic", "perspective"), default=None,
+                   help="camera model of the fit (default: orthographic, or perspective "
+                        "when --focal-px is given)")
+    p.add_argument("--focal-px", type=_positive_float, default=None, metavar="F",
+                   help="focal length in pixels for the perspective camera (default: the "
+                        "image diagonal, about a 53° diagonal field of view)")
+    p.add_argument("--texture-size", type=_texture_int, default=512, metavar="N",
+                   help="side of the UV texture in texels; 0 disables texturing "
+                        "(default: 512)")
+    p.add_argument("--model", type=Path, default=None, metavar="PATH",
+                   help="morphable model file to use instead of the default BFM 2009 "
+                        "(3DDFA) model")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="also look for images in subdirectories of the given directories")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar and no summary line; errors are still printed")
+    p.add_argument("--debug", action="store_true",
+                   help="stop at the first error with a full traceback")
+    p.set_defaults(func=cmd_reconstruct, parser=p)
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    """``facefit reconstruct``: load → `Reconstructor.reconstruct` → export, per image."""
+    from facefit.io.image import ImageError, list_images, load_image
+
+    if args.camera == "orthographic" and args.focal_px is not None:
+        args.parser.error("--focal-px needs --camera perspective")
+    camera = args.camera or ("perspective" if args.focal_px is not None else "orthographic")
+
+    paths = list_images(args.inputs, recursive=args.recursive)
+    if not paths:
+        _err(f"no input images found in {', '.join(map(str, args.inputs))}")
+        return EXIT_NO_INPUT
+    out_dir = Path(args.output)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _err(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})")
+        return EXIT_FAILED
+    export = _exporter()
+    recon = _make_reconstructor(args, camera)
+
+    from tqdm import tqdm
+
+    n_faces = n_failed = 0
+    t_start = time.perf_counter()
+    bar = tqdm(paths, file=sys.stderr, unit="image", dynamic_ncols=True,
+               disable=args.quiet or len(paths) <= 1)
+    for path in bar:
+        try:
+            t0 = time.perf_counter()
+            image = load_image(path)
+            load_ms = (time.perf_counter() - t0) * 1e3
+        except ImageError as exc:
+            n_failed += _fail(bar, exc, args)
+            continue
+        try:
+            faces = recon.reconstruct(image, max_faces=args.max_faces)
+        except Exception as exc:
+            if _is_unavailable(exc):
+                raise
+            n_failed += _fail(bar, f"{path}: reconstruction failed ({_one_line(exc)})", args,
+                              exc)
+            continue
+        if not faces:
+            n_failed += _fail(bar, f"{path}: no face found", args)
+            continue
+        before = _entries(out_dir)
+        try:
+            export(out_dir, path, image, faces, recon.model, args.formats,
+                   timings_ms_extra={"load": load_ms})
+        except Exception as exc:
+            _remove_new_outputs(out_dir, before, path)
+            n_failed += _fail(bar, f"{path}: cannot write results ({_one_line(exc)})", args,
+                              exc)
+            continue
+        except BaseException:
+            _remove_new_outputs(out_dir, before, path)
+            raise
+        n_faces += len(faces)
+    bar.close()
+    if not args.quiet:
+        per = (time.perf_counter() - t_start) / len(paths)
+        arrow = "→" if _can_encode("→") else "->"
+        _err(f"{_plural(len(paths), 'image')}, {_plural(n_faces, 'face')}, {n_failed} failed "
+             f"({per:.2f} s/image) {arrow} {out_dir}{os.sep}", prefix="facefit: ")
+    return EXIT_FAILED if n_failed else EXIT_OK
+
+
+def _exporter() -> Any:
+    try:
+        from facefit.io.export import export_reconstructions
+    except ModuleNotFoundError as exc:
+        if exc.name != "facefit.io.export":
+            raise
+        raise _Unavailable("facefit.io.export is missing: reinstall facefit") from None
+    return export_reconstructions
+
+
+def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
+    """The `Reconstructor` for ``args``; raises `_Unavailable` when model/detector are missing."""
+    from facefit.reconstruct import Reconstructor
+
+    model = _load_model(args.model) if args.model is not None else None
+    try:
+        return Reconstructor(model=model, camera=camera, focal_px=args.focal_px,
+                             texture_size=args.texture_size)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("facefit"):
+            raise _Unavailable(f"this facefit install is incomplete ({exc})") from exc
+        raise _Unavailable(f"{exc}: install the missing package (see README.md)") from exc
+    except Exception as exc:
+        if _is_unavailable(exc):
+            raise _Unavailable(_one_line(exc)) from exc
+        raise
+
+
+def _load_model(path: Path) -> Any:
+    """Read ``--model PATH`` with `facefit.model.load_model` (when this version has it)."""
+    import facefit.model
+
+    loader = getattr(facefit.model, "load_model", None)
+    if loader is None:
+        raise _Unavailable("--model is not supported by this version of facefit "
+                           "(facefit.model.load_model is missing)")
+    if not path.exists():
+        raise _Unavailable(f"{path}: model file not found")
+    try:
+        return loader(path)
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise _Unavailable(f"{path}: cannot load the model ({_one_line(exc)})") from exc
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means missing model data or detector files (exit code 4)."""
+    kinds: list[type[BaseException]] = []
+    try:
+        from facefit.model.bfm_3ddfa import ModelDataMissing
+
+        kinds.append(ModelDataMissing)
+    except ImportError:
+        pass
+    try:
+        from facefit.detect.mediapipe import DetectorUnavailable
+
+        kinds.append(DetectorUnavailable)
+    except ImportError:
+        pass
+    return isinstance(exc, tuple(kinds))
+
+
+def _entries(folder: Path) -> set[str]:
+    try:
+        return {e.name for e in os.scandir(folder)}
+    except OSError:
+        return set()
+
+
+def _remove_new_outputs(out_dir: Path, before: set[str], image_path: Path) -> None:
+    """After a failed export, remove what it created for this image (complete or not)."""
+    stem = image_path.stem
+    for name in _entries(out_dir) - before:
+        if not (name.startswith(stem) or name.startswith("." + stem)):
+            continue  # not ours (another process may share OUT)
+        target = out_dir / name
+        try:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        except OSError:
+            pass
+
+
+def _fail(bar: Any, problem: BaseException | str, args: argparse.Namespace,
+          exc: BaseException | None = None) -> int:
+    """Report one failed input (one line); with --debug, re-raise instead. Returns 1."""
+    if getattr(args, "debug", False):
+        if exc is not None:
+            raise exc
+        if isinstance(problem, BaseException):
+            raise problem
+    text = f"facefit: error: {_one_line(problem)}"
+    if bar is not None and not bar.disable:
+        bar.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr)
+    return 1
+
+
+def _one_line(exc: BaseException | str) -> str:
+    text = str(exc).strip() or (type(exc).__name__ if isinstance(exc, BaseException) else "")
+    return " ".join(text.split())
+
+
+def _err(text: str, prefix: str = "facefit: error: ") -> None:
+    print(prefix + text, file=sys.stderr)
+
+
+def _can_encode(text: str) -> bool:
+    try:
+        text.encode(getattr(sys.stderr, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
