@@ -266,6 +266,7 @@ def test_model_option(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     model_file = tmp_path / "m.npz"
     argv = ["reconstruct", str(photo), "-o", str(tmp_path / "out"), "--model", str(model_file)]
     monkeypatch.delattr(facefit.model, "load_model", raising=False)
+    monkeypatch.setitem(sys.modules, "facefit.model.load", None)  # import fails
     code, _, err = run(argv, capsys)
     assert code == 4 and "--model is not supported" in err
 
@@ -284,6 +285,13 @@ def test_model_option(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert code == 4
     assert error_lines(err) == [f"facefit: error: {model_file}: cannot load the model "
                                 "(not a morphable model)"]
+
+    def broken_with_path(path: Path) -> None:
+        raise ValueError(f"{path}: truncated archive")
+
+    monkeypatch.setattr(facefit.model, "load_model", broken_with_path)
+    code, _, err = run(argv, capsys)
+    assert error_lines(err) == [f"facefit: error: {model_file}: truncated archive"]
 
 
 def test_interrupted_exit_130(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -307,6 +307,11 @@ def _load_model(path: Path) -> Any:
 
     loader = getattr(facefit.model, "load_model", None)
     if loader is None:
+        try:
+            from facefit.model.load import load_model as loader
+        except ImportError:
+            loader = None
+    if loader is None:
         raise _Unavailable("--model is not supported by this version of facefit "
                            "(facefit.model.load_model is missing)")
     if not path.exists():
@@ -314,7 +319,10 @@ def _load_model(path: Path) -> Any:
     try:
         return loader(path)
     except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise _Unavailable(f"{path}: cannot load the model ({_one_line(exc)})") from exc
+        text = _one_line(exc)
+        if text.startswith(f"{path}: "):  # already "PATH: problem" (ModelFileError)
+            raise _Unavailable(text) from exc
+        raise _Unavailable(f"{path}: cannot load the model ({text})") from exc
 
 
 def _is_unavailable(exc: BaseException) -> bool:
