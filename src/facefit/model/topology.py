@@ -1,0 +1,273 @@
+"""Triangulation, UV parametrisation and mirror map for a face-mask point set.
+
+The default model ships vertices only. `build_face_topology` meshes them by unfolding the
+face onto a sphere fitted to it (Lambert cylindrical equal-area coordinates about the
+vertical axis: azimuth and sine of elevation, so texel density is roughly uniform),
+triangulating that plane with a 2D Delaunay triangulation, dropping triangles that are long
+or degenerate in 3D (concave mask boundary, folds of the projection at the ears, nostrils and
+under the chin), keeping the largest connected piece and then inserting every vertex the
+triangulation left out into the nearest kept triangle (a 1-to-3 split), which keeps the mesh
+edge-manifold, consistently oriented and free of UV fold-overs.
+
+Frame: x to the face's left (viewer's right), y up, z out of the face; units are mm but
+only ratios matter. Everything is vectorised numpy/scipy and deterministic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import Delaunay, cKDTree
+
+__all__ = [
+    "build_face_topology",
+    "fit_sphere",
+    "mesh_quality",
+    "mirror_vertex_ids",
+    "symmetry_plane_x",
+]
+
+_UV_MARGIN = 0.02  # UV border on the longer side, in [0, 1] units
+
+
+def symmetry_plane_x(points: np.ndarray, iterations: int = 5) -> float:
+    """The x of the face's left/right symmetry plane ``x = c`` (mm).
+
+    Starts at the median x and refines ``c`` by the median offset between each reflected
+    vertex ``(2c - x, y, z)`` and its nearest neighbour (a 1-parameter ICP).
+    """
+    pts = np.asarray(points, np.float64)
+    tree = cKDTree(pts)
+    c = float(np.median(pts[:, 0]))
+    for _ in range(iterations):
+        refl = pts.copy()
+        refl[:, 0] = 2.0 * c - refl[:, 0]
+        _, nn = tree.query(refl)
+        c += 0.5 * float(np.median(pts[nn, 0] - refl[:, 0]))
+    return c
+
+
+def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Algebraic least-squares sphere through (N, 3) points: (centre (3,), radius)."""
+    pts = np.asarray(points, np.float64)
+    a = np.c_[2.0 * pts, np.ones(len(pts))]
+    sol = np.linalg.lstsq(a, (pts**2).sum(1), rcond=None)[0]
+    centre = sol[:3]
+    return centre, float(np.sqrt(sol[3] + centre @ centre))
+
+
+def _frame_centre(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Unfolding centre (sphere centre moved onto the symmetry plane) and sphere radius."""
+    centre, radius = fit_sphere(points)
+    centre[0] = symmetry_plane_x(points)
+    return centre, radius
+
+
+def _unfold(points: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarray:
+    """(V, 2) Lambert cylindrical equal-area coordinates about ``centre`` (mm on the sphere).
+
+    u = R * azimuth (0 at +z, growing towards +x), v = R * sin(elevation).
+    """
+    r = points - centre
+    az = np.arctan2(r[:, 0], r[:, 2])
+    el = np.arctan2(r[:, 1], np.hypot(r[:, 0], r[:, 2]))
+    return np.c_[az, el] * radius
+
+
+def _edges(triangles: np.ndarray) -> np.ndarray:
+    """(3F, 2) directed edges (a->b, b->c, c->a) of (F, 3) triangles."""
+    return triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+
+
+def _triangle_geometry(points: np.ndarray, triangles: np.ndarray):
+    """Per-triangle (max edge length, area, unnormalised normal)."""
+    a, b, c = (points[triangles[:, i]] for i in range(3))
+    lengths = np.stack([np.linalg.norm(b - a, axis=1), np.linalg.norm(c - b, axis=1),
+                        np.linalg.norm(a - c, axis=1)], 1)
+    normal = np.cross(b - a, c - a)
+    return lengths.max(1), 0.5 * np.linalg.norm(normal, axis=1), normal
+
+
+def _signed_area_2d(uv: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    a, b, c = (uv[triangles[:, i]] for i in range(3))
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1])
+                  - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+
+
+def _vertex_components(n_vertices: int, triangles: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of the vertex graph spanned by triangle edges."""
+    e = _edges(triangles)
+    adj = sparse.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])),
+                            shape=(n_vertices, n_vertices))
+    return connected_components(adj, directed=False)
+
+
+def _closest_barycentric(p: np.ndarray, a: np.ndarray, b: np.ndarray,
+                         c: np.ndarray) -> np.ndarray:
+    """(N, 3) barycentric coordinates of the projection of p onto the triangles' planes."""
+    v0, v1, v2 = b - a, c - a, p - a
+    d00 = (v0 * v0).sum(1)
+    d01 = (v0 * v1).sum(1)
+    d11 = (v1 * v1).sum(1)
+    d20 = (v2 * v0).sum(1)
+    d21 = (v2 * v1).sum(1)
+    den = np.maximum(d00 * d11 - d01 * d01, 1e-18)
+    w1 = (d11 * d20 - d01 * d21) / den
+    w2 = (d00 * d21 - d01 * d20) / den
+    return np.stack([1.0 - w1 - w2, w1, w2], 1)
+
+
+def _insert_stranded(points: np.ndarray, uv: np.ndarray, triangles: np.ndarray,
+                     max_rounds: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Insert every vertex used by no triangle into its nearest triangle (1-to-3 split).
+
+    Each round gives every triangle at most one new vertex (the closest candidate, by
+    distance to the triangle's centroid); the inserted vertex gets a UV strictly inside the
+    host triangle's UV (clamped barycentrics of its 3D projection), so the three children
+    keep the host's orientation in 3D and in UV. Returns (triangles, uv).
+    """
+    n = len(points)
+    uv = uv.copy()
+    for _ in range(max_rounds):
+        used = np.zeros(n, bool)
+        used[triangles.ravel()] = True
+        stranded = np.flatnonzero(~used)
+        if stranded.size == 0:
+            break
+        centroids = points[triangles].mean(1)
+        dist, host = cKDTree(centroids).query(points[stranded])
+        # one insertion per host triangle per round: the closest stranded vertex wins
+        order = np.lexsort((stranded, dist, host))
+        first = np.r_[True, host[order][1:] != host[order][:-1]]
+        sel, hosts = stranded[order][first], host[order][first]
+        t = triangles[hosts]
+        bary = _closest_barycentric(points[sel], *(points[t[:, i]] for i in range(3)))
+        bary = np.clip(bary, 0.1, None)
+        bary /= bary.sum(1, keepdims=True)
+        uv[sel] = np.einsum("nk,nkd->nd", bary, uv[t])
+        s = sel[:, None]
+        children = np.concatenate([np.c_[t[:, [0, 1]], s], np.c_[t[:, [1, 2]], s],
+                                   np.c_[t[:, [2, 0]], s]])
+        keep = np.ones(len(triangles), bool)
+        keep[hosts] = False
+        triangles = np.concatenate([triangles[keep], children])
+    return triangles, uv
+
+
+def build_face_topology(points: np.ndarray, max_edge_ratio: float = 3.0,
+                        min_angle_deg: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Triangulate a face-mask point set and give it a UV map.
+
+    Args:
+        points: (V, 3) vertices (mm), model frame (x to the face's left, y up, z forward),
+            roughly symmetric about a plane ``x = c``.
+        max_edge_ratio: Delaunay triangles with a 3D edge longer than this times the median
+            Delaunay edge are dropped (mask concavities, projection folds).
+        min_angle_deg: Delaunay triangles with a smaller 3D angle (slivers) are dropped.
+
+    Returns:
+        triangles: (F, 3) int32, counter-clockwise seen from outside the face (normal
+            pointing away from the fitted head sphere's centre), every vertex used.
+        uv: (V, 2) float32 in [0, 1], v up; the equal-area unfolding scaled uniformly
+            (aspect kept) so that the symmetry plane maps to u = 0.5 (mirror: u -> 1 - u).
+    """
+    pts = np.asarray(points, np.float64)
+    n = len(pts)
+    centre, radius = _frame_centre(pts)
+    flat = _unfold(pts, centre, radius)
+
+    tri = np.ascontiguousarray(Delaunay(flat).simplices, np.int64)
+    neg = _signed_area_2d(flat, tri) < 0
+    tri[neg] = tri[neg][:, ::-1]  # counter-clockwise in the unfolding = outward in 3D
+
+    max_edge, area, _ = _triangle_geometry(pts, tri)
+    a, b, c = (pts[tri[:, i]] for i in range(3))
+    sq = np.stack([((b - c) ** 2).sum(1), ((c - a) ** 2).sum(1), ((a - b) ** 2).sum(1)], 1)
+    # smallest angle: sin(min angle) = 2 * area / (product of its two adjacent edges)
+    sin_min = (2.0 * area / np.sqrt(np.sort(sq, 1)[:, 1:].prod(1)).clip(1e-18))
+    med = np.median(np.linalg.norm(pts[_edges(tri)[:, 0]] - pts[_edges(tri)[:, 1]], axis=1))
+    good = (max_edge <= max_edge_ratio * med) & (sin_min >= np.sin(np.radians(min_angle_deg)))
+    tri = tri[good]
+
+    _, labels = _vertex_components(n, tri)
+    used = np.zeros(n, bool)
+    used[tri.ravel()] = True
+    counts = np.bincount(labels[used], minlength=labels.max() + 1)
+    tri = tri[labels[tri[:, 0]] == np.argmax(counts)]
+
+    tri, flat = _insert_stranded(pts, flat, tri)
+
+    # uv: centre u on the symmetry plane (azimuth 0), scale both axes by the same factor
+    half_u = np.abs(flat[:, 0]).max()
+    v_lo, v_hi = flat[:, 1].min(), flat[:, 1].max()
+    span = max(2.0 * half_u, v_hi - v_lo)
+    scale = (1.0 - 2.0 * _UV_MARGIN) / span
+    uv = np.c_[0.5 + flat[:, 0] * scale, 0.5 + (flat[:, 1] - 0.5 * (v_lo + v_hi)) * scale]
+    return np.ascontiguousarray(tri, np.int32), np.clip(uv, 0.0, 1.0).astype(np.float32)
+
+
+def mirror_vertex_ids(points: np.ndarray) -> np.ndarray:
+    """(V,) int64: for each vertex, the vertex nearest to its mirror image about x = c.
+
+    ``c`` is `symmetry_plane_x`; the image of (x, y, z) is (2c - x, y, z).
+    """
+    pts = np.asarray(points, np.float64)
+    refl = pts.copy()
+    refl[:, 0] = 2.0 * symmetry_plane_x(pts) - refl[:, 0]
+    _, nn = cKDTree(pts).query(refl)
+    return nn.astype(np.int64)
+
+
+def mesh_quality(points: np.ndarray, triangles: np.ndarray) -> dict[str, float]:
+    """Diagnostics of a triangle mesh over a face-mask point set.
+
+    Keys: ``vertices``, ``triangles``, ``unused_vertices``, ``nonmanifold_edges`` (edges in
+    more than two triangles), ``nonmanifold_vertices`` (vertices whose triangle fan is not
+    a single disk or half-disk, i.e. more than two boundary edges), ``boundary_edges``,
+    ``components`` (over vertex adjacency), ``outward_fraction`` (triangles whose normal has
+    a positive dot with the direction from the fitted head sphere's centre),
+    ``max_edge_ratio`` (longest / median edge), ``inconsistent_edge_fraction`` (interior
+    edges not traversed in opposite directions by their two triangles) and
+    ``min_area`` (mm^2).
+    """
+    pts = np.asarray(points, np.float64)
+    tri = np.asarray(triangles, np.int64)
+    n = len(pts)
+    used = np.zeros(n, bool)
+    used[tri.ravel()] = True
+
+    directed = _edges(tri)
+    undirected = np.sort(directed, 1)
+    key = undirected[:, 0] * n + undirected[:, 1]
+    uniq, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    interior = counts == 2
+    # orientation: among each interior edge's two copies, exactly one goes low -> high
+    forward = (directed[:, 0] < directed[:, 1]).astype(np.int64)
+    n_forward = np.bincount(inverse, weights=forward, minlength=len(uniq))
+    inconsistent = interior & (n_forward != 1)
+
+    boundary = counts == 1
+    bnd_edges = undirected[boundary[inverse]]
+    per_vertex = np.bincount(bnd_edges.ravel(), minlength=n)
+
+    n_comp, labels = _vertex_components(n, tri)
+    n_comp = len(np.unique(labels[used])) if used.any() else 0
+
+    lengths = np.linalg.norm(pts[uniq // n] - pts[uniq % n], axis=1)
+    _, area, normal = _triangle_geometry(pts, tri)
+    centre, _ = fit_sphere(pts)
+    radial = pts[tri].mean(1) - centre
+    return {
+        "vertices": float(n),
+        "triangles": float(len(tri)),
+        "unused_vertices": float((~used).sum()),
+        "nonmanifold_edges": float((counts > 2).sum()),
+        "nonmanifold_vertices": float((per_vertex > 2).sum()),
+        "boundary_edges": float(boundary.sum()),
+        "components": float(n_comp),
+        "outward_fraction": float(((normal * radial).sum(1) > 0).mean()),
+        "max_edge_ratio": float(lengths.max() / np.median(lengths)),
+        "inconsistent_edge_fraction": float(inconsistent.sum() / max(interior.sum(), 1)),
+        "min_area": float(area.min()),
+    }
