@@ -1,0 +1,363 @@
+"""Landmark accuracy metrics with the published protocols.
+
+AFLW2000-3D (Zhu et al., "Face Alignment Across Large Poses: A 3D Solution", CVPR 2016;
+the 3DDFA evaluation): 68-point NME normalised by ``sqrt(w * h)`` of the bounding box of
+the ground-truth 68 landmarks, reported per |yaw| bucket [0, 30), [30, 60), [60, inf)
+degrees, as the balanced mean of the three bucket means and as the plain mean over images.
+
+300-W (Sagonas et al., "300 Faces in-the-Wild Challenge", ICCV-W 2013 / IMAVIS 2016): NME
+normalised by the outer-eye-corner distance (0-based landmarks 36 and 45), the cumulative
+error distribution (CED), its area under the curve up to 0.08 and the failure rate at 0.08.
+
+Missing predictions (no face found) are never dropped silently: every result counts them,
+and in the CED, AUC and failure rate they count as failures (infinite error). Mean NMEs are
+over the images that have a prediction, reported together with the missing count.
+
+NaN landmarks: a prediction that is entirely NaN is a missing prediction. With
+``nan_policy="missing"`` (default) a partially NaN prediction is also treated as missing;
+with ``nan_policy="omit"`` its error is averaged over the finite points only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+NanPolicy = Literal["missing", "omit"]
+YAW_EDGES_DEG = (30.0, 60.0)
+BUCKET_NAMES = ("[0,30)", "[30,60)", "[60,90]")
+OUTER_EYE_CORNERS = (36, 45)
+
+
+def stack_predictions(predictions: Mapping[str, np.ndarray | None], stems: Sequence[str],
+                      n_points: int = 68, dims: int = 2) -> np.ndarray:
+    """(N, n_points, dims) float64 array of the predictions for ``stems``; NaN where missing
+    (stem absent, None, empty, or with fewer than ``dims`` columns)."""
+    out = np.full((len(stems), n_points, dims), np.nan)
+    for i, stem in enumerate(stems):
+        p = predictions.get(stem)
+        if p is None:
+            continue
+        p = np.asarray(p, np.float64)
+        if p.size == 0 or p.ndim != 2 or p.shape[1] < dims:
+            continue
+        if p.shape[0] != n_points:
+            raise ValueError(f"prediction for {stem!r} has {p.shape[0]} points, need {n_points}")
+        out[i] = p[:, :dims]
+    return out
+
+
+def _as_batch(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, np.float64)
+    return a[None] if a.ndim == 2 else a
+
+
+def mean_point_error(pred: np.ndarray, gt: np.ndarray,
+                     nan_policy: NanPolicy = "missing") -> np.ndarray:
+    """Mean Euclidean landmark error per image.
+
+    Args:
+        pred, gt: (N, L, D) or (L, D) landmarks (pixels); pred may hold NaN.
+        nan_policy: see the module docstring.
+
+    Returns:
+        (N,) float64 pixels; NaN for missing predictions.
+    """
+    pred, gt = _as_batch(pred), _as_batch(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ")
+    d = np.linalg.norm(pred - gt, axis=-1)  # (N, L), NaN where pred (or gt) is NaN
+    finite = np.isfinite(d)
+    out = np.full(d.shape[0], np.nan)
+    if nan_policy == "missing":
+        ok = finite.all(axis=1)
+        out[ok] = d[ok].mean(axis=1)
+    elif nan_policy == "omit":
+        ok = finite.any(axis=1)
+        out[ok] = np.nanmean(d[ok], axis=1)
+    else:
+        raise ValueError(f"nan_policy must be 'missing' or 'omit', got {nan_policy!r}")
+    return out
+
+
+def _row_nanmean(z: np.ndarray) -> np.ndarray:
+    """(N, 1) mean of the finite entries of each row of (N, L); NaN for all-NaN rows."""
+    ok = np.isfinite(z)
+    n = ok.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, z, 0.0).sum(axis=1, keepdims=True) / n
+
+
+def bbox_size(gt: np.ndarray) -> np.ndarray:
+    """(N,) ``sqrt(w * h)`` of the bounding box of (N, L, >=2) or (L, >=2) landmarks (x, y)."""
+    gt = _as_batch(gt)
+    w = np.nanmax(gt[..., 0], axis=1) - np.nanmin(gt[..., 0], axis=1)
+    h = np.nanmax(gt[..., 1], axis=1) - np.nanmin(gt[..., 1], axis=1)
+    return np.sqrt(w * h)
+
+
+def interocular_distance(gt: np.ndarray, corners: tuple[int, int] = OUTER_EYE_CORNERS
+                         ) -> np.ndarray:
+    """(N,) distance between the outer eye corners (0-based ids 36 and 45 of the 68)."""
+    gt = _as_batch(gt)
+    return np.linalg.norm(gt[:, corners[0], :2] - gt[:, corners[1], :2], axis=-1)
+
+
+def nme_bbox(pred: np.ndarray, gt: np.ndarray, nan_policy: NanPolicy = "missing",
+             center_z: bool = True) -> np.ndarray:
+    """AFLW2000-3D NME per image: mean point error / ``sqrt(w * h)`` of the GT (x, y) box.
+
+    For (…, 3) inputs (3D NME) the z coordinate of each face is centred (its mean over the
+    landmarks subtracted) when ``center_z``, since depth offsets are arbitrary. Returns (N,)
+    unitless; NaN for missing predictions.
+    """
+    pred, gt = _as_batch(pred).copy(), _as_batch(gt).copy()
+    if center_z and pred.shape[-1] == 3:
+        pred[..., 2] -= _row_nanmean(pred[..., 2])
+        gt[..., 2] -= _row_nanmean(gt[..., 2])
+    return mean_point_error(pred, gt, nan_policy) / bbox_size(gt)
+
+
+def nme_interocular(pred: np.ndarray, gt: np.ndarray, nan_policy: NanPolicy = "missing",
+                    corners: tuple[int, int] = OUTER_EYE_CORNERS) -> np.ndarray:
+    """300-W NME per image: mean point error / outer-eye-corner distance. (N,), NaN = missing."""
+    return mean_point_error(pred, gt, nan_policy) / interocular_distance(gt, corners)
+
+
+def yaw_bucket(yaw_deg: np.ndarray | float) -> np.ndarray:
+    """Bucket index of |yaw| in degrees: 0 for [0, 30), 1 for [30, 60), 2 for [60, inf)."""
+    return np.digitize(np.abs(np.asarray(yaw_deg, np.float64)), YAW_EDGES_DEG)
+
+
+def ced_curve(errors: np.ndarray, max_error: float = 0.08, num: int = 801
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative error distribution: thresholds (num,) in [0, max_error] and the fraction of
+    images with error <= threshold; NaN errors (missing predictions) count as failures."""
+    e = np.where(np.isfinite(errors), errors, np.inf)
+    t = np.linspace(0.0, max_error, num)
+    frac = (e[None, :] <= t[:, None]).mean(axis=1) if e.size else np.zeros_like(t)
+    return t, frac
+
+
+def auc_at(errors: np.ndarray, threshold: float = 0.08) -> float:
+    """Area under the CED from 0 to ``threshold``, divided by ``threshold`` (in [0, 1]).
+
+    Exact: ``mean_i max(0, threshold - e_i) / threshold``; missing (NaN) errors add 0.
+    """
+    e = np.where(np.isfinite(errors), errors, np.inf)
+    if e.size == 0:
+        return float("nan")
+    return float(np.mean(np.clip(threshold - e, 0.0, None)) / threshold)
+
+
+def failure_rate(errors: np.ndarray, threshold: float = 0.08) -> float:
+    """Fraction of images with error > ``threshold``; missing (NaN) errors are failures."""
+    e = np.where(np.isfinite(errors), errors, np.inf)
+    return float(np.mean(e > threshold)) if e.size else float("nan")
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
+@dataclass
+class AFLW2000Result:
+    """AFLW2000-3D scores. NMEs are fractions (multiply by 100 for the usual %).
+
+    Attributes:
+        stems: (N,) image stems; nme_2d, nme_3d, yaw_deg: (N,) per image (NaN = missing).
+        bucket_nme_2d / bucket_nme_3d: mean NME per yaw bucket over predicted images.
+        bucket_counts: images per bucket; bucket_missing: missing predictions per bucket.
+        balanced_2d / balanced_3d: mean of the three bucket means; mean_2d / mean_3d: plain
+            mean over predicted images.
+        missing: stems with no prediction.
+    """
+
+    stems: list[str]
+    nme_2d: np.ndarray
+    nme_3d: np.ndarray
+    yaw_deg: np.ndarray
+    bucket_nme_2d: list[float]
+    bucket_nme_3d: list[float]
+    bucket_counts: list[int]
+    bucket_missing: list[int]
+    balanced_2d: float
+    balanced_3d: float
+    mean_2d: float
+    mean_3d: float
+    missing: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        """A plain-text table (NME in %)."""
+        def pct(v: float) -> str:
+            return "   n/a" if not np.isfinite(v) else f"{100 * v:6.3f}"
+
+        rows = [f"{'AFLW2000-3D':<14}{'images':>8}{'missing':>9}{'NME2D %':>9}{'NME3D %':>9}"]
+        for name, n, m, e2, e3 in zip(BUCKET_NAMES, self.bucket_counts, self.bucket_missing,
+                                      self.bucket_nme_2d, self.bucket_nme_3d, strict=True):
+            rows.append(f"{'yaw ' + name:<14}{n:>8}{m:>9}{pct(e2):>9}{pct(e3):>9}")
+        n, m = len(self.stems), len(self.missing)
+        rows.append(f"{'balanced':<14}{n:>8}{m:>9}{pct(self.balanced_2d):>9}"
+                    f"{pct(self.balanced_3d):>9}")
+        rows.append(f"{'mean':<14}{n:>8}{m:>9}{pct(self.mean_2d):>9}{pct(self.mean_3d):>9}")
+        if m:
+            rows.append(f"{m} image(s) without a prediction (no face): excluded from the means, "
+                        "listed in 'missing'")
+        return "\n".join(rows)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable summary plus per-image values (NaN as None)."""
+        def f(v: float) -> float | None:
+            return float(v) if np.isfinite(v) else None
+
+        return {
+            "protocol": "AFLW2000-3D (3DDFA): NME / sqrt(w*h) of GT 68-landmark box",
+            "buckets": list(BUCKET_NAMES), "bucket_counts": self.bucket_counts,
+            "bucket_missing": self.bucket_missing,
+            "bucket_nme_2d": [f(v) for v in self.bucket_nme_2d],
+            "bucket_nme_3d": [f(v) for v in self.bucket_nme_3d],
+            "balanced_2d": f(self.balanced_2d), "balanced_3d": f(self.balanced_3d),
+            "mean_2d": f(self.mean_2d), "mean_3d": f(self.mean_3d),
+            "num_images": len(self.stems), "num_missing": len(self.missing),
+            "missing": self.missing,
+            "per_image": {s: {"nme_2d": f(a), "nme_3d": f(b), "yaw_deg": float(y)}
+                          for s, a, b, y in zip(self.stems, self.nme_2d, self.nme_3d,
+                                                self.yaw_deg, strict=True)},
+        }
+
+
+def evaluate_aflw2000(pred: np.ndarray, gt: np.ndarray, yaw_deg: np.ndarray,
+                      stems: Sequence[str] | None = None,
+                      nan_policy: NanPolicy = "missing") -> AFLW2000Result:
+    """Score AFLW2000-3D predictions.
+
+    Args:
+        pred: (N, 68, 2) or (N, 68, 3) predicted landmarks in pixels (z towards the viewer);
+            NaN rows for missing predictions. 3D NME is NaN when pred has no z.
+        gt: (N, 68, 3) ground truth (``pt3d_68`` transposed) or (N, 68, 2).
+        yaw_deg: (N,) ground-truth yaw in degrees (``Pose_Para[0][1]`` converted).
+        stems: image names (default ``"0"``, ``"1"``, ...).
+    """
+    pred, gt = _as_batch(pred), _as_batch(gt)
+    yaw = np.asarray(yaw_deg, np.float64).reshape(-1)
+    n = gt.shape[0]
+    stems = [str(i) for i in range(n)] if stems is None else list(stems)
+    nme2 = nme_bbox(pred[..., :2], gt[..., :2], nan_policy)
+    if pred.shape[-1] >= 3 and gt.shape[-1] >= 3:
+        nme3 = nme_bbox(pred[..., :3], gt[..., :3], nan_policy)
+        nme3[~np.isfinite(nme2)] = np.nan
+    else:
+        nme3 = np.full(n, np.nan)
+    buckets = yaw_bucket(yaw)
+    b2 = [_nanmean(nme2[buckets == b]) for b in range(3)]
+    b3 = [_nanmean(nme3[buckets == b]) for b in range(3)]
+    missing_mask = ~np.isfinite(nme2)
+    return AFLW2000Result(
+        stems=stems, nme_2d=nme2, nme_3d=nme3, yaw_deg=yaw, bucket_nme_2d=b2, bucket_nme_3d=b3,
+        bucket_counts=[int((buckets == b).sum()) for b in range(3)],
+        bucket_missing=[int((missing_mask & (buckets == b)).sum()) for b in range(3)],
+        balanced_2d=float(np.mean(b2)), balanced_3d=float(np.mean(b3)),
+        mean_2d=_nanmean(nme2), mean_3d=_nanmean(nme3),
+        missing=[s for s, m in zip(stems, missing_mask, strict=True) if m],
+    )
+
+
+@dataclass
+class Landmarks300WResult:
+    """300-W scores. NMEs are fractions (x100 for %).
+
+    Attributes:
+        stems, nme: (N,) per image (NaN = missing). mean_nme / median_nme: over predicted
+        images. auc / failure: at ``threshold`` with missing images counted as failures.
+        ced_thresholds, ced_fraction: the CED curve.
+    """
+
+    stems: list[str]
+    nme: np.ndarray
+    mean_nme: float
+    median_nme: float
+    auc: float
+    failure: float
+    threshold: float
+    ced_thresholds: np.ndarray
+    ced_fraction: np.ndarray
+    missing: list[str] = field(default_factory=list)
+
+    def table(self, name: str = "300-W") -> str:
+        """A plain-text table (NME and failure rate in %)."""
+        def pct(v: float) -> str:
+            return "   n/a" if not np.isfinite(v) else f"{100 * v:7.3f}"
+
+        t = self.threshold
+        head = (f"{name:<12}{'images':>8}{'missing':>9}{'NME %':>9}{'median %':>10}"
+                f"{f'AUC@{t:g}':>10}{f'FR@{t:g} %':>11}")
+        row = (f"{'outer-eye':<12}{len(self.stems):>8}{len(self.missing):>9}"
+               f"{pct(self.mean_nme):>9}{pct(self.median_nme):>10}"
+               f"{self.auc:>10.4f}{pct(self.failure):>11}")
+        lines = [head, row]
+        if self.missing:
+            lines.append(f"{len(self.missing)} image(s) without a prediction (no face): excluded "
+                         "from NME, counted as failures in AUC/FR/CED")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        def f(v: float) -> float | None:
+            return float(v) if np.isfinite(v) else None
+
+        return {
+            "protocol": "300-W: NME / outer-eye-corner distance (ids 36, 45)",
+            "num_images": len(self.stems), "num_missing": len(self.missing),
+            "mean_nme": f(self.mean_nme), "median_nme": f(self.median_nme),
+            "threshold": self.threshold, "auc": f(self.auc), "failure_rate": f(self.failure),
+            "missing": self.missing,
+            "per_image": {s: f(v) for s, v in zip(self.stems, self.nme, strict=True)},
+        }
+
+    def plot_ced(self, path: str, label: str = "facefit") -> None:
+        """Write the CED curve as a PNG (matplotlib, Agg backend)."""
+        plot_ced({label: self.nme}, path, self.threshold)
+
+
+def evaluate_300w(pred: np.ndarray, gt: np.ndarray, stems: Sequence[str] | None = None,
+                  threshold: float = 0.08, nan_policy: NanPolicy = "missing"
+                  ) -> Landmarks300WResult:
+    """Score 300-W style predictions: (N, 68, 2) pred (NaN = missing) against (N, 68, 2) GT."""
+    pred, gt = _as_batch(pred)[..., :2], _as_batch(gt)[..., :2]
+    stems = [str(i) for i in range(gt.shape[0])] if stems is None else list(stems)
+    nme = nme_interocular(pred, gt, nan_policy)
+    finite = nme[np.isfinite(nme)]
+    t, frac = ced_curve(nme, threshold)
+    return Landmarks300WResult(
+        stems=stems, nme=nme, mean_nme=_nanmean(nme),
+        median_nme=float(np.median(finite)) if finite.size else float("nan"),
+        auc=auc_at(nme, threshold), failure=failure_rate(nme, threshold), threshold=threshold,
+        ced_thresholds=t, ced_fraction=frac,
+        missing=[s for s, v in zip(stems, nme, strict=True) if not np.isfinite(v)],
+    )
+
+
+def plot_ced(curves: Mapping[str, np.ndarray], path: str, max_error: float = 0.08,
+             title: str = "Cumulative error distribution") -> None:
+    """Plot CED curves of several methods (per-image NME arrays, NaN = failure) to a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 4), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, errors in curves.items():
+        t, frac = ced_curve(np.asarray(errors, np.float64), max_error)
+        ax.plot(t, frac, label=f"{label} (AUC {auc_at(errors, max_error):.3f})")
+    ax.set_xlim(0, max_error)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("NME (normalised by outer-eye-corner distance)")
+    ax.set_ylabel("fraction of images")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
