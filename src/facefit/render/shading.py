@@ -1,0 +1,94 @@
+"""Normals and a simple Lambertian render of a mesh, for overlays.
+
+Image space (x right, y down, z = depth away from the viewer) is the view frame (x right,
+y up, z towards the viewer) turned 180 degrees about x: a proper rotation, so plain cross
+products keep their meaning. A triangle counter-clockwise seen from outside gets its outward
+normal from ``cross(v1 - v0, v2 - v0)`` in both frames. When it faces the camera its image
+space normal has negative z, and its signed area in x-right, y-down coordinates is negative
+(clockwise in those coordinates, though it still looks counter-clockwise to the viewer).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facefit.render.raster import interpolate, rasterize
+
+DEFAULT_LIGHT = (0.3, -0.4, -1.0)
+"""Direction towards the light in image space (x right, y down, z away): front, upper right."""
+
+
+def triangle_cross(verts: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(F, 3) float32 ``cross(v1 - v0, v2 - v0)``: outward normals times twice the areas."""
+    v = np.asarray(verts, dtype=np.float32)
+    tri = np.asarray(triangles)
+    a = v[tri[:, 0]]
+    e1 = v[tri[:, 1]] - a
+    e2 = v[tri[:, 2]] - a
+    return np.stack([
+        e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1],
+        e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2],
+        e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0],
+    ], axis=1)
+
+
+def face_normals(verts: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(F, 3) float32 unit outward normals of triangles counter-clockwise seen from outside.
+
+    ``verts`` is (V, 3) in any frame that is a rotation of the model frame (model frame,
+    view frame, or image space x right / y down / z away); zero-area triangles get zeros.
+    """
+    return _unit(triangle_cross(verts, triangles))
+
+
+def vertex_normals(verts: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(V, 3) float32 unit vertex normals: area-weighted sums of the adjacent face normals."""
+    n = triangle_cross(verts, triangles)
+    ids = np.asarray(triangles).ravel()
+    out = np.stack([
+        np.bincount(ids, weights=np.repeat(n[:, c], 3), minlength=len(verts))
+        for c in range(3)
+    ], axis=1)
+    return _unit(out)
+
+
+def _unit(n: np.ndarray) -> np.ndarray:
+    length = np.sqrt(np.einsum("ij,ij->i", n, n))[:, None]
+    return (n / np.where(length > 0, length, 1.0)).astype(np.float32)
+
+
+def render_shaded(
+    verts_px: np.ndarray,
+    triangles: np.ndarray,
+    height: int,
+    width: int,
+    light_dir: tuple[float, float, float] | np.ndarray = DEFAULT_LIGHT,
+    color: tuple[float, float, float] = (0.85, 0.85, 0.85),
+    ambient: float = 0.3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lambertian + ambient render of a mesh in image space (smooth vertex normals).
+
+    Args:
+        verts_px: (V, 3) x right, y down in pixels, z depth (larger is farther).
+        triangles: (F, 3) counter-clockwise seen from outside (model convention).
+        height, width: output size in pixels.
+        light_dir: direction towards the light in image space (normalised here).
+        color: RGB albedo in [0, 1].
+        ambient: ambient fraction in [0, 1].
+
+    Returns:
+        rgb: (H, W, 3) float32 in [0, 1], zero on background.
+        mask: (H, W) bool, True where the mesh is drawn.
+    """
+    raster = rasterize(verts_px, triangles, height, width)
+    normals = interpolate(raster, vertex_normals(verts_px, triangles))
+    normals /= np.maximum(np.linalg.norm(normals, axis=2, keepdims=True), 1e-12)
+    light = np.asarray(light_dir, dtype=np.float32)
+    light = light / np.linalg.norm(light)
+    # Back faces (seen through a hole or past the silhouette) are lit from their inside.
+    normals *= np.where(normals[..., 2:] > 0, -1.0, 1.0).astype(np.float32)
+    lambert = np.maximum(normals @ light, 0.0)
+    shade = ambient + (1.0 - ambient) * lambert
+    mask = raster.mask
+    rgb = shade[..., None] * np.asarray(color, np.float32) * mask[..., None]
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32), mask
