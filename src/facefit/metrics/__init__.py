@@ -1,0 +1,1 @@
+"""Metrics that need no face pipeline: `facefit.metrics.generative` (FID, IS, KID, path length)."""
