@@ -1,0 +1,193 @@
+"""Load any supported morphable model file into a `MorphableModel`, and save facefit's format.
+
+``load_model(path)`` picks the reader from the suffix, or from the file's first bytes when
+the suffix is unknown:
+
+========================  ==========================================================
+``.npz``                  facefit's own format (`io_npz`) or a FaceScape bilinear model
+                          (`io_facescape`, recognised by its ``shape_bm_core`` key)
+``.mat``                  Basel Face Model 2009 (`io_bfm.load_bfm2009`)
+``.h5`` / ``.hdf5``       Basel Face Model 2017 / 2019 (`io_bfm.load_bfm2017`)
+``.pkl``                  FLAME (`io_flame.load_flame`)
+``.bin``                  eos / Surrey Face Model cereal archive (`io_sfm.load_sfm`)
+========================  ==========================================================
+
+Every reader reports a wrong or truncated file with one `ModelFileError` line that names
+the file and the missing key or field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from facefit.model.morphable_model import MorphableModel
+
+PathLike = str | os.PathLike[str]
+
+
+class ModelFileError(ValueError):
+    """A model file is unreadable, truncated or lacks a key; ``str()`` is one line."""
+
+    def __init__(self, path: PathLike, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = " ".join(str(problem).split())
+        super().__init__(f"{self.path}: {self.problem}")
+
+
+_MAGIC = (
+    (b"PK\x03\x04", ".npz"),
+    (b"\x89HDF\r\n\x1a\n", ".h5"),
+    (b"MATLAB", ".mat"),
+)
+
+
+def sniff_format(path: PathLike) -> str:
+    """The reader suffix for ``path``: its own suffix if known, else guessed from its bytes."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".hdf5":
+        return ".h5"
+    if suffix in (".npz", ".mat", ".h5", ".pkl", ".bin"):
+        return suffix
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise ModelFileError(p, f"cannot read file ({exc.strerror})") from None
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if head[:1] == b"\x80" or head[:1] == b"(":
+        return ".pkl"
+    raise ModelFileError(p, "unknown model format: expected .npz, .mat, .h5, .pkl or .bin")
+
+
+def load_model(path: PathLike, **options: object) -> MorphableModel:
+    """Load a morphable model file of any supported format (see module docstring).
+
+    ``options`` go to the format's reader (e.g. ``landmark_mapping=`` for eos ``.bin``,
+    ``embedding=`` for FLAME, ``expression=`` for BFM 2009).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(p, "file not found")
+    kind = sniff_format(p)
+    if kind == ".npz":
+        from facefit.model import io_facescape, io_npz
+
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                keys = set(z.files)
+        except Exception as exc:  # zip errors, truncated files
+            raise ModelFileError(p, f"not a readable .npz archive ({type(exc).__name__})") from None
+        if "shape_bm_core" in keys:
+            return io_facescape.load_facescape(p, **options)  # type: ignore[arg-type]
+        return io_npz.load_npz(p)
+    if kind == ".mat":
+        from facefit.model import io_bfm
+
+        return io_bfm.load_bfm2009(p, **options)  # type: ignore[arg-type]
+    if kind == ".h5":
+        from facefit.model import io_bfm
+
+        return io_bfm.load_bfm2017(p)
+    if kind == ".pkl":
+        from facefit.model import io_flame
+
+        return io_flame.load_flame(p, **options).model  # type: ignore[arg-type]
+    from facefit.model import io_sfm
+
+    return io_sfm.load_sfm(p, **options)  # type: ignore[arg-type]
+
+
+def save_model(model: MorphableModel, path: PathLike) -> Path:
+    """Write ``model`` in facefit's ``.npz`` format (the only writable format); returns the path."""
+    from facefit.model import io_npz
+
+    p = Path(path)
+    if p.suffix.lower() != ".npz":
+        raise ModelFileError(p, "models are saved as facefit .npz; use a .npz output name")
+    return io_npz.save_npz(model, p)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers shared by the readers.
+
+
+def flat_to_vertices(flat: np.ndarray) -> np.ndarray:
+    """(3V,) interleaved xyz -> (V, 3); (3V, K) -> (V, 3, K)."""
+    a = np.asarray(flat)
+    if a.ndim == 1:
+        return a.reshape(-1, 3)
+    if a.ndim == 2:
+        return a.reshape(-1, 3, a.shape[1])
+    raise ValueError(f"expected a (3V,) or (3V, K) array, got {a.shape}")
+
+
+def fallback_uv(points: np.ndarray) -> np.ndarray:
+    """(V, 2) float32 UVs from a frontal orthographic projection of ``points`` (V, 3) to [0, 1]."""
+    p = np.asarray(points, np.float64)
+    xy = p[:, :2] - p[:, :2].min(axis=0)
+    span = float(max(xy.max(), 1e-9))
+    uv = xy / span
+    uv += (1.0 - uv.max(axis=0)) / 2.0
+    return uv.astype(np.float32)
+
+
+def fallback_mirror_ids(points: np.ndarray) -> np.ndarray:
+    """(V,) int64 nearest vertex to each vertex reflected in the plane x = mean(x)."""
+    from scipy.spatial import cKDTree
+
+    p = np.asarray(points, np.float64)
+    q = p.copy()
+    q[:, 0] = 2.0 * p[:, 0].mean() - p[:, 0]
+    _, ids = cKDTree(p).query(q)
+    return np.asarray(ids, np.int64)
+
+
+def complete_topology(
+    points: np.ndarray,
+    triangles: np.ndarray | None,
+    uv: np.ndarray | None,
+    mirror_ids: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Fill in missing triangles, UVs and mirror ids for ``points`` (V, 3).
+
+    Uses `facefit.model.topology` when importable, else a frontal projection and a
+    nearest-reflected-vertex search. Returns ``(triangles, uv, mirror_ids, notes)`` where
+    ``notes`` names what was made up.
+    """
+    notes: list[str] = []
+    built: tuple[np.ndarray, np.ndarray] | None = None
+    topo = None
+    try:
+        from facefit.model import topology as topo  # type: ignore[no-redef]
+    except ImportError:
+        topo = None
+    if triangles is None or uv is None:
+        if topo is not None and hasattr(topo, "build_face_topology"):
+            tri_b, uv_b = topo.build_face_topology(np.asarray(points, np.float32))
+            built = (np.asarray(tri_b, np.int32), np.asarray(uv_b, np.float32))
+        if triangles is None:
+            if built is None:
+                from scipy.spatial import Delaunay
+
+                tri_b = Delaunay(np.asarray(points, np.float64)[:, :2]).simplices
+                built = (np.asarray(tri_b, np.int32), fallback_uv(points))
+            triangles = built[0]
+            notes.append("triangles generated")
+        if uv is None:
+            uv = built[1] if built is not None else fallback_uv(points)
+            notes.append("UVs generated")
+    if mirror_ids is None:
+        if topo is not None and hasattr(topo, "mirror_vertex_ids"):
+            mirror = topo.mirror_vertex_ids(np.asarray(points, np.float32))
+            mirror_ids = np.asarray(mirror, np.int64)
+        else:
+            mirror_ids = fallback_mirror_ids(points)
+        notes.append("mirror map generated")
+    return (np.asarray(triangles, np.int32), np.asarray(uv, np.float32),
+            np.asarray(mirror_ids, np.int64), notes)
