@@ -302,6 +302,9 @@ def load_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     (V, 3) and an empty (0, 3) array for point clouds."""
     import trimesh
 
-    geom = trimesh.load(str(path), process=False, force="mesh")
-    faces = np.asarray(getattr(geom, "faces", np.zeros((0, 3))), np.int64).reshape(-1, 3)
-    return np.asarray(geom.vertices, np.float64), faces
+    geom = trimesh.load(str(path), process=False)
+    if isinstance(geom, trimesh.Scene):
+        geom = geom.to_geometry() if hasattr(geom, "to_geometry") else geom.dump(concatenate=True)
+    faces = getattr(geom, "faces", None)
+    faces = np.zeros((0, 3)) if faces is None else faces
+    return np.asarray(geom.vertices, np.float64), np.asarray(faces, np.int64).reshape(-1, 3)

@@ -1,0 +1,234 @@
+"""``facefit eval ...``: benchmark commands (registered by the main CLI via `register`).
+
+* ``eval aflw2000 DIR [--pred FILE] [--limit N] [--out DIR]``: AFLW2000-3D, 3DDFA protocol.
+* ``eval 300w DIR [--pred FILE] [--limit N] [--out DIR]``: 300-W NME, AUC/FR at 0.08, CED PNG.
+* ``eval scan (--photo P | --mesh M --mesh-landmarks L) --scan S --scan-landmarks L``:
+  NoW-style scan error with a heat map.
+* ``eval fid DIR_A DIR_B --features FILE``: FID (and KID) with a user-given feature network.
+
+Without ``--pred`` the facefit pipeline is run on every image and its predictions are saved
+to ``OUT/<benchmark>_predictions.npz`` (the `facefit.eval.predictions` format), so the
+numbers can be recomputed from the file alone. Exit codes: 0 done, 1 evaluation error,
+2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_OUT = "out/eval"
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``eval`` command and its sub-commands to an argparse subparsers object."""
+    p = subparsers.add_parser("eval", help="score facefit (or other tools' predictions) on "
+                              "benchmarks: AFLW2000-3D, 300-W, NoW-style scans, FID/KID",
+                              description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.set_defaults(func=lambda args: _usage(p))
+    sub = p.add_subparsers(dest="eval_command", metavar="BENCHMARK")
+
+    a = sub.add_parser("aflw2000", help="AFLW2000-3D NME by yaw bucket (Zhu et al. CVPR 2016)")
+    a.add_argument("dir", type=Path, help="folder of imageNNNNN.jpg + .mat")
+    _common(a)
+    a.set_defaults(func=_cmd_aflw2000)
+
+    w = sub.add_parser("300w", help="300-W NME (outer-eye-corner), AUC/FR@0.08, CED plot")
+    w.add_argument("dir", type=Path, help="folder (searched recursively) of images + .pts")
+    _common(w)
+    w.add_argument("--threshold", type=float, default=0.08, help="AUC/failure threshold")
+    w.set_defaults(func=_cmd_300w)
+
+    s = sub.add_parser("scan", help="NoW-style scan-to-mesh error (Sanyal et al. CVPR 2019)")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--photo", type=Path, help="photo to reconstruct with facefit")
+    src.add_argument("--mesh", type=Path, help="a reconstruction from another tool")
+    s.add_argument("--mesh-landmarks", type=Path,
+                   help="7 landmarks of --mesh (.ljson/.pts/.pp/.npy/.txt, NoW order)")
+    s.add_argument("--scan", type=Path, required=True, help="scan mesh or point cloud (mm)")
+    s.add_argument("--scan-landmarks", type=Path, required=True,
+                   help="7 scan landmarks (NoW order, mm)")
+    s.add_argument("--crop-radius", type=float, default=95.0, help="mm around the nose tip")
+    s.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
+    s.set_defaults(func=_cmd_scan)
+
+    f = sub.add_parser("fid", help="FID/KID between two image folders (Heusel et al. 2017)")
+    f.add_argument("dir_a", type=Path)
+    f.add_argument("dir_b", type=Path)
+    f.add_argument("--features", type=Path, required=True,
+                   help="feature network: TorchScript, torch state dict (+ --module) or .onnx")
+    f.add_argument("--module", help="package.module:Class to load a state dict into")
+    f.add_argument("--input-size", type=int, default=299, help="square input side (pixels)")
+    f.add_argument("--input-range", default="unit",
+                   choices=("unit", "symmetric", "uint8", "imagenet"))
+    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (0: skip KID)")
+    f.add_argument("--kid-subset-size", type=int, default=1000)
+    f.set_defaults(func=_cmd_fid)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pred", type=Path, help="predictions (.npz/.json, see "
+                   "facefit.eval.predictions) instead of running facefit")
+    p.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
+    p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no per-image progress")
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help(sys.stderr)
+    return 2
+
+
+def _err(msg: str) -> None:
+    print(f"facefit eval: error: {msg}", file=sys.stderr)
+
+
+def _predict(paths: list[Path], gt: dict[str, np.ndarray], convention: str, quiet: bool
+             ) -> dict[str, np.ndarray | None]:
+    from facefit.eval.predictions import predict_with_facefit
+    from facefit.reconstruct import Reconstructor
+
+    return predict_with_facefit(paths, Reconstructor(texture_size=0), gt, convention,
+                                progress=not quiet)
+
+
+def _predictions(args: argparse.Namespace, samples: list[Any], gt: dict[str, np.ndarray],
+                 name: str, convention: str) -> dict[str, np.ndarray | None]:
+    from facefit.eval.predictions import load_predictions, save_predictions
+
+    if args.pred is not None:
+        return load_predictions(args.pred)
+    preds = _predict([s.image_path for s in samples], gt, convention, args.quiet)
+    path = save_predictions(Path(args.out) / f"{name}_predictions.npz", preds)
+    print(f"predictions: {path}", file=sys.stderr)
+    return preds
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from facefit.io.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False))
+
+
+def _cmd_aflw2000(args: argparse.Namespace) -> int:
+    from facefit.eval.datasets import load_aflw2000
+    from facefit.eval.landmarks import evaluate_aflw2000, stack_predictions
+
+    try:
+        samples = load_aflw2000(args.dir, args.limit)
+    except (OSError, ValueError) as exc:
+        _err(str(exc))
+        return 1
+    stems = [s.stem for s in samples]
+    gt = {s.stem: s.landmarks_3d for s in samples}
+    preds = _predictions(args, samples, gt, "aflw2000", "aflw2000")
+    xy = stack_predictions(preds, stems, dims=2)
+    z = stack_predictions(preds, stems, dims=3)[..., 2:]
+    result = evaluate_aflw2000(np.concatenate([xy, z], axis=-1),
+                               np.stack([s.landmarks_3d for s in samples]),
+                               np.array([s.yaw_deg for s in samples]), stems)
+    print(result.table())
+    out = Path(args.out)
+    _write_json(out / "aflw2000.json", result.to_dict())
+    print(f"results: {out / 'aflw2000.json'}", file=sys.stderr)
+    return 0
+
+
+def _cmd_300w(args: argparse.Namespace) -> int:
+    from facefit.eval.datasets import load_300w
+    from facefit.eval.landmarks import evaluate_300w, stack_predictions
+
+    try:
+        samples = load_300w(args.dir, args.limit)
+    except (OSError, ValueError) as exc:
+        _err(str(exc))
+        return 1
+    stems = [s.stem for s in samples]
+    gt = {s.stem: s.landmarks for s in samples}
+    preds = _predictions(args, samples, gt, "300w", "300w")
+    result = evaluate_300w(stack_predictions(preds, stems, dims=2),
+                           np.stack([s.landmarks for s in samples]), stems, args.threshold)
+    print(result.table(name=Path(args.dir).name or "300-W"))
+    out = Path(args.out)
+    _write_json(out / "300w.json", result.to_dict())
+    from facefit.io.atomic import atomic_path
+
+    with atomic_path(out / "300w_ced.png") as tmp:
+        result.plot_ced(str(tmp), label="predictions" if args.pred else "facefit")
+    print(f"results: {out / '300w.json'}, CED plot: {out / '300w_ced.png'}", file=sys.stderr)
+    return 0
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from facefit.eval.datasets import read_landmarks
+    from facefit.eval.scan import NOW_IBUG68_IDS, load_mesh, plot_error_map, scan_error
+
+    scan_v, _ = load_mesh(args.scan)
+    scan_lm = read_landmarks(args.scan_landmarks)
+    if args.mesh is not None:
+        if args.mesh_landmarks is None:
+            _err("--mesh needs --mesh-landmarks")
+            return 2
+        verts, tris = load_mesh(args.mesh)
+        mesh_lm = read_landmarks(args.mesh_landmarks)
+    else:
+        from facefit.eval.predictions import load_rgb
+        from facefit.reconstruct import Reconstructor
+
+        rec = Reconstructor(texture_size=0)
+        faces = rec.reconstruct(load_rgb(args.photo))
+        if not faces:
+            _err(f"{args.photo}: no face found")
+            return 1
+        areas = [float((r.face.box[2] - r.face.box[0]) * (r.face.box[3] - r.face.box[1]))
+                 for r in faces]
+        fit = faces[int(np.argmax(areas))].fit
+        verts = rec.model.vertices(fit.shape_coeffs, fit.expression_coeffs).astype(np.float64)
+        tris = rec.model.triangles
+        mesh_lm = verts[np.asarray(rec.model.landmark_ids["ibug68"])[NOW_IBUG68_IDS]]
+    if len(tris) == 0:
+        _err("the reconstruction must be a triangle mesh")
+        return 1
+    result = scan_error(verts, tris, mesh_lm, scan_v, scan_lm, crop_radius=args.crop_radius)
+    print(result.table())
+    out = Path(args.out)
+    _write_json(out / "scan_error.json", result.to_dict())
+    from facefit.io.atomic import atomic_path
+
+    with atomic_path(out / "scan_error.png") as tmp:
+        plot_error_map(result, tmp)
+    np.save(out / "scan_error_per_point.npy", result.distances.astype(np.float32))
+    print(f"results: {out / 'scan_error.json'}, heat map: {out / 'scan_error.png'}",
+          file=sys.stderr)
+    return 0
+
+
+def _cmd_fid(args: argparse.Namespace) -> int:
+    from facefit.eval.generative import (
+        fid_from_features,
+        folder_features,
+        kernel_inception_distance,
+        load_feature_extractor,
+    )
+
+    try:
+        extractor = load_feature_extractor(args.features, args.module, args.input_size,
+                                           args.input_range)
+        fa = folder_features(args.dir_a, extractor, args.batch_size)
+        fb = folder_features(args.dir_b, extractor, args.batch_size)
+        fid = fid_from_features(fa, fb)
+    except (OSError, ValueError, RuntimeError) as exc:
+        _err(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return 1
+    print(f"{'metric':<8}{'value':>14}{'images A':>10}{'images B':>10}")
+    print(f"{'FID':<8}{fid:>14.4f}{len(fa):>10}{len(fb):>10}")
+    if args.kid_subsets > 0 and min(len(fa), len(fb)) >= 2:
+        kid, kid_std = kernel_inception_distance(fa, fb, args.kid_subsets, args.kid_subset_size)
+        print(f"{'KID':<8}{kid:>14.6f}{'':>10}{'':>10}  (std {kid_std:.6f})")
+    return 0

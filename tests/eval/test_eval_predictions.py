@@ -1,0 +1,101 @@
+"""Prediction files and the facefit predict step (with a stand-in reconstructor)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facefit.eval.predictions import (
+    box_iou,
+    load_predictions,
+    predict_with_facefit,
+    save_predictions,
+    select_face,
+)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_roundtrip_with_missing_and_nan(tmp_path: Path, suffix: str) -> None:
+    a = np.arange(136, dtype=np.float64).reshape(68, 2)
+    b = np.concatenate([a, np.ones((68, 1))], axis=1)
+    b[3, 0] = np.nan
+    preds = {"img 1": a, "file": b, "none": None, "allnan": np.full((68, 2), np.nan)}
+    path = save_predictions(tmp_path / f"p{suffix}", preds)
+    got = load_predictions(path)
+    assert set(got) == set(preds)
+    np.testing.assert_array_equal(got["img 1"], a)
+    np.testing.assert_array_equal(got["file"], b)  # NaN kept, 3 columns kept
+    assert got["none"] is None and got["allnan"] is None
+    with pytest.raises(ValueError):
+        save_predictions(tmp_path / "p.csv", preds)
+
+
+def test_json_written_by_another_tool(tmp_path: Path) -> None:
+    (tmp_path / "p.json").write_text(
+        '{"format": "facefit-landmarks-v1", "landmarks": {"a": [[1, 2], [3, null]], "b": null}}')
+    got = load_predictions(tmp_path / "p.json")
+    assert got["b"] is None and np.isnan(got["a"][1, 1]) and got["a"][0, 1] == 2
+
+
+def test_box_iou_and_select_face() -> None:
+    assert box_iou(np.array([0, 0, 2, 2]), np.array([1, 0, 3, 2])) == pytest.approx(2 / 6)
+    gt = np.array([[50.0, 50.0], [90.0, 100.0]])  # box [50, 50, 90, 100]
+    boxes = [np.array([0, 0, 40, 40]), np.array([45, 45, 95, 105]), np.array([60, 60, 200, 200])]
+    assert select_face(boxes, gt) == 1
+    assert select_face(boxes, None) == 0
+    far = [np.array([0, 0, 10, 10]), np.array([300, 300, 310, 310])]
+    assert select_face(far, np.array([[250.0, 250.0], [260.0, 260.0]])) == 1  # nearest centre
+    with pytest.raises(ValueError):
+        select_face([], gt)
+
+
+@dataclass
+class _Face:
+    box: np.ndarray
+
+
+@dataclass
+class _Fit:
+    landmarks_68_2d: np.ndarray
+    landmarks_68_3d: np.ndarray
+    landmarks_68_2d_contour: np.ndarray
+
+
+@dataclass
+class _Rec:
+    face: _Face
+    fit: _Fit
+
+
+class _FakeReconstructor:
+    """Two faces in 'two.png', none in 'none.png'."""
+
+    def reconstruct(self, image_rgb: np.ndarray) -> list[_Rec]:
+        n = int(image_rgb[0, 0, 0])
+        recs = []
+        for k in range(n):
+            p2 = np.full((68, 2), 10.0 + 100.0 * k)
+            p3 = np.concatenate([p2, np.full((68, 1), 5.0)], axis=1)
+            recs.append(_Rec(_Face(np.array([100.0 * k, 100.0 * k, 100.0 * k + 30,
+                                             100.0 * k + 30])), _Fit(p2, p3, p2 + 1.0)))
+        return recs
+
+
+def test_predict_with_facefit_picks_overlapping_face(tmp_path: Path) -> None:
+    for name, n in (("two", 2), ("none", 0)):
+        Image.new("RGB", (4, 4), (n, 0, 0)).save(tmp_path / f"{name}.png")
+    paths = [tmp_path / "two.png", tmp_path / "none.png"]
+    gt = {"two": np.array([[100.0, 100.0], [125.0, 125.0]])}  # overlaps the second face
+    preds = predict_with_facefit(paths, _FakeReconstructor(), gt)
+    assert preds["none"] is None
+    assert preds["two"].shape == (68, 3)
+    np.testing.assert_allclose(preds["two"][:, :2], 110.0)
+    np.testing.assert_allclose(preds["two"][:, 2], -5.0)  # depth flipped to "towards viewer"
+    preds = predict_with_facefit(paths, _FakeReconstructor(), None, convention="300w")
+    np.testing.assert_allclose(preds["two"], 11.0)  # first face, silhouette jaw, (68, 2)
+    with pytest.raises(ValueError):
+        predict_with_facefit(paths, _FakeReconstructor(), convention="x")
