@@ -1,16 +1,18 @@
 """Triangulation, UV parametrisation and mirror map for a face-mask point set.
 
 The default model ships vertices only. `build_face_topology` meshes them by unfolding the
-face onto a sphere fitted to it (Lambert cylindrical equal-area coordinates about the
-vertical axis: azimuth and sine of elevation, so texel density is roughly uniform),
-triangulating that plane with a 2D Delaunay triangulation, dropping triangles that are long
-or degenerate in 3D (concave mask boundary, folds of the projection at the ears, nostrils and
-under the chin), keeping the largest connected piece and then inserting every vertex the
-triangulation left out into the nearest kept triangle (a 1-to-3 split), which keeps the mesh
-edge-manifold, consistently oriented and free of UV fold-overs.
+face onto the plane and triangulating there: a copy of the points is smoothed with the
+umbrella operator on a k-nearest-neighbour graph (Taubin 1995, "A signal processing approach
+to fair surface design", without the un-shrinking step) so that pockets and flaps (nostrils,
+ear folds) flatten into a fold-free shell; that shell is unfolded in spherical coordinates
+(azimuth, elevation, both times the radius) about a point behind the fitted head sphere's
+centre, and 2D Delaunay-triangulated. Triangles long or degenerate in 3D (mask concavities,
+residual folds) are dropped, the largest connected piece kept, and every vertex left out is
+inserted into a nearby kept triangle (a 1-to-3 split, its UV inside the host's UV), which
+keeps the mesh edge-manifold, consistently oriented and free of UV fold-overs.
 
-Frame: x to the face's left (viewer's right), y up, z out of the face; units are mm but
-only ratios matter. Everything is vectorised numpy/scipy and deterministic.
+Frame: x to the face's left (viewer's right), y up, z out of the face; units are mm.
+Everything is vectorised numpy/scipy and deterministic.
 """
 
 from __future__ import annotations
@@ -65,9 +67,9 @@ def _frame_centre(points: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _unfold(points: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarray:
-    """(V, 2) Lambert cylindrical equal-area coordinates about ``centre`` (mm on the sphere).
+    """(V, 2) spherical unfolding about ``centre``: R * (azimuth, elevation) (mm).
 
-    u = R * azimuth (0 at +z, growing towards +x), v = R * sin(elevation).
+    Azimuth is 0 towards +z and grows towards +x; elevation is positive upwards (+y).
     """
     r = points - centre
     az = np.arctan2(r[:, 0], r[:, 2])
@@ -136,7 +138,19 @@ def _insert_stranded(points: np.ndarray, uv: np.ndarray, triangles: np.ndarray,
         if stranded.size == 0:
             break
         centroids = points[triangles].mean(1)
-        dist, host = cKDTree(centroids).query(points[stranded])
+        k = min(12, len(triangles))
+        _, cand = cKDTree(centroids).query(points[stranded], k=k)
+        cand = cand.reshape(len(stranded), k)
+        corners = points[triangles[cand]]  # (S, k, 3, 3)
+        reach = np.linalg.norm(corners - points[stranded][:, None, None], axis=3).max(2)
+        bary = _closest_barycentric(
+            np.repeat(points[stranded], k, 0), *(corners[:, :, i].reshape(-1, 3) for i in range(3))
+        ).reshape(len(stranded), k, 3)
+        # prefer the triangle whose children are short and whose plane the vertex projects into
+        score = reach * (1.0 + 4.0 * np.clip(-bary.min(2), 0.0, None))
+        best = np.argmin(score, 1)
+        dist = score[np.arange(len(stranded)), best]
+        host = cand[np.arange(len(stranded)), best]
         # one insertion per host triangle per round: the closest stranded vertex wins
         order = np.lexsort((stranded, dist, host))
         first = np.r_[True, host[order][1:] != host[order][:-1]]
@@ -155,39 +169,77 @@ def _insert_stranded(points: np.ndarray, uv: np.ndarray, triangles: np.ndarray,
     return triangles, uv
 
 
-def build_face_topology(points: np.ndarray, max_edge_ratio: float = 3.0,
-                        min_angle_deg: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+def _knn_graph(points: np.ndarray, k: int) -> sparse.csr_matrix:
+    """Symmetric 0/1 k-nearest-neighbour adjacency (V, V) of a point set."""
+    n = len(points)
+    _, idx = cKDTree(points).query(points, k=k + 1)
+    adj = sparse.coo_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), idx[:, 1:].ravel())),
+                            shape=(n, n)).tocsr()
+    adj = ((adj + adj.T) > 0).astype(np.float64)
+    return adj.tocsr()
+
+
+def _smooth(points: np.ndarray, adj: sparse.csr_matrix, iterations: int) -> np.ndarray:
+    """Damped umbrella-operator (graph Laplacian) smoothing: x <- (x + mean(neighbours)) / 2.
+
+    Pulls pockets and flaps (nostrils, ear folds) into a fold-free shell without crossing the
+    sheets over (a linear diffusion keeps the order of the low-frequency modes).
+    """
+    walk = sparse.diags(1.0 / np.asarray(adj.sum(1)).ravel()) @ adj
+    q = points.copy()
+    for _ in range(iterations):
+        q = 0.5 * (q + walk @ q)
+    return q
+
+
+def build_face_topology(points: np.ndarray, smooth_iterations: int = 300,
+                        max_edge_scale: float = 2.0, min_angle_deg: float = 2.0,
+                        centre_back: float = 0.37,
+                        max_edge_ratio: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
     """Triangulate a face-mask point set and give it a UV map.
 
     Args:
         points: (V, 3) vertices (mm), model frame (x to the face's left, y up, z forward),
             roughly symmetric about a plane ``x = c``.
-        max_edge_ratio: Delaunay triangles with a 3D edge longer than this times the median
-            Delaunay edge are dropped (mask concavities, projection folds).
+        smooth_iterations: umbrella-smoothing steps applied to a copy of the points before
+            the unfolding (removes the folds of the projection at nostrils and ears).
+        max_edge_scale: Delaunay triangles with a 3D edge longer than this times the larger
+            of its end points' 6th-nearest-neighbour distance are dropped (mask concavities,
+            residual folds); relative to the local spacing as the sampling is not uniform.
+        max_edge_ratio: and dropped too with an edge over this times the median Delaunay edge.
         min_angle_deg: Delaunay triangles with a smaller 3D angle (slivers) are dropped.
+        centre_back: the unfolding centre sits this many sphere radii behind the fitted
+            sphere's centre (sees the ears and neck less obliquely).
 
     Returns:
         triangles: (F, 3) int32, counter-clockwise seen from outside the face (normal
-            pointing away from the fitted head sphere's centre), every vertex used.
-        uv: (V, 2) float32 in [0, 1], v up; the equal-area unfolding scaled uniformly
-            (aspect kept) so that the symmetry plane maps to u = 0.5 (mirror: u -> 1 - u).
+            pointing away from the head), every vertex used.
+        uv: (V, 2) float32 in [0, 1], v up; the unfolding scaled uniformly (aspect kept)
+            so that the symmetry plane maps to u = 0.5 (mirror: u -> 1 - u).
     """
     pts = np.asarray(points, np.float64)
     n = len(pts)
     centre, radius = _frame_centre(pts)
-    flat = _unfold(pts, centre, radius)
+    centre[2] -= centre_back * radius
+    adj = _knn_graph(pts, 8)
+    spacing = cKDTree(pts).query(pts, k=7)[0][:, 6]
+    flat = _unfold(_smooth(pts, adj, smooth_iterations), centre, radius)
 
     tri = np.ascontiguousarray(Delaunay(flat).simplices, np.int64)
     neg = _signed_area_2d(flat, tri) < 0
     tri[neg] = tri[neg][:, ::-1]  # counter-clockwise in the unfolding = outward in 3D
 
-    max_edge, area, _ = _triangle_geometry(pts, tri)
+    e = _edges(tri)
+    length = np.linalg.norm(pts[e[:, 0]] - pts[e[:, 1]], axis=1)
+    rel = (length / np.maximum(spacing[e[:, 0]], spacing[e[:, 1]])).reshape(-1, 3).max(1)
+    rel_global = length.reshape(-1, 3).max(1) / np.median(length)
+    _, area, _ = _triangle_geometry(pts, tri)
     a, b, c = (pts[tri[:, i]] for i in range(3))
     sq = np.stack([((b - c) ** 2).sum(1), ((c - a) ** 2).sum(1), ((a - b) ** 2).sum(1)], 1)
     # smallest angle: sin(min angle) = 2 * area / (product of its two adjacent edges)
-    sin_min = (2.0 * area / np.sqrt(np.sort(sq, 1)[:, 1:].prod(1)).clip(1e-18))
-    med = np.median(np.linalg.norm(pts[_edges(tri)[:, 0]] - pts[_edges(tri)[:, 1]], axis=1))
-    good = (max_edge <= max_edge_ratio * med) & (sin_min >= np.sin(np.radians(min_angle_deg)))
+    sin_min = 2.0 * area / np.sqrt(np.sort(sq, 1)[:, 1:].prod(1)).clip(1e-18)
+    good = ((rel <= max_edge_scale) & (rel_global <= max_edge_ratio)
+            & (sin_min >= np.sin(np.radians(min_angle_deg))))
     tri = tri[good]
 
     _, labels = _vertex_components(n, tri)
