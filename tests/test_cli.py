@@ -374,3 +374,25 @@ def test_real_pipeline_astronaut(tmp_path: Path, capsys: pytest.CaptureFixture[s
     files = sorted(p.name for p in out.iterdir())
     assert any(n.endswith(".obj") for n in files) and any(n.endswith(".json") for n in files)
     assert not [n for n in files if n.startswith(".") or ".part" in n]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("facefit.detect.mediapipe") is None,
+                    reason="facefit.detect.mediapipe is not there yet")
+def test_real_export_failing_midway_leaves_no_partial_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    export = importlib.import_module("facefit.io.export")
+
+    def write_ply_then_fail(path, *args, **kwargs):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"ply\nformat binary_little_endian 1.0\n")
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export, "write_ply", write_ply_then_fail)
+    out = tmp_path / "out"
+    code, _, err = run(["reconstruct", str(ROOT / "examples" / "astronaut.png"), "-o", str(out),
+                        "--formats", "obj,ply,json", "--texture-size", "0", "-q"], capsys)
+    assert code == 1
+    assert error_lines(err) == [f"facefit: error: {ROOT / 'examples' / 'astronaut.png'}: cannot "
+                                "write results ([Errno 28] No space left on device)"]
+    assert list(out.iterdir()) == []  # the complete .obj written before the failure too
