@@ -94,11 +94,22 @@ def test_bfm2009_deep3d_exp_pca_bin_with_crop(tmp_path):
 
 
 def test_bfm2017_h5(tmp_path):
+    import h5py
+
     m = make_model()
-    got = load_model(write_bfm2017(tmp_path / "model2017-1_face12_nomouth.h5", m))
+    path = write_bfm2017(tmp_path / "model2017-1_face12_nomouth.h5", m)
+    got = load_model(path)
     assert_same_model(got, m)
     assert got.name == "bfm2017"
     assert got.landmark_ids == {}
+    # Named metadata landmarks map to their nearest vertices.
+    pts = [{"id": "center.nose.tip", "coordinates": (m.mean[40] + 0.1).tolist()},
+           {"id": "left.eye.corner", "coordinates": m.mean[7].tolist()}]
+    with h5py.File(path, "a") as h5:
+        h5["metadata/landmarks/json"] = json.dumps(pts)
+    got = load_model(path)
+    assert got.landmark_ids["bfm2017"].tolist() == [40, 7]
+    assert got.extras["bfm2017_landmark_names"][0] == "center.nose.tip"
 
 
 def test_flame_pkl_with_chumpy_standin(tmp_path, monkeypatch):

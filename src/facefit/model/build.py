@@ -271,6 +271,30 @@ def build_bilinear(
     return model, HOSVDResult(u_id, u_ex, s_id, s_ex)
 
 
+def reconstruct_mesh(model: MorphableModel, mesh: np.ndarray, components: int | None = None,
+                     align: bool = True) -> tuple[np.ndarray, float]:
+    """Project ``mesh`` (V, 3) mm onto the first ``components`` shape columns of ``model``.
+
+    The mesh is rigidly aligned to the model mean first (if ``align``); coefficients are the
+    least-squares solution. Returns (reconstruction (V, 3) in the aligned frame, RMS vertex
+    error in mm).
+    """
+    x = np.asarray(mesh, np.float64)
+    mean = model.mean.astype(np.float64)
+    if align:
+        s, r, t = _kabsch(x, mean, False)
+        x = x @ r.T + t
+    k = model.num_shape if components is None else min(int(components), model.num_shape)
+    resid = (x - mean).ravel()
+    if k:
+        basis = model.shape_basis[:, :, :k].reshape(resid.size, k).astype(np.float64)
+        coeffs, *_ = np.linalg.lstsq(basis, resid, rcond=None)
+        rec = mean + (basis @ coeffs).reshape(-1, 3)
+    else:
+        rec = mean.copy()
+    return rec, float(np.sqrt(((rec - x) ** 2).sum(1).mean()))
+
+
 def principal_angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Principal angles (degrees, ascending) between the column spans of ``a`` and ``b``."""
     qa, _ = np.linalg.qr(np.asarray(a, np.float64).reshape(-1, a.shape[-1]))
@@ -368,3 +392,64 @@ def read_mesh_folder(folder: PathLike) -> tuple[np.ndarray, np.ndarray, list[Pat
                              f"{first_v.shape[0]} (meshes must share one topology)")
         out[i] = v
     return out, tri, files
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic data with known answers (tests and benchmarks/model_build.py).
+
+
+def synthetic_face_grid(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """A curved face-sized grid: (points (rows*cols, 3) mm, triangles (F, 3) int32)."""
+    gx, gy = np.meshgrid(np.linspace(-70, 70, cols), np.linspace(-90, 90, rows))
+    z = 50.0 - 0.004 * gx**2 - 0.002 * gy**2
+    pts = np.column_stack([gx.ravel(), gy.ravel(), z.ravel()])
+    idx = np.arange(rows * cols).reshape(rows, cols)
+    a, b = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel()
+    c, d = idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    tri = np.concatenate([np.column_stack([a, b, d]), np.column_stack([a, d, c])])
+    return pts, tri.astype(np.int32)
+
+
+def rigid_motion_basis(points: np.ndarray) -> np.ndarray:
+    """(3V, 6) orthonormal basis of infinitesimal translations and rotations of ``points``."""
+    p = np.asarray(points, np.float64) - np.mean(points, axis=0)
+    gens = []
+    for axis in np.eye(3):
+        gens.append(np.tile(axis, (p.shape[0], 1)).ravel())
+        gens.append(np.cross(axis, p).ravel())
+    q, _ = np.linalg.qr(np.column_stack(gens))
+    return q
+
+
+def synthetic_linear_samples(
+    mean: np.ndarray, sigmas: np.ndarray, n: int, seed: int = 0, exact: bool = True,
+    rigid_deg: float = 0.0, rigid_mm: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Meshes from a known linear model: (samples (n, V, 3), true orthonormal basis (3V, K)).
+
+    The true basis is random but orthogonal to rigid motions of ``mean`` (so Procrustes
+    alignment does not remove model variation). With ``exact`` the coefficients are
+    whitened so their sample covariance is exactly diag(sigmas^2); random rotations up to
+    ``rigid_deg`` and translations up to ``rigid_mm`` are applied to each sample.
+    """
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(seed)
+    m = np.asarray(mean, np.float64)
+    k = len(sigmas)
+    rigid = rigid_motion_basis(m)
+    raw = rng.standard_normal((m.size, k))
+    raw -= rigid @ (rigid.T @ raw)
+    basis, _ = np.linalg.qr(raw)
+    coeffs = rng.standard_normal((n, k))
+    if exact:
+        coeffs -= coeffs.mean(0)
+        q, _ = np.linalg.qr(coeffs)
+        coeffs = q * np.sqrt(n - 1)
+    coeffs = coeffs * np.asarray(sigmas, np.float64)
+    out = (m.ravel() + coeffs @ basis.T).reshape(n, -1, 3)
+    if rigid_deg or rigid_mm:
+        rots = Rotation.from_rotvec(rng.uniform(-1, 1, (n, 3)) * np.radians(rigid_deg))
+        for i in range(n):
+            out[i] = rots[i].apply(out[i]) + rng.uniform(-1, 1, 3) * rigid_mm
+    return out, basis

@@ -239,6 +239,31 @@ def _h5_pca(h5: object, group: str, path: Path) -> tuple[np.ndarray, np.ndarray,
     return mean, basis, var[: basis.shape[1]]
 
 
+def _h5_landmarks(h5: object, mean: np.ndarray) -> tuple[dict[str, np.ndarray],
+                                                          dict[str, np.ndarray]]:
+    """BFM 2017's ``metadata/landmarks/json`` (named 3D points) as nearest-vertex ids:
+    ({"bfm2017": ids}, {"bfm2017_landmark_names": names}); empty if absent or unreadable."""
+    import json
+
+    key = "metadata/landmarks/json"
+    if key not in h5:  # type: ignore[operator]
+        return {}, {}
+    try:
+        raw = np.asarray(h5[key])[()]  # type: ignore[index]
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        items = json.loads(text)
+        names = [str(it["id"]) for it in items]
+        pts = np.asarray([it["coordinates"] for it in items], np.float64).reshape(-1, 3)
+    except (ValueError, KeyError, TypeError):
+        return {}, {}
+    if not names:
+        return {}, {}
+    from scipy.spatial import cKDTree
+
+    _, ids = cKDTree(mean).query(pts)
+    return {"bfm2017": np.asarray(ids, np.int64)}, {"bfm2017_landmark_names": np.array(names)}
+
+
 def load_bfm2017(path: PathLike, name: str | None = None) -> MorphableModel:
     """BFM 2017 / 2019 statismo ``.h5`` as a `MorphableModel` (mm, basis scaled by sqrt var)."""
     import h5py
@@ -264,6 +289,7 @@ def load_bfm2017(path: PathLike, name: str | None = None) -> MorphableModel:
             albedo_mean = flat_to_vertices(c_mean).astype(np.float32)
             albedo_basis = flat_to_vertices(c_basis * np.sqrt(np.maximum(c_var, 0.0))
                                             ).astype(np.float32)
+        landmarks, lm_names = _h5_landmarks(h5, flat_to_vertices(mean))
         tri = None
         for key in ("shape/representer/cells", "representer/cells"):
             if key in h5:
@@ -282,10 +308,11 @@ def load_bfm2017(path: PathLike, name: str | None = None) -> MorphableModel:
         expression_basis=exp.astype(np.float32),
         triangles=tri,
         uv=uv,
-        landmark_ids={},
+        landmark_ids=landmarks,
         mirror_ids=mirror,
         licence=LICENCE_2017,
         source=f"{p}" + (f" ({'; '.join(made)})" if made else ""),
         albedo_mean=albedo_mean,
         albedo_basis=albedo_basis,
+        extras=lm_names,
     )

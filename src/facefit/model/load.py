@@ -65,13 +65,50 @@ def sniff_format(path: PathLike) -> str:
     raise ModelFileError(p, "unknown model format: expected .npz, .mat, .h5, .pkl or .bin")
 
 
-def load_model(path: PathLike, **options: object) -> MorphableModel:
+def read_landmark_ids(path: PathLike) -> np.ndarray:
+    """68 iBUG vertex ids (0-based) from a ``.npy``, a plain list of ids, or an eos-style
+    ``[landmark_mappings]`` file that defines all 68 points."""
+    p = Path(path)
+    if p.suffix.lower() == ".npy":
+        ids = np.load(p, allow_pickle=False).astype(np.int64).ravel()
+    else:
+        text = p.read_text(encoding="utf-8", errors="replace")
+        if "landmark_mappings" in text or "landmarkMappings" in text:
+            from facefit.model.io_sfm import read_landmark_mapping
+
+            mapping, _ = read_landmark_mapping(p)
+            missing = sorted(set(range(1, 69)) - set(mapping))
+            if missing:
+                raise ModelFileError(p, f"landmark mapping lacks iBUG point(s) {missing[:5]}")
+            ids = np.array([mapping[i] for i in range(1, 69)], np.int64)
+        else:
+            ids = np.array([int(t) for t in text.replace(",", " ").split()], np.int64)
+    if ids.size != 68:
+        raise ModelFileError(p, f"expected 68 landmark vertex ids, found {ids.size}")
+    return ids
+
+
+def load_model(path: PathLike, landmarks: PathLike | None = None,
+               **options: object) -> MorphableModel:
     """Load a morphable model file of any supported format (see module docstring).
 
-    ``options`` go to the format's reader (e.g. ``landmark_mapping=`` for eos ``.bin``,
-    ``embedding=`` for FLAME, ``expression=`` for BFM 2009).
+    ``landmarks`` (a file of 68 vertex ids, see `read_landmark_ids`) sets the ``ibug68``
+    set, e.g. for BFM 2017 whose file has none. Other ``options`` go to the format's reader
+    (``landmark_mapping=`` for eos ``.bin``, ``embedding=`` for FLAME, ``expression=`` for
+    BFM 2009).
     """
-    p = Path(path)
+    model = _load(Path(path), **options)
+    if landmarks is not None:
+        import dataclasses
+
+        ids = read_landmark_ids(landmarks)
+        if ids.min() < 0 or ids.max() >= model.num_vertices:
+            raise ModelFileError(landmarks, f"vertex ids outside 0..{model.num_vertices - 1}")
+        model = dataclasses.replace(model, landmark_ids={**model.landmark_ids, "ibug68": ids})
+    return model
+
+
+def _load(p: Path, **options: object) -> MorphableModel:
     if not p.is_file():
         raise ModelFileError(p, "file not found")
     kind = sniff_format(p)
