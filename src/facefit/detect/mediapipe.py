@@ -19,7 +19,10 @@ what its own detector found.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +58,29 @@ def _interpreter(path: Path):
         raise DetectorUnavailable("LiteRT runtime missing: pip install ai-edge-litert") from exc
     if not path.is_file():
         raise DetectorUnavailable(f"{path}: MediaPipe model file missing")
-    it = Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
+    with _quiet_stderr():  # LiteRT logs "INFO: Created TensorFlow Lite XNNPACK delegate"
+        it = Interpreter(model_path=str(path), num_threads=1)
+        it.allocate_tensors()
     return it
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence native-library chatter on file descriptor 2 for the duration of the block."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 @dataclass(frozen=True)
@@ -152,7 +175,8 @@ class _BlazeFace:
                            (inp.astype(np.float32)[None] / 127.5 - 1.0))
         self.it.invoke()
         reg = self.it.get_tensor(self.reg_index)[0]
-        logit = np.clip(self.it.get_tensor(self.cls_index)[0, :, 0].astype(np.float64), -100, 100)
+        logit = self.it.get_tensor(self.cls_index)[0, :, 0].astype(np.float64)
+        logit = np.clip(logit, -100, 100)
         score = 1.0 / (1.0 + np.exp(-logit))
         keep = score >= self.spec.min_score
         if not keep.any():
@@ -261,6 +285,24 @@ class MediaPipeDetector:
             pts, depth, presence = self._landmarks(image, roi)
         return pts, depth, presence
 
+    def _search(self, image: np.ndarray) -> _Roi:
+        """Best crop for the landmark model when no detector fired: the whole image and a
+        grid of smaller crops, ranked by the landmark model's face-presence score."""
+        h, w = image.shape[:2]
+        side = float(max(h, w))
+        rois = [_Roi(w / 2, h / 2, side, 0.0)]
+        for frac, steps in ((0.7, 2), (0.5, 3)):
+            size = side * frac
+            xs = np.linspace(size / 2, max(w - size / 2, size / 2), steps)
+            ys = np.linspace(size / 2, max(h - size / 2, size / 2), steps)
+            rois += [_Roi(float(x), float(y), size, 0.0) for y in ys for x in xs]
+        best, best_p = rois[0], -1.0
+        for roi in rois:
+            pts, _, presence = self._landmarks(image, roi)
+            if presence > best_p:
+                best, best_p = _roi_from_points(pts, pts[_EYE_IDS[1]], pts[_EYE_IDS[0]]), presence
+        return best
+
     # -- public -----------------------------------------------------------------------
     def detect(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[FaceLandmarks]:
         """Faces in an (H, W, 3) uint8 RGB image with their 468 landmarks, best first."""
@@ -275,8 +317,7 @@ class MediaPipeDetector:
             scores = [d.score for d in dets[:max_faces]]
             passes = self.refine_passes
             if not rois and self.fallback:
-                h, w = image.shape[:2]
-                rois = [_Roi(w / 2, h / 2, float(max(h, w)), 0.0)]
+                rois = [self._search(image)]
                 scores = [None]
                 passes = max(passes, 2)
             faces: list[FaceLandmarks] = []

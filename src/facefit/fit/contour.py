@@ -32,7 +32,7 @@ class ContourCandidates:
     centre_id: int
 
 
-def contour_candidates(model: MorphableModel, max_candidates: int = 6000) -> ContourCandidates:
+def contour_candidates(model: MorphableModel, max_candidates: int = 2500) -> ContourCandidates:
     """Candidate outline vertices of ``model``, found from its 68 iBUG landmark vertices.
 
     Candidates lie below the eyebrows, outside a central band as wide as the nose (about half
@@ -78,7 +78,7 @@ def match_contour(
     d_c = candidates_px - centre_px
     ang_l = np.arctan2(d_l[:, 1], d_l[:, 0])
     ang_c = np.arctan2(d_c[:, 1], d_c[:, 0])
-    diff = np.angle(np.exp(1j * (ang_c[None, :] - ang_l[:, None])))  # (K, C) wrapped
+    diff = np.mod(ang_c[None, :] - ang_l[:, None] + np.pi, 2 * np.pi) - np.pi  # (K, C)
     radial = np.hypot(d_c[:, 0], d_c[:, 1])[None, :] * np.cos(diff)
     radial = np.where(np.abs(diff) <= np.deg2rad(max_angle_deg), radial, -np.inf)
     best = np.argmax(radial, axis=1)

@@ -36,7 +36,8 @@ class _Prepared:
     basis: np.ndarray  # (V, 3, M) shape then expression columns
     flat_basis: np.ndarray  # (3V, M) for fast dense evaluation
     contour: ContourCandidates
-    contour_basis: np.ndarray  # (C, 3, M)
+    contour_basis: np.ndarray  # (C, 3, M) float64
+    contour_mean: np.ndarray  # (C, 3) float64
 
 
 _PREPARED: weakref.WeakKeyDictionary[MorphableModel, _Prepared] = weakref.WeakKeyDictionary()
@@ -49,7 +50,8 @@ def _prepare(model: MorphableModel) -> _Prepared:
         basis = np.ascontiguousarray(basis, dtype=np.float32)
         cont = contour_candidates(model)
         prep = _Prepared(basis, basis.reshape(-1, basis.shape[2]), cont,
-                         np.ascontiguousarray(basis[cont.vertex_ids]))
+                         basis[cont.vertex_ids].astype(np.float64),
+                         model.mean[cont.vertex_ids].astype(np.float64))
         _PREPARED[model] = prep
     return prep
 
@@ -81,7 +83,7 @@ class _Pose:
                   ) -> tuple[np.ndarray, np.ndarray]:
         """Rows (N, 2, M) and right-hand side (N, 2) of the projection linear in coefficients
         about ``pts`` (N, 3) with basis (N, 3, M), in pixels."""
-        rb = np.einsum("ij,njm->nim", self.rotation, basis)
+        rb = np.matmul(self.rotation, basis)
         if self.focal is None:
             a = self.scale * np.stack([rb[:, 0], -rb[:, 1]], 1)
             proj, _ = self.project(pts)
@@ -148,6 +150,64 @@ def _apply_pose_step(pose: _Pose, step: np.ndarray) -> _Pose:
                  pose.translation + step[4:6])
 
 
+def _similarity_pose(points_3d: np.ndarray, observed: np.ndarray) -> _Pose:
+    """Scaled orthographic pose from 3D-3D pairs (Umeyama, PAMI 1991): model points (N, 3)
+    against observed (x px, y px, depth px) points, depth larger = farther."""
+    dst = np.column_stack([observed[:, 0], -observed[:, 1], -observed[:, 2]])
+    mu_s, mu_d = points_3d.mean(0), dst.mean(0)
+    a, b = points_3d - mu_s, dst - mu_d
+    u, sv, vt = np.linalg.svd(b.T @ a)
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ d @ vt
+    scale = float((sv * np.diag(d)).sum() / (a**2).sum())
+    centre = mu_d - scale * rot @ mu_s
+    return _Pose(rot, scale, np.array([centre[0], -centre[1]]))
+
+
+def _orthographic_step(pose: _Pose, pts: np.ndarray, basis: np.ndarray, px: np.ndarray,
+                       w: np.ndarray, depth: np.ndarray | None, depth_w: np.ndarray | None,
+                       c: np.ndarray, inv_var: float) -> tuple[_Pose, np.ndarray]:
+    """One joint Gauss-Newton step on rotation, log-scale, translation and coefficients.
+
+    Residuals are the landmarks' pixel offsets and, where given, their depth offsets
+    (up to a free depth shift, eliminated by centring); the prior is N(0, 1) per coefficient.
+    """
+    m = basis.shape[2]
+    n = len(pts)
+    v = pts @ pose.rotation.T  # (N, 3) view frame
+    s = pose.scale
+    rb = np.matmul(pose.rotation, basis)  # (N, 3, M)
+    zero = np.zeros(n)
+    # d(R X)/d omega = -[R X]x ; image x = s v_x, image y = -s v_y, depth = -s v_z
+    jx = np.column_stack([zero, s * v[:, 2], -s * v[:, 1], s * v[:, 0], np.ones(n), zero,
+                          s * rb[:, 0]])
+    jy = np.column_stack([s * v[:, 2], zero, -s * v[:, 0], -s * v[:, 1], zero, np.ones(n),
+                          -s * rb[:, 1]])
+    proj_x = s * v[:, 0] + pose.translation[0]
+    proj_y = -s * v[:, 1] + pose.translation[1]
+    sw = np.sqrt(w)[:, None]
+    rows = [jx * sw, jy * sw]
+    res = [(px[:, 0] - proj_x) * sw[:, 0], (px[:, 1] - proj_y) * sw[:, 0]]
+    if depth is not None:  # depth rows for the first len(depth) points
+        k = len(depth)
+        jz = np.column_stack([-s * v[:k, 1], s * v[:k, 0], zero[:k], -s * v[:k, 2], zero[:k],
+                              zero[:k], -s * rb[:k, 2]])
+        rz = depth - (-s * v[:k, 2])
+        dw = np.sqrt(depth_w)
+        # remove the unknown depth offset: weighted centring of rows and residuals
+        wz = depth_w / depth_w.sum()
+        rows.append((jz - wz @ jz) * dw[:, None])
+        res.append((rz - wz @ rz) * dw)
+    jac = np.vstack(rows)
+    r = np.concatenate(res)
+    lhs = inv_var * (jac.T @ jac)
+    lhs[6:, 6:] += np.eye(m)
+    rhs = inv_var * (jac.T @ r)
+    rhs[6:] -= c
+    step = np.linalg.solve(lhs + 1e-9 * np.eye(6 + m), rhs)
+    return _apply_pose_step(pose, step[:6]), c + step[6:]
+
+
 def fit_points(
     model: MorphableModel,
     points_px: np.ndarray,
@@ -156,8 +216,10 @@ def fit_points(
     contour_px: np.ndarray | None = None,
     contour_weight: float = 1.0,
     landmark_sigma_px: float = 2.0,
-    iterations: int = 6,
+    iterations: int = 5,
     camera: Camera | None = None,
+    depth_px: np.ndarray | None = None,
+    depth_weight: float = 0.0,
     num_shape: int | None = None,
     num_expression: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, _Pose, float, int]:
@@ -172,12 +234,16 @@ def fit_points(
         contour_weight: weight of each outline landmark.
         landmark_sigma_px: standard deviation of the landmark noise in pixels (weights 1);
             it sets the balance between the data and the N(0, 1) coefficient prior.
-        iterations: pose / shape alternations.
+        iterations: pose / shape alternations (Gauss-Newton steps for the orthographic camera).
         camera: the camera model (scaled orthographic when None).
+        depth_px: (K,) relative depth of each landmark in pixels (larger = farther), from
+            detectors that estimate it (MediaPipe); used by the orthographic camera with
+            ``depth_weight`` > 0 to pin down the pose of turned heads.
+        depth_weight: weight of a depth residual relative to an image-plane one.
         num_shape, num_expression: use only the first components (all when None).
 
     Returns:
-        (shape_coeffs, expression_coeffs, pose, rms residual px, number of landmarks).
+        (shape_coeffs, expression_coeffs, pose, rms image residual px, number of landmarks).
     """
     prep = _prepare(model)
     ks, ke = model.num_shape, model.num_expression
@@ -192,71 +258,58 @@ def fit_points(
     has_contour = contour_px is not None and len(contour_px) > 0
     if has_contour:
         cpx = np.asarray(contour_px, np.float64)
-        cand_basis = prep.contour_basis[:, :, cols].astype(np.float64)
-        cand_mean = model.mean[prep.contour.vertex_ids].astype(np.float64)
+        cand_basis = prep.contour_basis[:, :, cols]
+        cand_mean = prep.contour_mean
         centre_basis = prep.basis[prep.contour.centre_id][:, cols].astype(np.float64)
         centre_mean = model.mean[prep.contour.centre_id].astype(np.float64)
     perspective = camera is not None and camera.kind == "perspective"
+    use_depth = depth_px is not None and depth_weight > 0 and not perspective
     inv_var = 1.0 / landmark_sigma_px**2
     c = coeffs[cols]
     m = len(cols)
     pose: _Pose | None = None
-    for it in range(iterations):
-        x_fixed = mean_fixed + basis_fixed @ c
-        all_pts, all_basis, all_px, all_w = x_fixed, basis_fixed, pts, w
-        if has_contour and pose is not None:
-            cand = cand_mean + cand_basis @ c
-            cand_px, _ = pose.project(cand)
-            centre_px, _ = pose.project((centre_mean + centre_basis @ c)[None])
-            idx = match_contour(cpx, cand_px, centre_px[0])
-            ok = idx >= 0
-            all_pts = np.concatenate([x_fixed, cand[idx[ok]]])
-            all_basis = np.concatenate([basis_fixed, cand_basis[idx[ok]]])
-            all_px = np.concatenate([pts, cpx[ok]])
-            all_w = np.concatenate([w, np.full(ok.sum(), contour_weight)])
-        sw = np.sqrt(all_w)
-        if perspective:
-            pose = _estimate_perspective(all_pts, all_px, camera.focal_px,
-                                         np.asarray(camera.principal_point_px), pose)
-            a, b = pose.linearise(all_pts, all_basis, all_px)  # (N, 2, M), (N, 2)
-            a2 = (a * sw[:, None, None]).reshape(-1, m)
-            lhs = inv_var * (a2.T @ a2) + np.eye(m)
-            rhs = inv_var * (a2.T @ ((b * sw[:, None]).ravel() + a2 @ c))
-            c = np.linalg.solve(lhs, rhs)
-            continue
-        if pose is None:
-            pose = estimate_scaled_orthographic(all_pts, all_px, all_w)
-        # Joint Gauss-Newton step on rotation, log-scale, translation and coefficients.
-        a, b = pose.linearise(all_pts, all_basis, all_px)  # (N, 2, M) coefficient Jacobian
-        v = all_pts @ pose.rotation.T  # (N, 3) view frame
-        proj_s = np.stack([v[:, 0], -v[:, 1]], 1) * pose.scale
-        # d(R X)/d omega = -[R X]x ; rows x and -y of it, times scale
-        jr = np.empty((len(v), 2, 3))
-        jr[:, 0] = pose.scale * np.stack([np.zeros(len(v)), v[:, 2], -v[:, 1]], 1)
-        jr[:, 1] = -pose.scale * np.stack([-v[:, 2], np.zeros(len(v)), v[:, 0]], 1)
-        jt = np.broadcast_to(np.eye(2), (len(v), 2, 2))
-        jac = np.concatenate([jr, proj_s[:, :, None], jt, a], axis=2) * sw[:, None, None]
-        jac = jac.reshape(-1, 6 + m)
-        res = (b * sw[:, None]).ravel()
-        lhs = inv_var * (jac.T @ jac)
-        lhs[6:, 6:] += np.eye(m)
-        rhs = inv_var * (jac.T @ res)
-        rhs[6:] -= c
-        step = np.linalg.solve(lhs + 1e-9 * np.eye(6 + m), rhs)
-        pose = _apply_pose_step(pose, step[:6])
-        c = c + step[6:]
-    coeffs[cols] = c
-    # final residual with the final coefficients and pose
-    x_fixed = mean_fixed + basis_fixed @ c
-    proj, _ = pose.project(x_fixed)
-    res = np.sum((proj - pts) ** 2, axis=1)
-    if has_contour:
+
+    def contour_pairs(c: np.ndarray, pose: _Pose):
         cand = cand_mean + cand_basis @ c
         cand_px, _ = pose.project(cand)
         centre_px, _ = pose.project((centre_mean + centre_basis @ c)[None])
         idx = match_contour(cpx, cand_px, centre_px[0])
         ok = idx >= 0
-        res = np.concatenate([res, np.sum((cand_px[idx[ok]] - cpx[ok]) ** 2, axis=1)])
+        return cand, cand_px, idx[ok], ok
+
+    for _ in range(iterations):
+        x_fixed = mean_fixed + basis_fixed @ c
+        all_pts, all_basis, all_px, all_w = x_fixed, basis_fixed, pts, w
+        if pose is None and not perspective:
+            pose = (_similarity_pose(x_fixed, np.column_stack([pts, depth_px])) if use_depth
+                    else estimate_scaled_orthographic(x_fixed, pts, w))
+        if has_contour and pose is not None:
+            cand, _, idx, ok = contour_pairs(c, pose)
+            all_pts = np.concatenate([x_fixed, cand[idx]])
+            all_basis = np.concatenate([basis_fixed, cand_basis[idx]])
+            all_px = np.concatenate([pts, cpx[ok]])
+            all_w = np.concatenate([w, np.full(ok.sum(), contour_weight)])
+        if perspective:
+            pose = _estimate_perspective(all_pts, all_px, camera.focal_px,
+                                         np.asarray(camera.principal_point_px), pose)
+            a, b = pose.linearise(all_pts, all_basis, all_px)  # (N, 2, M), (N, 2)
+            sw = np.sqrt(all_w)
+            a2 = (a * sw[:, None, None]).reshape(-1, m)
+            lhs = inv_var * (a2.T @ a2) + np.eye(m)
+            rhs = inv_var * (a2.T @ ((b * sw[:, None]).ravel() + a2 @ c))
+            c = np.linalg.solve(lhs, rhs)
+            continue
+        pose, c = _orthographic_step(
+            pose, all_pts, all_basis, all_px, all_w,
+            depth_px if use_depth else None,
+            depth_weight * w if use_depth else None, c, inv_var)
+    coeffs[cols] = c
+    x_fixed = mean_fixed + basis_fixed @ c
+    proj, _ = pose.project(x_fixed)
+    res = np.sum((proj - pts) ** 2, axis=1)
+    if has_contour:
+        _, cand_px, idx, ok = contour_pairs(c, pose)
+        res = np.concatenate([res, np.sum((cand_px[idx] - cpx[ok]) ** 2, axis=1)])
     rms = float(np.sqrt(res.mean()))
     return coeffs[:ks].astype(np.float32), coeffs[ks:].astype(np.float32), pose, rms, len(res)
 
@@ -269,7 +322,8 @@ def fit_landmarks(
     focal_px: float | None = None,
     correspondence: LandmarkCorrespondence | None = None,
     landmark_sigma: float = 0.02,
-    iterations: int = 6,
+    iterations: int = 5,
+    depth_weight: float = 1.0,
 ) -> FitResult:
     """Fit ``model`` to one detected face's landmarks.
 
@@ -283,8 +337,11 @@ def fit_landmarks(
         landmark_sigma: landmark noise as a fraction of the face size (square root of the
             landmark box area); sets the prior's strength.
         iterations: pose / shape alternations.
+        depth_weight: weight of the detector's relative depth per landmark (when it gives
+            one), relative to an image-plane residual; 0 ignores depth.
     """
     points = np.asarray(face.points_px, np.float64)
+    depth_all = face.depth_px
     if correspondence is None:
         try:
             correspondence = correspondence_for(model, face.scheme)
@@ -293,6 +350,7 @@ def fit_landmarks(
                 raise
             points = mediapipe_to_ibug68(points)
             correspondence = correspondence_for(model, "ibug68")
+            depth_all = None
     corr = correspondence
     size = float(np.sqrt(np.prod(points.max(0) - points.min(0))))
     w, h = image_size
@@ -302,10 +360,12 @@ def fit_landmarks(
         cam = Camera("perspective", f, (w / 2.0, h / 2.0))
     elif camera != "orthographic":
         raise ValueError(f"camera must be 'orthographic' or 'perspective', got {camera!r}")
+    depth = None if depth_all is None else np.asarray(depth_all, np.float64)[corr.landmark_index]
     shape, expr, pose, rms, n = fit_points(
         model, points[corr.landmark_index], corr.vertex_ids, corr.weights,
         points[corr.contour_index], corr.contour_weight,
-        landmark_sigma_px=landmark_sigma * size, iterations=iterations, camera=cam)
+        landmark_sigma_px=landmark_sigma * size, iterations=iterations, camera=cam,
+        depth_px=depth, depth_weight=depth_weight)
     return make_result(model, shape, expr, pose, cam, rms, n, iterations)
 
 
