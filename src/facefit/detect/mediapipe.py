@@ -229,7 +229,10 @@ class MediaPipeDetector:
     """Faces and 468 landmarks (MediaPipe Face Mesh), with a whole-image fallback.
 
     Args:
-        min_presence: face-presence score of the landmark model needed to accept a face.
+        min_presence: face-presence score of the landmark model needed to accept a face
+            that a detector found.
+        fallback_presence: the score needed for a face found only by the crop search (the
+            landmark model scores profile faces low; a lower bar finds them, less accurately).
         refine_passes: extra landmark passes on a crop re-centred on the previous landmarks.
         fallback: landmark a whole-image crop when no detector finds a face.
     """
@@ -237,7 +240,7 @@ class MediaPipeDetector:
     scheme = SCHEME
 
     def __init__(self, min_presence: float = 0.5, refine_passes: int = 1,
-                 fallback: bool = True) -> None:
+                 fallback: bool = True, fallback_presence: float = 0.5) -> None:
         d = _model_dir()
         self._short = _BlazeFace(_SHORT, d)
         self._full = _BlazeFace(_FULL, d)
@@ -249,6 +252,7 @@ class MediaPipeDetector:
         self.min_presence = min_presence
         self.refine_passes = refine_passes
         self.fallback = fallback
+        self.fallback_presence = fallback_presence
         self._lock = threading.Lock()  # LiteRT interpreters are not re-entrant
 
     # -- landmark model -------------------------------------------------------------
@@ -303,6 +307,20 @@ class MediaPipeDetector:
                 best, best_p = _roi_from_points(pts, pts[_EYE_IDS[1]], pts[_EYE_IDS[0]]), presence
         return best
 
+    def _landmark_rois(self, image: np.ndarray, rois: list[tuple[_Roi, float | None]],
+                       passes: int, min_presence: float) -> list[FaceLandmarks]:
+        faces: list[FaceLandmarks] = []
+        for roi, det_score in rois:
+            pts, depth, presence = self._track(image, roi, passes)
+            if presence < min_presence:
+                continue
+            box = np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
+            if faces and max(_iou(box, np.stack([f.box for f in faces]))) > 0.5:
+                continue  # two detections of the same face
+            score = presence if det_score is None else min(det_score, presence)
+            faces.append(FaceLandmarks(box, float(score), pts, depth, SCHEME))
+        return faces
+
     # -- public -----------------------------------------------------------------------
     def detect(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[FaceLandmarks]:
         """Faces in an (H, W, 3) uint8 RGB image with their 468 landmarks, best first."""
@@ -311,23 +329,11 @@ class MediaPipeDetector:
                              f"{image_rgb.dtype}")
         image = np.ascontiguousarray(image_rgb)
         with self._lock:
-            dets = self._short(image) or self._full(image)
-            rois = [_roi_from_points(d.box.reshape(2, 2), d.keypoints[1], d.keypoints[0])
-                    for d in dets[:max_faces]]
-            scores = [d.score for d in dets[:max_faces]]
-            passes = self.refine_passes
-            if not rois and self.fallback:
-                rois = [self._search(image)]
-                scores = [None]
-                passes = max(passes, 2)
-            faces: list[FaceLandmarks] = []
-            for roi, det_score in zip(rois, scores, strict=True):
-                pts, depth, presence = self._track(image, roi, passes)
-                if presence < self.min_presence:
-                    continue
-                box = np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
-                if faces and max(_iou(box, np.stack([f.box for f in faces]))) > 0.5:
-                    continue  # two detections of the same face
-                score = presence if det_score is None else min(det_score, presence)
-                faces.append(FaceLandmarks(box, float(score), pts, depth, SCHEME))
+            dets = (self._short(image) or self._full(image))[:max_faces]
+            faces = self._landmark_rois(
+                image, [(_roi_from_points(d.box.reshape(2, 2), d.keypoints[1], d.keypoints[0]),
+                         d.score) for d in dets], self.refine_passes, self.min_presence)
+            if not faces and self.fallback:
+                faces = self._landmark_rois(image, [(self._search(image), None)],
+                                            max(self.refine_passes, 2), self.fallback_presence)
         return faces

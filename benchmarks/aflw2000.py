@@ -1,0 +1,113 @@
+"""AFLW2000-3D benchmark of the whole pipeline: own detection, landmarks, fit, texture, export.
+
+Prints the 3DDFA-protocol table (68-point 2D NME normalised by the ground-truth landmark box,
+yaw buckets 0-30 / 30-60 / 60-90 and their balanced mean), the images with no face found,
+and median milliseconds per image for each stage, for facefit's fit and, as a baseline, for
+MediaPipe's raw points mapped to the 68 iBUG points. Single-threaded on purpose (run it
+under ``taskset -c 0`` for a strict one-core number).
+
+    python benchmarks/aflw2000.py [--data ../shared/data/aflw2000-3d-dev] [--limit N]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from facefit.eval.datasets import load_aflw2000  # noqa: E402
+from facefit.eval.landmarks import evaluate_aflw2000  # noqa: E402
+from facefit.eval.predictions import select_face  # noqa: E402
+from facefit.fit.correspondence import mediapipe_to_ibug68  # noqa: E402
+from facefit.io.export import FORMATS, export_reconstructions  # noqa: E402
+from facefit.io.image import load_image  # noqa: E402
+from facefit.reconstruct import Reconstructor  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "aflw2000-3d-dev"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--limit", type=int, default=None, help="first N images only")
+    ap.add_argument("--texture-every", type=int, default=4,
+                    help="time texturing on every Nth image (it does not change the NME)")
+    ap.add_argument("--export-every", type=int, default=32,
+                    help="time the export of all formats on every Nth image")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = ap.parse_args()
+
+    samples = load_aflw2000(args.data, args.limit)
+    rec = Reconstructor(texture_size=0)
+    n = len(samples)
+    pred = np.full((n, 68, 2), np.nan)
+    raw = np.full((n, 68, 2), np.nan)
+    t_detect, t_fit, t_texture, t_export = [], [], [], []
+    from facefit.fit.landmark_fit import fit_landmarks
+    from facefit.texture.extract import extract_texture
+
+    out_dir = Path(tempfile.mkdtemp(prefix="facefit-bench-"))
+    for i, s in enumerate(samples):
+        image = load_image(s.image_path)
+        t0 = time.perf_counter()
+        faces = rec.detector.detect(image)
+        t_detect.append(time.perf_counter() - t0)
+        if not faces:
+            continue
+        face = faces[select_face([f.box for f in faces], s.landmarks_2d)]
+        t1 = time.perf_counter()
+        fit = fit_landmarks(rec.model, face, image.shape[1::-1])
+        t_fit.append(time.perf_counter() - t1)
+        pred[i] = fit.landmarks_68_2d
+        raw[i] = mediapipe_to_ibug68(face.points_px)
+        if i % args.texture_every == 0:
+            t2 = time.perf_counter()
+            texture, colors = extract_texture(rec.model, fit.verts_px, image, size=512)
+            t_texture.append(time.perf_counter() - t2)
+            if i % args.export_every == 0:
+                from facefit.reconstruct import Reconstruction
+
+                recon = Reconstruction(face, fit, texture, colors, {})
+                t3 = time.perf_counter()
+                export_reconstructions(out_dir, s.image_path, image, [recon], rec.model,
+                                       FORMATS)
+                t_export.append(time.perf_counter() - t3)
+    stems = [s.stem for s in samples]
+    yaw = np.array([s.yaw_deg for s in samples])
+    gt = np.stack([s.landmarks_2d for s in samples])
+    ours = evaluate_aflw2000(pred, gt, yaw, stems)
+    base = evaluate_aflw2000(raw, gt, yaw, stems)
+
+    def ms(t: list[float]) -> str:
+        return f"{1e3 * np.median(t):7.1f}" if t else "    n/a"
+
+    print(f"AFLW2000-3D ({args.data.name}), {n} images, 68-point 2D NME (%), GT-box norm.")
+    print(f"{'method':<28}{'0-30':>7}{'30-60':>7}{'60-90':>7}{'balanced':>10}{'mean':>7}"
+          f"{'no face':>9}")
+    for name, r in (("facefit (fit, 68 model pts)", ours), ("MediaPipe raw -> 68", base)):
+        b = [100 * v for v in r.bucket_nme_2d]
+        print(f"{name:<28}{b[0]:7.2f}{b[1]:7.2f}{b[2]:7.2f}{100 * r.balanced_2d:10.2f}"
+              f"{100 * r.mean_2d:7.2f}{len(r.missing):>5} ({100 * len(r.missing) / n:.1f}%)")
+    print(f"bucket sizes: {ours.bucket_counts}, no face per bucket: {ours.bucket_missing}")
+    print("median ms per image (one thread): detection+landmarks" + ms(t_detect)
+          + ", fit" + ms(t_fit) + ", detection+landmarks+fit"
+          + ms([a + b for a, b in zip(t_detect, t_fit, strict=False)])
+          + f", texture 512²{ms(t_texture)} (n={len(t_texture)})"
+          + f", export all formats{ms(t_export)} (n={len(t_export)})")
+    if args.json:
+        args.json.write_text(json.dumps({"facefit": ours.to_dict(), "mediapipe_raw": base.to_dict(),
+                                         "ms": {"detect": 1e3 * np.median(t_detect),
+                                                "fit": 1e3 * np.median(t_fit)}}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
