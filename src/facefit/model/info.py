@@ -50,8 +50,9 @@ def model_summary(model: MorphableModel) -> str:
     if frac is not None:
         lines.append(f"variance:    {100 * frac:.1f}% of the training variance kept")
     elif sig.size:
-        lines.append(f"variance:    unknown total; shape sigma 1st/last = {sig[0]:.3g}/"
-                     f"{sig[-1]:.3g} mm")
+        rms = sig / np.sqrt(model.num_vertices)
+        lines.append(f"variance:    total unknown; RMS vertex offset per unit coefficient, "
+                     f"first/last shape component: {rms[0]:.3g}/{rms[-1]:.3g} mm")
     else:
         lines.append("variance:    n/a")
     if model.landmark_ids:
