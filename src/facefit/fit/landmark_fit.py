@@ -208,6 +208,44 @@ def _orthographic_step(pose: _Pose, pts: np.ndarray, basis: np.ndarray, px: np.n
     return _apply_pose_step(pose, step[:6]), c + step[6:]
 
 
+def _perspective_step(pose: _Pose, pts: np.ndarray, basis: np.ndarray, px: np.ndarray,
+                      w: np.ndarray, c: np.ndarray, inv_var: float) -> tuple[_Pose, np.ndarray]:
+    """One joint Gauss-Newton step of a perspective fit on rotation, translation (mm) and
+    coefficients, with the N(0, 1) coefficient prior."""
+    import cv2
+
+    m = basis.shape[2]
+    v = pts @ pose.rotation.T + pose.translation  # (N, 3) view frame
+    d = -v[:, 2]
+    f = pose.focal
+    proj, _ = pose.project(pts)
+    # derivative of (x, y) pixels with respect to the view-frame point
+    jv = np.zeros((len(v), 2, 3))
+    jv[:, 0, 0] = f / d
+    jv[:, 0, 2] = f * v[:, 0] / d**2
+    jv[:, 1, 1] = -f / d
+    jv[:, 1, 2] = -f * v[:, 1] / d**2
+    rx = v - pose.translation  # R X
+    skew = np.zeros((len(v), 3, 3))  # d(R X)/d omega = -[R X]x
+    skew[:, 0, 1], skew[:, 0, 2] = rx[:, 2], -rx[:, 1]
+    skew[:, 1, 0], skew[:, 1, 2] = -rx[:, 2], rx[:, 0]
+    skew[:, 2, 0], skew[:, 2, 1] = rx[:, 1], -rx[:, 0]
+    dv = np.concatenate([skew, np.broadcast_to(np.eye(3), skew.shape),
+                         np.matmul(pose.rotation, basis)], axis=2)  # (N, 3, 6 + M)
+    sw = np.sqrt(w)[:, None, None]
+    jac = (np.matmul(jv, dv) * sw).reshape(-1, 6 + m)
+    res = ((px - proj) * sw[:, :, 0]).ravel()
+    lhs = inv_var * (jac.T @ jac)
+    lhs[6:, 6:] += np.eye(m)
+    rhs = inv_var * (jac.T @ res)
+    rhs[6:] -= c
+    step = np.linalg.solve(lhs + 1e-9 * np.eye(6 + m), rhs)
+    d_rot, _ = cv2.Rodrigues(step[:3].reshape(3, 1))
+    new = _Pose(d_rot @ pose.rotation, 1.0, pose.translation + step[3:6], pose.focal,
+                pose.principal)
+    return new, c + step[6:]
+
+
 def fit_points(
     model: MorphableModel,
     points_px: np.ndarray,
@@ -290,14 +328,10 @@ def fit_points(
             all_px = np.concatenate([pts, cpx[ok]])
             all_w = np.concatenate([w, np.full(ok.sum(), contour_weight)])
         if perspective:
-            pose = _estimate_perspective(all_pts, all_px, camera.focal_px,
-                                         np.asarray(camera.principal_point_px), pose)
-            a, b = pose.linearise(all_pts, all_basis, all_px)  # (N, 2, M), (N, 2)
-            sw = np.sqrt(all_w)
-            a2 = (a * sw[:, None, None]).reshape(-1, m)
-            lhs = inv_var * (a2.T @ a2) + np.eye(m)
-            rhs = inv_var * (a2.T @ ((b * sw[:, None]).ravel() + a2 @ c))
-            c = np.linalg.solve(lhs, rhs)
+            if pose is None:
+                pose = _estimate_perspective(all_pts, all_px, camera.focal_px,
+                                             np.asarray(camera.principal_point_px), None)
+            pose, c = _perspective_step(pose, all_pts, all_basis, all_px, all_w, c, inv_var)
             continue
         pose, c = _orthographic_step(
             pose, all_pts, all_basis, all_px, all_w,

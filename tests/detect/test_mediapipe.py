@@ -1,0 +1,62 @@
+"""MediaPipe detector on the bundled example photo and on edge cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facefit.detect.mediapipe import _FULL, _SHORT, MediaPipeDetector, _ssd_anchors
+from facefit.io.image import load_image
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def detector() -> MediaPipeDetector:
+    return MediaPipeDetector()
+
+
+def test_anchor_counts_match_the_models() -> None:
+    assert _ssd_anchors(_SHORT).shape == (896, 2)
+    assert _ssd_anchors(_FULL).shape == (2304, 2)
+
+
+def test_example_photo_has_one_face_with_468_points(detector: MediaPipeDetector) -> None:
+    image = load_image(EXAMPLE)
+    faces = detector.detect(image)
+    assert len(faces) == 1
+    f = faces[0]
+    assert f.points_px.shape == (468, 2) and f.depth_px.shape == (468,)
+    assert f.score > 0.8
+    # the astronaut's face: roughly x 180-270, y 70-180 in the 512x512 photo
+    x0, y0, x1, y1 = f.box
+    assert 150 < x0 < 200 and 250 < x1 < 300 and 50 < y0 < 100 and 160 < y1 < 200
+    # eyes above the mouth, subject's right eye (33) on the image left
+    assert f.points_px[33, 0] < f.points_px[263, 0]
+    assert f.points_px[[33, 263], 1].mean() < f.points_px[13, 1]
+
+
+def test_landmarks_follow_the_face_in_a_larger_rotated_image(
+        detector: MediaPipeDetector) -> None:
+    image = load_image(EXAMPLE)
+    big = np.zeros((1500, 1200, 3), np.uint8)
+    big[700:1212, 300:812] = image
+    ref = detector.detect(image)[0].points_px
+    f = detector.detect(big)[0]
+    err = np.linalg.norm(f.points_px - (ref + [300, 700]), axis=1)
+    assert np.median(err) < 3.0
+    rot = np.ascontiguousarray(np.rot90(image, k=-1))  # 90° clockwise
+    fr = detector.detect(rot)[0]
+    expect = np.column_stack([511 - ref[:, 1], ref[:, 0]])
+    assert np.median(np.linalg.norm(fr.points_px - expect, axis=1)) < 4.0
+
+
+def test_blank_image_has_no_face(detector: MediaPipeDetector) -> None:
+    assert detector.detect(np.full((300, 400, 3), 127, np.uint8)) == []
+
+
+def test_rejects_wrong_input(detector: MediaPipeDetector) -> None:
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        detector.detect(np.zeros((10, 10), np.uint8))

@@ -1,0 +1,132 @@
+"""Landmark fitting on a small synthetic model made in code: exact recovery, priors, cameras."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facefit.detect.base import FaceLandmarks
+from facefit.fit.camera import Camera, euler_from_rotation, rotation_from_euler
+from facefit.fit.correspondence import LandmarkCorrespondence
+from facefit.fit.landmark_fit import _Pose, fit_landmarks, fit_points
+from facefit.model.morphable_model import MorphableModel
+
+
+def synthetic_model(seed: int = 0, n_vertices: int = 600) -> MorphableModel:
+    """An ellipsoidal 'head' (mm) with random smooth shape and expression bases."""
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(-1.4, 1.4, n_vertices)
+    phi = rng.uniform(-1.2, 1.2, n_vertices)
+    mean = np.column_stack([70 * np.sin(theta) * np.cos(phi), 90 * np.sin(phi),
+                            60 * np.cos(theta) * np.cos(phi)]).astype(np.float32)
+    freqs = rng.normal(size=(12, 3))
+
+    def basis(k: int, amp: float) -> np.ndarray:
+        b = np.stack([np.cos(mean @ freqs[i % 12] / 60 + i)[:, None] * rng.normal(size=3)
+                      for i in range(k)], axis=2)
+        return (amp * b).astype(np.float32)
+
+    ids = np.arange(68)
+    tri = np.array([[0, 1, 2]], np.int32)
+    return MorphableModel("synthetic", mean, basis(8, 4.0), basis(4, 2.0), tri,
+                          np.zeros((n_vertices, 2), np.float32), {"ibug68": ids},
+                          np.arange(n_vertices))
+
+
+@pytest.mark.parametrize("yaw", [0.0, 35.0, 70.0])
+def test_noiseless_landmarks_recover_pose_shape_expression(yaw: float) -> None:
+    model = synthetic_model()
+    rng = np.random.default_rng(1)
+    shape = rng.normal(size=model.num_shape).astype(np.float32)
+    expr = rng.normal(size=model.num_expression).astype(np.float32)
+    rot = rotation_from_euler(yaw, -12.0, 7.0)
+    truth = _Pose(rot, 1.8, np.array([230.0, 210.0]))
+    ids = rng.choice(model.num_vertices, 300, replace=False)
+    px, _ = truth.project(model.vertices(shape, expr)[ids])
+    got_s, got_e, pose, rms, n = fit_points(model, px, ids, landmark_sigma_px=1e-3,
+                                            iterations=8)
+    assert n == 300
+    assert rms < 1e-3
+    np.testing.assert_allclose(got_s, shape, atol=2e-3)
+    np.testing.assert_allclose(got_e, expr, atol=2e-3)
+    np.testing.assert_allclose(pose.rotation, rot, atol=1e-5)
+    assert pose.scale == pytest.approx(1.8, rel=1e-5)
+    np.testing.assert_allclose(euler_from_rotation(pose.rotation), (yaw, -12.0, 7.0), atol=1e-3)
+
+
+def test_depth_observations_agree_with_image_only_fit() -> None:
+    model = synthetic_model(2)
+    rng = np.random.default_rng(3)
+    shape = rng.normal(size=model.num_shape)
+    rot = rotation_from_euler(50.0, 5.0, -3.0)
+    truth = _Pose(rot, 2.0, np.array([200.0, 200.0]))
+    ids = np.arange(0, 600, 2)
+    px, depth = truth.project(model.vertices(shape)[ids])
+    got_s, _, pose, rms, _ = fit_points(model, px, ids, landmark_sigma_px=1e-3,
+                                        depth_px=depth + 123.0, depth_weight=1.0)
+    np.testing.assert_allclose(pose.rotation, rot, atol=1e-5)
+    np.testing.assert_allclose(got_s, shape, atol=2e-3)
+
+
+def test_prior_shrinks_coefficients_with_noisy_landmarks() -> None:
+    model = synthetic_model(4)
+    rng = np.random.default_rng(5)
+    truth = _Pose(np.eye(3), 2.0, np.array([200.0, 200.0]))
+    ids = np.arange(100)
+    px, _ = truth.project(model.mean[ids])
+    px = px + rng.normal(scale=3.0, size=px.shape)
+    weak, _, _, _, _ = fit_points(model, px, ids, landmark_sigma_px=0.01)
+    strong, _, _, _, _ = fit_points(model, px, ids, landmark_sigma_px=30.0)
+    assert np.linalg.norm(strong) < 0.5 * np.linalg.norm(weak)
+
+
+def test_perspective_camera_recovers_pose_and_shape() -> None:
+    model = synthetic_model(6)
+    rng = np.random.default_rng(7)
+    shape = rng.normal(size=model.num_shape).astype(np.float32)
+    rot = rotation_from_euler(-25.0, 10.0, 4.0)
+    cam = Camera("perspective", 800.0, (320.0, 240.0))
+    truth = _Pose(rot, 1.0, np.array([10.0, -5.0, -600.0]), 800.0, np.array([320.0, 240.0]))
+    ids = rng.choice(model.num_vertices, 200, replace=False)
+    px, _ = truth.project(model.vertices(shape)[ids])
+    got_s, _, pose, rms, _ = fit_points(model, px, ids, landmark_sigma_px=1e-3, iterations=12,
+                                        camera=cam)
+    assert rms < 0.05
+    np.testing.assert_allclose(pose.rotation, rot, atol=2e-3)
+    np.testing.assert_allclose(pose.translation, truth.translation, rtol=0.02, atol=1.0)
+    np.testing.assert_allclose(got_s, shape, atol=0.05)
+
+
+def test_fit_landmarks_result_fields_and_contour() -> None:
+    model = synthetic_model(8)
+    rng = np.random.default_rng(9)
+    shape = rng.normal(size=model.num_shape).astype(np.float32) * 0.5
+    truth = _Pose(rotation_from_euler(20.0, 0.0, 0.0), 2.0, np.array([200.0, 220.0]))
+    verts = model.vertices(shape)
+    lm, _ = truth.project(verts[:68])
+    face = FaceLandmarks(np.array([0, 0, 400, 400], np.float32), 1.0, lm.astype(np.float32),
+                         None, "synthetic68")
+    corr = LandmarkCorrespondence("synthetic68", np.arange(68), np.arange(68),
+                                  np.ones(68, np.float32), np.zeros(0, np.int64))
+    fit = fit_landmarks(model, face, (400, 400), correspondence=corr, landmark_sigma=1e-5)
+    assert fit.verts_px.shape == (model.num_vertices, 3) and fit.verts_px.dtype == np.float32
+    np.testing.assert_allclose(fit.landmarks_68_2d, lm, atol=1e-2)
+    np.testing.assert_allclose(fit.landmarks_68_3d[:, :2], fit.landmarks_68_2d)
+    assert fit.landmarks_68_2d_contour.shape == (68, 2)
+    assert fit.yaw_deg == pytest.approx(20.0, abs=0.05)
+    assert fit.residual_px < 0.01
+
+
+@pytest.mark.parametrize("angles", [(0, 0, 0), (30, -20, 10), (-75, 15, -40), (89, 0, 0)])
+def test_euler_round_trip(angles: tuple[float, float, float]) -> None:
+    r = rotation_from_euler(*angles)
+    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(r) == pytest.approx(1.0)
+    np.testing.assert_allclose(euler_from_rotation(r), angles, atol=1e-6)
+
+
+def test_euler_conventions() -> None:
+    nose = np.array([0.0, 0.0, 1.0])
+    assert (rotation_from_euler(30, 0, 0) @ nose)[0] > 0  # yaw: nose to the image's right
+    assert (rotation_from_euler(0, 30, 0) @ nose)[1] < 0  # pitch: nose down
+    assert (rotation_from_euler(0, 0, 30) @ np.array([1.0, 0, 0]))[1] > 0  # roll: CCW
