@@ -291,7 +291,8 @@ def plot_error_map(result: ScanErrorResult, path: str | Path, vmax: float | None
                     vmin=0.0, vmax=max(vmax, 1e-6), linewidths=0)
     ax.set_aspect("equal")
     ax.set_axis_off()
-    ax.set_title(f"scan-to-mesh error: median {result.median:.2f} mm, mean {result.mean:.2f} mm")
+    ax.set_title(f"scan-to-mesh: median {result.median:.2f} mm, mean {result.mean:.2f} mm",
+                 fontsize=9)
     fig.colorbar(sc, ax=ax, label="mm", shrink=0.8)
     fig.tight_layout()
     fig.savefig(str(path))
