@@ -35,20 +35,28 @@ class ContourCandidates:
 def contour_candidates(model: MorphableModel, max_candidates: int = 2500) -> ContourCandidates:
     """Candidate outline vertices of ``model``, found from its 68 iBUG landmark vertices.
 
-    Candidates lie below the eyebrows, outside a central band as wide as the nose (about half
-    the outer eye-corner distance) or below the lower lip; at most ``max_candidates``, taken
-    evenly (deterministically) from that region.
+    Candidates lie below the eyes, inside the jaw line seen from the front,
+    outside a central band as wide as the nose (half the outer eye-corner distance) or below
+    the lower lip; at most ``max_candidates``, taken evenly (deterministically).
     """
     lm = model.landmark_ids["ibug68"]
     mean = model.mean
     p = mean[lm]
-    centre_x = p[[27, 28, 29, 30, 33, 51, 57, 8], 0].mean()
-    brow_y = p[17:27, 1].mean()
+    centre = p[27, :2]
     eye_y = p[36:48, 1].mean()
     lip_y = p[57, 1]
     half_band = 0.25 * abs(p[45, 0] - p[36, 0])
-    x, y = mean[:, 0] - centre_x, mean[:, 1]
-    region = (y < min(brow_y, eye_y)) & ((np.abs(x) > half_band) | (y < lip_y))
+    x, y = mean[:, 0] - p[[27, 28, 29, 30, 33, 51, 57, 8], 0].mean(), mean[:, 1]
+    # only the face inside its jaw line (seen from the front, a little margin): the mask of a
+    # model may reach over the ears and under the chin, which the photo's outline never shows
+    jaw = p[:17, :2] - centre
+    jaw_ang, jaw_rad = np.arctan2(jaw[:, 1], jaw[:, 0]), np.hypot(jaw[:, 0], jaw[:, 1])
+    order = np.argsort(jaw_ang)
+    d = mean[:, :2] - centre
+    ang, rad = np.arctan2(d[:, 1], d[:, 0]), np.hypot(d[:, 0], d[:, 1])
+    limit = np.interp(ang, jaw_ang[order], jaw_rad[order], left=0.0, right=0.0)
+    inside = rad <= 1.0 * limit
+    region = inside & (y < eye_y) & ((np.abs(x) > half_band) | (y < lip_y))
     ids = np.flatnonzero(region)
     if len(ids) > max_candidates:
         ids = ids[np.linspace(0, len(ids) - 1, max_candidates).astype(np.int64)]
