@@ -23,6 +23,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from facefit.detect.mediapipe import MediaPipeDetector
+from facefit.eval.datasets import read_pts
 from facefit.fit.correspondence import DATA, ibug68_correspondence
 from facefit.fit.landmark_fit import fit_points
 from facefit.io.image import load_image
@@ -32,11 +33,6 @@ from facefit.model import load_default_model
 FACE_OVAL = [10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172,
              176, 234, 251, 284, 288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389,
              397, 400, 454]
-
-
-def read_pts(path: Path) -> np.ndarray:
-    lines = path.read_text().split("{")[1].split("}")[0].split()
-    return np.asarray(lines, float).reshape(-1, 2) - 1.0  # 300-W is 1-based
 
 
 def main() -> None:
