@@ -32,7 +32,7 @@ from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
-PLUGINS = ("facefit.model.commands", "facefit.eval.commands")
+PLUGINS = ("facefit.model.commands", "facefit.eval.commands", "facefit.video.commands")
 _FALLBACK_FORMATS = ("obj", "ply", "glb", "npz", "overlay", "json")
 
 EXIT_CODES_HELP = """\

@@ -79,26 +79,6 @@ class _Pose:
                        self.principal[1] - self.focal * v[:, 1] / d], 1)
         return xy, d
 
-    def linearise(self, pts: np.ndarray, basis: np.ndarray, points_px: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
-        """Rows (N, 2, M) and right-hand side (N, 2) of the projection linear in coefficients
-        about ``pts`` (N, 3) with basis (N, 3, M), in pixels."""
-        rb = np.matmul(self.rotation, basis)
-        if self.focal is None:
-            a = self.scale * np.stack([rb[:, 0], -rb[:, 1]], 1)
-            proj, _ = self.project(pts)
-            return a, points_px - proj
-        # perspective with the current depth of each point held fixed (one Gauss-Newton step)
-        v = pts @ self.rotation.T + self.translation
-        d = -v[:, 2]
-        u = points_px[:, 0] - self.principal[0]
-        w = -(points_px[:, 1] - self.principal[1])
-        ax = (self.focal * rb[:, 0] + u[:, None] * rb[:, 2]) / d[:, None]
-        ay = (self.focal * rb[:, 1] + w[:, None] * rb[:, 2]) / d[:, None]
-        bx = -(self.focal * v[:, 0] + u * v[:, 2]) / d
-        by = -(self.focal * v[:, 1] + w * v[:, 2]) / d
-        return np.stack([ax, -ay], 1), np.stack([bx, -by], 1)
-
 
 def estimate_scaled_orthographic(points_3d: np.ndarray, points_px: np.ndarray,
                                  weights: np.ndarray | None = None) -> _Pose:
