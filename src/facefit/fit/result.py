@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +32,11 @@ class FitResult:
         residual_px: RMS distance between the input landmarks and the fitted model, pixels.
         num_landmarks: number of input landmarks used.
         iterations: pose/shape alternations run.
+        vertices_mm: (V, 3) float32 fitted model-frame vertices in mm when they are not
+            ``model.vertices(shape_coeffs, expression_coeffs)`` (FLAME jaw/neck skinning,
+            bilinear models), else None.
+        extras: model-specific fitted parameters (e.g. ``flame_pose`` (J, 3) radians,
+            ``bilinear_id_weights``), exported into the face's ``.npz``.
     """
 
     shape_coeffs: np.ndarray
@@ -50,3 +55,5 @@ class FitResult:
     residual_px: float
     num_landmarks: int
     iterations: int
+    vertices_mm: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
