@@ -1,0 +1,58 @@
+"""Shared-identity fitting of several synthetic views of one face."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from facefit.fit.multi_image import fit_same_person, fit_single, fit_views, pool_confidence
+from facefit.fit.synthetic import make_photo_set, neutral_error_mm
+from facefit.model import load_default_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_default_model()
+
+
+def test_noiseless_views_recover_shape_and_expressions(model) -> None:
+    shape, views = make_photo_set(model, 3, seed=1, noise_px=0.0)
+    vs = [dataclasses.replace(v.view, sigma_px=1e-3, depth_weight=0.0) for v in views]
+    got, exprs, poses, rms, _ = fit_views(model, vs, iterations=10)
+    assert max(rms) < 1e-3
+    np.testing.assert_allclose(got, shape, atol=1e-3)
+    for e, v, p in zip(exprs, views, poses, strict=True):
+        np.testing.assert_allclose(e, v.expression, atol=1e-3)
+        np.testing.assert_allclose(p.rotation, v.pose.rotation, atol=1e-5)
+
+
+def test_joint_beats_pooling_beats_single_photos(model) -> None:
+    errs = []
+    for seed in range(4):
+        shape, views = make_photo_set(model, 6, seed=seed)
+        vs = [v.view for v in views]
+        single = np.mean([neutral_error_mm(model, fit_single(model, v).shape_coeffs, shape)
+                          for v in vs])
+        pooled = fit_same_person(model, vs, "confidence")
+        joint = fit_same_person(model, vs, "joint")
+        errs.append((single, neutral_error_mm(model, pooled.shape_coeffs, shape),
+                     neutral_error_mm(model, joint.shape_coeffs, shape)))
+        assert len(joint.fits) == 6
+        assert joint.neutral_vertices.shape == (model.num_vertices, 3)
+        np.testing.assert_array_equal(joint.fits[0].shape_coeffs, joint.shape_coeffs)
+    single, pooled, joint = np.mean(errs, axis=0)
+    assert joint < pooled < single
+
+
+def test_pool_confidence_prefers_frontal_low_residual(model) -> None:
+    shape, views = make_photo_set(model, 3, seed=2)
+    fits = [fit_single(model, v.view) for v in views]
+    pooled, w = pool_confidence(fits)
+    assert w.sum() == pytest.approx(1.0)
+    yaws = np.abs([f.yaw_deg for f in fits])
+    assert w[np.argmin(yaws)] >= w[np.argmax(yaws)]
+    assert pooled.shape == shape.shape
+    with pytest.raises(ValueError):
+        pool_confidence([])
