@@ -1,0 +1,407 @@
+"""Fit FLAME (Li et al., "Learning a model of facial shape and expression from 4D scans",
+SIGGRAPH Asia 2017) to 2D landmarks, jaw and neck articulation included.
+
+FLAME poses its rest shape ``mean + shape_basis @ alpha + expression_basis @ beta`` by
+linear blend skinning with pose correctives (`facefit.model.io_flame.linear_blend_skinning`).
+This fitter estimates, with a scaled orthographic camera:
+
+* the camera: rotation (FLAME's global rotation: joint 0 is kept at zero, the camera rotation
+  plays its part), log-scale and image translation;
+* shape and expression coefficients, each with an N(0, 1) prior;
+* neck and jaw rotations (axis-angle, radians) with N(0, sigma^2) priors per component.
+
+Eyeball rotations stay at zero: the 68 iBUG landmarks lie on the eyelids, not on the eyeballs,
+so they carry no information about gaze (`EYES_NOTE`).
+
+Landmarks come from FLAME's barycentric landmark embedding (``extras["lmk_faces"]`` /
+``["lmk_bary"]``: 68 points, or the 51 inner points of the static embedding); with the dynamic
+contour embedding (``extras["lmk_dynamic_faces"]`` (79, 17), ``["lmk_dynamic_bary"]``
+(79, 17, 3)) the 17 outline points use the embedding of the current head yaw, as in FLAME's
+and DECA's code. A model with only an ``ibug68`` vertex-id set uses those vertices.
+
+The solver is Levenberg-Marquardt on the full parameter vector. The posed landmarks are affine
+in the coefficients for a fixed pose (joints are regressed linearly from the rest shape), so
+their coefficient Jacobian is exact and analytic; the few joint angles use central
+differences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from facefit.detect.base import FaceLandmarks
+from facefit.fit.camera import Camera, euler_from_rotation
+from facefit.fit.landmark_fit import estimate_scaled_orthographic
+from facefit.fit.result import FitResult
+from facefit.model.io_flame import FlameModel, linear_blend_skinning, rodrigues
+
+EYES_NOTE = ("eyeball rotations are left at 0: the 68 iBUG landmarks lie on the eyelids and "
+             "carry no information about gaze")
+NECK, JAW = 1, 2
+_NUM_YAW_BINS = 79  # FLAME's dynamic embedding: yaw -39..39 degrees
+
+
+class FlameLandmarkError(ValueError):
+    """The FLAME model has no landmark embedding (one-line message)."""
+
+
+@dataclass(frozen=True, eq=False)
+class FlameEmbedding:
+    """Barycentric landmarks of a FLAME mesh.
+
+    Attributes:
+        corners: (L, 3) vertex ids of each static landmark's triangle.
+        bary: (L, 3) barycentric weights.
+        ibug_index: (L,) 0-based iBUG-68 number of each static landmark.
+        dynamic_corners: (79, 17, 3) contour triangles per yaw bin, or None.
+        dynamic_bary: (79, 17, 3) their barycentric weights, or None.
+        unavailable: notes on the landmarks this embedding cannot provide.
+    """
+
+    corners: np.ndarray
+    bary: np.ndarray
+    ibug_index: np.ndarray
+    dynamic_corners: np.ndarray | None = None
+    dynamic_bary: np.ndarray | None = None
+    unavailable: tuple[str, ...] = ()
+
+
+def flame_embedding(flame: FlameModel) -> FlameEmbedding:
+    """The landmark embedding of ``flame``; raises `FlameLandmarkError` when it has none."""
+    m = flame.model
+    ex, tri = m.extras, np.asarray(m.triangles, np.int64)
+    dyn_c = dyn_b = None
+    if "lmk_dynamic_faces" in ex and "lmk_dynamic_bary" in ex:
+        faces = np.asarray(ex["lmk_dynamic_faces"], np.int64).reshape(_NUM_YAW_BINS, 17)
+        dyn_c = tri[faces]
+        dyn_b = np.asarray(ex["lmk_dynamic_bary"], np.float64).reshape(_NUM_YAW_BINS, 17, 3)
+    if "lmk_faces" in ex and "lmk_bary" in ex:
+        faces = np.asarray(ex["lmk_faces"], np.int64).reshape(-1)
+        bary = np.asarray(ex["lmk_bary"], np.float64).reshape(-1, 3)
+        if faces.size not in (51, 68):
+            raise FlameLandmarkError(f"FLAME model {m.name}: landmark embedding has "
+                                     f"{faces.size} points, expected 51 or 68")
+        index = np.arange(68 - faces.size, 68)
+        corners = tri[faces]
+    elif "ibug68" in m.landmark_ids:
+        ids = np.asarray(m.landmark_ids["ibug68"], np.int64)
+        corners, bary, index = np.repeat(ids[:, None], 3, 1), np.eye(3)[np.zeros(68, int)], \
+            np.arange(68)
+    else:
+        raise FlameLandmarkError(
+            f"FLAME model {m.name}: no landmark embedding (give flame_static_embedding.pkl or "
+            "landmark_embedding.npy): landmark fitting, landmark initialisation and landmark "
+            "metrics are unavailable")
+    notes = []
+    if index[0] > 0 and dyn_c is None:
+        notes.append("static embedding only: the 17 contour landmarks (iBUG 1-17) are "
+                     "unavailable")
+    return FlameEmbedding(corners, bary, index, dyn_c, dyn_b, tuple(notes))
+
+
+def dynamic_contour_bin(rotation: np.ndarray) -> int:
+    """Yaw bin (0..78) of FLAME's dynamic contour embedding for a head rotation (3, 3):
+    ``round(-yaw)`` in degrees for yaw <= 0 (clamped at 39), ``39 - round(-yaw)`` otherwise
+    (78 beyond 39 degrees), as in FLAME's TF and DECA's PyTorch code."""
+    r = np.asarray(rotation, np.float64)
+    yaw = np.arctan2(-r[2, 0], np.hypot(r[0, 0], r[1, 0]))
+    ang = int(np.round(min(-np.degrees(yaw), 39.0)))
+    if ang >= 0:
+        return ang
+    return 78 if ang < -39 else 39 - ang
+
+
+@dataclass(frozen=True, eq=False)
+class FlameFit:
+    """Result of `fit_flame_points`.
+
+    Attributes:
+        shape_coeffs, expression_coeffs: (Ks,), (Ke,) float64, N(0, 1) units.
+        pose: (J, 3) axis-angle joint rotations (row 0, global, is zero: see ``rotation``;
+            row 1 neck, row 2 jaw, rows 3-4 eyes).
+        rotation: (3, 3) camera rotation, model frame to view frame.
+        scale: px per mm; translation: (2,) px, image position of the model origin.
+        residual_px: RMS landmark residual; num_landmarks: landmarks used;
+        iterations: LM iterations run; notes: features that were not fitted.
+    """
+
+    shape_coeffs: np.ndarray
+    expression_coeffs: np.ndarray
+    pose: np.ndarray
+    rotation: np.ndarray
+    scale: float
+    translation: np.ndarray
+    residual_px: float
+    num_landmarks: int
+    iterations: int
+    notes: tuple[str, ...]
+
+
+def _rel_translation(world_rot: np.ndarray, parents: np.ndarray, joints: np.ndarray
+                     ) -> np.ndarray:
+    """Translations of the skinning transforms (world transform times inverse bind): linear in
+    ``joints`` (J, 3) or (J, 3, M) for fixed world rotations (J, 3, 3)."""
+    world_t = np.zeros_like(joints)
+    for j, par in enumerate(parents):
+        if par < 0:
+            world_t[j] = joints[j]
+        else:
+            world_t[j] = world_t[par] + np.tensordot(world_rot[par], joints[j] - joints[par], 1)
+    return world_t - np.einsum("jab,jb...->ja...", world_rot, joints)
+
+
+def _world_rotations(pose: np.ndarray, parents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rots = rodrigues(pose)
+    world = np.empty_like(rots)
+    for j, par in enumerate(parents):
+        world[j] = rots[j] if par < 0 else world[par] @ rots[j]
+    return rots, world
+
+
+class _Skinner:
+    """LBS restricted to the vertices the landmarks need, with coefficient Jacobians."""
+
+    def __init__(self, flame: FlameModel, vertex_ids: np.ndarray) -> None:
+        m = flame.model
+        self.ids = vertex_ids
+        basis = np.concatenate([m.shape_basis, m.expression_basis], axis=2).astype(np.float64)
+        jreg = np.asarray(flame.j_regressor, np.float64)
+        self.mean = m.mean[vertex_ids].astype(np.float64)
+        self.basis = basis[vertex_ids]
+        self.j_mean = jreg @ m.mean.astype(np.float64)
+        self.j_basis = np.einsum("jv,vdm->jdm", jreg, basis)
+        self.posedirs = np.asarray(flame.posedirs, np.float64)[vertex_ids]
+        self.weights = np.asarray(flame.weights, np.float64)[vertex_ids]
+        self.parents = np.asarray(flame.parents, np.int64)
+
+    def points(self, c: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posed selected vertices (N, 3) and their blended rotations (N, 3, 3)."""
+        rots, world = _world_rotations(pose, self.parents)
+        x = self.mean + self.basis @ c + self.posedirs @ (rots[1:] - np.eye(3)).ravel()
+        rel_t = _rel_translation(world, self.parents, self.j_mean + self.j_basis @ c)
+        blend = np.einsum("vj,jab->vab", self.weights, world)
+        return np.einsum("vab,vb->va", blend, x) + self.weights @ rel_t, blend
+
+    def coeff_jacobian(self, pose: np.ndarray, blend: np.ndarray) -> np.ndarray:
+        """(N, 3, M) exact derivative of `points` with respect to the coefficients."""
+        _, world = _world_rotations(pose, self.parents)
+        rel_t = _rel_translation(world, self.parents, self.j_basis)
+        return (np.einsum("vab,vbm->vam", blend, self.basis)
+                + np.einsum("vj,jam->vam", self.weights, rel_t))
+
+
+def fit_flame_points(
+    flame: FlameModel,
+    points_px: np.ndarray,
+    weights: np.ndarray | None = None,
+    landmark_sigma_px: float = 2.0,
+    neck_sigma: float = 0.2,
+    jaw_sigma: float = 0.3,
+    iterations: int = 30,
+    fit_neck: bool = True,
+    fit_jaw: bool = True,
+) -> FlameFit:
+    """Fit camera, shape, expression, neck and jaw of ``flame`` to 68 iBUG landmarks.
+
+    Args:
+        flame: the FLAME model with a landmark embedding (`flame_embedding`).
+        points_px: (68, 2) iBUG-68 landmarks in pixels (rows the embedding lacks are ignored).
+        weights: (68,) relative confidence per landmark (default 1).
+        landmark_sigma_px: landmark noise in pixels: balance between data and priors.
+        neck_sigma, jaw_sigma: prior standard deviation of each joint angle component (rad).
+        iterations: at most this many Levenberg-Marquardt iterations.
+        fit_neck, fit_jaw: estimate these joints (else they stay at zero).
+    """
+    emb = flame_embedding(flame)
+    m = flame.model
+    n_j = int(np.asarray(flame.parents).size)
+    pts = np.asarray(points_px, np.float64).reshape(68, 2)
+    w_all = np.ones(68) if weights is None else np.asarray(weights, np.float64)
+    joints = [j for j, on in ((NECK, fit_neck), (JAW, fit_jaw)) if on and j < n_j]
+    sig = np.array([neck_sigma if j == NECK else jaw_sigma for j in joints for _ in range(3)])
+    corner_sets = [emb.corners.ravel()]
+    if emb.dynamic_corners is not None:
+        corner_sets.append(emb.dynamic_corners.ravel())
+    sel, inverse = np.unique(np.concatenate(corner_sets), return_inverse=True)
+    skin = _Skinner(flame, sel)
+    static_local = inverse[: emb.corners.size].reshape(-1, 3)
+    dyn_local = (inverse[emb.corners.size:].reshape(_NUM_YAW_BINS, 17, 3)
+                 if emb.dynamic_corners is not None else None)
+    n_c = m.num_shape + m.num_expression
+    n_p = 3 * len(joints)
+
+    dynamic_on = [False]  # the contour joins once the inner points have set the head's yaw
+
+    def layout(rotation: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                 np.ndarray]:
+        """(local corner ids (L, 3), bary (L, 3), iBUG rows (L,)) for the current head pose."""
+        if dyn_local is None or not dynamic_on[0]:
+            return static_local, emb.bary, emb.ibug_index
+        head = rotation @ rodrigues(pose[NECK])[0] if n_j > NECK else rotation
+        b = dynamic_contour_bin(head)
+        return (np.concatenate([dyn_local[b], static_local[-51:]]),
+                np.concatenate([emb.dynamic_bary[b], emb.bary[-51:]]),
+                np.r_[np.arange(17), emb.ibug_index[-51:]])
+
+    def landmarks(x: np.ndarray, loc: np.ndarray, bary: np.ndarray) -> np.ndarray:
+        return np.einsum("lk,lk...->l...", bary, x[loc])
+
+    c = np.zeros(n_c)
+    pose = np.zeros((n_j, 3))
+    loc, bary, rows = layout(np.eye(3), pose)
+    x0, _ = skin.points(c, pose)
+    cam = estimate_scaled_orthographic(landmarks(x0, loc, bary), pts[rows], w_all[rows])
+    rot, scale, trans = cam.rotation, cam.scale, np.asarray(cam.translation, np.float64)
+    inv_sigma = 1.0 / landmark_sigma_px
+
+    def evaluate(rot: np.ndarray, scale: float, trans: np.ndarray, c: np.ndarray,
+                 pose: np.ndarray, jac: bool) -> tuple[np.ndarray, np.ndarray | None, float]:
+        loc, bary, rows = layout(rot, pose)
+        x, blend = skin.points(c, pose)
+        lm = landmarks(x, loc, bary)
+        v = lm @ rot.T
+        proj = np.column_stack([scale * v[:, 0] + trans[0], -scale * v[:, 1] + trans[1]])
+        sw = np.sqrt(w_all[rows]) * inv_sigma
+        res = ((pts[rows] - proj) * sw[:, None]).ravel()
+        prior = np.concatenate([c, pose[joints].ravel() / sig])
+        cost = float(res @ res + prior @ prior)
+        if not jac:
+            return res, None, cost
+        n = len(rows)
+        zero, one = np.zeros(n), np.ones(n)
+        jx = np.column_stack([zero, scale * v[:, 2], -scale * v[:, 1], scale * v[:, 0], one,
+                              zero])
+        jy = np.column_stack([scale * v[:, 2], zero, -scale * v[:, 0], -scale * v[:, 1],
+                              zero, one])
+        d_pts = np.concatenate([skin.coeff_jacobian(pose, blend),
+                                np.zeros((len(x), 3, n_p))], axis=2)
+        eps = 1e-6
+        for k, (j, a) in enumerate((j, a) for j in joints for a in range(3)):
+            hi, lo = pose.copy(), pose.copy()
+            hi[j, a] += eps
+            lo[j, a] -= eps
+            d_pts[:, :, n_c + k] = (skin.points(c, hi)[0] - skin.points(c, lo)[0]) / (2 * eps)
+        d_lm = np.einsum("lk,lkam->lam", bary, d_pts[loc])
+        d_view = np.einsum("ab,lbm->lam", rot, d_lm)
+        jac_x = np.hstack([jx, scale * d_view[:, 0]])
+        jac_y = np.hstack([jy, -scale * d_view[:, 1]])
+        jac_m = np.stack([jac_x, jac_y], axis=1).reshape(2 * n, -1) * np.repeat(sw, 2)[:, None]
+        return res, jac_m, cost
+
+    def step(rot: np.ndarray, scale: float, trans: np.ndarray, c: np.ndarray, pose: np.ndarray,
+             d: np.ndarray):
+        import cv2
+
+        d_rot, _ = cv2.Rodrigues(d[:3].reshape(3, 1))
+        new_pose = pose.copy()
+        for k, j in enumerate(joints):
+            new_pose[j] += d[6 + n_c + 3 * k: 9 + n_c + 3 * k]
+        return (d_rot @ rot, scale * float(np.exp(d[3])), trans + d[4:6], c + d[6:6 + n_c],
+                new_pose)
+
+    prior_diag = np.r_[np.zeros(6), np.ones(n_c), 1.0 / sig**2]
+    done = 0
+    for phase in ([False, True] if dyn_local is not None else [False]):
+        dynamic_on[0] = phase
+        lam = 1e-3
+        res, jac, cost = evaluate(rot, scale, trans, c, pose, True)
+        for _ in range(iterations):
+            done += 1
+            grad = jac.T @ res - prior_diag * np.r_[np.zeros(6), c, pose[joints].ravel()]
+            h = jac.T @ jac + np.diag(prior_diag)
+            improved = False
+            for _ in range(8):
+                d = np.linalg.solve(h + lam * np.diag(np.diag(h) + 1e-9), grad)
+                cand = step(rot, scale, trans, c, pose, d)
+                _, _, new_cost = evaluate(*cand, False)
+                if new_cost <= cost:
+                    improved = True
+                    break
+                lam *= 10.0
+            if not improved:
+                break
+            small = cost - new_cost <= 1e-10 * max(cost, 1e-12) or np.abs(d).max() < 1e-9
+            rot, scale, trans, c, pose = cand
+            lam = max(lam / 10.0, 1e-9)
+            res, jac, cost = evaluate(rot, scale, trans, c, pose, True)
+            if small:
+                break
+    _, _, rows = layout(rot, pose)
+    unweighted = res.reshape(-1, 2) / (np.sqrt(w_all[rows]) * inv_sigma)[:, None]
+    rms = float(np.sqrt((unweighted**2).sum(1).mean()))
+    notes = (*emb.unavailable, EYES_NOTE)
+    ks = m.num_shape
+    return FlameFit(c[:ks].copy(), c[ks:].copy(), pose, rot, scale, trans, rms, len(rows), done,
+                    notes)
+
+
+def flame_vertices(flame: FlameModel, fit: FlameFit) -> np.ndarray:
+    """(V, 3) float32 posed model-frame vertices (mm) of a fit (camera not applied)."""
+    rest = flame.model.vertices(fit.shape_coeffs, fit.expression_coeffs)
+    return linear_blend_skinning(rest, fit.pose, flame.posedirs, flame.j_regressor,
+                                 flame.weights, flame.parents)
+
+
+def flame_result(flame: FlameModel, fit: FlameFit) -> FitResult:
+    """A `FitResult` of a FLAME fit: posed dense vertices and the 68 landmarks in pixels.
+
+    Landmarks the embedding lacks (the contour of a static-only embedding) are NaN.
+    """
+    verts = flame_vertices(flame, fit).astype(np.float64)
+    v = verts @ fit.rotation.T
+    verts_px = np.column_stack([fit.scale * v[:, 0] + fit.translation[0],
+                                -fit.scale * v[:, 1] + fit.translation[1],
+                                -fit.scale * v[:, 2]]).astype(np.float32)
+    emb = flame_embedding(flame)
+    lm3 = np.full((68, 3), np.nan, np.float32)
+    lm3[emb.ibug_index] = np.einsum("lk,lka->la", emb.bary, verts_px[emb.corners])
+    contour = lm3[:, :2].copy()
+    if emb.dynamic_corners is not None:
+        head = fit.rotation @ rodrigues(fit.pose[NECK])[0]
+        b = dynamic_contour_bin(head)
+        dyn = np.einsum("lk,lka->la", emb.dynamic_bary[b], verts_px[emb.dynamic_corners[b]])
+        contour[:17] = dyn[:, :2]
+        if emb.ibug_index[0] > 0:
+            lm3[:17] = dyn
+    yaw, pitch, roll = euler_from_rotation(fit.rotation)
+    return FitResult(
+        shape_coeffs=fit.shape_coeffs.astype(np.float32),
+        expression_coeffs=fit.expression_coeffs.astype(np.float32),
+        rotation=fit.rotation.copy(), translation=fit.translation.copy(), scale=fit.scale,
+        camera=Camera(), yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll, verts_px=verts_px,
+        landmarks_68_2d=lm3[:, :2].copy(), landmarks_68_3d=lm3, landmarks_68_2d_contour=contour,
+        residual_px=fit.residual_px, num_landmarks=fit.num_landmarks, iterations=fit.iterations,
+        vertices_mm=verts.astype(np.float32),
+        extras={"flame_pose": fit.pose.astype(np.float32),
+                "flame_jaw_pose": fit.pose[JAW].astype(np.float32) if len(fit.pose) > JAW
+                else np.zeros(3, np.float32)},
+    )
+
+
+def fit_flame_landmarks(
+    flame: FlameModel,
+    face: FaceLandmarks,
+    image_size: tuple[int, int],
+    landmark_sigma: float = 0.02,
+    iterations: int = 30,
+) -> FitResult:
+    """Fit ``flame`` to one detected face (iBUG-68 landmarks, or MediaPipe's 468 mapped to
+    iBUG-68) with a scaled orthographic camera; the `fit_landmarks` counterpart for FLAME.
+
+    ``image_size`` (width, height) is accepted for symmetry with `fit_landmarks`;
+    ``landmark_sigma`` is the landmark noise as a fraction of the face size.
+    """
+    from facefit.fit.correspondence import mediapipe_to_ibug68
+
+    points = np.asarray(face.points_px, np.float64)
+    if face.scheme == "mediapipe468":
+        points = mediapipe_to_ibug68(points)
+    elif len(points) != 68:
+        raise ValueError(f"FLAME fitting needs iBUG-68 or MediaPipe-468 landmarks, got "
+                         f"{face.scheme!r} ({len(points)} points)")
+    size = float(np.sqrt(np.prod(points.max(0) - points.min(0))))
+    fit = fit_flame_points(flame, points, landmark_sigma_px=landmark_sigma * size,
+                           iterations=iterations)
+    return flame_result(flame, fit)

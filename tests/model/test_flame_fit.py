@@ -1,0 +1,163 @@
+"""FLAME fitting (Li et al. 2017): camera, shape, expression, neck and jaw from 2D landmarks."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+from _model_formats import make_model
+
+from facefit.fit.camera import rotation_from_euler
+from facefit.fit.flame_fit import (
+    FlameLandmarkError,
+    dynamic_contour_bin,
+    fit_flame_points,
+    flame_result,
+    flame_vertices,
+)
+from facefit.model.io_flame import FlameModel, flame_from_model, linear_blend_skinning
+
+SHAPE = np.array([0.8, -0.5, 0.3, 0.0, 0.4, -0.2])
+EXPR = np.array([0.6, -0.3, 0.2, 0.1])
+
+
+def _nearest(points: np.ndarray, where: tuple[float, float, float], k: int = 4) -> np.ndarray:
+    return np.argsort(((points - np.asarray(where)) ** 2).sum(1))[:k]
+
+
+def make_flame(embedding: str = "full") -> FlameModel:
+    """A small FLAME-layout model: 5 joints (root, neck, jaw, eyes), root-weighted neck base,
+    jaw-weighted lower face, and a barycentric landmark embedding (``full`` 68 points,
+    ``static`` 51, ``dynamic`` 51 + yaw-binned contour, or ``none``)."""
+    base = make_model(albedo=False)
+    rng = np.random.default_rng(5)
+    mean = base.mean.astype(np.float64)
+    v = len(mean)
+    jreg = np.zeros((5, v))
+    for j, where in enumerate([(0, -75, 30), (0, -55, 30), (0, -20, 20), (30, 30, 40),
+                               (-30, 30, 40)]):
+        jreg[j, _nearest(mean, where)] = 0.25
+    weights = np.zeros((v, 5))
+    y = mean[:, 1]
+    weights[:, 1] = 1.0
+    weights[y < -62, :] = [1.0, 0, 0, 0, 0]
+    lower = (y < -20) & (y >= -62)
+    weights[lower] = [0, 0.2, 0.8, 0, 0]
+    posedirs = rng.standard_normal((v, 3, 36)) * 0.2
+    extras = {"flame_posedirs": posedirs.astype(np.float32),
+              "flame_J_regressor": jreg.astype(np.float32),
+              "flame_weights": weights.astype(np.float32),
+              "flame_parents": np.array([-1, 0, 1, 1, 1])}
+    tri = base.triangles
+    faces = rng.choice(len(tri), 68, replace=False)
+    bary = rng.dirichlet(np.ones(3), 68)
+    landmarks: dict[str, np.ndarray] = {}
+    if embedding == "full":
+        extras.update(lmk_faces=faces, lmk_bary=bary.astype(np.float32))
+    elif embedding in ("static", "dynamic"):
+        extras.update(lmk_faces=faces[17:], lmk_bary=bary[17:].astype(np.float32))
+    if embedding == "dynamic":
+        extras["lmk_dynamic_faces"] = rng.choice(len(tri), (79, 17))
+        extras["lmk_dynamic_bary"] = rng.dirichlet(np.ones(3), (79, 17)).astype(np.float32)
+    model = dataclasses.replace(base, name="flame-synthetic", landmark_ids=landmarks,
+                                extras=extras)
+    return flame_from_model(model)
+
+
+def observe(flame: FlameModel, pose: np.ndarray, rot: np.ndarray, scale: float = 2.5,
+            trans: tuple[float, float] = (320.0, 240.0)) -> np.ndarray:
+    """(68, 2) px of the embedded landmarks of the posed face (NaN where not embedded)."""
+    rest = flame.model.vertices(SHAPE, EXPR)
+    verts = linear_blend_skinning(rest, pose, flame.posedirs, flame.j_regressor,
+                                  flame.weights, flame.parents).astype(np.float64)
+    v = verts @ rot.T
+    px = np.column_stack([scale * v[:, 0] + trans[0], -scale * v[:, 1] + trans[1]])
+    tri = flame.model.triangles
+    ex = flame.model.extras
+    out = np.full((68, 2), np.nan)
+    faces, bary = ex["lmk_faces"], ex["lmk_bary"].astype(np.float64)
+    out[68 - len(faces):] = np.einsum("lk,lka->la", bary, px[tri[faces]])
+    if "lmk_dynamic_faces" in ex:
+        b = dynamic_contour_bin(rot @ _rodrigues(pose[1]))
+        out[:17] = np.einsum("lk,lka->la", ex["lmk_dynamic_bary"][b].astype(np.float64),
+                             px[tri[ex["lmk_dynamic_faces"][b]]])
+    return out
+
+
+def _rodrigues(r: np.ndarray) -> np.ndarray:
+    from facefit.model.io_flame import rodrigues
+
+    return rodrigues(r)[0]
+
+
+def truth_pose(jaw: tuple[float, float, float] = (0.2, 0.03, -0.02)) -> np.ndarray:
+    pose = np.zeros((5, 3))
+    pose[1] = [0.06, -0.05, 0.03]
+    pose[2] = jaw
+    return pose
+
+
+@pytest.mark.parametrize("embedding", ["full", "dynamic"])
+def test_recovers_shape_expression_jaw_neck_and_camera(embedding: str) -> None:
+    flame = make_flame(embedding)
+    pose = truth_pose()
+    rot = rotation_from_euler(15.0, -6.0, 4.0)
+    px = observe(flame, pose, rot)
+    t0 = time.perf_counter()
+    fit = fit_flame_points(flame, np.nan_to_num(px), landmark_sigma_px=0.01)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 1.0
+    assert fit.residual_px < 1e-3
+    np.testing.assert_allclose(fit.shape_coeffs, SHAPE, atol=2e-3)
+    np.testing.assert_allclose(fit.expression_coeffs, EXPR, atol=2e-3)
+    np.testing.assert_allclose(fit.pose[2], pose[2], atol=2e-3)  # jaw, radians
+    np.testing.assert_allclose(fit.pose[1], pose[1], atol=2e-3)  # neck
+    np.testing.assert_allclose(fit.pose[[0, 3, 4]], 0.0)  # global in the camera; eyes at 0
+    np.testing.assert_allclose(fit.rotation, rot, atol=2e-3)
+    assert fit.scale == pytest.approx(2.5, rel=1e-3)
+    assert any("eyeball" in n for n in fit.notes)
+
+
+def test_jaw_changes_the_result_mesh() -> None:
+    flame = make_flame("full")
+    rot = rotation_from_euler(-10.0, 0.0, 0.0)
+    px = observe(flame, truth_pose(jaw=(0.35, 0.0, 0.0)), rot)
+    fit = fit_flame_points(flame, px, landmark_sigma_px=0.01)
+    assert fit.pose[2, 0] == pytest.approx(0.35, abs=2e-3)
+    res = flame_result(flame, fit)
+    open_mouth = flame_vertices(flame, fit)
+    np.testing.assert_allclose(res.vertices_mm, open_mouth, atol=1e-4)
+    closed = flame.model.vertices(fit.shape_coeffs, fit.expression_coeffs)
+    assert np.abs(open_mouth - closed).max() > 5.0  # mm: the jaw is open in the exported mesh
+    np.testing.assert_allclose(res.landmarks_68_2d, px, atol=1e-2)
+    np.testing.assert_allclose(res.extras["flame_pose"][2], fit.pose[2], atol=1e-6)
+
+
+def test_static_embedding_fits_the_inner_points_and_says_contour_is_missing() -> None:
+    flame = make_flame("static")
+    pose = truth_pose()
+    px = observe(flame, pose, rotation_from_euler(12.0, 5.0, 0.0))
+    fit = fit_flame_points(flame, np.nan_to_num(px), landmark_sigma_px=0.01)
+    assert fit.num_landmarks == 51
+    np.testing.assert_allclose(fit.pose[2], pose[2], atol=5e-3)
+    assert any("contour landmarks" in n for n in fit.notes)
+    res = flame_result(flame, fit)
+    assert np.isnan(res.landmarks_68_2d[:17]).all() and np.isfinite(res.landmarks_68_2d[17:]).all()
+
+
+def test_no_embedding_one_line_error() -> None:
+    flame = make_flame("none")
+    with pytest.raises(FlameLandmarkError) as err:
+        fit_flame_points(flame, np.zeros((68, 2)))
+    msg = str(err.value)
+    assert "\n" not in msg and "no landmark embedding" in msg and "landmark fitting" in msg
+
+
+def test_dynamic_bins_follow_flame_convention() -> None:
+    assert dynamic_contour_bin(np.eye(3)) == 0
+    assert dynamic_contour_bin(rotation_from_euler(-20.0, 0, 0)) == 20
+    assert dynamic_contour_bin(rotation_from_euler(20.0, 0, 0)) == 59
+    assert dynamic_contour_bin(rotation_from_euler(-60.0, 0, 0)) == 39
+    assert dynamic_contour_bin(rotation_from_euler(60.0, 0, 0)) == 78
