@@ -1,0 +1,62 @@
+"""End to end on the bundled example photo: every output format, loadable meshes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+
+import facefit
+from facefit.io.export import FORMATS, export_reconstructions
+from facefit.io.image import load_image
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory: pytest.TempPathFactory):
+    image = load_image(EXAMPLE)
+    rec = facefit.Reconstructor()
+    faces = rec.reconstruct(image)
+    out = tmp_path_factory.mktemp("out")
+    json_path = export_reconstructions(out, EXAMPLE, image, faces, rec.model, FORMATS)
+    return rec.model, faces, out, json_path
+
+
+def test_one_face_with_plausible_fit(outputs) -> None:
+    model, faces, _, _ = outputs
+    assert len(faces) == 1
+    fit = faces[0].fit
+    assert abs(fit.yaw_deg) < 15 and abs(fit.pitch_deg) < 20 and abs(fit.roll_deg) < 15
+    # the fitted eye corners and nose tip lie close to MediaPipe's own points for them
+    mp = faces[0].face.points_px
+    for ibug, mp_id in ((36, 33), (45, 263), (30, 1)):
+        assert np.linalg.norm(fit.landmarks_68_2d[ibug] - mp[mp_id]) < 6.0
+    assert fit.residual_px < 5.0
+    assert faces[0].texture.shape == (512, 512, 3)
+    assert faces[0].vertex_colors.shape == (model.num_vertices, 3)
+
+
+def test_every_format_written_and_meshes_load_back(outputs) -> None:
+    model, _, out, json_path = outputs
+    names = {p.name for p in out.iterdir()}
+    for suffix in (".obj", ".mtl", ".png", ".ply", ".glb", ".npz", "_overlay.png"):
+        assert f"astronaut_face0{suffix}" in names
+    assert not [n for n in names if n.startswith(".") or ".part" in n]
+    nv, nf = model.num_vertices, len(model.triangles)
+    for suffix in (".obj", ".glb", ".ply"):
+        mesh = trimesh.load(out / f"astronaut_face0{suffix}", process=False, force="mesh")
+        assert mesh.vertices.shape == (nv, 3), suffix
+        assert mesh.faces.shape == (nf, 3), suffix
+    summary = json.loads(json_path.read_text())
+    face = summary["faces"][0]
+    assert summary["width"] == summary["height"] == 512
+    assert len(face["landmarks_68_2d"]) == 68 and len(face["landmarks_68_2d_contour"]) == 68
+    assert set(face["pose"]) >= {"yaw_deg", "pitch_deg", "roll_deg", "rotation", "translation",
+                                 "scale", "camera"}
+    assert len(face["shape_coeffs"]) == model.num_shape
+    npz = np.load(out / "astronaut_face0.npz")
+    np.testing.assert_allclose(npz["landmarks_68_2d"], face["landmarks_68_2d"], atol=1e-2)
