@@ -56,3 +56,17 @@ def test_pool_confidence_prefers_frontal_low_residual(model) -> None:
     assert pooled.shape == shape.shape
     with pytest.raises(ValueError):
         pool_confidence([])
+
+
+def test_merged_texture_of_uniform_photos_is_uniform(model) -> None:
+    from facefit.texture.extract import merge_texels, texel_samples
+
+    _, views = make_photo_set(model, 2, seed=3)
+    fits = fit_same_person(model, [v.view for v in views], "confidence").fits
+    image = np.empty((480, 640, 3), np.uint8)
+    image[:] = (100, 150, 200)
+    samples = [texel_samples(model, f.verts_px, image, size=64) for f in fits]
+    assert all((w > 0).any() and w.max() <= 1.0 for _, w in samples)
+    tex = merge_texels([c for c, _ in samples], [w for _, w in samples])
+    assert tex.shape == (64, 64, 3)
+    np.testing.assert_allclose(tex.reshape(-1, 3).mean(0), (100, 150, 200), atol=2)

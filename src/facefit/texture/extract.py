@@ -172,3 +172,58 @@ def _pull_push(color: np.ndarray, known: np.ndarray) -> np.ndarray:
         filled = alpha * (cw / np.maximum(w, 1e-6)[..., None]) + (1.0 - alpha) * up
     up = cv2.pyrUp(filled, dstsize=(w0.shape[1], w0.shape[0])).reshape(color.shape)
     return np.where(known[..., None], color, up)
+
+
+def texel_samples(
+    model: MorphableModel,
+    verts_px: np.ndarray,
+    image_rgb: np.ndarray,
+    size: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The photo sampled on the UV grid and a per-texel weight, for merging several views.
+
+    Returns:
+        colour: (T, T, 3) float32 samples (row 0 at v = 1; meaningless where weight is 0).
+        weight: (T, T) float32: the cosine between the surface normal and the viewing
+            direction where the texel is visible (facing test and z-buffer as
+            `extract_texture`), 0 elsewhere.
+    """
+    verts = np.asarray(verts_px, dtype=np.float32)
+    tri = np.asarray(model.triangles)
+    image = np.ascontiguousarray(image_rgb[..., :3])
+    zbuf, x0, y0 = _zbuffer(verts, tri, image.shape[0], image.shape[1])
+    cross = triangle_cross(verts, tri)
+    facing, slope = _facing(cross)
+    extent = float(np.ptp(verts[:, :2], axis=0).max()) if len(verts) else 0.0
+    texels = _uv_texels(model, size)
+    pos = np.einsum("nk,nkc->nc", texels.bary, verts[texels.vertex_ids])
+    visible = facing[texels.triangle_id] & _depth_test(
+        pos, zbuf, x0, y0, 1.0 + 0.01 * extent + 0.75 * slope[texels.triangle_id])
+    length = np.sqrt(np.einsum("ij,ij->i", cross, cross))
+    towards = -cross[:, 2] / np.maximum(length, 1e-30)
+    map_xy = np.full((size * size, 2), -1e4, np.float32)
+    map_xy[texels.index] = pos[:, :2]
+    colour = cv2.remap(image, map_xy.reshape(size, size, 2), None, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    weight = np.zeros(size * size, np.float32)
+    weight[texels.index] = np.where(visible, towards[texels.triangle_id], 0.0)
+    return colour, weight.reshape(size, size)
+
+
+def merge_texels(colours: list[np.ndarray], weights: list[np.ndarray], power: float = 2.0
+                 ) -> np.ndarray:
+    """(T, T, 3) uint8 texture from several views' `texel_samples`: a weighted mean
+    (weight ``cos^power`` of the viewing angle), hidden texels from their mirror texel,
+    the rest filled by pull-push."""
+    acc = np.zeros_like(colours[0], dtype=np.float32)
+    wsum = np.zeros(colours[0].shape[:2], np.float32)
+    for c, w in zip(colours, weights, strict=True):
+        wp = np.power(w, power, dtype=np.float32)
+        acc += c * wp[..., None]
+        wsum += wp
+    known = wsum > 1e-6
+    color = np.where(known[..., None], acc / np.maximum(wsum, 1e-6)[..., None], 0.0)
+    mirrored = ~known & known[:, ::-1]
+    color[mirrored] = color[:, ::-1][mirrored]
+    return np.clip(_pull_push(color.astype(np.float32), known | mirrored) + 0.5, 0,
+                   255).astype(np.uint8)
