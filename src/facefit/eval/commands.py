@@ -80,6 +80,8 @@ def register(subparsers: Any) -> None:
     y.add_argument("--size", type=int, default=320, help="image side in pixels")
     y.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
     y.add_argument("--quiet", action="store_true", help="no per-face progress")
+    y.add_argument("--no-photometric", action="store_true",
+                   help="skip the photometric refinement row")
     y.set_defaults(func=_cmd_synthetic)
 
 
@@ -227,7 +229,8 @@ def _cmd_synthetic(args: argparse.Namespace) -> int:
         _err("--n must be >= 1 and --size >= 64")
         return 2
     report, faces = evaluate_synthetic(args.n, args.seed, size=args.size,
-                                       progress=not args.quiet)
+                                       progress=not args.quiet,
+                                       photometric=not args.no_photometric)
     print(report.table())
     out = Path(args.out)
     _write_json(out / "synthetic.json", report.to_dict())

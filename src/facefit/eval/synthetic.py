@@ -438,6 +438,24 @@ def pick_fit(recs: Sequence[Any], gt_landmarks: np.ndarray) -> FitResult | None:
     return recs[select_face([np.asarray(r.face.box) for r in recs], gt_landmarks)].fit
 
 
+def _refine_all(refine: Callable[..., Any], model: MorphableModel,
+                faces: Sequence[SyntheticFace], fits: Sequence[FitResult | None]
+                ) -> tuple[list[FitResult | None], str | None]:
+    """Photometric refinement of each landmark fit (None stays None); stops at the first
+    error and returns its one-line message instead."""
+    out: list[FitResult | None] = []
+    for face, fit in zip(faces, fits, strict=True):
+        if fit is None:
+            out.append(None)
+            continue
+        try:
+            res = refine(model, fit, face.image)
+        except Exception as exc:  # noqa: BLE001 - reported as a note, never silently
+            return out, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        out.append(getattr(res, "fit", res))
+    return out, None
+
+
 def _photometric() -> Callable[..., Any] | None:
     try:
         from facefit.fit.photometric import refine_photometric  # type: ignore[import-not-found]
@@ -556,6 +574,7 @@ def evaluate_synthetic(
     size: int = 320,
     faces: Sequence[SyntheticFace] | None = None,
     progress: bool = False,
+    photometric: bool = True,
 ) -> tuple[SyntheticReport, list[SyntheticFace]]:
     """Render ``n`` faces (or score the given ``faces``) and score every method.
 
@@ -568,6 +587,8 @@ def evaluate_synthetic(
         size: image side in pixels.
         faces: pre-rendered faces (e.g. in tests).
         progress: one line per face on stderr.
+        photometric: also score `facefit.fit.photometric.refine_photometric` (started from
+            the pipeline's landmark fit) when that module exists.
     """
     if model is None:
         from facefit.model import load_default_model
@@ -590,12 +611,17 @@ def evaluate_synthetic(
                       f"geodesic error {geodesic_deg(fit.rotation, face.rotation):.1f} deg")
             print(f"[{i + 1}/{len(faces)}] yaw {face.yaw_deg:+6.1f}: {status}", file=sys.stderr)
     methods = [score_fits("facefit pipeline (landmarks)", model, faces, pipeline)]
-    notes = []
-    if _photometric() is None:
-        notes.append("photometric: not available (facefit.fit.photometric.refine_photometric "
-                     "does not exist yet)")
+    notes: list[str] = []
+    refine = _photometric() if photometric else None
+    if refine is None:
+        notes.append("photometric: not available" + (
+            "" if photometric else " (disabled)"))
     else:
-        notes.append("photometric: facefit.fit.photometric exists but is not scored here yet")
+        refined, error = _refine_all(refine, model, faces, pipeline)
+        if error is None:
+            methods.append(score_fits("photometric refinement", model, faces, refined))
+        else:
+            notes.append(f"photometric: not available (refine_photometric failed: {error})")
     methods.append(score_fits("landmark fit on exact 68 pts", model, faces, exact))
     methods.append(mean_face_scores(model, faces))
     yaw = np.array([f.yaw_deg for f in faces], np.float64)
