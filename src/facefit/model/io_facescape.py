@@ -215,6 +215,12 @@ def to_morphable_model(
     extras["bilinear_id_weights"] = np.asarray(w, np.float64)
     extras["bilinear_exp_weights"] = np.asarray(e, np.float64)
     extras["bilinear_exp_directions"] = directions
+    # the bilinear model itself (same arrays, no copy), for the 2D alternating fit
+    # (`facefit.fit.bilinear_fit.bilinear_from_model`); saved with the model by save_model
+    extras.update(bilinear_core=bm.core, bilinear_id_mean=np.asarray(bm.id_mean, np.float64),
+                  bilinear_id_sigma=np.asarray(bm.id_sigma, np.float64),
+                  bilinear_exp_neutral=np.asarray(bm.exp_neutral, np.float64),
+                  bilinear_exp_sigma=np.asarray(bm.exp_sigma, np.float64))
     return MorphableModel(
         name=bm.name,
         mean=mean.astype(np.float32),

@@ -1,0 +1,195 @@
+"""Fit an identity x expression bilinear model (FaceScape, Yang et al., CVPR 2020; multilinear
+face models after Vlasic et al., "Face Transfer with Multilinear Models", SIGGRAPH 2005) to 2D
+landmarks with a scaled orthographic camera.
+
+With one factor fixed the model is linear in the other, so each half-step is an ordinary
+landmark fit (`facefit.fit.landmark_fit.fit_points`: camera pose plus N(0, 1) coefficients):
+
+1. expression weights fixed: identity weights ``w = id_mean + id_sigma * a`` (prior N(0, 1) on
+   ``a``, i.e. the file's identity statistics);
+2. identity fixed: expression weights ``e = exp_neutral + directions @ b`` (directions span the
+   complement of the neutral weights, scaled by ``exp_sigma``; as `to_morphable_model`).
+
+Under a scaled orthographic camera the overall size of the identity weights trades against the
+camera scale; the identity prior settles it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from facefit.detect.base import FaceLandmarks
+from facefit.fit.camera import Camera, euler_from_rotation
+from facefit.fit.result import FitResult
+from facefit.model.io_facescape import BilinearModel
+from facefit.model.morphable_model import MorphableModel
+
+_KEYS = ("bilinear_core", "bilinear_id_mean", "bilinear_id_sigma", "bilinear_exp_neutral",
+         "bilinear_exp_sigma")
+
+
+@dataclass(frozen=True, eq=False)
+class BilinearFit2D:
+    """Result of `fit_bilinear_points`.
+
+    Attributes:
+        id_weights: (I,) identity weights; exp_weights: (E,) expression weights.
+        id_coeffs: (I,) ``(id_weights - id_mean) / id_sigma``; exp_coeffs: expression
+            coefficients along the non-neutral directions (N(0, 1) units).
+        rotation: (3, 3) model to view; scale: px per mm; translation: (2,) px.
+        rms_history: RMS landmark residual (px) after each alternation.
+    """
+
+    id_weights: np.ndarray
+    exp_weights: np.ndarray
+    id_coeffs: np.ndarray
+    exp_coeffs: np.ndarray
+    rotation: np.ndarray
+    scale: float
+    translation: np.ndarray
+    rms_history: list[float]
+
+
+def expression_directions(bm: BilinearModel) -> np.ndarray:
+    """(E, E-1) expression directions orthogonal to the neutral weights, scaled by
+    ``exp_sigma`` (the expression basis of `to_morphable_model`)."""
+    n = bm.exp_neutral / max(float(np.linalg.norm(bm.exp_neutral)), 1e-12)
+    u, s, _ = np.linalg.svd(np.eye(n.size) - np.outer(n, n))
+    return bm.exp_sigma[:, None] * u[:, s > 0.5]
+
+
+def _linear(name: str, mean: np.ndarray, basis: np.ndarray, identity: bool) -> MorphableModel:
+    """A landmark-only linear model (vertices = the landmark vertices) for `fit_points`."""
+    v = len(mean)
+    empty = np.zeros((v, 3, 0), np.float32)
+    b = basis.astype(np.float32)
+    return MorphableModel(
+        name=name, mean=mean.astype(np.float32), shape_basis=b if identity else empty,
+        expression_basis=empty if identity else b, triangles=np.zeros((0, 3), np.int32),
+        uv=np.zeros((v, 2), np.float32),
+        landmark_ids={"ibug68": np.resize(np.arange(v, dtype=np.int64), 68)},  # unused here
+        mirror_ids=np.arange(v, dtype=np.int64))
+
+
+def fit_bilinear_points(
+    bm: BilinearModel,
+    points_px: np.ndarray,
+    vertex_ids: np.ndarray,
+    weights: np.ndarray | None = None,
+    landmark_sigma_px: float = 2.0,
+    alternations: int = 20,
+    iterations: int = 5,
+    tol_px: float = 1e-7,
+) -> BilinearFit2D:
+    """Fit identity and expression weights and a scaled orthographic camera to 2D landmarks.
+
+    Args:
+        bm: the bilinear model.
+        points_px: (K, 2) landmarks in pixels; vertex_ids: (K,) their model vertices.
+        weights: (K,) relative confidence (default 1).
+        landmark_sigma_px: landmark noise in pixels (balance against the priors).
+        alternations: at most this many identity / expression alternations.
+        iterations: Gauss-Newton steps of `fit_points` per half-step.
+        tol_px: stop when the RMS residual changes less than this.
+    """
+    from facefit.fit.landmark_fit import fit_points
+
+    ids = np.asarray(vertex_ids, np.int64)
+    pts = np.asarray(points_px, np.float64)
+    local = np.arange(len(ids))
+    dirs = expression_directions(bm)
+    core = bm.core[ids].astype(np.float64)  # (K, 3, I, E)
+    w, e = bm.id_mean.astype(np.float64), bm.exp_neutral.astype(np.float64)
+    a = np.zeros(bm.num_identity)
+    b = np.zeros(dirs.shape[1])
+    history: list[float] = []
+    pose = None
+    for _ in range(max(1, alternations)):
+        id_basis = np.einsum("kcie,e->kci", core, e)
+        lin = _linear(bm.name, id_basis @ bm.id_mean, id_basis * bm.id_sigma, True)
+        a, _, pose, _, _ = fit_points(lin, pts, local, weights,
+                                      landmark_sigma_px=landmark_sigma_px, iterations=iterations)
+        w = bm.id_mean + bm.id_sigma * a.astype(np.float64)
+        exp_basis = np.einsum("kcie,i->kce", core, w)
+        lin = _linear(bm.name, exp_basis @ bm.exp_neutral, exp_basis @ dirs, False)
+        _, b, pose, rms, _ = fit_points(lin, pts, local, weights,
+                                        landmark_sigma_px=landmark_sigma_px,
+                                        iterations=iterations)
+        e = bm.exp_neutral + dirs @ b.astype(np.float64)
+        history.append(rms)
+        if len(history) > 1 and abs(history[-2] - history[-1]) < tol_px:
+            break
+    assert pose is not None
+    return BilinearFit2D(w, e, a.astype(np.float64), b.astype(np.float64), pose.rotation.copy(),
+                         float(pose.scale), np.asarray(pose.translation, np.float64).copy(),
+                         history)
+
+
+def bilinear_from_model(model: MorphableModel) -> BilinearModel | None:
+    """The `BilinearModel` behind a linearised FaceScape model (``extras["bilinear_core"]``
+    and its statistics, kept by `to_morphable_model`), or None for a linear model."""
+    ex = model.extras
+    if not all(k in ex for k in _KEYS):
+        return None
+    return BilinearModel(
+        name=model.name, core=ex["bilinear_core"], id_mean=ex["bilinear_id_mean"],
+        id_sigma=ex["bilinear_id_sigma"], exp_neutral=ex["bilinear_exp_neutral"],
+        exp_sigma=ex["bilinear_exp_sigma"], triangles=model.triangles, uv=model.uv,
+        landmark_ids=dict(model.landmark_ids), mirror_ids=model.mirror_ids,
+        licence=model.licence, source=model.source)
+
+
+def bilinear_result(model: MorphableModel, bm: BilinearModel, fit: BilinearFit2D,
+                    num_landmarks: int) -> FitResult:
+    """A `FitResult` of a bilinear fit; coefficients are in the units of the linearised
+    ``model`` (identity offsets from ``id_mean``, expression along `expression_directions`),
+    ``vertices_mm`` the exact bilinear face."""
+    verts = bm.vertices(fit.id_weights, fit.exp_weights).astype(np.float64)
+    v = verts @ fit.rotation.T
+    verts_px = np.column_stack([fit.scale * v[:, 0] + fit.translation[0],
+                                -fit.scale * v[:, 1] + fit.translation[1],
+                                -fit.scale * v[:, 2]]).astype(np.float32)
+    lm = verts_px[model.landmark_ids["ibug68"]]
+    yaw, pitch, roll = euler_from_rotation(fit.rotation)
+    return FitResult(
+        shape_coeffs=fit.id_coeffs.astype(np.float32),
+        expression_coeffs=fit.exp_coeffs.astype(np.float32), rotation=fit.rotation.copy(),
+        translation=fit.translation.copy(), scale=fit.scale, camera=Camera(), yaw_deg=yaw,
+        pitch_deg=pitch, roll_deg=roll, verts_px=verts_px, landmarks_68_2d=lm[:, :2].copy(),
+        landmarks_68_3d=lm.copy(), landmarks_68_2d_contour=lm[:, :2].copy(),
+        residual_px=fit.rms_history[-1], num_landmarks=num_landmarks,
+        iterations=len(fit.rms_history), vertices_mm=verts.astype(np.float32),
+        extras={"bilinear_id_weights": fit.id_weights.astype(np.float32),
+                "bilinear_exp_weights": fit.exp_weights.astype(np.float32)})
+
+
+def fit_bilinear_landmarks_2d(
+    model: MorphableModel,
+    face: FaceLandmarks,
+    image_size: tuple[int, int],
+    landmark_sigma: float = 0.02,
+    alternations: int = 10,
+) -> FitResult:
+    """Fit the bilinear model behind ``model`` to one detected face (iBUG-68 or MediaPipe-468
+    mapped to iBUG-68); the `fit_landmarks` counterpart for FaceScape models."""
+    from facefit.fit.correspondence import mediapipe_to_ibug68
+
+    bm = bilinear_from_model(model)
+    if bm is None:
+        raise ValueError(f"model {model.name}: no bilinear core in extras (not a FaceScape "
+                         "bilinear model)")
+    if "ibug68" not in model.landmark_ids:
+        raise ValueError(f"model {model.name}: no ibug68 landmark ids: landmark fitting is "
+                         "unavailable")
+    points = np.asarray(face.points_px, np.float64)
+    if face.scheme == "mediapipe468":
+        points = mediapipe_to_ibug68(points)
+    elif len(points) != 68:
+        raise ValueError(f"bilinear fitting needs iBUG-68 or MediaPipe-468 landmarks, got "
+                         f"{face.scheme!r} ({len(points)} points)")
+    size = float(np.sqrt(np.prod(points.max(0) - points.min(0))))
+    fit = fit_bilinear_points(bm, points, model.landmark_ids["ibug68"],
+                              landmark_sigma_px=landmark_sigma * size, alternations=alternations)
+    return bilinear_result(model, bm, fit, len(points))

@@ -1,0 +1,79 @@
+"""FaceScape bilinear model (Yang et al. 2020) fitted to 2D landmarks by alternation."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from _model_formats import make_bilinear_core, write_facescape
+
+from facefit.detect.base import FaceLandmarks
+from facefit.fit.bilinear_fit import (
+    bilinear_from_model,
+    expression_directions,
+    fit_bilinear_landmarks_2d,
+    fit_bilinear_points,
+)
+from facefit.fit.camera import rotation_from_euler
+from facefit.model import load_model, save_model
+from facefit.model.io_facescape import read_bilinear
+
+ID_MEAN = np.array([1.0, 0.1, -0.2, 0.05, 0.0])
+
+
+@pytest.fixture
+def bm_path(tmp_path):
+    core, tri, uv, lm = make_bilinear_core()
+    return write_facescape(tmp_path / "bm.npz", core, tri, uv, lm, ID_MEAN, np.full(5, 0.3))
+
+
+def project(bm, w, e, rot, scale=2.0, trans=(320.0, 240.0)) -> np.ndarray:
+    pts = bm.vertices(w, e, bm.landmark_ids["ibug68"]).astype(np.float64) @ rot.T
+    return np.column_stack([scale * pts[:, 0] + trans[0], -scale * pts[:, 1] + trans[1]])
+
+
+def test_alternation_recovers_known_weights(bm_path) -> None:
+    bm = read_bilinear(bm_path)
+    dirs = expression_directions(bm)
+    w_true = ID_MEAN + 0.3 * np.array([0.0, 0.8, -0.6, 0.5, 0.4])
+    e_true = bm.exp_neutral + dirs @ np.array([0.5, -0.4, 0.3])
+    rot = rotation_from_euler(18.0, -5.0, 3.0)
+    px = project(bm, w_true, e_true, rot)
+    t0 = time.perf_counter()
+    fit = fit_bilinear_points(bm, px, bm.landmark_ids["ibug68"], landmark_sigma_px=0.05,
+                              alternations=60)
+    assert time.perf_counter() - t0 < 5.0
+    assert fit.rms_history[-1] < 1e-3
+    assert fit.rms_history[-1] < 1e-2 * fit.rms_history[0]
+    # identity weights are known up to the face's overall size, which trades with the camera
+    # scale under a scaled orthographic camera
+    k = float(fit.id_weights @ w_true / (w_true @ w_true))
+    np.testing.assert_allclose(fit.id_weights / k, w_true, atol=1e-3)
+    assert fit.scale * k == pytest.approx(2.0, rel=1e-3)
+    np.testing.assert_allclose(fit.exp_weights, e_true, atol=1e-3)
+    np.testing.assert_allclose(fit.rotation, rot, atol=1e-3)
+
+
+def test_linearised_model_keeps_the_core_and_fits_a_face(bm_path, tmp_path) -> None:
+    model = load_model(bm_path)
+    bm = bilinear_from_model(model)
+    assert bm is not None and bm.core.shape == read_bilinear(bm_path).core.shape
+    again = load_model(save_model(model, tmp_path / "converted.npz"))  # survives conversion
+    assert bilinear_from_model(again) is not None
+    dirs = expression_directions(bm)
+    w_true = ID_MEAN + 0.3 * np.array([0.0, 0.5, 0.4, -0.3, 0.2])
+    e_true = bm.exp_neutral + dirs @ np.array([0.3, 0.2, -0.4])
+    px = project(bm, w_true, e_true, rotation_from_euler(-12.0, 4.0, 0.0))
+    face = FaceLandmarks(box=np.array([0, 0, 640, 480], np.float64), score=1.0,
+                         points_px=px.astype(np.float32), depth_px=None,
+                         scheme="ibug68")
+    res = fit_bilinear_landmarks_2d(again, face, (640, 480), landmark_sigma=2e-4,
+                                    alternations=40)
+    assert res.residual_px < 0.05
+    np.testing.assert_allclose(res.landmarks_68_2d, px, atol=0.1)
+    np.testing.assert_allclose(res.vertices_mm, bm.vertices(res.extras["bilinear_id_weights"],
+                                                            res.extras["bilinear_exp_weights"]),
+                               atol=1e-3)
+    assert bilinear_from_model(load_model(save_model(
+        type(model)(**{**model.__dict__, "extras": {}}), tmp_path / "linear.npz"))) is None
