@@ -81,8 +81,9 @@ class Reconstructor:
         out = []
         for face in faces:
             t1 = time.perf_counter()
-            fit = fit_landmarks(self.model, face, image_size=image_rgb.shape[1::-1],
-                                camera=self.camera, focal_px=self.focal_px)
+            fit = self._fit_special(face, image_rgb.shape[1::-1]) or fit_landmarks(
+                self.model, face, image_size=image_rgb.shape[1::-1], camera=self.camera,
+                focal_px=self.focal_px)
             t2 = time.perf_counter()
             texture, colors = None, None
             if self.texture_size:
@@ -94,6 +95,23 @@ class Reconstructor:
             out.append(Reconstruction(face, fit, texture, colors, {
                 "detect": t_detect, "fit": (t2 - t1) * 1e3, "texture": (t3 - t2) * 1e3}))
         return out
+
+    def _fit_special(self, face: FaceLandmarks, size: tuple[int, int]) -> FitResult | None:
+        """FLAME (jaw and neck by skinning, `facefit.fit.flame_fit`) or FaceScape bilinear
+        (`facefit.fit.bilinear_fit`) fits with the orthographic camera; None for others."""
+        if self.camera != "orthographic":
+            return None
+        extras = getattr(self.model, "extras", {})
+        if "flame_posedirs" in extras:
+            from facefit.fit.flame_fit import fit_flame_landmarks
+            from facefit.model.io_flame import flame_from_model
+
+            return fit_flame_landmarks(flame_from_model(self.model), face, size)
+        if "bilinear_core" in extras:
+            from facefit.fit.bilinear_fit import fit_bilinear_landmarks_2d
+
+            return fit_bilinear_landmarks_2d(self.model, face, size)
+        return None
 
 
 _DEFAULT: Reconstructor | None = None
