@@ -200,6 +200,12 @@ def _add_reconstruct(sub: Any) -> None:
                    help="also look for images in subdirectories of the given directories")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary line; errors are still printed")
+    p.add_argument("--same-person", action="store_true",
+                   help="the photos show one person: fit one shared identity and also write "
+                        "identity.obj/.glb/.json (neutral mesh, texture merged from all views)")
+    p.add_argument("--pooling", choices=("joint", "confidence"), default="joint",
+                   help="with --same-person: joint fit of all photos (default) or "
+                        "confidence-weighted pooling of per-photo fits (faster)")
     p.add_argument("--debug", action="store_true",
                    help="stop at the first error with a full traceback")
     p.set_defaults(func=cmd_reconstruct, parser=p)
@@ -225,6 +231,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     export = _exporter()
     recon = _make_reconstructor(args, camera)
+    if getattr(args, "same_person", False):
+        from facefit.same_person import run_same_person
+
+        return run_same_person(args, paths, out_dir, recon, export)
 
     from tqdm import tqdm
 
