@@ -34,8 +34,11 @@ FORMATS = ("obj", "ply", "glb", "npz", "overlay", "json")
 
 
 def export_vertices(model: MorphableModel, fit: FitResult) -> np.ndarray:
-    """(V, 3) float32 fitted vertices in mm in the view frame (x right, y up, z to viewer)."""
-    verts = model.vertices(fit.shape_coeffs, fit.expression_coeffs)
+    """(V, 3) float32 fitted vertices in mm in the view frame (x right, y up, z to viewer);
+    ``fit.vertices_mm`` when the fit has them (FLAME jaw/neck, bilinear models)."""
+    verts = getattr(fit, "vertices_mm", None)
+    if verts is None:
+        verts = model.vertices(fit.shape_coeffs, fit.expression_coeffs)
     return (verts @ np.asarray(fit.rotation, np.float32).T).astype(np.float32)
 
 
@@ -266,7 +269,8 @@ def export_reconstructions(
                 expression_coeffs=fit.expression_coeffs, rotation=fit.rotation,
                 translation=fit.translation, scale=np.float64(fit.scale),
                 verts_px=fit.verts_px, vertices_mm=verts, landmarks_68_2d=fit.landmarks_68_2d,
-                landmarks_68_3d=fit.landmarks_68_3d, triangles=tri).name
+                landmarks_68_3d=fit.landmarks_68_3d, triangles=tri,
+                **_model_arrays(model, fit)).name
         if "overlay" in formats:
             files["overlay"] = write_overlay(out_dir / f"{base}_overlay.png", image_rgb,
                                              fit.verts_px, tri, fit.landmarks_68_2d).name
@@ -285,6 +289,19 @@ def export_reconstructions(
         }
         write_text_atomic(json_path, json.dumps(summary, indent=1) + "\n")
     return json_path
+
+
+def _model_arrays(model: MorphableModel, fit: FitResult) -> dict[str, np.ndarray]:
+    """Model-specific arrays for a face's ``.npz``: the fit's extras (e.g. ``flame_pose``),
+    the model's UVs ``model_uv``, and its mean albedo ``model_albedo_mean`` (V, 3) in
+    [0, 1] when the model has an albedo basis (its size in ``model_albedo_components``)."""
+    out = {k: np.asarray(v) for k, v in getattr(fit, "extras", {}).items()}
+    out["model_uv"] = np.asarray(model.uv, np.float32)
+    if model.albedo_mean is not None:
+        out["model_albedo_mean"] = np.asarray(model.albedo_mean, np.float32)
+        k = 0 if model.albedo_basis is None else int(model.albedo_basis.shape[2])
+        out["model_albedo_components"] = np.int64(k)
+    return out
 
 
 def _face_summary(rec: Reconstruction, files: dict[str, str], timings: dict[str, float]
