@@ -161,3 +161,39 @@ def test_dynamic_bins_follow_flame_convention() -> None:
     assert dynamic_contour_bin(rotation_from_euler(20.0, 0, 0)) == 59
     assert dynamic_contour_bin(rotation_from_euler(-60.0, 0, 0)) == 39
     assert dynamic_contour_bin(rotation_from_euler(60.0, 0, 0)) == 78
+
+
+class _FixedDetector:
+    """A detector that returns given iBUG-68 landmarks."""
+
+    scheme = "ibug68"
+
+    def __init__(self, px: np.ndarray) -> None:
+        self.px = px
+
+    def detect(self, image_rgb: np.ndarray, max_faces: int = 8) -> list:
+        from facefit.detect.base import FaceLandmarks
+
+        return [FaceLandmarks(box=np.array([0, 0, 640, 480], np.float32), score=1.0,
+                              points_px=self.px.astype(np.float32), depth_px=None,
+                              scheme="ibug68")]
+
+
+def test_reconstructor_fits_flame_jaw_and_exports_it(tmp_path) -> None:
+    from facefit.io.export import export_reconstructions
+    from facefit.reconstruct import Reconstructor
+
+    flame = make_flame("full")
+    pose = truth_pose(jaw=(0.3, 0.0, 0.0))
+    px = observe(flame, pose, rotation_from_euler(10.0, 0.0, 0.0))
+    rec = Reconstructor(model=flame.model, detector=_FixedDetector(px), texture_size=0)
+    image = np.zeros((480, 640, 3), np.uint8)
+    faces = rec.reconstruct(image)
+    fit = faces[0].fit
+    assert 0.2 < fit.extras["flame_pose"][2, 0] < 0.32  # open; default priors shrink a little
+    assert fit.residual_px < 2.0
+    export_reconstructions(tmp_path, "img.png", image, faces, flame.model, ("npz", "obj"))
+    with np.load(tmp_path / "img_face0.npz") as z:
+        np.testing.assert_allclose(z["flame_pose"], fit.extras["flame_pose"])
+        np.testing.assert_allclose(z["vertices_mm"], fit.vertices_mm @ fit.rotation.T.astype(
+            np.float32), atol=1e-3)
