@@ -77,3 +77,24 @@ def test_linearised_model_keeps_the_core_and_fits_a_face(bm_path, tmp_path) -> N
                                atol=1e-3)
     assert bilinear_from_model(load_model(save_model(
         type(model)(**{**model.__dict__, "extras": {}}), tmp_path / "linear.npz"))) is None
+
+
+def test_reconstructor_uses_the_bilinear_fit(bm_path) -> None:
+    from facefit.reconstruct import Reconstructor
+
+    model = load_model(bm_path)
+    bm = bilinear_from_model(model)
+    dirs = expression_directions(bm)
+    px = project(bm, ID_MEAN + 0.1, bm.exp_neutral + dirs @ np.array([0.4, 0.0, -0.2]),
+                 rotation_from_euler(10.0, 0.0, 0.0))
+
+    class Detector:
+        def detect(self, image_rgb, max_faces=8):
+            return [FaceLandmarks(box=np.array([0, 0, 640, 480], np.float32), score=1.0,
+                                  points_px=px.astype(np.float32), depth_px=None,
+                                  scheme="ibug68")]
+
+    rec = Reconstructor(model=model, detector=Detector(), texture_size=0)
+    fit = rec.reconstruct(np.zeros((480, 640, 3), np.uint8))[0].fit
+    assert "bilinear_exp_weights" in fit.extras and fit.vertices_mm is not None
+    assert fit.residual_px < 1.0

@@ -197,3 +197,33 @@ def test_reconstructor_fits_flame_jaw_and_exports_it(tmp_path) -> None:
         np.testing.assert_allclose(z["flame_pose"], fit.extras["flame_pose"])
         np.testing.assert_allclose(z["vertices_mm"], fit.vertices_mm @ fit.rotation.T.astype(
             np.float32), atol=1e-3)
+
+
+def test_flame_pkl_through_load_model_uses_the_skinned_fit(tmp_path, monkeypatch) -> None:
+    from _model_formats import flame_arrays, write_flame
+
+    from facefit.model import load_model
+    from facefit.reconstruct import Reconstructor
+
+    base = make_model(albedo=False)
+    path = write_flame(tmp_path / "generic_model.pkl", flame_arrays(base), monkeypatch)
+    flame = make_flame("full")  # borrow its random embedding (same triangles)
+    np.save(tmp_path / "landmark_embedding.npy",
+            np.array({"full_lmk_faces_idx": flame.model.extras["lmk_faces"][None],
+                      "full_lmk_bary_coords": flame.model.extras["lmk_bary"][None]},
+                     dtype=object), allow_pickle=True)
+    model = load_model(path)
+    loaded = flame_from_model(model)
+    pose = truth_pose(jaw=(0.25, 0.0, 0.0))
+    pose[1] = 0.0
+    rot = rotation_from_euler(8.0, 3.0, 0.0)
+    rest = model.vertices(np.r_[SHAPE, np.zeros(model.num_shape - 6)],
+                          np.r_[EXPR, np.zeros(model.num_expression - 4)])
+    verts = linear_blend_skinning(rest, pose, loaded.posedirs, loaded.j_regressor,
+                                  loaded.weights, loaded.parents).astype(np.float64) @ rot.T
+    px_all = np.column_stack([320 + 2.5 * verts[:, 0], 240 - 2.5 * verts[:, 1]])
+    px = np.einsum("lk,lka->la", model.extras["lmk_bary"].astype(np.float64),
+                   px_all[model.triangles[model.extras["lmk_faces"]]])
+    rec = Reconstructor(model=model, detector=_FixedDetector(px), texture_size=0)
+    fit = rec.reconstruct(np.zeros((480, 640, 3), np.uint8))[0].fit
+    assert "flame_pose" in fit.extras and fit.extras["flame_pose"][2, 0] > 0.15
