@@ -2,8 +2,9 @@
 
 Data: the HELEN test set with 300-W 68-point annotations (``../shared/data/helen-test``).
 For each photo: MediaPipe's 468 points are detected, and the default model is fitted to the
-*annotated* 68 points (jaw points on the silhouette). On near-frontal fits, every MediaPipe
-point is matched to the front-most model vertex under it; over all photos the matched
+*annotated* 68 points, each on its landmark vertex (only near-frontal fits are used below,
+where the annotated jaw line and the model's jaw vertices coincide). On those fits, every
+MediaPipe point is matched to the front-most model vertex under it; over all photos the matched
 positions (in the mean face's frame) are combined by their median, snapped to the nearest
 vertex, and their spread gives the point's weight. Face-oval points below the eyes become
 contour (silhouette) landmarks. Also learned: each iBUG point as a weighted mean of its
@@ -24,7 +25,7 @@ from scipy.spatial import cKDTree
 
 from facefit.detect.mediapipe import MediaPipeDetector
 from facefit.eval.datasets import read_pts
-from facefit.fit.correspondence import DATA, ibug68_correspondence
+from facefit.fit.correspondence import DATA
 from facefit.fit.landmark_fit import fit_points
 from facefit.io.image import load_image
 from facefit.model import load_default_model
@@ -40,13 +41,14 @@ def main() -> None:
     ap.add_argument("--data", type=Path,
                     default=Path(__file__).resolve().parents[2] / "shared/data/helen-test")
     ap.add_argument("--max-yaw", type=float, default=30.0)
+    ap.add_argument("--max-spread", type=float, default=4.0,
+                    help="drop MediaPipe points whose matched vertex varies more (mm, median)")
     ap.add_argument("--contour", action="store_true",
                     help="treat the oval points below the eyes as silhouette landmarks "
                          "(default: fixed vertices, which measured better on AFLW2000-3D)")
     args = ap.parse_args()
     model = load_default_model()
     det = MediaPipeDetector()
-    corr68 = ibug68_correspondence(model)
     picks, mp_all, gt_all = [], [], []
     for pts_file in sorted(args.data.glob("*.pts")):
         gt = read_pts(pts_file)
@@ -61,8 +63,8 @@ def main() -> None:
             continue
         size = float(np.sqrt(np.prod(gt.max(0) - gt.min(0))))
         shape, expr, pose, rms, _ = fit_points(
-            model, gt[corr68.landmark_index], corr68.vertex_ids, None,
-            gt[corr68.contour_index], 1.0, landmark_sigma_px=0.03 * size, iterations=6)
+            model, gt, model.landmark_ids["ibug68"], None, None,
+            landmark_sigma_px=0.03 * size, iterations=6)
         mp_all.append(face.points_px / iod)
         gt_all.append(gt / iod)
         yaw = np.degrees(np.arcsin(np.clip(-pose.rotation[2, 0], -1, 1)))
@@ -87,7 +89,7 @@ def main() -> None:
     if not args.contour:
         contour = contour[:0]
     fixed = np.array([i for i in range(468) if i not in contour])
-    fixed = fixed[spread[fixed] < 4.0]
+    fixed = fixed[spread[fixed] < args.max_spread]
     weights = 1.0 / (1.0 + (spread[fixed] / 2.0) ** 2)
     # iBUG-68 from MediaPipe: three best points, weights by constrained least squares
     mp_s, gt_s = np.stack(mp_all), np.stack(gt_all)
