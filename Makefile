@@ -25,9 +25,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	taskset -c 0 $(BIN)/python benchmarks/aflw2000.py || $(BIN)/python benchmarks/aflw2000.py
-	$(BIN)/facefit eval 300w ../shared/data/helen-test --out out/bench/helen --quiet
-	$(BIN)/python benchmarks/model_build.py
+	# Runs every benchmark and rewrites the tables in benchmarks/README.md.
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/update_readme.py --out out/bench
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

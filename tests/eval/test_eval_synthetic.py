@@ -152,3 +152,25 @@ def test_mediapipe_finds_a_frontal_render(model) -> None:
     w, h = gt.max(0) - gt.min(0)
     nme = np.linalg.norm(recs[0].fit.landmarks_68_2d - gt, axis=1).mean() / np.sqrt(w * h)
     assert nme < 0.06
+
+
+def test_photometric_subset_rows(model, monkeypatch) -> None:
+    from facefit.eval import synthetic
+
+    faces = [_face(model, y, 0.0, 0.0, i) for i, y in enumerate((5.0, 40.0, -70.0))]
+    fake = _FakeReconstructor(model, faces, missing=set())
+    calls = []
+
+    def refine(m, fit, image):
+        calls.append(image)
+        return SimpleNamespace(fit=fit)  # identity "refinement"
+
+    monkeypatch.setattr(synthetic, "_photometric", lambda: refine)
+    rep, _ = evaluate_synthetic(0, model=model, reconstructor=fake, faces=faces,
+                                photometric_n=2)
+    rows = rep.to_dict()["methods"]
+    assert len(calls) == 2
+    same, photo = rows["landmark fit (same 2)"], rows["photometric (first 2)"]
+    assert same == photo and photo["num_faces"] == 2
+    assert photo["bucket_nme"][2] is None  # the third (yaw -70) face is not in the subset
+    assert "2/2" in rep.table()

@@ -82,6 +82,8 @@ def register(subparsers: Any) -> None:
     y.add_argument("--quiet", action="store_true", help="no per-face progress")
     y.add_argument("--no-photometric", action="store_true",
                    help="skip the photometric refinement row")
+    y.add_argument("--photometric-n", type=int, default=None,
+                   help="photometric refinement of the first N faces only (slow on a CPU)")
     y.set_defaults(func=_cmd_synthetic)
 
 
@@ -192,6 +194,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         mesh_lm = read_landmarks(args.mesh_landmarks)
     else:
         from facefit.eval.predictions import load_rgb
+        from facefit.fit.result import model_frame_vertices
         from facefit.reconstruct import Reconstructor
 
         rec = Reconstructor(texture_size=0)
@@ -202,7 +205,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         areas = [float((r.face.box[2] - r.face.box[0]) * (r.face.box[3] - r.face.box[1]))
                  for r in faces]
         fit = faces[int(np.argmax(areas))].fit
-        verts = rec.model.vertices(fit.shape_coeffs, fit.expression_coeffs).astype(np.float64)
+        verts = model_frame_vertices(rec.model, fit).astype(np.float64)
         tris = rec.model.triangles
         mesh_lm = verts[np.asarray(rec.model.landmark_ids["ibug68"])[NOW_IBUG68_IDS]]
     if len(tris) == 0:
@@ -230,7 +233,8 @@ def _cmd_synthetic(args: argparse.Namespace) -> int:
         return 2
     report, faces = evaluate_synthetic(args.n, args.seed, size=args.size,
                                        progress=not args.quiet,
-                                       photometric=not args.no_photometric)
+                                       photometric=not args.no_photometric,
+                                       photometric_n=args.photometric_n)
     print(report.table())
     out = Path(args.out)
     _write_json(out / "synthetic.json", report.to_dict())

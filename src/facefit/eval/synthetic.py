@@ -482,7 +482,7 @@ class SyntheticReport:
     seconds: float = 0.0
 
     def _row(self, m: MethodScores) -> dict[str, Any]:
-        b = yaw_bucket(self.yaw_deg)
+        b = yaw_bucket(self.yaw_deg[:len(m.found)])  # subset rows score the first faces
         buckets = [_mean(m.nme[b == k]) for k in range(3)]
         mm = self.mm_per_unit
         return {
@@ -517,7 +517,7 @@ class SyntheticReport:
 
         for m in self.methods:
             r = self._row(m)
-            found = "-" if m.vertex_only else f"{r['found']}/{n}"
+            found = "-" if m.vertex_only else f"{r['found']}/{r['num_faces']}"
             lines.append(
                 f"{m.name:<30}{found:>8}" + "".join(p(v) for v in r["bucket_nme"])
                 + p(r["balanced_nme"]) + p(r["mean_nme"]) + p(r["yaw_err_deg"], 1)
@@ -575,6 +575,7 @@ def evaluate_synthetic(
     faces: Sequence[SyntheticFace] | None = None,
     progress: bool = False,
     photometric: bool = True,
+    photometric_n: int | None = None,
 ) -> tuple[SyntheticReport, list[SyntheticFace]]:
     """Render ``n`` faces (or score the given ``faces``) and score every method.
 
@@ -589,6 +590,8 @@ def evaluate_synthetic(
         progress: one line per face on stderr.
         photometric: also score `facefit.fit.photometric.refine_photometric` (started from
             the pipeline's landmark fit) when that module exists.
+        photometric_n: refine only the first this many faces (it is slow on a CPU); they
+            are then shown beside the landmark fit on the same faces.
     """
     if model is None:
         from facefit.model import load_default_model
@@ -617,9 +620,16 @@ def evaluate_synthetic(
         notes.append("photometric: not available" + (
             "" if photometric else " (disabled)"))
     else:
-        refined, error = _refine_all(refine, model, faces, pipeline)
+        k = len(faces) if photometric_n is None else min(photometric_n, len(faces))
+        refined, error = _refine_all(refine, model, faces[:k], pipeline[:k])
         if error is None:
-            methods.append(score_fits("photometric refinement", model, faces, refined))
+            if k < len(faces):  # the landmark fit on the same faces, for a fair comparison
+                methods.append(score_fits(f"landmark fit (same {k})", model, faces[:k],
+                                          pipeline[:k]))
+                methods.append(score_fits(f"photometric (first {k})", model, faces[:k],
+                                          refined))
+            else:
+                methods.append(score_fits("photometric refinement", model, faces, refined))
         else:
             notes.append(f"photometric: not available (refine_photometric failed: {error})")
     methods.append(score_fits("landmark fit on exact 68 pts", model, faces, exact))
