@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facefit.fit.camera import Camera
+
+if TYPE_CHECKING:
+    from facefit.model.morphable_model import MorphableModel
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,3 +61,11 @@ class FitResult:
     iterations: int
     vertices_mm: np.ndarray | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def model_frame_vertices(model: MorphableModel, fit: FitResult) -> np.ndarray:
+    """(V, 3) float32 fitted vertices in the model frame, mm: ``fit.vertices_mm`` when the fit
+    has them (FLAME jaw/neck pose, bilinear models), else the linear model's vertices."""
+    if fit.vertices_mm is not None:
+        return np.asarray(fit.vertices_mm, np.float32)
+    return model.vertices(fit.shape_coeffs, fit.expression_coeffs)

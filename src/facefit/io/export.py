@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from facefit.fit.result import model_frame_vertices
 from facefit.io.atomic import atomic_path, write_text_atomic
 from facefit.render.raster import crop_window
 from facefit.render.shading import render_shaded, vertex_normals
@@ -36,9 +37,7 @@ FORMATS = ("obj", "ply", "glb", "npz", "overlay", "json")
 def export_vertices(model: MorphableModel, fit: FitResult) -> np.ndarray:
     """(V, 3) float32 fitted vertices in mm in the view frame (x right, y up, z to viewer);
     ``fit.vertices_mm`` when the fit has them (FLAME jaw/neck, bilinear models)."""
-    verts = getattr(fit, "vertices_mm", None)
-    if verts is None:
-        verts = model.vertices(fit.shape_coeffs, fit.expression_coeffs)
+    verts = model_frame_vertices(model, fit)
     return (verts @ np.asarray(fit.rotation, np.float32).T).astype(np.float32)
 
 
