@@ -3,7 +3,7 @@ seen under several poses and expressions (photos), or moving smoothly over time 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -75,22 +75,29 @@ def neutral_error_mm(model: MorphableModel, shape: np.ndarray, truth: np.ndarray
 
 
 def make_motion(model: MorphableModel, n_frames: int = 200, seed: int = 0,
-                noise_px: float = 1.5, fps: float = 25.0
+                noise_px: float = 1.5, fps: float = 25.0, common_noise_px: float = 1.0,
+                amplitude: float = 1.0
                 ) -> tuple[np.ndarray, list[SyntheticView]]:
-    """(true shape, frames): a known head moving smoothly (sinusoidal yaw, pitch, roll,
-    translation, expression) seen through noisy landmarks, like a tracked video."""
+    """(true shape, frames): a known head moving smoothly (sinusoids of 0.05-0.3 Hz in yaw,
+    pitch, roll, translation and expression) seen through noisy landmarks, like a tracked
+    video: independent noise per landmark (``noise_px``) plus a shift common to all
+    landmarks of a frame (``common_noise_px``), as a tracker's moving crop gives.
+    ``amplitude`` 1 sweeps the head (yaw ±35°, translation ±40 px); 0.3 is a talking head."""
     rng = np.random.default_rng(seed)
     shape = rng.normal(size=model.num_shape).astype(np.float32)
     ke = model.num_expression
-    freq = rng.uniform(0.1, 0.5, size=ke + 5)
+    freq = rng.uniform(0.05, 0.3, size=ke + 5)
     phase = rng.uniform(0, 2 * np.pi, size=ke + 5)
     frames = []
     for t in range(n_frames):
         s = t / fps
         wave = np.sin(2 * np.pi * freq * s + phase)
         expr = (1.2 * wave[:ke]).astype(np.float32)
-        yaw, pitch, roll = 35 * wave[ke], 12 * wave[ke + 1], 8 * wave[ke + 2]
-        centre = (320 + 40 * wave[ke + 3], 240 + 25 * wave[ke + 4])
-        frames.append(make_view(model, shape, expr, yaw, pitch, roll, rng, noise_px=noise_px,
-                                scale=1.6, centre=centre))
+        yaw, pitch, roll = amplitude * np.array([35, 12, 8]) * wave[ke:ke + 3]
+        centre = (320 + amplitude * 40 * wave[ke + 3], 240 + amplitude * 25 * wave[ke + 4])
+        v = make_view(model, shape, expr, yaw, pitch, roll, rng, noise_px=noise_px,
+                      scale=1.6, centre=centre)
+        shift = rng.normal(scale=common_noise_px, size=2)
+        frames.append(SyntheticView(replace(v.view, points_px=v.view.points_px + shift),
+                                    v.pose, v.expression, v.clean_px))
     return shape, frames

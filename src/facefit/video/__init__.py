@@ -1,0 +1,7 @@
+"""Video: decode, track the face, fit one identity for the clip and per-frame pose and
+expression, smooth over time, and write JSON lines, an overlay video and an animated GLB.
+
+Modules: `stream` (imageio/ffmpeg reading and writing), `track` (landmark tracking with
+re-detection), `smooth` (One Euro filter), `fitter` (per-frame fit with a fixed identity),
+`glb` (animated glTF), `pipeline` (the streaming loop), `commands` (``facefit video``).
+"""

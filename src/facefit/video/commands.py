@@ -1,0 +1,107 @@
+"""``facefit video IN -o OUT``: per-frame JSON lines, an overlay video and an animated GLB.
+
+``IN`` is a video file (any format ffmpeg decodes) or a camera index (``0``). For a file,
+the identity is first fitted jointly to faces detected on frames spread over the whole clip
+(a first decoding pass); for a camera it is estimated from keyframes while streaming.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``video`` command to the ``facefit`` parser."""
+    p = subparsers.add_parser(
+        "video", help="track and fit a face through a video or webcam stream",
+        description="Track the face in a video (or camera), fit one identity for the clip and "
+                    "pose + expression per frame, smooth them over time (One Euro filter), and "
+                    "write OUT/STEM.jsonl, OUT/STEM_overlay.mp4 and OUT/STEM.glb (animated).")
+    p.add_argument("input", metavar="IN", help="video file, or a camera index such as 0")
+    p.add_argument("-o", "--output", "--out", dest="output", required=True, metavar="OUT",
+                   help="output folder (created if needed)")
+    p.add_argument("--no-smooth", action="store_true", help="no temporal smoothing")
+    p.add_argument("--no-overlay", action="store_true", help="do not write the overlay video")
+    p.add_argument("--no-glb", action="store_true", help="do not write the animated GLB")
+    p.add_argument("--identity-frames", type=int, default=24, metavar="N",
+                   help="frames spread over the clip used to fit the identity (default 24)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N",
+                   help="stop after N frames (a camera runs until Ctrl-C otherwise)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    p.set_defaults(func=cmd_video)
+
+
+def _err(text: str) -> int:
+    print(f"facefit: error: {' '.join(text.split())}", file=sys.stderr)
+    return 1
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    """Run ``facefit video``; returns the exit code."""
+    from facefit.video.stream import VideoError, VideoWriter, is_camera, iter_frames, open_video
+
+    try:
+        reader, info = open_video(args.input)
+    except VideoError as exc:
+        return _err(str(exc))
+    out_dir = Path(args.output)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reader.close()
+        return _err(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})")
+    from facefit.detect.mediapipe import MediaPipeDetector
+    from facefit.model import load_default_model
+    from facefit.video.pipeline import identity_from_frames, process_frames
+    from facefit.video.track import FaceTracker
+
+    model = load_default_model()
+    detector = MediaPipeDetector()
+    camera = is_camera(args.input)
+    stem = f"camera{args.input}" if camera else Path(args.input).stem
+    shape = None
+    n_id = 0
+    if not camera:  # first pass: identity from frames spread over the clip
+        total = info.frames or 1
+        if args.max_frames:
+            total = min(total, args.max_frames)
+        step = max(1, total // max(args.identity_frames, 1))
+        r1, _ = open_video(args.input)
+        sample = (f for i, f in enumerate(iter_frames(r1)) if i < total and i % step == 0)
+        shape, n_id = identity_from_frames(model, detector, sample, args.identity_frames)
+    writer = None if args.no_overlay else VideoWriter(out_dir / f"{stem}_overlay.mp4",
+                                                      info.fps)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=info.frames, unit="frame", file=sys.stderr, dynamic_ncols=True)
+    interrupted = False
+    try:
+        stats = process_frames(
+            iter_frames(reader), info.fps, model, shape, FaceTracker(detector),
+            jsonl_path=out_dir / f"{stem}.jsonl",
+            overlay=writer.write if writer is not None else None,
+            glb_path=None if args.no_glb else out_dir / f"{stem}.glb",
+            smooth=not args.no_smooth, max_frames=args.max_frames,
+            progress=(lambda i: bar.update(1)) if bar is not None else None)
+    except KeyboardInterrupt:
+        interrupted = True
+        stats = None
+    finally:
+        if writer is not None:
+            writer.close()
+        if bar is not None:
+            bar.close()
+    if interrupted or stats is None:
+        return 130
+    if not args.quiet:
+        print(f"facefit: {stats.frames} frames, face in {stats.faces}, "
+              f"{stats.detections} detections, identity from {n_id or 'running'} frames, "
+              f"{stats.fps():.1f} fps -> {out_dir}/{stem}.*", file=sys.stderr)
+    if stats.faces == 0:
+        return _err(f"{args.input}: no face found in any frame")
+    return 0

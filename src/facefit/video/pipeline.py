@@ -1,0 +1,216 @@
+"""The streaming video loop: frame → track → fit (fixed identity) → smooth → write.
+
+Each frame is decoded, processed and written before the next is read: JSON lines and the
+overlay video are appended as frames come, and the animated GLB keeps only a few numbers
+per frame, so memory stays flat however long the clip is.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facefit.detect.mediapipe import MediaPipeDetector
+from facefit.fit.camera import euler_from_rotation
+from facefit.fit.multi_image import ViewPoints, fit_same_person, view_from_face
+from facefit.model.morphable_model import MorphableModel
+from facefit.video.fitter import FrameFitter
+from facefit.video.glb import AnimatedGlb
+from facefit.video.smooth import PoseExpressionSmoother
+from facefit.video.track import FaceTracker
+
+
+@dataclass
+class VideoStats:
+    """What a run did: frame counts and wall-clock seconds per stage."""
+
+    frames: int = 0
+    faces: int = 0
+    detections: int = 0
+    identity_views: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: {
+        "decode": 0.0, "track": 0.0, "fit": 0.0, "write": 0.0, "identity": 0.0})
+
+    def fps(self, stages: Iterable[str] | None = None) -> float:
+        keys = self.seconds.keys() if stages is None else stages
+        total = sum(self.seconds[k] for k in keys)
+        return self.frames / total if total > 0 else float("nan")
+
+
+def identity_from_frames(model: MorphableModel, detector: MediaPipeDetector,
+                         frames: Iterable[np.ndarray], max_views: int = 24
+                         ) -> tuple[np.ndarray, int]:
+    """(shape coefficients, views used): joint fit of the faces found in ``frames`` (a
+    subsample of the clip, at most ``max_views`` of them used, evenly spread)."""
+    views: list[ViewPoints] = []
+    for frame in frames:
+        faces = detector.detect(np.ascontiguousarray(frame), max_faces=1)
+        if faces:
+            views.append(view_from_face(model, faces[0]))
+    if not views:
+        return np.zeros(model.num_shape, np.float32), 0
+    if len(views) > max_views:
+        views = [views[i] for i in np.linspace(0, len(views) - 1, max_views).round().astype(int)]
+    return fit_same_person(model, views).shape_coeffs, len(views)
+
+
+class RunningIdentity:
+    """Identity estimated while streaming (camera input): every ``every``-th tracked frame
+    becomes a keyframe until ``max_views`` are collected; the joint fit is redone on each new
+    keyframe, then frozen."""
+
+    def __init__(self, model: MorphableModel, every: int = 10, max_views: int = 16) -> None:
+        self.model, self.every, self.max_views = model, every, max_views
+        self.views: list[ViewPoints] = []
+        self._count = 0
+
+    def update(self, view: ViewPoints) -> np.ndarray | None:
+        """New shape coefficients when this frame changed the estimate, else None."""
+        self._count += 1
+        if len(self.views) >= self.max_views or (self._count - 1) % self.every:
+            return None
+        self.views.append(view)
+        return fit_same_person(self.model, self.views).shape_coeffs
+
+
+def process_frames(
+    frames: Iterator[np.ndarray],
+    fps: float,
+    model: MorphableModel,
+    shape: np.ndarray | None,
+    tracker: FaceTracker,
+    jsonl_path: Path | None = None,
+    overlay: Callable[[np.ndarray], None] | None = None,
+    glb_path: Path | None = None,
+    smooth: bool = True,
+    max_frames: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VideoStats:
+    """Track, fit and write every frame of ``frames`` as it comes.
+
+    Args:
+        frames: (H, W, 3) uint8 RGB frames (an iterator: never materialised).
+        fps: frame rate (timestamps are ``i / fps``).
+        model: the morphable model.
+        shape: the clip's identity; None estimates it while streaming (`RunningIdentity`).
+        tracker: the face tracker.
+        jsonl_path: per-frame JSON lines output, or None.
+        overlay: callback receiving each overlay frame (e.g. a `VideoWriter.write`), or None.
+        glb_path: animated GLB output, or None.
+        smooth: One Euro filtering of pose and expression.
+        max_frames: stop after this many frames.
+        progress: called with the frame index after each frame.
+    """
+    from facefit.fit.correspondence import correspondence_for
+    from facefit.io.export import render_overlay
+
+    stats = VideoStats()
+    sec = stats.seconds
+    running = RunningIdentity(model) if shape is None else None
+    identity = np.zeros(model.num_shape, np.float32) if shape is None else shape
+    try:
+        pivot_ids = correspondence_for(model, "mediapipe468").vertex_ids
+    except ValueError:
+        pivot_ids = np.asarray(model.landmark_ids["ibug68"])
+    lm68 = np.asarray(model.landmark_ids["ibug68"])
+
+    def make_fitter(shape: np.ndarray) -> FrameFitter:
+        sm = (PoseExpressionSmoother(pivot=model.vertices(shape, ids=pivot_ids).mean(0))
+              if smooth else None)
+        return FrameFitter(model, shape, sm)
+
+    fitter = make_fitter(identity)
+    neutral = model.vertices(identity) if overlay is not None else None
+    expr_basis = model.expression_basis.reshape(-1, model.num_expression)
+    glb: AnimatedGlb | None = None
+    out = open(jsonl_path, "w", encoding="utf-8") if jsonl_path is not None else None  # noqa: SIM115
+    try:
+        t0 = time.perf_counter()
+        for i, frame in enumerate(frames):
+            if max_frames is not None and i >= max_frames:
+                break
+            t1 = time.perf_counter()
+            sec["decode"] += t1 - t0
+            t = i / fps
+            face, detected = tracker.update(frame)
+            t2 = time.perf_counter()
+            sec["track"] += t2 - t1
+            stats.frames += 1
+            stats.detections += int(detected)
+            record: dict = {"frame": i, "time_s": round(t, 4), "face": face is not None}
+            fit = None
+            if face is None:
+                fitter.reset()
+            else:
+                stats.faces += 1
+                view = view_from_face(model, face)
+                if running is not None:
+                    new = running.update(view)
+                    if new is not None:
+                        t_id = time.perf_counter()
+                        identity = new
+                        prev = fitter
+                        fitter = make_fitter(identity)
+                        fitter._prev = prev._prev
+                        neutral = model.vertices(identity) if overlay is not None else None
+                        sec["identity"] += time.perf_counter() - t_id
+                fit = fitter.fit(view, t)
+                p = fit.pose
+                pts, _ = p.project(model.vertices(identity, fit.expression, ids=lm68))
+                yaw, pitch, roll = euler_from_rotation(p.rotation)
+                record.update({
+                    "redetected": bool(detected), "presence": round(float(face.score), 4),
+                    "yaw_deg": round(yaw, 3), "pitch_deg": round(pitch, 3),
+                    "roll_deg": round(roll, 3),
+                    "rotation": np.round(p.rotation, 6).tolist(),
+                    "scale": round(p.scale, 6),
+                    "translation": np.round(p.translation, 3).tolist(),
+                    "expression_coeffs": np.round(fit.expression, 5).tolist(),
+                    "raw_expression_coeffs": np.round(fit.raw_expression, 5).tolist(),
+                    "fit_residual_px": round(fit.residual_px, 3),
+                    "landmarks_68_2d": np.round(pts, 2).tolist(),
+                })
+            t3 = time.perf_counter()
+            sec["fit"] += t3 - t2
+            if out is not None:
+                if i == 0:
+                    head = {"model": model.name, "fps": fps,
+                            "shape_coeffs": np.round(identity.astype(float), 5).tolist(),
+                            "identity": "running" if running else "clip"}
+                    out.write(json.dumps(head) + "\n")
+                out.write(json.dumps(record) + "\n")
+            if overlay is not None:
+                img = np.asarray(frame)
+                if fit is not None:
+                    v = neutral + (expr_basis @ fit.expression).reshape(-1, 3)
+                    xy, depth = fit.pose.project(v)
+                    img = render_overlay(img, np.column_stack([xy, depth]), model.triangles,
+                                         pts)
+                overlay(img)
+            if glb_path is not None and fit is not None:
+                if glb is None:
+                    glb = AnimatedGlb(np.zeros((0, 3)), model.triangles,
+                                      model.expression_basis, fit.pose.scale,
+                                      (frame.shape[1], frame.shape[0]))
+                glb.add(t, fit.pose.rotation, fit.pose.scale, fit.pose.translation,
+                        fit.expression)
+            if progress is not None:
+                progress(i)
+            t0 = time.perf_counter()
+            sec["write"] += t0 - t3
+    finally:
+        if out is not None:
+            out.close()
+    stats.detections = tracker.detections
+    if glb_path is not None:
+        if glb is None:
+            glb = AnimatedGlb(np.zeros((0, 3)), model.triangles, model.expression_basis, 1.0,
+                              (1, 1))
+        glb.vertices = model.vertices(identity)
+        glb.write(glb_path)
+    return stats

@@ -1,0 +1,54 @@
+"""``facefit video`` end to end on a short clip made from the example photo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facefit.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from facefit.video.stream import VideoWriter
+
+    img = np.asarray(Image.open(EXAMPLE).convert("RGB").resize((256, 256)))
+    path = tmp_path_factory.mktemp("clip") / "moving.mp4"
+    w = VideoWriter(path, 25.0)
+    for i in range(10):
+        w.write(np.roll(img, (i, 2 * i), axis=(0, 1)))
+    w.close()
+    return path
+
+
+@pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
+def test_video_writes_jsonl_overlay_and_glb(clip: Path, tmp_path: Path) -> None:
+    from facefit.video.stream import iter_frames, open_video
+
+    out = tmp_path / "out"
+    assert main(["video", str(clip), "-o", str(out), "-q", "--identity-frames", "3"]) == 0
+    lines = (out / "moving.jsonl").read_text().splitlines()
+    head, records = json.loads(lines[0]), [json.loads(x) for x in lines[1:]]
+    assert len(head["shape_coeffs"]) == 40 and len(records) == 10
+    assert all(r["face"] for r in records)
+    assert sum(r["redetected"] for r in records) == 1  # detected once, then tracked
+    xs = [np.mean(np.array(r["landmarks_68_2d"])[:, 0]) for r in records]
+    assert xs[-1] - xs[0] > 10  # follows the face moving right
+    reader, info = open_video(out / "moving_overlay.mp4")
+    assert sum(1 for _ in iter_frames(reader)) == 10 and info.size == (256, 256)
+    assert (out / "moving.glb").stat().st_size > 1000
+
+
+def test_missing_camera_and_file_are_one_line_errors(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    assert main(["video", "7", "-o", str(tmp_path)]) == 1
+    assert main(["video", str(tmp_path / "nope.mp4"), "-o", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("facefit: error: camera 7")
+    assert "no such file" in err[1]
