@@ -1,0 +1,172 @@
+"""Video: jitter and accuracy of smoothing on a synthetic moving face, speed on a 640x480
+clip, and memory on a long clip.
+
+Run: ``taskset -c 0 python benchmarks/video.py [--jitter] [--speed] [--memory MINUTES]``
+(no flag: all three, memory on a 10-minute clip).
+
+1. Jitter: a known head moving smoothly (sinusoids) seen through noisy landmarks (1.5 px
+   per landmark plus a 1 px shift common to the frame); identity from a joint fit of 10
+   frames, pose + expression per frame. Mean landmark acceleration |x[t+1]-2x[t]+x[t-1]|
+   and mean error to the noiseless truth, raw and One-Euro smoothed, for a talking head
+   (amplitude 0.3) and a sweeping head (amplitude 1).
+2. Speed: the 224x224 shared clip scaled 1.5x and padded to 640x480, looped to 250 frames
+   and written to /tmp; decode + track + fit (landmark fitting with tracking), then the
+   full command (plus overlay rendering, JSON lines, GLB), on whatever cores the process
+   may use (run under ``taskset -c 0`` for one core).
+3. Memory: the same 640x480 frames looped to MINUTES minutes at 25 fps, produced by a
+   generator (never stored), through the streaming loop with JSON lines and the animated
+   GLB written (overlay frames rendered and discarded: no 10-minute video on disk); RSS
+   sampled every simulated minute and the peak (ru_maxrss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SHARED = Path("/work/shared/data/videos/QoT0S2vu9m4_00002.mp4")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def padded_frames() -> list[np.ndarray]:
+    """The shared clip's frames, scaled 1.5x and centred on a 640x480 canvas (55 frames)."""
+    from facefit.video.stream import iter_frames, open_video
+
+    reader, _ = open_video(SHARED)
+    out = []
+    for f in iter_frames(reader):
+        big = cv2.resize(f, None, fx=1.5, fy=1.5, interpolation=cv2.INTER_LINEAR)
+        canvas = np.zeros((480, 640, 3), np.uint8)
+        y, x = (480 - big.shape[0]) // 2, (640 - big.shape[1]) // 2
+        canvas[y:y + big.shape[0], x:x + big.shape[1]] = big
+        out.append(canvas)
+    return out
+
+
+def looped(frames: list[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    """``n`` frames going back and forth through ``frames`` (no jump at the loop)."""
+    cycle = frames + frames[-2:0:-1]
+    return itertools.islice(itertools.cycle(cycle), n)
+
+
+def jitter() -> None:
+    from facefit.model import load_default_model
+    from facefit.video.evaluate import run_synthetic_video
+
+    model = load_default_model()
+    print("\n## Jitter (synthetic, 150 frames at 25 fps, mean of 3 seeds)\n")
+    print("| motion | truth accel (px) | input accel / error (px) | raw fit accel / error (px) "
+          "| smoothed accel / error (px) |")
+    print("|---|---|---|---|---|")
+    for amp, name in ((0.3, "talking head (x0.3)"), (1.0, "sweeping head (x1)")):
+        r = [run_synthetic_video(model, 150, seed=s, amplitude=amp) for s in range(3)]
+        m = {k: np.mean([x[k] for x in r]) for k in r[0]}
+        print(f"| {name} | {m['truth_accel_px']:.3f} | {m['input_accel_px']:.3f} / "
+              f"{m['input_error_px']:.3f} | {m['raw_accel_px']:.3f} / {m['raw_error_px']:.3f} "
+              f"| {m['smoothed_accel_px']:.3f} / {m['smoothed_error_px']:.3f} |")
+
+
+def speed(n_frames: int = 250) -> None:
+    from facefit.cli import main as cli
+    from facefit.detect.mediapipe import MediaPipeDetector
+    from facefit.model import load_default_model
+    from facefit.video.pipeline import process_frames
+    from facefit.video.stream import VideoWriter, iter_frames, open_video
+    from facefit.video.track import FaceTracker
+
+    tmp = Path(tempfile.gettempdir()) / "facefit_bench"
+    tmp.mkdir(exist_ok=True)
+    clip = tmp / "clip_640x480.mp4"
+    w = VideoWriter(clip, 25.0)
+    for f in looped(padded_frames(), n_frames):
+        w.write(f)
+    w.close()
+    model = load_default_model()
+    print(f"\n## Speed ({n_frames} frames of 640x480, cores allowed: "
+          f"{len(os.sched_getaffinity(0))})\n")
+    shape = np.zeros(model.num_shape, np.float32)
+    for overlay in (False, True):
+        reader, info = open_video(clip)
+        sink = (lambda img: None) if overlay else None
+        t0 = time.perf_counter()
+        st = process_frames(iter_frames(reader), info.fps, model, shape,
+                            FaceTracker(MediaPipeDetector()), overlay=sink)
+        wall = time.perf_counter() - t0
+        s = st.seconds
+        print(f"- {'with overlay rendering' if overlay else 'landmark fitting with tracking'}: "
+              f"{st.frames / wall:.1f} fps wall (decode {1e3 * s['decode'] / st.frames:.1f} ms, "
+              f"track {1e3 * s['track'] / st.frames:.1f} ms, fit {1e3 * s['fit'] / st.frames:.1f}"
+              f" ms, overlay/write {1e3 * s['write'] / st.frames:.1f} ms per frame; "
+              f"{st.detections} full detections)")
+    t0 = time.perf_counter()
+    rc = cli(["video", str(clip), "-o", str(tmp / "out"), "-q"])
+    wall = time.perf_counter() - t0
+    print(f"- full `facefit video` (identity pass, overlay mp4, JSON lines, GLB; model and "
+          f"detector loading included): {n_frames / wall:.1f} fps, {wall:.1f} s, exit {rc}")
+
+
+def memory(minutes: float) -> None:
+    from facefit.detect.mediapipe import MediaPipeDetector
+    from facefit.model import load_default_model
+    from facefit.video.pipeline import process_frames
+    from facefit.video.track import FaceTracker
+
+    model = load_default_model()
+    n = int(minutes * 60 * 25)
+    tmp = Path(tempfile.gettempdir()) / "facefit_bench"
+    tmp.mkdir(exist_ok=True)
+    samples: list[tuple[int, float]] = []
+
+    def progress(i: int) -> None:
+        if (i + 1) % 1500 == 0 or i == 99:
+            samples.append((i + 1, _rss_mb()))
+
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    st = process_frames(looped(padded_frames(), n), 25.0, model,
+                        np.zeros(model.num_shape, np.float32), FaceTracker(MediaPipeDetector()),
+                        jsonl_path=tmp / "long.jsonl", overlay=lambda img: None,
+                        glb_path=tmp / "long.glb", progress=progress)
+    wall = time.perf_counter() - t0
+    print(f"\n## Memory ({minutes:g} min at 25 fps = {n} frames of 640x480, generator input)\n")
+    print(f"- RSS before the loop {base:.0f} MB; at frame: "
+          + ", ".join(f"{i}: {mb:.0f} MB" for i, mb in samples))
+    mb = {k: os.path.getsize(tmp / f"long.{k}") / 2**20 for k in ("jsonl", "glb")}
+    print(f"- peak RSS (ru_maxrss) {_peak_mb():.0f} MB; {st.frames} frames in {wall:.0f} s "
+          f"({st.frames / wall:.1f} fps); JSON lines {mb['jsonl']:.0f} MB, GLB {mb['glb']:.1f} MB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jitter", action="store_true")
+    ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--memory", type=float, default=None, metavar="MINUTES")
+    args = ap.parse_args()
+    everything = not (args.jitter or args.speed or args.memory)
+    if args.jitter or everything:
+        jitter()
+    if args.speed or everything:
+        speed()
+    if args.memory or everything:
+        memory(args.memory or 10.0)
+
+
+if __name__ == "__main__":
+    main()
