@@ -1,0 +1,513 @@
+"""Photometric refinement (analysis by synthesis) of a landmark fit on the CPU.
+
+Starting from a landmark fit, shape, expression, pose, spherical-harmonics lighting and
+albedo are refined so the rendered face matches the photo pixel by pixel (Blanz & Vetter,
+"A Morphable Model for the Synthesis of 3D Faces", SIGGRAPH 1999), with second-order SH
+lighting (Ramamoorthi & Hanrahan, SIGGRAPH 2001). The objective is
+
+    E = w_pix · mean_pixels ρ(I(p) − albedo · SH(n)) + w_lm · mean ‖landmark residual‖² / σ²
+        + ‖α‖² + ‖β‖² + priors on albedo (size, mesh-Laplacian smoothness, left/right
+        symmetry) and lighting (second-order bands),
+
+over the pixels of a face-skin mask built from the fitted 68 landmarks (face outline minus
+eyes, brows and mouth interior), with per-pixel outlier rejection (occluders) refreshed with
+the raster. ρ is ``"l2"``, ``"huber"`` or ``"gradient"``: the gradient-correlation error of
+Sariyanidi, Zampella, Schultz & Tunc ("Inequality-Constrained and Robust 3D Face Model
+Fitting", ECCV 2020), insensitive to the scale and offset of the intensities. The face is
+cropped and resized to ``size`` px and optimised with Adam coarse to fine (size/4, size/2,
+size); only the vertices of visible triangles are evaluated.
+Models without an albedo basis get mean skin colour plus a per-vertex correction.
+
+Only the scaled orthographic camera is supported.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import torch
+
+from facefit.fit.landmark_fit import _Pose, _prepare, make_result
+from facefit.fit.result import FitResult
+from facefit.model.morphable_model import MorphableModel
+from facefit.render import differentiable as dr
+
+IMAGE_LOSSES = ("l2", "huber", "gradient")
+SKIN_RGB = (0.72, 0.53, 0.44)
+"""Default mean skin albedo (linear-ish RGB in [0, 1]) for models without albedo."""
+
+
+@dataclass(frozen=True, eq=False)
+class PhotometricResult:
+    """A photometrically refined face.
+
+    Attributes:
+        fit: the refined `FitResult` (pixels of the input image).
+        sh_coeffs: (9, 3) float32 SH lighting (see `facefit.render.differentiable.sh_basis`),
+            shading = albedo × (basis(n) @ sh_coeffs) with n in the view frame.
+        albedo: (V, 3) float32 per-vertex albedo in [0, 1].
+        photometric_error: RMS colour residual over the unrejected skin pixels at the finest
+            level after refinement (intensity units, image in [0, 1]).
+        initial_photometric_error: the same for the landmark fit with its estimated light.
+        landmark_error_px: RMS distance of the 68 projected landmarks to their targets (input
+            image pixels) after refinement.
+        iterations: optimisation steps run over all pyramid levels.
+        timings_ms: wall-clock ms: ``raster``, ``forward``, ``backward``, ``total``.
+        crop: (x0, y0, side) the square crop of the input image that was resized to ``size``.
+        size: side of the finest level in pixels.
+    """
+
+    fit: FitResult
+    sh_coeffs: np.ndarray
+    albedo: np.ndarray
+    photometric_error: float
+    initial_photometric_error: float
+    landmark_error_px: float
+    iterations: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    crop: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    size: int = 224
+
+
+# --- face-skin mask --------------------------------------------------------------------------
+
+def skin_mask(landmarks_68: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W) bool face-skin mask from 68 iBUG landmarks (pixels): the face outline (jaw line
+    and the brows raised to the forehead) minus the eyes, brows and the mouth interior."""
+    p = np.asarray(landmarks_68, np.float64)
+    mask = np.zeros((height, width), np.uint8)
+    nose = p[27:31]
+    up = (nose[0] - nose[-1]) * 0.7  # brow → forehead: 70 % of the nose bridge length
+    forehead = p[26:16:-1] + up
+    outline = np.concatenate([p[:17], forehead])
+    sh = 4  # sub-pixel precision of cv2 polygon drawing
+    cv2.fillPoly(mask, [np.round(cv2.convexHull(outline.astype(np.float32)).reshape(-1, 2)
+                                 * (1 << sh)).astype(np.int32)], 1, cv2.LINE_8, sh)
+    size = float(np.linalg.norm(p[:17].max(0) - p[:17].min(0)))
+    thick = max(int(round(size * 0.03)), 1)
+    holes = [p[36:42], p[42:48], p[60:68]]
+    for poly in holes:
+        cv2.fillPoly(mask, [np.round(poly * (1 << sh)).astype(np.int32)], 0, cv2.LINE_8, sh)
+        cv2.polylines(mask, [np.round(poly).astype(np.int32)], True, 0, thick)
+    for brow in (p[17:22], p[22:27]):
+        cv2.polylines(mask, [np.round(brow).astype(np.int32)], False, 0, 2 * thick)
+    return mask.astype(bool)
+
+
+# --- mesh regularisers -----------------------------------------------------------------------
+
+def mesh_edges(triangles: np.ndarray) -> np.ndarray:
+    """(E, 2) int64 unique undirected edges of a triangle mesh."""
+    t = np.asarray(triangles, np.int64)
+    e = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
+    e.sort(axis=1)
+    return np.unique(e, axis=0)
+
+
+@dataclass(frozen=True, eq=False)
+class _Level:
+    """One pyramid level: image (3, h, w) and the affine map from size-px crop coords."""
+
+    image: torch.Tensor
+    mask: np.ndarray
+    a: float
+    b: float
+
+
+def _crop(image: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
+    """Square ``box`` (x0, y0, side) of an image resized to (size, size), float32 [0, 1]."""
+    x0, y0, side = box
+    k = size / side
+    img = image[..., :3].astype(np.float32) / 255.0
+    if k < 0.7:  # anti-alias before resampling
+        img = cv2.GaussianBlur(img, (0, 0), 0.5 / k)
+    m = np.array([[k, 0, (0.5 - x0) * k - 0.5], [0, k, (0.5 - y0) * k - 0.5]])
+    return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def refine_photometric(
+    model: MorphableModel,
+    fit: FitResult,
+    image_rgb: np.ndarray,
+    iterations: int = 100,
+    size: int = 224,
+    image_loss: str = "l2",
+    landmarks_px: np.ndarray | None = None,
+    landmark_vertex_ids: np.ndarray | None = None,
+    landmark_sigma_px: float = 3.0,
+    landmark_weight: float = 1.0,
+    pixel_sigma: float = 0.05,
+    albedo_smoothness: float = 30.0,
+    albedo_symmetry: float = 10.0,
+    albedo_prior: float = 1.0,
+    light_prior: float = 0.1,
+    specular: bool = False,
+    outlier_sigmas: float = 3.0,
+    refresh_every: int = 20,
+    levels: tuple[int, ...] = (4, 2, 1),
+    level_share: tuple[float, ...] = (0.5, 0.3, 0.2),
+    learning_rate: float = 1.0,
+    device: str | torch.device | None = None,
+    normals: str = "face",
+    max_pixels: int = 8000,
+    progress: bool = False,
+    debug_timing: bool = False,
+) -> PhotometricResult:
+    """Refine a scaled orthographic landmark fit photometrically.
+
+    Args:
+        model: the morphable model of ``fit``.
+        fit: the landmark fit to start from (scaled orthographic camera).
+        image_rgb: (H, W, 3) uint8 photo.
+        iterations: Adam steps over all levels (about ``level_share`` per level).
+        size: side in pixels of the finest level (a square crop around the face).
+        image_loss: ``"l2"``, ``"huber"`` or ``"gradient"`` (gradient correlation).
+        landmarks_px: (K, 2) landmark targets in image pixels; default the fit's own 68
+            projected landmarks (keeps the refinement close to the landmark fit).
+        landmark_vertex_ids: (K,) vertex of each target (default the model's ``ibug68``).
+        landmark_sigma_px: landmark noise in pixels at the finest level.
+        landmark_weight: weight of the landmark term.
+        pixel_sigma: colour noise (intensity units) of the pixel term.
+        albedo_smoothness, albedo_symmetry, albedo_prior: weights of the per-vertex albedo
+            correction's Laplacian smoothness, left/right symmetry and size (per vertex).
+        light_prior: weight of the Gaussian prior on the second-order SH coefficients.
+        specular: add a Phong specular term with a fitted strength.
+        outlier_sigmas: pixels whose residual exceeds this many robust sigmas (and 0.1) are
+            rejected as occluders at each raster refresh.
+        refresh_every: re-rasterise (visibility, outliers) every this many steps.
+        levels: downsampling factors of the pyramid, coarse to fine.
+        level_share: fraction of ``iterations`` per level.
+        learning_rate: multiplier of the default Adam step sizes.
+        normals: ``"face"`` (each pixel's triangle normal: fast, the triangles are about
+            pixel-sized) or ``"vertex"`` (interpolated smooth normals; needs the one-ring).
+        max_pixels: at most this many skin pixels per raster refresh, a random subset
+            (not with the gradient loss, which needs the whole grid).
+        device: torch device (default CUDA when available, else CPU).
+        progress: show a tqdm progress bar.
+    """
+    if fit.camera.kind == "perspective":
+        raise ValueError("photometric refinement supports the scaled orthographic camera only")
+    if image_loss not in IMAGE_LOSSES:
+        raise ValueError(f"image_loss must be one of {IMAGE_LOSSES}, got {image_loss!r}")
+    t_start = time.perf_counter()
+    dev = torch.device(device if device is not None else
+                       ("cuda" if torch.cuda.is_available() else "cpu"))
+    f32 = dict(dtype=torch.float32, device=dev)
+    pixel_rng = np.random.default_rng(0)
+    timings = {"raster": 0.0, "forward": 0.0, "backward": 0.0}
+    prep = _prepare(model)
+    ks = model.num_shape
+    nv = model.num_vertices
+
+    # Crop: a square around the face outline, resized to size × size.
+    lm68 = np.asarray(fit.landmarks_68_2d_contour, np.float64)
+    mask_pts = np.concatenate([lm68, lm68[17:27] + (lm68[27] - lm68[30]) * 0.7])
+    lo, hi = mask_pts.min(0), mask_pts.max(0)
+    side = float((hi - lo).max() * 1.15)
+    centre = (lo + hi) / 2
+    box = (float(centre[0] - side / 2), float(centre[1] - side / 2), side)
+    k = size / side
+    to_crop = lambda xy: (xy - np.array(box[:2]) + 0.5) * k - 0.5  # noqa: E731
+    crop_img = _crop(image_rgb, box, size)
+    crop_mask = skin_mask(to_crop(lm68), size, size)
+
+    pyramid = []
+    for f in levels:
+        s = size // f
+        img = crop_img if f == 1 else cv2.resize(crop_img, (s, s), interpolation=cv2.INTER_AREA)
+        msk = crop_mask if f == 1 else cv2.resize(crop_mask.astype(np.uint8), (s, s),
+                                                  interpolation=cv2.INTER_NEAREST).astype(bool)
+        a = s / size
+        pyramid.append(_Level(torch.as_tensor(img, **f32).permute(2, 0, 1).contiguous(), msk,
+                              a, 0.5 * a - 0.5))
+
+    # Parameters (pose in crop pixels at the finest level).
+    state = SimpleNamespace(rot0=torch.as_tensor(fit.rotation, **f32), act=None)
+    s0 = float(fit.scale) * k
+    t0 = to_crop(np.asarray(fit.translation, np.float64)[None])[0]
+    omega = torch.zeros(3, **f32, requires_grad=True)
+    log_s = torch.zeros(1, **f32, requires_grad=True)
+    trans = torch.as_tensor(t0, **f32).clone().requires_grad_(True)
+    coeffs = torch.as_tensor(np.concatenate([fit.shape_coeffs, fit.expression_coeffs]),
+                             **f32).clone().requires_grad_(True)
+    has_basis = model.albedo_basis is not None and model.albedo_mean is not None
+    if has_basis:
+        alb_mean = torch.as_tensor(model.albedo_mean, **f32)
+        alb_basis = torch.as_tensor(model.albedo_basis, **f32)  # (V, 3, Ka)
+        alb_param = torch.zeros(alb_basis.shape[2], **f32, requires_grad=True)
+    else:
+        alb_mean = torch.as_tensor(SKIN_RGB, **f32).expand(nv, 3)
+        alb_full = torch.zeros(nv, 3, **f32)  # per-vertex correction; active part optimised
+        mirror_np = np.asarray(model.mirror_ids, np.int64)
+        edges_np = mesh_edges(model.triangles)
+    sh = torch.zeros(9, 3, **f32)
+    spec = torch.zeros(1, **f32, requires_grad=specular)
+    basis_t = torch.as_tensor(prep.basis, **f32)  # (V, 3, Ks + Ke)
+    mean_t = torch.as_tensor(model.mean, **f32)
+    tri_all = np.asarray(model.triangles, np.int64)
+    if landmark_vertex_ids is None:
+        landmark_vertex_ids = np.asarray(model.landmark_ids["ibug68"], np.int64)
+    if landmarks_px is None:
+        landmarks_px = fit.verts_px[landmark_vertex_ids, :2]
+    lm_ids = torch.as_tensor(np.asarray(landmark_vertex_ids, np.int64), device=dev)
+    lm_target = torch.as_tensor(to_crop(np.asarray(landmarks_px, np.float64)), **f32)
+    lm_basis = basis_t.index_select(0, lm_ids)
+    lm_mean = mean_t.index_select(0, lm_ids)
+
+    def albedo_active(act: SimpleNamespace) -> torch.Tensor:
+        if has_basis:
+            return act.alb_mean + alb_basis.index_select(0, act.ids) @ alb_param
+        return act.alb_mean + act.alb_leaf.index_select(0, act.alb_of_vis)
+
+    gen = torch.zeros(3, 3, 3, **f32)  # generators of so(3): [omega]x = omega · gen
+    gen[0, 2, 1], gen[0, 1, 2], gen[1, 0, 2] = 1.0, -1.0, 1.0
+    gen[1, 2, 0], gen[2, 1, 0], gen[2, 0, 1] = -1.0, 1.0, -1.0
+    eye3 = torch.eye(3, **f32)
+
+    def pose_parts() -> tuple[torch.Tensor, torch.Tensor]:
+        # second-order exponential of the small axis-angle update; folded into rot0 (and
+        # re-orthonormalised) at every raster refresh
+        kx = torch.einsum("k,kij->ij", omega, gen)
+        return (eye3 + kx + 0.5 * kx @ kx) @ state.rot0, s0 * torch.exp(log_s)
+
+    def fold(act: SimpleNamespace | None) -> None:
+        """Fold the rotation update into rot0 and the active albedo back into alb_full."""
+        with torch.no_grad():
+            rot, _ = pose_parts()
+            u, _, vt = torch.linalg.svd(rot)
+            state.rot0 = u @ vt
+            omega.zero_()
+            if act is not None and not has_basis:
+                alb_full[act.alb_ids] = act.alb_leaf.detach()
+
+    def project(x: torch.Tensor, rot: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        v = x @ rot.T
+        return torch.stack([scale * v[:, 0] + trans[0], -scale * v[:, 1] + trans[1],
+                            -scale * v[:, 2]], 1)
+
+    def full_verts_crop() -> np.ndarray:
+        with torch.no_grad():
+            rot, scale = pose_parts()
+            x = mean_t + basis_t @ coeffs
+            return project(x, rot, scale).cpu().numpy()
+
+    def refresh(level: _Level) -> SimpleNamespace:
+        t = time.perf_counter()
+        fold(state.act)
+        vc = full_verts_crop()
+        vl = vc.copy()
+        vl[:, :2] = vc[:, :2] * level.a + level.b
+        vl[:, 2] *= level.a
+        hh, ww = level.mask.shape
+        samp = dr.pixel_samples(vl, tri_all, hh, ww, level.mask, device=dev)
+        if image_loss != "gradient" and len(samp.pixel) > max_pixels:  # random subset
+            pick = torch.as_tensor(np.sort(pixel_rng.choice(len(samp.pixel), max_pixels,
+                                                            replace=False)), device=dev)
+            samp = dr.PixelSamples(samp.pixel[pick], samp.vertex_ids[pick], samp.bary[pick],
+                                   samp.height, samp.width)
+        act = SimpleNamespace()  # pixels, visible vertices, one-ring
+        vis = np.unique(samp.vertex_ids.cpu().numpy())
+        in_vis = np.zeros(nv, bool)
+        in_vis[vis] = True
+        ring = tri_all[in_vis[tri_all].any(1)] if normals == "vertex" else tri_all[:0]
+        local = np.unique(np.concatenate([vis, ring.ravel()]))
+        lut = np.full(nv, -1, np.int64)
+        lut[local] = np.arange(len(local))
+        act.ids = torch.as_tensor(local, device=dev)
+        act.ring = torch.as_tensor(lut[ring], device=dev)
+        act.pix_vids = torch.as_tensor(lut[samp.vertex_ids.cpu().numpy()], device=dev)
+        act.samp = samp
+        act.basis = basis_t.index_select(0, act.ids)
+        act.mean = mean_t.index_select(0, act.ids)
+        act.level = level
+        act.alb_mean = alb_mean.index_select(0, act.ids)
+        if not has_basis:  # optimised: the active vertices and their mirrors
+            alb_ids = np.unique(np.concatenate([local, mirror_np[local]]))
+            lut2 = np.full(nv, -1, np.int64)
+            lut2[alb_ids] = np.arange(len(alb_ids))
+            e = edges_np[(lut[edges_np] >= 0).all(1)]
+            act.alb_ids = torch.as_tensor(alb_ids, device=dev)
+            act.alb_of_vis = torch.as_tensor(lut2[local], device=dev)
+            act.alb_mirror = torch.as_tensor(lut2[mirror_np[local]], device=dev)
+            act.edges = torch.as_tensor(lut2[e.T], device=dev)
+            act.alb_leaf = alb_full[act.alb_ids].clone().requires_grad_(True)
+            act.opt = torch.optim.Adam([act.alb_leaf], lr=0.01 * learning_rate, foreach=True)
+        state.act = act
+        act.weight = torch.ones(len(samp.pixel), **f32)
+        timings["raster"] += time.perf_counter() - t
+        return act
+
+    def forward(act: SimpleNamespace) -> dict[str, torch.Tensor]:
+        rot, scale = pose_parts()
+        x = act.mean + act.basis @ coeffs
+        v = x @ rot.T  # (Va, 3) view frame
+        bary = act.samp.bary
+        if normals == "vertex":
+            n = dr.interpolate(dr.vertex_normals(v, act.ring), act.pix_vids, bary)
+            pv = dr.interpolate(v, act.pix_vids, bary)
+        else:  # the flat normal of each pixel's triangle (sub-pixel triangles at 224 px)
+            corners = v.index_select(0, act.pix_vids.reshape(-1)).reshape(-1, 3, 3)
+            pv = (corners * bary[:, :, None]).sum(1)
+            n = torch.linalg.cross(corners[:, 1] - corners[:, 0],
+                                   corners[:, 2] - corners[:, 0], dim=1)
+        n = n / torch.clamp(torch.linalg.vector_norm(n, dim=1, keepdim=True), min=1e-12)
+        alb = dr.interpolate(albedo_active(act), act.pix_vids, bary)
+        sc = scale * act.level.a
+        p = torch.stack([sc * pv[:, 0] + trans[0] * act.level.a + act.level.b,
+                         -sc * pv[:, 1] + trans[1] * act.level.a + act.level.b], 1)
+        observed = dr.sample_image(act.level.image, p)
+        rendered = dr.shade(n, alb, sh, spec if specular else None)
+        lm = project(lm_mean + lm_basis @ coeffs, rot, scale)[:, :2]
+        return {"observed": observed, "rendered": rendered, "n": n, "lm": lm, "alb": alb}
+
+    def data_term(out: dict[str, torch.Tensor], act: SimpleNamespace) -> torch.Tensor:
+        r = out["observed"] - out["rendered"]
+        w = act.weight
+        if image_loss == "l2":
+            return (w[:, None] * r * r).sum() / (w.sum() * 3 * pixel_sigma**2)
+        if image_loss == "huber":
+            hub = torch.nn.functional.huber_loss(r, torch.zeros_like(r), reduction="none",
+                                                 delta=2 * pixel_sigma)
+            return (w[:, None] * hub).sum() / (w.sum() * 3 * pixel_sigma**2)
+        # gradient correlation over the mask (per channel), 1 - GC scaled like the L2 term
+        o = dr.scatter_image(out["observed"] * w[:, None], act.samp)
+        c = dr.scatter_image(out["rendered"] * w[:, None], act.samp)
+        valid = dr.scatter_image(w[:, None], act.samp)[..., 0] > 0
+        vx = (valid[:, 1:] & valid[:, :-1])[..., None]
+        vy = (valid[1:] & valid[:-1])[..., None]
+        ox, cx = (o[:, 1:] - o[:, :-1]) * vx, (c[:, 1:] - c[:, :-1]) * vx
+        oy, cy = (o[1:] - o[:-1]) * vy, (c[1:] - c[:-1]) * vy
+        num = (ox * cx).sum((0, 1)) + (oy * cy).sum((0, 1))
+        den = torch.sqrt(((ox * ox).sum((0, 1)) + (oy * oy).sum((0, 1)))
+                         * ((cx * cx).sum((0, 1)) + (cy * cy).sum((0, 1))) + 1e-12)
+        return (1.0 - num / den).mean() / (0.5 * pixel_sigma)
+
+    def prior_term(act: SimpleNamespace) -> torch.Tensor:
+        e = (coeffs * coeffs).sum() / max(len(lm_ids), 1)
+        e = e + light_prior * (sh[4:] ** 2).sum()
+        if has_basis:
+            return e + albedo_prior * (alb_param**2).sum() / max(len(lm_ids), 1)
+        leaf = act.alb_leaf
+        d = leaf.index_select(0, act.alb_of_vis)
+        reg = albedo_prior * (d * d).sum()
+        diff = leaf.index_select(0, act.edges[0]) - leaf.index_select(0, act.edges[1])
+        reg = reg + albedo_smoothness * (diff * diff).sum()
+        sym = d - leaf.index_select(0, act.alb_mirror)
+        reg = reg + albedo_symmetry * (sym * sym).sum()
+        return e + reg / len(d) * 100.0
+
+    def landmark_term(out: dict[str, torch.Tensor]) -> torch.Tensor:
+        d = out["lm"] - lm_target
+        return landmark_weight * (d * d).sum(1).mean() / landmark_sigma_px**2
+
+    def solve_light(act: SimpleNamespace) -> None:
+        """Closed-form SH (weighted least squares per channel) for the current albedo."""
+        with torch.no_grad():
+            out = forward(act)
+            basis = dr.sh_basis(out["n"]) * act.weight[:, None]
+            for ch in range(3):
+                a = basis * out["alb"][:, ch:ch + 1]
+                lhs = a.T @ a + 1e-3 * len(a) * torch.diag(sh.new_tensor([0.0] + [0.01] * 3
+                                                                        + [1.0] * 5))
+                rhs = a.T @ (out["observed"][:, ch] * act.weight)
+                sh[:, ch] = torch.linalg.solve(lhs, rhs)
+
+    def reject_outliers(act: SimpleNamespace) -> float:
+        with torch.no_grad():
+            out = forward(act)
+            r = torch.linalg.vector_norm(out["observed"] - out["rendered"], dim=1)
+            sigma = 1.4826 * torch.median(r) + 1e-6
+            act.weight = (r <= torch.clamp(outlier_sigmas * sigma, min=0.1)).to(r.dtype)
+            return float(torch.sqrt((r * r * act.weight).sum() / act.weight.sum()))
+
+    sh.requires_grad_(False)
+    act = refresh(pyramid[0])
+    sh[0] = dr.AMBIENT_L00 * 0.8
+    solve_light(act)
+    reject_outliers(act)
+    solve_light(act)
+    sh.requires_grad_(True)
+
+    lr = learning_rate
+    groups = [
+        {"params": [omega], "lr": 2e-3 * lr},
+        {"params": [log_s], "lr": 2e-3 * lr},
+        {"params": [trans], "lr": 0.2 * lr},
+        {"params": [coeffs], "lr": 0.05 * lr},
+        {"params": [sh], "lr": 0.02 * lr},
+    ]
+    if has_basis:
+        groups.append({"params": [alb_param], "lr": 0.02 * lr})
+    if specular:
+        groups.append({"params": [spec], "lr": 0.01 * lr})
+    opt = torch.optim.Adam(groups, foreach=True)
+
+    shares = np.asarray(level_share, np.float64)[: len(pyramid)]
+    counts = np.floor(shares / shares.sum() * iterations).astype(int)
+    counts[-1] = iterations - counts[:-1].sum()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=iterations, desc="photometric", unit="it", leave=False)
+    # initial error at the finest level
+    fine_act = refresh(pyramid[-1])
+    initial_err = reject_outliers(fine_act)
+    done = 0
+    for li, level in enumerate(pyramid):
+        t_level = time.perf_counter()
+        act = refresh(level)
+        reject_outliers(act)
+        for it in range(int(counts[li])):
+            if it and it % refresh_every == 0:
+                act = refresh(level)
+                reject_outliers(act)
+            t = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            if not has_basis:
+                act.opt.zero_grad(set_to_none=True)
+            out = forward(act)
+            loss = data_term(out, act) + landmark_term(out) + prior_term(act)
+            t2 = time.perf_counter()
+            loss.backward()
+            opt.step()
+            if not has_basis:
+                act.opt.step()
+            t3 = time.perf_counter()
+            timings["forward"] += t2 - t
+            timings["backward"] += t3 - t2
+            done += 1
+            if bar is not None:
+                bar.update(1)
+        if debug_timing:
+            print(f"level {level.mask.shape[0]}: pixels {len(act.samp.pixel)} vertices "
+                  f"{len(act.ids)} {1e3 * (time.perf_counter() - t_level) / max(counts[li], 1):.1f}"
+                  " ms/it")
+    if bar is not None:
+        bar.close()
+    act = refresh(pyramid[-1])
+    final_err = reject_outliers(act)
+
+    with torch.no_grad():
+        rot, scale = pose_parts()
+        lm = project(lm_mean + lm_basis @ coeffs, rot, scale)[:, :2]
+        lm_err = float(torch.sqrt(((lm - lm_target) ** 2).sum(1).mean())) / k
+        c = coeffs.detach().cpu().numpy().astype(np.float32)
+        pose = _Pose(rot.cpu().numpy().astype(np.float64), float(scale) / k,
+                     (trans.detach().cpu().numpy().astype(np.float64) + 0.5) / k - 0.5
+                     + np.array(box[:2]))
+        fold(state.act)
+        alb = alb_mean + (alb_basis @ alb_param if has_basis else alb_full)
+        alb = alb.clamp(0, 1).cpu().numpy()
+    new_fit = make_result(model, c[:ks], c[ks:], pose, fit.camera, fit.residual_px,
+                          fit.num_landmarks, fit.iterations)
+    timings = {key: val * 1e3 for key, val in timings.items()}
+    timings["total"] = (time.perf_counter() - t_start) * 1e3
+    return PhotometricResult(new_fit, sh.detach().cpu().numpy().astype(np.float32),
+                             alb.astype(np.float32), final_err, initial_err, lm_err, done,
+                             timings, box, size)
