@@ -15,8 +15,8 @@ Run: ``taskset -c 0 python benchmarks/video.py [--jitter] [--speed] [--memory MI
    may use (run under ``taskset -c 0`` for one core).
 3. Memory: the same 640x480 frames looped to MINUTES minutes at 25 fps, produced by a
    generator (never stored), through the streaming loop with JSON lines and the animated
-   GLB written (overlay frames rendered and discarded: no 10-minute video on disk); RSS
-   sampled every simulated minute and the peak (ru_maxrss).
+   GLB written (no overlay: at 10 fps it would take 25 minutes; ``--memory-overlay`` renders
+   and discards it); RSS sampled every simulated minute and the peak (ru_maxrss).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def speed(n_frames: int = 250) -> None:
           f"detector loading included): {n_frames / wall:.1f} fps, {wall:.1f} s, exit {rc}")
 
 
-def memory(minutes: float) -> None:
+def memory(minutes: float, overlay: bool = False) -> None:
     from facefit.detect.mediapipe import MediaPipeDetector
     from facefit.model import load_default_model
     from facefit.video.pipeline import process_frames
@@ -142,10 +142,12 @@ def memory(minutes: float) -> None:
     t0 = time.perf_counter()
     st = process_frames(looped(padded_frames(), n), 25.0, model,
                         np.zeros(model.num_shape, np.float32), FaceTracker(MediaPipeDetector()),
-                        jsonl_path=tmp / "long.jsonl", overlay=lambda img: None,
+                        jsonl_path=tmp / "long.jsonl",
+                        overlay=(lambda img: None) if overlay else None,
                         glb_path=tmp / "long.glb", progress=progress)
     wall = time.perf_counter() - t0
-    print(f"\n## Memory ({minutes:g} min at 25 fps = {n} frames of 640x480, generator input)\n")
+    print(f"\n## Memory ({minutes:g} min at 25 fps = {n} frames of 640x480, generator input, "
+          f"overlay {'rendered' if overlay else 'off'})\n")
     print(f"- RSS before the loop {base:.0f} MB; at frame: "
           + ", ".join(f"{i}: {mb:.0f} MB" for i, mb in samples))
     mb = {k: os.path.getsize(tmp / f"long.{k}") / 2**20 for k in ("jsonl", "glb")}
@@ -158,6 +160,8 @@ def main() -> None:
     ap.add_argument("--jitter", action="store_true")
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--memory", type=float, default=None, metavar="MINUTES")
+    ap.add_argument("--memory-overlay", action="store_true",
+                    help="render (and discard) overlay frames in the memory run")
     args = ap.parse_args()
     everything = not (args.jitter or args.speed or args.memory)
     if args.jitter or everything:
@@ -165,7 +169,7 @@ def main() -> None:
     if args.speed or everything:
         speed()
     if args.memory or everything:
-        memory(args.memory or 10.0)
+        memory(args.memory or 10.0, args.memory_overlay)
 
 
 if __name__ == "__main__":
