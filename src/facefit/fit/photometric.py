@@ -24,6 +24,7 @@ Only the scaled orthographic camera is supported.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -108,6 +109,19 @@ def mesh_edges(triangles: np.ndarray) -> np.ndarray:
     return np.unique(e, axis=0)
 
 
+_CACHE: weakref.WeakKeyDictionary[MorphableModel, dict[str, np.ndarray]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _cached(model: MorphableModel, key: str) -> np.ndarray:
+    """Per-model arrays: ``"stencil"`` (normal stencil on the mean) or ``"edges"``."""
+    entry = _CACHE.setdefault(model, {})
+    if key not in entry:
+        entry[key] = (dr.normal_stencil(model.mean, model.triangles) if key == "stencil"
+                      else mesh_edges(model.triangles))
+    return entry[key]
+
+
 @dataclass(frozen=True, eq=False)
 class _Level:
     """One pyramid level: image (3, h, w) and the affine map from size-px crop coords."""
@@ -116,6 +130,7 @@ class _Level:
     mask: np.ndarray
     a: float
     b: float
+    normals: str
 
 
 def _crop(image: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
@@ -141,19 +156,23 @@ def refine_photometric(
     landmark_vertex_ids: np.ndarray | None = None,
     landmark_sigma_px: float = 3.0,
     landmark_weight: float = 1.0,
-    pixel_sigma: float = 0.05,
+    pixel_sigma: float = 0.01,
+    coeff_prior: float = 1.0,
     albedo_smoothness: float = 30.0,
     albedo_symmetry: float = 10.0,
     albedo_prior: float = 1.0,
     light_prior: float = 0.1,
     specular: bool = False,
+    albedo_init: np.ndarray | None = None,
     outlier_sigmas: float = 3.0,
     refresh_every: int = 20,
     levels: tuple[int, ...] = (4, 2, 1),
     level_share: tuple[float, ...] = (0.5, 0.3, 0.2),
+    optimizer: str = "adam",
     learning_rate: float = 1.0,
+    lr_floor: float = 1.0,
     device: str | torch.device | None = None,
-    normals: str = "face",
+    normals: str | tuple[str, ...] = ("face", "face", "stencil"),
     max_pixels: int = 8000,
     progress: bool = False,
     debug_timing: bool = False,
@@ -173,18 +192,28 @@ def refine_photometric(
         landmark_sigma_px: landmark noise in pixels at the finest level.
         landmark_weight: weight of the landmark term.
         pixel_sigma: colour noise (intensity units) of the pixel term.
+        coeff_prior: weight of the N(0, 1) prior on shape and expression coefficients
+            (per landmark-term unit).
         albedo_smoothness, albedo_symmetry, albedo_prior: weights of the per-vertex albedo
             correction's Laplacian smoothness, left/right symmetry and size (per vertex).
         light_prior: weight of the Gaussian prior on the second-order SH coefficients.
+        albedo_init: (V, 3) albedo the per-vertex correction starts from (models without an
+            albedo basis; default mean skin colour `SKIN_RGB`).
         specular: add a Phong specular term with a fitted strength.
         outlier_sigmas: pixels whose residual exceeds this many robust sigmas (and 0.1) are
             rejected as occluders at each raster refresh.
         refresh_every: re-rasterise (visibility, outliers) every this many steps.
         levels: downsampling factors of the pyramid, coarse to fine.
         level_share: fraction of ``iterations`` per level.
+        optimizer: ``"lbfgs"`` (L-BFGS with a strong-Wolfe line search, restarted at each
+            raster refresh; iterations count objective evaluations) or ``"adam"``.
         learning_rate: multiplier of the default Adam step sizes.
-        normals: ``"face"`` (each pixel's triangle normal: fast, the triangles are about
-            pixel-sized) or ``"vertex"`` (interpolated smooth normals; needs the one-ring).
+        lr_floor: the step sizes decay from 1 to this fraction (cosine) within each level.
+        normals: ``"stencil"`` (smooth vertex normals by central differences over four
+            neighbours, `facefit.render.differentiable.normal_stencil`), ``"face"`` (each
+            pixel's triangle normal: fastest, but biased on irregular meshes) or
+            ``"vertex"`` (area-weighted vertex normals; needs the whole one-ring, slowest);
+            one name, or one per level (default: face normals at the coarse levels).
         max_pixels: at most this many skin pixels per raster refresh, a random subset
             (not with the gradient loss, which needs the whole grid).
         device: torch device (default CUDA when available, else CPU).
@@ -216,6 +245,11 @@ def refine_photometric(
     crop_img = _crop(image_rgb, box, size)
     crop_mask = skin_mask(to_crop(lm68), size, size)
 
+    level_normals = (normals,) * len(levels) if isinstance(normals, str) else tuple(normals)
+    if len(level_normals) != len(levels) or any(
+            n not in ("stencil", "face", "vertex") for n in level_normals):
+        raise ValueError(f"normals must be 'stencil', 'face' or 'vertex' (or one per level), "
+                         f"got {normals!r}")
     pyramid = []
     for f in levels:
         s = size // f
@@ -224,7 +258,7 @@ def refine_photometric(
                                                   interpolation=cv2.INTER_NEAREST).astype(bool)
         a = s / size
         pyramid.append(_Level(torch.as_tensor(img, **f32).permute(2, 0, 1).contiguous(), msk,
-                              a, 0.5 * a - 0.5))
+                              a, 0.5 * a - 0.5, level_normals[len(pyramid)]))
 
     # Parameters (pose in crop pixels at the finest level).
     state = SimpleNamespace(rot0=torch.as_tensor(fit.rotation, **f32), act=None)
@@ -241,15 +275,17 @@ def refine_photometric(
         alb_basis = torch.as_tensor(model.albedo_basis, **f32)  # (V, 3, Ka)
         alb_param = torch.zeros(alb_basis.shape[2], **f32, requires_grad=True)
     else:
-        alb_mean = torch.as_tensor(SKIN_RGB, **f32).expand(nv, 3)
+        alb_mean = (torch.as_tensor(SKIN_RGB, **f32).expand(nv, 3) if albedo_init is None
+                    else torch.as_tensor(albedo_init, **f32))
         alb_full = torch.zeros(nv, 3, **f32)  # per-vertex correction; active part optimised
         mirror_np = np.asarray(model.mirror_ids, np.int64)
-        edges_np = mesh_edges(model.triangles)
+        edges_np = _cached(model, "edges")
     sh = torch.zeros(9, 3, **f32)
     spec = torch.zeros(1, **f32, requires_grad=specular)
     basis_t = torch.as_tensor(prep.basis, **f32)  # (V, 3, Ks + Ke)
     mean_t = torch.as_tensor(model.mean, **f32)
     tri_all = np.asarray(model.triangles, np.int64)
+    stencil_np = _cached(model, "stencil") if "stencil" in level_normals else None
     if landmark_vertex_ids is None:
         landmark_vertex_ids = np.asarray(model.landmark_ids["ibug68"], np.int64)
     if landmarks_px is None:
@@ -272,8 +308,8 @@ def refine_photometric(
     def pose_parts() -> tuple[torch.Tensor, torch.Tensor]:
         # second-order exponential of the small axis-angle update; folded into rot0 (and
         # re-orthonormalised) at every raster refresh
-        kx = torch.einsum("k,kij->ij", omega, gen)
-        return (eye3 + kx + 0.5 * kx @ kx) @ state.rot0, s0 * torch.exp(log_s)
+        kx = torch.einsum("k,kij->ij", omega * 0.01, gen)  # omega in units of 0.01 rad
+        return (eye3 + kx + 0.5 * kx @ kx) @ state.rot0, s0 * torch.exp(0.01 * log_s)
 
     def fold(act: SimpleNamespace | None) -> None:
         """Fold the rotation update into rot0 and the active albedo back into alb_full."""
@@ -314,12 +350,18 @@ def refine_photometric(
         vis = np.unique(samp.vertex_ids.cpu().numpy())
         in_vis = np.zeros(nv, bool)
         in_vis[vis] = True
-        ring = tri_all[in_vis[tri_all].any(1)] if normals == "vertex" else tri_all[:0]
-        local = np.unique(np.concatenate([vis, ring.ravel()]))
+        nrm = level.normals
+        ring = tri_all[in_vis[tri_all].any(1)] if nrm == "vertex" else tri_all[:0]
+        extra = stencil_np[vis].ravel() if nrm == "stencil" else vis[:0]
+        local = np.unique(np.concatenate([vis, ring.ravel(), extra]))
         lut = np.full(nv, -1, np.int64)
         lut[local] = np.arange(len(local))
         act.ids = torch.as_tensor(local, device=dev)
         act.ring = torch.as_tensor(lut[ring], device=dev)
+        if nrm == "stencil":  # stencil rows for every local vertex (unused ones: self)
+            st = np.where(in_vis[local][:, None], lut[stencil_np[local]],
+                          np.arange(len(local))[:, None])
+            act.stencil = torch.as_tensor(st, device=dev)
         act.pix_vids = torch.as_tensor(lut[samp.vertex_ids.cpu().numpy()], device=dev)
         act.samp = samp
         act.basis = basis_t.index_select(0, act.ids)
@@ -347,8 +389,11 @@ def refine_photometric(
         x = act.mean + act.basis @ coeffs
         v = x @ rot.T  # (Va, 3) view frame
         bary = act.samp.bary
-        if normals == "vertex":
+        if act.level.normals == "vertex":
             n = dr.interpolate(dr.vertex_normals(v, act.ring), act.pix_vids, bary)
+            pv = dr.interpolate(v, act.pix_vids, bary)
+        elif act.level.normals == "stencil":
+            n = dr.interpolate(dr.stencil_normals(v, act.stencil), act.pix_vids, bary)
             pv = dr.interpolate(v, act.pix_vids, bary)
         else:  # the flat normal of each pixel's triangle (sub-pixel triangles at 224 px)
             corners = v.index_select(0, act.pix_vids.reshape(-1)).reshape(-1, 3, 3)
@@ -388,7 +433,7 @@ def refine_photometric(
         return (1.0 - num / den).mean() / (0.5 * pixel_sigma)
 
     def prior_term(act: SimpleNamespace) -> torch.Tensor:
-        e = (coeffs * coeffs).sum() / max(len(lm_ids), 1)
+        e = coeff_prior * (coeffs * coeffs).sum() / max(len(lm_ids), 1)
         e = e + light_prior * (sh[4:] ** 2).sum()
         if has_basis:
             return e + albedo_prior * (alb_param**2).sum() / max(len(lm_ids), 1)
@@ -435,8 +480,8 @@ def refine_photometric(
 
     lr = learning_rate
     groups = [
-        {"params": [omega], "lr": 2e-3 * lr},
-        {"params": [log_s], "lr": 2e-3 * lr},
+        {"params": [omega], "lr": 0.2 * lr},
+        {"params": [log_s], "lr": 0.2 * lr},
         {"params": [trans], "lr": 0.2 * lr},
         {"params": [coeffs], "lr": 0.05 * lr},
         {"params": [sh], "lr": 0.02 * lr},
@@ -446,6 +491,7 @@ def refine_photometric(
     if specular:
         groups.append({"params": [spec], "lr": 0.01 * lr})
     opt = torch.optim.Adam(groups, foreach=True)
+    base_lrs = [g["lr"] for g in opt.param_groups]
 
     shares = np.asarray(level_share, np.float64)[: len(pyramid)]
     counts = np.floor(shares / shares.sum() * iterations).astype(int)
@@ -463,27 +509,54 @@ def refine_photometric(
         t_level = time.perf_counter()
         act = refresh(level)
         reject_outliers(act)
-        for it in range(int(counts[li])):
-            if it and it % refresh_every == 0:
+        n_level = int(counts[li])
+        it = 0
+        while it < n_level:
+            if it:
                 act = refresh(level)
                 reject_outliers(act)
-            t = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
+            block = min(refresh_every, n_level - it)
+            params = [p for g in groups for p in g["params"]]
             if not has_basis:
-                act.opt.zero_grad(set_to_none=True)
-            out = forward(act)
-            loss = data_term(out, act) + landmark_term(out) + prior_term(act)
-            t2 = time.perf_counter()
-            loss.backward()
-            opt.step()
-            if not has_basis:
-                act.opt.step()
-            t3 = time.perf_counter()
-            timings["forward"] += t2 - t
-            timings["backward"] += t3 - t2
-            done += 1
+                params.append(act.alb_leaf)
+            evals = [0]
+
+            def closure(act: SimpleNamespace = act, params: list = params,
+                        evals: list = evals) -> torch.Tensor:
+                t = time.perf_counter()
+                for q in params:
+                    q.grad = None
+                out = forward(act)
+                loss = data_term(out, act) + landmark_term(out) + prior_term(act)
+                t2 = time.perf_counter()
+                loss.backward()
+                timings["forward"] += t2 - t
+                timings["backward"] += time.perf_counter() - t2
+                evals[0] += 1
+                return loss
+
+            if optimizer == "lbfgs":
+                lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=block, max_eval=block,
+                                          history_size=10, line_search_fn="strong_wolfe",
+                                          tolerance_grad=1e-9, tolerance_change=1e-12)
+                lbfgs.step(closure)
+            else:
+                for j in range(block):
+                    decay = lr_floor + (1 - lr_floor) * 0.5 * (
+                        1 + np.cos(np.pi * (it + j) / n_level))
+                    for g, base in zip(opt.param_groups, base_lrs, strict=True):
+                        g["lr"] = base * decay
+                    if not has_basis:
+                        act.opt.param_groups[0]["lr"] = 0.01 * learning_rate * decay
+                    closure()
+                    opt.step()
+                    if not has_basis:
+                        act.opt.step()
+            n = max(evals[0], 1)
+            it += n
+            done += n
             if bar is not None:
-                bar.update(1)
+                bar.update(n)
         if debug_timing:
             print(f"level {level.mask.shape[0]}: pixels {len(act.samp.pixel)} vertices "
                   f"{len(act.ids)} {1e3 * (time.perf_counter() - t_level) / max(counts[li], 1):.1f}"

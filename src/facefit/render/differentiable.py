@@ -116,6 +116,54 @@ def vertex_normals(verts: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor
     return acc / torch.clamp(torch.linalg.vector_norm(acc, dim=1, keepdim=True), min=1e-12)
 
 
+def normal_stencil(verts: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(V, 4) int64 neighbour ids (a, b, c, d) per vertex for central-difference normals
+    ``cross(x_a - x_b, x_c - x_d)``: the one-ring neighbours farthest along +u, -u, +v, -v
+    of the vertex's tangent frame (u from the model x axis, v = n × u) on reference vertices
+    (V, 3), e.g. a model's mean. A smooth normal from four neighbours instead of the whole
+    one-ring of triangles (cheaper to differentiate)."""
+    from facefit.render.shading import vertex_normals as np_vertex_normals
+
+    x = np.asarray(verts, np.float64)
+    t = np.asarray(triangles, np.int64)
+    n = np_vertex_normals(x, t).astype(np.float64)
+    ref = np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])
+    u = ref - (ref * n).sum(1, keepdims=True) * n
+    u /= np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+    v = np.cross(n, u)
+    e = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
+    e = np.unique(np.concatenate([e, e[:, ::-1]]), axis=0)  # directed (src, dst)
+    src, dst = e[:, 0], e[:, 1]
+    d = x[dst] - x[src]
+    out = np.tile(np.arange(len(x))[:, None], (1, 4))
+    for col, axis, sign in ((0, u, 1.0), (1, u, -1.0), (2, v, 1.0), (3, v, -1.0)):
+        key = -sign * (d * axis[src]).sum(1)
+        order = np.lexsort((key, src))
+        first = np.r_[True, src[order][1:] != src[order][:-1]]
+        out[src[order][first], col] = dst[order][first]
+    q = x[out]
+    c = np.cross(q[:, 0] - q[:, 1], q[:, 2] - q[:, 3])
+    cos = (c * n).sum(1) / np.maximum(np.linalg.norm(c, axis=1), 1e-12)
+    bad = np.flatnonzero(~(cos > np.cos(np.deg2rad(30))))  # boundary, degenerate: flat normal
+    tri_of = np.zeros(len(x), np.int64)
+    tri_of[t.ravel()] = np.repeat(np.arange(len(t)), 3)
+    for k in range(3):  # rotate each vertex's triangle so that it comes first
+        hit = t[tri_of[bad], k] == bad
+        ids = bad[hit]
+        tt = t[tri_of[ids]]
+        i, j, m = tt[:, k], tt[:, (k + 1) % 3], tt[:, (k + 2) % 3]
+        out[ids] = np.stack([j, i, m, i], 1)
+    return out
+
+
+def stencil_normals(verts: torch.Tensor, stencil: torch.Tensor) -> torch.Tensor:
+    """(N, 3) unit normals ``cross(x_a - x_b, x_c - x_d)`` from vertices (V, 3) and a
+    stencil (N, 4) of vertex ids (see `normal_stencil`); any right-handed frame."""
+    q = verts.index_select(0, stencil.reshape(-1)).reshape(-1, 4, 3)
+    c = torch.linalg.cross(q[:, 0] - q[:, 1], q[:, 2] - q[:, 3], dim=1)
+    return c / torch.clamp(torch.linalg.vector_norm(c, dim=1, keepdim=True), min=1e-12)
+
+
 @dataclass(frozen=True, eq=False)
 class PixelSamples:
     """The pixels a raster covers (optionally inside a mask), for differentiable shading.
@@ -235,6 +283,6 @@ def rodrigues(omega: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_exp(torch.einsum("k,kij->ij", omega, g))
 
 
-__all__ = ["AMBIENT_L00", "PixelSamples", "interpolate", "light_direction",
+__all__ = ["AMBIENT_L00", "PixelSamples", "interpolate", "light_direction", "normal_stencil",
            "pixel_samples", "render", "rodrigues", "sample_image", "scatter_image", "sh_basis",
-           "sh_shading", "shade", "vertex_normals", "image_to_view"]
+           "sh_shading", "shade", "stencil_normals", "vertex_normals", "image_to_view"]

