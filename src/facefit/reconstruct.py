@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,11 @@ class Reconstruction:
         texture: (T, T, 3) uint8 UV texture (row 0 is v = 1, the top of the UV square),
             or None when texturing was skipped.
         vertex_colors: (V, 3) uint8 per-vertex colours sampled from the photo, or None.
-        timings_ms: wall-clock milliseconds per stage: ``detect``, ``fit``, ``texture``.
+        timings_ms: wall-clock milliseconds per stage: ``detect``, ``fit``, ``texture``
+            (and ``photometric`` when refined).
+        photometric: the photometric refinement (`facefit.fit.photometric.PhotometricResult`:
+            lighting, albedo, errors) when ``refine="photometric"``, else None; ``fit`` is then
+            its refined fit.
     """
 
     face: FaceLandmarks
@@ -35,6 +40,7 @@ class Reconstruction:
     texture: np.ndarray | None
     vertex_colors: np.ndarray | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    photometric: Any = None
 
 
 class Reconstructor:
@@ -47,6 +53,11 @@ class Reconstructor:
         focal_px: focal length in pixels for the perspective camera; default: the image
             diagonal (about a 53° diagonal field of view).
         texture_size: side of the UV texture in texels (0 disables texturing).
+        refine: ``"none"`` or ``"photometric"`` (analysis by synthesis after the landmark
+            fit, `facefit.fit.photometric.refine_photometric`; orthographic camera only).
+        image_loss: the photometric pixel loss: ``"l2"``, ``"huber"`` or ``"gradient"``.
+        photometric_iterations: optimisation steps of the refinement.
+        progress: show a progress bar during the refinement.
     """
 
     def __init__(
@@ -56,6 +67,10 @@ class Reconstructor:
         camera: str = "orthographic",
         focal_px: float | None = None,
         texture_size: int = 512,
+        refine: str = "none",
+        image_loss: str = "l2",
+        photometric_iterations: int = 100,
+        progress: bool = False,
     ) -> None:
         from facefit.model import load_default_model
 
@@ -70,6 +85,14 @@ class Reconstructor:
         self.camera = camera
         self.focal_px = focal_px
         self.texture_size = texture_size
+        if refine not in ("none", "photometric"):
+            raise ValueError(f"refine must be 'none' or 'photometric', got {refine!r}")
+        if refine == "photometric" and camera != "orthographic":
+            raise ValueError("refine='photometric' needs the orthographic camera")
+        self.refine = refine
+        self.image_loss = image_loss
+        self.photometric_iterations = photometric_iterations
+        self.progress = progress
 
     def reconstruct(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[Reconstruction]:
         """Reconstruct every face (at most ``max_faces``) in an (H, W, 3) uint8 RGB image."""
@@ -84,6 +107,16 @@ class Reconstructor:
             fit = self._fit_special(face, image_rgb.shape[1::-1]) or fit_landmarks(
                 self.model, face, image_size=image_rgb.shape[1::-1], camera=self.camera,
                 focal_px=self.focal_px)
+            photometric, t_photo = None, 0.0
+            if self.refine == "photometric" and fit.camera.kind != "perspective":
+                from facefit.fit.photometric import refine_photometric
+
+                tp = time.perf_counter()
+                photometric = refine_photometric(
+                    self.model, fit, image_rgb, iterations=self.photometric_iterations,
+                    image_loss=self.image_loss, progress=self.progress)
+                fit = photometric.fit
+                t_photo = (time.perf_counter() - tp) * 1e3
             t2 = time.perf_counter()
             texture, colors = None, None
             if self.texture_size:
@@ -92,8 +125,11 @@ class Reconstructor:
                 texture, colors = extract_texture(self.model, fit.verts_px, image_rgb,
                                                   size=self.texture_size)
             t3 = time.perf_counter()
-            out.append(Reconstruction(face, fit, texture, colors, {
-                "detect": t_detect, "fit": (t2 - t1) * 1e3, "texture": (t3 - t2) * 1e3}))
+            timings = {"detect": t_detect, "fit": (t2 - t1) * 1e3 - t_photo,
+                       "texture": (t3 - t2) * 1e3}
+            if photometric is not None:
+                timings["photometric"] = t_photo
+            out.append(Reconstruction(face, fit, texture, colors, timings, photometric))
         return out
 
     def _fit_special(self, face: FaceLandmarks, size: tuple[int, int]) -> FitResult | None:
