@@ -273,6 +273,15 @@ def export_reconstructions(
         if "overlay" in formats:
             files["overlay"] = write_overlay(out_dir / f"{base}_overlay.png", image_rgb,
                                              fit.verts_px, tri, fit.landmarks_68_2d).name
+        photometric = getattr(rec, "photometric", None)
+        if photometric is not None:  # albedo texture and photo | render | error comparison
+            from facefit.io.photometric_export import albedo_texture, comparison_image
+
+            size = rec.texture.shape[0] if rec.texture is not None else 512
+            files["albedo"] = write_png(out_dir / f"{base}_albedo.png", albedo_texture(
+                model, photometric.albedo, size)).name
+            files["compare"] = write_png(out_dir / f"{base}_compare.png", comparison_image(
+                model, photometric, image_rgb)).name
         timings = {**rec.timings_ms, **(timings_ms_extra or {}),
                    "export": (time.perf_counter() - t0) * 1e3}
         faces.append(_face_summary(rec, files, timings))
@@ -331,7 +340,17 @@ def _face_summary(rec: Reconstruction, files: dict[str, str], timings: dict[str,
         "fit_residual_px": _num(fit.residual_px, 3),
         "files": files,
         "timings_ms": {k: _num(v, 2) for k, v in timings.items()},
-    }
+    } | _photometric_summary(rec)
+
+
+def _photometric_summary(rec: Reconstruction) -> dict[str, Any]:
+    """``{"photometric": {...}}`` for a photometrically refined face, else ``{}``."""
+    result = getattr(rec, "photometric", None)
+    if result is None:
+        return {}
+    from facefit.io.photometric_export import photometric_summary
+
+    return {"photometric": photometric_summary(result)}
 
 
 def _num(value: Any, digits: int) -> Any:
