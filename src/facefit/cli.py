@@ -203,6 +203,15 @@ def _add_reconstruct(sub: Any) -> None:
     p.add_argument("--same-person", action="store_true",
                    help="the photos show one person: fit one shared identity and also write "
                         "identity.obj/.glb/.json (neutral mesh, texture merged from all views)")
+    p.add_argument("--refine", choices=("none", "photometric"), default="none",
+                   help="after the landmark fit, refine shape, pose, lighting and albedo "
+                        "against the photo's pixels (analysis by synthesis; orthographic "
+                        "camera; adds STEM_faceK_albedo.png and _compare.png) (default: none)")
+    p.add_argument("--image-loss", choices=("l2", "huber", "gradient"), default="l2",
+                   help="pixel loss of --refine photometric; 'gradient' is the gradient "
+                        "correlation, robust to lighting (default: l2)")
+    p.add_argument("--photometric-iterations", type=_positive_int, default=100, metavar="N",
+                   help="optimisation steps of --refine photometric (default: 100)")
     p.add_argument("--pooling", choices=("joint", "confidence"), default="joint",
                    help="with --same-person: joint fit of all photos (default) or "
                         "confidence-weighted pooling of per-photo fits (faster)")
@@ -299,8 +308,14 @@ def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
 
     model = _load_model(args.model) if args.model is not None else None
     try:
+        refine = getattr(args, "refine", "none")
+        if refine != "none" and camera != "orthographic":
+            args.parser.error("--refine photometric needs the orthographic camera")
         return Reconstructor(model=model, camera=camera, focal_px=args.focal_px,
-                             texture_size=args.texture_size)
+                             texture_size=args.texture_size, refine=refine,
+                             image_loss=getattr(args, "image_loss", "l2"),
+                             photometric_iterations=getattr(args, "photometric_iterations", 100),
+                             progress=not getattr(args, "quiet", False))
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("facefit"):
             raise _Unavailable(f"this facefit install is incomplete ({exc})") from exc
