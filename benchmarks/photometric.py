@@ -1,0 +1,175 @@
+"""Photometric refinement benchmark: speed, synthetic ground truth and AFLW2000-3D.
+
+1. Synthetic faces of the default model (random shape, expression, pose, smooth albedo and
+   SH light, random background, pixel noise; `facefit.render.synthetic`): landmark fit from
+   the noisy projected 68 landmarks, then `refine_photometric`. Prints the dense vertex error
+   (image space, px; over the vertices inside the face-skin mask) before and after, the
+   recovered light direction's angle error and the photometric error; and the time per face
+   with its parts (raster, forward = interpolation + shading + loss, backward + step) for
+   the given iterations at ``--size`` px. Run under ``taskset -c 0``: one thread.
+2. ``--aflw N``: AFLW2000-3D, N images stratified over |yaw| (0-30, 30-60, 60-90), MediaPipe
+   detection → landmark fit → refinement; 68-point 2D NME (GT-box normalised) per yaw bucket
+   with and without the refinement.
+
+    python benchmarks/photometric.py [--faces 5] [--iterations 100] [--aflw 99]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from facefit.fit.camera import Camera  # noqa: E402
+from facefit.fit.landmark_fit import fit_points, make_result  # noqa: E402
+from facefit.fit.photometric import refine_photometric, skin_mask  # noqa: E402
+from facefit.model import load_default_model  # noqa: E402
+from facefit.render.differentiable import light_direction  # noqa: E402
+from facefit.render.synthetic import dense_error_px, make_synthetic_face  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "aflw2000-3d-dev"
+
+
+def _components(a: np.ndarray, b: np.ndarray, ids: np.ndarray) -> tuple[float, float]:
+    """Mean image-plane and depth (offset removed) errors, px."""
+    d = (np.asarray(a, np.float64) - b)[ids]
+    d[:, 2] -= np.median(d[:, 2])
+    return float(np.linalg.norm(d[:, :2], axis=1).mean()), float(np.abs(d[:, 2]).mean())
+
+
+def synthetic(args: argparse.Namespace) -> None:
+    model = load_default_model()
+    lm_ids = model.landmark_ids["ibug68"]
+    rng = np.random.default_rng(args.seed)
+    kw = dict(iterations=args.iterations, size=args.size, image_loss=args.image_loss,
+              device=args.device)
+    warm = make_synthetic_face(model, np.random.default_rng(99))  # caches, first-call costs
+    a, b, pose, rms, n = fit_points(model, warm.landmarks, lm_ids)
+    refine_photometric(model, make_result(model, a, b, pose, Camera(), rms, n, 5), warm.image,
+                       **{**kw, "iterations": 10})
+    rows, times = [], []
+    print(f"synthetic: {args.faces} faces, {args.iterations} iterations at {args.size} px, "
+          f"loss {args.image_loss}, landmark noise {args.landmark_noise} px, "
+          f"device {args.device or 'auto'}, torch threads {torch.get_num_threads()}")
+    print(f"{'face':>4}{'yaw':>6}{'dense0':>8}{'dense1':>8}{'drop%':>7}{'xy0':>6}{'xy1':>6}"
+          f"{'z0':>6}{'z1':>6}{'light°':>8}{'photo0':>8}{'photo1':>8}{'lm px':>7}{'s':>6}")
+    for i in range(args.faces):
+        face = make_synthetic_face(model, rng)
+        pts = face.landmarks + rng.normal(0, args.landmark_noise, face.landmarks.shape)
+        size = float(np.sqrt(np.prod(pts.max(0) - pts.min(0))))
+        a, b, pose, rms, n = fit_points(model, pts, lm_ids, landmark_sigma_px=0.02 * size)
+        fit = make_result(model, a, b, pose, Camera(), rms, n, 5)
+        t0 = time.perf_counter()
+        res = refine_photometric(model, fit, face.image, landmarks_px=pts, **kw)
+        dt = time.perf_counter() - t0
+        mask = skin_mask(face.landmarks, *face.image.shape[:2])
+        xy = np.rint(face.verts_px[:, :2]).astype(int).clip(0, face.image.shape[0] - 1)
+        ids = np.flatnonzero(mask[xy[:, 1], xy[:, 0]])
+        e0 = dense_error_px(fit.verts_px, face.verts_px, ids)
+        e1 = dense_error_px(res.fit.verts_px, face.verts_px, ids)
+        (xy0, z0), (xy1, z1) = (_components(fit.verts_px, face.verts_px, ids),
+                                _components(res.fit.verts_px, face.verts_px, ids))
+        cos = float(light_direction(res.sh_coeffs) @ face.light_dir)
+        ang = float(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+        rows.append((e0, e1, xy0, xy1, z0, z1, ang, res.initial_photometric_error,
+                     res.photometric_error, res.landmark_error_px))
+        times.append({**res.timings_ms, "wall": dt * 1e3})
+        print(f"{i:4d}{res.fit.yaw_deg:6.1f}{e0:8.3f}{e1:8.3f}{100 * (1 - e1 / e0):7.1f}"
+              f"{xy0:6.2f}{xy1:6.2f}{z0:6.2f}{z1:6.2f}{ang:8.2f}"
+              f"{res.initial_photometric_error:8.4f}{res.photometric_error:8.4f}"
+              f"{res.landmark_error_px:7.2f}{dt:6.2f}", flush=True)
+    r = np.array(rows)
+    print(f"mean: dense {r[:, 0].mean():.3f} -> {r[:, 1].mean():.3f} px "
+          f"(drop {100 * (1 - r[:, 1].mean() / r[:, 0].mean()):.1f} %, per-face drops "
+          f"{100 * np.mean(1 - r[:, 1] / r[:, 0]):.1f} % mean, "
+          f"{100 * np.min(1 - r[:, 1] / r[:, 0]):.1f} % min); image-plane "
+          f"{r[:, 2].mean():.3f} -> {r[:, 3].mean():.3f}, depth {r[:, 4].mean():.3f} -> "
+          f"{r[:, 5].mean():.3f}; light error {r[:, 6].mean():.2f}° mean, {r[:, 6].max():.2f}° "
+          f"max; photometric RMS {r[:, 7].mean():.4f} -> {r[:, 8].mean():.4f}")
+    med = {k: float(np.median([t[k] for t in times])) for k in times[0]}
+    print(f"time per face (median ms, {args.iterations} it at {args.size} px): "
+          f"total {med['total']:.0f} = raster {med['raster']:.0f} + forward "
+          f"{med['forward']:.0f} + backward/step {med['backward']:.0f} + other "
+          f"{med['total'] - med['raster'] - med['forward'] - med['backward']:.0f}")
+
+
+def aflw(args: argparse.Namespace) -> None:
+    from facefit.eval.datasets import load_aflw2000
+    from facefit.eval.landmarks import evaluate_aflw2000
+    from facefit.eval.predictions import select_face
+    from facefit.fit.landmark_fit import fit_landmarks
+    from facefit.io.image import load_image
+    from facefit.reconstruct import Reconstructor
+
+    samples = load_aflw2000(args.data)
+    yaw_all = np.abs([s.yaw_deg for s in samples])
+    per = args.aflw // 3
+    chosen = []
+    for lo, hi in ((0, 30), (30, 60), (60, 90.01)):
+        idx = np.flatnonzero((yaw_all >= lo) & (yaw_all < hi))
+        chosen += list(idx[np.linspace(0, len(idx) - 1, min(per, len(idx))).astype(int)])
+    samples = [samples[i] for i in chosen]
+    rec = Reconstructor(texture_size=0)
+    n = len(samples)
+    pred0, pred1 = np.full((n, 68, 2), np.nan), np.full((n, 68, 2), np.nan)
+    t_ref = []
+    for i, s in enumerate(samples):
+        image = load_image(s.image_path)
+        faces = rec.detector.detect(image)
+        if not faces:
+            continue
+        face = faces[select_face([f.box for f in faces], s.landmarks_2d)]
+        fit = fit_landmarks(rec.model, face, image.shape[1::-1])
+        pred0[i] = fit.landmarks_68_2d
+        t0 = time.perf_counter()
+        res = refine_photometric(rec.model, fit, image, iterations=args.iterations,
+                                 image_loss=args.image_loss, device=args.device)
+        t_ref.append(time.perf_counter() - t0)
+        pred1[i] = res.fit.landmarks_68_2d
+        if (i + 1) % 10 == 0:
+            print(f"  {i + 1}/{n}", flush=True)
+    stems = [s.stem for s in samples]
+    yaw = np.array([s.yaw_deg for s in samples])
+    gt = np.stack([s.landmarks_2d for s in samples])
+    print(f"AFLW2000-3D ({args.data.name}), {n} images stratified over |yaw|, 68-point 2D NME "
+          f"(%), GT-box normalised; refinement {args.iterations} it, loss {args.image_loss}")
+    print(f"{'method':<26}{'0-30':>7}{'30-60':>7}{'60-90':>7}{'balanced':>10}{'mean':>7}"
+          f"{'no face':>9}")
+    for name, p in (("landmark fit", pred0), ("+ photometric refinement", pred1)):
+        r = evaluate_aflw2000(p, gt, yaw, stems)
+        b = [100 * v for v in r.bucket_nme_2d]
+        print(f"{name:<26}{b[0]:7.2f}{b[1]:7.2f}{b[2]:7.2f}{100 * r.balanced_2d:10.2f}"
+              f"{100 * r.mean_2d:7.2f}{len(r.missing):>9}")
+    print(f"bucket sizes {r.bucket_counts}; refinement median {np.median(t_ref):.2f} s/face")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--faces", type=int, default=5, help="synthetic faces (0 skips)")
+    ap.add_argument("--iterations", type=int, default=100)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--image-loss", default="l2", choices=("l2", "huber", "gradient"))
+    ap.add_argument("--landmark-noise", type=float, default=1.0, help="px, synthetic")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default=None, help="torch device (default: cuda if any)")
+    ap.add_argument("--aflw", type=int, default=0, metavar="N",
+                    help="also run N AFLW2000-3D images stratified over yaw")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.faces:
+        synthetic(args)
+    if args.aflw:
+        aflw(args)
+
+
+if __name__ == "__main__":
+    main()
