@@ -155,7 +155,7 @@ def refine_photometric(
     landmarks_px: np.ndarray | None = None,
     landmark_vertex_ids: np.ndarray | None = None,
     landmark_sigma_px: float = 3.0,
-    landmark_weight: float = 1.0,
+    landmark_weight: float = 3.0,
     pixel_sigma: float = 0.01,
     coeff_prior: float = 1.0,
     albedo_smoothness: float = 30.0,
