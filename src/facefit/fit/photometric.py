@@ -172,7 +172,7 @@ def refine_photometric(
     learning_rate: float = 1.0,
     lr_floor: float = 1.0,
     device: str | torch.device | None = None,
-    normals: str | tuple[str, ...] = ("face", "face", "stencil"),
+    normals: str | tuple[str, ...] = "stencil",
     max_pixels: int = 8000,
     progress: bool = False,
     debug_timing: bool = False,
@@ -213,7 +213,7 @@ def refine_photometric(
             neighbours, `facefit.render.differentiable.normal_stencil`), ``"face"`` (each
             pixel's triangle normal: fastest, but biased on irregular meshes) or
             ``"vertex"`` (area-weighted vertex normals; needs the whole one-ring, slowest);
-            one name, or one per level (default: face normals at the coarse levels).
+            one name, or one per level.
         max_pixels: at most this many skin pixels per raster refresh, a random subset
             (not with the gradient loss, which needs the whole grid).
         device: torch device (default CUDA when available, else CPU).
