@@ -218,6 +218,7 @@ def refine_photometric(
             (not with the gradient loss, which needs the whole grid).
         device: torch device (default CUDA when available, else CPU).
         progress: show a tqdm progress bar.
+        debug_timing: print pixels, active vertices and ms per step for each level.
     """
     if fit.camera.kind == "perspective":
         raise ValueError("photometric refinement supports the scaled orthographic camera only")
