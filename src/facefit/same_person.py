@@ -13,6 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +54,16 @@ def run_same_person(args: argparse.Namespace, paths: Sequence[Path], out_dir: Pa
     if getattr(args, "camera", None) == "perspective" and not args.quiet:
         print("facefit: note: --same-person fits a scaled orthographic camera",
               file=sys.stderr)
-    multi = fit_same_person(model, [view_from_face(model, f) for _, f in kept],
-                            method=args.pooling)
+    views = [view_from_face(model, f) for _, f in kept]
+    multi = fit_same_person(model, views, method=args.pooling)
     fit_ms = (time.perf_counter() - t0) * 1e3 / len(kept)
+    photometric: list[Any] = [None] * len(kept)
+    if getattr(args, "refine", "none") == "photometric":
+        multi, photometric = refine_same_person(args, model, multi, views,
+                                                [load_image(p) for p, _ in kept])
     colours, weights = [], []
     size = args.texture_size
-    for (path, face), fit in zip(kept, multi.fits, strict=True):
+    for (path, face), fit, photo in zip(kept, multi.fits, photometric, strict=True):
         image = load_image(path)
         texture = colors = None
         if size:
@@ -68,7 +73,7 @@ def run_same_person(args: argparse.Namespace, paths: Sequence[Path], out_dir: Pa
             c, w = texel_samples(model, fit.verts_px, image, size=size)
             colours.append(c)
             weights.append(w)
-        rec = Reconstruction(face, fit, texture, colors, {"fit": fit_ms})
+        rec = Reconstruction(face, fit, texture, colors, {"fit": fit_ms}, photo)
         try:
             export(out_dir, path, image, [rec], model, args.formats)
         except Exception as exc:
@@ -76,9 +81,34 @@ def run_same_person(args: argparse.Namespace, paths: Sequence[Path], out_dir: Pa
             failed += 1
     write_identity(out_dir, model, multi, [p for p, _ in kept], colours, weights)
     if not args.quiet:
-        print(f"facefit: {len(kept)} photos of one person ({multi.method}), {failed} failed "
+        refined = ", photometric" if photometric[0] is not None else ""
+        print(f"facefit: {len(kept)} photos of one person ({multi.method}{refined}), "
+              f"{failed} failed "
               f"-> {out_dir / 'identity.obj'}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def refine_same_person(args: argparse.Namespace, model: Any, multi: MultiFit,
+                       views: Sequence[Any], images: Sequence[np.ndarray]
+                       ) -> tuple[MultiFit, list[Any]]:
+    """Joint photometric refinement (`facefit.fit.multi_photometric`) of a shared-identity
+    fit: shared shape and albedo, per-photo pose, expression and lighting. Landmark targets
+    are each photo's detected fixed-vertex landmarks. Returns the refined `MultiFit` and one
+    `PhotometricResult` per photo."""
+    from facefit.fit.multi_photometric import refine_photometric_multi
+
+    loss = getattr(args, "image_loss", "l2")
+    if loss == "gradient":
+        if not args.quiet:
+            print("facefit: note: --same-person photometric refinement supports l2 and "
+                  "huber; using l2", file=sys.stderr)
+        loss = "l2"
+    res = refine_photometric_multi(
+        model, multi.fits, images, landmarks_px=[v.points_px for v in views],
+        landmark_vertex_ids=[v.vertex_ids for v in views],
+        iterations=getattr(args, "photometric_iterations", 100), image_loss=loss)
+    return (replace(multi, shape_coeffs=res.shape_coeffs, fits=[r.fit for r in res.results],
+                    neutral_vertices=res.neutral_vertices), list(res.results))
 
 
 def write_identity(out_dir: Path, model: Any, multi: MultiFit, paths: Sequence[Path],

@@ -81,11 +81,14 @@ def random_light(rng: np.random.Generator, min_deg: float = 20.0, max_deg: float
 
 def make_synthetic_face(model: MorphableModel, rng: np.random.Generator, size: int = 256,
                         max_yaw: float = 30.0, noise: float = 0.01,
-                        face_fraction: float = 0.6) -> SyntheticFace:
+                        face_fraction: float = 0.6, shape: np.ndarray | None = None,
+                        albedo: np.ndarray | None = None) -> SyntheticFace:
     """Render one random face (shape N(0, 0.8²), expression N(0, 0.5²), yaw within
     ±``max_yaw`` degrees) of width ``face_fraction`` × ``size`` with Gaussian noise of
-    ``noise`` (intensity units) over a smooth random background."""
-    alpha = rng.normal(0, 0.8, model.num_shape).astype(np.float32)
+    ``noise`` (intensity units) over a smooth random background. ``shape`` and ``albedo``
+    fix the identity (several photos of one person)."""
+    alpha = (rng.normal(0, 0.8, model.num_shape).astype(np.float32) if shape is None
+             else np.asarray(shape, np.float32))
     beta = rng.normal(0, 0.5, model.num_expression).astype(np.float32)
     rot = rotation_from_euler(rng.uniform(-max_yaw, max_yaw), rng.uniform(-10, 10),
                               rng.uniform(-5, 5))
@@ -97,7 +100,7 @@ def make_synthetic_face(model: MorphableModel, rng: np.random.Generator, size: i
     t = np.array([size / 2, size / 2]) + rng.uniform(-0.05, 0.05, 2) * size
     t -= scale * np.array([v[lm, 0].mean(), -v[lm, 1].mean()])
     verts = np.stack([scale * v[:, 0] + t[0], -scale * v[:, 1] + t[1], -scale * v[:, 2]], 1)
-    albedo = smooth_albedo(model, rng)
+    albedo = smooth_albedo(model, rng) if albedo is None else np.asarray(albedo, np.float32)
     sh, d = random_light(rng)
     color, cover = dr.render(torch.as_tensor(verts, dtype=torch.float32), model.triangles,
                              size, size, torch.as_tensor(albedo), torch.as_tensor(sh))
@@ -108,6 +111,18 @@ def make_synthetic_face(model: MorphableModel, rng: np.random.Generator, size: i
     image = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
     return SyntheticFace(image, verts.astype(np.float32), alpha, beta, rot, float(scale), t,
                          sh, d, albedo, verts[lm, :2].astype(np.float32))
+
+
+def make_synthetic_photo_set(model: MorphableModel, n_photos: int, seed: int = 0,
+                             size: int = 224, max_yaw: float = 45.0
+                             ) -> tuple[np.ndarray, list[SyntheticFace]]:
+    """(true shape, photos): one random identity (shape N(0, 0.8²), one smooth albedo)
+    rendered ``n_photos`` times with random pose, expression and lighting."""
+    rng = np.random.default_rng(seed)
+    shape = rng.normal(0, 0.8, model.num_shape).astype(np.float32)
+    albedo = smooth_albedo(model, rng)
+    return shape, [make_synthetic_face(model, rng, size=size, max_yaw=max_yaw, shape=shape,
+                                       albedo=albedo) for _ in range(n_photos)]
 
 
 def dense_error_px(verts_a: np.ndarray, verts_b: np.ndarray,

@@ -1,0 +1,43 @@
+"""Joint photometric refinement of several synthetic photos of one identity."""
+
+import numpy as np
+import pytest
+
+from facefit.fit.multi_image import ViewPoints, fit_same_person
+from facefit.fit.multi_photometric import refine_photometric_multi
+from facefit.fit.synthetic import neutral_error_mm
+from facefit.model import load_default_model
+from facefit.render.synthetic import make_synthetic_photo_set
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_default_model()
+
+
+def test_joint_photometric_shares_identity_and_lowers_errors(model):
+    ids = np.asarray(model.landmark_ids["ibug68"])
+    shape, faces = make_synthetic_photo_set(model, 2, seed=101, size=160)
+    rng = np.random.default_rng(1)
+    pts = [f.landmarks + rng.normal(0, 1.0, f.landmarks.shape) for f in faces]
+    views = [ViewPoints(p, ids, np.ones(68), 0.02 * float(np.sqrt(np.prod(np.ptp(p, 0)))))
+             for p in pts]
+    multi = fit_same_person(model, views, "joint")
+    res = refine_photometric_multi(model, multi.fits, [f.image for f in faces],
+                                   landmarks_px=pts, landmark_vertex_ids=[ids, ids],
+                                   iterations=30, size=128, levels=(2, 1),
+                                   level_share=(0.6, 0.4))
+    assert len(res.results) == 2 and res.albedo.shape == (model.num_vertices, 3)
+    for r in res.results:
+        np.testing.assert_array_equal(r.fit.shape_coeffs, res.shape_coeffs)
+        assert r.photometric_error < 0.8 * r.initial_photometric_error
+        assert r.landmark_error_px < 3.0
+    # seed 101: joint landmark fit 1.32 mm, joint photometric 1.14 mm (dense neutral RMS)
+    e_lm = neutral_error_mm(model, multi.shape_coeffs, shape)
+    e_ph = neutral_error_mm(model, res.shape_coeffs, shape)
+    assert e_ph < 1.05 * e_lm
+
+
+def test_rejects_empty_input(model):
+    with pytest.raises(ValueError):
+        refine_photometric_multi(model, [], [])
