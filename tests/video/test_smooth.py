@@ -33,3 +33,27 @@ def test_smoothing_lowers_jitter_without_raising_error() -> None:
     assert r["smoothed_error_px"] <= r["raw_error_px"]
     assert r["raw_error_px"] < r["input_error_px"]
     assert r["truth_accel_px"] == pytest.approx(r["truth_accel_px"])
+
+
+def test_constant_velocity_kalman_follows_a_ramp_without_lag() -> None:
+    from facefit.video.smooth import ConstantVelocityKalman, OneEuroFilter
+
+    rng = np.random.default_rng(0)
+    t = np.arange(200) / 25
+    truth = 30.0 * t  # steady sweep
+    noisy = truth + rng.normal(scale=0.5, size=len(t))
+    kf, oe = ConstantVelocityKalman(1.0, 0.5), OneEuroFilter(1.0, 0.0)
+    k = np.array([kf(np.array([x]), s)[0] for x, s in zip(noisy, t, strict=True)])
+    o = np.array([oe(np.array([x]), s)[0] for x, s in zip(noisy, t, strict=True)])
+    assert abs((k - truth)[100:].mean()) < 0.1  # no lag on a constant velocity
+    assert (o - truth)[100:].mean() < -2.0  # the low-pass filter lags behind
+    assert np.abs(k - truth)[100:].mean() < 0.5 * np.abs(noisy - truth)[100:].mean()
+
+
+def test_smoothing_does_not_raise_error_on_a_sweeping_head() -> None:
+    from facefit.model import load_default_model
+    from facefit.video.evaluate import run_synthetic_video
+
+    r = run_synthetic_video(load_default_model(), n_frames=80, seed=1, amplitude=1.0)
+    assert r["smoothed_accel_px"] < 0.8 * r["raw_accel_px"]
+    assert r["smoothed_error_px"] <= r["raw_error_px"]
