@@ -107,7 +107,7 @@ def process_frames(
         progress: called with the frame index after each frame.
     """
     from facefit.fit.correspondence import correspondence_for
-    from facefit.io.export import render_overlay
+    from facefit.video.overlay import OverlayRenderer
 
     stats = VideoStats()
     sec = stats.seconds
@@ -126,6 +126,7 @@ def process_frames(
 
     fitter = make_fitter(identity)
     neutral = model.vertices(identity) if overlay is not None else None
+    painter = OverlayRenderer(model.mean, model.triangles) if overlay is not None else None
     expr_basis = model.expression_basis.reshape(-1, model.num_expression)
     glb: AnimatedGlb | None = None
     out = open(jsonl_path, "w", encoding="utf-8") if jsonl_path is not None else None  # noqa: SIM115
@@ -189,7 +190,7 @@ def process_frames(
                 if fit is not None:
                     v = neutral + (expr_basis @ fit.expression).reshape(-1, 3)
                     xy, depth = fit.pose.project(v)
-                    img = render_overlay(img, np.column_stack([xy, depth]), model.triangles,
+                    img = painter.render(img, np.column_stack([xy, depth]), fit.pose.scale,
                                          pts)
                 overlay(img)
             if glb_path is not None and fit is not None:
