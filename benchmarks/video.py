@@ -7,8 +7,8 @@ Run: ``taskset -c 0 python benchmarks/video.py [--jitter] [--speed] [--memory MI
 1. Jitter: a known head moving smoothly (sinusoids) seen through noisy landmarks (1.5 px
    per landmark plus a 1 px shift common to the frame); identity from a joint fit of 10
    frames, pose + expression per frame. Mean landmark acceleration |x[t+1]-2x[t]+x[t-1]|
-   and mean error to the noiseless truth, raw and One-Euro smoothed, for a talking head
-   (amplitude 0.3) and a sweeping head (amplitude 1).
+   and mean error to the noiseless truth, raw and smoothed (constant-velocity Kalman), for
+   a talking head (amplitude 0.3) and a sweeping head (amplitude 1).
 2. Speed: the 224x224 shared clip scaled 1.5x and padded to 640x480, looped to 250 frames
    and written to /tmp; decode + track + fit (landmark fitting with tracking), then the
    full command (plus overlay rendering, JSON lines, GLB), on whatever cores the process

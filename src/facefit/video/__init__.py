@@ -2,6 +2,6 @@
 expression, smooth over time, and write JSON lines, an overlay video and an animated GLB.
 
 Modules: `stream` (imageio/ffmpeg reading and writing), `track` (landmark tracking with
-re-detection), `smooth` (One Euro filter), `fitter` (per-frame fit with a fixed identity),
+re-detection), `smooth` (Kalman or One Euro filter), `fitter` (per-frame fit with a fixed identity),
 `glb` (animated glTF), `pipeline` (the streaming loop), `commands` (``facefit video``).
 """

@@ -18,7 +18,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "video", help="track and fit a face through a video or webcam stream",
         description="Track the face in a video (or camera), fit one identity for the clip and "
-                    "pose + expression per frame, smooth them over time (One Euro filter), and "
+                    "pose + expression per frame, smooth them over time (Kalman filter), and "
                     "write OUT/STEM.jsonl, OUT/STEM_overlay.mp4 and OUT/STEM.glb (animated).")
     p.add_argument("input", metavar="IN", help="video file, or a camera index such as 0")
     p.add_argument("-o", "--output", "--out", dest="output", required=True, metavar="OUT",

@@ -102,7 +102,7 @@ def process_frames(
         jsonl_path: per-frame JSON lines output, or None.
         overlay: callback receiving each overlay frame (e.g. a `VideoWriter.write`), or None.
         glb_path: animated GLB output, or None.
-        smooth: One Euro filtering of pose and expression.
+        smooth: temporal filtering of pose and expression (`PoseExpressionSmoother`).
         max_frames: stop after this many frames.
         progress: called with the frame index after each frame.
     """
