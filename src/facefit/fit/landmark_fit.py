@@ -389,11 +389,15 @@ def make_result(model: MorphableModel, shape: np.ndarray, expr: np.ndarray, pose
     prep = _prepare(model)
     c = np.concatenate([shape, expr]).astype(np.float32)
     verts = (model.mean.reshape(-1) + prep.flat_basis @ c).reshape(-1, 3)
-    xy, depth = pose.project(verts)
-    if pose.focal is not None:  # express perspective depth in pixels at the face's distance
+    if pose.focal is None:  # one float32 product: x = s (RX)_x + tx, y = -s (RX)_y + ty, ...
+        a = (np.diag([pose.scale, -pose.scale, -pose.scale]) @ pose.rotation).astype(np.float32)
+        verts_px = verts @ a.T
+        verts_px[:, :2] += np.asarray(pose.translation, np.float32)
+    else:  # express perspective depth in pixels at the face's distance
+        xy, depth = pose.project(verts)
         d0 = float(np.median(depth))
         depth = (depth - d0) * pose.focal / d0
-    verts_px = np.column_stack([xy, depth]).astype(np.float32)
+        verts_px = np.column_stack([xy, depth]).astype(np.float32)
     lm = model.landmark_ids["ibug68"]
     lm3 = verts_px[lm]
     contour2d = lm3[:, :2].copy()
