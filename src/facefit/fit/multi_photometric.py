@@ -15,19 +15,29 @@ shading of `facefit.render.differentiable`. The L2 and Huber pixel losses are su
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
-from facefit.fit.landmark_fit import _Pose, _prepare, make_result
-from facefit.fit.photometric import SKIN_RGB, PhotometricResult, _cached, _crop, _Level, skin_mask
+from facefit.fit.landmark_fit import make_result
+from facefit.fit.photometric import (
+    PhotometricResult,
+    _albedo_model,
+    _albedo_regulariser,
+    _cached,
+    _Level,
+    _level_counts,
+    _Mesh,
+    _Photo,
+    _pixel_loss,
+    _torch_device,
+)
 from facefit.fit.result import FitResult
 from facefit.model.morphable_model import MorphableModel
-from facefit.render import differentiable as dr
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,67 +59,13 @@ class MultiPhotometricResult:
     timings_ms: dict[str, float]
 
 
-_GEN = torch.zeros(3, 3, 3)  # generators of so(3): [omega]x = omega · gen
-_GEN[0, 2, 1], _GEN[0, 1, 2], _GEN[1, 0, 2] = 1.0, -1.0, 1.0
-_GEN[1, 2, 0], _GEN[2, 1, 0], _GEN[2, 0, 1] = -1.0, 1.0, -1.0
+class _JointPhoto(_Photo):
+    """A `_Photo` with its own expression coefficients (the shape is shared)."""
 
-
-class _Photo:
-    """One photo's crop, pyramid, per-photo parameters and current raster."""
-
-    def __init__(self, fit: FitResult, image: np.ndarray, lm_px: np.ndarray, lm_ids: np.ndarray,
-                 size: int, levels: Sequence[int], normals: str, f32: dict) -> None:
-        lm68 = np.asarray(fit.landmarks_68_2d_contour, np.float64)
-        pts = np.concatenate([lm68, lm68[17:27] + (lm68[27] - lm68[30]) * 0.7])
-        lo, hi = pts.min(0), pts.max(0)
-        side = float((hi - lo).max() * 1.15)
-        c = (lo + hi) / 2
-        self.box = (float(c[0] - side / 2), float(c[1] - side / 2), side)
-        self.k = size / side
-        crop_img = _crop(image, self.box, size)
-        crop_mask = skin_mask(self.to_crop(lm68), size, size)
-        self.pyramid = []
-        for f in levels:
-            s = size // f
-            img = crop_img if f == 1 else cv2.resize(crop_img, (s, s),
-                                                     interpolation=cv2.INTER_AREA)
-            msk = crop_mask if f == 1 else cv2.resize(
-                crop_mask.astype(np.uint8), (s, s), interpolation=cv2.INTER_NEAREST).astype(bool)
-            a = s / size
-            self.pyramid.append(_Level(torch.as_tensor(img, **f32).permute(2, 0, 1).contiguous(),
-                                       msk, a, 0.5 * a - 0.5, normals))
-        self.rot0 = torch.as_tensor(fit.rotation, **f32)
-        self.s0 = float(fit.scale) * self.k
-        self.omega = torch.zeros(3, **f32, requires_grad=True)
-        self.log_s = torch.zeros(1, **f32, requires_grad=True)
-        self.trans = torch.as_tensor(self.to_crop(np.asarray(fit.translation)[None])[0],
-                                     **f32).clone().requires_grad_(True)
+    def __init__(self, fit: FitResult, *args: Any, **kwargs: Any) -> None:
+        super().__init__(fit, *args, **kwargs)
+        f32 = dict(dtype=self.sh.dtype, device=self.sh.device)
         self.expr = torch.as_tensor(fit.expression_coeffs, **f32).clone().requires_grad_(True)
-        self.sh = torch.zeros(9, 3, **f32)
-        self.lm_ids = torch.as_tensor(np.asarray(lm_ids, np.int64), device=f32["device"])
-        self.lm_target = torch.as_tensor(self.to_crop(np.asarray(lm_px, np.float64)), **f32)
-        self.fit = fit
-        self.act: SimpleNamespace | None = None
-
-    def to_crop(self, xy: np.ndarray) -> np.ndarray:
-        return (xy - np.array(self.box[:2]) + 0.5) * self.k - 0.5
-
-    def pose_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
-        kx = torch.einsum("k,kij->ij", self.omega * 0.01, _GEN.to(self.omega))
-        eye = torch.eye(3, dtype=kx.dtype, device=kx.device)
-        return (eye + kx + 0.5 * kx @ kx) @ self.rot0, self.s0 * torch.exp(0.01 * self.log_s)
-
-    def fold(self) -> None:
-        with torch.no_grad():
-            rot, _ = self.pose_parts()
-            u, _, vt = torch.linalg.svd(rot)
-            self.rot0 = u @ vt
-            self.omega.zero_()
-
-    def project(self, x: torch.Tensor, rot: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        v = x @ rot.T
-        return torch.stack([scale * v[:, 0] + self.trans[0], -scale * v[:, 1] + self.trans[1],
-                            -scale * v[:, 2]], 1)
 
 
 def refine_photometric_multi(
@@ -159,71 +115,32 @@ def refine_photometric_multi(
     if normals not in ("stencil", "face"):
         raise ValueError(f"normals must be 'stencil' or 'face', got {normals!r}")
     t_start = time.perf_counter()
-    dev = torch.device(device if device is not None else
-                       ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = _torch_device(device)
     f32 = dict(dtype=torch.float32, device=dev)
     rng = np.random.default_rng(seed)
-    prep = _prepare(model)
     nv = model.num_vertices
-    basis_t = torch.as_tensor(prep.basis, **f32)
-    mean_t = torch.as_tensor(model.mean, **f32)
-    tri_all = np.asarray(model.triangles, np.int64)
-    stencil_np = _cached(model, "stencil") if normals == "stencil" else None
+    mesh = _Mesh.of(model, normals == "stencil", f32)
     ibug = np.asarray(model.landmark_ids["ibug68"], np.int64)
     photos = []
     for i, (fit, img) in enumerate(zip(fits, images, strict=True)):
         ids = ibug if landmark_vertex_ids is None else np.asarray(landmark_vertex_ids[i])
         px = fit.verts_px[ids, :2] if landmarks_px is None else np.asarray(landmarks_px[i])
-        photos.append(_Photo(fit, img, px, ids, size, levels, normals, f32))
+        photos.append(_JointPhoto(fit, img, mesh, size, levels, (normals,) * len(levels),
+                                  px, ids, f32))
     shape = torch.as_tensor(fits[0].shape_coeffs, **f32).clone().requires_grad_(True)
-    has_basis = model.albedo_basis is not None and model.albedo_mean is not None
-    if has_basis:
-        alb_mean = torch.as_tensor(model.albedo_mean, **f32)
-        alb_basis = torch.as_tensor(model.albedo_basis, **f32)
-        alb_param = torch.zeros(alb_basis.shape[2], **f32, requires_grad=True)
-    else:
-        alb_mean = torch.as_tensor(SKIN_RGB, **f32).expand(nv, 3)
+    alb_mean, alb_basis, alb_param = _albedo_model(model, None, f32)
+    has_basis = alb_basis is not None
+    if not has_basis:
         alb_full = torch.zeros(nv, 3, **f32, requires_grad=True)  # shared correction
         mirror_np = np.asarray(model.mirror_ids, np.int64)
         edges_np = _cached(model, "edges")
     reg = SimpleNamespace()  # albedo regulariser over the union of active vertices
 
-    def refresh(ph: _Photo, level: _Level) -> SimpleNamespace:
-        ph.fold()
-        with torch.no_grad():
-            rot, scale = ph.pose_parts()
-            coeffs = torch.cat([shape, ph.expr])
-            vc = ph.project(mean_t + basis_t @ coeffs, rot, scale).cpu().numpy()
-        vl = vc.copy()
-        vl[:, :2] = vc[:, :2] * level.a + level.b
-        vl[:, 2] *= level.a
-        hh, ww = level.mask.shape
-        samp = dr.pixel_samples(vl, tri_all, hh, ww, level.mask, device=dev)
-        if len(samp.pixel) > max_pixels:
-            pick = torch.as_tensor(np.sort(rng.choice(len(samp.pixel), max_pixels,
-                                                      replace=False)), device=dev)
-            samp = dr.PixelSamples(samp.pixel[pick], samp.vertex_ids[pick], samp.bary[pick],
-                                   samp.height, samp.width)
-        act = SimpleNamespace(samp=samp, level=level)
-        vis = np.unique(samp.vertex_ids.cpu().numpy())
-        extra = stencil_np[vis].ravel() if normals == "stencil" else vis[:0]
-        local = np.unique(np.concatenate([vis, extra]))
-        lut = np.full(nv, -1, np.int64)
-        lut[local] = np.arange(len(local))
-        act.local = local
-        act.ids = torch.as_tensor(local, device=dev)
-        if normals == "stencil":
-            in_vis = np.zeros(nv, bool)
-            in_vis[vis] = True
-            st = np.where(in_vis[local][:, None], lut[stencil_np[local]],
-                          np.arange(len(local))[:, None])
-            act.stencil = torch.as_tensor(st, device=dev)
-        act.pix_vids = torch.as_tensor(lut[samp.vertex_ids.cpu().numpy()], device=dev)
-        act.basis = basis_t.index_select(0, act.ids)
-        act.mean = mean_t.index_select(0, act.ids)
-        act.weight = torch.ones(len(samp.pixel), **f32)
-        ph.act = act
-        return act
+    def coeffs(ph: _JointPhoto) -> torch.Tensor:
+        return torch.cat([shape, ph.expr])
+
+    def refresh(ph: _JointPhoto, level: _Level) -> None:
+        ph.rasterise(level, coeffs(ph), max_pixels, rng)
 
     def refresh_all(li: int) -> None:
         for ph in photos:
@@ -235,7 +152,6 @@ def refine_photometric_multi(
             reg.local = torch.as_tensor(local, device=dev)
             reg.mirror = torch.as_tensor(mirror_np[local], device=dev)
             reg.edges = torch.as_tensor(edges_np[inside[edges_np].all(1)].T.copy(), device=dev)
-            reg.count = len(local)
         for ph in photos:
             reject_outliers(ph)
 
@@ -244,47 +160,15 @@ def refine_photometric_multi(
             return alb_mean.index_select(0, ids) + alb_basis.index_select(0, ids) @ alb_param
         return alb_mean.index_select(0, ids) + alb_full.index_select(0, ids)
 
-    def forward(ph: _Photo) -> dict[str, torch.Tensor]:
-        act = ph.act
-        rot, scale = ph.pose_parts()
-        coeffs = torch.cat([shape, ph.expr])
-        v = (act.mean + act.basis @ coeffs) @ rot.T
-        bary = act.samp.bary
-        if normals == "stencil":
-            n = dr.interpolate(dr.stencil_normals(v, act.stencil), act.pix_vids, bary)
-            pv = dr.interpolate(v, act.pix_vids, bary)
-        else:
-            corners = v.index_select(0, act.pix_vids.reshape(-1)).reshape(-1, 3, 3)
-            pv = (corners * bary[:, :, None]).sum(1)
-            n = torch.linalg.cross(corners[:, 1] - corners[:, 0],
-                                   corners[:, 2] - corners[:, 0], dim=1)
-        n = n / torch.clamp(torch.linalg.vector_norm(n, dim=1, keepdim=True), min=1e-12)
-        alb = dr.interpolate(albedo(act.ids), act.pix_vids, bary)
-        lv = act.level
-        sc = scale * lv.a
-        p = torch.stack([sc * pv[:, 0] + ph.trans[0] * lv.a + lv.b,
-                         -sc * pv[:, 1] + ph.trans[1] * lv.a + lv.b], 1)
-        observed = dr.sample_image(lv.image, p)
-        rendered = dr.shade(n, alb, ph.sh, None)
-        lm_x = mean_t.index_select(0, ph.lm_ids) + basis_t.index_select(0, ph.lm_ids) @ coeffs
-        lm = ph.project(lm_x, rot, scale)[:, :2]
-        return {"observed": observed, "rendered": rendered, "n": n, "lm": lm, "alb": alb}
+    def renderer(ph: _JointPhoto) -> Callable[[], dict[str, torch.Tensor]]:
+        return lambda: ph.render(coeffs(ph), albedo(ph.act.ids))
 
-    def photo_loss(ph: _Photo) -> torch.Tensor:
-        out = forward(ph)
-        r = out["observed"] - out["rendered"]
-        w = ph.act.weight
-        if image_loss == "l2":
-            data = (w[:, None] * r * r).sum() / (w.sum() * 3 * pixel_sigma**2)
-        else:
-            hub = torch.nn.functional.huber_loss(r, torch.zeros_like(r), reduction="none",
-                                                 delta=2 * pixel_sigma)
-            data = (w[:, None] * hub).sum() / (w.sum() * 3 * pixel_sigma**2)
-        d = out["lm"] - ph.lm_target
-        lmk = landmark_weight * (d * d).sum(1).mean() / landmark_sigma_px**2
+    def photo_loss(ph: _JointPhoto) -> torch.Tensor:
+        out = renderer(ph)()
         prior = (coeff_prior * (ph.expr * ph.expr).sum() / max(len(ph.lm_ids), 1)
                  + light_prior * (ph.sh[4:] ** 2).sum())
-        return data + lmk + prior
+        return (_pixel_loss(out, ph.act, image_loss, pixel_sigma)
+                + ph.landmark_loss(out, landmark_weight, landmark_sigma_px) + prior)
 
     n_lm = float(np.mean([len(ph.lm_ids) for ph in photos]))
 
@@ -292,40 +176,16 @@ def refine_photometric_multi(
         e = coeff_prior * (shape * shape).sum() / max(n_lm, 1.0)
         if has_basis:
             return e + albedo_prior * (alb_param**2).sum() / max(n_lm, 1.0)
-        d = alb_full.index_select(0, reg.local)
-        r = albedo_prior * (d * d).sum()
-        diff = alb_full.index_select(0, reg.edges[0]) - alb_full.index_select(0, reg.edges[1])
-        r = r + albedo_smoothness * (diff * diff).sum()
-        sym = d - alb_full.index_select(0, reg.mirror)
-        r = r + albedo_symmetry * (sym * sym).sum()
-        return e + r / reg.count * 100.0
+        return e + _albedo_regulariser(alb_full, reg.local, reg.mirror, reg.edges,
+                                       albedo_prior, albedo_smoothness, albedo_symmetry)
 
-    def solve_light(ph: _Photo) -> None:
-        with torch.no_grad():
-            out = forward(ph)
-            w = ph.act.weight
-            b = dr.sh_basis(out["n"]) * w[:, None]
-            for ch in range(3):
-                a = b * out["alb"][:, ch:ch + 1]
-                lhs = a.T @ a + 1e-3 * len(a) * torch.diag(
-                    ph.sh.new_tensor([0.0] + [0.01] * 3 + [1.0] * 5))
-                ph.sh[:, ch] = torch.linalg.solve(lhs, a.T @ (out["observed"][:, ch] * w))
-
-    def reject_outliers(ph: _Photo) -> float:
-        with torch.no_grad():
-            out = forward(ph)
-            r = torch.linalg.vector_norm(out["observed"] - out["rendered"], dim=1)
-            sigma = 1.4826 * torch.median(r) + 1e-6
-            ph.act.weight = (r <= torch.clamp(outlier_sigmas * sigma, min=0.1)).to(r.dtype)
-            return float(torch.sqrt((r * r * ph.act.weight).sum() / ph.act.weight.sum()))
+    def reject_outliers(ph: _JointPhoto) -> float:
+        return ph.reject_outliers(renderer(ph), outlier_sigmas)
 
     # initial lighting at the coarsest level, error at the finest
     for ph in photos:
         refresh(ph, ph.pyramid[0])
-        ph.sh[0] = dr.AMBIENT_L00 * 0.8
-        solve_light(ph)
-        reject_outliers(ph)
-        solve_light(ph)
+        ph.init_light(renderer(ph), outlier_sigmas)
     initial = []
     for ph in photos:
         refresh(ph, ph.pyramid[-1])
@@ -341,9 +201,7 @@ def refine_photometric_multi(
     groups.append({"params": [alb_param] if has_basis else [alb_full],
                    "lr": (0.02 if has_basis else 0.01) * lr})
     opt = torch.optim.Adam(groups, foreach=True)
-    shares = np.asarray(level_share, np.float64)[: len(levels)]
-    counts = np.floor(shares / shares.sum() * iterations).astype(int)
-    counts[-1] = iterations - counts[:-1].sum()
+    counts = _level_counts(level_share, len(levels), iterations)
     for li in range(len(levels)):
         n_level = int(counts[li])
         for it in range(n_level):
@@ -364,15 +222,7 @@ def refine_photometric_multi(
     for ph, e0 in zip(photos, initial, strict=True):
         refresh(ph, ph.pyramid[-1])
         err = reject_outliers(ph)
-        with torch.no_grad():
-            rot, scale = ph.pose_parts()
-            coeffs = torch.cat([shape, ph.expr])
-            lm = ph.project(mean_t.index_select(0, ph.lm_ids)
-                            + basis_t.index_select(0, ph.lm_ids) @ coeffs, rot, scale)[:, :2]
-            lm_err = float(torch.sqrt(((lm - ph.lm_target) ** 2).sum(1).mean())) / ph.k
-            pose = _Pose(rot.cpu().numpy().astype(np.float64), float(scale) / ph.k,
-                         (ph.trans.detach().cpu().numpy().astype(np.float64) + 0.5) / ph.k
-                         - 0.5 + np.array(ph.box[:2]))
+        pose, lm_err = ph.image_pose(coeffs(ph))
         fit = ph.fit
         new_fit = make_result(model, a, ph.expr.detach().cpu().numpy().astype(np.float32), pose,
                               fit.camera, fit.residual_px, fit.num_landmarks, fit.iterations)
