@@ -10,6 +10,7 @@ the suffix is unknown:
 ``.h5`` / ``.hdf5``       Basel Face Model 2017 / 2019 (`io_bfm.load_bfm2017`)
 ``.pkl``                  FLAME (`io_flame.load_flame`)
 ``.bin``                  eos / Surrey Face Model cereal archive (`io_sfm.load_sfm`)
+folder                    ICT-FaceKit ``FaceXModel/`` (`io_ict.load_ict`)
 ========================  ==========================================================
 
 Every reader reports a wrong or truncated file with one `ModelFileError` line that names
@@ -109,6 +110,10 @@ def load_model(path: PathLike, landmarks: PathLike | None = None,
 
 
 def _load(p: Path, **options: object) -> MorphableModel:
+    if p.is_dir():  # ICT-FaceKit FaceXModel folder (`io_ict`)
+        from facefit.model import io_ict
+
+        return io_ict.load_ict(p, **options).to_morphable_model()  # type: ignore[arg-type]
     if not p.is_file():
         raise ModelFileError(p, "file not found")
     kind = sniff_format(p)
