@@ -9,13 +9,19 @@ Depth for z-buffering is ``-Z`` (larger is farther), in the same units as x and 
 Euler angles (degrees): ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)``, rotations about the view
 axes: positive yaw turns the nose towards the image's right, positive pitch turns the nose
 down, positive roll turns the face counter-clockwise as the viewer sees it.
+
+The cameras themselves (projection, Jacobians) are `facefit.fit.core.camera`'s
+`ScaledOrthographicCamera` and `PerspectiveCamera`; the angle conversions live in
+`facefit.fit.core.rotation` and are re-exported here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from facefit.fit.core.rotation import euler_from_rotation, rotation_from_euler
+
+__all__ = ["Camera", "euler_from_rotation", "rotation_from_euler"]
 
 
 @dataclass(frozen=True)
@@ -31,44 +37,3 @@ class Camera:
     kind: str = "scaled_orthographic"
     focal_px: float | None = None
     principal_point_px: tuple[float, float] | None = None
-
-
-def _rx(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def _ry(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-
-
-def _rz(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-
-
-def rotation_from_euler(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
-    """(3, 3) rotation, model frame to view frame: ``Rz(roll) @ Ry(yaw) @ Rx(pitch)``.
-
-    Positive yaw turns the nose towards the image's right, positive pitch turns it down,
-    positive roll turns the face counter-clockwise as the viewer sees it.
-    """
-    y, p, r = np.deg2rad([yaw_deg, pitch_deg, roll_deg])
-    return _rz(r) @ _ry(y) @ _rx(p)
-
-
-def euler_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
-    """(yaw_deg, pitch_deg, roll_deg) of ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)``.
-
-    Yaw is in [-90, 90]; at |yaw| = 90 (gimbal lock) pitch is set to 0.
-    """
-    r = np.asarray(rotation, dtype=np.float64)
-    yaw = np.arcsin(np.clip(-r[2, 0], -1.0, 1.0))
-    if abs(abs(r[2, 0]) - 1.0) < 1e-9:
-        pitch = 0.0
-        roll = np.arctan2(-r[0, 1], r[1, 1])
-    else:
-        pitch = np.arctan2(r[2, 1], r[2, 2])
-        roll = np.arctan2(r[1, 0], r[0, 0])
-    return float(np.rad2deg(yaw)), float(np.rad2deg(pitch)), float(np.rad2deg(roll))

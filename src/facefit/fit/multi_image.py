@@ -20,16 +20,16 @@ import numpy as np
 
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.camera import Camera
-from facefit.fit.contour import match_contour
+from facefit.fit.core.camera import NUM_POSE_PARAMS, ScaledOrthographicCamera
+from facefit.fit.core.priors import GaussianPrior
+from facefit.fit.core.solver import BlockArrowNormalEquations, NormalEquations, gauss_newton
 from facefit.fit.correspondence import correspondence_for, mediapipe_to_ibug68
 from facefit.fit.landmark_fit import (
-    _apply_pose_step,
-    _Pose,
-    _prepare,
-    _similarity_pose,
-    estimate_scaled_orthographic,
+    LandmarkBlocks,
+    contour_residual,
     fit_points,
     make_result,
+    prepare_model,
 )
 from facefit.fit.result import FitResult
 from facefit.model.morphable_model import MorphableModel
@@ -79,75 +79,20 @@ class MultiFit:
     weights: np.ndarray
 
 
-def _ortho_rows(pose: _Pose, pts: np.ndarray, basis: np.ndarray, px: np.ndarray,
-                w: np.ndarray, depth: np.ndarray | None, depth_w: np.ndarray | None
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted Jacobian (R, 6 + M) and residual (R,) of the scaled orthographic landmark
-    model (same parametrisation as `landmark_fit._orthographic_step`)."""
-    n = len(pts)
-    v = pts @ pose.rotation.T
-    s = pose.scale
-    rb = np.matmul(pose.rotation, basis)
-    zero, one = np.zeros(n), np.ones(n)
-    jx = np.column_stack([zero, s * v[:, 2], -s * v[:, 1], s * v[:, 0], one, zero,
-                          s * rb[:, 0]])
-    jy = np.column_stack([s * v[:, 2], zero, -s * v[:, 0], -s * v[:, 1], zero, one,
-                          -s * rb[:, 1]])
-    sw = np.sqrt(w)
-    rows = [jx * sw[:, None], jy * sw[:, None]]
-    res = [(px[:, 0] - s * v[:, 0] - pose.translation[0]) * sw,
-           (px[:, 1] + s * v[:, 1] - pose.translation[1]) * sw]
-    if depth is not None and depth_w is not None:
-        k = len(depth)
-        jz = np.column_stack([-s * v[:k, 1], s * v[:k, 0], zero[:k], -s * v[:k, 2], zero[:k],
-                              zero[:k], -s * rb[:k, 2]])
-        rz = depth + s * v[:k, 2]
-        wz = depth_w / depth_w.sum()
-        dw = np.sqrt(depth_w)
-        rows.append((jz - wz @ jz) * dw[:, None])
-        res.append((rz - wz @ rz) * dw)
-    return np.vstack(rows), np.concatenate(res)
+def view_blocks(model: MorphableModel, view: ViewPoints) -> LandmarkBlocks:
+    """The residual blocks of one view over all shape and expression columns."""
+    prep = prepare_model(model)
+    use_depth = view.depth_px is not None and view.depth_weight > 0
+    return LandmarkBlocks(
+        model.mean[view.vertex_ids].astype(np.float64),
+        prep.basis[view.vertex_ids].astype(np.float64), np.asarray(view.points_px, np.float64),
+        np.asarray(view.weights, np.float64),
+        contour_residual(model, view.contour_px, view.contour_weight),
+        np.asarray(view.depth_px, np.float64) if use_depth else None,
+        view.depth_weight * np.asarray(view.weights, np.float64) if use_depth else None)
 
 
-class _ViewState:
-    """Per-image arrays and the current pose / expression during the joint fit."""
-
-    def __init__(self, model: MorphableModel, view: ViewPoints, ks: int) -> None:
-        prep = _prepare(model)
-        self.view = view
-        self.ks = ks
-        self.basis = prep.basis[view.vertex_ids].astype(np.float64)  # (K, 3, Ks + Ke)
-        self.mean = model.mean[view.vertex_ids].astype(np.float64)
-        self.has_contour = view.contour_px is not None and len(view.contour_px) > 0
-        if self.has_contour:
-            self.cand_basis, self.cand_mean = prep.contour_basis, prep.contour_mean
-            self.centre_basis = prep.basis[prep.contour.centre_id].astype(np.float64)
-            self.centre_mean = model.mean[prep.contour.centre_id].astype(np.float64)
-        self.pose: _Pose | None = None
-        self.expr = np.zeros(model.num_expression)
-
-    def points(self, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Current model points (N, 3), their basis (N, 3, M), targets (N, 2), weights (N,)."""
-        c = np.concatenate([shape, self.expr])
-        pts, basis = self.mean + self.basis @ c, self.basis
-        px, w = self.view.points_px, self.view.weights
-        if self.has_contour and self.pose is not None:
-            cand = self.cand_mean + self.cand_basis @ c
-            cand_px, _ = self.pose.project(cand)
-            centre_px, _ = self.pose.project((self.centre_mean + self.centre_basis @ c)[None])
-            idx = match_contour(self.view.contour_px, cand_px, centre_px[0])
-            ok = idx >= 0
-            pts = np.concatenate([pts, cand[idx[ok]]])
-            basis = np.concatenate([basis, self.cand_basis[idx[ok]]])
-            px = np.concatenate([px, self.view.contour_px[ok]])
-            w = np.concatenate([w, np.full(ok.sum(), self.view.contour_weight)])
-        return pts, basis, px, w
-
-    def rms(self, shape: np.ndarray) -> tuple[float, int]:
-        pts, _, px, _ = self.points(shape)
-        proj, _ = self.pose.project(pts)
-        res = np.sum((proj - px) ** 2, axis=1)
-        return float(np.sqrt(res.mean())), len(res)
+_State = tuple[np.ndarray, list[tuple[ScaledOrthographicCamera, np.ndarray]]]
 
 
 def fit_views(
@@ -156,8 +101,8 @@ def fit_views(
     iterations: int = 6,
     shape: np.ndarray | None = None,
     fix_shape: bool = False,
-    init: Sequence[tuple[_Pose, np.ndarray]] | None = None,
-) -> tuple[np.ndarray, list[np.ndarray], list[_Pose], list[float], list[int]]:
+    init: Sequence[tuple[ScaledOrthographicCamera, np.ndarray]] | None = None,
+) -> tuple[np.ndarray, list[np.ndarray], list[ScaledOrthographicCamera], list[float], list[int]]:
     """Joint Gauss-Newton fit of one shared shape and per-view pose and expression.
 
     Args:
@@ -166,67 +111,53 @@ def fit_views(
         iterations: Gauss-Newton steps.
         shape: initial (or, with ``fix_shape``, fixed) shape coefficients (default 0).
         fix_shape: keep the shape fixed (per-frame pose + expression tracking).
-        init: optional initial (pose, expression) per view (warm start); else each view's
-            pose starts from a linear camera estimate on the current shape.
+        init: optional initial (camera, expression) per view (warm start); else each view's
+            camera starts from a linear estimate on the current shape.
 
     Returns:
-        (shape, expressions, poses, rms residual px per view, landmark count per view).
+        (shape, expressions, cameras, rms residual px per view, landmark count per view).
     """
     ks, ke = model.num_shape, model.num_expression
     a = np.zeros(ks) if shape is None else np.asarray(shape, np.float64).copy()
-    states = [_ViewState(model, v, ks) for v in views]
-    for i, st in enumerate(states):
+    blocks = [view_blocks(model, v) for v in views]
+    per_view = []
+    for i, bl in enumerate(blocks):
         if init is not None:
-            st.pose, st.expr = init[i][0], np.asarray(init[i][1], np.float64).copy()
-            continue
-        pts, _, px, w = st.points(a)
-        v = st.view
-        st.pose = (_similarity_pose(pts, np.column_stack([px, v.depth_px]))
-                   if v.depth_px is not None and v.depth_weight > 0
-                   else estimate_scaled_orthographic(pts, px, w))
-    nb = 6 + ke
-    for _ in range(iterations):
-        s_lhs = np.eye(ks)  # shape prior N(0, 1), once for all views
-        s_rhs = -a.copy()
-        blocks = []
-        for st in states:
-            pts, basis, px, w = st.points(a)
-            v = st.view
-            use_depth = v.depth_px is not None and v.depth_weight > 0
-            jac, r = _ortho_rows(st.pose, pts, basis, px, w,
-                                 v.depth_px if use_depth else None,
-                                 v.depth_weight * v.weights if use_depth else None)
-            jac = jac / v.sigma_px
-            r = r / v.sigma_px
-            jp = np.concatenate([jac[:, :6], jac[:, 6 + ks:]], axis=1)  # pose + expression
-            js = jac[:, 6:6 + ks]
-            b = jp.T @ jp
-            b[6:, 6:] += np.eye(ke)
-            rb = jp.T @ r
-            rb[6:] -= st.expr
-            b += 1e-9 * np.eye(nb)
-            c = js.T @ jp  # (Ks, 6 + Ke)
-            blocks.append((b, rb, c))
-            if not fix_shape:
-                s_lhs += js.T @ js
-                s_rhs += js.T @ r
-        if fix_shape:
-            da = np.zeros(ks)
+            per_view.append((init[i][0], np.asarray(init[i][1], np.float64).copy()))
         else:
-            red_lhs, red_rhs = s_lhs.copy(), s_rhs.copy()
-            for b, rb, c in blocks:
-                binv_ct = np.linalg.solve(b, np.column_stack([c.T, rb]))
-                red_lhs -= c @ binv_ct[:, :ks]
-                red_rhs -= c @ binv_ct[:, ks]
-            da = np.linalg.solve(red_lhs + 1e-9 * np.eye(ks), red_rhs)
-        for st, (b, rb, c) in zip(states, blocks, strict=True):
-            step = np.linalg.solve(b, rb - (c.T @ da if not fix_shape else 0.0))
-            st.pose = _apply_pose_step(st.pose, step[:6])
-            st.expr = st.expr + step[6:]
-        a = a + da
-    rms_n = [st.rms(a) for st in states]
-    return (a.astype(np.float32), [st.expr.astype(np.float32) for st in states],
-            [st.pose for st in states], [r for r, _ in rms_n], [n for _, n in rms_n])
+            per_view.append((bl.initial_camera(np.r_[a, np.zeros(ke)]), np.zeros(ke)))
+    shape_prior, expr_prior = GaussianPrior.standard(ks), GaussianPrior.standard(ke)
+    nb = NUM_POSE_PARAMS + ke
+
+    def linearize(state: _State) -> BlockArrowNormalEquations:
+        a, cams = state
+        eq = BlockArrowNormalEquations(np.diag(shape_prior.precision),
+                                       shape_prior.gradient(a), fix_shared=fix_shape)
+        for bl, v, (cam, expr) in zip(blocks, views, cams, strict=True):
+            jac, r = bl.rows(np.r_[a, expr], cam)
+            jac, r = jac / v.sigma_px, r / v.sigma_px
+            jp = np.concatenate([jac[:, :NUM_POSE_PARAMS], jac[:, NUM_POSE_PARAMS + ks:]], 1)
+            js = jac[:, NUM_POSE_PARAMS:NUM_POSE_PARAMS + ks]
+            view_eq = NormalEquations.from_rows(jp, r).add_prior(
+                expr_prior, expr, slice(NUM_POSE_PARAMS, None))
+            eq.blocks.append((view_eq.lhs, view_eq.rhs, js.T @ jp))
+            if not fix_shape:
+                eq.shared_lhs += js.T @ js
+                eq.shared_rhs += js.T @ r
+        return eq
+
+    def update(state: _State, step: np.ndarray) -> _State:
+        a, cams = state
+        steps = step[ks:].reshape(len(cams), nb)
+        return a + step[:ks], [(cam.updated(d[:NUM_POSE_PARAMS]), e + d[NUM_POSE_PARAMS:])
+                               for (cam, e), d in zip(cams, steps, strict=True)]
+
+    a, per_view = gauss_newton(linearize, update, (a, per_view), iterations)
+    errs = [bl.squared_errors(np.r_[a, e], cam) for bl, (cam, e) in zip(blocks, per_view,
+                                                                      strict=True)]
+    return (a.astype(np.float32), [e.astype(np.float32) for _, e in per_view],
+            [cam for cam, _ in per_view], [float(np.sqrt(x.mean())) for x in errs],
+            [len(x) for x in errs])
 
 
 def view_from_face(model: MorphableModel, face: FaceLandmarks, landmark_sigma: float = 0.02,
@@ -300,7 +231,8 @@ def fit_same_person(
         raise ValueError("fit_same_person: no views")
     singles = [fit_single(model, v) for v in views]
     pooled, w = pool_confidence(singles)
-    init = [(_Pose(f.rotation, f.scale, f.translation), f.expression_coeffs) for f in singles]
+    init = [(ScaledOrthographicCamera(f.rotation, f.scale, f.translation), f.expression_coeffs)
+            for f in singles]
     if method == "joint":
         scaled = [replace(v, depth_weight=v.depth_weight * joint_depth_scale) for v in views]
         shape, exprs, poses, rms, ns = fit_views(model, scaled, iterations, shape=pooled,

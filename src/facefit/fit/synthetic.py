@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from facefit.fit.camera import rotation_from_euler
-from facefit.fit.landmark_fit import _Pose
+from facefit.fit.core.camera import ScaledOrthographicCamera
 from facefit.fit.multi_image import ViewPoints
 from facefit.model.morphable_model import MorphableModel
 
@@ -18,7 +18,7 @@ class SyntheticView:
     """One synthetic image's landmarks plus the truth behind them."""
 
     view: ViewPoints
-    pose: _Pose
+    pose: ScaledOrthographicCamera
     expression: np.ndarray
     clean_px: np.ndarray  # (K, 2) noiseless landmark projections
 
@@ -41,7 +41,8 @@ def make_view(model: MorphableModel, shape: np.ndarray, expression: np.ndarray,
     """Project the model's landmark vertices under a pose, with Gaussian pixel noise (and a
     noisier relative depth, as a detector like MediaPipe gives)."""
     ids = landmark_vertices(model) if ids is None else ids
-    pose = _Pose(rotation_from_euler(yaw, pitch, roll), scale, np.asarray(centre, np.float64))
+    pose = ScaledOrthographicCamera(rotation_from_euler(yaw, pitch, roll), scale,
+                                    np.asarray(centre, np.float64))
     xy, depth = pose.project(model.vertices(shape, expression, ids=ids).astype(np.float64))
     noisy = xy + rng.normal(scale=noise_px, size=xy.shape)
     d = depth + rng.normal(scale=depth_noise_px, size=depth.shape) + 500.0

@@ -1,0 +1,42 @@
+"""The fitting core: cameras, rotations, priors, residual blocks and the one GN/LM solver
+that every landmark fitter composes (`facefit.fit.landmark_fit`, `facefit.fit.multi_image`,
+`facefit.fit.flame_fit`, `facefit.fit.bilinear_fit`)."""
+
+from facefit.fit.core.camera import (
+    CameraPose,
+    PerspectiveCamera,
+    ScaledOrthographicCamera,
+    camera_pose,
+    estimate_perspective,
+    estimate_scaled_orthographic,
+    similarity_camera,
+)
+from facefit.fit.core.priors import BoxPrior, GaussianPrior
+from facefit.fit.core.residuals import ContourResidual, depth_rows, landmark_rows
+from facefit.fit.core.rotation import (
+    Similarity,
+    axis_angle,
+    euler_from_rotation,
+    rodrigues,
+    rotation_from_euler,
+    skew,
+    umeyama,
+)
+from facefit.fit.core.solver import (
+    BlockArrowNormalEquations,
+    LMResult,
+    NormalEquations,
+    gauss_newton,
+    levenberg_marquardt,
+    solve_linear_map,
+    stack_rows,
+)
+
+__all__ = [
+    "BlockArrowNormalEquations", "BoxPrior", "CameraPose", "ContourResidual", "GaussianPrior",
+    "LMResult", "NormalEquations", "PerspectiveCamera", "ScaledOrthographicCamera", "Similarity",
+    "axis_angle", "camera_pose", "depth_rows", "estimate_perspective",
+    "estimate_scaled_orthographic", "euler_from_rotation", "gauss_newton", "landmark_rows",
+    "levenberg_marquardt", "rodrigues", "rotation_from_euler", "similarity_camera", "skew",
+    "solve_linear_map", "stack_rows", "umeyama",
+]

@@ -1,0 +1,102 @@
+"""Residual blocks: whitened Jacobian rows and residuals of landmark observations.
+
+Each block maps model points with a known derivative with respect to the model parameters
+(``d_points``: (N, 3, M), e.g. a linear model's basis rows, or FLAME's skinned coefficient
+Jacobian) through a camera (`facefit.fit.core.camera`) and returns the rows of the joint
+Jacobian with respect to (camera pose (6), model parameters (M)) and the residuals
+``observed - predicted``, each multiplied by the square root of its weight. Blocks:
+
+* `landmark_rows`: 2D landmarks in pixels;
+* `depth_rows`: relative landmark depth (as MediaPipe estimates it), up to an unknown offset
+  that is eliminated by weighted centring;
+* `ContourResidual`: face-outline landmarks matched, at the current parameters, to the
+  model's silhouette (`facefit.fit.contour.match_contour`), then treated as 2D landmarks;
+* multi-view fits combine one block set per view in
+  `facefit.fit.core.solver.BlockArrowNormalEquations`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from facefit.fit.contour import match_contour
+from facefit.fit.core.camera import CameraPose
+
+
+def _model_rows(camera: CameraPose, points: np.ndarray, d_points: np.ndarray, axes: slice
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, A, 6 + M) Jacobian of the image coordinates ``axes`` and (N, 3) image points."""
+    d_pose, d_point = camera.jacobians(points)
+    jac = np.concatenate([d_pose[:, axes], np.matmul(d_point[:, axes], d_points)], axis=2)
+    return jac, camera.image_points(points)
+
+
+def landmark_rows(camera: CameraPose, points: np.ndarray, d_points: np.ndarray,
+                  targets_px: np.ndarray, weights: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """2D landmark block.
+
+    Args:
+        camera: the current camera.
+        points: (N, 3) model-frame points; d_points: (N, 3, M) their parameter derivative.
+        targets_px: (N, 2) observed pixels; weights: (N,) (default 1).
+
+    Returns:
+        Jacobian (2N, 6 + M) (all x rows, then all y rows) and residual (2N,), weighted.
+    """
+    jac, img = _model_rows(camera, points, d_points, slice(0, 2))
+    sw = np.ones(len(points)) if weights is None else np.sqrt(np.asarray(weights, np.float64))
+    res = (np.asarray(targets_px, np.float64) - img[:, :2]) * sw[:, None]
+    jac = jac * sw[:, None, None]
+    return jac.transpose(1, 0, 2).reshape(-1, jac.shape[2]), res.T.ravel()
+
+
+def depth_rows(camera: CameraPose, points: np.ndarray, d_points: np.ndarray,
+               depth: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Relative depth block: observed depth (N,) (larger = farther, camera units) known up to
+    a common offset, which is removed by centring rows and residuals with the weights (N,).
+
+    Returns:
+        Jacobian (N, 6 + M) and residual (N,), weighted.
+    """
+    jac, img = _model_rows(camera, points, d_points, slice(2, 3))
+    jac = jac[:, 0]
+    w = np.asarray(weights, np.float64)
+    res = np.asarray(depth, np.float64) - img[:, 2]
+    wz = w / w.sum()
+    sw = np.sqrt(w)
+    return (jac - wz @ jac) * sw[:, None], (res - wz @ res) * sw
+
+
+@dataclass(frozen=True, eq=False)
+class ContourResidual:
+    """Face-outline landmarks that follow the silhouette of a linear model part.
+
+    Attributes:
+        targets_px: (Kc, 2) outline landmarks.
+        weight: weight of each.
+        cand_mean: (C, 3) candidate vertices at zero parameters; cand_basis: (C, 3, M).
+        centre_mean: (3,) ray centre vertex; centre_basis: (3, M).
+    """
+
+    targets_px: np.ndarray
+    weight: float
+    cand_mean: np.ndarray
+    cand_basis: np.ndarray
+    centre_mean: np.ndarray
+    centre_basis: np.ndarray
+
+    def match(self, params: np.ndarray, camera: CameraPose
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Current pairs: (points (n, 3), d_points (n, 3, M), targets (n, 2), weights (n,),
+        projected points (n, 2)) of the outline landmarks that found a silhouette vertex."""
+        cand = self.cand_mean + self.cand_basis @ params
+        cand_px, _ = camera.project(cand)
+        centre_px, _ = camera.project((self.centre_mean + self.centre_basis @ params)[None])
+        idx = match_contour(self.targets_px, cand_px, centre_px[0])
+        ok = idx >= 0
+        i = idx[ok]
+        return (cand[i], self.cand_basis[i], self.targets_px[ok], np.full(ok.sum(), self.weight),
+                cand_px[i])

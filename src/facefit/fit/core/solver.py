@@ -1,0 +1,171 @@
+"""The Gauss-Newton / Levenberg-Marquardt solver of every landmark fitter.
+
+A fitter supplies ``linearize(state)`` (the normal equations of its residual blocks and
+priors at ``state``), ``update(state, step)`` and, for Levenberg-Marquardt, ``cost(state)``.
+Normal equations come dense (`NormalEquations`) or block-arrow shaped
+(`BlockArrowNormalEquations`: parameters shared by several views plus per-view blocks,
+solved by a Schur complement, as in bundle adjustment; Triggs et al., "Bundle Adjustment -
+A Modern Synthesis", 1999).
+
+Convention: residuals are ``observed - predicted`` and Jacobians are of the prediction, so the
+step solves ``(J^T J + P) d = J^T r + P (mean - x)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from facefit.fit.core.priors import GaussianPrior
+
+S = TypeVar("S")
+RIDGE = 1e-9  # added to the normal matrix's diagonal: keeps it invertible, changes nothing else
+
+
+class Solvable(Protocol):
+    def solve(self, damping: float = 0.0, ridge: float = RIDGE) -> np.ndarray: ...
+
+
+@dataclass(eq=False)
+class NormalEquations:
+    """Dense Gauss-Newton normal equations ``lhs d = rhs``.
+
+    Attributes:
+        lhs: (P, P) ``J^T W J`` plus prior precisions.
+        rhs: (P,) ``J^T W r`` plus prior gradients.
+    """
+
+    lhs: np.ndarray
+    rhs: np.ndarray
+
+    @classmethod
+    def from_rows(cls, jac: np.ndarray, res: np.ndarray, weight: float = 1.0
+                  ) -> NormalEquations:
+        """From whitened rows: Jacobian (R, P) and residual (R,), times ``weight`` (e.g.
+        1 / sigma^2 of the observations)."""
+        return cls(weight * (jac.T @ jac), weight * (jac.T @ res))
+
+    def add_prior(self, prior: GaussianPrior, x: np.ndarray, index: slice | np.ndarray
+                  ) -> NormalEquations:
+        """Add a Gaussian prior on the parameters ``index`` whose current value is ``x``."""
+        idx = np.arange(len(self.rhs))[index]
+        self.lhs[idx, idx] += prior.precision
+        self.rhs[idx] += prior.gradient(x)
+        return self
+
+    def solve(self, damping: float = 0.0, ridge: float = RIDGE) -> np.ndarray:
+        """Step ``(lhs + damping diag(lhs) + ridge I)^-1 rhs`` (Marquardt's scaled damping)."""
+        a = self.lhs + np.diag(damping * np.diag(self.lhs) + ridge)
+        return np.linalg.solve(a, self.rhs)
+
+
+@dataclass(eq=False)
+class BlockArrowNormalEquations:
+    """Normal equations of shared parameters (S) and independent per-view blocks (B_i):
+
+    ``[[A, C_1, ..., C_n], [C_1^T, B_1, 0], ..., [C_n^T, 0, B_n]] d = [a, b_1, ..., b_n]``.
+
+    Attributes:
+        shared_lhs: (S, S) A; shared_rhs: (S,) a.
+        blocks: per view ``(B_i (B, B), b_i (B,), C_i (S, B))``.
+        fix_shared: keep the shared parameters fixed (their step is 0).
+    """
+
+    shared_lhs: np.ndarray
+    shared_rhs: np.ndarray
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    fix_shared: bool = False
+
+    def solve(self, damping: float = 0.0, ridge: float = RIDGE) -> np.ndarray:
+        """Step ``[d_shared, d_1, ..., d_n]`` by the Schur complement on the shared block."""
+        ns = len(self.shared_rhs)
+        blocks = [(b + np.diag(damping * np.diag(b) + ridge), rb, c) for b, rb, c in self.blocks]
+        if self.fix_shared:
+            ds = np.zeros(ns)
+        else:
+            red_lhs = self.shared_lhs + np.diag(damping * np.diag(self.shared_lhs))
+            red_rhs = self.shared_rhs.copy()
+            for b, rb, c in blocks:
+                binv_ct = np.linalg.solve(b, np.column_stack([c.T, rb]))
+                red_lhs -= c @ binv_ct[:, :ns]
+                red_rhs -= c @ binv_ct[:, ns]
+            ds = np.linalg.solve(red_lhs + ridge * np.eye(ns), red_rhs)
+        steps = [np.linalg.solve(b, rb - c.T @ ds) for b, rb, c in blocks]
+        return np.concatenate([ds, *steps])
+
+
+def gauss_newton(linearize: Callable[[S], Solvable], update: Callable[[S, np.ndarray], S],
+                 state: S, iterations: int) -> S:
+    """``iterations`` undamped Gauss-Newton steps from ``state``."""
+    for _ in range(iterations):
+        state = update(state, linearize(state).solve())
+    return state
+
+
+@dataclass(frozen=True)
+class LMResult:
+    """Outcome of `levenberg_marquardt`: the final state, the iterations run and the cost."""
+
+    state: object
+    iterations: int
+    cost: float
+
+
+def levenberg_marquardt(
+    linearize: Callable[[S], tuple[Solvable, float]],
+    cost: Callable[[S], float],
+    update: Callable[[S, np.ndarray], S],
+    state: S,
+    max_iterations: int,
+    damping: float = 1e-3,
+    max_tries: int = 8,
+    rel_tol: float = 1e-10,
+    step_tol: float = 1e-9,
+) -> LMResult:
+    """Levenberg-Marquardt (Marquardt 1963) with multiplicative damping updates.
+
+    Each iteration tries up to ``max_tries`` damped steps (damping x10 after each rejected
+    one) and accepts the first that does not raise the cost (damping /10, floor 1e-9). Stops
+    when no step is accepted, after an accepted step that lowered the cost by at most
+    ``rel_tol`` relative or had all components below ``step_tol``, or after
+    ``max_iterations``. ``linearize(state)`` returns (normal equations, cost at state).
+    """
+    eq, current = linearize(state)
+    done = 0
+    for _ in range(max_iterations):
+        done += 1
+        accepted = None
+        for _ in range(max_tries):
+            d = eq.solve(damping, RIDGE * damping)
+            cand = update(state, d)
+            new_cost = cost(cand)
+            if new_cost <= current:
+                accepted = cand
+                break
+            damping *= 10.0
+        if accepted is None:
+            break
+        small = current - new_cost <= rel_tol * max(current, 1e-12) or np.abs(d).max() < step_tol
+        state = accepted
+        damping = max(damping / 10.0, 1e-9)
+        eq, current = linearize(state)
+        if small:
+            break
+    return LMResult(state, done, current)
+
+
+def solve_linear_map(jac: np.ndarray, target: np.ndarray, prior: GaussianPrior) -> np.ndarray:
+    """MAP estimate of ``x`` for a linear model ``target ~ jac @ x`` (unit noise, residual rows
+    already whitened) with a Gaussian prior: one exact Gauss-Newton step from the prior mean."""
+    mean = np.asarray(prior.mean, np.float64)
+    eq = NormalEquations.from_rows(jac, np.ravel(target) - jac @ mean)
+    eq.add_prior(prior, mean, slice(None))
+    return mean + eq.solve(ridge=0.0)
+
+
+def stack_rows(blocks: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate residual blocks' (Jacobian, residual) pairs."""
+    return (np.vstack([j for j, _ in blocks]), np.concatenate([r for _, r in blocks]))
