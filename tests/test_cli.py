@@ -47,9 +47,9 @@ class FakeReconstructor:
 
 
 def fake_export(out_dir, image_path, image_rgb, recons, model, formats,
-                timings_ms_extra=None) -> Path:
+                timings_ms_extra=None, name=None) -> Path:
     """Writes one file per face and format, then the image's JSON, all atomically."""
-    stem = Path(image_path).stem
+    stem = name or Path(image_path).stem
     for i in range(len(recons)):
         for fmt in formats:
             if fmt != "json":
@@ -70,6 +70,9 @@ def fake_pipeline(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     monkeypatch.setattr(api, "Reconstructor", FakeReconstructor)
     mod = types.ModuleType("facefit.io.export")
     mod.FORMATS = ("obj", "ply", "glb", "npz", "overlay", "json")
+    mod.DEFAULT_FORMATS = ("json", "glb", "overlay")
+    mod.NPZ_FIELDS = ("shape_coeffs", "vertices_mm")
+    mod.needs_texture = lambda formats: bool({"obj", "ply", "glb"} & set(formats))
     mod.export_reconstructions = fake_export
     monkeypatch.setitem(sys.modules, "facefit.io.export", mod)
     return mod
@@ -87,6 +90,11 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     code = cli.main(argv)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def names_in(folder: Path) -> list[str]:
+    """The files of an output folder, without the batch manifest."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".facefit-manifest.jsonl")
 
 
 def error_lines(err: str) -> list[str]:
@@ -191,7 +199,7 @@ def test_batch_goes_on_after_bad_file(tmp_path: Path, capsys: pytest.CaptureFixt
                         "--formats", "obj,json", "--texture-size", "0"], capsys)
     assert code == 1
     assert error_lines(err) == [f"facefit: error: {bad}: not an image file (unrecognised format)"]
-    assert sorted(p.name for p in out.iterdir()) == ["good.json", "good_face0.obj"]
+    assert names_in(out) == ["good.json", "good_face0.obj"]
     assert json.loads((out / "good.json").read_text())["timings"]["load"] >= 0
     assert FakeReconstructor.kwargs["texture_size"] == 0
     summary = err.strip().splitlines()[-1]
@@ -207,7 +215,7 @@ def test_all_good_exit_0_and_options_passed(tmp_path: Path, capsys: pytest.Captu
     code, _, err = run(["reconstruct", str(photo), "-o", str(out), "--formats", "ply",
                         "--max-faces", "2", "--focal-px", "800"], capsys)
     assert code == 0 and not error_lines(err)
-    assert sorted(p.name for p in out.iterdir()) == ["good.json", "good_face0.ply",
+    assert names_in(out) == ["good.json", "good_face0.ply",
                                                      "good_face1.ply"]
     assert FakeReconstructor.kwargs["camera"] == "perspective"
     assert FakeReconstructor.kwargs["focal_px"] == 800.0
@@ -221,7 +229,9 @@ def test_no_face_found_is_a_failure(tmp_path: Path, capsys: pytest.CaptureFixtur
     code, _, err = run(["reconstruct", str(photo), "-o", str(out)], capsys)
     assert code == 1
     assert error_lines(err) == [f"facefit: error: {photo}: no face found"]
-    assert list(out.iterdir()) == []
+    # processed, no face: its JSON is written (a batch tells it from "not processed")
+    assert names_in(out) == ["good.json"]
+    assert json.loads((out / "good.json").read_text())["faces"] == 0
 
 
 def test_reconstruction_error_reported_and_batch_goes_on(
@@ -327,7 +337,7 @@ def test_failed_export_leaves_no_partial_files(tmp_path: Path,
     assert code == 1
     assert error_lines(err) == [f"facefit: error: {photo}: cannot write results "
                                 "([Errno 28] No space left on device)"]
-    names = sorted(p.name for p in out.iterdir())
+    names = names_in(out)
     assert not [n for n in names if n.startswith(".") or ".part" in n]
     assert names == ["good_face0.keep", "second.json", "second_face0.obj", "second_face0.ply"]
 
@@ -371,7 +381,7 @@ def test_real_pipeline_astronaut(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, _, err = run(["reconstruct", str(ROOT / "examples" / "astronaut.png"), "-o", str(out),
                         "--formats", "obj,json", "--texture-size", "64", "-q"], capsys)
     assert code == 0, err
-    files = sorted(p.name for p in out.iterdir())
+    files = names_in(out)
     assert any(n.endswith(".obj") for n in files) and any(n.endswith(".json") for n in files)
     assert not [n for n in files if n.startswith(".") or ".part" in n]
 
@@ -395,4 +405,4 @@ def test_real_export_failing_midway_leaves_no_partial_files(
     assert code == 1
     assert error_lines(err) == [f"facefit: error: {ROOT / 'examples' / 'astronaut.png'}: cannot "
                                 "write results ([Errno 28] No space left on device)"]
-    assert list(out.iterdir()) == []  # the complete .obj written before the failure too
+    assert names_in(out) == []  # the complete .obj written before the failure too

@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import shutil
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -129,6 +127,28 @@ def _formats_arg(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def _default_formats() -> tuple[str, ...]:
+    try:
+        from facefit.io.export import DEFAULT_FORMATS
+    except ImportError:
+        return _formats()
+    return tuple(DEFAULT_FORMATS)
+
+
+def _npz_fields_arg(text: str) -> tuple[str, ...]:
+    from facefit.io.export import NPZ_FIELDS
+
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if items == ["all"]:
+        return tuple(NPZ_FIELDS)
+    bad = [t for t in items if t not in NPZ_FIELDS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(
+            f"unknown npz field(s) {', '.join(bad) or repr(text)}; choose from "
+            f"{','.join(NPZ_FIELDS)} or 'all'")
+    return tuple(dict.fromkeys(items))
+
+
 def _positive_int(text: str) -> int:
     value = _int(text)
     if value < 1:
@@ -178,9 +198,27 @@ def _add_reconstruct(sub: Any) -> None:
                    help="image files, or directories whose images (by suffix) are processed")
     p.add_argument("-o", "--output", "--out", dest="output", required=True, metavar="OUT",
                    help="output folder (created if needed)")
-    p.add_argument("--formats", type=_formats_arg, default=_formats(), metavar="LIST",
+    p.add_argument("--formats", type=_formats_arg, default=_default_formats(), metavar="LIST",
                    help=f"comma-separated output formats from {known}, or 'all' "
-                        "(default: all)")
+                        f"(default: {','.join(_default_formats())}; bytes per face in "
+                        "docs/scaling.md)")
+    p.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
+                   help="worker processes (default: one per available core, at most one "
+                        "per 8 images); each loads the model once")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="run on the Dask cluster whose scheduler is at ADDRESS "
+                        "(tcp://host:8786); inputs and OUT may then be fsspec URLs")
+    p.add_argument("--dask", action="store_true",
+                   help="run on a local Dask cluster of --jobs workers (what --cluster does "
+                        "on many machines)")
+    p.add_argument("--manifest", default=None, metavar="PATH",
+                   help="the batch manifest, one JSON line per finished image (default: "
+                        "OUT/.facefit-manifest.jsonl); re-running skips finished images")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="redo the images that failed in an earlier run of this batch")
+    p.add_argument("--npz-fields", type=_npz_fields_arg, default=None, metavar="LIST",
+                   help="fields of each .npz (comma-separated, or 'all'; default: "
+                        "coefficients, pose, landmarks and vertices_mm)")
     p.add_argument("--max-faces", type=_positive_int, default=8, metavar="N",
                    help="reconstruct at most N faces per image, largest-score first "
                         "(default: 8)")
@@ -221,75 +259,121 @@ def _add_reconstruct(sub: Any) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    """``facefit reconstruct``: load → `Reconstructor.reconstruct` → export, per image."""
-    from facefit.io.image import ImageError, list_images, load_image
+    """``facefit reconstruct``: a batch (`facefit.batch.run.run_batch`) of load →
+    `Reconstructor.reconstruct` → export, per image; ``--same-person`` fits them jointly."""
+    from facefit.batch.manifest import ManifestLocked
+    from facefit.batch.pool import available_cores
+    from facefit.batch.run import auto_jobs, run_batch
+    from facefit.batch.work import BatchConfig, is_url
 
     if args.camera == "orthographic" and args.focal_px is not None:
         args.parser.error("--focal-px needs --camera perspective")
     camera = args.camera or ("perspective" if args.focal_px is not None else "orthographic")
+    textured = _needs_texture(args.formats)
+    if not textured:
+        args.texture_size = 0  # only textured formats need the texture step
 
-    paths = list_images(args.inputs, recursive=args.recursive)
+    remote_inputs = [p for p in args.inputs if is_url(p)]
+    paths = _list_inputs(args.inputs, args.recursive)
     if not paths:
         _err(f"no input images found in {', '.join(map(str, args.inputs))}")
         return EXIT_NO_INPUT
-    out_dir = Path(args.output)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _err(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})")
-        return EXIT_FAILED
-    export = _exporter()
-    recon = _make_reconstructor(args, camera)
+    out = str(args.output)
+    if not is_url(out):
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _err(f"{out}: cannot create the output folder ({exc.strerror or exc})")
+            return EXIT_FAILED
     if getattr(args, "same_person", False):
+        if remote_inputs or is_url(out):
+            args.parser.error("--same-person needs local inputs and OUT")
         from facefit.same_person import run_same_person
 
-        return run_same_person(args, paths, out_dir, recon, export)
+        recon = _make_reconstructor(args, camera)
+        return run_same_person(args, [Path(p) for p in paths], Path(out), recon, _exporter())
+    distributed = args.cluster is not None or args.dask
+    jobs = args.jobs or auto_jobs(len(paths), available_cores())
+    recon = None
+    if not distributed and jobs == 1:
+        _exporter()
+        recon = _make_reconstructor(args, camera)
+    config = BatchConfig(
+        formats=tuple(args.formats), max_faces=args.max_faces, camera=camera,
+        focal_px=args.focal_px, texture_size=args.texture_size,
+        model_path=None if args.model is None else str(args.model),
+        refine=getattr(args, "refine", "none"), image_loss=getattr(args, "image_loss", "l2"),
+        photometric_iterations=getattr(args, "photometric_iterations", 100),
+        npz_fields=args.npz_fields)
+    if args.model is not None and recon is None:
+        _load_model(args.model)  # a bad --model is exit 4 before any worker starts
 
-    from tqdm import tqdm
+    def report(result: Any) -> None:
+        exc = getattr(result, "exc", None)
+        _fail(None, result.error, args, exc if result.state == "failed" else None)
 
-    n_faces = n_failed = 0
-    t_start = time.perf_counter()
-    bar = tqdm(paths, file=sys.stderr, unit="image", dynamic_ncols=True,
-               disable=args.quiet or len(paths) <= 1)
-    for path in bar:
-        try:
-            t0 = time.perf_counter()
-            image = load_image(path)
-            load_ms = (time.perf_counter() - t0) * 1e3
-        except ImageError as exc:
-            n_failed += _fail(bar, exc, args)
-            continue
-        try:
-            faces = recon.reconstruct(image, max_faces=args.max_faces)
-        except Exception as exc:
-            if _is_unavailable(exc):
-                raise
-            n_failed += _fail(bar, f"{path}: reconstruction failed ({_one_line(exc)})", args,
-                              exc)
-            continue
-        if not faces:
-            n_failed += _fail(bar, f"{path}: no face found", args)
-            continue
-        before = _entries(out_dir)
-        try:
-            export(out_dir, path, image, faces, recon.model, args.formats,
-                   timings_ms_extra={"load": load_ms})
-        except Exception as exc:
-            _remove_new_outputs(out_dir, before, path)
-            n_failed += _fail(bar, f"{path}: cannot write results ({_one_line(exc)})", args,
-                              exc)
-            continue
-        except BaseException:
-            _remove_new_outputs(out_dir, before, path)
-            raise
-        n_faces += len(faces)
-    bar.close()
+    def lost(tasks: list[Any]) -> None:
+        _err(f"a worker process died; {_plural(len(tasks), 'image')} in flight not "
+             f"processed (re-run the command to complete them)")
+
+    try:
+        summary = run_batch(paths, config, out, jobs=jobs, cluster=args.cluster,
+                            use_dask=args.dask, manifest_path=args.manifest,
+                            retry_failed=args.retry_failed, recon=recon, report=report,
+                            progress=not args.quiet, on_lost=lost)
+    except ManifestLocked as exc:
+        _err(str(exc))
+        return EXIT_FAILED
     if not args.quiet:
-        per = (time.perf_counter() - t_start) / len(paths)
+        per = summary.seconds / max(len(paths), 1)
         arrow = "→" if _can_encode("→") else "->"
-        _err(f"{_plural(len(paths), 'image')}, {_plural(n_faces, 'face')}, {n_failed} failed "
-             f"({per:.2f} s/image) {arrow} {out_dir}{os.sep}", prefix="facefit: ")
-    return EXIT_FAILED if n_failed else EXIT_OK
+        extra = ""
+        if summary.skipped:
+            extra += f", {summary.skipped} done before"
+        if summary.prior_failed:
+            extra += f", {summary.prior_failed} failed before (--retry-failed to redo)"
+        if summary.lost:
+            extra += f", {summary.lost} lost"
+        n_failed = summary.failed + summary.no_face
+        _err(f"{_plural(len(paths), 'image')}, {_plural(summary.faces, 'face')}, "
+             f"{n_failed} failed{extra} ({per:.2f} s/image) {arrow} {out}"
+             f"{'' if is_url(out) else os.sep}", prefix="facefit: ")
+    bad = summary.failed + summary.no_face + summary.prior_failed + summary.lost
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def _needs_texture(formats: Sequence[str]) -> bool:
+    try:
+        from facefit.io.export import needs_texture
+    except ImportError:
+        return bool({"obj", "ply", "glb"} & set(formats))
+    return needs_texture(formats)
+
+
+def _list_inputs(inputs: Sequence[str], recursive: bool) -> list[str]:
+    """Local files and folders by `facefit.io.image.list_images`; fsspec URLs (a file, or a
+    folder whose images are listed by suffix) through fsspec."""
+    from facefit.batch.work import is_url
+    from facefit.io.image import IMAGE_SUFFIXES, list_images
+
+    out: list[str] = []
+    for item in inputs:
+        if not is_url(item):
+            out += [str(p) for p in list_images([item], recursive=recursive)]
+            continue
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(item)
+        protocol = item.split("://", 1)[0]
+        if fs.isdir(root):
+            found = fs.find(root) if recursive else fs.ls(root, detail=False)
+            out += [f"{protocol}://{p.lstrip('/')}" if protocol != "memory" else
+                    f"memory://{p}" for p in sorted(found)
+                    if Path(p).suffix.lower() in IMAGE_SUFFIXES
+                    and not Path(p).name.startswith(".")]
+        else:
+            out.append(item)
+    return list(dict.fromkeys(out))
 
 
 def _exporter() -> Any:
@@ -366,29 +450,6 @@ def _is_unavailable(exc: BaseException) -> bool:
     except ImportError:
         pass
     return isinstance(exc, tuple(kinds))
-
-
-def _entries(folder: Path) -> set[str]:
-    try:
-        return {e.name for e in os.scandir(folder)}
-    except OSError:
-        return set()
-
-
-def _remove_new_outputs(out_dir: Path, before: set[str], image_path: Path) -> None:
-    """After a failed export, remove what it created for this image (complete or not)."""
-    stem = image_path.stem
-    for name in _entries(out_dir) - before:
-        if not (name.startswith(stem) or name.startswith("." + stem)):
-            continue  # not ours (another process may share OUT)
-        target = out_dir / name
-        try:
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            else:
-                target.unlink()
-        except OSError:
-            pass
 
 
 def _fail(bar: Any, problem: BaseException | str, args: argparse.Namespace,

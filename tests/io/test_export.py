@@ -157,20 +157,67 @@ def test_export_reconstructions_writes_every_format_and_the_json(tmp_path):
     assert np.shape(face["landmarks_68_3d"]) == (68, 3)
     assert set(face["timings_ms"]) == {"detect", "fit", "load", "export"}
     assert face["files"] == {"obj": "img_face1.obj", "ply": "img_face1.ply", "glb": "img_face1.glb",
-                             "npz": "img_face1.npz", "overlay": "img_face1_overlay.png"}
+                             "npz": "img_face1.npz", "overlay": "img_overlay.jpg"}
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted(["img.json"] + [f"img_face{k}.{e}" for k in (0, 1) for e in
-                                           ("obj", "mtl", "png", "ply", "glb", "npz")]
-                           + ["img_face0_overlay.png", "img_face1_overlay.png"])
+    assert names == sorted(["img.json", "img_overlay.jpg"] + [
+        f"img_face{k}.{e}" for k in (0, 1) for e in ("obj", "mtl", "png", "ply", "glb", "npz")])
     npz = np.load(tmp_path / "out" / "img_face1.npz")
-    assert {"shape_coeffs", "expression_coeffs", "rotation", "translation", "scale", "verts_px",
-            "vertices_mm", "landmarks_68_2d", "landmarks_68_3d", "triangles"} <= set(npz.files)
+    assert set(npz.files) == {"shape_coeffs", "expression_coeffs", "rotation", "translation",
+                              "scale", "vertices_mm", "landmarks_68_2d", "landmarks_68_3d"}
     np.testing.assert_allclose(npz["vertices_mm"], verts @ recons[1].fit.rotation.T, atol=1e-4)
-    overlay = trimesh.util.wrap_as_stream((tmp_path / "out" / "img_face0_overlay.png").read_bytes())
     from PIL import Image
 
-    ov = np.asarray(Image.open(overlay))
-    assert ov.shape == (220, 210, 3) and (ov[100, 100] != 90).any() and (ov[5, 5] == 90).all()
+    ov = np.asarray(Image.open(tmp_path / "out" / "img_overlay.jpg")).astype(int)
+    # one overlay for the image: both faces drawn (centred at 100 and 110), background kept
+    assert ov.shape == (220, 210, 3) and (abs(ov[5, 5] - 90) <= 2).all()
+    assert (abs(ov[100, 100] - 90) > 20).any()
+
+
+def test_export_npz_fields_and_no_face_json(tmp_path):
+    verts, tris, uv = _mesh(10)
+    nv = len(verts)
+    model = MorphableModel("dome", verts, np.zeros((nv, 3, 0), np.float32),
+                           np.zeros((nv, 3, 0), np.float32), tris, uv, {}, np.arange(nv))
+    image = np.full((220, 210, 3), 90, np.uint8)
+    export.export_reconstructions(tmp_path, "a.png", image, [_reconstruction(model, 0)], model,
+                                  ("npz",), name="custom", npz_fields=("verts_px", "triangles"))
+    with np.load(tmp_path / "custom_face0.npz") as z:
+        assert set(z.files) == {"verts_px", "triangles"}
+        np.testing.assert_array_equal(z["triangles"], tris)
+    with pytest.raises(ValueError, match="unknown npz fields"):
+        export.npz_arrays(model, _reconstruction(model, 0).fit, verts, ("bogus",))
+    path = export.export_reconstructions(tmp_path, "dir/none.png", image, [], model,
+                                         ("json", "glb", "overlay"))
+    assert json.loads(path.read_text())["faces"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["custom_face0.npz", "none.json"]
+
+
+def test_glb_jpeg_texture_and_model_buffers_cached(tmp_path):
+    verts, tris, uv = _mesh()
+    tex = _texture()
+    a = export.write_glb(tmp_path / "a.glb", verts, tris, uv, tex, image_format="jpeg")
+    b = export.write_glb(tmp_path / "b.glb", verts + 1, tris, uv, tex, image_format="jpeg")
+    (mesh,) = trimesh.load(b, process=False).geometry.values()
+    np.testing.assert_allclose(mesh.vertices, verts + 1, atol=1e-5)
+    np.testing.assert_array_equal(mesh.faces, tris)
+    np.testing.assert_allclose(_glb_texcoords(a), np.c_[uv[:, 0], 1 - uv[:, 1]], atol=1e-6)
+    image = np.asarray(mesh.visual.material.baseColorTexture.convert("RGB")).astype(int)
+    # JPEG: lossy (chroma blurred at the red/blue edge), but red on top, blue below
+    assert np.abs(image[:12] - tex[:12]).max() < 12 and np.abs(image[20:] - tex[20:]).max() < 12
+    with pytest.raises(ValueError):
+        export.write_glb(tmp_path / "c.glb", verts, tris, uv, tex, image_format="gif")
+
+
+def test_obj_rows_match_a_per_vertex_formatter(tmp_path):
+    verts, tris, uv = _mesh(5)
+    normals = np.tile(np.float32([0, 0, 1]), (len(verts), 1))
+    for _ in range(2):  # the second write uses the cached UV and face rows
+        text = export.write_obj(tmp_path / "m.obj", verts, tris, uv, None, normals).read_text()
+    expect = "".join(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in verts.astype(float))
+    expect += "".join(f"vt {u:.6f} {v:.6f}\n" for u, v in uv.astype(float))
+    expect += "".join(f"vn {a:.5f} {b:.5f} {c:.5f}\n" for a, b, c in normals.astype(float))
+    expect += "".join("f " + " ".join(f"{i + 1}/{i + 1}/{i + 1}" for i in t) + "\n" for t in tris)
+    assert text == "# facefit\n" + expect
 
 
 def test_export_rejects_unknown_formats(tmp_path):
