@@ -1,7 +1,9 @@
 """Build facefit's triangles, UVs and mirror map for the default (3DDFA BFM 2009) mean face.
 
 Writes ``src/facefit/model/data/bfm3ddfa_topology.npz`` (keys ``triangles`` (F, 3) int32,
-``uv`` (V, 2) float32, ``mirror_ids`` (V,) int32) and prints the mesh quality report.
+``uv`` (V, 2) float32, ``mirror_ids`` (V,) int32) and prints the mesh and UV quality report.
+The UVs are the spherical unfolding of `facefit.model.topology` warped to fill the texture
+square, densest about the nose (`facefit.texture.layout.face_centred_layout`).
 Deterministic: the same input data gives identical arrays. Usage::
 
     python scripts/build_default_topology.py [--out PATH]
@@ -16,17 +18,28 @@ import numpy as np
 
 from facefit.model.bfm_3ddfa import TOPOLOGY_FILE, read_raw_arrays
 from facefit.model.topology import build_face_topology, mesh_quality, mirror_vertex_ids
+from facefit.texture.layout import face_centred_layout, layout_stats
 
 
 def build_arrays() -> dict[str, np.ndarray]:
     """The topology arrays for the installed default model's mean face."""
-    points = read_raw_arrays()["mean"]
+    raw = read_raw_arrays()
+    points = raw["mean"]
     triangles, uv = build_face_topology(points)
+    uv = face_centred_layout(uv, int(raw["ibug68"][30]))
     return {
         "triangles": triangles.astype(np.int32),
         "uv": uv.astype(np.float32),
         "mirror_ids": mirror_vertex_ids(points).astype(np.int32),
     }
+
+
+def face_vertices(points: np.ndarray, ibug68: np.ndarray) -> np.ndarray:
+    """Ids of the vertices inside the frontal hull of the 68 landmarks (the face region)."""
+    from scipy.spatial import Delaunay
+
+    hull = Delaunay(points[ibug68, :2])
+    return np.flatnonzero(hull.find_simplex(points[:, :2]) >= 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,9 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     arrays = build_arrays()
-    points = read_raw_arrays()["mean"]
+    raw = read_raw_arrays()
+    points = raw["mean"]
     for key, value in mesh_quality(points, arrays["triangles"]).items():
         print(f"{key:>28s}: {value:g}")
+    for key, value in layout_stats(points, arrays["triangles"], arrays["uv"],
+                                   face_vertices(points, raw["ibug68"])).items():
+        print(f"{'uv_' + key:>28s}: {value:g}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")

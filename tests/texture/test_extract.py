@@ -58,8 +58,9 @@ def test_visible_texels_reproduce_the_image():
     assert (tex[..., 2] == 100).all()
     vp = _project(model)
     assert vcol.shape == (len(model.mean), 3) and vcol.dtype == np.uint8
-    np.testing.assert_allclose(vcol[:, 0], vp[:, 0] + 10, atol=1)
-    np.testing.assert_allclose(vcol[:, 1], vp[:, 1] + 10, atol=1)
+    # vertex colours: the photo at the vertex (texels at the layout's edge blend with the fill)
+    np.testing.assert_allclose(vcol[:, 0], vp[:, 0] + 10, atol=2.5)
+    np.testing.assert_allclose(vcol[:, 1], vp[:, 1] + 10, atol=2.5)
 
 
 def test_back_facing_mesh_is_not_sampled():

@@ -3,9 +3,11 @@
 Texels are rasterised in UV space (row 0 is v = 1, texel ``(i, j)`` has its centre at
 ``u = (j + 0.5) / T, v = 1 - (i + 0.5) / T``), mapped to the image through the fitted mesh
 and sampled bilinearly (integer pixel centres, as `facefit.render.raster`). A texel is
-visible when its triangle faces the camera and its depth matches the image z-buffer. Hidden
-texels take the colour of their mirror texel (u -> 1 - u) when that one is visible; what is
-left, and a margin around the UV islands, is filled smoothly by pull-push interpolation.
+visible when its triangle faces the camera and its depth matches the image z-buffer (then
+decided by its neighbourhood's majority). Hidden texels take the colour of their mirror
+point (mirrored vertices, same barycentrics) when that one is visible; texels sampled outside
+the fitted face region fade out; what is left, and a margin around the UV islands, is filled
+smoothly by pull-push interpolation.
 """
 
 from __future__ import annotations
@@ -33,6 +35,17 @@ def extract_texture(
 ) -> tuple[np.ndarray, np.ndarray]:
     """UV texture and per-vertex colours of one fitted face.
 
+    Each covered texel samples the photo where the camera sees it; a hidden texel samples
+    the photo at its mirror point (the same barycentrics on the mirrored vertices,
+    ``model.mirror_ids``) when that one is seen; the rest is filled smoothly (pull-push).
+    Visibility is decided per texel by the z-buffer and then by the majority of its 3x3
+    neighbourhood: a texel-sized decision at an occlusion edge (nostril, eyelid, lip) is
+    noise, and each flipped texel would copy a colour from elsewhere (isolated wrong
+    texels). Texels whose photo sample lies outside the fitted face region (the hull of the
+    68 landmarks with the brows raised to the forehead, when the model has ``ibug68``
+    landmarks) fade over a band of 8 % of the face size to the filled colour, so that the
+    mesh border does not sample hair, collar or background.
+
     Args:
         model: the morphable model (its ``triangles``, ``uv`` and ``mirror_ids`` are used).
         verts_px: (V, 3) fitted vertices in image space: x right, y down in pixels, z depth in
@@ -42,51 +55,106 @@ def extract_texture(
 
     Returns:
         texture: (T, T, 3) uint8, row 0 at v = 1; filled everywhere (no holes).
-        vertex_colors: (V, 3) uint8: the photo at visible vertices, else the mirror vertex's
-            colour when that one is visible, else the texture at the vertex's UV.
+        vertex_colors: (V, 3) uint8: the texture at each vertex's UV.
     """
     verts = np.asarray(verts_px, dtype=np.float32)
-    tri = np.asarray(model.triangles)
     image = np.ascontiguousarray(image_rgb[..., :3])
-    zbuf, x0, y0 = _zbuffer(verts, tri, image.shape[0], image.shape[1])
+    texels = _uv_texels(model, size)
+    region = _face_region_weight(model, verts, image.shape[0], image.shape[1])
+    direct = _texel_view(model, verts, image, texels, size, mirror=False, region=region)
+    mirror = _texel_view(model, verts, image, texels, size, mirror=True, region=region)
+    w_direct = direct.weight
+    w_mirror = np.where(direct.visible, 0.0, mirror.weight)
+    known = w_direct + w_mirror
+    color = np.zeros((size * size, 3), np.float32)
+    color[texels.index] = ((w_direct[:, None] * direct.colour + w_mirror[:, None] * mirror.colour)
+                           / np.maximum(known, 1e-6)[:, None])
+    weight = np.zeros(size * size, np.float32)
+    weight[texels.index] = known
+    texture = _pull_push(color.reshape(size, size, 3), weight.reshape(size, size))
+    texture = np.clip(texture + 0.5, 0, 255).astype(np.uint8)
+    uv = np.asarray(model.uv, np.float32)
+    vcol = _bilinear(texture, uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5)
+    return texture, np.clip(vcol + 0.5, 0, 255).astype(np.uint8)
+
+
+FADE_BAND = 0.08
+"""Width of the fade outside the fitted face region, as a fraction of the face size."""
+
+
+@dataclass(frozen=True, eq=False)
+class _View:
+    """Photo samples of the covered texels (N, 3) float32, visibility (N,) bool and blending
+    weight (N,) float32 (visibility times the face-region fade)."""
+
+    colour: np.ndarray
+    visible: np.ndarray
+    weight: np.ndarray
+
+
+def _texel_view(model: MorphableModel, verts: np.ndarray, image: np.ndarray, texels: _Texels,
+                size: int, mirror: bool, region: tuple[np.ndarray, int, int] | None) -> _View:
+    """Sample the photo at each covered texel's surface point (or its mirror point)."""
+    tri = np.asarray(model.triangles)
+    ids = texels.vertex_ids
     cross = triangle_cross(verts, tri)
+    if mirror:
+        mids = np.asarray(model.mirror_ids)
+        ids = mids[ids]
+        # the mirrored triangle has the opposite winding
+        cross = -triangle_cross(verts, mids[tri])
+    zbuf, x0, y0 = _zbuffer(verts, tri, image.shape[0], image.shape[1])
     facing, slope = _facing(cross)
     extent = float(np.ptp(verts[:, :2], axis=0).max()) if len(verts) else 0.0
-    base_tol = 1.0 + 0.01 * extent  # pixels of depth; plus the surface slope over 0.75 px
-
-    # Covered texels: where they land in the image, and whether the camera sees them there.
-    texels = _uv_texels(model, size)
-    pos = np.einsum("nk,nkc->nc", texels.bary, verts[texels.vertex_ids])  # (N, 3)
-    visible = facing[texels.triangle_id] & _depth_test(
-        pos, zbuf, x0, y0, base_tol + 0.75 * slope[texels.triangle_id])
+    pos = np.einsum("nk,nkc->nc", texels.bary, verts[ids])
+    raw = facing[texels.triangle_id] & _depth_test(
+        pos, zbuf, x0, y0, 1.0 + 0.01 * extent + 0.75 * slope[texels.triangle_id])
+    visible = _majority(raw, texels.index, size)
     map_xy = np.full((size * size, 2), -1e4, np.float32)  # uncovered: sampled, unused
     map_xy[texels.index] = pos[:, :2]
-    sampled = cv2.remap(image, map_xy.reshape(size, size, 2), None, cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE)
+    colour = cv2.remap(image, map_xy.reshape(size, size, 2), None, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)[texels.index]
+    colour = colour.astype(np.float32)
+    weight = visible.astype(np.float32)
+    if region is not None:
+        weight *= _bilinear(region[0][..., None], pos[:, 0] - region[1],
+                            pos[:, 1] - region[2])[:, 0]
+    return _View(colour, visible, weight)
 
-    vis = np.zeros(size * size, bool)
-    vis[texels.index] = visible
-    vis = vis.reshape(size, size)
-    covered = np.zeros(size * size, bool)
-    covered[texels.index] = True
-    mirrored = covered.reshape(size, size) & ~vis & vis[:, ::-1]
-    color = np.where(vis[..., None], sampled, 0).astype(np.float32)
-    color[mirrored] = sampled[:, ::-1][mirrored]
-    texture = np.clip(_pull_push(color, vis | mirrored) + 0.5, 0, 255).astype(np.uint8)
 
-    # Vertices: the photo where visible, else the mirror vertex, else the texture.
-    vcross = np.stack([np.bincount(tri.ravel(), weights=np.repeat(cross[:, c], 3),
-                                   minlength=len(verts)) for c in range(3)], axis=1)
-    vfacing, vslope = _facing(vcross)
-    vvis = vfacing & _depth_test(verts, zbuf, x0, y0, base_tol + 0.75 * vslope)
-    vcol = _bilinear(image, verts[:, 0], verts[:, 1])
-    mirror = np.asarray(model.mirror_ids)
-    from_mirror = ~vvis & vvis[mirror]
-    vcol[from_mirror] = vcol[mirror[from_mirror]]
-    rest = np.flatnonzero(~vvis & ~from_mirror)
-    uv = np.asarray(model.uv, np.float32)[rest]
-    vcol[rest] = _bilinear(texture, uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5)
-    return texture, np.clip(vcol + 0.5, 0, 255).astype(np.uint8)
+def _majority(flags: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
+    """Per covered texel: True when more than half of the covered texels of its 3x3
+    neighbourhood (itself included) are flagged."""
+    grid = np.zeros(size * size, np.float32)
+    grid[index] = flags
+    cov = np.zeros(size * size, np.float32)
+    cov[index] = 1.0
+    box = np.ones((3, 3), np.float32)
+    count = cv2.filter2D(grid.reshape(size, size), -1, box, borderType=cv2.BORDER_CONSTANT)
+    total = cv2.filter2D(cov.reshape(size, size), -1, box, borderType=cv2.BORDER_CONSTANT)
+    return (2.0 * count > total + 1e-3).reshape(-1)[index]
+
+
+def _face_region_weight(model: MorphableModel, verts: np.ndarray, height: int, width: int
+                        ) -> tuple[np.ndarray, int, int] | None:
+    """Fade weight over the image (1 inside the fitted face region, falling linearly to 0
+    over `FADE_BAND` of the face size outside it), as (map, x0, y0) over the mesh's box;
+    None when the model has no ``ibug68`` landmarks."""
+    ids = getattr(model, "landmark_ids", {}).get("ibug68")
+    if ids is None or len(ids) != 68:
+        return None
+    p = verts[np.asarray(ids), :2].astype(np.float64)
+    up = (p[27] - p[30]) * 0.7  # brows raised to the forehead: 70 % of the nose bridge
+    outline = np.concatenate([p[:17], p[26:16:-1] + up])
+    x0, y0, x1, y1 = crop_window(verts, height, width)
+    h, w = max(y1 - y0, 1), max(x1 - x0, 1)
+    mask = np.zeros((h, w), np.uint8)
+    hull = cv2.convexHull((outline - [x0, y0]).astype(np.float32)).reshape(-1, 2)
+    cv2.fillPoly(mask, [np.round(hull * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+    size = float(np.ptp(p[:17], axis=0).max())
+    band = max(FADE_BAND * size, 1.0)
+    dist = cv2.distanceTransform((1 - mask).astype(np.uint8), cv2.DIST_L2, 5)
+    return np.clip(1.0 - dist / band, 0.0, 1.0).astype(np.float32), x0, y0
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,9 +225,10 @@ def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _pull_push(color: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Fill the unknown texels of ``color`` (H, W, 3) smoothly from the ``known`` (H, W) ones
-    (pull-push over a Gaussian pyramid); known texels are kept exactly."""
-    w0 = known.astype(np.float32)
+    """Fill ``color`` (H, W, 3) smoothly where the weight ``known`` (H, W; bool or in
+    [0, 1]) is below 1 (pull-push over a Gaussian pyramid): the result is
+    ``known * color + (1 - known) * fill``, so fully known texels are kept exactly."""
+    w0 = np.clip(known.astype(np.float32), 0.0, 1.0)
     levels = [(color * w0[..., None], w0)]
     while min(levels[-1][1].shape) > 1:
         cw, w = levels[-1]
@@ -171,7 +240,7 @@ def _pull_push(color: np.ndarray, known: np.ndarray) -> np.ndarray:
         alpha = np.minimum(4.0 * w, 1.0)[..., None]
         filled = alpha * (cw / np.maximum(w, 1e-6)[..., None]) + (1.0 - alpha) * up
     up = cv2.pyrUp(filled, dstsize=(w0.shape[1], w0.shape[0])).reshape(color.shape)
-    return np.where(known[..., None], color, up)
+    return w0[..., None] * color + (1.0 - w0[..., None]) * up
 
 
 def texel_samples(
