@@ -1,6 +1,7 @@
 """Fit an identity x expression bilinear model (FaceScape, Yang et al., CVPR 2020; multilinear
 face models after Vlasic et al., "Face Transfer with Multilinear Models", SIGGRAPH 2005) to 2D
-landmarks with a scaled orthographic camera.
+landmarks with a scaled orthographic camera (`fit_bilinear_points`), or to 3D landmarks
+(`fit_bilinear_landmarks`).
 
 With one factor fixed the model is linear in the other, so each half-step is an ordinary
 landmark fit (`facefit.fit.landmark_fit.fit_points`: camera pose plus N(0, 1) coefficients):
@@ -22,6 +23,10 @@ import numpy as np
 
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.camera import Camera, euler_from_rotation
+from facefit.fit.core.camera import ScaledOrthographicCamera
+from facefit.fit.core.priors import GaussianPrior
+from facefit.fit.core.rotation import umeyama
+from facefit.fit.core.solver import solve_linear_map
 from facefit.fit.result import FitResult
 from facefit.model.io_facescape import BilinearModel
 from facefit.model.morphable_model import MorphableModel
@@ -147,10 +152,8 @@ def bilinear_result(model: MorphableModel, bm: BilinearModel, fit: BilinearFit2D
     ``model`` (identity offsets from ``id_mean``, expression along `expression_directions`),
     ``vertices_mm`` the exact bilinear face."""
     verts = bm.vertices(fit.id_weights, fit.exp_weights).astype(np.float64)
-    v = verts @ fit.rotation.T
-    verts_px = np.column_stack([fit.scale * v[:, 0] + fit.translation[0],
-                                -fit.scale * v[:, 1] + fit.translation[1],
-                                -fit.scale * v[:, 2]]).astype(np.float32)
+    camera = ScaledOrthographicCamera(fit.rotation, fit.scale, fit.translation)
+    verts_px = camera.image_points(verts).astype(np.float32)
     lm = verts_px[model.landmark_ids["ibug68"]]
     yaw, pitch, roll = euler_from_rotation(fit.rotation)
     return FitResult(
@@ -193,3 +196,61 @@ def fit_bilinear_landmarks_2d(
     fit = fit_bilinear_points(bm, points, model.landmark_ids["ibug68"],
                               landmark_sigma_px=landmark_sigma * size, alternations=alternations)
     return bilinear_result(model, bm, fit, len(points))
+
+
+@dataclass
+class BilinearFit:
+    """Result of `fit_bilinear_landmarks`: weights, similarity transform and residuals (mm)."""
+
+    id_weights: np.ndarray
+    exp_weights: np.ndarray
+    scale: float
+    rotation: np.ndarray
+    translation: np.ndarray
+    rms_history: list[float]
+
+
+def fit_bilinear_landmarks(
+    bm: BilinearModel,
+    target: np.ndarray,
+    landmark_ids: np.ndarray | None = None,
+    iterations: int = 10,
+    id_reg: float = 1e-3,
+    exp_reg: float = 1e-3,
+    align: bool = True,
+) -> BilinearFit:
+    """Fit identity and expression weights to 3D landmarks ``target`` (L, 3) mm.
+
+    Alternates: similarity alignment (`facefit.fit.core.umeyama`, if ``align``), then the MAP
+    identity weights at the current expression (Gaussian prior ``id_mean``,
+    ``id_sigma / sqrt(id_reg)``), then the MAP expression weights at the current identity
+    (prior ``exp_neutral``, ``exp_sigma / sqrt(exp_reg)``): each a linear least-squares
+    problem (`facefit.fit.core.solve_linear_map`). ``landmark_ids`` default to
+    ``bm.landmark_ids["ibug68"]``.
+    """
+    ids = np.asarray(bm.landmark_ids["ibug68"] if landmark_ids is None else landmark_ids)
+    y = np.asarray(target, np.float64)
+    w = bm.id_mean.copy()
+    e = bm.exp_neutral.copy()
+    s, r, t = 1.0, np.eye(3), np.zeros(3)
+    history: list[float] = []
+    id_prior = GaussianPrior(np.asarray(bm.id_mean, np.float64),
+                             np.maximum(bm.id_sigma, 1e-12) / np.sqrt(id_reg))
+    exp_prior = GaussianPrior(np.asarray(bm.exp_neutral, np.float64),
+                              np.maximum(bm.exp_sigma, 1e-12) / np.sqrt(exp_reg))
+    for _ in range(max(1, iterations)):
+        cur = bm.vertices(w, e, ids).astype(np.float64)
+        if align:
+            sim = umeyama(cur, y)
+            s, r, t = sim.scale, sim.rotation, sim.translation
+        local = ((y - t) @ r) / s  # target in the model frame
+        basis = bm.identity_basis(e, ids)
+        w = solve_linear_map(basis.reshape(-1, basis.shape[2]), local, id_prior)
+        basis = bm.expression_basis(w, ids)
+        e = solve_linear_map(basis.reshape(-1, basis.shape[2]), local, exp_prior)
+        fitted = s * bm.vertices(w, e, ids).astype(np.float64) @ r.T + t
+        history.append(float(np.sqrt(((fitted - y) ** 2).sum(1).mean())))
+        if len(history) > 1 and abs(history[-2] - history[-1]) < 1e-9 * max(history[0], 1):
+            break
+    return BilinearFit(id_weights=w, exp_weights=e, scale=s, rotation=r, translation=t,
+                       rms_history=history)

@@ -19,7 +19,8 @@ contour embedding (``extras["lmk_dynamic_faces"]`` (79, 17), ``["lmk_dynamic_bar
 (79, 17, 3)) the 17 outline points use the embedding of the current head yaw, as in FLAME's
 and DECA's code. A model with only an ``ibug68`` vertex-id set uses those vertices.
 
-The solver is Levenberg-Marquardt on the full parameter vector. The posed landmarks are affine
+The solver is the fitting core's Levenberg-Marquardt (`facefit.fit.core`) on the full
+parameter vector. The posed landmarks are affine
 in the coefficients for a fixed pose (joints are regressed linearly from the rest shape), so
 their coefficient Jacobian is exact and analytic; the few joint angles use central
 differences.
@@ -33,14 +34,25 @@ import numpy as np
 
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.camera import Camera, euler_from_rotation
-from facefit.fit.landmark_fit import estimate_scaled_orthographic
+from facefit.fit.core.camera import (
+    NUM_POSE_PARAMS,
+    ScaledOrthographicCamera,
+    estimate_scaled_orthographic,
+)
+from facefit.fit.core.priors import GaussianPrior
+from facefit.fit.core.residuals import landmark_rows
+from facefit.fit.core.rotation import rodrigues
+from facefit.fit.core.solver import NormalEquations, levenberg_marquardt
 from facefit.fit.result import FitResult
-from facefit.model.io_flame import FlameModel, linear_blend_skinning, rodrigues
+from facefit.model.io_flame import FlameModel, linear_blend_skinning
 
 EYES_NOTE = ("eyeball rotations are left at 0: the 68 iBUG landmarks lie on the eyelids and "
              "carry no information about gaze")
 NECK, JAW = 1, 2
 _NUM_YAW_BINS = 79  # FLAME's dynamic embedding: yaw -39..39 degrees
+
+
+_State = tuple[ScaledOrthographicCamera, np.ndarray, np.ndarray]  # camera, coeffs, joints
 
 
 class FlameLandmarkError(ValueError):
@@ -253,88 +265,64 @@ def fit_flame_points(
     loc, bary, rows = layout(np.eye(3), pose)
     x0, _ = skin.points(c, pose)
     cam = estimate_scaled_orthographic(landmarks(x0, loc, bary), pts[rows], w_all[rows])
-    rot, scale, trans = cam.rotation, cam.scale, np.asarray(cam.translation, np.float64)
-    inv_sigma = 1.0 / landmark_sigma_px
+    inv_var = 1.0 / landmark_sigma_px**2
+    coeff_prior = GaussianPrior.standard(n_c)
+    joint_prior = GaussianPrior(np.zeros(n_p), sig)
+    i_c = slice(NUM_POSE_PARAMS, NUM_POSE_PARAMS + n_c)
+    i_j = slice(NUM_POSE_PARAMS + n_c, None)
 
-    def evaluate(rot: np.ndarray, scale: float, trans: np.ndarray, c: np.ndarray,
-                 pose: np.ndarray, jac: bool) -> tuple[np.ndarray, np.ndarray | None, float]:
-        loc, bary, rows = layout(rot, pose)
+    def rows_of(state: _State, jac: bool) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """Weighted landmark residual, its Jacobian (or None) and the MAP cost at ``state``."""
+        cam, c, pose = state
+        loc, bary, rows = layout(cam.rotation, pose)
         x, blend = skin.points(c, pose)
         lm = landmarks(x, loc, bary)
-        v = lm @ rot.T
-        proj = np.column_stack([scale * v[:, 0] + trans[0], -scale * v[:, 1] + trans[1]])
-        sw = np.sqrt(w_all[rows]) * inv_sigma
-        res = ((pts[rows] - proj) * sw[:, None]).ravel()
-        prior = np.concatenate([c, pose[joints].ravel() / sig])
-        cost = float(res @ res + prior @ prior)
+        prior_cost = coeff_prior.cost(c) + joint_prior.cost(pose[joints].ravel())
         if not jac:
-            return res, None, cost
-        n = len(rows)
-        zero, one = np.zeros(n), np.ones(n)
-        jx = np.column_stack([zero, scale * v[:, 2], -scale * v[:, 1], scale * v[:, 0], one,
-                              zero])
-        jy = np.column_stack([scale * v[:, 2], zero, -scale * v[:, 0], -scale * v[:, 1],
-                              zero, one])
+            proj, _ = cam.project(lm)
+            r = (pts[rows] - proj) * np.sqrt(w_all[rows] * inv_var)[:, None]
+            return r.ravel(), None, float(r.ravel() @ r.ravel() + prior_cost)
         d_pts = np.concatenate([skin.coeff_jacobian(pose, blend),
                                 np.zeros((len(x), 3, n_p))], axis=2)
-        eps = 1e-6
+        eps = 1e-6  # the few joint angles: central differences
         for k, (j, a) in enumerate((j, a) for j in joints for a in range(3)):
             hi, lo = pose.copy(), pose.copy()
             hi[j, a] += eps
             lo[j, a] -= eps
             d_pts[:, :, n_c + k] = (skin.points(c, hi)[0] - skin.points(c, lo)[0]) / (2 * eps)
         d_lm = np.einsum("lk,lkam->lam", bary, d_pts[loc])
-        d_view = np.einsum("ab,lbm->lam", rot, d_lm)
-        jac_x = np.hstack([jx, scale * d_view[:, 0]])
-        jac_y = np.hstack([jy, -scale * d_view[:, 1]])
-        jac_m = np.stack([jac_x, jac_y], axis=1).reshape(2 * n, -1) * np.repeat(sw, 2)[:, None]
-        return res, jac_m, cost
+        j_m, r = landmark_rows(cam, lm, d_lm, pts[rows], w_all[rows] * inv_var)
+        return r, j_m, float(r @ r + prior_cost)
 
-    def step(rot: np.ndarray, scale: float, trans: np.ndarray, c: np.ndarray, pose: np.ndarray,
-             d: np.ndarray):
-        import cv2
+    def linearize(state: _State) -> tuple[NormalEquations, float]:
+        r, j_m, cost = rows_of(state, True)
+        eq = NormalEquations.from_rows(j_m, r)
+        eq.add_prior(coeff_prior, state[1], i_c)
+        eq.add_prior(joint_prior, state[2][joints].ravel(), i_j)
+        return eq, cost
 
-        d_rot, _ = cv2.Rodrigues(d[:3].reshape(3, 1))
+    def update(state: _State, d: np.ndarray) -> _State:
+        cam, c, pose = state
         new_pose = pose.copy()
-        for k, j in enumerate(joints):
-            new_pose[j] += d[6 + n_c + 3 * k: 9 + n_c + 3 * k]
-        return (d_rot @ rot, scale * float(np.exp(d[3])), trans + d[4:6], c + d[6:6 + n_c],
-                new_pose)
+        new_pose[joints] += d[i_j].reshape(-1, 3)
+        return cam.updated(d[:NUM_POSE_PARAMS]), c + d[i_c], new_pose
 
-    prior_diag = np.r_[np.zeros(6), np.ones(n_c), 1.0 / sig**2]
+    state: _State = (cam, c, pose)
     done = 0
     for phase in ([False, True] if dyn_local is not None else [False]):
         dynamic_on[0] = phase
-        lam = 1e-3
-        res, jac, cost = evaluate(rot, scale, trans, c, pose, True)
-        for _ in range(iterations):
-            done += 1
-            grad = jac.T @ res - prior_diag * np.r_[np.zeros(6), c, pose[joints].ravel()]
-            h = jac.T @ jac + np.diag(prior_diag)
-            improved = False
-            for _ in range(8):
-                d = np.linalg.solve(h + lam * np.diag(np.diag(h) + 1e-9), grad)
-                cand = step(rot, scale, trans, c, pose, d)
-                _, _, new_cost = evaluate(*cand, False)
-                if new_cost <= cost:
-                    improved = True
-                    break
-                lam *= 10.0
-            if not improved:
-                break
-            small = cost - new_cost <= 1e-10 * max(cost, 1e-12) or np.abs(d).max() < 1e-9
-            rot, scale, trans, c, pose = cand
-            lam = max(lam / 10.0, 1e-9)
-            res, jac, cost = evaluate(rot, scale, trans, c, pose, True)
-            if small:
-                break
-    _, _, rows = layout(rot, pose)
-    unweighted = res.reshape(-1, 2) / (np.sqrt(w_all[rows]) * inv_sigma)[:, None]
+        out = levenberg_marquardt(linearize, lambda st: rows_of(st, False)[2], update, state,
+                                  iterations)
+        state, done = out.state, done + out.iterations
+    cam, c, pose = state
+    res, _, _ = rows_of(state, False)
+    _, _, rows = layout(cam.rotation, pose)
+    unweighted = res.reshape(-1, 2) / np.sqrt(w_all[rows] * inv_var)[:, None]
     rms = float(np.sqrt((unweighted**2).sum(1).mean()))
     notes = (*emb.unavailable, EYES_NOTE)
     ks = m.num_shape
-    return FlameFit(c[:ks].copy(), c[ks:].copy(), pose, rot, scale, trans, rms, len(rows), done,
-                    notes)
+    return FlameFit(c[:ks].copy(), c[ks:].copy(), pose, cam.rotation, cam.scale,
+                    np.asarray(cam.translation, np.float64), rms, len(rows), done, notes)
 
 
 def flame_vertices(flame: FlameModel, fit: FlameFit) -> np.ndarray:
@@ -350,10 +338,8 @@ def flame_result(flame: FlameModel, fit: FlameFit) -> FitResult:
     Landmarks the embedding lacks (the contour of a static-only embedding) are NaN.
     """
     verts = flame_vertices(flame, fit).astype(np.float64)
-    v = verts @ fit.rotation.T
-    verts_px = np.column_stack([fit.scale * v[:, 0] + fit.translation[0],
-                                -fit.scale * v[:, 1] + fit.translation[1],
-                                -fit.scale * v[:, 2]]).astype(np.float32)
+    camera = ScaledOrthographicCamera(fit.rotation, fit.scale, fit.translation)
+    verts_px = camera.image_points(verts).astype(np.float32)
     emb = flame_embedding(flame)
     lm3 = np.full((68, 3), np.nan, np.float32)
     lm3[emb.ibug_index] = np.einsum("lk,lka->la", emb.bary, verts_px[emb.corners])
