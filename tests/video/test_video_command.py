@@ -52,3 +52,36 @@ def test_missing_camera_and_file_are_one_line_errors(tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and err[0].startswith("facefit: error: camera 7")
     assert "no such file" in err[1]
+
+
+@pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
+def test_truncated_clip_fails_and_leaves_nothing(clip: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A clip whose decoding fails after a few frames (what `facefit.video.stream` raises for
+    a truncated file) is an error: exit 1, one line, no .jsonl/.glb/overlay of it."""
+    from facefit.video import stream
+
+    real = stream.iter_frames
+
+    def truncated(reader):
+        for i, frame in enumerate(real(reader)):
+            if i == 6:
+                raise stream.VideoError(f"{clip}: truncated or corrupt video data at frame 6")
+            yield frame
+
+    monkeypatch.setattr(stream, "iter_frames", truncated)
+    out = tmp_path / "out"
+    assert main(["video", str(clip), "-o", str(out), "-q", "--identity-frames", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"facefit: error: {clip}: truncated or corrupt video data at frame 6 "
+                   "(stopped: no results written for this clip)"]
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["--max-frames", "--identity-frames"])
+def test_zero_frames_refused(clip: Path, tmp_path: Path, option: str,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["video", str(clip), "-o", str(tmp_path / "o"), option, "0"]) == 2
+    assert "must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

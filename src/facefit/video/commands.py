@@ -8,6 +8,7 @@ the identity is first fitted jointly to faces detected on frames spread over the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-smooth", action="store_true", help="no temporal smoothing")
     p.add_argument("--no-overlay", action="store_true", help="do not write the overlay video")
     p.add_argument("--no-glb", action="store_true", help="do not write the animated GLB")
-    p.add_argument("--identity-frames", type=int, default=24, metavar="N",
+    p.add_argument("--identity-frames", type=_positive_int, default=24, metavar="N",
                    help="frames spread over the clip used to fit the identity (default 24)")
-    p.add_argument("--max-frames", type=int, default=None, metavar="N",
+    p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
                    help="stop after N frames (a camera runs until Ctrl-C otherwise)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
     p.set_defaults(func=cmd_video)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
 
 
 def _err(text: str) -> int:
@@ -62,42 +73,53 @@ def cmd_video(args: argparse.Namespace) -> int:
     detector = MediaPipeDetector()
     camera = is_camera(args.input)
     stem = f"camera{args.input}" if camera else Path(args.input).stem
-    shape = None
+    outputs = [out_dir / f"{stem}.jsonl", out_dir / f"{stem}.glb",
+               out_dir / f"{stem}_overlay.mp4"]
+    overlay_tmp = out_dir / f".{stem}_overlay.part.mp4"  # renamed when the clip is complete
+    writer = bar = None
     n_id = 0
-    if not camera:  # first pass: identity from frames spread over the clip
-        total = info.frames or 1
-        if args.max_frames:
-            total = min(total, args.max_frames)
-        step = max(1, total // max(args.identity_frames, 1))
-        r1, _ = open_video(args.input)
-        sample = (f for i, f in enumerate(iter_frames(r1)) if i < total and i % step == 0)
-        shape, n_id = identity_from_frames(model, detector, sample, args.identity_frames)
-    writer = None if args.no_overlay else VideoWriter(out_dir / f"{stem}_overlay.mp4",
-                                                      info.fps)
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=info.frames, unit="frame", file=sys.stderr, dynamic_ncols=True)
     interrupted = False
+    stats = None
+    failure = None
     try:
+        shape = None
+        if not camera:  # first pass: identity from frames spread over the clip
+            total = info.frames or 1
+            if args.max_frames:
+                total = min(total, args.max_frames)
+            step = max(1, total // max(args.identity_frames, 1))
+            r1, _ = open_video(args.input)
+            sample = (f for i, f in enumerate(iter_frames(r1)) if i < total and i % step == 0)
+            shape, n_id = identity_from_frames(model, detector, sample, args.identity_frames)
+        if not args.no_overlay:
+            writer = VideoWriter(overlay_tmp, info.fps)
+        if not args.quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(total=info.frames, unit="frame", file=sys.stderr, dynamic_ncols=True)
         stats = process_frames(
             iter_frames(reader), info.fps, model, shape, FaceTracker(detector),
-            jsonl_path=out_dir / f"{stem}.jsonl",
+            jsonl_path=outputs[0],
             overlay=writer.write if writer is not None else None,
-            glb_path=None if args.no_glb else out_dir / f"{stem}.glb",
+            glb_path=None if args.no_glb else outputs[1],
             smooth=not args.no_smooth, max_frames=args.max_frames,
             progress=(lambda i: bar.update(1)) if bar is not None else None)
     except KeyboardInterrupt:
         interrupted = True
-        stats = None
+    except VideoError as exc:  # truncated or corrupt clip: fail, keep nothing of it
+        failure = str(exc)
     finally:
         if writer is not None:
             writer.close()
         if bar is not None:
             bar.close()
-    if interrupted or stats is None:
+    if failure is not None or interrupted or stats is None:
+        overlay_tmp.unlink(missing_ok=True)  # the .jsonl and .glb are only written on success
+        if failure is not None:
+            return _err(f"{failure} (stopped: no results written for this clip)")
         return 130
+    if writer is not None:
+        os.replace(overlay_tmp, outputs[2])
     if not args.quiet:
         print(f"facefit: {stats.frames} frames, face in {stats.faces}, "
               f"{stats.detections} detections, identity from {n_id or 'running'} frames, "

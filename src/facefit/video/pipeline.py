@@ -7,6 +7,7 @@ per frame, so memory stays flat however long the clip is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +19,7 @@ import numpy as np
 from facefit.detect.mediapipe import MediaPipeDetector
 from facefit.fit.camera import euler_from_rotation
 from facefit.fit.multi_image import ViewPoints, fit_same_person, view_from_face
+from facefit.io.atomic import atomic_path
 from facefit.model.morphable_model import MorphableModel
 from facefit.video.fitter import FrameFitter
 from facefit.video.glb import AnimatedGlb
@@ -129,8 +131,14 @@ def process_frames(
     painter = OverlayRenderer(model.mean, model.triangles) if overlay is not None else None
     expr_basis = model.expression_basis.reshape(-1, model.num_expression)
     glb: AnimatedGlb | None = None
-    out = open(jsonl_path, "w", encoding="utf-8") if jsonl_path is not None else None  # noqa: SIM115
-    try:
+    # JSON lines go to a temporary name, renamed only when the whole clip went through: a
+    # clip that fails half-way (truncated, corrupt: `VideoError`) leaves no .jsonl behind.
+    stack = contextlib.ExitStack()
+    out = None
+    if jsonl_path is not None:
+        tmp = stack.enter_context(atomic_path(jsonl_path))
+        out = stack.enter_context(open(tmp, "w", encoding="utf-8"))
+    with stack:
         t0 = time.perf_counter()
         for i, frame in enumerate(frames):
             if max_frames is not None and i >= max_frames:
@@ -204,9 +212,6 @@ def process_frames(
                 progress(i)
             t0 = time.perf_counter()
             sec["write"] += t0 - t3
-    finally:
-        if out is not None:
-            out.close()
     stats.detections = tracker.detections
     if glb_path is not None:
         if glb is None:
