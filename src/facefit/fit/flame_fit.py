@@ -172,7 +172,7 @@ def _world_rotations(pose: np.ndarray, parents: np.ndarray) -> tuple[np.ndarray,
     return rots, world
 
 
-class _Skinner:
+class FlameSkinner:
     """LBS restricted to the vertices the landmarks need, with coefficient Jacobians."""
 
     def __init__(self, flame: FlameModel, vertex_ids: np.ndarray) -> None:
@@ -237,7 +237,7 @@ def fit_flame_points(
     if emb.dynamic_corners is not None:
         corner_sets.append(emb.dynamic_corners.ravel())
     sel, inverse = np.unique(np.concatenate(corner_sets), return_inverse=True)
-    skin = _Skinner(flame, sel)
+    skin = FlameSkinner(flame, sel)
     static_local = inverse[: emb.corners.size].reshape(-1, 3)
     dyn_local = (inverse[emb.corners.size:].reshape(_NUM_YAW_BINS, 17, 3)
                  if emb.dynamic_corners is not None else None)
