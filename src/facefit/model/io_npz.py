@@ -26,7 +26,8 @@ key                   dtype/shape   meaning
                                     ``shape_total_variance`` () mm^2 written by `build`
 ====================  ============  ==========================================================
 
-Nothing is pickled: ``np.load(path, allow_pickle=False)`` reads every key.
+Nothing is pickled: `facefit.io.safe_pickle.read_npz` (pickle-free mode, sizes checked
+against the archive before allocation) reads every key; an object member is refused.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from facefit.io.atomic import atomic_path
+from facefit.io.safe_pickle import NpzArchive, PickleDataError, read_npz
 from facefit.model.load import ModelFileError, PathLike
 from facefit.model.morphable_model import MorphableModel
 
@@ -81,7 +83,7 @@ def save_npz(model: MorphableModel, path: PathLike) -> Path:
     return Path(path)
 
 
-def _str(z: np.lib.npyio.NpzFile, key: str, default: str = "") -> str:
+def _str(z: NpzArchive, key: str, default: str = "") -> str:
     return str(z[key][()]) if key in z.files else default
 
 
@@ -89,9 +91,11 @@ def load_npz(path: PathLike) -> MorphableModel:
     """Read a facefit ``.npz`` model; a missing key raises `ModelFileError` naming it."""
     p = Path(path)
     try:
-        z = np.load(p, allow_pickle=False)
-    except Exception as exc:
-        raise ModelFileError(p, f"not a readable .npz archive ({type(exc).__name__})") from None
+        z = read_npz(p, allow_pickle=False)
+    except PickleDataError as exc:
+        raise ModelFileError(p, str(exc)) from None
+    except OSError as exc:
+        raise ModelFileError(p, f"cannot read file ({exc.strerror or exc})") from None
     with z:
         try:
             files = set(z.files)
@@ -127,6 +131,8 @@ def load_npz(path: PathLike) -> MorphableModel:
             )
         except ModelFileError:
             raise
+        except PickleDataError as exc:
+            raise ModelFileError(p, str(exc)) from None
         except ValueError as exc:  # shape mismatches from MorphableModel, truncated members
             raise ModelFileError(p, str(exc).splitlines()[0]) from None
         except Exception as exc:

@@ -160,6 +160,8 @@ def read_eos_bin(path: PathLike) -> EosModelData:
                         names.append(r.string(f"blendshape[{i}].name"))
                         cols.append(r.matrix(f"blendshape[{i}].deformation").ravel())
                     kind = "blendshapes"
+                    if len({c.size for c in cols}) > 1:
+                        raise ModelFileError(p, "expression blendshapes differ in size")
                     expression = {"basis": np.stack(cols, axis=1) if cols else
                                   np.zeros((shape["mean"].size, 0), np.float32),
                                   "names": np.array(names)}
@@ -248,6 +250,18 @@ def _sibling(path: Path, patterns: tuple[str, ...]) -> Path | None:
     return None
 
 
+def _check_pca(block: dict[str, np.ndarray], n: int, what: str, path: Path) -> None:
+    """A PCA block of ``n`` flat values: basis (n, K), at least K eigenvalues, triangles
+    in range (eos writes an empty block for a missing colour model)."""
+    mean, basis, ev, tri = (block[k] for k in ("mean", "basis", "eigenvalues", "triangles"))
+    if mean.size != n or basis.ndim != 2 or basis.shape[0] != n or ev.size < basis.shape[1]:
+        raise ModelFileError(path, f"{what} has mean {mean.shape}, basis {basis.shape}, "
+                                   f"eigenvalues {ev.shape} for {n} values")
+    if tri.size and (tri.min() < 0 or tri.max() >= n // 3):
+        raise ModelFileError(path, f"{what}.triangle_list has vertex ids outside "
+                                   f"0..{n // 3 - 1}")
+
+
 def load_sfm(
     path: PathLike,
     landmark_mapping: PathLike | None = None,
@@ -262,12 +276,23 @@ def load_sfm(
     """
     p = Path(path)
     raw = read_eos_bin(p)
+    if raw.shape["mean"].size % 3 or raw.shape["mean"].size == 0:
+        raise ModelFileError(p, f"shape_model.mean has {raw.shape['mean'].size} values, "
+                                "not 3 per vertex")
     mean = flat_to_vertices(raw.shape["mean"]).astype(np.float64)
     v = mean.shape[0]
     if raw.shape["basis"].shape[0] != 3 * v:
         rows = raw.shape["basis"].shape[0]
         raise ModelFileError(p, f"shape_model.orthonormal_pca_basis has {rows} rows for "
                                 f"{3 * v} mean values")
+    _check_pca(raw.shape, 3 * v, "shape_model", p)
+    if raw.color["mean"].size:
+        _check_pca(raw.color, 3 * v, "color_model", p)
+    if raw.expression_kind == "pca":
+        _check_pca(raw.expression, 3 * v, "expression_model", p)
+    elif raw.expression_kind == "blendshapes" and raw.expression["basis"].shape[0] != 3 * v:
+        raise ModelFileError(p, f"expression blendshapes have {raw.expression['basis'].shape[0]}"
+                                f" values, expected {3 * v}")
     shape = flat_to_vertices(raw.shape["basis"] * np.sqrt(np.maximum(raw.shape["eigenvalues"],
                                                                      0.0)))
     notes: list[str] = [f"eos model version {raw.version}"]
@@ -284,7 +309,7 @@ def load_sfm(
     else:
         exp = np.zeros((v, 3, 0))
     albedo_mean = albedo_basis = None
-    if raw.color["mean"].size == 3 * v:
+    if raw.color["mean"].size == 3 * v and raw.color["basis"].size:
         albedo_mean = flat_to_vertices(raw.color["mean"]).astype(np.float32)
         albedo_basis = flat_to_vertices(raw.color["basis"] * np.sqrt(
             np.maximum(raw.color["eigenvalues"], 0.0))).astype(np.float32)

@@ -14,7 +14,13 @@ folder                    ICT-FaceKit ``FaceXModel/`` (`io_ict.load_ict`)
 ========================  ==========================================================
 
 Every reader reports a wrong or truncated file with one `ModelFileError` line that names
-the file and the missing key or field.
+the file and the missing key or field. No reader runs code from a file: pickles (FLAME,
+landmark embeddings, pickled ``.npz`` members) go through the allow-list unpickler of
+`facefit.io.safe_pickle`, which refuses any other global with ``pickle refers to
+MODULE.NAME, which a model file never needs``; array sizes announced by headers are checked
+against the bytes present before anything is allocated. `load_model` finally checks that
+every vertex id (triangles, landmarks, mirror map) is in range and every vertex value is
+finite, and turns any other failure of a reader on a malformed file into a `ModelFileError`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facefit.io.safe_pickle import PickleDataError, read_npy, read_npz
 from facefit.model.morphable_model import MorphableModel
 
 PathLike = str | os.PathLike[str]
@@ -71,7 +78,10 @@ def read_landmark_ids(path: PathLike) -> np.ndarray:
     ``[landmark_mappings]`` file that defines all 68 points."""
     p = Path(path)
     if p.suffix.lower() == ".npy":
-        ids = np.load(p, allow_pickle=False).astype(np.int64).ravel()
+        try:
+            ids = read_npy(p).astype(np.int64).ravel()
+        except (PickleDataError, OSError, ValueError, TypeError) as exc:
+            raise ModelFileError(p, f"not a readable .npy of vertex ids ({exc})") from None
     else:
         text = p.read_text(encoding="utf-8", errors="replace")
         if "landmark_mappings" in text or "landmarkMappings" in text:
@@ -98,7 +108,21 @@ def load_model(path: PathLike, landmarks: PathLike | None = None,
     (``landmark_mapping=`` for eos ``.bin``, ``embedding=`` for FLAME, ``expression=`` for
     BFM 2009).
     """
-    model = _load(Path(path), **options)
+    p = Path(path)
+    try:
+        model = _load(p, **options)
+    except (ModelFileError, MemoryError, ImportError, NameError, AssertionError):
+        raise  # MemoryError: a reader allocated without checking (a bug, never hidden)
+    except PickleDataError as exc:
+        raise ModelFileError(p, str(exc)) from None
+    except OSError as exc:
+        raise ModelFileError(p, f"cannot read file ({exc.strerror or exc})") from exc
+    except Exception as exc:
+        # a reader tripped over inconsistent data that its own checks did not name
+        detail = " ".join(str(exc).split())[:120]
+        raise ModelFileError(p, f"inconsistent model data ({type(exc).__name__}"
+                                f"{': ' + detail if detail else ''})") from exc
+    validate_model(model, p)
     if landmarks is not None:
         import dataclasses
 
@@ -121,10 +145,10 @@ def _load(p: Path, **options: object) -> MorphableModel:
         from facefit.model import io_facescape, io_npz
 
         try:
-            with np.load(p, allow_pickle=False) as z:
+            with read_npz(p) as z:
                 keys = set(z.files)
-        except Exception as exc:  # zip errors, truncated files
-            raise ModelFileError(p, f"not a readable .npz archive ({type(exc).__name__})") from None
+        except PickleDataError as exc:  # zip errors, truncated files
+            raise ModelFileError(p, str(exc)) from None
         if "shape_bm_core" in keys:
             return io_facescape.load_facescape(p, **options)  # type: ignore[arg-type]
         return io_npz.load_npz(p)
@@ -143,6 +167,24 @@ def _load(p: Path, **options: object) -> MorphableModel:
     from facefit.model import io_sfm
 
     return io_sfm.load_sfm(p, **options)  # type: ignore[arg-type]
+
+
+def validate_model(model: MorphableModel, path: PathLike) -> None:
+    """Raise `ModelFileError` unless every vertex id of ``model`` (triangles, landmark sets,
+    mirror map) is in 0..V-1 and its mean and bases are finite."""
+    v = model.num_vertices
+    if v == 0:
+        raise ModelFileError(path, "model has no vertices")
+    ids = {"triangles": model.triangles, "mirror_ids": model.mirror_ids,
+           **{f"landmark set '{k}'": np.asarray(i) for k, i in model.landmark_ids.items()}}
+    for what, arr in ids.items():
+        if arr.size and (arr.min() < 0 or arr.max() >= v):
+            raise ModelFileError(path, f"{what} has vertex ids outside 0..{v - 1}")
+    arrays = {"mean": model.mean, "shape basis": model.shape_basis,
+              "expression basis": model.expression_basis}
+    for what, arr in arrays.items():
+        if not np.isfinite(arr).all():
+            raise ModelFileError(path, f"{what} has non-finite values (NaN or infinity)")
 
 
 def save_model(model: MorphableModel, path: PathLike) -> Path:
