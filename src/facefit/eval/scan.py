@@ -24,41 +24,13 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from facefit.fit.core.rotation import Similarity, umeyama
+
+__all__ = ["NOW_IBUG68_IDS", "Similarity", "SurfaceQuery", "closest_points_on_triangles",
+           "umeyama"]
+
 NOW_IBUG68_IDS = np.array([36, 39, 42, 45, 30, 48, 54])
 NOSE_TIP_INDEX = 4
-
-
-@dataclass(frozen=True)
-class Similarity:
-    """``x -> scale * R @ x + t``: (3, 3) rotation, (3,) translation, scalar scale."""
-
-    scale: float
-    rotation: np.ndarray
-    translation: np.ndarray
-
-    def apply(self, points: np.ndarray) -> np.ndarray:
-        """Transform (N, 3) points."""
-        return self.scale * np.asarray(points, np.float64) @ self.rotation.T + self.translation
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True,
-            weights: np.ndarray | None = None) -> Similarity:
-    """Least-squares similarity mapping (N, 3) ``src`` onto (N, 3) ``dst`` (Umeyama 1991),
-    optionally with per-point weights (N,). Needs N >= 3 non-collinear points."""
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
-    w = w / w.sum()
-    mu_s, mu_d = w @ src, w @ dst
-    xs, xd = src - mu_s, dst - mu_d
-    cov = (xd * w[:, None]).T @ xs  # (3, 3) = sum w dst_c src_c^T
-    u, d, vt = np.linalg.svd(cov)
-    s = np.ones(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        s[2] = -1.0
-    rot = u @ np.diag(s) @ vt
-    var_s = float(w @ (xs**2).sum(axis=1))
-    scale = float((d * s).sum() / var_s) if with_scale else 1.0
-    return Similarity(scale, rot, mu_d - scale * rot @ mu_s)
 
 
 def closest_points_on_triangles(points: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray
