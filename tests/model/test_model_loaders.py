@@ -21,8 +21,9 @@ from _model_formats import (
     write_ibug_mapping,
 )
 
+from facefit.fit.bilinear_fit import fit_bilinear_landmarks
 from facefit.model import ModelFileError, load_model, save_model
-from facefit.model.io_facescape import fit_bilinear_landmarks, read_bilinear
+from facefit.model.io_facescape import read_bilinear
 from facefit.model.io_flame import NO_EMBEDDING, STATIC_ONLY, linear_blend_skinning, load_flame
 from facefit.model.io_sfm import read_eos_bin
 

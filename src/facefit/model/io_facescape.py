@@ -12,7 +12,7 @@ bilinear face model.
 
 A bilinear model is not linear in (identity, expression) jointly. `to_morphable_model` fixes
 one factor to make it linear in the other (identity basis at a fixed expression, expression
-basis at a fixed identity), and `fit_bilinear_landmarks` alternates the two linear solves.
+basis at a fixed identity), and `facefit.fit.bilinear_fit` alternates the two linear solves.
 facefit's own `build.build_bilinear` writes the same layout, with HOSVD factors instead.
 """
 
@@ -275,73 +275,3 @@ def to_morphable_model(
 def load_facescape(path: PathLike) -> MorphableModel:
     """FaceScape bilinear ``.npz`` linearised at the mean identity and neutral expression."""
     return to_morphable_model(read_bilinear(path))
-
-
-@dataclass
-class BilinearFit:
-    """Result of `fit_bilinear_landmarks`: weights, similarity transform and residuals (mm)."""
-
-    id_weights: np.ndarray
-    exp_weights: np.ndarray
-    scale: float
-    rotation: np.ndarray
-    translation: np.ndarray
-    rms_history: list[float]
-
-
-def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares s, R, t with dst ~ s R src + t (Umeyama 1991)."""
-    ms, md = src.mean(0), dst.mean(0)
-    a, b = src - ms, dst - md
-    u, sig, vt = np.linalg.svd(b.T @ a)
-    d = np.sign(np.linalg.det(u @ vt))
-    fix = np.diag([1.0, 1.0, d])
-    r = u @ fix @ vt
-    s = float((sig * np.diag(fix)).sum() / max((a ** 2).sum(), 1e-12))
-    return s, r, md - s * r @ ms
-
-
-def fit_bilinear_landmarks(
-    bm: BilinearModel,
-    target: np.ndarray,
-    landmark_ids: np.ndarray | None = None,
-    iterations: int = 10,
-    id_reg: float = 1e-3,
-    exp_reg: float = 1e-3,
-    align: bool = True,
-) -> BilinearFit:
-    """Fit identity and expression weights to 3D landmarks ``target`` (L, 3) mm.
-
-    Alternates: similarity alignment (if ``align``), then a ridge-regularised linear solve
-    for identity weights at the current expression (prior ``id_mean``, ``id_sigma``), then for
-    expression weights at the current identity (prior ``exp_neutral``, ``exp_sigma``).
-    ``landmark_ids`` default to ``bm.landmark_ids["ibug68"]``.
-    """
-    ids = np.asarray(bm.landmark_ids["ibug68"] if landmark_ids is None else landmark_ids)
-    y = np.asarray(target, np.float64)
-    w = bm.id_mean.copy()
-    e = bm.exp_neutral.copy()
-    s, r, t = 1.0, np.eye(3), np.zeros(3)
-    history: list[float] = []
-
-    def solve(basis: np.ndarray, goal: np.ndarray, prior: np.ndarray, sigma: np.ndarray,
-              lam: float) -> np.ndarray:
-        a = basis.reshape(-1, basis.shape[2])
-        reg = lam / np.maximum(sigma, 1e-12) ** 2
-        lhs = a.T @ a + np.diag(reg)
-        rhs = a.T @ goal.ravel() + reg * prior
-        return np.linalg.solve(lhs, rhs)
-
-    for _ in range(max(1, iterations)):
-        cur = bm.vertices(w, e, ids).astype(np.float64)
-        if align:
-            s, r, t = _similarity(cur, y)
-        local = ((y - t) @ r) / s  # target in the model frame
-        w = solve(bm.identity_basis(e, ids), local, bm.id_mean, bm.id_sigma, id_reg)
-        e = solve(bm.expression_basis(w, ids), local, bm.exp_neutral, bm.exp_sigma, exp_reg)
-        fitted = s * bm.vertices(w, e, ids).astype(np.float64) @ r.T + t
-        history.append(float(np.sqrt(((fitted - y) ** 2).sum(1).mean())))
-        if len(history) > 1 and abs(history[-2] - history[-1]) < 1e-9 * max(history[0], 1):
-            break
-    return BilinearFit(id_weights=w, exp_weights=e, scale=s, rotation=r, translation=t,
-                       rms_history=history)
