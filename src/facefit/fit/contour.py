@@ -13,10 +13,12 @@ Zhu et al., "High-Fidelity Pose and Expression Normalization", CVPR 2015).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facefit.model.morphable_model import MorphableModel
+if TYPE_CHECKING:
+    from facefit.model.morphable_model import MorphableModel
 
 
 @dataclass(frozen=True, eq=False)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facefit.fit.core.rotation import rodrigues
 from facefit.io.safe_pickle import (
     PickleDataError,
     SparseStandIn,
@@ -133,19 +134,6 @@ class FlameModel:
             return rest
         return linear_blend_skinning(rest, np.asarray(pose, np.float64), self.posedirs,
                                      self.j_regressor, self.weights, self.parents)
-
-
-def rodrigues(axis_angle: np.ndarray) -> np.ndarray:
-    """(N, 3) axis-angle vectors (radians) -> (N, 3, 3) rotation matrices."""
-    r = np.asarray(axis_angle, np.float64).reshape(-1, 3)
-    theta = np.linalg.norm(r, axis=1)
-    k = r / np.maximum(theta, 1e-12)[:, None]
-    kx = np.zeros((r.shape[0], 3, 3))
-    kx[:, 0, 1], kx[:, 0, 2] = -k[:, 2], k[:, 1]
-    kx[:, 1, 0], kx[:, 1, 2] = k[:, 2], -k[:, 0]
-    kx[:, 2, 0], kx[:, 2, 1] = -k[:, 1], k[:, 0]
-    s, c = np.sin(theta)[:, None, None], np.cos(theta)[:, None, None]
-    return np.eye(3) + s * kx + (1.0 - c) * (kx @ kx)
 
 
 def linear_blend_skinning(
