@@ -338,7 +338,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         _err(f"{_plural(len(paths), 'image')}, {_plural(summary.faces, 'face')}, "
              f"{n_failed} failed{extra} ({per:.2f} s/image) {arrow} {out}"
              f"{'' if is_url(out) else os.sep}", prefix="facefit: ")
-    bad = summary.failed + summary.no_face + summary.prior_failed + summary.lost
+    bad = (summary.failed + summary.no_face + summary.prior_failed + summary.prior_no_face
+           + summary.lost)
     return EXIT_FAILED if bad else EXIT_OK
 
 

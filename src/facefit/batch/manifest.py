@@ -26,6 +26,19 @@ MANIFEST_NAME = ".facefit-manifest.jsonl"
 
 FINISHED = ("done", "no_face")
 
+_HELD_FDS: set[int] = set()  # descriptors of the manifests this process holds locked
+
+
+def close_inherited() -> None:
+    """In a forked worker: close the driver's locked manifest descriptors, so that the lock
+    dies with the driver (a lock belongs to every process that has the descriptor)."""
+    for fd in list(_HELD_FDS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_FDS.clear()
+
 
 class ManifestLocked(RuntimeError):
     """Another run holds the manifest (the same output folder)."""
@@ -59,6 +72,7 @@ class Manifest:
             import fcntl
 
             fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _HELD_FDS.add(self._file.fileno())
         except BlockingIOError:
             self._file.close()
             raise ManifestLocked(f"{self.path}: another facefit run is using this output "
@@ -126,6 +140,7 @@ class Manifest:
         if not self._file.closed:
             self._file.flush()
             os.fsync(self._file.fileno())
+            _HELD_FDS.discard(self._file.fileno())
             self._file.close()
 
     def __enter__(self) -> Manifest:

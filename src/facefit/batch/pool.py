@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from facefit.batch.manifest import close_inherited
 from facefit.batch.work import (
     BatchConfig,
     ImageResult,
@@ -42,9 +44,25 @@ def run_serial(tasks: Iterable[ImageTask], config: BatchConfig, out_dir: str,
         yield process_image(task, config, out_dir, recon)
 
 
-def _warm(config: BatchConfig) -> None:
-    """Pool initializer: load the model and the detector once per worker."""
+def _warm(config: BatchConfig, parent: int) -> None:
+    """Pool initializer: die with the driver (a ``kill -9`` of it leaves no orphans), let go
+    of its manifest lock, then load the model and the detector once."""
+    _die_with_parent(parent)
+    close_inherited()
     reconstructor_for(config)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: ask for SIGKILL when the parent process ends (``prctl(PR_SET_PDEATHSIG)``)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # the parent died before the request
+        os._exit(1)
 
 
 def run_pool(tasks: Iterable[ImageTask], config: BatchConfig, out_dir: str, jobs: int,
@@ -54,7 +72,8 @@ def run_pool(tasks: Iterable[ImageTask], config: BatchConfig, out_dir: str, jobs
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
 
     def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_warm, initargs=(config,))
+        return ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_warm,
+                                   initargs=(config, os.getpid()))
 
     it = iter(tasks)
     pending: dict[Future[ImageResult], ImageTask] = {}

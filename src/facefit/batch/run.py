@@ -23,8 +23,9 @@ from facefit.batch.work import BatchConfig, ImageResult, ImageTask, clean_stagin
 
 @dataclass
 class BatchSummary:
-    """Counts of one run (``skipped``: finished by an earlier run; ``prior_failed``: failed
-    in an earlier run and not retried; ``lost``: in flight when a worker died)."""
+    """Counts of one run (``skipped``: finished by an earlier run, ``prior_no_face`` of them
+    without a face; ``prior_failed``: failed in an earlier run and not retried; ``lost``: in
+    flight when a worker died)."""
 
     images: int = 0
     faces: int = 0
@@ -32,6 +33,7 @@ class BatchSummary:
     no_face: int = 0
     skipped: int = 0
     prior_failed: int = 0
+    prior_no_face: int = 0
     lost: int = 0
     seconds: float = 0.0
     results: list[ImageResult] = field(default_factory=list)
@@ -100,6 +102,7 @@ def run_batch(
                     summary.prior_failed += 1
                 else:
                     summary.skipped += 1
+                    summary.prior_no_face += entry.state == "no_face"
                     summary.faces += entry.faces
                 continue
             todo.append(ImageTask(i, src, name))
