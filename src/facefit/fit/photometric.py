@@ -33,7 +33,9 @@ import cv2
 import numpy as np
 import torch
 
-from facefit.fit.landmark_fit import _Pose, _prepare, make_result
+from facefit.fit.landmark_fit import camera_pose as _Pose
+from facefit.fit.landmark_fit import make_result
+from facefit.fit.landmark_fit import prepare_model as _prepare
 from facefit.fit.result import FitResult
 from facefit.model.morphable_model import MorphableModel
 from facefit.render import differentiable as dr

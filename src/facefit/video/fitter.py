@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facefit.fit.landmark_fit import _Pose
+from facefit.fit.core.camera import camera_pose as _Pose
 from facefit.fit.multi_image import ViewPoints, fit_views
 from facefit.model.morphable_model import MorphableModel
 from facefit.video.smooth import PoseExpressionSmoother
