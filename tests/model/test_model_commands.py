@@ -40,7 +40,7 @@ def test_info_convert_list(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("FACEFIT_MODEL_DIR", str(tmp_path / "models"))
     assert run(["model", "list"]) == 0
     assert "bfm.npz" in capsys.readouterr().out
-    assert run(["model", "info", str(tmp_path / "missing.npz")]) == 1
+    assert run(["model", "info", str(tmp_path / "missing.npz")]) == 4  # model not loaded
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "file not found" in err
 

@@ -7,7 +7,8 @@ landmark embedding, a FaceScape ``.npz`` with pickled members) can run ``os.syst
 real model files need, and raises `RefusedGlobal` for anything else *before* anything is
 called (the check runs when the ``GLOBAL`` opcode is read, before any ``REDUCE``).
 
-What the allow-list admits and why (both the Python 2 and the Python 3 spellings):
+What the allow-list admits and why (Python 2 names such as ``__builtin__`` are first mapped
+to their Python 3 names, as `pickle` does):
 
 =====================================================  ====================================
 global                                                 why a model file needs it
@@ -20,7 +21,7 @@ global                                                 why a model file needs it
 ``numpy.core.numeric._frombuffer`` (and ``_core``)     arrays pickled with protocol 5
 ``_codecs.encode``                                     ``bytes`` in protocol-2 pickles
                                                        written by Python 3 (latin-1 only)
-``builtins.set`` / ``frozenset`` (``__builtin__``)     chumpy's pickled state
+``builtins.set`` / ``builtins.frozenset``             chumpy's pickled state
                                                        (``_dirty_vars`` is a set)
 ``chumpy.*`` (any class)                               FLAME's arrays are ``chumpy.ch.Ch``
                                                        objects: mapped to `StandIn`
@@ -49,6 +50,7 @@ path; callers add the path (`facefit.model.load.ModelFileError`).
 
 from __future__ import annotations
 
+import _compat_pickle
 import ast
 import io
 import os
@@ -267,8 +269,8 @@ ALLOWED: dict[tuple[str, str], object] = {
     ("numpy", "ndarray"): _ArrayType,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _Latin1Encode(),
-    **{(b, "set"): set for b in ("builtins", "__builtin__")},
-    **{(b, "frozenset"): frozenset for b in ("builtins", "__builtin__")},
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
 }
 """(module, name) -> what the unpickler returns; ``chumpy.*`` and ``scipy.sparse.*`` are
 handled by `SafeUnpickler.find_class` (stand-ins)."""
@@ -278,6 +280,9 @@ class SafeUnpickler(pickle.Unpickler):
     """`pickle.Unpickler` that resolves globals only through `ALLOWED` (module docstring)."""
 
     def find_class(self, module: str, name: str) -> Any:
+        # Python 2 names (``__builtin__.set``, ``copy_reg``...) as pickle itself maps them
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         key = (module, name)
         if key in ALLOWED:
             return ALLOWED[key]

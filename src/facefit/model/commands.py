@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+EXIT_MODEL = 4  # the model could not be loaded (the CLI's exit-code table)
 
-def _err(msg: str) -> int:
+
+def _err(msg: str, code: int = 1) -> int:
     print(f"facefit model: {msg}", file=sys.stderr)
-    return 1
+    return code
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -37,11 +39,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             try:
                 model = load_default_model()
             except ModelDataMissing as exc:
-                return _err(str(exc))
+                return _err(str(exc), EXIT_MODEL)
         else:
             model = load_model(args.path)
     except ModelFileError as exc:
-        return _err(str(exc))
+        return _err(str(exc), EXIT_MODEL)
     print(model_summary(model))
     return 0
 
@@ -62,6 +64,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     try:
         model = load_model(args.input)
+    except ModelFileError as exc:
+        return _err(str(exc), EXIT_MODEL)
+    try:
         out = save_model(model, args.output)
     except ModelFileError as exc:
         return _err(str(exc))

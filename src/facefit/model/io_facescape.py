@@ -96,7 +96,7 @@ class BilinearModel:
         return np.einsum("vcie,i->vce", core, w, optimize=True)
 
 
-MAX_FACTOR_SIZE = 1000  # identity / expression weights: FaceScape has 50 and 52
+MAX_FACTOR_SIZE = 512  # identity / expression weights: FaceScape has 50 and 52
 
 
 def _need(z: NpzArchive, key: str, path: Path) -> np.ndarray:

@@ -244,6 +244,8 @@ def complete_topology(
     nearest-reflected-vertex search. Returns ``(triangles, uv, mirror_ids, notes)`` where
     ``notes`` names what was made up.
     """
+    if not np.isfinite(points).all():
+        raise ValueError("vertex positions are not finite (NaN or infinity)")
     notes: list[str] = []
     built: tuple[np.ndarray, np.ndarray] | None = None
     topo = None
