@@ -226,10 +226,13 @@ def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _pull_push(color: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Fill ``color`` (H, W, 3) smoothly where the weight ``known`` (H, W; bool or in
-    [0, 1]) is below 1 (pull-push over a Gaussian pyramid): the result is
-    ``known * color + (1 - known) * fill``, so fully known texels are kept exactly."""
+    [0, 1]) is below 1: the result is ``known * color + (1 - known) * fill``, so fully
+    known texels are kept exactly. The fill is pull-push interpolation over a Gaussian
+    pyramid of the fully known texels only: a faded texel (hair or collar at the mesh
+    border) must not colour the fill it fades into."""
     w0 = np.clip(known.astype(np.float32), 0.0, 1.0)
-    levels = [(color * w0[..., None], w0)]
+    trusted = (w0 >= 0.999).astype(np.float32)
+    levels = [(color * trusted[..., None], trusted)]
     while min(levels[-1][1].shape) > 1:
         cw, w = levels[-1]
         levels.append((cv2.pyrDown(cw), cv2.pyrDown(w)))
@@ -240,7 +243,8 @@ def _pull_push(color: np.ndarray, known: np.ndarray) -> np.ndarray:
         alpha = np.minimum(4.0 * w, 1.0)[..., None]
         filled = alpha * (cw / np.maximum(w, 1e-6)[..., None]) + (1.0 - alpha) * up
     up = cv2.pyrUp(filled, dstsize=(w0.shape[1], w0.shape[0])).reshape(color.shape)
-    return w0[..., None] * color + (1.0 - w0[..., None]) * up
+    fill = np.where(trusted[..., None] > 0, color, up)
+    return w0[..., None] * color + (1.0 - w0[..., None]) * fill
 
 
 def texel_samples(

@@ -1,0 +1,63 @@
+"""Render a reconstructed face's textured mesh at given yaw angles with facefit's rasteriser
+(orthographic, texture only, back faces culled), for looking at textures. Usage::
+
+    python scripts/render_textured.py examples/astronaut.png --yaw 0 60 --out out/renders
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facefit.fit.camera import rotation_from_euler
+from facefit.io.image import load_image
+from facefit.reconstruct import Reconstructor
+from facefit.render.raster import interpolate, rasterize
+
+
+def render(vertices_mm: np.ndarray, triangles: np.ndarray, uv: np.ndarray,
+           texture: np.ndarray, yaw_deg: float, size: int = 512) -> np.ndarray:
+    """(size, size, 3) uint8: the mesh (model frame, y up, z to the viewer) turned by
+    ``yaw_deg`` about the vertical axis, textured, on a grey background."""
+    v = vertices_mm @ rotation_from_euler(yaw_deg, 0.0, 0.0).T
+    centre = 0.5 * (v.min(0) + v.max(0))
+    scale = 0.9 * size / np.ptp(v[:, :2], axis=0).max()
+    px = np.c_[(v[:, 0] - centre[0]) * scale + size / 2, (centre[1] - v[:, 1]) * scale
+               + size / 2, -v[:, 2] * scale].astype(np.float32)
+    r = rasterize(px, triangles, size, size, cull="back")
+    t = texture.shape[0]
+    st = interpolate(r, np.c_[uv[:, 0] * t - 0.5, (1.0 - uv[:, 1]) * t - 0.5].astype(np.float32))
+    out = np.full((size, size, 3), 60, np.uint8)
+    hit = r.triangle_id >= 0
+    samples = cv2.remap(texture, st[..., 0].astype(np.float32), st[..., 1].astype(np.float32),
+                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out[hit] = samples[hit]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("image", type=Path)
+    parser.add_argument("--yaw", type=float, nargs="+", default=[0.0, 60.0])
+    parser.add_argument("--out", type=Path, default=Path("out/renders"))
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args(argv)
+    rec = Reconstructor()
+    face = rec.reconstruct(load_image(args.image), max_faces=1)[0]
+    from facefit.io.export import export_vertices
+
+    verts = export_vertices(rec.model, face.fit) @ np.asarray(face.fit.rotation, np.float32)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for yaw in args.yaw:
+        img = render(verts, rec.model.triangles, rec.model.uv, face.texture, yaw)
+        path = args.out / f"{args.image.stem}{args.tag}_yaw{int(yaw)}.png"
+        cv2.imwrite(str(path), img[..., ::-1])
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
