@@ -123,3 +123,40 @@ def test_scan_error_bad_inputs() -> None:
         scan_error(recon, tris, recon_lm[:5], scan, scan_lm)
     with pytest.raises(ValueError, match="crop"):
         scan_error(recon, tris, recon_lm, scan + 1000.0, scan_lm)
+
+
+def _sphere_cap(radius: float, n: int = 121) -> tuple[np.ndarray, np.ndarray]:
+    """A fine triangulated cap (|x|, |y| <= 60 mm) of a sphere of ``radius`` centred at the
+    origin, facing +z; (V, 3), (F, 3)."""
+    verts, tris = _face_mesh(n)
+    xy = verts[:, :2] * 0.75
+    z = np.sqrt(radius**2 - (xy**2).sum(1))
+    return np.column_stack([xy, z]), tris
+
+
+def test_mesh_offset_along_normals_scores_offset() -> None:
+    """A mesh moved 1 mm along its normals (a sphere of radius 90 -> 91 mm) is 1 mm from
+    every scan point on the original surface: hand-computed, with the alignment fixed to
+    the identity (landmarks equal, no refinement); with the refinement it can only drop."""
+    rng = np.random.default_rng(0)
+    verts, tris = _sphere_cap(90.0)
+    offset = verts * (91.0 / 90.0)  # each vertex 1 mm along its (radial) normal
+    pts = _sample_surface(verts, tris, 4000, rng)
+    scan = pts * (90.0 / np.linalg.norm(pts, axis=1, keepdims=True))  # exactly on the sphere
+    lm = np.column_stack([LANDMARKS_XY * 0.5, np.zeros(7)])
+    lm[:, 2] = np.sqrt(90.0**2 - (lm[:, :2] ** 2).sum(1))
+    fixed = scan_error(offset, tris, lm, scan, lm, max_iterations=0)
+    assert fixed.transform.scale == pytest.approx(1.0, abs=1e-12)
+    # flat triangles lie inside the 91 mm sphere by at most edge^2 / (8 R) ~ 0.003 mm
+    assert fixed.median == pytest.approx(1.0, abs=0.005)
+    assert fixed.mean == pytest.approx(1.0, abs=0.005) and fixed.std < 0.005
+    refined = scan_error(offset, tris, lm, scan, lm, fit_points=1000)
+    assert refined.mean <= fixed.mean + 1e-9 and len(refined.distances) == len(fixed.distances)
+
+
+def test_fit_points_subset_matches_full_alignment() -> None:
+    recon, tris, recon_lm, scan, scan_lm, _ = _setup()
+    full = scan_error(recon, tris, recon_lm, scan, scan_lm)
+    sub = scan_error(recon, tris, recon_lm, scan, scan_lm, fit_points=500)
+    assert len(sub.distances) == len(full.distances)
+    assert sub.median == pytest.approx(full.median, abs=0.01)

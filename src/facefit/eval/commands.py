@@ -7,6 +7,10 @@
 * ``eval fid DIR_A DIR_B --features FILE``: FID (and KID) with a user-given feature network.
 * ``eval synthetic --n N [--seed S] [--out DIR]``: faces sampled from the model priors,
   rendered and re-fitted (landmark NME, pose and dense vertex errors; `facefit.eval.synthetic`).
+* ``eval shape --data {in-model,ict} [--ict DIR] [--photos K] --n N``: metric shape accuracy,
+  NoW-style scan-to-mesh distance of neutral fits against scans (the fitting model's own
+  faces, or ICT Face Model identities: a different model), mean face / landmark fit /
+  photometric rows (`facefit.eval.shape`).
 
 Without ``--pred`` the facefit pipeline is run on every image and its predictions are saved
 to ``OUT/<benchmark>_predictions.npz`` (the `facefit.eval.predictions` format), so the
@@ -85,6 +89,23 @@ def register(subparsers: Any) -> None:
     y.add_argument("--photometric-n", type=int, default=None,
                    help="photometric refinement of the first N faces only (slow on a CPU)")
     y.set_defaults(func=_cmd_synthetic)
+
+    h = sub.add_parser("shape", help="NoW-style shape accuracy on scans facefit did not make: "
+                       "in-model faces or ICT Face Model identities, 1 or more photos each")
+    h.add_argument("--data", choices=("in-model", "ict"), default="in-model",
+                   help="in-model: the fitting model's own random faces; ict: ICT identities")
+    h.add_argument("--ict", type=Path, help="ICT-FaceKit FaceXModel folder (for --data ict)")
+    h.add_argument("--model", type=Path, help="model file to fit (default: the default model)")
+    h.add_argument("--n", type=int, default=30, help="number of subjects")
+    h.add_argument("--photos", type=int, default=1, help="photos per subject (>1: joint fit)")
+    h.add_argument("--seed", type=int, default=0, help="random seed of the set")
+    h.add_argument("--max-yaw", type=float, default=30.0, help="yaw range of the photos, deg")
+    h.add_argument("--size", type=int, default=256, help="photo side in pixels")
+    h.add_argument("--iterations", type=int, default=100, help="photometric iterations")
+    h.add_argument("--no-photometric", action="store_true", help="skip the photometric row")
+    h.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
+    h.add_argument("--quiet", action="store_true", help="no per-subject progress")
+    h.set_defaults(func=_cmd_shape)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -246,6 +267,43 @@ def _cmd_synthetic(args: argparse.Namespace) -> int:
         Image.fromarray(contact_sheet(faces)).save(tmp, format="PNG")
     print(f"results: {out / 'synthetic.json'}, renders: {out / 'synthetic_examples.png'}",
           file=sys.stderr)
+    return 0
+
+
+def _cmd_shape(args: argparse.Namespace) -> int:
+    from facefit.eval.shape import evaluate_shape, ict_subject, in_model_subject
+    from facefit.model import ModelFileError, load_default_model, load_model
+
+    if args.n < 1 or args.photos < 1 or args.size < 64:
+        _err("--n and --photos must be >= 1, --size >= 64")
+        return 2
+    if args.data == "ict" and args.ict is None:
+        _err("--data ict needs --ict FOLDER (the ICT-FaceKit FaceXModel folder)")
+        return 2
+    try:
+        model = load_model(args.model) if args.model else load_default_model()
+        if args.data == "ict":
+            from facefit.model.io_ict import load_ict
+
+            ict = load_ict(args.ict)
+    except ModelFileError as exc:
+        _err(str(exc))
+        return 1
+
+    def subject(i: int):  # noqa: ANN202 - a ShapeSubject
+        rng = np.random.default_rng([args.seed, i])
+        if args.data == "ict":
+            return ict_subject(ict, rng, args.photos, args.max_yaw, args.size)
+        return in_model_subject(model, rng, args.photos, args.max_yaw, args.size)
+
+    report = evaluate_shape(model, subject, args.n, args.data, args.photos,
+                            photometric=not args.no_photometric, iterations=args.iterations,
+                            progress=not args.quiet, seed=args.seed, max_yaw=args.max_yaw)
+    print(report.table())
+    out = Path(args.out)
+    name = f"shape_{args.data}_{args.photos}.json"
+    _write_json(out / name, report.to_dict())
+    print(f"results: {out / name}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,381 @@
+"""Metric shape accuracy, NoW-style, on scans facefit did not make (``facefit eval shape``).
+
+Every subject is a neutral 3D "scan" with photos of it. Each method fits the photos and
+gives a neutral identity mesh (expression 0); `facefit.eval.scan.scan_error` scores it
+NoW-style (Sanyal et al., CVPR 2019: 7-landmark similarity alignment, then ICP; distance of
+every scan point within 95 mm of the nose tip to the fitted surface; median, mean, std).
+
+Data:
+
+* ``in-model``: faces of the fitting model itself (shape N(0, 1), mild expression
+  N(0, 0.5²), smooth random albedo, SH light, yaw within ±``max_yaw``; rendered by
+  `facefit.render.synthetic.make_synthetic_face`); the scan is the true neutral mesh's
+  vertices. The mean vertex error after a rigid (Kabsch) alignment is reported too, as in
+  `facefit.eval.synthetic`.
+* ``ict``: cross-model scans: random identities of the ICT Face Model (Li et al., CVPR 2020;
+  built from light-stage scans, a different model and topology from BFM) with identity
+  N(0, 1) on all its modes; photos render the ICT head (skin, eyes, mouth; its own
+  triangles) with a neutral-to-mild expression (0-2 ARKit blendshapes at weights up to
+  0.4), varied smooth albedo with darker brows and lips, second-order SH light and pose,
+  with facefit's differentiable renderer; the scan is the vertices of the ICT face region.
+
+Methods (one row each): ``mean face`` (no fit: the model's mean), ``landmarks`` (MediaPipe +
+landmark fit; several photos: `facefit.fit.multi_image.fit_same_person`), ``photometric``
+(that fit refined by `facefit.fit.photometric.refine_photometric`, several photos:
+`facefit.fit.multi_photometric.refine_photometric_multi`).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from facefit.eval.scan import NOSE_TIP_INDEX, NOW_IBUG68_IDS, crop_scan, scan_error
+from facefit.model.morphable_model import MorphableModel
+
+METHODS = ("mean face", "landmarks", "photometric")
+ICT_EXPRESSIONS = ("jawOpen", "mouthSmile_L", "mouthSmile_R", "browInnerUp_L",
+                   "browInnerUp_R", "mouthFunnel", "eyeSquint_L", "eyeSquint_R",
+                   "mouthFrown_L", "mouthFrown_R", "cheekPuff_L", "mouthPucker")
+"""Blendshapes drawn for the mild expressions of ICT photos."""
+FIT_POINTS = 2000
+"""Scan points the NoW alignment is refined on (a fixed random subset; all are scored)."""
+
+
+@dataclass(frozen=True, eq=False)
+class ShapeSubject:
+    """One scanned subject and its photos.
+
+    Attributes:
+        scan: (S, 3) float64 neutral scan points, mm.
+        scan_landmarks: (7, 3) NoW landmarks of the scan (`NOW_IBUG68_IDS` order), mm.
+        images: (H, W, 3) uint8 photos.
+        true_vertices: (V, 3) the true neutral mesh in the fitting model's topology (in-model
+            data only; for the mean vertex error), else None.
+        yaw_deg: the yaw of each photo.
+    """
+
+    scan: np.ndarray
+    scan_landmarks: np.ndarray
+    images: list[np.ndarray]
+    true_vertices: np.ndarray | None = None
+    yaw_deg: tuple[float, ...] = ()
+
+
+@dataclass
+class ShapeRow:
+    """Per-subject errors of one method."""
+
+    method: str
+    median_mm: list[float] = field(default_factory=list)
+    mean_mm: list[float] = field(default_factory=list)
+    vertex_mm: list[float] = field(default_factory=list)
+    failures: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class ShapeReport:
+    """A benchmark table: data, photos per subject, subjects, rows."""
+
+    data: str
+    photos: int
+    n: int
+    rows: dict[str, ShapeRow]
+    seed: int = 0
+    max_yaw: float = 0.0
+
+    def table(self) -> str:
+        """Text table; medians and means are over subjects of the per-subject NoW median /
+        mean scan-to-mesh distances (mm)."""
+        has_v = any(r.vertex_mm for r in self.rows.values())
+        head = (f"shape ({self.data}, {self.photos} photo{'s' if self.photos > 1 else ''}, "
+                f"n={self.n}, yaw ±{self.max_yaw:.0f}°, seed {self.seed}): NoW-style "
+                f"scan-to-mesh, mm")
+        lines = [head, f"{'method':<14}{'median':>8}{'mean':>8}{'std':>8}"
+                 + (f"{'vertex':>8}" if has_v else "") + f"{'vs mean':>9}{'failed':>8}"
+                 f"{'s/subj':>8}"]
+        base = self.rows.get("mean face")
+        b = float(np.mean(base.median_mm)) if base and base.median_mm else float("nan")
+        for name, r in self.rows.items():
+            med = float(np.mean(r.median_mm)) if r.median_mm else float("nan")
+            mean = float(np.mean(r.mean_mm)) if r.mean_mm else float("nan")
+            std = float(np.std(r.median_mm)) if r.median_mm else float("nan")
+            line = f"{name:<14}{med:>8.3f}{mean:>8.3f}{std:>8.3f}"
+            if has_v:
+                v = float(np.mean(r.vertex_mm)) if r.vertex_mm else float("nan")
+                line += f"{v:>8.3f}"
+            rel = 100 * (med / b - 1) if np.isfinite(b) and b > 0 else float("nan")
+            line += f"{rel:>8.1f}%{r.failures:>8d}{r.seconds / max(self.n, 1):>8.2f}"
+            lines.append(line)
+        lines.append("median/mean/std: mean over subjects of each subject's median / mean "
+                     "scan-to-mesh distance, std of the medians; vertex: rigid-aligned mean "
+                     "vertex error (in-model only); vs mean: median relative to the mean face; "
+                     "failed: no face detected (scored as the mean face)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"data": self.data, "photos": self.photos, "n": self.n, "seed": self.seed,
+                "max_yaw_deg": self.max_yaw,
+                "protocol": "NoW-style scan-to-mesh (Sanyal et al. CVPR 2019), mm",
+                "rows": {k: {"median_mm": r.median_mm, "mean_mm": r.mean_mm,
+                             "vertex_mm": r.vertex_mm, "failures": r.failures,
+                             "seconds": r.seconds} for k, r in self.rows.items()}}
+
+
+# ---------------------------------------------------------------------------------------
+# Subjects
+
+
+def now_landmarks(vertices: np.ndarray, ibug68_ids: np.ndarray) -> np.ndarray:
+    """(7, 3) NoW landmarks (`NOW_IBUG68_IDS`) of a mesh with 68 iBUG landmark vertex ids."""
+    return np.asarray(vertices, np.float64)[np.asarray(ibug68_ids)[NOW_IBUG68_IDS]]
+
+
+def rigid_vertex_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean distance (mm) between corresponding vertex sets after the best rotation and
+    translation of ``a`` onto ``b`` (Kabsch, Acta Cryst. 1976)."""
+    from facefit.fit.core.rotation import umeyama
+
+    t = umeyama(a, b, with_scale=False)
+    return float(np.linalg.norm(t.apply(a) - np.asarray(b, np.float64), axis=1).mean())
+
+
+def in_model_subject(model: MorphableModel, rng: np.random.Generator, photos: int = 1,
+                     max_yaw: float = 30.0, size: int = 256) -> ShapeSubject:
+    """A random face of ``model`` (shape N(0, 1)) and ``photos`` renders of it."""
+    from facefit.render.synthetic import make_synthetic_face, smooth_albedo
+
+    shape = rng.normal(0, 1, model.num_shape).clip(-3, 3).astype(np.float32)
+    albedo = smooth_albedo(model, rng)
+    faces = [make_synthetic_face(model, rng, size=size, max_yaw=max_yaw, shape=shape,
+                                 albedo=albedo) for _ in range(photos)]
+    truth = model.vertices(shape).astype(np.float64)
+    lm = now_landmarks(truth, model.landmark_ids["ibug68"])
+    from facefit.fit.camera import euler_from_rotation
+
+    return ShapeSubject(truth, lm, [f.image for f in faces], truth,
+                        tuple(float(euler_from_rotation(f.rotation)[0]) for f in faces))
+
+
+@functools.lru_cache(maxsize=1)
+def _ict_render_setup(ict: object) -> dict:
+    """Triangles to render, the face scan vertex ids and albedo masks of an `ICTModel`."""
+    from facefit.model.io_ict import ICTModel
+
+    assert isinstance(ict, ICTModel)
+    neutral = ict.neutral.astype(np.float64)
+    lm = ict.landmark_ids["ibug68"]
+    # Soft masks for darker brows and lips (distance to their landmarks on the neutral head).
+    def near(ids: np.ndarray, radius: float) -> np.ndarray:
+        from scipy.spatial import cKDTree
+
+        p = neutral[lm[ids]]  # the landmark polyline, 8 points per segment
+        t = np.linspace(0, 1, 8, endpoint=False)[:, None, None]
+        line = (p[:-1][None] * (1 - t) + p[1:][None] * t).reshape(-1, 3)
+        d, _ = cKDTree(np.concatenate([line, p[-1:]])).query(neutral)
+        return np.clip(1.5 - d / radius, 0.0, 1.0)
+
+    face = ict.regions["face"]
+    return {
+        "triangles": np.concatenate([ict.region_triangles("head"),
+                                     ict.region_triangles("eyes"),
+                                     ict.region_triangles("teeth")]),
+        "face_ids": face,
+        "brows": np.maximum(near(np.arange(17, 22), 4.0), near(np.arange(22, 27), 4.0)),
+        "lips": np.maximum(near(np.r_[48:60, 48], 3.0), near(np.r_[60:68, 60], 3.0)),
+        "eyes": np.isin(np.arange(ict.num_vertices), ict.regions.get("eyes", [])),
+        "mirror": ict.mirror_ids(),
+    }
+
+
+def ict_albedo(ict: object, rng: np.random.Generator) -> np.ndarray:
+    """(V, 3) float32 random albedo of an ICT head: a smooth, nearly symmetric skin field
+    (random tone), darker brows, reddish lips, white sclera with a dark iris."""
+    setup = _ict_render_setup(ict)
+    x = ict.neutral.astype(np.float64)  # type: ignore[attr-defined]
+    tone = np.array([0.72, 0.53, 0.44]) * rng.uniform(0.6, 1.15) + rng.normal(0, 0.03, 3)
+    field = np.zeros((len(x), 3))
+    for _ in range(10):  # smooth blobs, radius 15-40 mm (as render.synthetic.smooth_albedo)
+        c = x[rng.integers(len(x))]
+        r = rng.uniform(15, 40)
+        field += np.exp(-((x - c) ** 2).sum(1) / (2 * r * r))[:, None] * rng.normal(0, 1, 3)
+    field = 0.8 * (field + field[setup["mirror"]]) / 2 + 0.2 * field
+    field /= max(np.abs(field).max(), 1e-9)
+    alb = tone * (1 + 0.12 * field)
+    brow = setup["brows"][:, None] * rng.uniform(0.35, 0.7)
+    alb = alb * (1 - brow)
+    lip = setup["lips"][:, None] * rng.uniform(0.2, 0.45)
+    alb = alb * (1 - lip) + lip * np.array([0.55, 0.25, 0.25]) * tone / tone.mean()
+    eyes = setup["eyes"]
+    # Sclera bright; the iris: eyeball vertices in front (largest z per eye) darker.
+    alb[eyes] = 0.8
+    ev = np.flatnonzero(eyes)
+    for side in (x[ev, 0] < 0, x[ev, 0] >= 0):
+        ids = ev[side]
+        if len(ids):
+            front = x[ids, 2] > x[ids, 2].max() - 4.0
+            alb[ids[front]] = rng.uniform(0.1, 0.35) * np.array([0.9, 0.75, 0.6])
+    return np.clip(alb, 0, 1).astype(np.float32)
+
+
+def render_ict(ict: object, vertices: np.ndarray, albedo: np.ndarray,
+               rng: np.random.Generator, size: int = 256, max_yaw: float = 30.0,
+               noise: float = 0.01, face_fraction: float = 0.6
+               ) -> tuple[np.ndarray, float, np.ndarray]:
+    """Render ICT head ``vertices`` (V, 3, mm) with its own triangles (head skin, eyes,
+    mouth; not the transparent eye shells), random pose (yaw within ±``max_yaw``, pitch
+    ±10°, roll ±5°), random SH light and a smooth background, scaled orthographic like
+    `facefit.render.synthetic.make_synthetic_face`. Returns the uint8 image, the yaw
+    (degrees) and the (V, 3) image-space vertices."""
+    import cv2
+    import torch
+
+    from facefit.fit.camera import rotation_from_euler
+    from facefit.render import differentiable as dr
+    from facefit.render.synthetic import random_light
+
+    setup = _ict_render_setup(ict)
+    lm = ict.landmark_ids["ibug68"]  # type: ignore[attr-defined]
+    yaw = float(rng.uniform(-max_yaw, max_yaw))
+    rot = rotation_from_euler(yaw, rng.uniform(-10, 10), rng.uniform(-5, 5))
+    x = np.asarray(vertices, np.float64)
+    width = np.ptp(x[lm][:, 0])
+    scale = face_fraction * size / width / 1.3
+    v = x @ rot.T
+    t = np.array([size / 2, size / 2]) + rng.uniform(-0.05, 0.05, 2) * size
+    t -= scale * np.array([v[lm, 0].mean(), -v[lm, 1].mean()])
+    verts = np.stack([scale * v[:, 0] + t[0], -scale * v[:, 1] + t[1], -scale * v[:, 2]], 1)
+    sh, _ = random_light(rng)
+    color, cover = dr.render(torch.as_tensor(verts, dtype=torch.float32), setup["triangles"],
+                             size, size, torch.as_tensor(albedo), torch.as_tensor(sh))
+    bg = cv2.resize(rng.uniform(0.1, 0.9, (6, 6, 3)).astype(np.float32), (size, size),
+                    interpolation=cv2.INTER_CUBIC)
+    img = np.where(cover.numpy()[..., None], color.numpy(), bg)
+    img = img + rng.normal(0, noise, img.shape)
+    return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), yaw, verts
+
+
+def ict_subject(ict: object, rng: np.random.Generator, photos: int = 1, max_yaw: float = 30.0,
+                size: int = 256, expression: bool = True) -> ShapeSubject:
+    """A random ICT identity (N(0, 1) on every identity mode): its neutral face region as
+    the scan and ``photos`` renders with mild random expressions (`render_ict`)."""
+    setup = _ict_render_setup(ict)
+    ident = rng.normal(0, 1, ict.num_identity).clip(-3, 3)  # type: ignore[attr-defined]
+    neutral = ict.vertices(ident).astype(np.float64)  # type: ignore[attr-defined]
+    albedo = ict_albedo(ict, rng)
+    names = list(ict.expression_names)  # type: ignore[attr-defined]
+    pool = [names.index(n) for n in ICT_EXPRESSIONS if n in names]
+    images, yaws = [], []
+    for _ in range(photos):
+        w = np.zeros(len(names))
+        if expression and pool and rng.random() < 0.7:
+            k = int(rng.integers(1, 3))
+            w[rng.choice(pool, k, replace=False)] = rng.uniform(0.1, 0.4, k)
+        verts = ict.vertices(ident, w)  # type: ignore[attr-defined]
+        img, yaw, _ = render_ict(ict, verts, albedo, rng, size=size, max_yaw=max_yaw)
+        images.append(img)
+        yaws.append(yaw)
+    lm7 = now_landmarks(neutral, ict.landmark_ids["ibug68"])  # type: ignore[attr-defined]
+    return ShapeSubject(neutral[setup["face_ids"]], lm7, images, None, tuple(yaws))
+
+
+# ---------------------------------------------------------------------------------------
+# Fitting and scoring
+
+
+def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: object,
+                photometric: bool, iterations: int = 100
+                ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(landmark-fit shape, photometric shape) coefficients of one subject's photos, or
+    (None, None) when a photo has no detected face. One photo: `fit_landmarks` and
+    `refine_photometric`; several: `fit_same_person` and `refine_photometric_multi`."""
+    faces = []
+    for img in images:
+        found = detector.detect(img, max_faces=1)  # type: ignore[attr-defined]
+        if not found:
+            return None, None
+        faces.append(found[0])
+    if len(images) == 1:
+        from facefit.fit.landmark_fit import fit_landmarks
+
+        fit = fit_landmarks(model, faces[0], image_size=images[0].shape[1::-1])
+        if not photometric:
+            return fit.shape_coeffs, None
+        from facefit.fit.photometric import refine_photometric
+
+        res = refine_photometric(model, fit, images[0], iterations=iterations)
+        return fit.shape_coeffs, res.fit.shape_coeffs
+    from facefit.fit.multi_image import fit_same_person, view_from_face
+
+    views = [view_from_face(model, f) for f in faces]
+    multi = fit_same_person(model, views)
+    if not photometric:
+        return multi.shape_coeffs, None
+    from facefit.fit.multi_photometric import refine_photometric_multi
+
+    res = refine_photometric_multi(model, multi.fits, list(images),
+                                   landmarks_px=[v.points_px for v in views],
+                                   landmark_vertex_ids=[v.vertex_ids for v in views],
+                                   iterations=iterations)
+    return multi.shape_coeffs, res.shape_coeffs
+
+
+def score(model: MorphableModel, shape: np.ndarray | None, subject: ShapeSubject
+          ) -> tuple[float, float, float | None, np.ndarray]:
+    """NoW median and mean (mm), the rigid mean vertex error (in-model) and the (S,)
+    distance of every scan point (NaN outside the crop) of the model's neutral mesh for
+    ``shape`` (None: the mean face)."""
+    verts = (model.mean if shape is None else model.vertices(shape)).astype(np.float64)
+    lm = now_landmarks(verts, model.landmark_ids["ibug68"])
+    r = scan_error(verts, model.triangles, lm, subject.scan, subject.scan_landmarks,
+                   fit_points=FIT_POINTS)
+    full = np.full(len(subject.scan), np.nan)
+    full[crop_scan(subject.scan, subject.scan_landmarks[NOSE_TIP_INDEX])] = r.distances
+    vtx = None
+    if subject.true_vertices is not None:
+        vtx = rigid_vertex_error(verts, subject.true_vertices)
+    return r.median, r.mean, vtx, full
+
+
+def evaluate_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject], n: int,
+                   data: str, photos: int, photometric: bool = True, iterations: int = 100,
+                   detector: object | None = None, progress: bool = True, seed: int = 0,
+                   max_yaw: float = 30.0, keep: dict | None = None) -> ShapeReport:
+    """Run the mean-face, landmark and (optionally) photometric rows on ``n`` subjects
+    (``subjects(i)`` makes subject i). ``keep``, if given, receives per-method lists of the
+    per-scan-point distances (for heat maps)."""
+    if detector is None:
+        from facefit.detect.mediapipe import MediaPipeDetector
+
+        detector = MediaPipeDetector()
+    methods = METHODS if photometric else METHODS[:2]
+    rows = {m: ShapeRow(m) for m in methods}
+    for i in range(n):
+        subject = subjects(i)
+        t0 = time.perf_counter()
+        lm_shape, ph_shape = fit_neutral(model, subject.images, detector, photometric,
+                                         iterations)
+        dt = time.perf_counter() - t0
+        shapes = {"mean face": None, "landmarks": lm_shape, "photometric": ph_shape}
+        for m in methods:
+            if m != "mean face" and lm_shape is None:
+                rows[m].failures += 1
+            med, mean, vtx, dist = score(model, shapes[m], subject)
+            rows[m].median_mm.append(med)
+            rows[m].mean_mm.append(mean)
+            if vtx is not None:
+                rows[m].vertex_mm.append(vtx)
+            if keep is not None:
+                keep.setdefault(m, []).append(dist)
+        rows["landmarks"].seconds += dt
+        if progress:
+            cells = " ".join(f"{m} {rows[m].median_mm[-1]:.3f}" for m in methods)
+            print(f"[{i + 1}/{n}] {data} yaw {','.join(f'{y:.0f}' for y in subject.yaw_deg)}: "
+                  f"{cells} ({dt:.1f} s)", file=sys.stderr, flush=True)
+    return ShapeReport(data, photos, n, rows, seed, max_yaw)

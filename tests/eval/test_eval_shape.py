@@ -1,0 +1,99 @@
+"""Shape benchmark (`facefit.eval.shape`): ICT renders use the ICT topology, scoring against
+known answers, the ``eval shape`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facefit.eval import shape as S
+from facefit.model.io_ict import ICTModel
+from facefit.render.raster import rasterize
+
+
+@pytest.fixture(scope="module")
+def model():
+    from facefit.model import load_default_model
+
+    return load_default_model()
+
+
+def _toy_ict() -> ICTModel:
+    """A small ICT-like head: a 30x30 dome (face material on the front rows, back head on the
+    rest), two identity modes, three blendshapes, 68 landmarks on the dome."""
+    n = 30
+    u, v = np.meshgrid(np.linspace(-80, 80, n), np.linspace(-100, 100, n))
+    z = 60 * np.exp(-(u**2 + v**2) / (2 * 60.0**2))
+    neutral = np.column_stack([u.ravel(), v.ravel(), z.ravel()]).astype(np.float32)
+    idx = np.arange(n * n).reshape(n, n)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel(), idx[1:, :-1].ravel()
+    tri = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)]).astype(np.int32)
+    mat = (np.abs(neutral[tri].mean(1)[:, 0]) > 50).astype(np.int32)  # sides: back head
+    rng = np.random.default_rng(0)
+    ident = rng.normal(0, 1, (n * n, 3, 2)).astype(np.float32)
+    expr = rng.normal(0, 1, (n * n, 3, 3)).astype(np.float32)
+    lm = np.sort(rng.choice(np.flatnonzero(np.abs(neutral[:, 0]) < 40), 68, replace=False))
+    # a plausible 68-point layout is not needed; only eye corners/nose tip/mouth corners used
+    face_ids = np.unique(tri[mat == 0])
+    return ICTModel(neutral, ident, expr, ["jawOpen", "mouthSmile_L", "eyeBlink_L"], tri,
+                    np.zeros((0, 2), np.float32), np.full_like(tri, -1),
+                    np.zeros((n * n, 2), np.float32), mat, ["M_Face", "M_BackHead"],
+                    {"face": face_ids, "head": np.arange(n * n),
+                     "eyes": np.zeros(0, np.int64), "teeth": np.zeros(0, np.int64)},
+                    {"ibug68": lm})
+
+
+def test_ict_render_uses_ict_topology() -> None:
+    ict = _toy_ict()
+    verts = ict.vertices(np.array([0.5, -0.5]))
+    albedo_w = np.ones((ict.num_vertices, 3), np.float32)
+    img_w, _, px = S.render_ict(ict, verts, albedo_w, np.random.default_rng(3), size=96,
+                                noise=0.0)
+    img_b, _, px_b = S.render_ict(ict, verts, 0 * albedo_w, np.random.default_rng(3), size=96,
+                                  noise=0.0)
+    np.testing.assert_array_equal(px, px_b)
+    covered = np.abs(img_w.astype(int) - img_b).max(2) > 2  # lit white vs black: face pixels
+    mask = rasterize(px, ict.region_triangles("head"), 96, 96).mask
+    assert mask.sum() > 500
+    assert (covered == mask).mean() > 0.99  # only edge pixels may differ
+    assert len(S._ict_render_setup(ict)["triangles"]) == len(ict.triangles)
+
+
+def test_ict_subject_scan_is_the_neutral_face() -> None:
+    ict = _toy_ict()
+    sub = S.ict_subject(ict, np.random.default_rng(1), photos=2, size=80)
+    assert len(sub.images) == 2 and sub.images[0].shape == (80, 80, 3)
+    ident = np.random.default_rng(1).normal(0, 1, 2).clip(-3, 3)  # the first draw
+    neutral = ict.vertices(ident)
+    np.testing.assert_allclose(sub.scan, neutral[ict.regions["face"]], atol=1e-4)
+    lm = ict.landmark_ids["ibug68"][[36, 39, 42, 45, 30, 48, 54]]
+    np.testing.assert_allclose(sub.scan_landmarks, neutral[lm], atol=1e-4)
+
+
+def test_scores_true_shape_near_zero(model) -> None:
+    sub = S.in_model_subject(model, np.random.default_rng(0), photos=1, size=96)
+    shape = np.random.default_rng(0).normal(0, 1, model.num_shape).clip(-3, 3)
+    med, mean, vtx, dist = S.score(model, shape.astype(np.float32), sub)
+    assert med < 0.02 and mean < 0.05 and vtx < 1e-3
+    med0, _, vtx0, _ = S.score(model, None, sub)
+    assert med0 > 0.3 and vtx0 > 1.0
+    # independent: the mean face's rigid vertex error by a hand-written Kabsch
+    a = model.mean.astype(np.float64) - model.mean.mean(0)
+    b = sub.true_vertices - sub.true_vertices.mean(0)
+    u, _, vt = np.linalg.svd(b.T @ a)
+    r = u @ np.diag([1, 1, np.linalg.det(u @ vt)]) @ vt
+    assert vtx0 == pytest.approx(np.linalg.norm(a @ r.T - b, axis=1).mean(), rel=1e-4)
+    assert np.isnan(dist).sum() == len(dist) - np.isfinite(dist).sum()
+
+
+def test_eval_shape_command(model, tmp_path: Path, capsys) -> None:
+    from facefit.cli import main
+
+    rc = main(["eval", "shape", "--data", "in-model", "--n", "1", "--no-photometric",
+               "--size", "192", "--quiet", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "mean face" in out and "landmarks" in out
+    assert (tmp_path / "shape_in-model_1.json").is_file()
+    assert main(["eval", "shape", "--data", "ict", "--n", "1"]) == 2
