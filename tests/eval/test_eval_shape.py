@@ -28,7 +28,8 @@ def _toy_ict() -> ICTModel:
     z = 60 * np.exp(-(u**2 + v**2) / (2 * 60.0**2))
     neutral = np.column_stack([u.ravel(), v.ravel(), z.ravel()]).astype(np.float32)
     idx = np.arange(n * n).reshape(n, n)
-    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel(), idx[1:, :-1].ravel()
+    a, b = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel()
+    c, d = idx[1:, 1:].ravel(), idx[1:, :-1].ravel()
     tri = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)]).astype(np.int32)
     mat = (np.abs(neutral[tri].mean(1)[:, 0]) > 50).astype(np.int32)  # sides: back head
     rng = np.random.default_rng(0)
