@@ -43,8 +43,9 @@ def test_one_face_with_plausible_fit(outputs) -> None:
 def test_every_format_written_and_meshes_load_back(outputs) -> None:
     model, _, out, json_path = outputs
     names = {p.name for p in out.iterdir()}
-    for suffix in (".obj", ".mtl", ".png", ".ply", ".glb", ".npz", "_overlay.png"):
+    for suffix in (".obj", ".mtl", ".png", ".ply", ".glb", ".npz"):
         assert f"astronaut_face0{suffix}" in names
+    assert "astronaut_overlay.jpg" in names  # one overlay per image
     assert not [n for n in names if n.startswith(".") or ".part" in n]
     nv, nf = model.num_vertices, len(model.triangles)
     for suffix in (".obj", ".glb", ".ply"):
@@ -60,3 +61,33 @@ def test_every_format_written_and_meshes_load_back(outputs) -> None:
     assert len(face["shape_coeffs"]) == model.num_shape
     npz = np.load(out / "astronaut_face0.npz")
     np.testing.assert_allclose(npz["landmarks_68_2d"], face["landmarks_68_2d"], atol=1e-2)
+
+
+def test_texture_from_the_face_crop_equals_the_whole_photo(outputs) -> None:
+    """Texturing the face's crop (what `Reconstructor` does) gives the same texture and
+    vertex colours as texturing the whole photo."""
+    from facefit.reconstruct import crop_to_face
+    from facefit.texture.extract import extract_texture
+
+    model, faces, _, _ = outputs
+    image = load_image(EXAMPLE)
+    fit = faces[0].fit
+    crop, verts = crop_to_face(image, fit.verts_px)
+    assert crop.shape[0] * crop.shape[1] < 0.5 * image.shape[0] * image.shape[1]
+    full = extract_texture(model, fit.verts_px, image, size=128)
+    cropped = extract_texture(model, verts, crop, size=128)
+    for a, b in ((cropped[0], full[0]), (cropped[1], full[1]),
+                 (faces[0].vertex_colors, extract_texture(model, fit.verts_px, image)[1])):
+        diff = np.abs(a.astype(int) - b)  # float32 shift of the vertices: rounding only
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_crop_to_face_clips_to_the_image() -> None:
+    from facefit.reconstruct import crop_to_face
+
+    image = np.zeros((100, 80, 3), np.uint8)
+    verts = np.array([[-20, 10, 0], [50, 130, 1], [30, 40, 2]], np.float32)
+    crop, shifted = crop_to_face(image, verts)
+    assert crop.shape == (92, 53, 3)  # rows 10 - 2 .. 100, columns 0 .. 50 + 3
+    np.testing.assert_allclose(shifted, verts - [0, 8, 0])
+    assert np.shares_memory(crop, image)

@@ -269,9 +269,6 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.camera == "orthographic" and args.focal_px is not None:
         args.parser.error("--focal-px needs --camera perspective")
     camera = args.camera or ("perspective" if args.focal_px is not None else "orthographic")
-    textured = _needs_texture(args.formats)
-    if not textured:
-        args.texture_size = 0  # only textured formats need the texture step
 
     remote_inputs = [p for p in args.inputs if is_url(p)]
     paths = _list_inputs(args.inputs, args.recursive)
@@ -292,6 +289,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
         recon = _make_reconstructor(args, camera)
         return run_same_person(args, [Path(p) for p in paths], Path(out), recon, _exporter())
+    if not _needs_texture(args.formats):
+        args.texture_size = 0  # only textured formats need the texture step
     distributed = args.cluster is not None or args.dask
     jobs = args.jobs or auto_jobs(len(paths), available_cores())
     recon = None

@@ -67,10 +67,14 @@ def run_same_person(args: argparse.Namespace, paths: Sequence[Path], out_dir: Pa
         image = load_image(path)
         texture = colors = None
         if size:
+            from facefit.io.export import needs_texture
+            from facefit.reconstruct import crop_to_face
             from facefit.texture.extract import extract_texture, texel_samples
 
-            texture, colors = extract_texture(model, fit.verts_px, image, size=size)
-            c, w = texel_samples(model, fit.verts_px, image, size=size)
+            crop, verts = crop_to_face(image, fit.verts_px)  # work sized to the face
+            if needs_texture(args.formats):  # per-photo texture only for textured formats
+                texture, colors = extract_texture(model, verts, crop, size=size)
+            c, w = texel_samples(model, verts, crop, size=size)
             colours.append(c)
             weights.append(w)
         rec = Reconstruction(face, fit, texture, colors, {"fit": fit_ms}, photo)
