@@ -98,3 +98,18 @@ def test_reconstructor_uses_the_bilinear_fit(bm_path) -> None:
     fit = rec.reconstruct(np.zeros((480, 640, 3), np.uint8))[0].fit
     assert "bilinear_exp_weights" in fit.extras and fit.vertices_mm is not None
     assert fit.residual_px < 1.0
+
+
+def test_bilinear_contour_landmarks_follow_the_silhouette(bm_path) -> None:
+    model = load_model(bm_path)
+    bm = bilinear_from_model(model)
+    px = project(bm, ID_MEAN, bm.exp_neutral, rotation_from_euler(40.0, 0.0, 0.0))
+    face = FaceLandmarks(box=np.array([0, 0, 640, 480], np.float64), score=1.0,
+                         points_px=px.astype(np.float32), depth_px=None, scheme="ibug68")
+    res = fit_bilinear_landmarks_2d(model, face, (640, 480), alternations=5)
+    contour, plain = res.landmarks_68_2d_contour, res.landmarks_68_2d
+    np.testing.assert_array_equal(contour[17:], plain[17:])
+    # each jaw point is the image of a mesh vertex, and some moved off their fixed vertex
+    d = np.linalg.norm(contour[:17, None] - res.verts_px[None, :, :2], axis=2).min(1)
+    assert d.max() < 1e-4
+    assert np.abs(contour[:17] - plain[:17]).max() > 1.0

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
-from facefit.fit.camera import Camera, euler_from_rotation
+from facefit.fit.camera import Camera
 from facefit.fit.core.camera import ScaledOrthographicCamera
 from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.rotation import umeyama
 from facefit.fit.core.solver import solve_linear_map
-from facefit.fit.result import FitResult
+from facefit.fit.landmark_fit import fit_points, silhouette_contour
+from facefit.fit.result import FitResult, assemble_result
 from facefit.model.io_facescape import BilinearModel
 from facefit.model.morphable_model import MorphableModel
 
@@ -99,8 +100,6 @@ def fit_bilinear_points(
         iterations: Gauss-Newton steps of `fit_points` per half-step.
         tol_px: stop when the RMS residual changes less than this.
     """
-    from facefit.fit.landmark_fit import fit_points
-
     ids = np.asarray(vertex_ids, np.int64)
     pts = np.asarray(points_px, np.float64)
     local = np.arange(len(ids))
@@ -155,15 +154,10 @@ def bilinear_result(model: MorphableModel, bm: BilinearModel, fit: BilinearFit2D
     camera = ScaledOrthographicCamera(fit.rotation, fit.scale, fit.translation)
     verts_px = camera.image_points(verts).astype(np.float32)
     lm = verts_px[model.landmark_ids["ibug68"]]
-    yaw, pitch, roll = euler_from_rotation(fit.rotation)
-    return FitResult(
-        shape_coeffs=fit.id_coeffs.astype(np.float32),
-        expression_coeffs=fit.exp_coeffs.astype(np.float32), rotation=fit.rotation.copy(),
-        translation=fit.translation.copy(), scale=fit.scale, camera=Camera(), yaw_deg=yaw,
-        pitch_deg=pitch, roll_deg=roll, verts_px=verts_px, landmarks_68_2d=lm[:, :2].copy(),
-        landmarks_68_3d=lm.copy(), landmarks_68_2d_contour=lm[:, :2].copy(),
-        residual_px=fit.rms_history[-1], num_landmarks=num_landmarks,
-        iterations=len(fit.rms_history), vertices_mm=verts.astype(np.float32),
+    return assemble_result(
+        camera, Camera(), verts_px, lm, silhouette_contour(model, verts_px, lm), fit.id_coeffs,
+        fit.exp_coeffs, fit.rms_history[-1], num_landmarks, len(fit.rms_history),
+        vertices_mm=verts,
         extras={"bilinear_id_weights": fit.id_weights.astype(np.float32),
                 "bilinear_exp_weights": fit.exp_weights.astype(np.float32)})
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
-from facefit.fit.camera import Camera, euler_from_rotation
+from facefit.fit.camera import Camera
 from facefit.fit.core.camera import (
     NUM_POSE_PARAMS,
     ScaledOrthographicCamera,
@@ -43,7 +43,7 @@ from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.residuals import landmark_rows
 from facefit.fit.core.rotation import rodrigues
 from facefit.fit.core.solver import NormalEquations, levenberg_marquardt
-from facefit.fit.result import FitResult
+from facefit.fit.result import FitResult, assemble_result
 from facefit.model.io_flame import FlameModel, linear_blend_skinning
 
 EYES_NOTE = ("eyeball rotations are left at 0: the 68 iBUG landmarks lie on the eyelids and "
@@ -351,19 +351,12 @@ def flame_result(flame: FlameModel, fit: FlameFit) -> FitResult:
         contour[:17] = dyn[:, :2]
         if emb.ibug_index[0] > 0:
             lm3[:17] = dyn
-    yaw, pitch, roll = euler_from_rotation(fit.rotation)
-    return FitResult(
-        shape_coeffs=fit.shape_coeffs.astype(np.float32),
-        expression_coeffs=fit.expression_coeffs.astype(np.float32),
-        rotation=fit.rotation.copy(), translation=fit.translation.copy(), scale=fit.scale,
-        camera=Camera(), yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll, verts_px=verts_px,
-        landmarks_68_2d=lm3[:, :2].copy(), landmarks_68_3d=lm3, landmarks_68_2d_contour=contour,
-        residual_px=fit.residual_px, num_landmarks=fit.num_landmarks, iterations=fit.iterations,
-        vertices_mm=verts.astype(np.float32),
+    return assemble_result(
+        camera, Camera(), verts_px, lm3, contour, fit.shape_coeffs, fit.expression_coeffs,
+        fit.residual_px, fit.num_landmarks, fit.iterations, vertices_mm=verts,
         extras={"flame_pose": fit.pose.astype(np.float32),
                 "flame_jaw_pose": fit.pose[JAW].astype(np.float32) if len(fit.pose) > JAW
-                else np.zeros(3, np.float32)},
-    )
+                else np.zeros(3, np.float32)})
 
 
 def fit_flame_landmarks(

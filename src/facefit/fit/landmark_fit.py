@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
-from facefit.fit.camera import Camera, euler_from_rotation
+from facefit.fit.camera import Camera
 from facefit.fit.contour import ContourCandidates, contour_candidates, match_contour
 from facefit.fit.core.camera import (
     NUM_POSE_PARAMS,
@@ -38,12 +38,12 @@ from facefit.fit.correspondence import (
     correspondence_for,
     mediapipe_to_ibug68,
 )
-from facefit.fit.result import FitResult
+from facefit.fit.result import FitResult, assemble_result
 from facefit.model.morphable_model import MorphableModel
 
 __all__ = ["LandmarkBlocks", "PreparedModel", "camera_pose", "contour_residual",
-           "estimate_scaled_orthographic", "fit_landmarks", "fit_points", "make_result",
-           "prepare_model"]
+           "estimate_scaled_orthographic", "face_points", "fit_landmarks", "fit_points",
+           "make_result", "model_contour", "prepare_model", "silhouette_contour"]
 
 @dataclass(frozen=True, eq=False)
 class PreparedModel:
@@ -59,13 +59,25 @@ class PreparedModel:
 _PREPARED: weakref.WeakKeyDictionary[MorphableModel, PreparedModel] = weakref.WeakKeyDictionary()
 
 
+_CONTOURS: weakref.WeakKeyDictionary[MorphableModel, ContourCandidates] = (
+    weakref.WeakKeyDictionary())
+
+
+def model_contour(model: MorphableModel) -> ContourCandidates:
+    """`contour_candidates` of ``model`` (computed once per model object)."""
+    cont = _CONTOURS.get(model)
+    if cont is None:
+        cont = _CONTOURS[model] = contour_candidates(model)
+    return cont
+
+
 def prepare_model(model: MorphableModel) -> PreparedModel:
     """The `PreparedModel` of ``model`` (computed once per model object)."""
     prep = _PREPARED.get(model)
     if prep is None:
         basis = np.concatenate([model.shape_basis, model.expression_basis], axis=2)
         basis = np.ascontiguousarray(basis, dtype=np.float32)
-        cont = contour_candidates(model)
+        cont = model_contour(model)
         prep = PreparedModel(basis, basis.reshape(-1, basis.shape[2]), cont,
                              basis[cont.vertex_ids].astype(np.float64),
                              model.mean[cont.vertex_ids].astype(np.float64))
@@ -220,6 +232,26 @@ def fit_points(
     return coeffs[:ks].astype(np.float32), coeffs[ks:].astype(np.float32), pose, rms, n
 
 
+def face_points(model: MorphableModel, face: FaceLandmarks,
+                correspondence: LandmarkCorrespondence | None = None
+                ) -> tuple[np.ndarray, np.ndarray | None, LandmarkCorrespondence]:
+    """(points (P, 2) px, relative depth (P,) or None, correspondence) of a detection for
+    ``model``: MediaPipe-468 points fall back to their iBUG-68 subset (without depth) when the
+    model has no dense MediaPipe correspondence."""
+    points = np.asarray(face.points_px, np.float64)
+    depth = face.depth_px
+    if correspondence is None:
+        try:
+            correspondence = correspondence_for(model, face.scheme)
+        except ValueError:
+            if face.scheme != "mediapipe468":
+                raise
+            points = mediapipe_to_ibug68(points)
+            correspondence = correspondence_for(model, "ibug68")
+            depth = None
+    return points, depth, correspondence
+
+
 def fit_landmarks(
     model: MorphableModel,
     face: FaceLandmarks,
@@ -247,18 +279,7 @@ def fit_landmarks(
         depth_weight: weight of the detector's relative depth per landmark (when it gives
             one), relative to an image-plane residual; 0 ignores depth.
     """
-    points = np.asarray(face.points_px, np.float64)
-    depth_all = face.depth_px
-    if correspondence is None:
-        try:
-            correspondence = correspondence_for(model, face.scheme)
-        except ValueError:
-            if face.scheme != "mediapipe468":
-                raise
-            points = mediapipe_to_ibug68(points)
-            correspondence = correspondence_for(model, "ibug68")
-            depth_all = None
-    corr = correspondence
+    points, depth_all, corr = face_points(model, face, correspondence)
     size = float(np.sqrt(np.prod(points.max(0) - points.min(0))))
     w, h = image_size
     cam = Camera()
@@ -291,20 +312,21 @@ def make_result(model: MorphableModel, shape: np.ndarray, expr: np.ndarray, pose
         d0 = float(np.median(depth))
         depth = (depth - d0) * pose.focal / d0
         verts_px = np.column_stack([xy, depth]).astype(np.float32)
-    lm = model.landmark_ids["ibug68"]
-    lm3 = verts_px[lm]
-    contour2d = lm3[:, :2].copy()
-    cand = verts_px[prep.contour.vertex_ids, :2]
-    idx = match_contour(lm3[:17, :2], cand, verts_px[prep.contour.centre_id, :2])
+    lm3 = verts_px[model.landmark_ids["ibug68"]]
+    return assemble_result(pose, camera, verts_px, lm3, silhouette_contour(model, verts_px, lm3),
+                           shape, expr, rms, n, iterations)
+
+
+def silhouette_contour(model: MorphableModel, verts_px: np.ndarray, landmarks_3d: np.ndarray
+                       ) -> np.ndarray:
+    """(68, 2) ``landmarks_3d[:, :2]`` with the 17 jaw points moved to the visible silhouette of
+    the image-space mesh ``verts_px`` (V, 3) of ``model`` (300-W convention)."""
+    cont = model_contour(model)
+    contour2d = np.array(landmarks_3d[:, :2], np.float32)
+    cand = verts_px[cont.vertex_ids, :2]
+    idx = match_contour(contour2d[:17], cand, verts_px[cont.centre_id, :2])
     contour2d[:17][idx >= 0] = cand[idx[idx >= 0]]
-    yaw, pitch, roll = euler_from_rotation(pose.rotation)
-    return FitResult(
-        shape_coeffs=shape, expression_coeffs=expr, rotation=pose.rotation.copy(),
-        translation=np.asarray(pose.translation, np.float64).copy(), scale=float(pose.scale),
-        camera=camera, yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll, verts_px=verts_px,
-        landmarks_68_2d=lm3[:, :2].copy(), landmarks_68_3d=lm3.copy(),
-        landmarks_68_2d_contour=contour2d, residual_px=rms, num_landmarks=n,
-        iterations=iterations)
+    return contour2d
 
 
 # Former private names, kept for callers that have not moved to the public ones yet.

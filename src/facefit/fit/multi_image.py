@@ -23,10 +23,10 @@ from facefit.fit.camera import Camera
 from facefit.fit.core.camera import NUM_POSE_PARAMS, ScaledOrthographicCamera
 from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.solver import BlockArrowNormalEquations, NormalEquations, gauss_newton
-from facefit.fit.correspondence import correspondence_for, mediapipe_to_ibug68
 from facefit.fit.landmark_fit import (
     LandmarkBlocks,
     contour_residual,
+    face_points,
     fit_points,
     make_result,
     prepare_model,
@@ -164,16 +164,7 @@ def view_from_face(model: MorphableModel, face: FaceLandmarks, landmark_sigma: f
                    depth_weight: float = 1.0) -> ViewPoints:
     """`ViewPoints` of one detection, with the correspondence and noise level that
     `facefit.fit.landmark_fit.fit_landmarks` uses."""
-    points = np.asarray(face.points_px, np.float64)
-    depth_all = face.depth_px
-    try:
-        corr = correspondence_for(model, face.scheme)
-    except ValueError:
-        if face.scheme != "mediapipe468":
-            raise
-        points = mediapipe_to_ibug68(points)
-        corr = correspondence_for(model, "ibug68")
-        depth_all = None
+    points, depth_all, corr = face_points(model, face)
     size = float(np.sqrt(np.prod(points.max(0) - points.min(0))))
     depth = None if depth_all is None else np.asarray(depth_all, np.float64)[corr.landmark_index]
     return ViewPoints(points[corr.landmark_index], corr.vertex_ids,

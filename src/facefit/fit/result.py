@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facefit.fit.camera import Camera
+from facefit.fit.core.rotation import euler_from_rotation
 
 if TYPE_CHECKING:
+    from facefit.fit.core.camera import CameraPose
     from facefit.model.morphable_model import MorphableModel
 
 
@@ -69,3 +71,27 @@ def model_frame_vertices(model: MorphableModel, fit: FitResult) -> np.ndarray:
     if fit.vertices_mm is not None:
         return np.asarray(fit.vertices_mm, np.float32)
     return model.vertices(fit.shape_coeffs, fit.expression_coeffs)
+
+
+def assemble_result(pose: CameraPose, camera: Camera, verts_px: np.ndarray,
+                    landmarks_3d: np.ndarray, contour_2d: np.ndarray, shape: np.ndarray,
+                    expression: np.ndarray, residual_px: float, num_landmarks: int,
+                    iterations: int, vertices_mm: np.ndarray | None = None,
+                    extras: dict[str, np.ndarray] | None = None) -> FitResult:
+    """The one `FitResult` constructor of every model kind: pose fields and Euler angles from
+    the fitted camera ``pose``, the image-space mesh (V, 3) and 68 landmarks (68, 3) with the
+    silhouette-following jaw ``contour_2d`` (68, 2)."""
+    yaw, pitch, roll = euler_from_rotation(pose.rotation)
+    lm3 = np.asarray(landmarks_3d, np.float32)
+    return FitResult(
+        shape_coeffs=np.asarray(shape, np.float32),
+        expression_coeffs=np.asarray(expression, np.float32),
+        rotation=np.array(pose.rotation, np.float64),
+        translation=np.array(pose.translation, np.float64), scale=float(pose.scale),
+        camera=camera, yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll,
+        verts_px=np.asarray(verts_px, np.float32), landmarks_68_2d=lm3[:, :2].copy(),
+        landmarks_68_3d=lm3.copy(), landmarks_68_2d_contour=np.asarray(contour_2d, np.float32),
+        residual_px=float(residual_px), num_landmarks=int(num_landmarks),
+        iterations=int(iterations),
+        vertices_mm=None if vertices_mm is None else np.asarray(vertices_mm, np.float32),
+        extras={} if extras is None else dict(extras))
