@@ -137,6 +137,133 @@ def test_large_image_beyond_pillow_default_limit(tmp_path: Path,
     _assert_one_line(err, tmp_path / "big.png", "image too large")
 
 
+def png_of_one_colour(path: Path, w: int, h: int, rgb: tuple[int, int, int]) -> int:
+    """A valid 8-bit RGB PNG of ``w`` x ``h`` pixels of one colour, written without ever
+    holding the pixels: one deflate block of 100 rows, repeated after full flushes (a
+    decompression bomb: 20000x15000 is 0.9 MB). Returns the file size."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+
+    rows = 100
+    assert h % rows == 0
+    block = (b"\0" + bytes(rgb) * w) * rows
+    c = zlib.compressobj(9)
+    first = c.compress(block) + c.flush(zlib.Z_FULL_FLUSH)
+    again = c.compress(block) + c.flush(zlib.Z_FULL_FLUSH)  # no reference to earlier data
+    end = c.flush()[:-4]
+    adler = 1
+    for _ in range(h // rows):
+        adler = zlib.adler32(block, adler)
+    idat = first + again * (h // rows - 1) + end + struct.pack(">I", adler)
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    path.write_bytes(data)
+    return len(data)
+
+
+def test_one_colour_png_writer_is_a_valid_png(tmp_path: Path) -> None:
+    png_of_one_colour(tmp_path / "c.png", 300, 200, (200, 150, 120))
+    out = load_image(tmp_path / "c.png")
+    assert out.shape == (200, 300, 3)
+    assert (out == np.array([200, 150, 120], np.uint8)).all()
+
+
+def test_pixel_limit_argument_environment_default(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import facefit.io.image as mod
+
+    p = tmp_path / "c.png"
+    png_of_one_colour(p, 400, 300, (10, 20, 30))  # 0.12 MP
+    monkeypatch.delenv(mod.MAX_PIXELS_ENV, raising=False)
+    assert mod.pixel_limit() == mod.MAX_PIXELS == 100_000_000
+    with pytest.raises(ImageError) as err:
+        load_image(p, max_pixels=100_000)
+    _assert_one_line(err, p, "image too large (400×300 = 0 MP; the limit is 0 MP")
+    assert "--max-pixels" in str(err.value)
+    monkeypatch.setenv(mod.MAX_PIXELS_ENV, "1e5")  # what --max-pixels sets
+    with pytest.raises(ImageError, match="image too large"):
+        load_image(p)
+    assert load_image(p, max_pixels=120_000).shape == (300, 400, 3)  # argument wins
+    monkeypatch.setenv(mod.MAX_PIXELS_ENV, "120000")
+    assert load_image(p).shape == (300, 400, 3)
+
+
+def test_decompression_bomb_refused_from_the_header(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 0.9 MB PNG of 300 megapixels is refused before any pixel is decoded."""
+    import time
+
+    monkeypatch.delenv("FACEFIT_MAX_PIXELS", raising=False)
+    p = tmp_path / "bomb.png"
+    assert png_of_one_colour(p, 20000, 15000, (200, 150, 120)) < 1_000_000
+    decoded = []
+    real = Image._getdecoder
+    monkeypatch.setattr(Image, "_getdecoder", lambda *a: decoded.append(1) or real(*a))
+    t0 = time.perf_counter()
+    with pytest.raises(ImageError) as err:
+        load_image(p)
+    assert time.perf_counter() - t0 < 2.0 and not decoded
+    _assert_one_line(err, p, "image too large (20000×15000 = 300 MP; the limit is 100 MP")
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_png_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, depth: int) -> None:
+    import cv2
+
+    rgb = RNG.integers(0, 2**depth, (5, 7, 3)).astype(np.uint8 if depth == 8 else np.uint16)
+    cv2.imwrite(str(tmp_path / "c.png"), rgb[..., ::-1])
+    calls = {"pillow": 0, "opencv": 0}
+    real_load, real_decode = Image._getdecoder, cv2.imdecode
+
+    def pillow_load(*args):
+        calls["pillow"] += 1
+        return real_load(*args)
+
+    def opencv_decode(*args):
+        calls["opencv"] += 1
+        return real_decode(*args)
+
+    monkeypatch.setattr(Image, "_getdecoder", pillow_load)
+    monkeypatch.setattr(cv2, "imdecode", opencv_decode)
+    out = load_image(tmp_path / "c.png")
+    want = rgb if depth == 8 else np.rint(rgb / 257.0).astype(np.uint8)
+    np.testing.assert_array_equal(out, want)
+    assert calls == ({"pillow": 1, "opencv": 0} if depth == 8 else {"pillow": 0, "opencv": 1})
+
+
+def test_png_orientation_from_a_late_exif_chunk(tmp_path: Path) -> None:
+    """An eXIf chunk after the image data (allowed by the PNG spec) still turns the image."""
+    import struct
+    import zlib
+
+    a = _rgb(4, 6)
+    Image.fromarray(a).save(tmp_path / "o.png")
+    data = (tmp_path / "o.png").read_bytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    body = exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif") else exif.tobytes()
+    chunk = (struct.pack(">I", len(body)) + b"eXIf" + body
+             + struct.pack(">I", zlib.crc32(b"eXIf" + body) & 0xFFFFFFFF))
+    (tmp_path / "o.png").write_bytes(data[:-12] + chunk + data[-12:])  # before IEND
+    np.testing.assert_array_equal(load_image(tmp_path / "o.png"), np.rot90(a, k=-1))
+
+
+def test_truncated_16bit_png(tmp_path: Path) -> None:
+    import cv2
+
+    rgb = RNG.integers(0, 65536, (64, 64, 3)).astype(np.uint16)
+    p = tmp_path / "c48.png"
+    cv2.imwrite(str(p), rgb)
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    with pytest.raises(ImageError) as err:
+        load_image(p)
+    _assert_one_line(err, p, "truncated or corrupt image data")
+
+
 # ---- errors -------------------------------------------------------------------------------
 
 def test_empty_file(tmp_path: Path) -> None:

@@ -11,7 +11,12 @@ it upright from its EXIF orientation, and converts every common mode to 8-bit RG
 * ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` are converted with Pillow;
 * multi-frame files (GIF, TIFF) give their first frame.
 
-Images up to `MAX_PIXELS` (300 MP, e.g. 20000×15000) load; larger ones are refused.
+Every file is decoded once. Decompression bombs (a small file that decodes to a huge image,
+e.g. a 1 MB PNG of 300 megapixels of one colour) are refused from the header, before
+decoding: images over the pixel limit (`pixel_limit`: the ``max_pixels`` argument, else the
+``FACEFIT_MAX_PIXELS`` environment variable that ``--max-pixels`` sets, else `MAX_PIXELS`,
+100 MP, e.g. 12000×8000) raise `ImageError` ``image too large``. Pillow's own bomb check is
+replaced by this limit; its limits on compressed text chunks stay.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-MAX_PIXELS = 300_000_000
+MAX_PIXELS = 100_000_000
+MAX_PIXELS_ENV = "FACEFIT_MAX_PIXELS"
 IMAGE_SUFFIXES = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
     ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga",
@@ -37,6 +43,28 @@ _ORIENTATION_TAG = 0x0112
 _OPEN_LOCK = threading.Lock()
 
 
+def pixel_limit(max_pixels: int | None = None) -> int:
+    """The largest image (or video frame) decoded, in pixels: ``max_pixels`` if given, else
+    ``$FACEFIT_MAX_PIXELS`` (set by ``--max-pixels``), else `MAX_PIXELS`."""
+    if max_pixels is not None:
+        return int(max_pixels)
+    env = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if env:
+        try:
+            return int(float(env))
+        except ValueError:
+            raise ValueError(f"{MAX_PIXELS_ENV}={env!r} is not a number of pixels") from None
+    return MAX_PIXELS
+
+
+def too_large(width: int, height: int, limit: int) -> str | None:
+    """The one-line problem when ``width`` x ``height`` exceeds ``limit`` pixels, else None."""
+    if width * height <= limit:
+        return None
+    return (f"image too large ({width}×{height} = {width * height / 1e6:.0f} MP; the limit "
+            f"is {limit / 1e6:.0f} MP: raise it with --max-pixels)")
+
+
 class ImageError(ValueError):
     """An input image that cannot be used; ``str(err)`` is one line ``"PATH: problem"``."""
 
@@ -46,28 +74,34 @@ class ImageError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read ``path`` as an upright (H, W, 3) uint8 RGB array; raises `ImageError`."""
+def load_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> np.ndarray:
+    """Read ``path`` as an upright (H, W, 3) uint8 RGB array; raises `ImageError`.
+
+    ``max_pixels``: refuse larger images from their header, before decoding (default:
+    `pixel_limit`)."""
     p = Path(path)
     head = _check_file(p)
+    limit = pixel_limit(max_pixels)
     try:
         with _open(p) as im:
             w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise ImageError(p, f"image too large ({w}×{h} = {w * h / 1e6:.0f} MP; "
-                                    f"the limit is {MAX_PIXELS / 1e6:.0f} MP)")
+            problem = too_large(w, h, limit)
+            if problem:
+                raise ImageError(p, problem)
             if w == 0 or h == 0:
                 raise ImageError(p, f"image has no pixels ({w}×{h})")
             fmt = im.format
-            orientation = im.getexif().get(_ORIENTATION_TAG, 1)
-            if fmt == "PNG" and im.mode in ("RGB", "RGBA") and _png_bit_depth(head) == 16:
-                im.load()  # decode fully with Pillow too, so that truncation is caught
-                rgb = _png16_rgb(p)
-            else:
+            # (Pillow's getexif decodes a whole PNG to look for a late eXIf chunk: for PNGs
+            # the orientation comes from the chunk walk of `_verify` instead)
+            orientation = 1 if fmt == "PNG" else im.getexif().get(_ORIENTATION_TAG, 1)
+            png16 = fmt == "PNG" and im.mode in ("RGB", "RGBA") and _png_bit_depth(head) == 16
+            if not png16:
                 im.load()
                 rgb = _to_rgb(im)
         if fmt == "PNG":
-            _verify(p)
+            orientation = _verify(p)  # CRCs and end marker (catches a cut-off file), EXIF
+        if png16:
+            rgb = _png16_rgb(p)  # decoded once, by OpenCV (Pillow would drop the low byte)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -147,11 +181,32 @@ def _open(p: Path) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def _verify(p: Path) -> None:
-    """Check a PNG's chunk CRCs and its end marker (`load` ignores a cut-off tail)."""
+def _verify(p: Path) -> int:
+    """Check a PNG's chunk CRCs and its end marker (`load` ignores a cut-off tail), without
+    decoding; returns the EXIF orientation from an eXIf chunk anywhere in the file (1)."""
     assert not ImageFile.LOAD_TRUNCATED_IMAGES, "facefit needs LOAD_TRUNCATED_IMAGES False"
     with _open(p) as im:
         im.verify()
+        raw = im.info.get("exif") or _late_png_exif(p)
+    if not raw:
+        return 1
+    exif = Image.Exif()
+    exif.load(raw)
+    return int(exif.get(_ORIENTATION_TAG, 1))
+
+
+def _late_png_exif(p: Path) -> bytes | None:
+    """The payload of an eXIf chunk after the image data (walks chunk headers only)."""
+    with open(p, "rb") as fh:
+        fh.seek(8)
+        while True:
+            head = fh.read(8)
+            if len(head) < 8 or head[4:] == b"IEND":
+                return None
+            length = int.from_bytes(head[:4], "big")
+            if head[4:] == b"eXIf":
+                return fh.read(length)
+            fh.seek(length + 4, os.SEEK_CUR)
 
 
 def _png_bit_depth(head: bytes) -> int:
