@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facefit.eval.scan import NOSE_TIP_INDEX, NOW_IBUG68_IDS, crop_scan, scan_error
+from facefit.fit.core.camera import ScaledOrthographicCamera
 from facefit.model.morphable_model import MorphableModel
 
 METHODS = ("mean face", "landmarks", "photometric")
@@ -250,7 +251,7 @@ def render_ict(ict: object, vertices: np.ndarray, albedo: np.ndarray,
     v = x @ rot.T
     t = np.array([size / 2, size / 2]) + rng.uniform(-0.05, 0.05, 2) * size
     t -= scale * np.array([v[lm, 0].mean(), -v[lm, 1].mean()])
-    verts = np.stack([scale * v[:, 0] + t[0], -scale * v[:, 1] + t[1], -scale * v[:, 2]], 1)
+    verts = ScaledOrthographicCamera(rot, scale, t).image_points(x)
     sh, _ = random_light(rng)
     color, cover = dr.render(torch.as_tensor(verts, dtype=torch.float32), setup["triangles"],
                              size, size, torch.as_tensor(albedo), torch.as_tensor(sh))

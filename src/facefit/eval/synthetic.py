@@ -51,6 +51,8 @@ import numpy as np
 
 from facefit.eval.landmarks import BUCKET_NAMES, nme_bbox, yaw_bucket
 from facefit.fit.camera import euler_from_rotation, rotation_from_euler
+from facefit.fit.core.camera import ScaledOrthographicCamera
+from facefit.fit.core.rotation import umeyama
 from facefit.fit.result import FitResult
 from facefit.model.morphable_model import MorphableModel
 
@@ -103,9 +105,9 @@ def project_orthographic(points: np.ndarray, rotation: np.ndarray, scale: float,
                          translation: np.ndarray) -> np.ndarray:
     """(N, 3) image-space points of model-frame ``points`` under the scaled orthographic camera
     of `facefit.fit.camera`: x = s·X + tx, y = -s·Y + ty, depth = -s·Z of the view-frame X, Y, Z."""
-    v = np.asarray(points, np.float64) @ np.asarray(rotation, np.float64).T
-    return np.column_stack([scale * v[:, 0] + translation[0], -scale * v[:, 1] + translation[1],
-                            -scale * v[:, 2]])
+    camera = ScaledOrthographicCamera(np.asarray(rotation, np.float64), float(scale),
+                                      np.asarray(translation, np.float64))
+    return camera.image_points(points)
 
 
 @functools.lru_cache(maxsize=2)
@@ -337,13 +339,7 @@ def vertex_error(pred: np.ndarray, gt: np.ndarray, align: str = "rigid") -> floa
     if align != "none":
         if align not in ("rigid", "similarity"):
             raise ValueError(f"align must be 'none', 'rigid' or 'similarity', got {align!r}")
-        mp, mg = p.mean(0), g.mean(0)
-        a, b = p - mp, g - mg
-        u, sig, vt = np.linalg.svd(b.T @ a)
-        fix = np.array([1.0, 1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
-        r = (u * fix) @ vt
-        s = float((sig * fix).sum() / (a * a).sum()) if align == "similarity" else 1.0
-        p = s * a @ r.T + mg
+        p = umeyama(p, g, with_scale=align == "similarity").apply(p)
     return float(np.linalg.norm(p - g, axis=1).mean())
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facefit.fit.core.rotation import umeyama
 from facefit.model.io_facescape import BilinearModel
 from facefit.model.load import PathLike, complete_topology
 from facefit.model.morphable_model import MorphableModel
@@ -31,14 +32,8 @@ from facefit.model.morphable_model import MorphableModel
 def _kabsch(src: np.ndarray, dst: np.ndarray, scale: bool) -> tuple[float, np.ndarray,
                                                                     np.ndarray]:
     """s, R, t minimising ||s R src + t - dst|| for (V, 3) point sets."""
-    ms, md = src.mean(0), dst.mean(0)
-    a, b = src - ms, dst - md
-    u, sig, vt = np.linalg.svd(b.T @ a)
-    d = np.sign(np.linalg.det(u @ vt)) or 1.0
-    fix = np.array([1.0, 1.0, d])
-    r = (u * fix) @ vt
-    s = float((sig * fix).sum() / (a * a).sum()) if scale else 1.0
-    return s, r, md - s * (r @ ms)
+    sim = umeyama(src, dst, with_scale=scale)
+    return sim.scale, sim.rotation, sim.translation
 
 
 def procrustes_align(

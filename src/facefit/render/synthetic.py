@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from facefit.fit.camera import rotation_from_euler
+from facefit.fit.core.camera import ScaledOrthographicCamera
 from facefit.model.morphable_model import MorphableModel
 from facefit.render import differentiable as dr
 
@@ -99,7 +100,7 @@ def make_synthetic_face(model: MorphableModel, rng: np.random.Generator, size: i
     v = x @ rot.T
     t = np.array([size / 2, size / 2]) + rng.uniform(-0.05, 0.05, 2) * size
     t -= scale * np.array([v[lm, 0].mean(), -v[lm, 1].mean()])
-    verts = np.stack([scale * v[:, 0] + t[0], -scale * v[:, 1] + t[1], -scale * v[:, 2]], 1)
+    verts = ScaledOrthographicCamera(rot, scale, t).image_points(x)
     albedo = smooth_albedo(model, rng) if albedo is None else np.asarray(albedo, np.float32)
     sh, d = random_light(rng)
     color, cover = dr.render(torch.as_tensor(verts, dtype=torch.float32), model.triangles,
