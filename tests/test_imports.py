@@ -1,0 +1,196 @@
+"""The import graph of ``src/facefit``: no cycles between modules and no private names imported
+across modules. Every import statement counts, lazy ones inside functions included; imports
+under ``if TYPE_CHECKING:`` (never executed) do not. Importing ``a.b.c`` is an edge to the
+module ``a.b.c`` only (not to the packages ``a`` and ``a.b`` that Python also initialises), and
+``from a.b import c`` is an edge to ``a.b.c`` when that is a module, else to ``a.b``."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = "facefit"
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted((SRC / PACKAGE).rglob("*.py")):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of the nodes inside ``if TYPE_CHECKING:`` blocks."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If):
+            test = node.test
+            name = test.id if isinstance(test, ast.Name) else (
+                test.attr if isinstance(test, ast.Attribute) else None)
+            if name == "TYPE_CHECKING":
+                for child in node.body:
+                    skip.update(id(n) for n in ast.walk(child))
+    return skip
+
+
+def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def import_graph() -> tuple[dict[str, set[str]], list[str]]:
+    """(edges module -> imported facefit modules, private-name imports as text)."""
+    modules = _modules()
+    edges: dict[str, set[str]] = {m: set() for m in modules}
+    private: list[str] = []
+    for mod, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        skip = _type_checking_nodes(tree)
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name in modules:
+                        edges[mod].add(alias.name)
+            elif isinstance(node, ast.ImportFrom):
+                target = _resolve(mod, is_package, node)
+                if target.split(".")[0] != PACKAGE:
+                    continue
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    if sub in modules:
+                        edges[mod].add(sub)
+                        continue
+                    if target in modules:
+                        edges[mod].add(target)
+                    dunder = alias.name.startswith("__") and alias.name.endswith("__")
+                    if alias.name.startswith("_") and not dunder and target != mod:
+                        private.append(f"{mod}: from {target} import {alias.name}")
+    for mod in edges:
+        edges[mod].discard(mod)
+    return edges, private
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:  # iterative enough for a package of a few hundred modules
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return sorted(out)
+
+
+def test_graph_walker_finds_lazy_imports_cycles_and_private_names(tmp_path, monkeypatch) -> None:
+    pkg = tmp_path / PACKAGE
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from . import b\n")
+    (pkg / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                              "    from facefit.c import X\n"
+                              "def f():\n    from facefit.sub.b import _hidden\n")
+    (pkg / "sub" / "b.py").write_text("import facefit.a\n")
+    (pkg / "c.py").write_text("from facefit.a import f\n")
+    monkeypatch.setattr(__import__(__name__), "SRC", tmp_path)
+    edges, private = import_graph()
+    assert edges["facefit.a"] == {"facefit.sub.b"}  # lazy import counted, TYPE_CHECKING not
+    assert edges["facefit.sub"] == {"facefit.sub.b"}
+    assert cycles(edges) == [["facefit.a", "facefit.sub.b"]]
+    assert private == ["facefit.a: from facefit.sub.b import _hidden"]
+
+
+# What remains, all outside the files the fitting-core work of issue 11 owned (at its last
+# commit): the loader registry cycle (model.load dispatches to the io_* readers, which import
+# ModelFileError / PathLike / complete_topology back from it) and the photometric, texture
+# and tracking helpers reached across modules. The strict xfails turn into errors once these
+# are fixed (then empty the lists); the "no new" tests fail on any cycle or private import not
+# listed here.
+KNOWN_CYCLES: list[list[str]] = [
+    ["facefit.model.io_bfm", "facefit.model.io_facescape", "facefit.model.io_flame",
+     "facefit.model.io_ict", "facefit.model.io_npz", "facefit.model.io_sfm",
+     "facefit.model.load"],
+]
+KNOWN_PRIVATE: list[str] = [
+    "facefit.fit.multi_photometric: from facefit.fit.photometric import _Level",
+    "facefit.fit.multi_photometric: from facefit.fit.photometric import _Mesh",
+    "facefit.fit.multi_photometric: from facefit.fit.photometric import _Photo",
+    "facefit.fit.multi_photometric: from facefit.fit.photometric import _albedo_model",
+    "facefit.fit.multi_photometric: from facefit.fit.photometric import _albedo_regulariser",
+    "facefit.fit.multi_photometric: from facefit.fit.photometric import _cached",
+    "facefit.fit.multi_photometric: from facefit.fit.photometric import _level_counts",
+    "facefit.fit.multi_photometric: from facefit.fit.photometric import _pixel_loss",
+    "facefit.fit.multi_photometric: from facefit.fit.photometric import _torch_device",
+    "facefit.io.photometric_export: from facefit.fit.photometric import _crop",
+    "facefit.io.photometric_export: from facefit.texture.extract import _pull_push",
+    "facefit.io.photometric_export: from facefit.texture.extract import _uv_texels",
+    "facefit.video.track: from facefit.detect.mediapipe import _EYE_IDS",
+    "facefit.video.track: from facefit.detect.mediapipe import _roi_from_points",
+]
+
+
+def _members(cycle: list[str], known: list[list[str]]) -> bool:
+    return any(set(cycle) <= set(k) for k in known)
+
+
+def test_no_new_import_cycles() -> None:
+    new = [c for c in cycles(import_graph()[0]) if not _members(c, KNOWN_CYCLES)]
+    assert not new, "\n".join(" <-> ".join(c) for c in new)
+
+
+def test_no_new_private_imports() -> None:
+    new = sorted(set(import_graph()[1]) - set(KNOWN_PRIVATE))
+    assert not new, "\n".join(new)
+
+
+@pytest.mark.xfail(bool(KNOWN_CYCLES), strict=True,
+                   reason="known cycle: model.load <-> model.io_* (see KNOWN_CYCLES)")
+def test_no_import_cycles_between_modules() -> None:
+    found = cycles(import_graph()[0])
+    assert not found, "\n".join(" <-> ".join(c) for c in found)
+
+
+@pytest.mark.xfail(bool(KNOWN_PRIVATE), strict=True,
+                   reason="known private imports: photometric, texture, tracking helpers "
+                          "(see KNOWN_PRIVATE)")
+def test_no_private_names_imported_across_modules() -> None:
+    found = sorted(import_graph()[1])
+    assert not found, "\n".join(found)
