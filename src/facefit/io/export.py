@@ -265,7 +265,9 @@ def write_glb(
     if uv is not None:
         attributes["TEXCOORD_0"] = accessor(_glb_uv_bytes(np.asarray(uv)), len(v), "VEC2", 5126,
                                             34962)
-    indices = accessor(_glb_index_bytes(tri), int(tri.size), "SCALAR", 5125, 34963)
+    small = len(v) <= 65535  # 16-bit indices when they fit: half the bytes (0.6 MB a face)
+    indices = accessor(_glb_index_bytes(tri, small), int(tri.size), "SCALAR",
+                       5123 if small else 5125, 34963)
     material: dict[str, Any] = {"pbrMetallicRoughness": {
         "baseColorFactor": [1.0, 1.0, 1.0, 1.0], "metallicFactor": 0.0,
         "roughnessFactor": 1.0}, "doubleSided": False}
@@ -310,9 +312,9 @@ def _glb_uv_bytes(uv: np.ndarray) -> bytes:
         np.c_[uv[:, 0], 1.0 - uv[:, 1]], dtype="<f4").tobytes())
 
 
-def _glb_index_bytes(triangles: np.ndarray) -> bytes:
-    return _cached(_cache_key(triangles, "idx"), lambda: np.ascontiguousarray(
-        triangles, dtype="<u4").tobytes())
+def _glb_index_bytes(triangles: np.ndarray, small: bool) -> bytes:
+    return _cached(_cache_key(triangles, "idx", small), lambda: np.ascontiguousarray(
+        triangles, dtype="<u2" if small else "<u4").tobytes())
 
 
 def write_npz(path: str | Path, compress: bool = True, **arrays: Any) -> Path:
