@@ -30,8 +30,9 @@ from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
-PLUGINS = ("facefit.model.commands", "facefit.eval.commands", "facefit.video.commands")
-_FALLBACK_FORMATS = ("obj", "ply", "glb", "npz", "overlay", "json")
+PLUGINS = ("facefit.model.commands", "facefit.eval.commands", "facefit.video.commands",
+           "facefit.io.view_command")
+_FALLBACK_FORMATS = ("obj", "ply", "glb", "npz", "overlay", "json", "html")
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -337,6 +338,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         _err(f"{_plural(len(paths), 'image')}, {_plural(summary.faces, 'face')}, "
              f"{n_failed} failed{extra} ({per:.2f} s/image) {arrow} {out}"
              f"{'' if is_url(out) else os.sep}", prefix="facefit: ")
+    if "html" in args.formats and not is_url(out):
+        from facefit.io.html import write_index
+
+        write_index(Path(out))  # thumbnails and failures of the whole batch
     bad = (summary.failed + summary.no_face + summary.prior_failed + summary.prior_no_face
            + summary.lost)
     return EXIT_FAILED if bad else EXIT_OK

@@ -159,7 +159,7 @@ def test_export_reconstructions_writes_every_format_and_the_json(tmp_path):
     assert face["files"] == {"obj": "img_face1.obj", "ply": "img_face1.ply", "glb": "img_face1.glb",
                              "npz": "img_face1.npz", "overlay": "img_overlay.jpg"}
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted(["img.json", "img_overlay.jpg"] + [
+    assert names == sorted(["img.json", "img.html", "img_overlay.jpg"] + [
         f"img_face{k}.{e}" for k in (0, 1) for e in ("obj", "mtl", "png", "ply", "glb", "npz")])
     npz = np.load(tmp_path / "out" / "img_face1.npz")
     assert set(npz.files) == {"shape_coeffs", "expression_coeffs", "rotation", "translation",

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from facefit.model.morphable_model import MorphableModel
     from facefit.reconstruct import Reconstruction
 
-FORMATS = ("obj", "ply", "glb", "npz", "overlay", "json")
+FORMATS = ("obj", "ply", "glb", "npz", "overlay", "json", "html")
 """Output formats of `export_reconstructions`."""
 
 DEFAULT_FORMATS = ("json", "glb", "overlay")
@@ -486,16 +486,20 @@ def export_reconstructions(
         faces.append(_face_summary(rec, files, timings))
 
     json_path = out_dir / f"{stem}.json"
+    summary = {
+        "image": str(image_path),
+        "width": int(image_rgb.shape[1]),
+        "height": int(image_rgb.shape[0]),
+        "model": {"name": model.name, "licence": model.licence},
+        "faces": faces,
+    }
     if "json" in formats:
-        summary = {
-            "image": str(image_path),
-            "width": int(image_rgb.shape[1]),
-            "height": int(image_rgb.shape[0]),
-            "model": {"name": model.name, "licence": model.licence},
-            "faces": faces,
-        }
         # compact: the indented form goes through json's pure-Python encoder (~7 ms a face)
         write_text_atomic(json_path, json.dumps(summary, separators=(",", ":")) + "\n")
+    if "html" in formats:  # the page inlines the files written above
+        from facefit.io.html import write_image_page
+
+        write_image_page(json_path, summary=summary, photo_rgb=image_rgb)
     return json_path
 
 

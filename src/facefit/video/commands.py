@@ -20,13 +20,16 @@ def register(subparsers: Any) -> None:
         "video", help="track and fit a face through a video or webcam stream",
         description="Track the face in a video (or camera), fit one identity for the clip and "
                     "pose + expression per frame, smooth them over time (Kalman filter), and "
-                    "write OUT/STEM.jsonl, OUT/STEM_overlay.mp4 and OUT/STEM.glb (animated).")
+                    "write OUT/STEM.jsonl, OUT/STEM_overlay.mp4, OUT/STEM.glb (animated) and "
+                    "OUT/STEM.html (a self-contained page: video, animated mesh, plots).")
     p.add_argument("input", metavar="IN", help="video file, or a camera index such as 0")
     p.add_argument("-o", "--output", "--out", dest="output", required=True, metavar="OUT",
                    help="output folder (created if needed)")
     p.add_argument("--no-smooth", action="store_true", help="no temporal smoothing")
     p.add_argument("--no-overlay", action="store_true", help="do not write the overlay video")
     p.add_argument("--no-glb", action="store_true", help="do not write the animated GLB")
+    p.add_argument("--no-html", action="store_true",
+                   help="do not write the HTML page (OUT/STEM.html)")
     p.add_argument("--identity-frames", type=_positive_int, default=24, metavar="N",
                    help="frames spread over the clip used to fit the identity (default 24)")
     p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
@@ -120,6 +123,10 @@ def cmd_video(args: argparse.Namespace) -> int:
         return 130
     if writer is not None:
         os.replace(overlay_tmp, outputs[2])
+    if not args.no_html:
+        from facefit.io.html import write_video_page
+
+        write_video_page(outputs[0])  # STEM.html: video, animated mesh, plots over time
     if not args.quiet:
         print(f"facefit: {stats.frames} frames, face in {stats.faces}, "
               f"{stats.detections} detections, identity from {n_id or 'running'} frames, "
