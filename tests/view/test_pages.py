@@ -192,3 +192,18 @@ def test_index_lists_failures(tmp_path: Path) -> None:
     assert "a.jpg: no face found" in index
     assert "b.jpg: b.jpg: truncated or corrupt image data" in index
     assert "failed (2)" in index
+
+
+def test_eval_report_inlines_the_run_figures(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from facefit.io.html import write_eval_report
+
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "300w_ced.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "synthetic_examples.png")
+    (tmp_path / "300w.json").write_text('{"nme": 0.031}')
+    page = write_eval_report(tmp_path, "facefit eval 300w", "300w")
+    assert page.name == "300w_report.html"
+    text = page.read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") == 1 and "300w_ced.png" in text
+    assert "synthetic_examples" not in text and "&quot;nme&quot;: 0.031" in text

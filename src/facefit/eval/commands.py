@@ -42,13 +42,13 @@ def register(subparsers: Any) -> None:
     a = sub.add_parser("aflw2000", help="AFLW2000-3D NME by yaw bucket (Zhu et al. CVPR 2016)")
     a.add_argument("dir", type=Path, help="folder of imageNNNNN.jpg + .mat")
     _common(a)
-    a.set_defaults(func=_cmd_aflw2000)
+    a.set_defaults(func=_with_report(_cmd_aflw2000, "aflw2000"))
 
     w = sub.add_parser("300w", help="300-W NME (outer-eye-corner), AUC/FR@0.08, CED plot")
     w.add_argument("dir", type=Path, help="folder (searched recursively) of images + .pts")
     _common(w)
     w.add_argument("--threshold", type=float, default=0.08, help="AUC/failure threshold")
-    w.set_defaults(func=_cmd_300w)
+    w.set_defaults(func=_with_report(_cmd_300w, "300w"))
 
     s = sub.add_parser("scan", help="NoW-style scan-to-mesh error (Sanyal et al. CVPR 2019)")
     src = s.add_mutually_exclusive_group(required=True)
@@ -61,7 +61,7 @@ def register(subparsers: Any) -> None:
                    help="7 scan landmarks (NoW order, mm)")
     s.add_argument("--crop-radius", type=float, default=95.0, help="mm around the nose tip")
     s.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
-    s.set_defaults(func=_cmd_scan)
+    s.set_defaults(func=_with_report(_cmd_scan, "scan_error"))
 
     f = sub.add_parser("fid", help="FID/KID between two image folders (Heusel et al. 2017)")
     f.add_argument("dir_a", type=Path)
@@ -88,7 +88,7 @@ def register(subparsers: Any) -> None:
                    help="skip the photometric refinement row")
     y.add_argument("--photometric-n", type=int, default=None,
                    help="photometric refinement of the first N faces only (slow on a CPU)")
-    y.set_defaults(func=_cmd_synthetic)
+    y.set_defaults(func=_with_report(_cmd_synthetic, "synthetic"))
 
     h = sub.add_parser("shape", help="NoW-style shape accuracy on scans facefit did not make: "
                        "in-model faces or ICT Face Model identities, 1 or more photos each")
@@ -106,6 +106,22 @@ def register(subparsers: Any) -> None:
     h.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
     h.add_argument("--quiet", action="store_true", help="no per-subject progress")
     h.set_defaults(func=_cmd_shape)
+
+
+def _with_report(func: Any, prefix: str) -> Any:
+    """``func`` followed, when it succeeds, by the run's HTML report (its PNG figures and
+    results on one self-contained page, `facefit.io.html.write_eval_report`)."""
+
+    def run(args: argparse.Namespace) -> int:
+        code = func(args)
+        if code == 0:
+            from facefit.io.html import write_eval_report
+
+            page = write_eval_report(args.out, f"facefit eval {args.eval_command}", prefix)
+            print(f"report: {page}", file=sys.stderr)
+        return code
+
+    return run
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -292,23 +292,26 @@ def write_video_page(jsonl_path: str | Path, out_path: str | Path | None = None)
     return out
 
 
-def write_eval_report(out_dir: str | Path, title: str = "facefit eval") -> Path:
-    """``report.html`` in ``out_dir``: every PNG figure there (CED curves, per-yaw bars)
-    inlined, with every ``.json``/``.csv``/``.txt`` summary shown as text."""
+def write_eval_report(out_dir: str | Path, title: str = "facefit eval", prefix: str = ""
+                      ) -> Path:
+    """``PREFIX_report.html`` (``report.html`` without a prefix) in ``out_dir``: every PNG
+    figure of the run (files named ``PREFIX*``: CED curves, per-yaw bars, heat maps) inlined,
+    with its ``.json``/``.csv``/``.txt`` results shown as text."""
     out_dir = Path(out_dir)
     figs = [f'<figure class="panel"><img alt="{html.escape(p.stem)}" style="max-width:720px" '
             f'src="data:image/png;base64,{_b64(p.read_bytes())}"><figcaption>'
-            f'{html.escape(p.name)}</figcaption></figure>' for p in sorted(out_dir.glob("*.png"))]
+            f'{html.escape(p.name)}</figcaption></figure>'
+            for p in sorted(out_dir.glob(f"{prefix}*.png"))]
     texts = []
-    for p in sorted(list(out_dir.glob("*.json")) + list(out_dir.glob("*.csv"))
-                    + list(out_dir.glob("*.txt"))):
+    for p in sorted(list(out_dir.glob(f"{prefix}*.json")) + list(out_dir.glob(f"{prefix}*.csv"))
+                    + list(out_dir.glob(f"{prefix}*.txt"))):
         if p.stat().st_size <= 200_000:
             texts.append(f"<details class='panel'><summary>{html.escape(p.name)}</summary><pre>"
                          f"{html.escape(p.read_text(encoding='utf-8', errors='replace'))}"
                          f"</pre></details>")
     body = (f"<header><b>{html.escape(title)}</b> · {html.escape(str(out_dir))}</header><main>"
             f"{''.join(figs) or '<p>no figures</p>'}{''.join(texts)}</main>")
-    out = out_dir / "report.html"
+    out = out_dir / (f"{prefix}_report.html" if prefix else "report.html")
     write_text_atomic(out, _page(title, body))
     return out
 
