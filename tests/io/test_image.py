@@ -182,7 +182,7 @@ def test_pixel_limit_argument_environment_default(tmp_path: Path,
     assert mod.pixel_limit() == mod.MAX_PIXELS == 100_000_000
     with pytest.raises(ImageError) as err:
         load_image(p, max_pixels=100_000)
-    _assert_one_line(err, p, "image too large (400×300 = 0 MP; the limit is 0 MP")
+    _assert_one_line(err, p, "image too large (400×300 = 0.1 MP; the limit is 0.1 MP")
     assert "--max-pixels" in str(err.value)
     monkeypatch.setenv(mod.MAX_PIXELS_ENV, "1e5")  # what --max-pixels sets
     with pytest.raises(ImageError, match="image too large"):

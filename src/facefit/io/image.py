@@ -57,12 +57,19 @@ def pixel_limit(max_pixels: int | None = None) -> int:
     return MAX_PIXELS
 
 
-def too_large(width: int, height: int, limit: int) -> str | None:
+def megapixels(n: int) -> str:
+    """``n`` pixels for a message: ``"300 MP"``, ``"1.2 MP"``, ``"6144 pixels"``."""
+    if n >= 10_000_000:
+        return f"{n / 1e6:.0f} MP"
+    return f"{n / 1e6:.1f} MP" if n >= 100_000 else f"{n} pixels"
+
+
+def too_large(width: int, height: int, limit: int, what: str = "image") -> str | None:
     """The one-line problem when ``width`` x ``height`` exceeds ``limit`` pixels, else None."""
     if width * height <= limit:
         return None
-    return (f"image too large ({width}×{height} = {width * height / 1e6:.0f} MP; the limit "
-            f"is {limit / 1e6:.0f} MP: raise it with --max-pixels)")
+    return (f"{what} too large ({width}×{height} = {megapixels(width * height)}; the limit "
+            f"is {megapixels(limit)}: raise it with --max-pixels)")
 
 
 class ImageError(ValueError):

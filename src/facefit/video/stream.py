@@ -1,11 +1,16 @@
 """Reading and writing video with imageio and the ffmpeg binary that imageio-ffmpeg ships.
 
 Frames are decoded one at a time (the reader is iterated, never turned into a list), so
-memory does not grow with the clip's length.
+memory does not grow with the clip's length. A clip whose frames are larger than the pixel
+limit (`facefit.io.image.pixel_limit`, ``--max-pixels``) is refused before decoding, and a
+clip that ends early (a truncated file: fewer frames than its duration and frame rate
+announce, or a decoder failure mid-stream) raises `VideoError` when iteration reaches its
+end, so that a caller never mistakes part of a clip for all of it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from facefit.io.image import pixel_limit, too_large
+
 
 class VideoError(RuntimeError):
-    """A video or camera cannot be opened or written; the message is one line."""
+    """A video or camera cannot be opened, read to its end or written; the message is one
+    line, ``"SOURCE: problem"``."""
 
 
 @dataclass(frozen=True)
@@ -32,8 +40,11 @@ def is_camera(source: str) -> bool:
     return source.isdigit()
 
 
-def open_video(source: str | Path) -> tuple[Any, VideoInfo]:
-    """An imageio reader for a file or a camera index, and its `VideoInfo`."""
+def open_video(source: str | Path, max_pixels: int | None = None) -> tuple[Any, VideoInfo]:
+    """An imageio reader for a file or a camera index, and its `VideoInfo`.
+
+    Frames larger than ``max_pixels`` (default `facefit.io.image.pixel_limit`) are refused
+    with a `VideoError` before any frame is decoded."""
     import imageio.v2 as iio
 
     src = str(source)
@@ -55,15 +66,68 @@ def open_video(source: str | Path) -> tuple[Any, VideoInfo]:
     fps = float(meta.get("fps") or 25.0)
     size = tuple(int(v) for v in meta.get("size", (0, 0)))
     dur = meta.get("duration")
-    frames = None if is_camera(src) or not dur else max(1, round(float(dur) * fps))
+    frames = _expected_frames(dur, fps) if not is_camera(src) else None
+    problem = too_large(size[0], size[1], pixel_limit(max_pixels), "frames")
+    if problem:
+        reader.close()
+        raise VideoError(f"{src}: {problem}")
     return reader, VideoInfo(fps, (size[0], size[1]), frames)
 
 
-def iter_frames(reader: Any) -> Iterator[np.ndarray]:
-    """(H, W, 3) uint8 RGB frames of an imageio reader, one at a time."""
+def _expected_frames(duration: object, fps: float) -> int | None:
     try:
-        for frame in reader:
-            yield np.asarray(frame)[..., :3]
+        d = float(duration)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return max(1, round(d * fps)) if math.isfinite(d) and d > 0 else None
+
+
+def _source(reader: Any) -> str:
+    request = getattr(reader, "request", None)
+    return str(getattr(request, "filename", None) or getattr(request, "raw_uri", "video"))
+
+
+def missing_frames_allowed(expected: int) -> int:
+    """How many frames fewer than ``duration x fps`` still count as the whole clip: the
+    estimate is off by a frame or two at the ends, and by a few percent for variable frame
+    rates."""
+    return max(2, math.ceil(0.03 * expected))
+
+
+def iter_frames(reader: Any, info: VideoInfo | None = None) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 RGB frames of an imageio reader, one at a time.
+
+    When the reader is exhausted, a clip with fewer frames than announced (``info.frames``,
+    else the reader's duration x fps; minus `missing_frames_allowed`) raises `VideoError`
+    ``"SOURCE: truncated or corrupt video: read N of M frames"``; a decoder failure
+    mid-stream raises ``"SOURCE: truncated or corrupt video data at frame N (...)"``.
+    Stopping early (closing the generator) is not an error."""
+    source = _source(reader)
+    if info is not None:
+        expected = info.frames
+    else:
+        try:
+            meta = reader.get_meta_data()
+            expected = _expected_frames(meta.get("duration"), float(meta.get("fps") or 25.0))
+        except Exception:  # a camera, or a reader without metadata
+            expected = None
+        if source.startswith("<video"):
+            expected = None
+    n = 0
+    try:
+        try:
+            for frame in reader:
+                yield np.asarray(frame)[..., :3]
+                n += 1
+        except (RuntimeError, OSError, ValueError, IndexError, EOFError) as exc:
+            if isinstance(exc, VideoError):
+                raise
+            detail = " ".join(str(exc).split("=== stderr ===")[0].split())[:160]
+            raise VideoError(f"{source}: truncated or corrupt video data at frame {n}"
+                             f"{f' ({detail})' if detail else ''}") from None
+        if expected is not None and n < expected - missing_frames_allowed(expected):
+            raise VideoError(f"{source}: truncated or corrupt video: read {n} of {expected} "
+                             "frames")
     finally:
         reader.close()
 
