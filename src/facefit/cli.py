@@ -21,10 +21,11 @@ Other subcommands come from optional modules (`PLUGINS`), each exposing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "func", None) is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
-        return int(args.func(args))
+        with _pixel_limit(getattr(args, "max_pixels", None)):
+            return int(args.func(args))
     except SystemExit as exc:  # --help, --version, usage errors (also from a command)
         return _exit_code(exc)
     except KeyboardInterrupt:
@@ -100,7 +102,49 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # the plugin itself is not installed: skip it silently
             raise  # a plugin that exists but fails to import is a bug worth seeing
         module.register(sub)
+    video = sub.choices.get("video")
+    if video is not None and "--max-pixels" not in video._option_string_actions:
+        _add_max_pixels(video, "video frames larger than N pixels are refused before decoding")
     return parser
+
+
+MAX_PIXELS_HELP = ("images larger than N pixels are refused from their header, before "
+                   "decoding (decompression bombs); accepts 3e8 (default: 1e8)")
+
+
+def _add_max_pixels(p: argparse.ArgumentParser, help_text: str = MAX_PIXELS_HELP) -> None:
+    p.add_argument("--max-pixels", type=_pixel_count, default=None, metavar="N",
+                   help=help_text)
+
+
+def _pixel_count(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of pixels: {text!r}") from None
+    if not 1 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return int(value)
+
+
+@contextlib.contextmanager
+def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """``--max-pixels`` for the command's duration, through ``FACEFIT_MAX_PIXELS`` (read by
+    `facefit.io.image.pixel_limit`, so worker processes see it too)."""
+    from facefit.io.image import MAX_PIXELS_ENV
+
+    if max_pixels is None:
+        yield
+        return
+    saved = os.environ.get(MAX_PIXELS_ENV)
+    os.environ[MAX_PIXELS_ENV] = str(max_pixels)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(MAX_PIXELS_ENV, None)
+        else:
+            os.environ[MAX_PIXELS_ENV] = saved
 
 
 # ---- reconstruct ----------------------------------------------------------------------------
@@ -235,6 +279,7 @@ def _add_reconstruct(sub: Any) -> None:
     p.add_argument("--model", type=Path, default=None, metavar="PATH",
                    help="morphable model file to use instead of the default BFM 2009 "
                         "(3DDFA) model")
+    _add_max_pixels(p)
     p.add_argument("-r", "--recursive", action="store_true",
                    help="also look for images in subdirectories of the given directories")
     p.add_argument("-q", "--quiet", action="store_true",
