@@ -194,9 +194,9 @@ def test_npy_object_array_and_raw_payload(tmp_path):
     path = tmp_path / "evil.npy"
     np.save(path, np.array([1, OsSystem(sentinel)], dtype=object), allow_pickle=True)
     with pytest.raises(safe_pickle.RefusedGlobal, match=f"{os.name}.system"):
-        safe_pickle.read_npy(path, allow_pickle=True)
+        safe_pickle.read_npy(path, unpickle=True)
     with pytest.raises(safe_pickle.PickleDataError, match="pickle-free"):
-        safe_pickle.read_npy(path)  # without allow_pickle nothing is unpickled at all
+        safe_pickle.read_npy(path)  # without unpickle=True nothing is unpickled at all
     with pytest.raises(ModelFileError, match="not a readable .npy"):
         read_landmark_ids(path)
     assert not sentinel.exists()

@@ -39,8 +39,8 @@ match its data is refused before numpy allocates, and ``numpy.ndarray`` itself c
 called. The callables are slot-less objects and the stand-in classes are made fresh for each
 reference, so a pickle cannot change them (``BUILD`` with attribute state) for a later file.
 
-`read_npy` / `read_npz` read ``.npy`` / ``.npz`` (``numpy.save`` / ``savez``) without
-``allow_pickle=True``: the header is parsed here, an element count that exceeds the bytes
+`read_npy` / `read_npz` read ``.npy`` / ``.npz`` (``numpy.save`` / ``savez``) without numpy's
+``allow_pickle``: the header is parsed here, an element count that exceeds the bytes
 present is refused before allocation, and object arrays (pickled payloads, e.g. FLAME's
 ``landmark_embedding.npy``) are read only when asked for, through `SafeUnpickler`.
 
@@ -399,7 +399,7 @@ def read_npy_header(fh: BinaryIO) -> tuple[np.dtype, tuple[int, ...], bool, int]
     return dtype, shape, fortran, start + hlen
 
 
-def _npy_from_stream(fh: BinaryIO, available: int, allow_pickle: bool, encoding: str,
+def _npy_from_stream(fh: BinaryIO, available: int, unpickle: bool, encoding: str,
                      what: str) -> np.ndarray:
     """Array of the ``.npy`` stream ``fh`` holding ``available`` bytes in all."""
     dtype, shape, fortran, header = read_npy_header(fh)
@@ -408,7 +408,7 @@ def _npy_from_stream(fh: BinaryIO, available: int, allow_pickle: bool, encoding:
         count *= n
     body = available - header
     if dtype.hasobject:
-        if not allow_pickle:
+        if not unpickle:
             raise PickleDataError(f"{what} holds pickled objects (an object array); "
                                   "this format is pickle-free")
         obj = loads(_read_exact(fh, max(body, 0), "pickled data"), encoding=encoding)
@@ -434,26 +434,26 @@ def _npy_from_stream(fh: BinaryIO, available: int, allow_pickle: bool, encoding:
     return out.reshape(shape)
 
 
-def read_npy(path: PathLike, allow_pickle: bool = False, encoding: str = "latin1"
+def read_npy(path: PathLike, unpickle: bool = False, encoding: str = "latin1"
              ) -> np.ndarray:
-    """A ``.npy`` file as an array. Object arrays need ``allow_pickle`` and are unpickled by
+    """A ``.npy`` file as an array. Object arrays need ``unpickle`` and are unpickled by
     `SafeUnpickler`; a header announcing more data than the file holds is refused before
     anything is allocated. Raises `PickleDataError` (or `OSError` if unreadable)."""
     p = Path(path)
     size = p.stat().st_size
     with open(p, "rb") as fh:
-        return _npy_from_stream(fh, size, allow_pickle, encoding, "file")
+        return _npy_from_stream(fh, size, unpickle, encoding, "file")
 
 
 class NpzArchive:
     """Members of a ``.npz`` (zip of ``.npy``), read lazily by `read_npy`'s rules.
 
     ``files`` lists the keys; ``archive[key]`` reads one member (object members need
-    ``allow_pickle`` and go through `SafeUnpickler`). Use as a context manager."""
+    ``unpickle`` and go through `SafeUnpickler`). Use as a context manager."""
 
-    def __init__(self, path: PathLike, allow_pickle: bool = False) -> None:
+    def __init__(self, path: PathLike, unpickle: bool = False) -> None:
         self.path = Path(path)
-        self.allow_pickle = allow_pickle
+        self.unpickle = unpickle
         self._size = self.path.stat().st_size
         try:
             self._zip = zipfile.ZipFile(self.path)
@@ -484,7 +484,7 @@ class NpzArchive:
                                   "the archive can hold")
         try:
             with self._zip.open(info) as fh:
-                return _npy_from_stream(fh, info.file_size, self.allow_pickle, "latin1",
+                return _npy_from_stream(fh, info.file_size, self.unpickle, "latin1",
                                         f"member '{key}'")
         except PickleDataError:
             raise
@@ -503,6 +503,6 @@ class NpzArchive:
         self.close()
 
 
-def read_npz(path: PathLike, allow_pickle: bool = False) -> NpzArchive:
+def read_npz(path: PathLike, unpickle: bool = False) -> NpzArchive:
     """Open a ``.npz`` as an `NpzArchive` (see there). Raises `PickleDataError`."""
-    return NpzArchive(path, allow_pickle)
+    return NpzArchive(path, unpickle)

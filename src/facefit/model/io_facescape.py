@@ -127,12 +127,12 @@ def _vector(z: NpzArchive, key: str, path: Path, size: int, default: np.ndarray
 def read_bilinear(path: PathLike) -> BilinearModel:
     """Read a FaceScape-layout bilinear ``.npz`` (or one written by `build.build_bilinear`).
 
-    Members are read by `facefit.io.safe_pickle.read_npz` (no ``allow_pickle=True``): only the
+    Members are read by `facefit.io.safe_pickle.read_npz` (never numpy's pickle): only the
     keys below are read, and a pickled member among them goes through the allow-list
     unpickler."""
     p = Path(path)
     try:
-        z = read_npz(p, allow_pickle=True)
+        z = read_npz(p, unpickle=True)
     except PickleDataError as exc:
         raise ModelFileError(p, str(exc)) from None
     except OSError as exc:

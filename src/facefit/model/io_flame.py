@@ -90,7 +90,7 @@ def read_pickle(path: PathLike) -> object:
 def _read_npy_dict(path: Path) -> dict[str, object]:
     """A dict saved with ``np.save`` (a 0-d object array), unpickled safely."""
     try:
-        obj = read_npy(path, allow_pickle=True)
+        obj = read_npy(path, unpickle=True)
     except PickleDataError as exc:
         raise ModelFileError(path, str(exc)) from None
     except OSError as exc:

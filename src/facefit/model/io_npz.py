@@ -91,7 +91,7 @@ def load_npz(path: PathLike) -> MorphableModel:
     """Read a facefit ``.npz`` model; a missing key raises `ModelFileError` naming it."""
     p = Path(path)
     try:
-        z = read_npz(p, allow_pickle=False)
+        z = read_npz(p)
     except PickleDataError as exc:
         raise ModelFileError(p, str(exc)) from None
     except OSError as exc:
