@@ -238,6 +238,22 @@ def build_formats(root: Path) -> dict[str, Format]:
             "object array shape (10^12,)": _huge_npy_header(p.read_bytes(), (10**12,)),
         })
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
+    from test_io_ict import make_folder
+
+    d = root / "ict"
+    d.mkdir()
+    folder, _ = make_folder(d)
+    p = folder / "generic_neutral_mesh.obj"
+    text = p.read_text()
+    formats["ict-obj"] = Format("ict-obj", p, lambda f=folder: load_model(f), {
+        "face index 10^12": text.replace("\nf 1/1 2/2 12/12", "\nf 1/1 2/2 1000000000000/1"
+                                         ).encode(),
+        "vertex 1e400": text.replace("\nv ", "\nv 1e400 ", 1).encode(),
+        "200-corner polygon": text.replace("\nf 1/1 2/2 12/12", "\nf " + " ".join(
+            f"{k}/{k}" for k in range(1, 201))).encode(),
+    })
+
     d = root / "sfm"
     d.mkdir()
     p = write_eos_bin(d / "sfm_shape.bin", m)
@@ -306,7 +322,8 @@ def run(out: Path, names: list[str]) -> None:
                         outcome = "load"
                     except ModelFileError as exc:
                         text = str(exc)
-                        named = any(text.startswith(f"{f}: ") for f in folder.iterdir())
+                        named = any(text.startswith(f"{f}: ")
+                                    for f in [folder, *folder.iterdir()])
                         outcome = "error" if "\n" not in text and named else f"FAIL {text!r}"
                         detail = text[text.index(": ") + 2:]
                     except BaseException as exc:  # noqa: BLE001 - recorded as a failure

@@ -21,7 +21,7 @@ import pytest
 
 WORKER = Path(__file__).with_name("_fuzz_worker.py")
 FORMATS = ("facefit-npz", "facescape-npz", "bfm2009-mat", "bfm2017-h5", "flame-pkl",
-           "flame-embedding-npy", "flame-static-pkl", "flame-dynamic-npy", "sfm-bin")
+           "flame-embedding-npy", "flame-static-pkl", "flame-dynamic-npy", "ict-obj", "sfm-bin")
 CASE_SECONDS = 3.0  # generous: a busy 2-core machine; typical cases take milliseconds
 CASE_MB = 200.0  # traced peak per case; the seed models are under 2 MB
 ADDRESS_SPACE = 3 << 30  # the worker needs about 0.3 GB of address space
@@ -82,11 +82,11 @@ def test_corrupted_files_fail_cleanly(fuzz, name):
     assert not slow, slow
     big = [f"{x['case']}: {x['peak_mb']:.0f} MB" for x in mine if x["peak_mb"] > CASE_MB]
     assert not big, big
-    # every truncation of the file to less than its full length is an error, never a load
-    # (except a cut that removes only padding a reader never reads: none in these formats
-    # other than the zip's trailing comment-free directory, which zip readers need)
+    # a cut binary file is (nearly always) an error; a text OBJ cut at a line end is a
+    # smaller valid mesh
     cut = [x for x in mine if x["case"].startswith("truncate@")]
-    assert sum(x["outcome"] == "error" for x in cut) >= 0.9 * len(cut)
+    if name != "ict-obj":
+        assert sum(x["outcome"] == "error" for x in cut) >= 0.9 * len(cut)
     huge = [x for x in mine if x["case"].startswith("huge:")]
     assert huge and all(x["outcome"] == "error" for x in huge), huge
 
