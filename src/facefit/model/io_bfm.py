@@ -242,15 +242,31 @@ def load_bfm2009(
     )
 
 
+# deflate, shuffle, fletcher32, szip, nbit, scale-offset (HDF5) and lzf (built into h5py)
+_H5_BUILTIN_FILTERS = frozenset({1, 2, 3, 4, 5, 6, 32000})
+
+
 def _h5_array(h5: object, key: str, path: Path) -> np.ndarray:
     """Dataset ``key`` read only after checking that the file stores the data its shape
     announces (an HDF5 header can declare a huge dataset whose chunks are missing, which
     would read as fill values without bound)."""
     import h5py
 
+    link = h5.get(key, getlink=True)  # type: ignore[attr-defined]
+    if not isinstance(link, h5py.HardLink):
+        raise ModelFileError(path, f"'{key}' is a link to elsewhere, which a model file never "
+                                   "needs")
     ds = h5[key]  # type: ignore[index]
     if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "biuf":
         raise ModelFileError(path, f"'{key}' is not a numeric dataset")
+    plist = ds.id.get_create_plist()
+    filters = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
+    if ds.external or ds.is_virtual or not filters <= _H5_BUILTIN_FILTERS:
+        # external raw files, virtual sources and filter plugins (shared libraries that
+        # HDF5 would load) are refused
+        raise ModelFileError(path, f"'{key}' uses external data or a filter plugin "
+                                   f"({sorted(filters - _H5_BUILTIN_FILTERS)}), which a model "
+                                   "file never needs")
     nbytes = int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize if ds.shape else (
         ds.dtype.itemsize)
     stored = int(ds.id.get_storage_size())
