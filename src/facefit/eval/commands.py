@@ -30,14 +30,33 @@ import numpy as np
 
 DEFAULT_OUT = "out/eval"
 
+EVAL_HELP = """\
+Score facefit, or another tool's predictions, on benchmarks:
+
+  aflw2000 DIR    AFLW2000-3D: NME by yaw bucket (3DDFA protocol)
+  300w DIR        300-W: NME (outer eye corners), AUC and failure rate at 0.08, CED plot
+  scan            NoW-style scan-to-mesh error with a heat map
+  fid A B         FID and KID between two image folders with your feature network
+  synthetic       faces sampled from the model priors, rendered with a known pose and refitted
+  shape           NoW-style metric shape accuracy on scans facefit did not make
+
+Without --pred the facefit pipeline runs on every image and its predictions are saved to
+OUT/BENCHMARK_predictions.npz, so the numbers can be recomputed from that file alone. Every
+run writes its results (JSON, figures) and OUT/NAME_report.html (one page with all of them).
+Run `facefit eval BENCHMARK --help` for the options; defaults are shown there.
+
+exit codes: 0 done, 1 evaluation error (the message says why), 2 usage error."""
+
 
 def register(subparsers: Any) -> None:
     """Add the ``eval`` command and its sub-commands to an argparse subparsers object."""
     p = subparsers.add_parser("eval", help="score facefit (or other tools' predictions) on "
                               "benchmarks: AFLW2000-3D, 300-W, NoW-style scans, FID/KID",
-                              description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+                              description=EVAL_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=lambda args: _usage(p))
-    sub = p.add_subparsers(dest="eval_command", metavar="BENCHMARK")
+    sub = p.add_subparsers(dest="eval_command", metavar="BENCHMARK",
+                           parser_class=_DefaultsParser)
 
     a = sub.add_parser("aflw2000", help="AFLW2000-3D NME by yaw bucket (Zhu et al. CVPR 2016)")
     a.add_argument("dir", type=Path, help="folder of imageNNNNN.jpg + .mat")
@@ -64,17 +83,20 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=_with_report(_cmd_scan, "scan_error"))
 
     f = sub.add_parser("fid", help="FID/KID between two image folders (Heusel et al. 2017)")
-    f.add_argument("dir_a", type=Path)
-    f.add_argument("dir_b", type=Path)
+    f.add_argument("dir_a", type=Path, help="first image folder (e.g. real photos)")
+    f.add_argument("dir_b", type=Path, help="second image folder (e.g. renders)")
     f.add_argument("--features", type=Path, required=True,
                    help="feature network: TorchScript, torch state dict (+ --module) or .onnx")
     f.add_argument("--module", help="package.module:Class to load a state dict into")
     f.add_argument("--input-size", type=int, default=299, help="square input side (pixels)")
     f.add_argument("--input-range", default="unit",
-                   choices=("unit", "symmetric", "uint8", "imagenet"))
-    f.add_argument("--batch-size", type=int, default=32)
+                   choices=("unit", "symmetric", "uint8", "imagenet"),
+                   help="pixel values fed to the network: unit [0, 1], symmetric [-1, 1], "
+                        "uint8 [0, 255], imagenet (unit, then ImageNet mean/std)")
+    f.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     f.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (0: skip KID)")
-    f.add_argument("--kid-subset-size", type=int, default=1000)
+    f.add_argument("--kid-subset-size", type=int, default=1000,
+                   help="images per KID subset")
     f.set_defaults(func=_cmd_fid)
 
     y = sub.add_parser("synthetic", help="faces sampled from the model priors, rendered with "
@@ -106,6 +128,25 @@ def register(subparsers: Any) -> None:
     h.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
     h.add_argument("--quiet", action="store_true", help="no per-subject progress")
     h.set_defaults(func=_cmd_shape)
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to an option's help unless it has none or states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.option_strings and "default" not in text
+                and action.default not in (None, False, argparse.SUPPRESS)):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _DefaultsParser(argparse.ArgumentParser):
+    """Sub-command parsers that show every option's default in ``--help``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def _with_report(func: Any, prefix: str) -> Any:

@@ -186,6 +186,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+BUILD_LAYOUTS = """\
+folder layouts:
+  --meshes DIR         DIR/*.obj|*.ply: one neutral mesh per subject (any names, sorted)
+                       -> identity PCA (mean, shape basis, per-component sigma)
+  --expressions DIR    DIR/<subject>/neutral.obj (or .ply) and DIR/<subject>/<any>.obj: the
+                       expression meshes of each subject; their offsets from that subject's
+                       neutral mesh -> expression PCA added to the --meshes model
+  --grid DIR           DIR/<subject>/<expression>.obj, the same expression names in every
+                       subject folder ("neutral" is the reference expression when present)
+                       -> bilinear identity x expression model (HOSVD, FaceScape-style)
+
+output: a facefit .npz model (documented key by key in facefit.model.io_npz); with
+--report DIR also DIR/variance.tsv and DIR/variance.png (explained variance per component).
+exit codes: 0 written, 1 bad input (the message names the file), 2 usage error."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``model {info,list,convert,build}`` to the main CLI's ``subparsers``."""
     p = subparsers.add_parser("model", help="inspect, convert and build morphable models")
@@ -204,7 +220,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     pc.add_argument("output", help="facefit .npz to write")
     pc.set_defaults(func=lambda args: cmd_convert(args))
 
-    pb = sub.add_parser("build", help="build a PCA (or bilinear) model from registered meshes")
+    pb = sub.add_parser(
+        "build", help="build a PCA (or bilinear) model from registered meshes",
+        description="Build a morphable model from registered meshes (every mesh has the same "
+                    "vertices in the same order and the same triangles; OBJ or PLY, mm).",
+        epilog=BUILD_LAYOUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
     pb.add_argument("--meshes", metavar="DIR", help="folder of registered identity meshes")
     pb.add_argument("-o", "--output", required=True, metavar="OUT.npz")
     trunc = pb.add_mutually_exclusive_group()

@@ -21,7 +21,12 @@ def register(subparsers: Any) -> None:
         description="Track the face in a video (or camera), fit one identity for the clip and "
                     "pose + expression per frame, smooth them over time (Kalman filter), and "
                     "write OUT/STEM.jsonl, OUT/STEM_overlay.mp4, OUT/STEM.glb (animated) and "
-                    "OUT/STEM.html (a self-contained page: video, animated mesh, plots).")
+                    "OUT/STEM.html (a self-contained page: video, animated mesh, plots).",
+        epilog="exit codes:\n  0    done\n  1    the clip could not be read (missing, not a "
+               "video,\n       truncated or corrupt: nothing is written for it), or no face "
+               "in any frame\n  2    usage error\n  4    the model or the detector could not "
+               "be loaded\n  130  interrupted (Ctrl-C; a camera runs until then)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="IN", help="video file, or a camera index such as 0")
     p.add_argument("-o", "--output", "--out", dest="output", required=True, metavar="OUT",
                    help="output folder (created if needed)")
