@@ -477,10 +477,11 @@ def export_reconstructions(
             from facefit.io.photometric_export import albedo_texture, comparison_image
 
             size = rec.texture.shape[0] if rec.texture is not None else 512
+            # zlib level 1: ~5x faster to encode than the default 6, ~10 % larger
             files["albedo"] = write_png(out_dir / f"{base}_albedo.png", albedo_texture(
-                model, photometric.albedo, size)).name
+                model, photometric.albedo, size), compress_level=1).name
             files["compare"] = write_png(out_dir / f"{base}_compare.png", comparison_image(
-                model, photometric, image_rgb)).name
+                model, photometric, image_rgb), compress_level=1).name
         timings = {**rec.timings_ms, **(timings_ms_extra or {}),
                    "export": (time.perf_counter() - t0) * 1e3 + overlay_ms}
         faces.append(_face_summary(rec, files, timings))
