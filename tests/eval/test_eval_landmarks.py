@@ -155,3 +155,39 @@ def test_evaluate_300w_counts_missing_as_failures(tmp_path) -> None:
     r.plot_ced(str(tmp_path / "ced.png"))
     assert (tmp_path / "ced.png").stat().st_size > 1000
     assert "counted as failures" in r.table()
+
+
+def test_aflw2000_failures_and_capped_nme_hand_computed() -> None:
+    """NMEs 0.05, 0.15, 0.10, 0.20 and a miss (box side 20 px, offsets 1, 3, 2, 4 px):
+    with threshold 0.12, failures per bucket [1, 0, 2] (0.15; 0.20 and the miss); capped
+    NMEs [(0.05 + 0.12) / 2, 0.10, (0.12 + 0.12) / 2]."""
+    gt2 = _square_face()
+    gt = np.stack([np.concatenate([gt2, np.zeros((68, 1))], axis=1)] * 5)
+    yaw = np.array([10.0, -20.0, 45.0, 70.0, -80.0])
+    pred = np.full_like(gt, np.nan)
+    for i, o in enumerate([1.0, 3.0, 2.0, 4.0]):
+        pred[i] = gt[i]
+        pred[i, :, 0] += o
+    r = evaluate_aflw2000(pred, gt, yaw, failure_threshold=0.12)
+    assert r.bucket_nme_2d == pytest.approx([0.1, 0.1, 0.2])  # predicted images only
+    assert r.bucket_failures == [1, 0, 2]
+    assert r.bucket_capped_2d == pytest.approx([0.085, 0.10, 0.12])
+    assert r.balanced_capped_2d == pytest.approx((0.085 + 0.10 + 0.12) / 3)
+    assert r.mean_capped_2d == pytest.approx((0.05 + 0.12 + 0.10 + 0.12 + 0.12) / 5)
+    text = r.table()
+    assert "NME>0.12" in text and "sqrt(w*h)" in text and "12 %" in text
+    assert r.to_dict()["bucket_failures"] == [1, 0, 2]
+
+
+def test_300w_table_failures_and_capped() -> None:
+    gt = np.zeros((3, 68, 2))
+    gt[:, 36], gt[:, 45] = [0.0, 0.0], [100.0, 0.0]
+    pred = gt.copy()
+    pred[0, :, 0] += 2.0  # NME 0.02
+    pred[1, :, 0] += 10.0  # NME 0.10: a failure at 0.08
+    pred[2] = np.nan  # a miss
+    r = evaluate_300w(pred, gt)
+    d = r.to_dict()
+    assert d["num_failures"] == 2
+    assert d["capped_mean_nme"] == pytest.approx((0.02 + 0.08 + 0.08) / 3)
+    assert "outer-eye-corner distance" in r.table()

@@ -11,7 +11,10 @@ error distribution (CED), its area under the curve up to 0.08 and the failure ra
 
 Missing predictions (no face found) are never dropped silently: every result counts them,
 and in the CED, AUC and failure rate they count as failures (infinite error). Mean NMEs are
-over the images that have a prediction, reported together with the missing count.
+over the images that have a prediction, reported together with the missing count, the
+failure count (missing or NME above ``failure_threshold``, default 0.08) and a *capped* NME
+that scores every image, a miss as the threshold and larger errors capped at it, so a
+bucket cannot look better by losing its hard images.
 
 NaN landmarks: a prediction that is entirely NaN is a missing prediction. With
 ``nan_policy="missing"`` (default) a partially NaN prediction is also treated as missing;
@@ -28,6 +31,8 @@ import numpy as np
 
 NanPolicy = Literal["missing", "omit"]
 YAW_EDGES_DEG = (30.0, 60.0)
+FAILURE_THRESHOLD = 0.08
+"""NME above which an image counts as a failure (and at which the capped NME saturates)."""
 BUCKET_NAMES = ("[0,30)", "[30,60)", "[60,90]")
 OUTER_EYE_CORNERS = (36, 45)
 
@@ -164,6 +169,19 @@ def _nanmean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else float("nan")
 
 
+def capped_nme(errors: np.ndarray, threshold: float = FAILURE_THRESHOLD) -> np.ndarray:
+    """Per-image NME with misses (NaN) scored as ``threshold`` and larger errors capped at
+    it: every image counts, a failure never counts more than the threshold."""
+    e = np.asarray(errors, np.float64)
+    return np.where(np.isfinite(e), np.minimum(e, threshold), threshold)
+
+
+def failure_count(errors: np.ndarray, threshold: float = FAILURE_THRESHOLD) -> int:
+    """Images with NME above ``threshold`` or without a prediction."""
+    e = np.asarray(errors, np.float64)
+    return int((~np.isfinite(e) | (e > threshold)).sum())
+
+
 @dataclass
 class AFLW2000Result:
     """AFLW2000-3D scores. NMEs are fractions (multiply by 100 for the usual %).
@@ -175,6 +193,10 @@ class AFLW2000Result:
         balanced_2d / balanced_3d: mean of the three bucket means; mean_2d / mean_3d: plain
             mean over predicted images.
         missing: stems with no prediction.
+        failure_threshold: NME above which an image fails; bucket_failures: failures
+            (missing included) per bucket; bucket_capped_2d, balanced_capped_2d,
+            mean_capped_2d: 2D NME over every image with misses and failures scored as the
+            threshold (`capped_nme`).
     """
 
     stems: list[str]
@@ -190,23 +212,38 @@ class AFLW2000Result:
     mean_2d: float
     mean_3d: float
     missing: list[str] = field(default_factory=list)
+    failure_threshold: float = FAILURE_THRESHOLD
+    bucket_failures: list[int] = field(default_factory=list)
+    bucket_capped_2d: list[float] = field(default_factory=list)
+    balanced_capped_2d: float = float("nan")
+    mean_capped_2d: float = float("nan")
 
     def table(self) -> str:
-        """A plain-text table (NME in %)."""
+        """A plain-text table (NME in % of sqrt(w·h) of the ground-truth landmark box)."""
         def pct(v: float) -> str:
             return "   n/a" if not np.isfinite(v) else f"{100 * v:6.3f}"
 
-        rows = [f"{'AFLW2000-3D':<14}{'images':>8}{'missing':>9}{'NME2D %':>9}{'NME3D %':>9}"]
-        for name, n, m, e2, e3 in zip(BUCKET_NAMES, self.bucket_counts, self.bucket_missing,
-                                      self.bucket_nme_2d, self.bucket_nme_3d, strict=True):
-            rows.append(f"{'yaw ' + name:<14}{n:>8}{m:>9}{pct(e2):>9}{pct(e3):>9}")
-        n, m = len(self.stems), len(self.missing)
-        rows.append(f"{'balanced':<14}{n:>8}{m:>9}{pct(self.balanced_2d):>9}"
-                    f"{pct(self.balanced_3d):>9}")
-        rows.append(f"{'mean':<14}{n:>8}{m:>9}{pct(self.mean_2d):>9}{pct(self.mean_3d):>9}")
+        t = self.failure_threshold
+        rows = [f"{'AFLW2000-3D':<14}{'images':>8}{'missing':>9}{f'NME>{t:g}':>10}"
+                f"{'NME2D %':>9}{'NME3D %':>9}{'capped %':>10}"]
+        fails = self.bucket_failures or [0] * len(BUCKET_NAMES)
+        capped = self.bucket_capped_2d or [float("nan")] * len(BUCKET_NAMES)
+        for name, n, m, f, e2, e3, c in zip(BUCKET_NAMES, self.bucket_counts,
+                                            self.bucket_missing, fails, self.bucket_nme_2d,
+                                            self.bucket_nme_3d, capped, strict=True):
+            rows.append(f"{'yaw ' + name:<14}{n:>8}{m:>9}{f:>10}{pct(e2):>9}{pct(e3):>9}"
+                        f"{pct(c):>10}")
+        n, m, f = len(self.stems), len(self.missing), sum(fails)
+        rows.append(f"{'balanced':<14}{n:>8}{m:>9}{f:>10}{pct(self.balanced_2d):>9}"
+                    f"{pct(self.balanced_3d):>9}{pct(self.balanced_capped_2d):>10}")
+        rows.append(f"{'mean':<14}{n:>8}{m:>9}{f:>10}{pct(self.mean_2d):>9}"
+                    f"{pct(self.mean_3d):>9}{pct(self.mean_capped_2d):>10}")
+        rows.append(f"NME: mean landmark error / sqrt(w*h) of the GT 68-landmark box, in %, over "
+                    f"predicted images; NME>{t:g}: failures, misses included; capped: every "
+                    f"image, a miss or failure scored as {100 * t:g} %")
         if m:
-            rows.append(f"{m} image(s) without a prediction (no face): excluded from the means, "
-                        "listed in 'missing'")
+            rows.append(f"{m} image(s) without a prediction (no face): excluded from the NME "
+                        "columns, counted as failures and in 'capped', listed in 'missing'")
         return "\n".join(rows)
 
     def to_dict(self) -> dict:
@@ -222,6 +259,11 @@ class AFLW2000Result:
             "bucket_nme_3d": [f(v) for v in self.bucket_nme_3d],
             "balanced_2d": f(self.balanced_2d), "balanced_3d": f(self.balanced_3d),
             "mean_2d": f(self.mean_2d), "mean_3d": f(self.mean_3d),
+            "failure_threshold": self.failure_threshold,
+            "bucket_failures": self.bucket_failures,
+            "bucket_capped_2d": [f(v) for v in self.bucket_capped_2d],
+            "balanced_capped_2d": f(self.balanced_capped_2d),
+            "mean_capped_2d": f(self.mean_capped_2d),
             "num_images": len(self.stems), "num_missing": len(self.missing),
             "missing": self.missing,
             "per_image": {s: {"nme_2d": f(a), "nme_3d": f(b), "yaw_deg": float(y)}
@@ -232,7 +274,8 @@ class AFLW2000Result:
 
 def evaluate_aflw2000(pred: np.ndarray, gt: np.ndarray, yaw_deg: np.ndarray,
                       stems: Sequence[str] | None = None,
-                      nan_policy: NanPolicy = "missing") -> AFLW2000Result:
+                      nan_policy: NanPolicy = "missing",
+                      failure_threshold: float = FAILURE_THRESHOLD) -> AFLW2000Result:
     """Score AFLW2000-3D predictions.
 
     Args:
@@ -241,6 +284,7 @@ def evaluate_aflw2000(pred: np.ndarray, gt: np.ndarray, yaw_deg: np.ndarray,
         gt: (N, 68, 3) ground truth (``pt3d_68`` transposed) or (N, 68, 2).
         yaw_deg: (N,) ground-truth yaw in degrees (``Pose_Para[0][1]`` converted).
         stems: image names (default ``"0"``, ``"1"``, ...).
+        failure_threshold: 2D NME above which an image fails (`capped_nme`).
     """
     pred, gt = _as_batch(pred), _as_batch(gt)
     yaw = np.asarray(yaw_deg, np.float64).reshape(-1)
@@ -256,6 +300,9 @@ def evaluate_aflw2000(pred: np.ndarray, gt: np.ndarray, yaw_deg: np.ndarray,
     b2 = [_nanmean(nme2[buckets == b]) for b in range(3)]
     b3 = [_nanmean(nme3[buckets == b]) for b in range(3)]
     missing_mask = ~np.isfinite(nme2)
+    capped = capped_nme(nme2, failure_threshold)
+    bc = [float(capped[buckets == b].mean()) if (buckets == b).any() else float("nan")
+          for b in range(3)]
     return AFLW2000Result(
         stems=stems, nme_2d=nme2, nme_3d=nme3, yaw_deg=yaw, bucket_nme_2d=b2, bucket_nme_3d=b3,
         bucket_counts=[int((buckets == b).sum()) for b in range(3)],
@@ -263,6 +310,10 @@ def evaluate_aflw2000(pred: np.ndarray, gt: np.ndarray, yaw_deg: np.ndarray,
         balanced_2d=float(np.mean(b2)), balanced_3d=float(np.mean(b3)),
         mean_2d=_nanmean(nme2), mean_3d=_nanmean(nme3),
         missing=[s for s, m in zip(stems, missing_mask, strict=True) if m],
+        failure_threshold=failure_threshold,
+        bucket_failures=[failure_count(nme2[buckets == b], failure_threshold) for b in range(3)],
+        bucket_capped_2d=bc, balanced_capped_2d=float(np.mean(bc)),
+        mean_capped_2d=float(capped.mean()) if n else float("nan"),
     )
 
 
@@ -293,12 +344,15 @@ class Landmarks300WResult:
             return "   n/a" if not np.isfinite(v) else f"{100 * v:7.3f}"
 
         t = self.threshold
-        head = (f"{name:<12}{'images':>8}{'missing':>9}{'NME %':>9}{'median %':>10}"
-                f"{f'AUC@{t:g}':>10}{f'FR@{t:g} %':>11}")
+        head = (f"{name:<12}{'images':>8}{'missing':>9}{f'NME>{t:g}':>10}{'NME %':>9}"
+                f"{'median %':>10}{'capped %':>10}{f'AUC@{t:g}':>10}{f'FR@{t:g} %':>11}")
         row = (f"{'outer-eye':<12}{len(self.stems):>8}{len(self.missing):>9}"
-               f"{pct(self.mean_nme):>9}{pct(self.median_nme):>10}"
+               f"{failure_count(self.nme, t):>10}{pct(self.mean_nme):>9}"
+               f"{pct(self.median_nme):>10}{pct(float(capped_nme(self.nme, t).mean())):>10}"
                f"{self.auc:>10.4f}{pct(self.failure):>11}")
-        lines = [head, row]
+        lines = [head, row, f"NME: mean landmark error / outer-eye-corner distance (ids 36, "
+                 f"45), in %, over predicted images; NME>{t:g}: failures, misses included; "
+                 f"capped: every image, a miss or failure scored as {100 * t:g} %"]
         if self.missing:
             lines.append(f"{len(self.missing)} image(s) without a prediction (no face): excluded "
                          "from NME, counted as failures in AUC/FR/CED")
@@ -313,6 +367,9 @@ class Landmarks300WResult:
             "num_images": len(self.stems), "num_missing": len(self.missing),
             "mean_nme": f(self.mean_nme), "median_nme": f(self.median_nme),
             "threshold": self.threshold, "auc": f(self.auc), "failure_rate": f(self.failure),
+            "num_failures": failure_count(self.nme, self.threshold),
+            "capped_mean_nme": f(float(capped_nme(self.nme, self.threshold).mean()))
+            if len(self.nme) else None,
             "missing": self.missing,
             "per_image": {s: f(v) for s, v in zip(self.stems, self.nme, strict=True)},
         }

@@ -1,0 +1,137 @@
+"""Shape benchmark: NoW-style scan-to-mesh error on scans facefit did not make.
+
+Rows (`facefit.eval.shape`; each with the mean-face baseline, the landmark fit and the
+photometric refinement):
+
+* ``in-model 1``: faces of the default model (shape N(0, 1)), one photo each; also the
+  rigid-aligned mean vertex error.
+* ``ict 1`` / ``ict 3`` / ``ict 6``: ICT Face Model identities (a different model and
+  topology, from light-stage scans), 1, 3 or 6 photos each (several photos: joint fit).
+
+With ``--heatmap PNG`` it also draws the per-vertex mean scan-to-mesh error of the ICT rows
+on the ICT mean face (landmark fit, photometric, 6 photos). The ICT folder is
+``--ict DIR`` (an unpacked ``FaceXModel``); without it the pack in ``../shared`` is
+unpacked into ``out/ict-facekit`` once.
+
+    nice -n 10 python benchmarks/shape.py [--rows in-model:1:30,ict:1:30,ict:3:10,ict:6:10]
+        [--iterations 100] [--heatmap benchmarks/shape_heatmap.png] [--json out/shape.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_ICT = ROOT.parent / "shared" / "data" / "ict-facekit"
+DEFAULT_ROWS = "in-model:1:30,ict:1:30,ict:3:10,ict:6:10"
+
+
+def ict_folder(path: Path | None) -> Path:
+    """The ICT FaceXModel folder: ``path``, or ``out/ict-facekit`` unpacked from ../shared."""
+    if path is not None:
+        return path
+    dest = ROOT / "out" / "ict-facekit"
+    if not (dest / "FaceXModel" / "generic_neutral_mesh.obj").is_file() or len(
+            list((dest / "FaceXModel").glob("*.obj"))) < 158:
+        unpack = SHARED_ICT / "unpack.py"
+        if not unpack.is_file():
+            sys.exit(f"benchmarks/shape.py: {unpack} not found; give --ict FaceXModel folder")
+        subprocess.run([sys.executable, str(unpack), str(dest)], check=True)
+    return dest / "FaceXModel"
+
+
+def heatmap(ict, maps: dict[str, np.ndarray], path: Path, vmax: float = 3.0) -> None:
+    """Panels of per-vertex mean error (mm) on the ICT neutral face region, frontal view."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from facefit.io.atomic import atomic_path
+
+    pts = ict.neutral[ict.regions["face"]].astype(np.float64)
+    order = np.argsort(pts[:, 2])
+    fig = Figure(figsize=(2.3 * len(maps) + 0.6, 2.9), dpi=90)
+    FigureCanvasAgg(fig)
+    sc = None
+    for k, (name, err) in enumerate(maps.items()):
+        ax = fig.add_subplot(1, len(maps), k + 1)
+        ok = np.isfinite(err[order])
+        sc = ax.scatter(pts[order][ok, 0], pts[order][ok, 1], c=err[order][ok], s=1.2,
+                        cmap="jet", vmin=0, vmax=vmax, linewidths=0)
+        ax.set_aspect("equal")
+        ax.set_axis_off()
+        ax.set_title(f"{name}\nmedian {np.nanmedian(err):.2f} mm", fontsize=8)
+    if sc is not None:
+        fig.colorbar(sc, ax=fig.axes, label="mean scan-to-mesh, mm", shrink=0.8)
+    with atomic_path(path) as tmp:
+        fig.savefig(str(tmp), format="png")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", default=DEFAULT_ROWS, help="data:photos:n,... rows to run")
+    ap.add_argument("--ict", type=Path, help="ICT-FaceKit FaceXModel folder")
+    ap.add_argument("--iterations", type=int, default=100, help="photometric iterations")
+    ap.add_argument("--max-yaw", type=float, default=30.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-photometric", action="store_true")
+    ap.add_argument("--heatmap", type=Path, help="write the ICT error heat map PNG here")
+    ap.add_argument("--json", type=Path, help="write all rows as JSON here")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+
+    from facefit.detect.mediapipe import MediaPipeDetector
+    from facefit.eval.shape import evaluate_shape, ict_subject, in_model_subject
+    from facefit.model import load_default_model
+
+    model = load_default_model()
+    detector = MediaPipeDetector()
+    rows = [r.split(":") for r in args.rows.split(",") if r]
+    ict = None
+    if any(r[0] == "ict" for r in rows):
+        from facefit.model.io_ict import load_ict
+
+        ict = load_ict(ict_folder(args.ict))
+    reports, maps = [], {}
+    for data, photos_s, n_s in rows:
+        photos, n = int(photos_s), int(n_s)
+
+        def subject(i: int, data: str = data, photos: int = photos):  # noqa: ANN202
+            rng = np.random.default_rng([args.seed, i])
+            if data == "ict":
+                return ict_subject(ict, rng, photos, args.max_yaw)
+            return in_model_subject(model, rng, photos, args.max_yaw)
+
+        keep: dict = {}
+        rep = evaluate_shape(model, subject, n, data, photos,
+                             photometric=not args.no_photometric, iterations=args.iterations,
+                             detector=detector, progress=not args.quiet, seed=args.seed,
+                             max_yaw=args.max_yaw, keep=keep)
+        print(rep.table(), flush=True)
+        reports.append(rep.to_dict())
+        if data == "ict":
+            for method, dists in keep.items():
+                if method == "mean face" and "mean face" in maps:
+                    continue
+                label = method if photos == 1 else f"{method}, {photos} photos"
+                maps[label] = np.nanmean(np.stack(dists), axis=0)
+    if args.json:
+        from facefit.io.atomic import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(reports, indent=1))
+    if args.heatmap and ict is not None and maps:
+        wanted = [k for k in ("mean face", "landmarks", "photometric", "landmarks, 6 photos",
+                              "photometric, 6 photos") if k in maps]
+        heatmap(ict, {k: maps[k] for k in wanted}, args.heatmap)
+        print(f"heat map: {args.heatmap}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
