@@ -114,6 +114,16 @@ def test_scores_match_independent_recomputation(model) -> None:
     assert row["vertex_err_mm_rigid"] == pytest.approx(np.mean(vert), rel=1e-5)
     table = rep.table()
     assert "2/3" in table and "no face found per bucket: [0, 1, 0]" in table
+    assert "legend:" in table and "mm rigid = mean vertex error" in table
+    from facefit.eval.synthetic import contact_sheet, example_labels
+
+    labels = example_labels(rep)
+    assert labels[1] == "no face" and labels[0] == (
+        f"NME {100 * nme[0]:.1f}% {vert[0]:.1f}mm")
+    plain = contact_sheet(faces, cols=3, side=96)
+    labelled = contact_sheet(faces, cols=3, side=96, labels=labels)
+    assert plain.shape == labelled.shape == (96, 288, 3)
+    assert (plain != labelled).any(axis=2)[80:, 96:192].sum() > 20  # "no face" drawn
     # The upper bound sees every face; the mean face is scored on every face.
     assert exact.found.all() and np.isfinite(mean_face.vert_rigid).all()
     assert np.nanmax(exact.nme) < 0.02 and np.nanmax(exact.geodesic) < 5.0

@@ -304,7 +304,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_synthetic(args: argparse.Namespace) -> int:
-    from facefit.eval.synthetic import contact_sheet, evaluate_synthetic
+    from facefit.eval.synthetic import contact_sheet, evaluate_synthetic, example_labels
 
     if args.n < 1 or args.size < 64:
         _err("--n must be >= 1 and --size >= 64")
@@ -321,7 +321,8 @@ def _cmd_synthetic(args: argparse.Namespace) -> int:
     from facefit.io.atomic import atomic_path
 
     with atomic_path(out / "synthetic_examples.png") as tmp:
-        Image.fromarray(contact_sheet(faces)).save(tmp, format="PNG")
+        Image.fromarray(contact_sheet(faces, labels=example_labels(report))).save(
+            tmp, format="PNG")
     print(f"results: {out / 'synthetic.json'}, renders: {out / 'synthetic_examples.png'}",
           file=sys.stderr)
     return 0

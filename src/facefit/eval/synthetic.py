@@ -521,6 +521,11 @@ class SyntheticReport:
                 + p(r["geodesic_err_deg"], 1) + p(r["vertex_err_mm_rigid"], 1, 9)
                 + p(r["vertex_err_mm_direct"], 1, 10))
         lines.extend(self.notes)
+        lines.append("legend: found = faces with a detection / faces; 0-30, 30-60, 60-90 = "
+                     "mean NME (%) per |yaw| bucket over found faces; bal. = mean of the "
+                     "bucket NMEs; mean = over found faces; yaw/pitch/roll/geod. = mean "
+                     "absolute pose error (deg); mm rigid = mean vertex error after rigid "
+                     "alignment; mm direct = without alignment; '-' = not applicable")
         pipe = self.methods[0]
         lines.append(f"faces per yaw bucket: {[int((b == k).sum()) for k in range(3)]}, "
                      f"no face found per bucket: "
@@ -636,8 +641,10 @@ def evaluate_synthetic(
     return rep, faces
 
 
-def contact_sheet(faces: Sequence[SyntheticFace], cols: int = 8, side: int = 128) -> np.ndarray:
-    """(rows·side, cols·side, 3) uint8 grid of the first renders, for a quick look."""
+def contact_sheet(faces: Sequence[SyntheticFace], cols: int = 8, side: int = 128,
+                  labels: Sequence[str] | None = None) -> np.ndarray:
+    """(rows·side, cols·side, 3) uint8 grid of the first renders, each labelled with its
+    index and true yaw (and ``labels[k]`` below, e.g. the fit's error), for a quick look."""
     import cv2
 
     faces = list(faces)[: cols * 4]
@@ -645,6 +652,22 @@ def contact_sheet(faces: Sequence[SyntheticFace], cols: int = 8, side: int = 128
     sheet = np.zeros((rows * side, cols * side, 3), np.uint8)
     for k, f in enumerate(faces):
         r, c = divmod(k, cols)
-        sheet[r * side:(r + 1) * side, c * side:(c + 1) * side] = cv2.resize(
-            f.image, (side, side), interpolation=cv2.INTER_AREA)
+        tile = np.ascontiguousarray(cv2.resize(f.image, (side, side),
+                                               interpolation=cv2.INTER_AREA))
+        texts = [(f"#{k} yaw {f.yaw_deg:+.0f}", 12)]
+        if labels is not None and k < len(labels) and labels[k]:
+            texts.append((labels[k], side - 5))
+        for text, y in texts:
+            cv2.putText(tile, text, (3, y), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 2,
+                        cv2.LINE_AA)
+            cv2.putText(tile, text, (3, y), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+        sheet[r * side:(r + 1) * side, c * side:(c + 1) * side] = tile
     return sheet
+
+
+def example_labels(report: SyntheticReport) -> list[str]:
+    """Per face: the pipeline's NME (%) and rigid vertex error (mm), or "no face"."""
+    pipe = report.methods[0]
+    return [("no face" if not found else f"NME {100 * e:.1f}% {report.mm_per_unit * v:.1f}mm")
+            for found, e, v in zip(pipe.found, pipe.nme, pipe.vert_rigid, strict=False)]
