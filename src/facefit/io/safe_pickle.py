@@ -81,6 +81,8 @@ class RefusedGlobal(PickleDataError, pickle.UnpicklingError):
     """The pickle names a global outside `ALLOWED`; ``.refused`` is ``"module.name"``."""
 
     def __init__(self, module: str, name: str) -> None:
+        # os.system pickles as posix.system (nt.system on Windows): name it as users know it
+        module = "os" if module in ("posix", "nt") else module
         self.refused = f"{module}.{name}"
         super().__init__(f"pickle refers to {self.refused}, which a model file never needs")
 
