@@ -96,3 +96,14 @@ def test_fsspec_urls_in_and_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert cli.main(argv) == 1  # resumed from the local manifest: nothing redone
     assert "4 done before" in capsys.readouterr().err
     assert len(manifest.read_text().splitlines()) == 4
+
+
+def test_dask_chunks_keep_every_worker_busy() -> None:
+    from facefit.batch.cluster import _chunks, chunk_size
+    from facefit.batch.work import ImageTask
+
+    assert chunk_size(8, 2) == 1 and chunk_size(1000, 2) == 32 and chunk_size(480, 3) == 20
+    assert chunk_size(0, 4) == 1
+    tasks = [ImageTask(i, f"{i}.png", str(i)) for i in range(10)]
+    chunks = list(_chunks(iter(tasks), 4))
+    assert [len(c) for c in chunks] == [4, 4, 2] and sum(chunks, []) == tasks

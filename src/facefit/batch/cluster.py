@@ -14,16 +14,32 @@ shared file system or an fsspec URL such as ``s3://bucket/out``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from facefit.batch.work import BatchConfig, ImageResult, ImageTask, process_image
 
 
+def process_chunk(tasks: list[ImageTask], config: BatchConfig, out_dir: str
+                  ) -> list[ImageResult]:
+    """`process_image` on each of ``tasks`` (one Dask task for several images: the
+    scheduler's per-task cost, about a millisecond, is paid once per chunk)."""
+    return [process_image(t, config, out_dir) for t in tasks]
+
+
+def chunk_size(n_tasks: int, n_workers: int) -> int:
+    """Images per Dask task: at least 8 tasks per worker (load balance, and a dead worker
+    loses little), at most 32 images per task."""
+    return max(1, min(32, n_tasks // (8 * max(n_workers, 1))))
+
+
 def run_dask(tasks: Iterable[ImageTask], config: BatchConfig, out_dir: str,
-             address: str | None = None, jobs: int = 2) -> Iterator[ImageResult]:
-    """Results of ``tasks`` (completion order) computed by the cluster's workers, with at
-    most two images per worker thread in flight (memory stays flat on the client)."""
+             address: str | None = None, jobs: int = 2, n_tasks: int | None = None
+             ) -> Iterator[ImageResult]:
+    """Results of ``tasks`` (completion order) computed by the cluster's workers, in chunks
+    (`chunk_size`; ``n_tasks``: how many there are, when known), with at most two chunks per
+    worker thread in flight (memory stays flat on the client)."""
     from distributed import Client, LocalCluster, as_completed
 
     cluster: Any = None
@@ -34,21 +50,25 @@ def run_dask(tasks: Iterable[ImageTask], config: BatchConfig, out_dir: str,
     else:
         client = Client(address)
     try:
-        window = 2 * max(1, sum(client.nthreads().values()))
-        it = iter(tasks)
+        threads = max(1, sum(client.nthreads().values()))
+        size = chunk_size(n_tasks if n_tasks is not None else 0, threads)
+        chunks = _chunks(iter(tasks), size)
         futures = as_completed()
-        for task in it:
-            futures.add(client.submit(process_image, task, config, out_dir, pure=False))
-            if futures.count() >= window:
-                break
+        for chunk in itertools.islice(chunks, 2 * threads):
+            futures.add(client.submit(process_chunk, chunk, config, out_dir, pure=False))
         for fut in futures:
-            result = fut.result()
+            results = fut.result()
             fut.release()
-            yield result
-            task = next(it, None)
-            if task is not None:
-                futures.add(client.submit(process_image, task, config, out_dir, pure=False))
+            yield from results
+            chunk = next(chunks, None)
+            if chunk is not None:
+                futures.add(client.submit(process_chunk, chunk, config, out_dir, pure=False))
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _chunks(tasks: Iterator[ImageTask], size: int) -> Iterator[list[ImageTask]]:
+    while chunk := list(itertools.islice(tasks, size)):
+        yield chunk

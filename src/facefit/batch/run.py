@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class BatchSummary:
     prior_no_face: int = 0
     lost: int = 0
     seconds: float = 0.0
-    results: list[ImageResult] = field(default_factory=list)
 
 
 def default_manifest_path(out_dir: str) -> Path:
@@ -93,7 +92,7 @@ def run_batch(
     with Manifest(manifest_path or default_manifest_path(out_dir)) as manifest:
         clean_staging(out_dir)
         local_out = None if is_url(out_dir) else out_dir
-        todo: list[ImageTask] = []
+        todo_ids: list[int] = []  # indices only: the tasks are made as the workers need them
         for i, (src, name) in enumerate(zip(sources, names, strict=True)):
             if manifest.is_finished(src, name, config.formats, fingerprint, local_out,
                                     retry_failed):
@@ -105,9 +104,10 @@ def run_batch(
                     summary.prior_no_face += entry.state == "no_face"
                     summary.faces += entry.faces
                 continue
-            todo.append(ImageTask(i, src, name))
-        bar = tqdm(total=len(todo), file=sys.stderr, unit="image", dynamic_ncols=True,
-                   disable=not progress or len(todo) <= 1)
+            todo_ids.append(i)
+        todo = (ImageTask(i, sources[i], names[i]) for i in todo_ids)
+        bar = tqdm(total=len(todo_ids), file=sys.stderr, unit="image", dynamic_ncols=True,
+                   disable=not progress or len(todo_ids) <= 1)
 
         def lost(tasks: list[ImageTask]) -> None:
             summary.lost += len(tasks)
@@ -116,11 +116,10 @@ def run_batch(
                 on_lost(tasks)
 
         try:
-            for result in _results(todo, config, out_dir, jobs, cluster, use_dask, recon,
-                                   lost):
+            for result in _results(todo, len(todo_ids), config, out_dir, jobs, cluster,
+                                   use_dask, recon, lost):
                 manifest.record(result, config.formats if result.state != "failed" else (),
                                 fingerprint)
-                summary.results.append(_light(result))
                 summary.faces += result.faces
                 summary.failed += result.state == "failed"
                 summary.no_face += result.state == "no_face"
@@ -136,25 +135,19 @@ def run_batch(
     return summary
 
 
-def _light(result: ImageResult) -> ImageResult:
-    """The result without the exception object (summaries of big batches stay small)."""
-    result.__dict__.pop("exc", None)
-    return result
-
-
-def _results(todo: list[ImageTask], config: BatchConfig, out_dir: str, jobs: int,
-             cluster: str | None, use_dask: bool, recon: Any,
+def _results(todo: Iterator[ImageTask], n_todo: int, config: BatchConfig, out_dir: str,
+             jobs: int, cluster: str | None, use_dask: bool, recon: Any,
              on_lost: Callable[[list[ImageTask]], None]) -> Iterator[ImageResult]:
     if not is_url(out_dir):
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     if cluster is not None or use_dask:
         from facefit.batch.cluster import run_dask
 
-        return run_dask(todo, config, out_dir, cluster, jobs)
-    if jobs > 1 and len(todo) > 1:
+        return run_dask(todo, config, out_dir, cluster, jobs, n_tasks=n_todo)
+    if jobs > 1 and n_todo > 1:
         from facefit.batch.pool import run_pool
 
-        return run_pool(todo, config, out_dir, min(jobs, len(todo)), on_lost)
+        return run_pool(todo, config, out_dir, min(jobs, n_todo), on_lost)
     from facefit.batch.pool import run_serial
 
     return run_serial(todo, config, out_dir, recon)
