@@ -11,7 +11,7 @@ from facefit.video.overlay import OverlayRenderer
 
 def test_overlay_matches_reference_render() -> None:
     m = load_default_model()
-    r = OverlayRenderer(m.mean, m.triangles)
+    r = OverlayRenderer(m.mean, m.triangles, rim_mm=0.0)  # the reference has no rim fade
     assert len(r.levels[-1].triangles) < 0.3 * len(m.triangles)
     img = np.full((240, 320, 3), 90, np.uint8)
     pose = _Pose(rotation_from_euler(20, 5, 0), 0.6, np.array([160.0, 120.0]))
@@ -22,3 +22,23 @@ def test_overlay_matches_reference_render() -> None:
     b = r.render(img, v, 0.6).astype(int)
     assert ((a != 90).any(2) == (b != 90).any(2)).mean() > 0.995  # same silhouette
     assert np.abs(a - b).mean() < 0.5 and (np.abs(a - b).max(2) > 10).mean() < 0.01
+
+
+def test_overlay_fades_out_at_the_open_edge() -> None:
+    from facefit.render.rim import rim_weight
+
+    m = load_default_model()
+    img = np.full((400, 400, 3), 90, np.uint8)
+    pose = _Pose(rotation_from_euler(0, 0, 0), 1.2, np.array([200.0, 200.0]))
+    xy, d = pose.project(m.vertices(np.zeros(m.num_shape)).astype(np.float64))
+    v = np.column_stack([xy, d]).astype(np.float32)
+    hard = OverlayRenderer(m.mean, m.triangles, rim_mm=0.0).render(img, v, 1.2).astype(int)
+    soft = OverlayRenderer(m.mean, m.triangles).render(img, v, 1.2).astype(int)
+    w = rim_weight(m.mean, m.triangles)
+    rim = np.round(v[w == 0, :2]).astype(int)
+    core = np.round(v[w == 1, :2]).astype(int)
+    at = lambda im, p: np.abs(im[p[:, 1], p[:, 0]] - 90).max(1)  # noqa: E731
+    assert at(soft, rim).mean() < 0.5 * at(hard, rim).mean()  # the cut is faded out
+    np.testing.assert_array_equal(at(soft, core) > 0, at(hard, core) > 0)
+    diff = np.abs(soft - hard)[core[:, 1], core[:, 0]].max(1)
+    assert (diff > 2).mean() < 0.01  # the face is unchanged (but where the rim lies in front)

@@ -57,6 +57,23 @@ def _unit(n: np.ndarray) -> np.ndarray:
     return (n / np.where(length > 0, length, 1.0)).astype(np.float32)
 
 
+def visible_side(normals: np.ndarray) -> np.ndarray:
+    """Unit normals (..., 3) (image space, z away from the camera) moved continuously onto
+    the camera's side: a normal facing away (``n_z > 0``: a back face seen past the
+    silhouette or through a fold) has its z component set to 0 and is renormalised.
+
+    Flipping such normals instead (``n -> -n``) is discontinuous where the surface grazes
+    the silhouette (hairline, neck, ears): neighbouring vertices with ``n_z`` of opposite
+    sign get opposite normals, and the shading alternates light and dark in stripes
+    along every open edge of the mesh. A normal pointing exactly away becomes 0 (ambient
+    light only).
+    """
+    n = np.array(normals, dtype=np.float32, copy=True)
+    n[..., 2] = np.minimum(n[..., 2], 0.0)
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    return np.where(length > 1e-6, n / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+
+
 def render_shaded(
     verts_px: np.ndarray,
     triangles: np.ndarray,
@@ -85,9 +102,7 @@ def render_shaded(
     normals /= np.maximum(np.linalg.norm(normals, axis=2, keepdims=True), 1e-12)
     light = np.asarray(light_dir, dtype=np.float32)
     light = light / np.linalg.norm(light)
-    # Back faces (seen through a hole or past the silhouette) are lit from their inside.
-    normals *= np.where(normals[..., 2:] > 0, -1.0, 1.0).astype(np.float32)
-    lambert = np.maximum(normals @ light, 0.0)
+    lambert = np.maximum(visible_side(normals) @ light, 0.0)
     shade = ambient + (1.0 - ambient) * lambert
     mask = raster.mask
     rgb = shade[..., None] * np.asarray(color, np.float32) * mask[..., None]

@@ -11,6 +11,9 @@ landmark dots), made cheaper for a stream of frames:
 - Rasterised only inside the face's crop window (`facefit.render.raster.crop_window`).
 - Vertex normals by one sparse product with a cached vertex-triangle incidence matrix, and
   shading per vertex (Gouraud), interpolated as one channel.
+- The mesh fades out towards its open edge (`facefit.render.rim`), and faces seen from
+  behind are shaded with their normal moved continuously onto the camera's side
+  (`facefit.render.shading.visible_side`): no jagged, striped fringe at the cut.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from facefit.render.raster import crop_window, interpolate, rasterize
-from facefit.render.shading import DEFAULT_LIGHT, triangle_cross
+from facefit.render.rim import RIM_BAND_MM, rim_weight
+from facefit.render.shading import DEFAULT_LIGHT, triangle_cross, visible_side
 
 
 class _Level:
     def __init__(self, ids: np.ndarray, triangles: np.ndarray, n: int, cell_mm: float) -> None:
         self.ids, self.triangles, self.cell_mm = ids, triangles, cell_mm
+        self.rim: np.ndarray | None = None  # (n,) opacity factor, set by OverlayRenderer
         f = len(triangles)
         self.incidence = sp.csr_matrix(
             (np.ones(3 * f, np.float32), (triangles.ravel(), np.repeat(np.arange(f), 3))),
@@ -64,15 +69,21 @@ class OverlayRenderer:
         cells_mm: cluster cell sizes of the simplified levels (the full mesh is level 0).
         max_cell_px: a level is used only if its cell is at most this many pixels.
         alpha: opacity of the mesh.
+        rim_mm: the mesh fades out over this distance (mm on the mean face) towards its open
+            edge (`facefit.render.rim`): the ragged band of thin, folded triangles at the
+            cut is not drawn as a jagged fringe.
     """
 
     def __init__(self, mean: np.ndarray, triangles: np.ndarray,
                  cells_mm: tuple[float, ...] = (1.5, 2.0, 3.0), max_cell_px: float = 2.0,
-                 alpha: float = 0.6) -> None:
+                 alpha: float = 0.6, rim_mm: float = RIM_BAND_MM) -> None:
         tri = np.asarray(triangles).astype(np.int32)
         n = len(mean)
         self.levels = [_Level(np.arange(n), tri, n, 0.0)]
         self.levels += [_cluster(mean, tri, c) for c in sorted(cells_mm)]
+        rim = rim_weight(mean, tri, rim_mm)
+        for lv in self.levels:
+            lv.rim = rim[lv.ids]
         self.max_cell_px = max_cell_px
         self.alpha = alpha
         light = np.asarray(DEFAULT_LIGHT, np.float32)
@@ -102,14 +113,13 @@ class OverlayRenderer:
             mask = raster.mask
             n = np.asarray(lv.incidence @ triangle_cross(v, lv.triangles), np.float32)
             n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-            n *= np.where(n[:, 2:] > 0, -1.0, 1.0).astype(np.float32)  # back faces: lit inside
-            shade = ambient + (1.0 - ambient) * np.maximum(n @ self.light, 0.0)
-            s = interpolate(raster, shade.astype(np.float32))[mask]
+            shade = ambient + (1.0 - ambient) * np.maximum(visible_side(n) @ self.light, 0.0)
+            attrs = interpolate(raster, np.stack([shade, lv.rim], 1).astype(np.float32))[mask]
+            s, a = attrs[:, 0], self.alpha * attrs[:, 1:]
             crop = out[y0:y1, x0:x1]
             px = crop[mask].astype(np.float32)
-            rgb = (self.alpha * 255.0) * np.clip(s[:, None] * np.asarray(color, np.float32),
-                                                  0.0, 1.0)
-            crop[mask] = ((1 - self.alpha) * px + rgb + 0.5).astype(np.uint8)
+            rgb = 255.0 * np.clip(s[:, None] * np.asarray(color, np.float32), 0.0, 1.0)
+            crop[mask] = ((1 - a) * px + a * rgb + 0.5).astype(np.uint8)
         if landmarks_2d is not None:
             radius = max(1, round(min(h, w) / 250))
             for x, y in np.asarray(landmarks_2d, np.float64)[:, :2]:
