@@ -17,6 +17,10 @@ camera scale; the identity prior settles it.
 
 from __future__ import annotations
 
+__all__ = ["BilinearFit", "BilinearFit2D", "bilinear_from_model", "bilinear_result",
+           "expression_directions", "fit_bilinear_landmarks", "fit_bilinear_landmarks_2d",
+           "fit_bilinear_points"]
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,11 +33,9 @@ from facefit.fit.core.rotation import umeyama
 from facefit.fit.core.solver import solve_linear_map
 from facefit.fit.landmark_fit import fit_points, silhouette_contour
 from facefit.fit.result import FitResult, assemble_result
+from facefit.model.bilinear import bilinear_from_model, expression_directions
 from facefit.model.io_facescape import BilinearModel
 from facefit.model.morphable_model import MorphableModel
-
-_KEYS = ("bilinear_core", "bilinear_id_mean", "bilinear_id_sigma", "bilinear_exp_neutral",
-         "bilinear_exp_sigma")
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,14 +58,6 @@ class BilinearFit2D:
     scale: float
     translation: np.ndarray
     rms_history: list[float]
-
-
-def expression_directions(bm: BilinearModel) -> np.ndarray:
-    """(E, E-1) expression directions orthogonal to the neutral weights, scaled by
-    ``exp_sigma`` (the expression basis of `to_morphable_model`)."""
-    n = bm.exp_neutral / max(float(np.linalg.norm(bm.exp_neutral)), 1e-12)
-    u, s, _ = np.linalg.svd(np.eye(n.size) - np.outer(n, n))
-    return bm.exp_sigma[:, None] * u[:, s > 0.5]
 
 
 def _linear(name: str, mean: np.ndarray, basis: np.ndarray, identity: bool) -> MorphableModel:
@@ -129,20 +123,6 @@ def fit_bilinear_points(
     return BilinearFit2D(w, e, a.astype(np.float64), b.astype(np.float64), pose.rotation.copy(),
                          float(pose.scale), np.asarray(pose.translation, np.float64).copy(),
                          history)
-
-
-def bilinear_from_model(model: MorphableModel) -> BilinearModel | None:
-    """The `BilinearModel` behind a linearised FaceScape model (``extras["bilinear_core"]``
-    and its statistics, kept by `to_morphable_model`), or None for a linear model."""
-    ex = model.extras
-    if not all(k in ex for k in _KEYS):
-        return None
-    return BilinearModel(
-        name=model.name, core=ex["bilinear_core"], id_mean=ex["bilinear_id_mean"],
-        id_sigma=ex["bilinear_id_sigma"], exp_neutral=ex["bilinear_exp_neutral"],
-        exp_sigma=ex["bilinear_exp_sigma"], triangles=model.triangles, uv=model.uv,
-        landmark_ids=dict(model.landmark_ids), mirror_ids=model.mirror_ids,
-        licence=model.licence, source=model.source)
 
 
 def bilinear_result(model: MorphableModel, bm: BilinearModel, fit: BilinearFit2D,

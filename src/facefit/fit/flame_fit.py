@@ -23,7 +23,7 @@ The solver is the fitting core's Levenberg-Marquardt (`facefit.fit.core`) on the
 parameter vector. The posed landmarks are affine
 in the coefficients for a fixed pose (joints are regressed linearly from the rest shape), so
 their coefficient Jacobian is exact and analytic; the few joint angles use central
-differences.
+differences (`facefit.model.flame.FlameSkinner`).
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ from facefit.fit.core.residuals import landmark_rows
 from facefit.fit.core.rotation import rodrigues
 from facefit.fit.core.solver import NormalEquations, levenberg_marquardt
 from facefit.fit.result import FitResult, assemble_result
+from facefit.model.flame import JAW, NECK, FlameSkinner
 from facefit.model.io_flame import FlameModel, linear_blend_skinning
 
 EYES_NOTE = ("eyeball rotations are left at 0: the 68 iBUG landmarks lie on the eyelids and "
              "carry no information about gaze")
-NECK, JAW = 1, 2
 _NUM_YAW_BINS = 79  # FLAME's dynamic embedding: yaw -39..39 degrees
 
 
@@ -151,59 +151,6 @@ class FlameFit:
     notes: tuple[str, ...]
 
 
-def _rel_translation(world_rot: np.ndarray, parents: np.ndarray, joints: np.ndarray
-                     ) -> np.ndarray:
-    """Translations of the skinning transforms (world transform times inverse bind): linear in
-    ``joints`` (J, 3) or (J, 3, M) for fixed world rotations (J, 3, 3)."""
-    world_t = np.zeros_like(joints)
-    for j, par in enumerate(parents):
-        if par < 0:
-            world_t[j] = joints[j]
-        else:
-            world_t[j] = world_t[par] + np.tensordot(world_rot[par], joints[j] - joints[par], 1)
-    return world_t - np.einsum("jab,jb...->ja...", world_rot, joints)
-
-
-def _world_rotations(pose: np.ndarray, parents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    rots = rodrigues(pose)
-    world = np.empty_like(rots)
-    for j, par in enumerate(parents):
-        world[j] = rots[j] if par < 0 else world[par] @ rots[j]
-    return rots, world
-
-
-class FlameSkinner:
-    """LBS restricted to the vertices the landmarks need, with coefficient Jacobians."""
-
-    def __init__(self, flame: FlameModel, vertex_ids: np.ndarray) -> None:
-        m = flame.model
-        self.ids = vertex_ids
-        basis = np.concatenate([m.shape_basis, m.expression_basis], axis=2).astype(np.float64)
-        jreg = np.asarray(flame.j_regressor, np.float64)
-        self.mean = m.mean[vertex_ids].astype(np.float64)
-        self.basis = basis[vertex_ids]
-        self.j_mean = jreg @ m.mean.astype(np.float64)
-        self.j_basis = np.einsum("jv,vdm->jdm", jreg, basis)
-        self.posedirs = np.asarray(flame.posedirs, np.float64)[vertex_ids]
-        self.weights = np.asarray(flame.weights, np.float64)[vertex_ids]
-        self.parents = np.asarray(flame.parents, np.int64)
-
-    def points(self, c: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posed selected vertices (N, 3) and their blended rotations (N, 3, 3)."""
-        rots, world = _world_rotations(pose, self.parents)
-        x = self.mean + self.basis @ c + self.posedirs @ (rots[1:] - np.eye(3)).ravel()
-        rel_t = _rel_translation(world, self.parents, self.j_mean + self.j_basis @ c)
-        blend = np.einsum("vj,jab->vab", self.weights, world)
-        return np.einsum("vab,vb->va", blend, x) + self.weights @ rel_t, blend
-
-    def coeff_jacobian(self, pose: np.ndarray, blend: np.ndarray) -> np.ndarray:
-        """(N, 3, M) exact derivative of `points` with respect to the coefficients."""
-        _, world = _world_rotations(pose, self.parents)
-        rel_t = _rel_translation(world, self.parents, self.j_basis)
-        return (np.einsum("vab,vbm->vam", blend, self.basis)
-                + np.einsum("vj,jam->vam", self.weights, rel_t))
-
-
 def fit_flame_points(
     flame: FlameModel,
     points_px: np.ndarray,
@@ -283,13 +230,7 @@ def fit_flame_points(
             r = (pts[rows] - proj) * np.sqrt(w_all[rows] * inv_var)[:, None]
             return r.ravel(), None, float(r.ravel() @ r.ravel() + prior_cost)
         d_pts = np.concatenate([skin.coeff_jacobian(pose, blend),
-                                np.zeros((len(x), 3, n_p))], axis=2)
-        eps = 1e-6  # the few joint angles: central differences
-        for k, (j, a) in enumerate((j, a) for j in joints for a in range(3)):
-            hi, lo = pose.copy(), pose.copy()
-            hi[j, a] += eps
-            lo[j, a] -= eps
-            d_pts[:, :, n_c + k] = (skin.points(c, hi)[0] - skin.points(c, lo)[0]) / (2 * eps)
+                                skin.joint_jacobian(c, pose, joints)], axis=2)
         d_lm = np.einsum("lk,lkam->lam", bary, d_pts[loc])
         j_m, r = landmark_rows(cam, lm, d_lm, pts[rows], w_all[rows] * inv_var)
         return r, j_m, float(r @ r + prior_cost)
