@@ -54,7 +54,14 @@ def test_refined_faces_export_albedo_comparison_and_json(tmp_path):
     assert photo["iterations"] == 10
     assert photo["photometric_error"] > 0 and photo["landmark_error_px"] >= 0
     compare = np.asarray(Image.open(tmp_path / "img_face0_compare.png"))
-    assert compare.shape == (112, 336, 3)
+    assert compare.shape[0] > 112 and compare.shape[1] > 336  # + labels and colour bar
+    label_h, bar = compare.shape[0] - 112, compare[:, 336:]
+    assert (compare[:label_h, :336] < 128).any()  # the panel labels are drawn
+    top, bottom = bar[label_h + 1].astype(int), bar[-2].astype(int)
+    assert (top != 255).any() and (bottom != 255).any()
+    red = lambda c: c[0] - c[2]  # noqa: E731 - jet: red at the top (max), blue at 0
+    col = int(np.flatnonzero((bar[label_h + 1] != 255).any(1))[0])
+    assert red(bar[label_h + 1, col].astype(int)) > 100 and red(bar[-2, col].astype(int)) < -100
     assert np.asarray(Image.open(tmp_path / "img_face0_albedo.png")).shape == (512, 512, 3)
 
 
