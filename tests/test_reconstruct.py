@@ -91,3 +91,26 @@ def test_crop_to_face_clips_to_the_image() -> None:
     assert crop.shape == (92, 53, 3)  # rows 10 - 2 .. 100, columns 0 .. 50 + 3
     np.testing.assert_allclose(shifted, verts - [0, 8, 0])
     assert np.shares_memory(crop, image)
+
+
+def test_crop_to_face_shrinks_a_large_face_consistently() -> None:
+    """Above ``max_side`` the crop is shrunk; the moved vertices land on the same content (a
+    linear ramp, which area averaging by 2 keeps exact at the new pixel centres)."""
+    import cv2
+
+    from facefit.reconstruct import crop_to_face
+
+    yy, xx = np.mgrid[0:300, 0:300].astype(np.float32)
+    image = np.dstack([xx * 0.5, yy * 0.5, xx * 0.25 + yy * 0.25]).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    verts = np.c_[rng.uniform(50, 250, (200, 2)), rng.uniform(0, 40, 200)].astype(np.float32)
+    verts[:2, :2] = [[48.0, 48.0], [251.0, 251.0]]  # box 46..254 -> 208 px, shrunk to 104
+    crop, moved = crop_to_face(image, verts, max_side=104)
+    assert crop.shape == (104, 104, 3)
+    np.testing.assert_allclose(moved[:, 2], verts[:, 2] * 0.5, rtol=1e-6)
+    sampled = cv2.remap(crop.astype(np.float32), moved[:, :1].reshape(-1, 1, 1),
+                        moved[:, 1:2].reshape(-1, 1, 1), cv2.INTER_LINEAR).reshape(-1, 3)
+    expect = np.c_[verts[:, 0] * 0.5, verts[:, 1] * 0.5, (verts[:, 0] + verts[:, 1]) * 0.25]
+    assert np.abs(sampled - expect).max() < 1.5  # uint8 rounding of the ramp
+    small, same = crop_to_face(image, verts, max_side=1000)
+    assert small.shape == (208, 208, 3) and np.shares_memory(small, image)

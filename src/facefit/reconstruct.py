@@ -124,7 +124,8 @@ class Reconstructor:
             if self.texture_size:
                 from facefit.texture.extract import extract_texture
 
-                crop, verts = crop_to_face(image_rgb, fit.verts_px)
+                crop, verts = crop_to_face(image_rgb, fit.verts_px,
+                                           max_side=2 * self.texture_size)
                 texture, colors = extract_texture(self.model, verts, crop,
                                                   size=self.texture_size)
             t3 = time.perf_counter()
@@ -153,14 +154,16 @@ class Reconstructor:
         return None
 
 
-def crop_to_face(image_rgb: np.ndarray, verts_px: np.ndarray, margin_px: int = 2
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def crop_to_face(image_rgb: np.ndarray, verts_px: np.ndarray, margin_px: int = 2,
+                 max_side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The part of ``image_rgb`` under the projected face (its vertices' bounding box plus
-    ``margin_px``, clipped to the image) and ``verts_px`` (V, 3) shifted into it.
+    ``margin_px``, clipped to the image) and ``verts_px`` (V, 3) moved into it.
 
     Texture sampling inside the box sees the same pixels as on the whole photo, so per-face
-    work scales with the face, not the photo (a 7-megapixel photo costs what its faces do).
-    The crop is a view, not a copy.
+    work scales with the face, not the photo. The crop is a view, not a copy, unless it is
+    longer than ``max_side``: then it is shrunk (area averaging, which also prefilters the
+    texture samples) to that side, and the vertices (x, y and depth) with it; a 1,500-pixel
+    face textured at 512x512 needs no more than about 1,024 pixels.
     """
     v = np.asarray(verts_px, np.float32)
     h, w = image_rgb.shape[:2]
@@ -171,7 +174,20 @@ def crop_to_face(image_rgb: np.ndarray, verts_px: np.ndarray, margin_px: int = 2
     hi = np.ceil(finite.max(0)).astype(int) + margin_px + 1
     x0, y0 = int(np.clip(lo[0], 0, w - 1)), int(np.clip(lo[1], 0, h - 1))
     x1, y1 = int(np.clip(hi[0], x0 + 1, w)), int(np.clip(hi[1], y0 + 1, h))
-    return image_rgb[y0:y1, x0:x1], v - np.array([x0, y0, 0], np.float32)
+    crop = image_rgb[y0:y1, x0:x1]
+    moved = v - np.array([x0, y0, 0], np.float32)
+    side = max(crop.shape[:2])
+    if max_side is not None and side > max_side:
+        import cv2
+
+        f = max_side / side
+        size = (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f)))
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+        # pixel centres: x' + 0.5 = (x + 0.5) * (new size / old size), per axis
+        sx, sy = size[0] / (x1 - x0), size[1] / (y1 - y0)
+        moved = np.column_stack([(moved[:, 0] + 0.5) * sx - 0.5, (moved[:, 1] + 0.5) * sy - 0.5,
+                                 moved[:, 2] * (sx + sy) / 2]).astype(np.float32)
+    return crop, moved
 
 
 _DEFAULT: Reconstructor | None = None

@@ -71,7 +71,7 @@ def run_same_person(args: argparse.Namespace, paths: Sequence[Path], out_dir: Pa
             from facefit.reconstruct import crop_to_face
             from facefit.texture.extract import extract_texture, texel_samples
 
-            crop, verts = crop_to_face(image, fit.verts_px)  # work sized to the face
+            crop, verts = crop_to_face(image, fit.verts_px, max_side=2 * size)  # sized to the face
             if needs_texture(args.formats):  # per-photo texture only for textured formats
                 texture, colors = extract_texture(model, verts, crop, size=size)
             c, w = texel_samples(model, verts, crop, size=size)

@@ -227,3 +227,18 @@ def test_export_rejects_unknown_formats(tmp_path):
     with pytest.raises(ValueError):
         export.export_reconstructions(tmp_path, "a.png", np.zeros((4, 4, 3), np.uint8), [], model,
                                       formats=("obj", "fbx"))
+
+
+def test_overlay_of_a_large_photo_is_drawn_shrunk(tmp_path):
+    verts, tris, uv = _mesh(10)
+    nv = len(verts)
+    model = MorphableModel("dome", verts, np.zeros((nv, 3, 0), np.float32),
+                           np.zeros((nv, 3, 0), np.float32), tris, uv, {}, np.arange(nv))
+    image = np.full((220, 210, 3), 90, np.uint8)
+    fit = _reconstruction(model, 0).fit
+    full = export.overlay_faces(image, model, [fit], max_side=1000)
+    half = export.overlay_faces(image, model, [fit], max_side=110)
+    assert full.shape == (220, 210, 3) and half.shape == (110, 105, 3)
+    drawn_full = (np.abs(full.astype(int) - 90).sum(2) > 30).mean()
+    drawn_half = (np.abs(half.astype(int) - 90).sum(2) > 30).mean()
+    assert drawn_full > 0.1 and abs(drawn_half - drawn_full) < 0.03  # same picture, smaller

@@ -376,20 +376,38 @@ def render_overlay(
     return out
 
 
+OVERLAY_MAX_SIDE = 2048
+"""Overlays of larger photos are drawn on the photo shrunk to this side (a preview: a
+7-megapixel photo's overlay costs what a 3-megapixel one does)."""
+
+
 def overlay_faces(image_rgb: np.ndarray, model: MorphableModel,
-                  fits: Sequence[FitResult]) -> np.ndarray:
+                  fits: Sequence[FitResult], max_side: int = OVERLAY_MAX_SIDE) -> np.ndarray:
     """(H, W, 3) uint8: every fitted face shaded over one copy of the photo, with its
     landmarks; each face rasterised only inside its crop window, at a level of detail whose
-    triangles are about a pixel (`facefit.video.overlay.OverlayRenderer`)."""
+    triangles are about a pixel (`facefit.video.overlay.OverlayRenderer`). A photo longer than
+    ``max_side`` is shrunk to it first (area averaging), and the fits with it."""
     from facefit.video.overlay import OverlayRenderer
 
     renderer = _cached(_cache_key(np.asarray(model.triangles), "overlay", model.name,
                                   model.num_vertices),
                        lambda: OverlayRenderer(np.asarray(model.mean), model.triangles))
     out = np.ascontiguousarray(image_rgb[..., :3], dtype=np.uint8)
+    h, w = out.shape[:2]
+    f = 1.0
+    if max(h, w) > max_side:
+        import cv2
+
+        f = max_side / max(h, w)
+        out = cv2.resize(out, (max(1, round(w * f)), max(1, round(h * f))),
+                         interpolation=cv2.INTER_AREA)
     for fit in fits:
-        out = renderer.render(out, fit.verts_px, _pixels_per_mm(model, fit),
-                              fit.landmarks_68_2d)
+        verts = np.asarray(fit.verts_px, np.float32)
+        marks = np.asarray(fit.landmarks_68_2d, np.float64)
+        if f != 1.0:  # pixel centres: x' + 0.5 = (x + 0.5) f; depth scales with x and y
+            verts = np.column_stack([(verts[:, :2] + 0.5) * f - 0.5, verts[:, 2] * f])
+            marks = (marks + 0.5) * f - 0.5
+        out = renderer.render(out, verts, _pixels_per_mm(model, fit) * f, marks)
     return out
 
 
