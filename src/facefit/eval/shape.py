@@ -117,7 +117,8 @@ class ShapeReport:
         lines.append("median/mean/std: mean over subjects of each subject's median / mean "
                      "scan-to-mesh distance, std of the medians; vertex: rigid-aligned mean "
                      "vertex error (in-model only); vs mean: median relative to the mean face; "
-                     "failed: no face detected (scored as the mean face)")
+                     "failed: no face detected (scored as the mean face); s/subj: seconds "
+                     "per subject of detection + landmark fit, or of the refinement")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -291,11 +292,15 @@ def ict_subject(ict: object, rng: np.random.Generator, photos: int = 1, max_yaw:
 
 
 def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: object,
-                photometric: bool, iterations: int = 100
+                photometric: bool, iterations: int = 100, timings: dict | None = None
                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(landmark-fit shape, photometric shape) coefficients of one subject's photos, or
     (None, None) when a photo has no detected face. One photo: `fit_landmarks` and
-    `refine_photometric`; several: `fit_same_person` and `refine_photometric_multi`."""
+    `refine_photometric`; several: `fit_same_person` and `refine_photometric_multi`.
+    ``timings``, if given, receives the seconds of ``"landmarks"`` (detection and landmark
+    fit) and ``"photometric"`` (the refinement)."""
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
     faces = []
     for img in images:
         found = detector.detect(img, max_faces=1)  # type: ignore[attr-defined]
@@ -306,24 +311,30 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
         from facefit.fit.landmark_fit import fit_landmarks
 
         fit = fit_landmarks(model, faces[0], image_size=images[0].shape[1::-1])
+        timings["landmarks"] = time.perf_counter() - t0
         if not photometric:
             return fit.shape_coeffs, None
         from facefit.fit.photometric import refine_photometric
 
+        t1 = time.perf_counter()
         res = refine_photometric(model, fit, images[0], iterations=iterations)
+        timings["photometric"] = time.perf_counter() - t1
         return fit.shape_coeffs, res.fit.shape_coeffs
     from facefit.fit.multi_image import fit_same_person, view_from_face
 
     views = [view_from_face(model, f) for f in faces]
     multi = fit_same_person(model, views)
+    timings["landmarks"] = time.perf_counter() - t0
     if not photometric:
         return multi.shape_coeffs, None
     from facefit.fit.multi_photometric import refine_photometric_multi
 
+    t1 = time.perf_counter()
     res = refine_photometric_multi(model, multi.fits, list(images),
                                    landmarks_px=[v.points_px for v in views],
                                    landmark_vertex_ids=[v.vertex_ids for v in views],
                                    iterations=iterations)
+    timings["photometric"] = time.perf_counter() - t1
     return multi.shape_coeffs, res.shape_coeffs
 
 
@@ -359,10 +370,10 @@ def evaluate_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject
     rows = {m: ShapeRow(m) for m in methods}
     for i in range(n):
         subject = subjects(i)
-        t0 = time.perf_counter()
+        times: dict[str, float] = {}
         lm_shape, ph_shape = fit_neutral(model, subject.images, detector, photometric,
-                                         iterations)
-        dt = time.perf_counter() - t0
+                                         iterations, times)
+        dt = sum(times.values())
         shapes = {"mean face": None, "landmarks": lm_shape, "photometric": ph_shape}
         for m in methods:
             if m != "mean face" and lm_shape is None:
@@ -374,7 +385,7 @@ def evaluate_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject
                 rows[m].vertex_mm.append(vtx)
             if keep is not None:
                 keep.setdefault(m, []).append(dist)
-        rows["landmarks"].seconds += dt
+            rows[m].seconds += times.get(m, 0.0)
         if progress:
             cells = " ".join(f"{m} {rows[m].median_mm[-1]:.3f}" for m in methods)
             print(f"[{i + 1}/{n}] {data} yaw {','.join(f'{y:.0f}' for y in subject.yaw_deg)}: "
