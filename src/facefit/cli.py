@@ -235,8 +235,13 @@ def _add_reconstruct(sub: Any) -> None:
                     "JSON summary). Files are written atomically: a failure never leaves a\n"
                     "half-written file.",
         epilog=EXIT_CODES_HELP + "\n\nAn image in which no face is found is reported as "
-               "'PATH: no face found'\nand counts as a failure (exit code 1).\n\nexample:\n"
-               "  facefit reconstruct examples/astronaut.png -o out --formats obj,json",
+               "'PATH: no face found'\nand counts as a failure (exit code 1); its JSON is "
+               "still written, with \"faces\": [].\n\nBatches: OUT/.facefit-manifest.jsonl "
+               "records each finished image; re-running\nthe command skips them "
+               "(--retry-failed redoes failures). Inputs with equal\nstems get distinct "
+               "names (a/x.png, b/x.png -> a__x.*, b__x.*).\n\nexamples:\n"
+               "  facefit reconstruct examples/astronaut.png -o out --formats obj,json\n"
+               "  facefit reconstruct photos/ -o out --formats json --jobs 2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
