@@ -115,16 +115,28 @@ def _texel_view(model: MorphableModel, verts: np.ndarray, image: np.ndarray, tex
     colour = cv2.remap(image, map_xy.reshape(size, size, 2), None, cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)[texels.index]
     colour = colour.astype(np.float32)
-    weight = visible.astype(np.float32)
+    # Soft edges: grazing samples are smeared (weight ramps up from MIN_FACING to
+    # 2 MIN_FACING + 0.1 in cos), and a texel on the edge of what is seen is blended with the
+    # fill by the share of seen texels around it, so the edge leaves no single-texel steps.
+    length = np.sqrt(np.einsum("ij,ij->i", cross, cross))
+    towards = (-cross[:, 2] / np.maximum(length, 1e-30))[texels.triangle_id]
+    grazing = np.clip((towards - MIN_FACING) / (MIN_FACING + 0.1), 0.0, 1.0)
+    weight = visible * grazing * _box_share(visible, texels.index, size)
     if region is not None:
         weight *= _bilinear(region[0][..., None], pos[:, 0] - region[1],
                             pos[:, 1] - region[2])[:, 0]
     return _View(colour, visible, weight)
 
 
-def _majority(flags: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
-    """Per covered texel: True when more than half of the covered texels of its 3x3
-    neighbourhood (itself included) are flagged."""
+def _box_share(flags: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
+    """(N,) float32 per covered texel: the share of flagged texels among the covered texels
+    of its 3x3 neighbourhood."""
+    count, total = _box_counts(flags, index, size)
+    return (count / np.maximum(total, 1.0)).reshape(-1)[index].astype(np.float32)
+
+
+def _box_counts(flags: np.ndarray, index: np.ndarray, size: int
+                ) -> tuple[np.ndarray, np.ndarray]:
     grid = np.zeros(size * size, np.float32)
     grid[index] = flags
     cov = np.zeros(size * size, np.float32)
@@ -132,6 +144,13 @@ def _majority(flags: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
     box = np.ones((3, 3), np.float32)
     count = cv2.filter2D(grid.reshape(size, size), -1, box, borderType=cv2.BORDER_CONSTANT)
     total = cv2.filter2D(cov.reshape(size, size), -1, box, borderType=cv2.BORDER_CONSTANT)
+    return count, total
+
+
+def _majority(flags: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
+    """Per covered texel: True when more than half of the covered texels of its 3x3
+    neighbourhood (itself included) are flagged."""
+    count, total = _box_counts(flags, index, size)
     return (2.0 * count > total + 1e-3).reshape(-1)[index]
 
 
