@@ -186,11 +186,11 @@ def test_index_lists_failures(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text(json.dumps({"image": "a.jpg", "width": 4, "height": 4,
                                                  "faces": []}))
     (tmp_path / ".facefit-manifest.jsonl").write_text(
-        json.dumps({"source": "b.jpg", "state": "failed", "error": "b.jpg: truncated or "
+        json.dumps({"input": "b.jpg", "state": "failed", "error": "b.jpg: truncated or "
                     "corrupt image data"}) + "\n{torn")
     index = write_index(tmp_path).read_text(encoding="utf-8")
     assert "a.jpg: no face found" in index
-    assert "b.jpg: b.jpg: truncated or corrupt image data" in index
+    assert "<li>b.jpg: truncated or corrupt image data</li>" in index
     assert "failed (2)" in index
 
 

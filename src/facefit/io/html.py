@@ -174,7 +174,7 @@ def _manifest_failures(folder: Path) -> dict[str, str]:
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 rec = json.loads(line)
-                last[str(rec["source"])] = rec
+                last[str(rec["input"])] = rec
             except (ValueError, KeyError, TypeError):
                 continue  # a torn last line
     return {src: str(rec.get("error") or rec.get("state"))
@@ -203,7 +203,7 @@ def write_index(folder: str | Path, pages: Iterable[Path] | None = None) -> Path
         items.append(f'<a href="{html.escape(page.name)}"><img alt="" src="{thumb}">'
                      f'<div>{html.escape(json_path.stem)}</div><div>{len(faces)} face(s), '
                      f'yaw {yaw}°</div></a>')
-    fails = [f"<li>{html.escape(src)}: {html.escape(reason)}</li>"
+    fails = [f"<li>{html.escape(reason if src in reason else f'{src}: {reason}')}</li>"
              for src, reason in sorted(_manifest_failures(folder).items())]
     body = (f"<header><b>facefit</b> · {html.escape(str(folder))} · {len(items)} image(s)"
             f"</header><main><div class='panel'><div class='thumbs'>{''.join(items)}</div>"
