@@ -1,7 +1,8 @@
 // facefit's self-contained mesh viewer: WebGL 2 (WebGL 1 + OES_element_index_uint as a
 // fallback), no libraries, no network. Reads binary glTF (positions, TEXCOORD_0, uint32 or
 // uint16 indices, an embedded JPEG/PNG base-colour texture, optional morph targets), draws it
-// textured, shaded or as a wireframe; drag rotates, the wheel (or pinch) zooms.
+// textured, shaded or as a wireframe; drag rotates, the wheel (or pinch) zooms. Indices may be
+// uint8, uint16 or uint32 (WebGL 1 needs OES_element_index_uint for the last).
 "use strict";
 
 function facefitBytes(b64) {
@@ -24,10 +25,13 @@ function facefitParseGLB(bytes) {
     const v = gltf.bufferViews[a.bufferView];
     const n = a.count * types[a.type];
     const off = bin.byteOffset + (v.byteOffset || 0) + (a.byteOffset || 0);
-    const buf = bin.buffer.slice(off, off + n * (a.componentType === 5126 || a.componentType === 5125 ? 4 : 2));
+    const size = { 5126: 4, 5125: 4, 5123: 2, 5121: 1 }[a.componentType];
+    if (!size) throw new Error("unsupported accessor component type " + a.componentType);
+    const buf = bin.buffer.slice(off, off + n * size);
     if (a.componentType === 5126) return new Float32Array(buf);
     if (a.componentType === 5125) return new Uint32Array(buf);
     if (a.componentType === 5123) return new Uint16Array(buf);
+    if (a.componentType === 5121) return new Uint8Array(buf);
     throw new Error("unsupported accessor component type " + a.componentType);
   }
   const prim = gltf.meshes[0].primitives[0];
@@ -239,7 +243,9 @@ class FacefitViewer {
     gl.uniform1i(modeLoc, this.mode === "texture" ? 0 : 1);
     gl.enable(gl.POLYGON_OFFSET_FILL); gl.polygonOffset(1, 1);
     gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, this.idxBuf);
-    gl.drawElements(gl.TRIANGLES, this.nIdx, gl.UNSIGNED_INT, 0);
+    const itype = this.mesh.indices instanceof Uint32Array ? gl.UNSIGNED_INT
+      : this.mesh.indices instanceof Uint16Array ? gl.UNSIGNED_SHORT : gl.UNSIGNED_BYTE;
+    gl.drawElements(gl.TRIANGLES, this.nIdx, itype, 0);
     gl.disable(gl.POLYGON_OFFSET_FILL);
     if (this.mode === "wireframe") {
       if (!this.edgeBuf) {
