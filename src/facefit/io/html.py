@@ -30,7 +30,7 @@ PHOTO_MAX_PX = 1280
 """Longest side of the photo and overlay embedded in an image page (pixels)."""
 
 _VIEWER_JS = Path(__file__).with_name("viewer.js")
-_MAP_KEYS = ("albedo", "compare", "detail", "uncertainty", "normal_map", "displacement")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f4f4f2;color:#222}
@@ -141,9 +141,9 @@ def write_image_page(json_path: str | Path, out_path: str | Path | None = None,
         glb = folder / files["glb"] if "glb" in files else None
         glbs.append(f'<script type="application/octet-stream" id="glb-{k}">'
                     f'{_b64(glb.read_bytes()) if glb and glb.is_file() else ""}</script>')
-        for key in _MAP_KEYS:
-            p = folder / files[key] if key in files else None
-            if p is not None and p.is_file():
+        for key, name in files.items():  # albedo, comparison, detail, uncertainty, ...
+            p = folder / name
+            if key != "overlay" and p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file():
                 maps.append(f'<figure data-face="{k}"><img alt="{key}" src="'
                             f'{_image_data_uri(p, 768)}"><figcaption>face {k}: {key}'
                             f'</figcaption></figure>')
