@@ -98,7 +98,7 @@ class Reconstructor:
 
     def reconstruct(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[Reconstruction]:
         """Reconstruct every face (at most ``max_faces``) in an (H, W, 3) uint8 RGB image."""
-        from facefit.fit.landmark_fit import fit_landmarks
+        from facefit.fit.face_fit import fit_face
 
         t0 = time.perf_counter()
         faces = self.detector.detect(image_rgb, max_faces=max_faces)
@@ -106,9 +106,8 @@ class Reconstructor:
         out = []
         for face in faces:
             t1 = time.perf_counter()
-            fit = self._fit_special(face, image_rgb.shape[1::-1]) or fit_landmarks(
-                self.model, face, image_size=image_rgb.shape[1::-1], camera=self.camera,
-                focal_px=self.focal_px)
+            fit = fit_face(self.model, face, image_rgb.shape[1::-1], camera=self.camera,
+                           focal_px=self.focal_px)
             photometric, t_photo = None, 0.0
             if self.refine == "photometric" and fit.camera.kind != "perspective":
                 from facefit.fit.photometric import refine_photometric
@@ -135,23 +134,6 @@ class Reconstructor:
                 timings["photometric"] = t_photo
             out.append(Reconstruction(face, fit, texture, colors, timings, photometric))
         return out
-
-    def _fit_special(self, face: FaceLandmarks, size: tuple[int, int]) -> FitResult | None:
-        """FLAME (jaw and neck by skinning, `facefit.fit.flame_fit`) or FaceScape bilinear
-        (`facefit.fit.bilinear_fit`) fits with the orthographic camera; None for others."""
-        if self.camera != "orthographic":
-            return None
-        extras = getattr(self.model, "extras", {})
-        if "flame_posedirs" in extras:
-            from facefit.fit.flame_fit import fit_flame_landmarks
-            from facefit.model.io_flame import flame_from_model
-
-            return fit_flame_landmarks(flame_from_model(self.model), face, size)
-        if "bilinear_core" in extras:
-            from facefit.fit.bilinear_fit import fit_bilinear_landmarks_2d
-
-            return fit_bilinear_landmarks_2d(self.model, face, size)
-        return None
 
 
 def crop_to_face(image_rgb: np.ndarray, verts_px: np.ndarray, margin_px: int = 2,

@@ -27,12 +27,12 @@ import numpy as np
 
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.camera import Camera
-from facefit.fit.core.camera import ScaledOrthographicCamera
+from facefit.fit.core.camera import CameraPose, camera_pose
 from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.rotation import umeyama
 from facefit.fit.core.solver import solve_linear_map
 from facefit.fit.landmark_fit import fit_points, silhouette_contour
-from facefit.fit.result import FitResult, assemble_result
+from facefit.fit.result import FitResult, assemble_result, image_vertices
 from facefit.model.bilinear import bilinear_from_model, expression_directions
 from facefit.model.io_facescape import BilinearModel
 from facefit.model.morphable_model import MorphableModel
@@ -46,8 +46,10 @@ class BilinearFit2D:
         id_weights: (I,) identity weights; exp_weights: (E,) expression weights.
         id_coeffs: (I,) ``(id_weights - id_mean) / id_sigma``; exp_coeffs: expression
             coefficients along the non-neutral directions (N(0, 1) units).
-        rotation: (3, 3) model to view; scale: px per mm; translation: (2,) px.
+        rotation: (3, 3) model to view; scale: px per mm; translation: (2,) px (perspective:
+            scale 1, translation (3,) mm).
         rms_history: RMS landmark residual (px) after each alternation.
+        camera: the camera model.
     """
 
     id_weights: np.ndarray
@@ -58,6 +60,12 @@ class BilinearFit2D:
     scale: float
     translation: np.ndarray
     rms_history: list[float]
+    camera: Camera = Camera()
+
+    def camera_pose(self) -> CameraPose:
+        """The fitted camera (`facefit.fit.core.camera`)."""
+        return camera_pose(self.rotation, self.scale, self.translation, self.camera.focal_px,
+                           self.camera.principal_point_px)
 
 
 def _linear(name: str, mean: np.ndarray, basis: np.ndarray, identity: bool) -> MorphableModel:
@@ -82,6 +90,7 @@ def fit_bilinear_points(
     alternations: int = 20,
     iterations: int = 5,
     tol_px: float = 1e-7,
+    camera: Camera | None = None,
 ) -> BilinearFit2D:
     """Fit identity and expression weights and a scaled orthographic camera to 2D landmarks.
 
@@ -93,6 +102,7 @@ def fit_bilinear_points(
         alternations: at most this many identity / expression alternations.
         iterations: Gauss-Newton steps of `fit_points` per half-step.
         tol_px: stop when the RMS residual changes less than this.
+        camera: the camera model (scaled orthographic when None).
     """
     ids = np.asarray(vertex_ids, np.int64)
     pts = np.asarray(points_px, np.float64)
@@ -108,13 +118,14 @@ def fit_bilinear_points(
         id_basis = np.einsum("kcie,e->kci", core, e)
         lin = _linear(bm.name, id_basis @ bm.id_mean, id_basis * bm.id_sigma, True)
         a, _, pose, _, _ = fit_points(lin, pts, local, weights,
-                                      landmark_sigma_px=landmark_sigma_px, iterations=iterations)
+                                      landmark_sigma_px=landmark_sigma_px, iterations=iterations,
+                                      camera=camera)
         w = bm.id_mean + bm.id_sigma * a.astype(np.float64)
         exp_basis = np.einsum("kcie,i->kce", core, w)
         lin = _linear(bm.name, exp_basis @ bm.exp_neutral, exp_basis @ dirs, False)
         _, b, pose, rms, _ = fit_points(lin, pts, local, weights,
                                         landmark_sigma_px=landmark_sigma_px,
-                                        iterations=iterations)
+                                        iterations=iterations, camera=camera)
         e = bm.exp_neutral + dirs @ b.astype(np.float64)
         history.append(rms)
         if len(history) > 1 and abs(history[-2] - history[-1]) < tol_px:
@@ -122,7 +133,7 @@ def fit_bilinear_points(
     assert pose is not None
     return BilinearFit2D(w, e, a.astype(np.float64), b.astype(np.float64), pose.rotation.copy(),
                          float(pose.scale), np.asarray(pose.translation, np.float64).copy(),
-                         history)
+                         history, Camera() if camera is None else camera)
 
 
 def bilinear_result(model: MorphableModel, bm: BilinearModel, fit: BilinearFit2D,
@@ -131,11 +142,11 @@ def bilinear_result(model: MorphableModel, bm: BilinearModel, fit: BilinearFit2D
     ``model`` (identity offsets from ``id_mean``, expression along `expression_directions`),
     ``vertices_mm`` the exact bilinear face."""
     verts = bm.vertices(fit.id_weights, fit.exp_weights).astype(np.float64)
-    camera = ScaledOrthographicCamera(fit.rotation, fit.scale, fit.translation)
-    verts_px = camera.image_points(verts).astype(np.float32)
+    camera = fit.camera_pose()
+    verts_px = image_vertices(camera, verts)
     lm = verts_px[model.landmark_ids["ibug68"]]
     return assemble_result(
-        camera, Camera(), verts_px, lm, silhouette_contour(model, verts_px, lm), fit.id_coeffs,
+        camera, fit.camera, verts_px, lm, silhouette_contour(model, verts_px, lm), fit.id_coeffs,
         fit.exp_coeffs, fit.rms_history[-1], num_landmarks, len(fit.rms_history),
         vertices_mm=verts,
         extras={"bilinear_id_weights": fit.id_weights.astype(np.float32),
@@ -148,6 +159,7 @@ def fit_bilinear_landmarks_2d(
     image_size: tuple[int, int],
     landmark_sigma: float = 0.02,
     alternations: int = 10,
+    camera: Camera | None = None,
 ) -> FitResult:
     """Fit the bilinear model behind ``model`` to one detected face (iBUG-68 or MediaPipe-468
     mapped to iBUG-68); the `fit_landmarks` counterpart for FaceScape models."""
@@ -168,7 +180,8 @@ def fit_bilinear_landmarks_2d(
                          f"{face.scheme!r} ({len(points)} points)")
     size = float(np.sqrt(np.prod(points.max(0) - points.min(0))))
     fit = fit_bilinear_points(bm, points, model.landmark_ids["ibug68"],
-                              landmark_sigma_px=landmark_sigma * size, alternations=alternations)
+                              landmark_sigma_px=landmark_sigma * size, alternations=alternations,
+                              camera=camera)
     return bilinear_result(model, bm, fit, len(points))
 
 

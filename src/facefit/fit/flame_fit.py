@@ -36,14 +36,16 @@ from facefit.detect.base import FaceLandmarks
 from facefit.fit.camera import Camera
 from facefit.fit.core.camera import (
     NUM_POSE_PARAMS,
-    ScaledOrthographicCamera,
+    CameraPose,
+    camera_pose,
+    estimate_perspective,
     estimate_scaled_orthographic,
 )
 from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.residuals import landmark_rows
 from facefit.fit.core.rotation import rodrigues
 from facefit.fit.core.solver import NormalEquations, levenberg_marquardt
-from facefit.fit.result import FitResult, assemble_result
+from facefit.fit.result import FitResult, assemble_result, image_vertices
 from facefit.model.flame import JAW, NECK, FlameSkinner
 from facefit.model.io_flame import FlameModel, linear_blend_skinning
 
@@ -52,7 +54,7 @@ EYES_NOTE = ("eyeball rotations are left at 0: the 68 iBUG landmarks lie on the 
 _NUM_YAW_BINS = 79  # FLAME's dynamic embedding: yaw -39..39 degrees
 
 
-_State = tuple[ScaledOrthographicCamera, np.ndarray, np.ndarray]  # camera, coeffs, joints
+_State = tuple[CameraPose, np.ndarray, np.ndarray]  # camera, coeffs, joints
 
 
 class FlameLandmarkError(ValueError):
@@ -134,9 +136,12 @@ class FlameFit:
         pose: (J, 3) axis-angle joint rotations (row 0, global, is zero: see ``rotation``;
             row 1 neck, row 2 jaw, rows 3-4 eyes).
         rotation: (3, 3) camera rotation, model frame to view frame.
-        scale: px per mm; translation: (2,) px, image position of the model origin.
+        scale: px per mm; translation: (2,) px, image position of the model origin
+            (perspective camera: scale 1 and translation (3,) mm, the model origin in the
+            view frame).
         residual_px: RMS landmark residual; num_landmarks: landmarks used;
-        iterations: LM iterations run; notes: features that were not fitted.
+        iterations: LM iterations run; notes: features that were not fitted;
+        camera: the camera model.
     """
 
     shape_coeffs: np.ndarray
@@ -149,6 +154,12 @@ class FlameFit:
     num_landmarks: int
     iterations: int
     notes: tuple[str, ...]
+    camera: Camera = Camera()
+
+    def camera_pose(self) -> CameraPose:
+        """The fitted camera (`facefit.fit.core.camera`)."""
+        return camera_pose(self.rotation, self.scale, self.translation, self.camera.focal_px,
+                           self.camera.principal_point_px)
 
 
 def fit_flame_points(
@@ -161,6 +172,7 @@ def fit_flame_points(
     iterations: int = 30,
     fit_neck: bool = True,
     fit_jaw: bool = True,
+    camera: Camera | None = None,
 ) -> FlameFit:
     """Fit camera, shape, expression, neck and jaw of ``flame`` to 68 iBUG landmarks.
 
@@ -172,6 +184,8 @@ def fit_flame_points(
         neck_sigma, jaw_sigma: prior standard deviation of each joint angle component (rad).
         iterations: at most this many Levenberg-Marquardt iterations.
         fit_neck, fit_jaw: estimate these joints (else they stay at zero).
+        camera: the camera model (scaled orthographic when None); a perspective camera
+            starts from OpenCV's PnP on the rest-pose landmarks.
     """
     emb = flame_embedding(flame)
     m = flame.model
@@ -211,7 +225,13 @@ def fit_flame_points(
     pose = np.zeros((n_j, 3))
     loc, bary, rows = layout(np.eye(3), pose)
     x0, _ = skin.points(c, pose)
-    cam = estimate_scaled_orthographic(landmarks(x0, loc, bary), pts[rows], w_all[rows])
+    camera = Camera() if camera is None else camera
+    if camera.kind == "perspective":
+        cam: CameraPose = estimate_perspective(landmarks(x0, loc, bary), pts[rows],
+                                               camera.focal_px,
+                                               np.asarray(camera.principal_point_px))
+    else:
+        cam = estimate_scaled_orthographic(landmarks(x0, loc, bary), pts[rows], w_all[rows])
     inv_var = 1.0 / landmark_sigma_px**2
     coeff_prior = GaussianPrior.standard(n_c)
     joint_prior = GaussianPrior(np.zeros(n_p), sig)
@@ -263,7 +283,7 @@ def fit_flame_points(
     notes = (*emb.unavailable, EYES_NOTE)
     ks = m.num_shape
     return FlameFit(c[:ks].copy(), c[ks:].copy(), pose, cam.rotation, cam.scale,
-                    np.asarray(cam.translation, np.float64), rms, len(rows), done, notes)
+                    np.asarray(cam.translation, np.float64), rms, len(rows), done, notes, camera)
 
 
 def flame_vertices(flame: FlameModel, fit: FlameFit) -> np.ndarray:
@@ -279,8 +299,8 @@ def flame_result(flame: FlameModel, fit: FlameFit) -> FitResult:
     Landmarks the embedding lacks (the contour of a static-only embedding) are NaN.
     """
     verts = flame_vertices(flame, fit).astype(np.float64)
-    camera = ScaledOrthographicCamera(fit.rotation, fit.scale, fit.translation)
-    verts_px = camera.image_points(verts).astype(np.float32)
+    camera = fit.camera_pose()
+    verts_px = image_vertices(camera, verts)
     emb = flame_embedding(flame)
     lm3 = np.full((68, 3), np.nan, np.float32)
     lm3[emb.ibug_index] = np.einsum("lk,lka->la", emb.bary, verts_px[emb.corners])
@@ -293,7 +313,7 @@ def flame_result(flame: FlameModel, fit: FlameFit) -> FitResult:
         if emb.ibug_index[0] > 0:
             lm3[:17] = dyn
     return assemble_result(
-        camera, Camera(), verts_px, lm3, contour, fit.shape_coeffs, fit.expression_coeffs,
+        camera, fit.camera, verts_px, lm3, contour, fit.shape_coeffs, fit.expression_coeffs,
         fit.residual_px, fit.num_landmarks, fit.iterations, vertices_mm=verts,
         extras={"flame_pose": fit.pose.astype(np.float32),
                 "flame_jaw_pose": fit.pose[JAW].astype(np.float32) if len(fit.pose) > JAW
@@ -306,12 +326,14 @@ def fit_flame_landmarks(
     image_size: tuple[int, int],
     landmark_sigma: float = 0.02,
     iterations: int = 30,
+    camera: Camera | None = None,
 ) -> FitResult:
     """Fit ``flame`` to one detected face (iBUG-68 landmarks, or MediaPipe's 468 mapped to
-    iBUG-68) with a scaled orthographic camera; the `fit_landmarks` counterpart for FLAME.
+    iBUG-68); the `fit_landmarks` counterpart for FLAME.
 
     ``image_size`` (width, height) is accepted for symmetry with `fit_landmarks`;
-    ``landmark_sigma`` is the landmark noise as a fraction of the face size.
+    ``landmark_sigma`` is the landmark noise as a fraction of the face size; ``camera`` the
+    camera model (scaled orthographic when None).
     """
     from facefit.fit.correspondence import mediapipe_to_ibug68
 
@@ -323,5 +345,5 @@ def fit_flame_landmarks(
                          f"{face.scheme!r} ({len(points)} points)")
     size = float(np.sqrt(np.prod(points.max(0) - points.min(0))))
     fit = fit_flame_points(flame, points, landmark_sigma_px=landmark_sigma * size,
-                           iterations=iterations)
+                           iterations=iterations, camera=camera)
     return flame_result(flame, fit)

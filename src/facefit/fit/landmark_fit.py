@@ -38,10 +38,10 @@ from facefit.fit.correspondence import (
     correspondence_for,
     mediapipe_to_ibug68,
 )
-from facefit.fit.result import FitResult, assemble_result
+from facefit.fit.result import FitResult, assemble_result, image_vertices
 from facefit.model.morphable_model import MorphableModel
 
-__all__ = ["LandmarkBlocks", "PreparedModel", "camera_pose", "contour_residual",
+__all__ = ["LandmarkBlocks", "PreparedModel", "camera_model", "camera_pose", "contour_residual",
            "estimate_scaled_orthographic", "face_points", "fit_landmarks", "fit_points",
            "make_result", "model_contour", "prepare_model", "silhouette_contour"]
 
@@ -232,6 +232,20 @@ def fit_points(
     return coeffs[:ks].astype(np.float32), coeffs[ks:].astype(np.float32), pose, rms, n
 
 
+def camera_model(camera: str, image_size: tuple[int, int], focal_px: float | None = None
+                 ) -> Camera:
+    """The `Camera` named ``camera`` (``"orthographic"`` or ``"perspective"``) for an image of
+    ``image_size`` (width, height): the perspective focal length defaults to the image
+    diagonal and the principal point is the image centre."""
+    w, h = image_size
+    if camera == "perspective":
+        f = float(focal_px) if focal_px else float(np.hypot(w, h))
+        return Camera("perspective", f, (w / 2.0, h / 2.0))
+    if camera != "orthographic":
+        raise ValueError(f"camera must be 'orthographic' or 'perspective', got {camera!r}")
+    return Camera()
+
+
 def face_points(model: MorphableModel, face: FaceLandmarks,
                 correspondence: LandmarkCorrespondence | None = None
                 ) -> tuple[np.ndarray, np.ndarray | None, LandmarkCorrespondence]:
@@ -281,13 +295,7 @@ def fit_landmarks(
     """
     points, depth_all, corr = face_points(model, face, correspondence)
     size = float(np.sqrt(np.prod(points.max(0) - points.min(0))))
-    w, h = image_size
-    cam = Camera()
-    if camera == "perspective":
-        f = float(focal_px) if focal_px else float(np.hypot(w, h))
-        cam = Camera("perspective", f, (w / 2.0, h / 2.0))
-    elif camera != "orthographic":
-        raise ValueError(f"camera must be 'orthographic' or 'perspective', got {camera!r}")
+    cam = camera_model(camera, image_size, focal_px)
     depth = None if depth_all is None else np.asarray(depth_all, np.float64)[corr.landmark_index]
     shape, expr, pose, rms, n = fit_points(
         model, points[corr.landmark_index], corr.vertex_ids, corr.weights,
@@ -303,15 +311,7 @@ def make_result(model: MorphableModel, shape: np.ndarray, expr: np.ndarray, pose
     prep = prepare_model(model)
     c = np.concatenate([shape, expr]).astype(np.float32)
     verts = (model.mean.reshape(-1) + prep.flat_basis @ c).reshape(-1, 3)
-    if isinstance(pose, ScaledOrthographicCamera):  # one float32 product (image_points)
-        a = pose.linear_map().astype(np.float32)
-        verts_px = verts @ a.T
-        verts_px[:, :2] += np.asarray(pose.translation, np.float32)
-    else:  # express perspective depth in pixels at the face's distance
-        xy, depth = pose.project(verts)
-        d0 = float(np.median(depth))
-        depth = (depth - d0) * pose.focal / d0
-        verts_px = np.column_stack([xy, depth]).astype(np.float32)
+    verts_px = image_vertices(pose, verts)
     lm3 = verts_px[model.landmark_ids["ibug68"]]
     return assemble_result(pose, camera, verts_px, lm3, silhouette_contour(model, verts_px, lm3),
                            shape, expr, rms, n, iterations)

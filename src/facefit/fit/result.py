@@ -95,3 +95,17 @@ def assemble_result(pose: CameraPose, camera: Camera, verts_px: np.ndarray,
         iterations=int(iterations),
         vertices_mm=None if vertices_mm is None else np.asarray(vertices_mm, np.float32),
         extras={} if extras is None else dict(extras))
+
+
+def image_vertices(pose: CameraPose, vertices: np.ndarray) -> np.ndarray:
+    """(V, 3) float32 image-space vertices (x, y px; depth) of model-frame ``vertices`` (V, 3):
+    the camera's `image_points` (one float32 product for the scaled orthographic camera);
+    perspective depth is expressed in pixels at the face's (median) distance."""
+    if pose.focal is None:
+        a = pose.linear_map().astype(np.float32)
+        out = np.asarray(vertices, np.float32) @ a.T
+        out[:, :2] += np.asarray(pose.translation, np.float32)
+        return out
+    xy, depth = pose.project(vertices)
+    d0 = float(np.median(depth))
+    return np.column_stack([xy, (depth - d0) * pose.focal / d0]).astype(np.float32)
