@@ -284,3 +284,15 @@ def test_cli_exit_4_with_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].endswith(want)
     assert not sentinel.exists()
+
+
+def test_memo_index_bomb_costs_nothing():
+    """Nine bytes naming memo slot 2**24: CPython's C unpickler would allocate and clear a
+    256 MB memo array (1 GB for 2**26); the safe unpickler's memo is a dict."""
+    import struct
+    import time
+
+    data = b"\x80\x02N" + b"r" + struct.pack("<I", 2**24) + b"."  # None, LONG_BINPUT, STOP
+    t0 = time.perf_counter()
+    assert safe_pickle.loads(data) is None
+    assert time.perf_counter() - t0 < 0.3

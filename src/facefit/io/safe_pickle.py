@@ -278,8 +278,13 @@ ALLOWED: dict[tuple[str, str], object] = {
 handled by `SafeUnpickler.find_class` (stand-ins)."""
 
 
-class SafeUnpickler(pickle.Unpickler):
-    """`pickle.Unpickler` that resolves globals only through `ALLOWED` (module docstring)."""
+class SafeUnpickler(pickle._Unpickler):
+    """Unpickler that resolves globals only through `ALLOWED` (module docstring).
+
+    Built on the pure-Python unpickler: the C one keeps its memo in an array sized by the
+    largest index a pickle names, so nine bytes (``LONG_BINPUT 2**26``) make it allocate and
+    clear 1 GB; here the memo is a dict. Model pickles hold few, large opcodes (arrays), so
+    the pure-Python loop costs little."""
 
     def find_class(self, module: str, name: str) -> Any:
         # Python 2 names (``__builtin__.set``, ``copy_reg``...) as pickle itself maps them
