@@ -296,3 +296,19 @@ def test_memo_index_bomb_costs_nothing():
     t0 = time.perf_counter()
     assert safe_pickle.loads(data) is None
     assert time.perf_counter() - t0 < 0.3
+
+
+def test_a_pickle_cannot_change_the_unpickler_for_the_next_file():
+    """``BUILD`` with attribute state on the objects the allow-list hands out: refused, or
+    confined to that pickle's own fresh classes."""
+    for glob in (b"cnumpy._core.multiarray\n_reconstruct\n", b"c_codecs\nencode\n",
+                 b"c__builtin__\nset\n"):
+        data = glob + b"(N}S'__call__'\nNstb."  # BUILD (None, {'__call__': None})
+        with pytest.raises(safe_pickle.PickleDataError):
+            safe_pickle.loads(data)
+    poisoned = safe_pickle.loads(b"cnumpy\nndarray\n(N}S'marker'\nI1\nstb.")
+    assert poisoned.marker == 1  # its own class only
+    again = safe_pickle.loads(b"cnumpy\nndarray\n.")
+    assert not hasattr(again, "marker")
+    arr = safe_pickle.loads(pickle.dumps(np.arange(3.0), protocol=2))
+    np.testing.assert_array_equal(arr, [0.0, 1.0, 2.0])

@@ -291,6 +291,8 @@ class SafeUnpickler(pickle._Unpickler):
         module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         key = (module, name)
+        if key == ("numpy", "ndarray"):  # a fresh subclass: attributes a pickle sets on it
+            return type("ndarray", (_ArrayType,), {})  # (BUILD) never reach another file
         if key in ALLOWED:
             return ALLOWED[key]
         if module == "chumpy" or module.startswith("chumpy."):
