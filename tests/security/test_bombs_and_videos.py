@@ -161,3 +161,31 @@ def test_cli_truncated_video_fails(clips, tmp_path, capsys):
     assert err[0].startswith(f"facefit: error: {clips['cut50.mp4']}: truncated or corrupt "
                              "video: read ")
     assert not any(out.glob("*.jsonl")) if out.exists() else True
+
+
+def test_npz_decompression_bomb_refused(tmp_path):
+    """A 0.2 MB .npz whose member inflates to 256 MB of zeros: refused from the zip
+    directory, before anything is inflated or allocated."""
+    import time
+    import zipfile
+
+    from facefit.model import ModelFileError, load_model
+
+    path = tmp_path / "bomb.npz"
+    n = 64 << 20  # float32 values: 256 MB
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("shape_bm_core.npy", "w", force_zip64=True) as fh:
+            np.lib.format.write_array_header_1_0(
+                fh, {"descr": "<f4", "fortran_order": False, "shape": (3 * (n // 3), 1, 1)})
+            zeros = bytes(1 << 22)
+            for _ in range(n * 4 // len(zeros)):
+                fh.write(zeros)
+        zf.writestr("fv_indices.npy", b"")
+    assert path.stat().st_size < 400_000
+    t0 = time.perf_counter()
+    with pytest.raises(ModelFileError) as exc:
+        load_model(path)
+    assert time.perf_counter() - t0 < 1.0
+    text = str(exc.value)
+    assert "\n" not in text and text.startswith(f"{path}: member 'shape_bm_core' expands ")
+    assert "(a decompression bomb" in text

@@ -41,8 +41,10 @@ reference, so a pickle cannot change them (``BUILD`` with attribute state) for a
 
 `read_npy` / `read_npz` read ``.npy`` / ``.npz`` (``numpy.save`` / ``savez``) without numpy's
 ``allow_pickle``: the header is parsed here, an element count that exceeds the bytes
-present is refused before allocation, and object arrays (pickled payloads, e.g. FLAME's
-``landmark_embedding.npy``) are read only when asked for, through `SafeUnpickler`.
+present is refused before allocation, a compressed member over 64 MB that claims to expand
+more than 100:1 is refused as a decompression bomb, and object arrays (pickled payloads,
+e.g. FLAME's ``landmark_embedding.npy``) are read only when asked for, through
+`SafeUnpickler`.
 
 Every problem is a `PickleDataError` (a `ValueError`) whose message is one line without the
 path; callers add the path (`facefit.model.load.ModelFileError`).
@@ -68,6 +70,9 @@ NPY_MAGIC = b"\x93NUMPY"
 MAX_HEADER_BYTES = 100_000
 # deflate cannot expand more than about 1032:1; a member claiming more is corrupt
 _MAX_DEFLATE_RATIO = 1032
+# members over 64 MB that claim to expand more than 100:1 are refused as bombs (float model
+# data compresses about 1.1:1; small masks and index arrays may compress far more)
+_BOMB_BYTES, _BOMB_RATIO = 64 << 20, 100
 
 
 class PickleDataError(ValueError):
@@ -491,6 +496,10 @@ class NpzArchive:
         if not ok:
             raise PickleDataError(f"member '{key}' claims {info.file_size} bytes, more than "
                                   "the archive can hold")
+        if info.file_size > _BOMB_BYTES and info.file_size > _BOMB_RATIO * info.compress_size:
+            raise PickleDataError(f"member '{key}' expands {info.compress_size} bytes to "
+                                  f"{info.file_size} (a decompression bomb: model data never "
+                                  f"compresses more than {_BOMB_RATIO}:1)")
         try:
             with self._zip.open(info) as fh:
                 return _npy_from_stream(fh, info.file_size, self.unpickle, "latin1",
