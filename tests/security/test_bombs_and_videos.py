@@ -189,3 +189,31 @@ def test_npz_decompression_bomb_refused(tmp_path):
     text = str(exc.value)
     assert "\n" not in text and text.startswith(f"{path}: member 'shape_bm_core' expands ")
     assert "(a decompression bomb" in text
+
+
+def test_mat_and_hdf5_decompression_bombs_refused(tmp_path):
+    """A compressed MATLAB variable and a gzip HDF5 dataset of 72 MB of zeros (a few
+    hundred kB on disk): refused before they are inflated into arrays."""
+    import h5py
+    import scipy.io
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
+    from _model_formats import make_model, write_bfm2017
+
+    from facefit.model import ModelFileError, load_model
+
+    zeros = np.zeros((9_000_000, 1))
+    mat = tmp_path / "01_MorphableModel.mat"
+    scipy.io.savemat(mat, {"shapeMU": zeros, "shapePC": zeros, "shapeEV": np.ones((1, 1)),
+                           "tl": np.ones((1, 3))}, do_compression=True)
+    assert mat.stat().st_size < 1_000_000
+    with pytest.raises(ModelFileError, match=r"inflates to more than \d+ \(a decompression"):
+        load_model(mat)
+    h5 = write_bfm2017(tmp_path / "model2017.h5", make_model())
+    with h5py.File(h5, "a") as f:
+        del f["shape/model/pcaBasis"]
+        f.create_dataset("shape/model/pcaBasis", data=zeros.reshape(-1, 6).astype(np.float64),
+                         compression="gzip", chunks=(150_000, 6))
+    assert h5.stat().st_size < 1_000_000
+    with pytest.raises(ModelFileError, match="announces shape .* but the file stores"):
+        load_model(h5)

@@ -26,6 +26,7 @@ variances), likewise ``expression/model`` and ``color/model``, and
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,42 @@ LICENCE_2009 = "Basel Face Model 2009 licence: non-commercial research use only"
 LICENCE_2017 = "Basel Face Model 2017/2019 licence: non-commercial research use only"
 
 
+# a compressed variable (or HDF5 dataset) over 64 MB that inflates more than 100:1 is
+# refused as a decompression bomb: float model data compresses about 1.1:1
+BOMB_BYTES, BOMB_RATIO = 64 << 20, 100
+
+
+def _check_mat_inflation(data: bytes, path: Path) -> None:
+    """Inflate each compressed variable of a MAT v5 file without keeping the output, and
+    refuse one that inflates beyond `BOMB_BYTES` and `BOMB_RATIO` before scipy reads it."""
+    import zlib
+
+    if len(data) < 128 or data[126:128] not in (b"IM", b"MI"):
+        return  # not MAT v5: scipy reports it
+    order = "<" if data[126:128] == b"IM" else ">"
+    pos = 128
+    while pos + 8 <= len(data):
+        mdtype, count = struct.unpack(order + "II", data[pos:pos + 8])
+        if mdtype >> 16:  # small data element: type and size share the first word
+            pos += 8
+            continue
+        start, pos = pos + 8, pos + 8 + count + (-count % 8 if mdtype != 15 else 0)
+        if mdtype != 15:  # miCOMPRESSED
+            continue
+        budget = max(BOMB_BYTES, BOMB_RATIO * count)
+        inflater, out = zlib.decompressobj(), 0
+        chunk = data[start:start + count]
+        try:
+            while chunk and out <= budget:
+                out += len(inflater.decompress(chunk, 1 << 24))
+                chunk = inflater.unconsumed_tail
+        except zlib.error:
+            return  # corrupt: scipy reports it
+        if out > budget:
+            raise ModelFileError(path, f"a compressed variable of {count} bytes inflates to "
+                                       f"more than {budget} (a decompression bomb)")
+
+
 def _mat_fields(path: Path) -> dict[str, np.ndarray]:
     import io
 
@@ -47,6 +84,7 @@ def _mat_fields(path: Path) -> dict[str, np.ndarray]:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelFileError(path, f"cannot read file ({exc.strerror or exc})") from None
+    _check_mat_inflation(data, path)
     try:
         # from memory: a corrupt element length can then never make the reader allocate
         # more than the file holds
@@ -270,8 +308,8 @@ def _h5_array(h5: object, key: str, path: Path) -> np.ndarray:
     nbytes = int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize if ds.shape else (
         ds.dtype.itemsize)
     stored = int(ds.id.get_storage_size())
-    ratio = 1032 if ds.compression else 1  # deflate expands at most about 1032:1
-    if nbytes > 1 << 20 and nbytes > stored * ratio:
+    ratio = BOMB_RATIO if filters else 1
+    if nbytes > 1 << 20 and nbytes > stored * ratio and not (filters and nbytes <= BOMB_BYTES):
         raise ModelFileError(path, f"'{key}' announces shape {ds.shape} ({nbytes} bytes) but "
                                    f"the file stores {stored} bytes of it")
     return np.asarray(ds[()])
