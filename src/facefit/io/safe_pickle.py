@@ -21,7 +21,7 @@ global                                                 why a model file needs it
 ``numpy.core.numeric._frombuffer`` (and ``_core``)     arrays pickled with protocol 5
 ``_codecs.encode``                                     ``bytes`` in protocol-2 pickles
                                                        written by Python 3 (latin-1 only)
-``builtins.set`` / ``builtins.frozenset``             chumpy's pickled state
+``builtins.set`` / ``builtins.frozenset``              chumpy's pickled state
                                                        (``_dirty_vars`` is a set)
 ``chumpy.*`` (any class)                               FLAME's arrays are ``chumpy.ch.Ch``
                                                        objects: mapped to `StandIn`
@@ -36,8 +36,9 @@ no ``builtins.getattr``/``eval``/``exec``, no scipy or chumpy code at all (the s
 plain classes defined here). The numpy callables are wrapped so that an array can only be
 built from data that is present in the file: a pickled shape whose element count does not
 match its data is refused before numpy allocates, and ``numpy.ndarray`` itself cannot be
-called. The callables are slot-less objects and the stand-in classes are made fresh for each
-reference, so a pickle cannot change them (``BUILD`` with attribute state) for a later file.
+called. The callables are slot-less objects, and the stand-in classes and the ``ndarray``
+type are made fresh for each reference, so a pickle cannot change them (``BUILD`` with
+attribute state) for a later file.
 
 `read_npy` / `read_npz` read ``.npy`` / ``.npz`` (``numpy.save`` / ``savez``) without numpy's
 ``allow_pickle``: the header is parsed here, an element count that exceeds the bytes
