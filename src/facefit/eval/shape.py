@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facefit.eval.scan import NOSE_TIP_INDEX, NOW_IBUG68_IDS, crop_scan, scan_error
-from facefit.fit.core.camera import ScaledOrthographicCamera
 from facefit.model.morphable_model import MorphableModel
 
 METHODS = ("mean face", "landmarks", "photometric")
@@ -240,19 +239,14 @@ def render_ict(ict: object, vertices: np.ndarray, albedo: np.ndarray,
 
     from facefit.fit.camera import rotation_from_euler
     from facefit.render import differentiable as dr
-    from facefit.render.synthetic import random_light
+    from facefit.render.synthetic import frame_face, random_light
 
     setup = _ict_render_setup(ict)
     lm = ict.landmark_ids["ibug68"]  # type: ignore[attr-defined]
     yaw = float(rng.uniform(-max_yaw, max_yaw))
     rot = rotation_from_euler(yaw, rng.uniform(-10, 10), rng.uniform(-5, 5))
     x = np.asarray(vertices, np.float64)
-    width = np.ptp(x[lm][:, 0])
-    scale = face_fraction * size / width / 1.3
-    v = x @ rot.T
-    t = np.array([size / 2, size / 2]) + rng.uniform(-0.05, 0.05, 2) * size
-    t -= scale * np.array([v[lm, 0].mean(), -v[lm, 1].mean()])
-    verts = ScaledOrthographicCamera(rot, scale, t).image_points(x)
+    verts = frame_face(x, lm, rot, size, face_fraction, rng).image_points(x)
     sh, _ = random_light(rng)
     color, cover = dr.render(torch.as_tensor(verts, dtype=torch.float32), setup["triangles"],
                              size, size, torch.as_tensor(albedo), torch.as_tensor(sh))

@@ -20,6 +20,20 @@ from facefit.model.morphable_model import MorphableModel
 from facefit.render import differentiable as dr
 
 
+def frame_face(vertices: np.ndarray, landmark_ids: np.ndarray, rotation: np.ndarray, size: int,
+               face_fraction: float, rng: np.random.Generator) -> ScaledOrthographicCamera:
+    """Scaled orthographic camera that shows a face (model-frame ``vertices`` (V, 3), turned by
+    ``rotation``) about ``face_fraction`` of a ``size`` px square image wide, its landmarks'
+    centre within 5 % of the image centre (one uniform draw from ``rng``)."""
+    x = np.asarray(vertices, np.float64)
+    width = np.ptp(x[landmark_ids][:, 0])
+    scale = face_fraction * size / width / 1.3
+    v = x[landmark_ids] @ rotation.T
+    t = np.array([size / 2, size / 2]) + rng.uniform(-0.05, 0.05, 2) * size
+    t -= scale * np.array([v[:, 0].mean(), -v[:, 1].mean()])
+    return ScaledOrthographicCamera(rotation, scale, t)
+
+
 @dataclass(frozen=True, eq=False)
 class SyntheticFace:
     """A rendered face and its ground truth.
@@ -95,12 +109,9 @@ def make_synthetic_face(model: MorphableModel, rng: np.random.Generator, size: i
                               rng.uniform(-5, 5))
     x = model.vertices(alpha, beta).astype(np.float64)
     lm = model.landmark_ids["ibug68"]
-    width = np.ptp(x[lm][:, 0])
-    scale = face_fraction * size / width / 1.3
-    v = x @ rot.T
-    t = np.array([size / 2, size / 2]) + rng.uniform(-0.05, 0.05, 2) * size
-    t -= scale * np.array([v[lm, 0].mean(), -v[lm, 1].mean()])
-    verts = ScaledOrthographicCamera(rot, scale, t).image_points(x)
+    camera = frame_face(x, lm, rot, size, face_fraction, rng)
+    scale, t = camera.scale, camera.translation
+    verts = camera.image_points(x)
     albedo = smooth_albedo(model, rng) if albedo is None else np.asarray(albedo, np.float32)
     sh, d = random_light(rng)
     color, cover = dr.render(torch.as_tensor(verts, dtype=torch.float32), model.triangles,
