@@ -128,7 +128,10 @@ def process_frames(
 
     fitter = make_fitter(identity)
     neutral = model.vertices(identity) if overlay is not None else None
-    painter = OverlayRenderer(model.mean, model.triangles) if overlay is not None else None
+    # cells up to 3 px (not 2): a 640x480 head then draws ~33k instead of ~52k triangles, a
+    # third less rasterising per frame, with no visible facets under Gouraud shading
+    painter = (OverlayRenderer(model.mean, model.triangles, max_cell_px=3.0)
+               if overlay is not None else None)
     expr_basis = model.expression_basis.reshape(-1, model.num_expression)
     glb: AnimatedGlb | None = None
     # JSON lines go to a temporary name, renamed only when the whole clip went through: a
