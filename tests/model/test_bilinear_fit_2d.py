@@ -113,3 +113,26 @@ def test_bilinear_contour_landmarks_follow_the_silhouette(bm_path) -> None:
     d = np.linalg.norm(contour[:17, None] - res.verts_px[None, :, :2], axis=2).min(1)
     assert d.max() < 1e-4
     assert np.abs(contour[:17] - plain[:17]).max() > 1.0
+
+
+def test_same_person_fits_the_bilinear_tensor(bm_path) -> None:
+    from facefit.fit.multi_image import ViewPoints, fit_same_person
+
+    model = load_model(bm_path)
+    bm = bilinear_from_model(model)
+    dirs = expression_directions(bm)
+    w_true = ID_MEAN + 0.3 * np.array([0.0, 0.5, 0.4, -0.3, 0.2])
+    ids = np.arange(0, bm.num_vertices, 2)
+    views = []
+    for yaw, b in ((-15.0, [0.4, 0.0, -0.2]), (20.0, [-0.3, 0.3, 0.1])):
+        rot = rotation_from_euler(yaw, 3.0, 0.0)
+        pts = bm.vertices(w_true, bm.exp_neutral + dirs @ np.array(b), ids).astype(np.float64)
+        v = pts @ rot.T
+        px = np.column_stack([2.0 * v[:, 0] + 320.0, -2.0 * v[:, 1] + 240.0])
+        views.append(ViewPoints(px, ids, np.ones(len(ids)), 0.02))
+    multi = fit_same_person(model, views, iterations=15)
+    for fit in multi.fits:
+        assert fit.residual_px < 0.05
+        np.testing.assert_allclose(  # the exported mesh is the exact tensor product
+            fit.vertices_mm, bm.vertices(fit.extras["bilinear_id_weights"],
+                                         fit.extras["bilinear_exp_weights"]), atol=1e-3)

@@ -262,3 +262,36 @@ def test_perspective_camera_keeps_jaw_skinning() -> None:
     # the default Reconstructor path: the same dispatch with the orthographic camera
     ortho = fit_face(flame.model, face, (640, 480))
     assert ortho.camera.kind == "scaled_orthographic" and ortho.extras["flame_pose"][2, 0] > 0.2
+
+
+@pytest.mark.parametrize("method", ["joint", "confidence"])
+def test_same_person_keeps_each_photos_jaw(method: str) -> None:
+    from facefit.fit.multi_image import ViewPoints, fit_same_person
+
+    base = make_flame("full").model
+    lm68 = base.triangles[base.extras["lmk_faces"], 0].astype(np.int64)  # a vertex per landmark
+    flame = flame_from_model(dataclasses.replace(base, landmark_ids={"ibug68": lm68}))
+    m = flame.model
+    ids = np.arange(0, m.num_vertices, 2)
+    jaws = [0.05, 0.3, 0.15]
+    views, posed = [], []
+    for jaw, yaw in zip(jaws, (-20.0, 5.0, 25.0), strict=True):
+        verts = linear_blend_skinning(m.vertices(SHAPE, EXPR), truth_pose((jaw, 0.0, 0.0)),
+                                      flame.posedirs, flame.j_regressor, flame.weights,
+                                      flame.parents).astype(np.float64)
+        rot = rotation_from_euler(yaw, 3.0, 0.0)
+        v = verts[ids] @ rot.T
+        px = np.column_stack([2.0 * v[:, 0] + 320.0, -2.0 * v[:, 1] + 240.0])
+        views.append(ViewPoints(px, ids, np.ones(len(ids)), 0.05))
+        posed.append(verts)
+    multi = fit_same_person(m, views, method=method, iterations=10)
+    for fit, jaw, verts in zip(multi.fits, jaws, posed, strict=True):
+        assert fit.extras["flame_pose"][2, 0] == pytest.approx(jaw, abs=0.02)
+        # the exported mesh is the skinned one (jaw and neck) ...
+        skinned = linear_blend_skinning(m.vertices(fit.shape_coeffs, fit.expression_coeffs),
+                                        fit.extras["flame_pose"], flame.posedirs,
+                                        flame.j_regressor, flame.weights, flame.parents)
+        np.testing.assert_allclose(fit.vertices_mm, skinned, atol=1e-3)
+        if method == "joint":  # ... and, with the identity fitted jointly, the true posed face
+            np.testing.assert_allclose(fit.vertices_mm, verts, atol=0.5)
+        assert fit.residual_px < 0.5

@@ -39,11 +39,13 @@ from facefit.fit.correspondence import (
     mediapipe_to_ibug68,
 )
 from facefit.fit.result import FitResult, assemble_result, image_vertices
+from facefit.model.face_model import FaceModel
 from facefit.model.morphable_model import MorphableModel
 
-__all__ = ["LandmarkBlocks", "PreparedModel", "camera_model", "camera_pose", "contour_residual",
-           "estimate_scaled_orthographic", "face_points", "fit_landmarks", "fit_points",
-           "make_result", "model_contour", "prepare_model", "silhouette_contour"]
+__all__ = ["KindContour", "LandmarkBlocks", "PreparedModel", "camera_model", "camera_pose",
+           "contour_residual", "estimate_scaled_orthographic", "face_points", "fit_landmarks",
+           "fit_points", "kind_points", "make_result", "model_contour", "prepare_model",
+           "silhouette_contour"]
 
 @dataclass(frozen=True, eq=False)
 class PreparedModel:
@@ -99,35 +101,81 @@ def contour_residual(model: MorphableModel, contour_px: np.ndarray | None, weigh
                            prep.basis[cid][:, cols].astype(np.float64))
 
 
+def kind_points(kind: FaceModel, ids: np.ndarray, vector: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(points (N, 3), Jacobian (N, 3, P)) of a model kind's vertices ``ids`` at the
+    parameter vector ``vector`` (joints not in the vector stay at zero)."""
+    p = kind.with_vector(kind.zero_params(), np.asarray(vector, np.float64))
+    return kind.vertices(p, ids), kind.vertex_jacobian(p, ids)
+
+
+@dataclass(frozen=True, eq=False)
+class KindContour:
+    """`ContourResidual` for a non-linear model kind: candidates evaluated by the model.
+
+    Attributes:
+        targets_px: (Kc, 2) outline landmarks; weight: weight of each.
+        kind: the model; cand_ids: (C,) candidate vertices; centre_id: ray centre vertex.
+    """
+
+    targets_px: np.ndarray
+    weight: float
+    kind: FaceModel
+    cand_ids: np.ndarray
+    centre_id: int
+
+    def match(self, params: np.ndarray, camera: CameraPose
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """As `ContourResidual.match`."""
+        p = self.kind.with_vector(self.kind.zero_params(), np.asarray(params, np.float64))
+        x = self.kind.vertices(p, np.r_[self.cand_ids, self.centre_id])
+        px, _ = camera.project(x)
+        idx = match_contour(self.targets_px, px[:-1], px[-1])
+        ok = idx >= 0
+        i = idx[ok]
+        return (x[i], self.kind.vertex_jacobian(p, self.cand_ids[i]), self.targets_px[ok],
+                np.full(ok.sum(), self.weight), px[i])
+
+
 @dataclass(frozen=True, eq=False)
 class LandmarkBlocks:
     """The residual blocks of one image: fixed-vertex landmarks, their optional relative
     depth and the silhouette-matched outline (parameters: the model columns in use).
 
     Attributes:
-        mean: (K, 3) landmark vertices at zero parameters; basis: (K, 3, M).
+        mean: (K, 3) landmark vertices at zero parameters; basis: (K, 3, M) (linear models).
         targets_px: (K, 2); weights: (K,).
         contour: outline block or None.
         depth_px: (K,) relative depth or None; depth_weights: (K,) or None.
+        kind: for a non-linear `FaceModel` kind, the model that gives the points and their
+            Jacobian (``mean`` and ``basis`` are then unused); vertex_ids: (K,) its vertices.
     """
 
     mean: np.ndarray
     basis: np.ndarray
     targets_px: np.ndarray
     weights: np.ndarray
-    contour: ContourResidual | None = None
+    contour: ContourResidual | KindContour | None = None
     depth_px: np.ndarray | None = None
     depth_weights: np.ndarray | None = None
+    kind: FaceModel | None = None
+    vertex_ids: np.ndarray | None = None
+
+    def fixed(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fixed landmarks' 3D points (K, 3) and parameter Jacobian (K, 3, M)."""
+        if self.kind is None:
+            return self.mean + self.basis @ params, self.basis
+        return kind_points(self.kind, self.vertex_ids, params)
 
     def pairs(self, params: np.ndarray, camera: CameraPose | None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Current 3D points (N, 3), their basis (N, 3, M), targets (N, 2) and weights (N,):
         the fixed landmarks, then the matched outline ones (when a camera is known)."""
-        pts = self.mean + self.basis @ params
+        pts, basis = self.fixed(params)
         if self.contour is None or camera is None:
-            return pts, self.basis, self.targets_px, self.weights
+            return pts, basis, self.targets_px, self.weights
         cp, cb, ct, cw, _ = self.contour.match(params, camera)
-        return (np.concatenate([pts, cp]), np.concatenate([self.basis, cb]),
+        return (np.concatenate([pts, cp]), np.concatenate([basis, cb]),
                 np.concatenate([self.targets_px, ct]), np.concatenate([self.weights, cw]))
 
     def rows(self, params: np.ndarray, camera: CameraPose) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +190,7 @@ class LandmarkBlocks:
 
     def initial_camera(self, params: np.ndarray) -> ScaledOrthographicCamera:
         """Linear scaled orthographic estimate (3D-3D similarity when depth is known)."""
-        pts = self.mean + self.basis @ params
+        pts, _ = self.fixed(params)
         if self.depth_px is not None:
             return similarity_camera(pts, np.column_stack([self.targets_px, self.depth_px]))
         return estimate_scaled_orthographic(pts, self.targets_px, self.weights)

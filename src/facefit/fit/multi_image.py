@@ -19,19 +19,25 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
+from facefit.fit.bilinear_fit import BilinearFit2D, bilinear_result
 from facefit.fit.camera import Camera
 from facefit.fit.core.camera import NUM_POSE_PARAMS, ScaledOrthographicCamera
 from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.solver import BlockArrowNormalEquations, NormalEquations, gauss_newton
+from facefit.fit.flame_fit import EYES_NOTE, FlameFit, flame_result
 from facefit.fit.landmark_fit import (
+    KindContour,
     LandmarkBlocks,
     contour_residual,
     face_points,
     fit_points,
     make_result,
+    model_contour,
     prepare_model,
 )
 from facefit.fit.result import FitResult
+from facefit.model.face_model import FaceModel
+from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
 
 
@@ -79,10 +85,25 @@ class MultiFit:
     weights: np.ndarray
 
 
-def view_blocks(model: MorphableModel, view: ViewPoints) -> LandmarkBlocks:
-    """The residual blocks of one view over all shape and expression columns."""
-    prep = prepare_model(model)
+def view_blocks(model: MorphableModel, view: ViewPoints, kind: FaceModel | None = None
+                ) -> LandmarkBlocks:
+    """The residual blocks of one view over all shape and expression columns (over the whole
+    parameter vector of ``kind`` when it is a non-linear model kind)."""
     use_depth = view.depth_px is not None and view.depth_weight > 0
+    if kind is not None and kind.kind != "linear":
+        cont = model_contour(model)
+        has_contour = view.contour_px is not None and len(view.contour_px) > 0
+        contour = (KindContour(np.asarray(view.contour_px, np.float64), view.contour_weight,
+                               kind, np.asarray(cont.vertex_ids, np.int64), cont.centre_id)
+                   if has_contour else None)
+        k = len(view.vertex_ids)
+        return LandmarkBlocks(
+            np.zeros((k, 3)), np.zeros((k, 3, 0)), np.asarray(view.points_px, np.float64),
+            np.asarray(view.weights, np.float64), contour,
+            np.asarray(view.depth_px, np.float64) if use_depth else None,
+            view.depth_weight * np.asarray(view.weights, np.float64) if use_depth else None,
+            kind, np.asarray(view.vertex_ids, np.int64))
+    prep = prepare_model(model)
     return LandmarkBlocks(
         model.mean[view.vertex_ids].astype(np.float64),
         prep.basis[view.vertex_ids].astype(np.float64), np.asarray(view.points_px, np.float64),
@@ -102,6 +123,7 @@ def fit_views(
     shape: np.ndarray | None = None,
     fix_shape: bool = False,
     init: Sequence[tuple[ScaledOrthographicCamera, np.ndarray]] | None = None,
+    kind: FaceModel | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray], list[ScaledOrthographicCamera], list[float], list[int]]:
     """Joint Gauss-Newton fit of one shared shape and per-view pose and expression.
 
@@ -113,20 +135,27 @@ def fit_views(
         fix_shape: keep the shape fixed (per-frame pose + expression tracking).
         init: optional initial (camera, expression) per view (warm start); else each view's
             camera starts from a linear estimate on the current shape.
+        kind: fit this `FaceModel` kind of ``model`` (`facefit.model.kinds.face_model`)
+            instead of its linear form: a view's own parameters are then all of the kind's
+            parameters after the shape (FLAME: expression, then neck and jaw rotations).
 
     Returns:
-        (shape, expressions, cameras, rms residual px per view, landmark count per view).
+        (shape, per-view parameters (expressions, or the kind's non-shape parameters),
+        cameras, rms residual px per view, landmark count per view).
     """
-    ks, ke = model.num_shape, model.num_expression
+    ks = model.num_shape
+    prior = GaussianPrior.standard(ks + model.num_expression) if kind is None else kind.prior()
+    ke = prior.size - ks
     a = np.zeros(ks) if shape is None else np.asarray(shape, np.float64).copy()
-    blocks = [view_blocks(model, v) for v in views]
+    blocks = [view_blocks(model, v, kind) for v in views]
     per_view = []
     for i, bl in enumerate(blocks):
         if init is not None:
             per_view.append((init[i][0], np.asarray(init[i][1], np.float64).copy()))
         else:
             per_view.append((bl.initial_camera(np.r_[a, np.zeros(ke)]), np.zeros(ke)))
-    shape_prior, expr_prior = GaussianPrior.standard(ks), GaussianPrior.standard(ke)
+    shape_prior = GaussianPrior(prior.mean[:ks], prior.sigma[:ks])
+    expr_prior = GaussianPrior(prior.mean[ks:], prior.sigma[ks:])
     nb = NUM_POSE_PARAMS + ke
 
     def linearize(state: _State) -> BlockArrowNormalEquations:
@@ -212,6 +241,9 @@ def fit_same_person(
     ``method="joint"``: per-view fits start a joint Gauss-Newton fit (`fit_views`).
     ``method="confidence"``: per-view fits pooled by `pool_confidence`, then each view's pose
     and expression re-fitted with the pooled shape fixed.
+    The model's kind (`facefit.model.kinds.face_model`) is fitted: FLAME views get their own
+    neck and jaw rotations (skinned results), bilinear models their exact tensor; the per-view
+    linear fits that start the joint fit use the model's linear form.
     ``joint_depth_scale`` scales the detector-depth weight in the joint stage: several views
     already pin the 3D shape down, and detector depth is much noisier than image positions
     (on synthetic data with 6 px depth noise, full weight made the joint fit worse).
@@ -220,18 +252,45 @@ def fit_same_person(
         raise ValueError(f"method must be 'joint' or 'confidence', got {method!r}")
     if not views:
         raise ValueError("fit_same_person: no views")
+    fm = face_model(model)
+    kind = None if fm.kind == "linear" else fm
     singles = [fit_single(model, v) for v in views]
     pooled, w = pool_confidence(singles)
-    init = [(ScaledOrthographicCamera(f.rotation, f.scale, f.translation), f.expression_coeffs)
-            for f in singles]
+    extra = 0 if kind is None else kind.num_params - model.num_shape - model.num_expression
+    init = [(ScaledOrthographicCamera(f.rotation, f.scale, f.translation),
+             np.r_[f.expression_coeffs, np.zeros(extra)]) for f in singles]
     if method == "joint":
         scaled = [replace(v, depth_weight=v.depth_weight * joint_depth_scale) for v in views]
         shape, exprs, poses, rms, ns = fit_views(model, scaled, iterations, shape=pooled,
-                                                 init=init)
+                                                 init=init, kind=kind)
         w = np.ones(len(views))
     else:
         shape, exprs, poses, rms, ns = fit_views(model, views, 3, shape=pooled,
-                                                 fix_shape=True, init=init)
-    fits = [make_result(model, shape, e, p, Camera(), r, n, iterations)
+                                                 fix_shape=True, init=init, kind=kind)
+    fits = [kind_result(model, fm, shape, e, p, r, n, iterations)
             for e, p, r, n in zip(exprs, poses, rms, ns, strict=True)]
-    return MultiFit(shape, fits, model.vertices(shape), method, w)
+    neutral = model.vertices(shape) if kind is None else fm.vertices(fm.with_vector(
+        fm.zero_params(), np.r_[shape, np.zeros(fm.num_params - len(shape))])).astype(np.float32)
+    return MultiFit(shape, fits, neutral, method, w)
+
+
+def kind_result(model: MorphableModel, fm: FaceModel, shape: np.ndarray, view_params: np.ndarray,
+                pose: ScaledOrthographicCamera, rms: float, n: int, iterations: int
+                ) -> FitResult:
+    """`FitResult` of one view of a joint fit: shape and the view's parameters of the kind
+    ``fm`` (linear: expression; FLAME: expression, neck and jaw; bilinear: expression)."""
+    if fm.kind == "linear":
+        return make_result(model, shape, np.asarray(view_params, np.float32), pose, Camera(),
+                           rms, n, iterations)
+    params = fm.with_vector(fm.zero_params(), np.r_[shape, view_params])
+    if fm.kind == "flame":
+        flame = fm.flame  # type: ignore[attr-defined]
+        fit = FlameFit(params.shape, params.expression, params.joints, pose.rotation, pose.scale,
+                       np.asarray(pose.translation, np.float64), rms, n, iterations,
+                       (EYES_NOTE,))
+        return flame_result(flame, fit)
+    bm = fm.bm  # type: ignore[attr-defined]
+    w, e = fm.weights(params)  # type: ignore[attr-defined]
+    fit2d = BilinearFit2D(w, e, params.shape, params.expression, pose.rotation, pose.scale,
+                          np.asarray(pose.translation, np.float64), [rms])
+    return bilinear_result(model, bm, fit2d, n)
