@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from facefit.fit.core.rotation import Similarity, umeyama
+from facefit.fit.core.rotation import Similarity, rodrigues, umeyama
 
 __all__ = ["NOW_IBUG68_IDS", "Similarity", "SurfaceQuery", "closest_points_on_triangles",
            "umeyama"]
@@ -243,14 +243,8 @@ def _point_to_plane_step(sim: Similarity, closest: np.ndarray, normals: np.ndarr
     jac = np.concatenate([np.cross(cc, n), (n * cc).sum(1, keepdims=True), n], axis=1)
     res = ((c - scan) * n).sum(1)
     x = np.linalg.lstsq(jac, -res, rcond=None)[0]
-    omega, ds, tau = x[:3], float(x[3]), x[4:]
-    angle = float(np.linalg.norm(omega))
-    if angle > 1e-12:
-        k = omega / angle
-        kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-        dr = np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
-    else:
-        dr = np.eye(3)
+    ds, tau = float(x[3]), x[4:]
+    dr = rodrigues(x[:3])[0]
     f = 1.0 + ds
     return Similarity(sim.scale * f, dr @ sim.rotation,
                       f * dr @ (sim.translation - g) + g + tau)
