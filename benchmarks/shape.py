@@ -83,6 +83,9 @@ def main() -> int:
     ap.add_argument("--no-photometric", action="store_true")
     ap.add_argument("--heatmap", type=Path, help="write the ICT error heat map PNG here")
     ap.add_argument("--json", type=Path, help="write all rows as JSON here")
+    ap.add_argument("--maps", type=Path, help="save the ICT per-vertex error maps (.npz)")
+    ap.add_argument("--merge-maps", type=Path, nargs="*", default=[],
+                    help="add maps saved by earlier runs to the heat map")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
 
@@ -125,7 +128,18 @@ def main() -> int:
         from facefit.io.atomic import write_text_atomic
 
         write_text_atomic(args.json, json.dumps(reports, indent=1))
-    if args.heatmap and ict is not None and maps:
+    if args.maps and maps:
+        np.savez(args.maps, **{k.replace(" ", "_").replace(",", ""): v for k, v in maps.items()})
+    for path in args.merge_maps:
+        with np.load(path) as z:
+            for key in z.files:
+                label = key.replace("_6_photos", ", 6 photos").replace("_3_photos", ", 3 photos")
+                maps.setdefault(label.replace("_", " "), z[key])
+    if args.heatmap and maps:
+        if ict is None:
+            from facefit.model.io_ict import load_ict
+
+            ict = load_ict(ict_folder(args.ict), num_identity=1)
         wanted = [k for k in ("mean face", "landmarks", "photometric", "landmarks, 6 photos",
                               "photometric, 6 photos") if k in maps]
         heatmap(ict, {k: maps[k] for k in wanted}, args.heatmap)

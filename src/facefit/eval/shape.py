@@ -324,10 +324,9 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
     from facefit.fit.multi_photometric import refine_photometric_multi
 
     t1 = time.perf_counter()
-    res = refine_photometric_multi(model, multi.fits, list(images),
-                                   landmarks_px=[v.points_px for v in views],
-                                   landmark_vertex_ids=[v.vertex_ids for v in views],
-                                   iterations=iterations)
+    # targets: each fit's own projected landmarks (the default); the detected ones pull
+    # the identity towards the detector's bias (see refine_photometric_multi)
+    res = refine_photometric_multi(model, multi.fits, list(images), iterations=iterations)
     timings["photometric"] = time.perf_counter() - t1
     return multi.shape_coeffs, res.shape_coeffs
 

@@ -78,7 +78,7 @@ def refine_photometric_multi(
     size: int = 224,
     image_loss: str = "l2",
     landmark_sigma_px: float = 3.0,
-    landmark_weight: float = 3.0,
+    landmark_weight: float = 1.0,
     pixel_sigma: float = 0.01,
     coeff_prior: float = 1.0,
     albedo_smoothness: float = 30.0,
@@ -104,6 +104,12 @@ def refine_photometric_multi(
         images: (H, W, 3) uint8 photos, one per fit.
         landmarks_px, landmark_vertex_ids: per photo, landmark targets (K, 2) in image
             pixels and their vertices; default each fit's projected 68 iBUG landmarks.
+        landmark_weight: weight of each photo's landmark term. 1 rather than the single-photo
+            3: the targets anchor the shape to the landmark fit, whose identity is biased
+            by the detector; on 3 in-model subjects x 3 photos (seed 7) the identity
+            error (rigid mean vertex error) was 2.49 mm at 3 and 2.31 mm at 1 (landmark fit
+            2.97 mm). Targets default to each fit's own projected landmarks: passing the
+            detected landmarks gave 2.82 mm.
         Other arguments as `facefit.fit.photometric.refine_photometric` (per photo; Adam).
     """
     if not fits or len(fits) != len(images):
