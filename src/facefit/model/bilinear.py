@@ -11,19 +11,13 @@ import numpy as np
 
 from facefit.fit.core.priors import GaussianPrior
 from facefit.model.face_model import FaceParams
-from facefit.model.io_facescape import BilinearModel
+from facefit.model.io_facescape import BilinearModel, expression_directions
 from facefit.model.morphable_model import MorphableModel
+
+__all__ = ["BilinearFaceModel", "bilinear_from_model", "expression_directions"]
 
 _KEYS = ("bilinear_core", "bilinear_id_mean", "bilinear_id_sigma", "bilinear_exp_neutral",
          "bilinear_exp_sigma")
-
-
-def expression_directions(bm: BilinearModel) -> np.ndarray:
-    """(E, E-1) expression directions orthogonal to the neutral weights, scaled by
-    ``exp_sigma`` (the expression basis of `to_morphable_model`)."""
-    n = bm.exp_neutral / max(float(np.linalg.norm(bm.exp_neutral)), 1e-12)
-    u, s, _ = np.linalg.svd(np.eye(n.size) - np.outer(n, n))
-    return bm.exp_sigma[:, None] * u[:, s > 0.5]
 
 
 def bilinear_from_model(model: MorphableModel) -> BilinearModel | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facefit.fit.core.rotation import umeyama
+from facefit.fit.core.rotation import rodrigues, umeyama
 from facefit.model.io_facescape import BilinearModel
 from facefit.model.load import PathLike, complete_topology
 from facefit.model.morphable_model import MorphableModel
@@ -427,7 +427,6 @@ def synthetic_linear_samples(
     whitened so their sample covariance is exactly diag(sigmas^2); random rotations up to
     ``rigid_deg`` and translations up to ``rigid_mm`` are applied to each sample.
     """
-    from scipy.spatial.transform import Rotation
 
     rng = np.random.default_rng(seed)
     m = np.asarray(mean, np.float64)
@@ -444,7 +443,7 @@ def synthetic_linear_samples(
     coeffs = coeffs * np.asarray(sigmas, np.float64)
     out = (m.ravel() + coeffs @ basis.T).reshape(n, -1, 3)
     if rigid_deg or rigid_mm:
-        rots = Rotation.from_rotvec(rng.uniform(-1, 1, (n, 3)) * np.radians(rigid_deg))
+        rots = rodrigues(rng.uniform(-1, 1, (n, 3)) * np.radians(rigid_deg))
         for i in range(n):
-            out[i] = rots[i].apply(out[i]) + rng.uniform(-1, 1, 3) * rigid_mm
+            out[i] = out[i] @ rots[i].T + rng.uniform(-1, 1, 3) * rigid_mm
     return out, basis

@@ -99,6 +99,15 @@ class BilinearModel:
 MAX_FACTOR_SIZE = 512  # identity / expression weights: FaceScape has 50 and 52
 
 
+def expression_directions(bm: BilinearModel) -> np.ndarray:
+    """(E, E-1) expression directions orthogonal to the neutral weights (moving along those
+    only rescales the face), scaled by ``exp_sigma``: the expression basis of
+    `to_morphable_model` is ``expression_basis(w) @ directions``."""
+    n = bm.exp_neutral / max(float(np.linalg.norm(bm.exp_neutral)), 1e-12)
+    u, s, _ = np.linalg.svd(np.eye(n.size) - np.outer(n, n))
+    return bm.exp_sigma[:, None] * u[:, s > 0.5]
+
+
 def _need(z: NpzArchive, key: str, path: Path) -> np.ndarray:
     if key not in z.files:
         raise ModelFileError(path, f"missing key '{key}'")
@@ -242,9 +251,7 @@ def to_morphable_model(
     shape = bm.identity_basis(e) * bm.id_sigma
     # Expression directions: the complement of the neutral weights (moving along them only
     # rescales the face), scaled by exp_sigma: weights = exp_weights + directions @ coeffs.
-    n = bm.exp_neutral / max(float(np.linalg.norm(bm.exp_neutral)), 1e-12)
-    u, s, _ = np.linalg.svd(np.eye(n.size) - np.outer(n, n))
-    directions = bm.exp_sigma[:, None] * u[:, s > 0.5]
+    directions = expression_directions(bm)
     exp_basis = np.einsum("vce,ek->vck", bm.expression_basis(w), directions)
     tri, uv, mirror, made = complete_topology(mean, bm.triangles, bm.uv, bm.mirror_ids)
     extras = dict(bm.extras)
