@@ -54,6 +54,7 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def browser():
     if browser_path() is None:
         pytest.skip("no Chromium browser installed")
+    pytest.importorskip("websocket", reason="websocket-client (a dev extra) is not installed")
     b = Browser()
     yield b
     b.close()
