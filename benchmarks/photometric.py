@@ -142,13 +142,17 @@ def aflw(args: argparse.Namespace) -> None:
     print(f"AFLW2000-3D ({args.data.name}), {n} images stratified over |yaw|, 68-point 2D NME "
           f"(%), GT-box normalised; refinement {args.iterations} it, loss {args.image_loss}")
     print(f"{'method':<26}{'0-30':>7}{'30-60':>7}{'60-90':>7}{'balanced':>10}{'mean':>7}"
-          f"{'no face':>9}")
+          f"{'no face':>9}{'failures':>13}{'capped':>8}")
     for name, p in (("landmark fit", pred0), ("+ photometric refinement", pred1)):
         r = evaluate_aflw2000(p, gt, yaw, stems)
         b = [100 * v for v in r.bucket_nme_2d]
+        fails = "/".join(str(f) for f in r.bucket_failures)
         print(f"{name:<26}{b[0]:7.2f}{b[1]:7.2f}{b[2]:7.2f}{100 * r.balanced_2d:10.2f}"
-              f"{100 * r.mean_2d:7.2f}{len(r.missing):>9}")
-    print(f"bucket sizes {r.bucket_counts}; refinement median {np.median(t_ref):.2f} s/face")
+              f"{100 * r.mean_2d:7.2f}{len(r.missing):>9}{fails:>13}"
+              f"{100 * r.balanced_capped_2d:8.2f}")
+    print(f"bucket sizes {r.bucket_counts}; failures per bucket: no face or NME > "
+          f"{100 * r.failure_threshold:g} %; capped: balanced NME with every failure scored "
+          f"{100 * r.failure_threshold:g} %; refinement median {np.median(t_ref):.2f} s/face")
 
 
 def main() -> None:
