@@ -71,6 +71,11 @@ def model_summary(model: MorphableModel) -> str:
     lines.append(f"extent:      {bounds[0]:.1f} x {bounds[1]:.1f} x {bounds[2]:.1f} mm")
     if model.extras:
         lines.append("extras:      " + ", ".join(sorted(model.extras)))
+    from facefit.model.ict import ict_from_model
+
+    ict = ict_from_model(model)
+    if ict is not None:
+        lines.extend(ict.describe())
     lines.append(f"source:      {model.source or 'unknown'}")
     lines.append(f"licence:     {model.licence or 'unknown'}")
     return "\n".join(lines)

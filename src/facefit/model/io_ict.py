@@ -261,11 +261,13 @@ class ICTModel:
         """The whole head as a `MorphableModel`: identity modes as the shape basis, the
         blendshape deltas as the expression basis (``extras["expression_is_blendshape"]`` = 1,
         ``extras["expression_weight_bounds"]`` = [0, 1]: fitters should bound them rather
-        than apply an N(0, 1) prior), regions as ``extras["region_<name>"]`` vertex ids."""
+        than apply an N(0, 1) prior), ``extras["expression_names"]`` the blendshape names, regions
+        as ``extras["region_<name>"]`` vertex ids (`facefit.model.ict.ICTFaceModel` reads them)."""
         k = self.num_identity if num_identity is None else int(num_identity)
         extras = {f"region_{r}": v for r, v in self.regions.items()}
         extras["expression_is_blendshape"] = np.array(1, np.int8)
         extras["expression_weight_bounds"] = np.array([0.0, 1.0], np.float32)
+        extras["expression_names"] = np.array(self.expression_names, dtype=str)
         return MorphableModel(
             name=self.name, mean=self.neutral, shape_basis=self.identity_basis[:, :, :k],
             expression_basis=self.expression_deltas, triangles=self.triangles,
