@@ -19,6 +19,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/facefit reconstruct examples/astronaut.png -o out
+	$(BIN)/facefit view out  # out/astronaut.html: open it in a browser
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks scripts
