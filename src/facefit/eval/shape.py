@@ -75,6 +75,8 @@ class ShapeRow:
     median_mm: list[float] = field(default_factory=list)
     mean_mm: list[float] = field(default_factory=list)
     vertex_mm: list[float] = field(default_factory=list)
+    vertex_similarity_mm: list[float] = field(default_factory=list)
+    shape_coeffs: list[list[float] | None] = field(default_factory=list)
     failures: int = 0
     seconds: float = 0.0
 
@@ -98,8 +100,8 @@ class ShapeReport:
                 f"n={self.n}, yaw ±{self.max_yaw:.0f}°, seed {self.seed}): NoW-style "
                 f"scan-to-mesh, mm")
         lines = [head, f"{'method':<14}{'median':>8}{'mean':>8}{'std':>8}"
-                 + (f"{'vertex':>8}" if has_v else "") + f"{'vs mean':>9}{'failed':>8}"
-                 f"{'s/subj':>8}"]
+                 + (f"{'vertex':>8}{'v.sim':>8}" if has_v else "")
+                 + f"{'vs mean':>9}{'failed':>8}{'s/subj':>8}"]
         base = self.rows.get("mean face")
         b = float(np.mean(base.median_mm)) if base and base.median_mm else float("nan")
         for name, r in self.rows.items():
@@ -109,15 +111,18 @@ class ShapeReport:
             line = f"{name:<14}{med:>8.3f}{mean:>8.3f}{std:>8.3f}"
             if has_v:
                 v = float(np.mean(r.vertex_mm)) if r.vertex_mm else float("nan")
-                line += f"{v:>8.3f}"
+                vs = (float(np.mean(r.vertex_similarity_mm)) if r.vertex_similarity_mm
+                      else float("nan"))
+                line += f"{v:>8.3f}{vs:>8.3f}"
             rel = 100 * (med / b - 1) if np.isfinite(b) and b > 0 else float("nan")
             line += f"{rel:>8.1f}%{r.failures:>8d}{r.seconds / max(self.n, 1):>8.2f}"
             lines.append(line)
         lines.append("median/mean/std: mean over subjects of each subject's median / mean "
-                     "scan-to-mesh distance, std of the medians; vertex: rigid-aligned mean "
-                     "vertex error (in-model only); vs mean: median relative to the mean face; "
-                     "failed: no face detected (scored as the mean face); s/subj: seconds "
-                     "per subject of detection + landmark fit, or of the refinement")
+                     "scan-to-mesh distance, std of the medians; vertex / v.sim: mean vertex "
+                     "error after a rigid / similarity alignment (in-model only; an orthographic "
+                     "camera cannot see the absolute size); vs mean: median relative to the "
+                     "mean face; failed: no face detected (scored as the mean face); s/subj: "
+                     "seconds per subject of detection + landmark fit, or of the refinement")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -125,8 +130,10 @@ class ShapeReport:
                 "max_yaw_deg": self.max_yaw,
                 "protocol": "NoW-style scan-to-mesh (Sanyal et al. CVPR 2019), mm",
                 "rows": {k: {"median_mm": r.median_mm, "mean_mm": r.mean_mm,
-                             "vertex_mm": r.vertex_mm, "failures": r.failures,
-                             "seconds": r.seconds} for k, r in self.rows.items()}}
+                             "vertex_mm": r.vertex_mm,
+                             "vertex_similarity_mm": r.vertex_similarity_mm,
+                             "failures": r.failures, "seconds": r.seconds,
+                             "shape_coeffs": r.shape_coeffs} for k, r in self.rows.items()}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -138,12 +145,12 @@ def now_landmarks(vertices: np.ndarray, ibug68_ids: np.ndarray) -> np.ndarray:
     return np.asarray(vertices, np.float64)[np.asarray(ibug68_ids)[NOW_IBUG68_IDS]]
 
 
-def rigid_vertex_error(a: np.ndarray, b: np.ndarray) -> float:
+def rigid_vertex_error(a: np.ndarray, b: np.ndarray, with_scale: bool = False) -> float:
     """Mean distance (mm) between corresponding vertex sets after the best rotation and
-    translation of ``a`` onto ``b`` (Kabsch, Acta Cryst. 1976)."""
+    translation (Kabsch, Acta Cryst. 1976), and scale if ``with_scale``, of ``a`` onto ``b``."""
     from facefit.fit.core.rotation import umeyama
 
-    t = umeyama(a, b, with_scale=False)
+    t = umeyama(a, b, with_scale=with_scale)
     return float(np.linalg.norm(t.apply(a) - np.asarray(b, np.float64), axis=1).mean())
 
 
@@ -332,8 +339,9 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
 
 
 def score(model: MorphableModel, shape: np.ndarray | None, subject: ShapeSubject
-          ) -> tuple[float, float, float | None, np.ndarray]:
-    """NoW median and mean (mm), the rigid mean vertex error (in-model) and the (S,)
+          ) -> tuple[float, float, tuple[float, float] | None, np.ndarray]:
+    """NoW median and mean (mm), the rigid and similarity mean vertex errors (in-model) and
+    the (S,)
     distance of every scan point (NaN outside the crop) of the model's neutral mesh for
     ``shape`` (None: the mean face)."""
     verts = (model.mean if shape is None else model.vertices(shape)).astype(np.float64)
@@ -344,7 +352,8 @@ def score(model: MorphableModel, shape: np.ndarray | None, subject: ShapeSubject
     full[crop_scan(subject.scan, subject.scan_landmarks[NOSE_TIP_INDEX])] = r.distances
     vtx = None
     if subject.true_vertices is not None:
-        vtx = rigid_vertex_error(verts, subject.true_vertices)
+        vtx = (rigid_vertex_error(verts, subject.true_vertices),
+               rigid_vertex_error(verts, subject.true_vertices, with_scale=True))
     return r.median, r.mean, vtx, full
 
 
@@ -375,7 +384,10 @@ def evaluate_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject
             rows[m].median_mm.append(med)
             rows[m].mean_mm.append(mean)
             if vtx is not None:
-                rows[m].vertex_mm.append(vtx)
+                rows[m].vertex_mm.append(vtx[0])
+                rows[m].vertex_similarity_mm.append(vtx[1])
+            sh = shapes[m]
+            rows[m].shape_coeffs.append(None if sh is None else np.asarray(sh).tolist())
             if keep is not None:
                 keep.setdefault(m, []).append(dist)
             rows[m].seconds += times.get(m, 0.0)
