@@ -1,0 +1,212 @@
+"""Fit a blendshape model (identity N(0, 1), expression weights in [0, 1]) to 2D points:
+bounded Levenberg-Marquardt through the fitting core.
+
+Each iteration linearises the 2D point residuals (`facefit.fit.core.residuals.landmark_rows`,
+camera pose and model parameters together) and solves the step as a bounded linear least
+squares problem (`BoundedNormalRows.solve`: ``scipy.optimize.lsq_linear``, BVLS; Stark &
+Parker, "Bounded-Variable Least-Squares", 1995), so the weights never leave their box
+(`facefit.fit.core.priors.BoxPrior`). Priors: N(0, 1) on identity, and on the weights an
+elastic net, the sparsity cost ``lam * sum(w)`` (L1 on nonnegative weights is linear) plus
+a small ridge ``eps * |w|^2``, written as least-squares rows by completing the square:
+``eps w^2 + lam w = (sqrt(eps) w + lam / (2 sqrt(eps)))^2 - const``.
+`facefit.fit.core.solver.levenberg_marquardt` drives the iterations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from facefit.detect.base import FaceLandmarks
+from facefit.fit.core.camera import (
+    NUM_POSE_PARAMS,
+    CameraPose,
+    estimate_perspective,
+    estimate_scaled_orthographic,
+)
+from facefit.fit.core.residuals import landmark_rows
+from facefit.fit.core.solver import levenberg_marquardt
+from facefit.fit.result import FitResult, assemble_result, image_vertices
+from facefit.model.face_model import FaceParams
+from facefit.model.ict import ICTFaceModel
+
+DEFAULT_SPARSITY = 10.0  # cost of a weight of 1, in squared point sigmas (chi^2 units)
+DEFAULT_RIDGE = 0.05  # eps of the elastic net on the weights
+JAW_WEIGHT = 0.5  # weight of the 17 iBUG outline landmarks (fixed vertices, not silhouette)
+
+
+@dataclass(eq=False)
+class BoundedNormalRows:
+    """A linearised least-squares problem ``min |A d - b|^2`` over ``lower <= d <= upper``,
+    with `solve` matching `facefit.fit.core.solver.Solvable`."""
+
+    jac: np.ndarray
+    res: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+    def solve(self, damping: float = 0.0, ridge: float = 1e-9) -> np.ndarray:
+        """Bounded step with Marquardt damping rows ``sqrt(damping diag(A^T A) + ridge)``."""
+        # Same minimiser on the square factor of the column-scaled normal equations:
+        # with e = c d, A' = A / c (unit columns) and R^T R = A'^T A' + diag(damping terms),
+        # the cost is |R e - R^-T A'^T b|^2 + const; BVLS then works on (P, P) matrices.
+        n2 = np.einsum("ij,ij->j", self.jac, self.jac)
+        c = np.sqrt(np.maximum(n2, 1e-24))
+        a = self.jac / c
+        lhs = a.T @ a + np.diag((damping * n2 + ridge) / c**2)
+        r = np.linalg.cholesky(lhs).T
+        rhs = np.linalg.solve(r.T, a.T @ self.res)
+        e = lsq_linear(r, rhs, bounds=(self.lower * c, self.upper * c), method="bvls").x
+        return e / c
+
+
+@dataclass(frozen=True, eq=False)
+class BlendshapeFit:
+    """Result of `fit_blendshape_points`.
+
+    Attributes:
+        identity: (Ks,) identity coefficients, N(0, 1) units.
+        weights: (Ke,) blendshape weights in [0, 1].
+        camera: the fitted `CameraPose`.
+        rms_px: RMS point residual, pixels.
+        iterations: Levenberg-Marquardt iterations run.
+    """
+
+    identity: np.ndarray
+    weights: np.ndarray
+    camera: CameraPose
+    rms_px: float
+    iterations: int
+
+
+@dataclass(frozen=True, eq=False)
+class _State:
+    camera: CameraPose
+    x: np.ndarray
+
+
+def fit_blendshape_points(
+    model: ICTFaceModel,
+    targets_px: np.ndarray,
+    vertex_ids: np.ndarray,
+    sigma_px: float,
+    point_weights: np.ndarray | None = None,
+    num_identity: int | None = None,
+    sparsity: float = DEFAULT_SPARSITY,
+    ridge: float = DEFAULT_RIDGE,
+    iterations: int = 30,
+    focal_px: float | None = None,
+    principal_px: np.ndarray | None = None,
+) -> BlendshapeFit:
+    """Fit identity, blendshape weights and camera to 2D points on known vertices.
+
+    Args:
+        model: the blendshape model.
+        targets_px: (N, 2) observed pixels of the vertices ``vertex_ids`` (N,).
+        sigma_px: point noise, pixels (the weight of the points against the priors).
+        point_weights: (N,) relative weights (default 1).
+        num_identity: fit only the leading identity modes (default all).
+        sparsity: L1 cost of the weights (``lam``), squared-sigma units; ridge: ``eps``.
+        iterations: Levenberg-Marquardt iterations at most.
+        focal_px, principal_px: a perspective camera; default scaled orthographic.
+    """
+    ks_all, ke = model.num_shape, model.num_expression
+    ks = ks_all if num_identity is None else min(int(num_identity), ks_all)
+    cols = np.r_[np.arange(ks), ks_all + np.arange(ke)]
+    ids = np.asarray(vertex_ids, np.int64)
+    targets = np.asarray(targets_px, np.float64)
+    pw = np.ones(len(ids)) if point_weights is None else np.asarray(point_weights, np.float64)
+    pw = pw / sigma_px**2
+    box = model.box()
+    lo_w, hi_w = box.lower[ks_all:], box.upper[ks_all:]
+    base_jac = model.vertex_jacobian(model.zero_params(), ids)[:, :, cols]  # linear model
+    mean = model.vertices(model.zero_params(), ids)
+    se = np.sqrt(ridge)
+    lam_row = sparsity / (2.0 * se)
+
+    def points(x: np.ndarray) -> np.ndarray:
+        return mean + base_jac @ x
+
+    def prior_res(x: np.ndarray) -> np.ndarray:
+        return np.r_[x[:ks], se * x[ks:] + lam_row]
+
+    def cost(s: _State) -> float:
+        img, _ = s.camera.project(points(s.x))
+        r = ((targets - img) ** 2).sum(1) @ pw
+        p = prior_res(s.x)
+        return float(r + p @ p)
+
+    def linearize(s: _State) -> tuple[BoundedNormalRows, float]:
+        jac, res = landmark_rows(s.camera, points(s.x), base_jac, targets, pw)
+        npar = len(cols)
+        prior_jac = np.zeros((npar, NUM_POSE_PARAMS + npar))
+        prior_jac[:, NUM_POSE_PARAMS:] = np.diag(np.r_[np.ones(ks), np.full(ke, se)])
+        a = np.vstack([jac, prior_jac])
+        b = np.r_[res, -prior_res(s.x)]
+        lower = np.r_[np.full(NUM_POSE_PARAMS + ks, -np.inf), lo_w - s.x[ks:]]
+        upper = np.r_[np.full(NUM_POSE_PARAMS + ks, np.inf), hi_w - s.x[ks:]]
+        return BoundedNormalRows(a, b, np.minimum(lower, 0.0), np.maximum(upper, 0.0)), cost(s)
+
+    def update(s: _State, d: np.ndarray) -> _State:
+        x = s.x + d[NUM_POSE_PARAMS:]
+        x[ks:] = np.clip(x[ks:], lo_w, hi_w)
+        return _State(s.camera.updated(d[:NUM_POSE_PARAMS]), x)
+
+    x0 = np.zeros(len(cols))
+    x0[ks:] = np.clip(0.0, lo_w, hi_w)
+    if focal_px is None:
+        cam: CameraPose = estimate_scaled_orthographic(points(x0), targets)
+    else:
+        cam = estimate_perspective(points(x0), targets, float(focal_px),
+                                   np.asarray(principal_px, np.float64))
+    out = levenberg_marquardt(linearize, cost, update, _State(cam, x0), iterations)
+    st: _State = out.state  # type: ignore[assignment]
+    img, _ = st.camera.project(points(st.x))
+    rms = float(np.sqrt(((targets - img) ** 2).sum(1).mean()))
+    identity = np.zeros(ks_all)
+    identity[:ks] = st.x[:ks]
+    return BlendshapeFit(identity, st.x[ks:].copy(), st.camera, rms, out.iterations)
+
+
+def fit_blendshape_face(model: ICTFaceModel, face: FaceLandmarks, image_size: tuple[int, int],
+                        camera: str = "orthographic", focal_px: float | None = None,
+                        landmark_sigma: float = 0.01, num_identity: int | None = 40,
+                        sparsity: float = DEFAULT_SPARSITY) -> FitResult:
+    """Fit a blendshape model to one detection's 68 iBUG landmarks (MediaPipe points go
+    through their iBUG-68 subset); the 17 outline points count ``JAW_WEIGHT``.
+
+    ``landmark_sigma`` is the landmark noise as a fraction of the face size (square root of
+    the landmark box area); with the default sparsity, 0.01 recovered a 0.9 blink within 0.07
+    from landmarks with 0 to 2 px noise where 0.02 gave 0.5 to 0.65. The result's
+    ``expression_coeffs`` are the weights in [0, 1], also in ``extras["blendshape_weights"]``.
+    """
+    from facefit.fit.correspondence import mediapipe_to_ibug68
+    from facefit.fit.landmark_fit import camera_model
+
+    base = model.base
+    ids68 = base.landmark_ids.get("ibug68")
+    if ids68 is None or len(ids68) != 68:
+        raise ValueError(f"model {base.name} has no 68-point iBUG landmark ids")
+    pts = np.asarray(face.points_px, np.float64)
+    if face.scheme == "mediapipe468":
+        pts = mediapipe_to_ibug68(pts)
+    elif face.scheme != "ibug68":
+        raise ValueError(f"no {face.scheme} correspondence for the blendshape model {base.name}")
+    span = np.ptp(pts, axis=0)
+    sigma = landmark_sigma * float(np.sqrt(max(span[0] * span[1], 1.0)))
+    cam_model = camera_model(camera, image_size, focal_px)
+    w = np.ones(68)
+    w[:17] = JAW_WEIGHT
+    fit = fit_blendshape_points(
+        model, pts, np.asarray(ids68, np.int64), sigma, w, num_identity=num_identity,
+        sparsity=sparsity, focal_px=cam_model.focal_px,
+        principal_px=None if cam_model.principal_point_px is None
+        else np.asarray(cam_model.principal_point_px))
+    params = FaceParams(fit.identity, fit.weights)
+    verts_px = image_vertices(fit.camera, model.vertices(params))
+    lm3 = verts_px[np.asarray(ids68)]
+    return assemble_result(fit.camera, cam_model, verts_px, lm3, lm3[:, :2], fit.identity,
+                           fit.weights, fit.rms_px, 68, fit.iterations,
+                           extras={"blendshape_weights": fit.weights.astype(np.float32)})

@@ -1,0 +1,121 @@
+"""Bounded blendshape fitting (`facefit.fit.blendshape`): exact recovery on a small synthetic
+blendshape model, active bounds, and synthetic ICT faces (68 landmarks, then dense points)
+with known identity and sparse ARKit weights (skipped without ``../shared``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
+from test_io_ict import SHARED, make_folder  # noqa: E402
+
+from facefit.detect.base import FaceLandmarks  # noqa: E402
+from facefit.fit.blendshape import fit_blendshape_face, fit_blendshape_points  # noqa: E402
+from facefit.fit.core.camera import ScaledOrthographicCamera  # noqa: E402
+from facefit.fit.core.rotation import rotation_from_euler  # noqa: E402
+from facefit.model import load_model  # noqa: E402
+from facefit.model.face_model import FaceParams  # noqa: E402
+from facefit.model.ict import load_ict_modes  # noqa: E402
+from facefit.model.kinds import face_model  # noqa: E402
+
+
+def _camera(yaw: float, pitch: float, roll: float) -> ScaledOrthographicCamera:
+    rot = rotation_from_euler(yaw, pitch, roll)
+    return ScaledOrthographicCamera(rot, 2.0, np.array([320.0, 240.0]))
+
+
+def test_small_model_exact_and_bounded(tmp_path):
+    folder, _ = make_folder(tmp_path)
+    fm = face_model(load_model(folder))
+    ids = np.arange(100)
+    cam = _camera(10, -5, 3)
+    truth = FaceParams(np.array([0.5, -0.3]), np.array([0.6, 0.0, 1.0]))
+    target, _ = cam.project(fm.vertices(truth, ids))
+    fit = fit_blendshape_points(fm, target, ids, sigma_px=0.05, sparsity=1e-3, ridge=1e-4)
+    np.testing.assert_allclose(fit.weights, truth.expression, atol=0.02)
+    np.testing.assert_allclose(fit.identity, truth.shape, atol=0.05)
+    assert fit.rms_px < 0.05
+    np.testing.assert_allclose(fit.camera.rotation, cam.rotation, atol=1e-3)
+    # A target beyond the box: weight 1.6 of eyeBlink_L is fitted as exactly 1 (the bound),
+    # while an unbounded least-squares solve would return about 1.6.
+    over = FaceParams(np.zeros(2), np.array([0.0, 1.6, 0.0]))
+    target, _ = cam.project(fm.vertices(over, ids))
+    fit = fit_blendshape_points(fm, target, ids, sigma_px=0.05, sparsity=1e-3, ridge=1e-4)
+    assert fit.weights[1] == pytest.approx(1.0, abs=1e-9)
+    assert np.all(fit.weights >= 0.0) and np.all(fit.weights <= 1.0)
+
+
+@pytest.fixture(scope="module")
+def ict():
+    if not (SHARED / "modes.npz").is_file():
+        pytest.skip("../shared ICT data absent")
+    return face_model(load_ict_modes(SHARED, num_identity=30))
+
+
+def _faces(fm, count: int, seed: int, candidates: np.ndarray):
+    """Synthetic faces: identity N(0, 0.8^2) on the first 15 modes, 3 active weights in
+    [0.4, 1] drawn from ``candidates``, head pose within +-20 degrees."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        a = np.r_[0.8 * rng.standard_normal(15), np.zeros(fm.num_shape - 15)]
+        w = np.zeros(fm.num_expression)
+        active = rng.choice(candidates, 3, replace=False)
+        w[active] = rng.uniform(0.4, 1.0, 3)
+        yield FaceParams(a, w), active, _camera(*rng.uniform(-20, 20, 3)), rng
+
+
+def _landmark_motion(fm, ids: np.ndarray) -> np.ndarray:
+    e = fm.base.expression_basis[ids]
+    return np.sqrt((e**2).sum(1).mean(0))  # RMS motion (mm) of each shape at weight 1
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_ict_synthetic_recovery(ict, dense):
+    fm = ict
+    lm = np.asarray(fm.base.landmark_ids["ibug68"])
+    rng = np.random.default_rng(5)
+    ids = np.r_[lm, rng.choice(fm.fit_ids(), 400, replace=False)] if dense else lm
+    # Shapes the observed points can see (>= 1 mm RMS motion on them); ARKit names only.
+    names = fm.expression_names
+    arkit = np.array([n[0].islower() and not n.startswith("cheekRaiser") for n in names])
+    candidates = np.flatnonzero(arkit & (_landmark_motion(fm, ids) >= 1.0))
+    maes = []
+    for truth, active, cam, r in _faces(fm, 3, 11 + dense, candidates):
+        target, _ = cam.project(fm.vertices(truth, ids))
+        target = target + r.normal(0, 0.5, target.shape)  # 0.5 px noise at 2 px/mm
+        fit = fit_blendshape_points(fm, target, ids, sigma_px=0.5)
+        mae = np.abs(fit.weights - truth.expression).mean()
+        maes.append(mae)
+        assert mae <= 0.1, (mae, [names[i] for i in active])
+        top = np.argsort(-fit.weights)[:3]
+        assert set(top) == set(active), ([names[i] for i in top], [names[i] for i in active])
+        assert np.all((fit.weights >= 0) & (fit.weights <= 1))
+    print(f"ICT synthetic {'dense' if dense else '68 landmarks'}: weight MAE "
+          + ", ".join(f"{m:.3f}" for m in maes))
+
+
+def test_ict_fit_face_landmarks(ict):
+    """The detection-level entry point: 68 iBUG landmarks of a face with jawOpen and a
+    left blink come back as those ARKit weights, in a `FitResult`."""
+    fm = ict
+    names = fm.expression_names
+    w = np.zeros(fm.num_expression)
+    w[names.index("jawOpen")], w[names.index("eyeBlink_L")] = 0.7, 0.9
+    truth = FaceParams(np.r_[0.5, -0.5, np.zeros(fm.num_shape - 2)], w)
+    cam = _camera(15, 5, -5)
+    lm = np.asarray(fm.base.landmark_ids["ibug68"])
+    pts, _ = cam.project(fm.vertices(truth, lm))
+    pts = pts + np.random.default_rng(0).normal(0, 1.0, pts.shape)  # 1 px landmark noise
+    face = FaceLandmarks(np.r_[pts.min(0), pts.max(0)].astype(np.float32), 1.0,
+                         pts.astype(np.float32), None, "ibug68")
+    res = fit_blendshape_face(fm, face, (640, 480))
+    weights = res.extras["blendshape_weights"]
+    assert weights[names.index("jawOpen")] == pytest.approx(0.7, abs=0.1)
+    assert weights[names.index("eyeBlink_L")] == pytest.approx(0.9, abs=0.15)
+    assert weights[names.index("eyeBlink_R")] < 0.15
+    assert res.residual_px < 2.0 and abs(res.yaw_deg - 15) < 3
+    np.testing.assert_allclose(res.landmarks_68_2d, pts, atol=4.0)
