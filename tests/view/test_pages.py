@@ -208,3 +208,23 @@ def test_eval_report_inlines_the_run_figures(tmp_path: Path) -> None:
     text = page.read_text(encoding="utf-8")
     assert text.count("data:image/png;base64,") == 1 and "300w_ced.png" in text
     assert "synthetic_examples" not in text and "&quot;nme&quot;: 0.031" in text
+
+
+def test_glb_mesh_reads_facefit_glbs(tmp_path: Path) -> None:
+    from facefit.io.export import write_glb
+    from facefit.io.html import glb_mesh
+    from facefit.video.glb import AnimatedGlb
+
+    rng = np.random.default_rng(3)
+    verts = rng.normal(size=(40, 3)).astype(np.float32)
+    tri = rng.integers(0, 40, size=(25, 3))
+    uv = rng.random((40, 2)).astype(np.float32)
+    p, t = glb_mesh(write_glb(tmp_path / "a.glb", verts, tri, uv).read_bytes())
+    np.testing.assert_array_equal(p, verts)
+    np.testing.assert_array_equal(t, tri)
+    anim = AnimatedGlb(verts, tri, np.zeros((40, 3, 2), np.float32), 1.0, (64, 64))
+    p, t = glb_mesh(anim.write(tmp_path / "b.glb").read_bytes())
+    np.testing.assert_array_equal(p, verts)
+    np.testing.assert_array_equal(t, tri)
+    with pytest.raises(ValueError, match="not a binary glTF"):
+        glb_mesh(b"GIF89a" + bytes(40))

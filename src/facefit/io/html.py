@@ -11,9 +11,11 @@ files it lists; ``STEM.jsonl``, ``STEM.glb``, ``STEM_overlay.mp4`` for a clip), 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,8 @@ from PIL import Image
 
 from facefit.io.atomic import write_text_atomic
 
-__all__ = ["write_eval_report", "write_image_page", "write_index", "write_video_page",
-           "build_pages"]
+__all__ = ["build_pages", "glb_mesh", "write_eval_report", "write_image_page", "write_index",
+           "write_video_page"]
 
 PHOTO_MAX_PX = 1280
 """Longest side of the photo and overlay embedded in an image page (pixels)."""
@@ -65,6 +67,58 @@ def _image_data_uri(path: Path | np.ndarray, max_px: int | None = PHOTO_MAX_PX,
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + _b64(buf.getvalue())
+
+
+def glb_mesh(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(V, 3) float32 positions and (F, 3) int64 triangles of the first primitive of a
+    binary glTF file (facefit's writers: float positions, uint8/16/32 indices).
+
+    Raises ValueError when the bytes are not such a file."""
+    try:
+        magic, _, _ = struct.unpack_from("<4sII", data, 0)
+        n_json = struct.unpack_from("<I", data, 12)[0]
+        gltf = json.loads(data[20:20 + n_json])
+        n_bin = struct.unpack_from("<I", data, 20 + n_json)[0]
+        binary = data[28 + n_json:28 + n_json + n_bin]
+        prim = gltf["meshes"][0]["primitives"][0]
+
+        def accessor(i: int, dtype: str, width: int) -> np.ndarray:
+            acc = gltf["accessors"][i]
+            view = gltf["bufferViews"][acc["bufferView"]]
+            start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+            count = acc["count"] * width
+            return np.frombuffer(binary, dtype, count, start).reshape(-1, width)
+
+        idx = gltf["accessors"][prim["indices"]]
+        kind = {5121: "<u1", 5123: "<u2", 5125: "<u4"}[idx["componentType"]]
+        positions = accessor(prim["attributes"]["POSITION"], "<f4", 3)
+        triangles = accessor(prim["indices"], kind, 1).reshape(-1, 3).astype(np.int64)
+    except (struct.error, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"not a binary glTF mesh ({exc})") from None
+    if magic != b"glTF":
+        raise ValueError("not a binary glTF file")
+    return positions, triangles
+
+
+_RIM_CACHE: dict[bytes, str] = {}
+
+
+def _rim_b64(glb: bytes) -> str:
+    """Base64 uint8 per-vertex rim weights (`facefit.render.rim.rim_weight` x 255) of the
+    mesh in ``glb``, computed once per triangulation; "" when there is no mesh."""
+    if not glb:
+        return ""
+    try:
+        positions, triangles = glb_mesh(glb)
+    except ValueError:
+        return ""
+    key = hashlib.sha1(triangles.tobytes()).digest() + len(positions).to_bytes(8, "little")
+    if key not in _RIM_CACHE:
+        from facefit.render.rim import rim_weight
+
+        w = rim_weight(positions, triangles)
+        _RIM_CACHE[key] = _b64(np.round(w * 255).astype(np.uint8).tobytes())
+    return _RIM_CACHE[key]
 
 
 def _page(title: str, body: str, script: str = "", viewer: bool = False) -> str:
@@ -139,8 +193,10 @@ def write_image_page(json_path: str | Path, out_path: str | Path | None = None,
     for k, f in enumerate(faces):
         files = f.get("files", {})
         glb = folder / files["glb"] if "glb" in files else None
-        glbs.append(f'<script type="application/octet-stream" id="glb-{k}">'
-                    f'{_b64(glb.read_bytes()) if glb and glb.is_file() else ""}</script>')
+        data = glb.read_bytes() if glb is not None and glb.is_file() else b""
+        glbs.append(f'<script type="application/octet-stream" id="glb-{k}">{_b64(data)}</script>'
+                    f'<script type="application/octet-stream" id="rim-{k}">{_rim_b64(data)}'
+                    f'</script>')
         for key, name in files.items():  # albedo, comparison, detail, uncertainty, ...
             p = folder / name
             if key != "overlay" and p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file():
@@ -156,7 +212,8 @@ def write_image_page(json_path: str | Path, out_path: str | Path | None = None,
 <label><input type="checkbox" id="show-landmarks"> landmarks</label></div></div>
 <div class="panel"><canvas class="mesh" id="mesh"></canvas><div id="modes">
 <button data-mode="texture" class="on">texture</button><button data-mode="shading">shading
-</button><button data-mode="wireframe">wireframe</button> {buttons}</div>
+</button><button data-mode="wireframe">wireframe</button> {buttons}
+<label><input type="checkbox" id="soft-edge" checked> soft edge</label></div>
 <div id="status"></div></div>
 <div class="panel" id="info"></div>
 <div class="panel maps">{''.join(maps) or 'no detail, uncertainty or albedo maps'}</div>
@@ -276,17 +333,21 @@ def write_video_page(jsonl_path: str | Path, out_path: str | Path | None = None)
                  if video.is_file() else "<p>no overlay video</p>")
     anim = [{"t": float(r["time_s"]), "R": r["rotation"], "w": r["expression_coeffs"]}
             for r in frames]
-    glb_b64 = _b64(glb.read_bytes()) if glb.is_file() else ""
+    glb_bytes = glb.read_bytes() if glb.is_file() else b""
+    glb_b64, rim_b64 = _b64(glb_bytes), _rim_b64(glb_bytes)
     body = f"""<header><b>facefit</b> · {html.escape(stem)} · {len(lines) - 1} frames,
 {len(frames)} with a face · {html.escape(str(head.get('model')))}</header><main>
 <div class="panel">{video_tag}<div id="time">t = 0.00 s</div></div>
 <div class="panel"><canvas class="mesh" id="mesh"></canvas><div id="modes">
 <button data-mode="texture">texture</button><button data-mode="shading" class="on">shading
-</button><button data-mode="wireframe">wireframe</button></div><div id="status"></div></div>
+</button><button data-mode="wireframe">wireframe</button>
+<label><input type="checkbox" id="soft-edge" checked> soft edge</label></div>
+<div id="status"></div></div>
 <div class="panel"><h4>head pose (degrees)</h4>{_svg_plot(pose, times, 'plot-pose', unit='°')}
 <h4>expression weights (N(0,1) units)</h4>{_svg_plot(expr, times, 'plot-expression')}</div>
 </main>{_json_script('facefit-anim', anim)}
-<script type="application/octet-stream" id="glb">{glb_b64}</script>"""
+<script type="application/octet-stream" id="glb">{glb_b64}</script>
+<script type="application/octet-stream" id="rim">{rim_b64}</script>"""
     script = Path(__file__).with_name("video_page.js").read_text(encoding="utf-8")
     write_text_atomic(out, _page(f"facefit · {stem}", body, script, viewer=True))
     return out

@@ -33,10 +33,13 @@ function showFace(k) {
   const el = document.getElementById('glb-' + k);
   if (!viewer || !el || !el.textContent.trim()) {
     document.getElementById('status').textContent = 'no mesh (GLB not written)'; return; }
-  viewer.setMesh(facefitParseGLB(facefitBytes(el.textContent)));
+  const rim = document.getElementById('rim-' + k);
+  viewer.setMesh(facefitParseGLB(facefitBytes(el.textContent)),
+                 facefitRimWeights(rim ? rim.textContent : ''));
 }
 document.querySelectorAll('button[data-mode]').forEach(b => b.onclick = () => {
   document.querySelectorAll('button[data-mode]').forEach(x => x.classList.toggle('on', x === b));
   viewer && viewer.setMode(b.dataset.mode); });
 document.querySelectorAll('button[data-face]').forEach(b => b.onclick = () => showFace(+b.dataset.face));
 showFace(0);
+document.getElementById('soft-edge').onchange = e => viewer && viewer.setSoftEdge(e.target.checked);

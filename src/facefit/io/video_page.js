@@ -7,7 +7,8 @@ try {
   viewer = new FacefitViewer(document.getElementById('mesh'));
   viewer.mode = 'shading';
   const el = document.getElementById('glb');
-  if (el.textContent.trim()) { mesh = facefitParseGLB(facefitBytes(el.textContent)); viewer.setMesh(mesh); }
+  if (el.textContent.trim()) { mesh = facefitParseGLB(facefitBytes(el.textContent));
+    viewer.setMesh(mesh, facefitRimWeights(document.getElementById('rim').textContent));  }
   else document.getElementById('status').textContent = 'no mesh (GLB not written)';
 } catch (e) { document.getElementById('status').textContent = String(e); }
 document.querySelectorAll('button[data-mode]').forEach(b => b.onclick = () => {
@@ -49,3 +50,4 @@ function tick() {
 window.facefitSeek = t => { if (video) video.currentTime = t; cursor(t); pose(t); };
 if (anim.length && mesh) pose(anim[0].t);
 tick();
+document.getElementById('soft-edge').onchange = e => viewer && viewer.setSoftEdge(e.target.checked);

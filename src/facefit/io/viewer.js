@@ -82,21 +82,28 @@ function facefitEdges(idx) {
   return new Uint32Array(out);
 }
 
+const FACEFIT_BG = [0.16, 0.17, 0.19];
+
 const FACEFIT_VS = `
-attribute vec3 aPos; attribute vec3 aNormal; attribute vec2 aUV;
+attribute vec3 aPos; attribute vec3 aNormal; attribute vec2 aUV; attribute float aRim;
 uniform mat4 uMVP; uniform mat3 uRot;
-varying vec3 vN; varying vec2 vUV;
-void main() { vN = uRot * aNormal; vUV = aUV; gl_Position = uMVP * vec4(aPos, 1.0); }`;
+varying vec3 vN; varying vec2 vUV; varying float vRim;
+void main() { vN = uRot * aNormal; vUV = aUV; vRim = aRim; gl_Position = uMVP * vec4(aPos, 1.0); }`;
 const FACEFIT_FS = `
 precision mediump float;
-varying vec3 vN; varying vec2 vUV;
-uniform sampler2D uTex; uniform int uMode; uniform vec3 uColor;
+varying vec3 vN; varying vec2 vUV; varying float vRim;
+uniform sampler2D uTex; uniform int uMode; uniform vec3 uColor; uniform vec3 uBg;
+uniform float uSoft;
 void main() {
   vec3 n = normalize(vN);
   float lit = 0.35 + 0.65 * max(dot(n, normalize(vec3(0.3, 0.4, 1.0))), 0.0);
-  if (uMode == 0) { gl_FragColor = vec4(texture2D(uTex, vUV).rgb, 1.0); }
-  else if (uMode == 1) { gl_FragColor = vec4(vec3(0.82, 0.76, 0.70) * lit, 1.0); }
-  else { gl_FragColor = vec4(uColor, 1.0); }
+  vec3 c;
+  if (uMode == 0) { c = texture2D(uTex, vUV).rgb; }
+  else if (uMode == 1) { c = vec3(0.82, 0.76, 0.70) * lit; }
+  else { c = uColor; }
+  float a = mix(1.0, vRim, uSoft);
+  if (a < 0.02) discard;
+  gl_FragColor = vec4(mix(uBg, c, a), 1.0);
 }`;
 
 class FacefitViewer {
@@ -112,7 +119,7 @@ class FacefitViewer {
     }
     this.gl = gl;
     this.program = this._program(FACEFIT_VS, FACEFIT_FS);
-    this.yaw = 0; this.pitch = 0; this.zoom = 1; this.mode = "texture";
+    this.yaw = 0; this.pitch = 0; this.zoom = 1; this.mode = "texture"; this.soft = true;
     this.firstFrameMs = null;
     this.onframe = null;
     this._bindInput();
@@ -141,7 +148,7 @@ class FacefitViewer {
     return b;
   }
 
-  setMesh(mesh) {
+  setMesh(mesh, rim) {
     const gl = this.gl;
     this.mesh = mesh;
     const pos = mesh.positions;
@@ -153,6 +160,9 @@ class FacefitViewer {
     this.posBuf = this._buffer(gl.ARRAY_BUFFER, pos);
     this.normBuf = this._buffer(gl.ARRAY_BUFFER, facefitNormals(pos, mesh.indices));
     this.uvBuf = this._buffer(gl.ARRAY_BUFFER, mesh.uv || new Float32Array(pos.length / 3 * 2));
+    // per-vertex fade towards the mesh's open cut (facefit.render.rim, computed by the page
+    // writer): the ragged rim of the face mask fades into the background
+    this.rimBuf = this._buffer(gl.ARRAY_BUFFER, rim || new Float32Array(pos.length / 3).fill(1));
     this.idxBuf = this._buffer(gl.ELEMENT_ARRAY_BUFFER, mesh.indices);
     this.nIdx = mesh.indices.length;
     this.edgeBuf = null;
@@ -186,6 +196,8 @@ class FacefitViewer {
   }
 
   setMode(mode) { this.mode = mode; this.draw(); }
+
+  setSoftEdge(on) { this.soft = !!on; this.draw(); }
 
   _matrices() {
     const cy = Math.cos(this.yaw), sy = Math.sin(this.yaw);
@@ -228,7 +240,7 @@ class FacefitViewer {
     const w = Math.round(this.canvas.clientWidth * dpr), h = Math.round(this.canvas.clientHeight * dpr);
     if (w && h && (this.canvas.width !== w || this.canvas.height !== h)) { this.canvas.width = w; this.canvas.height = h; }
     gl.viewport(0, 0, this.canvas.width, this.canvas.height);
-    gl.clearColor(0.16, 0.17, 0.19, 1); gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT);
+    gl.clearColor(FACEFIT_BG[0], FACEFIT_BG[1], FACEFIT_BG[2], 1); gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT);
     gl.enable(gl.DEPTH_TEST);
     gl.useProgram(p);
     const { mvp, rot } = this._matrices();
@@ -237,6 +249,9 @@ class FacefitViewer {
     this._attrib(gl.getAttribLocation(p, "aPos"), this.posBuf, 3);
     this._attrib(gl.getAttribLocation(p, "aNormal"), this.normBuf, 3);
     this._attrib(gl.getAttribLocation(p, "aUV"), this.uvBuf, 2);
+    this._attrib(gl.getAttribLocation(p, "aRim"), this.rimBuf, 1);
+    gl.uniform3fv(gl.getUniformLocation(p, "uBg"), FACEFIT_BG);
+    gl.uniform1f(gl.getUniformLocation(p, "uSoft"), this.soft ? 1.0 : 0.0);
     gl.activeTexture(gl.TEXTURE0); gl.bindTexture(gl.TEXTURE_2D, this.texture);
     gl.uniform1i(gl.getUniformLocation(p, "uTex"), 0);
     const modeLoc = gl.getUniformLocation(p, "uMode");
@@ -286,4 +301,10 @@ class FacefitViewer {
     }, { passive: false });
     window.addEventListener("resize", () => this.draw());
   }
+}
+
+function facefitRimWeights(b64) {
+  // uint8 weights (0: on the cut, 255: 8 mm or more inside) to floats in [0, 1]
+  if (!b64 || !b64.trim()) return null;
+  return Float32Array.from(facefitBytes(b64), v => v / 255);
 }
