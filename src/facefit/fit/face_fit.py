@@ -5,7 +5,10 @@ the same camera for every kind:
 
 * linear PCA: `facefit.fit.landmark_fit.fit_landmarks` (contour and depth residuals);
 * FLAME: `facefit.fit.flame_fit.fit_flame_landmarks` (jaw and neck by skinning);
-* FaceScape bilinear: `facefit.fit.bilinear_fit.fit_bilinear_landmarks_2d`.
+* FaceScape bilinear: `facefit.fit.bilinear_fit.fit_bilinear_landmarks_2d`;
+* any other kind: the one-photo case of `facefit.fit.multi_image.fit_same_person`, which
+  fits through the kind's `vertex_jacobian` (scaled orthographic camera; with the
+  perspective camera the model's linear form is fitted).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from facefit.detect.base import FaceLandmarks
 from facefit.fit.bilinear_fit import fit_bilinear_landmarks_2d
 from facefit.fit.flame_fit import fit_flame_landmarks
 from facefit.fit.landmark_fit import camera_model, fit_landmarks
+from facefit.fit.multi_image import fit_same_person, view_from_face
 from facefit.fit.result import FitResult
+from facefit.model.face_model import FaceModel
 from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
 
@@ -23,13 +28,13 @@ from facefit.model.morphable_model import MorphableModel
 DEFAULT_LANDMARK_SIGMA = {"linear": 0.05, "flame": 0.02, "bilinear": 0.02}
 
 
-def fit_face(model: MorphableModel, face: FaceLandmarks, image_size: tuple[int, int],
+def fit_face(model: MorphableModel | FaceModel, face: FaceLandmarks, image_size: tuple[int, int],
              camera: str = "orthographic", focal_px: float | None = None,
              landmark_sigma: float | None = None) -> FitResult:
     """Fit ``model`` (any kind) to one detected face.
 
     Args:
-        model: the loaded model.
+        model: the loaded model, or a `FaceModel` kind.
         face: the detection.
         image_size: (width, height) in pixels.
         camera: ``"orthographic"`` (scaled orthographic) or ``"perspective"``.
@@ -38,7 +43,9 @@ def fit_face(model: MorphableModel, face: FaceLandmarks, image_size: tuple[int, 
             `DEFAULT_LANDMARK_SIGMA`).
     """
     fm = face_model(model)
-    sigma = DEFAULT_LANDMARK_SIGMA[fm.kind] if landmark_sigma is None else landmark_sigma
+    model = fm.base
+    sigma = (DEFAULT_LANDMARK_SIGMA.get(fm.kind, 0.02) if landmark_sigma is None
+             else landmark_sigma)
     if fm.kind == "flame":
         cam = camera_model(camera, image_size, focal_px)
         flame = fm.flame  # type: ignore[attr-defined]
@@ -47,5 +54,7 @@ def fit_face(model: MorphableModel, face: FaceLandmarks, image_size: tuple[int, 
         cam = camera_model(camera, image_size, focal_px)
         return fit_bilinear_landmarks_2d(model, face, image_size, landmark_sigma=sigma,
                                          camera=cam)
+    if fm.kind != "linear" and camera == "orthographic":
+        return fit_same_person(model, [view_from_face(model, face, sigma)], kind=fm).fits[0]
     return fit_landmarks(model, face, image_size, camera=camera, focal_px=focal_px,
                          landmark_sigma=sigma)

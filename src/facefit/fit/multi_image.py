@@ -34,8 +34,9 @@ from facefit.fit.landmark_fit import (
     make_result,
     model_contour,
     prepare_model,
+    silhouette_contour,
 )
-from facefit.fit.result import FitResult
+from facefit.fit.result import FitResult, assemble_result, image_vertices
 from facefit.model.face_model import FaceModel
 from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
@@ -235,15 +236,16 @@ def fit_same_person(
     method: str = "joint",
     iterations: int = 6,
     joint_depth_scale: float = 0.25,
+    kind: FaceModel | None = None,
 ) -> MultiFit:
     """Fit one identity to several views of the same person.
 
     ``method="joint"``: per-view fits start a joint Gauss-Newton fit (`fit_views`).
     ``method="confidence"``: per-view fits pooled by `pool_confidence`, then each view's pose
     and expression re-fitted with the pooled shape fixed.
-    The model's kind (`facefit.model.kinds.face_model`) is fitted: FLAME views get their own
-    neck and jaw rotations (skinned results), bilinear models their exact tensor; the per-view
-    linear fits that start the joint fit use the model's linear form.
+    The model's kind (``kind``, default `facefit.model.kinds.face_model`) is fitted: FLAME
+    views get their own neck and jaw rotations (skinned results), bilinear models their exact
+    tensor; the per-view linear fits that start the joint fit use the model's linear form.
     ``joint_depth_scale`` scales the detector-depth weight in the joint stage: several views
     already pin the 3D shape down, and detector depth is much noisier than image positions
     (on synthetic data with 6 px depth noise, full weight made the joint fit worse).
@@ -252,7 +254,7 @@ def fit_same_person(
         raise ValueError(f"method must be 'joint' or 'confidence', got {method!r}")
     if not views:
         raise ValueError("fit_same_person: no views")
-    fm = face_model(model)
+    fm = face_model(model) if kind is None else kind
     kind = None if fm.kind == "linear" else fm
     singles = [fit_single(model, v) for v in views]
     pooled, w = pool_confidence(singles)
@@ -278,7 +280,8 @@ def kind_result(model: MorphableModel, fm: FaceModel, shape: np.ndarray, view_pa
                 pose: ScaledOrthographicCamera, rms: float, n: int, iterations: int
                 ) -> FitResult:
     """`FitResult` of one view of a joint fit: shape and the view's parameters of the kind
-    ``fm`` (linear: expression; FLAME: expression, neck and jaw; bilinear: expression)."""
+    ``fm`` (linear: expression; FLAME: expression, neck and jaw; bilinear: expression; other
+    kinds: their non-shape parameters, also in ``extras["<kind>_params"]``)."""
     if fm.kind == "linear":
         return make_result(model, shape, np.asarray(view_params, np.float32), pose, Camera(),
                            rms, n, iterations)
@@ -289,8 +292,17 @@ def kind_result(model: MorphableModel, fm: FaceModel, shape: np.ndarray, view_pa
                        np.asarray(pose.translation, np.float64), rms, n, iterations,
                        (EYES_NOTE,))
         return flame_result(flame, fit)
-    bm = fm.bm  # type: ignore[attr-defined]
-    w, e = fm.weights(params)  # type: ignore[attr-defined]
-    fit2d = BilinearFit2D(w, e, params.shape, params.expression, pose.rotation, pose.scale,
-                          np.asarray(pose.translation, np.float64), [rms])
-    return bilinear_result(model, bm, fit2d, n)
+    if fm.kind == "bilinear":
+        bm = fm.bm  # type: ignore[attr-defined]
+        w, e = fm.weights(params)  # type: ignore[attr-defined]
+        fit2d = BilinearFit2D(w, e, params.shape, params.expression, pose.rotation, pose.scale,
+                              np.asarray(pose.translation, np.float64), [rms])
+        return bilinear_result(model, bm, fit2d, n)
+    # any other kind: its own vertices, the model's 68 landmark vertices and silhouette
+    verts = fm.vertices(params)
+    verts_px = image_vertices(pose, verts)
+    lm3 = verts_px[model.landmark_ids["ibug68"]]
+    return assemble_result(pose, Camera(), verts_px, lm3,
+                           silhouette_contour(model, verts_px, lm3), params.shape,
+                           params.expression, rms, n, iterations, vertices_mm=verts,
+                           extras={f"{fm.kind}_params": np.asarray(view_params, np.float32)})
