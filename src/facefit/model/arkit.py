@@ -1,0 +1,315 @@
+"""ARKit blendshape weights for any fitted face: transfer of the ICT Face Model's blendshapes
+(ICT-FaceKit, Li et al., CVPR 2020, MIT licence) onto another model, and the per-face
+bounded least-squares solve.
+
+Transfer (one-off, `scripts/build_arkit_transfer.py`): the ICT neutral face is aligned to the
+target model's mean by its 68 landmarks (similarity, Umeyama 1991), then deformed onto it by
+a non-rigid ICP with a smooth displacement field (`nonrigid_icp`; after Amberg et al.,
+"Optimal Step Nonrigid ICP Algorithms for Surface Registration", CVPR 2007: closest-point
+targets, Laplacian stiffness lowered step by step, landmark terms). Each ICT blendshape is
+then carried to every target vertex from its nearest registered ICT vertices
+(`transfer_offsets`). The result is stored on a fixed subset of the target's vertices
+(`ArkitTransfer`).
+
+Per face (`arkit_blendshapes`): with the detection's landmarks, the model's identity on the
+stored vertices plus the transferred shapes as [0, 1]-bounded blendshapes
+(`ArkitTransfer.blendshape_model`, an ICT-kind model) are fitted to them by the bounded,
+sparse fitter of `facefit.fit.blendshape`. Without landmarks, `ArkitTransfer.weights`
+explains the fitted expression ``E b`` by ``min |E_S (b - C w)|^2 / sigma^2 + lam sum(w)
++ eps |w|^2`` over w in [0, 1] (``E_S``: the expression basis on the S stored vertices,
+scaled to the RMS vertex distance; ``C``: each transferred shape projected onto the
+expression basis, the part of it the model can express), by bounded least squares (BVLS).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from facefit.detect.base import FaceLandmarks
+from facefit.model.morphable_model import MorphableModel
+
+DATA_DIR = Path(__file__).parent / "data"
+DEFAULT_TRANSFER = DATA_DIR / "arkit_bfm3ddfa.npz"
+
+ARKIT_52 = (
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
+    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
+    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
+    "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
+    "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
+    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft",
+    "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft",
+    "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
+)
+"""Apple ARKit's 52 ``ARFaceAnchor.BlendShapeLocation`` names, in Live Link Face's order."""
+
+DEFAULT_SIGMA_MM = 0.5
+DEFAULT_SPARSITY = 2.0
+DEFAULT_RIDGE = 0.05
+
+
+def arkit_name(name: str) -> str | None:
+    """The ARKit name of an ICT shape name (``eyeBlink_L`` → ``eyeBlinkLeft``; ICT's split
+    ``browInnerUp_L/_R`` → ``browInnerUp``; cheekPuff_L/_R → ``cheekPuff``), None for shapes
+    ARKit does not have (``cheekRaiser_L``, ``PupilDilate_R``)."""
+    base = name[:-2] + ("Left" if name.endswith("_L") else "Right") if name[-2:] in (
+        "_L", "_R") else name
+    if base in ARKIT_52:
+        return base
+    stem = name[:-2] if name[-2:] in ("_L", "_R") else name
+    return stem if stem in ARKIT_52 else None
+
+
+def arkit_dict(names: list[str], weights: np.ndarray) -> dict[str, float]:
+    """{ARKit name: weight} for all 52 names from weights of (ICT-named) shapes: shapes that
+    map to one ARKit name are averaged, names without a shape are 0."""
+    sums = dict.fromkeys(ARKIT_52, 0.0)
+    counts = dict.fromkeys(ARKIT_52, 0)
+    for n, w in zip(names, np.asarray(weights, np.float64), strict=True):
+        a = arkit_name(n)
+        if a is not None:
+            sums[a] += float(w)
+            counts[a] += 1
+    return {a: round(sums[a] / counts[a], 4) if counts[a] else 0.0 for a in ARKIT_52}
+
+
+# --------------------------------------------------------------------------- registration
+
+def mesh_laplacian(num_vertices: int, triangles: np.ndarray):
+    """(V, V) sparse uniform graph Laplacian ``I - D^-1 A`` of a triangle mesh."""
+    from scipy import sparse
+
+    e = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    e = np.concatenate([e, e[:, ::-1]])
+    adj = sparse.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])),
+                            shape=(num_vertices, num_vertices)).tocsr()
+    adj.data[:] = 1.0
+    deg = np.asarray(adj.sum(1)).ravel()
+    inv = sparse.diags(1.0 / np.maximum(deg, 1.0))
+    return sparse.identity(num_vertices, format="csr") - inv @ adj
+
+
+def nonrigid_icp(source: np.ndarray, triangles: np.ndarray, target: np.ndarray,
+                 source_landmarks: np.ndarray, target_landmarks: np.ndarray,
+                 stiffness: tuple[float, ...] = (100.0, 30.0, 10.0, 3.0, 1.0),
+                 iterations: int = 3, max_distance: float = 15.0,
+                 landmark_weight: float = 10.0) -> np.ndarray:
+    """Deform ``source`` (V, 3) (mesh ``triangles``) onto the point set ``target`` (T, 3).
+
+    Each iteration pairs every source vertex with its closest target point (pairs farther than
+    ``max_distance`` are dropped) and solves for a displacement ``u`` minimising
+    ``sum_i |x_i + u_i - t_i|^2 + alpha |L u|^2 + landmark_weight sum_l |x_l + u_l - y_l|^2``
+    (L: the mesh Laplacian, alpha: the current ``stiffness``) with source landmark vertex ids
+    ``source_landmarks`` and their target positions ``target_landmarks`` (K, 3).
+    Returns the deformed (V, 3) vertices.
+    """
+    from scipy import sparse
+    from scipy.sparse.linalg import splu
+    from scipy.spatial import cKDTree
+
+    x = np.asarray(source, np.float64).copy()
+    n = len(x)
+    lap = mesh_laplacian(n, triangles)
+    ltl = (lap.T @ lap).tocsc()
+    tree = cKDTree(np.asarray(target, np.float64))
+    lm_w = np.zeros(n)
+    lm_w[source_landmarks] = landmark_weight
+    lm_t = np.zeros((n, 3))
+    lm_t[source_landmarks] = target_landmarks
+    for alpha in stiffness:
+        for _ in range(iterations):
+            dist, j = tree.query(x)
+            w = (dist < max_distance).astype(np.float64)
+            diag = sparse.diags(w + lm_w + 1e-6)
+            lu = splu((diag + alpha * ltl).tocsc())
+            rhs = (w[:, None] * (target[j] - x) + lm_w[:, None] * (lm_t - x))
+            x = x + lu.solve(rhs)
+    return x
+
+
+def transfer_offsets(registered: np.ndarray, offsets: np.ndarray, points: np.ndarray,
+                     k: int = 4) -> np.ndarray:
+    """(P, 3, K) blendshape offsets at ``points`` (P, 3): inverse-distance mean over the ``k``
+    nearest ``registered`` source vertices (V, 3) of their offsets (V, 3, K)."""
+    from scipy.spatial import cKDTree
+
+    dist, idx = cKDTree(registered).query(points, k=k)
+    w = 1.0 / np.maximum(dist, 1e-6)
+    w /= w.sum(1, keepdims=True)
+    return np.einsum("pk,pkcs->pcs", w, offsets[idx])
+
+
+# --------------------------------------------------------------------------- per-face solve
+
+def fingerprint(model: MorphableModel, vertex_ids: np.ndarray) -> np.ndarray:
+    """(5,) vertex count, centroid (3) and RMS radius (mm) of ``model``'s mean on
+    ``vertex_ids``."""
+    pts = model.mean[vertex_ids].astype(np.float64)
+    c = pts.mean(0)
+    return np.r_[model.num_vertices, c, np.sqrt(((pts - c) ** 2).sum(1).mean())]
+
+
+@dataclass(frozen=True, eq=False)
+class ArkitTransfer:
+    """ARKit blendshapes carried onto a model, stored on a subset of its vertices.
+
+    Attributes:
+        names: K shape names (ICT's, e.g. ``"eyeBlink_L"``; `arkit_dict` maps them to ARKit's).
+        vertex_ids: (S,) int64 model vertices the offsets are stored at.
+        offsets: (S, 3, K) float32 mm, each shape at weight 1.
+        fingerprint: (5,) float64 of the target model: vertex count, centroid (3) and RMS
+            radius (mm) of its mean on the stored vertices (`fingerprint`; no model geometry
+            is stored, the target's licence may not allow it).
+        source: a line saying where the transfer came from.
+    """
+
+    names: list[str]
+    vertex_ids: np.ndarray
+    offsets: np.ndarray
+    fingerprint: np.ndarray
+    source: str = ""
+
+    def matches(self, model: MorphableModel, tol_mm: float = 0.5) -> bool:
+        """True if ``model`` looks like the transfer's target: same vertex count, centroid and
+        RMS radius on the stored vertices within ``tol_mm``."""
+        if model.num_vertices != int(self.fingerprint[0]):
+            return False
+        return bool(np.abs(fingerprint(model, self.vertex_ids) - self.fingerprint).max()
+                    <= tol_mm)
+
+    def projection(self, model: MorphableModel) -> np.ndarray:
+        """(Ke, K) coefficients ``C`` of the least-squares fit of each shape by the model's
+        expression basis on the stored vertices."""
+        e = model.expression_basis[self.vertex_ids].reshape(-1, model.num_expression)
+        c, *_ = np.linalg.lstsq(e.astype(np.float64),
+                                self.offsets.reshape(-1, len(self.names)).astype(np.float64),
+                                rcond=None)
+        return c
+
+    def blendshape_model(self, model: MorphableModel) -> MorphableModel:
+        """The model's identity on the stored vertices with the transferred shapes as
+        blendshape expressions (an ICT-kind model, `facefit.model.ict.ICTFaceModel`), for
+        fitting ARKit weights directly to landmarks (`facefit.fit.blendshape`); its
+        ``ibug68`` ids index the stored vertices."""
+        pos = {int(v): i for i, v in enumerate(self.vertex_ids)}
+        lm = model.landmark_ids.get("ibug68")
+        landmarks = {}
+        if lm is not None and all(int(v) in pos for v in lm):
+            landmarks["ibug68"] = np.array([pos[int(v)] for v in lm], np.int64)
+        s = len(self.vertex_ids)
+        return MorphableModel(
+            name=f"{model.name}+arkit", mean=model.mean[self.vertex_ids],
+            shape_basis=model.shape_basis[self.vertex_ids], expression_basis=self.offsets,
+            triangles=np.zeros((0, 3), np.int32), uv=np.zeros((s, 2), np.float32),
+            landmark_ids=landmarks, mirror_ids=np.arange(s, dtype=np.int64),
+            licence=model.licence, source=self.source,
+            extras={"expression_is_blendshape": np.array(1, np.int8),
+                    "expression_weight_bounds": np.array([0.0, 1.0], np.float32),
+                    "expression_names": np.array(self.names, dtype=str)})
+
+    def weights(self, model: MorphableModel, expression: np.ndarray,
+                sigma_mm: float = DEFAULT_SIGMA_MM, sparsity: float = DEFAULT_SPARSITY,
+                ridge: float = DEFAULT_RIDGE) -> np.ndarray:
+        """(K,) weights in [0, 1] explaining expression coefficients (Ke,) or (N, Ke) (then
+        (N, K)): bounded least squares of the RMS vertex distance ``|E_S (b - C w)|`` over
+        ``sigma_mm`` with the elastic-net
+        sparsity rows of `facefit.fit.blendshape` (L1 ``sparsity`` + ``ridge``)."""
+        return _solver(self, model, sigma_mm, sparsity, ridge)(expression)
+
+
+def _solver(tr: ArkitTransfer, model: MorphableModel, sigma: float, lam: float, eps: float):
+    e = model.expression_basis[tr.vertex_ids].reshape(-1, model.num_expression).astype(
+        np.float64) / (sigma * np.sqrt(len(tr.vertex_ids)))  # RMS vertex distance / sigma
+    c = tr.projection(model)
+    # |E (b - C w)|^2 = |R (b - C w)|^2 with R the Cholesky factor of E^T E.
+    r = np.linalg.cholesky(e.T @ e + 1e-9 * np.eye(e.shape[1])).T
+    k = c.shape[1]
+    se = np.sqrt(eps)
+    a = np.vstack([r @ c, se * np.eye(k)])
+
+    def solve(b: np.ndarray) -> np.ndarray:
+        b = np.asarray(b, np.float64)
+        if b.ndim == 2:
+            return np.stack([solve(row) for row in b])
+        rhs = np.r_[r @ b, np.full(k, -lam / (2.0 * se))]
+        return np.clip(lsq_linear(a, rhs, bounds=(0.0, 1.0), method="bvls").x, 0.0, 1.0)
+
+    return solve
+
+
+def save_transfer(path: str | Path, tr: ArkitTransfer) -> None:
+    """Write ``tr`` as a compact npz (offsets float16), atomically."""
+    from facefit.io.atomic import atomic_path
+
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, names=np.array(tr.names, dtype=str),
+                            vertex_ids=tr.vertex_ids.astype(np.int32),
+                            offsets=tr.offsets.astype(np.float16),
+                            fingerprint=tr.fingerprint.astype(np.float64),
+                            source=np.array(tr.source))
+
+
+def read_transfer(path: str | Path) -> ArkitTransfer:
+    """Read a transfer file written by `save_transfer`."""
+    with np.load(Path(path), allow_pickle=False) as z:
+        return ArkitTransfer([str(n) for n in z["names"]], z["vertex_ids"].astype(np.int64),
+                             z["offsets"].astype(np.float32), z["fingerprint"].astype(np.float64),
+                             str(z["source"]))
+
+
+@functools.lru_cache(maxsize=1)
+def default_transfer() -> ArkitTransfer | None:
+    """The shipped transfer onto the default model, or None if the file is missing."""
+    return read_transfer(DEFAULT_TRANSFER) if DEFAULT_TRANSFER.is_file() else None
+
+
+@functools.lru_cache(maxsize=2)
+def _hybrid(model: MorphableModel, tr: ArkitTransfer):
+    from facefit.model.ict import ICTFaceModel
+
+    return ICTFaceModel(tr.blendshape_model(model))
+
+
+def arkit_blendshapes(model: MorphableModel, expression: np.ndarray,
+                      face: FaceLandmarks | None = None,
+                      transfer: ArkitTransfer | None = None) -> dict[str, float] | None:
+    """{ARKit name: weight} (52 names) of a fitted face, or None when the model has none.
+
+    * a blendshape (ICT) model: its fitted weights ``expression``;
+    * a model the transfer matches (by default the shipped one onto the default model): with
+      the detection ``face`` (68 iBUG or MediaPipe points), the transferred blendshapes and
+      the model's identity fitted to its landmarks (`facefit.fit.blendshape`, bounded, sparse);
+      without it, the weights explaining the fitted ``expression`` coefficients
+      (`ArkitTransfer.weights`; the default model's 10 expression components cannot express
+      eye shapes, so blinks and gaze come out 0 there).
+    """
+    from facefit.model.ict import ict_from_model
+
+    ict = ict_from_model(model)
+    if ict is not None:
+        return arkit_dict(ict.expression_names, np.clip(expression, 0.0, 1.0))
+    tr = default_transfer() if transfer is None else transfer
+    if tr is None or not tr.matches(model):
+        return None
+    if face is None or face.scheme not in ("ibug68", "mediapipe468"):
+        return arkit_dict(tr.names, tr.weights(model, expression))
+    from facefit.fit.blendshape import fit_blendshape_face
+
+    fit = fit_blendshape_face(_hybrid(model, tr), face, (1, 1), num_identity=None)
+    return arkit_dict(tr.names, fit.extras["blendshape_weights"])
+
+
+def arkit_summary(model: MorphableModel, rec: object) -> dict[str, dict[str, float]]:
+    """``{"arkit_blendshapes": {name: weight}}`` for a `facefit.reconstruct.Reconstruction`
+    (its fit and detection), or ``{}`` when the model has no ARKit weights."""
+    fit = rec.fit  # type: ignore[attr-defined]
+    weights = arkit_blendshapes(model, fit.expression_coeffs, getattr(rec, "face", None))
+    return {} if weights is None else {"arkit_blendshapes": weights}
