@@ -191,3 +191,34 @@ def test_weights_from_expression_coefficients(bfm, transfer):
     mae = np.abs(got - np.array(wants)).mean(1)
     assert mae.max() <= 0.1, mae
     print("BFM coefficient solve MAE", np.round(mae, 3))
+
+
+def test_json_has_arkit_blendshapes(tmp_path, bfm, transfer):
+    """``export_reconstructions`` writes ``arkit_blendshapes`` (52 ARKit names) per face."""
+    import json
+
+    from facefit.fit.camera import Camera
+    from facefit.fit.result import FitResult
+    from facefit.io.export import export_reconstructions
+    from facefit.reconstruct import Reconstruction
+
+    hybrid = face_model(transfer.blendshape_model(bfm))
+    lm = hybrid.base.landmark_ids["ibug68"]
+    w = np.zeros(53)
+    w[transfer.names.index("jawOpen")] = 0.9
+    cam = ScaledOrthographicCamera(np.eye(3), 2.0, np.array([320.0, 240.0]))
+    px, _ = cam.project(hybrid.vertices(FaceParams(np.zeros(bfm.num_shape), w), lm))
+    vp = cam.image_points(bfm.mean).astype(np.float32)
+    fit = FitResult(np.zeros(bfm.num_shape, np.float32),
+                    np.zeros(bfm.num_expression, np.float32), np.eye(3),
+                    np.array([320.0, 240.0]), 2.0, Camera(), 0.0, 0.0, 0.0, vp,
+                    px.astype(np.float32), np.c_[px, np.zeros(68)].astype(np.float32),
+                    px.astype(np.float32), 1.0, 68, 3)
+    rec = Reconstruction(_landmark_face(px), fit, None, None, {})
+    path = export_reconstructions(tmp_path, "x.jpg", np.zeros((480, 640, 3), np.uint8), [rec],
+                                  bfm, formats=("json",))
+    face = json.loads(path.read_text())["faces"][0]
+    arkit = face["arkit_blendshapes"]
+    assert list(arkit) == list(ARKIT_52)
+    assert arkit["jawOpen"] == pytest.approx(0.9, abs=0.1)
+    assert sorted(arkit.values())[-2] < 0.2

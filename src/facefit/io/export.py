@@ -29,6 +29,7 @@ from PIL import Image
 
 from facefit.fit.result import model_frame_vertices
 from facefit.io.atomic import atomic_path, write_text_atomic
+from facefit.model.arkit import arkit_summary
 from facefit.render.raster import crop_window
 from facefit.render.shading import render_shaded, vertex_normals
 
@@ -502,7 +503,7 @@ def export_reconstructions(
                 model, photometric, image_rgb), compress_level=1).name
         timings = {**rec.timings_ms, **(timings_ms_extra or {}),
                    "export": (time.perf_counter() - t0) * 1e3 + overlay_ms}
-        faces.append(_face_summary(rec, files, timings))
+        faces.append(_face_summary(rec, files, timings) | arkit_summary(model, rec))
 
     json_path = out_dir / f"{stem}.json"
     summary = {
