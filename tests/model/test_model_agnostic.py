@@ -51,7 +51,7 @@ def test_bfm2009_layout_model_reconstructs_astronaut_with_albedo_and_made_uvs(
     names = {p.name for p in out.iterdir()}
     for want in ("astronaut.json", "astronaut_face0.obj", "astronaut_face0.mtl",
                  "astronaut_face0.ply", "astronaut_face0.glb", "astronaut_face0.npz",
-                 "astronaut_face0_overlay.png"):
+                 "astronaut_overlay.jpg"):
         assert want in names
     assert any(n.endswith(".png") and "overlay" not in n for n in names)  # UV texture
     obj = (out / "astronaut_face0.obj").read_text()
