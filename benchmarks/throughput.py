@@ -80,7 +80,7 @@ def run(args: list[str], cores: str, poll: bool = False) -> tuple[float, dict[st
         time.sleep(0.2)
     _, err = proc.communicate()
     wall = time.perf_counter() - t0
-    if proc.returncode not in (0, 1):
+    if proc.returncode not in (0, 1) or "Traceback" in err:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
     return wall, peaks
 
