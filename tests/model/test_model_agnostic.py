@@ -46,7 +46,8 @@ def test_bfm2009_layout_model_reconstructs_astronaut_with_albedo_and_made_uvs(
     assert np.ptp(model.uv, axis=0).min() > 0.5  # made UVs spread over the square
     out = tmp_path / "out"
     code = cli.main(["reconstruct", str(ROOT / "examples" / "astronaut.png"), "-o", str(out),
-                     "--model", str(path), "--formats", "all", "--texture-size", "64", "-q"])
+                     "--model", str(path), "--formats", "all", "--texture-size", "64",
+                     "--npz-fields", "all", "-q"])
     assert code == 0, capsys.readouterr().err
     names = {p.name for p in out.iterdir()}
     for want in ("astronaut.json", "astronaut_face0.obj", "astronaut_face0.mtl",
