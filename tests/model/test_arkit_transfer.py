@@ -222,3 +222,34 @@ def test_json_has_arkit_blendshapes(tmp_path, bfm, transfer):
     assert list(arkit) == list(ARKIT_52)
     assert arkit["jawOpen"] == pytest.approx(0.9, abs=0.1)
     assert sorted(arkit.values())[-2] < 0.2
+
+
+def test_arkit_for_pose_video_frames(bfm, transfer):
+    """Per video frame (pose and identity known): one bounded solve recovers the weights;
+    a blendshape model's expression passes through; unrelated layouts give None."""
+    from facefit.model.arkit import arkit_for_pose
+
+    hybrid = face_model(transfer.blendshape_model(bfm))
+    lm = hybrid.base.landmark_ids["ibug68"]
+    rng = np.random.default_rng(4)
+    a = 0.7 * rng.standard_normal(bfm.num_shape)
+    names = transfer.names
+    for k, (shape, value) in enumerate([("jawOpen", 0.6), ("eyeBlink_R", 0.9),
+                                        ("mouthPucker", 0.8)]):
+        w = np.zeros(53)
+        w[names.index(shape)] = value
+        cam = ScaledOrthographicCamera(rotation_from_euler(10.0 * k - 10, 5, 0), 2.0,
+                                       np.array([320.0, 240.0]))
+        px, _ = cam.project(hybrid.vertices(FaceParams(a, w), lm))
+        px = px + rng.normal(0, 1.0, px.shape)
+        got = arkit_for_pose(bfm, _landmark_face(px), cam, a, np.zeros(bfm.num_expression))
+        want = arkit_dict(names, w)
+        err = np.abs(np.array(list(got.values())) - np.array(list(want.values())))
+        assert err.mean() <= 0.02 and err.max() <= 0.2, (shape, err.max())
+        assert max(got, key=got.get) == arkit_name(shape)
+    ict = hybrid.base
+    out = arkit_for_pose(ict, _landmark_face(px), cam, np.zeros(ict.num_shape),
+                         np.r_[1.5, np.zeros(52)])
+    assert out[arkit_name(names[0])] == 1.0  # clipped to the box
+    odd = FaceLandmarks(np.zeros(4, np.float32), 1.0, px[:5].astype(np.float32), None, "x5")
+    assert arkit_for_pose(bfm, odd, cam, a, np.zeros(bfm.num_expression)) is None

@@ -31,6 +31,7 @@ import numpy as np
 from scipy.optimize import lsq_linear
 
 from facefit.detect.base import FaceLandmarks
+from facefit.fit.core.camera import CameraPose
 from facefit.model.morphable_model import MorphableModel
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -305,6 +306,59 @@ def arkit_blendshapes(model: MorphableModel, expression: np.ndarray,
 
     fit = fit_blendshape_face(_hybrid(model, tr), face, (1, 1), num_identity=None)
     return arkit_dict(tr.names, fit.extras["blendshape_weights"])
+
+
+def arkit_for_pose(model: MorphableModel, face: FaceLandmarks, pose: CameraPose,
+                   identity: np.ndarray, expression: np.ndarray,
+                   transfer: ArkitTransfer | None = None, landmark_sigma: float = 0.01,
+                   sparsity: float | None = None) -> dict[str, float] | None:
+    """{ARKit name: weight} for one video frame whose camera ``pose`` and ``identity`` are
+    already fitted: a blendshape (ICT) model's ``expression`` itself; for a model the
+    transfer matches, the transferred blendshapes' weights that best explain the frame's 68
+    landmarks at that pose and identity (one bounded linear least-squares solve, exact for the
+    scaled orthographic camera; sparsity prior of `facefit.fit.blendshape`, landmark noise
+    ``landmark_sigma`` x face size, outline points at half weight); else None."""
+    from facefit.fit.blendshape import DEFAULT_RIDGE as eps
+    from facefit.fit.blendshape import DEFAULT_SPARSITY, JAW_WEIGHT
+    from facefit.fit.core.residuals import landmark_rows
+    from facefit.model.face_model import FaceParams
+    from facefit.model.ict import ict_from_model
+
+    ict = ict_from_model(model)
+    if ict is not None:
+        return arkit_dict(ict.expression_names, np.clip(expression, 0.0, 1.0))
+    tr = default_transfer() if transfer is None else transfer
+    if tr is None or not tr.matches(model):
+        return None
+    pts = _ibug68(face)
+    if pts is None:
+        return None
+    hm = _hybrid(model, tr)
+    lm = hm.base.landmark_ids["ibug68"]
+    k = len(tr.names)
+    base = hm.vertices(FaceParams(np.asarray(identity, np.float64), np.zeros(k)), lm)
+    span = np.ptp(pts, axis=0)
+    sigma = landmark_sigma * float(np.sqrt(max(span[0] * span[1], 1.0)))
+    w = np.ones(68)
+    w[:17] = JAW_WEIGHT
+    jac, res = landmark_rows(pose, base, tr.offsets[lm].astype(np.float64), pts, w / sigma**2)
+    lam = DEFAULT_SPARSITY if sparsity is None else sparsity
+    se = np.sqrt(eps)
+    a = np.vstack([jac[:, 6:], se * np.eye(k)])
+    b = np.r_[res, np.full(k, -lam / (2.0 * se))]
+    sol = np.clip(lsq_linear(a, b, bounds=(0.0, 1.0), method="bvls").x, 0.0, 1.0)
+    return arkit_dict(tr.names, sol)
+
+
+def _ibug68(face: FaceLandmarks) -> np.ndarray | None:
+    pts = np.asarray(face.points_px, np.float64)
+    if face.scheme == "ibug68":
+        return pts
+    if face.scheme == "mediapipe468":
+        from facefit.fit.correspondence import mediapipe_to_ibug68
+
+        return mediapipe_to_ibug68(pts)
+    return None
 
 
 def arkit_summary(model: MorphableModel, rec: object) -> dict[str, dict[str, float]]:

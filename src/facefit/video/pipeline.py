@@ -109,6 +109,7 @@ def process_frames(
         progress: called with the frame index after each frame.
     """
     from facefit.fit.correspondence import correspondence_for
+    from facefit.model.arkit import arkit_for_pose
     from facefit.video.overlay import OverlayRenderer
 
     stats = VideoStats()
@@ -187,6 +188,9 @@ def process_frames(
                     "fit_residual_px": round(fit.residual_px, 3),
                     "landmarks_68_2d": np.round(pts, 2).tolist(),
                 })
+                arkit = arkit_for_pose(model, face, p, identity, fit.expression)
+                if arkit is not None:
+                    record["arkit_blendshapes"] = arkit
             t3 = time.perf_counter()
             sec["fit"] += t3 - t2
             if out is not None:
