@@ -31,7 +31,12 @@ from facefit.fit.core.camera import (
     similarity_camera,
 )
 from facefit.fit.core.priors import GaussianPrior
-from facefit.fit.core.residuals import ContourResidual, depth_rows, landmark_rows
+from facefit.fit.core.residuals import (
+    ContourResidual,
+    depth_rows,
+    landmark_rows,
+    linearize_points,
+)
 from facefit.fit.core.solver import NormalEquations, gauss_newton, stack_rows
 from facefit.fit.correspondence import (
     LandmarkCorrespondence,
@@ -181,11 +186,12 @@ class LandmarkBlocks:
     def rows(self, params: np.ndarray, camera: CameraPose) -> tuple[np.ndarray, np.ndarray]:
         """Weighted Jacobian (R, 6 + M) and residual (R,) of every block."""
         pts, basis, px, w = self.pairs(params, camera)
-        blocks = [landmark_rows(camera, pts, basis, px, w)]
+        img, jac = linearize_points(camera, pts, basis)
+        blocks = [landmark_rows(camera, pts, basis, px, w, (img, jac))]
         if self.depth_px is not None and self.depth_weights is not None:
             k = len(self.depth_px)
             blocks.append(depth_rows(camera, pts[:k], basis[:k], self.depth_px,
-                                     self.depth_weights))
+                                     self.depth_weights, (img[:k], jac[:k])))
         return stack_rows(blocks)
 
     def initial_camera(self, params: np.ndarray) -> ScaledOrthographicCamera:

@@ -12,7 +12,12 @@ from facefit.fit.core.camera import (
     similarity_camera,
 )
 from facefit.fit.core.priors import BoxPrior, GaussianPrior
-from facefit.fit.core.residuals import ContourResidual, depth_rows, landmark_rows
+from facefit.fit.core.residuals import (
+    ContourResidual,
+    depth_rows,
+    landmark_rows,
+    linearize_points,
+)
 from facefit.fit.core.rotation import (
     Similarity,
     axis_angle,
@@ -37,6 +42,6 @@ __all__ = [
     "LMResult", "NormalEquations", "PerspectiveCamera", "ScaledOrthographicCamera", "Similarity",
     "axis_angle", "camera_pose", "depth_rows", "estimate_perspective",
     "estimate_scaled_orthographic", "euler_from_rotation", "gauss_newton", "landmark_rows",
-    "levenberg_marquardt", "rodrigues", "rotation_from_euler", "similarity_camera", "skew",
-    "solve_linear_map", "stack_rows", "umeyama",
+    "levenberg_marquardt", "linearize_points", "rodrigues", "rotation_from_euler",
+    "similarity_camera", "skew", "solve_linear_map", "stack_rows", "umeyama",
 ]

@@ -24,29 +24,34 @@ import numpy as np
 from facefit.fit.contour import match_contour
 from facefit.fit.core.camera import CameraPose
 
+Linearization = tuple[np.ndarray, np.ndarray]  # image points (N, 3), Jacobian (N, 3, 6 + M)
 
-def _model_rows(camera: CameraPose, points: np.ndarray, d_points: np.ndarray, axes: slice
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(N, A, 6 + M) Jacobian of the image coordinates ``axes`` and (N, 3) image points."""
+
+def linearize_points(camera: CameraPose, points: np.ndarray, d_points: np.ndarray
+                     ) -> Linearization:
+    """Image points (N, 3) of model points (N, 3) and their Jacobian (N, 3, 6 + M) with
+    respect to (camera pose, model parameters), ``d_points`` (N, 3, M) being the points'
+    parameter derivative: computed once, shared by the blocks of the same points."""
     d_pose, d_point = camera.jacobians(points)
-    jac = np.concatenate([d_pose[:, axes], np.matmul(d_point[:, axes], d_points)], axis=2)
-    return jac, camera.image_points(points)
+    return camera.image_points(points), np.concatenate([d_pose, d_point @ d_points], axis=2)
 
 
 def landmark_rows(camera: CameraPose, points: np.ndarray, d_points: np.ndarray,
-                  targets_px: np.ndarray, weights: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  targets_px: np.ndarray, weights: np.ndarray | None = None,
+                  linearized: Linearization | None = None) -> tuple[np.ndarray, np.ndarray]:
     """2D landmark block.
 
     Args:
         camera: the current camera.
         points: (N, 3) model-frame points; d_points: (N, 3, M) their parameter derivative.
         targets_px: (N, 2) observed pixels; weights: (N,) (default 1).
+        linearized: `linearize_points` of these points, when already computed.
 
     Returns:
         Jacobian (2N, 6 + M) (all x rows, then all y rows) and residual (2N,), weighted.
     """
-    jac, img = _model_rows(camera, points, d_points, slice(0, 2))
+    img, jac = linearize_points(camera, points, d_points) if linearized is None else linearized
+    jac = jac[:, :2]
     sw = np.ones(len(points)) if weights is None else np.sqrt(np.asarray(weights, np.float64))
     res = (np.asarray(targets_px, np.float64) - img[:, :2]) * sw[:, None]
     jac = jac * sw[:, None, None]
@@ -54,15 +59,17 @@ def landmark_rows(camera: CameraPose, points: np.ndarray, d_points: np.ndarray,
 
 
 def depth_rows(camera: CameraPose, points: np.ndarray, d_points: np.ndarray,
-               depth: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               depth: np.ndarray, weights: np.ndarray, linearized: Linearization | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Relative depth block: observed depth (N,) (larger = farther, camera units) known up to
     a common offset, which is removed by centring rows and residuals with the weights (N,).
+    ``linearized``: `linearize_points` of these points, when already computed.
 
     Returns:
         Jacobian (N, 6 + M) and residual (N,), weighted.
     """
-    jac, img = _model_rows(camera, points, d_points, slice(2, 3))
-    jac = jac[:, 0]
+    img, jac = linearize_points(camera, points, d_points) if linearized is None else linearized
+    jac = jac[:, 2]
     w = np.asarray(weights, np.float64)
     res = np.asarray(depth, np.float64) - img[:, 2]
     wz = w / w.sum()
