@@ -15,7 +15,10 @@ from test_io_ict import SHARED, make_folder  # noqa: E402
 
 from facefit.detect.base import FaceLandmarks  # noqa: E402
 from facefit.fit.blendshape import fit_blendshape_face, fit_blendshape_points  # noqa: E402
-from facefit.fit.core.camera import ScaledOrthographicCamera  # noqa: E402
+from facefit.fit.core.camera import (  # noqa: E402
+    PerspectiveCamera,
+    ScaledOrthographicCamera,
+)
 from facefit.fit.core.rotation import rotation_from_euler  # noqa: E402
 from facefit.model import load_model  # noqa: E402
 from facefit.model.face_model import FaceParams  # noqa: E402
@@ -119,3 +122,31 @@ def test_ict_fit_face_landmarks(ict):
     assert weights[names.index("eyeBlink_R")] < 0.15
     assert res.residual_px < 2.0 and abs(res.yaw_deg - 15) < 3
     np.testing.assert_allclose(res.landmarks_68_2d, pts, atol=4.0)
+
+
+def test_fit_face_dispatches_ict(ict):
+    """`facefit.fit.face_fit.fit_face` sends ICT models to the bounded blendshape fitter,
+    with either camera."""
+    from facefit.fit.face_fit import fit_face
+
+    fm = ict
+    names = fm.expression_names
+    w = np.zeros(fm.num_expression)
+    w[names.index("mouthSmile_L")], w[names.index("mouthSmile_R")] = 0.8, 0.8
+    ortho = _camera(-10, 0, 0)
+    # The perspective fit's default camera: focal = image diagonal, centred principal point.
+    persp = PerspectiveCamera(ortho.rotation, np.array([0.0, 0.0, -400.0]), 800.0,
+                              np.array([320.0, 240.0]))
+    lm = np.asarray(fm.base.landmark_ids["ibug68"])
+    points = fm.vertices(FaceParams(np.zeros(fm.num_shape), w), lm)
+    for camera, cam in (("orthographic", ortho), ("perspective", persp)):
+        pts, _ = cam.project(points)
+        face = FaceLandmarks(np.r_[pts.min(0), pts.max(0)].astype(np.float32), 1.0,
+                             pts.astype(np.float32), None, "ibug68")
+        res = fit_face(fm.base, face, (640, 480), camera=camera)
+        got = res.extras["blendshape_weights"]
+        assert res.camera.kind == ("perspective" if camera == "perspective"
+                                   else "scaled_orthographic")
+        assert got[names.index("mouthSmile_L")] == pytest.approx(0.8, abs=0.15)
+        assert got[names.index("mouthSmile_R")] == pytest.approx(0.8, abs=0.15)
+        assert np.all((got >= 0) & (got <= 1)) and res.residual_px < 2.0

@@ -6,6 +6,7 @@ the same camera for every kind:
 * linear PCA: `facefit.fit.landmark_fit.fit_landmarks` (contour and depth residuals);
 * FLAME: `facefit.fit.flame_fit.fit_flame_landmarks` (jaw and neck by skinning);
 * FaceScape bilinear: `facefit.fit.bilinear_fit.fit_bilinear_landmarks_2d`;
+* ICT blendshapes: `facefit.fit.blendshape.fit_blendshape_face` (weights bounded to [0, 1]);
 * any other kind: the one-photo case of `facefit.fit.multi_image.fit_same_person`, which
   fits through the kind's `vertex_jacobian` (scaled orthographic camera; with the
   perspective camera the model's linear form is fitted).
@@ -25,7 +26,7 @@ from facefit.model.morphable_model import MorphableModel
 
 # Landmark noise (fraction of the face size) per kind: fit_landmarks' tuned 0.05 for linear
 # models, the FLAME and bilinear fitters' 0.02.
-DEFAULT_LANDMARK_SIGMA = {"linear": 0.05, "flame": 0.02, "bilinear": 0.02}
+DEFAULT_LANDMARK_SIGMA = {"linear": 0.05, "flame": 0.02, "bilinear": 0.02, "ict": 0.01}
 
 
 def fit_face(model: MorphableModel | FaceModel, face: FaceLandmarks, image_size: tuple[int, int],
@@ -50,6 +51,11 @@ def fit_face(model: MorphableModel | FaceModel, face: FaceLandmarks, image_size:
         cam = camera_model(camera, image_size, focal_px)
         flame = fm.flame  # type: ignore[attr-defined]
         return fit_flame_landmarks(flame, face, image_size, landmark_sigma=sigma, camera=cam)
+    if fm.kind == "ict":
+        from facefit.fit.blendshape import fit_blendshape_face
+
+        return fit_blendshape_face(fm, face, image_size, camera=camera,  # type: ignore[arg-type]
+                                   focal_px=focal_px, landmark_sigma=sigma)
     if fm.kind == "bilinear":
         cam = camera_model(camera, image_size, focal_px)
         return fit_bilinear_landmarks_2d(model, face, image_size, landmark_sigma=sigma,
