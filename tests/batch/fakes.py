@@ -32,6 +32,10 @@ class FakeReconstructor:
         value = float(image_rgb.mean())
         if value == 13.0:
             raise RuntimeError("boom")
+        if value == 14.0:  # an exception that cannot travel back from a worker process
+            exc = RuntimeError("unpicklable")
+            exc.payload = lambda: None  # type: ignore[attr-defined]
+            raise exc
         return [] if value == 0.0 else [Face(value)]
 
 
@@ -60,7 +64,8 @@ def install(setattr_, setitem) -> None:
 
 
 def make_images(folder: Path, values: list[int], names: list[str] | None = None) -> list[Path]:
-    """Small PNGs of constant grey ``values`` (0: no face, 13: reconstruction error)."""
+    """Small PNGs of constant grey ``values`` (0: no face, 13 and 14: reconstruction errors,
+    14 with an exception that does not pickle)."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -81,15 +81,17 @@ def test_no_face_json_resume_and_retry_failed(tmp_path, fake, capsys):
 
 
 def test_process_pool_streams_every_image_once(tmp_path, fake, capsys):
-    fakes.make_images(tmp_path / "in", list(range(20, 60)))
+    paths = fakes.make_images(tmp_path / "in", [14] + list(range(20, 60)))
     out = tmp_path / "out"
     assert cli.main(["reconstruct", str(tmp_path / "in"), "-o", str(out), "--jobs", "2",
-                     "--formats", "glb,json"]) == 0
-    assert "40 images, 40 faces, 0 failed" in capsys.readouterr().err
+                     "--formats", "glb,json"]) == 1
+    err = capsys.readouterr().err
+    assert f"{paths[0]}: reconstruction failed (unpicklable)" in err  # reported, batch went on
+    assert "41 images, 40 faces, 1 failed" in err
     assert len(outputs(out)) == 80
-    assert Counter(r["state"] for r in records(out)) == {"done": 40}
-    for i in range(40):
-        assert json.loads((out / f"img{i:04d}.json").read_text())["faces"][0]["mean"] == 20 + i
+    assert Counter(r["state"] for r in records(out)) == {"done": 40, "failed": 1}
+    for i in range(1, 41):
+        assert json.loads((out / f"img{i:04d}.json").read_text())["faces"][0]["mean"] == 19 + i
 
 
 def test_second_run_on_the_same_output_is_refused(tmp_path, fake, capsys):

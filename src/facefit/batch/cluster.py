@@ -18,14 +18,14 @@ import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from facefit.batch.work import BatchConfig, ImageResult, ImageTask, process_image
+from facefit.batch.work import BatchConfig, ImageResult, ImageTask, process_image_remote
 
 
 def process_chunk(tasks: list[ImageTask], config: BatchConfig, out_dir: str
                   ) -> list[ImageResult]:
-    """`process_image` on each of ``tasks`` (one Dask task for several images: the
-    scheduler's per-task cost, about a millisecond, is paid once per chunk)."""
-    return [process_image(t, config, out_dir) for t in tasks]
+    """`facefit.batch.work.process_image` on each of ``tasks`` (one Dask task for several
+    images: the scheduler's per-task cost, about a millisecond, is paid once per chunk)."""
+    return [process_image_remote(t, config, out_dir) for t in tasks]
 
 
 def chunk_size(n_tasks: int, n_workers: int) -> int:

@@ -24,6 +24,7 @@ from facefit.batch.work import (
     ImageResult,
     ImageTask,
     process_image,
+    process_image_remote,
     reconstructor_for,
 )
 
@@ -87,7 +88,7 @@ def run_pool(tasks: Iterable[ImageTask], config: BatchConfig, out_dir: str, jobs
                     exhausted = True
                     break
                 try:
-                    pending[pool.submit(process_image, task, config, out_dir)] = task
+                    pending[pool.submit(process_image_remote, task, config, out_dir)] = task
                 except BrokenProcessPool:
                     pending[_broken()] = task
             if not pending:

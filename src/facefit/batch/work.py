@@ -169,6 +169,14 @@ def process_image(task: ImageTask, config: BatchConfig, out_dir: str,
     return res
 
 
+def process_image_remote(task: ImageTask, config: BatchConfig, out_dir: str) -> ImageResult:
+    """`process_image` for a worker process: the result without the exception object (it
+    may not pickle; its one-line message is in ``error``)."""
+    result = process_image(task, config, out_dir)
+    result.__dict__.pop("exc", None)
+    return result
+
+
 def _read_image(source: str) -> Any:
     from facefit.io.image import ImageError, load_image
 
