@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from scipy.optimize import lsq_linear
 
 from facefit.detect.base import FaceLandmarks
@@ -57,7 +58,7 @@ class BoundedNormalRows:
         a = self.jac / c
         lhs = a.T @ a + np.diag((damping * n2 + ridge) / c**2)
         r = np.linalg.cholesky(lhs).T
-        rhs = np.linalg.solve(r.T, a.T @ self.res)
+        rhs = solve_triangular(r, a.T @ self.res, trans="T")
         e = lsq_linear(r, rhs, bounds=(self.lower * c, self.upper * c), method="bvls").x
         return e / c
 
