@@ -55,19 +55,21 @@ def heatmap(ict, maps: dict[str, np.ndarray], path: Path, vmax: float = 3.0) -> 
 
     pts = ict.neutral[ict.regions["face"]].astype(np.float64)
     order = np.argsort(pts[:, 2])
-    fig = Figure(figsize=(2.3 * len(maps) + 0.6, 2.9), dpi=90)
+    fig = Figure(figsize=(1.9 * len(maps) + 0.9, 2.6), dpi=100)
     FigureCanvasAgg(fig)
     sc = None
     for k, (name, err) in enumerate(maps.items()):
         ax = fig.add_subplot(1, len(maps), k + 1)
         ok = np.isfinite(err[order])
-        sc = ax.scatter(pts[order][ok, 0], pts[order][ok, 1], c=err[order][ok], s=1.2,
+        sc = ax.scatter(pts[order][ok, 0], pts[order][ok, 1], c=err[order][ok], s=2.2,
                         cmap="jet", vmin=0, vmax=vmax, linewidths=0)
         ax.set_aspect("equal")
         ax.set_axis_off()
         ax.set_title(f"{name}\nmedian {np.nanmedian(err):.2f} mm", fontsize=8)
+    fig.subplots_adjust(left=0.01, right=0.86, top=0.84, bottom=0.02, wspace=0.02)
     if sc is not None:
-        fig.colorbar(sc, ax=fig.axes, label="mean scan-to-mesh, mm", shrink=0.8)
+        cax = fig.add_axes((0.88, 0.12, 0.02, 0.66))
+        fig.colorbar(sc, cax=cax, label="mean scan-to-mesh, mm")
     with atomic_path(path) as tmp:
         fig.savefig(str(tmp), format="png")
 
