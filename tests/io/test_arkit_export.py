@@ -54,3 +54,107 @@ def test_csv_one_row_per_frame(tmp_path):
     with pytest.raises(ValueError, match="bad.jsonl: not a facefit video"):
         write_live_link_csv(bad)
     assert not (tmp_path / "bad.csv").exists()
+
+
+def _read_glb(path):
+    import struct
+
+    import numpy as np
+
+    data = path.read_bytes()
+    magic, version, total = struct.unpack_from("<4sII", data, 0)
+    assert (magic, version, total) == (b"glTF", 2, len(data))
+    jlen, _ = struct.unpack_from("<I4s", data, 12)
+    gltf = json.loads(data[20:20 + jlen])
+    blen, kind = struct.unpack_from("<I4s", data, 20 + jlen)
+    assert kind == b"BIN\0"
+    binary = data[28 + jlen:28 + jlen + blen]
+
+    def view(i, dtype, width):
+        v = gltf["bufferViews"][i]
+        raw = binary[v["byteOffset"]:v["byteOffset"] + v["byteLength"]]
+        return np.frombuffer(raw, dtype).reshape(-1, width) if width > 1 else np.frombuffer(
+            raw, dtype)
+
+    def dense(acc_id, n):
+        acc = gltf["accessors"][acc_id]
+        out = np.zeros((n, 3), np.float32)
+        if "sparse" in acc:
+            sp = acc["sparse"]
+            out[view(sp["indices"]["bufferView"], np.uint32, 1)] = view(
+                sp["values"]["bufferView"], np.float32, 3)
+        return out
+
+    return gltf, view, dense
+
+
+def test_arkit_glb_targets_and_animation(tmp_path):
+    import numpy as np
+
+    from facefit.io.arkit_export import SPARSE_MM, write_arkit_glb
+
+    rng = np.random.default_rng(0)
+    verts = rng.normal(0, 50, (30, 3)).astype(np.float32)
+    tri = np.array([[0, 1, 2], [2, 3, 4], [5, 6, 7]], np.uint32)
+    targets = np.zeros((30, 3, 52), np.float32)
+    targets[:10, :, ARKIT_52.index("jawOpen")] = rng.normal(0, 5, (10, 3))
+    targets[3, 1, ARKIT_52.index("eyeBlinkLeft")] = -4.0
+    targets[4, 0, ARKIT_52.index("eyeBlinkLeft")] = SPARSE_MM / 10  # below the threshold
+    times = np.array([0.0, 0.04, 0.08])
+    weights = np.zeros((3, 52), np.float32)
+    weights[:, ARKIT_52.index("jawOpen")] = [0.0, 0.5, 1.0]
+    rots = np.stack([np.eye(3)] * 3)
+    path = write_arkit_glb(tmp_path / "a.glb", verts, tri, targets, times, weights, rots)
+    gltf, view, dense = _read_glb(path)
+    mesh = gltf["meshes"][0]
+    assert mesh["extras"]["targetNames"] == list(ARKIT_52)
+    prim = mesh["primitives"][0]
+    assert len(prim["targets"]) == 52
+    jaw = dense(prim["targets"][ARKIT_52.index("jawOpen")]["POSITION"], 30)
+    np.testing.assert_array_equal(jaw, targets[:, :, ARKIT_52.index("jawOpen")])
+    blink = dense(prim["targets"][ARKIT_52.index("eyeBlinkLeft")]["POSITION"], 30)
+    assert blink[3, 1] == -4.0 and blink[4, 0] == 0.0
+    acc = gltf["accessors"][prim["targets"][ARKIT_52.index("tongueOut")]["POSITION"]]
+    assert "sparse" not in acc and "bufferView" not in acc  # all zeros
+    anim = gltf["animations"][0]
+    assert {c["target"]["path"] for c in anim["channels"]} == {"weights", "rotation"}
+    out_w = gltf["accessors"][anim["samplers"][0]["output"]]
+    w = view(out_w["bufferView"], np.float32, 1).reshape(3, 52)
+    np.testing.assert_allclose(w[:, ARKIT_52.index("jawOpen")], [0.0, 0.5, 1.0])
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from real_clients import gltf_validator, validate_glb
+
+    if gltf_validator() is None:
+        pytest.skip("Khronos glTF validator not installed")
+    errors, report = validate_glb(path)
+    assert errors == 0, report[:2000]
+
+
+def test_video_arkit_glb_for_the_default_model(tmp_path):
+    """The default model's clip GLB: its mesh with the transferred ARKit targets."""
+    import numpy as np
+
+    from facefit.io.arkit_export import arkit_targets, write_video_arkit_glb
+    from facefit.model import load_default_model
+
+    model = load_default_model()
+    targets = arkit_targets(model)
+    assert targets.shape == (model.num_vertices, 3, 52)
+    jaw = targets[:, :, ARKIT_52.index("jawOpen")]
+    chin = int(model.landmark_ids["ibug68"][8])
+    assert jaw[chin, 1] < -15 and np.abs(targets[:, :, ARKIT_52.index("tongueOut")]).max() == 0
+    head = {"model": model.name, "fps": 25.0, "shape_coeffs": [0.0] * model.num_shape}
+    frames = [{"frame": i, "time_s": i / 25, "face": True, "rotation": np.eye(3).tolist(),
+               "arkit_blendshapes": {"jawOpen": i / 4}} for i in range(5)]
+    src = tmp_path / "clip.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [head, *frames]) + "\n")
+    path = write_video_arkit_glb(src, model)
+    assert path == tmp_path / "clip_arkit.glb" and path.stat().st_size < 30_000_000
+    gltf, view, _ = _read_glb(path)
+    anim = gltf["animations"][0]
+    w = view(gltf["accessors"][anim["samplers"][0]["output"]]["bufferView"], np.float32, 1)
+    np.testing.assert_allclose(w.reshape(5, 52)[:, ARKIT_52.index("jawOpen")],
+                               [0, 0.25, 0.5, 0.75, 1.0])

@@ -1,4 +1,5 @@
-"""Animation exports of ARKit blendshape weights: a Live Link Face-style CSV per video.
+"""Animation exports of ARKit blendshape weights: a Live Link Face-style CSV per video and a
+GLB with the 52 ARKit blendshapes as named morph targets (animated for a video).
 
 The CSV has the layout Epic's Live Link Face app records (and animation tools such as
 Unreal's Live Link Face importer and Blender add-ons read): a header ``Timecode,
@@ -15,9 +16,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from facefit.io.atomic import write_text_atomic
+import numpy as np
+
+from facefit.io.atomic import atomic_path, write_text_atomic
+
+if TYPE_CHECKING:
+    from facefit.model.morphable_model import MorphableModel
 
 LIVE_LINK_ORDER = (
     "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
@@ -81,3 +89,166 @@ def write_live_link_csv(jsonl_path: str | os.PathLike[str],
     text = "\n".join([csv_header(), *live_link_rows(frames, float(lines[0]["fps"]))]) + "\n"
     return write_text_atomic(out, text)
 
+
+
+# --------------------------------------------------------------------------- GLB morph targets
+
+_FLOAT, _UINT = 5126, 5125
+_ARRAY, _ELEMENTS = 34962, 34963
+SPARSE_MM = 0.05  # target displacements below this (mm) are left out (sparse accessors)
+
+
+def arkit_targets(model: MorphableModel) -> np.ndarray | None:
+    """(V, 3, 52) float32 displacements (mm, weight 1) of the 52 ARKit blendshapes
+    (`facefit.model.arkit.ARKIT_52` order) on every vertex of ``model``: an ICT model's
+    blendshapes (split shapes such as ``browInnerUp_L``/``_R`` summed), or the shipped
+    transfer expanded from its stored vertices to all vertices (inverse-distance mean of the 4
+    nearest on the mean face, `facefit.model.arkit.transfer_offsets`: smooth, so lip and lid
+    edges are softened); None for other models."""
+    from facefit.model.arkit import (
+        ARKIT_52,
+        arkit_name,
+        default_transfer,
+        transfer_offsets,
+    )
+    from facefit.model.ict import ict_from_model
+
+    ict = ict_from_model(model)
+    if ict is not None:
+        names, offsets = ict.expression_names, model.expression_basis
+    else:
+        tr = default_transfer()
+        if tr is None or not tr.matches(model):
+            return None
+        names = tr.names
+        offsets = transfer_offsets(model.mean[tr.vertex_ids].astype(np.float64), tr.offsets,
+                                   model.mean.astype(np.float64))
+    out = np.zeros((model.num_vertices, 3, len(ARKIT_52)), np.float32)
+    col = {a: i for i, a in enumerate(ARKIT_52)}
+    for k, n in enumerate(names):
+        a = arkit_name(n)
+        if a is not None:
+            out[:, :, col[a]] += offsets[:, :, k]
+    return out
+
+
+def write_arkit_glb(path: str | os.PathLike[str], vertices: np.ndarray, triangles: np.ndarray,
+                    targets: np.ndarray, times: np.ndarray | None = None,
+                    weights: np.ndarray | None = None,
+                    rotations: np.ndarray | None = None) -> Path:
+    """Binary glTF 2.0 of a mesh (mm, model frame) with the 52 ARKit blendshapes as morph
+    targets named in ``mesh.extras.targetNames`` (what Blender's and three.js's importers
+    read); with ``times`` (T,) s, ``weights`` (T, 52) and optional ``rotations`` (T, 3, 3)
+    (model → view), an animation of the morph weights (and the head rotation). Target
+    displacements are stored as sparse accessors (vertices moving less than `SPARSE_MM`
+    left out). Written atomically."""
+    from scipy.spatial.transform import Rotation
+
+    from facefit.model.arkit import ARKIT_52
+
+    chunks: list[bytes] = []
+    views: list[dict] = []
+    accessors: list[dict] = []
+
+    def view(data: np.ndarray, target: int | None = None) -> int:
+        raw = np.ascontiguousarray(data).tobytes()
+        v = {"buffer": 0, "byteOffset": sum(len(c) for c in chunks), "byteLength": len(raw)}
+        chunks.append(raw + b"\0" * (-len(raw) % 4))
+        if target is not None:
+            v["target"] = target
+        views.append(v)
+        return len(views) - 1
+
+    def accessor(acc: dict) -> int:
+        accessors.append(acc)
+        return len(accessors) - 1
+
+    verts = np.asarray(vertices, np.float32)
+    pos = accessor({"bufferView": view(verts, _ARRAY), "componentType": _FLOAT,
+                    "count": len(verts), "type": "VEC3", "min": verts.min(0).tolist(),
+                    "max": verts.max(0).tolist()})
+    tri = np.asarray(triangles, np.uint32).reshape(-1)
+    idx = accessor({"bufferView": view(tri, _ELEMENTS), "componentType": _UINT,
+                    "count": len(tri), "type": "SCALAR"})
+    tgts = []
+    for k in range(targets.shape[2]):
+        d = np.asarray(targets[:, :, k], np.float32)
+        ids = np.flatnonzero(np.abs(d).max(1) >= SPARSE_MM).astype(np.uint32)
+        acc: dict = {"componentType": _FLOAT, "count": len(verts), "type": "VEC3"}
+        full = np.zeros((1, 3), np.float32) if len(ids) == 0 else d[ids]
+        # min/max over every vertex (the left-out ones are 0)
+        acc["min"] = np.minimum(full.min(0), 0.0).tolist()
+        acc["max"] = np.maximum(full.max(0), 0.0).tolist()
+        if len(ids):
+            acc["sparse"] = {"count": int(len(ids)),
+                             "indices": {"bufferView": view(ids), "componentType": _UINT},
+                             "values": {"bufferView": view(d[ids])}}
+        tgts.append({"POSITION": accessor(acc)})
+    names = list(ARKIT_52)
+    mesh = {"name": "face", "primitives": [{"attributes": {"POSITION": pos}, "indices": idx,
+                                            "targets": tgts, "material": 0}],
+            "weights": [0.0] * len(tgts), "extras": {"targetNames": names}}
+    gltf: dict = {
+        "asset": {"version": "2.0", "generator": "facefit arkit"},
+        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": "face"}],
+        "meshes": [mesh],
+        "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [0.8, 0.7, 0.62, 1],
+                                                "metallicFactor": 0.0, "roughnessFactor": 0.8},
+                       "doubleSided": True}],
+    }
+    if times is not None and weights is not None and len(times):
+        t = np.asarray(times, np.float32) - float(times[0])
+        if len(t) > 1 and not np.all(np.diff(t) > 0):
+            t = np.arange(len(t), dtype=np.float32) * float(max(t[-1], 1e-3) / (len(t) - 1))
+        inp = accessor({"bufferView": view(t), "componentType": _FLOAT, "count": len(t),
+                        "type": "SCALAR", "min": [float(t.min())], "max": [float(t.max())]})
+        w = np.clip(np.asarray(weights, np.float32), 0.0, 1.0).reshape(-1)
+        out_w = accessor({"bufferView": view(w), "componentType": _FLOAT, "count": len(w),
+                          "type": "SCALAR"})
+        samplers = [{"input": inp, "output": out_w, "interpolation": "LINEAR"}]
+        channels = [{"sampler": 0, "target": {"node": 0, "path": "weights"}}]
+        if rotations is not None:
+            q = Rotation.from_matrix(np.asarray(rotations, np.float64)).as_quat()
+            flip = np.r_[1.0, np.sign(np.einsum("ij,ij->i", q[1:], q[:-1]))]
+            q = (q * np.cumprod(np.where(flip == 0, 1.0, flip))[:, None]).astype(np.float32)
+            out_r = accessor({"bufferView": view(q), "componentType": _FLOAT, "count": len(q),
+                              "type": "VEC4"})
+            samplers.append({"input": inp, "output": out_r, "interpolation": "LINEAR"})
+            channels.append({"sampler": 1, "target": {"node": 0, "path": "rotation"}})
+        gltf["animations"] = [{"name": "arkit", "samplers": samplers, "channels": channels}]
+    binary = b"".join(chunks)
+    gltf["buffers"] = [{"byteLength": len(binary)}]
+    gltf["bufferViews"] = views
+    gltf["accessors"] = accessors
+    js = json.dumps(gltf, separators=(",", ":")).encode()
+    js += b" " * (-len(js) % 4)
+    total = 12 + 8 + len(js) + 8 + len(binary)
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+        f.write(struct.pack("<4sII", b"glTF", 2, total))
+        f.write(struct.pack("<I4s", len(js), b"JSON") + js)
+        f.write(struct.pack("<I4s", len(binary), b"BIN\0") + binary)
+    return Path(path)
+
+
+def write_video_arkit_glb(jsonl_path: str | os.PathLike[str], model: MorphableModel,
+                          glb_path: str | os.PathLike[str] | None = None) -> Path | None:
+    """``STEM_arkit.glb`` next to a video's JSON lines: the clip's identity mesh with the 52
+    ARKit morph targets (`arkit_targets`) animated by the per-frame weights and head rotation
+    (frames with a face); None when the model has no ARKit targets."""
+    targets = arkit_targets(model)
+    if targets is None:
+        return None
+    from facefit.model.arkit import ARKIT_52
+
+    src = Path(jsonl_path)
+    lines = [json.loads(line) for line in src.read_text(encoding="utf-8").splitlines() if line]
+    head = lines[0]
+    shape = np.asarray(head.get("shape_coeffs") or np.zeros(model.num_shape), np.float32)
+    frames = [r for r in lines[1:] if r.get("face") and "arkit_blendshapes" in r]
+    times = np.array([r["time_s"] for r in frames], np.float64)
+    weights = np.array([[r["arkit_blendshapes"].get(n, 0.0) for n in ARKIT_52]
+                        for r in frames], np.float32).reshape(-1, len(ARKIT_52))
+    rots = np.array([r["rotation"] for r in frames], np.float64).reshape(-1, 3, 3)
+    out = src.with_name(src.stem + "_arkit.glb") if glb_path is None else Path(glb_path)
+    return write_arkit_glb(out, model.vertices(shape), model.triangles, targets, times,
+                           weights, rots if len(rots) else None)

@@ -21,7 +21,8 @@ def register(subparsers: Any) -> None:
         description="Track the face in a video (or camera), fit one identity for the clip and "
                     "pose + expression per frame, smooth them over time (Kalman filter), and "
                     "write OUT/STEM.jsonl, OUT/STEM_overlay.mp4, OUT/STEM.glb (animated), "
-                    "OUT/STEM.csv (ARKit blendshape weights per frame, Live Link Face layout) "
+                    "OUT/STEM.csv (ARKit blendshape weights per frame, Live Link Face layout), "
+                    "OUT/STEM_arkit.glb (the 52 ARKit blendshapes as morph targets, animated) "
                     "and OUT/STEM.html (a self-contained page: video, animated mesh, plots).",
         epilog="exit codes:\n  0    done\n  1    the clip could not be read (missing, not a "
                "video,\n       truncated or corrupt: nothing is written for it), or no face "
@@ -129,9 +130,11 @@ def cmd_video(args: argparse.Namespace) -> int:
         return 130
     if writer is not None:
         os.replace(overlay_tmp, outputs[2])
-    from facefit.io.arkit_export import write_live_link_csv
+    from facefit.io.arkit_export import write_live_link_csv, write_video_arkit_glb
 
     write_live_link_csv(outputs[0])  # STEM.csv: ARKit weights per frame (Live Link Face)
+    if not args.no_glb:
+        write_video_arkit_glb(outputs[0], model)  # STEM_arkit.glb: ARKit morph targets
     if not args.no_html:
         from facefit.io.html import write_video_page
 
