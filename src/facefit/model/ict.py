@@ -134,7 +134,7 @@ def ict_from_model(model: MorphableModel | object) -> ICTFaceModel | None:
 def load_ict_modes(folder: str | Path, num_identity: int | None = None) -> MorphableModel:
     """The ICT model from the shared-data layout (``FaceXModel/generic_neutral_mesh.obj``,
     ``FaceXModel/vertex_indices.json`` and ``modes.npz`` of per-OBJ offsets in cm), as
-    ``facefit.load_model`` would give it from the unpacked folder, without writing or parsing
+    ``facefit.model.load_model`` would give it from the unpacked folder, without writing or parsing
     158 OBJ files (used by tests and the build scripts)."""
     from facefit.model.io_ict import CM_TO_MM, NEUTRAL_FILE, ICTModel, read_obj
     from facefit.model.load import ModelFileError
