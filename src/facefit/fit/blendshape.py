@@ -35,7 +35,17 @@ from facefit.model.ict import ICTFaceModel
 
 DEFAULT_SPARSITY = 10.0  # cost of a weight of 1, in squared point sigmas (chi^2 units)
 DEFAULT_RIDGE = 0.05  # eps of the elastic net on the weights
-JAW_WEIGHT = 0.5  # weight of the 17 iBUG outline landmarks (fixed vertices, not silhouette)
+JAW_WEIGHT = 0.5  # weight of the chin points (iBUG 7-9) of the outline
+
+
+def ibug68_weights() -> np.ndarray:
+    """(68,) weights of the iBUG landmarks for fixed-vertex blendshape fits: detectors put
+    the outline (0-16) on the silhouette, not on fixed vertices, so it is left out but for
+    the chin (7-9, `JAW_WEIGHT`), which ``jawOpen`` moves."""
+    w = np.ones(68)
+    w[:17] = 0.0
+    w[7:10] = JAW_WEIGHT
+    return w
 
 
 @dataclass(eq=False)
@@ -176,7 +186,7 @@ def fit_blendshape_face(model: ICTFaceModel, face: FaceLandmarks, image_size: tu
                         landmark_sigma: float = 0.01, num_identity: int | None = 40,
                         sparsity: float = DEFAULT_SPARSITY) -> FitResult:
     """Fit a blendshape model to one detection's 68 iBUG landmarks (MediaPipe points go
-    through their iBUG-68 subset); the 17 outline points count ``JAW_WEIGHT``.
+    through their iBUG-68 subset), weighted by `ibug68_weights` (outline left out but the chin).
 
     ``landmark_sigma`` is the landmark noise as a fraction of the face size (square root of
     the landmark box area); with the default sparsity, 0.01 recovered a 0.9 blink within 0.07
@@ -198,8 +208,7 @@ def fit_blendshape_face(model: ICTFaceModel, face: FaceLandmarks, image_size: tu
     span = np.ptp(pts, axis=0)
     sigma = landmark_sigma * float(np.sqrt(max(span[0] * span[1], 1.0)))
     cam_model = camera_model(camera, image_size, focal_px)
-    w = np.ones(68)
-    w[:17] = JAW_WEIGHT
+    w = ibug68_weights()
     fit = fit_blendshape_points(
         model, pts, np.asarray(ids68, np.int64), sigma, w, num_identity=num_identity,
         sparsity=sparsity, focal_px=cam_model.focal_px,

@@ -312,14 +312,17 @@ def arkit_for_pose(model: MorphableModel, face: FaceLandmarks, pose: CameraPose,
                    identity: np.ndarray, expression: np.ndarray,
                    transfer: ArkitTransfer | None = None, landmark_sigma: float = 0.01,
                    sparsity: float | None = None) -> dict[str, float] | None:
-    """{ARKit name: weight} for one video frame whose camera ``pose`` and ``identity`` are
-    already fitted: a blendshape (ICT) model's ``expression`` itself; for a model the
-    transfer matches, the transferred blendshapes' weights that best explain the frame's 68
-    landmarks at that pose and identity (one bounded linear least-squares solve, exact for the
-    scaled orthographic camera; sparsity prior of `facefit.fit.blendshape`, landmark noise
-    ``landmark_sigma`` x face size, outline points at half weight); else None."""
+    """{ARKit name: weight} for one video frame whose camera ``pose`` is already fitted: a
+    blendshape (ICT) model's ``expression`` itself; for a model the transfer matches, the
+    transferred blendshapes' weights (in [0, 1], sparsity prior of `facefit.fit.blendshape`)
+    and an identity correction (N(0, 1) prior, around the clip's ``identity``) that best
+    explain the frame's 68 landmarks at that pose (one bounded linear least-squares solve,
+    exact for the scaled orthographic camera; landmark noise ``landmark_sigma`` x face size,
+    `facefit.fit.blendshape.ibug68_weights`: outline left out but the chin). The identity
+    term absorbs the per-clip mismatch between the detector's landmark convention and the
+    model's landmark vertices, which the weights would otherwise take up. Else None."""
     from facefit.fit.blendshape import DEFAULT_RIDGE as eps
-    from facefit.fit.blendshape import DEFAULT_SPARSITY, JAW_WEIGHT
+    from facefit.fit.blendshape import DEFAULT_SPARSITY, ibug68_weights
     from facefit.fit.core.residuals import landmark_rows
     from facefit.model.face_model import FaceParams
     from facefit.model.ict import ict_from_model
@@ -335,19 +338,22 @@ def arkit_for_pose(model: MorphableModel, face: FaceLandmarks, pose: CameraPose,
         return None
     hm = _hybrid(model, tr)
     lm = hm.base.landmark_ids["ibug68"]
-    k = len(tr.names)
-    base = hm.vertices(FaceParams(np.asarray(identity, np.float64), np.zeros(k)), lm)
+    k, ks = len(tr.names), hm.base.num_shape
+    ident = np.asarray(identity, np.float64)
+    base = hm.vertices(FaceParams(ident, np.zeros(k)), lm)
+    d_points = np.concatenate([hm.base.shape_basis[lm], tr.offsets[lm]], 2).astype(np.float64)
     span = np.ptp(pts, axis=0)
     sigma = landmark_sigma * float(np.sqrt(max(span[0] * span[1], 1.0)))
-    w = np.ones(68)
-    w[:17] = JAW_WEIGHT
-    jac, res = landmark_rows(pose, base, tr.offsets[lm].astype(np.float64), pts, w / sigma**2)
+    jac, res = landmark_rows(pose, base, d_points, pts, ibug68_weights() / sigma**2)
     lam = DEFAULT_SPARSITY if sparsity is None else sparsity
     se = np.sqrt(eps)
-    a = np.vstack([jac[:, 6:], se * np.eye(k)])
-    b = np.r_[res, np.full(k, -lam / (2.0 * se))]
-    sol = np.clip(lsq_linear(a, b, bounds=(0.0, 1.0), method="bvls").x, 0.0, 1.0)
-    return arkit_dict(tr.names, sol)
+    a = np.vstack([jac[:, 6:], np.diag(np.r_[np.ones(ks), np.full(k, se)])])
+    # identity step d around the clip's: prior N(0, 1) on ident + d
+    b = np.r_[res, -ident, np.full(k, -lam / (2.0 * se))]
+    lower = np.r_[np.full(ks, -np.inf), np.zeros(k)]
+    upper = np.r_[np.full(ks, np.inf), np.ones(k)]
+    sol = lsq_linear(a, b, bounds=(lower, upper), method="bvls").x
+    return arkit_dict(tr.names, np.clip(sol[ks:], 0.0, 1.0))
 
 
 def _ibug68(face: FaceLandmarks) -> np.ndarray | None:
