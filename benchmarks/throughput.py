@@ -5,7 +5,7 @@ Run from the repository root (each part is a fresh ``facefit`` process, start-up
     python benchmarks/throughput.py [--parts json100,workers,bytes,photometric,memory]
         [--images DIR] [--memory-sizes 1000,10000] [--out out/bench/throughput]
 
-Parts:
+Parts (``workers_json``: the ``workers`` part for JSON only):
     json100      ``facefit reconstruct DIR --formats json`` on the first 100 images, one core
                  (``taskset -c 0``) and one BLAS thread; the ratio to 3DDFA_V2's 6.6 s on the
                  same 100 held-out AFLW2000-3D images (measured on this machine kind).
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -65,9 +66,12 @@ def first_images(folder: Path, n: int, work: Path) -> Path:
 
 
 def run(args: list[str], cores: str, poll: bool = False) -> tuple[float, dict[str, float]]:
-    """Wall seconds of one ``facefit`` process pinned to ``cores``; with ``poll``, the peak
-    RSS in MB of the driver (``driver``) and of each worker process (``worker_PID``)."""
+    """Wall seconds of one ``facefit`` process pinned to ``cores``, and ``cpu_seconds`` (user +
+    system of it and its workers: the wall time it would take on idle cores, one core); with
+    ``poll``, the peak RSS in MB of the driver (``driver``) and of each worker
+    (``worker_PID``)."""
     cmd = ["taskset", "-c", cores, *FACEFIT, *args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=ENV, stderr=subprocess.PIPE, text=True)
     peaks: dict[str, float] = {}
@@ -80,6 +84,9 @@ def run(args: list[str], cores: str, poll: bool = False) -> tuple[float, dict[st
         time.sleep(0.2)
     _, err = proc.communicate()
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peaks["cpu_seconds"] = round(after.ru_utime + after.ru_stime - before.ru_utime
+                                 - before.ru_stime, 2)
     if proc.returncode not in (0, 1) or "Traceback" in err:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
     return wall, peaks
@@ -119,36 +126,40 @@ def part_json100(images: Path, work: Path) -> dict:
     out = work / "json100"
     shutil.rmtree(out, ignore_errors=True)
     before = loadavg()
-    wall, _ = run([str(src), "-o", str(out), "--formats", "json", "-q"], "0")
+    wall, info = run([str(src), "-o", str(out), "--formats", "json", "-q"], "0")
     medians, faces = stage_medians(out)
     res = {"images": 100, "faces": faces, "seconds": round(wall, 2),
+           "cpu_seconds": info["cpu_seconds"],
            "ratio_to_3ddfa_v2": round(wall / TDDFA_V2_S, 2), "loadavg": [before, loadavg()],
            "stage_median_ms": medians}
-    print(f"json100: {wall:.2f} s for 100 images ({faces} faces), {wall / TDDFA_V2_S:.2f}x "
+    print(f"json100: {wall:.2f} s for 100 images ({faces} faces; CPU {info['cpu_seconds']} s), "
+          f"{wall / TDDFA_V2_S:.2f}x "
           f"3DDFA_V2's {TDDFA_V2_S} s; stages {medians}; load {before} -> {loadavg()}")
     return res
 
 
-def part_workers(images: Path, work: Path) -> dict:
+def part_workers(images: Path, work: Path, format_sets: list[str] | None = None) -> dict:
     from facefit.io.export import DEFAULT_FORMATS
 
     src = first_images(images, 200, work)
     res: dict = {}
-    for formats in ("json", ",".join(DEFAULT_FORMATS)):
+    for formats in format_sets or ["json", ",".join(DEFAULT_FORMATS)]:
         row: dict = {}
         for jobs, cores in ((1, "0"), (2, "0,1")):
             out = work / f"workers_{jobs}_{formats.replace(',', '_')}"
             shutil.rmtree(out, ignore_errors=True)
             before = loadavg()
-            wall, _ = run([str(src), "-o", str(out), "--formats", formats, "--jobs", str(jobs),
-                           "-q"], cores)
+            wall, info = run([str(src), "-o", str(out), "--formats", formats, "--jobs",
+                              str(jobs), "-q"], cores)
             medians, faces = stage_medians(out)
             row[f"jobs{jobs}"] = {"seconds": round(wall, 2), "images_per_s": round(200 / wall, 2),
                                   "ms_per_face": round(wall * 1e3 / max(faces, 1), 1),
                                   "faces": faces, "stage_median_ms": medians,
+                                  "cpu_seconds": info["cpu_seconds"],
                                   "loadavg": [before, loadavg()]}
             print(f"workers: {formats:18s} jobs={jobs}: {wall:6.2f} s, {200 / wall:5.1f} "
-                  f"images/s, {wall * 1e3 / max(faces, 1):5.1f} ms/face; stages {medians}; "
+                  f"images/s, {wall * 1e3 / max(faces, 1):5.1f} ms/face, CPU "
+                  f"{info['cpu_seconds']} s; stages {medians}; "
                   f"load {before} -> {loadavg()}")
         row["speedup"] = round(row["jobs1"]["seconds"] / row["jobs2"]["seconds"], 2)
         print(f"workers: {formats}: 2 workers are {row['speedup']}x 1 worker")
@@ -263,7 +274,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"cores": len(os.sched_getaffinity(0))}
     sizes = [int(x) for x in args.memory_sizes.split(",")]
-    parts = {"json100": part_json100, "workers": part_workers, "bytes": part_bytes,
+    parts = {"json100": part_json100, "workers": part_workers,
+             "workers_json": lambda images, work: part_workers(images, work, ["json"]),
+             "bytes": part_bytes,
              "photometric": part_photometric,
              "memory": lambda images, work: part_memory(images, work, sizes)}
     for part in args.parts.split(","):
