@@ -359,8 +359,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         _load_model(args.model)  # a bad --model is exit 4 before any worker starts
 
     def report(result: Any) -> None:
-        exc = getattr(result, "exc", None)
-        _fail(None, result.error, args, exc if result.state == "failed" else None)
+        _fail(None, result.error, args, result.exception)
 
     def lost(tasks: list[Any]) -> None:
         _err(f"a worker process died; {_plural(len(tasks), 'image')} in flight not "

@@ -75,6 +75,8 @@ class ImageResult:
         kind: for failures, ``"image"`` (unreadable), ``"reconstruct"`` or ``"export"``.
         files: output file names (relative to the output folder), the JSON last.
         timings_ms: ``load``, ``reconstruct``, ``export`` for the image.
+        exception: the exception of a failure in this process (for ``--debug``); None in
+            results from worker processes (an exception may not pickle).
     """
 
     index: int
@@ -86,6 +88,7 @@ class ImageResult:
     error: str | None = None
     kind: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
 
 def is_url(path: str | os.PathLike[str]) -> bool:
@@ -139,7 +142,7 @@ def process_image(task: ImageTask, config: BatchConfig, out_dir: str,
     try:
         image = _read_image(task.source)
     except ImageError as exc:
-        res.error, res.kind = str(exc), "image"
+        res.error, res.kind, res.exception = str(exc), "image", exc
         return res
     t1 = time.perf_counter()
     recon = recon if recon is not None else reconstructor_for(config)
@@ -148,9 +151,8 @@ def process_image(task: ImageTask, config: BatchConfig, out_dir: str,
     except Exception as exc:
         if _is_unavailable(exc):
             raise
-        res.error, res.kind = f"{task.source}: reconstruction failed ({_one_line(exc)})", \
-            "reconstruct"
-        res.exc = exc  # type: ignore[attr-defined]  # for --debug in the serial loop
+        res.error = f"{task.source}: reconstruction failed ({_one_line(exc)})"
+        res.kind, res.exception = "reconstruct", exc
         return res
     t2 = time.perf_counter()
     load_ms = (t1 - t0) * 1e3
@@ -158,7 +160,7 @@ def process_image(task: ImageTask, config: BatchConfig, out_dir: str,
         res.files = _export(task, config, out_dir, image, faces, recon.model, load_ms)
     except Exception as exc:
         res.error, res.kind = f"{task.source}: cannot write results ({_one_line(exc)})", "export"
-        res.exc = exc  # type: ignore[attr-defined]
+        res.exception = exc
         return res
     res.state = "done" if faces else "no_face"
     res.faces = len(faces)
@@ -173,7 +175,7 @@ def process_image_remote(task: ImageTask, config: BatchConfig, out_dir: str) -> 
     """`process_image` for a worker process: the result without the exception object (it
     may not pickle; its one-line message is in ``error``)."""
     result = process_image(task, config, out_dir)
-    result.__dict__.pop("exc", None)
+    result.exception = None
     return result
 
 
