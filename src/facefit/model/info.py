@@ -115,6 +115,7 @@ def installed_models() -> list[InstalledModel]:
         if not d.is_dir():
             continue
         for f in sorted(d.iterdir()):
-            if f.suffix.lower() in MODEL_SUFFIXES and f.is_file() and "topology" not in f.name:
+            if (f.suffix.lower() in MODEL_SUFFIXES and f.is_file()
+                    and not any(t in f.name for t in ("topology", "arkit_"))):  # data, not models
                 out.append(InstalledModel(f.stem, str(f), f"file ({f.stat().st_size >> 20} MiB)"))
     return out
