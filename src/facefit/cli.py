@@ -283,7 +283,7 @@ def _add_reconstruct(sub: Any) -> None:
                         "(default: 512)")
     p.add_argument("--model", type=Path, default=None, metavar="PATH",
                    help="morphable model file to use instead of the default BFM 2009 "
-                        "(3DDFA) model")
+                        "(3DDFA) model; 'ict': the packaged ICT-FaceKit head (MIT)")
     _add_max_pixels(p)
     p.add_argument("-r", "--recursive", action="store_true",
                    help="also look for images in subdirectories of the given directories")
@@ -477,6 +477,10 @@ def _load_model(path: Path) -> Any:
     if loader is None:
         raise _Unavailable("--model is not supported by this version of facefit "
                            "(facefit.model.load_model is missing)")
+    if str(path) == "ict" and not path.exists():  # the packaged ICT head (MIT)
+        from facefit.model.ict import load_compact_ict
+
+        return load_compact_ict()
     if not path.exists():
         raise _Unavailable(f"{path}: model file not found")
     try:

@@ -109,3 +109,29 @@ def test_real_model_kind():
     w[fm.expression_names.index("jawOpen")] = 1.0
     moved = fm.vertices(FaceParams(np.zeros(5), w), lm) - fm.vertices(fm.zero_params(), lm)
     assert moved[8, 1] < -10.0 and abs(moved[36, 1]) < 1.0
+
+
+def test_compact_packaged_model():
+    """The packaged ICT head (``--model ict``): sizes, kind, and agreement with the
+    original data within the quantisation step."""
+    from facefit.model.ict import COMPACT_EXPRESSION, COMPACT_IDENTITY, load_compact_ict
+
+    assert COMPACT_IDENTITY.stat().st_size <= 2_000_000
+    assert COMPACT_EXPRESSION.stat().st_size <= 2_000_000
+    m = load_compact_ict()
+    fm = face_model(m)
+    assert fm.kind == "ict" and m.num_vertices == 14062 and fm.num_expression == 53
+    assert "MIT" in m.licence and "jawOpen" in fm.expression_names
+    lm = m.landmark_ids["ibug68"]
+    assert len(lm) == 68 and np.isin(lm, fm.regions["face"]).all()
+    assert m.triangles.max() < m.num_vertices
+    if not (SHARED / "modes.npz").is_file():
+        return
+    full = load_ict_modes(SHARED, num_identity=m.num_shape)
+    head = ICTFaceModel(full).regions["head"]
+    np.testing.assert_allclose(m.mean, full.mean[head], atol=1e-4)
+    np.testing.assert_allclose(m.shape_basis, full.shape_basis[head], atol=0.0051)
+    k = [ICTFaceModel(full).expression_names.index(n) for n in fm.expression_names]
+    np.testing.assert_allclose(m.expression_basis, full.expression_basis[head][:, :, k],
+                               atol=0.0101)
+    np.testing.assert_array_equal(head[lm], full.landmark_ids["ibug68"])

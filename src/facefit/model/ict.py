@@ -173,3 +173,44 @@ def load_ict_modes(folder: str | Path, num_identity: int | None = None) -> Morph
         triangle_material=mesh.triangle_material, materials=mesh.materials, regions=regions,
         landmark_ids={"ibug68": lm} if lm.size == 68 else {}, source=str(root))
     return ict.to_morphable_model()
+
+
+DATA_DIR = Path(__file__).parent / "data"
+COMPACT_IDENTITY = DATA_DIR / "ict_head_identity.npz"
+COMPACT_EXPRESSION = DATA_DIR / "ict_head_expression.npz"
+IDENTITY_STEP_MM = 0.01
+EXPRESSION_STEP_MM = 0.02
+COMPACT_NAME = "ict"
+
+
+def load_compact_ict() -> MorphableModel:
+    """facefit's packaged ICT Face Model (``--model ict``; `scripts/build_ict_compact.py`):
+    the head region (face, back of the head, neck), the leading identity modes and the 53
+    ARKit-named blendshapes, int16-quantised; MIT licence (ICT-FaceKit)."""
+    from scipy.spatial import cKDTree
+
+    from facefit.model.io_ict import LICENCE
+    from facefit.model.load import ModelFileError
+
+    for p in (COMPACT_IDENTITY, COMPACT_EXPRESSION):
+        if not p.is_file():
+            raise ModelFileError(p, "file not found (run scripts/build_ict_compact.py)")
+    with np.load(COMPACT_IDENTITY, allow_pickle=False) as z:
+        neutral = z["neutral"].astype(np.float32)
+        ident = z["identity"].astype(np.float32) * IDENTITY_STEP_MM
+        tri, uv = z["triangles"].astype(np.int32), z["uv"].astype(np.float32)
+        lm, face = z["ibug68"].astype(np.int64), z["face"].astype(np.int64)
+    with np.load(COMPACT_EXPRESSION, allow_pickle=False) as z:
+        names = [str(n) for n in z["names"]]
+        deltas = z["deltas"].astype(np.float32) * EXPRESSION_STEP_MM
+    q = neutral.astype(np.float64) * np.array([-1.0, 1.0, 1.0])
+    mirror = np.asarray(cKDTree(neutral.astype(np.float64)).query(q)[1], np.int64)
+    return MorphableModel(
+        name=COMPACT_NAME, mean=neutral, shape_basis=ident, expression_basis=deltas,
+        triangles=tri, uv=uv, landmark_ids={"ibug68": lm}, mirror_ids=mirror,
+        licence=LICENCE, source=f"{COMPACT_IDENTITY.name} + {COMPACT_EXPRESSION.name} "
+        "(facefit's compact ICT-FaceKit head)",
+        extras={"expression_is_blendshape": np.array(1, np.int8),
+                "expression_weight_bounds": np.array([0.0, 1.0], np.float32),
+                "expression_names": np.array(names, dtype=str),
+                "region_face": face, "region_head": np.arange(len(neutral), dtype=np.int64)})
