@@ -111,11 +111,15 @@ def installed_models() -> list[InstalledModel]:
             out.append(InstalledModel(NAME, "-", f"missing: {exc}"))
     except ImportError:  # pragma: no cover
         pass
+    from facefit.model.ict import COMPACT_IDENTITY
+
+    if COMPACT_IDENTITY.is_file():  # the packaged ICT head (--model ict)
+        out.append(InstalledModel("ict", str(COMPACT_IDENTITY.parent), "packaged (MIT)"))
     for d in model_dirs():
         if not d.is_dir():
             continue
         for f in sorted(d.iterdir()):
             if (f.suffix.lower() in MODEL_SUFFIXES and f.is_file()
-                    and not any(t in f.name for t in ("topology", "arkit_"))):  # data, not models
+                    and not any(t in f.name for t in ("topology", "arkit_", "ict_head_"))):
                 out.append(InstalledModel(f.stem, str(f), f"file ({f.stat().st_size >> 20} MiB)"))
     return out
