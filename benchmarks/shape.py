@@ -83,6 +83,10 @@ def main() -> int:
     ap.add_argument("--max-yaw", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-photometric", action="store_true")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="add the row of the model fitted to the scan in 3D (its best)")
+    ap.add_argument("--landmark-weight", type=float,
+                    help="landmark weight of the refinement (default: the function's)")
     ap.add_argument("--heatmap", type=Path, help="write the ICT error heat map PNG here")
     ap.add_argument("--json", type=Path, help="write all rows as JSON here")
     ap.add_argument("--maps", type=Path, help="save the ICT per-vertex error maps (.npz)")
@@ -117,7 +121,10 @@ def main() -> int:
         rep = evaluate_shape(model, subject, n, data, photos,
                              photometric=not args.no_photometric, iterations=args.iterations,
                              detector=detector, progress=not args.quiet, seed=args.seed,
-                             max_yaw=args.max_yaw, keep=keep)
+                             max_yaw=args.max_yaw, keep=keep, photometric_options=(
+                                 {} if args.landmark_weight is None
+                                 else {"landmark_weight": args.landmark_weight}),
+                             ceiling=args.ceiling)
         print(rep.table(), flush=True)
         reports.append(rep.to_dict())
         if data == "ict":

@@ -293,13 +293,15 @@ def ict_subject(ict: object, rng: np.random.Generator, photos: int = 1, max_yaw:
 
 
 def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: object,
-                photometric: bool, iterations: int = 100, timings: dict | None = None
-                ) -> tuple[np.ndarray | None, np.ndarray | None]:
+                photometric: bool, iterations: int = 100, timings: dict | None = None,
+                options: dict | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(landmark-fit shape, photometric shape) coefficients of one subject's photos, or
     (None, None) when a photo has no detected face. One photo: `fit_landmarks` and
     `refine_photometric`; several: `fit_same_person` and `refine_photometric_multi`.
     ``timings``, if given, receives the seconds of ``"landmarks"`` (detection and landmark
-    fit) and ``"photometric"`` (the refinement)."""
+    fit) and ``"photometric"`` (the refinement). ``options``: more keyword arguments of the
+    refinement (e.g. ``landmark_weight``)."""
+    options = dict(options or {})
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
     faces = []
@@ -318,7 +320,7 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
         from facefit.fit.photometric import refine_photometric
 
         t1 = time.perf_counter()
-        res = refine_photometric(model, fit, images[0], iterations=iterations)
+        res = refine_photometric(model, fit, images[0], iterations=iterations, **options)
         timings["photometric"] = time.perf_counter() - t1
         return fit.shape_coeffs, res.fit.shape_coeffs
     from facefit.fit.multi_image import fit_same_person, view_from_face
@@ -333,7 +335,8 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
     t1 = time.perf_counter()
     # targets: each fit's own projected landmarks (the default); the detected ones pull
     # the identity towards the detector's bias (see refine_photometric_multi)
-    res = refine_photometric_multi(model, multi.fits, list(images), iterations=iterations)
+    res = refine_photometric_multi(model, multi.fits, list(images), iterations=iterations,
+                                   **options)
     timings["photometric"] = time.perf_counter() - t1
     return multi.shape_coeffs, res.shape_coeffs
 
@@ -357,28 +360,75 @@ def score(model: MorphableModel, shape: np.ndarray | None, subject: ShapeSubject
     return r.median, r.mean, vtx, full
 
 
+def fit_to_scan(model: MorphableModel, subject: ShapeSubject, rounds: int = 8,
+                ridge: float = 1.0, points: int = 4000) -> np.ndarray:
+    """(Ks,) float32 identity coefficients of ``model`` fitted to the scan itself in 3D: an
+    estimate of the best any photo-based fit can reach under this metric (an upper bound
+    of it: the optimiser is local). Each round aligns the current mesh NoW-style
+    (`scan_error`), pairs (a fixed random subset of) the scan points with their closest
+    points on the mesh (fixed triangle and barycentrics, so the mesh point is linear in
+    the coefficients) and solves the ridge-regularised linear least squares: it minimises
+    the reported scan-to-mesh distance (non-rigid ICP with a linear model, cf. Amberg et
+    al., CVPR 2007)."""
+    from facefit.eval.scan import SurfaceQuery
+
+    basis = model.shape_basis.astype(np.float64)
+    mean = model.mean.astype(np.float64)
+    tris = np.asarray(model.triangles, np.int64)
+    lm = model.landmark_ids["ibug68"]
+    scan = subject.scan[crop_scan(subject.scan, subject.scan_landmarks[NOSE_TIP_INDEX])]
+    if len(scan) > points:
+        scan = scan[np.sort(np.random.default_rng(0).choice(len(scan), points, replace=False))]
+    c = np.zeros(model.num_shape)
+    for _ in range(rounds):
+        v = mean + basis @ c
+        t = scan_error(v, tris, now_landmarks(v, lm), subject.scan, subject.scan_landmarks,
+                       fit_points=FIT_POINTS).transform
+        q = (scan - t.translation) @ t.rotation / t.scale  # scan in the mesh frame
+        closest, _, tri = SurfaceQuery(v, tris).closest(q)
+        corner = v[tris[tri]]  # (M, 3, 3) barycentrics of the closest points
+        e0, e1, ep = corner[:, 1] - corner[:, 0], corner[:, 2] - corner[:, 0], \
+            closest - corner[:, 0]
+        d00, d01, d11 = (e0 * e0).sum(1), (e0 * e1).sum(1), (e1 * e1).sum(1)
+        d20, d21 = (ep * e0).sum(1), (ep * e1).sum(1)
+        den = np.maximum(d00 * d11 - d01 * d01, 1e-12)
+        b1, b2 = (d11 * d20 - d01 * d21) / den, (d00 * d21 - d01 * d20) / den
+        w = np.stack([1 - b1 - b2, b1, b2], 1)  # (M, 3)
+        a = np.einsum("mk,mkdj->mdj", w, basis[tris[tri]]).reshape(-1, model.num_shape)
+        y = (q - np.einsum("mk,mkd->md", w, mean[tris[tri]])).ravel()
+        c = np.linalg.solve(a.T @ a + ridge * np.eye(len(c)), a.T @ y)
+    return c.astype(np.float32)
+
+
 def evaluate_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject], n: int,
                    data: str, photos: int, photometric: bool = True, iterations: int = 100,
                    detector: object | None = None, progress: bool = True, seed: int = 0,
-                   max_yaw: float = 30.0, keep: dict | None = None) -> ShapeReport:
+                   max_yaw: float = 30.0, keep: dict | None = None,
+                   photometric_options: dict | None = None,
+                   ceiling: bool = False) -> ShapeReport:
     """Run the mean-face, landmark and (optionally) photometric rows on ``n`` subjects
     (``subjects(i)`` makes subject i). ``keep``, if given, receives per-method lists of the
-    per-scan-point distances (for heat maps)."""
+    per-scan-point distances (for heat maps); ``photometric_options`` go to the refinement;
+    ``ceiling`` adds the row ``3D fit to scan`` (`fit_to_scan`: no photos, the model's
+    best)."""
     if detector is None:
         from facefit.detect.mediapipe import MediaPipeDetector
 
         detector = MediaPipeDetector()
-    methods = METHODS if photometric else METHODS[:2]
+    methods = (METHODS if photometric else METHODS[:2]) + (("3D fit to scan",) if ceiling
+                                                           else ())
     rows = {m: ShapeRow(m) for m in methods}
     for i in range(n):
         subject = subjects(i)
         times: dict[str, float] = {}
         lm_shape, ph_shape = fit_neutral(model, subject.images, detector, photometric,
-                                         iterations, times)
+                                         iterations, times, photometric_options)
         dt = sum(times.values())
         shapes = {"mean face": None, "landmarks": lm_shape, "photometric": ph_shape}
+        if ceiling:
+            shapes["3D fit to scan"] = fit_to_scan(model, subject)
         for m in methods:
-            if m != "mean face" and lm_shape is None:
+            if m in ("landmarks", "photometric") and lm_shape is None:
                 rows[m].failures += 1
             med, mean, vtx, dist = score(model, shapes[m], subject)
             rows[m].median_mm.append(med)
