@@ -1,0 +1,313 @@
+"""Face profiling: large-pose training views synthesised from one photo and its 68 points.
+
+The idea of 300W-LP (Zhu et al., "Face Alignment Across Large Poses: A 3D Solution", CVPR
+2016): fit a 3DMM to a near-frontal face, rotate the head out of plane in 3D and re-render the
+photo, so that every new view carries exact pose, shape and expression labels.
+
+Here the scene is two meshes, both textured by the photo itself (each vertex carries the
+source-image position it was seen at, and the rendered per-pixel source position samples the
+photo):
+
+* the fitted face mesh (the default model's dense vertices), rotated rigidly;
+* a coarse grid over and beyond the crop whose depth is the face's depth inside the face and a
+  harmonic (Laplace) fill outside it, out to a far border depth. Each grid node moves by
+  ``w * rotation`` with a harmonic weight ``w`` (1 on the face, 0 at the crop border): hair,
+  ears and near background turn with the head, the far background stays, so the new view is a
+  plausible photo rather than a face pasted on black.
+
+Labels follow the scaled orthographic camera of `facefit.fit.camera`: image point
+``A v + (tx, ty)`` with ``A = s * diag(1, -1, -1) @ R``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from scipy import sparse
+from scipy.sparse.linalg import splu
+
+from facefit.detect.base import FaceLandmarks
+from facefit.fit.camera import rotation_from_euler
+from facefit.fit.face_fit import fit_face
+from facefit.fit.result import FitResult
+from facefit.model.morphable_model import MorphableModel
+from facefit.render.raster import interpolate, rasterize
+
+__all__ = [
+    "IBUG68_MIRROR", "ProfiledView", "crop_view", "fit_crop", "mirror_coefficient_maps",
+    "mirror_view", "photometric_augment", "read_300w_face", "synthesise_view", "view_from_fit",
+]
+
+# iBUG-68 index of each point's left/right counterpart (0-based).
+IBUG68_MIRROR = np.array(
+    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30]
+    + [35, 34, 33, 32, 31] + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65],
+    np.int64)
+
+_G = np.diag([1.0, -1.0, -1.0])  # view frame (y up, z to viewer) <-> image (y down, depth)
+
+
+@dataclass(frozen=True, eq=False)
+class ProfiledView:
+    """One synthesised view and its exact labels.
+
+    Attributes:
+        image: (H, W, 3) uint8 RGB.
+        rotation: (3, 3) model frame to view frame (`facefit.fit.camera` conventions).
+        scale: pixels per mm.
+        translation: (2,) image position of the model origin, pixels.
+        shape: (Ks,) float32 identity coefficients (N(0, 1) prior).
+        expression: (Ke,) float32 expression coefficients.
+        landmarks_68: (68, 2) float32 projections of the 68 landmark vertices (hidden ones too).
+    """
+
+    image: np.ndarray
+    rotation: np.ndarray
+    scale: float
+    translation: np.ndarray
+    shape: np.ndarray
+    expression: np.ndarray
+    landmarks_68: np.ndarray
+
+    @property
+    def linear_map(self) -> np.ndarray:
+        """(2, 3) ``A`` with image xy = ``A v + translation`` for model-frame ``v`` (mm)."""
+        return (self.scale * _G @ self.rotation)[:2]
+
+    @property
+    def pose8(self) -> np.ndarray:
+        """(8,) float32 network pose target: ``A`` row-major, then ``translation``."""
+        return np.r_[self.linear_map.ravel(), self.translation].astype(np.float32)
+
+
+def read_300w_face(jpg: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB uint8 image, (68, 2) float32 0-based points) of a 300-W crop and its ``.pts``."""
+    jpg = Path(jpg)
+    pts_path = jpg.with_suffix(".pts")
+    try:
+        lines = pts_path.read_text().split("{", 1)[1].split("}", 1)[0].split()
+        pts = np.asarray(lines, np.float32).reshape(-1, 2) - 1.0
+    except (OSError, IndexError, ValueError) as e:
+        raise ValueError(f"{pts_path}: not a readable 300-W .pts file ({e})") from e
+    if pts.shape != (68, 2):
+        raise ValueError(f"{pts_path}: expected 68 points, found {len(pts)}")
+    with Image.open(jpg) as im:
+        image = np.asarray(im.convert("RGB"))
+    return image, pts
+
+
+def fit_crop(model: MorphableModel, image: np.ndarray, points68: np.ndarray) -> FitResult:
+    """Fit ``model`` to a crop's 68 iBUG points with facefit's fitter (scaled orthographic)."""
+    pts = np.asarray(points68, np.float32)
+    box = np.r_[pts.min(0), pts.max(0)].astype(np.float32)
+    face = FaceLandmarks(box=box, score=1.0, points_px=pts, depth_px=None, scheme="ibug68")
+    return fit_face(model, face, (image.shape[1], image.shape[0]))
+
+
+def view_from_fit(model: MorphableModel, image: np.ndarray, fit: FitResult) -> ProfiledView:
+    """The input photo with the fit's labels (the 0° view)."""
+    lm = model.landmark_ids["ibug68"]
+    view = ProfiledView(image=image, rotation=np.asarray(fit.rotation, np.float64),
+                        scale=float(fit.scale), translation=np.asarray(fit.translation[:2]),
+                        shape=np.asarray(fit.shape_coeffs, np.float32),
+                        expression=np.asarray(fit.expression_coeffs, np.float32),
+                        landmarks_68=np.zeros((68, 2), np.float32))
+    return replace(view, landmarks_68=project_landmarks(model, view, lm))
+
+
+def project_landmarks(model: MorphableModel, view: ProfiledView,
+                      ids: np.ndarray | None = None) -> np.ndarray:
+    """(N, 2) float32 image points of the view's model vertices ``ids`` (default iBUG 68)."""
+    ids = model.landmark_ids["ibug68"] if ids is None else ids
+    v = model.vertices(view.shape, view.expression, ids=ids).astype(np.float64)
+    return (v @ view.linear_map.T + view.translation).astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def _grid_laplacian(n: int) -> sparse.csr_matrix:
+    """(n*n, n*n) 4-neighbour graph Laplacian of an n x n grid."""
+    idx = np.arange(n * n).reshape(n, n)
+    a = np.r_[idx[:, :-1].ravel(), idx[:-1, :].ravel()]
+    b = np.r_[idx[:, 1:].ravel(), idx[1:, :].ravel()]
+    w = sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(n * n, n * n))
+    w = (w + w.T).tocsr()
+    return (sparse.diags(np.asarray(w.sum(1)).ravel()) - w).tocsr()
+
+
+def _harmonic_fill(n: int, fixed: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Solve Laplace's equation on an n x n grid; ``values`` (n*n, k) are kept where ``fixed``."""
+    lap = _grid_laplacian(n)
+    free = np.flatnonzero(~fixed)
+    fix = np.flatnonzero(fixed)
+    out = values.astype(np.float64).copy()
+    if len(free):
+        lu = splu(lap[free][:, free].tocsc())
+        out[free] = lu.solve(-(lap[free][:, fix] @ out[fix]))
+    return out
+
+
+def _grid_triangles(n: int) -> np.ndarray:
+    idx = np.arange(n * n).reshape(n, n)
+    a, b = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel()
+    c, d = idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    return np.r_[np.c_[a, c, b], np.c_[b, c, d]].astype(np.int32)
+
+
+def synthesise_view(model: MorphableModel, image: np.ndarray, fit: FitResult,
+                    yaw_deg: float, pitch_deg: float = 0.0, roll_deg: float = 0.0,
+                    grid_step: int = 4, margin: int = 64, border_depth: float = 0.35
+                    ) -> ProfiledView:
+    """Render the photo's head rotated by (yaw, pitch, roll) degrees about the face centre.
+
+    Args:
+        model: the model ``fit`` was made with (linear kind).
+        image: (H, W, 3) uint8 photo the fit was made on.
+        fit: its scaled orthographic fit.
+        yaw_deg, pitch_deg, roll_deg: extra rotation in the view frame (conventions of
+            `facefit.fit.camera`); (0, 0, 0) returns the input image.
+        grid_step: spacing of the background grid, pixels.
+        margin: how far the grid reaches beyond the crop, pixels.
+        border_depth: depth of the crop border behind the farthest face vertex, as a fraction
+            of the face's depth span.
+    """
+    if fit.camera.kind != "scaled_orthographic":
+        raise ValueError("synthesise_view needs a scaled orthographic fit")
+    h, w = image.shape[:2]
+    base = view_from_fit(model, image, fit)
+    verts = model.vertices(base.shape, base.expression).astype(np.float64)
+    a3 = fit.scale * _G @ base.rotation
+    face_px = verts @ a3.T
+    face_px[:, :2] += base.translation
+    tri = np.asarray(model.triangles, np.int32)
+
+    # Background grid: face depth under the face, harmonic fill to a far border.
+    n = int(np.ceil((max(h, w) + 2 * margin) / grid_step)) + 1
+    g = np.arange(n, dtype=np.float64) * grid_step - margin
+    gx, gy = np.meshgrid(g, g)
+    src = rasterize(face_px.astype(np.float32), tri, h, w)
+    ix = np.clip(np.rint(gx).astype(int), 0, w - 1)
+    iy = np.clip(np.rint(gy).astype(int), 0, h - 1)
+    inside = (gx >= 0) & (gx <= w - 1) & (gy >= 0) & (gy <= h - 1)
+    on_face = (inside & src.mask[iy, ix]).ravel()
+    zmin, zmax = face_px[:, 2].min(), face_px[:, 2].max()
+    far = zmax + border_depth * (zmax - zmin)
+    edge = np.zeros((n, n), bool)
+    edge[[0, -1], :] = edge[:, [0, -1]] = True
+    fixed = on_face | edge.ravel()
+    vals = np.zeros((n * n, 2))
+    vals[on_face, 0] = src.depth[iy, ix].ravel()[on_face] + 0.5  # just behind the face mesh
+    vals[on_face, 1] = 1.0
+    vals[edge.ravel(), 0] = far
+    filled = _harmonic_fill(n, fixed, vals)
+    grid_px = np.c_[gx.ravel(), gy.ravel(), filled[:, 0]]
+    weight = np.clip(filled[:, 1], 0.0, 1.0)
+
+    # Rotate about the face centre (x, y centroid, median depth).
+    rd = rotation_from_euler(yaw_deg, pitch_deg, roll_deg)
+    m = _G @ rd @ _G
+    c = np.r_[face_px[:, :2].mean(0), np.median(face_px[:, 2])]
+    face_new = (face_px - c) @ m.T + c
+    grid_rot = (grid_px - c) @ m.T + c
+    grid_new = weight[:, None] * grid_rot + (1.0 - weight[:, None]) * grid_px
+
+    # Render both meshes; every vertex carries its source position in the photo.
+    all_px = np.r_[face_new, grid_new].astype(np.float32)
+    all_src = np.r_[face_px[:, :2], grid_px[:, :2]].astype(np.float32)
+    all_tri = np.r_[tri, _grid_triangles(n) + len(face_px)]
+    ras = rasterize(all_px, all_tri, h, w)
+    uv = interpolate(ras, all_src)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    mask = ras.mask
+    map_x = np.where(mask, uv[..., 0], xx).astype(np.float32)
+    map_y = np.where(mask, uv[..., 1], yy).astype(np.float32)
+    out = cv2.remap(np.ascontiguousarray(image), map_x, map_y, cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+
+    origin = np.r_[base.translation, 0.0]
+    t_new = ((origin - c) @ m.T + c)[:2]
+    view = replace(base, image=out, rotation=rd @ base.rotation, translation=t_new)
+    return replace(view, landmarks_68=project_landmarks(model, view))
+
+
+def crop_view(view: ProfiledView, size: int = 120, enlarge: float = 1.5,
+              shift: tuple[float, float] = (0.0, 0.0), zoom: float = 1.0) -> ProfiledView:
+    """Square crop of ``size`` px around the 68 label points (side ``enlarge`` times their box),
+    labels mapped exactly (a scale and shift keeps the camera scaled orthographic).
+
+    ``shift`` (fractions of the side) and ``zoom`` jitter the box for augmentation."""
+    lm = view.landmarks_68
+    side = float((lm.max(0) - lm.min(0)).max()) * enlarge / zoom
+    centre = (lm.min(0) + lm.max(0)) / 2 + np.asarray(shift, np.float64) * side
+    k = size / side
+    off = (size - 1) / 2 - k * centre  # integer pixel centres: x' = k (x - centre) + (n-1)/2
+    mat = np.array([[k, 0, off[0]], [0, k, off[1]]], np.float64)
+    img = cv2.warpAffine(np.ascontiguousarray(view.image), mat, (size, size),
+                         flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return replace(view, image=img, scale=view.scale * k,
+                   translation=k * np.asarray(view.translation) + off,
+                   landmarks_68=(k * lm + off).astype(np.float32))
+
+
+@lru_cache(maxsize=2)
+def _mirror_maps(model: MorphableModel) -> tuple[np.ndarray, np.ndarray]:
+    basis = np.concatenate([model.shape_basis, model.expression_basis], axis=2)
+    flip = np.array([-1.0, 1.0, 1.0], np.float32)
+    mb = basis[model.mirror_ids] * flip[None, :, None]
+    mm = model.mean[model.mirror_ids] * flip
+    b = basis.reshape(-1, basis.shape[2]).astype(np.float64)
+    sol, *_ = np.linalg.lstsq(b, np.c_[mb.reshape(len(b), -1), (mm - model.mean).reshape(-1)],
+                              rcond=None)
+    return sol[:, :-1], sol[:, -1]
+
+
+def mirror_coefficient_maps(model: MorphableModel) -> tuple[np.ndarray, np.ndarray]:
+    """(P (K, K), b (K,)) with mirrored coefficients ``P c + b`` for ``c`` = shape then
+    expression: the least-squares coefficients of the face reflected through the model's
+    mirror map (``model.mirror_ids``, x -> -x)."""
+    return _mirror_maps(model)
+
+
+def mirror_view(model: MorphableModel, view: ProfiledView) -> ProfiledView:
+    """The view flipped left-right: image flipped, pose reflected (``F R F``), coefficients
+    mapped through `mirror_coefficient_maps`, landmarks re-projected from those labels."""
+    p, b = _mirror_maps(model)
+    ks = model.num_shape
+    c = p @ np.r_[view.shape, view.expression] + b
+    f = np.diag([-1.0, 1.0, 1.0])
+    w = view.image.shape[1]
+    t = np.asarray(view.translation, np.float64)
+    out = replace(view, image=np.ascontiguousarray(view.image[:, ::-1]),
+                  rotation=f @ view.rotation @ f, translation=np.r_[w - 1 - t[0], t[1]],
+                  shape=c[:ks].astype(np.float32), expression=c[ks:].astype(np.float32))
+    return replace(out, landmarks_68=project_landmarks(model, out))
+
+
+def photometric_augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random colour/gamma/contrast, blur, noise, JPEG and one occluder on a uint8 RGB image."""
+    img = image.astype(np.float32) / 255.0
+    img = img * rng.uniform(0.7, 1.3, 3).astype(np.float32)  # per-channel gain
+    img = (img - img.mean()) * rng.uniform(0.7, 1.3) + img.mean() + rng.uniform(-0.1, 0.1)
+    img = np.clip(img, 0, 1) ** rng.uniform(0.7, 1.4)
+    if rng.random() < 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
+    if rng.random() < 0.3:
+        img = img + rng.normal(0, rng.uniform(0.01, 0.05), img.shape).astype(np.float32)
+    out = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if rng.random() < 0.3:
+        h, w = out.shape[:2]
+        ow, oh = (rng.uniform(0.15, 0.4, 2) * (w, h)).astype(int)
+        x0, y0 = rng.integers(0, w - ow), rng.integers(0, h - oh)
+        out[y0:y0 + oh, x0:x0 + ow] = rng.integers(0, 256, 3, dtype=np.uint8)
+    if rng.random() < 0.3:
+        buf = io.BytesIO()
+        Image.fromarray(out).save(buf, "JPEG", quality=int(rng.integers(20, 80)))
+        out = np.asarray(Image.open(buf).convert("RGB"))
+    return out
