@@ -31,6 +31,7 @@ from facefit.fit.core.camera import CameraPose, camera_pose
 from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.rotation import umeyama
 from facefit.fit.core.solver import solve_linear_map
+from facefit.fit.correspondence import ibug68_points
 from facefit.fit.landmark_fit import fit_points, silhouette_contour
 from facefit.fit.result import FitResult, assemble_result, image_vertices
 from facefit.model.bilinear import bilinear_from_model, expression_directions
@@ -163,8 +164,6 @@ def fit_bilinear_landmarks_2d(
 ) -> FitResult:
     """Fit the bilinear model behind ``model`` to one detected face (iBUG-68 or MediaPipe-468
     mapped to iBUG-68); the `fit_landmarks` counterpart for FaceScape models."""
-    from facefit.fit.correspondence import mediapipe_to_ibug68
-
     bm = bilinear_from_model(model)
     if bm is None:
         raise ValueError(f"model {model.name}: no bilinear core in extras (not a FaceScape "
@@ -172,13 +171,7 @@ def fit_bilinear_landmarks_2d(
     if "ibug68" not in model.landmark_ids:
         raise ValueError(f"model {model.name}: no ibug68 landmark ids: landmark fitting is "
                          "unavailable")
-    points = np.asarray(face.points_px, np.float64)
-    if face.scheme == "mediapipe468":
-        points = mediapipe_to_ibug68(points)
-    elif len(points) != 68:
-        raise ValueError(f"bilinear fitting needs iBUG-68 or MediaPipe-468 landmarks, got "
-                         f"{face.scheme!r} ({len(points)} points)")
-    size = float(np.sqrt(np.prod(points.max(0) - points.min(0))))
+    points, size = ibug68_points(face, "bilinear")
     fit = fit_bilinear_points(bm, points, model.landmark_ids["ibug68"],
                               landmark_sigma_px=landmark_sigma * size, alternations=alternations,
                               camera=camera)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facefit.detect.base import FaceLandmarks
 from facefit.model.morphable_model import MorphableModel
 
 DATA = Path(__file__).parent / "data" / "mediapipe468_bfm3ddfa.npz"
@@ -86,3 +87,16 @@ def correspondence_for(model: MorphableModel, scheme: str) -> LandmarkCorrespond
             data["vertex_ids"].astype(np.int64), data["weights"].astype(np.float32),
             data["contour_mp_index"].astype(np.int64), float(data["contour_weight"]))
     raise ValueError(f"no landmark correspondence for scheme {scheme!r} on model {model.name}")
+
+
+def ibug68_points(face: FaceLandmarks, fitter: str) -> tuple[np.ndarray, float]:
+    """(68, 2) float64 iBUG-68 points of a detection (MediaPipe-468 mapped to iBUG-68) and the
+    face size in pixels (square root of the landmark box area); ``fitter`` names the caller
+    in the one-line error for other layouts."""
+    points = np.asarray(face.points_px, np.float64)
+    if face.scheme == "mediapipe468":
+        points = mediapipe_to_ibug68(points)
+    elif len(points) != 68:
+        raise ValueError(f"{fitter} fitting needs iBUG-68 or MediaPipe-468 landmarks, got "
+                         f"{face.scheme!r} ({len(points)} points)")
+    return points, float(np.sqrt(np.prod(points.max(0) - points.min(0))))

@@ -45,6 +45,7 @@ from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.residuals import landmark_rows
 from facefit.fit.core.rotation import rodrigues
 from facefit.fit.core.solver import NormalEquations, levenberg_marquardt
+from facefit.fit.correspondence import ibug68_points
 from facefit.fit.result import FitResult, assemble_result, image_vertices
 from facefit.model.flame import JAW, NECK, FlameSkinner
 from facefit.model.io_flame import FlameModel, linear_blend_skinning
@@ -335,15 +336,7 @@ def fit_flame_landmarks(
     ``landmark_sigma`` is the landmark noise as a fraction of the face size; ``camera`` the
     camera model (scaled orthographic when None).
     """
-    from facefit.fit.correspondence import mediapipe_to_ibug68
-
-    points = np.asarray(face.points_px, np.float64)
-    if face.scheme == "mediapipe468":
-        points = mediapipe_to_ibug68(points)
-    elif len(points) != 68:
-        raise ValueError(f"FLAME fitting needs iBUG-68 or MediaPipe-468 landmarks, got "
-                         f"{face.scheme!r} ({len(points)} points)")
-    size = float(np.sqrt(np.prod(points.max(0) - points.min(0))))
+    points, size = ibug68_points(face, "FLAME")
     fit = fit_flame_points(flame, points, landmark_sigma_px=landmark_sigma * size,
                            iterations=iterations, camera=camera)
     return flame_result(flame, fit)
