@@ -8,9 +8,11 @@ Here the scene is two meshes, both textured by the photo itself (each vertex car
 source-image position it was seen at, and the rendered per-pixel source position samples the
 photo):
 
-* the fitted face mesh (the default model's dense vertices), rotated rigidly;
-* a coarse grid over and beyond the crop whose depth is the face's depth inside the face and a
-  harmonic (Laplace) fill outside it, out to a far border depth. Each grid node moves by
+* the fitted face mesh (the default model's dense vertices), rotated rigidly and drawn in front
+  of everything around it;
+* a coarse grid over and beyond the crop whose depth is the face's depth under the face and,
+  outside it, a harmonic (Laplace) fill of the face's depth plus a slope times the distance to
+  the face (the surroundings recede like the side of a head). Each grid node moves by
   ``w * rotation`` with a harmonic weight ``w`` (1 on the face, 0 at the crop border): hair,
   ears and near background turn with the head, the far background stays, so the new view is a
   plausible photo rather than a face pasted on black.
@@ -162,7 +164,7 @@ def _grid_triangles(n: int) -> np.ndarray:
 
 def synthesise_view(model: MorphableModel, image: np.ndarray, fit: FitResult,
                     yaw_deg: float, pitch_deg: float = 0.0, roll_deg: float = 0.0,
-                    grid_step: int = 4, margin: int = 64, border_depth: float = 0.35
+                    grid_step: int = 4, margin: int = 64, slope: float = 1.5
                     ) -> ProfiledView:
     """Render the photo's head rotated by (yaw, pitch, roll) degrees about the face centre.
 
@@ -174,8 +176,8 @@ def synthesise_view(model: MorphableModel, image: np.ndarray, fit: FitResult,
             `facefit.fit.camera`); (0, 0, 0) returns the input image.
         grid_step: spacing of the background grid, pixels.
         margin: how far the grid reaches beyond the crop, pixels.
-        border_depth: depth of the crop border behind the farthest face vertex, as a fraction
-            of the face's depth span.
+        slope: how fast the region around the face recedes, depth pixels per image pixel of
+            distance to the face.
     """
     if fit.camera.kind != "scaled_orthographic":
         raise ValueError("synthesise_view needs a scaled orthographic fit")
@@ -187,7 +189,9 @@ def synthesise_view(model: MorphableModel, image: np.ndarray, fit: FitResult,
     face_px[:, :2] += base.translation
     tri = np.asarray(model.triangles, np.int32)
 
-    # Background grid: face depth under the face, harmonic fill to a far border.
+    # Background grid: face depth under the face; outside it the harmonic fill of the face's
+    # depth plus ``slope`` times the distance to the face, so the region around the face (ears,
+    # hair, neck) curves back like a head and stays behind the face when turned to profile.
     n = int(np.ceil((max(h, w) + 2 * margin) / grid_step)) + 1
     g = np.arange(n, dtype=np.float64) * grid_step - margin
     gx, gy = np.meshgrid(g, g)
@@ -195,18 +199,21 @@ def synthesise_view(model: MorphableModel, image: np.ndarray, fit: FitResult,
     ix = np.clip(np.rint(gx).astype(int), 0, w - 1)
     iy = np.clip(np.rint(gy).astype(int), 0, h - 1)
     inside = (gx >= 0) & (gx <= w - 1) & (gy >= 0) & (gy <= h - 1)
-    on_face = (inside & src.mask[iy, ix]).ravel()
-    zmin, zmax = face_px[:, 2].min(), face_px[:, 2].max()
-    far = zmax + border_depth * (zmax - zmin)
+    on_face_2d = inside & src.mask[iy, ix]
+    on_face = on_face_2d.ravel()
+    zmax = float(face_px[:, 2].max())
     edge = np.zeros((n, n), bool)
     edge[[0, -1], :] = edge[:, [0, -1]] = True
     fixed = on_face | edge.ravel()
     vals = np.zeros((n * n, 2))
-    vals[on_face, 0] = src.depth[iy, ix].ravel()[on_face] + 0.5  # just behind the face mesh
+    vals[on_face, 0] = src.depth[iy, ix].ravel()[on_face] + 0.5  # just behind the face
     vals[on_face, 1] = 1.0
-    vals[edge.ravel(), 0] = far
+    vals[edge.ravel(), 0] = zmax
     filled = _harmonic_fill(n, fixed, vals)
-    grid_px = np.c_[gx.ravel(), gy.ravel(), filled[:, 0]]
+    dist = cv2.distanceTransform((~on_face_2d).astype(np.uint8), cv2.DIST_L2, 5)
+    band = 0.1 * max(h, w)  # the recession stops this far from the face
+    depth = filled[:, 0] + slope * np.minimum(grid_step * dist.ravel().astype(np.float64), band)
+    grid_px = np.c_[gx.ravel(), gy.ravel(), depth]
     weight = np.clip(filled[:, 1], 0.0, 1.0)
 
     # Rotate about the face centre (x, y centroid, median depth).
@@ -217,14 +224,15 @@ def synthesise_view(model: MorphableModel, image: np.ndarray, fit: FitResult,
     grid_rot = (grid_px - c) @ m.T + c
     grid_new = weight[:, None] * grid_rot + (1.0 - weight[:, None]) * grid_px
 
-    # Render both meshes; every vertex carries its source position in the photo.
-    all_px = np.r_[face_new, grid_new].astype(np.float32)
-    all_src = np.r_[face_px[:, :2], grid_px[:, :2]].astype(np.float32)
-    all_tri = np.r_[tri, _grid_triangles(n) + len(face_px)]
-    ras = rasterize(all_px, all_tri, h, w)
-    uv = interpolate(ras, all_src)
+    # Render both meshes, the face in front of everything around it (the coarse grid cannot
+    # follow the head's curvature, and turned to profile its nodes beside the face would
+    # otherwise poke through the cheek). Every vertex carries its source position in the photo.
+    face_r = rasterize(face_new.astype(np.float32), tri, h, w)
+    grid_r = rasterize(grid_new.astype(np.float32), _grid_triangles(n), h, w)
+    uv = np.where(face_r.mask[..., None], interpolate(face_r, face_px[:, :2].astype(np.float32)),
+                  interpolate(grid_r, grid_px[:, :2].astype(np.float32)))
+    mask = face_r.mask | grid_r.mask
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    mask = ras.mask
     map_x = np.where(mask, uv[..., 0], xx).astype(np.float32)
     map_y = np.where(mask, uv[..., 1], yy).astype(np.float32)
     out = cv2.remap(np.ascontiguousarray(image), map_x, map_y, cv2.INTER_LINEAR,
