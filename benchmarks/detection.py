@@ -1,0 +1,122 @@
+"""Face detection on AFLW2000-3D and on background images: misses, wrong faces, invented faces.
+
+    python benchmarks/detection.py ../shared/data/aflw2000-3d-dev [--no-profile] [--limit N]
+
+Runs `facefit.detect.mediapipe.MediaPipeDetector` (the whole detection stage of the pipeline:
+BlazeFace, then the MTCNN profile fallback unless ``--no-profile``, then the crop search) on
+every image and counts, per |yaw| bucket (0-30, 30-60, 60+ degrees, ``Pose_Para``):
+
+* missed: no face returned;
+* wrong: the best face's landmark box overlaps the annotated 68 points' box with IoU < 0.1
+  (a face found somewhere else: there is one annotated face per image);
+
+then runs the detector on background images (``--backgrounds N``): random crops of the same
+photos that stay clear of the annotated face (its 68-point box grown 1.5x), resized to
+256 px, plus uniform, noise and smooth-texture images; every face returned there is invented.
+Prints ms per image. AFLW2000-3D is for validation only: nothing here trains on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import scipy.io as sio
+
+from facefit.detect.mediapipe import MediaPipeDetector, _iou
+
+BUCKETS = ((0, 30), (30, 60), (60, 1e9))
+
+
+def _load(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """RGB image, (68, 2) annotated points, |yaw| degrees."""
+    bgr = cv2.imread(str(path))
+    if bgr is None:
+        raise SystemExit(f"{path}: cannot read image")
+    mat = sio.loadmat(str(path.with_suffix(".mat")))
+    yaw = abs(float(np.degrees(mat["Pose_Para"].ravel()[1])))
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mat["pt3d_68"][:2].T.astype(np.float32), yaw
+
+
+def backgrounds(images: list[tuple[np.ndarray, np.ndarray]], n: int,
+                seed: int = 0) -> list[np.ndarray]:
+    """``n`` face-free 256 px images: crops of ``images`` (image, 68 points) away from the face,
+    and synthetic uniform / noise / smooth-texture images (one in four)."""
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    tries = 0
+    while len(out) < n and tries < 50 * n:
+        tries += 1
+        if len(out) % 4 == 3:
+            kind = len(out) // 4 % 3
+            if kind == 0:
+                im = np.full((256, 256, 3), rng.integers(0, 256, 3), np.uint8)
+            elif kind == 1:
+                im = rng.integers(0, 256, (256, 256, 3)).astype(np.uint8)
+            else:
+                small = rng.integers(0, 256, (8, 8, 3)).astype(np.uint8)
+                im = cv2.resize(small, (256, 256), interpolation=cv2.INTER_CUBIC)
+            out.append(im)
+            continue
+        image, pts = images[rng.integers(len(images))]
+        h, w = image.shape[:2]
+        c, half = (pts.min(0) + pts.max(0)) / 2, (pts.max(0) - pts.min(0)) * 0.75
+        face = np.concatenate([c - half, c + half])
+        side = int(rng.integers(96, min(h, w) // 2 + 1))
+        x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        if _iou(np.array([x0, y0, x0 + side, y0 + side], float), face[None])[0] > 0:
+            continue
+        out.append(cv2.resize(image[y0:y0 + side, x0:x0 + side], (256, 256)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the detection table as JSON lines."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", type=Path)
+    ap.add_argument("--no-profile", action="store_true", help="BlazeFace + crop search only")
+    ap.add_argument("--profile-score", type=float, default=0.7)
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--backgrounds", type=int, default=200)
+    args = ap.parse_args(argv)
+    files = sorted(args.data.glob("*.jpg"))[: args.limit or None]
+    if not files:
+        raise SystemExit(f"{args.data}: no .jpg images")
+    det = MediaPipeDetector(profile=not args.no_profile, profile_score=args.profile_score)
+    stats = {b: {"n": 0, "missed": 0, "wrong": 0} for b in BUCKETS}
+    missed_names, seconds, kept = [], 0.0, []
+    for f in files:
+        image, pts, yaw = _load(f)
+        kept.append((image, pts))
+        t0 = time.perf_counter()
+        faces = det.detect(image)
+        seconds += time.perf_counter() - t0
+        s = stats[next(b for b in BUCKETS if b[0] <= yaw < b[1])]
+        s["n"] += 1
+        if not faces:
+            s["missed"] += 1
+            missed_names.append(f.stem)
+            continue
+        gt = np.concatenate([pts.min(0), pts.max(0)])
+        if _iou(faces[0].box.astype(float), gt[None].astype(float))[0] < 0.1:
+            s["wrong"] += 1
+    n = len(files)
+    for (lo, hi), s in stats.items():
+        print(json.dumps({"bucket": f"{lo}-{hi if hi < 1e9 else 90}", **s}))
+    total = {k: sum(s[k] for s in stats.values()) for k in ("n", "missed", "wrong")}
+    print(json.dumps({"bucket": "all", **total, "missed_pct": round(100 * total["missed"] / n, 2),
+                      "ms_per_image": round(1000 * seconds / n, 1), "missed_images": missed_names}))
+    bg = backgrounds(kept, args.backgrounds)
+    t0 = time.perf_counter()
+    invented = sum(len(det.detect(im)) > 0 for im in bg)
+    print(json.dumps({"backgrounds": len(bg), "images_with_invented_faces": invented,
+                      "ms_per_image": round(1000 * (time.perf_counter() - t0) / len(bg), 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,268 @@
+"""MTCNN face detection (Zhang et al., "Joint Face Detection and Alignment Using Multitask
+Cascaded Convolutional Networks", IEEE SPL 2016), run with torch on the CPU.
+
+MTCNN was trained on WIDER FACE, which holds many turned heads, so it finds profile faces that
+BlazeFace misses; facefit uses it as the fallback detector of `facefit.detect.mediapipe`.
+
+The weights are the three state dicts (``pnet.pt``, ``rnet.pt``, ``onet.pt``) that ship inside
+the ``facenet-pytorch==2.6.0`` wheel (MIT), extracted into facefit's data folder by
+``python -m facefit.install_data`` (`facefit.assets`). facenet-pytorch itself is never
+imported (its code needs torchvision); the three small networks and the cascade are written
+here from the paper: P-Net proposes 12 px windows over an image pyramid, R-Net (24 px) and
+O-Net (48 px) re-score and regress them, with non-maximum suppression between stages. The
+weights came from the original Caffe models, whose fully connected layers read feature maps in
+(W, H) order; the flatten below follows that order.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facefit import assets
+
+WEIGHT_FILES = ("pnet.pt", "rnet.pt", "onet.pt")
+_MEAN, _SCALE = 127.5, 0.0078125
+
+
+class MTCNNUnavailable(RuntimeError):
+    """The MTCNN weight files or torch are missing."""
+
+
+@dataclass(frozen=True)
+class Face:
+    """One MTCNN detection, in pixels of the input image.
+
+    Attributes:
+        box: (4,) float32 [x0, y0, x1, y1].
+        score: O-Net face probability in [0, 1].
+        keypoints: (5, 2) float32: image-left eye, image-right eye, nose, image-left and
+            image-right mouth corner (for a frontal face: the subject's right eye first).
+    """
+
+    box: np.ndarray
+    score: float
+    keypoints: np.ndarray
+
+
+def _nets():
+    """The three networks as torch modules (torch imported lazily)."""
+    try:
+        import torch
+        from torch import nn
+    except ImportError as exc:  # pragma: no cover - installed by the Makefile
+        raise MTCNNUnavailable("torch missing: pip install torch==2.13.0") from exc
+
+    def flat_wh(x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)  # Caffe's (W, H) order
+
+    class PNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.prelu1 = nn.Conv2d(3, 10, 3), nn.PReLU(10)
+            self.conv2, self.prelu2 = nn.Conv2d(10, 16, 3), nn.PReLU(16)
+            self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
+            self.conv4_1, self.conv4_2 = nn.Conv2d(32, 2, 1), nn.Conv2d(32, 4, 1)
+
+        def forward(self, x):
+            x = nn.functional.max_pool2d(self.prelu1(self.conv1(x)), 2, 2, ceil_mode=True)
+            x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
+            return torch.softmax(self.conv4_1(x), 1)[:, 1], self.conv4_2(x)
+
+    class RNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
+            self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
+            self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
+            self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
+            self.dense5_1, self.dense5_2 = nn.Linear(128, 2), nn.Linear(128, 4)
+
+        def forward(self, x):
+            pool = nn.functional.max_pool2d
+            x = pool(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
+            x = pool(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
+            x = self.prelu4(self.dense4(flat_wh(self.prelu3(self.conv3(x)))))
+            return torch.softmax(self.dense5_1(x), 1)[:, 1], self.dense5_2(x)
+
+    class ONet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
+            self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
+            self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
+            self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
+            self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
+            self.dense6_1, self.dense6_2 = nn.Linear(256, 2), nn.Linear(256, 4)
+            self.dense6_3 = nn.Linear(256, 10)
+
+        def forward(self, x):
+            pool = nn.functional.max_pool2d
+            x = pool(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
+            x = pool(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
+            x = pool(self.prelu3(self.conv3(x)), 2, 2, ceil_mode=True)
+            x = self.prelu5(self.dense5(flat_wh(self.prelu4(self.conv4(x)))))
+            return (torch.softmax(self.dense6_1(x), 1)[:, 1], self.dense6_2(x),
+                    self.dense6_3(x))
+
+    return torch, (PNet(), RNet(), ONet())
+
+
+def weight_dir() -> Path:
+    """facefit's data folder holding the three weight files (`facefit.assets`)."""
+    found = assets.find("mtcnn", list(WEIGHT_FILES))
+    if found is None:
+        raise MTCNNUnavailable(f"MTCNN weight files not found: {assets.INSTALL_HINT}")
+    return found
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, by_min: bool = False) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, best first. Overlap is intersection
+    over union, or over the smaller box with ``by_min`` (MTCNN's last stage)."""
+    order = np.argsort(-scores)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        w = np.clip(np.minimum(boxes[i, 2], boxes[rest, 2])
+                    - np.maximum(boxes[i, 0], boxes[rest, 0]), 0, None)
+        h = np.clip(np.minimum(boxes[i, 3], boxes[rest, 3])
+                    - np.maximum(boxes[i, 1], boxes[rest, 1]), 0, None)
+        inter = w * h
+        denom = np.minimum(area[i], area[rest]) if by_min else area[i] + area[rest] - inter
+        order = rest[inter / np.maximum(denom, 1e-9) <= thresh]
+    return np.asarray(keep, int)
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    """Boxes made square about their centres (side = the longer side)."""
+    c = (boxes[:, :2] + boxes[:, 2:4]) / 2
+    half = np.max(boxes[:, 2:4] - boxes[:, :2], axis=1, keepdims=True) / 2
+    return np.hstack([c - half, c + half])
+
+
+def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """Apply MTCNN's box offsets (fractions of the box side) to ``boxes``."""
+    wh = boxes[:, 2:4] - boxes[:, :2]
+    return boxes + reg * np.hstack([wh, wh])
+
+
+class MTCNNDetector:
+    """The MTCNN cascade (see the module docstring).
+
+    Args:
+        min_face: smallest face side searched, pixels.
+        mirror_check: replace each face's score by the mean of O-Net's score at detection and
+            the two of `verify` (refined box, mirrored): fewer confident false faces.
+        min_face_frac: and at least this fraction of the image's shorter side (the pyramid's
+            finest levels cost most; 0 searches down to ``min_face``).
+        thresholds: P-Net, R-Net and O-Net face-probability thresholds.
+        factor: image-pyramid scale step.
+    """
+
+    def __init__(self, min_face: float = 20.0, thresholds: tuple[float, float, float] =
+                 (0.6, 0.7, 0.7), factor: float = 0.709, min_face_frac: float = 0.0,
+                 mirror_check: bool = False,                 folder: Path | None = None) -> None:
+        self._torch, nets = _nets()
+        folder = Path(folder) if folder is not None else weight_dir()
+        for net, name in zip(nets, WEIGHT_FILES, strict=True):
+            path = folder / name
+            if not path.is_file():
+                raise MTCNNUnavailable(f"{path}: MTCNN weight file missing")
+            net.load_state_dict(self._torch.load(path, weights_only=True, map_location="cpu"))
+            net.eval()
+        self.pnet, self.rnet, self.onet = nets
+        self.min_face = float(min_face)
+        self.min_face_frac = float(min_face_frac)
+        self.mirror_check = mirror_check
+        self.thresholds = thresholds
+        self.factor = factor
+        self._lock = threading.Lock()
+
+    def _tensor(self, images: np.ndarray):
+        """(N, H, W, 3) uint8 → normalised (N, 3, H, W) float32 tensor."""
+        x = (images.astype(np.float32) - _MEAN) * _SCALE
+        return self._torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+    def _crops(self, image: np.ndarray, boxes: np.ndarray, n: int) -> np.ndarray:
+        """(N, n, n, 3) crops of ``boxes`` (zero outside the image)."""
+        out = np.empty((len(boxes), n, n, 3), np.uint8)
+        for i, (x0, y0, x1, y1) in enumerate(boxes):
+            k = n / max(x1 - x0, 1e-6), n / max(y1 - y0, 1e-6)
+            m = np.array([[k[0], 0, -x0 * k[0]], [0, k[1], -y0 * k[1]]], np.float64)
+            out[i] = cv2.warpAffine(image, m, (n, n), flags=cv2.INTER_AREA if k[0] < 1
+                                    else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return out
+
+    def _stage1(self, image: np.ndarray) -> np.ndarray:
+        """P-Net over the pyramid: (N, 5) boxes x0 y0 x1 y1 score."""
+        h, w = image.shape[:2]
+        scale = 12.0 / max(self.min_face, self.min_face_frac * min(h, w))
+        side = min(h, w) * scale
+        found = []
+        while side >= 12:
+            sw, sh = int(np.ceil(w * scale)), int(np.ceil(h * scale))
+            im = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+            prob, reg = self.pnet(self._tensor(im[None]))
+            prob, reg = prob[0].numpy(), reg[0].numpy()
+            ys, xs = np.nonzero(prob >= self.thresholds[0])
+            if len(ys):
+                b = np.stack([xs * 2, ys * 2, xs * 2 + 12, ys * 2 + 12], 1) / scale
+                b = _regress(b.astype(np.float64), reg[:, ys, xs].T)
+                s = prob[ys, xs]
+                k = nms(b, s, 0.5)
+                found.append(np.hstack([b[k], s[k, None]]))
+            scale *= self.factor
+            side *= self.factor
+        if not found:
+            return np.zeros((0, 5))
+        boxes = np.vstack(found)
+        return boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
+
+    def verify(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N,) face probability of each box (N, 4): O-Net's score on the squared box averaged
+        with its score on the mirrored crop (a face stays a face in a mirror; O-Net's
+        responses to background are less consistent)."""
+        crops = self._crops(np.ascontiguousarray(image_rgb), _square(np.asarray(boxes, float)),
+                            48)
+        with self._lock, self._torch.inference_mode():
+            prob = self.onet(self._tensor(np.concatenate([crops, crops[:, :, ::-1]])))[0]
+        return prob.numpy().reshape(2, -1).mean(0)
+
+    def detect(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[Face]:
+        """Faces in an (H, W, 3) uint8 RGB image, best first."""
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} "
+                             f"{image_rgb.dtype}")
+        image = np.ascontiguousarray(image_rgb)
+        with self._lock, self._torch.inference_mode():
+            boxes = self._stage1(image)
+            if not len(boxes):
+                return []
+            boxes = _square(boxes[:, :4])
+            prob, reg = self.rnet(self._tensor(self._crops(image, boxes, 24)))
+            prob, reg = prob.numpy(), reg.numpy()
+            ok = prob >= self.thresholds[1]
+            if not ok.any():
+                return []
+            boxes, prob, reg = boxes[ok], prob[ok], reg[ok]
+            k = nms(boxes, prob, 0.7)
+            boxes = _square(_regress(boxes[k], reg[k]))
+            prob, reg, pts = self.onet(self._tensor(self._crops(image, boxes, 48)))
+            prob, reg, pts = prob.numpy(), reg.numpy(), pts.numpy()
+        ok = prob >= self.thresholds[2]
+        boxes, prob, reg, pts = boxes[ok], prob[ok], reg[ok], pts[ok]
+        wh = boxes[:, 2:4] - boxes[:, :2]
+        kps = np.stack([boxes[:, None, 0] + pts[:, :5] * wh[:, None, 0],
+                        boxes[:, None, 1] + pts[:, 5:] * wh[:, None, 1]], -1)
+        boxes = _regress(boxes, reg)
+        k = nms(boxes, prob, 0.7, by_min=True)[:max_faces]
+        if self.mirror_check and len(k):  # mean of three O-Net looks (see `verify`)
+            prob[k] = (prob[k] + 2 * self.verify(image, boxes[k])) / 3
+        return [Face(boxes[i].astype(np.float32), float(prob[i]), kps[i].astype(np.float32))
+                for i in k]
