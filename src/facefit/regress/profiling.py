@@ -266,13 +266,15 @@ def crop_view(view: ProfiledView, size: int = 120, enlarge: float = 1.5,
 
 @lru_cache(maxsize=2)
 def _mirror_maps(model: MorphableModel) -> tuple[np.ndarray, np.ndarray]:
-    basis = np.concatenate([model.shape_basis, model.expression_basis], axis=2)
+    ids = np.arange(0, model.num_vertices, 4)  # a quarter of the vertices pins it down
+    full = np.concatenate([model.shape_basis, model.expression_basis], axis=2)
     flip = np.array([-1.0, 1.0, 1.0], np.float32)
-    mb = basis[model.mirror_ids] * flip[None, :, None]
-    mm = model.mean[model.mirror_ids] * flip
-    b = basis.reshape(-1, basis.shape[2]).astype(np.float64)
-    sol, *_ = np.linalg.lstsq(b, np.c_[mb.reshape(len(b), -1), (mm - model.mean).reshape(-1)],
-                              rcond=None)
+    mirror = model.mirror_ids[ids]
+    mb = full[mirror] * flip[None, :, None]
+    mm = model.mean[mirror] * flip
+    b = full[ids].reshape(-1, full.shape[2]).astype(np.float64)
+    rhs = np.c_[mb.reshape(len(b), -1), (mm - model.mean[ids]).reshape(-1)].astype(np.float64)
+    sol = np.linalg.solve(b.T @ b, b.T @ rhs)  # normal equations: the basis is well conditioned
     return sol[:, :-1], sol[:, -1]
 
 

@@ -1,0 +1,85 @@
+"""Regression network: output shapes, projector against the profiling labels, losses, one
+optimiser step, checkpoint round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from facefit.fit.camera import rotation_from_euler
+from facefit.model.bfm_3ddfa import load_default_model
+from facefit.regress.network import N_POSE, ParamNorm, Projector, build_network
+from facefit.regress.profiling import ProfiledView, project_landmarks
+from facefit.regress.train import Losses, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_default_model()
+
+
+def _views(model, n, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        v = ProfiledView(np.zeros((1, 1, 3), np.uint8),
+                         rotation_from_euler(*rng.uniform(-60, 60, 3)), rng.uniform(0.3, 0.5),
+                         rng.uniform(50, 70, 2),
+                         rng.normal(size=model.num_shape).astype(np.float32),
+                         rng.normal(size=model.num_expression).astype(np.float32),
+                         np.zeros((68, 2), np.float32))
+        out.append((v, project_landmarks(model, v)))
+    return out
+
+
+def test_output_shape_and_size(model):
+    net = build_network(model)
+    y = net(torch.rand(2, 3, 120, 120))
+    assert y.shape == (2, N_POSE + 40 + 10)
+    assert sum(p.numel() for p in net.parameters()) * 2 < 2_000_000  # fp16 under 2 MB
+
+
+def test_projector_matches_labels(model):
+    views = _views(model, 3)
+    params = torch.tensor(np.stack([np.r_[v.pose8, v.shape, v.expression] for v, _ in views]))
+    got = Projector(model, model.landmark_ids["ibug68"])(params).numpy()
+    np.testing.assert_allclose(got, np.stack([lm for _, lm in views]), atol=1e-3)
+
+
+def test_losses_zero_at_target_and_one_step_lowers(model, tmp_path):
+    torch.manual_seed(0)
+    views = _views(model, 4, seed=1)
+    target = torch.tensor(np.stack([np.r_[v.pose8, v.shape, v.expression] for v, _ in views]))
+    lm = torch.tensor(np.stack([lm for _, lm in views]))
+    norm = ParamNorm.from_targets(target.numpy())
+    losses = Losses(model, norm, 120.0)
+    at_target = losses(norm.normalise(target), target, lm)
+    assert all(float(v) < 1e-5 for v in at_target.values())
+
+    net = build_network(model)
+    images = torch.rand(4, 3, 32, 32)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def total() -> torch.Tensor:
+        return sum(losses(net(images), target, lm).values())
+
+    before = total()
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        after = float(total())
+    assert after < float(before)
+
+    path = tmp_path / "w.pt"
+    torch.save({"net": net.state_dict(), "norm_mean": torch.from_numpy(norm.mean)}, path)
+    ck = load_checkpoint(path)
+    net2 = build_network(model)
+    net2.load_state_dict(ck["net"])
+    net.eval()
+    net2.eval()
+    torch.testing.assert_close(net(images), net2(images))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt"):
+        load_checkpoint(tmp_path / "bad.pt")
