@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy import sparse
 
 from facefit.model.morphable_model import MorphableModel
 from facefit.render.raster import crop_window, rasterize
@@ -60,11 +61,20 @@ def extract_texture(
     verts = np.asarray(verts_px, dtype=np.float32)
     image = np.ascontiguousarray(image_rgb[..., :3])
     texels = _uv_texels(model, size)
-    region = _face_region_weight(model, verts, image.shape[0], image.shape[1])
-    direct = _texel_view(model, verts, image, texels, size, mirror=False, region=region)
-    mirror = _texel_view(model, verts, image, texels, size, mirror=True, region=region)
+    height, width = image.shape[:2]
+    window = crop_window(verts, height, width)
+    region = _face_region_weight(model, verts, window)
+    tri = np.asarray(model.triangles)
+    zbuf = _zbuffer(verts, tri, window)  # one depth buffer for the direct and mirror views
+    extent = float(np.ptp(verts[:, :2], axis=0).max()) if len(verts) else 0.0
+    direct = _texel_view(texels.interp, triangle_cross(verts, tri), verts, image, texels,
+                         zbuf, extent, region)
+    # the mirrored triangle has the opposite winding; its samples are used only where the
+    # direct view is hidden, so only those are sampled
+    mirror = _texel_view(texels.mirror_interp, -triangle_cross(verts, texels.mirror_triangles),
+                         verts, image, texels, zbuf, extent, region, ~direct.visible)
     w_direct = direct.weight
-    w_mirror = np.where(direct.visible, 0.0, mirror.weight)
+    w_mirror = mirror.weight
     known = w_direct + w_mirror
     color = np.zeros((size * size, 3), np.float32)
     color[texels.index] = ((w_direct[:, None] * direct.colour + w_mirror[:, None] * mirror.colour)
@@ -73,8 +83,7 @@ def extract_texture(
     weight[texels.index] = known
     texture = _pull_push(color.reshape(size, size, 3), weight.reshape(size, size))
     texture = np.clip(texture + 0.5, 0, 255).astype(np.uint8)
-    uv = np.asarray(model.uv, np.float32)
-    vcol = _bilinear(texture, uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5)
+    vcol = texels.vertex_interp @ texture.reshape(-1, 3).astype(np.float32)
     return texture, np.clip(vcol + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -92,80 +101,87 @@ class _View:
     weight: np.ndarray
 
 
-def _texel_view(model: MorphableModel, verts: np.ndarray, image: np.ndarray, texels: _Texels,
-                size: int, mirror: bool, region: tuple[np.ndarray, int, int] | None) -> _View:
-    """Sample the photo at each covered texel's surface point (or its mirror point)."""
-    tri = np.asarray(model.triangles)
-    ids = texels.vertex_ids
-    cross = triangle_cross(verts, tri)
-    if mirror:
-        mids = np.asarray(model.mirror_ids)
-        ids = mids[ids]
-        # the mirrored triangle has the opposite winding
-        cross = -triangle_cross(verts, mids[tri])
-    zbuf, x0, y0 = _zbuffer(verts, tri, image.shape[0], image.shape[1])
-    facing, slope = _facing(cross)
-    extent = float(np.ptp(verts[:, :2], axis=0).max()) if len(verts) else 0.0
-    pos = np.einsum("nk,nkc->nc", texels.bary, verts[ids])
-    raw = facing[texels.triangle_id] & _depth_test(
-        pos, zbuf, x0, y0, 1.0 + 0.01 * extent + 0.75 * slope[texels.triangle_id])
-    visible = _majority(raw, texels.index, size)
-    map_xy = np.full((size * size, 2), -1e4, np.float32)  # uncovered: sampled, unused
-    map_xy[texels.index] = pos[:, :2]
-    colour = cv2.remap(image, map_xy.reshape(size, size, 2), None, cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)[texels.index]
-    colour = colour.astype(np.float32)
+def _texel_view(interp: sparse.csr_matrix, cross: np.ndarray, verts: np.ndarray,
+                image: np.ndarray, texels: _Texels, zbuf: tuple[np.ndarray, int, int],
+                extent: float, region: tuple[np.ndarray, int, int] | None,
+                wanted: np.ndarray | None = None) -> _View:
+    """Sample the photo at each covered texel's surface point ``interp @ verts`` (or its
+    mirror point) of the triangles with normals ``cross``. Colour and weight are computed
+    only where ``wanted`` (N,) is True (zero elsewhere); visibility everywhere."""
+    towards, slope = _facing(cross)
+    pos = np.asarray(interp @ verts, np.float32)
+    tid = texels.triangle_id
+    raw = (towards > MIN_FACING)[tid] & _depth_test(pos, *zbuf, 1.0 + 0.01 * extent
+                                                     + 0.75 * slope[tid])
+    visible = _majority(raw, texels)
     # Soft edges: grazing samples are smeared (weight ramps up from MIN_FACING to
     # 2 MIN_FACING + 0.1 in cos), and a texel on the edge of what is seen is blended with the
     # fill by the share of seen texels around it, so the edge leaves no single-texel steps.
-    length = np.sqrt(np.einsum("ij,ij->i", cross, cross))
-    towards = (-cross[:, 2] / np.maximum(length, 1e-30))[texels.triangle_id]
     grazing = np.clip((towards - MIN_FACING) / (MIN_FACING + 0.1), 0.0, 1.0)
-    weight = visible * grazing * _box_share(visible, texels.index, size)
+    weight = grazing[tid] * _box_share(visible, texels)
+    weight[~visible] = 0.0
+    sel = np.flatnonzero(weight > 0 if wanted is None else wanted & (weight > 0))
+    colour = np.zeros((len(pos), 3), np.float32)
+    if len(sel) == 0:
+        return _View(colour, visible, np.zeros(len(pos), np.float32))
+    xy = pos[sel, :2]
+    colour[sel] = _sample(image, xy)
+    out = np.zeros(len(pos), np.float32)
+    out[sel] = weight[sel]
     if region is not None:
-        weight *= _bilinear(region[0][..., None], pos[:, 0] - region[1],
-                            pos[:, 1] - region[2])[:, 0]
-    return _View(colour, visible, weight)
+        fade, x0, y0 = region
+        out[sel] *= _sample(fade, xy - np.array([x0, y0], np.float32))[:, 0]
+    return _View(colour, visible, out)
 
 
-def _box_share(flags: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
+def _sample(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """(N, C) float32 bilinear samples (`cv2.remap`, integer pixel centres, border
+    replicated) of an (H, W) or (H, W, C) image at the points ``xy`` (N, 2)."""
+    n, cols = len(xy), 1024  # remap's maps must be shorter than 32767 rows
+    rows = -(-n // cols)
+    grid = np.zeros((rows * cols, 2), np.float32)
+    grid[:n] = xy
+    out = cv2.remap(image, grid.reshape(rows, cols, 2), None, cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(rows * cols, -1)[:n].astype(np.float32)
+
+
+def _box_share(flags: np.ndarray, texels: _Texels) -> np.ndarray:
     """(N,) float32 per covered texel: the share of flagged texels among the covered texels
     of its 3x3 neighbourhood."""
-    count, total = _box_counts(flags, index, size)
-    return (count / np.maximum(total, 1.0)).reshape(-1)[index].astype(np.float32)
+    return _box_count(flags, texels) / texels.covered_around
 
 
-def _box_counts(flags: np.ndarray, index: np.ndarray, size: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _box_count(flags: np.ndarray, texels: _Texels) -> np.ndarray:
+    """(N,) float32 per covered texel: the number of flagged covered texels in its 3x3
+    neighbourhood (itself included)."""
+    size = texels.size
     grid = np.zeros(size * size, np.float32)
-    grid[index] = flags
-    cov = np.zeros(size * size, np.float32)
-    cov[index] = 1.0
-    box = np.ones((3, 3), np.float32)
-    count = cv2.filter2D(grid.reshape(size, size), -1, box, borderType=cv2.BORDER_CONSTANT)
-    total = cv2.filter2D(cov.reshape(size, size), -1, box, borderType=cv2.BORDER_CONSTANT)
-    return count, total
+    grid[texels.index] = flags
+    count = cv2.boxFilter(grid.reshape(size, size), -1, (3, 3), normalize=False,
+                          borderType=cv2.BORDER_CONSTANT)
+    return count.reshape(-1)[texels.index]
 
 
-def _majority(flags: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
+def _majority(flags: np.ndarray, texels: _Texels) -> np.ndarray:
     """Per covered texel: True when more than half of the covered texels of its 3x3
     neighbourhood (itself included) are flagged."""
-    count, total = _box_counts(flags, index, size)
-    return (2.0 * count > total + 1e-3).reshape(-1)[index]
+    return 2.0 * _box_count(flags, texels) > texels.covered_around + 1e-3
 
 
-def _face_region_weight(model: MorphableModel, verts: np.ndarray, height: int, width: int
+def _face_region_weight(model: MorphableModel, verts: np.ndarray,
+                        window: tuple[int, int, int, int]
                         ) -> tuple[np.ndarray, int, int] | None:
     """Fade weight over the image (1 inside the fitted face region, falling linearly to 0
-    over `FADE_BAND` of the face size outside it), as (map, x0, y0) over the mesh's box;
-    None when the model has no ``ibug68`` landmarks."""
+    over `FADE_BAND` of the face size outside it), as (map, x0, y0) over the mesh's box
+    ``window`` (`crop_window`); None when the model has no ``ibug68`` landmarks."""
     ids = getattr(model, "landmark_ids", {}).get("ibug68")
     if ids is None or len(ids) != 68:
         return None
     p = verts[np.asarray(ids), :2].astype(np.float64)
     up = (p[27] - p[30]) * 0.7  # brows raised to the forehead: 70 % of the nose bridge
     outline = np.concatenate([p[:17], p[26:16:-1] + up])
-    x0, y0, x1, y1 = crop_window(verts, height, width)
+    x0, y0, x1, y1 = window
     h, w = max(y1 - y0, 1), max(x1 - x0, 1)
     mask = np.zeros((h, w), np.uint8)
     hull = cv2.convexHull((outline - [x0, y0]).astype(np.float32)).reshape(-1, 2)
@@ -178,40 +194,86 @@ def _face_region_weight(model: MorphableModel, verts: np.ndarray, height: int, w
 
 @dataclass(frozen=True, eq=False)
 class _Texels:
-    """The texels covered by a model's UV layout: flat index into the (T, T) grid (N,),
-    triangle id (N,), the triangle's vertex ids (N, 3) and barycentrics (N, 3)."""
+    """The texels covered by a model's UV layout on the (size, size) grid: flat index (N,),
+    triangle id (N,), the triangle's vertex ids (N, 3) and barycentrics (N, 3); the
+    interpolation matrices (N, V) from vertices to the texels' surface points and to their
+    mirror points, the mirrored triangles (F, 3), the number of covered texels in each
+    covered texel's 3x3 neighbourhood (N,), and the bilinear interpolation matrix
+    (V, T * T) from texels to the vertices' UVs."""
 
+    size: int
     index: np.ndarray
     triangle_id: np.ndarray
     vertex_ids: np.ndarray
     bary: np.ndarray
+    interp: sparse.csr_matrix
+    mirror_interp: sparse.csr_matrix
+    mirror_triangles: np.ndarray
+    covered_around: np.ndarray
+    vertex_interp: sparse.csr_matrix
 
 
 @functools.lru_cache(maxsize=4)
 def _uv_texels(model: MorphableModel, size: int) -> _Texels:
-    """The model's triangles rasterised on the (size, size) texel grid (cached per model)."""
+    """The model's triangles rasterised on the (size, size) texel grid, and everything that
+    depends only on the topology and UV layout (cached per model)."""
     uv = np.asarray(model.uv, np.float32)
     uv_px = np.stack([uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5,
                       np.zeros(len(uv), np.float32)], axis=1)
     r = rasterize(uv_px, model.triangles, size, size)
     index = np.flatnonzero(r.triangle_id.reshape(-1) >= 0)
     tid = r.triangle_id.reshape(-1)[index]
-    return _Texels(index, tid, r.triangles[tid], r.bary.reshape(-1, 3)[index])
+    ids = r.triangles[tid].astype(np.int64)
+    bary = r.bary.reshape(-1, 3)[index]
+    n, nv = len(index), len(uv)
+    mids = np.asarray(model.mirror_ids, np.int64)
+    rows = np.repeat(np.arange(n), 3)
+
+    def matrix(cols: np.ndarray) -> sparse.csr_matrix:
+        # duplicates (degenerate triangles) are summed, as in the barycentric sum
+        return sparse.csr_matrix((bary.reshape(-1), (rows, cols.reshape(-1))), shape=(n, nv))
+
+    cov = np.zeros(size * size, np.float32)
+    cov[index] = 1.0
+    around = cv2.boxFilter(cov.reshape(size, size), -1, (3, 3), normalize=False,
+                           borderType=cv2.BORDER_CONSTANT).reshape(-1)[index]
+    return _Texels(size, index, tid, ids, bary, matrix(ids), matrix(mids[ids]),
+                   mids[np.asarray(model.triangles)], around,
+                   _bilinear_matrix(uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5,
+                                    size, size))
+
+
+def _bilinear_matrix(x: np.ndarray, y: np.ndarray, height: int, width: int
+                     ) -> sparse.csr_matrix:
+    """(N, H * W) sparse matrix of bilinear weights: ``M @ image.reshape(H * W, C)`` samples
+    an (H, W, C) image at points (x, y) (integer pixel centres, clamped at the border)."""
+    x = np.clip(np.asarray(x, np.float32), 0, width - 1)
+    y = np.clip(np.asarray(y, np.float32), 0, height - 1)
+    xi = np.minimum(np.floor(x).astype(np.int64), max(width - 2, 0))
+    yi = np.minimum(np.floor(y).astype(np.int64), max(height - 2, 0))
+    fx, fy = x - xi, y - yi
+    xj, yj = np.minimum(xi + 1, width - 1), np.minimum(yi + 1, height - 1)
+    cols = np.stack([yi * width + xi, yi * width + xj, yj * width + xi, yj * width + xj], 1)
+    vals = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], 1)
+    rows = np.repeat(np.arange(len(x)), 4)
+    return sparse.csr_matrix((vals.reshape(-1).astype(np.float32), (rows, cols.reshape(-1))),
+                             shape=(len(x), height * width))
 
 
 def _facing(cross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """From (N, 3) image-space normals (any length): facing the camera (N,) bool and the
-    depth slope |dz/dxy| (N,), capped where the surface is too oblique to be used."""
+    """From (F, 3) image-space normals (any length): the cosine towards the camera (F,) and
+    the depth slope |dz/dxy| (F,), capped where the surface is too oblique to be used
+    (facing the camera means a cosine above `MIN_FACING`)."""
     length = np.sqrt(np.einsum("ij,ij->i", cross, cross))
     towards = -cross[:, 2] / np.maximum(length, 1e-30)
     sin = np.sqrt(np.maximum(1.0 - towards**2, 0.0))
-    return towards > MIN_FACING, sin / np.maximum(towards, MIN_FACING)
+    return towards, sin / np.maximum(towards, MIN_FACING)
 
 
-def _zbuffer(verts: np.ndarray, tri: np.ndarray, height: int, width: int
+def _zbuffer(verts: np.ndarray, tri: np.ndarray, window: tuple[int, int, int, int]
              ) -> tuple[np.ndarray, int, int]:
-    """Depth buffer of the mesh over its bounding box in the image, and the box's corner."""
-    x0, y0, x1, y1 = crop_window(verts, height, width)
+    """Depth buffer of the mesh over the image window (x0, y0, x1, y1), and its corner."""
+    x0, y0, x1, y1 = window
     shifted = verts - np.array([x0, y0, 0], np.float32)
     return rasterize(shifted, tri, max(y1 - y0, 0), max(x1 - x0, 0)).depth, x0, y0
 
@@ -226,21 +288,6 @@ def _depth_test(pos: np.ndarray, zbuf: np.ndarray, x0: int, y0: int, tol: np.nda
     z = np.full(pos.shape[:-1], np.inf, np.float32)
     z[inside] = zbuf[iy[inside], ix[inside]]
     return inside & (pos[..., 2] <= z + tol)
-
-
-def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(N, C) float32 bilinear samples of an (H, W, C) image at points (x, y), integer pixel
-    centres, clamped at the border."""
-    h, w = image.shape[:2]
-    x = np.clip(np.asarray(x, np.float32), 0, w - 1)
-    y = np.clip(np.asarray(y, np.float32), 0, h - 1)
-    xi = np.minimum(np.floor(x).astype(np.int64), max(w - 2, 0))
-    yi = np.minimum(np.floor(y).astype(np.int64), max(h - 2, 0))
-    fx, fy = (x - xi)[:, None], (y - yi)[:, None]
-    xj, yj = np.minimum(xi + 1, w - 1), np.minimum(yi + 1, h - 1)
-    top = image[yi, xi] * (1 - fx) + image[yi, xj] * fx
-    bottom = image[yj, xi] * (1 - fx) + image[yj, xj] * fx
-    return (top * (1 - fy) + bottom * fy).astype(np.float32)
 
 
 def _pull_push(color: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -283,16 +330,13 @@ def texel_samples(
     verts = np.asarray(verts_px, dtype=np.float32)
     tri = np.asarray(model.triangles)
     image = np.ascontiguousarray(image_rgb[..., :3])
-    zbuf, x0, y0 = _zbuffer(verts, tri, image.shape[0], image.shape[1])
-    cross = triangle_cross(verts, tri)
-    facing, slope = _facing(cross)
+    zbuf, x0, y0 = _zbuffer(verts, tri, crop_window(verts, image.shape[0], image.shape[1]))
+    towards, slope = _facing(triangle_cross(verts, tri))
     extent = float(np.ptp(verts[:, :2], axis=0).max()) if len(verts) else 0.0
     texels = _uv_texels(model, size)
-    pos = np.einsum("nk,nkc->nc", texels.bary, verts[texels.vertex_ids])
-    visible = facing[texels.triangle_id] & _depth_test(
+    pos = np.asarray(texels.interp @ verts, np.float32)
+    visible = (towards > MIN_FACING)[texels.triangle_id] & _depth_test(
         pos, zbuf, x0, y0, 1.0 + 0.01 * extent + 0.75 * slope[texels.triangle_id])
-    length = np.sqrt(np.einsum("ij,ij->i", cross, cross))
-    towards = -cross[:, 2] / np.maximum(length, 1e-30)
     map_xy = np.full((size * size, 2), -1e4, np.float32)
     map_xy[texels.index] = pos[:, :2]
     colour = cv2.remap(image, map_xy.reshape(size, size, 2), None, cv2.INTER_LINEAR,
