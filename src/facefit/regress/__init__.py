@@ -1,2 +1,17 @@
 """facefit's own face-alignment network: 3DMM regression trained with face profiling
-(3DDFA, Zhu et al. 2016) and AFLW's 21 visible landmarks (2DASL, Tu et al. 2019)."""
+(3DDFA, Zhu et al. 2016) and AFLW's 21 visible landmarks (2DASL, Tu et al. 2019).
+
+* `profiling`: synthesise large-pose views of a 300-W photo with exact labels;
+* `dataset`: per-face shards of profiled views (``scripts/make_profiled_set.py``);
+* `aflw21`: the AFLW-21 <-> iBUG-68 map and masked landmark loss;
+* `network`: MobileNet-V1 x0.5 regressor (pose 8 + 40 shape + 10 expression);
+* `train`: losses, checkpoints, validation on AFLW2000-3D dev (``python -m
+  facefit.regress.train``).
+
+Training from scratch::
+
+    python scripts/make_profiled_set.py --data ../shared/data/train-300w --out out/profiled \
+        --views 20 --workers 2
+    python -m facefit.regress.train --profiled out/profiled \
+        --aflw ../shared/data/train-aflw21 --val ../shared/data/aflw2000-3d-dev --out out/regress
+"""

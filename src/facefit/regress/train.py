@@ -268,7 +268,7 @@ def run(model: MorphableModel, profiled: str | Path, out: str | Path,
             opt.step()
             sched.step()
             for key, v in parts.items():
-                sums[key] = sums.get(key, 0.0) + float(v)
+                sums[key] = sums.get(key, 0.0) + float(v.detach())
         rec: dict = {"epoch": epoch + 1, "seconds": time.time() - t0,
                      "train": {k: v / steps_per_epoch for k, v in sums.items()}}
         if val is not None:
@@ -286,3 +286,38 @@ def run(model: MorphableModel, profiled: str | Path, out: str | Path,
             tmp.write_text(json.dumps(history, indent=1))
         plot_history(history, out / "losses.png")
     return history
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m facefit.regress.train``: train (or resume) into ``--out``. Exit 2 on bad
+    input (a missing or unreadable data folder or checkpoint)."""
+    import argparse
+    import sys
+
+    from facefit.model.bfm_3ddfa import load_default_model
+
+    ap = argparse.ArgumentParser(description="Train facefit's 3DMM regression network.")
+    ap.add_argument("--profiled", default="out/profiled", help="shards of make_profiled_set.py")
+    ap.add_argument("--aflw", default="../shared/data/train-aflw21", help="'' to leave out")
+    ap.add_argument("--val", default="../shared/data/aflw2000-3d-dev", help="'' to leave out")
+    ap.add_argument("--out", default="out/regress")
+    for f in ("epochs", "batch", "seed", "threads", "aflw_every"):
+        ap.add_argument(f"--{f.replace('_', '-')}", type=int, default=getattr(TrainConfig, f))
+    for f in ("lr", "aflw_weight", "width"):
+        ap.add_argument(f"--{f.replace('_', '-')}", type=float, default=getattr(TrainConfig, f))
+    ap.add_argument("--no-augment", action="store_true")
+    a = ap.parse_args(argv)
+    cfg = TrainConfig(epochs=a.epochs, batch=a.batch, lr=a.lr, aflw_weight=a.aflw_weight,
+                      aflw_every=a.aflw_every, width=a.width, seed=a.seed,
+                      augment=not a.no_augment, threads=a.threads)
+    try:
+        run(load_default_model(), a.profiled, a.out, aflw=a.aflw or None, val_root=a.val or None,
+            config=cfg, log=lambda s: print(s, flush=True))
+    except (ValueError, FileNotFoundError) as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
