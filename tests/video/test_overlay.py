@@ -32,8 +32,10 @@ def test_overlay_fades_out_at_the_open_edge() -> None:
     pose = _Pose(rotation_from_euler(0, 0, 0), 1.2, np.array([200.0, 200.0]))
     xy, d = pose.project(m.vertices(np.zeros(m.num_shape)).astype(np.float64))
     v = np.column_stack([xy, d]).astype(np.float32)
-    hard = OverlayRenderer(m.mean, m.triangles, rim_mm=0.0).render(img, v, 1.2).astype(int)
-    soft = OverlayRenderer(m.mean, m.triangles).render(img, v, 1.2).astype(int)
+    full = {"half_res_above": None}  # pixel-exact coverage (half resolution: see below)
+    hard = OverlayRenderer(m.mean, m.triangles, rim_mm=0.0, **full).render(img, v, 1.2)
+    soft = OverlayRenderer(m.mean, m.triangles, **full).render(img, v, 1.2).astype(int)
+    hard = hard.astype(int)
     w = rim_weight(m.mean, m.triangles)
     rim = np.round(v[w == 0, :2]).astype(int)
     core = np.round(v[w == 1, :2]).astype(int)
@@ -42,3 +44,22 @@ def test_overlay_fades_out_at_the_open_edge() -> None:
     np.testing.assert_array_equal(at(soft, core) > 0, at(hard, core) > 0)
     diff = np.abs(soft - hard)[core[:, 1], core[:, 0]].max(1)
     assert (diff > 2).mean() < 0.01  # the face is unchanged (but where the rim lies in front)
+
+
+def test_half_resolution_render_matches_full_resolution() -> None:
+    m = load_default_model()
+    img = np.random.default_rng(0).integers(60, 200, (480, 640, 3), dtype=np.uint8)
+    pose = _Pose(rotation_from_euler(-25, 10, 5), 1.2, np.array([330.0, 250.0]))
+    xy, d = pose.project(m.vertices(np.zeros(m.num_shape)).astype(np.float64))
+    v = np.column_stack([xy, d]).astype(np.float32)
+    full = OverlayRenderer(m.mean, m.triangles, half_res_above=None).render(img, v, 1.2)
+    half_r = OverlayRenderer(m.mean, m.triangles, half_res_above=1.0)
+    assert half_r.level_for(1.2 / 2).cell_mm > half_r.level_for(1.2).cell_mm
+    half = half_r.render(img, v, 1.2)
+    a, b = full.astype(int), half.astype(int)
+    drawn = (a != img).any(2)
+    assert drawn.mean() > 0.1 and ((b != img).any(2) == drawn).mean() > 0.99
+    assert np.abs(a - b).mean() < 0.5 and (np.abs(a - b).max(2) > 10).mean() < 0.01
+    # below the threshold the picture is the full resolution one, bit for bit
+    np.testing.assert_array_equal(
+        OverlayRenderer(m.mean, m.triangles, half_res_above=1.3).render(img, v, 1.2), full)

@@ -72,11 +72,16 @@ class OverlayRenderer:
         rim_mm: the mesh fades out over this distance (mm on the mean face) towards its open
             edge (`facefit.render.rim`): the ragged band of thin, folded triangles at the
             cut is not drawn as a jagged fringe.
+        half_res_above: a face drawn at more than this many px/mm is rasterised at half
+            resolution (and a coarser level of detail), its shade and opacity upsampled
+            bilinearly: a quarter of the pixels for a smooth (Gouraud) picture, with a
+            silhouette softened over a pixel. None: always full resolution.
     """
 
     def __init__(self, mean: np.ndarray, triangles: np.ndarray,
                  cells_mm: tuple[float, ...] = (1.5, 2.0, 3.0), max_cell_px: float = 2.0,
-                 alpha: float = 0.6, rim_mm: float = RIM_BAND_MM) -> None:
+                 alpha: float = 0.6, rim_mm: float = RIM_BAND_MM,
+                 half_res_above: float | None = 1.0) -> None:
         tri = np.asarray(triangles).astype(np.int32)
         n = len(mean)
         self.levels = [_Level(np.arange(n), tri, n, 0.0)]
@@ -85,6 +90,7 @@ class OverlayRenderer:
         for lv in self.levels:
             lv.rim = rim[lv.ids]
         self.max_cell_px = max_cell_px
+        self.half_res_above = half_res_above
         self.alpha = alpha
         light = np.asarray(DEFAULT_LIGHT, np.float32)
         self.light = light / np.linalg.norm(light)
@@ -104,19 +110,34 @@ class OverlayRenderer:
         ``scale`` px/mm over a copy of ``image_rgb``."""
         out = np.array(image_rgb[..., :3], dtype=np.uint8, order="C", copy=True)
         h, w = out.shape[:2]
-        lv = self.level_for(scale)
+        k = 2 if self.half_res_above is not None and scale > self.half_res_above else 1
+        lv = self.level_for(scale / k)
         v = np.asarray(verts_px, np.float32)[lv.ids]
         x0, y0, x1, y1 = crop_window(v, h, w)
         if x1 > x0 and y1 > y0:
-            v = v - np.array([x0, y0, 0], np.float32)
-            raster = rasterize(v, lv.triangles, y1 - y0, x1 - x0)
-            mask = raster.mask
+            # rasterised on a grid k times coarser: pixel (i, j) centred at (k j, k i) +
+            # (k - 1) / 2 of the crop
             n = np.asarray(lv.incidence @ triangle_cross(v, lv.triangles), np.float32)
+            off = (k - 1) / 2.0
+            v = (v - np.array([x0 + off, y0 + off, 0], np.float32)) / np.array(
+                [k, k, 1], np.float32)
+            hk, wk = -(-(y1 - y0) // k), -(-(x1 - x0) // k)
+            raster = rasterize(v, lv.triangles, hk, wk)
+            mask = raster.mask
             n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
             shade = ambient + (1.0 - ambient) * np.maximum(visible_side(n) @ self.light, 0.0)
-            attrs = interpolate(raster, np.stack([shade, lv.rim], 1).astype(np.float32))[mask]
-            s, a = attrs[:, 0], self.alpha * attrs[:, 1:]
+            attrs = interpolate(raster, np.stack([shade, lv.rim], 1).astype(np.float32))
             crop = out[y0:y1, x0:x1]
+            if k > 1:  # opacity-premultiplied shade and opacity, upsampled bilinearly
+                attrs[..., 0] *= attrs[..., 1]
+                attrs = cv2.resize(attrs, (wk * k, hk * k), interpolation=cv2.INTER_LINEAR)
+                attrs = attrs[: y1 - y0, : x1 - x0]
+                mask = attrs[..., 1] > 0
+                attrs = attrs[mask]
+                attrs[:, 0] /= np.maximum(attrs[:, 1], 1e-12)
+            else:
+                attrs = attrs[mask]
+            s, a = attrs[:, 0], self.alpha * attrs[:, 1:]
             px = crop[mask].astype(np.float32)
             rgb = 255.0 * np.clip(s[:, None] * np.asarray(color, np.float32), 0.0, 1.0)
             crop[mask] = ((1 - a) * px + a * rgb + 0.5).astype(np.uint8)
