@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", type=Path)
     ap.add_argument("--no-profile", action="store_true", help="BlazeFace + crop search only")
-    ap.add_argument("--profile-score", type=float, default=0.7)
+    ap.add_argument("--profile-score", type=float, default=0.75)
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--backgrounds", type=int, default=200)
     args = ap.parse_args(argv)

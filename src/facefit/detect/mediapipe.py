@@ -246,7 +246,7 @@ class MediaPipeDetector:
         profile: ask MTCNN for boxes when BlazeFace finds nothing (skipped when its weights
             or torch are missing).
         profile_score: MTCNN score that makes a box a face on its own (the landmark model
-            scores profiles low); 0.7 was chosen on AFLW2000-3D dev misses and background crops.
+            scores profiles low); 0.75 was chosen on AFLW2000-3D dev misses and background crops.
         profile_presence: the landmark model's presence score that accepts any other MTCNN box.
     """
 
@@ -254,7 +254,7 @@ class MediaPipeDetector:
 
     def __init__(self, min_presence: float = 0.5, refine_passes: int = 1,
                  fallback: bool = True, fallback_presence: float = 0.5, profile: bool = True,
-                 profile_score: float = 0.7, profile_presence: float = 0.5) -> None:
+                 profile_score: float = 0.75, profile_presence: float = 0.5) -> None:
         d = _model_dir()
         self._short = _BlazeFace(_SHORT, d)
         self._full = _BlazeFace(_FULL, d)
@@ -274,8 +274,8 @@ class MediaPipeDetector:
         if profile:
             from facefit.detect.mtcnn import MTCNNDetector, MTCNNUnavailable
             with contextlib.suppress(MTCNNUnavailable):
-                self._profile = MTCNNDetector(thresholds=(0.5, 0.5, 0.3), min_face_frac=0.08,
-                                              mirror_check=True)
+                self._profile = MTCNNDetector(thresholds=(0.4, 0.3, 0.3), min_face_frac=0.08,
+                                              mirror_search=True, mirror_check=True)
 
     # -- landmark model -------------------------------------------------------------
     def _landmarks(self, image: np.ndarray, roi: _Roi) -> tuple[np.ndarray, np.ndarray, float]:

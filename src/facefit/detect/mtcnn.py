@@ -157,6 +157,8 @@ class MTCNNDetector:
 
     Args:
         min_face: smallest face side searched, pixels.
+        mirror_search: run the cascade on the mirrored image too and merge the faces (P-Net's
+            proposals are not mirror-symmetric: a profile facing one way is found more easily).
         mirror_check: replace each face's score by the mean of O-Net's score at detection and
             the two of `verify` (refined box, mirrored): fewer confident false faces.
         min_face_frac: and at least this fraction of the image's shorter side (the pyramid's
@@ -167,7 +169,8 @@ class MTCNNDetector:
 
     def __init__(self, min_face: float = 20.0, thresholds: tuple[float, float, float] =
                  (0.6, 0.7, 0.7), factor: float = 0.709, min_face_frac: float = 0.0,
-                 mirror_check: bool = False,                 folder: Path | None = None) -> None:
+                 mirror_search: bool = False, mirror_check: bool = False,
+                 folder: Path | None = None) -> None:
         self._torch, nets = _nets()
         folder = Path(folder) if folder is not None else weight_dir()
         for net, name in zip(nets, WEIGHT_FILES, strict=True):
@@ -180,6 +183,7 @@ class MTCNNDetector:
         self.min_face = float(min_face)
         self.min_face_frac = float(min_face_frac)
         self.mirror_check = mirror_check
+        self.mirror_search = mirror_search
         self.thresholds = thresholds
         self.factor = factor
         self._lock = threading.Lock()
@@ -240,6 +244,20 @@ class MTCNNDetector:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} "
                              f"{image_rgb.dtype}")
         image = np.ascontiguousarray(image_rgb)
+        faces = self._cascade(image, max_faces)
+        if not self.mirror_search:
+            return faces
+        w = image.shape[1]
+        for f in self._cascade(np.ascontiguousarray(image[:, ::-1]), max_faces):
+            kp = f.keypoints[[1, 0, 2, 4, 3]] * [-1, 1] + [w, 0]  # image-left stays first
+            box = np.array([w - f.box[2], f.box[1], w - f.box[0], f.box[3]], np.float32)
+            faces.append(Face(box, f.score, kp.astype(np.float32)))
+        if not faces:
+            return []
+        k = nms(np.stack([f.box for f in faces]), np.array([f.score for f in faces]), 0.5)
+        return [faces[i] for i in k[:max_faces]]
+
+    def _cascade(self, image: np.ndarray, max_faces: int) -> list[Face]:
         with self._lock, self._torch.inference_mode():
             boxes = self._stage1(image)
             if not len(boxes):
