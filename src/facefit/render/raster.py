@@ -117,18 +117,18 @@ def rasterize(
         inv = (1.0 / den[ids])[:, None, None]
         b1 = (d2y[ids, None, None] * qx - d2x[ids, None, None] * qy) * inv
         b2 = (d1x[ids, None, None] * qy - d1y[ids, None, None] * qx) * inv
-        b0 = 1.0 - b1 - b2
-        ok = (b0 >= _EPS) & (b1 >= _EPS) & (b2 >= _EPS)
-        if cw > 1 or ch > 1:  # padded blocks reach past the box (and maybe the image)
-            ok &= (qx <= (x1[ids] - xa[ids])[:, None, None])
-            ok &= (qy <= (y1[ids] - ya[ids])[:, None, None])
+        ok = (1.0 - b1 - b2 >= _EPS) & (b1 >= _EPS) & (b2 >= _EPS)
         n_, r_, c_ = np.nonzero(ok)
+        if cw > 1 or ch > 1:  # padded blocks reach past the box (and maybe the image)
+            inside = (c_ <= (x1 - x0)[ids[n_]]) & (r_ <= (y1 - y0)[ids[n_]])
+            n_, r_, c_ = n_[inside], r_[inside], c_[inside]
         t = ids[n_]
-        b0, b1, b2 = b0[n_, r_, c_], b1[n_, r_, c_], b2[n_, r_, c_]
+        b1, b2 = b1[n_, r_, c_], b2[n_, r_, c_]
+        b0 = 1.0 - b1 - b2
         z = vz[ia[t]] * b0 + vz[ib[t]] * b1 + vz[ic[t]] * b2
         pix = (gy0[n_].astype(np.int64) + r_) * width + (gx0[n_].astype(np.int64) + c_)
-        parts.append((pix, z, t, b0, b1, b2))
-    pix, z, t, b0, b1, b2 = (np.concatenate(a) for a in zip(*parts, strict=True))
+        parts.append((pix, z, t, b1, b2))
+    pix, z, t, b1, b2 = (np.concatenate(a) for a in zip(*parts, strict=True))
 
     # Depth resolve: per-pixel minimum, then one winner per pixel among the minima.
     depth_flat = depth_img.reshape(-1)
@@ -136,7 +136,8 @@ def rasterize(
     win = np.flatnonzero(z <= depth_flat[pix])
     pw = pix[win]
     tid_img.reshape(-1)[pw] = t[win]
-    bary_img.reshape(-1, 3)[pw] = np.stack([b0[win], b1[win], b2[win]], axis=1)
+    b1, b2 = b1[win], b2[win]
+    bary_img.reshape(-1, 3)[pw] = np.stack([1.0 - b1 - b2, b1, b2], axis=1)
     return Raster(tid_img, bary_img, depth_img, tri)
 
 
