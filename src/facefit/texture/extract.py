@@ -66,7 +66,7 @@ def extract_texture(
     region = _face_region_weight(model, verts, window)
     tri = np.asarray(model.triangles)
     zbuf = _zbuffer(verts, tri, window)  # one depth buffer for the direct and mirror views
-    extent = float(np.ptp(verts[:, :2], axis=0).max()) if len(verts) else 0.0
+    extent = float(max(np.ptp(verts[:, 0]), np.ptp(verts[:, 1]))) if len(verts) else 0.0
     direct = _texel_view(texels.interp, triangle_cross(verts, tri), verts, image, texels,
                          zbuf, extent, region)
     # the mirrored triangle has the opposite winding; its samples are used only where the
@@ -308,9 +308,10 @@ def _pull_push(color: np.ndarray, known: np.ndarray) -> np.ndarray:
         up = cv2.pyrUp(filled, dstsize=(w.shape[1], w.shape[0])).reshape(cw.shape)
         alpha = np.minimum(4.0 * w, 1.0)[..., None]
         filled = alpha * (cw / np.maximum(w, 1e-6)[..., None]) + (1.0 - alpha) * up
-    up = cv2.pyrUp(filled, dstsize=(w0.shape[1], w0.shape[0])).reshape(color.shape)
-    fill = np.where(trusted[..., None] > 0, color, up)
-    return w0[..., None] * color + (1.0 - w0[..., None]) * fill
+    out = cv2.pyrUp(filled, dstsize=(w0.shape[1], w0.shape[0])).reshape(color.shape)
+    out += w0[..., None] * (color - out)  # known * color + (1 - known) * fill
+    np.copyto(out, color, where=trusted[..., None] > 0)
+    return out
 
 
 def texel_samples(
