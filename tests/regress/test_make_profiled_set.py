@@ -54,3 +54,21 @@ def test_deterministic_and_resumable(tmp_path, capsys):
 def test_missing_folder_exits_2(tmp_path, capsys):
     assert _script().main(["--data", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_training_run_writes_and_resumes(tmp_path):
+    from facefit.regress.train import TrainConfig, load_checkpoint, run
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _face(data)
+    assert _script().main(["--data", str(data), "--views", "4", "--out", str(tmp_path / "p")]) == 0
+    cfg = TrainConfig(epochs=2, batch=2, threads=1)
+    model = load_default_model()
+    hist = run(model, tmp_path / "p", tmp_path / "r", config=cfg, log=lambda s: None,
+               stop_after=1)
+    assert len(hist) == 1 and (tmp_path / "r" / "losses.png").exists()
+    assert int(load_checkpoint(tmp_path / "r" / "last.pt")["epoch"]) == 1
+    hist = run(model, tmp_path / "p", tmp_path / "r", config=cfg, log=lambda s: None)
+    assert [h["epoch"] for h in hist] == [1, 2]
+    assert all(np.isfinite(v) for h in hist for v in h["train"].values())

@@ -127,7 +127,8 @@ def predict_landmarks(net: torch.nn.Module, lm: Projector, norm: ParamNorm,
     outs = []
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            outs.append(lm(norm.denormalise(net(to_tensor(images[i:i + batch])))).numpy())
+            x = to_tensor(images[i:i + batch]).to(lm.mean.device)
+            outs.append(lm(norm.denormalise(net(x))).cpu().numpy())
     return np.concatenate(outs) if outs else np.zeros((0, 68, 2), np.float32)
 
 
@@ -207,8 +208,11 @@ def plot_history(history: list[dict], path: Path) -> None:
 
 def run(model: MorphableModel, profiled: str | Path, out: str | Path,
         aflw: str | Path | None = None, val_root: str | Path | None = None,
-        config: TrainConfig | None = None, log=print) -> list[dict]:  # noqa: ANN001
-    """Train (or resume from ``out/last.pt``) and return the per-epoch history.
+        config: TrainConfig | None = None, log=print,  # noqa: ANN001
+        stop_after: int | None = None) -> list[dict]:
+    """Train (or resume from ``out/last.pt``) and return the per-epoch history; with
+    ``stop_after``, return after that many epochs of this call (train in chunks on a shared
+    machine; the schedule is the full ``config.epochs`` one).
 
     Writes ``out/last.pt`` each epoch, ``out/best.pt`` (weights + norm) at the best validation
     NME, ``out/history.json`` and ``out/losses.png``."""
@@ -218,8 +222,9 @@ def run(model: MorphableModel, profiled: str | Path, out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     data = load_profiled(profiled)
     norm = ParamNorm.from_targets(data["params"])
-    net = build_network(model, cfg.width)
-    losses = Losses(model, norm, cfg.size)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU if present
+    net = build_network(model, cfg.width).to(dev)
+    losses = Losses(model, norm, cfg.size).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(data["images"]) // cfg.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs
@@ -228,18 +233,22 @@ def run(model: MorphableModel, profiled: str | Path, out: str | Path,
     start = 0
     if (out / "last.pt").exists():
         ck = load_checkpoint(out / "last.pt")
-        net.load_state_dict(ck["net"])
+        if int(ck.get("total_epochs", cfg.epochs)) != cfg.epochs:
+            raise ValueError(f"{out / 'last.pt'}: started with --epochs {int(ck['total_epochs'])},"
+                             f" not {cfg.epochs}")
+        net.load_state_dict({k: v.to(dev) for k, v in ck["net"].items()})
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         norm = ParamNorm(ck["norm_mean"].numpy(), ck["norm_std"].numpy())
-        losses = Losses(model, norm, cfg.size)
+        losses = Losses(model, norm, cfg.size).to(dev)
         history = json.loads(ck["history"])
         start = int(ck["epoch"])
         log(f"resumed at epoch {start}")
     aflw_data = load_aflw21(aflw) if aflw is not None else None
     val = aflw2000_crops(val_root, cfg.size) if val_root is not None else None
     best = min([h["val"]["balanced_2d"] for h in history if "val" in h], default=np.inf)
-    for epoch in range(start, cfg.epochs):
+    end = cfg.epochs if stop_after is None else min(cfg.epochs, start + stop_after)
+    for epoch in range(start, end):
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 1000 + epoch)
         net.train()
@@ -251,17 +260,17 @@ def run(model: MorphableModel, profiled: str | Path, out: str | Path,
             imgs = data["images"][idx]
             if cfg.augment:
                 imgs = np.stack([photometric_augment(im, rng) for im in imgs])
-            out_p = net(to_tensor(imgs))
-            parts = losses(out_p, torch.from_numpy(data["params"][idx]),
-                           torch.from_numpy(data["landmarks_68"][idx]))
+            out_p = net(to_tensor(imgs).to(dev))
+            parts = losses(out_p, torch.from_numpy(data["params"][idx]).to(dev),
+                           torch.from_numpy(data["landmarks_68"][idx]).to(dev))
             if aflw_data is not None and step % cfg.aflw_every == 0:
                 ai = rng.choice(len(aflw_data[0]), cfg.batch // 2, replace=False)
                 aimg, apts = _aflw_batch(aflw_data[0], aflw_data[1], ai)
                 if cfg.augment:
                     aimg = np.stack([photometric_augment(im, rng) for im in aimg])
-                pred68 = losses.lm(norm.denormalise(net(to_tensor(aimg))))
+                pred68 = losses.lm(norm.denormalise(net(to_tensor(aimg).to(dev))))
                 parts["aflw21"] = cfg.aflw_weight * masked_landmark_loss(
-                    pred68, torch.from_numpy(apts), cfg.size)
+                    pred68, torch.from_numpy(apts).to(dev), cfg.size)
             loss = sum(parts.values())
             opt.zero_grad()
             loss.backward()
@@ -277,7 +286,8 @@ def run(model: MorphableModel, profiled: str | Path, out: str | Path,
         log(json.dumps(rec))
         state = {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                  "norm_mean": torch.from_numpy(norm.mean), "norm_std": torch.from_numpy(norm.std),
-                 "history": json.dumps(history), "epoch": epoch + 1}
+                 "history": json.dumps(history), "epoch": epoch + 1,
+                 "total_epochs": cfg.epochs}
         if "val" in rec and rec["val"]["balanced_2d"] < best:
             best = rec["val"]["balanced_2d"]
             _save(out / "best.pt", {k: state[k] for k in ("net", "norm_mean", "norm_std")})
@@ -306,13 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     for f in ("lr", "aflw_weight", "width"):
         ap.add_argument(f"--{f.replace('_', '-')}", type=float, default=getattr(TrainConfig, f))
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--stop-after", type=int, default=None, help="epochs to run in this call")
     a = ap.parse_args(argv)
     cfg = TrainConfig(epochs=a.epochs, batch=a.batch, lr=a.lr, aflw_weight=a.aflw_weight,
                       aflw_every=a.aflw_every, width=a.width, seed=a.seed,
                       augment=not a.no_augment, threads=a.threads)
     try:
         run(load_default_model(), a.profiled, a.out, aflw=a.aflw or None, val_root=a.val or None,
-            config=cfg, log=lambda s: print(s, flush=True))
+            config=cfg, log=lambda s: print(s, flush=True), stop_after=a.stop_after)
     except (ValueError, FileNotFoundError) as e:
         print(str(e), file=sys.stderr)
         return 2
