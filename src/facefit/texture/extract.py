@@ -65,7 +65,8 @@ def extract_texture(
     window = crop_window(verts, height, width)
     region = _face_region_weight(model, verts, window)
     tri = np.asarray(model.triangles)
-    zbuf = _zbuffer(verts, tri, window)  # one depth buffer for the direct and mirror views
+    # one depth buffer for the direct and mirror views, at most ZBUFFER_SIDE pixels a side
+    zbuf = _zbuffer(verts, tri, window, ZBUFFER_SIDE)
     extent = float(max(np.ptp(verts[:, 0]), np.ptp(verts[:, 1]))) if len(verts) else 0.0
     direct = _texel_view(texels.interp, triangle_cross(verts, tri), verts, image, texels,
                          zbuf, extent, region)
@@ -111,8 +112,10 @@ def _texel_view(interp: sparse.csr_matrix, cross: np.ndarray, verts: np.ndarray,
     towards, slope = _facing(cross)
     pos = np.asarray(interp @ verts, np.float32)
     tid = texels.triangle_id
+    # depth tolerance: 1 px, 1 % of the face, and the depth change over 3/4 of a z-buffer
+    # pixel on the triangle's slope (the nearest z-buffer pixel is compared)
     raw = (towards > MIN_FACING)[tid] & _depth_test(pos, *zbuf, 1.0 + 0.01 * extent
-                                                     + 0.75 * slope[tid])
+                                                     + 0.75 * zbuf[3] * slope[tid])
     visible = _majority(raw, texels)
     # Soft edges: grazing samples are smeared (weight ramps up from MIN_FACING to
     # 2 MIN_FACING + 0.1 in cos), and a texel on the edge of what is seen is blended with the
@@ -270,19 +273,37 @@ def _facing(cross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return towards, sin / np.maximum(towards, MIN_FACING)
 
 
-def _zbuffer(verts: np.ndarray, tri: np.ndarray, window: tuple[int, int, int, int]
-             ) -> tuple[np.ndarray, int, int]:
-    """Depth buffer of the mesh over the image window (x0, y0, x1, y1), and its corner."""
+ZBUFFER_SIDE = 256
+"""The visibility z-buffer of a larger face is rasterised on a coarser grid: a photo's
+pixels finer than the texels carry no more occlusion detail, and the raster's cost grows
+with its pixel count."""
+
+
+def _zbuffer(verts: np.ndarray, tri: np.ndarray, window: tuple[int, int, int, int],
+             max_side: int | None = None) -> tuple[np.ndarray, int, int, float]:
+    """Depth buffer of the mesh over the image window (x0, y0, x1, y1), its corner and its
+    pixel step: z-buffer pixel (i, j) lies at image point (x0 + step j, y0 + step i), the
+    step is 1 unless the window's longer side exceeds ``max_side``."""
     x0, y0, x1, y1 = window
-    shifted = verts - np.array([x0, y0, 0], np.float32)
-    return rasterize(shifted, tri, max(y1 - y0, 0), max(x1 - x0, 0)).depth, x0, y0
+    w, h = max(x1 - x0, 0), max(y1 - y0, 0)
+    step = max(1.0, max(w, h) / max_side) if max_side else 1.0
+    shifted = (verts - np.array([x0, y0, 0], np.float32)) / np.array([step, step, 1],
+                                                                    np.float32)
+    hz = int(np.ceil((h - 1) / step)) + 1 if h > 0 else 0
+    wz = int(np.ceil((w - 1) / step)) + 1 if w > 0 else 0
+    return rasterize(shifted, tri, hz, wz).depth, x0, y0, step
 
 
-def _depth_test(pos: np.ndarray, zbuf: np.ndarray, x0: int, y0: int, tol: np.ndarray
-                ) -> np.ndarray:
-    """True where points ``pos`` (..., 3) lie within ``tol`` of the z-buffer's nearest pixel."""
-    ix = np.rint(pos[..., 0]).astype(np.int64) - x0
-    iy = np.rint(pos[..., 1]).astype(np.int64) - y0
+def _depth_test(pos: np.ndarray, zbuf: np.ndarray, x0: int, y0: int, step: float,
+                tol: np.ndarray) -> np.ndarray:
+    """True where points ``pos`` (..., 3) lie within ``tol`` of the z-buffer's nearest pixel
+    (`_zbuffer`'s grid)."""
+    if step == 1.0:
+        ix = np.rint(pos[..., 0]).astype(np.int64) - x0
+        iy = np.rint(pos[..., 1]).astype(np.int64) - y0
+    else:
+        ix = np.rint((pos[..., 0] - x0) / step).astype(np.int64)
+        iy = np.rint((pos[..., 1] - y0) / step).astype(np.int64)
     h, w = zbuf.shape
     inside = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
     z = np.full(pos.shape[:-1], np.inf, np.float32)
@@ -331,13 +352,14 @@ def texel_samples(
     verts = np.asarray(verts_px, dtype=np.float32)
     tri = np.asarray(model.triangles)
     image = np.ascontiguousarray(image_rgb[..., :3])
-    zbuf, x0, y0 = _zbuffer(verts, tri, crop_window(verts, image.shape[0], image.shape[1]))
+    zbuf, x0, y0, step = _zbuffer(verts, tri, crop_window(verts, image.shape[0],
+                                                          image.shape[1]))
     towards, slope = _facing(triangle_cross(verts, tri))
     extent = float(np.ptp(verts[:, :2], axis=0).max()) if len(verts) else 0.0
     texels = _uv_texels(model, size)
     pos = np.asarray(texels.interp @ verts, np.float32)
     visible = (towards > MIN_FACING)[texels.triangle_id] & _depth_test(
-        pos, zbuf, x0, y0, 1.0 + 0.01 * extent + 0.75 * slope[texels.triangle_id])
+        pos, zbuf, x0, y0, step, 1.0 + 0.01 * extent + 0.75 * slope[texels.triangle_id])
     map_xy = np.full((size * size, 2), -1e4, np.float32)
     map_xy[texels.index] = pos[:, :2]
     colour = cv2.remap(image, map_xy.reshape(size, size, 2), None, cv2.INTER_LINEAR,
