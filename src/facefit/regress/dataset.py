@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facefit.fit.camera import euler_from_rotation
 from facefit.io.atomic import atomic_path
 from facefit.model.morphable_model import MorphableModel
 from facefit.regress.profiling import (
@@ -30,8 +31,6 @@ def profile_face(model: MorphableModel, jpg: str | Path, index: int, views: int 
                  seed: int = 0, size: int = 120, max_yaw: float = 90.0,
                  jitter_deg: float = 12.0) -> dict[str, np.ndarray]:
     """``views`` profiled crops of one 300-W face and their labels (arrays of `SHARD_KEYS`)."""
-    from facefit.fit.core.rotation import euler_from_rotation
-
     rng = np.random.default_rng([seed, index])
     image, pts = read_300w_face(jpg)
     fit = fit_crop(model, image, pts)
