@@ -110,3 +110,29 @@ def test_no_holes_remain():
     assert 10 <= hole.min() and hole.max() < seen.mean()  # from the near side of the image
     assert np.abs(np.diff(g, axis=0)).max() <= 6 and np.abs(np.diff(g, axis=1)).max() <= 1
     assert vcol.min() >= 10
+
+
+def test_large_face_coarse_zbuffer_keeps_visibility():
+    # A face 600 px across: the visibility z-buffer is rasterised on a coarser grid
+    # (ZBUFFER_SIDE); the occluded half must still be hidden and the seen half sampled.
+    from facefit.render.raster import crop_window
+    from facefit.texture.extract import ZBUFFER_SIDE, _zbuffer
+
+    n, size, scale = 33, 64, 6.0
+    quad = np.array([[0.5, -60, 30], [60, -60, 30], [60, 60, 30], [0.5, 60, 30]])
+    model = _grid_model(n, quad, [[0, 1, 2], [0, 2, 3]])
+    vp = _project(model, scale=scale)
+    h = w = 680
+    depth, _, _, step = _zbuffer(vp, model.triangles, crop_window(vp, h, w), ZBUFFER_SIDE)
+    assert step > 2 and max(depth.shape) <= ZBUFFER_SIDE + 1
+    y, x = np.mgrid[0:h, 0:w]
+    image = np.stack([x / 4 + 10, y / 4 + 10, 100 + 0 * x], -1).astype(np.uint8)
+    tex, _ = extract_texture(model, vp, image, size=size)
+    xc, yc = _texel_centres(size, scale=scale)
+    left = slice(0, size // 2 - 1)
+    np.testing.assert_allclose(tex[:, left, 0], np.broadcast_to(
+        np.floor(xc[None, left] / 4 + 10), (size, size // 2 - 1)), atol=1)
+    np.testing.assert_allclose(tex[:, left, 1], np.broadcast_to(
+        np.floor(yc[:, None] / 4 + 10), (size, size // 2 - 1)), atol=1)
+    right = slice(size // 2 + 1, size)
+    np.testing.assert_array_equal(tex[:, right], tex[:, left][:, ::-1])
