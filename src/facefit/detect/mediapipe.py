@@ -344,9 +344,13 @@ class MediaPipeDetector:
         return faces
 
     def _profile_faces(self, image: np.ndarray, max_faces: int) -> list[FaceLandmarks]:
-        """MTCNN's boxes (square, upright crops) that pass `profile_score` or, failing that,
-        `profile_presence`."""
+        """MTCNN's boxes (square, upright crops; from a locally equalised copy too when none
+        passes) that pass `profile_score` or, failing that, `profile_presence`."""
         found = self._profile.detect(image, max_faces)
+        if not any(f.score >= self.profile_score for f in found):  # dark, low-contrast photos
+            from facefit.detect.mtcnn import equalize
+            found = sorted(found + self._profile.detect(equalize(image), max_faces),
+                           key=lambda f: -f.score)
         rois = [(_roi_from_points(f.box.reshape(2, 2), np.array([1.0, 0.0]), np.zeros(2)),
                  f.score) for f in found]
         sure = [r for r in rois if r[1] >= self.profile_score]
