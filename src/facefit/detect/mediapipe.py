@@ -248,13 +248,17 @@ class MediaPipeDetector:
         profile_score: MTCNN score that makes a box a face on its own (the landmark model
             scores profiles low); 0.75 was chosen on AFLW2000-3D dev misses and background crops.
         profile_presence: the landmark model's presence score that accepts any other MTCNN box.
+        search_check: MTCNN's mirror-checked O-Net score (`MTCNNDetector.verify`) that a face
+            found by the crop search needs (the landmark model alone calls some smooth colourful
+            textures faces).
     """
 
     scheme = SCHEME
 
     def __init__(self, min_presence: float = 0.5, refine_passes: int = 1,
                  fallback: bool = True, fallback_presence: float = 0.5, profile: bool = True,
-                 profile_score: float = 0.75, profile_presence: float = 0.5) -> None:
+                 profile_score: float = 0.75, profile_presence: float = 0.5,
+                 search_check: float = 0.3) -> None:
         d = _model_dir()
         self._short = _BlazeFace(_SHORT, d)
         self._full = _BlazeFace(_FULL, d)
@@ -270,6 +274,7 @@ class MediaPipeDetector:
         self._lock = threading.Lock()  # LiteRT interpreters are not re-entrant
         self.profile_score = profile_score
         self.profile_presence = profile_presence
+        self.search_check = search_check
         self._profile = None
         if profile:
             from facefit.detect.mtcnn import MTCNNDetector, MTCNNUnavailable
@@ -375,4 +380,7 @@ class MediaPipeDetector:
             if not faces and self.fallback:
                 faces = self._landmark_rois(image, [(self._search(image), None)],
                                             max(self.refine_passes, 2), self.fallback_presence)
+                if faces and self._profile is not None:  # MTCNN's O-Net: is it a face?
+                    faces = [f for f in faces if self._profile.verify(
+                        image, f.box[None])[0] >= self.search_check]
         return faces
