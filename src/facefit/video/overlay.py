@@ -8,7 +8,9 @@ landmark dots), made cheaper for a stream of frames:
   clustering (Rossignac & Borrel, "Multi-resolution 3D approximations for rendering complex
   scenes", 1993) on the mean face at a few cell sizes; each frame uses the coarsest level
   whose cells are at most ``max_cell_px`` pixels at the frame's scale.
-- Rasterised only inside the face's crop window (`facefit.render.raster.crop_window`).
+- Rasterised only inside the face's crop window (`facefit.render.raster.crop_window`), and
+  at half resolution for a face drawn above ``half_res_above`` px/mm (shade and opacity
+  upsampled bilinearly: a quarter of the pixels, a coarser level of detail).
 - Vertex normals by one sparse product with a cached vertex-triangle incidence matrix, and
   shading per vertex (Gouraud), interpolated as one channel.
 - The mesh fades out towards its open edge (`facefit.render.rim`), and faces seen from
