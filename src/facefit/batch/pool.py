@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -50,7 +51,19 @@ def _warm(config: BatchConfig, parent: int) -> None:
     of its manifest lock, then load the model and the detector once."""
     _die_with_parent(parent)
     close_inherited()
+    _one_thread()
     reconstructor_for(config)
+
+
+def _one_thread() -> None:
+    """One compute thread per worker (the pool already runs one worker per core). It also
+    keeps torch off OpenMP in a forked worker: a parent that had used torch's OpenMP thread
+    team leaves libgomp unusable after ``fork`` (the child hangs in its first parallel loop),
+    and torch runs a loop inline when it has a single thread."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def _die_with_parent(parent: int) -> None:

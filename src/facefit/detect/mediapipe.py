@@ -36,6 +36,7 @@ import numpy as np
 
 from facefit import assets
 from facefit.detect.base import FaceLandmarks
+from facefit.detect.mtcnn import MTCNNDetector, MTCNNUnavailable
 
 SCHEME = "mediapipe468"
 _LANDMARK_INPUT = 192
@@ -275,12 +276,20 @@ class MediaPipeDetector:
         self.profile_score = profile_score
         self.profile_presence = profile_presence
         self.search_check = search_check
-        self._profile = None
-        if profile:
-            from facefit.detect.mtcnn import MTCNNDetector, MTCNNUnavailable
+        self._profile_wanted = profile
+        self._profile_loaded: MTCNNDetector | None = None
+
+    @property
+    def _profile(self) -> MTCNNDetector | None:
+        """MTCNN, loaded on first use: most photos never need it, and loading it imports
+        torch (about 1 s per process), which a JSON-only run would otherwise pay."""
+        if self._profile_wanted and self._profile_loaded is None:
+            self._profile_wanted = False  # one try: missing weights or torch stay missing
             with contextlib.suppress(MTCNNUnavailable):
-                self._profile = MTCNNDetector(thresholds=(0.4, 0.3, 0.3), min_face_frac=0.08,
-                                              mirror_search=True, mirror_check=True)
+                self._profile_loaded = MTCNNDetector(
+                    thresholds=(0.4, 0.3, 0.3), min_face_frac=0.08, mirror_search=True,
+                    mirror_check=True)
+        return self._profile_loaded
 
     # -- landmark model -------------------------------------------------------------
     def _landmarks(self, image: np.ndarray, roi: _Roi) -> tuple[np.ndarray, np.ndarray, float]:
