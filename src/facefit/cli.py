@@ -327,18 +327,26 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         _err(f"no input images found in {', '.join(map(str, args.inputs))}")
         return EXIT_NO_INPUT
     out = str(args.output)
-    if not is_url(out):
+
+    def make_out() -> bool:
+        """Create OUT (after the model loaded: a refused model leaves no empty folder)."""
+        if is_url(out):
+            return True
         try:
             Path(out).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             _err(f"{out}: cannot create the output folder ({exc.strerror or exc})")
-            return EXIT_FAILED
+            return False
+        return True
+
     if getattr(args, "same_person", False):
         if remote_inputs or is_url(out):
             args.parser.error("--same-person needs local inputs and OUT")
         from facefit.same_person import run_same_person
 
         recon = _make_reconstructor(args, camera)
+        if not make_out():
+            return EXIT_FAILED
         return run_same_person(args, [Path(p) for p in paths], Path(out), recon, _exporter())
     if not _needs_texture(args.formats):
         args.texture_size = 0  # only textured formats need the texture step
@@ -357,6 +365,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         npz_fields=args.npz_fields)
     if args.model is not None and recon is None:
         _load_model(args.model)  # a bad --model is exit 4 before any worker starts
+    if not make_out():
+        return EXIT_FAILED
 
     def report(result: Any) -> None:
         _fail(None, result.error, args, result.exception)
