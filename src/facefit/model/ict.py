@@ -20,25 +20,21 @@ from pathlib import Path
 
 import numpy as np
 
-from facefit.fit.core.priors import BoxPrior, GaussianPrior
-from facefit.model.face_model import FaceParams
+from facefit.fit.core.priors import BoxPrior
+from facefit.model.linear import LinearFaceModel
 from facefit.model.morphable_model import MorphableModel
 
 REGION_PREFIX = "region_"
 
 
-class ICTFaceModel:
+class ICTFaceModel(LinearFaceModel):
     """A blendshape `MorphableModel` (identity PCA + expression blendshapes in [0, 1]) seen
-    through the `FaceModel` protocol; parameters (identity (Ks), weights (Ke))."""
+    through the `FaceModel` protocol; parameters (identity (Ks), weights (Ke)). The geometry
+    is linear, so vertices, Jacobian and parameter layout are `LinearFaceModel`'s; this kind
+    adds the weight bounds, the sparsity cost and the regions. Its `prior` (N(0, 1) on
+    everything) is a weak ridge on the weights for Gaussian fitters; bound them with `box`."""
 
     kind = "ict"
-
-    def __init__(self, model: MorphableModel) -> None:
-        self._model = model
-
-    @property
-    def base(self) -> MorphableModel:
-        return self._model
 
     @property
     def num_shape(self) -> int:
@@ -47,10 +43,6 @@ class ICTFaceModel:
     @property
     def num_expression(self) -> int:
         return self._model.num_expression
-
-    @property
-    def num_params(self) -> int:
-        return self.num_shape + self.num_expression
 
     @property
     def expression_names(self) -> list[str]:
@@ -70,30 +62,6 @@ class ICTFaceModel:
         """Vertex ids a dense fit should use: the ``face`` region, else every vertex."""
         face = self.regions.get("face")
         return np.arange(self._model.num_vertices) if face is None else face
-
-    def zero_params(self) -> FaceParams:
-        return FaceParams(np.zeros(self.num_shape), np.zeros(self.num_expression))
-
-    def vertices(self, params: FaceParams, ids: np.ndarray | None = None) -> np.ndarray:
-        m = self._model
-        sel = slice(None) if ids is None else ids
-        return (m.mean[sel].astype(np.float64) + m.shape_basis[sel] @ params.shape
-                + m.expression_basis[sel] @ params.expression)
-
-    def vertex_jacobian(self, params: FaceParams, ids: np.ndarray) -> np.ndarray:
-        m = self._model
-        return np.concatenate([m.shape_basis[ids], m.expression_basis[ids]], 2).astype(np.float64)
-
-    def parameter_vector(self, params: FaceParams) -> np.ndarray:
-        return np.r_[params.shape, params.expression].astype(np.float64)
-
-    def with_vector(self, params: FaceParams, vector: np.ndarray) -> FaceParams:
-        ks = self.num_shape
-        return FaceParams(vector[:ks].copy(), vector[ks:].copy(), params.joints)
-
-    def prior(self) -> GaussianPrior:
-        """N(0, 1) on identity; a weak N(0, 1) ridge on the weights (bound them with `box`)."""
-        return GaussianPrior.standard(self.num_params)
 
     def box(self) -> BoxPrior:
         """Identity unbounded, blendshape weights in the model's bounds (default [0, 1])."""
