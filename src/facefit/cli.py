@@ -29,6 +29,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from facefit.batch.work import is_unavailable, one_line
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
 PLUGINS = ("facefit.model.commands", "facefit.eval.commands", "facefit.video.commands",
@@ -69,8 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(str(exc))
         return EXIT_UNAVAILABLE
     except Exception as exc:
-        if _is_unavailable(exc) and not getattr(args, "debug", False):
-            _err(_one_line(exc))
+        if is_unavailable(exc) and not getattr(args, "debug", False):
+            _err(one_line(exc))
             return EXIT_UNAVAILABLE
         raise
 
@@ -469,8 +471,8 @@ def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
             raise _Unavailable(f"this facefit install is incomplete ({exc})") from exc
         raise _Unavailable(f"{exc}: install the missing package (see README.md)") from exc
     except Exception as exc:
-        if _is_unavailable(exc):
-            raise _Unavailable(_one_line(exc)) from exc
+        if is_unavailable(exc):
+            raise _Unavailable(one_line(exc)) from exc
         raise
 
 
@@ -496,28 +498,10 @@ def _load_model(path: Path) -> Any:
     try:
         return loader(path)
     except (OSError, ValueError, KeyError, EOFError) as exc:
-        text = _one_line(exc)
+        text = one_line(exc)
         if text.startswith(f"{path}: "):  # already "PATH: problem" (ModelFileError)
             raise _Unavailable(text) from exc
         raise _Unavailable(f"{path}: cannot load the model ({text})") from exc
-
-
-def _is_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` means missing model data or detector files (exit code 4)."""
-    kinds: list[type[BaseException]] = []
-    try:
-        from facefit.model.bfm_3ddfa import ModelDataMissing
-
-        kinds.append(ModelDataMissing)
-    except ImportError:
-        pass
-    try:
-        from facefit.detect.mediapipe import DetectorUnavailable
-
-        kinds.append(DetectorUnavailable)
-    except ImportError:
-        pass
-    return isinstance(exc, tuple(kinds))
 
 
 def _fail(bar: Any, problem: BaseException | str, args: argparse.Namespace,
@@ -528,17 +512,12 @@ def _fail(bar: Any, problem: BaseException | str, args: argparse.Namespace,
             raise exc
         if isinstance(problem, BaseException):
             raise problem
-    text = f"facefit: error: {_one_line(problem)}"
+    text = f"facefit: error: {one_line(problem)}"
     if bar is not None and not bar.disable:
         bar.write(text, file=sys.stderr)
     else:
         print(text, file=sys.stderr)
     return 1
-
-
-def _one_line(exc: BaseException | str) -> str:
-    text = str(exc).strip() or (type(exc).__name__ if isinstance(exc, BaseException) else "")
-    return " ".join(text.split())
 
 
 def _err(text: str, prefix: str = "facefit: error: ") -> None:

@@ -149,9 +149,9 @@ def process_image(task: ImageTask, config: BatchConfig, out_dir: str,
     try:
         faces = recon.reconstruct(image, max_faces=config.max_faces)
     except Exception as exc:
-        if _is_unavailable(exc):
+        if is_unavailable(exc):
             raise
-        res.error = f"{task.source}: reconstruction failed ({_one_line(exc)})"
+        res.error = f"{task.source}: reconstruction failed ({one_line(exc)})"
         res.kind, res.exception = "reconstruct", exc
         return res
     t2 = time.perf_counter()
@@ -159,7 +159,7 @@ def process_image(task: ImageTask, config: BatchConfig, out_dir: str,
     try:
         res.files = _export(task, config, out_dir, image, faces, recon.model, load_ms)
     except Exception as exc:
-        res.error, res.kind = f"{task.source}: cannot write results ({_one_line(exc)})", "export"
+        res.error, res.kind = f"{task.source}: cannot write results ({one_line(exc)})", "export"
         res.exception = exc
         return res
     res.state = "done" if faces else "no_face"
@@ -193,7 +193,7 @@ def _read_image(source: str) -> Any:
     except FileNotFoundError:
         raise ImageError(source, "file not found") from None
     except OSError as exc:
-        raise ImageError(source, f"cannot read ({_one_line(exc)})") from None
+        raise ImageError(source, f"cannot read ({one_line(exc)})") from None
     with tempfile.TemporaryDirectory(prefix="facefit-in-") as tmp:
         local = Path(tmp) / f"image{suffix}"
         local.write_bytes(data)
@@ -249,24 +249,15 @@ def clean_staging(out_dir: str | os.PathLike[str]) -> None:
         shutil.rmtree(Path(out_dir) / STAGING, ignore_errors=True)
 
 
-def _is_unavailable(exc: BaseException) -> bool:
-    """Missing model data or detector files: a problem of the install, not of the image."""
-    kinds: list[type[BaseException]] = []
-    try:
-        from facefit.model.bfm_3ddfa import ModelDataMissing
+def is_unavailable(exc: BaseException) -> bool:
+    """Missing model data or detector files: a problem of the install, not of the image
+    (the CLI's exit code 4)."""
+    from facefit.detect.mediapipe import DetectorUnavailable
+    from facefit.model.bfm_3ddfa import ModelDataMissing
 
-        kinds.append(ModelDataMissing)
-    except ImportError:
-        pass
-    try:
-        from facefit.detect.mediapipe import DetectorUnavailable
-
-        kinds.append(DetectorUnavailable)
-    except ImportError:
-        pass
-    return isinstance(exc, tuple(kinds))
+    return isinstance(exc, ModelDataMissing | DetectorUnavailable)
 
 
-def _one_line(exc: BaseException | str) -> str:
+def one_line(exc: BaseException | str) -> str:
     text = str(exc).strip() or (type(exc).__name__ if isinstance(exc, BaseException) else "")
     return " ".join(text.split())
