@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facefit.io.atomic import atomic_path, write_text_atomic
+from facefit.io.atomic import write_text_atomic
+from facefit.io.glb import write_glb_file
 
 if TYPE_CHECKING:
     from facefit.model.morphable_model import MorphableModel
@@ -216,18 +216,7 @@ def write_arkit_glb(path: str | os.PathLike[str], vertices: np.ndarray, triangle
             samplers.append({"input": inp, "output": out_r, "interpolation": "LINEAR"})
             channels.append({"sampler": 1, "target": {"node": 0, "path": "rotation"}})
         gltf["animations"] = [{"name": "arkit", "samplers": samplers, "channels": channels}]
-    binary = b"".join(chunks)
-    gltf["buffers"] = [{"byteLength": len(binary)}]
-    gltf["bufferViews"] = views
-    gltf["accessors"] = accessors
-    js = json.dumps(gltf, separators=(",", ":")).encode()
-    js += b" " * (-len(js) % 4)
-    total = 12 + 8 + len(js) + 8 + len(binary)
-    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
-        f.write(struct.pack("<4sII", b"glTF", 2, total))
-        f.write(struct.pack("<I4s", len(js), b"JSON") + js)
-        f.write(struct.pack("<I4s", len(binary), b"BIN\0") + binary)
-    return Path(path)
+    return write_glb_file(path, gltf, views, accessors, b"".join(chunks))
 
 
 def write_video_arkit_glb(jsonl_path: str | os.PathLike[str], model: MorphableModel,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from PIL import Image
 
 from facefit.fit.result import model_frame_vertices
 from facefit.io.atomic import atomic_path, write_text_atomic
+from facefit.io.glb import write_glb_file
 from facefit.model.arkit import arkit_summary
 from facefit.render.raster import crop_window
 from facefit.render.shading import render_shaded, vertex_normals
@@ -292,19 +292,7 @@ def write_glb(
                              "wrapT": 33071}]
         gltf["textures"] = [{"source": 0, "sampler": 0}]
         material["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0, "texCoord": 0}
-    binary = b"".join(parts)
-    gltf["buffers"] = [{"byteLength": len(binary)}]
-    gltf["bufferViews"] = views
-    gltf["accessors"] = accessors
-    js = json.dumps(gltf, separators=(",", ":")).encode()
-    js += b" " * (-len(js) % 4)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(struct.pack("<4sII", b"glTF", 2, 12 + 8 + len(js) + 8 + len(binary)))
-        f.write(struct.pack("<I4s", len(js), b"JSON"))
-        f.write(js)
-        f.write(struct.pack("<I4s", len(binary), b"BIN\0"))
-        f.write(binary)
-    return Path(path)
+    return write_glb_file(path, gltf, views, accessors, b"".join(parts))
 
 
 def _glb_uv_bytes(uv: np.ndarray) -> bytes:

@@ -5,13 +5,11 @@ processed, so memory does not grow with the mesh times the number of frames."""
 
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
 
 import numpy as np
 
-from facefit.io.atomic import atomic_path
+from facefit.io.glb import write_glb_file
 
 _FLOAT, _UINT = 5126, 5125
 _ARRAY, _ELEMENTS = 34962, 34963
@@ -112,15 +110,4 @@ class AnimatedGlb:
             paths = ("rotation", "translation", "scale", "weights")
             gltf["animations"] = [{"name": "video", "samplers": samplers, "channels": [
                 {"sampler": i, "target": {"node": 0, "path": p}} for i, p in enumerate(paths)]}]
-        binary = b"".join(chunks)
-        gltf["buffers"] = [{"byteLength": len(binary)}]
-        gltf["bufferViews"] = views
-        gltf["accessors"] = accessors
-        js = json.dumps(gltf, separators=(",", ":")).encode()
-        js += b" " * (-len(js) % 4)
-        total = 12 + 8 + len(js) + 8 + len(binary)
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            f.write(struct.pack("<4sII", b"glTF", 2, total))
-            f.write(struct.pack("<I4s", len(js), b"JSON") + js)
-            f.write(struct.pack("<I4s", len(binary), b"BIN\0") + binary)
-        return Path(path)
+        return write_glb_file(path, gltf, views, accessors, b"".join(chunks))
