@@ -22,7 +22,7 @@ import numpy as np
 
 from facefit.io.image import load_image
 from facefit.model import load_default_model
-from facefit.texture.extract import _uv_texels, extract_texture
+from facefit.texture.extract import extract_texture, uv_texels
 
 THRESHOLD = 60
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             paths.append(item)
     model = load_default_model()
-    texels = _uv_texels(model, args.size)
+    texels = uv_texels(model, args.size)
     covered = np.zeros(args.size * args.size, bool)
     covered[texels.index] = True
     covered = covered.reshape(args.size, args.size)

@@ -41,7 +41,7 @@ from facefit.detect.mtcnn import MTCNNDetector, MTCNNUnavailable
 SCHEME = "mediapipe468"
 _LANDMARK_INPUT = 192
 _ROI_SCALE = 1.5  # MediaPipe's crop is 1.5× the face box (detection or landmark box)
-_EYE_IDS = (33, 263)  # subject's right and left outer eye corners in the 468 layout
+EYE_IDS = (33, 263)  # subject's right and left outer eye corners in the 468 layout
 
 
 class DetectorUnavailable(RuntimeError):
@@ -202,7 +202,7 @@ class _BlazeFace:
 
 
 @dataclass(frozen=True)
-class _Roi:
+class Roi:
     """A rotated square crop: centre (px), side (px), rotation (rad, image plane)."""
 
     cx: float
@@ -220,7 +220,7 @@ class _Roi:
         return np.hstack([a, t[:, None]]).astype(np.float64)
 
 
-def _roi_from_points(points: np.ndarray, left: np.ndarray, right: np.ndarray) -> _Roi:
+def roi_from_points(points: np.ndarray, left: np.ndarray, right: np.ndarray) -> Roi:
     """Square crop around ``points`` (px), rotated so that ``right``→``left`` is horizontal
     (``right``/``left``: the subject's right and left eye, px), 1.5× the rotated box."""
     d = left - right
@@ -231,7 +231,7 @@ def _roi_from_points(points: np.ndarray, left: np.ndarray, right: np.ndarray) ->
     lo, hi = p.min(0), p.max(0)
     centre = ((lo + hi) / 2) @ rot
     size = float(max(hi - lo)) * _ROI_SCALE
-    return _Roi(float(centre[0]), float(centre[1]), size, angle)
+    return Roi(float(centre[0]), float(centre[1]), size, angle)
 
 
 class MediaPipeDetector:
@@ -292,7 +292,7 @@ class MediaPipeDetector:
         return self._profile_loaded
 
     # -- landmark model -------------------------------------------------------------
-    def _landmarks(self, image: np.ndarray, roi: _Roi) -> tuple[np.ndarray, np.ndarray, float]:
+    def _landmarks(self, image: np.ndarray, roi: Roi) -> tuple[np.ndarray, np.ndarray, float]:
         """(468, 2) px, (468,) depth px, presence score of the face mesh on ``roi``."""
         n = _LANDMARK_INPUT
         m = roi.to_crop(n)
@@ -318,32 +318,32 @@ class MediaPipeDetector:
         depth = raw[:, 2] / k
         return pts.astype(np.float32), depth.astype(np.float32), presence
 
-    def _track(self, image: np.ndarray, roi: _Roi, passes: int):
+    def _track(self, image: np.ndarray, roi: Roi, passes: int):
         pts, depth, presence = self._landmarks(image, roi)
         for _ in range(passes):
-            roi = _roi_from_points(pts, pts[_EYE_IDS[1]], pts[_EYE_IDS[0]])
+            roi = roi_from_points(pts, pts[EYE_IDS[1]], pts[EYE_IDS[0]])
             pts, depth, presence = self._landmarks(image, roi)
         return pts, depth, presence
 
-    def _search(self, image: np.ndarray) -> _Roi:
+    def _search(self, image: np.ndarray) -> Roi:
         """Best crop for the landmark model when no detector fired: the whole image and a
         grid of smaller crops, ranked by the landmark model's face-presence score."""
         h, w = image.shape[:2]
         side = float(max(h, w))
-        rois = [_Roi(w / 2, h / 2, side, 0.0)]
+        rois = [Roi(w / 2, h / 2, side, 0.0)]
         for frac, steps in ((0.7, 2), (0.5, 3)):
             size = side * frac
             xs = np.linspace(size / 2, max(w - size / 2, size / 2), steps)
             ys = np.linspace(size / 2, max(h - size / 2, size / 2), steps)
-            rois += [_Roi(float(x), float(y), size, 0.0) for y in ys for x in xs]
+            rois += [Roi(float(x), float(y), size, 0.0) for y in ys for x in xs]
         best, best_p = rois[0], -1.0
         for roi in rois:
             pts, _, presence = self._landmarks(image, roi)
             if presence > best_p:
-                best, best_p = _roi_from_points(pts, pts[_EYE_IDS[1]], pts[_EYE_IDS[0]]), presence
+                best, best_p = roi_from_points(pts, pts[EYE_IDS[1]], pts[EYE_IDS[0]]), presence
         return best
 
-    def _landmark_rois(self, image: np.ndarray, rois: list[tuple[_Roi, float | None]],
+    def _landmark_rois(self, image: np.ndarray, rois: list[tuple[Roi, float | None]],
                        passes: int, min_presence: float) -> list[FaceLandmarks]:
         faces: list[FaceLandmarks] = []
         for roi, det_score in rois:
@@ -365,7 +365,7 @@ class MediaPipeDetector:
             from facefit.detect.mtcnn import equalize
             found = sorted(found + self._profile.detect(equalize(image), max_faces),
                            key=lambda f: -f.score)
-        rois = [(_roi_from_points(f.box.reshape(2, 2), np.array([1.0, 0.0]), np.zeros(2)),
+        rois = [(roi_from_points(f.box.reshape(2, 2), np.array([1.0, 0.0]), np.zeros(2)),
                  f.score) for f in found]
         sure = [r for r in rois if r[1] >= self.profile_score]
         passes = max(self.refine_passes, 2)
@@ -382,7 +382,7 @@ class MediaPipeDetector:
         with self._lock:
             dets = (self._short(image) or self._full(image))[:max_faces]
             faces = self._landmark_rois(
-                image, [(_roi_from_points(d.box.reshape(2, 2), d.keypoints[1], d.keypoints[0]),
+                image, [(roi_from_points(d.box.reshape(2, 2), d.keypoints[1], d.keypoints[0]),
                          d.score) for d in dets], self.refine_passes, self.min_presence)
             if not faces and self._profile is not None:
                 faces = self._profile_faces(image, max_faces)

@@ -19,15 +19,15 @@ def albedo_texture(model: MorphableModel, albedo: np.ndarray, size: int = 512) -
     """(T, T, 3) uint8 UV texture (row 0 is v = 1) of per-vertex albedo (V, 3) in [0, 1],
     interpolated over the model's UV triangles; texels outside the UV islands are filled
     smoothly (pull-push, as `facefit.texture.extract`)."""
-    from facefit.texture.extract import _pull_push, _uv_texels
+    from facefit.texture.extract import pull_push, uv_texels
 
-    texels = _uv_texels(model, size)
+    texels = uv_texels(model, size)
     color = np.zeros((size * size, 3), np.float32)
     color[texels.index] = np.einsum("nk,nkc->nc", texels.bary,
                                     np.asarray(albedo, np.float32)[texels.vertex_ids])
     known = np.zeros(size * size, bool)
     known[texels.index] = True
-    filled = _pull_push(color.reshape(size, size, 3) * 255.0, known.reshape(size, size))
+    filled = pull_push(color.reshape(size, size, 3) * 255.0, known.reshape(size, size))
     return np.clip(filled + 0.5, 0, 255).astype(np.uint8)
 
 

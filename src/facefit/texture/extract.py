@@ -60,7 +60,7 @@ def extract_texture(
     """
     verts = np.asarray(verts_px, dtype=np.float32)
     image = np.ascontiguousarray(image_rgb[..., :3])
-    texels = _uv_texels(model, size)
+    texels = uv_texels(model, size)
     height, width = image.shape[:2]
     window = crop_window(verts, height, width)
     region = _face_region_weight(model, verts, window)
@@ -82,7 +82,7 @@ def extract_texture(
                            / np.maximum(known, 1e-6)[:, None])
     weight = np.zeros(size * size, np.float32)
     weight[texels.index] = known
-    texture = _pull_push(color.reshape(size, size, 3), weight.reshape(size, size))
+    texture = pull_push(color.reshape(size, size, 3), weight.reshape(size, size))
     texture = np.clip(texture + 0.5, 0, 255).astype(np.uint8)
     vcol = texels.vertex_interp @ texture.reshape(-1, 3).astype(np.float32)
     return texture, np.clip(vcol + 0.5, 0, 255).astype(np.uint8)
@@ -103,7 +103,7 @@ class _View:
 
 
 def _texel_view(interp: sparse.csr_matrix, cross: np.ndarray, verts: np.ndarray,
-                image: np.ndarray, texels: _Texels, zbuf: tuple[np.ndarray, int, int],
+                image: np.ndarray, texels: UVTexels, zbuf: tuple[np.ndarray, int, int],
                 extent: float, region: tuple[np.ndarray, int, int] | None,
                 wanted: np.ndarray | None = None) -> _View:
     """Sample the photo at each covered texel's surface point ``interp @ verts`` (or its
@@ -149,13 +149,13 @@ def _sample(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return out.reshape(rows * cols, -1)[:n].astype(np.float32)
 
 
-def _box_share(flags: np.ndarray, texels: _Texels) -> np.ndarray:
+def _box_share(flags: np.ndarray, texels: UVTexels) -> np.ndarray:
     """(N,) float32 per covered texel: the share of flagged texels among the covered texels
     of its 3x3 neighbourhood."""
     return _box_count(flags, texels) / texels.covered_around
 
 
-def _box_count(flags: np.ndarray, texels: _Texels) -> np.ndarray:
+def _box_count(flags: np.ndarray, texels: UVTexels) -> np.ndarray:
     """(N,) float32 per covered texel: the number of flagged covered texels in its 3x3
     neighbourhood (itself included)."""
     size = texels.size
@@ -166,7 +166,7 @@ def _box_count(flags: np.ndarray, texels: _Texels) -> np.ndarray:
     return count.reshape(-1)[texels.index]
 
 
-def _majority(flags: np.ndarray, texels: _Texels) -> np.ndarray:
+def _majority(flags: np.ndarray, texels: UVTexels) -> np.ndarray:
     """Per covered texel: True when more than half of the covered texels of its 3x3
     neighbourhood (itself included) are flagged."""
     return 2.0 * _box_count(flags, texels) > texels.covered_around + 1e-3
@@ -196,7 +196,7 @@ def _face_region_weight(model: MorphableModel, verts: np.ndarray,
 
 
 @dataclass(frozen=True, eq=False)
-class _Texels:
+class UVTexels:
     """The texels covered by a model's UV layout on the (size, size) grid: flat index (N,),
     triangle id (N,), the triangle's vertex ids (N, 3) and barycentrics (N, 3); the
     interpolation matrices (N, V) from vertices to the texels' surface points and to their
@@ -217,7 +217,7 @@ class _Texels:
 
 
 @functools.lru_cache(maxsize=4)
-def _uv_texels(model: MorphableModel, size: int) -> _Texels:
+def uv_texels(model: MorphableModel, size: int) -> UVTexels:
     """The model's triangles rasterised on the (size, size) texel grid, and everything that
     depends only on the topology and UV layout (cached per model)."""
     uv = np.asarray(model.uv, np.float32)
@@ -240,7 +240,7 @@ def _uv_texels(model: MorphableModel, size: int) -> _Texels:
     cov[index] = 1.0
     around = cv2.boxFilter(cov.reshape(size, size), -1, (3, 3), normalize=False,
                            borderType=cv2.BORDER_CONSTANT).reshape(-1)[index]
-    return _Texels(size, index, tid, ids, bary, matrix(ids), matrix(mids[ids]),
+    return UVTexels(size, index, tid, ids, bary, matrix(ids), matrix(mids[ids]),
                    mids[np.asarray(model.triangles)], around,
                    _bilinear_matrix(uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5,
                                     size, size))
@@ -311,7 +311,7 @@ def _depth_test(pos: np.ndarray, zbuf: np.ndarray, x0: int, y0: int, step: float
     return inside & (pos[..., 2] <= z + tol)
 
 
-def _pull_push(color: np.ndarray, known: np.ndarray) -> np.ndarray:
+def pull_push(color: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Fill ``color`` (H, W, 3) smoothly where the weight ``known`` (H, W; bool or in
     [0, 1]) is below 1: the result is ``known * color + (1 - known) * fill``, so fully
     known texels are kept exactly. The fill is pull-push interpolation over a Gaussian
@@ -356,7 +356,7 @@ def texel_samples(
                                                           image.shape[1]))
     towards, slope = _facing(triangle_cross(verts, tri))
     extent = float(np.ptp(verts[:, :2], axis=0).max()) if len(verts) else 0.0
-    texels = _uv_texels(model, size)
+    texels = uv_texels(model, size)
     pos = np.asarray(texels.interp @ verts, np.float32)
     visible = (towards > MIN_FACING)[texels.triangle_id] & _depth_test(
         pos, zbuf, x0, y0, step, 1.0 + 0.01 * extent + 0.75 * slope[texels.triangle_id])
@@ -384,5 +384,5 @@ def merge_texels(colours: list[np.ndarray], weights: list[np.ndarray], power: fl
     color = np.where(known[..., None], acc / np.maximum(wsum, 1e-6)[..., None], 0.0)
     mirrored = ~known & known[:, ::-1]
     color[mirrored] = color[:, ::-1][mirrored]
-    return np.clip(_pull_push(color.astype(np.float32), known | mirrored) + 0.5, 0,
+    return np.clip(pull_push(color.astype(np.float32), known | mirrored) + 0.5, 0,
                    255).astype(np.uint8)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
-from facefit.detect.mediapipe import _EYE_IDS, SCHEME, MediaPipeDetector, _roi_from_points
+from facefit.detect.mediapipe import EYE_IDS, SCHEME, MediaPipeDetector, roi_from_points
 
 
 class FaceTracker:
@@ -39,7 +39,7 @@ class FaceTracker:
         det = self.detector
         if self._prev is not None:
             p = self._prev
-            roi = _roi_from_points(p, p[_EYE_IDS[1]], p[_EYE_IDS[0]])
+            roi = roi_from_points(p, p[EYE_IDS[1]], p[EYE_IDS[0]])
             with det._lock:
                 pts, depth, presence = det._track(image, roi, self.passes)
             if presence >= self.min_presence:
