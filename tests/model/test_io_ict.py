@@ -106,7 +106,7 @@ def test_load_model_folder(tmp_path):
     mm = load_model(tmp_path / "FaceXModel")
     assert isinstance(mm, MorphableModel)
     assert mm.num_shape == 2 and mm.num_expression == 3
-    assert int(mm.extras["expression_is_blendshape"]) == 1
+    assert mm.kind == "ict"
     np.testing.assert_array_equal(mm.extras["region_teeth"], [0, 1, 11])
     assert len(load_ict(tmp_path, num_identity=1).identity_basis[0, 0]) == 1
 

@@ -212,9 +212,8 @@ class ArkitTransfer:
             triangles=np.zeros((0, 3), np.int32), uv=np.zeros((s, 2), np.float32),
             landmark_ids=landmarks, mirror_ids=np.arange(s, dtype=np.int64),
             licence=model.licence, source=self.source,
-            extras={"expression_is_blendshape": np.array(1, np.int8),
-                    "expression_weight_bounds": np.array([0.0, 1.0], np.float32),
-                    "expression_names": np.array(self.names, dtype=str)})
+            extras={"expression_weight_bounds": np.array([0.0, 1.0], np.float32),
+                    "expression_names": np.array(self.names, dtype=str)}, kind="ict")
 
     def weights(self, model: MorphableModel, expression: np.ndarray,
                 sigma_mm: float = DEFAULT_SIGMA_MM, sparsity: float = DEFAULT_SPARSITY,

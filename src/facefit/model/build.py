@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from facefit.fit.core.rotation import rodrigues, umeyama
+from facefit.model.io_common import PathLike, complete_topology
 from facefit.model.io_facescape import BilinearModel
-from facefit.model.load import PathLike, complete_topology
 from facefit.model.morphable_model import MorphableModel
 
 

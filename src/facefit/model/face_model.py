@@ -9,7 +9,8 @@ vector (`FaceModel.parameter_vector`), with the prior of that vector. Kinds:
 * `facefit.model.flame.FlameFaceModel`: FLAME with linear blend skinning (jaw, neck);
 * `facefit.model.bilinear.BilinearFaceModel`: FaceScape identity x expression tensor.
 
-`facefit.model.kinds.face_model` turns a loaded `MorphableModel` into its kind.
+The loader decides the kind (`MorphableModel.kind`); `facefit.model.kinds.face_model` turns a
+loaded `MorphableModel` into it.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ sparsity penalty `ICTFaceModel.sparsity` (L1 on nonnegative weights); `prior` gi
 N(0, 1) ridge on ``w`` for generic Gaussian fitters. Regions are kept: fitting uses the
 ``face`` region (`fit_ids`), exports keep the whole head.
 
-A model is of this kind when its ``extras`` say ``expression_is_blendshape`` (as
-`facefit.model.io_ict.ICTModel.to_morphable_model` writes); `ict_from_model` detects it.
+A model is of this kind when its loader set ``MorphableModel.kind = "ict"`` (as
+`facefit.model.io_ict.ICTModel.to_morphable_model` does); `ict_from_model` builds it.
 """
 
 from __future__ import annotations
@@ -90,11 +90,9 @@ class ICTFaceModel(LinearFaceModel):
 
 
 def ict_from_model(model: MorphableModel | object) -> ICTFaceModel | None:
-    """`ICTFaceModel` of a loaded model whose extras flag blendshape expressions, else None."""
-    if not isinstance(model, MorphableModel):
-        return None
-    flag = model.extras.get("expression_is_blendshape")
-    if flag is None or not int(np.asarray(flag).ravel()[0]):
+    """`ICTFaceModel` of a loaded model of kind ``"ict"`` (blendshape expressions), else
+    None."""
+    if not isinstance(model, MorphableModel) or model.kind != "ict":
         return None
     return ICTFaceModel(model)
 
@@ -104,8 +102,8 @@ def load_ict_modes(folder: str | Path, num_identity: int | None = None) -> Morph
     ``FaceXModel/vertex_indices.json`` and ``modes.npz`` of per-OBJ offsets in cm), as
     ``facefit.model.load_model`` would give it from the unpacked folder, without writing or parsing
     158 OBJ files (used by tests and the build scripts)."""
+    from facefit.model.io_common import ModelFileError
     from facefit.model.io_ict import CM_TO_MM, NEUTRAL_FILE, ICTModel, read_obj
-    from facefit.model.load import ModelFileError
 
     root = Path(folder)
     modes_path = root / "modes.npz"
@@ -157,8 +155,8 @@ def load_compact_ict() -> MorphableModel:
     ARKit-named blendshapes, int16-quantised; MIT licence (ICT-FaceKit)."""
     from scipy.spatial import cKDTree
 
+    from facefit.model.io_common import ModelFileError
     from facefit.model.io_ict import LICENCE
-    from facefit.model.load import ModelFileError
 
     for p in (COMPACT_IDENTITY, COMPACT_EXPRESSION):
         if not p.is_file():
@@ -178,7 +176,7 @@ def load_compact_ict() -> MorphableModel:
         triangles=tri, uv=uv, landmark_ids={"ibug68": lm}, mirror_ids=mirror,
         licence=LICENCE, source=f"{COMPACT_IDENTITY.name} + {COMPACT_EXPRESSION.name} "
         "(facefit's compact ICT-FaceKit head)",
-        extras={"expression_is_blendshape": np.array(1, np.int8),
-                "expression_weight_bounds": np.array([0.0, 1.0], np.float32),
+        kind="ict",
+        extras={"expression_weight_bounds": np.array([0.0, 1.0], np.float32),
                 "expression_names": np.array(names, dtype=str),
                 "region_face": face, "region_head": np.arange(len(neutral), dtype=np.int64)})

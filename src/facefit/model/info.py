@@ -76,6 +76,8 @@ def model_summary(model: MorphableModel) -> str:
     ict = ict_from_model(model)
     if ict is not None:
         lines.extend(ict.describe())
+    else:
+        lines.append(f"kind:        {model.kind}")
     lines.append(f"source:      {model.source or 'unknown'}")
     lines.append(f"licence:     {model.licence or 'unknown'}")
     return "\n".join(lines)

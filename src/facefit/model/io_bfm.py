@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facefit.model.load import ModelFileError, PathLike, complete_topology, flat_to_vertices
+from facefit.model.io_common import ModelFileError, PathLike, complete_topology, flat_to_vertices
 from facefit.model.morphable_model import MorphableModel
 
 UM_TO_MM = 1e-3

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from facefit.io.safe_pickle import NpzArchive, PickleDataError, read_npz
-from facefit.model.load import ModelFileError, PathLike, complete_topology
+from facefit.model.io_common import ModelFileError, PathLike, complete_topology
 from facefit.model.morphable_model import MorphableModel
 
 LICENCE = "FaceScape licence: non-commercial research use only (facescape.nju.edu.cn)"
@@ -276,6 +276,7 @@ def to_morphable_model(
         licence=bm.licence,
         source=bm.source + (f" (linearised; {'; '.join(made)})" if made else " (linearised)"),
         extras=extras,
+        kind="bilinear",
     )
 
 

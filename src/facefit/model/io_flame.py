@@ -26,6 +26,7 @@ static embedding the 17 contour landmarks are unavailable (set ``ibug51``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from facefit.io.safe_pickle import (
     load_pickle,
     read_npy,
 )
-from facefit.model.load import ModelFileError, PathLike, complete_topology
+from facefit.model.io_common import ModelFileError, PathLike, complete_topology
 from facefit.model.morphable_model import MorphableModel
 
 M_TO_MM = 1000.0
@@ -321,6 +322,7 @@ def load_flame(
         licence=LICENCE,
         source=f"{p} ({'; '.join(notes + made + unavailable) or 'FLAME'})",
         extras=extras,
+        kind="flame",
     )
     return FlameModel(model=model, posedirs=extras["flame_posedirs"],
                       j_regressor=extras["flame_J_regressor"], weights=extras["flame_weights"],
@@ -329,11 +331,13 @@ def load_flame(
 
 def flame_from_model(model: MorphableModel) -> FlameModel:
     """Rebuild a `FlameModel` from a `MorphableModel` whose extras carry FLAME's skinning data
-    (e.g. one converted to facefit ``.npz``)."""
+    (e.g. one converted to facefit ``.npz``); its ``model`` is of kind ``"flame"``."""
     ex = model.extras
     for key in ("flame_posedirs", "flame_J_regressor", "flame_weights", "flame_parents"):
         if key not in ex:
             raise ValueError(f"model {model.name}: missing extras '{key}' (not a FLAME model)")
+    if model.kind != "flame":
+        model = dataclasses.replace(model, kind="flame")
     return FlameModel(model=model, posedirs=ex["flame_posedirs"],
                       j_regressor=ex["flame_J_regressor"], weights=ex["flame_weights"],
                       parents=ex["flame_parents"].astype(np.int64))

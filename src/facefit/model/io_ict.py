@@ -22,17 +22,14 @@ unit changes (cm → mm).
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from facefit.model.load import ModelFileError
+from facefit.model.io_common import ModelFileError, PathLike
 from facefit.model.morphable_model import MorphableModel
-
-PathLike = str | os.PathLike[str]
 
 NEUTRAL_FILE = "generic_neutral_mesh.obj"
 INDEX_FILE = "vertex_indices.json"
@@ -259,13 +256,12 @@ class ICTModel:
 
     def to_morphable_model(self, num_identity: int | None = None) -> MorphableModel:
         """The whole head as a `MorphableModel`: identity modes as the shape basis, the
-        blendshape deltas as the expression basis (``extras["expression_is_blendshape"]`` = 1,
+        blendshape deltas as the expression basis (kind ``"ict"``,
         ``extras["expression_weight_bounds"]`` = [0, 1]: fitters should bound them rather
         than apply an N(0, 1) prior), ``extras["expression_names"]`` the blendshape names, regions
         as ``extras["region_<name>"]`` vertex ids (`facefit.model.ict.ICTFaceModel` reads them)."""
         k = self.num_identity if num_identity is None else int(num_identity)
         extras = {f"region_{r}": v for r, v in self.regions.items()}
-        extras["expression_is_blendshape"] = np.array(1, np.int8)
         extras["expression_weight_bounds"] = np.array([0.0, 1.0], np.float32)
         extras["expression_names"] = np.array(self.expression_names, dtype=str)
         return MorphableModel(
@@ -273,7 +269,7 @@ class ICTModel:
             expression_basis=self.expression_deltas, triangles=self.triangles,
             uv=self.vertex_uv, landmark_ids=dict(self.landmark_ids),
             mirror_ids=self.mirror_ids(), licence=self.licence, source=self.source,
-            extras=extras)
+            extras=extras, kind="ict")
 
 
 def find_ict_folder(path: PathLike) -> Path | None:

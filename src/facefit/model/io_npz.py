@@ -7,6 +7,8 @@ key                   dtype/shape   meaning
 ====================  ============  ==========================================================
 ``format``            str ()        always ``"facefit-morphable-model"``
 ``format_version``    int64 ()      ``1``
+``kind``              str ()        model kind (`MorphableModel.kind`: ``linear``, ``flame``,
+                                    ``bilinear``, ``ict``); files without it are ``linear``
 ``name``              str ()        short model name
 ``licence``           str ()        one-line licence note of the data
 ``source``            str ()        where the data came from
@@ -38,8 +40,8 @@ import numpy as np
 
 from facefit.io.atomic import atomic_path
 from facefit.io.safe_pickle import NpzArchive, PickleDataError, read_npz
-from facefit.model.load import ModelFileError, PathLike
-from facefit.model.morphable_model import MorphableModel
+from facefit.model.io_common import ModelFileError, PathLike
+from facefit.model.morphable_model import MODEL_KINDS, MorphableModel
 
 FORMAT = "facefit-morphable-model"
 FORMAT_VERSION = 1
@@ -51,6 +53,7 @@ def model_to_arrays(model: MorphableModel) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {
         "format": np.array(FORMAT),
         "format_version": np.array(FORMAT_VERSION, np.int64),
+        "kind": np.array(model.kind),
         "name": np.array(model.name),
         "licence": np.array(model.licence),
         "source": np.array(model.source),
@@ -108,6 +111,10 @@ def load_npz(path: PathLike) -> MorphableModel:
             if version > FORMAT_VERSION:
                 raise ModelFileError(p, f"format_version {version} is newer than this facefit "
                                         f"({FORMAT_VERSION})")
+            kind = _str(z, "kind", "linear")  # files written before kinds were stored
+            if kind not in MODEL_KINDS:
+                raise ModelFileError(p, f"key 'kind' is {kind!r}, expected one of "
+                                        f"{', '.join(MODEL_KINDS)}")
             landmarks = {k.split("/", 1)[1]: np.asarray(z[k], np.int64)
                          for k in z.files if k.startswith("landmarks/")}
             extras = {k.split("/", 1)[1]: np.asarray(z[k])
@@ -128,6 +135,7 @@ def load_npz(path: PathLike) -> MorphableModel:
                 albedo_basis=(np.asarray(z["albedo_basis"], np.float32)
                               if "albedo_basis" in files else None),
                 extras=extras,
+                kind=kind,
             )
         except ModelFileError:
             raise

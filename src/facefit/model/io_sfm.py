@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facefit.model.load import ModelFileError, PathLike, complete_topology, flat_to_vertices
+from facefit.model.io_common import ModelFileError, PathLike, complete_topology, flat_to_vertices
 from facefit.model.morphable_model import MorphableModel
 
 LICENCE = "Surrey Face Model licence (see cvssp.org/faceweb/3dmm); eos code Apache-2.0"

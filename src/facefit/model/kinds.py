@@ -1,30 +1,43 @@
-"""`face_model`: the one place that tells the kinds of face model apart."""
+"""`face_model`: a loaded model as its kind (`facefit.model.face_model.FaceModel`).
+
+The kind is decided by the loader that read the file (`MorphableModel.kind`, stored in
+facefit ``.npz`` models) and looked up here; nothing inspects a model's ``extras`` to guess
+it. Each kind's constructor reads its own data (FLAME skinning, the FaceScape core tensor,
+ICT bounds and regions) from the model.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from facefit.model.bilinear import BilinearFaceModel, bilinear_from_model
 from facefit.model.face_model import FaceModel
 from facefit.model.flame import FlameFaceModel
-from facefit.model.ict import ict_from_model
+from facefit.model.ict import ICTFaceModel
 from facefit.model.io_flame import flame_from_model
 from facefit.model.linear import LinearFaceModel
 from facefit.model.morphable_model import MorphableModel
 
 
+def _bilinear(model: MorphableModel) -> BilinearFaceModel:
+    bm = bilinear_from_model(model)
+    if bm is None:
+        raise ValueError(f"model {model.name}: kind 'bilinear' without its core tensor "
+                         "(extras 'bilinear_core' and statistics)")
+    return BilinearFaceModel(bm, model)
+
+
+KINDS: dict[str, Callable[[MorphableModel], FaceModel]] = {
+    "linear": LinearFaceModel,
+    "flame": lambda m: FlameFaceModel(flame_from_model(m)),
+    "bilinear": _bilinear,
+    "ict": ICTFaceModel,
+}
+
+
 def face_model(model: MorphableModel | FaceModel) -> FaceModel:
-    """The kind of a loaded model: ICT when its expressions are blendshapes, FLAME when it
-    carries skinning data, bilinear when it carries a FaceScape core tensor, else linear. A
-    `FaceModel` is returned unchanged."""
+    """The `FaceModel` of ``model``'s kind (``model.kind``); a `FaceModel` is returned
+    unchanged. Raises ValueError when the model lacks its kind's data."""
     if isinstance(model, FaceModel):
         return model
-    ict = ict_from_model(model)  # blendshape expressions (ICT Face Model)
-    if ict is not None:
-        return ict
-    try:
-        return FlameFaceModel(flame_from_model(model))
-    except ValueError:
-        pass
-    bm = bilinear_from_model(model)
-    if bm is not None:
-        return BilinearFaceModel(bm, model)
-    return LinearFaceModel(model)
+    return KINDS[model.kind](model)

@@ -25,25 +25,18 @@ finite, and turns any other failure of a reader on a malformed file into a `Mode
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from facefit.io.safe_pickle import PickleDataError, read_npy, read_npz
+from facefit.model import io_bfm, io_facescape, io_flame, io_ict, io_npz, io_sfm
+from facefit.model.io_common import ModelFileError, PathLike
 from facefit.model.morphable_model import MorphableModel
 
-PathLike = str | os.PathLike[str]
-
-
-class ModelFileError(ValueError):
-    """A model file is unreadable, truncated or lacks a key; ``str()`` is one line."""
-
-    def __init__(self, path: PathLike, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = " ".join(str(problem).split())
-        super().__init__(f"{self.path}: {self.problem}")
-
+__all__ = ["ModelFileError", "PathLike", "load_model", "read_landmark_ids", "save_model",
+           "sniff_format", "validate_model"]
 
 _MAGIC = (
     (b"PK\x03\x04", ".npz"),
@@ -85,9 +78,7 @@ def read_landmark_ids(path: PathLike) -> np.ndarray:
     else:
         text = p.read_text(encoding="utf-8", errors="replace")
         if "landmark_mappings" in text or "landmarkMappings" in text:
-            from facefit.model.io_sfm import read_landmark_mapping
-
-            mapping, _ = read_landmark_mapping(p)
+            mapping, _ = io_sfm.read_landmark_mapping(p)
             missing = sorted(set(range(1, 69)) - set(mapping))
             if missing:
                 raise ModelFileError(p, f"landmark mapping lacks iBUG point(s) {missing[:5]}")
@@ -124,8 +115,6 @@ def load_model(path: PathLike, landmarks: PathLike | None = None,
                                 f"{': ' + detail if detail else ''})") from exc
     validate_model(model, p)
     if landmarks is not None:
-        import dataclasses
-
         ids = read_landmark_ids(landmarks)
         if ids.min() < 0 or ids.max() >= model.num_vertices:
             raise ModelFileError(landmarks, f"vertex ids outside 0..{model.num_vertices - 1}")
@@ -135,15 +124,11 @@ def load_model(path: PathLike, landmarks: PathLike | None = None,
 
 def _load(p: Path, **options: object) -> MorphableModel:
     if p.is_dir():  # ICT-FaceKit FaceXModel folder (`io_ict`)
-        from facefit.model import io_ict
-
         return io_ict.load_ict(p, **options).to_morphable_model()  # type: ignore[arg-type]
     if not p.is_file():
         raise ModelFileError(p, "file not found")
     kind = sniff_format(p)
     if kind == ".npz":
-        from facefit.model import io_facescape, io_npz
-
         try:
             with read_npz(p) as z:
                 keys = set(z.files)
@@ -153,19 +138,11 @@ def _load(p: Path, **options: object) -> MorphableModel:
             return io_facescape.load_facescape(p, **options)  # type: ignore[arg-type]
         return io_npz.load_npz(p)
     if kind == ".mat":
-        from facefit.model import io_bfm
-
         return io_bfm.load_bfm2009(p, **options)  # type: ignore[arg-type]
     if kind == ".h5":
-        from facefit.model import io_bfm
-
         return io_bfm.load_bfm2017(p)
     if kind == ".pkl":
-        from facefit.model import io_flame
-
         return io_flame.load_flame(p, **options).model  # type: ignore[arg-type]
-    from facefit.model import io_sfm
-
     return io_sfm.load_sfm(p, **options)  # type: ignore[arg-type]
 
 
@@ -189,91 +166,7 @@ def validate_model(model: MorphableModel, path: PathLike) -> None:
 
 def save_model(model: MorphableModel, path: PathLike) -> Path:
     """Write ``model`` in facefit's ``.npz`` format (the only writable format); returns the path."""
-    from facefit.model import io_npz
-
     p = Path(path)
     if p.suffix.lower() != ".npz":
         raise ModelFileError(p, "models are saved as facefit .npz; use a .npz output name")
     return io_npz.save_npz(model, p)
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers shared by the readers.
-
-
-def flat_to_vertices(flat: np.ndarray) -> np.ndarray:
-    """(3V,) interleaved xyz -> (V, 3); (3V, K) -> (V, 3, K)."""
-    a = np.asarray(flat)
-    if a.ndim == 1:
-        return a.reshape(-1, 3)
-    if a.ndim == 2:
-        return a.reshape(-1, 3, a.shape[1])
-    raise ValueError(f"expected a (3V,) or (3V, K) array, got {a.shape}")
-
-
-def fallback_uv(points: np.ndarray) -> np.ndarray:
-    """(V, 2) float32 UVs from a frontal orthographic projection of ``points`` (V, 3) to [0, 1]."""
-    p = np.asarray(points, np.float64)
-    xy = p[:, :2] - p[:, :2].min(axis=0)
-    span = float(max(xy.max(), 1e-9))
-    uv = xy / span
-    uv += (1.0 - uv.max(axis=0)) / 2.0
-    return uv.astype(np.float32)
-
-
-def fallback_mirror_ids(points: np.ndarray) -> np.ndarray:
-    """(V,) int64 nearest vertex to each vertex reflected in the plane x = mean(x)."""
-    from scipy.spatial import cKDTree
-
-    p = np.asarray(points, np.float64)
-    q = p.copy()
-    q[:, 0] = 2.0 * p[:, 0].mean() - p[:, 0]
-    _, ids = cKDTree(p).query(q)
-    return np.asarray(ids, np.int64)
-
-
-def complete_topology(
-    points: np.ndarray,
-    triangles: np.ndarray | None,
-    uv: np.ndarray | None,
-    mirror_ids: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Fill in missing triangles, UVs and mirror ids for ``points`` (V, 3).
-
-    Uses `facefit.model.topology` when importable, else a frontal projection and a
-    nearest-reflected-vertex search. Returns ``(triangles, uv, mirror_ids, notes)`` where
-    ``notes`` names what was made up.
-    """
-    if not np.isfinite(points).all():
-        raise ValueError("vertex positions are not finite (NaN or infinity)")
-    notes: list[str] = []
-    built: tuple[np.ndarray, np.ndarray] | None = None
-    topo = None
-    try:
-        from facefit.model import topology as topo  # type: ignore[no-redef]
-    except ImportError:
-        topo = None
-    if triangles is None or uv is None:
-        if topo is not None and hasattr(topo, "build_face_topology"):
-            tri_b, uv_b = topo.build_face_topology(np.asarray(points, np.float32))
-            built = (np.asarray(tri_b, np.int32), np.asarray(uv_b, np.float32))
-        if triangles is None:
-            if built is None:
-                from scipy.spatial import Delaunay
-
-                tri_b = Delaunay(np.asarray(points, np.float64)[:, :2]).simplices
-                built = (np.asarray(tri_b, np.int32), fallback_uv(points))
-            triangles = built[0]
-            notes.append("triangles generated")
-        if uv is None:
-            uv = built[1] if built is not None else fallback_uv(points)
-            notes.append("UVs generated")
-    if mirror_ids is None:
-        if topo is not None and hasattr(topo, "mirror_vertex_ids"):
-            mirror = topo.mirror_vertex_ids(np.asarray(points, np.float32))
-            mirror_ids = np.asarray(mirror, np.int64)
-        else:
-            mirror_ids = fallback_mirror_ids(points)
-        notes.append("mirror map generated")
-    return (np.asarray(triangles, np.int32), np.asarray(uv, np.float32),
-            np.asarray(mirror_ids, np.int64), notes)

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: The kinds of face model (`facefit.model.kinds.face_model` builds each): ``linear`` PCA,
+#: ``flame`` (linear blend skinning), ``bilinear`` (FaceScape tensor), ``ict`` (blendshapes).
+MODEL_KINDS = ("linear", "flame", "bilinear", "ict")
+
 
 @dataclass(frozen=True, eq=False)
 class MorphableModel:
@@ -32,6 +36,10 @@ class MorphableModel:
         source: where the data came from.
         albedo_mean: optional (V, 3) float32 per-vertex albedo in [0, 1].
         albedo_basis: optional (V, 3, Ka) float32 albedo basis scaled by its prior sigmas.
+        extras: model-specific arrays of its kind (FLAME skinning, FaceScape core tensor,
+            ICT regions, ...), read only by that kind's own module.
+        kind: the model kind (`MODEL_KINDS`), set by the loader that read the file; the
+            arrays above are then the kind's linear form (its tangent at rest).
     """
 
     name: str
@@ -47,8 +55,12 @@ class MorphableModel:
     albedo_mean: np.ndarray | None = None
     albedo_basis: np.ndarray | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    kind: str = "linear"
 
     def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"MorphableModel {self.name}: unknown kind {self.kind!r} "
+                             f"(expected one of {', '.join(MODEL_KINDS)})")
         v = self.mean.shape[0]
         checks = {
             "mean": (self.mean.shape, (v, 3)),
