@@ -120,6 +120,7 @@ def write_identity(out_dir: Path, model: Any, multi: MultiFit, paths: Sequence[P
     """``identity.obj`` (+ .mtl/.png), ``identity.glb`` and ``identity.json`` in ``out_dir``."""
     from facefit.io.atomic import write_text_atomic
     from facefit.io.export import write_glb, write_obj
+    from facefit.io.schemas import SCHEMA_VERSION
     from facefit.render.shading import vertex_normals
 
     tri = np.asarray(model.triangles)
@@ -135,13 +136,14 @@ def write_identity(out_dir: Path, model: Any, multi: MultiFit, paths: Sequence[P
         "glb": write_glb(out_dir / "identity.glb", verts, tri, model.uv, texture),
     }
     summary = {
+        "schema_version": SCHEMA_VERSION,
         "model": {"name": model.name, "licence": model.licence},
         "method": multi.method,
         "shape_coeffs": [round(float(x), 5) for x in multi.shape_coeffs],
         "images": [{
             "image": str(p), "weight": round(float(w), 5),
             "yaw_deg": round(f.yaw_deg, 3), "pitch_deg": round(f.pitch_deg, 3),
-            "roll_deg": round(f.roll_deg, 3), "fit_residual_px": round(f.residual_px, 3),
+            "roll_deg": round(f.roll_deg, 3), "residual_px": round(f.residual_px, 3),
             "expression_coeffs": [round(float(x), 5) for x in f.expression_coeffs],
         } for p, f, w in zip(paths, multi.fits, multi.weights, strict=True)],
         "files": {k: v.name for k, v in files.items()},

@@ -6,14 +6,18 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 
+from facefit.fit.core.rotation import rotation_from_euler
 from facefit.io.arkit_export import (
     LIVE_LINK_ORDER,
     csv_header,
     timecode,
     write_live_link_csv,
 )
+from facefit.io.records import face_record, pose_record
+from facefit.io.schemas import SCHEMA_VERSION
 from facefit.model.arkit import ARKIT_52
 
 
@@ -28,12 +32,17 @@ def test_columns_and_timecode():
 
 
 def test_csv_one_row_per_frame(tmp_path):
-    head = {"model": "m", "fps": 25.0, "shape_coeffs": [], "identity": "clip"}
-    frames = [{"frame": 0, "time_s": 0.0, "face": False},
-              {"frame": 1, "time_s": 0.04, "face": True, "yaw_deg": 30.0, "pitch_deg": -10.0,
-               "roll_deg": 0.0, "arkit_blendshapes": {"jawOpen": 0.75, "eyeBlinkRight": 1.0}},
-              {"frame": 2, "time_s": 0.08, "face": True, "yaw_deg": 0.0, "pitch_deg": 0.0,
-               "roll_deg": 5.0}]
+    head = {"schema_version": SCHEMA_VERSION, "model": {"name": "m", "licence": None},
+            "fps": 25.0, "width": 8, "height": 8, "shape_coeffs": [], "identity": "clip"}
+
+    def face(yaw, pitch, roll, **more):
+        pose = pose_record(rotation_from_euler(yaw, pitch, roll), 1.0, [0.0, 0.0])
+        return [face_record([0, 0, 1, 1], 1.0, pose, np.zeros((68, 2)), [], 0.0, **more)]
+
+    frames = [{"frame": 0, "time_s": 0.0, "faces": []},
+              {"frame": 1, "time_s": 0.04, "faces": face(
+                  30.0, -10.0, 0.0, arkit_blendshapes={"jawOpen": 0.75, "eyeBlinkRight": 1.0})},
+              {"frame": 2, "time_s": 0.08, "faces": face(0.0, 0.0, 5.0)}]
     src = tmp_path / "clip.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in [head, *frames]) + "\n")
     out = write_live_link_csv(src)
@@ -146,9 +155,12 @@ def test_video_arkit_glb_for_the_default_model(tmp_path):
     jaw = targets[:, :, ARKIT_52.index("jawOpen")]
     chin = int(model.landmark_ids["ibug68"][8])
     assert jaw[chin, 1] < -15 and np.abs(targets[:, :, ARKIT_52.index("tongueOut")]).max() == 0
-    head = {"model": model.name, "fps": 25.0, "shape_coeffs": [0.0] * model.num_shape}
-    frames = [{"frame": i, "time_s": i / 25, "face": True, "rotation": np.eye(3).tolist(),
-               "arkit_blendshapes": {"jawOpen": i / 4}} for i in range(5)]
+    head = {"schema_version": SCHEMA_VERSION, "model": {"name": model.name, "licence": None},
+            "fps": 25.0, "shape_coeffs": [0.0] * model.num_shape}
+    pose = pose_record(np.eye(3), 1.0, [0.0, 0.0])
+    frames = [{"frame": i, "time_s": i / 25, "faces": [face_record(
+        [0, 0, 1, 1], 1.0, pose, np.zeros((68, 2)), [], 0.0,
+        arkit_blendshapes={"jawOpen": i / 4})]} for i in range(5)]
     src = tmp_path / "clip.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in [head, *frames]) + "\n")
     path = write_video_arkit_glb(src, model)

@@ -145,13 +145,13 @@ def test_export_reconstructions_writes_every_format_and_the_json(tmp_path):
     assert len(summary["faces"]) == 2
     face = summary["faces"][1]
     assert set(face) == {"box", "score", "pose", "landmarks_68_2d", "landmarks_68_2d_contour",
-                         "landmarks_68_3d", "shape_coeffs", "expression_coeffs", "fit_residual_px",
+                         "landmarks_68_3d", "shape_coeffs", "expression_coeffs", "residual_px",
                          "files", "timings_ms"}
     assert set(face["pose"]) == {"yaw_deg", "pitch_deg", "roll_deg", "rotation", "translation",
                                  "scale", "camera"}
     assert face["pose"]["camera"] == {"kind": "scaled_orthographic", "focal_px": None,
                                       "principal_point_px": None}
-    assert face["pose"]["yaw_deg"] == 10.0 and face["fit_residual_px"] == 1.235
+    assert face["pose"]["yaw_deg"] == 10.0 and face["residual_px"] == 1.235
     assert np.shape(face["pose"]["rotation"]) == (3, 3)
     assert np.shape(face["landmarks_68_2d"]) == (68, 2)
     assert np.shape(face["landmarks_68_3d"]) == (68, 3)
@@ -163,7 +163,9 @@ def test_export_reconstructions_writes_every_format_and_the_json(tmp_path):
         f"img_face{k}.{e}" for k in (0, 1) for e in ("obj", "mtl", "png", "ply", "glb", "npz")])
     npz = np.load(tmp_path / "out" / "img_face1.npz")
     assert set(npz.files) == {"shape_coeffs", "expression_coeffs", "rotation", "translation",
-                              "scale", "vertices_mm", "landmarks_68_2d", "landmarks_68_3d"}
+                              "scale", "vertices_mm", "landmarks_68_2d", "landmarks_68_3d",
+                              "landmarks_68_2d_contour", "schema_version", "vertices_frame",
+                              "camera_kind", "focal_px", "principal_point_px"}
     np.testing.assert_allclose(npz["vertices_mm"], verts @ recons[1].fit.rotation.T, atol=1e-4)
     from PIL import Image
 
@@ -182,7 +184,7 @@ def test_export_npz_fields_and_no_face_json(tmp_path):
     export.export_reconstructions(tmp_path, "a.png", image, [_reconstruction(model, 0)], model,
                                   ("npz",), name="custom", npz_fields=("verts_px", "triangles"))
     with np.load(tmp_path / "custom_face0.npz") as z:
-        assert set(z.files) == {"verts_px", "triangles"}
+        assert set(z.files) == {"verts_px", "triangles", *export.NPZ_ALWAYS}
         np.testing.assert_array_equal(z["triangles"], tris)
     with pytest.raises(ValueError, match="unknown npz fields"):
         export.npz_arrays(model, _reconstruction(model, 0).fit, verts, ("bogus",))

@@ -59,7 +59,7 @@ def test_bfm2009_layout_model_reconstructs_astronaut_with_albedo_and_made_uvs(
     assert obj.count("\nvt ") == model.num_vertices
     summary = json.loads((out / "astronaut.json").read_text())
     face = summary["faces"][0]
-    assert np.isfinite(face["fit_residual_px"])
+    assert np.isfinite(face["residual_px"])
     with np.load(out / "astronaut_face0.npz") as z:
         np.testing.assert_allclose(z["model_albedo_mean"], model.albedo_mean, atol=1e-6)
         assert int(z["model_albedo_components"]) == model.albedo_basis.shape[2]

@@ -36,9 +36,10 @@ def test_video_writes_jsonl_overlay_and_glb(clip: Path, tmp_path: Path) -> None:
     lines = (out / "moving.jsonl").read_text().splitlines()
     head, records = json.loads(lines[0]), [json.loads(x) for x in lines[1:]]
     assert len(head["shape_coeffs"]) == 40 and len(records) == 10
-    assert all(r["face"] for r in records)
-    assert sum(r["redetected"] for r in records) == 1  # detected once, then tracked
-    xs = [np.mean(np.array(r["landmarks_68_2d"])[:, 0]) for r in records]
+    assert all(len(r["faces"]) == 1 for r in records)
+    faces = [r["faces"][0] for r in records]
+    assert sum(f["redetected"] for f in faces) == 1  # detected once, then tracked
+    xs = [np.mean(np.array(f["landmarks_68_2d"])[:, 0]) for f in faces]
     assert xs[-1] - xs[0] > 10  # follows the face moving right
     reader, info = open_video(out / "moving_overlay.mp4")
     assert sum(1 for _ in iter_frames(reader)) == 10 and info.size == (256, 256)

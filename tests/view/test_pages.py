@@ -12,6 +12,8 @@ import pytest
 from real_clients import Browser, browser_path
 
 from facefit.io.html import build_pages, write_image_page, write_video_page
+from facefit.io.records import face_record, pose_record
+from facefit.io.schemas import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "examples" / "astronaut.png"
@@ -113,19 +115,20 @@ def _clip(tmp: Path, frames: int = 12) -> Path:
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"default model unavailable: {exc}")
     glb = AnimatedGlb(model.mean, model.triangles, model.expression_basis, 2.0, (160, 120))
-    lines = [{"model": model.name, "fps": 10.0, "shape_coeffs": [0.0] * 40,
-              "identity": "clip"}]
+    lines = [{"schema_version": SCHEMA_VERSION,
+              "model": {"name": model.name, "licence": model.licence}, "fps": 10.0,
+              "width": 160, "height": 120, "shape_coeffs": [0.0] * 40, "identity": "clip"}]
     for i in range(frames):
         yaw = -30 + 60 * i / (frames - 1)
         rot = rotation_from_euler(yaw, 5.0, 0.0)
         w = np.zeros(model.expression_basis.shape[2])
         w[0] = 2 * np.sin(i)
         glb.add(i / 10, rot, 2.0, np.array([80.0, 60.0]), w)
-        lines.append({"frame": i, "time_s": i / 10, "face": True, "yaw_deg": yaw,
-                      "pitch_deg": 5.0, "roll_deg": 0.0, "rotation": rot.tolist(),
-                      "scale": 2.0, "translation": [80.0, 60.0],
-                      "expression_coeffs": w.tolist()})
-    lines.append({"frame": frames, "time_s": frames / 10, "face": False})
+        face = face_record([0, 0, 1, 1], 1.0, pose_record(rot, 2.0, [80.0, 60.0]),
+                           np.zeros((68, 2)), w, 1.0, redetected=True,
+                           raw_expression_coeffs=w.tolist())
+        lines.append({"frame": i, "time_s": i / 10, "faces": [face]})
+    lines.append({"frame": frames, "time_s": frames / 10, "faces": []})
     glb.vertices = model.mean
     glb.write(tmp / "clip.glb")
     (tmp / "clip.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))

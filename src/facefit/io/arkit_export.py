@@ -13,7 +13,6 @@ not estimated and written as 0). Frames without a face get zeros.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from facefit.io.atomic import write_text_atomic
 from facefit.io.glb import write_glb_file
+from facefit.io.records import first_face, read_video_jsonl
 
 if TYPE_CHECKING:
     from facefit.model.morphable_model import MorphableModel
@@ -66,10 +66,12 @@ def live_link_rows(records: list[dict], fps: float) -> list[str]:
     count = len(LIVE_LINK_ORDER) + len(HEAD_EYE_COLUMNS)
     rows = []
     for rec in records:
-        weights = rec.get("arkit_blendshapes") or {}
+        face = first_face(rec) or {}
+        weights = face.get("arkit_blendshapes") or {}
         values = [float(weights.get(n, 0.0)) for n in LIVE_LINK_ORDER]
-        head = [math.radians(float(rec.get(k, 0.0)))
-                for k in ("yaw_deg", "pitch_deg", "roll_deg")] if rec.get("face") else [0.0] * 3
+        pose = face.get("pose", {})
+        head = [math.radians(float(pose.get(k) or 0.0)) for k in ("yaw_deg", "pitch_deg",
+                                                                  "roll_deg")]
         cells = [timecode(int(rec["frame"]), fps), str(count)]
         cells += [f"{v:.4f}" for v in values + head + [0.0] * 6]
         rows.append(",".join(cells))
@@ -81,12 +83,9 @@ def write_live_link_csv(jsonl_path: str | os.PathLike[str],
     """Write the Live Link Face-style CSV of a video's JSON lines (default: same stem,
     ``.csv``), atomically; returns its path."""
     src = Path(jsonl_path)
-    lines = [json.loads(line) for line in src.read_text(encoding="utf-8").splitlines() if line]
-    if not lines or "fps" not in lines[0]:
-        raise ValueError(f"{src}: not a facefit video JSON lines file (no header line)")
-    frames = [r for r in lines[1:] if "frame" in r]
+    head, frames = read_video_jsonl(src)
     out = src.with_suffix(".csv") if csv_path is None else Path(csv_path)
-    text = "\n".join([csv_header(), *live_link_rows(frames, float(lines[0]["fps"]))]) + "\n"
+    text = "\n".join([csv_header(), *live_link_rows(frames, float(head["fps"]))]) + "\n"
     return write_text_atomic(out, text)
 
 
@@ -230,14 +229,15 @@ def write_video_arkit_glb(jsonl_path: str | os.PathLike[str], model: MorphableMo
     from facefit.model.arkit import ARKIT_52
 
     src = Path(jsonl_path)
-    lines = [json.loads(line) for line in src.read_text(encoding="utf-8").splitlines() if line]
-    head = lines[0]
+    head, records = read_video_jsonl(src)
     shape = np.asarray(head.get("shape_coeffs") or np.zeros(model.num_shape), np.float32)
-    frames = [r for r in lines[1:] if r.get("face") and "arkit_blendshapes" in r]
-    times = np.array([r["time_s"] for r in frames], np.float64)
-    weights = np.array([[r["arkit_blendshapes"].get(n, 0.0) for n in ARKIT_52]
-                        for r in frames], np.float32).reshape(-1, len(ARKIT_52))
-    rots = np.array([r["rotation"] for r in frames], np.float64).reshape(-1, 3, 3)
+    frames = [(r["time_s"], f) for r in records
+              if (f := first_face(r)) is not None and "arkit_blendshapes" in f]
+    times = np.array([t for t, _ in frames], np.float64)
+    weights = np.array([[f["arkit_blendshapes"].get(n, 0.0) for n in ARKIT_52]
+                        for _, f in frames], np.float32).reshape(-1, len(ARKIT_52))
+    rots = np.array([f["pose"]["rotation"] for _, f in frames],
+                    np.float64).reshape(-1, 3, 3)
     out = src.with_name(src.stem + "_arkit.glb") if glb_path is None else Path(glb_path)
     return write_arkit_glb(out, model.vertices(shape), model.triangles, targets, times,
                            weights, rots if len(rots) else None)

@@ -29,6 +29,9 @@ from PIL import Image
 from facefit.fit.result import model_frame_vertices
 from facefit.io.atomic import atomic_path, write_text_atomic
 from facefit.io.glb import write_glb_file
+from facefit.io.records import face_record, pose_record
+from facefit.io.records import rounded as _num
+from facefit.io.schemas import SCHEMA_VERSION
 from facefit.model.arkit import arkit_summary
 from facefit.render.raster import crop_window
 from facefit.render.shading import render_shaded, vertex_normals
@@ -49,15 +52,32 @@ TEXTURED_FORMATS = frozenset({"obj", "ply", "glb"})
 the texture extraction step."""
 
 NPZ_FIELDS = ("shape_coeffs", "expression_coeffs", "rotation", "translation", "scale",
-              "landmarks_68_2d", "landmarks_68_3d", "vertices_mm", "verts_px", "triangles",
-              "model_uv", "model_albedo_mean", "extras")
+              "landmarks_68_2d", "landmarks_68_2d_contour", "landmarks_68_3d", "vertices_mm",
+              "verts_px", "triangles", "model_uv", "model_albedo_mean", "extras")
 """Every field a face's ``.npz`` can hold (``extras``: the fit's model-specific arrays, e.g.
-``flame_pose``; ``model_albedo_mean`` also adds ``model_albedo_components``)."""
+``flame_pose``; ``model_albedo_mean`` also adds ``model_albedo_components``). Every ``.npz``
+also holds `NPZ_ALWAYS`."""
 
 NPZ_DEFAULT_FIELDS = ("shape_coeffs", "expression_coeffs", "rotation", "translation", "scale",
-                      "landmarks_68_2d", "landmarks_68_3d", "vertices_mm", "extras")
+                      "landmarks_68_2d", "landmarks_68_2d_contour", "landmarks_68_3d",
+                      "vertices_mm", "extras")
 """The per-face fields written by default; the model's own arrays (triangles, UVs, mean
 albedo) are the same for every face and only written when asked for."""
+
+NPZ_ALWAYS = ("schema_version", "vertices_frame", "camera_kind", "focal_px",
+              "principal_point_px")
+"""Written into every face's ``.npz``: ``schema_version`` (str, `SCHEMA_VERSION`),
+``vertices_frame`` (str, `VERTICES_FRAME`: the frame of ``vertices_mm``), the camera's
+``camera_kind`` (str, ``"scaled_orthographic"`` or ``"perspective"``), ``focal_px``
+(float, NaN for the scaled orthographic camera) and ``principal_point_px`` ((2,) float, NaN
+for the scaled orthographic camera)."""
+
+VERTICES_FRAME = "view_mm"
+"""The frame of exported vertices (`export_vertices`, the ``.npz``'s ``vertices_mm``):
+millimetres, the fitted face rotated by the head pose into the view frame (x right, y up,
+z towards the viewer), model origin at 0 (no translation). The ``.npz``'s ``verts_px`` are
+in the image frame (``"image_px"``: x right, y down in pixels, depth in pixels, larger is
+farther)."""
 
 
 def needs_texture(formats: Iterable[str]) -> bool:
@@ -324,12 +344,25 @@ def npz_arrays(model: MorphableModel, fit: FitResult, vertices_mm: np.ndarray,
         "shape_coeffs": fit.shape_coeffs, "expression_coeffs": fit.expression_coeffs,
         "rotation": fit.rotation, "translation": fit.translation, "scale": np.float64(fit.scale),
         "landmarks_68_2d": fit.landmarks_68_2d, "landmarks_68_3d": fit.landmarks_68_3d,
+        "landmarks_68_2d_contour": fit.landmarks_68_2d_contour,
         "vertices_mm": vertices_mm, "verts_px": fit.verts_px, "triangles": model.triangles,
         "model_uv": np.asarray(model.uv, np.float32),
     }
-    out = {k: np.asarray(v) for k, v in every.items() if k in fields}
+    cam = fit.camera
+    out = {
+        "schema_version": np.str_(SCHEMA_VERSION), "vertices_frame": np.str_(VERTICES_FRAME),
+        "camera_kind": np.str_(cam.kind),
+        "focal_px": np.float64(np.nan if cam.focal_px is None else cam.focal_px),
+        "principal_point_px": np.full(2, np.nan) if cam.principal_point_px is None
+        else np.asarray(cam.principal_point_px, np.float64),
+    }
+    out |= {k: np.asarray(v) for k, v in every.items() if k in fields}
     if "extras" in fields:
-        out |= {k: np.asarray(v) for k, v in getattr(fit, "extras", {}).items()}
+        extras = getattr(fit, "extras", {})
+        clash = set(extras) & set(out)
+        if clash:
+            raise ValueError(f"fit extras {sorted(clash)} would overwrite npz fields")
+        out |= {k: np.asarray(v) for k, v in extras.items()}
     if "model_albedo_mean" in fields and model.albedo_mean is not None:
         out["model_albedo_mean"] = np.asarray(model.albedo_mean, np.float32)
         k = 0 if model.albedo_basis is None else int(model.albedo_basis.shape[2])
@@ -496,6 +529,7 @@ def export_reconstructions(
 
     json_path = out_dir / f"{stem}.json"
     summary = {
+        "schema_version": SCHEMA_VERSION,
         "image": str(image_path),
         "width": int(image_rgb.shape[1]),
         "height": int(image_rgb.shape[0]),
@@ -537,33 +571,19 @@ def _arkit(model: MorphableModel, rec: Reconstruction) -> dict[str, Any]:
 
 def _face_summary(rec: Reconstruction, files: dict[str, str], timings: dict[str, float]
                   ) -> dict[str, Any]:
-    """The JSON record of one face."""
+    """The JSON record of one face of a photo."""
     fit, cam = rec.fit, rec.fit.camera
-    return {
-        "box": _num(rec.face.box, 3),
-        "score": _num(rec.face.score, 4),
-        "pose": {
-            "yaw_deg": _num(fit.yaw_deg, 3),
-            "pitch_deg": _num(fit.pitch_deg, 3),
-            "roll_deg": _num(fit.roll_deg, 3),
-            "rotation": _num(fit.rotation, 6),
-            "translation": _num(fit.translation, 3),
-            "scale": _num(fit.scale, 6),
-            "camera": {
-                "kind": cam.kind,
-                "focal_px": _num(cam.focal_px, 3),
-                "principal_point_px": _num(cam.principal_point_px, 3),
-            },
-        },
-        "landmarks_68_2d": _num(fit.landmarks_68_2d, 3),
-        "landmarks_68_2d_contour": _num(fit.landmarks_68_2d_contour, 3),
-        "landmarks_68_3d": _num(fit.landmarks_68_3d, 3),
-        "shape_coeffs": _num(fit.shape_coeffs, 5),
-        "expression_coeffs": _num(fit.expression_coeffs, 5),
-        "fit_residual_px": _num(fit.residual_px, 3),
-        "files": files,
-        "timings_ms": {k: _num(v, 2) for k, v in timings.items()},
-    } | _photometric_summary(rec)
+    pose = pose_record(fit.rotation, fit.scale, fit.translation, cam.kind, cam.focal_px,
+                       cam.principal_point_px, (fit.yaw_deg, fit.pitch_deg, fit.roll_deg))
+    return face_record(
+        rec.face.box, rec.face.score, pose, fit.landmarks_68_2d, fit.expression_coeffs,
+        fit.residual_px,
+        landmarks_68_2d_contour=_num(fit.landmarks_68_2d_contour, 3),
+        landmarks_68_3d=_num(fit.landmarks_68_3d, 3),
+        shape_coeffs=_num(fit.shape_coeffs, 5),
+        files=files,
+        timings_ms={k: _num(v, 2) for k, v in timings.items()},
+    ) | _photometric_summary(rec)
 
 
 def _photometric_summary(rec: Reconstruction) -> dict[str, Any]:
@@ -574,15 +594,3 @@ def _photometric_summary(rec: Reconstruction) -> dict[str, Any]:
     from facefit.io.photometric_export import photometric_summary
 
     return {"photometric": photometric_summary(result)}
-
-
-def _num(value: Any, digits: int) -> Any:
-    """Plain Python floats (or nested lists of them) rounded to ``digits``; None for None,
-    NaN or infinity (not valid JSON)."""
-    if value is None:
-        return None
-    a = np.round(np.asarray(value, dtype=np.float64), digits)
-    finite = np.isfinite(a)
-    if finite.all():
-        return a.tolist()
-    return np.where(finite, a, None).tolist() if a.ndim else None

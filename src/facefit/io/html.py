@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from facefit.io.atomic import write_text_atomic
+from facefit.io.records import first_face, read_video_jsonl
 
 __all__ = ["build_pages", "glb_mesh", "write_eval_report", "write_image_page", "write_index",
            "write_video_page"]
@@ -312,31 +313,28 @@ def write_video_page(jsonl_path: str | Path, out_path: str | Path | None = None)
         ValueError: the file is not a facefit video JSON-lines file.
     """
     jsonl_path = Path(jsonl_path)
-    try:
-        lines = [json.loads(x) for x in jsonl_path.read_text(encoding="utf-8").splitlines()
-                 if x.strip()]
-        head, frames = lines[0], [r for r in lines[1:] if r.get("face")]
-        _ = head["model"]
-    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{jsonl_path}: not a facefit video JSON-lines file ({exc})") from None
+    head, records = read_video_jsonl(jsonl_path)
+    frames = [r | {"face": f} for r in records if (f := first_face(r)) is not None]
     stem = jsonl_path.stem
     folder = jsonl_path.parent
     out = Path(out_path) if out_path is not None else jsonl_path.with_suffix(".html")
     times = [float(r["time_s"]) for r in frames]
-    pose = {k: [float(r[f"{k}_deg"]) for r in frames] for k in ("yaw", "pitch", "roll")}
-    n_expr = len(frames[0]["expression_coeffs"]) if frames else 0
-    expr = {f"e{k}": [float(r["expression_coeffs"][k]) for r in frames] for k in range(n_expr)}
+    pose = {k: [float(r["face"]["pose"][f"{k}_deg"]) for r in frames]
+            for k in ("yaw", "pitch", "roll")}
+    n_expr = len(frames[0]["face"]["expression_coeffs"]) if frames else 0
+    expr = {f"e{k}": [float(r["face"]["expression_coeffs"][k]) for r in frames]
+            for k in range(n_expr)}
     video = folder / f"{stem}_overlay.mp4"
     glb = folder / f"{stem}.glb"
     video_tag = (f'<video id="video" controls muted playsinline width="520" '
                  f'src="data:video/mp4;base64,{_b64(video.read_bytes())}"></video>'
                  if video.is_file() else "<p>no overlay video</p>")
-    anim = [{"t": float(r["time_s"]), "R": r["rotation"], "w": r["expression_coeffs"]}
-            for r in frames]
+    anim = [{"t": float(r["time_s"]), "R": r["face"]["pose"]["rotation"],
+             "w": r["face"]["expression_coeffs"]} for r in frames]
     glb_bytes = glb.read_bytes() if glb.is_file() else b""
     glb_b64, rim_b64 = _b64(glb_bytes), _rim_b64(glb_bytes)
-    body = f"""<header><b>facefit</b> · {html.escape(stem)} · {len(lines) - 1} frames,
-{len(frames)} with a face · {html.escape(str(head.get('model')))}</header><main>
+    body = f"""<header><b>facefit</b> · {html.escape(stem)} · {len(records)} frames,
+{len(frames)} with a face · {html.escape(str(head['model'].get('name')))}</header><main>
 <div class="panel">{video_tag}<div id="time">t = 0.00 s</div></div>
 <div class="panel"><canvas class="mesh" id="mesh"></canvas><div id="modes">
 <button data-mode="texture">texture</button><button data-mode="shading" class="on">shading

@@ -18,7 +18,7 @@ function info(k) {
   document.getElementById('info').innerHTML = `<h3>face ${k}</h3><table>
 <tr><th>yaw</th><td>${p.yaw_deg}°</td></tr><tr><th>pitch</th><td>${p.pitch_deg}°</td></tr>
 <tr><th>roll</th><td>${p.roll_deg}°</td></tr><tr><th>score</th><td>${f.score}</td></tr>
-<tr><th>fit residual</th><td>${f.fit_residual_px} px</td></tr>
+<tr><th>fit residual</th><td>${f.residual_px} px</td></tr>
 <tr><th>camera</th><td>${(p.camera || {}).kind}</td></tr></table>
 <h4>shape coefficients (N(0,1) units)</h4><pre class="bars">${bars(f.shape_coeffs)}</pre>
 <h4>expression coefficients</h4><pre class="bars">${bars(f.expression_coeffs)}</pre>

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from facefit.detect.mediapipe import MediaPipeDetector
-from facefit.fit.camera import euler_from_rotation
 from facefit.fit.multi_image import ViewPoints, fit_same_person, view_from_face
 from facefit.io.atomic import atomic_path
+from facefit.io.records import face_record, pose_record, rounded
+from facefit.io.schemas import SCHEMA_VERSION
 from facefit.model.morphable_model import MorphableModel
 from facefit.video.fitter import FrameFitter
 from facefit.video.glb import AnimatedGlb
@@ -128,7 +129,8 @@ def process_frames(
         return FrameFitter(model, shape, sm)
 
     fitter = make_fitter(identity)
-    neutral = model.vertices(identity) if overlay is not None else None
+    linear = fitter.face_model.kind == "linear"  # else: the kind's vertices every frame
+    neutral = fitter.neutral() if overlay is not None else None
     # cells up to 3 px (not 2): a 640x480 head then draws ~33k instead of ~52k triangles, a
     # third less rasterising per frame, with no visible facets under Gouraud shading
     painter = (OverlayRenderer(model.mean, model.triangles, max_cell_px=3.0)
@@ -155,7 +157,7 @@ def process_frames(
             sec["track"] += t2 - t1
             stats.frames += 1
             stats.detections += int(detected)
-            record: dict = {"frame": i, "time_s": round(t, 4), "face": face is not None}
+            record: dict = {"frame": i, "time_s": round(t, 4), "faces": []}
             fit = None
             if face is None:
                 fitter.reset()
@@ -169,33 +171,28 @@ def process_frames(
                         identity = new
                         prev = fitter
                         fitter = make_fitter(identity)
-                        fitter._prev = prev._prev
-                        neutral = model.vertices(identity) if overlay is not None else None
+                        fitter.warm_start_from(prev)
+                        neutral = fitter.neutral() if overlay is not None else None
                         sec["identity"] += time.perf_counter() - t_id
                 fit = fitter.fit(view, t)
                 p = fit.pose
-                pts, _ = p.project(model.vertices(identity, fit.expression, ids=lm68))
-                yaw, pitch, roll = euler_from_rotation(p.rotation)
-                record.update({
-                    "redetected": bool(detected), "presence": round(float(face.score), 4),
-                    "yaw_deg": round(yaw, 3), "pitch_deg": round(pitch, 3),
-                    "roll_deg": round(roll, 3),
-                    "rotation": np.round(p.rotation, 6).tolist(),
-                    "scale": round(p.scale, 6),
-                    "translation": np.round(p.translation, 3).tolist(),
-                    "expression_coeffs": np.round(fit.expression, 5).tolist(),
-                    "raw_expression_coeffs": np.round(fit.raw_expression, 5).tolist(),
-                    "fit_residual_px": round(fit.residual_px, 3),
-                    "landmarks_68_2d": np.round(pts, 2).tolist(),
-                })
+                pts, _ = p.project(fitter.vertices(fit.params, ids=lm68))
+                pose = pose_record(p.rotation, p.scale, p.translation, p.kind, p.focal,
+                                   p.principal)
                 arkit = arkit_for_pose(model, face, p, identity, fit.expression)
-                if arkit is not None:
-                    record["arkit_blendshapes"] = arkit
+                record["faces"].append(face_record(
+                    face.box, face.score, pose, pts, fit.expression, fit.residual_px,
+                    redetected=bool(detected),
+                    raw_expression_coeffs=rounded(fit.raw_expression, 5),
+                    **({} if arkit is None else {"arkit_blendshapes": arkit})))
             t3 = time.perf_counter()
             sec["fit"] += t3 - t2
             if out is not None:
                 if i == 0:
-                    head = {"model": model.name, "fps": fps,
+                    head = {"schema_version": SCHEMA_VERSION,
+                            "model": {"name": model.name, "licence": model.licence},
+                            "fps": fps, "width": int(frame.shape[1]),
+                            "height": int(frame.shape[0]),
                             "shape_coeffs": np.round(identity.astype(float), 5).tolist(),
                             "identity": "running" if running else "clip"}
                     out.write(json.dumps(head) + "\n")
@@ -203,7 +200,8 @@ def process_frames(
             if overlay is not None:
                 img = np.asarray(frame)
                 if fit is not None:
-                    v = neutral + (expr_basis @ fit.expression).reshape(-1, 3)
+                    v = (neutral + (expr_basis @ fit.expression).reshape(-1, 3) if linear
+                         else fitter.vertices(fit.params))
                     xy, depth = fit.pose.project(v)
                     img = painter.render(img, np.column_stack([xy, depth]), fit.pose.scale,
                                          pts)
@@ -224,6 +222,6 @@ def process_frames(
         if glb is None:
             glb = AnimatedGlb(np.zeros((0, 3)), model.triangles, model.expression_basis, 1.0,
                               (1, 1))
-        glb.vertices = model.vertices(identity)
+        glb.vertices = fitter.neutral()
         glb.write(glb_path)
     return stats
