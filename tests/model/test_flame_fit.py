@@ -54,10 +54,14 @@ def make_flame(embedding: str = "full") -> FlameModel:
     faces = rng.choice(len(tri), 68, replace=False)
     bary = rng.dirichlet(np.ones(3), 68)
     landmarks: dict[str, np.ndarray] = {}
+    # as `load_flame`: each embedded landmark's vertex is its triangle's heaviest corner
+    nearest = tri[faces, np.argmax(bary, axis=1)].astype(np.int64)
     if embedding == "full":
         extras.update(lmk_faces=faces, lmk_bary=bary.astype(np.float32))
+        landmarks["ibug68"] = nearest
     elif embedding in ("static", "dynamic"):
         extras.update(lmk_faces=faces[17:], lmk_bary=bary[17:].astype(np.float32))
+        landmarks["ibug51"] = nearest[17:]
     if embedding == "dynamic":
         extras["lmk_dynamic_faces"] = rng.choice(len(tri), (79, 17))
         extras["lmk_dynamic_bary"] = rng.dirichlet(np.ones(3), (79, 17)).astype(np.float32)

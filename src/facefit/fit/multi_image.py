@@ -21,7 +21,7 @@ import numpy as np
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.bilinear_fit import BilinearFit2D, bilinear_result
 from facefit.fit.camera import Camera
-from facefit.fit.core.camera import NUM_POSE_PARAMS, ScaledOrthographicCamera
+from facefit.fit.core.camera import NUM_POSE_PARAMS, CameraPose, camera_pose
 from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.solver import BlockArrowNormalEquations, NormalEquations, gauss_newton
 from facefit.fit.flame_fit import EYES_NOTE, FlameFit, flame_result
@@ -114,7 +114,7 @@ def view_blocks(model: MorphableModel, view: ViewPoints, kind: FaceModel | None 
         view.depth_weight * np.asarray(view.weights, np.float64) if use_depth else None)
 
 
-_State = tuple[np.ndarray, list[tuple[ScaledOrthographicCamera, np.ndarray]]]
+_State = tuple[np.ndarray, list[tuple[CameraPose, np.ndarray]]]
 
 
 def fit_views(
@@ -123,9 +123,9 @@ def fit_views(
     iterations: int = 6,
     shape: np.ndarray | None = None,
     fix_shape: bool = False,
-    init: Sequence[tuple[ScaledOrthographicCamera, np.ndarray]] | None = None,
+    init: Sequence[tuple[CameraPose, np.ndarray]] | None = None,
     kind: FaceModel | None = None,
-) -> tuple[np.ndarray, list[np.ndarray], list[ScaledOrthographicCamera], list[float], list[int]]:
+) -> tuple[np.ndarray, list[np.ndarray], list[CameraPose], list[float], list[int]]:
     """Joint Gauss-Newton fit of one shared shape and per-view pose and expression.
 
     Args:
@@ -134,8 +134,9 @@ def fit_views(
         iterations: Gauss-Newton steps.
         shape: initial (or, with ``fix_shape``, fixed) shape coefficients (default 0).
         fix_shape: keep the shape fixed (per-frame pose + expression tracking).
-        init: optional initial (camera, expression) per view (warm start); else each view's
-            camera starts from a linear estimate on the current shape.
+        init: optional initial (camera, expression) per view (warm start; scaled orthographic
+            or perspective cameras); else each view's camera starts from a linear scaled
+            orthographic estimate on the current shape.
         kind: fit this `FaceModel` kind of ``model`` (`facefit.model.kinds.face_model`)
             instead of its linear form: a view's own parameters are then all of the kind's
             parameters after the shape (FLAME: expression, then neck and jaw rotations).
@@ -203,13 +204,32 @@ def view_from_face(model: MorphableModel, face: FaceLandmarks, landmark_sigma: f
                       corr.contour_weight, depth, depth_weight if depth is not None else 0.0)
 
 
-def fit_single(model: MorphableModel, view: ViewPoints, iterations: int = 5) -> FitResult:
-    """Independent fit of one view (`landmark_fit.fit_points`), as a `FitResult`."""
+def fit_single(model: MorphableModel, view: ViewPoints, iterations: int = 5,
+               camera: Camera | None = None) -> FitResult:
+    """Independent fit of one view (`landmark_fit.fit_points`), as a `FitResult`
+    (``camera``: the camera model, scaled orthographic when None)."""
+    camera = Camera() if camera is None else camera
     shape, expr, pose, rms, n = fit_points(
         model, view.points_px, view.vertex_ids, view.weights, view.contour_px,
         view.contour_weight, landmark_sigma_px=view.sigma_px, iterations=iterations,
-        depth_px=view.depth_px, depth_weight=view.depth_weight)
-    return make_result(model, shape, expr, pose, Camera(), rms, n, iterations)
+        camera=camera, depth_px=view.depth_px, depth_weight=view.depth_weight)
+    return make_result(model, shape, expr, pose, camera, rms, n, iterations)
+
+
+def fit_pose(fit: FitResult) -> CameraPose:
+    """The camera of a `FitResult` (`facefit.fit.core.camera`)."""
+    cam = fit.camera
+    return camera_pose(fit.rotation, fit.scale, fit.translation, cam.focal_px,
+                       None if cam.principal_point_px is None
+                       else np.asarray(cam.principal_point_px, np.float64))
+
+
+def _px_per_mm(fit: FitResult) -> float:
+    """Image scale of a fit at its model origin: the scale (scaled orthographic), or focal
+    length over depth (perspective)."""
+    if fit.camera.focal_px is None:
+        return float(fit.scale)
+    return float(fit.camera.focal_px / max(abs(float(fit.translation[-1])), 1e-9))
 
 
 def pool_confidence(fits: Sequence[FitResult]) -> tuple[np.ndarray, np.ndarray]:
@@ -224,7 +244,7 @@ def pool_confidence(fits: Sequence[FitResult]) -> tuple[np.ndarray, np.ndarray]:
     if not fits:
         raise ValueError("pool_confidence: no fits")
     w = np.array([max(np.cos(np.deg2rad(f.yaw_deg)), 0.05)
-                  / (1.0 + (f.residual_px / max(f.scale, 1e-9)) ** 2) for f in fits])
+                  / (1.0 + (f.residual_px / max(_px_per_mm(f), 1e-9)) ** 2) for f in fits])
     w = w / w.sum()
     shape = np.einsum("n,nk->k", w, np.stack([f.shape_coeffs for f in fits]))
     return shape.astype(np.float32), w
@@ -237,6 +257,7 @@ def fit_same_person(
     iterations: int = 6,
     joint_depth_scale: float = 0.25,
     kind: FaceModel | None = None,
+    camera: Camera | Sequence[Camera] | None = None,
 ) -> MultiFit:
     """Fit one identity to several views of the same person.
 
@@ -249,6 +270,8 @@ def fit_same_person(
     ``joint_depth_scale`` scales the detector-depth weight in the joint stage: several views
     already pin the 3D shape down, and detector depth is much noisier than image positions
     (on synthetic data with 6 px depth noise, full weight made the joint fit worse).
+    ``camera`` is the camera model of every view, or one per view (scaled orthographic when
+    None; a perspective camera ignores detector depth, as `landmark_fit.fit_points` does).
     """
     if method not in ("joint", "confidence"):
         raise ValueError(f"method must be 'joint' or 'confidence', got {method!r}")
@@ -256,11 +279,16 @@ def fit_same_person(
         raise ValueError("fit_same_person: no views")
     fm = face_model(model) if kind is None else kind
     kind = None if fm.kind == "linear" else fm
-    singles = [fit_single(model, v) for v in views]
+    cams = ([Camera()] * len(views) if camera is None else [camera] * len(views)
+            if isinstance(camera, Camera) else list(camera))
+    if len(cams) != len(views):
+        raise ValueError(f"fit_same_person: {len(cams)} cameras for {len(views)} views")
+    views = [replace(v, depth_px=None, depth_weight=0.0) if c.kind == "perspective" else v
+             for v, c in zip(views, cams, strict=True)]
+    singles = [fit_single(model, v, camera=c) for v, c in zip(views, cams, strict=True)]
     pooled, w = pool_confidence(singles)
     extra = 0 if kind is None else kind.num_params - model.num_shape - model.num_expression
-    init = [(ScaledOrthographicCamera(f.rotation, f.scale, f.translation),
-             np.r_[f.expression_coeffs, np.zeros(extra)]) for f in singles]
+    init = [(fit_pose(f), np.r_[f.expression_coeffs, np.zeros(extra)]) for f in singles]
     if method == "joint":
         scaled = [replace(v, depth_weight=v.depth_weight * joint_depth_scale) for v in views]
         shape, exprs, poses, rms, ns = fit_views(model, scaled, iterations, shape=pooled,
@@ -269,40 +297,44 @@ def fit_same_person(
     else:
         shape, exprs, poses, rms, ns = fit_views(model, views, 3, shape=pooled,
                                                  fix_shape=True, init=init, kind=kind)
-    fits = [kind_result(model, fm, shape, e, p, r, n, iterations)
-            for e, p, r, n in zip(exprs, poses, rms, ns, strict=True)]
+    fits = [kind_result(model, fm, shape, e, p, r, n, iterations, c)
+            for e, p, r, n, c in zip(exprs, poses, rms, ns, cams, strict=True)]
     neutral = model.vertices(shape) if kind is None else fm.vertices(fm.with_vector(
         fm.zero_params(), np.r_[shape, np.zeros(fm.num_params - len(shape))])).astype(np.float32)
     return MultiFit(shape, fits, neutral, method, w)
 
 
 def kind_result(model: MorphableModel, fm: FaceModel, shape: np.ndarray, view_params: np.ndarray,
-                pose: ScaledOrthographicCamera, rms: float, n: int, iterations: int
-                ) -> FitResult:
+                pose: CameraPose, rms: float, n: int, iterations: int,
+                camera: Camera | None = None) -> FitResult:
     """`FitResult` of one view of a joint fit: shape and the view's parameters of the kind
     ``fm`` (linear: expression; FLAME: expression, neck and jaw; bilinear: expression; other
-    kinds: their non-shape parameters, also in ``extras["<kind>_params"]``)."""
+    kinds: their non-shape parameters, also in ``extras["<kind>_params"]``), seen by
+    ``pose`` through the camera model ``camera`` (scaled orthographic when None)."""
+    camera = Camera() if camera is None else camera
     if fm.kind == "linear":
-        return make_result(model, shape, np.asarray(view_params, np.float32), pose, Camera(),
+        return make_result(model, shape, np.asarray(view_params, np.float32), pose, camera,
                            rms, n, iterations)
     params = fm.with_vector(fm.zero_params(), np.r_[shape, view_params])
     if fm.kind == "flame":
         flame = fm.flame  # type: ignore[attr-defined]
-        fit = FlameFit(params.shape, params.expression, params.joints, pose.rotation, pose.scale,
+        fit = FlameFit(params.shape, params.expression, params.joints, pose.rotation,
+                       float(pose.scale),
                        np.asarray(pose.translation, np.float64), rms, n, iterations,
-                       (EYES_NOTE,))
+                       (EYES_NOTE,), camera)
         return flame_result(flame, fit)
     if fm.kind == "bilinear":
         bm = fm.bm  # type: ignore[attr-defined]
         w, e = fm.weights(params)  # type: ignore[attr-defined]
-        fit2d = BilinearFit2D(w, e, params.shape, params.expression, pose.rotation, pose.scale,
-                              np.asarray(pose.translation, np.float64), [rms])
+        fit2d = BilinearFit2D(w, e, params.shape, params.expression, pose.rotation,
+                              float(pose.scale),
+                              np.asarray(pose.translation, np.float64), [rms], camera)
         return bilinear_result(model, bm, fit2d, n)
     # any other kind: its own vertices, the model's 68 landmark vertices and silhouette
     verts = fm.vertices(params)
     verts_px = image_vertices(pose, verts)
     lm3 = verts_px[model.landmark_ids["ibug68"]]
-    return assemble_result(pose, Camera(), verts_px, lm3,
+    return assemble_result(pose, camera, verts_px, lm3,
                            silhouette_contour(model, verts_px, lm3), params.shape,
                            params.expression, rms, n, iterations, vertices_mm=verts,
                            extras={f"{fm.kind}_params": np.asarray(view_params, np.float32)})
