@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.facefit-installed
 
-.PHONY: demo test install lint bench docs clean
+.PHONY: demo test install lint bench docs clean train
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -32,6 +32,13 @@ docs: $(STAMP)
 bench: $(STAMP)
 	# Runs every benchmark and rewrites the tables in benchmarks/README.md.
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/update_readme.py --out out/bench
+
+train: $(STAMP)
+	# facefit's face-alignment network from ../shared (about 2 h on 2 cores; resumes):
+	# profiled 300-W views, training, then the packaged weights (src/facefit/regress/weights).
+	$(BIN)/python scripts/make_profiled_set.py --data ../shared/data/train-300w --out out/profiled --views 12 --workers 2
+	$(BIN)/python -m facefit.regress.train --profiled out/profiled --aflw ../shared/data/train-aflw21 --val ../shared/data/aflw2000-3d-dev --out out/regress --epochs 12
+	$(BIN)/python scripts/export_regress_weights.py --checkpoint out/regress/best.pt
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

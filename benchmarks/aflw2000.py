@@ -2,9 +2,13 @@
 
 Prints the 3DDFA-protocol table (68-point 2D NME normalised by the ground-truth landmark box,
 yaw buckets 0-30 / 30-60 / 60-90 and their balanced mean), the images with no face found,
-and median milliseconds per image for each stage, for facefit's fit and, as a baseline, for
-MediaPipe's raw points mapped to the 68 iBUG points. Single-threaded on purpose (run it
-under ``taskset -c 0`` for a strict one-core number).
+and median milliseconds per image for each stage, for each landmark source of ``facefit
+reconstruct --landmarks`` (`facefit.detect.network`): ``mediapipe`` (MediaPipe's mesh + fit),
+``network`` (facefit's network + fit), ``auto`` (per face, by the network's yaw), and as
+baselines MediaPipe's raw points mapped to the 68 iBUG points and the network's own 68 points
+(no fit). Every row shares one detection per image. ``auto`` is also scored for a range of
+yaw thresholds (the threshold is chosen on this dev half: model selection, no training).
+Single-threaded on purpose (run it under ``taskset -c 0`` for a strict one-core number).
 
     python benchmarks/aflw2000.py [--data ../shared/data/aflw2000-3d-dev] [--limit N]
 """
@@ -24,6 +28,12 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from facefit.detect.network import (  # noqa: E402
+    YAW_THRESHOLD,
+    box68,
+    keeps_mediapipe,
+    network_face,
+)
 from facefit.eval.datasets import load_aflw2000  # noqa: E402
 from facefit.eval.landmarks import evaluate_aflw2000  # noqa: E402
 from facefit.eval.predictions import box_iou, landmark_box, select_face  # noqa: E402
@@ -31,6 +41,7 @@ from facefit.fit.correspondence import mediapipe_to_ibug68  # noqa: E402
 from facefit.io.export import FORMATS, export_reconstructions  # noqa: E402
 from facefit.io.image import load_image  # noqa: E402
 from facefit.reconstruct import Reconstructor  # noqa: E402
+from facefit.regress.predictor import RegressionPredictor  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "aflw2000-3d-dev"
 
@@ -44,14 +55,21 @@ def main() -> None:
     ap.add_argument("--export-every", type=int, default=32,
                     help="time the export of all formats on every Nth image")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--weights", type=Path, default=None,
+                    help="network weights (default: the packaged ones)")
     args = ap.parse_args()
 
     samples = load_aflw2000(args.data, args.limit)
-    rec = Reconstructor(texture_size=0)
+    rec = Reconstructor(texture_size=0, landmarks="mediapipe")
+    net = RegressionPredictor(args.weights)
     n = len(samples)
     pred = np.full((n, 68, 2), np.nan)
     raw = np.full((n, 68, 2), np.nan)
-    t_detect, t_fit, t_texture, t_export = [], [], [], []
+    net_raw = np.full((n, 68, 2), np.nan)
+    net_fit = np.full((n, 68, 2), np.nan)
+    net_yaw = np.full(n, np.nan)
+    mp_ok = np.zeros(n, bool)
+    t_detect, t_fit, t_texture, t_export, t_net, t_net_fit = [], [], [], [], [], []
     from facefit.fit.landmark_fit import fit_landmarks
     from facefit.texture.extract import extract_texture
 
@@ -69,6 +87,14 @@ def main() -> None:
         t_fit.append(time.perf_counter() - t1)
         pred[i] = fit.landmarks_68_2d
         raw[i] = mediapipe_to_ibug68(face.points_px)
+        t4 = time.perf_counter()
+        res = net.predict_batch(image, boxes=box68(face)[None])[0]
+        t_net.append(time.perf_counter() - t4)
+        t5 = time.perf_counter()
+        nfit = fit_landmarks(rec.model, network_face(res, face.score), image.shape[1::-1])
+        t_net_fit.append(time.perf_counter() - t5)
+        net_raw[i], net_fit[i], net_yaw[i] = res.landmarks_68_px, nfit.landmarks_68_2d, res.yaw_deg
+        mp_ok[i] = keeps_mediapipe(face, res, np.inf)
         if i % args.texture_every == 0:
             t2 = time.perf_counter()
             texture, colors = extract_texture(rec.model, fit.verts_px, image, size=512)
@@ -95,6 +121,17 @@ def main() -> None:
                     for p, g in zip(pred[found], gt[found], strict=True)]
     matched = evaluate_aflw2000(np.where(wrong[:, None, None], np.nan, pred), gt, yaw, stems)
 
+    def auto(threshold: float) -> np.ndarray:
+        """`auto`'s landmarks: MediaPipe + fit where `keeps_mediapipe`, else network + fit."""
+        use_mp = mp_ok & (np.abs(net_yaw) < threshold)
+        return np.where(use_mp[:, None, None], pred, net_fit)
+
+    net_alone = evaluate_aflw2000(net_raw, gt, yaw, stems)
+    net_fitted = evaluate_aflw2000(net_fit, gt, yaw, stems)
+    auto_res = evaluate_aflw2000(auto(YAW_THRESHOLD), gt, yaw, stems)
+    sweep = {t: evaluate_aflw2000(auto(t), gt, yaw, stems) for t in (0, 15, 20, 25, 30, 35,
+                                                                      40, 45, 50, 60, 90)}
+
     def ms(t: list[float]) -> str:
         return f"{1e3 * np.median(t):7.1f}" if t else "    n/a"
 
@@ -105,8 +142,11 @@ def main() -> None:
           f"{100 * thr:g} %)")
     print(f"{'method':<28}{'0-30':>19}{'30-60':>19}{'60-90':>19}{'balanced':>10}{'mean':>7}"
           f"{'capped':>8}{'no face':>9}")
-    for name, r in (("facefit (fit, 68 model pts)", ours), ("MediaPipe raw -> 68", base),
-                    ("facefit, wrong face = miss", matched)):
+    rows = (("--landmarks mediapipe + fit", ours), ("MediaPipe raw -> 68", base),
+            ("mediapipe, wrong face = miss", matched), ("--landmarks network + fit", net_fitted),
+            ("network alone (no fit)", net_alone),
+            (f"--landmarks auto (|yaw|<{YAW_THRESHOLD:g})", auto_res))
+    for name, r in rows:
         cells = "".join(f"{100 * e:7.2f} /{f:>3} /{100 * c:5.2f}" for e, f, c in zip(
             r.bucket_nme_2d, r.bucket_failures, r.bucket_capped_2d, strict=True))
         print(f"{name:<28}{cells}{100 * r.balanced_2d:10.2f}{100 * r.mean_2d:7.2f}"
@@ -115,15 +155,28 @@ def main() -> None:
     print(f"bucket sizes: {ours.bucket_counts}, no face per bucket: {ours.bucket_missing}, "
           f"detections not overlapping the annotated face: {int(wrong.sum())}; capped: "
           f"balanced mean of the bucket capped NMEs")
+    print("auto by yaw threshold (balanced NME %, buckets): " + "; ".join(
+        f"{t:g}: {100 * r.balanced_2d:.2f} ({'/'.join(f'{100 * e:.2f}' for e in r.bucket_nme_2d)})"
+        for t, r in sweep.items()))
+    mp_used = mp_ok & (np.abs(net_yaw) < YAW_THRESHOLD)
+    print(f"auto used MediaPipe's points on {int(mp_used.sum())} of {int(found.sum())} faces")
     print("median ms per image (one thread): detection+landmarks" + ms(t_detect)
-          + ", fit" + ms(t_fit) + ", detection+landmarks+fit"
+          + ", fit" + ms(t_fit) + ", network (2 passes)" + ms(t_net) + ", network fit"
+          + ms(t_net_fit) + ", detection+landmarks+fit"
           + ms([a + b for a, b in zip(t_detect, t_fit, strict=False)])
+          + ", detection+network+fit"
+          + ms([a + b + c for a, b, c in zip(t_detect, t_net, t_net_fit, strict=False)])
           + f", texture 512²{ms(t_texture)} (n={len(t_texture)})"
           + f", export all formats{ms(t_export)} (n={len(t_export)})")
     if args.json:
-        args.json.write_text(json.dumps({"facefit": ours.to_dict(), "mediapipe_raw": base.to_dict(),
-                                         "ms": {"detect": 1e3 * np.median(t_detect),
-                                                "fit": 1e3 * np.median(t_fit)}}, indent=1))
+        args.json.write_text(json.dumps({
+            "facefit": ours.to_dict(), "mediapipe_raw": base.to_dict(),
+            "network_fit": net_fitted.to_dict(), "network_alone": net_alone.to_dict(),
+            "auto": auto_res.to_dict(), "auto_threshold": YAW_THRESHOLD,
+            "auto_sweep": {str(t): r.balanced_2d for t, r in sweep.items()},
+            "ms": {"detect": 1e3 * np.median(t_detect), "fit": 1e3 * np.median(t_fit),
+                   "network": 1e3 * np.median(t_net),
+                   "network_fit": 1e3 * np.median(t_net_fit)}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -274,6 +274,12 @@ def _add_reconstruct(sub: Any) -> None:
     p.add_argument("--max-faces", type=_positive_int, default=8, metavar="N",
                    help="reconstruct at most N faces per image, largest-score first "
                         "(default: 8)")
+    p.add_argument("--landmarks", choices=("auto", "mediapipe", "network"),
+                   default="mediapipe",
+                   help="landmark source per face: MediaPipe's dense mesh, facefit's own "
+                        "network (68 points, trained on turned heads) or auto (MediaPipe near "
+                        "frontal, the network for turned heads); the JSON records each face's "
+                        "landmark_source (default: mediapipe)")
     p.add_argument("--camera", choices=("orthographic", "perspective"), default=None,
                    help="camera model of the fit (default: orthographic, or perspective "
                         "when --focal-px is given)")
@@ -364,7 +370,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         model_path=None if args.model is None else str(args.model),
         refine=getattr(args, "refine", "none"), image_loss=getattr(args, "image_loss", "l2"),
         photometric_iterations=getattr(args, "photometric_iterations", 100),
-        npz_fields=args.npz_fields)
+        npz_fields=args.npz_fields, landmarks=getattr(args, "landmarks", "mediapipe"))
     if args.model is not None and recon is None:
         _load_model(args.model)  # a bad --model is exit 4 before any worker starts
     if not make_out():
@@ -465,7 +471,8 @@ def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
                              texture_size=args.texture_size, refine=refine,
                              image_loss=getattr(args, "image_loss", "l2"),
                              photometric_iterations=getattr(args, "photometric_iterations", 100),
-                             progress=not getattr(args, "quiet", False))
+                             progress=not getattr(args, "quiet", False),
+                             landmarks=getattr(args, "landmarks", "mediapipe"))
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("facefit"):
             raise _Unavailable(f"this facefit install is incomplete ({exc})") from exc

@@ -60,6 +60,11 @@ class Reconstructor:
         image_loss: the photometric pixel loss: ``"l2"``, ``"huber"`` or ``"gradient"``.
         photometric_iterations: optimisation steps of the refinement.
         progress: show a progress bar during the refinement.
+        landmarks: each face's landmark source (`facefit.detect.network`): ``"mediapipe"``
+            (MediaPipe's dense mesh), ``"network"`` (facefit's regression network, 68 points)
+            or ``"auto"`` (per face: MediaPipe near frontal, the network past
+            `facefit.detect.network.YAW_THRESHOLD`); ``detector`` (or MediaPipe's) finds the
+            faces either way.
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class Reconstructor:
         image_loss: str = "l2",
         photometric_iterations: int = 100,
         progress: bool = False,
+        landmarks: str = "mediapipe",
     ) -> None:
         from facefit.model import load_default_model
 
@@ -81,6 +87,14 @@ class Reconstructor:
             from facefit.detect.mediapipe import MediaPipeDetector
 
             detector = MediaPipeDetector()
+        if landmarks not in ("auto", "mediapipe", "network"):
+            raise ValueError(f"landmarks must be 'auto', 'mediapipe' or 'network', got "
+                             f"{landmarks!r}")
+        if landmarks != "mediapipe":
+            from facefit.detect.network import NetworkLandmarkDetector
+
+            detector = NetworkLandmarkDetector(detector, source=landmarks)
+        self.landmarks = landmarks
         self.detector = detector
         if camera not in ("orthographic", "perspective"):
             raise ValueError(f"camera must be 'orthographic' or 'perspective', got {camera!r}")

@@ -45,6 +45,7 @@ class BatchConfig:
     image_loss: str = "l2"
     photometric_iterations: int = 100
     npz_fields: tuple[str, ...] | None = None
+    landmarks: str = "mediapipe"
 
     def fingerprint(self) -> str:
         """Hash of the result-changing options (formats excluded: a run asking for fewer
@@ -122,7 +123,8 @@ def reconstructor_for(config: BatchConfig) -> Any:
             model=model, camera=config.camera, focal_px=config.focal_px,
             texture_size=config.texture_size if _textured(config.formats) else 0,
             refine=config.refine, image_loss=config.image_loss,
-            photometric_iterations=config.photometric_iterations)
+            photometric_iterations=config.photometric_iterations,
+            landmarks=config.landmarks)
         _STATE["key"] = key
     return _STATE["recon"]
 

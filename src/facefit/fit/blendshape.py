@@ -203,7 +203,7 @@ def fit_blendshape_face(model: ICTFaceModel, face: FaceLandmarks, image_size: tu
     pts = np.asarray(face.points_px, np.float64)
     if face.scheme == "mediapipe468":
         pts = mediapipe_to_ibug68(pts)
-    elif face.scheme != "ibug68":
+    elif face.scheme not in ("ibug68", "ibug68_fixed"):
         raise ValueError(f"no {face.scheme} correspondence for the blendshape model {base.name}")
     span = np.ptp(pts, axis=0)
     sigma = landmark_sigma * float(np.sqrt(max(span[0] * span[1], 1.0)))

@@ -22,6 +22,7 @@ from facefit.model.morphable_model import MorphableModel
 
 DATA = Path(__file__).parent / "data" / "mediapipe468_bfm3ddfa.npz"
 IBUG_JAW = np.arange(17)
+IBUG68_FIXED = "ibug68_fixed"  # 68 iBUG points on fixed vertices, jaw included
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,13 +46,18 @@ class LandmarkCorrespondence:
     contour_weight: float = 1.0
 
 
-def ibug68_correspondence(model: MorphableModel, contour_weight: float = 1.0
-                          ) -> LandmarkCorrespondence:
+def ibug68_correspondence(model: MorphableModel, contour_weight: float = 1.0,
+                          fixed_jaw: bool = False) -> LandmarkCorrespondence:
     """The 68-point iBUG layout: inner points on the model's landmark vertices, the 17 jaw
-    points on the silhouette (the 300-W convention)."""
+    points on the silhouette (the 300-W convention), or with ``fixed_jaw`` on their landmark
+    vertices too (scheme ``"ibug68_fixed"``: the AFLW2000-3D convention, hidden points
+    included, as facefit's network predicts them)."""
     ids = model.landmark_ids.get("ibug68")
     if ids is None or len(ids) != 68:
         raise ValueError(f"model {model.name} has no 68-point iBUG landmark ids")
+    if fixed_jaw:
+        return LandmarkCorrespondence(IBUG68_FIXED, np.arange(68), np.asarray(ids, np.int64),
+                                      np.ones(68, np.float32), np.zeros(0, np.int64))
     inner = np.arange(17, 68)
     return LandmarkCorrespondence("ibug68", inner, np.asarray(ids)[inner].astype(np.int64),
                                   np.ones(len(inner), np.float32), IBUG_JAW.copy(),
@@ -78,8 +84,8 @@ def mediapipe_to_ibug68(points: np.ndarray) -> np.ndarray:
 
 def correspondence_for(model: MorphableModel, scheme: str) -> LandmarkCorrespondence:
     """The correspondence of ``scheme`` on ``model``; raises ValueError if there is none."""
-    if scheme == "ibug68":
-        return ibug68_correspondence(model)
+    if scheme in ("ibug68", IBUG68_FIXED):
+        return ibug68_correspondence(model, fixed_jaw=scheme == IBUG68_FIXED)
     data = _dense_data()
     if scheme == "mediapipe468" and data is not None and str(data["model"]) == model.name:
         return LandmarkCorrespondence(

@@ -572,12 +572,14 @@ def _arkit(model: MorphableModel, rec: Reconstruction) -> dict[str, Any]:
 def _face_summary(rec: Reconstruction, files: dict[str, str], timings: dict[str, float]
                   ) -> dict[str, Any]:
     """The JSON record of one face of a photo."""
+    from facefit.detect.network import landmark_source
+
     fit, cam = rec.fit, rec.fit.camera
     pose = pose_record(fit.rotation, fit.scale, fit.translation, cam.kind, cam.focal_px,
                        cam.principal_point_px, (fit.yaw_deg, fit.pitch_deg, fit.roll_deg))
     return face_record(
         rec.face.box, rec.face.score, pose, fit.landmarks_68_2d, fit.expression_coeffs,
-        fit.residual_px,
+        fit.residual_px, landmark_source=landmark_source(rec.face),
         landmarks_68_2d_contour=_num(fit.landmarks_68_2d_contour, 3),
         landmarks_68_3d=_num(fit.landmarks_68_3d, 3),
         shape_coeffs=_num(fit.shape_coeffs, 5),

@@ -1,0 +1,98 @@
+"""Package a trained regression checkpoint as facefit's shipped weights.
+
+Reads ``best.pt`` of `facefit.regress.train` ({"net", "norm_mean", "norm_std"}), checks that it
+loads into the network, and writes ``src/facefit/regress/weights/regress_mbv1x05.pt``: the
+state dict in float16 (integer buffers unchanged), the parameter normalisation in float32 and a
+small ``meta`` dict, all plain tensors/numbers so ``torch.load(..., weights_only=True)`` reads
+it. Prints the file's sha256 (copy it into ``facefit.regress.predictor.WEIGHTS_SHA256`` and
+the README next to the weights).
+
+    python scripts/export_regress_weights.py [--checkpoint out/regress/best.pt] [--out PATH]
+        [--record]
+
+``--record`` also writes the sha256 into ``WEIGHTS_SHA256`` of ``predictor.py`` and the
+``sha256:`` line of the weights README.
+
+Exit 2 on a missing or unreadable checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+from facefit.io.atomic import write_bytes_atomic, write_text_atomic
+from facefit.model.bfm_3ddfa import load_default_model
+from facefit.regress import predictor
+from facefit.regress.network import build_network
+from facefit.regress.predictor import INPUT_SIZE, MODEL_NAME, WEIGHTS_PATH, WIDTH
+from facefit.regress.train import load_checkpoint
+
+MAX_BYTES = 2_000_000
+
+
+def export(checkpoint: str | Path, out: str | Path) -> str:
+    """Write the packaged weights of ``checkpoint`` to ``out``; return their sha256 (hex)."""
+    ck = load_checkpoint(checkpoint)
+    missing = {"net", "norm_mean", "norm_std"} - set(ck)
+    if missing:
+        raise ValueError(f"{checkpoint}: checkpoint lacks {', '.join(sorted(missing))}")
+    model = load_default_model()
+    net = build_network(model, WIDTH)
+    net.load_state_dict(ck["net"])  # raises on a checkpoint of another architecture
+    state = {k: v.half() if v.is_floating_point() else v.clone()
+             for k, v in net.state_dict().items()}
+    payload = {"net": state, "norm_mean": ck["norm_mean"].float().clone(),
+               "norm_std": ck["norm_std"].float().clone(),
+               "meta": {"model": model.name, "network": MODEL_NAME, "input_size": INPUT_SIZE,
+                        "width": WIDTH, "outputs": int(net.head.out_features)}}
+    buf = io.BytesIO()  # same bytes for the same weights (a file's archive name is its stem)
+    torch.save(payload, buf)
+    data = buf.getvalue()
+    if len(data) > MAX_BYTES:
+        raise ValueError(f"{out}: {len(data)} bytes, over the {MAX_BYTES} byte limit")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def record(digest: str) -> None:
+    """Write ``digest`` into the predictor's `WEIGHTS_SHA256` and the weights README."""
+    for path, pattern, line in (
+            (Path(predictor.__file__), r'^WEIGHTS_SHA256 = ".*"$', f'WEIGHTS_SHA256 = "{digest}"'),
+            (WEIGHTS_PATH.parent / "README.md", r"^sha256: .*$", f"sha256: {digest}")):
+        text = path.read_text()
+        new, n = re.subn(pattern, line, text, count=1, flags=re.M)
+        if n != 1:
+            raise ValueError(f"{path}: no line matching {pattern!r} to record the sha256 in")
+        write_text_atomic(path, new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default="out/regress/best.pt")
+    ap.add_argument("--out", default=str(WEIGHTS_PATH))
+    ap.add_argument("--record", action="store_true",
+                    help="write the sha256 into predictor.py and the weights README")
+    a = ap.parse_args(argv)
+    try:
+        digest = export(a.checkpoint, a.out)
+        if a.record:
+            record(digest)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"{a.checkpoint}: {e}" if str(a.checkpoint) not in str(e) else str(e),
+              file=sys.stderr)
+        return 2
+    print(f"{a.out}: sha256 {digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

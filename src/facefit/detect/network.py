@@ -1,0 +1,125 @@
+"""Landmarks from facefit's own network (`facefit.regress.predictor`) behind the detector
+interface, per face or where MediaPipe's dense mesh is weak.
+
+`NetworkLandmarkDetector` wraps a face detector (MediaPipe's, with its MTCNN profile
+fallback, by default): each face it finds is cropped from its 68-point box (MediaPipe's 468
+points mapped to iBUG 68) and landmarked by the network (two passes). ``source`` decides what
+each face keeps:
+
+* ``"network"``: the network's 68 points (hidden ones included: the AFLW2000-3D convention)
+  and their depth;
+* ``"auto"``: MediaPipe's dense points when its mesh is confident (score at least
+  ``min_score``) and the network finds the head within ``yaw_threshold`` degrees of frontal,
+  the network's points otherwise (MediaPipe's mesh was not trained on turned heads).
+
+Network faces are `NetworkFace` objects of scheme ``"ibug68_fixed"``: the fitters put all 68
+points on their fixed model vertices, the jaw included (the network's convention), instead of
+matching the jaw to the silhouette as for 300-W style ``"ibug68"`` points (with ground-truth
+AFLW2000-3D points plus 2 % noise, the silhouette matching costs 5.0 % balanced NME against
+1.5 % on fixed vertices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from facefit.detect.base import FaceLandmarks, LandmarkDetector
+from facefit.fit.correspondence import IBUG68_FIXED, mediapipe_to_ibug68
+from facefit.regress.predictor import RegressionPredictor, RegressionResult
+
+SOURCES = ("auto", "mediapipe", "network")
+# |yaw| (degrees, the network's estimate) past which `auto` uses the network's points; chosen
+# on AFLW2000-3D dev (model selection only, never training): see benchmarks/aflw2000.py.
+YAW_THRESHOLD = 30.0
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkFace(FaceLandmarks):
+    """A face landmarked by the network: 68 iBUG points in the AFLW2000-3D convention.
+
+    Attributes:
+        regression: the network's full answer (parameters, pose).
+        source: ``"network"``.
+    """
+
+    regression: RegressionResult | None = None
+    source: str = "network"
+
+
+def landmark_source(face: FaceLandmarks) -> str:
+    """``"network"``, ``"mediapipe"`` or the scheme name of another detector's face."""
+    source = getattr(face, "source", None)
+    if source is not None:
+        return str(source)
+    return "mediapipe" if face.scheme == "mediapipe468" else face.scheme
+
+
+def box68(face: FaceLandmarks) -> np.ndarray:
+    """The 68-landmark box of a detection (the crop the network expects)."""
+    pts = np.asarray(face.points_px, np.float64)
+    if face.scheme == "mediapipe468":
+        pts = mediapipe_to_ibug68(pts)
+    elif len(pts) < 5:  # no landmarks to speak of: the detector's box
+        return np.asarray(face.box, np.float64)
+    return np.r_[pts.min(0), pts.max(0)]
+
+
+def network_face(result: RegressionResult, score: float) -> NetworkFace:
+    """A `NetworkFace` of one network answer."""
+    lm = result.landmarks_68_3d
+    depth = lm[:, 2] - lm[:, 2].mean()
+    return NetworkFace(result.box.astype(np.float32), float(score),
+                       np.ascontiguousarray(lm[:, :2], np.float32), depth.astype(np.float32),
+                       IBUG68_FIXED, regression=result)
+
+
+class NetworkLandmarkDetector:
+    """Faces of ``detector`` with landmarks by the network (``source="network"``) or per
+    face by the network or the detector (``source="auto"``, see the module docstring).
+
+    Args:
+        detector: finds the faces (MediaPipe's detector and mesh when None).
+        source: ``"network"`` or ``"auto"``.
+        yaw_threshold: `auto` keeps MediaPipe's points below this network |yaw| (degrees).
+        min_score: `auto` keeps MediaPipe's points only at this detection score or more.
+        predictor: the network (the packaged weights when None).
+    """
+
+    scheme = IBUG68_FIXED
+
+    def __init__(self, detector: LandmarkDetector | None = None, source: str = "auto",
+                 yaw_threshold: float = YAW_THRESHOLD, min_score: float = 0.5,
+                 predictor: RegressionPredictor | None = None) -> None:
+        if source not in ("auto", "network"):
+            raise ValueError(f"source must be 'auto' or 'network', got {source!r}")
+        if detector is None:
+            from facefit.detect.mediapipe import MediaPipeDetector
+
+            detector = MediaPipeDetector()
+        self.detector = detector
+        self.source = source
+        self.yaw_threshold = float(yaw_threshold)
+        self.min_score = float(min_score)
+        self.predictor = predictor if predictor is not None else RegressionPredictor()
+
+    def detect(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[FaceLandmarks]:
+        """Faces in an (H, W, 3) uint8 RGB image, best first, each landmarked by its source."""
+        faces = self.detector.detect(image_rgb, max_faces=max_faces)
+        if not faces:
+            return []
+        boxes = np.stack([box68(f) for f in faces])
+        results = self.predictor.predict_batch(image_rgb, boxes=boxes)
+        return [face if self.source == "auto" and keeps_mediapipe(
+                    face, res, self.yaw_threshold, self.min_score)
+                else network_face(res, face.score)
+                for face, res in zip(faces, results, strict=True)]
+
+
+def keeps_mediapipe(face: FaceLandmarks, result: RegressionResult,
+                    yaw_threshold: float = YAW_THRESHOLD, min_score: float = 0.5) -> bool:
+    """`auto`'s rule: keep MediaPipe's dense points of ``face`` when its score is at least
+    ``min_score`` and the network's |yaw| is below ``yaw_threshold`` degrees."""
+    return (face.scheme == "mediapipe468" and face.score >= min_score
+            and abs(result.yaw_deg) < yaw_threshold)

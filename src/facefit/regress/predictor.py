@@ -1,0 +1,281 @@
+"""facefit's face-alignment network at inference: 68 landmarks and the default model's
+parameters of faces in a photo, from their boxes (or from rough landmarks).
+
+Two steps, as in 3DDFA (Zhu et al., "Face Alignment Across Large Poses: A 3D Solution", CVPR
+2016): a square crop of side 1.5 times the face's 68-landmark box, centred on it and resized
+to 120 px (the crop of `facefit.regress.profiling.crop_view` that the network was trained
+on), a forward pass, then a second crop from the box of the predicted 68 points and a second
+pass. All faces of an image go through the network as one batch.
+
+The weights ship inside the package (``weights/regress_mbv1x05.pt``, see the README there);
+their sha256 is checked against `WEIGHTS_SHA256` on loading. Inference runs on the CPU with
+torch's current thread count (``torch.set_num_threads``); batch norms are folded into the
+convolutions once, when the weights are loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facefit.fit.camera import euler_from_rotation
+
+WEIGHTS_PATH = Path(__file__).parent / "weights" / "regress_mbv1x05.pt"
+WEIGHTS_SHA256 = "ae245e9b7dcacd1c83dadcf4443f3a1f915bc12c0f530bc3c5f042716120f7bc"
+MODEL_NAME = "mobilenet_v1_x0.5"
+INPUT_SIZE = 120
+WIDTH = 0.5
+ENLARGE = 1.5  # crop side / 68-landmark box side (the training crop)
+
+
+class WeightsError(ValueError):
+    """The regression weights are missing, corrupt or not the packaged ones."""
+
+
+@dataclass(frozen=True, eq=False)
+class RegressionResult:
+    """The network's answer for one face, in pixels of the input image.
+
+    Attributes:
+        params: (58,) float32 the default model's parameters: the scaled orthographic map
+            ``A`` (2x3, row-major) and ``(tx, ty)`` of image pixels, 40 shape and 10
+            expression coefficients (``x = A v + t`` for model-frame ``v`` in mm).
+        landmarks_68_px: (68, 2) float32 projections of the 68 landmark vertices, hidden ones
+            included (AFLW2000-3D convention).
+        landmarks_68_3d: (68, 3) float32 the same points with depth in pixels (larger is
+            farther; only differences are meaningful).
+        yaw_deg, pitch_deg, roll_deg: head pose (`facefit.fit.camera` conventions).
+        box: (4,) float32 [x0, y0, x1, y1] of the 68 landmarks.
+    """
+
+    params: np.ndarray
+    landmarks_68_px: np.ndarray
+    landmarks_68_3d: np.ndarray
+    yaw_deg: float
+    pitch_deg: float
+    roll_deg: float
+    box: np.ndarray
+
+
+def crop_maps(boxes: np.ndarray, size: int = INPUT_SIZE, enlarge: float = ENLARGE
+              ) -> np.ndarray:
+    """(N, 2, 3) image-to-crop affine maps ``[k, 0, ox; 0, k, oy]`` for (N, 4) 68-landmark
+    boxes: side ``enlarge`` times the longer box side, centred (the training crop)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    side = np.maximum((b[:, 2:] - b[:, :2]).max(1), 1.0) * enlarge
+    k = size / side
+    off = (size - 1) / 2 - k[:, None] * (b[:, :2] + b[:, 2:]) / 2
+    maps = np.zeros((len(b), 2, 3))
+    maps[:, 0, 0] = maps[:, 1, 1] = k
+    maps[:, :, 2] = off
+    return maps
+
+
+def crop_faces(image_rgb: np.ndarray, maps: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """(N, size, size, 3) uint8 crops of ``image_rgb`` by (N, 2, 3) maps of `crop_maps`
+    (as `facefit.regress.train.aflw2000_crops` cuts them; a face more than 4x larger than the
+    crop is first halved with ``cv2.pyrDown`` so the resampling does not alias)."""
+    out = np.empty((len(maps), size, size, 3), np.uint8)
+    for i, m in enumerate(maps):
+        src, m_src = image_rgb, m
+        while m_src[0, 0] < 0.25 and min(src.shape[:2]) > 2 * size:
+            src = cv2.pyrDown(src)
+            m_src = m_src @ np.diag([2.0, 2.0, 1.0])
+        out[i] = cv2.warpAffine(src, m_src, (size, size), flags=cv2.INTER_AREA,
+                                borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+def _boxes(points: np.ndarray) -> np.ndarray:
+    p = np.asarray(points, np.float64)
+    return np.concatenate([p.min(1), p.max(1)], axis=1)
+
+
+def fold_batchnorm(features):  # noqa: ANN001, ANN201 - torch types imported lazily
+    """An inference copy of a ``Conv2d, BatchNorm2d, ReLU`` sequence with every batch norm
+    folded into its convolution's weights and bias (same output in eval mode)."""
+    import torch
+    from torch import nn
+
+    layers: list[nn.Module] = []
+    mods = list(features)
+    i = 0
+    while i < len(mods):
+        m = mods[i]
+        if isinstance(m, nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1],
+                                                                         nn.BatchNorm2d):
+            bn = mods[i + 1]
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                             groups=m.groups, bias=True)
+            with torch.no_grad():
+                conv.weight.copy_(m.weight * scale[:, None, None, None])
+                bias = m.bias if m.bias is not None else torch.zeros_like(bn.running_mean)
+                conv.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+            layers.append(conv)
+            i += 2
+        else:
+            layers.append(m)
+            i += 1
+    return nn.Sequential(*layers)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class RegressionPredictor:
+    """The packaged (or a given) regression network, loaded on first use, once.
+
+    Args:
+        weights: a weights file of ``scripts/export_regress_weights.py`` or a training
+            checkpoint; default the packaged file, whose sha256 must equal `WEIGHTS_SHA256`.
+        passes: forward passes per face (1: crop from the given box only; 2: re-crop from the
+            first pass's landmarks, 3DDFA's two-step scheme).
+    """
+
+    def __init__(self, weights: str | Path | None = None, passes: int = 2) -> None:
+        if passes < 1:
+            raise ValueError(f"passes must be at least 1, got {passes}")
+        self.weights = Path(weights) if weights is not None else WEIGHTS_PATH
+        self.check_sha = weights is None
+        self.passes = passes
+        self._lock = threading.Lock()
+        self._net = None
+        self._mean = self._basis = None
+
+    # -- loading ----------------------------------------------------------------------
+    def _load(self) -> None:
+        with self._lock:
+            if self._net is not None:
+                return
+            import torch
+
+            from facefit.model.bfm_3ddfa import load_default_model
+            from facefit.regress.network import ParamNorm, build_network
+
+            path = self.weights
+            if not path.is_file():
+                raise WeightsError(f"{path}: regression weights missing (reinstall facefit)")
+            if self.check_sha and (digest := file_sha256(path)) != WEIGHTS_SHA256:
+                raise WeightsError(f"{path}: sha256 {digest[:12]}... is not the packaged "
+                                   f"weights' {WEIGHTS_SHA256[:12]}... (corrupt or replaced)")
+            try:
+                ck = torch.load(path, map_location="cpu", weights_only=True)
+                model = load_default_model()
+                net = build_network(model, float(ck.get("meta", {}).get("width", WIDTH)))
+                net.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                     for k, v in ck["net"].items()})
+                norm = ParamNorm(ck["norm_mean"].float().numpy(),
+                                 ck["norm_std"].float().numpy())
+            except (KeyError, RuntimeError, AttributeError, OSError, ValueError) as e:
+                raise WeightsError(f"{path}: not facefit regression weights ({e})") from e
+            net.eval()
+            self._features = fold_batchnorm(net.features).eval()
+            self._head = net.head
+            self._norm_mean = torch.from_numpy(norm.mean)
+            self._norm_std = torch.from_numpy(norm.std)
+            ids = model.landmark_ids["ibug68"]
+            self._mean = model.mean[ids].astype(np.float64)  # (68, 3)
+            self._basis = np.concatenate([model.shape_basis[ids], model.expression_basis[ids]],
+                                         axis=2).astype(np.float64)  # (68, 3, K)
+            self.n_shape, self.n_expr = model.num_shape, model.num_expression
+            self._net = net
+
+    # -- network ----------------------------------------------------------------------
+    def params_from_crops(self, crops: np.ndarray) -> np.ndarray:
+        """(N, 58) float32 parameters, pose in crop pixels, of (N, 120, 120, 3) uint8 crops."""
+        import torch
+
+        self._load()
+        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255.0
+        with torch.inference_mode():
+            y = self._head(self._features((x - 0.5) / 0.25).mean(dim=(2, 3)))
+            y = y * self._norm_std + self._norm_mean
+        return y.numpy().astype(np.float32)
+
+    def landmarks_3d(self, params: np.ndarray) -> np.ndarray:
+        """(N, 68, 3) landmark vertices in the parameters' pixel frame: x, y and depth (larger
+        is farther) for (N, 58) parameters."""
+        self._load()
+        p = np.asarray(params, np.float64).reshape(len(params), -1)
+        k = self.n_shape + self.n_expr
+        v = self._mean[None] + np.einsum("nck,bk->bnc", self._basis, p[:, 8:8 + k])
+        a = p[:, :6].reshape(-1, 2, 3)
+        rot, scale = rotation_from_pose(a)
+        depth_row = -scale[:, None] * rot[:, 2]  # third row of s * diag(1, -1, -1) @ R
+        a3 = np.concatenate([a, depth_row[:, None, :]], axis=1)  # (N, 3, 3)
+        out = np.einsum("brc,bnc->bnr", a3, v)
+        out[:, :, :2] += p[:, None, 6:8]
+        return out.astype(np.float32)
+
+    # -- images -----------------------------------------------------------------------
+    def predict_batch(self, image_rgb: np.ndarray, boxes: np.ndarray | None = None,
+                      points: np.ndarray | None = None) -> list[RegressionResult]:
+        """Every face of one (H, W, 3) uint8 RGB image, given (N, 4) 68-landmark boxes
+        [x0, y0, x1, y1] or (N, P, 2) rough landmarks (their box is used), in one batch."""
+        if (boxes is None) == (points is None):
+            raise ValueError("give either boxes or points")
+        image = np.asarray(image_rgb)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} "
+                             f"{image.dtype}")
+        if points is not None:
+            pts = np.asarray(points, np.float64)
+            box = _boxes(pts if pts.ndim == 3 else pts[None])
+        else:
+            box = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if len(box) == 0:
+            return []
+        if not np.isfinite(box).all():
+            raise ValueError("face boxes must be finite")
+        for _ in range(self.passes):
+            maps = crop_maps(box)
+            params = self.params_from_crops(crop_faces(image, maps))
+            lm3 = self.landmarks_3d(params)
+            k = maps[:, 0, 0]
+            lm_img = (lm3[:, :, :2] - maps[:, None, :, 2]) / k[:, None, None]
+            box = _boxes(lm_img)
+        # pose and points back to image pixels: x = (x' - o) / k
+        params = params.astype(np.float64)
+        params[:, :6] /= k[:, None]
+        params[:, 6:8] = (params[:, 6:8] - maps[:, :, 2]) / k[:, None]
+        lm3 = lm3.astype(np.float64)
+        lm3[:, :, :2] = lm_img
+        lm3[:, :, 2] /= k[:, None]
+        rot, _ = rotation_from_pose(params[:, :6].reshape(-1, 2, 3))
+        out = []
+        for i in range(len(box)):
+            yaw, pitch, roll = euler_from_rotation(rot[i])
+            out.append(RegressionResult(params[i].astype(np.float32),
+                                        lm3[i, :, :2].astype(np.float32),
+                                        lm3[i].astype(np.float32), yaw, pitch, roll,
+                                        box[i].astype(np.float32)))
+        return out
+
+    def predict(self, image_rgb: np.ndarray, box_xyxy: np.ndarray | None = None,
+                points: np.ndarray | None = None) -> RegressionResult:
+        """One face: from its 68-landmark box [x0, y0, x1, y1] or from (P, 2) rough points."""
+        if points is not None:
+            points = np.asarray(points, np.float64)[None]
+        if box_xyxy is not None:
+            box_xyxy = np.asarray(box_xyxy, np.float64).reshape(1, 4)
+        return self.predict_batch(image_rgb, box_xyxy, points)[0]
+
+
+def rotation_from_pose(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """((N, 3, 3) rotations, (N,) scales) of (N, 2, 3) scaled orthographic maps
+    ``A = s * diag(1, -1, -1)[:2] @ R``: the nearest rotation (SVD) to the map's rows."""
+    a = np.asarray(a, np.float64)
+    rows = a * np.array([1.0, -1.0])[None, :, None]  # s * R[:2]
+    scale = np.linalg.norm(rows, axis=2).mean(1)
+    u, _, vt = np.linalg.svd(rows, full_matrices=False)
+    r2 = u @ vt  # (N, 2, 3) orthonormal rows
+    r3 = np.cross(r2[:, 0], r2[:, 1])
+    return np.concatenate([r2, r3[:, None]], axis=1), scale
