@@ -65,8 +65,11 @@ def main() -> None:
 
 def photometric(seeds: int, n: int, iterations: int = 100) -> None:
     from facefit.fit.multi_image import ViewPoints
-    from facefit.fit.multi_photometric import refine_photometric_multi
-    from facefit.fit.photometric import refine_photometric
+    from facefit.fit.photometric import (
+        PhotometricConfig,
+        refine_photometric,
+        refine_photometric_multi,
+    )
     from facefit.render.synthetic import make_synthetic_photo_set
 
     model = load_default_model()
@@ -87,11 +90,11 @@ def photometric(seeds: int, n: int, iterations: int = 100) -> None:
         t0 = time.perf_counter()
         res = refine_photometric_multi(model, multi.fits, [f.image for f in faces],
                                        landmarks_px=pts, landmark_vertex_ids=[ids] * n,
-                                       iterations=iterations)
+                                       config=PhotometricConfig(iterations=iterations))
         dt = time.perf_counter() - t0
         single = np.mean([neutral_error_mm(model, refine_photometric(
             model, fit_single(model, v), f.image, landmarks_px=p, landmark_vertex_ids=ids,
-            iterations=iterations).fit.shape_coeffs, shape)
+            config=PhotometricConfig(iterations=iterations)).fit.shape_coeffs, shape)
             for v, f, p in zip(views, faces, pts, strict=True)])
         e = (neutral_error_mm(model, multi.shape_coeffs, shape),
              neutral_error_mm(model, res.shape_coeffs, shape), single,

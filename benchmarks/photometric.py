@@ -23,6 +23,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -30,7 +31,11 @@ import torch  # noqa: E402
 
 from facefit.fit.camera import Camera  # noqa: E402
 from facefit.fit.landmark_fit import fit_points, make_result  # noqa: E402
-from facefit.fit.photometric import refine_photometric, skin_mask  # noqa: E402
+from facefit.fit.photometric import (  # noqa: E402
+    PhotometricConfig,
+    refine_photometric,
+    skin_mask,
+)
 from facefit.model import load_default_model  # noqa: E402
 from facefit.render.differentiable import light_direction  # noqa: E402
 from facefit.render.synthetic import dense_error_px, make_synthetic_face  # noqa: E402
@@ -49,12 +54,12 @@ def synthetic(args: argparse.Namespace) -> None:
     model = load_default_model()
     lm_ids = model.landmark_ids["ibug68"]
     rng = np.random.default_rng(args.seed)
-    kw = dict(iterations=args.iterations, size=args.size, image_loss=args.image_loss,
-              device=args.device)
+    config = PhotometricConfig(iterations=args.iterations, size=args.size,
+                               image_loss=args.image_loss, device=args.device)
     warm = make_synthetic_face(model, np.random.default_rng(99))  # caches, first-call costs
     a, b, pose, rms, n = fit_points(model, warm.landmarks, lm_ids)
     refine_photometric(model, make_result(model, a, b, pose, Camera(), rms, n, 5), warm.image,
-                       **{**kw, "iterations": 10})
+                       config=replace(config, iterations=10))
     rows, times = [], []
     print(f"synthetic: {args.faces} faces, {args.iterations} iterations at {args.size} px, "
           f"loss {args.image_loss}, landmark noise {args.landmark_noise} px, "
@@ -68,7 +73,7 @@ def synthetic(args: argparse.Namespace) -> None:
         a, b, pose, rms, n = fit_points(model, pts, lm_ids, landmark_sigma_px=0.02 * size)
         fit = make_result(model, a, b, pose, Camera(), rms, n, 5)
         t0 = time.perf_counter()
-        res = refine_photometric(model, fit, face.image, landmarks_px=pts, **kw)
+        res = refine_photometric(model, fit, face.image, landmarks_px=pts, config=config)
         dt = time.perf_counter() - t0
         mask = skin_mask(face.landmarks, *face.image.shape[:2])
         xy = np.rint(face.verts_px[:, :2]).astype(int).clip(0, face.image.shape[0] - 1)
@@ -130,8 +135,8 @@ def aflw(args: argparse.Namespace) -> None:
         fit = fit_landmarks(rec.model, face, image.shape[1::-1])
         pred0[i] = fit.landmarks_68_2d
         t0 = time.perf_counter()
-        res = refine_photometric(rec.model, fit, image, iterations=args.iterations,
-                                 image_loss=args.image_loss, device=args.device)
+        res = refine_photometric(rec.model, fit, image, config=PhotometricConfig(
+            iterations=args.iterations, image_loss=args.image_loss, device=args.device))
         t_ref.append(time.perf_counter() - t0)
         pred1[i] = res.fit.landmarks_68_2d
         if (i + 1) % 10 == 0:

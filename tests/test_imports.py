@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "facefit"
 
@@ -138,36 +136,11 @@ def test_graph_walker_finds_lazy_imports_cycles_and_private_names(tmp_path, monk
     assert private == ["facefit.a: from facefit.sub.b import _hidden"]
 
 
-# What remains: the photometric, texture and tracking helpers reached across modules. The
-# strict xfail turns into an error once these are fixed (then empty the list); the "no new"
-# test fails on any private import not listed here.
-KNOWN_PRIVATE: list[str] = [
-    "facefit.fit.multi_photometric: from facefit.fit.photometric import _Level",
-    "facefit.fit.multi_photometric: from facefit.fit.photometric import _Mesh",
-    "facefit.fit.multi_photometric: from facefit.fit.photometric import _Photo",
-    "facefit.fit.multi_photometric: from facefit.fit.photometric import _albedo_model",
-    "facefit.fit.multi_photometric: from facefit.fit.photometric import _albedo_regulariser",
-    "facefit.fit.multi_photometric: from facefit.fit.photometric import _cached",
-    "facefit.fit.multi_photometric: from facefit.fit.photometric import _level_counts",
-    "facefit.fit.multi_photometric: from facefit.fit.photometric import _pixel_loss",
-    "facefit.fit.multi_photometric: from facefit.fit.photometric import _torch_device",
-    "facefit.io.photometric_export: from facefit.fit.photometric import _crop",
-]
-
-
-def test_no_new_private_imports() -> None:
-    new = sorted(set(import_graph()[1]) - set(KNOWN_PRIVATE))
-    assert not new, "\n".join(new)
-
-
 def test_no_import_cycles_between_modules() -> None:
     found = cycles(import_graph()[0])
     assert not found, "\n".join(" <-> ".join(c) for c in found)
 
 
-@pytest.mark.xfail(bool(KNOWN_PRIVATE), strict=True,
-                   reason="known private imports: photometric, texture, tracking helpers "
-                          "(see KNOWN_PRIVATE)")
 def test_no_private_names_imported_across_modules() -> None:
     found = sorted(import_graph()[1])
     assert not found, "\n".join(found)

@@ -124,12 +124,13 @@ class Reconstructor:
                            focal_px=self.focal_px)
             photometric, t_photo = None, 0.0
             if self.refine == "photometric" and fit.camera.kind != "perspective":
-                from facefit.fit.photometric import refine_photometric
+                from facefit.fit.photometric import PhotometricConfig, refine_photometric
 
                 tp = time.perf_counter()
                 photometric = refine_photometric(
-                    self.model, fit, image_rgb, iterations=self.photometric_iterations,
-                    image_loss=self.image_loss, progress=self.progress)
+                    self.model, fit, image_rgb, config=PhotometricConfig(
+                        iterations=self.photometric_iterations, image_loss=self.image_loss,
+                        progress=self.progress))
                 fit = photometric.fit
                 t_photo = (time.perf_counter() - tp) * 1e3
             t2 = time.perf_counter()

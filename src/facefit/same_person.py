@@ -99,7 +99,7 @@ def refine_same_person(args: argparse.Namespace, model: Any, multi: MultiFit,
     fit: shared shape and albedo, per-photo pose, expression and lighting. Landmark targets
     are each photo's detected fixed-vertex landmarks. Returns the refined `MultiFit` and one
     `PhotometricResult` per photo."""
-    from facefit.fit.multi_photometric import refine_photometric_multi
+    from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
 
     loss = getattr(args, "image_loss", "l2")
     if loss == "gradient":
@@ -110,7 +110,8 @@ def refine_same_person(args: argparse.Namespace, model: Any, multi: MultiFit,
     res = refine_photometric_multi(
         model, multi.fits, images, landmarks_px=[v.points_px for v in views],
         landmark_vertex_ids=[v.vertex_ids for v in views],
-        iterations=getattr(args, "photometric_iterations", 100), image_loss=loss)
+        config=PhotometricConfig(iterations=getattr(args, "photometric_iterations", 100),
+                                 image_loss=loss))
     return (replace(multi, shape_coeffs=res.shape_coeffs, fits=[r.fit for r in res.results],
                     neutral_vertices=res.neutral_vertices), list(res.results))
 

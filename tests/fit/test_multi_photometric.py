@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from facefit.fit.multi_image import ViewPoints, fit_same_person
-from facefit.fit.multi_photometric import refine_photometric_multi
+from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
 from facefit.fit.synthetic import neutral_error_mm
 from facefit.model import load_default_model
 from facefit.render.synthetic import make_synthetic_photo_set
@@ -25,8 +25,9 @@ def test_joint_photometric_shares_identity_and_lowers_errors(model):
     multi = fit_same_person(model, views, "joint")
     res = refine_photometric_multi(model, multi.fits, [f.image for f in faces],
                                    landmarks_px=pts, landmark_vertex_ids=[ids, ids],
-                                   iterations=30, size=128, levels=(2, 1),
-                                   level_share=(0.6, 0.4))
+                                   config=PhotometricConfig(iterations=30, size=128,
+                                                            levels=(2, 1),
+                                                            level_share=(0.6, 0.4)))
     assert len(res.results) == 2 and res.albedo.shape == (model.num_vertices, 3)
     for r in res.results:
         np.testing.assert_array_equal(r.fit.shape_coeffs, res.shape_coeffs)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from facefit.fit.camera import Camera
-from facefit.fit.landmark_fit import _Pose, fit_points, make_result
-from facefit.fit.photometric import refine_photometric, skin_mask
+from facefit.fit.landmark_fit import camera_pose, fit_points, make_result
+from facefit.fit.photometric import PhotometricConfig, refine_photometric, skin_mask
 from facefit.model import load_default_model
 from facefit.render.differentiable import light_direction
 from facefit.render.synthetic import dense_error_px, make_synthetic_face
@@ -47,7 +47,7 @@ def test_synthetic_refinement_improves_shape_light_and_photometric_error(model):
     for _ in range(3):
         face = make_synthetic_face(model, rng)
         fit, pts = _landmark_fit(model, face, rng)
-        res = refine_photometric(model, fit, face.image, landmarks_px=pts, iterations=100)
+        res = refine_photometric(model, fit, face.image, landmarks_px=pts)
         ids = _skin_vertices(face)
         e0 = dense_error_px(fit.verts_px, face.verts_px, ids)
         e1 = dense_error_px(res.fit.verts_px, face.verts_px, ids)
@@ -70,9 +70,9 @@ def test_other_image_losses_run_and_keep_the_fit(model, loss):
     rng = np.random.default_rng(3)
     face = make_synthetic_face(model, rng, size=160)
     fit, _ = _landmark_fit(model, face, rng)
-    res = refine_photometric(model, fit, face.image, iterations=12, size=112,
-                             image_loss=loss, levels=(2, 1), level_share=(0.5, 0.5),
-                             normals="face")
+    res = refine_photometric(model, fit, face.image, config=PhotometricConfig(
+        iterations=12, size=112, image_loss=loss, levels=(2, 1), level_share=(0.5, 0.5),
+        normals="face"))
     ids = _skin_vertices(face)
     assert dense_error_px(res.fit.verts_px, face.verts_px, ids) < 1.5 * dense_error_px(
         fit.verts_px, face.verts_px, ids)
@@ -86,7 +86,8 @@ def test_occluder_pixels_are_rejected(model):
     image = face.image.copy()
     x, y = np.rint(face.landmarks[3]).astype(int)
     image[y - 25:y + 10, x - 5:x + 40] = (20, 200, 40)  # a green "hand" over the cheek
-    res = refine_photometric(model, fit, image, landmarks_px=pts, iterations=40)
+    res = refine_photometric(model, fit, image, landmarks_px=pts,
+                             config=PhotometricConfig(iterations=40))
     ids = _skin_vertices(face)
     assert dense_error_px(res.fit.verts_px, face.verts_px, ids) < 1.2 * dense_error_px(
         fit.verts_px, face.verts_px, ids)
@@ -98,10 +99,10 @@ def test_rejects_perspective_and_unknown_loss(model):
     rng = np.random.default_rng(1)
     face = make_synthetic_face(model, rng, size=128)
     fit, _ = _landmark_fit(model, face, rng)
-    with pytest.raises(ValueError):
-        refine_photometric(model, fit, face.image, image_loss="l1")
+    with pytest.raises(ValueError, match="image_loss"):
+        PhotometricConfig(image_loss="l1")
     persp = make_result(model, fit.shape_coeffs, fit.expression_coeffs,
-                        _Pose(fit.rotation, 1.0, np.array([0.0, 0.0, -500.0]), 500.0,
+                        camera_pose(fit.rotation, 1.0, np.array([0.0, 0.0, -500.0]), 500.0,
                               np.array([64.0, 64.0])),
                         Camera("perspective", 500.0, (64.0, 64.0)), 0.0, 68, 1)
     with pytest.raises(ValueError):

@@ -6,7 +6,7 @@ from PIL import Image
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.camera import Camera
 from facefit.fit.landmark_fit import fit_points, make_result
-from facefit.fit.photometric import refine_photometric
+from facefit.fit.photometric import PhotometricConfig, refine_photometric
 from facefit.io.export import export_reconstructions
 from facefit.io.photometric_export import albedo_texture
 from facefit.model import load_default_model
@@ -40,8 +40,8 @@ def test_refined_faces_export_albedo_comparison_and_json(tmp_path):
     face = make_synthetic_face(model, np.random.default_rng(7), size=192)
     a, b, pose, rms, n = fit_points(model, face.landmarks, model.landmark_ids["ibug68"])
     fit = make_result(model, a, b, pose, Camera(), rms, n, 5)
-    res = refine_photometric(model, fit, face.image, iterations=10, size=112,
-                             levels=(2, 1), level_share=(0.5, 0.5), normals="face")
+    res = refine_photometric(model, fit, face.image, config=PhotometricConfig(
+        iterations=10, size=112, levels=(2, 1), level_share=(0.5, 0.5), normals="face"))
     det = _FakeDetector(face.landmarks).detect(face.image)[0]
     rec = Reconstruction(det, res.fit, None, None, {}, res)
     path = export_reconstructions(tmp_path, "img.png", face.image, [rec], model,

@@ -317,10 +317,11 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
         timings["landmarks"] = time.perf_counter() - t0
         if not photometric:
             return fit.shape_coeffs, None
-        from facefit.fit.photometric import refine_photometric
+        from facefit.fit.photometric import PhotometricConfig, refine_photometric
 
         t1 = time.perf_counter()
-        res = refine_photometric(model, fit, images[0], iterations=iterations, **options)
+        res = refine_photometric(model, fit, images[0],
+                                 config=PhotometricConfig(iterations=iterations, **options))
         timings["photometric"] = time.perf_counter() - t1
         return fit.shape_coeffs, res.fit.shape_coeffs
     from facefit.fit.multi_image import fit_same_person, view_from_face
@@ -330,13 +331,13 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
     timings["landmarks"] = time.perf_counter() - t0
     if not photometric:
         return multi.shape_coeffs, None
-    from facefit.fit.multi_photometric import refine_photometric_multi
+    from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
 
     t1 = time.perf_counter()
     # targets: each fit's own projected landmarks (the default); the detected ones pull
     # the identity towards the detector's bias (see refine_photometric_multi)
-    res = refine_photometric_multi(model, multi.fits, list(images), iterations=iterations,
-                                   **options)
+    res = refine_photometric_multi(model, multi.fits, list(images),
+                                   config=PhotometricConfig(iterations=iterations, **options))
     timings["photometric"] = time.perf_counter() - t1
     return multi.shape_coeffs, res.shape_coeffs
 

@@ -39,14 +39,14 @@ def comparison_image(model: MorphableModel, result: PhotometricResult, image_rgb
     the per-pixel colour error ``|photo - render|`` (Euclidean RGB distance, intensities in
     [0, 1]) as a heat map from 0 to ``max_error`` (jet colours), with a label strip of L
     pixels above the panels and a colour bar of B pixels on the right, in those units."""
-    from facefit.fit.photometric import _crop
+    from facefit.fit.photometric.data import crop_image
     from facefit.render.differentiable import render
     from facefit.render.raster import interpolate, rasterize
 
     size = result.size
     x0, y0, side = result.crop
     k = size / side
-    photo = _crop(image_rgb, result.crop, size)
+    photo = crop_image(image_rgb, result.crop, size)
     verts = np.asarray(result.fit.verts_px, np.float64).copy()
     verts[:, 0] = (verts[:, 0] - x0 + 0.5) * k - 0.5
     verts[:, 1] = (verts[:, 1] - y0 + 0.5) * k - 0.5

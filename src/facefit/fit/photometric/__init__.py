@@ -1,0 +1,33 @@
+"""Photometric refinement (analysis by synthesis) of landmark fits, on the CPU or a GPU.
+
+Starting from landmark fits of one or more photos of one person, shape, expression, pose,
+FLAME jaw/neck rotations, spherical-harmonics lighting and albedo are refined so the rendered
+face matches each photo pixel by pixel (Blanz & Vetter, "A Morphable Model for the Synthesis
+of 3D Faces", SIGGRAPH 1999), with second-order SH lighting (Ramamoorthi & Hanrahan,
+SIGGRAPH 2001), over a face-skin mask with per-pixel occluder rejection, coarse to fine.
+Models without an albedo basis get mean skin colour plus a per-vertex correction. Only the
+scaled orthographic camera is supported.
+
+The parts, one module each:
+
+* `facefit.fit.photometric.config`: `PhotometricConfig`, every setting;
+* `facefit.fit.photometric.data`: data preparation (crop, skin mask, pyramid, targets);
+* `facefit.fit.photometric.objective`: the torch objective (mesh, raster, render, losses);
+* `facefit.fit.photometric.priors`: the priors as torch costs;
+* `facefit.fit.photometric.optimise`: the optimiser, `refine_photometric_multi`, and
+  `refine_photometric` (the same with one photo).
+"""
+
+from facefit.fit.photometric.config import IMAGE_LOSSES, SKIN_RGB, PhotometricConfig
+from facefit.fit.photometric.data import crop_image, face_crop_box, skin_mask
+from facefit.fit.photometric.optimise import (
+    MultiPhotometricResult,
+    PhotometricResult,
+    mesh_edges,
+    refine_photometric,
+    refine_photometric_multi,
+)
+
+__all__ = ["IMAGE_LOSSES", "SKIN_RGB", "MultiPhotometricResult", "PhotometricConfig",
+           "PhotometricResult", "crop_image", "face_crop_box", "mesh_edges",
+           "refine_photometric", "refine_photometric_multi", "skin_mask"]

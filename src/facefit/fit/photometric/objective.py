@@ -1,0 +1,437 @@
+"""The objective of a photometric refinement: parameters to rendered pixels, landmark
+positions and loss terms, in torch (autograd gives the gradients).
+
+Per photo: a scaled orthographic pose (rotation, log-scale, translation in crop pixels),
+second-order SH light (Ramamoorthi & Hanrahan, SIGGRAPH 2001) and, for FLAME, the rotations
+of the free joints (neck, jaw); shared by the photos: the shape coefficients and the albedo.
+The mesh is the model's kind (`facefit.model.kinds.face_model`): FLAME vertices are posed by
+linear blend skinning with pose correctives (Li et al., SIGGRAPH Asia 2017) so the jaw and
+neck stay articulated; every other kind uses its linear part ``mean + basis @ coeffs``.
+
+Visibility is not differentiated: `PhotoState.rasterise` rasterises the mesh every few
+steps (`facefit.render.differentiable.pixel_samples`) and keeps the active vertices (those of
+visible triangles, plus their normal neighbours); `PhotoState.render` evaluates only those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from facefit.fit.core.rotation import axis_angle, rodrigues
+from facefit.fit.landmark_fit import prepare_model
+from facefit.fit.photometric.data import PhotoData, PyramidLevel
+from facefit.model.flame import FlameFaceModel
+from facefit.model.morphable_model import MorphableModel
+from facefit.render import differentiable as dr
+
+_GEN = torch.zeros(3, 3, 3)  # generators of so(3): [omega]x = omega · gen
+_GEN[0, 2, 1], _GEN[0, 1, 2], _GEN[1, 0, 2] = 1.0, -1.0, 1.0
+_GEN[1, 2, 0], _GEN[2, 1, 0], _GEN[2, 0, 1] = -1.0, 1.0, -1.0
+
+
+def small_rotation(omega: torch.Tensor) -> torch.Tensor:
+    """(3, 3) second-order exponential ``I + K + K²/2`` of a small axis-angle update (3,)
+    (radians; re-orthonormalised when folded, `orthonormal`)."""
+    kx = torch.einsum("k,kij->ij", omega, _GEN.to(omega))
+    eye = torch.eye(3, dtype=kx.dtype, device=kx.device)
+    return eye + kx + 0.5 * kx @ kx
+
+
+def orthonormal(rot: torch.Tensor) -> torch.Tensor:
+    """The rotation nearest to a (3, 3) matrix (SVD)."""
+    u, _, vt = torch.linalg.svd(rot)
+    return u @ vt
+
+
+# --- the mesh as a torch function of the parameters ------------------------------------------
+
+class VertexSubset:
+    """A vertex subset of a mesh; calling it with the coefficients (M,) and the joint
+    rotations (J, 3, 3) (None for unarticulated meshes) gives its (N, 3) model-frame mm."""
+
+    def __init__(self, mean: torch.Tensor, basis: torch.Tensor) -> None:
+        self.mean = mean
+        self.basis = basis
+
+    def __call__(self, coeffs: torch.Tensor, rotations: torch.Tensor | None) -> torch.Tensor:
+        return self.mean + self.basis @ coeffs
+
+
+class LinearMesh:
+    """``mean + basis @ coeffs`` of a `MorphableModel` (shape then expression columns)."""
+
+    def __init__(self, model: MorphableModel, f32: dict) -> None:
+        self.mean = torch.as_tensor(model.mean, **f32)
+        self.basis = torch.as_tensor(prepare_model(model).basis, **f32)
+        self.free_joints: list[int] = []
+        self.joint_sigmas = np.zeros(0)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.mean.shape[0])
+
+    def subset(self, ids: torch.Tensor) -> VertexSubset:
+        """The vertices ``ids`` (N,)."""
+        return VertexSubset(self.mean.index_select(0, ids), self.basis.index_select(0, ids))
+
+    def every(self) -> VertexSubset:
+        """All vertices (no copies)."""
+        return VertexSubset(self.mean, self.basis)
+
+
+class SkinnedSubset(VertexSubset):
+    """A vertex subset of a FLAME mesh: linear rest shape, pose correctives and linear blend
+    skinning (as `facefit.model.flame.FlameSkinner.points`)."""
+
+    def __init__(self, mesh: FlameMesh, ids: torch.Tensor | None) -> None:
+        pick = (lambda t: t) if ids is None else (lambda t: t.index_select(0, ids))
+        super().__init__(pick(mesh.mean), pick(mesh.basis))
+        self.mesh = mesh
+        self.posedirs = pick(mesh.posedirs)
+        self.weights = pick(mesh.weights)
+
+    def __call__(self, coeffs: torch.Tensor, rotations: torch.Tensor | None) -> torch.Tensor:
+        m = self.mesh
+        assert rotations is not None
+        eye = torch.eye(3, dtype=coeffs.dtype, device=coeffs.device)
+        x = (self.mean + self.basis @ coeffs
+             + self.posedirs @ (rotations[1:] - eye).reshape(-1))
+        joints = m.j_mean + m.j_basis @ coeffs  # (J, 3) rest joints
+        world: list[torch.Tensor] = []
+        world_t: list[torch.Tensor] = []
+        for j, par in enumerate(m.parents):  # the kinematic chain (a handful of joints)
+            if par < 0:
+                world.append(rotations[j])
+                world_t.append(joints[j])
+            else:
+                world.append(world[par] @ rotations[j])
+                world_t.append(world_t[par] + world[par] @ (joints[j] - joints[par]))
+        w_rot = torch.stack(world)
+        rel_t = torch.stack(world_t) - torch.einsum("jab,jb->ja", w_rot, joints)
+        blend = (self.weights @ w_rot.reshape(len(world), 9)).reshape(-1, 3, 3)
+        return torch.einsum("vab,vb->va", blend, x) + self.weights @ rel_t
+
+
+class FlameMesh(LinearMesh):
+    """A FLAME model (`facefit.model.flame.FlameFaceModel`) in torch: its free joints'
+    rotations are parameters (prior sigmas ``joint_sigmas``, rad)."""
+
+    def __init__(self, kind: FlameFaceModel, f32: dict) -> None:
+        flame = kind.flame
+        super().__init__(flame.model, f32)
+        jreg = torch.as_tensor(np.asarray(flame.j_regressor, np.float32), **f32)
+        self.j_mean = jreg @ self.mean
+        self.j_basis = torch.einsum("jv,vdm->jdm", jreg, self.basis)
+        self.posedirs = torch.as_tensor(np.asarray(flame.posedirs, np.float32), **f32)
+        self.weights = torch.as_tensor(np.asarray(flame.weights, np.float32), **f32)
+        self.parents = [int(p) for p in np.asarray(flame.parents)]
+        self.free_joints = list(kind.joints)
+        self.joint_sigmas = np.asarray(kind.joint_sigmas, np.float64)
+
+    def subset(self, ids: torch.Tensor) -> VertexSubset:
+        return SkinnedSubset(self, ids)
+
+    def every(self) -> VertexSubset:
+        return SkinnedSubset(self, None)
+
+
+# --- one photo ---------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class Raster:
+    """A photo's current raster at one pyramid level.
+
+    Attributes:
+        level: the pyramid level.
+        samp: the skin pixels (`facefit.render.differentiable.PixelSamples`).
+        local: (Va,) active vertex ids (visible triangles' vertices and normal neighbours).
+        lut: (V,) index of each vertex in ``local``, -1 elsewhere.
+        ids: ``local`` as a tensor; vertices: their `VertexSubset`.
+        ring: (T, 3) triangles around the visible vertices (local indices; vertex normals).
+        stencil: (Va, 4) normal stencil rows (local indices; stencil normals), or None.
+        pix_vids: (P, 3) local vertex ids of each pixel's triangle.
+        weight: (P,) pixel weights (0: rejected as an outlier).
+    """
+
+    level: PyramidLevel
+    samp: dr.PixelSamples
+    local: np.ndarray
+    lut: np.ndarray
+    ids: torch.Tensor
+    vertices: VertexSubset
+    ring: torch.Tensor
+    stencil: torch.Tensor | None
+    pix_vids: torch.Tensor
+    weight: torch.Tensor
+
+
+class PhotoState:
+    """The parameters of one photo and its current raster: the pose (crop pixels at the
+    finest level), the SH light, the expression coefficients and the free joints' rotations
+    (each a small update of a reference rotation, folded in at every raster refresh)."""
+
+    def __init__(self, data: PhotoData, mesh: LinearMesh, joints: np.ndarray | None,
+                 stencil: np.ndarray | None, triangles: np.ndarray, f32: dict) -> None:
+        fit = data.fit
+        self.data = data
+        self.mesh = mesh
+        self.triangles = triangles
+        self.stencil_table = stencil
+        self.rot0 = torch.as_tensor(fit.rotation, **f32)
+        self.s0 = float(fit.scale) * data.k
+        self.omega = torch.zeros(3, **f32, requires_grad=True)
+        self.log_s = torch.zeros(1, **f32, requires_grad=True)
+        self.trans = torch.as_tensor(data.to_crop(np.asarray(fit.translation, np.float64)[None])[0],
+                                     **f32).clone().requires_grad_(True)
+        self.sh = torch.zeros(9, 3, **f32)
+        self.expr = torch.as_tensor(fit.expression_coeffs, **f32).clone().requires_grad_(True)
+        # joints: reference rotations (J, 3, 3), their axis-angles and the whitened updates
+        self.joints_aa: np.ndarray | None = None
+        self.joint_rot0: torch.Tensor | None = None
+        n_free = len(mesh.free_joints)
+        self.joint_u = torch.zeros(n_free, 3, **f32, requires_grad=True)
+        self.joint_sigma = torch.as_tensor(np.repeat(mesh.joint_sigmas[:, None], 3, 1), **f32)
+        if joints is not None:
+            self.joints_aa = np.asarray(joints, np.float64).copy()
+            self.joint_rot0 = torch.as_tensor(rodrigues(self.joints_aa), **f32)
+        corners = torch.as_tensor(data.landmark_corners.reshape(-1), device=f32["device"])
+        self.lm_points = mesh.subset(corners)
+        self.lm_bary = torch.as_tensor(data.landmark_bary, **f32)
+        self.lm_target = torch.as_tensor(data.landmark_target, **f32)
+        self.act: Raster | None = None
+
+    @property
+    def num_landmarks(self) -> int:
+        return len(self.lm_target)
+
+    # parameters -----------------------------------------------------------------------------
+    def pose_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rotation, scale): rot0 times the second-order exponential of the small axis-angle
+        update omega (units of 0.01 rad) and s0 times exp(0.01 log_s)."""
+        return small_rotation(self.omega * 0.01) @ self.rot0, self.s0 * torch.exp(0.01 * self.log_s)
+
+    def joint_rotations(self) -> torch.Tensor | None:
+        """(J, 3, 3) joint rotations (free joints: their update applied), or None."""
+        if self.joint_rot0 is None:
+            return None
+        rots = list(self.joint_rot0.unbind(0))
+        for i, j in enumerate(self.mesh.free_joints):
+            rots[j] = small_rotation(self.joint_u[i] * self.joint_sigma[i]) @ rots[j]
+        return torch.stack(rots)
+
+    def joint_vector(self) -> torch.Tensor:
+        """(3 F,) the free joints' axis-angles (reference plus update, first order), rad."""
+        if self.joints_aa is None:
+            return self.joint_u.reshape(-1) * 0.0
+        ref = torch.as_tensor(self.joints_aa[self.mesh.free_joints], dtype=self.joint_u.dtype,
+                              device=self.joint_u.device)
+        return (ref + self.joint_u * self.joint_sigma).reshape(-1)
+
+    def fold(self) -> None:
+        """Fold the rotation updates (camera, joints) into their references."""
+        with torch.no_grad():
+            rot, _ = self.pose_parts()
+            self.rot0 = orthonormal(rot)
+            self.omega.zero_()
+            rots = self.joint_rotations()
+            if rots is not None and len(self.mesh.free_joints):
+                self.joint_rot0 = torch.stack([orthonormal(r) for r in rots])
+                self.joints_aa = np.array([axis_angle(r) for r in
+                                           self.joint_rot0.cpu().numpy().astype(np.float64)])
+                self.joint_u.zero_()
+
+    def joints(self) -> np.ndarray | None:
+        """(J, 3) float64 joint axis-angles (rad) with the current updates, or None."""
+        if self.joint_rot0 is None:
+            return None
+        with torch.no_grad():
+            rots = self.joint_rotations().cpu().numpy().astype(np.float64)
+        return np.array([axis_angle(np.linalg.svd(r)[0] @ np.linalg.svd(r)[2]) for r in rots])
+
+    def project(self, x: torch.Tensor, rot: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """(N, 3) crop pixels (x, y) and depth of model-frame points (N, 3)."""
+        v = x @ rot.T
+        return torch.stack([scale * v[:, 0] + self.trans[0], -scale * v[:, 1] + self.trans[1],
+                            -scale * v[:, 2]], 1)
+
+    def landmarks(self, coeffs: torch.Tensor, rot: torch.Tensor, scale: torch.Tensor
+                  ) -> torch.Tensor:
+        """(K, 2) projected landmarks, crop pixels at the finest level."""
+        pts = self.lm_points(coeffs, self.joint_rotations())
+        k, c = self.lm_bary.shape
+        pts = (pts.reshape(k, c, 3) * self.lm_bary[:, :, None]).sum(1)
+        return self.project(pts, rot, scale)[:, :2]
+
+    # raster ---------------------------------------------------------------------------------
+    def rasterise(self, level: PyramidLevel, coeffs: torch.Tensor, max_pixels: int | None,
+                  rng: np.random.Generator) -> Raster:
+        """Fold the updates, rasterise the mesh at ``level`` and make it the current raster
+        ``act``: the skin pixels (at most ``max_pixels``, a random subset), the active
+        vertices (visible, plus their normal neighbours)."""
+        self.fold()
+        dev = self.sh.device
+        nv = self.mesh.num_vertices
+        with torch.no_grad():
+            rot, scale = self.pose_parts()
+            vc = self.project(self.mesh.every()(coeffs, self.joint_rotations()), rot,
+                              scale).cpu().numpy()
+        vl = vc.copy()
+        vl[:, :2] = vc[:, :2] * level.a + level.b
+        vl[:, 2] *= level.a
+        hh, ww = level.mask.shape
+        tri = self.triangles
+        samp = dr.pixel_samples(vl, tri, hh, ww, level.mask, device=dev)
+        if max_pixels is not None and len(samp.pixel) > max_pixels:  # random subset
+            pick = torch.as_tensor(np.sort(rng.choice(len(samp.pixel), max_pixels,
+                                                      replace=False)), device=dev)
+            samp = dr.PixelSamples(samp.pixel[pick], samp.vertex_ids[pick], samp.bary[pick],
+                                   samp.height, samp.width)
+        vis = np.unique(samp.vertex_ids.cpu().numpy())
+        in_vis = np.zeros(nv, bool)
+        in_vis[vis] = True
+        nrm = level.normals
+        ring = tri[in_vis[tri].any(1)] if nrm == "vertex" else tri[:0]
+        extra = self.stencil_table[vis].ravel() if nrm == "stencil" else vis[:0]
+        local = np.unique(np.concatenate([vis, ring.ravel(), extra]))
+        lut = np.full(nv, -1, np.int64)
+        lut[local] = np.arange(len(local))
+        stencil = None
+        if nrm == "stencil":  # stencil rows for every local vertex (unused ones: self)
+            st = np.where(in_vis[local][:, None], lut[self.stencil_table[local]],
+                          np.arange(len(local))[:, None])
+            stencil = torch.as_tensor(st, device=dev)
+        ids = torch.as_tensor(local, device=dev)
+        self.act = Raster(level, samp, local, lut, ids, self.mesh.subset(ids),
+                          torch.as_tensor(lut[ring], device=dev), stencil,
+                          torch.as_tensor(lut[samp.vertex_ids.cpu().numpy()], device=dev),
+                          torch.ones(len(samp.pixel), dtype=self.sh.dtype, device=dev))
+        return self.act
+
+    def render(self, coeffs: torch.Tensor, albedo: torch.Tensor,
+               spec: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The current raster's observed and rendered colours, normals (view frame) and
+        albedo per pixel, and the projected landmarks (crop pixels); ``albedo`` (Va, 3) of
+        the active vertices."""
+        act = self.act
+        assert act is not None
+        rot, scale = self.pose_parts()
+        x = act.vertices(coeffs, self.joint_rotations())
+        v = x @ rot.T  # (Va, 3) view frame
+        bary = act.samp.bary
+        if act.level.normals == "vertex":
+            n = dr.interpolate(dr.vertex_normals(v, act.ring), act.pix_vids, bary)
+            pv = dr.interpolate(v, act.pix_vids, bary)
+        elif act.level.normals == "stencil":
+            n = dr.interpolate(dr.stencil_normals(v, act.stencil), act.pix_vids, bary)
+            pv = dr.interpolate(v, act.pix_vids, bary)
+        else:  # the flat normal of each pixel's triangle (sub-pixel triangles at 224 px)
+            corners = v.index_select(0, act.pix_vids.reshape(-1)).reshape(-1, 3, 3)
+            pv = (corners * bary[:, :, None]).sum(1)
+            n = torch.linalg.cross(corners[:, 1] - corners[:, 0],
+                                   corners[:, 2] - corners[:, 0], dim=1)
+        n = n / torch.clamp(torch.linalg.vector_norm(n, dim=1, keepdim=True), min=1e-12)
+        alb = dr.interpolate(albedo, act.pix_vids, bary)
+        lv = act.level
+        sc = scale * lv.a
+        p = torch.stack([sc * pv[:, 0] + self.trans[0] * lv.a + lv.b,
+                         -sc * pv[:, 1] + self.trans[1] * lv.a + lv.b], 1)
+        observed = dr.sample_image(lv.image, p)
+        rendered = dr.shade(n, alb, self.sh, spec)
+        lm = self.landmarks(coeffs, rot, scale)
+        return {"observed": observed, "rendered": rendered, "n": n, "lm": lm, "alb": alb}
+
+    # light and outliers on the current raster ------------------------------------------------
+    def solve_light(self, render: Callable[[], dict[str, torch.Tensor]]) -> None:
+        """Closed-form SH (weighted least squares per channel) for the current albedo."""
+        assert self.act is not None
+        with torch.no_grad():
+            out = render()
+            w = self.act.weight
+            b = dr.sh_basis(out["n"]) * w[:, None]
+            for ch in range(3):
+                a = b * out["alb"][:, ch:ch + 1]
+                lhs = a.T @ a + 1e-3 * len(a) * torch.diag(
+                    self.sh.new_tensor([0.0] + [0.01] * 3 + [1.0] * 5))
+                self.sh[:, ch] = torch.linalg.solve(lhs, a.T @ (out["observed"][:, ch] * w))
+
+    def reject_outliers(self, render: Callable[[], dict[str, torch.Tensor]],
+                        outlier_sigmas: float) -> float:
+        """Reweight the current raster (pixels beyond ``outlier_sigmas`` robust sigmas and
+        0.1 get weight 0); return the RMS colour residual over the others."""
+        assert self.act is not None
+        with torch.no_grad():
+            out = render()
+            r = torch.linalg.vector_norm(out["observed"] - out["rendered"], dim=1)
+            sigma = 1.4826 * torch.median(r) + 1e-6
+            self.act.weight = (r <= torch.clamp(outlier_sigmas * sigma, min=0.1)).to(r.dtype)
+            return float(torch.sqrt((r * r * self.act.weight).sum() / self.act.weight.sum()))
+
+    def init_light(self, render: Callable[[], dict[str, torch.Tensor]],
+                   outlier_sigmas: float) -> None:
+        """Initial light on the current raster: ambient, solved, outliers, solved again."""
+        self.sh[0] = dr.AMBIENT_L00 * 0.8
+        self.solve_light(render)
+        self.reject_outliers(render, outlier_sigmas)
+        self.solve_light(render)
+
+    def image_pose(self, coeffs: torch.Tensor) -> tuple[np.ndarray, float, np.ndarray, float]:
+        """(rotation, scale px/mm, translation px) in input-image pixels and the RMS landmark
+        error (input pixels)."""
+        with torch.no_grad():
+            rot, scale = self.pose_parts()
+            lm = self.landmarks(coeffs, rot, scale)
+            lm_err = float(torch.sqrt(((lm - self.lm_target) ** 2).sum(1).mean())) / self.data.k
+            trans = self.data.from_crop(self.trans.detach().cpu().numpy().astype(np.float64))
+        return (rot.cpu().numpy().astype(np.float64), float(scale) / self.data.k, trans, lm_err)
+
+
+# --- loss terms ----------------------------------------------------------------------------------
+
+def pixel_loss(out: dict[str, torch.Tensor], act: Raster, image_loss: str,
+               pixel_sigma: float) -> torch.Tensor:
+    """The robust pixel term over the raster's unrejected pixels (``act.weight``): L2, Huber
+    (delta 2 sigma) or 1 - gradient correlation (Sariyanidi et al., ECCV 2020) per channel,
+    scaled like the L2 term."""
+    r = out["observed"] - out["rendered"]
+    w = act.weight
+    if image_loss == "l2":
+        return (w[:, None] * r * r).sum() / (w.sum() * 3 * pixel_sigma**2)
+    if image_loss == "huber":
+        hub = torch.nn.functional.huber_loss(r, torch.zeros_like(r), reduction="none",
+                                             delta=2 * pixel_sigma)
+        return (w[:, None] * hub).sum() / (w.sum() * 3 * pixel_sigma**2)
+    o = dr.scatter_image(out["observed"] * w[:, None], act.samp)
+    c = dr.scatter_image(out["rendered"] * w[:, None], act.samp)
+    valid = dr.scatter_image(w[:, None], act.samp)[..., 0] > 0
+    vx = (valid[:, 1:] & valid[:, :-1])[..., None]
+    vy = (valid[1:] & valid[:-1])[..., None]
+    ox, cx = (o[:, 1:] - o[:, :-1]) * vx, (c[:, 1:] - c[:, :-1]) * vx
+    oy, cy = (o[1:] - o[:-1]) * vy, (c[1:] - c[:-1]) * vy
+    num = (ox * cx).sum((0, 1)) + (oy * cy).sum((0, 1))
+    den = torch.sqrt(((ox * ox).sum((0, 1)) + (oy * oy).sum((0, 1)))
+                     * ((cx * cx).sum((0, 1)) + (cy * cy).sum((0, 1))) + 1e-12)
+    return (1.0 - num / den).mean() / (0.5 * pixel_sigma)
+
+
+def landmark_loss(landmarks: torch.Tensor, target: torch.Tensor, weight: float,
+                  sigma_px: float) -> torch.Tensor:
+    """``weight`` times the mean squared landmark distance over ``sigma_px``²."""
+    d = landmarks - target
+    return weight * (d * d).sum(1).mean() / sigma_px**2
+
+
+def fit_vertices_mm(mesh: LinearMesh, coeffs: np.ndarray, joints: np.ndarray | None,
+                    f32: dict) -> np.ndarray:
+    """(V, 3) float64 model-frame vertices (mm) of the mesh at ``coeffs`` and ``joints``."""
+    with torch.no_grad():
+        rots = None if joints is None else torch.as_tensor(rodrigues(joints), **f32)
+        x = mesh.every()(torch.as_tensor(coeffs, **f32), rots)
+    return x.cpu().numpy().astype(np.float64)
+
+
+__all__ = ["FlameMesh", "LinearMesh", "PhotoState", "Raster", "SkinnedSubset", "VertexSubset",
+           "fit_vertices_mm", "landmark_loss", "orthonormal", "pixel_loss", "small_rotation"]

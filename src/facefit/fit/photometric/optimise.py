@@ -1,0 +1,485 @@
+"""The optimiser of a photometric refinement: one loop for one photo or several.
+
+`refine_photometric_multi` refines the landmark fits of one or more photos of one person:
+shape and albedo are shared, pose, expression, joints (FLAME) and light are per photo. It
+runs Adam (or L-BFGS) coarse to fine over the pyramid levels, re-rasterising every
+``refresh_every`` steps (visibility, occluder rejection), on the objective of
+`facefit.fit.photometric.objective` plus the priors of `facefit.fit.photometric.priors`.
+`refine_photometric` is the same refinement with one photo.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from facefit.fit.core.camera import camera_pose
+from facefit.fit.core.priors import GaussianPrior
+from facefit.fit.flame_fit import FlameFit, flame_embedding, flame_result
+from facefit.fit.landmark_fit import make_result
+from facefit.fit.photometric.config import SKIN_RGB, PhotometricConfig
+from facefit.fit.photometric.data import prepare_photo
+from facefit.fit.photometric.objective import (
+    FlameMesh,
+    LinearMesh,
+    PhotoState,
+    landmark_loss,
+    pixel_loss,
+)
+from facefit.fit.photometric.priors import albedo_regulariser, gaussian_cost, light_cost
+from facefit.fit.result import FitResult
+from facefit.model.face_model import FaceModel
+from facefit.model.flame import FlameFaceModel
+from facefit.model.kinds import face_model
+from facefit.model.morphable_model import MorphableModel
+from facefit.render import differentiable as dr
+
+
+@dataclass(frozen=True, eq=False)
+class PhotometricResult:
+    """A photometrically refined face.
+
+    Attributes:
+        fit: the refined `FitResult` (pixels of the input image).
+        sh_coeffs: (9, 3) float32 SH lighting (see `facefit.render.differentiable.sh_basis`),
+            shading = albedo × (basis(n) @ sh_coeffs) with n in the view frame.
+        albedo: (V, 3) float32 per-vertex albedo in [0, 1].
+        photometric_error: RMS colour residual over the unrejected skin pixels at the finest
+            level after refinement (intensity units, image in [0, 1]).
+        initial_photometric_error: the same for the landmark fit with its estimated light.
+        landmark_error_px: RMS distance of the projected landmarks to their targets (input
+            image pixels) after refinement.
+        iterations: optimisation steps run over all pyramid levels.
+        timings_ms: wall-clock ms of the whole refinement: ``raster``, ``forward``,
+            ``backward``, ``total``.
+        crop: (x0, y0, side) the square crop of the input image that was resized to ``size``.
+        size: side of the finest level in pixels.
+    """
+
+    fit: FitResult
+    sh_coeffs: np.ndarray
+    albedo: np.ndarray
+    photometric_error: float
+    initial_photometric_error: float
+    landmark_error_px: float
+    iterations: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    crop: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    size: int = 224
+
+
+@dataclass(frozen=True, eq=False)
+class MultiPhotometricResult:
+    """A joint photometric refinement of several photos.
+
+    Attributes:
+        shape_coeffs: (Ks,) float32 shared identity coefficients.
+        neutral_vertices: (V, 3) float32 identity mesh (mm, model frame, expression 0).
+        albedo: (V, 3) float32 shared per-vertex albedo in [0, 1].
+        results: one `PhotometricResult` per photo (its fit has the shared shape).
+        timings_ms: wall-clock ms: ``raster``, ``forward``, ``backward``, ``total``.
+    """
+
+    shape_coeffs: np.ndarray
+    neutral_vertices: np.ndarray
+    albedo: np.ndarray
+    results: list[PhotometricResult]
+    timings_ms: dict[str, float]
+
+
+def mesh_edges(triangles: np.ndarray) -> np.ndarray:
+    """(E, 2) int64 unique undirected edges of a triangle mesh."""
+    t = np.asarray(triangles, np.int64)
+    e = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
+    e.sort(axis=1)
+    return np.unique(e, axis=0)
+
+
+_CACHE: weakref.WeakKeyDictionary[MorphableModel, dict[str, np.ndarray]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _cached(model: MorphableModel, key: str) -> np.ndarray:
+    """Per-model arrays: ``"stencil"`` (normal stencil on the mean) or ``"edges"``."""
+    entry = _CACHE.setdefault(model, {})
+    if key not in entry:
+        entry[key] = (dr.normal_stencil(model.mean, model.triangles) if key == "stencil"
+                      else mesh_edges(model.triangles))
+    return entry[key]
+
+
+def torch_device(device: str | torch.device | None) -> torch.device:
+    """``device``, or CUDA when available, else the CPU."""
+    return torch.device(device if device is not None else
+                        ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+class Albedo:
+    """The shared albedo: the model's albedo basis and its coefficients, or (models without
+    one) a mean colour plus a per-vertex correction. Only the correction's rows around the
+    photos' active vertices (and their mirrors) are optimised, by their own Adam restarted
+    at every raster refresh; they are folded back into the full table then."""
+
+    def __init__(self, model: MorphableModel, init: np.ndarray | None, free: bool,
+                 f32: dict) -> None:
+        self.free = free
+        self.f32 = f32
+        self.basis: torch.Tensor | None = None
+        self.param: torch.Tensor | None = None
+        if model.albedo_basis is not None and model.albedo_mean is not None:
+            self.mean = torch.as_tensor(model.albedo_mean, **f32)
+            self.basis = torch.as_tensor(model.albedo_basis, **f32)
+            self.param = torch.zeros(self.basis.shape[2], **f32, requires_grad=free)
+        else:
+            self.mean = (torch.as_tensor(SKIN_RGB, **f32).expand(model.num_vertices, 3)
+                         if init is None else torch.as_tensor(init, **f32))
+            self.full = torch.zeros(model.num_vertices, 3, **f32)
+            self.mirror_np = np.asarray(model.mirror_ids, np.int64)
+            self.edges_np = _cached(model, "edges")
+        self.leaf: torch.Tensor | None = None
+        self.opt: torch.optim.Adam | None = None
+        self.photo_means: list[torch.Tensor] = []
+        self.photo_rows: list[torch.Tensor] = []
+
+    def refresh(self, photos: Sequence[PhotoState], lr: float) -> None:
+        """Follow the photos' new rasters (their active vertices)."""
+        self.fold()
+        self.photo_means = [self.mean.index_select(0, ph.act.ids) for ph in photos]
+        if self.basis is not None:
+            self.photo_rows = [self.basis.index_select(0, ph.act.ids) for ph in photos]
+            return
+        nv, dev = len(self.full), self.full.device
+        locals_ = [ph.act.local for ph in photos]
+        local = locals_[0] if len(locals_) == 1 else np.unique(np.concatenate(locals_))
+        alb_ids = np.unique(np.concatenate([local, self.mirror_np[local]]))
+        lut = np.full(nv, -1, np.int64)
+        lut[alb_ids] = np.arange(len(alb_ids))
+        inside = np.zeros(nv, bool)
+        inside[local] = True
+        e = self.edges_np[inside[self.edges_np].all(1)]
+        self.ids = torch.as_tensor(alb_ids, device=dev)
+        self.rows = torch.as_tensor(lut[local], device=dev)
+        self.mirror = torch.as_tensor(lut[self.mirror_np[local]], device=dev)
+        self.edges = torch.as_tensor(lut[e.T], device=dev)
+        self.photo_rows = [torch.as_tensor(lut[lo], device=dev) for lo in locals_]
+        self.leaf = self.full[self.ids].clone().requires_grad_(self.free)
+        self.opt = torch.optim.Adam([self.leaf], lr=lr, foreach=True) if self.free else None
+
+    def active(self, i: int) -> torch.Tensor:
+        """(Va, 3) albedo of photo ``i``'s active vertices."""
+        if self.basis is not None:
+            return self.photo_means[i] + self.photo_rows[i] @ self.param
+        return self.photo_means[i] + self.leaf.index_select(0, self.photo_rows[i])
+
+    def leaves(self) -> list[torch.Tensor]:
+        """The per-vertex rows being optimised (the basis coefficients are in the main
+        optimiser)."""
+        return [self.leaf] if self.opt is not None else []
+
+    def cost(self, config: PhotometricConfig, n_landmarks: float) -> torch.Tensor:
+        """The albedo prior (`facefit.fit.photometric.priors`)."""
+        if self.param is not None:
+            return (config.albedo_prior * gaussian_cost(GaussianPrior.standard(len(self.param)),
+                                                        self.param) / max(n_landmarks, 1.0))
+        return albedo_regulariser(self.leaf, self.rows, self.mirror, self.edges,
+                                  config.albedo_prior, config.albedo_smoothness,
+                                  config.albedo_symmetry)
+
+    def fold(self) -> None:
+        """Fold the optimised rows back into the full correction table."""
+        if self.leaf is not None:
+            with torch.no_grad():
+                self.full[self.ids] = self.leaf.detach()
+
+    def final(self) -> np.ndarray:
+        """(V, 3) float32 albedo in [0, 1]."""
+        self.fold()
+        with torch.no_grad():
+            alb = self.mean + (self.basis @ self.param if self.param is not None else self.full)
+            return alb.clamp(0, 1).cpu().numpy().astype(np.float32)
+
+
+def _landmark_points(kind: FaceModel, model: MorphableModel, fit: FitResult,
+                     landmarks_px: np.ndarray | None, vertex_ids: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(corners (K, C), barycentric weights (K, C), targets (K, 2) px) of one photo's
+    landmark term: the given vertices, else the model's 68 iBUG vertices (FLAME: its
+    barycentric landmark embedding); targets default to the fit's own projections."""
+    if vertex_ids is not None:
+        corners = np.asarray(vertex_ids, np.int64)[:, None]
+        bary = np.ones(corners.shape)
+    elif isinstance(kind, FlameFaceModel) and "ibug68" not in model.landmark_ids:
+        emb = flame_embedding(kind.flame)
+        corners, bary = np.asarray(emb.corners, np.int64), np.asarray(emb.bary, np.float64)
+    else:
+        corners = np.asarray(model.landmark_ids["ibug68"], np.int64)[:, None]
+        bary = np.ones(corners.shape)
+    if landmarks_px is None:
+        verts = np.asarray(fit.verts_px, np.float64)[:, :2]
+        landmarks_px = (verts[corners] * bary[:, :, None]).sum(1)
+    return corners, bary, np.asarray(landmarks_px, np.float64)
+
+
+def refine_photometric_multi(
+    model: MorphableModel | FaceModel,
+    fits: Sequence[FitResult],
+    images: Sequence[np.ndarray],
+    landmarks_px: Sequence[np.ndarray] | None = None,
+    landmark_vertex_ids: Sequence[np.ndarray] | None = None,
+    config: PhotometricConfig = PhotometricConfig(),  # noqa: B008  (frozen)
+    albedo_init: np.ndarray | None = None,
+) -> MultiPhotometricResult:
+    """Refine the scaled orthographic landmark fits of one or more photos of one person
+    photometrically (analysis by synthesis, Blanz & Vetter, SIGGRAPH 1999): the identity
+    (shape, albedo) is shared, pose, expression, FLAME joints and light are per photo.
+
+    The objective is, summed over the photos,
+
+        w_pix · mean_pixels ρ(I(p) − albedo · SH(n)) + w_lm · mean ‖landmark residual‖² / σ²
+        + priors (expression, joints, second-order light; shape and albedo counted once),
+
+    over each photo's face-skin mask with occluder rejection (`PhotometricConfig`).
+
+    Args:
+        model: the model of the fits (a `MorphableModel` or its `FaceModel` kind); FLAME
+            vertices are skinned (the fits' ``flame_pose`` is the start), other kinds use
+            their linear part.
+        fits: per-photo fits sharing one shape (the first one's is the start).
+        images: (H, W, 3) uint8 photos, one per fit.
+        landmarks_px, landmark_vertex_ids: per photo, landmark targets (K, 2) in image
+            pixels and their vertices; default each fit's projected 68 iBUG landmarks.
+        config: the settings (`PhotometricConfig`).
+        albedo_init: (V, 3) albedo the per-vertex correction starts from (models without an
+            albedo basis; default mean skin colour `SKIN_RGB`).
+    """
+    if not fits or len(fits) != len(images):
+        raise ValueError("photometric refinement: need one image per fit (at least one)")
+    if any(f.camera.kind == "perspective" for f in fits):
+        raise ValueError("photometric refinement supports the scaled orthographic camera only")
+    t_start = time.perf_counter()
+    dev = torch_device(config.device)
+    f32 = dict(dtype=torch.float32, device=dev)
+    rng = np.random.default_rng(config.seed)
+    timings = {"raster": 0.0, "forward": 0.0, "backward": 0.0}
+    kind = face_model(model)
+    base = kind.base
+    ks = base.num_shape
+    flame = isinstance(kind, FlameFaceModel)
+    mesh = FlameMesh(kind, f32) if flame else LinearMesh(base, f32)
+    prior = kind.prior() if flame else GaussianPrior.standard(ks + base.num_expression)
+    nc = ks + base.num_expression
+    shape_prior = GaussianPrior(prior.mean[:ks], prior.sigma[:ks])
+    expr_prior = GaussianPrior(prior.mean[ks:nc], prior.sigma[ks:nc])
+    joint_prior = GaussianPrior(prior.mean[nc:], prior.sigma[nc:])
+    normals = config.level_normals
+    stencil = _cached(base, "stencil") if "stencil" in normals else None
+    triangles = np.asarray(base.triangles, np.int64)
+    photos = []
+    for i, (fit, img) in enumerate(zip(fits, images, strict=True)):
+        corners, bary, px = _landmark_points(
+            kind, base, fit, None if landmarks_px is None else landmarks_px[i],
+            None if landmark_vertex_ids is None else landmark_vertex_ids[i])
+        data = prepare_photo(fit, img, config.size, config.levels, normals, corners, bary, px,
+                             dev)
+        joints = None
+        if flame:
+            pose = fit.extras.get("flame_pose")
+            joints = (np.zeros((kind.num_joints, 3)) if pose is None
+                      else np.asarray(pose, np.float64))
+        photos.append(PhotoState(data, mesh, joints, stencil, triangles, f32))
+
+    free = config.is_free
+    shape = torch.as_tensor(fits[0].shape_coeffs, **f32).clone().requires_grad_(free("shape"))
+    for ph in photos:
+        ph.expr.requires_grad_(free("expression"))
+        ph.joint_u.requires_grad_(free("joints"))
+        for p in (ph.omega, ph.log_s, ph.trans):
+            p.requires_grad_(free("pose"))
+    albedo = Albedo(base, albedo_init, free("albedo"), f32)
+    spec = torch.zeros(1, **f32, requires_grad=config.specular)
+    lr = config.learning_rate
+    max_pixels = None if config.image_loss == "gradient" else config.max_pixels
+    lm_weight = config.landmark_weight_for(len(photos))
+    n_lm = float(np.mean([ph.num_landmarks for ph in photos]))
+
+    def coeffs(ph: PhotoState) -> torch.Tensor:
+        return torch.cat([shape, ph.expr])
+
+    def renderer(i: int) -> Callable[[], dict[str, torch.Tensor]]:
+        ph = photos[i]
+        return lambda: ph.render(coeffs(ph), albedo.active(i), spec if config.specular else None)
+
+    def refresh(li: int) -> None:
+        t = time.perf_counter()
+        for ph in photos:
+            ph.rasterise(ph.data.pyramid[li], coeffs(ph), max_pixels, rng)
+        albedo.refresh(photos, config.lr_albedo_vertex * lr)
+        timings["raster"] += time.perf_counter() - t
+
+    def reject_outliers() -> list[float]:
+        return [ph.reject_outliers(renderer(i), config.outlier_sigmas)
+                for i, ph in enumerate(photos)]
+
+    def objective() -> torch.Tensor:
+        e = config.coeff_prior * gaussian_cost(shape_prior, shape) / max(n_lm, 1.0)
+        e = e + albedo.cost(config, n_lm)
+        for i, ph in enumerate(photos):
+            out = renderer(i)()
+            coeff_cost = gaussian_cost(expr_prior, ph.expr)
+            if len(mesh.free_joints):
+                coeff_cost = coeff_cost + gaussian_cost(joint_prior, ph.joint_vector())
+            e = e + (pixel_loss(out, ph.act, config.image_loss, config.pixel_sigma)
+                     + landmark_loss(out["lm"], ph.lm_target, lm_weight,
+                                     config.landmark_sigma_px)
+                     + config.coeff_prior * coeff_cost / max(ph.num_landmarks, 1)
+                     + config.light_prior * light_cost(ph.sh))
+        return e
+
+    # initial light at the coarsest level, initial error at the finest
+    refresh(0)
+    for i, ph in enumerate(photos):
+        ph.init_light(renderer(i), config.outlier_sigmas)
+    refresh(len(config.levels) - 1)
+    initial = reject_outliers()
+    for ph in photos:
+        ph.sh.requires_grad_(free("light"))
+
+    groups = []
+    if free("pose"):
+        for ph in photos:
+            groups += [{"params": [p], "lr": config.lr_pose * lr}
+                       for p in (ph.omega, ph.log_s, ph.trans)]
+    if free("shape"):
+        groups.append({"params": [shape], "lr": config.lr_coeffs * lr})
+    for ph in photos:
+        if free("expression"):
+            groups.append({"params": [ph.expr], "lr": config.lr_coeffs * lr})
+        if free("joints") and len(mesh.free_joints):
+            groups.append({"params": [ph.joint_u], "lr": config.lr_coeffs * lr})
+        if free("light"):
+            groups.append({"params": [ph.sh], "lr": config.lr_light * lr})
+    if free("albedo") and albedo.param is not None:
+        groups.append({"params": [albedo.param], "lr": config.lr_albedo * lr})
+    if config.specular:
+        groups.append({"params": [spec], "lr": config.lr_specular * lr})
+    opt = torch.optim.Adam(groups, foreach=True) if groups else None
+    base_lrs = [g["lr"] for g in groups]
+
+    counts = config.level_counts()
+    bar = None
+    if config.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.iterations, desc="photometric", unit="it", leave=False)
+    done = 0
+    for li, n_level in enumerate(int(c) for c in counts):
+        t_level = time.perf_counter()
+        it = 0
+        while it < n_level:
+            refresh(li)
+            reject_outliers()
+            block = min(config.refresh_every, n_level - it)
+            params = [p for g in groups for p in g["params"]] + albedo.leaves()
+            evals = [0]
+
+            def closure(params: list = params, evals: list = evals) -> torch.Tensor:
+                t = time.perf_counter()
+                for q in params:
+                    q.grad = None
+                loss = objective()
+                t2 = time.perf_counter()
+                if params:
+                    loss.backward()
+                timings["forward"] += t2 - t
+                timings["backward"] += time.perf_counter() - t2
+                evals[0] += 1
+                return loss
+
+            if config.optimizer == "lbfgs" and params:
+                lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=block, max_eval=block,
+                                          history_size=10, line_search_fn="strong_wolfe",
+                                          tolerance_grad=1e-9, tolerance_change=1e-12)
+                lbfgs.step(closure)
+            else:
+                for j in range(block):
+                    decay = config.lr_floor + (1 - config.lr_floor) * 0.5 * (
+                        1 + np.cos(np.pi * (it + j) / n_level))
+                    if opt is not None:
+                        for g, base_lr in zip(opt.param_groups, base_lrs, strict=True):
+                            g["lr"] = base_lr * decay
+                    if albedo.opt is not None:
+                        albedo.opt.param_groups[0]["lr"] = config.lr_albedo_vertex * lr * decay
+                    closure()
+                    if opt is not None:
+                        opt.step()
+                    if albedo.opt is not None:
+                        albedo.opt.step()
+            n = max(evals[0], 1)
+            it += n
+            done += n
+            if bar is not None:
+                bar.update(n)
+        if config.debug_timing:
+            act = photos[0].act
+            print(f"level {act.level.mask.shape[0]}: pixels {len(act.samp.pixel)} vertices "
+                  f"{len(act.ids)} {1e3 * (time.perf_counter() - t_level) / max(n_level, 1):.1f}"
+                  " ms/it")
+    if bar is not None:
+        bar.close()
+    refresh(len(config.levels) - 1)
+    final = reject_outliers()
+
+    alb = albedo.final()
+    a = shape.detach().cpu().numpy().astype(np.float32)
+    timings_ms = {key: val * 1e3 for key, val in timings.items()}
+    timings_ms["total"] = (time.perf_counter() - t_start) * 1e3
+    results = []
+    for ph, e0, e1 in zip(photos, initial, final, strict=True):
+        rot, scale, trans, lm_err = ph.image_pose(coeffs(ph))
+        expr = ph.expr.detach().cpu().numpy().astype(np.float32)
+        fit = ph.data.fit
+        if flame:
+            new_fit = flame_result(kind.flame, FlameFit(
+                a.astype(np.float64), expr.astype(np.float64), ph.joints(), rot, scale, trans,
+                fit.residual_px, fit.num_landmarks, fit.iterations, (), fit.camera))
+        else:
+            new_fit = make_result(base, a, expr, camera_pose(rot, scale, trans), fit.camera,
+                                  fit.residual_px, fit.num_landmarks, fit.iterations)
+        results.append(PhotometricResult(
+            new_fit, ph.sh.detach().cpu().numpy().astype(np.float32), alb, e1, e0, lm_err,
+            done, dict(timings_ms), ph.data.box, config.size))
+    return MultiPhotometricResult(a, base.vertices(a), alb, results, timings_ms)
+
+
+def refine_photometric(
+    model: MorphableModel | FaceModel,
+    fit: FitResult,
+    image_rgb: np.ndarray,
+    landmarks_px: np.ndarray | None = None,
+    landmark_vertex_ids: np.ndarray | None = None,
+    config: PhotometricConfig = PhotometricConfig(),  # noqa: B008  (frozen)
+    albedo_init: np.ndarray | None = None,
+) -> PhotometricResult:
+    """Refine a scaled orthographic landmark fit photometrically: `refine_photometric_multi`
+    with one photo (the same loop, optimiser, normals and schedule).
+
+    Args:
+        model: the model of ``fit`` (FLAME keeps its jaw and neck skinning).
+        fit: the landmark fit to start from.
+        image_rgb: (H, W, 3) uint8 photo.
+        landmarks_px: (K, 2) landmark targets in image pixels; default the fit's own 68
+            projected landmarks (keeps the refinement close to the landmark fit).
+        landmark_vertex_ids: (K,) vertex of each target (default the model's ``ibug68``).
+        config: the settings (`PhotometricConfig`).
+        albedo_init: (V, 3) albedo the per-vertex correction starts from (models without an
+            albedo basis; default mean skin colour).
+    """
+    return refine_photometric_multi(
+        model, [fit], [image_rgb], None if landmarks_px is None else [landmarks_px],
+        None if landmark_vertex_ids is None else [landmark_vertex_ids], config,
+        albedo_init).results[0]
