@@ -355,7 +355,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         recon = _make_reconstructor(args, camera)
         if not make_out():
             return EXIT_FAILED
-        return run_same_person(args, [Path(p) for p in paths], Path(out), recon, _exporter())
+        return run_same_person([Path(p) for p in paths], Path(out), recon, _exporter(),
+                               args.formats, method=args.pooling, quiet=args.quiet)
     if not _needs_texture(args.formats):
         args.texture_size = 0  # only textured formats need the texture step
     distributed = args.cluster is not None or args.dask

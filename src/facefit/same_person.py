@@ -1,119 +1,220 @@
-"""``facefit reconstruct --same-person``: several photos of one person → one identity.
+"""Several photos of one person → one identity: `reconstruct_same_person` (the library API,
+``facefit.reconstruct_same_person``) and `run_same_person` (``facefit reconstruct
+--same-person``, which writes the results).
 
-Every photo's best face is detected, all are fitted together (`facefit.fit.multi_image`),
-and the per-photo results are written as by plain ``reconstruct`` (with the shared shape),
-plus ``identity.obj/.glb/.json``: the neutral identity mesh (expression 0, model frame, mm)
-with a texture merged from all photos by visibility and viewing angle.
+Every photo's best face is detected and all are fitted together (`facefit.fit.multi_image`)
+with the same model-kind dispatch, camera and landmark prior as a single photo
+(`facefit.reconstruct.Reconstructor`, `facefit.fit.face_fit.default_landmark_sigma`): FLAME
+photos keep their own jaw and neck rotations, a perspective `Reconstructor` fits perspective
+cameras. ``run_same_person`` writes the per-photo results as plain ``reconstruct`` does (with
+the shared shape), plus ``identity.obj/.glb/.json``: the neutral identity mesh (expression 0,
+model frame, mm) with a texture merged from all photos by visibility and viewing angle.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from facefit.fit.multi_image import MultiFit, fit_same_person, view_from_face
+from facefit.detect.base import FaceLandmarks
+from facefit.fit.face_fit import default_landmark_sigma
+from facefit.fit.landmark_fit import camera_model
+from facefit.fit.multi_image import MultiFit, ViewPoints, fit_same_person, view_from_face
+from facefit.io.image import ImageError, load_image
+from facefit.model.kinds import face_model
+from facefit.model.morphable_model import MorphableModel
+from facefit.reconstruct import Reconstruction, Reconstructor, crop_to_face
+
+ImageInput = np.ndarray | str | Path
+
+
+class NoFaceFoundError(ValueError):
+    """No photo of a same-person set gave a face; ``failures`` lists (index, reason)."""
+
+    def __init__(self, failures: list[tuple[int, str]]) -> None:
+        self.failures = failures
+        super().__init__("no face found in any photo: " + "; ".join(r for _, r in failures))
+
+
+@dataclass(frozen=True, eq=False)
+class SamePersonResult:
+    """The result of `reconstruct_same_person`.
+
+    Attributes:
+        multi: the shared-identity fit (shape, one `FitResult` per photo used, neutral mesh).
+        reconstructions: one `Reconstruction` per photo used (face, fit, per-photo texture
+            when asked for, photometric result when refined).
+        used: index (into the input images) of each photo used, in order.
+        images: the photos used, (H, W, 3) uint8 RGB.
+        failures: (index, one-line reason) of each photo left out (unreadable, no face).
+        texels: per photo used, the (colours, weights) UV samples that
+            `facefit.texture.extract.merge_texels` merges into the identity texture (empty
+            when the reconstructor's ``texture_size`` is 0).
+        notes: one-line notes on options that were adapted.
+    """
+
+    multi: MultiFit
+    reconstructions: list[Reconstruction]
+    used: list[int]
+    images: list[np.ndarray]
+    failures: list[tuple[int, str]]
+    texels: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def identity_texture(self) -> np.ndarray | None:
+        """(T, T, 3) uint8 texture of the neutral mesh merged from every photo, or None."""
+        if not self.texels:
+            return None
+        from facefit.texture.extract import merge_texels
+
+        return merge_texels([c for c, _ in self.texels], [w for _, w in self.texels])
+
+
+def reconstruct_same_person(
+    images: Sequence[ImageInput],
+    reconstructor: Reconstructor | None = None,
+    method: str = "joint",
+    landmark_sigma: float | None = None,
+    photo_textures: bool = True,
+) -> SamePersonResult:
+    """Reconstruct one identity from several photos of the same person.
+
+    Args:
+        images: (H, W, 3) uint8 RGB arrays or image paths, one face each (the best face of a
+            photo with several is used).
+        reconstructor: model, detector, camera, texture size and refinement, as for single
+            photos (the default `Reconstructor` when None).
+        method: ``"joint"`` (one Gauss-Newton fit of the shared shape and every photo's
+            pose and expression) or ``"confidence"`` (per-photo fits pooled, then re-fitted
+            with the pooled shape), `facefit.fit.multi_image.fit_same_person`.
+        landmark_sigma: landmark noise as a fraction of the face size (default: the
+            single-photo default of the model's kind, `default_landmark_sigma`).
+        photo_textures: also texture each photo's own fit (else only the identity's samples).
+
+    Raises:
+        NoFaceFoundError: no photo gave a face (the message lists why, one line).
+        ValueError: a bad ``method``.
+    """
+    if method not in ("joint", "confidence"):
+        raise ValueError(f"method must be 'joint' or 'confidence', got {method!r}")
+    recon = Reconstructor() if reconstructor is None else reconstructor
+    model: MorphableModel = recon.model
+    fm = face_model(model)
+    sigma = default_landmark_sigma(fm.kind) if landmark_sigma is None else landmark_sigma
+    used: list[int] = []
+    failures: list[tuple[int, str]] = []
+    photos: list[np.ndarray] = []
+    faces: list[FaceLandmarks] = []
+    t0 = time.perf_counter()
+    for i, item in enumerate(images):
+        name = str(item) if not isinstance(item, np.ndarray) else f"image {i}"
+        try:
+            image = item if isinstance(item, np.ndarray) else load_image(item)
+        except ImageError as exc:
+            failures.append((i, str(exc)))
+            continue
+        found = recon.detector.detect(image, max_faces=1)
+        if not found:
+            failures.append((i, f"{name}: no face found"))
+            continue
+        used.append(i)
+        photos.append(image)
+        faces.append(found[0])
+    if not used:
+        raise NoFaceFoundError(failures)
+    cameras = [camera_model(recon.camera, p.shape[1::-1], recon.focal_px) for p in photos]
+    views = [view_from_face(model, f, sigma) for f in faces]
+    multi = fit_same_person(model, views, method=method, kind=fm, camera=cameras)
+    fit_ms = (time.perf_counter() - t0) * 1e3 / len(used)
+    photometric: list[Any] = [None] * len(used)
+    notes: list[str] = []
+    if recon.refine == "photometric":
+        multi, photometric, notes = refine_same_person(
+            model, multi, views, photos, recon.image_loss, recon.photometric_iterations)
+    recs, texels = [], []
+    size = recon.texture_size
+    for image, face, fit, photo in zip(photos, faces, multi.fits, photometric, strict=True):
+        texture = colors = None
+        if size:
+            from facefit.texture.extract import extract_texture, texel_samples
+
+            crop, verts = crop_to_face(image, fit.verts_px, max_side=2 * size)
+            if photo_textures:
+                texture, colors = extract_texture(model, verts, crop, size=size)
+            texels.append(texel_samples(model, verts, crop, size=size))
+        recs.append(Reconstruction(face, fit, texture, colors, {"fit": fit_ms}, photo))
+    return SamePersonResult(multi, recs, used, photos, failures, texels, notes)
 
 
 def _err(text: str) -> None:
     print(f"facefit: error: {' '.join(text.split())}", file=sys.stderr)
 
 
-def run_same_person(args: argparse.Namespace, paths: Sequence[Path], out_dir: Path,
-                    recon: Any, export: Callable[..., Any]) -> int:
-    """Run the shared-identity reconstruction; returns the CLI exit code (0 or 1)."""
-    from facefit.io.image import ImageError, load_image
-    from facefit.reconstruct import Reconstruction
+def run_same_person(paths: Sequence[Path], out_dir: Path, recon: Reconstructor,
+                    export: Callable[..., Any], formats: Sequence[str], method: str = "joint",
+                    quiet: bool = False) -> int:
+    """``facefit reconstruct --same-person``: `reconstruct_same_person` on ``paths``, each
+    photo's results written by ``export(out_dir, path, image, [reconstruction], model,
+    formats)`` and the identity by `write_identity`; returns the CLI exit code (0, or 1 when
+    a photo failed)."""
+    from facefit.io.export import needs_texture
 
-    model = recon.model
-    failed = 0
-    kept: list[tuple[Path, Any]] = []
-    t0 = time.perf_counter()
-    for path in paths:
-        try:
-            image = load_image(path)
-        except ImageError as exc:
-            _err(str(exc))
-            failed += 1
-            continue
-        faces = recon.detector.detect(image, max_faces=1)
-        if not faces:
-            _err(f"{path}: no face found")
-            failed += 1
-            continue
-        kept.append((path, faces[0]))
-    if not kept:
+    try:
+        res = reconstruct_same_person(paths, recon, method=method,
+                                      photo_textures=needs_texture(formats))
+    except NoFaceFoundError as exc:
+        for _, reason in exc.failures:
+            _err(reason)
         return 1
-    if getattr(args, "camera", None) == "perspective" and not args.quiet:
-        print("facefit: note: --same-person fits a scaled orthographic camera",
-              file=sys.stderr)
-    views = [view_from_face(model, f) for _, f in kept]
-    multi = fit_same_person(model, views, method=args.pooling)
-    fit_ms = (time.perf_counter() - t0) * 1e3 / len(kept)
-    photometric: list[Any] = [None] * len(kept)
-    if getattr(args, "refine", "none") == "photometric":
-        multi, photometric = refine_same_person(args, model, multi, views,
-                                                [load_image(p) for p, _ in kept])
-    colours, weights = [], []
-    size = args.texture_size
-    for (path, face), fit, photo in zip(kept, multi.fits, photometric, strict=True):
-        image = load_image(path)
-        texture = colors = None
-        if size:
-            from facefit.io.export import needs_texture
-            from facefit.reconstruct import crop_to_face
-            from facefit.texture.extract import extract_texture, texel_samples
-
-            crop, verts = crop_to_face(image, fit.verts_px, max_side=2 * size)  # sized to the face
-            if needs_texture(args.formats):  # per-photo texture only for textured formats
-                texture, colors = extract_texture(model, verts, crop, size=size)
-            c, w = texel_samples(model, verts, crop, size=size)
-            colours.append(c)
-            weights.append(w)
-        rec = Reconstruction(face, fit, texture, colors, {"fit": fit_ms}, photo)
+    for _, reason in res.failures:
+        _err(reason)
+    failed = len(res.failures)
+    if not quiet:
+        for note in res.notes:
+            print(f"facefit: note: {note}", file=sys.stderr)
+    kept = [Path(paths[i]) for i in res.used]
+    for path, image, rec in zip(kept, res.images, res.reconstructions, strict=True):
         try:
-            export(out_dir, path, image, [rec], model, args.formats)
+            export(out_dir, path, image, [rec], recon.model, formats)
         except Exception as exc:
             _err(f"{path}: cannot write results ({exc})")
             failed += 1
-    write_identity(out_dir, model, multi, [p for p, _ in kept], colours, weights)
-    if not args.quiet:
-        refined = ", photometric" if photometric[0] is not None else ""
-        print(f"facefit: {len(kept)} photos of one person ({multi.method}{refined}), "
+    write_identity(out_dir, recon.model, res.multi, kept, [c for c, _ in res.texels],
+                   [w for _, w in res.texels])
+    if not quiet:
+        refined = ", photometric" if res.reconstructions[0].photometric is not None else ""
+        print(f"facefit: {len(kept)} photos of one person ({res.multi.method}{refined}), "
               f"{failed} failed "
               f"-> {out_dir / 'identity.obj'}", file=sys.stderr)
     return 1 if failed else 0
 
 
-def refine_same_person(args: argparse.Namespace, model: Any, multi: MultiFit,
-                       views: Sequence[Any], images: Sequence[np.ndarray]
-                       ) -> tuple[MultiFit, list[Any]]:
+def refine_same_person(model: MorphableModel, multi: MultiFit, views: Sequence[ViewPoints],
+                       images: Sequence[np.ndarray], image_loss: str = "l2",
+                       iterations: int = 100) -> tuple[MultiFit, list[Any], list[str]]:
     """Joint photometric refinement (`facefit.fit.multi_photometric`) of a shared-identity
     fit: shared shape and albedo, per-photo pose, expression and lighting. Landmark targets
-    are each photo's detected fixed-vertex landmarks. Returns the refined `MultiFit` and one
-    `PhotometricResult` per photo."""
+    are each photo's detected fixed-vertex landmarks. Returns the refined `MultiFit`, one
+    `PhotometricResult` per photo and notes on adapted options."""
     from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
 
-    loss = getattr(args, "image_loss", "l2")
-    if loss == "gradient":
-        if not args.quiet:
-            print("facefit: note: --same-person photometric refinement supports l2 and "
-                  "huber; using l2", file=sys.stderr)
-        loss = "l2"
+    notes = []
+    if image_loss == "gradient":
+        notes.append("--same-person photometric refinement supports l2 and huber; using l2")
+        image_loss = "l2"
     res = refine_photometric_multi(
         model, multi.fits, images, landmarks_px=[v.points_px for v in views],
         landmark_vertex_ids=[v.vertex_ids for v in views],
-        config=PhotometricConfig(iterations=getattr(args, "photometric_iterations", 100),
-                                 image_loss=loss))
+        config=PhotometricConfig(iterations=iterations, image_loss=image_loss))
     return (replace(multi, shape_coeffs=res.shape_coeffs, fits=[r.fit for r in res.results],
-                    neutral_vertices=res.neutral_vertices), list(res.results))
+                    neutral_vertices=res.neutral_vertices), list(res.results), notes)
 
 
 def write_identity(out_dir: Path, model: Any, multi: MultiFit, paths: Sequence[Path],

@@ -75,3 +75,67 @@ def test_one_camera_per_view_is_checked() -> None:
     ids = np.arange(0, flame.model.num_vertices, 2)
     with pytest.raises(ValueError, match="2 cameras for 3 views"):
         fit_same_person(flame.model, perspective_views(flame, ids), camera=[Camera()] * 2)
+
+
+class _PhotoDetector:
+    """Returns, for each synthetic photo (told apart by its fill value), its landmarks."""
+
+    def __init__(self, points: list[np.ndarray | None]) -> None:
+        self.points = points
+
+    def detect(self, image: np.ndarray, max_faces: int = 8) -> list:
+        from facefit.detect.base import FaceLandmarks
+
+        px = self.points[int(image[0, 0, 0])]
+        if px is None:
+            return []
+        return [FaceLandmarks(np.array([0, 0, 640, 480], np.float32), 1.0,
+                              px.astype(np.float32), None, "ibug68")]
+
+
+@pytest.mark.parametrize("camera", ["orthographic", "perspective"])
+def test_reconstruct_same_person_api_keeps_flame_jaws(camera: str, monkeypatch) -> None:
+    from facefit import same_person
+    from facefit.fit.face_fit import DEFAULT_LANDMARK_SIGMA, default_landmark_sigma
+    from facefit.reconstruct import Reconstructor
+
+    flame = make_flame("full")
+    lm68 = flame.model.landmark_ids["ibug68"]
+    truth = PerspectiveCamera if camera == "perspective" else None
+    points = []
+    for jaw, yaw in zip(JAWS, YAWS, strict=True):
+        rot = rotation_from_euler(yaw, 3.0, 0.0)
+        verts = posed(flame, jaw)[lm68]
+        if truth is not None:
+            px, _ = truth(rot, np.array([3.0, -2.0, -450.0]), FOCAL, np.array(CENTRE)).project(
+                verts)
+        else:
+            v = verts @ rot.T
+            px = np.column_stack([2.5 * v[:, 0] + 320.0, -2.5 * v[:, 1] + 240.0])
+        points.append(px)
+    points.append(None)  # a photo without a face
+    images = [np.full((480, 640, 3), i, np.uint8) for i in range(len(points))]
+    seen = []
+
+    def view(model, face, sigma):  # the grid's outline is no face silhouette: no contour
+        seen.append(sigma)
+        return ViewPoints(np.asarray(face.points_px, np.float64), lm68, np.ones(68),
+                          sigma * 200.0)
+
+    monkeypatch.setattr(same_person, "view_from_face", view)
+    recon = Reconstructor(model=flame.model, detector=_PhotoDetector(points), camera=camera,
+                          focal_px=FOCAL if camera == "perspective" else None, texture_size=0)
+    res = same_person.reconstruct_same_person(images, recon, landmark_sigma=1e-4)
+    assert res.used == [0, 1, 2] and [i for i, _ in res.failures] == [3]
+    assert "no face found" in res.failures[0][1] and seen == [1e-4] * 3
+    for rec, jaw in zip(res.reconstructions, JAWS, strict=True):
+        fit = rec.fit
+        assert fit.camera.kind == ("perspective" if camera == "perspective"
+                                   else "scaled_orthographic")
+        assert fit.extras["flame_pose"][2, 0] == pytest.approx(jaw, abs=0.01)
+        assert np.abs(fit.vertices_mm - posed(flame, jaw)).max() < 0.5  # mm, skinned
+    with pytest.raises(same_person.NoFaceFoundError, match="no face found"):
+        same_person.reconstruct_same_person(images[3:], recon)
+    same_person.reconstruct_same_person(images[:1], recon)  # the single-photo prior by default
+    assert seen[-1] == default_landmark_sigma("flame") == DEFAULT_LANDMARK_SIGMA["flame"]
+

@@ -83,7 +83,7 @@ def test_process_frames_writes_skinned_landmarks(tmp_path: Path, monkeypatch) ->
             return FaceLandmarks(box, 1.0, px[lm68].astype(np.float32), None, "ibug68"), False
 
     # the synthetic grid's outline is no face silhouette: landmarks on their vertices only
-    monkeypatch.setattr(pipeline, "view_from_face", lambda model, face: view(
+    monkeypatch.setattr(pipeline, "view_from_face", lambda model, face, sigma: view(
         np.zeros((flame.model.num_vertices, 2)) + _scatter(face.points_px, lm68,
                                                            flame.model.num_vertices), lm68))
     frames = (np.zeros((480, 640, 3), np.uint8) for _ in clip)

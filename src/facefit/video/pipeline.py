@@ -1,14 +1,18 @@
-"""The streaming video loop: frame → track → fit (fixed identity) → smooth → write.
+"""The streaming video loop: frame → track → fit (fixed identity) → smooth → write, and
+`track_video`, the library API of ``facefit video`` (``facefit.track_video``).
 
 Each frame is decoded, processed and written before the next is read: JSON lines and the
 overlay video are appended as frames come, and the animated GLB keeps only a few numbers
-per frame, so memory stays flat however long the clip is.
+per frame, so memory stays flat however long the clip is. Frames are fitted as the model's
+kind (`facefit.model.kinds.face_model`: FLAME with its jaw and neck) with the single-photo
+landmark prior (`facefit.fit.face_fit.default_landmark_sigma`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,11 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from facefit.detect.mediapipe import MediaPipeDetector
+from facefit.fit.face_fit import default_landmark_sigma
 from facefit.fit.multi_image import ViewPoints, fit_same_person, view_from_face
+from facefit.io.arkit_export import write_live_link_csv, write_video_arkit_glb
 from facefit.io.atomic import atomic_path
+from facefit.io.html import write_video_page
 from facefit.io.records import face_record, pose_record, rounded
 from facefit.io.schemas import SCHEMA_VERSION
+from facefit.model.bfm_3ddfa import load_default_model
+from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
+from facefit.video import stream
 from facefit.video.fitter import FrameFitter
 from facefit.video.glb import AnimatedGlb
 from facefit.video.smooth import PoseExpressionSmoother
@@ -45,16 +55,22 @@ class VideoStats:
         return self.frames / total if total > 0 else float("nan")
 
 
+def landmark_sigma_of(model: MorphableModel) -> float:
+    """The landmark prior frames of ``model`` are fitted with (as single photos)."""
+    return default_landmark_sigma(face_model(model).kind)
+
+
 def identity_from_frames(model: MorphableModel, detector: MediaPipeDetector,
                          frames: Iterable[np.ndarray], max_views: int = 24
                          ) -> tuple[np.ndarray, int]:
     """(shape coefficients, views used): joint fit of the faces found in ``frames`` (a
     subsample of the clip, at most ``max_views`` of them used, evenly spread)."""
     views: list[ViewPoints] = []
+    sigma = landmark_sigma_of(model)
     for frame in frames:
         faces = detector.detect(np.ascontiguousarray(frame), max_faces=1)
         if faces:
-            views.append(view_from_face(model, faces[0]))
+            views.append(view_from_face(model, faces[0], sigma))
     if not views:
         return np.zeros(model.num_shape, np.float32), 0
     if len(views) > max_views:
@@ -115,6 +131,7 @@ def process_frames(
 
     stats = VideoStats()
     sec = stats.seconds
+    sigma = landmark_sigma_of(model)
     running = RunningIdentity(model) if shape is None else None
     identity = np.zeros(model.num_shape, np.float32) if shape is None else shape
     try:
@@ -163,7 +180,7 @@ def process_frames(
                 fitter.reset()
             else:
                 stats.faces += 1
-                view = view_from_face(model, face)
+                view = view_from_face(model, face, sigma)
                 if running is not None:
                     new = running.update(view)
                     if new is not None:
@@ -225,3 +242,112 @@ def process_frames(
         glb.vertices = fitter.neutral()
         glb.write(glb_path)
     return stats
+
+
+@dataclass(frozen=True)
+class VideoOutputs:
+    """The files `track_video` wrote (None: not asked for)."""
+
+    jsonl: Path
+    glb: Path | None
+    overlay: Path | None
+    csv: Path
+    arkit_glb: Path | None
+    html: Path | None
+
+
+def track_video(
+    source: str | Path,
+    out_dir: str | Path,
+    model: MorphableModel | None = None,
+    detector: MediaPipeDetector | None = None,
+    smooth: bool = True,
+    overlay: bool = True,
+    glb: bool = True,
+    html: bool = True,
+    identity_frames: int = 24,
+    max_frames: int | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> tuple[VideoStats, VideoOutputs]:
+    """Track and fit the face of a video file or camera and write ``OUT/STEM.*``: JSON lines
+    (``.jsonl``), the animated GLB (``.glb``), the overlay video (``_overlay.mp4``), ARKit
+    weights per frame (``.csv``, Live Link Face layout), the ARKit GLB (``_arkit.glb``) and a
+    page (``.html``); what ``facefit video`` does.
+
+    Args:
+        source: a video file, or a camera index such as ``"0"``.
+        out_dir: output folder (created if needed).
+        model: the morphable model, fitted as its kind (default: the default model).
+        detector: the MediaPipe detector (a new one when None).
+        smooth: temporal filtering of pose and per-frame parameters.
+        overlay, glb, html: write these outputs.
+        identity_frames: frames spread over a file used for the clip's identity (a camera
+            estimates it from keyframes while streaming, `RunningIdentity`).
+        max_frames: stop after this many frames.
+        progress: called with the frame index and the estimated frame count (None for a
+            camera) after each frame.
+
+    Returns:
+        (what the run did; ``identity_views`` is 0 for a running identity, the files).
+
+    Raises:
+        facefit.video.stream.VideoError: the clip cannot be opened, or is truncated or corrupt
+            (then the message ends "(stopped: no results written for this clip)": nothing
+            is written for it).
+        OSError: ``out_dir`` cannot be created.
+        KeyboardInterrupt: passed on; the partial overlay is removed, nothing else written.
+    """
+    reader, info = stream.open_video(source)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        reader.close()
+        raise
+    model = load_default_model() if model is None else model
+    detector = MediaPipeDetector() if detector is None else detector
+    camera = stream.is_camera(str(source))
+    stem = f"camera{source}" if camera else Path(source).stem
+    files = VideoOutputs(out / f"{stem}.jsonl", out / f"{stem}.glb" if glb else None,
+                         out / f"{stem}_overlay.mp4" if overlay else None, out / f"{stem}.csv",
+                         out / f"{stem}_arkit.glb" if glb else None,
+                         out / f"{stem}.html" if html else None)
+    overlay_tmp = out / f".{stem}_overlay.part.mp4"  # renamed when the clip is complete
+    writer = None
+    n_id = 0
+    done = False
+    try:
+        shape = None
+        if not camera:  # first pass: identity from frames spread over the clip
+            total = info.frames or 1
+            if max_frames:
+                total = min(total, max_frames)
+            step = max(1, total // max(identity_frames, 1))
+            r1, _ = stream.open_video(source)
+            sample = (f for i, f in enumerate(stream.iter_frames(r1))
+                      if i < total and i % step == 0)
+            shape, n_id = identity_from_frames(model, detector, sample, identity_frames)
+        if overlay:
+            writer = stream.VideoWriter(overlay_tmp, info.fps)
+        stats = process_frames(
+            stream.iter_frames(reader), info.fps, model, shape, FaceTracker(detector),
+            jsonl_path=files.jsonl, overlay=writer.write if writer is not None else None,
+            glb_path=files.glb, smooth=smooth, max_frames=max_frames,
+            progress=None if progress is None else lambda i: progress(i, info.frames))
+        done = True
+    except stream.VideoError as exc:
+        raise stream.VideoError(f"{exc} (stopped: no results written for this clip)") from None
+    finally:
+        if writer is not None:
+            writer.close()
+        if not done:
+            overlay_tmp.unlink(missing_ok=True)  # the .jsonl and .glb are only written on success
+    stats.identity_views = n_id
+    if files.overlay is not None:
+        os.replace(overlay_tmp, files.overlay)
+    write_live_link_csv(files.jsonl)
+    if files.arkit_glb is not None:
+        write_video_arkit_glb(files.jsonl, model)
+    if files.html is not None:
+        write_video_page(files.jsonl)
+    return stats, files
