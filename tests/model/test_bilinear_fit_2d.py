@@ -16,6 +16,9 @@ from facefit.fit.bilinear_fit import (
     fit_bilinear_points,
 )
 from facefit.fit.camera import rotation_from_euler
+from facefit.fit.core.camera import ScaledOrthographicCamera
+from facefit.fit.landmark_fit import silhouette_contour
+from facefit.fit.result import image_vertices
 from facefit.model import load_model, save_model
 from facefit.model.io_facescape import read_bilinear
 
@@ -85,8 +88,13 @@ def test_reconstructor_uses_the_bilinear_fit(bm_path) -> None:
     model = load_model(bm_path)
     bm = bilinear_from_model(model)
     dirs = expression_directions(bm)
-    px = project(bm, ID_MEAN + 0.1, bm.exp_neutral + dirs @ np.array([0.4, 0.0, -0.2]),
-                 rotation_from_euler(10.0, 0.0, 0.0))
+    # the detector's jaw points lie on the face's outline (300-W convention): the jaw of the
+    # projected true mesh moved to its silhouette, as the fit's own outline step matches them
+    w, e = ID_MEAN + 0.1, bm.exp_neutral + dirs @ np.array([0.4, 0.0, -0.2])
+    cam = ScaledOrthographicCamera(rotation_from_euler(10.0, 0.0, 0.0), 2.0,
+                                   np.array([320.0, 240.0]))
+    verts_px = image_vertices(cam, bm.vertices(w, e).astype(np.float64))
+    px = silhouette_contour(model, verts_px, verts_px[model.landmark_ids["ibug68"]])
 
     class Detector:
         def detect(self, image_rgb, max_faces=8):
