@@ -268,40 +268,45 @@ def test_detector_missing_during_reconstruct_exit_4(
     assert code == 4 and "MediaPipe model files not found" in err
 
 
+def _tiny_model_file(path: Path, landmarks: int) -> Path:
+    """A 70-vertex facefit .npz model with ``landmarks`` iBUG ids (68 is what facefit needs)."""
+    from facefit.model.load import save_model
+    from facefit.model.morphable_model import MorphableModel
+
+    n = 70
+    verts = np.c_[np.arange(n), np.arange(n) % 7, np.zeros(n)].astype(np.float32)
+    tri = np.array([[i, i + 1, i + 2] for i in range(n - 2)], np.int32)
+    lm = {"ibug68": np.arange(landmarks)} if landmarks else {}
+    model = MorphableModel("tiny", verts, np.zeros((n, 3, 1), np.float32),
+                           np.zeros((n, 3, 1), np.float32), tri, verts[:, :2] / n, lm,
+                           np.arange(n))
+    return save_model(model, path)
+
+
 def test_model_option(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                      fake_pipeline: types.ModuleType, photo: Path,
-                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import facefit.model
-
+                      fake_pipeline: types.ModuleType, photo: Path) -> None:
     model_file = tmp_path / "m.npz"
-    argv = ["reconstruct", str(photo), "-o", str(tmp_path / "out"), "--model", str(model_file)]
-    monkeypatch.delattr(facefit.model, "load_model", raising=False)
-    monkeypatch.setitem(sys.modules, "facefit.model.load", None)  # import fails
+    out = tmp_path / "out"
+    argv = ["reconstruct", str(photo), "-o", str(out), "--model", str(model_file)]
     code, _, err = run(argv, capsys)
-    assert code == 4 and "--model is not supported" in err
-
-    monkeypatch.setattr(facefit.model, "load_model", lambda p: f"model:{p.name}", raising=False)
-    code, _, err = run(argv, capsys)
-    assert code == 4 and error_lines(err) == [f"facefit: error: {model_file}: model file not found"]
+    assert code == 4 and error_lines(err) == [f"facefit: error: {model_file}: file not found"]
+    code, _, err = run(argv[:-1] + ["no-such-name"], capsys)
+    assert code == 4 and error_lines(err) == [
+        "facefit: error: no-such-name: no such model file or installed model name (names: "
+        "facefit model list)"]
     model_file.write_bytes(b"x")
     code, _, err = run(argv, capsys)
-    assert code == 0 and FakeReconstructor.kwargs["model"] == "model:m.npz"
-
-    def broken(path: Path) -> None:
-        raise ValueError("not a morphable model")
-
-    monkeypatch.setattr(facefit.model, "load_model", broken)
+    assert code == 4 and len(error_lines(err)) == 1
+    assert error_lines(err)[0].startswith(f"facefit: error: {model_file}: ")
+    for count in (0, 5):  # no 68 landmark ids: refused before any image, no OUT made
+        _tiny_model_file(model_file, count)
+        FakeReconstructor.kwargs = {}
+        code, _, err = run(argv, capsys)
+        assert code == 4 and "needs 68 iBUG landmark vertex ids" in err
+        assert FakeReconstructor.kwargs == {} and not out.exists()
+    _tiny_model_file(model_file, 68)
     code, _, err = run(argv, capsys)
-    assert code == 4
-    assert error_lines(err) == [f"facefit: error: {model_file}: cannot load the model "
-                                "(not a morphable model)"]
-
-    def broken_with_path(path: Path) -> None:
-        raise ValueError(f"{path}: truncated archive")
-
-    monkeypatch.setattr(facefit.model, "load_model", broken_with_path)
-    code, _, err = run(argv, capsys)
-    assert error_lines(err) == [f"facefit: error: {model_file}: truncated archive"]
+    assert code == 0 and FakeReconstructor.kwargs["model"].name == "tiny"
 
 
 def test_interrupted_exit_130(tmp_path: Path, capsys: pytest.CaptureFixture[str],

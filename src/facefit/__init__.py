@@ -1,5 +1,6 @@
 """facefit: photos and video of faces to 3D faces with 3D morphable models."""
 
+from facefit.io.export import export
 from facefit.model import MorphableModel, load_default_model
 from facefit.reconstruct import Reconstruction, Reconstructor, reconstruct
 
@@ -19,5 +20,5 @@ def __getattr__(name: str) -> object:
 
         return track_video
     raise AttributeError(f"module 'facefit' has no attribute {name!r}")
-__all__ = ["MorphableModel", "Reconstruction", "Reconstructor", "load_default_model",
+__all__ = ["MorphableModel", "Reconstruction", "Reconstructor", "export", "load_default_model",
            "reconstruct"]

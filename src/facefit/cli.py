@@ -7,11 +7,14 @@ as one line, ``facefit: error: PATH: problem``, and the next file is processed.
 Exit codes:
     0    every input image was read and had at least one face, and its results were written
     1    some inputs failed: unreadable or corrupt image, no face found, reconstruction or
-         export error (the other images are still processed), or OUT cannot be created
-    2    usage error (unknown option, bad value; printed by argparse)
+         export error (the other images are still processed)
+    2    usage error (unknown or missing option, bad value, an option that would do nothing
+         such as --pooling without --same-person; printed by argparse)
     3    no input images found (e.g. only empty directories were given)
     4    the model or the detector could not be loaded (missing data package: the message
-         says what to install), or ``--model PATH`` could not be read
+         says what to install), or ``--model PATH`` could not be read or has no 68
+         landmark ids
+    5    OUT cannot be used: it cannot be created, or another run is using it
     130  interrupted (Ctrl-C)
 
 Other subcommands come from optional modules (`PLUGINS`), each exposing
@@ -30,8 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from facefit.batch.work import is_unavailable, one_line
+from facefit.fit.camera import CAMERA_ALIASES, CAMERA_KINDS
+from facefit.reconstruct import IMAGE_LOSSES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+EXIT_OUTPUT = 5
 EXIT_INTERRUPTED = 130
 PLUGINS = ("facefit.model.commands", "facefit.eval.commands", "facefit.video.commands",
            "facefit.io.view_command")
@@ -44,7 +50,9 @@ exit codes:
        were processed
   2    usage error
   3    no input images found
-  4    model or detector could not be loaded (missing data package: see the message)
+  4    model or detector could not be loaded (missing data package: see the message),
+       or the model has no 68 landmark ids
+  5    OUT cannot be used (cannot be created, or another run is using it)
   130  interrupted"""
 
 
@@ -280,9 +288,10 @@ def _add_reconstruct(sub: Any) -> None:
                         "network (68 points, trained on turned heads) or auto (MediaPipe near "
                         "frontal, the network for turned heads); the JSON records each face's "
                         "landmark_source (default: mediapipe)")
-    p.add_argument("--camera", choices=("orthographic", "perspective"), default=None,
-                   help="camera model of the fit (default: orthographic, or perspective "
-                        "when --focal-px is given)")
+    p.add_argument("--camera", type=_camera_arg, choices=CAMERA_KINDS, default=None,
+                   help="camera model of the fit: scaled_orthographic ('orthographic' is "
+                        "accepted for it) or perspective (default: scaled_orthographic, or "
+                        "perspective when --focal-px is given)")
     p.add_argument("--focal-px", type=_positive_float, default=None, metavar="F",
                    help="focal length in pixels for the perspective camera (default: the "
                         "image diagonal, about a 53° diagonal field of view)")
@@ -291,7 +300,8 @@ def _add_reconstruct(sub: Any) -> None:
                         "(default: 512)")
     p.add_argument("--model", type=Path, default=None, metavar="PATH",
                    help="morphable model file to use instead of the default BFM 2009 "
-                        "(3DDFA) model; 'ict': the packaged ICT-FaceKit head (MIT)")
+                        "(3DDFA) model, or a name 'facefit model list' prints ('ict': the "
+                        "packaged ICT-FaceKit head, MIT)")
     _add_max_pixels(p)
     p.add_argument("-r", "--recursive", action="store_true",
                    help="also look for images in subdirectories of the given directories")
@@ -304,17 +314,42 @@ def _add_reconstruct(sub: Any) -> None:
                    help="after the landmark fit, refine shape, pose, lighting and albedo "
                         "against the photo's pixels (analysis by synthesis; orthographic "
                         "camera; adds STEM_faceK_albedo.png and _compare.png) (default: none)")
-    p.add_argument("--image-loss", choices=("l2", "huber", "gradient"), default="l2",
+    p.add_argument("--image-loss", choices=IMAGE_LOSSES, default=None,
                    help="pixel loss of --refine photometric; 'gradient' is the gradient "
                         "correlation, robust to lighting (default: l2)")
-    p.add_argument("--photometric-iterations", type=_positive_int, default=100, metavar="N",
+    p.add_argument("--photometric-iterations", type=_positive_int, default=None, metavar="N",
                    help="optimisation steps of --refine photometric (default: 100)")
-    p.add_argument("--pooling", choices=("joint", "confidence"), default="joint",
+    p.add_argument("--pooling", choices=("joint", "confidence"), default=None,
                    help="with --same-person: joint fit of all photos (default) or "
                         "confidence-weighted pooling of per-photo fits (faster)")
     p.add_argument("--debug", action="store_true",
                    help="stop at the first error with a full traceback")
     p.set_defaults(func=cmd_reconstruct, parser=p)
+
+
+def _camera_arg(text: str) -> str:
+    """``--camera``: a kind of `CAMERA_KINDS` or its old spelling (`CAMERA_ALIASES`)."""
+    return CAMERA_ALIASES.get(text, text)
+
+
+def _check_option_use(args: argparse.Namespace) -> None:
+    """Options that would do nothing are usage errors (exit 2); then fill their defaults."""
+    if args.camera == "scaled_orthographic" and args.focal_px is not None:
+        args.parser.error("--focal-px needs --camera perspective")
+    if args.pooling is not None and not args.same_person:
+        args.parser.error("--pooling needs --same-person")
+    if args.refine != "photometric":
+        given = [name for name, value in (("--image-loss", args.image_loss),
+                                          ("--photometric-iterations",
+                                           args.photometric_iterations)) if value is not None]
+        if given:
+            args.parser.error(f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} "
+                              "--refine photometric")
+    elif args.camera == "perspective" or (args.camera is None and args.focal_px is not None):
+        args.parser.error("--refine photometric needs the scaled orthographic camera")
+    args.pooling = args.pooling or "joint"
+    args.image_loss = args.image_loss or "l2"
+    args.photometric_iterations = args.photometric_iterations or 100
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -325,9 +360,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from facefit.batch.run import auto_jobs, run_batch
     from facefit.batch.work import BatchConfig, is_url
 
-    if args.camera == "orthographic" and args.focal_px is not None:
-        args.parser.error("--focal-px needs --camera perspective")
-    camera = args.camera or ("perspective" if args.focal_px is not None else "orthographic")
+    _check_option_use(args)
+    camera = args.camera or ("perspective" if args.focal_px is not None else
+                             "scaled_orthographic")
 
     remote_inputs = [p for p in args.inputs if is_url(p)]
     paths = _list_inputs(args.inputs, args.recursive)
@@ -354,7 +389,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
         recon = _make_reconstructor(args, camera)
         if not make_out():
-            return EXIT_FAILED
+            return EXIT_OUTPUT
         return run_same_person([Path(p) for p in paths], Path(out), recon, _exporter(),
                                args.formats, method=args.pooling, quiet=args.quiet)
     if not _needs_texture(args.formats):
@@ -375,7 +410,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.model is not None and recon is None:
         _load_model(args.model)  # a bad --model is exit 4 before any worker starts
     if not make_out():
-        return EXIT_FAILED
+        return EXIT_OUTPUT
 
     def report(result: Any) -> None:
         _fail(None, result.error, args, result.exception)
@@ -391,7 +426,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                             progress=not args.quiet, on_lost=lost)
     except ManifestLocked as exc:
         _err(str(exc))
-        return EXIT_FAILED
+        return EXIT_OUTPUT
     if not args.quiet:
         per = summary.seconds / max(len(paths), 1)
         arrow = "→" if _can_encode("→") else "->"
@@ -466,8 +501,6 @@ def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
     model = _load_model(args.model) if args.model is not None else None
     try:
         refine = getattr(args, "refine", "none")
-        if refine != "none" and camera != "orthographic":
-            args.parser.error("--refine photometric needs the orthographic camera")
         return Reconstructor(model=model, camera=camera, focal_px=args.focal_px,
                              texture_size=args.texture_size, refine=refine,
                              image_loss=getattr(args, "image_loss", "l2"),
@@ -485,31 +518,24 @@ def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
 
 
 def _load_model(path: Path) -> Any:
-    """Read ``--model PATH`` with `facefit.model.load_model` (when this version has it)."""
-    import facefit.model
+    """Read ``--model PATH_OR_NAME`` (`facefit.model.named.load_named_model`: a file, or a
+    name ``facefit model list`` prints) and check that it has 68 landmark ids
+    (`facefit.reconstruct.check_model`), before any image is processed."""
+    from facefit.model.named import load_named_model
+    from facefit.reconstruct import check_model
 
-    loader = getattr(facefit.model, "load_model", None)
-    if loader is None:
-        try:
-            from facefit.model.load import load_model as loader
-        except ImportError:
-            loader = None
-    if loader is None:
-        raise _Unavailable("--model is not supported by this version of facefit "
-                           "(facefit.model.load_model is missing)")
-    if str(path) == "ict" and not path.exists():  # the packaged ICT head (MIT)
-        from facefit.model.ict import load_compact_ict
-
-        return load_compact_ict()
-    if not path.exists():
-        raise _Unavailable(f"{path}: model file not found")
     try:
-        return loader(path)
+        model = load_named_model(path)
     except (OSError, ValueError, KeyError, EOFError) as exc:
         text = one_line(exc)
         if text.startswith(f"{path}: "):  # already "PATH: problem" (ModelFileError)
             raise _Unavailable(text) from exc
         raise _Unavailable(f"{path}: cannot load the model ({text})") from exc
+    try:
+        check_model(model)
+    except ValueError as exc:
+        raise _Unavailable(f"{path}: {one_line(exc)}") from exc
+    return model
 
 
 def _fail(bar: Any, problem: BaseException | str, args: argparse.Namespace,

@@ -7,15 +7,20 @@ and the detector loaded between calls.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks, LandmarkDetector
+from facefit.fit.camera import camera_kind
 from facefit.fit.result import FitResult
+from facefit.io.image import ImageInput, to_rgb
 from facefit.model.morphable_model import MorphableModel
+
+IMAGE_LOSSES = ("l2", "huber", "gradient")
+"""Pixel losses of the photometric refinement (``image_loss``, ``--image-loss``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,16 +54,19 @@ class Reconstructor:
     Args:
         model: the morphable model; the default (BFM 2009 via 3DDFA) when None.
         detector: a `LandmarkDetector`; MediaPipe's face detector and face mesh when None.
-        camera: ``"orthographic"`` (scaled orthographic, default) or ``"perspective"``.
+        camera: ``"scaled_orthographic"`` (default; ``"orthographic"`` is accepted for it)
+            or ``"perspective"`` (`facefit.fit.camera.camera_kind`).
         focal_px: focal length in pixels for the perspective camera; default: the image
-            diagonal (about a 53° diagonal field of view).
+            diagonal (about a 53° diagonal field of view). Refused with the scaled
+            orthographic camera, which has none.
         texture_size: side of the UV texture in texels (0 disables texturing: the step costs
             about 80 ms per face at 512 and only textured outputs need it,
             `facefit.io.export.needs_texture`).
         refine: ``"none"`` or ``"photometric"`` (analysis by synthesis after the landmark
             fit, `facefit.fit.photometric.refine_photometric`; orthographic camera only).
-        image_loss: the photometric pixel loss: ``"l2"``, ``"huber"`` or ``"gradient"``.
-        photometric_iterations: optimisation steps of the refinement.
+        image_loss: the photometric pixel loss: ``"l2"``, ``"huber"`` or ``"gradient"``
+            (used only with ``refine="photometric"``).
+        photometric_iterations: optimisation steps of the refinement (idem).
         progress: show a progress bar during the refinement.
         landmarks: each face's landmark source (`facefit.detect.network`): ``"mediapipe"``
             (MediaPipe's dense mesh), ``"network"`` (facefit's regression network, 68 points)
@@ -71,7 +79,7 @@ class Reconstructor:
         self,
         model: MorphableModel | None = None,
         detector: LandmarkDetector | None = None,
-        camera: str = "orthographic",
+        camera: str = "scaled_orthographic",
         focal_px: float | None = None,
         texture_size: int = 512,
         refine: str = "none",
@@ -82,7 +90,25 @@ class Reconstructor:
     ) -> None:
         from facefit.model import load_default_model
 
+        camera = camera_kind(camera)
+        if focal_px is not None and camera != "perspective":
+            raise ValueError("focal_px needs camera='perspective'")
+        if focal_px is not None and not 0 < focal_px < float("inf"):
+            raise ValueError(f"focal_px must be a positive number, got {focal_px}")
+        if refine not in ("none", "photometric"):
+            raise ValueError(f"refine must be 'none' or 'photometric', got {refine!r}")
+        if refine == "photometric" and camera != "scaled_orthographic":
+            raise ValueError("refine='photometric' needs the scaled orthographic camera")
+        if image_loss not in IMAGE_LOSSES:
+            raise ValueError(f"image_loss must be one of {IMAGE_LOSSES}, got {image_loss!r}")
+        if photometric_iterations < 1:
+            raise ValueError(f"photometric_iterations must be at least 1, got "
+                             f"{photometric_iterations}")
+        if texture_size < 0 or texture_size == 1:
+            raise ValueError(f"texture_size must be 0 (no texture) or at least 2, got "
+                             f"{texture_size}")
         self.model = model if model is not None else load_default_model()
+        check_model(self.model)
         if detector is None:
             from facefit.detect.mediapipe import MediaPipeDetector
 
@@ -96,24 +122,29 @@ class Reconstructor:
             detector = NetworkLandmarkDetector(detector, source=landmarks)
         self.landmarks = landmarks
         self.detector = detector
-        if camera not in ("orthographic", "perspective"):
-            raise ValueError(f"camera must be 'orthographic' or 'perspective', got {camera!r}")
         self.camera = camera
         self.focal_px = focal_px
         self.texture_size = texture_size
-        if refine not in ("none", "photometric"):
-            raise ValueError(f"refine must be 'none' or 'photometric', got {refine!r}")
-        if refine == "photometric" and camera != "orthographic":
-            raise ValueError("refine='photometric' needs the orthographic camera")
         self.refine = refine
         self.image_loss = image_loss
         self.photometric_iterations = photometric_iterations
         self.progress = progress
 
-    def reconstruct(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[Reconstruction]:
-        """Reconstruct every face (at most ``max_faces``) in an (H, W, 3) uint8 RGB image."""
+    def reconstruct(self, image: ImageInput, max_faces: int = 8) -> list[Reconstruction]:
+        """Reconstruct every face (at most ``max_faces``, best detection first) in ``image``.
+
+        ``image`` is what ``facefit reconstruct`` reads, converted the same way
+        (`facefit.io.image.to_rgb`): a path, a PIL image, or an (H, W) greyscale, (H, W, 3)
+        RGB or (H, W, 4) RGBA array of uint8, uint16 or float samples.
+
+        Raises:
+            ValueError: ``max_faces`` below 1, or an image that cannot be used
+                (`facefit.io.image.ImageError`, ``"PATH: problem"``, for a file).
+        """
         from facefit.fit.face_fit import fit_face
 
+        check_max_faces(max_faces)
+        image_rgb = to_rgb(image)
         t0 = time.perf_counter()
         faces = self.detector.detect(image_rgb, max_faces=max_faces)
         t_detect = (time.perf_counter() - t0) * 1e3 / max(len(faces), 1)
@@ -187,16 +218,69 @@ def crop_to_face(image_rgb: np.ndarray, verts_px: np.ndarray, margin_px: int = 2
     return crop, moved
 
 
-_DEFAULT: Reconstructor | None = None
+def check_max_faces(max_faces: int) -> None:
+    """Raise ValueError unless ``max_faces`` is an integer of at least 1 (``--max-faces``)."""
+    if isinstance(max_faces, bool) or not isinstance(max_faces, int | np.integer):
+        raise ValueError(f"max_faces must be an integer, got {max_faces!r}")
+    if max_faces < 1:
+        raise ValueError(f"max_faces must be at least 1, got {max_faces}")
 
 
-def reconstruct(image: np.ndarray | str | Path, max_faces: int = 8) -> list[Reconstruction]:
-    """Reconstruct every face in ``image`` (a path or an (H, W, 3) uint8 RGB array)."""
-    global _DEFAULT
-    if not isinstance(image, np.ndarray):
-        from facefit.io.image import load_image
+def check_model(model: Any) -> None:
+    """Raise ValueError unless ``model`` has the 68 iBUG landmark vertex ids (``ibug68``)
+    that every fit, the JSON/NPZ landmarks and the video tracker use: a model without them
+    is refused before any image is processed."""
+    ids = getattr(model, "landmark_ids", {}).get("ibug68")
+    if ids is None or len(ids) != 68:
+        found = "none" if ids is None else f"{len(ids)}"
+        raise ValueError(f"model {getattr(model, 'name', '?')}: needs 68 iBUG landmark vertex "
+                         f"ids ('ibug68'), found {found} (add them with "
+                         "facefit.model.load_model(path, landmarks=FILE))")
 
-        image = load_image(image)
-    if _DEFAULT is None:
-        _DEFAULT = Reconstructor()
-    return _DEFAULT.reconstruct(image, max_faces=max_faces)
+
+_CACHE: OrderedDict[tuple[Any, ...], Reconstructor] = OrderedDict()
+_CACHE_SIZE = 4
+_SHARED: dict[str, Any] = {}
+
+
+def reconstruct(
+    image: ImageInput,
+    max_faces: int = 8,
+    *,
+    model: MorphableModel | None = None,
+    camera: str = "scaled_orthographic",
+    focal_px: float | None = None,
+    refine: str = "none",
+    image_loss: str = "l2",
+    photometric_iterations: int = 100,
+    texture_size: int = 512,
+    landmarks: str = "mediapipe",
+) -> list[Reconstruction]:
+    """Reconstruct every face in ``image``: ``facefit reconstruct`` as one call.
+
+    ``image`` is anything `Reconstructor.reconstruct` takes (a path, a PIL image, a
+    greyscale/RGB/RGBA array of uint8, uint16 or float samples). The other arguments are
+    `Reconstructor`'s (the options of ``facefit reconstruct``: ``--max-faces``, ``--model``,
+    ``--camera``, ``--focal-px``, ``--refine``, ``--image-loss``,
+    ``--photometric-iterations``, ``--texture-size``, ``--landmarks``). The model and the
+    detector are loaded on the first call and kept for later ones. Write the results with
+    `facefit.export`.
+    """
+    check_max_faces(max_faces)
+    key = (id(model), camera_kind(camera), focal_px, refine, image_loss, photometric_iterations,
+           texture_size, landmarks)
+    recon = _CACHE.get(key)
+    if recon is None or (model is not None and recon.model is not model):
+        if "detector" not in _SHARED:  # loaded once, shared by every option set
+            from facefit.detect.mediapipe import MediaPipeDetector
+
+            _SHARED["detector"] = MediaPipeDetector()
+        recon = Reconstructor(  # model None: the default model, loaded once (cached)
+            model=model, detector=_SHARED["detector"], camera=camera, focal_px=focal_px,
+            texture_size=texture_size, refine=refine, image_loss=image_loss,
+            photometric_iterations=photometric_iterations, landmarks=landmarks)
+        _CACHE[key] = recon
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
+    return recon.reconstruct(image, max_faces=max_faces)

@@ -98,7 +98,7 @@ def test_second_run_on_the_same_output_is_refused(tmp_path, fake, capsys):
     fakes.make_images(tmp_path / "in", [10])
     out = tmp_path / "out"
     with Manifest(out / MANIFEST_NAME):
-        assert cli.main(["reconstruct", str(tmp_path / "in"), "-o", str(out)]) == 1
+        assert cli.main(["reconstruct", str(tmp_path / "in"), "-o", str(out)]) == cli.EXIT_OUTPUT
     assert "another facefit run is using this output folder" in capsys.readouterr().err
     with Manifest(out / MANIFEST_NAME), pytest.raises(ManifestLocked):
         Manifest(out / MANIFEST_NAME)

@@ -146,7 +146,7 @@ def test_export_reconstructions_writes_every_format_and_the_json(tmp_path):
     face = summary["faces"][1]
     assert set(face) == {"box", "score", "pose", "landmarks_68_2d", "landmarks_68_2d_contour",
                          "landmarks_68_3d", "shape_coeffs", "expression_coeffs", "residual_px",
-                         "files", "timings_ms"}
+                         "files", "timings_ms", "landmark_source"}
     assert set(face["pose"]) == {"yaw_deg", "pitch_deg", "roll_deg", "rotation", "translation",
                                  "scale", "camera"}
     assert face["pose"]["camera"] == {"kind": "scaled_orthographic", "focal_px": None,

@@ -37,7 +37,7 @@ class BatchConfig:
 
     formats: tuple[str, ...] = ("json", "glb", "overlay")
     max_faces: int = 8
-    camera: str = "orthographic"
+    camera: str = "scaled_orthographic"
     focal_px: float | None = None
     texture_size: int = 512
     model_path: str | None = None
@@ -116,9 +116,9 @@ def reconstructor_for(config: BatchConfig) -> Any:
 
         model = None
         if config.model_path is not None:
-            from facefit.model.load import load_model
+            from facefit.model.named import load_named_model
 
-            model = load_model(config.model_path)
+            model = load_named_model(config.model_path)
         _STATE["recon"] = Reconstructor(
             model=model, camera=config.camera, focal_px=config.focal_px,
             texture_size=config.texture_size if _textured(config.formats) else 0,

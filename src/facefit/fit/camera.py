@@ -21,7 +21,25 @@ from dataclasses import dataclass
 
 from facefit.fit.core.rotation import euler_from_rotation, rotation_from_euler
 
-__all__ = ["Camera", "euler_from_rotation", "rotation_from_euler"]
+__all__ = ["CAMERA_KINDS", "Camera", "camera_kind", "euler_from_rotation",
+           "rotation_from_euler"]
+
+CAMERA_KINDS = ("scaled_orthographic", "perspective")
+"""The camera kinds, by their one name in Python, on the command line (``--camera``) and in
+the JSON and NPZ outputs (``camera.kind``, ``camera_kind``)."""
+
+CAMERA_ALIASES = {"orthographic": "scaled_orthographic"}
+"""Older spellings still accepted for a kind (``--camera orthographic``)."""
+
+
+def camera_kind(name: str) -> str:
+    """The kind (one of `CAMERA_KINDS`) that ``name`` or its alias (`CAMERA_ALIASES`) names;
+    raises ValueError for anything else."""
+    kind = CAMERA_ALIASES.get(name, name)
+    if kind not in CAMERA_KINDS:
+        raise ValueError(f"camera must be one of {', '.join(map(repr, CAMERA_KINDS))} "
+                         f"(or 'orthographic'), got {name!r}")
+    return kind
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def default_landmark_sigma(kind: str) -> float:
 
 
 def fit_face(model: MorphableModel | FaceModel, face: FaceLandmarks, image_size: tuple[int, int],
-             camera: str = "orthographic", focal_px: float | None = None,
+             camera: str = "scaled_orthographic", focal_px: float | None = None,
              landmark_sigma: float | None = None) -> FitResult:
     """Fit ``model`` (any kind) to one detected face.
 
@@ -54,7 +54,7 @@ def fit_face(model: MorphableModel | FaceModel, face: FaceLandmarks, image_size:
         model: the loaded model, or a `FaceModel` kind.
         face: the detection.
         image_size: (width, height) in pixels.
-        camera: ``"orthographic"`` (scaled orthographic) or ``"perspective"``.
+        camera: ``"scaled_orthographic"`` or ``"perspective"`` (`camera_kind`).
         focal_px: perspective focal length (default the image diagonal).
         landmark_sigma: landmark noise as a fraction of the face size (default per kind,
             `DEFAULT_LANDMARK_SIGMA`).

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
-from facefit.fit.camera import Camera
+from facefit.fit.camera import Camera, camera_kind
 from facefit.fit.contour import ContourCandidates, contour_candidates, match_contour
 from facefit.fit.core.camera import (
     NUM_POSE_PARAMS,
@@ -288,15 +288,14 @@ def fit_points(
 
 def camera_model(camera: str, image_size: tuple[int, int], focal_px: float | None = None
                  ) -> Camera:
-    """The `Camera` named ``camera`` (``"orthographic"`` or ``"perspective"``) for an image of
-    ``image_size`` (width, height): the perspective focal length defaults to the image
-    diagonal and the principal point is the image centre."""
+    """The `Camera` of kind ``camera`` (``"scaled_orthographic"`` or ``"perspective"``,
+    `facefit.fit.camera.camera_kind`) for an image of ``image_size`` (width, height): the
+    perspective focal length defaults to the image diagonal and the principal point is the
+    image centre."""
     w, h = image_size
-    if camera == "perspective":
+    if camera_kind(camera) == "perspective":
         f = float(focal_px) if focal_px else float(np.hypot(w, h))
         return Camera("perspective", f, (w / 2.0, h / 2.0))
-    if camera != "orthographic":
-        raise ValueError(f"camera must be 'orthographic' or 'perspective', got {camera!r}")
     return Camera()
 
 
@@ -324,7 +323,7 @@ def fit_landmarks(
     model: MorphableModel,
     face: FaceLandmarks,
     image_size: tuple[int, int],
-    camera: str = "orthographic",
+    camera: str = "scaled_orthographic",
     focal_px: float | None = None,
     correspondence: LandmarkCorrespondence | None = None,
     landmark_sigma: float = 0.05,
@@ -337,7 +336,7 @@ def fit_landmarks(
         model: the morphable model.
         face: the detection with its landmarks (any layout with a correspondence).
         image_size: (width, height) of the image in pixels.
-        camera: ``"orthographic"`` (scaled orthographic, default) or ``"perspective"``.
+        camera: ``"scaled_orthographic"`` (default) or ``"perspective"`` (`camera_kind`).
         focal_px: perspective focal length in pixels; default the image diagonal.
         correspondence: override the landmark ↔ vertex correspondence.
         landmark_sigma: landmark noise as a fraction of the face size (square root of the

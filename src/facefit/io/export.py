@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -544,6 +545,62 @@ def export_reconstructions(
 
         write_image_page(json_path, summary=summary, photo_rgb=image_rgb)
     return json_path
+
+
+def export(
+    reconstructions: Sequence[Reconstruction],
+    out_dir: str | Path,
+    image: str | Path | np.ndarray | Any,
+    formats: Iterable[str] = DEFAULT_FORMATS,
+    *,
+    model: MorphableModel | None = None,
+    name: str | None = None,
+    npz_fields: Iterable[str] = NPZ_DEFAULT_FIELDS,
+) -> Path:
+    """Write the faces `facefit.reconstruct` found in ``image`` as ``facefit reconstruct``
+    does (``--formats``, ``--npz-fields``): ``NAME_faceK.*`` per face, ``NAME_overlay.jpg``
+    and ``NAME.json`` (schema `facefit.io.schemas`), every file atomically.
+
+    Example::
+
+        faces = facefit.reconstruct("photo.jpg")
+        facefit.export(faces, "out", "photo.jpg", formats=("json", "glb", "npz"))
+
+    Args:
+        reconstructions: the faces of one image (``facefit.reconstruct(image)`` or
+            `facefit.Reconstructor.reconstruct`).
+        out_dir: output folder (created with its parents).
+        image: the image they came from: a path (read again for the overlay, recorded in
+            the JSON), or an image as `facefit.io.image.to_rgb` takes it (a PIL image, an
+            array), recorded as ``NAME``.
+        formats: a subset of `FORMATS` (default `DEFAULT_FORMATS`; textured formats use
+            each reconstruction's texture, if it has one).
+        model: the model they were fitted with (default: the default model, as
+            `facefit.reconstruct` uses); ValueError when its vertex count does not match.
+        name: base name of the files (default: the image file's stem, else ``"image"``).
+        npz_fields: fields of each ``.npz`` (a subset of `NPZ_FIELDS`).
+
+    Returns:
+        The path of ``NAME.json`` (written when ``"json"`` is in ``formats``).
+    """
+    from facefit.io.image import to_rgb
+
+    if model is None:
+        from facefit.model import load_default_model
+
+        model = load_default_model()
+    for k, rec in enumerate(reconstructions):
+        if len(rec.fit.verts_px) != model.num_vertices:
+            raise ValueError(f"face {k} has {len(rec.fit.verts_px)} vertices, model "
+                             f"{model.name} {model.num_vertices}: pass the model it was "
+                             "fitted with (model=...)")
+    is_path = isinstance(image, str | os.PathLike)
+    stem = name if name is not None else (Path(image).stem if is_path else "image")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return export_reconstructions(out, str(image) if is_path else stem, to_rgb(image),
+                                  reconstructions, model, tuple(formats), name=stem,
+                                  npz_fields=npz_fields)
 
 
 def _arkit(model: MorphableModel, rec: Reconstruction) -> dict[str, Any]:

@@ -129,6 +129,67 @@ def load_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> n
     return np.ascontiguousarray(rgb)
 
 
+ImageInput = str | os.PathLike | Image.Image | np.ndarray
+"""What `to_rgb` (and `facefit.Reconstructor.reconstruct`) accept as an image."""
+
+
+def to_rgb(image: ImageInput, max_pixels: int | None = None) -> np.ndarray:
+    """An upright (H, W, 3) uint8 RGB array of ``image``, by the rules of `load_image`
+    (what ``facefit reconstruct`` does with a file).
+
+    ``image`` is a path (`load_image`), a PIL image (EXIF orientation applied, any mode; as
+    Pillow decoded it: Pillow reads 48/64-bit colour PNGs as 8-bit by dropping bits) or
+    an array: (H, W) greyscale, (H, W, 1), (H, W, 2) grey + alpha, (H, W, 3) RGB or
+    (H, W, 4) RGBA (channels in RGB order); uint8, uint16 (scaled by ``round(v / 257)``),
+    bool, or float (in [0, 1], or [0, 255] when larger values occur). Alpha is composited
+    over white. An (H, W, 3) uint8 array is returned as it is (no copy when contiguous).
+
+    Raises:
+        ImageError: a path that cannot be read (``"PATH: problem"``).
+        ValueError: an array of another shape or dtype, or an empty one.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image, max_pixels)
+    if isinstance(image, Image.Image):
+        w, h = image.size
+        problem = too_large(w, h, pixel_limit(max_pixels)) or (
+            None if w and h else f"image has no pixels ({w}×{h})")
+        if problem:
+            raise ValueError(f"PIL image: {problem}")
+        orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+        rgb = _to_rgb(image)
+        if orientation in range(2, 9):
+            rgb = _apply_orientation(rgb, orientation)
+        return np.ascontiguousarray(rgb)
+    a = np.asarray(image)
+    what = f"image array of shape {a.shape} and dtype {a.dtype}"
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"{what}: expected (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or "
+                         "(H, W, 4)")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{what}: image has no pixels")
+    if a.dtype == np.uint8 and a.shape[2] == 3:
+        return np.ascontiguousarray(a)
+    if a.dtype == np.uint8:
+        v = a.astype(np.float32)
+    elif a.dtype == np.uint16:
+        v = a.astype(np.float32) * (255.0 / 65535.0)  # round(v / 257) after rounding
+    elif a.dtype == np.bool_:
+        v = a.astype(np.float32) * 255.0
+    elif np.issubdtype(a.dtype, np.floating):
+        v = np.nan_to_num(a.astype(np.float32))
+        if v.size and v.max() <= 1.0:
+            v = v * 255.0
+    else:
+        raise ValueError(f"{what}: use uint8, uint16, bool or float samples")
+    colour = v[..., :3] if v.shape[2] >= 3 else np.repeat(v[..., :1], 3, axis=2)
+    if v.shape[2] in (2, 4):  # composited over white, as for files
+        return _over_white(colour, v[..., -1:] * (1.0 / 255.0))
+    return _round_u8(colour)
+
+
 def list_images(paths: Iterable[str | os.PathLike[str]], recursive: bool = False) -> list[Path]:
     """Expand directories in ``paths`` into their image files (sorted, by suffix).
 
@@ -261,11 +322,16 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "RGBa", "La"):
         rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
-        a = rgba[..., 3:4] * (1.0 / 255.0)
-        return _round_u8(rgba[..., :3] * a + 255.0 * (1.0 - a))
+        return _over_white(rgba[..., :3], rgba[..., 3:4] * (1.0 / 255.0))
     if im.mode != "RGB":
         im = im.convert("RGB")
     return np.asarray(im, dtype=np.uint8)
+
+
+def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: ``rgb`` (float, 0-255) composited over white with ``alpha`` (H, W, 1)
+    in [0, 1]."""
+    return _round_u8(rgb * alpha + 255.0 * (1.0 - alpha))
 
 
 def _round_u8(a: np.ndarray) -> np.ndarray:

@@ -29,20 +29,14 @@ def _err(msg: str, code: int = 1) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from facefit.model.bfm_3ddfa import NAME, ModelDataMissing
     from facefit.model.info import model_summary
-    from facefit.model.load import ModelFileError, load_model
+    from facefit.model.load import ModelFileError
+    from facefit.model.named import load_named_model
 
     try:
-        if args.path is None:
-            from facefit.model.bfm_3ddfa import ModelDataMissing, load_default_model
-
-            try:
-                model = load_default_model()
-            except ModelDataMissing as exc:
-                return _err(str(exc), EXIT_MODEL)
-        else:
-            model = load_model(args.path)
-    except ModelFileError as exc:
+        model = load_named_model(NAME if args.path is None else args.path)
+    except (ModelFileError, ModelDataMissing) as exc:
         return _err(str(exc), EXIT_MODEL)
     print(model_summary(model))
     return 0
@@ -60,11 +54,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from facefit.model.load import ModelFileError, load_model, save_model
+    from facefit.model.bfm_3ddfa import ModelDataMissing
+    from facefit.model.load import ModelFileError, save_model
+    from facefit.model.named import load_named_model
 
     try:
-        model = load_model(args.input)
-    except ModelFileError as exc:
+        model = load_named_model(args.input)
+    except (ModelFileError, ModelDataMissing) as exc:
         return _err(str(exc), EXIT_MODEL)
     try:
         out = save_model(model, args.output)
@@ -132,12 +128,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     from facefit.model.load import save_model
 
     if not str(args.output).lower().endswith(".npz"):
-        return _err(f"{args.output}: output must be a .npz file")
+        return _err(f"{args.output}: output must be a .npz file", 2)  # usage error
     try:
         if args.grid:
             return _build_grid(args)
         if not args.meshes:
-            return _err("build needs --meshes DIR (or --grid DIR)")
+            return _err("build needs --meshes DIR (or --grid DIR)", 2)  # usage error
         meshes, tri, files = read_mesh_folder(args.meshes)
         exp_basis = None
         exp_res = None
@@ -209,14 +205,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub.required = True
 
     pi = sub.add_parser("info", help="summary of a model file (default: the bundled model)")
-    pi.add_argument("path", nargs="?", default=None, help="model file (.npz/.mat/.h5/.pkl/.bin)")
+    pi.add_argument("path", nargs="?", default=None,
+                    help="model file (.npz/.mat/.h5/.pkl/.bin) or a name from 'model list'")
     pi.set_defaults(func=lambda args: cmd_info(args))
 
     pl = sub.add_parser("list", help="models installed")
     pl.set_defaults(func=lambda args: cmd_list(args))
 
     pc = sub.add_parser("convert", help="convert any supported model to facefit .npz")
-    pc.add_argument("input", help="model file to read")
+    pc.add_argument("input", help="model file to read, or a name from 'model list' (e.g. "
+                                  "the default model's)")
     pc.add_argument("output", help="facefit .npz to write")
     pc.set_defaults(func=lambda args: cmd_convert(args))
 
