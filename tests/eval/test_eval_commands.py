@@ -69,6 +69,9 @@ def test_aflw2000_with_pred_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "1 image(s) without a prediction" in out
     res = json.loads((tmp_path / "out" / "aflw2000.json").read_text())
     assert res["missing"] == [stems[3]] and res["balanced_2d"] == pytest.approx(balanced / 100)
+    from facefit.io.schemas import SCHEMA_VERSION
+
+    assert res["schema_version"] == SCHEMA_VERSION  # every JSON facefit writes carries it
 
 
 def test_aflw2000_runs_predict_step_and_saves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

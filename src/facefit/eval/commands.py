@@ -204,9 +204,12 @@ def _predictions(args: argparse.Namespace, samples: list[Any], gt: dict[str, np.
 
 
 def _write_json(path: Path, data: dict) -> None:
+    """An eval result as JSON, atomically, with the outputs' ``schema_version`` first."""
     from facefit.io.atomic import write_text_atomic
+    from facefit.io.schemas import SCHEMA_VERSION
 
-    write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False))
+    write_text_atomic(path, json.dumps({"schema_version": SCHEMA_VERSION, **data}, indent=1,
+                                       allow_nan=False))
 
 
 def _cmd_aflw2000(args: argparse.Namespace) -> int:
