@@ -222,6 +222,7 @@ def write_identity(out_dir: Path, model: Any, multi: MultiFit, paths: Sequence[P
     """``identity.obj`` (+ .mtl/.png), ``identity.glb`` and ``identity.json`` in ``out_dir``."""
     from facefit.io.atomic import write_text_atomic
     from facefit.io.export import write_glb, write_obj
+    from facefit.io.records import pose_record
     from facefit.io.schemas import SCHEMA_VERSION
     from facefit.render.shading import vertex_normals
 
@@ -242,10 +243,12 @@ def write_identity(out_dir: Path, model: Any, multi: MultiFit, paths: Sequence[P
         "model": {"name": model.name, "licence": model.licence},
         "method": multi.method,
         "shape_coeffs": [round(float(x), 5) for x in multi.shape_coeffs],
-        "images": [{
+        "images": [{  # per photo: the pose as in a face record (facefit.io.records)
             "image": str(p), "weight": round(float(w), 5),
-            "yaw_deg": round(f.yaw_deg, 3), "pitch_deg": round(f.pitch_deg, 3),
-            "roll_deg": round(f.roll_deg, 3), "residual_px": round(f.residual_px, 3),
+            "pose": pose_record(f.rotation, f.scale, f.translation, f.camera.kind,
+                                f.camera.focal_px, f.camera.principal_point_px,
+                                (f.yaw_deg, f.pitch_deg, f.roll_deg)),
+            "residual_px": round(f.residual_px, 3),
             "expression_coeffs": [round(float(x), 5) for x in f.expression_coeffs],
         } for p, f, w in zip(paths, multi.fits, multi.weights, strict=True)],
         "files": {k: v.name for k, v in files.items()},

@@ -27,6 +27,8 @@ def test_same_person_writes_identity(tmp_path: Path, pooling: str) -> None:
     assert rc == 0
     summary = json.loads((out / "identity.json").read_text())
     assert summary["method"] == pooling and len(summary["images"]) == 2
+    a_face = json.loads((out / "a.json").read_text())["faces"][0]
+    assert set(summary["images"][0]["pose"]) == set(a_face["pose"])  # one pose shape
     assert {p.name for p in out.iterdir()} >= {"identity.obj", "identity.glb", "a.json",
                                                "b.json", "identity.png"}
     sa = json.loads((out / "a.json").read_text())["faces"][0]["shape_coeffs"]
