@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from facefit.fit.core.rotation import axis_angle, rodrigues
-from facefit.fit.landmark_fit import prepare_model
 from facefit.fit.photometric.data import PhotoData, PyramidLevel
 from facefit.model.flame import FlameFaceModel
 from facefit.model.morphable_model import MorphableModel
@@ -62,11 +61,12 @@ class VertexSubset:
 
 
 class LinearMesh:
-    """``mean + basis @ coeffs`` of a `MorphableModel` (shape then expression columns)."""
+    """``mean + basis @ coeffs`` of a `MorphableModel`; ``basis`` (V, 3, Ks + Ke) float32 is
+    its shape then expression basis."""
 
-    def __init__(self, model: MorphableModel, f32: dict) -> None:
+    def __init__(self, model: MorphableModel, basis: np.ndarray, f32: dict) -> None:
         self.mean = torch.as_tensor(model.mean, **f32)
-        self.basis = torch.as_tensor(prepare_model(model).basis, **f32)
+        self.basis = torch.as_tensor(basis, **f32)
         self.free_joints: list[int] = []
         self.joint_sigmas = np.zeros(0)
 
@@ -120,9 +120,9 @@ class FlameMesh(LinearMesh):
     """A FLAME model (`facefit.model.flame.FlameFaceModel`) in torch: its free joints'
     rotations are parameters (prior sigmas ``joint_sigmas``, rad)."""
 
-    def __init__(self, kind: FlameFaceModel, f32: dict) -> None:
+    def __init__(self, kind: FlameFaceModel, basis: np.ndarray, f32: dict) -> None:
         flame = kind.flame
-        super().__init__(flame.model, f32)
+        super().__init__(flame.model, basis, f32)
         jreg = torch.as_tensor(np.asarray(flame.j_regressor, np.float32), **f32)
         self.j_mean = jreg @ self.mean
         self.j_basis = torch.einsum("jv,vdm->jdm", jreg, self.basis)

@@ -105,11 +105,17 @@ _CACHE: weakref.WeakKeyDictionary[MorphableModel, dict[str, np.ndarray]] = (
 
 
 def _cached(model: MorphableModel, key: str) -> np.ndarray:
-    """Per-model arrays: ``"stencil"`` (normal stencil on the mean) or ``"edges"``."""
+    """Per-model arrays: ``"stencil"`` (normal stencil on the mean), ``"edges"`` or
+    ``"basis"`` ((V, 3, Ks + Ke) float32 shape and expression basis)."""
     entry = _CACHE.setdefault(model, {})
     if key not in entry:
-        entry[key] = (dr.normal_stencil(model.mean, model.triangles) if key == "stencil"
-                      else mesh_edges(model.triangles))
+        if key == "stencil":
+            entry[key] = dr.normal_stencil(model.mean, model.triangles)
+        elif key == "edges":
+            entry[key] = mesh_edges(model.triangles)
+        else:
+            entry[key] = np.ascontiguousarray(np.concatenate(
+                [model.shape_basis, model.expression_basis], axis=2), dtype=np.float32)
     return entry[key]
 
 
@@ -270,7 +276,8 @@ def refine_photometric_multi(
     base = kind.base
     ks = base.num_shape
     flame = isinstance(kind, FlameFaceModel)
-    mesh = FlameMesh(kind, f32) if flame else LinearMesh(base, f32)
+    basis = _cached(base, "basis")
+    mesh = FlameMesh(kind, basis, f32) if flame else LinearMesh(base, basis, f32)
     prior = kind.prior() if flame else GaussianPrior.standard(ks + base.num_expression)
     nc = ks + base.num_expression
     shape_prior = GaussianPrior(prior.mean[:ks], prior.sigma[:ks])
