@@ -114,3 +114,85 @@ def _find(value: object, key: str) -> list[object]:
     if isinstance(value, list):
         return [x for v in value for x in _find(v, key)]
     return []
+
+
+def _read_glb(path: Path) -> tuple[dict, bytes]:
+    data = path.read_bytes()
+    n = int(np.frombuffer(data[12:16], np.uint32)[0])
+    return json.loads(data[20:20 + n]), data[28 + n:]
+
+
+def _accessor(gltf: dict, binary: bytes, i: int) -> np.ndarray:
+    acc = gltf["accessors"][i]
+    view = gltf["bufferViews"][acc["bufferView"]]
+    dtype = {5126: np.float32, 5125: np.uint32, 5123: np.uint16}[acc["componentType"]]
+    width = {"SCALAR": 1, "VEC3": 3, "VEC4": 4, "MAT4": 16}[acc["type"]]
+    raw = binary[view["byteOffset"]:view["byteOffset"] + view["byteLength"]]
+    return np.frombuffer(raw, dtype).reshape(acc["count"], width)
+
+
+def _quat_matrix(q: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_quat(q).as_matrix()
+
+
+def test_animated_glb_skins_the_jaw(tmp_path: Path, monkeypatch) -> None:
+    """The GLB of a FLAME clip carries FLAME's joints as a glTF skin: evaluating its last
+    frame (morph targets, then linear blend skinning by the animated joint rotations) gives
+    the fitted, jaw-open face."""
+    from facefit.video import pipeline
+
+    flame, lm68 = flame_with_vertex_landmarks()
+    clip = [posed(flame, jaw, yaw)[1] for jaw, yaw in zip(JAWS, YAWS, strict=True)]
+    views = [view(px, lm68) for px in clip]
+    it = iter(views)
+    monkeypatch.setattr(pipeline, "view_from_face", lambda model, face, sigma: next(it))
+
+    class Tracker:
+        detections = 0
+
+        def update(self, frame: np.ndarray) -> tuple[FaceLandmarks, bool]:
+            box = np.array([0, 0, 640, 480], np.float32)
+            return FaceLandmarks(box, 1.0, np.zeros((68, 2), np.float32), None, "ibug68"), False
+
+    frames = (np.zeros((480, 640, 3), np.uint8) for _ in clip)
+    pipeline.process_frames(frames, 25.0, flame.model, np.asarray(SHAPE, np.float32), Tracker(),
+                            glb_path=tmp_path / "clip.glb", smooth=False)
+    fitter = FrameFitter(flame.model, SHAPE)  # the same fits, for reference
+    fits = [fitter.fit(v, i / 25.0) for i, v in enumerate(views)]
+    want = fitter.vertices(fits[-1].params)
+
+    gltf, binary = _read_glb(tmp_path / "clip.glb")
+    prim = gltf["meshes"][0]["primitives"][0]
+    rest = _accessor(gltf, binary, prim["attributes"]["POSITION"]).astype(np.float64)
+    targets = np.stack([_accessor(gltf, binary, t["POSITION"]) for t in prim["targets"]], 2)
+    channels = {(c["target"]["node"], c["target"]["path"]): gltf["animations"][0]["samplers"][
+        c["sampler"]]["output"] for c in gltf["animations"][0]["channels"]}
+    weights = _accessor(gltf, binary, channels[(0, "weights")]).reshape(len(clip), -1)[-1]
+    morphed = rest + targets @ weights
+    skin = gltf["skins"][0]
+    ibm = _accessor(gltf, binary, skin["inverseBindMatrices"]).reshape(-1, 4, 4)
+    nodes = gltf["nodes"]
+    parent = {c: i for i, n in enumerate(nodes) for c in n.get("children", [])}
+    glob: dict[int, np.ndarray] = {}
+
+    def world(i: int) -> np.ndarray:  # joint transforms below the head node (model frame)
+        if i == 1:
+            return np.eye(4)
+        if i not in glob:
+            local = np.eye(4)
+            local[:3, 3] = nodes[i]["translation"]
+            q = _accessor(gltf, binary, channels[(i, "rotation")])[-1]
+            local[:3, :3] = _quat_matrix(q)
+            glob[i] = world(parent[i]) @ local
+        return glob[i]
+
+    mats = np.stack([world(j) @ ibm[k].T for k, j in enumerate(skin["joints"])])
+    jid = _accessor(gltf, binary, prim["attributes"]["JOINTS_0"]).astype(int)
+    jw = _accessor(gltf, binary, prim["attributes"]["WEIGHTS_0"]).astype(np.float64)
+    blend = np.einsum("vk,vkab->vab", jw, mats[jid])
+    skinned = np.einsum("vab,vb->va", blend[:, :3, :3], morphed) + blend[:, :3, 3]
+    assert fits[-1].params.joints[2, 0] == pytest.approx(0.35, abs=5e-3)
+    assert np.abs(morphed - want).max() > 5.0  # mm: without the skin the mouth stays shut
+    assert np.abs(skinned - want).max() < 1.0  # FLAME's pose correctives are left out

@@ -33,7 +33,7 @@ from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
 from facefit.video import stream
 from facefit.video.fitter import FrameFitter
-from facefit.video.glb import AnimatedGlb
+from facefit.video.glb import AnimatedGlb, Skeleton
 from facefit.video.smooth import PoseExpressionSmoother
 from facefit.video.track import FaceTracker
 
@@ -95,6 +95,15 @@ class RunningIdentity:
             return None
         self.views.append(view)
         return fit_same_person(self.model, self.views).shape_coeffs
+
+
+def skeleton(fitter: FrameFitter) -> Skeleton | None:
+    """The animated GLB's skin for the fitter's model kind (FLAME: its joints at the clip's
+    neutral identity), or None for unarticulated kinds."""
+    fm = fitter.face_model
+    if fm.kind != "flame":
+        return None
+    return Skeleton.of_flame(fm.flame, fitter.neutral())  # type: ignore[attr-defined]
 
 
 def process_frames(
@@ -227,9 +236,9 @@ def process_frames(
                 if glb is None:
                     glb = AnimatedGlb(np.zeros((0, 3)), model.triangles,
                                       model.expression_basis, fit.pose.scale,
-                                      (frame.shape[1], frame.shape[0]))
+                                      (frame.shape[1], frame.shape[0]), skeleton(fitter))
                 glb.add(t, fit.pose.rotation, fit.pose.scale, fit.pose.translation,
-                        fit.expression)
+                        fit.expression, fit.params.joints)
             if progress is not None:
                 progress(i)
             t0 = time.perf_counter()
@@ -239,7 +248,8 @@ def process_frames(
         if glb is None:
             glb = AnimatedGlb(np.zeros((0, 3)), model.triangles, model.expression_basis, 1.0,
                               (1, 1))
-        glb.vertices = fitter.neutral()
+        glb.vertices = fitter.neutral().astype(np.float32)
+        glb.skeleton = skeleton(fitter) if glb.skeleton is not None else None
         glb.write(glb_path)
     return stats
 
