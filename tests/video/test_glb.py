@@ -12,19 +12,26 @@ import pytest
 from real_clients import gltf_validator, validate_glb
 
 from facefit.fit.camera import rotation_from_euler
-from facefit.video.glb import AnimatedGlb
+from facefit.video.glb import AnimatedGlb, Skeleton
 
 VALIDATOR = gltf_validator()
 
 
-def _glb(tmp_path: Path, frames: int) -> Path:
+def _glb(tmp_path: Path, frames: int, skinned: bool = False) -> Path:
     verts = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [10, 10, 5]], np.float32)
     tri = np.array([[0, 1, 2], [1, 3, 2]])
     targets = np.random.default_rng(0).normal(size=(4, 3, 2)).astype(np.float32)
-    g = AnimatedGlb(verts, tri, targets, 2.0, (64, 48))
+    skeleton = None
+    if skinned:  # root, neck, jaw, two eyes (FLAME's tree), random weights
+        w = np.random.default_rng(1).random((4, 5))
+        skeleton = Skeleton(np.random.default_rng(2).normal(size=(5, 3)) * 10,
+                            np.array([-1, 0, 1, 1, 1]), w / w.sum(1, keepdims=True))
+    g = AnimatedGlb(verts, tri, targets, 2.0, (64, 48), skeleton)
     for i in range(frames):
+        jaw = np.zeros((5, 3))
+        jaw[2, 0] = 0.05 * i
         g.add(i / 25, rotation_from_euler(3.0 * i, 0, 0), 2.0 + 0.1 * i,
-              np.array([32.0 + i, 24.0]), np.array([0.1 * i, -0.2]))
+              np.array([32.0 + i, 24.0]), np.array([0.1 * i, -0.2]), jaw if skinned else None)
     return g.write(tmp_path / "a.glb")
 
 
@@ -48,10 +55,25 @@ needs_validator = pytest.mark.skipif(
 
 
 @needs_validator
+@pytest.mark.parametrize("skinned", [False, True])
 @pytest.mark.parametrize("frames", [0, 1, 7])
-def test_animated_glb_validates(tmp_path: Path, frames: int) -> None:
-    errors, report = validate_glb(_glb(tmp_path, frames))
+def test_animated_glb_validates(tmp_path: Path, frames: int, skinned: bool) -> None:
+    errors, report = validate_glb(_glb(tmp_path, frames, skinned))
     assert errors == 0, report
+
+
+def test_skinned_glb_structure(tmp_path: Path) -> None:
+    data = _glb(tmp_path, 3, skinned=True).read_bytes()
+    n = struct.unpack("<I", data[12:16])[0]
+    gltf = json.loads(data[20:20 + n])
+    skin = gltf["skins"][0]
+    assert skin["joints"] == [2, 3, 4, 5, 6] and gltf["nodes"][0]["skin"] == 0
+    assert gltf["nodes"][1]["children"] == [2] and gltf["nodes"][3]["children"] == [4, 5, 6]
+    targets = {(c["target"]["node"], c["target"]["path"])
+               for c in gltf["animations"][0]["channels"]}
+    assert {(1, "rotation"), (1, "translation"), (1, "scale"), (0, "weights"),
+            (4, "rotation")} <= targets  # the head node moves, the jaw (node 4) turns
+    assert set(gltf["scenes"][0]["nodes"]) == {0, 1}
 
 
 @needs_validator

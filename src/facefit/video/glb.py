@@ -55,9 +55,9 @@ class Skeleton:
         ids = np.argsort(-w, axis=1, kind="stable")[:, :4]
         ww = np.take_along_axis(w, ids, 1)
         total = ww.sum(1, keepdims=True)
-        ww = np.where(total > 0, ww / np.maximum(total, 1e-12), np.eye(4)[0])
-        ids = np.where(ww > 0, ids, 0)  # unused slots point at joint 0 with weight 0
-        return ids.astype(np.uint16), ww.astype(np.float32)
+        ww = np.where(total > 0, ww / np.maximum(total, 1e-12), np.eye(4)[0]).astype(np.float32)
+        ww[:, 0] = np.float32(1.0) - ww[:, 1:].sum(1, dtype=np.float32)  # sums to 1 in float32
+        return ids.astype(np.uint16), ww  # ids distinct per vertex (glTF forbids duplicates)
 
 
 class AnimatedGlb:
