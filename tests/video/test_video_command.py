@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +88,21 @@ def test_zero_frames_refused(clip: Path, tmp_path: Path, option: str,
     assert main(["video", str(clip), "-o", str(tmp_path / "o"), option, "0"]) == 2
     assert "must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_model_option_refuses_a_bad_model_before_the_clip(clip: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    from facefit.model import save_model
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
+    from _model_formats import make_model
+
+    no_landmarks = save_model(dataclasses.replace(make_model(), landmark_ids={}),
+                              tmp_path / "bare.npz")
+    for model, why in ((tmp_path / "missing.npz", "file not found"),
+                       (no_landmarks, "68 iBUG landmark")):
+        assert main(["video", str(clip), "-o", str(tmp_path / "o"), "--model", str(model),
+                     "-q"]) == 4
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"facefit: error: {model}") and why in err[0]
+        assert not (tmp_path / "o").exists()

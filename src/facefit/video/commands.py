@@ -31,6 +31,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("input", metavar="IN", help="video file, or a camera index such as 0")
     p.add_argument("-o", "--output", "--out", dest="output", required=True, metavar="OUT",
                    help="output folder (created if needed)")
+    p.add_argument("--model", default=None, metavar="PATH",
+                   help="morphable model file to use instead of the default BFM 2009 (3DDFA) "
+                        "model, or a name 'facefit model list' prints; fitted as its kind "
+                        "(FLAME: jaw and neck per frame, skinned in the GLB)")
     p.add_argument("--no-smooth", action="store_true", help="no temporal smoothing")
     p.add_argument("--no-overlay", action="store_true", help="do not write the overlay video")
     p.add_argument("--no-glb", action="store_true", help="do not write the animated GLB")
@@ -64,6 +68,22 @@ def cmd_video(args: argparse.Namespace) -> int:
     from facefit.video.pipeline import track_video
     from facefit.video.stream import VideoError
 
+    model = None
+    if args.model is not None:
+        from facefit.model.bfm_3ddfa import ModelDataMissing
+        from facefit.model.io_common import ModelFileError
+        from facefit.model.named import load_named_model
+        from facefit.reconstruct import check_model
+
+        try:
+            model = load_named_model(args.model)
+            check_model(model)
+        except (ModelFileError, ModelDataMissing) as exc:
+            _err(str(exc))
+            return 4  # the model could not be loaded
+        except ValueError as exc:  # no 68 landmark ids
+            _err(f"{args.model}: {exc}")
+            return 4
     bar = None
 
     def progress(i: int, total: int | None) -> None:
@@ -76,7 +96,7 @@ def cmd_video(args: argparse.Namespace) -> int:
 
     try:
         stats, files = track_video(
-            args.input, args.output, smooth=not args.no_smooth, overlay=not args.no_overlay,
+            args.input, args.output, model, smooth=not args.no_smooth, overlay=not args.no_overlay,
             glb=not args.no_glb, html=not args.no_html, identity_frames=args.identity_frames,
             max_frames=args.max_frames, progress=None if args.quiet else progress)
     except KeyboardInterrupt:
