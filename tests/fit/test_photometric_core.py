@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from facefit.detect.base import FaceLandmarks
 from facefit.fit.camera import Camera, rotation_from_euler
 from facefit.fit.core.camera import camera_pose
 from facefit.fit.core.priors import GaussianPrior
@@ -129,7 +130,8 @@ JAW = 2
 def _grid_flame(n: int = 32) -> FlameModel:
     """A FLAME-layout model on a curved n x n grid (mm): 5 joints (root, neck, jaw, eyes),
     the lower face skinned to the jaw, small pose correctives, and a landmark embedding laid
-    out like the default model's 68 landmarks (so the face-skin mask lies inside the mesh)."""
+    out like the default model's 68 landmarks (so the face-skin mask lies inside the mesh),
+    with a corner of each landmark's triangle as its ``ibug68`` vertex."""
     rng = np.random.default_rng(5)
     gx, gy = np.meshgrid(np.linspace(-60, 60, n), np.linspace(-75, 75, n))
     mean = np.column_stack([gx.ravel(), gy.ravel(), (40 - 0.004 * gx**2 - 0.003 * gy**2).ravel()])
@@ -165,7 +167,8 @@ def _grid_flame(n: int = 32) -> FlameModel:
         name="flame-grid", mean=mean.astype(np.float32), shape_basis=shape.astype(np.float32),
         expression_basis=expr.astype(np.float32), triangles=tri,
         uv=np.column_stack([(gx.ravel() + 60) / 120, (gy.ravel() + 75) / 150]).astype(np.float32),
-        landmark_ids={}, mirror_ids=idx[:, ::-1].ravel().astype(np.int64), licence="test data",
+        landmark_ids={"ibug68": tri[faces, 0].astype(np.int64)},
+        mirror_ids=idx[:, ::-1].ravel().astype(np.int64), licence="test data",
         source="synthetic", extras=extras, **kw)
     return flame_from_model(model)
 
@@ -192,11 +195,10 @@ def test_torch_skinning_is_flame_skinning(flame):
                                ref[[5, 700, 99]], atol=1e-4)
 
 
-def test_flame_keeps_its_open_jaw_through_the_refinement(flame):
-    """A jaw-open FLAME face (0.35 rad) rendered with smooth albedo and SH light: the
-    refinement starts from the skinned landmark fit and keeps the jaw (the linear model's
-    vertices, which the refinement used before, leave the jaw closed: 3.5 px mean, 9 px
-    max error on the jaw-skinned vertices here)."""
+@pytest.fixture(scope="module")
+def jaw_open(flame):
+    """(image, true image-space vertices, noisy landmarks px) of a jaw-open FLAME face
+    (0.35 rad) rendered with smooth albedo and SH light."""
     m = flame.model
     rng = np.random.default_rng(0)
     pose = np.zeros((5, 3))
@@ -212,12 +214,13 @@ def test_flame_keeps_its_open_jaw_through_the_refinement(flame):
                     255).astype(np.uint8)
     emb = flame_embedding(flame)
     px = np.einsum("lk,lka->la", emb.bary, truth[emb.corners][:, :, :2])
-    fit = flame_result(flame, fit_flame_points(flame, px + rng.normal(0, 0.5, px.shape),
-                                               landmark_sigma_px=1.0))
-    assert fit.extras["flame_pose"][JAW, 0] > 0.3
-    res = refine_photometric(m, fit, image, config=PhotometricConfig(
-        iterations=30, size=128, levels=(2, 1), level_share=(0.5, 0.5)))
-    out = res.fit
+    return image, truth, px + rng.normal(0, 0.5, px.shape)
+
+
+def _assert_jaw_kept(flame: FlameModel, out, truth: np.ndarray) -> None:
+    """The refined fit ``out`` keeps the open jaw: skinned vertices close to the truth, far
+    closer than the linear (jaw-closed) vertices of its coefficients."""
+    m = flame.model
     assert out.vertices_mm is not None
     assert 0.2 < out.extras["flame_pose"][JAW, 0] < 0.45
     jaw = flame.weights[:, JAW] > 0
@@ -227,9 +230,47 @@ def test_flame_keeps_its_open_jaw_through_the_refinement(flame):
     err_closed = np.linalg.norm(closed[:, :2] - truth[:, :2], axis=1)[jaw]
     assert err_closed.mean() > 2.5  # the jaw motion the linear vertices would lose
     assert err.mean() < 0.3 * err_closed.mean() and err.max() < 0.3 * err_closed.max()
-    assert res.photometric_error < 0.6 * res.initial_photometric_error
     # the refined mesh is the skinned one: vertices_mm posed by the refined joints
     posed = linear_blend_skinning(m.vertices(out.shape_coeffs, out.expression_coeffs),
                                   out.extras["flame_pose"], flame.posedirs, flame.j_regressor,
                                   flame.weights, flame.parents)
     np.testing.assert_allclose(out.vertices_mm, posed, atol=1e-3)
+
+
+def test_flame_keeps_its_open_jaw_through_the_refinement(flame, jaw_open):
+    """The refinement starts from the skinned landmark fit and keeps the jaw (the linear
+    model's vertices, which the refinement used before, leave it closed: 3.5 px mean, 9 px
+    max error on the jaw-skinned vertices here)."""
+    image, truth, px = jaw_open
+    fit = flame_result(flame, fit_flame_points(flame, px, landmark_sigma_px=1.0))
+    assert fit.extras["flame_pose"][JAW, 0] > 0.3
+    res = refine_photometric(flame.model, fit, image, config=PhotometricConfig(
+        iterations=30, size=128, levels=(2, 1), level_share=(0.5, 0.5)))
+    _assert_jaw_kept(flame, res.fit, truth)
+    assert res.photometric_error < 0.6 * res.initial_photometric_error
+
+
+class _FixedDetector:
+    """A detector that returns given iBUG-68 landmarks."""
+
+    scheme = "ibug68"
+
+    def __init__(self, px: np.ndarray) -> None:
+        self.px = px
+
+    def detect(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[FaceLandmarks]:
+        return [FaceLandmarks(box=np.array([0, 0, 256, 256], np.float32), score=1.0,
+                              points_px=self.px.astype(np.float32), depth_px=None,
+                              scheme="ibug68")]
+
+
+def test_reconstructor_refine_photometric_keeps_the_flame_jaw(flame, jaw_open):
+    """``--refine photometric`` (the Reconstructor) on a FLAME model."""
+    from facefit.reconstruct import Reconstructor
+
+    image, truth, px = jaw_open
+    rec = Reconstructor(model=flame.model, detector=_FixedDetector(px), texture_size=0,
+                        refine="photometric", photometric_iterations=30)
+    face = rec.reconstruct(image)[0]
+    assert face.photometric is not None and face.fit is face.photometric.fit
+    _assert_jaw_kept(flame, face.fit, truth)

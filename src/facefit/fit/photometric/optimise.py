@@ -219,7 +219,7 @@ def _landmark_points(kind: FaceModel, model: MorphableModel, fit: FitResult,
     if vertex_ids is not None:
         corners = np.asarray(vertex_ids, np.int64)[:, None]
         bary = np.ones(corners.shape)
-    elif isinstance(kind, FlameFaceModel) and "ibug68" not in model.landmark_ids:
+    elif isinstance(kind, FlameFaceModel):
         emb = flame_embedding(kind.flame)
         corners, bary = np.asarray(emb.corners, np.int64), np.asarray(emb.bary, np.float64)
     else:
