@@ -201,11 +201,13 @@ def test_model_list_names_work_in_model_info_and_convert(tmp_path: Path,
         pytest.skip(f"default model not installed: {exc}")
     assert cli.main(["model", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    names = [ln.split()[0] for ln in lines if not ln.startswith("searched:")]
+    rows = [ln.split() for ln in lines if not ln.startswith("searched:")]
+    names = [r[0] for r in rows]
     assert NAME in names and "ict" in names
-    for name in names:
-        assert cli.main(["model", "info", name]) == 0, name
-        assert capsys.readouterr().out.strip()
+    for row in rows:  # the name and the location (last column) both name the model
+        for ref in (row[0], row[-1]):
+            assert cli.main(["model", "info", ref]) == 0, ref
+            assert capsys.readouterr().out.strip()
     assert cli.main(["model", "info", "no-such-model"]) == 4
     assert "no such model file or installed model name" in capsys.readouterr().err
     out = tmp_path / "default.npz"  # the default model can be exported

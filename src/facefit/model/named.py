@@ -22,13 +22,17 @@ DEFAULT_ALIASES = ("default",)
 
 def load_named_model(name: str | os.PathLike[str]) -> MorphableModel:
     """The model at path ``name`` (`facefit.model.load_model`), else the installed model of
-    that name (``facefit model list``).
+    that name or location (both columns of ``facefit model list``).
 
     Raises:
         ModelFileError: neither a model file nor an installed model's name, or unreadable.
         facefit.model.bfm_3ddfa.ModelDataMissing: the default model's data is not installed.
     """
     path = Path(name)
+    if path.is_dir():  # an installed model's folder (model list's location column)?
+        for entry in installed_models():
+            if entry.location != "-" and Path(entry.location).resolve() == path.resolve():
+                return load_named_model(entry.name)
     if path.exists():
         return load_model(path)
     text = str(name)
