@@ -249,3 +249,16 @@ def test_python_reconstruct_and_export_write_what_the_cli_writes(
             np.testing.assert_array_equal(za[k], zc[k], err_msg=k)
     with pytest.raises(ValueError, match="pass the model it was fitted with"):
         facefit.export(faces, tmp_path / "x", EXAMPLE, model=_tiny_model())
+
+
+def test_readme_exit_code_table_matches_the_cli() -> None:
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme[readme.index("| exit code | meaning |"):]
+    table = table[:table.index("\n\n")]
+    documented = [int(m) for m in re.findall(r"^\| (\d+) \|", table, re.M)]
+    in_help = [int(m) for m in re.findall(r"^  (\d+) ", cli.EXIT_CODES_HELP, re.M)]
+    constants = sorted({cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_NO_INPUT,
+                        cli.EXIT_UNAVAILABLE, cli.EXIT_OUTPUT, cli.EXIT_INTERRUPTED})
+    assert documented == in_help == constants == [0, 1, 2, 3, 4, 5, 130]
