@@ -139,6 +139,7 @@ def test_reconstructor_refuses_what_the_cli_refuses() -> None:
      "--refine photometric needs the scaled orthographic camera"),
     (["--camera", "scaled_orthographic", "--focal-px", "900"],
      "--focal-px needs --camera perspective"),
+    (["--npz-fields", "verts_px"], "--npz-fields needs npz in --formats"),
 ])
 def test_options_that_would_do_nothing_are_usage_errors(
         extra: list[str], message: str, tmp_path: Path,

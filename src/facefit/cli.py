@@ -338,6 +338,8 @@ def _check_option_use(args: argparse.Namespace) -> None:
         args.parser.error("--focal-px needs --camera perspective")
     if args.pooling is not None and not args.same_person:
         args.parser.error("--pooling needs --same-person")
+    if args.npz_fields is not None and "npz" not in args.formats:
+        args.parser.error("--npz-fields needs npz in --formats")
     if args.refine != "photometric":
         given = [name for name, value in (("--image-loss", args.image_loss),
                                           ("--photometric-iterations",
