@@ -239,6 +239,12 @@ def test_python_reconstruct_and_export_write_what_the_cli_writes(
                      "--jobs", "1"]) == 0
     a = json.loads(api.read_text())
     c = json.loads((tmp_path / "cli" / "astronaut.json").read_text())
+    try:
+        from facefit.io.schemas import validator
+
+        validator("image").validate(a)  # a real summary (ARKit weights, landmark source)
+    except ImportError:  # jsonschema is a dev extra
+        pass
     for s in (a, c):
         for f in s["faces"]:
             del f["timings_ms"]

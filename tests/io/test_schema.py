@@ -12,30 +12,25 @@ import numpy as np
 import pytest
 
 jsonschema = pytest.importorskip("jsonschema")
-referencing = pytest.importorskip("referencing")
 
 from facefit.detect.base import FaceLandmarks  # noqa: E402
 from facefit.fit.camera import Camera, rotation_from_euler  # noqa: E402
 from facefit.fit.result import FitResult  # noqa: E402
 from facefit.io import export  # noqa: E402
 from facefit.io.records import face_record, pose_record, read_video_jsonl  # noqa: E402
-from facefit.io.schemas import SCHEMA_VERSION, SCHEMAS, load_schema, schema_path  # noqa: E402
+from facefit.io.schemas import (  # noqa: E402
+    SCHEMA_VERSION,
+    SCHEMAS,
+    load_schema,
+    schema_path,
+    validator,
+)
 from facefit.model.morphable_model import MorphableModel  # noqa: E402
 from facefit.reconstruct import Reconstruction  # noqa: E402
 
 
-def _validator(name: str) -> jsonschema.Draft202012Validator:
-    """A draft 2020-12 validator of schema ``name`` that resolves the other files by $id."""
-    registry = referencing.Registry().with_resources(
-        (load_schema(n)["$id"], referencing.Resource.from_contents(load_schema(n)))
-        for n in SCHEMAS)
-    schema = load_schema(name)
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema, registry=registry)
-
-
 def _errors(name: str, instance: object) -> list[str]:
-    return [e.message for e in _validator(name).iter_errors(instance)]
+    return [e.message for e in validator(name).iter_errors(instance)]
 
 
 def _model(n: int = 10) -> MorphableModel:

@@ -43,3 +43,18 @@ def load_schema(name: str) -> dict[str, Any]:
     ``https://facefit.invalid/schemas/NAME.schema.json`` (``$ref``s between the files use
     those ids)."""
     return json.loads(schema_path(name).read_text(encoding="utf-8"))
+
+
+def validator(name: str) -> Any:
+    """A ``jsonschema`` draft 2020-12 validator of schema ``name`` (one of `SCHEMAS`) that
+    resolves the ``$ref``s between the files; ``validator("image").validate(summary)``.
+
+    Needs the ``jsonschema`` package (facefit's ``dev`` extra; imported here, not at start-up,
+    because facefit itself never validates its own output)."""
+    import jsonschema
+    import referencing
+
+    registry = referencing.Registry().with_resources(
+        (load_schema(n)["$id"], referencing.Resource.from_contents(load_schema(n)))
+        for n in SCHEMAS)
+    return jsonschema.Draft202012Validator(load_schema(name), registry=registry)
