@@ -13,8 +13,8 @@ centroids aligned) against the truth.
 Photometric (``--photometric-seeds`` > 0): one identity (shape, smooth albedo) rendered
 under random pose (yaw ±45°), expression and SH light (`facefit.render.synthetic`), 68
 landmarks with 1 px noise; joint landmark fit, then the joint photometric refinement
-(`facefit.fit.multi_photometric`, 100 Adam steps at 224 px) and, for reference, each photo
-refined alone (`refine_photometric`, shape not shared).
+(`facefit.fit.photometric.refine_photometric_multi`, 100 Adam steps at 224 px) and, for
+reference, each photo refined alone (`refine_photometric`, shape not shared).
 """
 
 from __future__ import annotations

@@ -199,10 +199,10 @@ def run_same_person(paths: Sequence[Path], out_dir: Path, recon: Reconstructor,
 def refine_same_person(model: MorphableModel, multi: MultiFit, views: Sequence[ViewPoints],
                        images: Sequence[np.ndarray], image_loss: str = "l2",
                        iterations: int = 100) -> tuple[MultiFit, list[Any], list[str]]:
-    """Joint photometric refinement (`facefit.fit.multi_photometric`) of a shared-identity
-    fit: shared shape and albedo, per-photo pose, expression and lighting. Landmark targets
-    are each photo's detected fixed-vertex landmarks. Returns the refined `MultiFit`, one
-    `PhotometricResult` per photo and notes on adapted options."""
+    """Joint photometric refinement (`facefit.fit.photometric.refine_photometric_multi`) of a
+    shared-identity fit: shared shape and albedo, per-photo pose, expression and lighting.
+    Landmark targets are each photo's detected fixed-vertex landmarks. Returns the refined
+    `MultiFit`, one `PhotometricResult` per photo and notes on adapted options."""
     from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
 
     notes = []

@@ -22,7 +22,7 @@ Data:
 Methods (one row each): ``mean face`` (no fit: the model's mean), ``landmarks`` (MediaPipe +
 landmark fit; several photos: `facefit.fit.multi_image.fit_same_person`), ``photometric``
 (that fit refined by `facefit.fit.photometric.refine_photometric`, several photos:
-`facefit.fit.multi_photometric.refine_photometric_multi`).
+`facefit.fit.photometric.refine_photometric_multi`).
 """
 
 from __future__ import annotations
