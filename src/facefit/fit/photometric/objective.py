@@ -41,7 +41,7 @@ def small_rotation(omega: torch.Tensor) -> torch.Tensor:
 
 
 def orthonormal(rot: torch.Tensor) -> torch.Tensor:
-    """The rotation nearest to a (3, 3) matrix (SVD)."""
+    """The rotations nearest to (..., 3, 3) matrices (SVD)."""
     u, _, vt = torch.linalg.svd(rot)
     return u @ vt
 
@@ -224,9 +224,9 @@ class PhotoState:
         return torch.stack(rots)
 
     def joint_vector(self) -> torch.Tensor:
-        """(3 F,) the free joints' axis-angles (reference plus update, first order), rad."""
-        if self.joints_aa is None:
-            return self.joint_u.reshape(-1) * 0.0
+        """(3 F,) the free joints' axis-angles (reference plus update, to first order), rad:
+        what the joints' Gaussian prior sees."""
+        assert self.joints_aa is not None
         ref = torch.as_tensor(self.joints_aa[self.mesh.free_joints], dtype=self.joint_u.dtype,
                               device=self.joint_u.device)
         return (ref + self.joint_u * self.joint_sigma).reshape(-1)
@@ -239,7 +239,7 @@ class PhotoState:
             self.omega.zero_()
             rots = self.joint_rotations()
             if rots is not None and len(self.mesh.free_joints):
-                self.joint_rot0 = torch.stack([orthonormal(r) for r in rots])
+                self.joint_rot0 = orthonormal(rots)
                 self.joints_aa = np.array([axis_angle(r) for r in
                                            self.joint_rot0.cpu().numpy().astype(np.float64)])
                 self.joint_u.zero_()
@@ -249,8 +249,8 @@ class PhotoState:
         if self.joint_rot0 is None:
             return None
         with torch.no_grad():
-            rots = self.joint_rotations().cpu().numpy().astype(np.float64)
-        return np.array([axis_angle(np.linalg.svd(r)[0] @ np.linalg.svd(r)[2]) for r in rots])
+            rots = orthonormal(self.joint_rotations().double()).cpu().numpy()
+        return np.array([axis_angle(r) for r in rots])
 
     def project(self, x: torch.Tensor, rot: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """(N, 3) crop pixels (x, y) and depth of model-frame points (N, 3)."""
@@ -424,14 +424,5 @@ def landmark_loss(landmarks: torch.Tensor, target: torch.Tensor, weight: float,
     return weight * (d * d).sum(1).mean() / sigma_px**2
 
 
-def fit_vertices_mm(mesh: LinearMesh, coeffs: np.ndarray, joints: np.ndarray | None,
-                    f32: dict) -> np.ndarray:
-    """(V, 3) float64 model-frame vertices (mm) of the mesh at ``coeffs`` and ``joints``."""
-    with torch.no_grad():
-        rots = None if joints is None else torch.as_tensor(rodrigues(joints), **f32)
-        x = mesh.every()(torch.as_tensor(coeffs, **f32), rots)
-    return x.cpu().numpy().astype(np.float64)
-
-
 __all__ = ["FlameMesh", "LinearMesh", "PhotoState", "Raster", "SkinnedSubset", "VertexSubset",
-           "fit_vertices_mm", "landmark_loss", "orthonormal", "pixel_loss", "small_rotation"]
+           "landmark_loss", "orthonormal", "pixel_loss", "small_rotation"]
