@@ -27,12 +27,10 @@ from facefit.detect.base import FaceLandmarks
 from facefit.fit.face_fit import default_landmark_sigma
 from facefit.fit.landmark_fit import camera_model
 from facefit.fit.multi_image import MultiFit, ViewPoints, fit_same_person, view_from_face
-from facefit.io.image import ImageError, load_image
+from facefit.io.image import ImageError, ImageInput, to_rgb
 from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
 from facefit.reconstruct import Reconstruction, Reconstructor, crop_to_face
-
-ImageInput = np.ndarray | str | Path
 
 
 class NoFaceFoundError(ValueError):
@@ -87,7 +85,8 @@ def reconstruct_same_person(
     """Reconstruct one identity from several photos of the same person.
 
     Args:
-        images: (H, W, 3) uint8 RGB arrays or image paths, one face each (the best face of a
+        images: what `Reconstructor.reconstruct` takes (paths, PIL images, greyscale, RGB
+            or RGBA arrays: `facefit.io.image.to_rgb`), one face each (the best face of a
             photo with several is used).
         reconstructor: model, detector, camera, texture size and refinement, as for single
             photos (the default `Reconstructor` when None).
@@ -114,9 +113,9 @@ def reconstruct_same_person(
     faces: list[FaceLandmarks] = []
     t0 = time.perf_counter()
     for i, item in enumerate(images):
-        name = str(item) if not isinstance(item, np.ndarray) else f"image {i}"
+        name = str(item) if isinstance(item, (str, Path)) else f"image {i}"
         try:
-            image = item if isinstance(item, np.ndarray) else load_image(item)
+            image = to_rgb(item)
         except ImageError as exc:
             failures.append((i, str(exc)))
             continue

@@ -115,6 +115,7 @@ def test_reconstruct_same_person_api_keeps_flame_jaws(camera: str, monkeypatch) 
         points.append(px)
     points.append(None)  # a photo without a face
     images = [np.full((480, 640, 3), i, np.uint8) for i in range(len(points))]
+    images[1] = images[1][..., 0]  # greyscale: converted as Reconstructor.reconstruct does
     seen = []
 
     def view(model, face, sigma):  # the grid's outline is no face silhouette: no contour
@@ -127,6 +128,7 @@ def test_reconstruct_same_person_api_keeps_flame_jaws(camera: str, monkeypatch) 
                           focal_px=FOCAL if camera == "perspective" else None, texture_size=0)
     res = same_person.reconstruct_same_person(images, recon, landmark_sigma=1e-4)
     assert res.used == [0, 1, 2] and [i for i, _ in res.failures] == [3]
+    assert res.images[1].shape == (480, 640, 3)
     assert "no face found" in res.failures[0][1] and seen == [1e-4] * 3
     for rec, jaw in zip(res.reconstructions, JAWS, strict=True):
         fit = rec.fit
