@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from _model_formats import make_bilinear_core, make_model, write_facescape
 
-from facefit.model import ModelFileError, face_model, load_model, save_model
+from facefit.model import ModelFileError, face_model, load_face_model, load_model, save_model
 from facefit.model.io_npz import model_to_arrays
 from facefit.model.morphable_model import MODEL_KINDS
 
@@ -33,6 +33,8 @@ def test_loaders_set_the_kind_and_npz_keeps_it(tmp_path: Path) -> None:
         assert face_model(model).kind == kind
         again = load_model(save_model(model, tmp_path / f"{kind}.npz"))
         assert again.kind == kind and face_model(again).kind == kind
+        typed = load_face_model(tmp_path / f"{kind}.npz")
+        assert typed.kind == kind and typed.num_params == face_model(model).num_params
         np.testing.assert_array_equal(again.mean, model.mean)
 
 

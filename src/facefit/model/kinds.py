@@ -14,8 +14,10 @@ from facefit.model.bilinear import BilinearFaceModel, bilinear_from_model
 from facefit.model.face_model import FaceModel
 from facefit.model.flame import FlameFaceModel
 from facefit.model.ict import ICTFaceModel
+from facefit.model.io_common import PathLike
 from facefit.model.io_flame import flame_from_model
 from facefit.model.linear import LinearFaceModel
+from facefit.model.load import load_model
 from facefit.model.morphable_model import MorphableModel
 
 
@@ -41,3 +43,10 @@ def face_model(model: MorphableModel | FaceModel) -> FaceModel:
     if isinstance(model, FaceModel):
         return model
     return KINDS[model.kind](model)
+
+
+def load_face_model(path: PathLike, landmarks: PathLike | None = None,
+                    **options: object) -> FaceModel:
+    """The model file at ``path`` as its kind: `facefit.model.load_model` (same arguments),
+    then `face_model`."""
+    return face_model(load_model(path, landmarks, **options))
