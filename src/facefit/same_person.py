@@ -4,7 +4,7 @@
 
 Every photo's best face is detected and all are fitted together (`facefit.fit.multi_image`)
 with the same model-kind dispatch, camera and landmark prior as a single photo
-(`facefit.reconstruct.Reconstructor`, `facefit.fit.face_fit.default_landmark_sigma`): FLAME
+(`facefit.reconstruct.Reconstructor`, `facefit.fit.multi_image.default_landmark_sigma`): FLAME
 photos keep their own jaw and neck rotations, a perspective `Reconstructor` fits perspective
 cameras. ``run_same_person`` writes the per-photo results as plain ``reconstruct`` does (with
 the shared shape), plus ``identity.obj/.glb/.json``: the neutral identity mesh (expression 0,
@@ -24,9 +24,14 @@ from typing import Any
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
-from facefit.fit.face_fit import default_landmark_sigma
 from facefit.fit.landmark_fit import camera_model
-from facefit.fit.multi_image import MultiFit, ViewPoints, fit_same_person, view_from_face
+from facefit.fit.multi_image import (
+    MultiFit,
+    ViewPoints,
+    default_landmark_sigma,
+    fit_same_person,
+    view_from_face,
+)
 from facefit.io.image import ImageError, ImageInput, to_rgb
 from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel

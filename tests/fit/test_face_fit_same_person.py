@@ -96,7 +96,7 @@ class _PhotoDetector:
 @pytest.mark.parametrize("camera", ["orthographic", "perspective"])
 def test_reconstruct_same_person_api_keeps_flame_jaws(camera: str, monkeypatch) -> None:
     from facefit import same_person
-    from facefit.fit.face_fit import DEFAULT_LANDMARK_SIGMA, default_landmark_sigma
+    from facefit.fit.multi_image import DEFAULT_LANDMARK_SIGMA, default_landmark_sigma
     from facefit.reconstruct import Reconstructor
 
     flame = make_flame("full")

@@ -15,7 +15,7 @@ the same camera for every kind:
   the jaw points to fixed vertices.
 
 Several photos of one person (`facefit.same_person`) and video frames (`facefit.video`) use
-the same kinds, cameras and landmark prior (`default_landmark_sigma`).
+the same kinds, cameras and landmark prior (`facefit.fit.multi_image.default_landmark_sigma`).
 """
 
 from __future__ import annotations
@@ -23,26 +23,11 @@ from __future__ import annotations
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.flame_fit import fit_flame_landmarks
 from facefit.fit.landmark_fit import camera_model, fit_landmarks
-from facefit.fit.multi_image import fit_same_person, view_from_face
+from facefit.fit.multi_image import default_landmark_sigma, fit_same_person, view_from_face
 from facefit.fit.result import FitResult
 from facefit.model.face_model import FaceModel
 from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
-
-# Landmark noise (fraction of the face size) per kind, for single photos, same-person sets and
-# video frames alike. Linear 0.02 (was 0.05 for single photos, 0.02 for the other two): on
-# AFLW2000-3D dev (first 300 images, default model) balanced 2D NME 9.253 % (0.02) vs
-# 9.247 % (0.05), i.e. no difference on single photos, while the multi-image benchmark's joint
-# fit is 1.77 / 1.66 / 1.61 mm (3 / 6 / 10 views) at 0.02 vs 2.25 / 2.13 / 2.06 mm at 0.05 and
-# the video jitter benchmark's smoothed error 0.87 / 0.99 px vs 1.00 / 1.10 px. ICT's
-# blendshapes are bounded in [0, 1] and want a looser data term (0.01).
-DEFAULT_LANDMARK_SIGMA = {"linear": 0.02, "flame": 0.02, "bilinear": 0.02, "ict": 0.01}
-
-
-def default_landmark_sigma(kind: str) -> float:
-    """The landmark noise (fraction of the face size) that single photos, same-person sets
-    and video frames of a model of ``kind`` are fitted with (`DEFAULT_LANDMARK_SIGMA`)."""
-    return DEFAULT_LANDMARK_SIGMA.get(kind, 0.02)
 
 
 def fit_face(model: MorphableModel | FaceModel, face: FaceLandmarks, image_size: tuple[int, int],
@@ -57,7 +42,7 @@ def fit_face(model: MorphableModel | FaceModel, face: FaceLandmarks, image_size:
         camera: ``"scaled_orthographic"`` or ``"perspective"`` (`camera_kind`).
         focal_px: perspective focal length (default the image diagonal).
         landmark_sigma: landmark noise as a fraction of the face size (default per kind,
-            `DEFAULT_LANDMARK_SIGMA`).
+            `facefit.fit.multi_image.DEFAULT_LANDMARK_SIGMA`).
     """
     fm = face_model(model)
     model = fm.base

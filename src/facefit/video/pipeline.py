@@ -5,7 +5,7 @@ Each frame is decoded, processed and written before the next is read: JSON lines
 overlay video are appended as frames come, and the animated GLB keeps only a few numbers
 per frame, so memory stays flat however long the clip is. Frames are fitted as the model's
 kind (`facefit.model.kinds.face_model`: FLAME with its jaw and neck) with the single-photo
-landmark prior (`facefit.fit.face_fit.default_landmark_sigma`).
+landmark prior (`facefit.fit.multi_image.default_landmark_sigma`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from facefit.detect.mediapipe import MediaPipeDetector
-from facefit.fit.face_fit import default_landmark_sigma
-from facefit.fit.multi_image import ViewPoints, fit_same_person, view_from_face
+from facefit.fit.multi_image import (
+    ViewPoints,
+    default_landmark_sigma,
+    fit_same_person,
+    view_from_face,
+)
 from facefit.io.arkit_export import write_live_link_csv, write_video_arkit_glb
 from facefit.io.atomic import atomic_path
 from facefit.io.html import write_video_page
