@@ -1,4 +1,4 @@
-"""Contour matching: the outermost candidate along each ray is the silhouette."""
+"""Contour matching: each outline landmark takes its closest silhouette point."""
 
 from __future__ import annotations
 
@@ -24,3 +24,16 @@ def test_no_candidate_in_sector_gives_minus_one() -> None:
     cands = np.array([[10.0, 0.0]])
     idx = match_contour(np.array([[0.0, 10.0]]), cands, np.zeros(2))
     assert idx.tolist() == [-1]
+
+
+def test_oblique_outline_gives_the_foot_point_not_the_sector_edge() -> None:
+    # a straight outline x + y = 100 (oblique to the rays from the origin) with interior
+    # candidates behind it; the landmark lies 3 px outside the line
+    t = np.linspace(0.0, 100.0, 401)
+    line = np.column_stack([t, 100.0 - t])
+    cands = np.vstack([line, line * 0.7, line * 0.4])
+    lm = np.array([[80.0, 20.0]]) + 3.0 / np.sqrt(2.0)
+    idx = match_contour(lm, cands, np.zeros(2))
+    foot = np.array([80.0, 20.0])
+    assert idx[0] < len(line)  # on the outline, not an interior candidate
+    np.testing.assert_allclose(cands[idx[0]], foot, atol=1.0)  # rays every degree at r ~ 85
