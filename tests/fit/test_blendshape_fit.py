@@ -150,3 +150,25 @@ def test_fit_face_dispatches_ict(ict):
         assert got[names.index("mouthSmile_L")] == pytest.approx(0.8, abs=0.15)
         assert got[names.index("mouthSmile_R")] == pytest.approx(0.8, abs=0.15)
         assert np.all((got >= 0) & (got <= 1)) and res.residual_px < 2.0
+
+
+def test_video_frames_of_a_blendshape_model_keep_weights_in_the_box(tmp_path):
+    """`facefit.video.fitter.FrameFitter` fits ICT frames with the identity fixed and the
+    weights bounded: a weight pushed past 1 in the landmarks stays 1; the others are
+    recovered frame by frame from a warm start."""
+    from facefit.fit.multi_image import ViewPoints
+    from facefit.video.fitter import FrameFitter
+
+    folder, _ = make_folder(tmp_path)
+    fm = face_model(load_model(folder))
+    ids = np.arange(100)
+    identity = np.array([0.5, -0.3])
+    fitter = FrameFitter(fm, identity)
+    for k, w in enumerate(([0.2, 0.0, 0.5], [0.4, 1.6, 0.3], [0.6, 0.3, 0.0])):
+        cam = _camera(5.0 * k, -3, 2)
+        target, _ = cam.project(fm.vertices(FaceParams(identity, np.array(w)), ids))
+        frame = fitter.fit(ViewPoints(target, ids, np.ones(len(ids)), 0.05), t=k / 25)
+        got = frame.raw_expression
+        assert got.min() >= 0.0 and got.max() <= 1.0 + 1e-9
+        np.testing.assert_allclose(got, np.clip(w, 0, 1), atol=0.05)
+        np.testing.assert_allclose(frame.params.shape, identity)

@@ -110,6 +110,8 @@ def fit_blendshape_points(
     iterations: int = 30,
     focal_px: float | None = None,
     principal_px: np.ndarray | None = None,
+    identity: np.ndarray | None = None,
+    init: tuple[CameraPose, np.ndarray] | None = None,
 ) -> BlendshapeFit:
     """Fit identity, blendshape weights and camera to 2D points on known vertices.
 
@@ -122,9 +124,15 @@ def fit_blendshape_points(
         sparsity: L1 cost of the weights (``lam``), squared-sigma units; ridge: ``eps``.
         iterations: Levenberg-Marquardt iterations at most.
         focal_px, principal_px: a perspective camera; default scaled orthographic.
+        identity: (Ks,) a fixed identity (a video's): only the camera and the weights are
+            fitted (``num_identity`` is then ignored).
+        init: (camera, (Ke,) weights) to start from (the previous video frame); default the
+            camera estimated at zero weights.
     """
     ks_all, ke = model.num_shape, model.num_expression
     ks = ks_all if num_identity is None else min(int(num_identity), ks_all)
+    if identity is not None:
+        ks = 0
     cols = np.r_[np.arange(ks), ks_all + np.arange(ke)]
     ids = np.asarray(vertex_ids, np.int64)
     targets = np.asarray(targets_px, np.float64)
@@ -133,7 +141,8 @@ def fit_blendshape_points(
     box = model.box()
     lo_w, hi_w = box.lower[ks_all:], box.upper[ks_all:]
     base_jac = model.vertex_jacobian(model.zero_params(), ids)[:, :, cols]  # linear model
-    mean = model.vertices(model.zero_params(), ids)
+    fixed = np.zeros(ks_all) if identity is None else np.asarray(identity, np.float64)
+    mean = model.vertices(FaceParams(fixed, np.zeros(ke)), ids)
     se = np.sqrt(ridge)
     lam_row = sparsity / (2.0 * se)
 
@@ -166,8 +175,10 @@ def fit_blendshape_points(
         return _State(s.camera.updated(d[:NUM_POSE_PARAMS]), x)
 
     x0 = np.zeros(len(cols))
-    x0[ks:] = np.clip(0.0, lo_w, hi_w)
-    if focal_px is None:
+    x0[ks:] = np.clip(0.0 if init is None else init[1], lo_w, hi_w)
+    if init is not None:
+        cam = init[0]
+    elif focal_px is None:
         cam: CameraPose = estimate_scaled_orthographic(points(x0), targets)
     else:
         cam = estimate_perspective(points(x0), targets, float(focal_px),
@@ -176,9 +187,9 @@ def fit_blendshape_points(
     st: _State = out.state  # type: ignore[assignment]
     img, _ = st.camera.project(points(st.x))
     rms = float(np.sqrt(((targets - img) ** 2).sum(1).mean()))
-    identity = np.zeros(ks_all)
-    identity[:ks] = st.x[:ks]
-    return BlendshapeFit(identity, st.x[ks:].copy(), st.camera, rms, out.iterations)
+    shape = fixed.copy()
+    shape[:ks] = st.x[:ks]
+    return BlendshapeFit(shape, st.x[ks:].copy(), st.camera, rms, out.iterations)
 
 
 def fit_blendshape_face(model: ICTFaceModel, face: FaceLandmarks, image_size: tuple[int, int],

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facefit.fit.blendshape import fit_blendshape_points
 from facefit.fit.core.camera import CameraPose, camera_pose
 from facefit.fit.multi_image import ViewPoints, fit_views
 from facefit.model.face_model import FaceModel, FaceParams
@@ -96,13 +97,22 @@ class FrameFitter:
         fm = self.face_model
         init = None if self._prev is None else [self._prev]
         its = self.iterations if init is not None else 2 * self.iterations + 2
-        _, per_view, poses, rms, _ = fit_views(
-            self.model, [view], its, shape=self.shape, fix_shape=True, init=init,
-            kind=None if fm.kind == "linear" else fm)
-        pose, vec = poses[0], np.asarray(per_view[0], np.float64)
+        if fm.kind == "ict":  # blendshape weights stay in their box [0, 1]
+            bs = fit_blendshape_points(
+                fm, view.points_px, view.vertex_ids, view.sigma_px, view.weights,
+                identity=self.shape, init=self._prev, iterations=3 * its)
+            pose, vec, rms = bs.camera, np.asarray(bs.weights, np.float64), [bs.rms_px]
+        else:
+            _, per_view, poses, rms, _ = fit_views(
+                self.model, [view], its, shape=self.shape, fix_shape=True, init=init,
+                kind=None if fm.kind == "linear" else fm)
+            pose, vec = poses[0], np.asarray(per_view[0], np.float64)
         self._prev = (pose, vec)
         raw = self.params(vec)
         if self.smoother is None:
             return FrameFit(pose, raw, pose, raw, rms[0])
         rot, s, tr, v = self.smoother(pose.rotation, pose.scale, pose.translation, vec, t)
+        if fm.kind == "ict":  # a filter may overshoot the weights' box
+            box = fm.box()
+            v = np.clip(v, box.lower[len(self.shape):], box.upper[len(self.shape):])
         return FrameFit(pose, raw, camera_pose(rot, s, tr), self.params(v), rms[0])
