@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from facefit.fit.core.rotation import Similarity, rodrigues, umeyama
+from facefit.fit.core.solver import descend
 
 __all__ = ["NOW_IBUG68_IDS", "Similarity", "SurfaceQuery", "closest_points_on_triangles",
            "umeyama"]
@@ -165,7 +167,7 @@ def scan_error(mesh_vertices: np.ndarray, mesh_triangles: np.ndarray,
         max_iterations, tol: refinement stops when the mean squared distance improves by
             less than ``tol`` (relative). Each iteration takes the better of a point-to-plane
             Gauss-Newton step and a point-to-point Umeyama step, and only if it lowers the
-            mean squared scan-to-surface distance.
+            mean squared scan-to-surface distance (`facefit.fit.core.descend`).
         trim: if set, pairs farther than ``trim`` mm are ignored while *fitting* (never when
             reporting); None follows NoW (all cropped points).
         fit_points: if set, the alignment is refined on a fixed random subset of at most
@@ -194,44 +196,44 @@ def scan_error(mesh_vertices: np.ndarray, mesh_triangles: np.ndarray,
         pick = np.random.default_rng(0).choice(len(scan), fit_points, replace=False)
         scan = scan[np.sort(pick)]
 
-    def residuals(t: Similarity, pts: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def pair(sim: Similarity, pts: np.ndarray) -> _Paired:
         # Query in the mesh frame (one KD-tree): map scan points back by the inverse.
-        pts = scan if pts is None else pts
-        closest, _, tri = query.closest((pts - t.translation) @ t.rotation / t.scale)
-        return np.linalg.norm(t.apply(closest) - pts, axis=1), closest, tri
+        closest, _, tri = query.closest(sim.inverse_apply(pts))
+        return _Paired(sim, np.linalg.norm(sim.apply(closest) - pts, axis=1), closest, tri)
 
-    d, closest, tri = residuals(sim)
-    it = 0
-    for it in range(1, max_iterations + 1):  # noqa: B007 (reported)
-        keep = np.ones(len(d), bool) if trim is None else d <= trim
+    def candidates(cur: _Paired) -> tuple[float, list[tuple[float, _Paired]]]:
+        keep = np.ones(len(cur.distances), bool) if trim is None else cur.distances <= trim
         if keep.sum() < 7:
-            break
-        cur = float(np.mean(d[keep] ** 2))
-        best: tuple[float, Similarity] | None = None
-        for cand in (_point_to_plane_step(sim, closest[keep], normals[tri[keep]], scan[keep]),
-                     umeyama(closest[keep], scan[keep])):
-            cd, _, _ = residuals(cand)
-            val = float(np.mean(cd[keep] ** 2))
-            if val < cur and (best is None or val < best[0]):
-                best = (val, cand)
-        if best is None:
-            break
-        sim = best[1]
-        d, closest, tri = residuals(sim)
-        if cur - best[0] < tol * cur:
-            break
-    if scan is not everything:
-        scan = everything
-        d = residuals(sim, scan)[0]
-    return ScanErrorResult(d, scan, float(np.median(d)), float(d.mean()), float(d.std()), sim,
-                           lm_rmse, it)
+            return float("nan"), []
+        steps = (_point_to_plane_step(cur.sim, cur.closest[keep], normals[cur.tri[keep]],
+                                      scan[keep]),
+                 umeyama(cur.closest[keep], scan[keep]))
+        paired = [pair(step, scan) for step in steps]
+        return (float(np.mean(cur.distances[keep] ** 2)),
+                [(float(np.mean(p.distances[keep] ** 2)), p) for p in paired])
+
+    fit = descend(candidates, pair(sim, scan), max_iterations, tol)
+    sim = fit.state.sim
+    d = pair(sim, everything).distances if scan is not everything else fit.state.distances
+    return ScanErrorResult(d, everything, float(np.median(d)), float(d.mean()), float(d.std()),
+                           sim, lm_rmse, fit.iterations)
+
+
+class _Paired(NamedTuple):
+    """A similarity with each scan point's distance (M,), closest mesh point (M, 3, mesh
+    frame) and its triangle (M,)."""
+
+    sim: Similarity
+    distances: np.ndarray
+    closest: np.ndarray
+    tri: np.ndarray
 
 
 def _point_to_plane_step(sim: Similarity, closest: np.ndarray, normals: np.ndarray,
                          scan: np.ndarray) -> Similarity:
     """One Gauss-Newton step of the point-to-plane objective
-    ``sum(((s R q + t - p) . n)^2)`` over a small rotation, scale change and translation.
+    ``sum(((s R q + t - p) . n)^2)`` over a small rotation, scale change and translation
+    (about the matched points' centroid), by linear least squares on the rows.
 
     ``closest``: (M, 3) matched mesh points q (mesh frame); ``normals``: (M, 3) their unit
     triangle normals (mesh frame); ``scan``: (M, 3) scan points p.
@@ -241,8 +243,7 @@ def _point_to_plane_step(sim: Similarity, closest: np.ndarray, normals: np.ndarr
     g = c.mean(axis=0)
     cc = c - g
     jac = np.concatenate([np.cross(cc, n), (n * cc).sum(1, keepdims=True), n], axis=1)
-    res = ((c - scan) * n).sum(1)
-    x = np.linalg.lstsq(jac, -res, rcond=None)[0]
+    x = np.linalg.lstsq(jac, ((scan - c) * n).sum(1), rcond=None)[0]
     ds, tau = float(x[3]), x[4:]
     dr = rodrigues(x[:3])[0]
     f = 1.0 + ds

@@ -55,3 +55,8 @@ def test_weighted_umeyama_recovers_similarity_and_ignores_zero_weight_outliers()
     np.testing.assert_allclose(sim.apply(src[4:]), dst[4:], atol=1e-10)
     rigid = umeyama(src[4:], dst[4:] / 2.5, with_scale=False)
     assert rigid.scale == 1.0 and np.linalg.det(rigid.rotation) == pytest.approx(1.0)
+    # the inverse map: R^T (x - t) / s, checked against the explicit inverse matrix
+    back = sim.inverse_apply(dst[4:])
+    np.testing.assert_allclose(back, src[4:], atol=1e-10)
+    np.testing.assert_allclose(back, (dst[4:] - [1.0, 2.0, 3.0]) @ np.linalg.inv(rot).T / 2.5,
+                               atol=1e-10)

@@ -9,6 +9,7 @@ from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.solver import (
     BlockArrowNormalEquations,
     NormalEquations,
+    descend,
     gauss_newton,
     levenberg_marquardt,
     solve_linear_map,
@@ -90,3 +91,23 @@ def test_solve_linear_map_is_the_ridge_solution() -> None:
     lam = 1 / 0.49
     want = np.linalg.solve(a.T @ a + lam * np.eye(4), a.T @ y + lam * prior.mean)
     np.testing.assert_allclose(solve_linear_map(a, y, prior), want, atol=1e-10)
+
+
+def test_descend_takes_the_best_lower_candidate_and_stops() -> None:
+    # minimise (x - 3)^2 over the integers: proposals x - 1, x + 1 and x + 2
+    seen: list[float] = []
+
+    def candidates(x: float) -> tuple[float, list[tuple[float, float]]]:
+        seen.append(x)
+        return (x - 3.0) ** 2, [((y - 3.0) ** 2, y) for y in (x - 1.0, x + 1.0, x + 2.0)]
+
+    out = descend(candidates, -2.0, 50)
+    # best moves -2 -> 0 -> 2 -> 3 (x + 2 while it is better), then no candidate is lower
+    assert seen == [-2.0, 0.0, 2.0, 3.0] and out.state == 3.0 and out.iterations == 4
+    assert out.cost == 0.0
+    assert descend(candidates, -2.0, 2).state == 2.0  # the iteration cap
+    # relative tolerance: the move 0 -> 2 lowers 9 to 1 (89 %): stop after it at rel_tol 0.9
+    assert descend(candidates, 0.0, 50, rel_tol=0.9).state == 2.0
+    # no candidates: stays, one iteration counted
+    assert descend(lambda x: (1.0, []), 5.0, 10).iterations == 1
+    assert descend(lambda x: (1.0, []), 5.0, 0).iterations == 0

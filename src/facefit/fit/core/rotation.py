@@ -116,6 +116,10 @@ class Similarity:
         """Transform (N, 3) points."""
         return self.scale * np.asarray(points, np.float64) @ self.rotation.T + self.translation
 
+    def inverse_apply(self, points: np.ndarray) -> np.ndarray:
+        """Map (N, 3) points back: ``R^T (x - t) / scale``."""
+        return (np.asarray(points, np.float64) - self.translation) @ self.rotation / self.scale
+
 
 def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True,
             weights: np.ndarray | None = None) -> Similarity:

@@ -1,11 +1,12 @@
-"""The Gauss-Newton / Levenberg-Marquardt solver of every landmark fitter.
+"""The Gauss-Newton / Levenberg-Marquardt solver of every landmark fitter and alignment.
 
 A fitter supplies ``linearize(state)`` (the normal equations of its residual blocks and
 priors at ``state``), ``update(state, step)`` and, for Levenberg-Marquardt, ``cost(state)``.
 Normal equations come dense (`NormalEquations`) or block-arrow shaped
 (`BlockArrowNormalEquations`: parameters shared by several views plus per-view blocks,
 solved by a Schur complement, as in bundle adjustment; Triggs et al., "Bundle Adjustment -
-A Modern Synthesis", 1999).
+A Modern Synthesis", 1999). `descend` is the outer loop of alignments that re-pair their
+residuals at every state (the ICP of `facefit.eval.scan`).
 
 Convention: residuals are ``observed - predicted`` and Jacobians are of the prediction, so the
 step solves ``(J^T J + P) d = J^T r + P (mean - x)``.
@@ -153,6 +154,31 @@ def levenberg_marquardt(
         damping = max(damping / 10.0, 1e-9)
         eq, current = linearize(state)
         if small:
+            break
+    return LMResult(state, done, current)
+
+
+def descend(candidates: Callable[[S], tuple[float, Sequence[tuple[float, S]]]], state: S,
+            max_iterations: int, rel_tol: float = 0.0) -> LMResult:
+    """Monotone descent over candidate states: the loop of an alignment whose residuals are
+    re-paired at every state (ICP: `facefit.eval.scan`), where each iteration weighs several
+    proposals, e.g. a Gauss-Newton step against a closed-form Umeyama step.
+
+    ``candidates(state)`` returns the cost at ``state`` and (cost, candidate) pairs, costed
+    the same way. Each iteration moves to the lowest-cost candidate (the first of equals) if
+    it is strictly below the current cost. Stops when none is (or there are no candidates),
+    after a move that lowered the cost by less than ``rel_tol`` relative, or after
+    ``max_iterations``; the result's cost is the last one evaluated (nan if none).
+    """
+    done, current = 0, float("nan")
+    for _ in range(max_iterations):
+        done += 1
+        current, proposals = candidates(state)
+        best = min(proposals, key=lambda p: p[0], default=None)
+        if best is None or not best[0] < current:
+            break
+        previous, (current, state) = current, best
+        if previous - current < rel_tol * previous:
             break
     return LMResult(state, done, current)
 
