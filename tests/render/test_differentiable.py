@@ -81,6 +81,26 @@ def test_gradcheck_stencil_normals_and_rotation():
     assert torch.allclose(r @ r.T, torch.eye(3, dtype=torch.float64), atol=1e-12)
 
 
+def test_torch_rotations_and_projection_are_the_core_ones():
+    from facefit.fit.core.camera import ScaledOrthographicCamera
+    from facefit.fit.core.rotation import rodrigues, skew
+
+    w = np.array([0.2, -0.1, 0.3])
+    tw = torch.tensor(w, dtype=torch.float64)
+    np.testing.assert_allclose(dr.skew(tw).numpy(), skew(w), atol=0)
+    np.testing.assert_allclose(dr.rodrigues(tw).numpy(), rodrigues(w)[0], atol=1e-12)
+    # the second-order update agrees with Rodrigues to third order in the angle
+    small = dr.small_rotation(tw * 1e-2).numpy()
+    assert np.abs(small - rodrigues(w * 1e-2)[0]).max() < 1e-6
+    assert torch.autograd.gradcheck(dr.small_rotation, (_double(w),))
+    rng = np.random.default_rng(4)
+    pts = rng.normal(size=(9, 3)) * 40.0
+    cam = ScaledOrthographicCamera(rodrigues(w)[0], 2.5, np.array([120.0, 90.0]))
+    got = dr.scaled_orthographic(torch.tensor(pts @ cam.rotation.T), 2.5,
+                                 torch.tensor(cam.translation))
+    np.testing.assert_allclose(got.numpy(), cam.image_points(pts), atol=1e-12)
+
+
 def test_gradcheck_image_sampling():
     rng = np.random.default_rng(2)
     image = _double(rng.uniform(size=(3, 6, 7)))

@@ -274,15 +274,41 @@ def render(verts_px: np.ndarray | torch.Tensor, triangles: np.ndarray, height: i
     return scatter_image(col, s), cover.reshape(height, width)
 
 
+def skew(omega: torch.Tensor) -> torch.Tensor:
+    """(3, 3) cross-product matrix ``[omega]x`` of a vector (3,): the torch twin of
+    `facefit.fit.core.rotation.skew`."""
+    zero = torch.zeros((), dtype=omega.dtype, device=omega.device)
+    x, y, z = omega.unbind(0)
+    return torch.stack([torch.stack([zero, -z, y]), torch.stack([z, zero, -x]),
+                        torch.stack([-y, x, zero])])
+
+
 def rodrigues(omega: torch.Tensor) -> torch.Tensor:
-    """(3, 3) rotation matrix exp([omega]x) of an axis-angle vector (3,), differentiable."""
-    g = torch.zeros(3, 3, 3, dtype=omega.dtype, device=omega.device)
-    g[0, 2, 1], g[0, 1, 2] = 1.0, -1.0
-    g[1, 0, 2], g[1, 2, 0] = 1.0, -1.0
-    g[2, 1, 0], g[2, 0, 1] = 1.0, -1.0
-    return torch.linalg.matrix_exp(torch.einsum("k,kij->ij", omega, g))
+    """(3, 3) rotation matrix exp([omega]x) of an axis-angle vector (3,), differentiable: the
+    torch twin of `facefit.fit.core.rotation.rodrigues` (autograd needs it in torch)."""
+    return torch.linalg.matrix_exp(skew(omega))
+
+
+def small_rotation(omega: torch.Tensor) -> torch.Tensor:
+    """(3, 3) second-order exponential ``I + K + K^2 / 2``, ``K = [omega]x``, of a small
+    axis-angle update (3,) (radians): the optimisers' rotation update, cheaper than
+    `rodrigues` and re-orthonormalised when folded into its reference rotation."""
+    kx = skew(omega)
+    return torch.eye(3, dtype=kx.dtype, device=kx.device) + kx + 0.5 * kx @ kx
+
+
+def scaled_orthographic(view_points: torch.Tensor, scale: torch.Tensor | float,
+                        translation: torch.Tensor) -> torch.Tensor:
+    """(N, 3) image points (x px, y px, depth px) of (N, 3) view-frame points (already
+    rotated) under a scaled orthographic camera, differentiable: the torch twin of
+    `facefit.fit.core.camera.ScaledOrthographicCamera.image_points` (x = s X + tx,
+    y = -s Y + ty, depth = -s Z)."""
+    return torch.stack([scale * view_points[:, 0] + translation[0],
+                        -scale * view_points[:, 1] + translation[1],
+                        -scale * view_points[:, 2]], 1)
 
 
 __all__ = ["AMBIENT_L00", "PixelSamples", "interpolate", "light_direction", "normal_stencil",
-           "pixel_samples", "render", "rodrigues", "sample_image", "scatter_image", "sh_basis",
+           "pixel_samples", "render", "rodrigues", "sample_image", "scaled_orthographic",
+           "scatter_image", "sh_basis", "skew", "small_rotation",
            "sh_shading", "shade", "stencil_normals", "vertex_normals", "image_to_view"]

@@ -27,18 +27,6 @@ from facefit.model.flame import FlameFaceModel
 from facefit.model.morphable_model import MorphableModel
 from facefit.render import differentiable as dr
 
-_GEN = torch.zeros(3, 3, 3)  # generators of so(3): [omega]x = omega · gen
-_GEN[0, 2, 1], _GEN[0, 1, 2], _GEN[1, 0, 2] = 1.0, -1.0, 1.0
-_GEN[1, 2, 0], _GEN[2, 1, 0], _GEN[2, 0, 1] = -1.0, 1.0, -1.0
-
-
-def small_rotation(omega: torch.Tensor) -> torch.Tensor:
-    """(3, 3) second-order exponential ``I + K + K²/2`` of a small axis-angle update (3,)
-    (radians; re-orthonormalised when folded, `orthonormal`)."""
-    kx = torch.einsum("k,kij->ij", omega, _GEN.to(omega))
-    eye = torch.eye(3, dtype=kx.dtype, device=kx.device)
-    return eye + kx + 0.5 * kx @ kx
-
 
 def orthonormal(rot: torch.Tensor) -> torch.Tensor:
     """The rotations nearest to (..., 3, 3) matrices (SVD)."""
@@ -210,9 +198,11 @@ class PhotoState:
 
     # parameters -----------------------------------------------------------------------------
     def pose_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rotation, scale): rot0 times the second-order exponential of the small axis-angle
-        update omega (units of 0.01 rad) and s0 times exp(0.01 log_s)."""
-        return small_rotation(self.omega * 0.01) @ self.rot0, self.s0 * torch.exp(0.01 * self.log_s)
+        """(rotation, scale): rot0 times the second-order exponential
+        (`facefit.render.differentiable.small_rotation`) of the small axis-angle update omega
+        (units of 0.01 rad) and s0 times exp(0.01 log_s)."""
+        rot = dr.small_rotation(self.omega * 0.01) @ self.rot0
+        return rot, self.s0 * torch.exp(0.01 * self.log_s)
 
     def joint_rotations(self) -> torch.Tensor | None:
         """(J, 3, 3) joint rotations (free joints: their update applied), or None."""
@@ -220,7 +210,7 @@ class PhotoState:
             return None
         rots = list(self.joint_rot0.unbind(0))
         for i, j in enumerate(self.mesh.free_joints):
-            rots[j] = small_rotation(self.joint_u[i] * self.joint_sigma[i]) @ rots[j]
+            rots[j] = dr.small_rotation(self.joint_u[i] * self.joint_sigma[i]) @ rots[j]
         return torch.stack(rots)
 
     def joint_vector(self) -> torch.Tensor:
@@ -254,9 +244,7 @@ class PhotoState:
 
     def project(self, x: torch.Tensor, rot: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """(N, 3) crop pixels (x, y) and depth of model-frame points (N, 3)."""
-        v = x @ rot.T
-        return torch.stack([scale * v[:, 0] + self.trans[0], -scale * v[:, 1] + self.trans[1],
-                            -scale * v[:, 2]], 1)
+        return dr.scaled_orthographic(x @ rot.T, scale, self.trans)
 
     def landmarks(self, coeffs: torch.Tensor, rot: torch.Tensor, scale: torch.Tensor
                   ) -> torch.Tensor:
@@ -336,9 +324,9 @@ class PhotoState:
         n = n / torch.clamp(torch.linalg.vector_norm(n, dim=1, keepdim=True), min=1e-12)
         alb = dr.interpolate(albedo, act.pix_vids, bary)
         lv = act.level
-        sc = scale * lv.a
-        p = torch.stack([sc * pv[:, 0] + self.trans[0] * lv.a + lv.b,
-                         -sc * pv[:, 1] + self.trans[1] * lv.a + lv.b], 1)
+        # the camera at the level's resolution: crop pixels x a + b
+        p = dr.scaled_orthographic(pv, scale * lv.a, torch.zeros_like(self.trans))[:, :2]
+        p = p + self.trans * lv.a + lv.b
         observed = dr.sample_image(lv.image, p)
         rendered = dr.shade(n, alb, self.sh, spec)
         lm = self.landmarks(coeffs, rot, scale)
@@ -425,4 +413,4 @@ def landmark_loss(landmarks: torch.Tensor, target: torch.Tensor, weight: float,
 
 
 __all__ = ["FlameMesh", "LinearMesh", "PhotoState", "Raster", "SkinnedSubset", "VertexSubset",
-           "landmark_loss", "orthonormal", "pixel_loss", "small_rotation"]
+           "landmark_loss", "orthonormal", "pixel_loss"]
