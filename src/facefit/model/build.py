@@ -29,13 +29,6 @@ from facefit.model.io_facescape import BilinearModel
 from facefit.model.morphable_model import MorphableModel
 
 
-def _kabsch(src: np.ndarray, dst: np.ndarray, scale: bool) -> tuple[float, np.ndarray,
-                                                                    np.ndarray]:
-    """s, R, t minimising ||s R src + t - dst|| for (V, 3) point sets."""
-    sim = umeyama(src, dst, with_scale=scale)
-    return sim.scale, sim.rotation, sim.translation
-
-
 def procrustes_align(
     meshes: np.ndarray,
     scale: bool = False,
@@ -58,18 +51,15 @@ def procrustes_align(
     size = float(np.sqrt(((ref - ref.mean(0)) ** 2).sum(1).mean())) or 1.0
     for _ in range(iterations):
         for i in range(x.shape[0]):
-            s, r, t = _kabsch(x[i], mean, scale)
-            out[i] = s * (x[i] @ r.T) + t
+            out[i] = umeyama(x[i], mean, with_scale=scale).apply(x[i])
         new = out.mean(0)
-        s, r, t = _kabsch(new, ref, scale)
-        new = s * (new @ r.T) + t
+        new = umeyama(new, ref, with_scale=scale).apply(new)
         change = float(np.sqrt(((new - mean) ** 2).sum(1).mean())) / size
         mean = new
         if change < tol:
             break
     for i in range(x.shape[0]):  # final pass onto the final mean
-        s, r, t = _kabsch(x[i], mean, scale)
-        out[i] = s * (x[i] @ r.T) + t
+        out[i] = umeyama(x[i], mean, with_scale=scale).apply(x[i])
     return out, mean
 
 
@@ -191,8 +181,7 @@ def build_expression_basis(
     for i in range(ex.shape[0]):
         target = neu[sub[i]]
         if align:
-            s, r, t = _kabsch(ex[i], target, False)
-            diffs[i] = ex[i] @ r.T + t - target
+            diffs[i] = umeyama(ex[i], target, with_scale=False).apply(ex[i]) - target
         else:
             diffs[i] = ex[i] - target
     v = ex.shape[1]
@@ -277,8 +266,7 @@ def reconstruct_mesh(model: MorphableModel, mesh: np.ndarray, components: int | 
     x = np.asarray(mesh, np.float64)
     mean = model.mean.astype(np.float64)
     if align:
-        s, r, t = _kabsch(x, mean, False)
-        x = x @ r.T + t
+        x = umeyama(x, mean, with_scale=False).apply(x)
     k = model.num_shape if components is None else min(int(components), model.num_shape)
     resid = (x - mean).ravel()
     if k:
