@@ -29,7 +29,7 @@ from facefit.detect.base import FaceLandmarks
 from facefit.fit.camera import Camera
 from facefit.fit.core.camera import CameraPose, camera_pose
 from facefit.fit.core.priors import GaussianPrior
-from facefit.fit.core.rotation import umeyama
+from facefit.fit.core.rotation import Similarity, umeyama
 from facefit.fit.core.solver import solve_linear_map
 from facefit.fit.correspondence import ibug68_points
 from facefit.fit.landmark_fit import fit_points, silhouette_contour
@@ -212,7 +212,7 @@ def fit_bilinear_landmarks(
     y = np.asarray(target, np.float64)
     w = bm.id_mean.copy()
     e = bm.exp_neutral.copy()
-    s, r, t = 1.0, np.eye(3), np.zeros(3)
+    sim = Similarity(1.0, np.eye(3), np.zeros(3))
     history: list[float] = []
     id_prior = GaussianPrior(np.asarray(bm.id_mean, np.float64),
                              np.maximum(bm.id_sigma, 1e-12) / np.sqrt(id_reg))
@@ -222,15 +222,14 @@ def fit_bilinear_landmarks(
         cur = bm.vertices(w, e, ids).astype(np.float64)
         if align:
             sim = umeyama(cur, y)
-            s, r, t = sim.scale, sim.rotation, sim.translation
-        local = ((y - t) @ r) / s  # target in the model frame
+        local = sim.inverse_apply(y)  # target in the model frame
         basis = bm.identity_basis(e, ids)
         w = solve_linear_map(basis.reshape(-1, basis.shape[2]), local, id_prior)
         basis = bm.expression_basis(w, ids)
         e = solve_linear_map(basis.reshape(-1, basis.shape[2]), local, exp_prior)
-        fitted = s * bm.vertices(w, e, ids).astype(np.float64) @ r.T + t
+        fitted = sim.apply(bm.vertices(w, e, ids))
         history.append(float(np.sqrt(((fitted - y) ** 2).sum(1).mean())))
         if len(history) > 1 and abs(history[-2] - history[-1]) < 1e-9 * max(history[0], 1):
             break
-    return BilinearFit(id_weights=w, exp_weights=e, scale=s, rotation=r, translation=t,
-                       rms_history=history)
+    return BilinearFit(id_weights=w, exp_weights=e, scale=sim.scale, rotation=sim.rotation,
+                       translation=sim.translation, rms_history=history)
