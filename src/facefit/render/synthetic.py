@@ -28,9 +28,9 @@ def frame_face(vertices: np.ndarray, landmark_ids: np.ndarray, rotation: np.ndar
     x = np.asarray(vertices, np.float64)
     width = np.ptp(x[landmark_ids][:, 0])
     scale = face_fraction * size / width / 1.3
-    v = x[landmark_ids] @ rotation.T
     t = np.array([size / 2, size / 2]) + rng.uniform(-0.05, 0.05, 2) * size
-    t -= scale * np.array([v[:, 0].mean(), -v[:, 1].mean()])
+    centred = ScaledOrthographicCamera(rotation, scale, np.zeros(2))
+    t -= centred.project(x[landmark_ids])[0].mean(axis=0)
     return ScaledOrthographicCamera(rotation, scale, t)
 
 
