@@ -36,7 +36,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facefit.eval.scan import NOSE_TIP_INDEX, NOW_IBUG68_IDS, crop_scan, scan_error
+from facefit.fit.core.priors import GaussianPrior
+from facefit.fit.core.solver import solve_linear_map
 from facefit.model.morphable_model import MorphableModel
+from facefit.model.topology import plane_barycentric
 
 METHODS = ("mean face", "landmarks", "photometric")
 ICT_EXPRESSIONS = ("jawOpen", "mouthSmile_L", "mouthSmile_R", "browInnerUp_L",
@@ -368,9 +371,9 @@ def fit_to_scan(model: MorphableModel, subject: ShapeSubject, rounds: int = 8,
     of it: the optimiser is local). Each round aligns the current mesh NoW-style
     (`scan_error`), pairs (a fixed random subset of) the scan points with their closest
     points on the mesh (fixed triangle and barycentrics, so the mesh point is linear in
-    the coefficients) and solves the ridge-regularised linear least squares: it minimises
-    the reported scan-to-mesh distance (non-rigid ICP with a linear model, cf. Amberg et
-    al., CVPR 2007)."""
+    the coefficients) and solves the ridge-regularised linear least squares
+    (`facefit.fit.core.solve_linear_map`): it minimises the reported scan-to-mesh distance
+    (non-rigid ICP with a linear model, cf. Amberg et al., CVPR 2007)."""
     from facefit.eval.scan import SurfaceQuery
 
     basis = model.shape_basis.astype(np.float64)
@@ -381,23 +384,18 @@ def fit_to_scan(model: MorphableModel, subject: ShapeSubject, rounds: int = 8,
     if len(scan) > points:
         scan = scan[np.sort(np.random.default_rng(0).choice(len(scan), points, replace=False))]
     c = np.zeros(model.num_shape)
+    prior = GaussianPrior.isotropic(c, 1.0 / np.sqrt(ridge))
     for _ in range(rounds):
         v = mean + basis @ c
         t = scan_error(v, tris, now_landmarks(v, lm), subject.scan, subject.scan_landmarks,
                        fit_points=FIT_POINTS).transform
-        q = (scan - t.translation) @ t.rotation / t.scale  # scan in the mesh frame
+        q = t.inverse_apply(scan)  # scan in the mesh frame
         closest, _, tri = SurfaceQuery(v, tris).closest(q)
         corner = v[tris[tri]]  # (M, 3, 3) barycentrics of the closest points
-        e0, e1, ep = corner[:, 1] - corner[:, 0], corner[:, 2] - corner[:, 0], \
-            closest - corner[:, 0]
-        d00, d01, d11 = (e0 * e0).sum(1), (e0 * e1).sum(1), (e1 * e1).sum(1)
-        d20, d21 = (ep * e0).sum(1), (ep * e1).sum(1)
-        den = np.maximum(d00 * d11 - d01 * d01, 1e-12)
-        b1, b2 = (d11 * d20 - d01 * d21) / den, (d00 * d21 - d01 * d20) / den
-        w = np.stack([1 - b1 - b2, b1, b2], 1)  # (M, 3)
+        w = plane_barycentric(closest, corner[:, 0], corner[:, 1], corner[:, 2])  # (M, 3)
         a = np.einsum("mk,mkdj->mdj", w, basis[tris[tri]]).reshape(-1, model.num_shape)
-        y = (q - np.einsum("mk,mkd->md", w, mean[tris[tri]])).ravel()
-        c = np.linalg.solve(a.T @ a + ridge * np.eye(len(c)), a.T @ y)
+        y = q - np.einsum("mk,mkd->md", w, mean[tris[tri]])
+        c = solve_linear_map(a, y, prior)
     return c.astype(np.float32)
 
 

@@ -105,8 +105,8 @@ def _vertex_components(n_vertices: int, triangles: np.ndarray) -> tuple[int, np.
     return connected_components(adj, directed=False)
 
 
-def _closest_barycentric(p: np.ndarray, a: np.ndarray, b: np.ndarray,
-                         c: np.ndarray) -> np.ndarray:
+def plane_barycentric(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray
+                      ) -> np.ndarray:
     """(N, 3) barycentric coordinates of the projection of p onto the triangles' planes."""
     v0, v1, v2 = b - a, c - a, p - a
     d00 = (v0 * v0).sum(1)
@@ -143,7 +143,7 @@ def _insert_stranded(points: np.ndarray, uv: np.ndarray, triangles: np.ndarray,
         cand = cand.reshape(len(stranded), k)
         corners = points[triangles[cand]]  # (S, k, 3, 3)
         reach = np.linalg.norm(corners - points[stranded][:, None, None], axis=3).max(2)
-        bary = _closest_barycentric(
+        bary = plane_barycentric(
             np.repeat(points[stranded], k, 0), *(corners[:, :, i].reshape(-1, 3) for i in range(3))
         ).reshape(len(stranded), k, 3)
         # prefer the triangle whose children are short and whose plane the vertex projects into
@@ -156,7 +156,7 @@ def _insert_stranded(points: np.ndarray, uv: np.ndarray, triangles: np.ndarray,
         first = np.r_[True, host[order][1:] != host[order][:-1]]
         sel, hosts = stranded[order][first], host[order][first]
         t = triangles[hosts]
-        bary = _closest_barycentric(points[sel], *(points[t[:, i]] for i in range(3)))
+        bary = plane_barycentric(points[sel], *(points[t[:, i]] for i in range(3)))
         bary = np.clip(bary, 0.1, None)
         bary /= bary.sum(1, keepdims=True)
         uv[sel] = np.einsum("nk,nkd->nd", bary, uv[t])
