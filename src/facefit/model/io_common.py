@@ -5,10 +5,13 @@ the ``io_*`` readers, which import from here, never from ``load``."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
+from facefit.io.safe_pickle import PickleDataError
 from facefit.model.topology import build_face_topology, mirror_vertex_ids
 
 PathLike = str | os.PathLike[str]
@@ -21,6 +24,20 @@ class ModelFileError(ValueError):
         self.path = Path(path)
         self.problem = " ".join(str(problem).split())
         super().__init__(f"{self.path}: {self.problem}")
+
+
+T = TypeVar("T")
+
+
+def read_model_file(read: Callable[..., T], path: Path, **options: object) -> T:
+    """``read(path, **options)`` (a `facefit.io.safe_pickle` reader) with a refused pickle or
+    an unreadable file raised as a one-line `ModelFileError` naming ``path``."""
+    try:
+        return read(path, **options)
+    except PickleDataError as exc:
+        raise ModelFileError(path, str(exc)) from None
+    except OSError as exc:
+        raise ModelFileError(path, f"cannot read file ({exc.strerror or exc})") from None
 
 
 def flat_to_vertices(flat: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from facefit.io.safe_pickle import NpzArchive, PickleDataError, read_npz
-from facefit.model.io_common import ModelFileError, PathLike, complete_topology
+from facefit.model.io_common import ModelFileError, PathLike, complete_topology, read_model_file
 from facefit.model.morphable_model import MorphableModel
 
 LICENCE = "FaceScape licence: non-commercial research use only (facescape.nju.edu.cn)"
@@ -140,13 +140,7 @@ def read_bilinear(path: PathLike) -> BilinearModel:
     keys below are read, and a pickled member among them goes through the allow-list
     unpickler."""
     p = Path(path)
-    try:
-        z = read_npz(p, unpickle=True)
-    except PickleDataError as exc:
-        raise ModelFileError(p, str(exc)) from None
-    except OSError as exc:
-        raise ModelFileError(p, f"cannot read file ({exc.strerror or exc})") from None
-    with z:
+    with read_model_file(read_npz, p, unpickle=True) as z:
         try:
             core = _need(z, "shape_bm_core", p).astype(np.float32)
             if core.ndim != 3 or core.shape[0] % 3 or 0 in core.shape:

@@ -40,7 +40,7 @@ from facefit.io.safe_pickle import (
     load_pickle,
     read_npy,
 )
-from facefit.model.io_common import ModelFileError, PathLike, complete_topology
+from facefit.model.io_common import ModelFileError, PathLike, complete_topology, read_model_file
 from facefit.model.morphable_model import MorphableModel
 
 M_TO_MM = 1000.0
@@ -79,23 +79,12 @@ def _to_array(value: object, key: str, path: Path, max_elements: int = 50_000_00
 
 def read_pickle(path: PathLike) -> object:
     """Unpickle ``path`` with `facefit.io.safe_pickle` (latin-1 for Python 2 pickles)."""
-    p = Path(path)
-    try:
-        return load_pickle(p)
-    except PickleDataError as exc:
-        raise ModelFileError(p, str(exc)) from None
-    except OSError as exc:
-        raise ModelFileError(p, f"cannot read file ({exc.strerror or exc})") from None
+    return read_model_file(load_pickle, Path(path))
 
 
 def _read_npy_dict(path: Path) -> dict[str, object]:
     """A dict saved with ``np.save`` (a 0-d object array), unpickled safely."""
-    try:
-        obj = read_npy(path, unpickle=True)
-    except PickleDataError as exc:
-        raise ModelFileError(path, str(exc)) from None
-    except OSError as exc:
-        raise ModelFileError(path, f"cannot read file ({exc.strerror or exc})") from None
+    obj = read_model_file(read_npy, path, unpickle=True)
     item = obj.item() if obj.dtype == object and obj.size == 1 else None
     if not isinstance(item, dict):
         raise ModelFileError(path, "landmark embedding is not a dict")

@@ -40,7 +40,7 @@ import numpy as np
 
 from facefit.io.atomic import atomic_path
 from facefit.io.safe_pickle import NpzArchive, PickleDataError, read_npz
-from facefit.model.io_common import ModelFileError, PathLike
+from facefit.model.io_common import ModelFileError, PathLike, read_model_file
 from facefit.model.morphable_model import MODEL_KINDS, MorphableModel
 
 FORMAT = "facefit-morphable-model"
@@ -93,13 +93,7 @@ def _str(z: NpzArchive, key: str, default: str = "") -> str:
 def load_npz(path: PathLike) -> MorphableModel:
     """Read a facefit ``.npz`` model; a missing key raises `ModelFileError` naming it."""
     p = Path(path)
-    try:
-        z = read_npz(p)
-    except PickleDataError as exc:
-        raise ModelFileError(p, str(exc)) from None
-    except OSError as exc:
-        raise ModelFileError(p, f"cannot read file ({exc.strerror or exc})") from None
-    with z:
+    with read_model_file(read_npz, p) as z:
         try:
             files = set(z.files)
             if "format" in files and _str(z, "format") != FORMAT:
