@@ -278,6 +278,20 @@ def _hybrid(model: MorphableModel, tr: ArkitTransfer):
     return ICTFaceModel(tr.blendshape_model(model))
 
 
+def _arkit_source(model: MorphableModel, expression: np.ndarray,
+                  transfer: ArkitTransfer | None) -> tuple[dict[str, float] | None,
+                                                           ArkitTransfer | None]:
+    """(the weights themselves, None) for a blendshape (ICT) model; (None, the transfer) for
+    a model ``transfer`` (default: the shipped one) matches; (None, None) otherwise."""
+    from facefit.model.ict import ict_from_model
+
+    ict = ict_from_model(model)
+    if ict is not None:
+        return arkit_dict(ict.expression_names, np.clip(expression, 0.0, 1.0)), None
+    tr = default_transfer() if transfer is None else transfer
+    return None, tr if tr is not None and tr.matches(model) else None
+
+
 def arkit_blendshapes(model: MorphableModel, expression: np.ndarray,
                       face: FaceLandmarks | None = None,
                       transfer: ArkitTransfer | None = None) -> dict[str, float] | None:
@@ -291,14 +305,9 @@ def arkit_blendshapes(model: MorphableModel, expression: np.ndarray,
       (`ArkitTransfer.weights`; the default model's 10 expression components cannot express
       eye shapes, so blinks and gaze come out 0 there).
     """
-    from facefit.model.ict import ict_from_model
-
-    ict = ict_from_model(model)
-    if ict is not None:
-        return arkit_dict(ict.expression_names, np.clip(expression, 0.0, 1.0))
-    tr = default_transfer() if transfer is None else transfer
-    if tr is None or not tr.matches(model):
-        return None
+    own, tr = _arkit_source(model, expression, transfer)
+    if own is not None or tr is None:
+        return own
     if face is None or face.scheme not in ("ibug68", "mediapipe468"):
         return arkit_dict(tr.names, tr.weights(model, expression))
     from facefit.fit.blendshape import fit_blendshape_face
@@ -324,14 +333,10 @@ def arkit_for_pose(model: MorphableModel, face: FaceLandmarks, pose: CameraPose,
     from facefit.fit.blendshape import DEFAULT_SPARSITY, ibug68_weights
     from facefit.fit.core.residuals import landmark_rows
     from facefit.model.face_model import FaceParams
-    from facefit.model.ict import ict_from_model
 
-    ict = ict_from_model(model)
-    if ict is not None:
-        return arkit_dict(ict.expression_names, np.clip(expression, 0.0, 1.0))
-    tr = default_transfer() if transfer is None else transfer
-    if tr is None or not tr.matches(model):
-        return None
+    own, tr = _arkit_source(model, expression, transfer)
+    if own is not None or tr is None:
+        return own
     pts = _ibug68(face)
     if pts is None:
         return None
