@@ -182,6 +182,11 @@ def failure_count(errors: np.ndarray, threshold: float = FAILURE_THRESHOLD) -> i
     return int((~np.isfinite(e) | (e > threshold)).sum())
 
 
+def _json_float(v: float) -> float | None:
+    """``v`` as a JSON number, None where it is NaN or infinite."""
+    return float(v) if np.isfinite(v) else None
+
+
 @dataclass
 class AFLW2000Result:
     """AFLW2000-3D scores. NMEs are fractions (multiply by 100 for the usual %).
@@ -248,9 +253,7 @@ class AFLW2000Result:
 
     def to_dict(self) -> dict:
         """JSON-serialisable summary plus per-image values (NaN as None)."""
-        def f(v: float) -> float | None:
-            return float(v) if np.isfinite(v) else None
-
+        f = _json_float
         return {
             "protocol": "AFLW2000-3D (3DDFA): NME / sqrt(w*h) of GT 68-landmark box",
             "buckets": list(BUCKET_NAMES), "bucket_counts": self.bucket_counts,
@@ -359,9 +362,8 @@ class Landmarks300WResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        def f(v: float) -> float | None:
-            return float(v) if np.isfinite(v) else None
-
+        """JSON-serialisable summary plus per-image values (NaN as None)."""
+        f = _json_float
         return {
             "protocol": "300-W: NME / outer-eye-corner distance (ids 36, 45)",
             "num_images": len(self.stems), "num_missing": len(self.missing),
