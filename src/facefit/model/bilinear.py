@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facefit.fit.core.priors import GaussianPrior
-from facefit.model.face_model import FaceParams
+from facefit.model.face_model import CoefficientLayout, FaceParams
 from facefit.model.io_facescape import BilinearModel, expression_directions
 from facefit.model.morphable_model import MorphableModel
 
@@ -34,7 +33,7 @@ def bilinear_from_model(model: MorphableModel) -> BilinearModel | None:
         licence=model.licence, source=model.source)
 
 
-class BilinearFaceModel:
+class BilinearFaceModel(CoefficientLayout):
     """A `BilinearModel` (and the linearised `MorphableModel` it was loaded as) seen through
     the `FaceModel` protocol; parameters (shape = identity, expression)."""
 
@@ -52,6 +51,10 @@ class BilinearFaceModel:
     @property
     def num_params(self) -> int:
         return self.bm.num_identity + self.directions.shape[1]
+
+    @property
+    def num_shape_params(self) -> int:
+        return self.bm.num_identity
 
     def zero_params(self) -> FaceParams:
         return FaceParams(np.zeros(self.bm.num_identity), np.zeros(self.directions.shape[1]))
@@ -72,13 +75,3 @@ class BilinearFaceModel:
         d_id = self.bm.identity_basis(e, ids) * self.bm.id_sigma
         d_exp = self.bm.expression_basis(w, ids) @ self.directions
         return np.concatenate([d_id, d_exp], axis=2)
-
-    def parameter_vector(self, params: FaceParams) -> np.ndarray:
-        return np.r_[params.shape, params.expression].astype(np.float64)
-
-    def with_vector(self, params: FaceParams, vector: np.ndarray) -> FaceParams:
-        k = self.bm.num_identity
-        return FaceParams(vector[:k].copy(), vector[k:].copy(), params.joints)
-
-    def prior(self) -> GaussianPrior:
-        return GaussianPrior.standard(self.num_params)

@@ -39,6 +39,25 @@ class FaceParams:
     joints: np.ndarray | None = None
 
 
+class CoefficientLayout:
+    """The parameter layout of the unarticulated kinds (linear, ICT, bilinear):
+    ``[shape, expression]``, N(0, 1) each; a kind supplies ``num_params`` and
+    ``num_shape_params``."""
+
+    num_params: int
+    num_shape_params: int
+
+    def parameter_vector(self, params: FaceParams) -> np.ndarray:
+        return np.r_[params.shape, params.expression].astype(np.float64)
+
+    def with_vector(self, params: FaceParams, vector: np.ndarray) -> FaceParams:
+        k = self.num_shape_params
+        return FaceParams(vector[:k].copy(), vector[k:].copy(), params.joints)
+
+    def prior(self) -> GaussianPrior:
+        return GaussianPrior.standard(self.num_params)
+
+
 @runtime_checkable
 class FaceModel(Protocol):
     """A face model kind (see the module docstring)."""

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from facefit.fit.core.priors import GaussianPrior
-from facefit.model.face_model import FaceParams
+from facefit.model.face_model import CoefficientLayout, FaceParams
 from facefit.model.morphable_model import MorphableModel
 
 
-class LinearFaceModel:
+class LinearFaceModel(CoefficientLayout):
     """A `MorphableModel` seen through the `FaceModel` protocol; parameters (shape,
     expression)."""
 
@@ -28,6 +27,10 @@ class LinearFaceModel:
     def num_params(self) -> int:
         return self._model.num_shape + self._model.num_expression
 
+    @property
+    def num_shape_params(self) -> int:
+        return self._model.num_shape
+
     def zero_params(self) -> FaceParams:
         return FaceParams(np.zeros(self._model.num_shape), np.zeros(self._model.num_expression))
 
@@ -40,13 +43,3 @@ class LinearFaceModel:
     def vertex_jacobian(self, params: FaceParams, ids: np.ndarray) -> np.ndarray:
         m = self._model
         return np.concatenate([m.shape_basis[ids], m.expression_basis[ids]], 2).astype(np.float64)
-
-    def parameter_vector(self, params: FaceParams) -> np.ndarray:
-        return np.r_[params.shape, params.expression].astype(np.float64)
-
-    def with_vector(self, params: FaceParams, vector: np.ndarray) -> FaceParams:
-        ks = self._model.num_shape
-        return FaceParams(vector[:ks].copy(), vector[ks:].copy(), params.joints)
-
-    def prior(self) -> GaussianPrior:
-        return GaussianPrior.standard(self.num_params)
