@@ -107,8 +107,8 @@ def _clip(tmp: Path, frames: int = 12) -> Path:
     import imageio.v2 as imageio
 
     from facefit.fit.camera import rotation_from_euler
+    from facefit.io.animated_glb import AnimatedGlb
     from facefit.model import load_default_model
-    from facefit.video.glb import AnimatedGlb
 
     try:
         model = load_default_model()
@@ -214,9 +214,9 @@ def test_eval_report_inlines_the_run_figures(tmp_path: Path) -> None:
 
 
 def test_glb_mesh_reads_facefit_glbs(tmp_path: Path) -> None:
+    from facefit.io.animated_glb import AnimatedGlb
     from facefit.io.export import write_glb
     from facefit.io.html import glb_mesh
-    from facefit.video.glb import AnimatedGlb
 
     rng = np.random.default_rng(3)
     verts = rng.normal(size=(40, 3)).astype(np.float32)

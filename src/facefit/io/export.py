@@ -408,9 +408,9 @@ def overlay_faces(image_rgb: np.ndarray, model: MorphableModel,
                   fits: Sequence[FitResult], max_side: int = OVERLAY_MAX_SIDE) -> np.ndarray:
     """(H, W, 3) uint8: every fitted face shaded over one copy of the photo, with its
     landmarks; each face rasterised only inside its crop window, at a level of detail whose
-    triangles are about a pixel (`facefit.video.overlay.OverlayRenderer`). A photo longer than
+    triangles are about a pixel (`facefit.render.overlay.OverlayRenderer`). A photo longer than
     ``max_side`` is shrunk to it first (area averaging), and the fits with it."""
-    from facefit.video.overlay import OverlayRenderer
+    from facefit.render.overlay import OverlayRenderer
 
     renderer = _cached(_cache_key(np.asarray(model.triangles), "overlay", model.name,
                                   model.num_vertices),

@@ -1,7 +1,7 @@
 """The binary glTF 2.0 container (GLB): one JSON chunk and one binary chunk, written atomically.
 
 Every GLB writer of facefit (`facefit.io.export.write_glb`, the animated video mesh in
-`facefit.video.glb`, the ARKit morph-target clip in `facefit.io.arkit_export`) builds its glTF
+`facefit.io.animated_glb`, the ARKit morph-target clip in `facefit.io.arkit_export`) builds its glTF
 JSON and binary buffer and hands both to `write_glb_file`.
 """
 

@@ -3,5 +3,6 @@ expression, smooth over time, and write JSON lines, an overlay video and an anim
 
 Modules: `stream` (imageio/ffmpeg reading and writing), `track` (landmark tracking with
 re-detection), `smooth` (Kalman or One Euro filter), `fitter` (per-frame fit with a fixed identity),
-`glb` (animated glTF), `pipeline` (the streaming loop), `commands` (``facefit video``).
+`pipeline` (the streaming loop); the animated glTF writer is `facefit.io.animated_glb`, the
+overlay renderer `facefit.render.overlay`.
 """

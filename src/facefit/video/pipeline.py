@@ -27,6 +27,7 @@ from facefit.fit.multi_image import (
     fit_same_person,
     view_from_face,
 )
+from facefit.io.animated_glb import AnimatedGlb, Skeleton
 from facefit.io.arkit_export import write_live_link_csv, write_video_arkit_glb
 from facefit.io.atomic import atomic_path
 from facefit.io.html import write_video_page
@@ -37,7 +38,6 @@ from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
 from facefit.video import stream
 from facefit.video.fitter import FrameFitter
-from facefit.video.glb import AnimatedGlb, Skeleton
 from facefit.video.smooth import PoseExpressionSmoother
 from facefit.video.track import FaceTracker
 
@@ -140,7 +140,7 @@ def process_frames(
     """
     from facefit.fit.correspondence import correspondence_for
     from facefit.model.arkit import arkit_for_pose
-    from facefit.video.overlay import OverlayRenderer
+    from facefit.render.overlay import OverlayRenderer
 
     stats = VideoStats()
     sec = stats.seconds

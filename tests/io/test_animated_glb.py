@@ -12,7 +12,7 @@ import pytest
 from real_clients import gltf_validator, validate_glb
 
 from facefit.fit.camera import rotation_from_euler
-from facefit.video.glb import AnimatedGlb, Skeleton
+from facefit.io.animated_glb import AnimatedGlb, Skeleton
 
 VALIDATOR = gltf_validator()
 

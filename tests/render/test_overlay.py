@@ -6,7 +6,7 @@ from facefit.fit.camera import rotation_from_euler
 from facefit.fit.landmark_fit import _Pose
 from facefit.io.export import render_overlay
 from facefit.model import load_default_model
-from facefit.video.overlay import OverlayRenderer
+from facefit.render.overlay import OverlayRenderer
 
 
 def test_overlay_matches_reference_render() -> None:
