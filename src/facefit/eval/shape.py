@@ -10,8 +10,8 @@ Data:
 * ``in-model``: faces of the fitting model itself (shape N(0, 1), mild expression
   N(0, 0.5²), smooth random albedo, SH light, yaw within ±``max_yaw``; rendered by
   `facefit.render.synthetic.make_synthetic_face`); the scan is the true neutral mesh's
-  vertices. The mean vertex error after a rigid (Kabsch) alignment is reported too, as in
-  `facefit.eval.synthetic`.
+  vertices. The mean vertex error after a rigid (Kabsch) alignment is reported too
+  (`facefit.eval.synthetic.vertex_error`).
 * ``ict``: cross-model scans: random identities of the ICT Face Model (Li et al., CVPR 2020;
   built from light-stage scans, a different model and topology from BFM) with identity
   N(0, 1) on all its modes; photos render the ICT head (skin, eyes, mouth; its own
@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facefit.eval.scan import NOSE_TIP_INDEX, NOW_IBUG68_IDS, crop_scan, scan_error
+from facefit.eval.synthetic import vertex_error
 from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.solver import solve_linear_map
 from facefit.model.morphable_model import MorphableModel
@@ -146,15 +147,6 @@ class ShapeReport:
 def now_landmarks(vertices: np.ndarray, ibug68_ids: np.ndarray) -> np.ndarray:
     """(7, 3) NoW landmarks (`NOW_IBUG68_IDS`) of a mesh with 68 iBUG landmark vertex ids."""
     return np.asarray(vertices, np.float64)[np.asarray(ibug68_ids)[NOW_IBUG68_IDS]]
-
-
-def rigid_vertex_error(a: np.ndarray, b: np.ndarray, with_scale: bool = False) -> float:
-    """Mean distance (mm) between corresponding vertex sets after the best rotation and
-    translation (Kabsch, Acta Cryst. 1976), and scale if ``with_scale``, of ``a`` onto ``b``."""
-    from facefit.fit.core.rotation import umeyama
-
-    t = umeyama(a, b, with_scale=with_scale)
-    return float(np.linalg.norm(t.apply(a) - np.asarray(b, np.float64), axis=1).mean())
 
 
 def in_model_subject(model: MorphableModel, rng: np.random.Generator, photos: int = 1,
@@ -359,8 +351,8 @@ def score(model: MorphableModel, shape: np.ndarray | None, subject: ShapeSubject
     full[crop_scan(subject.scan, subject.scan_landmarks[NOSE_TIP_INDEX])] = r.distances
     vtx = None
     if subject.true_vertices is not None:
-        vtx = (rigid_vertex_error(verts, subject.true_vertices),
-               rigid_vertex_error(verts, subject.true_vertices, with_scale=True))
+        vtx = (vertex_error(verts, subject.true_vertices, "rigid"),
+               vertex_error(verts, subject.true_vertices, "similarity"))
     return r.median, r.mean, vtx, full
 
 
