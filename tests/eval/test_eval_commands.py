@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facefit.eval import commands
+from facefit.cli import eval as commands
 from facefit.eval.datasets import write_pts
 from facefit.eval.predictions import load_predictions, save_predictions
 

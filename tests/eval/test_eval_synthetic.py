@@ -16,8 +16,8 @@ import pytest
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.transform import Rotation
 
+from facefit.cli import eval as commands
 from facefit.detect.base import FaceLandmarks
-from facefit.eval import commands
 from facefit.eval.synthetic import (
     SKIN_TONE,
     SyntheticFace,

@@ -11,8 +11,8 @@ import pytest
 from _model_formats import make_model
 from test_io_ict import SHARED, make_folder
 
+from facefit.cli.model import register
 from facefit.model import load_model, save_model
-from facefit.model.commands import register
 from facefit.model.face_model import FaceParams
 from facefit.model.ict import ICTFaceModel, ict_from_model, load_ict_modes
 from facefit.model.io_ict import REGION_MATERIALS

@@ -7,9 +7,9 @@ import argparse
 import numpy as np
 from _model_formats import make_model, write_bfm2009
 
+from facefit.cli.model import register
 from facefit.model import load_model
 from facefit.model.build import synthetic_face_grid, synthetic_linear_samples
-from facefit.model.commands import register
 from facefit.model.io_facescape import read_bilinear
 
 

@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import Any
 
+from facefit.cli.common import add_max_pixels
+
 
 def register(subparsers: Any) -> None:
     """Add the ``video`` command to the ``facefit`` parser."""
@@ -45,6 +47,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
                    help="stop after N frames (a camera runs until Ctrl-C otherwise)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    add_max_pixels(p, "video frames larger than N pixels are refused before decoding")
     p.set_defaults(func=cmd_video)
 
 

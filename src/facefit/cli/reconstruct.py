@@ -1,163 +1,38 @@
-"""The ``facefit`` command line: a thin layer over `facefit.Reconstructor` and the exporters.
-
-``facefit reconstruct IMAGE_OR_DIR... -o OUT`` reconstructs every face of every image and
-writes the chosen formats into OUT. One bad file never stops a batch: its problem is printed
-as one line, ``facefit: error: PATH: problem``, and the next file is processed.
-
-Exit codes:
-    0    every input image was read and had at least one face, and its results were written
-    1    some inputs failed: unreadable or corrupt image, no face found, reconstruction or
-         export error (the other images are still processed)
-    2    usage error (unknown or missing option, bad value, an option that would do nothing
-         such as --pooling without --same-person; printed by argparse)
-    3    no input images found (e.g. only empty directories were given)
-    4    the model or the detector could not be loaded (missing data package: the message
-         says what to install), or ``--model PATH`` could not be read or has no 68
-         landmark ids
-    5    OUT cannot be used: it cannot be created, or another run is using it
-    130  interrupted (Ctrl-C)
-
-Other subcommands come from optional modules (`PLUGINS`), each exposing
-``register(subparsers)``; a module that is not there is skipped.
+"""``facefit reconstruct IMAGE_OR_DIR... -o OUT``: every face of every image, the chosen formats
+written into OUT (`facefit.Reconstructor` and `facefit.export`; batches through
+`facefit.batch`). One bad file never stops a batch: its problem is printed as one line,
+``facefit: error: PATH: problem``, and the next file is processed. Exit codes: `facefit.cli`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from facefit.batch.work import is_unavailable, one_line
+from facefit.cli.common import (
+    EXIT_CODES_HELP,
+    EXIT_FAILED,
+    EXIT_NO_INPUT,
+    EXIT_OK,
+    EXIT_OUTPUT,
+    Unavailable,
+    add_max_pixels,
+    can_encode,
+    err,
+    plural,
+    positive_float,
+    positive_int,
+    texture_int,
+)
 from facefit.fit.camera import CAMERA_ALIASES, CAMERA_KINDS
 from facefit.reconstruct import IMAGE_LOSSES
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
-EXIT_OUTPUT = 5
-EXIT_INTERRUPTED = 130
-PLUGINS = ("facefit.model.commands", "facefit.eval.commands", "facefit.video.commands",
-           "facefit.io.view_command")
 _FALLBACK_FORMATS = ("obj", "ply", "glb", "npz", "overlay", "json", "html")
-
-EXIT_CODES_HELP = """\
-exit codes:
-  0    all inputs reconstructed and written
-  1    some inputs failed (unreadable image, no face found, export error); the rest
-       were processed
-  2    usage error
-  3    no input images found
-  4    model or detector could not be loaded (missing data package: see the message),
-       or the model has no 68 landmark ids
-  5    OUT cannot be used (cannot be created, or another run is using it)
-  130  interrupted"""
-
-
-class _Unavailable(Exception):
-    """The model or the detector cannot be loaded; the message says what to install."""
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        if getattr(args, "func", None) is None:
-            parser.print_help(sys.stderr)
-            return EXIT_USAGE
-        with _pixel_limit(getattr(args, "max_pixels", None)):
-            return int(args.func(args))
-    except SystemExit as exc:  # --help, --version, usage errors (also from a command)
-        return _exit_code(exc)
-    except KeyboardInterrupt:
-        _err("interrupted", prefix="facefit: ")
-        return EXIT_INTERRUPTED
-    except _Unavailable as exc:
-        _err(str(exc))
-        return EXIT_UNAVAILABLE
-    except Exception as exc:
-        if is_unavailable(exc) and not getattr(args, "debug", False):
-            _err(one_line(exc))
-            return EXIT_UNAVAILABLE
-        raise
-
-
-def _exit_code(exc: SystemExit) -> int:
-    if exc.code is None:
-        return EXIT_OK
-    return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``facefit`` parser with ``reconstruct`` and every plugin subcommand."""
-    from facefit import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="facefit",
-        description="Photos of faces to textured 3D faces with a 3D morphable model.",
-        epilog=EXIT_CODES_HELP + "\n\nRun `facefit COMMAND --help` for a command's options.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"facefit {__version__}")
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    _add_reconstruct(sub)
-    for name in PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
-                continue  # the plugin itself is not installed: skip it silently
-            raise  # a plugin that exists but fails to import is a bug worth seeing
-        module.register(sub)
-    video = sub.choices.get("video")
-    if video is not None and "--max-pixels" not in video._option_string_actions:
-        _add_max_pixels(video, "video frames larger than N pixels are refused before decoding")
-    return parser
-
-
-MAX_PIXELS_HELP = ("images larger than N pixels are refused from their header, before "
-                   "decoding (decompression bombs); accepts 3e8 (default: 1e8)")
-
-
-def _add_max_pixels(p: argparse.ArgumentParser, help_text: str = MAX_PIXELS_HELP) -> None:
-    p.add_argument("--max-pixels", type=_pixel_count, default=None, metavar="N",
-                   help=help_text)
-
-
-def _pixel_count(text: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of pixels: {text!r}") from None
-    if not 1 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return int(value)
-
-
-@contextlib.contextmanager
-def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
-    """``--max-pixels`` for the command's duration, through ``FACEFIT_MAX_PIXELS`` (read by
-    `facefit.io.image.pixel_limit`, so worker processes see it too)."""
-    from facefit.io.image import MAX_PIXELS_ENV
-
-    if max_pixels is None:
-        yield
-        return
-    saved = os.environ.get(MAX_PIXELS_ENV)
-    os.environ[MAX_PIXELS_ENV] = str(max_pixels)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(MAX_PIXELS_ENV, None)
-        else:
-            os.environ[MAX_PIXELS_ENV] = saved
-
-
-# ---- reconstruct ----------------------------------------------------------------------------
 
 def _formats() -> tuple[str, ...]:
     try:
@@ -204,38 +79,8 @@ def _npz_fields_arg(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def _texture_int(text: str) -> int:
-    value = _int(text)
-    if value < 0 or value == 1:
-        raise argparse.ArgumentTypeError(f"must be 0 (no texture) or at least 2, got {text}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _add_reconstruct(sub: Any) -> None:
+def register(sub: Any) -> None:
+    """Add ``reconstruct`` to the ``facefit`` subparsers."""
     known = ",".join(_formats())
     p = sub.add_parser(
         "reconstruct",
@@ -262,7 +107,7 @@ def _add_reconstruct(sub: Any) -> None:
                    help=f"comma-separated output formats from {known}, or 'all' "
                         f"(default: {','.join(_default_formats())}; bytes per face in "
                         "docs/scaling.md)")
-    p.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
                    help="worker processes (default: one per available core, at most one "
                         "per 8 images); each loads the model once")
     p.add_argument("--cluster", default=None, metavar="ADDRESS",
@@ -279,7 +124,7 @@ def _add_reconstruct(sub: Any) -> None:
     p.add_argument("--npz-fields", type=_npz_fields_arg, default=None, metavar="LIST",
                    help="fields of each .npz (comma-separated, or 'all'; default: "
                         "coefficients, pose, landmarks and vertices_mm)")
-    p.add_argument("--max-faces", type=_positive_int, default=8, metavar="N",
+    p.add_argument("--max-faces", type=positive_int, default=8, metavar="N",
                    help="reconstruct at most N faces per image, largest-score first "
                         "(default: 8)")
     p.add_argument("--landmarks", choices=("auto", "mediapipe", "network"),
@@ -292,17 +137,17 @@ def _add_reconstruct(sub: Any) -> None:
                    help="camera model of the fit: scaled_orthographic ('orthographic' is "
                         "accepted for it) or perspective (default: scaled_orthographic, or "
                         "perspective when --focal-px is given)")
-    p.add_argument("--focal-px", type=_positive_float, default=None, metavar="F",
+    p.add_argument("--focal-px", type=positive_float, default=None, metavar="F",
                    help="focal length in pixels for the perspective camera (default: the "
                         "image diagonal, about a 53° diagonal field of view)")
-    p.add_argument("--texture-size", type=_texture_int, default=512, metavar="N",
+    p.add_argument("--texture-size", type=texture_int, default=512, metavar="N",
                    help="side of the UV texture in texels; 0 disables texturing "
                         "(default: 512)")
     p.add_argument("--model", type=Path, default=None, metavar="PATH",
                    help="morphable model file to use instead of the default BFM 2009 "
                         "(3DDFA) model, or a name 'facefit model list' prints ('ict': the "
                         "packaged ICT-FaceKit head, MIT)")
-    _add_max_pixels(p)
+    add_max_pixels(p)
     p.add_argument("-r", "--recursive", action="store_true",
                    help="also look for images in subdirectories of the given directories")
     p.add_argument("-q", "--quiet", action="store_true",
@@ -317,7 +162,7 @@ def _add_reconstruct(sub: Any) -> None:
     p.add_argument("--image-loss", choices=IMAGE_LOSSES, default=None,
                    help="pixel loss of --refine photometric; 'gradient' is the gradient "
                         "correlation, robust to lighting (default: l2)")
-    p.add_argument("--photometric-iterations", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--photometric-iterations", type=positive_int, default=None, metavar="N",
                    help="optimisation steps of --refine photometric (default: 100)")
     p.add_argument("--pooling", choices=("joint", "confidence"), default=None,
                    help="with --same-person: joint fit of all photos (default) or "
@@ -369,7 +214,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     remote_inputs = [p for p in args.inputs if is_url(p)]
     paths = _list_inputs(args.inputs, args.recursive)
     if not paths:
-        _err(f"no input images found in {', '.join(map(str, args.inputs))}")
+        err(f"no input images found in {', '.join(map(str, args.inputs))}")
         return EXIT_NO_INPUT
     out = str(args.output)
 
@@ -380,7 +225,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         try:
             Path(out).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            _err(f"{out}: cannot create the output folder ({exc.strerror or exc})")
+            err(f"{out}: cannot create the output folder ({exc.strerror or exc})")
             return False
         return True
 
@@ -418,7 +263,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         _fail(None, result.error, args, result.exception)
 
     def lost(tasks: list[Any]) -> None:
-        _err(f"a worker process died; {_plural(len(tasks), 'image')} in flight not "
+        err(f"a worker process died; {plural(len(tasks), 'image')} in flight not "
              f"processed (re-run the command to complete them)")
 
     try:
@@ -427,11 +272,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                             retry_failed=args.retry_failed, recon=recon, report=report,
                             progress=not args.quiet, on_lost=lost)
     except ManifestLocked as exc:
-        _err(str(exc))
+        err(str(exc))
         return EXIT_OUTPUT
     if not args.quiet:
         per = summary.seconds / max(len(paths), 1)
-        arrow = "→" if _can_encode("→") else "->"
+        arrow = "→" if can_encode("→") else "->"
         extra = ""
         if summary.skipped:
             extra += f", {summary.skipped} done before"
@@ -440,7 +285,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         if summary.lost:
             extra += f", {summary.lost} lost"
         n_failed = summary.failed + summary.no_face
-        _err(f"{_plural(len(paths), 'image')}, {_plural(summary.faces, 'face')}, "
+        err(f"{plural(len(paths), 'image')}, {plural(summary.faces, 'face')}, "
              f"{n_failed} failed{extra} ({per:.2f} s/image) {arrow} {out}"
              f"{'' if is_url(out) else os.sep}", prefix="facefit: ")
     if "html" in args.formats and not is_url(out):
@@ -492,12 +337,12 @@ def _exporter() -> Any:
     except ModuleNotFoundError as exc:
         if exc.name != "facefit.io.export":
             raise
-        raise _Unavailable("facefit.io.export is missing: reinstall facefit") from None
+        raise Unavailable("facefit.io.export is missing: reinstall facefit") from None
     return export_reconstructions
 
 
 def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
-    """The `Reconstructor` for ``args``; raises `_Unavailable` when model/detector are missing."""
+    """The `Reconstructor` for ``args``; raises `Unavailable` when model/detector are missing."""
     from facefit.reconstruct import Reconstructor
 
     model = _load_model(args.model) if args.model is not None else None
@@ -511,11 +356,11 @@ def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
                              landmarks=getattr(args, "landmarks", "mediapipe"))
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("facefit"):
-            raise _Unavailable(f"this facefit install is incomplete ({exc})") from exc
-        raise _Unavailable(f"{exc}: install the missing package (see README.md)") from exc
+            raise Unavailable(f"this facefit install is incomplete ({exc})") from exc
+        raise Unavailable(f"{exc}: install the missing package (see README.md)") from exc
     except Exception as exc:
         if is_unavailable(exc):
-            raise _Unavailable(one_line(exc)) from exc
+            raise Unavailable(one_line(exc)) from exc
         raise
 
 
@@ -531,12 +376,12 @@ def _load_model(path: Path) -> Any:
     except (OSError, ValueError, KeyError, EOFError) as exc:
         text = one_line(exc)
         if text.startswith(f"{path}: "):  # already "PATH: problem" (ModelFileError)
-            raise _Unavailable(text) from exc
-        raise _Unavailable(f"{path}: cannot load the model ({text})") from exc
+            raise Unavailable(text) from exc
+        raise Unavailable(f"{path}: cannot load the model ({text})") from exc
     try:
         check_model(model)
     except ValueError as exc:
-        raise _Unavailable(f"{path}: {one_line(exc)}") from exc
+        raise Unavailable(f"{path}: {one_line(exc)}") from exc
     return model
 
 
@@ -556,21 +401,3 @@ def _fail(bar: Any, problem: BaseException | str, args: argparse.Namespace,
     return 1
 
 
-def _err(text: str, prefix: str = "facefit: error: ") -> None:
-    print(prefix + text, file=sys.stderr)
-
-
-def _can_encode(text: str) -> bool:
-    try:
-        text.encode(getattr(sys.stderr, "encoding", None) or "ascii")
-    except (UnicodeEncodeError, LookupError):
-        return False
-    return True
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

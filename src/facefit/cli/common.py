@@ -1,0 +1,125 @@
+"""What every ``facefit`` subcommand shares: exit codes, the one-line error printer,
+argument types and the ``--max-pixels`` limit."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+EXIT_OUTPUT = 5
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    all inputs reconstructed and written
+  1    some inputs failed (unreadable image, no face found, export error); the rest
+       were processed
+  2    usage error
+  3    no input images found
+  4    model or detector could not be loaded (missing data package: see the message),
+       or the model has no 68 landmark ids
+  5    OUT cannot be used (cannot be created, or another run is using it)
+  130  interrupted"""
+
+
+class Unavailable(Exception):
+    """The model or the detector cannot be loaded; the message says what to install."""
+
+
+MAX_PIXELS_HELP = ("images larger than N pixels are refused from their header, before "
+                   "decoding (decompression bombs); accepts 3e8 (default: 1e8)")
+
+
+def add_max_pixels(p: argparse.ArgumentParser, help_text: str = MAX_PIXELS_HELP) -> None:
+    """The ``--max-pixels N`` option (decompression-bomb limit) on ``p``."""
+    p.add_argument("--max-pixels", type=pixel_count, default=None, metavar="N",
+                   help=help_text)
+
+
+def pixel_count(text: str) -> int:
+    """argparse type: a pixel count >= 1 (``3e8`` accepted)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of pixels: {text!r}") from None
+    if not 1 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return int(value)
+
+
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """``--max-pixels`` for the command's duration, through ``FACEFIT_MAX_PIXELS`` (read by
+    `facefit.io.image.pixel_limit`, so worker processes see it too)."""
+    from facefit.io.image import MAX_PIXELS_ENV
+
+    if max_pixels is None:
+        yield
+        return
+    saved = os.environ.get(MAX_PIXELS_ENV)
+    os.environ[MAX_PIXELS_ENV] = str(max_pixels)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(MAX_PIXELS_ENV, None)
+        else:
+            os.environ[MAX_PIXELS_ENV] = saved
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int_arg(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def texture_int(text: str) -> int:
+    """argparse type: a texture size, 0 (none) or >= 2."""
+    value = int_arg(text)
+    if value < 0 or value == 1:
+        raise argparse.ArgumentTypeError(f"must be 0 (no texture) or at least 2, got {text}")
+    return value
+
+
+def int_arg(text: str) -> int:
+    """argparse type: an integer, with a one-line message otherwise."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def err(text: str, prefix: str = "facefit: error: ") -> None:
+    """Print one line to stderr (``facefit: error: TEXT``)."""
+    print(prefix + text, file=sys.stderr)
+
+
+def can_encode(text: str) -> bool:
+    """Whether stderr's encoding can print ``text``."""
+    try:
+        text.encode(getattr(sys.stderr, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def plural(n: int, word: str) -> str:
+    """``"1 image"``, ``"2 images"``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
