@@ -72,6 +72,14 @@ def test_aflw2000_with_pred_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
     from facefit.io.schemas import SCHEMA_VERSION
 
     assert res["schema_version"] == SCHEMA_VERSION  # every JSON facefit writes carries it
+    # the per-yaw bars and the CED curve are PNGs, inlined in the run's HTML report
+    from PIL import Image
+
+    for name in ("aflw2000_yaw.png", "aflw2000_ced.png"):
+        with Image.open(tmp_path / "out" / name) as im:
+            assert im.format == "PNG" and im.width > 300
+    report = (tmp_path / "out" / "aflw2000_report.html").read_text()
+    assert report.count("data:image/png;base64,") == 2
 
 
 def test_aflw2000_runs_predict_step_and_saves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

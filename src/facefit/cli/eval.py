@@ -232,7 +232,14 @@ def _cmd_aflw2000(args: argparse.Namespace) -> int:
     print(result.table())
     out = Path(args.out)
     _write_json(out / "aflw2000.json", result.to_dict())
-    print(f"results: {out / 'aflw2000.json'}", file=sys.stderr)
+    from facefit.io.atomic import atomic_path
+
+    with atomic_path(out / "aflw2000_yaw.png") as tmp:
+        result.plot_yaw_bars(str(tmp))
+    with atomic_path(out / "aflw2000_ced.png") as tmp:
+        result.plot_ced(str(tmp), label="predictions" if args.pred else "facefit")
+    print(f"results: {out / 'aflw2000.json'}, per-yaw bars: {out / 'aflw2000_yaw.png'}, CED plot: "
+          f"{out / 'aflw2000_ced.png'}", file=sys.stderr)
     return 0
 
 

@@ -275,6 +275,39 @@ class AFLW2000Result:
         }
 
 
+    def plot_ced(self, path: str, label: str = "facefit") -> None:
+        """The 2D CED curve (NME by the landmark box, missing images as failures) as a PNG."""
+        plot_ced({label: self.nme_2d}, path, self.failure_threshold,
+                 title="AFLW2000-3D cumulative error distribution (2D)",
+                 xlabel="NME (normalised by the ground-truth landmark box size)")
+
+    def plot_yaw_bars(self, path: str) -> None:
+        """Bars of the 2D and 3D NME (%) per yaw bucket and balanced, with each bucket's image
+        count and missing images under its name, as a PNG (matplotlib, Agg backend)."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        names = [f"{b}\n{n} images, {m} missing" for b, n, m in
+                 zip(BUCKET_NAMES, self.bucket_counts, self.bucket_missing, strict=True)]
+        names.append("balanced")
+        v2 = 100 * np.array([*self.bucket_nme_2d, self.balanced_2d], np.float64)
+        v3 = 100 * np.array([*self.bucket_nme_3d, self.balanced_3d], np.float64)
+        x = np.arange(len(names))
+        fig = Figure(figsize=(6, 4), dpi=120)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        for off, vals, label in ((-0.2, v2, "2D"), (0.2, v3, "3D")):
+            bars = ax.bar(x + off, np.nan_to_num(vals), width=0.4, label=label)
+            ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], fontsize=8)
+        ax.set_xticks(x, names, fontsize=8)
+        ax.set_ylabel("NME (% of the landmark box size)")
+        ax.set_title("AFLW2000-3D NME per |yaw| bucket")
+        ax.legend()
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path)
+
+
 def evaluate_aflw2000(pred: np.ndarray, gt: np.ndarray, yaw_deg: np.ndarray,
                       stems: Sequence[str] | None = None,
                       nan_policy: NanPolicy = "missing",
@@ -400,7 +433,8 @@ def evaluate_300w(pred: np.ndarray, gt: np.ndarray, stems: Sequence[str] | None 
 
 
 def plot_ced(curves: Mapping[str, np.ndarray], path: str, max_error: float = 0.08,
-             title: str = "Cumulative error distribution") -> None:
+             title: str = "Cumulative error distribution",
+             xlabel: str = "NME (normalised by outer-eye-corner distance)") -> None:
     """Plot CED curves of several methods (per-image NME arrays, NaN = failure) to a PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -413,7 +447,7 @@ def plot_ced(curves: Mapping[str, np.ndarray], path: str, max_error: float = 0.0
         ax.plot(t, frac, label=f"{label} (AUC {auc_at(errors, max_error):.3f})")
     ax.set_xlim(0, max_error)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("NME (normalised by outer-eye-corner distance)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of images")
     ax.set_title(title)
     ax.grid(alpha=0.3)
