@@ -11,7 +11,7 @@ scale; landmarks are the projections of the dense MediaPipe correspondence verti
 centroids aligned) against the truth.
 
 Photometric (``--photometric-seeds`` > 0): one identity (shape, smooth albedo) rendered
-under random pose (yaw ±45°), expression and SH light (`facefit.render.synthetic`), 68
+under random pose (yaw ±45°), expression and SH light (`facefit.synthetic.photos`), 68
 landmarks with 1 px noise; joint landmark fit, then the joint photometric refinement
 (`facefit.fit.photometric.refine_photometric_multi`, 100 Adam steps at 224 px) and, for
 reference, each photo refined alone (`refine_photometric`, shape not shared).
@@ -25,8 +25,8 @@ import time
 import numpy as np
 
 from facefit.fit.multi_image import fit_same_person, fit_single
-from facefit.fit.synthetic import make_photo_set, neutral_error_mm
 from facefit.model import load_default_model
+from facefit.synthetic.views import make_photo_set, neutral_error_mm
 
 
 def main() -> None:
@@ -70,7 +70,7 @@ def photometric(seeds: int, n: int, iterations: int = 100) -> None:
         refine_photometric,
         refine_photometric_multi,
     )
-    from facefit.render.synthetic import make_synthetic_photo_set
+    from facefit.synthetic.photos import make_synthetic_photo_set
 
     model = load_default_model()
     ids = np.asarray(model.landmark_ids["ibug68"])

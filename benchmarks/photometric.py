@@ -1,7 +1,7 @@
 """Photometric refinement benchmark: speed, synthetic ground truth and AFLW2000-3D.
 
 1. Synthetic faces of the default model (random shape, expression, pose, smooth albedo and
-   SH light, random background, pixel noise; `facefit.render.synthetic`): landmark fit from
+   SH light, random background, pixel noise; `facefit.synthetic.photos`): landmark fit from
    the noisy projected 68 landmarks, then `refine_photometric`. Prints the dense vertex error
    (image space, px; over the vertices inside the face-skin mask) before and after, the
    recovered light direction's angle error and the photometric error; and the time per face
@@ -38,7 +38,7 @@ from facefit.fit.photometric import (  # noqa: E402
 )
 from facefit.model import load_default_model  # noqa: E402
 from facefit.render.differentiable import light_direction  # noqa: E402
-from facefit.render.synthetic import dense_error_px, make_synthetic_face  # noqa: E402
+from facefit.synthetic.photos import dense_error_px, make_synthetic_face  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "aflw2000-3d-dev"
 

@@ -15,7 +15,7 @@ from facefit.detect.mtcnn import WEIGHT_FILES, MTCNNDetector, nms, weight_dir
 from facefit.fit.camera import rotation_from_euler
 from facefit.model import load_default_model
 from facefit.render import differentiable as dr
-from facefit.render.synthetic import frame_face, random_light, smooth_albedo
+from facefit.synthetic.photos import frame_face, random_light, smooth_albedo
 
 
 def _profile(yaw: float = 80.0, size: int = 256) -> tuple[np.ndarray, np.ndarray]:

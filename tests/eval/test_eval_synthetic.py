@@ -18,15 +18,10 @@ from scipy.spatial.transform import Rotation
 
 from facefit.cli import eval as commands
 from facefit.detect.base import FaceLandmarks
-from facefit.eval.synthetic import (
-    SKIN_TONE,
-    SyntheticFace,
-    evaluate_synthetic,
-    fit_exact_landmarks,
-    sample_face,
-)
+from facefit.eval.synthetic import evaluate_synthetic, fit_exact_landmarks
 from facefit.fit.landmark_fit import estimate_scaled_orthographic, fit_landmarks
 from facefit.model import load_default_model
+from facefit.synthetic.scenes import SKIN_TONE, SyntheticFace, sample_face
 
 
 @pytest.fixture(scope="module")

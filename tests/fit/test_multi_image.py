@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from facefit.fit.multi_image import fit_same_person, fit_single, fit_views, pool_confidence
-from facefit.fit.synthetic import make_photo_set, neutral_error_mm
 from facefit.model import load_default_model
+from facefit.synthetic.views import make_photo_set, neutral_error_mm
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import pytest
 
 from facefit.fit.multi_image import ViewPoints, fit_same_person
 from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
-from facefit.fit.synthetic import neutral_error_mm
 from facefit.model import load_default_model
-from facefit.render.synthetic import make_synthetic_photo_set
+from facefit.synthetic.photos import make_synthetic_photo_set
+from facefit.synthetic.views import neutral_error_mm
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from facefit.fit.landmark_fit import camera_pose, fit_points, make_result
 from facefit.fit.photometric import PhotometricConfig, refine_photometric, skin_mask
 from facefit.model import load_default_model
 from facefit.render.differentiable import light_direction
-from facefit.render.synthetic import dense_error_px, make_synthetic_face
+from facefit.synthetic.photos import dense_error_px, make_synthetic_face
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from facefit.model.io_flame import FlameModel, flame_from_model, linear_blend_sk
 from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
 from facefit.render import differentiable as dr
-from facefit.render.synthetic import make_synthetic_face, random_light, smooth_albedo
+from facefit.synthetic.photos import make_synthetic_face, random_light, smooth_albedo
 
 
 @pytest.fixture(scope="module")

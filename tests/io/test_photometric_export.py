@@ -11,7 +11,7 @@ from facefit.io.export import export_reconstructions
 from facefit.io.photometric_export import albedo_texture
 from facefit.model import load_default_model
 from facefit.reconstruct import Reconstruction
-from facefit.render.synthetic import make_synthetic_face
+from facefit.synthetic.photos import make_synthetic_face
 
 
 class _FakeDetector:

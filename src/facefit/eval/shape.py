@@ -9,7 +9,7 @@ Data:
 
 * ``in-model``: faces of the fitting model itself (shape N(0, 1), mild expression
   N(0, 0.5²), smooth random albedo, SH light, yaw within ±``max_yaw``; rendered by
-  `facefit.render.synthetic.make_synthetic_face`); the scan is the true neutral mesh's
+  `facefit.synthetic.photos.make_synthetic_face`); the scan is the true neutral mesh's
   vertices. The mean vertex error after a rigid (Kabsch) alignment is reported too
   (`facefit.eval.synthetic.vertex_error`).
 * ``ict``: cross-model scans: random identities of the ICT Face Model (Li et al., CVPR 2020;
@@ -152,7 +152,7 @@ def now_landmarks(vertices: np.ndarray, ibug68_ids: np.ndarray) -> np.ndarray:
 def in_model_subject(model: MorphableModel, rng: np.random.Generator, photos: int = 1,
                      max_yaw: float = 30.0, size: int = 256) -> ShapeSubject:
     """A random face of ``model`` (shape N(0, 1)) and ``photos`` renders of it."""
-    from facefit.render.synthetic import make_synthetic_face, smooth_albedo
+    from facefit.synthetic.photos import make_synthetic_face, smooth_albedo
 
     shape = rng.normal(0, 1, model.num_shape).clip(-3, 3).astype(np.float32)
     albedo = smooth_albedo(model, rng)
@@ -204,7 +204,7 @@ def ict_albedo(ict: object, rng: np.random.Generator) -> np.ndarray:
     x = ict.neutral.astype(np.float64)  # type: ignore[attr-defined]
     tone = np.array([0.72, 0.53, 0.44]) * rng.uniform(0.6, 1.15) + rng.normal(0, 0.03, 3)
     field = np.zeros((len(x), 3))
-    for _ in range(10):  # smooth blobs, radius 15-40 mm (as render.synthetic.smooth_albedo)
+    for _ in range(10):  # smooth blobs, radius 15-40 mm (as synthetic.photos.smooth_albedo)
         c = x[rng.integers(len(x))]
         r = rng.uniform(15, 40)
         field += np.exp(-((x - c) ** 2).sum(1) / (2 * r * r))[:, None] * rng.normal(0, 1, 3)
@@ -234,14 +234,14 @@ def render_ict(ict: object, vertices: np.ndarray, albedo: np.ndarray,
     """Render ICT head ``vertices`` (V, 3, mm) with its own triangles (head skin, eyes,
     mouth; not the transparent eye shells), random pose (yaw within ±``max_yaw``, pitch
     ±10°, roll ±5°), random SH light and a smooth background, scaled orthographic like
-    `facefit.render.synthetic.make_synthetic_face`. Returns the uint8 image, the yaw
+    `facefit.synthetic.photos.make_synthetic_face`. Returns the uint8 image, the yaw
     (degrees) and the (V, 3) image-space vertices."""
     import cv2
     import torch
 
     from facefit.fit.camera import rotation_from_euler
     from facefit.render import differentiable as dr
-    from facefit.render.synthetic import frame_face, random_light
+    from facefit.synthetic.photos import frame_face, random_light
 
     setup = _ict_render_setup(ict)
     lm = ict.landmark_ids["ibug68"]  # type: ignore[attr-defined]

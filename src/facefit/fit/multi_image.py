@@ -48,7 +48,7 @@ from facefit.model.morphable_model import MorphableModel
 # the landmark fit's NoW median is 0.588 vs 0.642 mm with 1 photo and 0.634 vs 0.685 mm with
 # 3 (vertex error 3.18 vs 3.72 and 3.80 vs 4.58 mm); on AFLW2000-3D dev (first 300 images)
 # the balanced 2D NME is 9.247 vs 9.253 %. Only with exact correspondences and 2 px Gaussian
-# noise (`facefit.fit.synthetic`, whose benchmarks set their own 0.02) is 0.02 better
+# noise (`facefit.synthetic.views`, whose benchmarks set their own 0.02) is 0.02 better
 # (joint fit of 3 views 1.77 vs 2.25 mm): real detectors' errors are larger and biased. The
 # FLAME and bilinear fitters were tuned at 0.02; ICT's bounded blendshapes at 0.01.
 DEFAULT_LANDMARK_SIGMA = {"linear": 0.05, "flame": 0.02, "bilinear": 0.02, "ict": 0.01}

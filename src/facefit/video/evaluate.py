@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from facefit.fit.multi_image import fit_same_person
-from facefit.fit.synthetic import make_motion
 from facefit.model.morphable_model import MorphableModel
+from facefit.synthetic.views import make_motion
 from facefit.video.fitter import FrameFitter
 from facefit.video.smooth import PoseExpressionSmoother
 

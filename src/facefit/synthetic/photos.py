@@ -35,7 +35,7 @@ def frame_face(vertices: np.ndarray, landmark_ids: np.ndarray, rotation: np.ndar
 
 
 @dataclass(frozen=True, eq=False)
-class SyntheticFace:
+class SyntheticPhoto:
     """A rendered face and its ground truth.
 
     Attributes:
@@ -97,7 +97,7 @@ def random_light(rng: np.random.Generator, min_deg: float = 20.0, max_deg: float
 def make_synthetic_face(model: MorphableModel, rng: np.random.Generator, size: int = 256,
                         max_yaw: float = 30.0, noise: float = 0.01,
                         face_fraction: float = 0.6, shape: np.ndarray | None = None,
-                        albedo: np.ndarray | None = None) -> SyntheticFace:
+                        albedo: np.ndarray | None = None) -> SyntheticPhoto:
     """Render one random face (shape N(0, 0.8²), expression N(0, 0.5²), yaw within
     ±``max_yaw`` degrees) of width ``face_fraction`` × ``size`` with Gaussian noise of
     ``noise`` (intensity units) over a smooth random background. ``shape`` and ``albedo``
@@ -121,13 +121,13 @@ def make_synthetic_face(model: MorphableModel, rng: np.random.Generator, size: i
     img = np.where(cover.numpy()[..., None], color.numpy(), bg)
     img = img + rng.normal(0, noise, img.shape)
     image = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
-    return SyntheticFace(image, verts.astype(np.float32), alpha, beta, rot, float(scale), t,
+    return SyntheticPhoto(image, verts.astype(np.float32), alpha, beta, rot, float(scale), t,
                          sh, d, albedo, verts[lm, :2].astype(np.float32))
 
 
 def make_synthetic_photo_set(model: MorphableModel, n_photos: int, seed: int = 0,
                              size: int = 224, max_yaw: float = 45.0
-                             ) -> tuple[np.ndarray, list[SyntheticFace]]:
+                             ) -> tuple[np.ndarray, list[SyntheticPhoto]]:
     """(true shape, photos): one random identity (shape N(0, 0.8²), one smooth albedo)
     rendered ``n_photos`` times with random pose, expression and lighting."""
     rng = np.random.default_rng(seed)
