@@ -26,7 +26,7 @@ import numpy as np
 from facefit.fit.camera import euler_from_rotation
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "regress_mbv1x05.pt"
-WEIGHTS_SHA256 = "ae245e9b7dcacd1c83dadcf4443f3a1f915bc12c0f530bc3c5f042716120f7bc"
+WEIGHTS_SHA256 = "1c9223c389d303220a2b9e9db35a427b0f76a3d61eeef2935fe4e6e1f13d8a1a"
 MODEL_NAME = "mobilenet_v1_x0.5"
 INPUT_SIZE = 120
 WIDTH = 0.5

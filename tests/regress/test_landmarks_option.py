@@ -1,0 +1,82 @@
+"""``facefit reconstruct --landmarks {auto,mediapipe,network}`` end to end on the example
+photo, and `auto`'s per-face rule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facefit import cli
+from facefit.detect.mediapipe import MediaPipeDetector
+from facefit.detect.network import NetworkFace, NetworkLandmarkDetector, landmark_source
+from facefit.io.image import load_image
+from facefit.reconstruct import Reconstructor
+
+ROOT = Path(__file__).resolve().parents[2]
+PHOTO = ROOT / "examples" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def mediapipe() -> MediaPipeDetector:
+    return MediaPipeDetector()
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory) -> dict[str, dict]:
+    """The JSON of one CLI run per ``--landmarks`` choice."""
+    out = {}
+    for source in ("mediapipe", "network", "auto"):
+        folder = tmp_path_factory.mktemp(source)
+        code = cli.main(["reconstruct", str(PHOTO), "-o", str(folder), "--formats", "json",
+                         "--landmarks", source, "--jobs", "1", "-q"])
+        assert code == 0
+        out[source] = json.loads((folder / "astronaut.json").read_text())
+    return out
+
+
+@pytest.mark.parametrize("source,expected", [("mediapipe", "mediapipe"),
+                                             ("network", "network"),
+                                             ("auto", "mediapipe")])  # a near-frontal face
+def test_each_choice_gives_a_face_and_records_its_source(outputs, source, expected) -> None:
+    faces = outputs[source]["faces"]
+    assert len(faces) == 1
+    assert faces[0]["landmark_source"] == expected
+
+
+def test_network_and_mediapipe_fits_agree_on_the_photo(outputs) -> None:
+    a = np.asarray(outputs["mediapipe"]["faces"][0]["landmarks_68_2d"])
+    b = np.asarray(outputs["network"]["faces"][0]["landmarks_68_2d"])
+    size = np.sqrt(np.prod(a.max(0) - a.min(0)))
+    assert np.linalg.norm(a - b, axis=1).mean() / size < 0.05
+    yaw = [outputs[s]["faces"][0]["pose"]["yaw_deg"] for s in ("mediapipe", "network")]
+    assert abs(yaw[0] - yaw[1]) < 10
+
+
+def test_auto_rule_follows_the_yaw_threshold(mediapipe) -> None:
+    image = load_image(PHOTO)
+    frontal = NetworkLandmarkDetector(mediapipe, "auto", yaw_threshold=90).detect(image)
+    turned = NetworkLandmarkDetector(mediapipe, "auto", yaw_threshold=0).detect(image)
+    assert [landmark_source(f) for f in frontal] == ["mediapipe"]
+    assert [landmark_source(f) for f in turned] == ["network"]
+    face = turned[0]
+    assert isinstance(face, NetworkFace) and face.points_px.shape == (68, 2)
+    assert face.scheme == "ibug68_fixed" and face.depth_px.shape == (68,)
+    # the network's points lie in MediaPipe's face box
+    box = frontal[0].box
+    inside = (face.points_px >= box[:2] - 10) & (face.points_px <= box[2:] + 10)
+    assert inside.all()
+
+
+def test_network_fit_uses_every_point_on_fixed_vertices(mediapipe) -> None:
+    rec = Reconstructor(detector=mediapipe, texture_size=0, landmarks="network")
+    (r,) = rec.reconstruct(load_image(PHOTO))
+    assert r.fit.num_landmarks >= 68
+    # the fitted 68 landmark vertices follow the network's own 68 points (jaw included)
+    err = np.linalg.norm(r.fit.landmarks_68_2d - r.face.points_px, axis=1)
+    size = np.sqrt(np.prod(np.ptp(r.face.points_px, axis=0)))
+    assert err.mean() / size < 0.03
+    with pytest.raises(ValueError, match="landmarks must be"):
+        Reconstructor(detector=mediapipe, landmarks="dlib")

@@ -1,0 +1,180 @@
+"""The packaged regression network at inference: weights file and checksum, output shapes,
+batch-norm folding, the pose/landmark geometry against independent computations, the crop
+mapping back to image pixels, and a rendered profile face."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from facefit.fit.camera import rotation_from_euler
+from facefit.model import load_default_model
+from facefit.regress.network import Projector
+from facefit.regress.predictor import (
+    INPUT_SIZE,
+    WEIGHTS_PATH,
+    WEIGHTS_SHA256,
+    RegressionPredictor,
+    WeightsError,
+    crop_maps,
+    rotation_from_pose,
+)
+from facefit.regress.train import to_tensor
+from facefit.render import differentiable as dr
+from facefit.synthetic.photos import frame_face, random_light, smooth_albedo
+
+
+@pytest.fixture(scope="module")
+def predictor() -> RegressionPredictor:
+    return RegressionPredictor()
+
+
+def test_packaged_weights_file_and_checksum() -> None:
+    data = WEIGHTS_PATH.read_bytes()
+    assert len(data) <= 2_000_000
+    assert hashlib.sha256(data).hexdigest() == WEIGHTS_SHA256
+    ck = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
+    assert ck["meta"]["input_size"] == INPUT_SIZE and ck["meta"]["outputs"] == 58
+    assert all(v.dtype == torch.float16 for v in ck["net"].values() if v.is_floating_point())
+    assert ck["norm_mean"].shape == ck["norm_std"].shape == (58,)
+
+
+def test_changed_weights_are_refused(tmp_path) -> None:
+    bad = tmp_path / "w.pt"
+    bad.write_bytes(WEIGHTS_PATH.read_bytes() + b"\0")
+    p = RegressionPredictor(bad)
+    p.check_sha = True  # as for the packaged file
+    with pytest.raises(WeightsError, match="sha256"):
+        p.params_from_crops(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), np.uint8))
+    with pytest.raises(WeightsError, match="missing"):
+        RegressionPredictor(tmp_path / "none.pt").params_from_crops(np.zeros((1, 8, 8, 3)))
+
+
+def test_output_shapes_and_folded_batchnorm(predictor) -> None:
+    crops = np.random.default_rng(0).integers(0, 256, (3, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    params = predictor.params_from_crops(crops)
+    assert params.shape == (3, 58) and params.dtype == np.float32
+    with torch.no_grad():  # the unfolded network, denormalised by hand
+        ref = predictor._net.eval()(to_tensor(crops)).numpy() * predictor._norm_std.numpy() \
+            + predictor._norm_mean.numpy()
+    np.testing.assert_allclose(params, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    lm3 = predictor.landmarks_3d(params)
+    assert lm3.shape == (3, 68, 3)
+    # x, y: the training projector of the same parameters
+    model = load_default_model()
+    proj = Projector(model, model.landmark_ids["ibug68"])(torch.from_numpy(params)).numpy()
+    np.testing.assert_allclose(lm3[:, :, :2], proj, atol=1e-3 * np.abs(proj).max())
+
+
+def test_pose_geometry_against_known_rotation() -> None:
+    model = load_default_model()
+    angles = [(70.0, -10.0, 5.0), (-30.0, 15.0, -8.0)]
+    rots = np.stack([rotation_from_euler(*a) for a in angles])
+    s = np.array([0.4, 1.3])
+    g = np.diag([1.0, -1.0, -1.0])
+    a = s[:, None, None] * (g @ rots)[:, :2]
+    got_r, got_s = rotation_from_pose(a)
+    np.testing.assert_allclose(got_r, rots, atol=1e-9)
+    np.testing.assert_allclose(got_s, s)
+    # depth of landmarks_3d: the third image-frame row (larger is farther)
+    p = RegressionPredictor()
+    params = np.zeros((2, 58))
+    params[:, :6] = a.reshape(2, 6)
+    params[:, 6:8] = [[50, 60], [10, 20]]
+    lm3 = p.landmarks_3d(params)
+    v = model.mean[model.landmark_ids["ibug68"]].astype(np.float64)
+    want = np.einsum("nrc,vc->nvr", s[:, None, None] * (g @ rots), v)
+    np.testing.assert_allclose(lm3[..., 2], want[..., 2], atol=1e-3)
+    np.testing.assert_allclose(lm3[..., :2], want[..., :2] + params[:, None, 6:8], atol=1e-3)
+
+
+def test_crop_maps_are_the_training_crop() -> None:
+    box = np.array([[100.0, 50.0, 200.0, 130.0]])
+    m = crop_maps(box)[0]
+    side = 100 * 1.5
+    # the box centre lands on the crop centre, the side on 120 px
+    np.testing.assert_allclose(m[:, :2] @ [150.0, 90.0] + m[:, 2], [59.5, 59.5])
+    np.testing.assert_allclose(m[0, 0] * side, INPUT_SIZE)
+
+
+def _rendered(yaw: float, size: int = 256, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A random-identity face turned ``yaw`` degrees over a grey background and its exact
+    68 landmark projections (hidden ones included)."""
+    model = load_default_model()
+    rng = np.random.default_rng(seed)
+    x = model.vertices(rng.normal(0, 0.7, model.num_shape), np.zeros(model.num_expression))
+    x = np.asarray(x, np.float64)
+    lm = model.landmark_ids["ibug68"]
+    camera = frame_face(x, lm, rotation_from_euler(yaw, 5.0, 0.0), size, 0.55, rng)
+    v = camera.image_points(x)
+    sh, _ = random_light(rng)
+    color, cover = dr.render(torch.as_tensor(v, dtype=torch.float32), model.triangles, size,
+                             size, torch.as_tensor(smooth_albedo(model, rng)),
+                             torch.as_tensor(sh))
+    img = np.where(cover.numpy()[..., None], color.numpy(), 0.45)
+    return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), v[lm, :2]
+
+
+def test_crop_mapping_follows_a_shift_and_a_batch(predictor) -> None:
+    image, truth = _rendered(40.0)
+    box = np.r_[truth.min(0), truth.max(0)]
+    one = predictor.predict(image, box)
+    big = np.pad(image, ((30, 0), (17, 0), (0, 0)), mode="edge")
+    moved = predictor.predict_batch(big, boxes=np.stack([box + [17, 30, 17, 30], box + [
+        17, 30, 17, 30]]))
+    assert len(moved) == 2
+    for m in moved:  # the same crops: the same answer, 17 px right and 30 px down
+        np.testing.assert_allclose(m.landmarks_68_px, one.landmarks_68_px + [17, 30], atol=0.05)
+        assert abs(m.yaw_deg - one.yaw_deg) < 0.05
+    pts = predictor.predict(image, points=truth)  # the box of given points
+    np.testing.assert_allclose(pts.landmarks_68_px, one.landmarks_68_px, atol=1e-3)
+    assert one.params.shape == (58,) and one.landmarks_68_3d.shape == (68, 3)
+    with pytest.raises(ValueError, match="uint8"):
+        predictor.predict(image.astype(np.float32), box)
+
+
+@pytest.mark.parametrize("yaw", [-75.0, 70.0])
+def test_rendered_profile_face(predictor, yaw) -> None:
+    image, truth = _rendered(yaw)
+    box = np.r_[truth.min(0), truth.max(0)]
+    jitter = np.array([6.0, -5.0, 4.0, 7.0])  # a detector's box is not the exact one
+    res = predictor.predict(image, box + jitter)
+    size = np.sqrt(np.prod(truth.max(0) - truth.min(0)))
+    nme = np.linalg.norm(res.landmarks_68_px - truth, axis=1).mean() / size
+    assert nme < 0.10, nme
+    assert np.sign(res.yaw_deg) == np.sign(yaw) and abs(res.yaw_deg) > 35
+
+
+def test_export_script_round_trip(tmp_path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "export_regress_weights", WEIGHTS_PATH.parents[4] / "scripts" / "export_regress_weights.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    model = load_default_model()
+    from facefit.regress.network import build_network
+
+    torch.manual_seed(0)
+    net = build_network(model).eval()
+    for m in net.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    ck = tmp_path / "best.pt"
+    torch.save({"net": net.state_dict(), "norm_mean": torch.linspace(-1, 1, 58),
+                "norm_std": torch.linspace(0.5, 2, 58)}, ck)
+    first = script.export(ck, tmp_path / "a.pt")
+    assert script.export(ck, tmp_path / "b.pt") == first  # same bytes for the same weights
+    assert first == hashlib.sha256((tmp_path / "a.pt").read_bytes()).hexdigest()
+    crops = np.random.default_rng(1).integers(0, 256, (2, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    got = RegressionPredictor(tmp_path / "a.pt").params_from_crops(crops)
+    with torch.no_grad():
+        want = net(to_tensor(crops)).numpy() * np.linspace(0.5, 2, 58) + np.linspace(-1, 1, 58)
+    np.testing.assert_allclose(got, want, atol=0.02 * np.abs(want).max())  # float16 weights
+    assert script.main(["--checkpoint", str(tmp_path / "none.pt"), "--out",
+                        str(tmp_path / "c.pt")]) == 2
+    assert not (tmp_path / "c.pt").exists()
