@@ -1,4 +1,5 @@
-"""Landmark metrics on hand-computed cases."""
+"""Landmark metrics (`facefit.metrics.landmarks`) and their benchmark protocols
+(`facefit.eval.landmarks`) on hand-computed cases."""
 
 from __future__ import annotations
 
@@ -6,18 +7,20 @@ import numpy as np
 import pytest
 
 from facefit.eval.landmarks import (
+    evaluate_300w,
+    evaluate_aflw2000,
+    stack_predictions,
+    yaw_bucket,
+)
+from facefit.metrics.landmarks import (
     auc_at,
     bbox_size,
     ced_curve,
-    evaluate_300w,
-    evaluate_aflw2000,
     failure_rate,
     interocular_distance,
     mean_point_error,
     nme_bbox,
     nme_interocular,
-    stack_predictions,
-    yaw_bucket,
 )
 
 

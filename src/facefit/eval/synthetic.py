@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from facefit.eval.landmarks import BUCKET_NAMES, nme_bbox, yaw_bucket
+from facefit.eval.landmarks import BUCKET_NAMES, yaw_bucket
 from facefit.fit.camera import euler_from_rotation
 from facefit.fit.core.rotation import umeyama
 from facefit.fit.result import FitResult
+from facefit.metrics.landmarks import nme_bbox
 from facefit.model.morphable_model import MorphableModel
 from facefit.synthetic.scenes import SyntheticFace, sample_faces
 

@@ -1,1 +1,9 @@
-"""Metrics that need no face pipeline: `facefit.metrics.generative` (FID, IS, KID, path length)."""
+"""Metrics, each in one place, independent of the face pipeline:
+
+* `landmarks`: NME (landmark-box and outer-eye-corner normalised), CED, AUC, failure rate,
+  capped NME;
+* `generative`: FID, IS, KID and path length.
+
+`facefit.eval` runs the benchmark protocols (datasets, yaw buckets, NoW scan alignment,
+synthetic ground truth) and reports these.
+"""
