@@ -11,7 +11,7 @@ Data:
   N(0, 0.5²), smooth random albedo, SH light, yaw within ±``max_yaw``; rendered by
   `facefit.synthetic.photos.make_synthetic_face`); the scan is the true neutral mesh's
   vertices. The mean vertex error after a rigid (Kabsch) alignment is reported too
-  (`facefit.eval.synthetic.vertex_error`).
+  (`facefit.metrics.geometry.vertex_error`).
 * ``ict``: cross-model scans: random identities of the ICT Face Model (Li et al., CVPR 2020;
   built from light-stage scans, a different model and topology from BFM) with identity
   N(0, 1) on all its modes; photos render the ICT head (skin, eyes, mouth; its own
@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facefit.eval.scan import NOSE_TIP_INDEX, NOW_IBUG68_IDS, crop_scan, scan_error
-from facefit.eval.synthetic import vertex_error
 from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.solver import solve_linear_map
+from facefit.metrics.geometry import vertex_error
 from facefit.model.morphable_model import MorphableModel
 from facefit.model.topology import plane_barycentric
 

@@ -5,18 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from facefit.fit.multi_image import fit_same_person
+from facefit.metrics.geometry import jitter_metrics
 from facefit.model.morphable_model import MorphableModel
 from facefit.synthetic.views import make_motion
 from facefit.video.fitter import FrameFitter
 from facefit.video.smooth import PoseExpressionSmoother
-
-
-def jitter_metrics(tracks: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """(mean landmark acceleration |x[t+1] - 2 x[t] + x[t-1]| px, mean error to truth px)
-    of landmark tracks (T, K, 2) against the true tracks (T, K, 2)."""
-    acc = np.linalg.norm(tracks[2:] - 2 * tracks[1:-1] + tracks[:-2], axis=-1).mean()
-    err = np.linalg.norm(tracks - truth, axis=-1).mean()
-    return float(acc), float(err)
 
 
 def run_synthetic_video(model: MorphableModel, n_frames: int = 150, seed: int = 0,
