@@ -270,15 +270,16 @@ def _cmd_300w(args: argparse.Namespace) -> int:
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     from facefit.eval.datasets import read_landmarks
-    from facefit.eval.scan import NOW_IBUG68_IDS, load_mesh, plot_error_map, scan_error
+    from facefit.eval.scan import NOW_IBUG68_IDS, plot_error_map, scan_error
+    from facefit.io.mesh import read_mesh
 
-    scan_v, _ = load_mesh(args.scan)
+    scan_v, _ = read_mesh(args.scan)
     scan_lm = read_landmarks(args.scan_landmarks)
     if args.mesh is not None:
         if args.mesh_landmarks is None:
             _err("--mesh needs --mesh-landmarks")
             return 2
-        verts, tris = load_mesh(args.mesh)
+        verts, tris = read_mesh(args.mesh)
         mesh_lm = read_landmarks(args.mesh_landmarks)
     else:
         from facefit.eval.predictions import load_rgb

@@ -79,7 +79,8 @@ def _subject_dirs(folder: Path) -> list[Path]:
 
 
 def _build_grid(args: argparse.Namespace) -> int:
-    from facefit.model.build import build_bilinear, mesh_files, read_mesh, variance_report
+    from facefit.io.mesh import read_mesh
+    from facefit.model.build import build_bilinear, mesh_files, variance_report
     from facefit.model.io_facescape import save_bilinear
 
     subs = _subject_dirs(Path(args.grid))
@@ -117,11 +118,11 @@ def _build_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from facefit.io.mesh import read_mesh
     from facefit.model.build import (
         build_expression_basis,
         build_pca_model,
         mesh_files,
-        read_mesh,
         read_mesh_folder,
         variance_report,
     )

@@ -275,16 +275,3 @@ def plot_error_map(result: ScanErrorResult, path: str | Path, vmax: float | None
     fig.colorbar(sc, ax=ax, label="mm", shrink=0.8)
     fig.tight_layout()
     fig.savefig(str(path))
-
-
-def load_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(V, 3) float64 vertices and (F, 3) int64 triangles of a mesh file (trimesh), or
-    (V, 3) and an empty (0, 3) array for point clouds."""
-    import trimesh
-
-    geom = trimesh.load(str(path), process=False)
-    if isinstance(geom, trimesh.Scene):
-        geom = geom.to_geometry() if hasattr(geom, "to_geometry") else geom.dump(concatenate=True)
-    faces = getattr(geom, "faces", None)
-    faces = np.zeros((0, 3)) if faces is None else faces
-    return np.asarray(geom.vertices, np.float64), np.asarray(faces, np.int64).reshape(-1, 3)

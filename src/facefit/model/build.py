@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from facefit.fit.core.rotation import rodrigues, umeyama
+from facefit.io.mesh import read_mesh
 from facefit.model.io_common import PathLike, complete_topology
 from facefit.model.io_facescape import BilinearModel
 from facefit.model.morphable_model import MorphableModel
@@ -329,30 +330,6 @@ def variance_report(eigenvalues: np.ndarray, total_variance: float, out_dir: Pat
 # Mesh folders.
 
 MESH_SUFFIXES = (".obj", ".ply")
-
-
-def read_mesh(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """(vertices (V, 3) float64, triangles (F, 3) int32) of an OBJ or PLY, vertex order kept
-    (OBJ is parsed directly; polygons are fanned into triangles)."""
-    p = Path(path)
-    if p.suffix.lower() == ".obj":
-        verts: list[list[float]] = []
-        faces: list[list[int]] = []
-        with open(p, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("v "):
-                    verts.append([float(x) for x in line.split()[1:4]])
-                elif line.startswith("f "):
-                    ids = [int(tok.split("/")[0]) for tok in line.split()[1:]]
-                    faces.extend([ids[0], ids[k], ids[k + 1]] for k in range(1, len(ids) - 1))
-        v = np.asarray(verts, np.float64).reshape(-1, 3)
-        f = np.asarray(faces, np.int64).reshape(-1, 3)
-        f = np.where(f < 0, f + v.shape[0], f - 1)
-        return v, f.astype(np.int32)
-    import trimesh
-
-    mesh = trimesh.load(p, process=False, force="mesh")
-    return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int32)
 
 
 def mesh_files(folder: PathLike) -> list[Path]:
