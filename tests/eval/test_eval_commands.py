@@ -143,8 +143,12 @@ def test_fid_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_scan_command_with_mesh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
     import trimesh
-    from test_eval_scan import _setup
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "metrics"))
+    from test_scan import _setup
 
     recon, tris, recon_lm, scan, scan_lm, _ = _setup()
     trimesh.Trimesh(recon, tris, process=False).export(tmp_path / "recon.obj")

@@ -270,8 +270,8 @@ def _cmd_300w(args: argparse.Namespace) -> int:
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     from facefit.eval.datasets import read_landmarks
-    from facefit.eval.scan import NOW_IBUG68_IDS, plot_error_map, scan_error
     from facefit.io.mesh import read_mesh
+    from facefit.metrics.scan import NOW_IBUG68_IDS, plot_error_map, scan_error
 
     scan_v, _ = read_mesh(args.scan)
     scan_lm = read_landmarks(args.scan_landmarks)

@@ -1,7 +1,7 @@
 """Metric shape accuracy, NoW-style, on scans facefit did not make (``facefit eval shape``).
 
 Every subject is a neutral 3D "scan" with photos of it. Each method fits the photos and
-gives a neutral identity mesh (expression 0); `facefit.eval.scan.scan_error` scores it
+gives a neutral identity mesh (expression 0); `facefit.metrics.scan.scan_error` scores it
 NoW-style (Sanyal et al., CVPR 2019: 7-landmark similarity alignment, then ICP; distance of
 every scan point within 95 mm of the nose tip to the fitted surface; median, mean, std).
 
@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from facefit.eval.scan import NOSE_TIP_INDEX, NOW_IBUG68_IDS, crop_scan, scan_error
 from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.solver import solve_linear_map
 from facefit.metrics.geometry import vertex_error
+from facefit.metrics.scan import NOSE_TIP_INDEX, NOW_IBUG68_IDS, crop_scan, scan_error
 from facefit.model.morphable_model import MorphableModel
 from facefit.model.topology import plane_barycentric
 
@@ -366,7 +366,7 @@ def fit_to_scan(model: MorphableModel, subject: ShapeSubject, rounds: int = 8,
     the coefficients) and solves the ridge-regularised linear least squares
     (`facefit.fit.core.solve_linear_map`): it minimises the reported scan-to-mesh distance
     (non-rigid ICP with a linear model, cf. Amberg et al., CVPR 2007)."""
-    from facefit.eval.scan import SurfaceQuery
+    from facefit.metrics.scan import SurfaceQuery
 
     basis = model.shape_basis.astype(np.float64)
     mean = model.mean.astype(np.float64)

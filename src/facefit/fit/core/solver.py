@@ -6,7 +6,7 @@ Normal equations come dense (`NormalEquations`) or block-arrow shaped
 (`BlockArrowNormalEquations`: parameters shared by several views plus per-view blocks,
 solved by a Schur complement, as in bundle adjustment; Triggs et al., "Bundle Adjustment -
 A Modern Synthesis", 1999). `descend` is the outer loop of alignments that re-pair their
-residuals at every state (the ICP of `facefit.eval.scan`).
+residuals at every state (the ICP of `facefit.metrics.scan`).
 
 Convention: residuals are ``observed - predicted`` and Jacobians are of the prediction, so the
 step solves ``(J^T J + P) d = J^T r + P (mean - x)``.
@@ -161,7 +161,7 @@ def levenberg_marquardt(
 def descend(candidates: Callable[[S], tuple[float, Sequence[tuple[float, S]]]], state: S,
             max_iterations: int, rel_tol: float = 0.0) -> LMResult:
     """Monotone descent over candidate states: the loop of an alignment whose residuals are
-    re-paired at every state (ICP: `facefit.eval.scan`), where each iteration weighs several
+    re-paired at every state (ICP: `facefit.metrics.scan`), where each iteration weighs several
     proposals, e.g. a Gauss-Newton step against a closed-form Umeyama step.
 
     ``candidates(state)`` returns the cost at ``state`` and (cost, candidate) pairs, costed

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from facefit.eval.scan import (
+from facefit.metrics.scan import (
     SurfaceQuery,
     closest_points_on_triangles,
     crop_scan,
