@@ -86,7 +86,7 @@ class Reconstructor:
         image_loss: str = "l2",
         photometric_iterations: int = 100,
         progress: bool = False,
-        landmarks: str = "mediapipe",
+        landmarks: str = "auto",
     ) -> None:
         from facefit.model import load_default_model
 
@@ -254,7 +254,7 @@ def reconstruct(
     image_loss: str = "l2",
     photometric_iterations: int = 100,
     texture_size: int = 512,
-    landmarks: str = "mediapipe",
+    landmarks: str = "auto",
 ) -> list[Reconstruction]:
     """Reconstruct every face in ``image``: ``facefit reconstruct`` as one call.
 

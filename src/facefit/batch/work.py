@@ -45,7 +45,7 @@ class BatchConfig:
     image_loss: str = "l2"
     photometric_iterations: int = 100
     npz_fields: tuple[str, ...] | None = None
-    landmarks: str = "mediapipe"
+    landmarks: str = "auto"
 
     def fingerprint(self) -> str:
         """Hash of the result-changing options (formats excluded: a run asking for fewer

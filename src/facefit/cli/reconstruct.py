@@ -128,11 +128,11 @@ def register(sub: Any) -> None:
                    help="reconstruct at most N faces per image, largest-score first "
                         "(default: 8)")
     p.add_argument("--landmarks", choices=("auto", "mediapipe", "network"),
-                   default="mediapipe",
+                   default="auto",
                    help="landmark source per face: MediaPipe's dense mesh, facefit's own "
                         "network (68 points, trained on turned heads) or auto (MediaPipe near "
                         "frontal, the network for turned heads); the JSON records each face's "
-                        "landmark_source (default: mediapipe)")
+                        "landmark_source (default: auto)")
     p.add_argument("--camera", type=_camera_arg, choices=CAMERA_KINDS, default=None,
                    help="camera model of the fit: scaled_orthographic ('orthographic' is "
                         "accepted for it) or perspective (default: scaled_orthographic, or "
@@ -253,7 +253,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         model_path=None if args.model is None else str(args.model),
         refine=getattr(args, "refine", "none"), image_loss=getattr(args, "image_loss", "l2"),
         photometric_iterations=getattr(args, "photometric_iterations", 100),
-        npz_fields=args.npz_fields, landmarks=getattr(args, "landmarks", "mediapipe"))
+        npz_fields=args.npz_fields, landmarks=getattr(args, "landmarks", "auto"))
     if args.model is not None and recon is None:
         _load_model(args.model)  # a bad --model is exit 4 before any worker starts
     if not make_out():
@@ -353,7 +353,7 @@ def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
                              image_loss=getattr(args, "image_loss", "l2"),
                              photometric_iterations=getattr(args, "photometric_iterations", 100),
                              progress=not getattr(args, "quiet", False),
-                             landmarks=getattr(args, "landmarks", "mediapipe"))
+                             landmarks=getattr(args, "landmarks", "auto"))
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("facefit"):
             raise Unavailable(f"this facefit install is incomplete ({exc})") from exc

@@ -26,7 +26,7 @@ import numpy as np
 from facefit.fit.camera import euler_from_rotation
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "regress_mbv1x05.pt"
-WEIGHTS_SHA256 = "1c9223c389d303220a2b9e9db35a427b0f76a3d61eeef2935fe4e6e1f13d8a1a"
+WEIGHTS_SHA256 = "db5581a6b17f5c727455671e785ee265ccb79cccc8f53b02e91d80daef39e5f1"
 MODEL_NAME = "mobilenet_v1_x0.5"
 INPUT_SIZE = 120
 WIDTH = 0.5
