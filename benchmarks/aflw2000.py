@@ -161,7 +161,7 @@ def main() -> None:
     mp_used = mp_ok & (np.abs(net_yaw) < YAW_THRESHOLD)
     print(f"auto used MediaPipe's points on {int(mp_used.sum())} of {int(found.sum())} faces")
     print("median ms per image (one thread): detection+landmarks" + ms(t_detect)
-          + ", fit" + ms(t_fit) + ", network (2 passes)" + ms(t_net) + ", network fit"
+          + ", fit" + ms(t_fit) + f", network ({net.passes} pass(es))" + ms(t_net) + ", network fit"
           + ms(t_net_fit) + ", detection+landmarks+fit"
           + ms([a + b for a, b in zip(t_detect, t_fit, strict=False)])
           + ", detection+network+fit"

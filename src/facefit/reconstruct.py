@@ -70,9 +70,10 @@ class Reconstructor:
         progress: show a progress bar during the refinement.
         landmarks: each face's landmark source (`facefit.detect.network`): ``"mediapipe"``
             (MediaPipe's dense mesh), ``"network"`` (facefit's regression network, 68 points)
-            or ``"auto"`` (per face: MediaPipe near frontal, the network past
-            `facefit.detect.network.YAW_THRESHOLD`); ``detector`` (or MediaPipe's) finds the
-            faces either way.
+            or ``"auto"`` (default; per face: MediaPipe near frontal, the network past
+            `facefit.detect.network.YAW_THRESHOLD`; MediaPipe for FLAME, bilinear and ICT models,
+            whose jaw/outline fits were measured on its dense points); ``detector`` (or
+            MediaPipe's) finds the faces either way.
     """
 
     def __init__(
@@ -116,6 +117,10 @@ class Reconstructor:
         if landmarks not in ("auto", "mediapipe", "network"):
             raise ValueError(f"landmarks must be 'auto', 'mediapipe' or 'network', got "
                              f"{landmarks!r}")
+        if landmarks == "auto" and self.model.kind != "linear":
+            # the network's points and its yaw threshold were measured with linear models;
+            # FLAME's jaw and the bilinear outline are fitted from MediaPipe's dense points
+            landmarks = "mediapipe"
         if landmarks != "mediapipe":
             from facefit.detect.network import NetworkLandmarkDetector
 

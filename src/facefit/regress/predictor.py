@@ -136,11 +136,13 @@ class RegressionPredictor:
     Args:
         weights: a weights file of ``scripts/export_regress_weights.py`` or a training
             checkpoint; default the packaged file, whose sha256 must equal `WEIGHTS_SHA256`.
-        passes: forward passes per face (1: crop from the given box only; 2: re-crop from the
-            first pass's landmarks, 3DDFA's two-step scheme).
+        passes: forward passes per face (1, the default: crop from the given box only; 2:
+            re-crop from the first pass's landmarks, 3DDFA's two-step scheme). On AFLW2000-3D
+            dev with the shipped weights 1, 2 and 3 passes score the same within 0.02 NME points
+            (`auto`: 6.96 / 6.97 / 6.98 %), so one pass (4.7 ms per face) is the default.
     """
 
-    def __init__(self, weights: str | Path | None = None, passes: int = 2) -> None:
+    def __init__(self, weights: str | Path | None = None, passes: int = 1) -> None:
         if passes < 1:
             raise ValueError(f"passes must be at least 1, got {passes}")
         self.weights = Path(weights) if weights is not None else WEIGHTS_PATH
