@@ -212,14 +212,21 @@ def _write_json(path: Path, data: dict) -> None:
                                        allow_nan=False))
 
 
+def _load(loader: Any, args: argparse.Namespace) -> list[Any] | None:
+    """``loader(args.dir, args.limit)``, or None after a one-line error when it cannot."""
+    try:
+        return loader(args.dir, args.limit)
+    except (OSError, ValueError) as exc:
+        _err(str(exc))
+        return None
+
+
 def _cmd_aflw2000(args: argparse.Namespace) -> int:
     from facefit.eval.datasets import load_aflw2000
     from facefit.eval.landmarks import evaluate_aflw2000, stack_predictions
 
-    try:
-        samples = load_aflw2000(args.dir, args.limit)
-    except (OSError, ValueError) as exc:
-        _err(str(exc))
+    samples = _load(load_aflw2000, args)
+    if samples is None:
         return 1
     stems = [s.stem for s in samples]
     gt = {s.stem: s.landmarks_3d for s in samples}
@@ -247,10 +254,8 @@ def _cmd_300w(args: argparse.Namespace) -> int:
     from facefit.eval.datasets import load_300w
     from facefit.eval.landmarks import evaluate_300w, stack_predictions
 
-    try:
-        samples = load_300w(args.dir, args.limit)
-    except (OSError, ValueError) as exc:
-        _err(str(exc))
+    samples = _load(load_300w, args)
+    if samples is None:
         return 1
     stems = [s.stem for s in samples]
     gt = {s.stem: s.landmarks for s in samples}

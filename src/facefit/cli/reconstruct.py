@@ -32,56 +32,37 @@ from facefit.cli.common import (
 from facefit.fit.camera import CAMERA_ALIASES, CAMERA_KINDS
 from facefit.reconstruct import IMAGE_LOSSES
 
-_FALLBACK_FORMATS = ("obj", "ply", "glb", "npz", "overlay", "json", "html")
 
-def _formats() -> tuple[str, ...]:
-    try:
-        from facefit.io.export import FORMATS
-    except ModuleNotFoundError as exc:
-        if exc.name != "facefit.io.export":
-            raise
-        return _FALLBACK_FORMATS
-    return tuple(FORMATS)
-
-
-def _formats_arg(text: str) -> tuple[str, ...]:
-    known = _formats()
+def _name_list(text: str, known: Sequence[str], what: str) -> tuple[str, ...]:
+    """Comma-separated names of ``known`` (or ``all``), each once, in the given order."""
     items = [t.strip().lower() for t in text.split(",") if t.strip()]
     if items == ["all"]:
-        return known
+        return tuple(known)
     bad = [t for t in items if t not in known]
     if bad or not items:
         raise argparse.ArgumentTypeError(
-            f"unknown format(s) {', '.join(bad) or repr(text)}; choose from "
+            f"unknown {what}(s) {', '.join(bad) or repr(text)}; choose from "
             f"{','.join(known)} or 'all'")
     return tuple(dict.fromkeys(items))
 
 
-def _default_formats() -> tuple[str, ...]:
-    try:
-        from facefit.io.export import DEFAULT_FORMATS
-    except ImportError:
-        return _formats()
-    return tuple(DEFAULT_FORMATS)
+def _formats_arg(text: str) -> tuple[str, ...]:
+    from facefit.io.export import FORMATS  # looked up per call: tests swap the exporter
+
+    return _name_list(text, FORMATS, "format")
 
 
 def _npz_fields_arg(text: str) -> tuple[str, ...]:
     from facefit.io.export import NPZ_FIELDS
 
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if items == ["all"]:
-        return tuple(NPZ_FIELDS)
-    bad = [t for t in items if t not in NPZ_FIELDS]
-    if bad or not items:
-        raise argparse.ArgumentTypeError(
-            f"unknown npz field(s) {', '.join(bad) or repr(text)}; choose from "
-            f"{','.join(NPZ_FIELDS)} or 'all'")
-    return tuple(dict.fromkeys(items))
+    return _name_list(text, NPZ_FIELDS, "npz field")
 
 
 def register(sub: Any) -> None:
     """Add ``reconstruct`` to the ``facefit`` subparsers."""
-    known = ",".join(_formats())
+    from facefit.io.export import DEFAULT_FORMATS, FORMATS
+
+    known = ",".join(FORMATS)
     p = sub.add_parser(
         "reconstruct",
         help="reconstruct the faces in images and export meshes, textures and parameters",
@@ -103,9 +84,9 @@ def register(sub: Any) -> None:
                    help="image files, or directories whose images (by suffix) are processed")
     p.add_argument("-o", "--output", "--out", dest="output", required=True, metavar="OUT",
                    help="output folder (created if needed)")
-    p.add_argument("--formats", type=_formats_arg, default=_default_formats(), metavar="LIST",
+    p.add_argument("--formats", type=_formats_arg, default=tuple(DEFAULT_FORMATS), metavar="LIST",
                    help=f"comma-separated output formats from {known}, or 'all' "
-                        f"(default: {','.join(_default_formats())}; bytes per face in "
+                        f"(default: {','.join(DEFAULT_FORMATS)}; bytes per face in "
                         "docs/scaling.md)")
     p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
                    help="worker processes (default: one per available core, at most one "
