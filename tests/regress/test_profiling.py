@@ -13,6 +13,9 @@ from facefit.regress.profiling import (
     IBUG68_MIRROR,
     crop_view,
     fit_crop,
+    jitter_crops,
+    map_params,
+    map_points,
     mirror_view,
     photometric_augment,
     synthesise_view,
@@ -109,3 +112,37 @@ def test_photometric_augment_is_seeded_and_keeps_shape():
     b = photometric_augment(img, np.random.default_rng(1))
     assert a.shape == img.shape and a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)
+
+
+def test_jittered_crops_move_pixels_and_labels_together(scene):
+    """A re-cut crop's labels (parameters and points) follow its pixels: the photo's colours
+    encode their position, so the colour under a mapped landmark is the colour that was under
+    the original one."""
+    model, image, fit = scene
+    v = crop_view(synthesise_view(model, image, fit, 30.0), 120)
+    rng = np.random.default_rng(5)
+    imgs, maps = jitter_crops(np.stack([v.image] * 6), rng, shift_sd=0.1)
+    assert imgs.shape == (6, 120, 120, 3) and maps.shape == (6, 2, 3)
+    assert np.ptp(maps[:, :, 2]) > 5.0  # the crops really moved
+    pts = map_points(np.stack([v.landmarks_68] * 6), maps)
+    # parameters mapped: the label projection of the new parameters lands on the new points
+    params = map_params(np.tile(np.r_[v.pose8, v.shape, v.expression], (6, 1)), maps)
+    for i in range(6):
+        a = params[i, :6].reshape(2, 3)
+        lm = model.vertices(params[i, 8:48], params[i, 48:], ids=model.landmark_ids["ibug68"])
+        np.testing.assert_allclose(lm @ a.T + params[i, 6:8], pts[i], atol=1e-3)
+    # pixels: inner face points (away from the border) keep their colour
+    from scipy.ndimage import map_coordinates
+
+    def colours(img: np.ndarray, xy: np.ndarray) -> np.ndarray:  # bilinear, R and G
+        return np.stack([map_coordinates(img[:, :, c].astype(float), xy[:, ::-1].T, order=1)
+                         for c in (0, 1)], 1)
+
+    inner = [30, 33, 36, 39, 42, 45, 48, 54]
+    before = colours(v.image, v.landmarks_68[inner])
+    for i in range(6):
+        ok = ((pts[i, inner] >= 2) & (pts[i, inner] < 117)).all(1)
+        after = colours(imgs[i], pts[i, inner][ok])
+        assert np.abs(after - before[ok]).max() < 2.0
+    # NaN (hidden AFLW points) stays NaN
+    assert np.isnan(map_points(np.full((6, 2, 2), np.nan, np.float32), maps)).all()

@@ -300,6 +300,49 @@ def mirror_view(model: MorphableModel, view: ProfiledView) -> ProfiledView:
     return replace(out, landmarks_68=project_landmarks(model, out))
 
 
+def jitter_crops(images: np.ndarray, rng: np.random.Generator, shift_sd: float = 0.08,
+                 zoom_sd: float = 0.1, enlarge: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Crops as a face detector's box would cut them: each (S, S, 3) uint8 crop of
+    ``images`` (N, S, S, 3) re-cut by a random shift (normal, ``shift_sd`` of the 68-landmark
+    box side per axis, clipped at 3 sd) and zoom (log-normal, ``zoom_sd``, clipped at 2 sd)
+    about its centre, border pixels replicated as `facefit.regress.predictor.crop_faces` does.
+
+    Returns the new crops and the (N, 2, 3) maps ``x' = z x + o`` from old to new crop pixels
+    (`map_params` and `map_points` carry the labels). Detector boxes on AFLW2000-3D dev miss
+    the ground-truth box by up to 0.23 of its side past 60 degrees of yaw (95th percentile),
+    where a network trained on +-0.05 shifts loses half its accuracy."""
+    imgs = np.asarray(images)
+    n, size = len(imgs), imgs.shape[1]
+    box_side = size / enlarge
+    shift = rng.normal(0.0, shift_sd, (n, 2)).clip(-3 * shift_sd, 3 * shift_sd) * box_side
+    zoom = np.exp(rng.normal(0.0, zoom_sd, n).clip(-2 * zoom_sd, 2 * zoom_sd))
+    c = (size - 1) / 2
+    maps = np.zeros((n, 2, 3))
+    maps[:, 0, 0] = maps[:, 1, 1] = zoom
+    maps[:, :, 2] = c * (1 - zoom)[:, None] - zoom[:, None] * shift
+    out = np.empty_like(imgs)
+    for i in range(n):
+        out[i] = cv2.warpAffine(np.ascontiguousarray(imgs[i]), maps[i], (size, size),
+                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out, maps.astype(np.float32)
+
+
+def map_points(points: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """(N, P, 2) points through (N, 2, 3) maps ``x' = z x + o`` of `jitter_crops` (NaN stays
+    NaN)."""
+    return (points * maps[:, None, [0, 1], [0, 1]] + maps[:, None, :, 2]).astype(points.dtype)
+
+
+def map_params(params: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """(N, 58) parameters (``A`` 2x3 row-major, ``t``, coefficients; ``x = A v + t``) of the
+    crops re-cut by (N, 2, 3) maps of `jitter_crops`: ``A' = z A``, ``t' = z t + o``."""
+    out = np.array(params, copy=True)
+    z = maps[:, 0, 0][:, None]
+    out[:, :6] *= z
+    out[:, 6:8] = z * out[:, 6:8] + maps[:, :, 2]
+    return out
+
+
 def photometric_augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random colour/gamma/contrast, blur, noise, JPEG and one occluder on a uint8 RGB image."""
     img = image.astype(np.float32) / 255.0

@@ -36,7 +36,12 @@ from facefit.regress.network import (
     build_network,
     sparse_vertex_ids,
 )
-from facefit.regress.profiling import photometric_augment
+from facefit.regress.profiling import (
+    jitter_crops,
+    map_params,
+    map_points,
+    photometric_augment,
+)
 
 
 @dataclass
@@ -53,6 +58,7 @@ class TrainConfig:
     width: float = 0.5
     seed: int = 0
     augment: bool = True
+    crop_jitter: float = 0.08  # sd of the crop shift, in 68-landmark box sides (0: off)
     threads: int = 2
 
 
@@ -257,15 +263,21 @@ def run(model: MorphableModel, profiled: str | Path, out: str | Path,
         t0 = time.time()
         for step in range(steps_per_epoch):
             idx = order[step * cfg.batch:(step + 1) * cfg.batch]
-            imgs = data["images"][idx]
+            imgs, params, lm68 = (data[k][idx] for k in ("images", "params", "landmarks_68"))
+            if cfg.augment and cfg.crop_jitter > 0:
+                imgs, maps = jitter_crops(imgs, rng, cfg.crop_jitter)
+                params, lm68 = map_params(params, maps), map_points(lm68, maps)
             if cfg.augment:
                 imgs = np.stack([photometric_augment(im, rng) for im in imgs])
             out_p = net(to_tensor(imgs).to(dev))
-            parts = losses(out_p, torch.from_numpy(data["params"][idx]).to(dev),
-                           torch.from_numpy(data["landmarks_68"][idx]).to(dev))
+            parts = losses(out_p, torch.from_numpy(params).to(dev),
+                           torch.from_numpy(lm68).to(dev))
             if aflw_data is not None and step % cfg.aflw_every == 0:
                 ai = rng.choice(len(aflw_data[0]), cfg.batch // 2, replace=False)
                 aimg, apts = _aflw_batch(aflw_data[0], aflw_data[1], ai)
+                if cfg.augment and cfg.crop_jitter > 0:
+                    aimg, maps = jitter_crops(aimg, rng, cfg.crop_jitter)
+                    apts = map_points(apts, maps)
                 if cfg.augment:
                     aimg = np.stack([photometric_augment(im, rng) for im in aimg])
                 pred68 = losses.lm(norm.denormalise(net(to_tensor(aimg).to(dev))))
@@ -313,14 +325,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="out/regress")
     for f in ("epochs", "batch", "seed", "threads", "aflw_every"):
         ap.add_argument(f"--{f.replace('_', '-')}", type=int, default=getattr(TrainConfig, f))
-    for f in ("lr", "aflw_weight", "width"):
+    for f in ("lr", "aflw_weight", "width", "crop_jitter"):
         ap.add_argument(f"--{f.replace('_', '-')}", type=float, default=getattr(TrainConfig, f))
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--stop-after", type=int, default=None, help="epochs to run in this call")
     a = ap.parse_args(argv)
     cfg = TrainConfig(epochs=a.epochs, batch=a.batch, lr=a.lr, aflw_weight=a.aflw_weight,
                       aflw_every=a.aflw_every, width=a.width, seed=a.seed,
-                      augment=not a.no_augment, threads=a.threads)
+                      augment=not a.no_augment, crop_jitter=a.crop_jitter,
+                      threads=a.threads)
     try:
         run(load_default_model(), a.profiled, a.out, aflw=a.aflw or None, val_root=a.val or None,
             config=cfg, log=lambda s: print(s, flush=True), stop_after=a.stop_after)
