@@ -114,17 +114,9 @@ class Reconstructor:
             from facefit.detect.mediapipe import MediaPipeDetector
 
             detector = MediaPipeDetector()
-        if landmarks not in ("auto", "mediapipe", "network"):
-            raise ValueError(f"landmarks must be 'auto', 'mediapipe' or 'network', got "
-                             f"{landmarks!r}")
-        if landmarks == "auto" and self.model.kind != "linear":
-            # the network's points and its yaw threshold were measured with linear models;
-            # FLAME's jaw and the bilinear outline are fitted from MediaPipe's dense points
-            landmarks = "mediapipe"
-        if landmarks != "mediapipe":
-            from facefit.detect.network import NetworkLandmarkDetector
+        from facefit.detect.network import landmark_detector
 
-            detector = NetworkLandmarkDetector(detector, source=landmarks)
+        detector, landmarks = landmark_detector(detector, landmarks, self.model.kind)
         self.landmarks = landmarks
         self.detector = detector
         self.camera = camera

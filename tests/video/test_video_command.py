@@ -48,6 +48,23 @@ def test_video_writes_jsonl_overlay_and_glb(clip: Path, tmp_path: Path) -> None:
     assert (out / "moving.glb").stat().st_size > 1000
 
 
+@pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
+@pytest.mark.parametrize("source", ["network", "mediapipe"])
+def test_landmarks_option_gives_each_frame_its_source(clip: Path, tmp_path: Path,
+                                                      source: str) -> None:
+    """``--landmarks network`` fits every frame to the network's 68 points (the track itself
+    follows MediaPipe's mesh) and records the source per face, as photos do."""
+    out = tmp_path / source
+    assert main(["video", str(clip), "-o", str(out), "-q", "--identity-frames", "2",
+                 "--landmarks", source, "--no-overlay", "--no-glb", "--no-html",
+                 "--max-frames", "4"]) == 0
+    records = [json.loads(x) for x in (out / "moving.jsonl").read_text().splitlines()[1:]]
+    faces = [r["faces"][0] for r in records]
+    assert len(faces) == 4 and {f["landmark_source"] for f in faces} == {source}
+    xs = [np.mean(np.array(f["landmarks_68_2d"])[:, 0]) for f in faces]
+    assert xs[-1] - xs[0] > 3  # still follows the face moving right (1 px per frame)
+
+
 def test_missing_camera_and_file_are_one_line_errors(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
     assert main(["video", "7", "-o", str(tmp_path)]) == 1

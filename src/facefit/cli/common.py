@@ -123,3 +123,15 @@ def can_encode(text: str) -> bool:
 def plural(n: int, word: str) -> str:
     """``"1 image"``, ``"2 images"``."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def add_landmarks(p: argparse.ArgumentParser, what: str) -> None:
+    """``--landmarks {auto,mediapipe,network}`` (`facefit.detect.network.landmark_detector`)."""
+    from facefit.detect.network import SOURCES
+
+    p.add_argument("--landmarks", choices=SOURCES, default="auto",
+                   help=f"landmark source per {what}: MediaPipe's dense mesh, facefit's own "
+                        "network (68 points, trained on turned heads) or auto (MediaPipe near "
+                        "frontal, the network for turned heads; MediaPipe for FLAME, bilinear "
+                        "and ICT models); the JSON records each face's landmark_source "
+                        "(default: auto)")

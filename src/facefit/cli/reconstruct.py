@@ -21,6 +21,7 @@ from facefit.cli.common import (
     EXIT_OK,
     EXIT_OUTPUT,
     Unavailable,
+    add_landmarks,
     add_max_pixels,
     can_encode,
     err,
@@ -108,12 +109,7 @@ def register(sub: Any) -> None:
     p.add_argument("--max-faces", type=positive_int, default=8, metavar="N",
                    help="reconstruct at most N faces per image, largest-score first "
                         "(default: 8)")
-    p.add_argument("--landmarks", choices=("auto", "mediapipe", "network"),
-                   default="auto",
-                   help="landmark source per face: MediaPipe's dense mesh, facefit's own "
-                        "network (68 points, trained on turned heads) or auto (MediaPipe near "
-                        "frontal, the network for turned heads); the JSON records each face's "
-                        "landmark_source (default: auto)")
+    add_landmarks(p, "face")
     p.add_argument("--camera", type=_camera_arg, choices=CAMERA_KINDS, default=None,
                    help="camera model of the fit: scaled_orthographic ('orthographic' is "
                         "accepted for it) or perspective (default: scaled_orthographic, or "

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from facefit.cli.common import add_max_pixels
+from facefit.cli.common import add_landmarks, add_max_pixels
 
 
 def register(subparsers: Any) -> None:
@@ -46,6 +46,7 @@ def register(subparsers: Any) -> None:
                    help="frames spread over the clip used to fit the identity (default 24)")
     p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
                    help="stop after N frames (a camera runs until Ctrl-C otherwise)")
+    add_landmarks(p, "frame")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
     add_max_pixels(p, "video frames larger than N pixels are refused before decoding")
     p.set_defaults(func=cmd_video)
@@ -101,7 +102,8 @@ def cmd_video(args: argparse.Namespace) -> int:
         stats, files = track_video(
             args.input, args.output, model, smooth=not args.no_smooth, overlay=not args.no_overlay,
             glb=not args.no_glb, html=not args.no_html, identity_frames=args.identity_frames,
-            max_frames=args.max_frames, progress=None if args.quiet else progress)
+            max_frames=args.max_frames, progress=None if args.quiet else progress,
+            landmarks=args.landmarks)
     except KeyboardInterrupt:
         return 130
     except VideoError as exc:  # unreadable, truncated or corrupt clip: nothing kept of it

@@ -108,7 +108,14 @@ class NetworkLandmarkDetector:
 
     def detect(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[FaceLandmarks]:
         """Faces in an (H, W, 3) uint8 RGB image, best first, each landmarked by its source."""
-        faces = self.detector.detect(image_rgb, max_faces=max_faces)
+        return self.landmark_faces(image_rgb, self.detector.detect(image_rgb,
+                                                                   max_faces=max_faces))
+
+    def landmark_faces(self, image_rgb: np.ndarray, faces: list[FaceLandmarks]
+                       ) -> list[FaceLandmarks]:
+        """``faces`` found in ``image_rgb`` by another detector (or tracked), each landmarked
+        by its source: the network's points or, in ``auto``, the face itself where
+        `keeps_mediapipe`."""
         if not faces:
             return []
         boxes = np.stack([box68(f) for f in faces])
@@ -117,6 +124,24 @@ class NetworkLandmarkDetector:
                     face, res, self.yaw_threshold, self.min_score)
                 else network_face(res, face.score)
                 for face, res in zip(faces, results, strict=True)]
+
+
+def landmark_detector(detector: LandmarkDetector, landmarks: str, model_kind: str = "linear"
+                      ) -> tuple[LandmarkDetector, str]:
+    """(the detector that gives each face its ``landmarks`` source, the source in effect).
+
+    ``"auto"`` means ``"mediapipe"`` for models that are not linear (FLAME's jaw and the
+    bilinear outline are fitted from MediaPipe's dense points; the network's points and the
+    yaw threshold were measured with linear models). Raises ValueError for an unknown source.
+    """
+    if landmarks not in SOURCES:
+        raise ValueError(f"landmarks must be one of {', '.join(map(repr, SOURCES))}, got "
+                         f"{landmarks!r}")
+    if landmarks == "auto" and model_kind != "linear":
+        landmarks = "mediapipe"
+    if landmarks == "mediapipe":
+        return detector, landmarks
+    return NetworkLandmarkDetector(detector, source=landmarks), landmarks
 
 
 def keeps_mediapipe(face: FaceLandmarks, result: RegressionResult,

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facefit.detect.base import LandmarkDetector
 from facefit.detect.mediapipe import MediaPipeDetector
+from facefit.detect.network import landmark_detector, landmark_source
 from facefit.fit.multi_image import (
     ViewPoints,
     default_landmark_sigma,
@@ -64,7 +66,7 @@ def landmark_sigma_of(model: MorphableModel) -> float:
     return default_landmark_sigma(face_model(model).kind)
 
 
-def identity_from_frames(model: MorphableModel, detector: MediaPipeDetector,
+def identity_from_frames(model: MorphableModel, detector: LandmarkDetector,
                          frames: Iterable[np.ndarray], max_views: int = 24
                          ) -> tuple[np.ndarray, int]:
     """(shape coefficients, views used): joint fit of the faces found in ``frames`` (a
@@ -212,7 +214,7 @@ def process_frames(
                 arkit = arkit_for_pose(model, face, p, identity, fit.expression)
                 record["faces"].append(face_record(
                     face.box, face.score, pose, pts, fit.expression, fit.residual_px,
-                    redetected=bool(detected),
+                    landmark_source=landmark_source(face), redetected=bool(detected),
                     raw_expression_coeffs=rounded(fit.raw_expression, 5),
                     **({} if arkit is None else {"arkit_blendshapes": arkit})))
             t3 = time.perf_counter()
@@ -282,6 +284,7 @@ def track_video(
     identity_frames: int = 24,
     max_frames: int | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    landmarks: str = "auto",
 ) -> tuple[VideoStats, VideoOutputs]:
     """Track and fit the face of a video file or camera and write ``OUT/STEM.*``: JSON lines
     (``.jsonl``), the animated GLB (``.glb``), the overlay video (``_overlay.mp4``), ARKit
@@ -300,6 +303,9 @@ def track_video(
         max_frames: stop after this many frames.
         progress: called with the frame index and the estimated frame count (None for a
             camera) after each frame.
+        landmarks: each frame's landmark source, as for photos
+            (`facefit.detect.network.landmark_detector`: ``"auto"``, ``"mediapipe"`` or
+            ``"network"``; ``auto`` is MediaPipe for models that are not linear).
 
     Returns:
         (what the run did; ``identity_views`` is 0 for a running identity, the files).
@@ -320,6 +326,8 @@ def track_video(
         raise
     model = load_default_model() if model is None else model
     detector = MediaPipeDetector() if detector is None else detector
+    landmarker, source_used = landmark_detector(detector, landmarks, model.kind)
+    relandmark = landmarker if source_used != "mediapipe" else None
     camera = stream.is_camera(str(source))
     stem = f"camera{source}" if camera else Path(source).stem
     files = VideoOutputs(out / f"{stem}.jsonl", out / f"{stem}.glb" if glb else None,
@@ -340,11 +348,12 @@ def track_video(
             r1, _ = stream.open_video(source)
             sample = (f for i, f in enumerate(stream.iter_frames(r1))
                       if i < total and i % step == 0)
-            shape, n_id = identity_from_frames(model, detector, sample, identity_frames)
+            shape, n_id = identity_from_frames(model, landmarker, sample, identity_frames)
         if overlay:
             writer = stream.VideoWriter(overlay_tmp, info.fps)
         stats = process_frames(
-            stream.iter_frames(reader), info.fps, model, shape, FaceTracker(detector),
+            stream.iter_frames(reader), info.fps, model, shape,
+            FaceTracker(detector, landmarks=relandmark),
             jsonl_path=files.jsonl, overlay=writer.write if writer is not None else None,
             glb_path=files.glb, smooth=smooth, max_frames=max_frames,
             progress=None if progress is None else lambda i: progress(i, info.frames))

@@ -1,6 +1,8 @@
 """Face tracking over video frames: the previous frame's landmarks give the next frame's
 crop (as MediaPipe's face-mesh tracker does); when the landmark model's face-presence score
-drops, the face is searched for again with the full detector."""
+drops, the face is searched for again with the full detector. MediaPipe's dense points carry
+the track; each frame's face can then be landmarked by facefit's network
+(`facefit.detect.network`, ``--landmarks``) before it is fitted."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import numpy as np
 
 from facefit.detect.base import FaceLandmarks
 from facefit.detect.mediapipe import EYE_IDS, SCHEME, MediaPipeDetector, roi_from_points
+from facefit.detect.network import NetworkLandmarkDetector
 
 
 class FaceTracker:
@@ -17,14 +20,17 @@ class FaceTracker:
         detector: the MediaPipe detector (its landmark model is run on tracked crops).
         min_presence: presence score under which the track is lost and the face re-detected.
         passes: extra landmark passes per tracked frame (0: one pass on the previous crop).
+        landmarks: gives each frame's face its landmark source (network or `auto`); None:
+            MediaPipe's points.
 
     Attributes:
         detections: how many frames needed the full detector (first frame, losses).
     """
 
     def __init__(self, detector: MediaPipeDetector | None = None, min_presence: float = 0.5,
-                 passes: int = 0) -> None:
+                 passes: int = 0, landmarks: NetworkLandmarkDetector | None = None) -> None:
         self.detector = detector if detector is not None else MediaPipeDetector()
+        self.landmarks = landmarks
         self.min_presence = min_presence
         self.passes = passes
         self.detections = 0
@@ -34,7 +40,14 @@ class FaceTracker:
         self._prev = None
 
     def update(self, frame: np.ndarray) -> tuple[FaceLandmarks | None, bool]:
-        """(the face in ``frame`` or None, whether it was re-detected rather than tracked)."""
+        """(the face in ``frame`` or None, whether it was re-detected rather than tracked),
+        landmarked by ``landmarks`` when given."""
+        face, detected = self._mediapipe_face(frame)
+        if face is not None and self.landmarks is not None:
+            face = self.landmarks.landmark_faces(np.ascontiguousarray(frame), [face])[0]
+        return face, detected
+
+    def _mediapipe_face(self, frame: np.ndarray) -> tuple[FaceLandmarks | None, bool]:
         image = np.ascontiguousarray(frame)
         det = self.detector
         if self._prev is not None:
