@@ -1,11 +1,12 @@
 """Package a trained regression checkpoint as facefit's shipped weights.
 
 Reads ``best.pt`` of `facefit.regress.train` ({"net", "norm_mean", "norm_std"}), checks that it
-loads into the network, and writes ``src/facefit/regress/weights/regress_mbv1x05.pt``: the
-state dict in float16 (integer buffers unchanged), the parameter normalisation in float32 and a
-small ``meta`` dict, all plain tensors/numbers so ``torch.load(..., weights_only=True)`` reads
-it. Prints the file's sha256 (copy it into ``facefit.regress.predictor.WEIGHTS_SHA256`` and
-the README next to the weights).
+loads into the network, folds every batch norm into its convolution and writes
+``src/facefit/regress/weights/regress_mbv1x05.npz`` (`facefit.regress.inference.save_weights`:
+convolution weights in float16, no pickles; numpy runs it, torch is not needed at inference).
+Checks that the file's network gives the checkpoint's outputs (float16 rounding only) and prints
+its sha256 (copy it into ``facefit.regress.predictor.WEIGHTS_SHA256`` and the README next to the
+weights).
 
     python scripts/export_regress_weights.py [--checkpoint out/regress/best.pt] [--out PATH]
         [--record]
@@ -20,16 +21,17 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from facefit.io.atomic import write_bytes_atomic, write_text_atomic
 from facefit.model.bfm_3ddfa import load_default_model
 from facefit.regress import predictor
+from facefit.regress.inference import from_torch, load_weights, save_weights
 from facefit.regress.network import build_network
 from facefit.regress.predictor import INPUT_SIZE, MODEL_NAME, WEIGHTS_PATH, WIDTH
 from facefit.regress.train import load_checkpoint
@@ -45,21 +47,29 @@ def export(checkpoint: str | Path, out: str | Path) -> str:
         raise ValueError(f"{checkpoint}: checkpoint lacks {', '.join(sorted(missing))}")
     model = load_default_model()
     net = build_network(model, WIDTH)
-    net.load_state_dict(ck["net"])  # raises on a checkpoint of another architecture
-    state = {k: v.half() if v.is_floating_point() else v.clone()
-             for k, v in net.state_dict().items()}
-    payload = {"net": state, "norm_mean": ck["norm_mean"].float().clone(),
-               "norm_std": ck["norm_std"].float().clone(),
-               "meta": {"model": model.name, "network": MODEL_NAME, "input_size": INPUT_SIZE,
-                        "width": WIDTH, "outputs": int(net.head.out_features)}}
-    buf = io.BytesIO()  # same bytes for the same weights (a file's archive name is its stem)
-    torch.save(payload, buf)
-    data = buf.getvalue()
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v
+                         for k, v in ck["net"].items()})  # raises on another architecture
+    net.eval()
+    meta = {"model": model.name, "network": MODEL_NAME, "input_size": INPUT_SIZE,
+            "width": WIDTH, "outputs": int(net.head.out_features)}
+    folded = from_torch(net.features, net.head, ck["norm_mean"].float().numpy(),
+                        ck["norm_std"].float().numpy(), meta)
+    data = save_weights(folded)
     if len(data) > MAX_BYTES:
         raise ValueError(f"{out}: {len(data)} bytes, over the {MAX_BYTES} byte limit")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out, data)
+    # the file's network against the checkpoint's, on random crops
+    crops = np.random.default_rng(0).integers(0, 256, (4, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        ref = net(x) * torch.from_numpy(folded.norm_std) + torch.from_numpy(folded.norm_mean)
+    got = load_weights(out)(crops)
+    err = np.abs(got - ref.numpy()).max() / (np.abs(ref.numpy()).max() + 1e-9)
+    if err > 1e-2:
+        raise ValueError(f"{out}: the folded float16 network differs from the checkpoint by "
+                         f"{err:.2e} of the output range")
     return hashlib.sha256(data).hexdigest()
 
 

@@ -5,6 +5,9 @@ mapping back to image pixels, and a rendered profile face."""
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -36,10 +39,20 @@ def test_packaged_weights_file_and_checksum() -> None:
     data = WEIGHTS_PATH.read_bytes()
     assert len(data) <= 2_000_000
     assert hashlib.sha256(data).hexdigest() == WEIGHTS_SHA256
-    ck = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
-    assert ck["meta"]["input_size"] == INPUT_SIZE and ck["meta"]["outputs"] == 58
-    assert all(v.dtype == torch.float16 for v in ck["net"].values() if v.is_floating_point())
-    assert ck["norm_mean"].shape == ck["norm_std"].shape == (58,)
+    with np.load(WEIGHTS_PATH, allow_pickle=False) as z:  # plain arrays, no pickles
+        meta = json.loads(z["meta"].item())
+        assert meta["input_size"] == INPUT_SIZE and meta["outputs"] == 58
+        n = len(z["stride"])
+        assert n == 27 and all(z[f"w{i}"].dtype == np.float16 for i in range(n))
+        assert z["norm_mean"].shape == z["norm_std"].shape == (58,)
+
+
+def test_inference_does_not_import_torch() -> None:
+    code = ("import sys, numpy as np\n"
+            "from facefit.regress.predictor import RegressionPredictor\n"
+            "p = RegressionPredictor().params_from_crops(np.zeros((1, 120, 120, 3), np.uint8))\n"
+            "assert p.shape == (1, 58) and 'torch' not in sys.modules, sorted(sys.modules)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_changed_weights_are_refused(tmp_path) -> None:
@@ -57,9 +70,16 @@ def test_output_shapes_and_folded_batchnorm(predictor) -> None:
     crops = np.random.default_rng(0).integers(0, 256, (3, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
     params = predictor.params_from_crops(crops)
     assert params.shape == (3, 58) and params.dtype == np.float32
-    with torch.no_grad():  # the unfolded network, denormalised by hand
-        ref = predictor._net.eval()(to_tensor(crops)).numpy() * predictor._norm_std.numpy() \
-            + predictor._norm_mean.numpy()
+    # the folded layers run by torch's convolutions (independent of the numpy kernels)
+    net = predictor._net
+    x = (to_tensor(crops) - 0.5) / 0.25
+    with torch.no_grad():
+        for layer in net.layers:
+            x = torch.relu(torch.nn.functional.conv2d(
+                x, torch.from_numpy(layer.weight), torch.from_numpy(layer.bias), layer.stride,
+                layer.weight.shape[2] // 2, 1, layer.groups))
+        y = x.mean(dim=(2, 3)).numpy() @ net.head_w.T + net.head_b
+    ref = y * net.norm_std + net.norm_mean
     np.testing.assert_allclose(params, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     lm3 = predictor.landmarks_3d(params)
     assert lm3.shape == (3, 68, 3)
@@ -167,14 +187,17 @@ def test_export_script_round_trip(tmp_path) -> None:
     ck = tmp_path / "best.pt"
     torch.save({"net": net.state_dict(), "norm_mean": torch.linspace(-1, 1, 58),
                 "norm_std": torch.linspace(0.5, 2, 58)}, ck)
-    first = script.export(ck, tmp_path / "a.pt")
-    assert script.export(ck, tmp_path / "b.pt") == first  # same bytes for the same weights
-    assert first == hashlib.sha256((tmp_path / "a.pt").read_bytes()).hexdigest()
+    first = script.export(ck, tmp_path / "a.npz")
+    assert script.export(ck, tmp_path / "b.npz") == first  # same bytes for the same weights
+    assert first == hashlib.sha256((tmp_path / "a.npz").read_bytes()).hexdigest()
     crops = np.random.default_rng(1).integers(0, 256, (2, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
-    got = RegressionPredictor(tmp_path / "a.pt").params_from_crops(crops)
-    with torch.no_grad():
+    got = RegressionPredictor(tmp_path / "a.npz").params_from_crops(crops)
+    with torch.no_grad():  # the unfolded torch network: batch norms folded correctly
         want = net(to_tensor(crops)).numpy() * np.linspace(0.5, 2, 58) + np.linspace(-1, 1, 58)
     np.testing.assert_allclose(got, want, atol=0.02 * np.abs(want).max())  # float16 weights
+    # a training checkpoint loads too (float32: closer)
+    got_ck = RegressionPredictor(ck).params_from_crops(crops)
+    np.testing.assert_allclose(got_ck, want, atol=1e-4 * np.abs(want).max())
     assert script.main(["--checkpoint", str(tmp_path / "none.pt"), "--out",
-                        str(tmp_path / "c.pt")]) == 2
-    assert not (tmp_path / "c.pt").exists()
+                        str(tmp_path / "c.npz")]) == 2
+    assert not (tmp_path / "c.npz").exists()

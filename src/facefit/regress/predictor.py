@@ -7,10 +7,10 @@ to 120 px (the crop of `facefit.regress.profiling.crop_view` that the network wa
 on), a forward pass, then a second crop from the box of the predicted 68 points and a second
 pass. All faces of an image go through the network as one batch.
 
-The weights ship inside the package (``weights/regress_mbv1x05.pt``, see the README there);
-their sha256 is checked against `WEIGHTS_SHA256` on loading. Inference runs on the CPU with
-torch's current thread count (``torch.set_num_threads``); batch norms are folded into the
-convolutions once, when the weights are loaded.
+The weights ship inside the package (``weights/regress_mbv1x05.npz``, see the README there);
+their sha256 is checked against `WEIGHTS_SHA256` on loading. Inference runs in numpy
+(`facefit.regress.inference`, batch norms folded into the convolutions; BLAS threads as numpy
+is configured): landmarking a face does not import torch.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ import cv2
 import numpy as np
 
 from facefit.fit.camera import euler_from_rotation
+from facefit.regress.inference import FoldedMobileNet, from_torch, load_weights
 
-WEIGHTS_PATH = Path(__file__).parent / "weights" / "regress_mbv1x05.pt"
-WEIGHTS_SHA256 = "db5581a6b17f5c727455671e785ee265ccb79cccc8f53b02e91d80daef39e5f1"
+WEIGHTS_PATH = Path(__file__).parent / "weights" / "regress_mbv1x05.npz"
+WEIGHTS_SHA256 = "40cc9bb5433dc9e69236a5c18a4a7a2e8e4abfadcaf6d8db974ba9f77fc4b184"
 MODEL_NAME = "mobilenet_v1_x0.5"
 INPUT_SIZE = 120
 WIDTH = 0.5
@@ -96,35 +97,6 @@ def _boxes(points: np.ndarray) -> np.ndarray:
     return np.concatenate([p.min(1), p.max(1)], axis=1)
 
 
-def fold_batchnorm(features):  # noqa: ANN001, ANN201 - torch types imported lazily
-    """An inference copy of a ``Conv2d, BatchNorm2d, ReLU`` sequence with every batch norm
-    folded into its convolution's weights and bias (same output in eval mode)."""
-    import torch
-    from torch import nn
-
-    layers: list[nn.Module] = []
-    mods = list(features)
-    i = 0
-    while i < len(mods):
-        m = mods[i]
-        if isinstance(m, nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1],
-                                                                         nn.BatchNorm2d):
-            bn = mods[i + 1]
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
-                             groups=m.groups, bias=True)
-            with torch.no_grad():
-                conv.weight.copy_(m.weight * scale[:, None, None, None])
-                bias = m.bias if m.bias is not None else torch.zeros_like(bn.running_mean)
-                conv.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-            layers.append(conv)
-            i += 2
-        else:
-            layers.append(m)
-            i += 1
-    return nn.Sequential(*layers)
-
-
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -157,10 +129,7 @@ class RegressionPredictor:
         with self._lock:
             if self._net is not None:
                 return
-            import torch
-
             from facefit.model.bfm_3ddfa import load_default_model
-            from facefit.regress.network import ParamNorm, build_network
 
             path = self.weights
             if not path.is_file():
@@ -169,20 +138,16 @@ class RegressionPredictor:
                 raise WeightsError(f"{path}: sha256 {digest[:12]}... is not the packaged "
                                    f"weights' {WEIGHTS_SHA256[:12]}... (corrupt or replaced)")
             try:
-                ck = torch.load(path, map_location="cpu", weights_only=True)
-                model = load_default_model()
-                net = build_network(model, float(ck.get("meta", {}).get("width", WIDTH)))
-                net.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                     for k, v in ck["net"].items()})
-                norm = ParamNorm(ck["norm_mean"].float().numpy(),
-                                 ck["norm_std"].float().numpy())
-            except (KeyError, RuntimeError, AttributeError, OSError, ValueError) as e:
-                raise WeightsError(f"{path}: not facefit regression weights ({e})") from e
-            net.eval()
-            self._features = fold_batchnorm(net.features).eval()
-            self._head = net.head
-            self._norm_mean = torch.from_numpy(norm.mean)
-            self._norm_std = torch.from_numpy(norm.std)
+                net = load_weights(path) if path.suffix == ".npz" else _from_checkpoint(path)
+            except WeightsError:
+                raise
+            except ValueError as e:
+                raise WeightsError(str(e)) from e
+            model = load_default_model()
+            n_out = 8 + model.num_shape + model.num_expression
+            if net.head_w.shape[0] != n_out:
+                raise WeightsError(f"{path}: {net.head_w.shape[0]} outputs, the default model "
+                                   f"needs {n_out}")
             ids = model.landmark_ids["ibug68"]
             self._mean = model.mean[ids].astype(np.float64)  # (68, 3)
             self._basis = np.concatenate([model.shape_basis[ids], model.expression_basis[ids]],
@@ -193,14 +158,8 @@ class RegressionPredictor:
     # -- network ----------------------------------------------------------------------
     def params_from_crops(self, crops: np.ndarray) -> np.ndarray:
         """(N, 58) float32 parameters, pose in crop pixels, of (N, 120, 120, 3) uint8 crops."""
-        import torch
-
         self._load()
-        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255.0
-        with torch.inference_mode():
-            y = self._head(self._features((x - 0.5) / 0.25).mean(dim=(2, 3)))
-            y = y * self._norm_std + self._norm_mean
-        return y.numpy().astype(np.float32)
+        return self._net(crops)
 
     def landmarks_3d(self, params: np.ndarray) -> np.ndarray:
         """(N, 68, 3) landmark vertices in the parameters' pixel frame: x, y and depth (larger
@@ -269,6 +228,25 @@ class RegressionPredictor:
         if box_xyxy is not None:
             box_xyxy = np.asarray(box_xyxy, np.float64).reshape(1, 4)
         return self.predict_batch(image_rgb, box_xyxy, points)[0]
+
+
+def _from_checkpoint(path: Path) -> FoldedMobileNet:
+    """The folded network of a training checkpoint (``best.pt`` of `facefit.regress.train`;
+    needs torch)."""
+    from facefit.model.bfm_3ddfa import load_default_model
+    from facefit.regress.network import build_network
+    from facefit.regress.train import load_checkpoint
+
+    try:
+        ck = load_checkpoint(path)
+        net = build_network(load_default_model(), float(ck.get("meta", {}).get("width", WIDTH)))
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v
+                             for k, v in ck["net"].items()})
+        net.eval()
+        return from_torch(net.features, net.head, ck["norm_mean"].float().numpy(),
+                          ck["norm_std"].float().numpy(), {"checkpoint": str(path)})
+    except (KeyError, RuntimeError, AttributeError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: not facefit regression weights ({e})") from e
 
 
 def rotation_from_pose(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
