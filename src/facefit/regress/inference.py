@@ -45,33 +45,43 @@ class FoldedConv:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """(B, H, W, Cin) float32 -> (B, Ho, Wo, Cout) float32, ReLU applied."""
-        k = self.weight.shape[2]
-        if k == 1:
-            y = x @ self.weight[:, :, 0, 0].T
+        if self.weight.shape[2] == 1:  # 1x1: one (B*H*W, Cin) x (Cin, Cout) product
+            y = (x.reshape(-1, x.shape[-1]) @ self._matrix()).reshape(*x.shape[:3], -1)
         else:
             y = self._conv3(x)
         y += self.bias
         return np.maximum(y, 0.0, out=y)
 
+    def _matrix(self) -> np.ndarray:
+        """(k*k*Cin, Cout) weights of the full convolution's im2col product (cached)."""
+        m = self.__dict__.get("_m")
+        if m is None:
+            m = np.ascontiguousarray(
+                self.weight.transpose(2, 3, 1, 0).reshape(-1, self.weight.shape[0]))
+            object.__setattr__(self, "_m", m)
+        return m
+
     def _conv3(self, x: np.ndarray) -> np.ndarray:
         s = self.stride
-        _, h, w, _ = x.shape
+        b, h, w, c = x.shape
         ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
-        xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        xp = np.zeros((b, h + 2, w + 2, c), np.float32)
+        xp[:, 1:-1, 1:-1] = x
 
         def tap(dy: int, dx: int) -> np.ndarray:  # (B, Ho, Wo, Cin) input under kernel tap
             return xp[:, dy:dy + s * (ho - 1) + 1:s, dx:dx + s * (wo - 1) + 1:s]
 
         if self.groups == 1:  # full convolution: the nine taps side by side, one product
             cols = np.concatenate([tap(dy, dx) for dy in range(3) for dx in range(3)], -1)
-            wm = self.weight.transpose(2, 3, 1, 0).reshape(-1, self.weight.shape[0])
-            return cols @ wm
-        kern = self.weight[:, 0].transpose(1, 2, 0)  # (3, 3, C) depthwise
-        y = tap(0, 0) * kern[0, 0]
+            return (cols.reshape(-1, cols.shape[-1]) @ self._matrix()).reshape(b, ho, wo, -1)
+        kern = np.ascontiguousarray(self.weight[:, 0].transpose(1, 2, 0))  # (3, 3, C)
+        y = np.multiply(tap(0, 0), kern[0, 0])
+        tmp = np.empty_like(y)
         for dy in range(3):
             for dx in range(3):
                 if dy or dx:
-                    y += tap(dy, dx) * kern[dy, dx]
+                    np.multiply(tap(dy, dx), kern[dy, dx], out=tmp)
+                    y += tmp
         return y
 
 
