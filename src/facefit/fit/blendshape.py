@@ -3,8 +3,8 @@ bounded Levenberg-Marquardt through the fitting core.
 
 Each iteration linearises the 2D point residuals (`facefit.fit.core.residuals.landmark_rows`,
 camera pose and model parameters together) and solves the step as a bounded linear least
-squares problem (`BoundedNormalRows.solve`: ``scipy.optimize.lsq_linear``, BVLS; Stark &
-Parker, "Bounded-Variable Least-Squares", 1995), so the weights never leave their box
+squares problem (`BoundedNormalRows.solve`: the active-set solver
+`facefit.fit.core.solver.box_quadratic`), so the weights never leave their box
 (`facefit.fit.core.priors.BoxPrior`). Priors: N(0, 1) on identity, and on the weights an
 elastic net, the sparsity cost ``lam * sum(w)`` (L1 on nonnegative weights is linear) plus
 a small ridge ``eps * |w|^2``, written as least-squares rows by completing the square:
@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import solve_triangular
-from scipy.optimize import lsq_linear
 
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.core.camera import (
@@ -28,7 +26,7 @@ from facefit.fit.core.camera import (
     estimate_scaled_orthographic,
 )
 from facefit.fit.core.residuals import landmark_rows
-from facefit.fit.core.solver import levenberg_marquardt
+from facefit.fit.core.solver import box_quadratic, levenberg_marquardt
 from facefit.fit.result import FitResult, assemble_result, image_vertices
 from facefit.model.face_model import FaceParams
 from facefit.model.ict import ICTFaceModel
@@ -60,16 +58,12 @@ class BoundedNormalRows:
 
     def solve(self, damping: float = 0.0, ridge: float = 1e-9) -> np.ndarray:
         """Bounded step with Marquardt damping rows ``sqrt(damping diag(A^T A) + ridge)``."""
-        # Same minimiser on the square factor of the column-scaled normal equations:
-        # with e = c d, A' = A / c (unit columns) and R^T R = A'^T A' + diag(damping terms),
-        # the cost is |R e - R^-T A'^T b|^2 + const; BVLS then works on (P, P) matrices.
+        # column-scaled (e = c d, unit columns) normal equations with the damping terms
         n2 = np.einsum("ij,ij->j", self.jac, self.jac)
         c = np.sqrt(np.maximum(n2, 1e-24))
         a = self.jac / c
         lhs = a.T @ a + np.diag((damping * n2 + ridge) / c**2)
-        r = np.linalg.cholesky(lhs).T
-        rhs = solve_triangular(r, a.T @ self.res, trans="T")
-        e = lsq_linear(r, rhs, bounds=(self.lower * c, self.upper * c), method="bvls").x
+        e = box_quadratic(lhs, a.T @ self.res, self.lower * c, self.upper * c)
         return e / c
 
 

@@ -18,7 +18,8 @@ sparse fitter of `facefit.fit.blendshape`. Without landmarks, `ArkitTransfer.wei
 explains the fitted expression ``E b`` by ``min |E_S (b - C w)|^2 / sigma^2 + lam sum(w)
 + eps |w|^2`` over w in [0, 1] (``E_S``: the expression basis on the S stored vertices,
 scaled to the RMS vertex distance; ``C``: each transferred shape projected onto the
-expression basis, the part of it the model can express), by bounded least squares (BVLS).
+expression basis, the part of it the model can express), by bounded least squares
+(`facefit.fit.core.solver.box_least_squares`).
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import lsq_linear
 
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.core.camera import CameraPose
+from facefit.fit.core.solver import box_least_squares
 from facefit.model.morphable_model import MorphableModel
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -240,7 +241,7 @@ def _solver(tr: ArkitTransfer, model: MorphableModel, sigma: float, lam: float, 
         if b.ndim == 2:
             return np.stack([solve(row) for row in b])
         rhs = np.r_[r @ b, np.full(k, -lam / (2.0 * se))]
-        return np.clip(lsq_linear(a, rhs, bounds=(0.0, 1.0), method="bvls").x, 0.0, 1.0)
+        return np.clip(box_least_squares(a, rhs, 0.0, 1.0), 0.0, 1.0)
 
     return solve
 
@@ -356,7 +357,7 @@ def arkit_for_pose(model: MorphableModel, face: FaceLandmarks, pose: CameraPose,
     b = np.r_[res, -ident, np.full(k, -lam / (2.0 * se))]
     lower = np.r_[np.full(ks, -np.inf), np.zeros(k)]
     upper = np.r_[np.full(ks, np.inf), np.ones(k)]
-    sol = lsq_linear(a, b, bounds=(lower, upper), method="bvls").x
+    sol = box_least_squares(a, b, lower, upper)
     return arkit_dict(tr.names, np.clip(sol[ks:], 0.0, 1.0))
 
 

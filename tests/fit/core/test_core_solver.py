@@ -111,3 +111,27 @@ def test_descend_takes_the_best_lower_candidate_and_stops() -> None:
     # no candidates: stays, one iteration counted
     assert descend(lambda x: (1.0, []), 5.0, 10).iterations == 1
     assert descend(lambda x: (1.0, []), 5.0, 0).iterations == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_box_least_squares_matches_bvls(seed: int) -> None:
+    """The active-set box solver reaches scipy's BVLS minimum (mixed infinite and finite
+    bounds, many weights at 0 and some at 1, as the ARKit and blendshape solves have)."""
+    from scipy.optimize import lsq_linear
+
+    from facefit.fit.core.solver import box_least_squares
+
+    rng = np.random.default_rng(seed)
+    ks, k = 12, 30
+    a = np.vstack([rng.normal(size=(60, ks + k)), np.diag(np.r_[np.ones(ks), np.full(k, 0.2)])])
+    b = rng.normal(size=len(a)) * 3
+    lo = np.r_[np.full(ks, -np.inf), np.zeros(k)]
+    hi = np.r_[np.full(ks, np.inf), np.ones(k)]
+    want = lsq_linear(a, b, bounds=(lo, hi), method="bvls").x
+    got = box_least_squares(a, b, lo, hi)
+    assert ((got >= lo) & (got <= hi)).all()
+    assert ((got[ks:] == 0) | (got[ks:] == 1)).sum() >= 3  # the bounds are active
+    np.testing.assert_allclose(got, want, atol=1e-8)
+    # an unconstrained problem is plain least squares
+    np.testing.assert_allclose(box_least_squares(a, b, -np.inf, np.inf),
+                               np.linalg.lstsq(a, b, rcond=None)[0], atol=1e-10)

@@ -31,6 +31,8 @@ from facefit.fit.core.solver import (
     BlockArrowNormalEquations,
     LMResult,
     NormalEquations,
+    box_least_squares,
+    box_quadratic,
     descend,
     gauss_newton,
     levenberg_marquardt,
@@ -41,7 +43,8 @@ from facefit.fit.core.solver import (
 __all__ = [
     "BlockArrowNormalEquations", "BoxPrior", "CameraPose", "ContourResidual", "GaussianPrior",
     "LMResult", "NormalEquations", "PerspectiveCamera", "ScaledOrthographicCamera", "Similarity",
-    "axis_angle", "camera_pose", "depth_rows", "descend", "estimate_perspective",
+    "axis_angle", "box_least_squares", "box_quadratic", "camera_pose", "depth_rows", "descend",
+    "estimate_perspective",
     "estimate_scaled_orthographic", "euler_from_rotation", "gauss_newton", "landmark_rows",
     "levenberg_marquardt", "linearize_points", "rodrigues", "rotation_from_euler",
     "similarity_camera", "skew", "solve_linear_map", "stack_rows", "umeyama",

@@ -195,3 +195,62 @@ def solve_linear_map(jac: np.ndarray, target: np.ndarray, prior: GaussianPrior) 
 def stack_rows(blocks: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate residual blocks' (Jacobian, residual) pairs."""
     return (np.vstack([j for j, _ in blocks]), np.concatenate([r for _, r in blocks]))
+
+
+def box_quadratic(h: np.ndarray, c: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                  max_iter: int | None = None) -> np.ndarray:
+    """The minimiser of ``x^T H x / 2 - c^T x`` over ``lower <= x <= upper`` for a
+    positive-definite (P, P) ``h`` (bounds may be infinite): the primal active-set method
+    (Nocedal & Wright, "Numerical Optimization", 2006, section 16.5) on the box, as BVLS
+    (Stark & Parker 1995) does on the rows, but on the (P, P) normal equations.
+
+    Starts from the unconstrained minimiser clipped to the box; each step solves for the free
+    variables with the fixed ones at their bounds, stops at the first bound it crosses (and
+    fixes that variable), or, when nothing blocks, frees the fixed variable whose multiplier
+    has the wrong sign. Ends at a KKT point, the global minimum of this convex problem.
+    Falls back to ``scipy.optimize.lsq_linear`` (BVLS on the Cholesky factor) if the working
+    set has not settled after ``max_iter`` (default ``3 P + 10``) steps."""
+    h = np.asarray(h, np.float64)
+    c = np.asarray(c, np.float64)
+    n = len(c)
+    lo = np.broadcast_to(np.asarray(lower, np.float64), (n,))
+    hi = np.broadcast_to(np.asarray(upper, np.float64), (n,))
+    x = np.clip(np.linalg.solve(h, c), lo, hi)
+    fixed = (x <= lo) | (x >= hi)
+    tol = 1e-10 * (1.0 + float(np.abs(c).max(initial=0.0)) + float(np.abs(h).max()))
+    for _ in range(3 * n + 10 if max_iter is None else max_iter):
+        free = ~fixed
+        target = x.copy()
+        if free.any():
+            target[free] = np.linalg.solve(h[np.ix_(free, free)],
+                                           c[free] - h[np.ix_(free, fixed)] @ x[fixed])
+        step = target - x
+        crosses = free & ((target < lo) | (target > hi))
+        if crosses.any():  # move to the first bound crossed and fix that variable
+            bound = np.where(target < lo, lo, hi)
+            frac = np.full(n, np.inf)
+            frac[crosses] = (bound[crosses] - x[crosses]) / step[crosses]
+            j = int(np.argmin(frac))
+            x = np.clip(x + frac[j] * step, lo, hi)
+            x[j] = bound[j]
+            fixed[j] = True
+            continue
+        x = target
+        g = h @ x - c  # gradient; at a lower bound it must be >= 0, at an upper one <= 0
+        wrong = np.where(fixed & (x <= lo), -g, 0.0) + np.where(fixed & (x >= hi), g, 0.0)
+        j = int(np.argmax(wrong))
+        if wrong[j] <= tol:
+            return x
+        fixed[j] = False
+    from scipy.optimize import lsq_linear
+
+    r = np.linalg.cholesky(h).T
+    return lsq_linear(r, np.linalg.solve(r.T, c), bounds=(lo, hi), method="bvls").x
+
+
+def box_least_squares(a: np.ndarray, b: np.ndarray, lower: np.ndarray, upper: np.ndarray
+                      ) -> np.ndarray:
+    """``argmin |A x - b|^2`` over ``lower <= x <= upper`` for (M, P) ``a`` of full column
+    rank (`box_quadratic` on the normal equations)."""
+    a = np.asarray(a, np.float64)
+    return box_quadratic(a.T @ a, a.T @ np.asarray(b, np.float64), lower, upper)
