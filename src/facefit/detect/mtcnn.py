@@ -1,5 +1,5 @@
 """MTCNN face detection (Zhang et al., "Joint Face Detection and Alignment Using Multitask
-Cascaded Convolutional Networks", IEEE SPL 2016), run with torch on the CPU.
+Cascaded Convolutional Networks", IEEE SPL 2016), run in numpy on the CPU (no torch).
 
 MTCNN was trained on WIDER FACE, which holds many turned heads, so it finds profile faces that
 BlazeFace misses; facefit uses it as the fallback detector of `facefit.detect.mediapipe`.
@@ -11,7 +11,8 @@ imported (its code needs torchvision); the three small networks and the cascade 
 here from the paper: P-Net proposes 12 px windows over an image pyramid, R-Net (24 px) and
 O-Net (48 px) re-score and regress them, with non-maximum suppression between stages. The
 weights came from the original Caffe models, whose fully connected layers read feature maps in
-(W, H) order; the flatten below follows that order.
+(W, H) order; the flatten below follows that order. The state dicts are read without torch by
+`facefit.io.torch_state.read_state_dict` (a restricted unpickler: no code runs from the files).
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import cv2
 import numpy as np
 
 from facefit import assets
+from facefit.io.torch_state import StateDictError, read_state_dict
 
 WEIGHT_FILES = ("pnet.pt", "rnet.pt", "onet.pt")
 _MEAN, _SCALE = 127.5, 0.0078125
 
 
 class MTCNNUnavailable(RuntimeError):
-    """The MTCNN weight files or torch are missing."""
+    """The MTCNN weight files are missing or unreadable."""
 
 
 @dataclass(frozen=True)
@@ -49,67 +51,102 @@ class Face:
     keypoints: np.ndarray
 
 
-def _nets():
-    """The three networks as torch modules (torch imported lazily)."""
-    try:
-        import torch
-        from torch import nn
-    except ImportError as exc:  # pragma: no cover - installed by the Makefile
-        raise MTCNNUnavailable("torch missing: pip install torch==2.13.0") from exc
+def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """'Valid' convolution, stride 1, of (N, H, W, Cin) by torch-layout (Cout, Cin, k, k)
+    weights. Few input channels or small maps: the k*k taps side by side and one matrix
+    product; many channels on a large map (P-Net's pyramid): every tap's product at full
+    resolution in one matrix product, then the k*k shifted sums (no k*k-times copy)."""
+    k = w.shape[2]
+    n, h, wd, c = x.shape
+    ho, wo = h - k + 1, wd - k + 1
+    if k > 1 and c >= 8 and h * wd >= 1024:
+        full = np.dot(x.reshape(-1, c), w.transpose(1, 2, 3, 0).reshape(c, -1))
+        full = full.reshape(n, h, wd, k * k, -1)
+        y = full[:, :ho, :wo, 0].copy()
+        for t in range(1, k * k):
+            dy, dx = divmod(t, k)
+            y += full[:, dy:dy + ho, dx:dx + wo, t]
+        y += b
+        return y
+    cols = x if k == 1 else np.concatenate(
+        [x[:, dy:dy + ho, dx:dx + wo] for dy in range(k) for dx in range(k)], -1)
+    wm = w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
+    return (np.dot(cols.reshape(-1, cols.shape[-1]), wm) + b).reshape(n, ho, wo, -1)
 
-    def flat_wh(x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)  # Caffe's (W, H) order
 
-    class PNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv1, self.prelu1 = nn.Conv2d(3, 10, 3), nn.PReLU(10)
-            self.conv2, self.prelu2 = nn.Conv2d(10, 16, 3), nn.PReLU(16)
-            self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
-            self.conv4_1, self.conv4_2 = nn.Conv2d(32, 2, 1), nn.Conv2d(32, 4, 1)
+def _prelu(x: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """PReLU in place: ``max(x, 0) + a * min(x, 0)`` per channel (last axis)."""
+    neg = np.minimum(x, 0.0)
+    x -= neg
+    neg *= a
+    x += neg
+    return x
 
-        def forward(self, x):
-            x = nn.functional.max_pool2d(self.prelu1(self.conv1(x)), 2, 2, ceil_mode=True)
-            x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
-            return torch.softmax(self.conv4_1(x), 1)[:, 1], self.conv4_2(x)
 
-    class RNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
-            self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
-            self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
-            self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
-            self.dense5_1, self.dense5_2 = nn.Linear(128, 2), nn.Linear(128, 4)
+def _pool(x: np.ndarray, k: int, s: int) -> np.ndarray:
+    """Max pooling of (N, H, W, C), window k, stride s, output size rounded up (Caffe's and
+    torch's ``ceil_mode``): the last window may hang over the edge."""
+    n, h, w, c = x.shape
+    ho, wo = -(-(h - k) // s) + 1, -(-(w - k) // s) + 1
+    xp = np.full((n, (ho - 1) * s + k, (wo - 1) * s + k, c), -np.inf, x.dtype)
+    xp[:, :h, :w] = x
+    out = xp[:, :s * ho:s, :s * wo:s].copy()
+    for dy in range(k):
+        for dx in range(k):
+            if dy or dx:
+                np.maximum(out, xp[:, dy:dy + s * ho:s, dx:dx + s * wo:s], out=out)
+    return out
 
-        def forward(self, x):
-            pool = nn.functional.max_pool2d
-            x = pool(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
-            x = pool(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
-            x = self.prelu4(self.dense4(flat_wh(self.prelu3(self.conv3(x)))))
-            return torch.softmax(self.dense5_1(x), 1)[:, 1], self.dense5_2(x)
 
-    class ONet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
-            self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
-            self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
-            self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
-            self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
-            self.dense6_1, self.dense6_2 = nn.Linear(256, 2), nn.Linear(256, 4)
-            self.dense6_3 = nn.Linear(256, 10)
+def _softmax1(logits: np.ndarray) -> np.ndarray:
+    """Probability of class 1 of two-class logits (..., 2)."""
+    return 1.0 / (1.0 + np.exp(logits[..., 0] - logits[..., 1]))
 
-        def forward(self, x):
-            pool = nn.functional.max_pool2d
-            x = pool(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
-            x = pool(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
-            x = pool(self.prelu3(self.conv3(x)), 2, 2, ceil_mode=True)
-            x = self.prelu5(self.dense5(flat_wh(self.prelu4(self.conv4(x)))))
-            return (torch.softmax(self.dense6_1(x), 1)[:, 1], self.dense6_2(x),
-                    self.dense6_3(x))
 
-    return torch, (PNet(), RNet(), ONet())
+def _flat_wh(x: np.ndarray) -> np.ndarray:
+    return x.transpose(0, 2, 1, 3).reshape(len(x), -1)  # Caffe's (W, H, C) order
+
+
+class _Net:
+    """One MTCNN network in numpy (channels-last) with its state dict's arrays."""
+
+    def __init__(self, state: dict[str, np.ndarray]) -> None:
+        self.p = {k: np.asarray(v, np.float32) for k, v in state.items()}
+
+    def conv(self, name: str, x: np.ndarray, act: str | None = None) -> np.ndarray:
+        y = _conv(x, self.p[f"{name}.weight"], self.p[f"{name}.bias"])
+        return _prelu(y, self.p[f"{act}.weight"]) if act else y
+
+    def dense(self, name: str, x: np.ndarray, act: str | None = None) -> np.ndarray:
+        y = x @ self.p[f"{name}.weight"].T + self.p[f"{name}.bias"]
+        return _prelu(y, self.p[f"{act}.weight"]) if act else y
+
+
+class _PNet(_Net):
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W, 3) -> face probability (N, H', W') and box offsets (N, 4, H', W')."""
+        x = _pool(self.conv("conv1", x, "prelu1"), 2, 2)
+        x = self.conv("conv3", self.conv("conv2", x, "prelu2"), "prelu3")
+        return (_softmax1(self.conv("conv4_1", x)),
+                self.conv("conv4_2", x).transpose(0, 3, 1, 2))
+
+
+class _RNet(_Net):
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = _pool(self.conv("conv1", x, "prelu1"), 3, 2)
+        x = _pool(self.conv("conv2", x, "prelu2"), 3, 2)
+        x = self.dense("dense4", _flat_wh(self.conv("conv3", x, "prelu3")), "prelu4")
+        return _softmax1(self.dense("dense5_1", x)), self.dense("dense5_2", x)
+
+
+class _ONet(_Net):
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = _pool(self.conv("conv1", x, "prelu1"), 3, 2)
+        x = _pool(self.conv("conv2", x, "prelu2"), 3, 2)
+        x = _pool(self.conv("conv3", x, "prelu3"), 2, 2)
+        x = self.dense("dense5", _flat_wh(self.conv("conv4", x, "prelu4")), "prelu5")
+        return (_softmax1(self.dense("dense6_1", x)), self.dense("dense6_2", x),
+                self.dense("dense6_3", x))
 
 
 def weight_dir() -> Path:
@@ -179,14 +216,16 @@ class MTCNNDetector:
                  (0.6, 0.7, 0.7), factor: float = 0.709, min_face_frac: float = 0.0,
                  mirror_search: bool = False, mirror_check: bool = False,
                  folder: Path | None = None) -> None:
-        self._torch, nets = _nets()
         folder = Path(folder) if folder is not None else weight_dir()
-        for net, name in zip(nets, WEIGHT_FILES, strict=True):
+        nets = []
+        for cls, name in zip((_PNet, _RNet, _ONet), WEIGHT_FILES, strict=True):
             path = folder / name
             if not path.is_file():
                 raise MTCNNUnavailable(f"{path}: MTCNN weight file missing")
-            net.load_state_dict(self._torch.load(path, weights_only=True, map_location="cpu"))
-            net.eval()
+            try:
+                nets.append(cls(read_state_dict(path)))
+            except StateDictError as exc:
+                raise MTCNNUnavailable(str(exc)) from exc
         self.pnet, self.rnet, self.onet = nets
         self.min_face = float(min_face)
         self.min_face_frac = float(min_face_frac)
@@ -196,10 +235,10 @@ class MTCNNDetector:
         self.factor = factor
         self._lock = threading.Lock()
 
-    def _tensor(self, images: np.ndarray):
-        """(N, H, W, 3) uint8 → normalised (N, 3, H, W) float32 tensor."""
-        x = (images.astype(np.float32) - _MEAN) * _SCALE
-        return self._torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    @staticmethod
+    def _tensor(images: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 → normalised (N, H, W, 3) float32."""
+        return (images.astype(np.float32) - np.float32(_MEAN)) * np.float32(_SCALE)
 
     def _crops(self, image: np.ndarray, boxes: np.ndarray, n: int) -> np.ndarray:
         """(N, n, n, 3) crops of ``boxes`` (zero outside the image)."""
@@ -221,7 +260,7 @@ class MTCNNDetector:
             sw, sh = int(np.ceil(w * scale)), int(np.ceil(h * scale))
             im = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
             prob, reg = self.pnet(self._tensor(im[None]))
-            prob, reg = prob[0].numpy(), reg[0].numpy()
+            prob, reg = prob[0], reg[0]
             ys, xs = np.nonzero(prob >= self.thresholds[0])
             if len(ys):
                 b = np.stack([xs * 2, ys * 2, xs * 2 + 12, ys * 2 + 12], 1) / scale
@@ -242,9 +281,9 @@ class MTCNNDetector:
         responses to background are less consistent)."""
         crops = self._crops(np.ascontiguousarray(image_rgb), _square(np.asarray(boxes, float)),
                             48)
-        with self._lock, self._torch.inference_mode():
+        with self._lock:
             prob = self.onet(self._tensor(np.concatenate([crops, crops[:, :, ::-1]])))[0]
-        return prob.numpy().reshape(2, -1).mean(0)
+        return prob.reshape(2, -1).mean(0)
 
     def detect(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[Face]:
         """Faces in an (H, W, 3) uint8 RGB image, best first."""
@@ -266,13 +305,12 @@ class MTCNNDetector:
         return [faces[i] for i in k[:max_faces]]
 
     def _cascade(self, image: np.ndarray, max_faces: int) -> list[Face]:
-        with self._lock, self._torch.inference_mode():
+        with self._lock:
             boxes = self._stage1(image)
             if not len(boxes):
                 return []
             boxes = _square(boxes[:, :4])
             prob, reg = self.rnet(self._tensor(self._crops(image, boxes, 24)))
-            prob, reg = prob.numpy(), reg.numpy()
             ok = prob >= self.thresholds[1]
             if not ok.any():
                 return []
@@ -280,7 +318,6 @@ class MTCNNDetector:
             k = nms(boxes, prob, 0.7)
             boxes = _square(_regress(boxes[k], reg[k]))
             prob, reg, pts = self.onet(self._tensor(self._crops(image, boxes, 48)))
-            prob, reg, pts = prob.numpy(), reg.numpy(), pts.numpy()
         ok = prob >= self.thresholds[2]
         boxes, prob, reg, pts = boxes[ok], prob[ok], reg[ok], pts[ok]
         wh = boxes[:, 2:4] - boxes[:, :2]
