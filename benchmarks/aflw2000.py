@@ -29,6 +29,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from facefit.detect.network import (  # noqa: E402
+    PASSES,
     YAW_THRESHOLD,
     box68,
     keeps_mediapipe,
@@ -41,7 +42,11 @@ from facefit.fit.correspondence import mediapipe_to_ibug68  # noqa: E402
 from facefit.io.export import FORMATS, export_reconstructions  # noqa: E402
 from facefit.io.image import load_image  # noqa: E402
 from facefit.reconstruct import Reconstructor  # noqa: E402
-from facefit.regress.predictor import RegressionPredictor  # noqa: E402
+from facefit.regress.predictor import (  # noqa: E402
+    RegressionPredictor,
+    crop_faces,
+    crop_maps,
+)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "aflw2000-3d-dev"
 
@@ -69,7 +74,7 @@ def main() -> None:
     net_fit = np.full((n, 68, 2), np.nan)
     net_yaw = np.full(n, np.nan)
     mp_ok = np.zeros(n, bool)
-    t_detect, t_fit, t_texture, t_export, t_net, t_net_fit = [], [], [], [], [], []
+    t_detect, t_fit, t_texture, t_export, t_net, t_net_fit, t_fwd = [], [], [], [], [], [], []
     from facefit.fit.landmark_fit import fit_landmarks
     from facefit.texture.extract import extract_texture
 
@@ -87,14 +92,23 @@ def main() -> None:
         t_fit.append(time.perf_counter() - t1)
         pred[i] = fit.landmarks_68_2d
         raw[i] = mediapipe_to_ibug68(face.points_px)
+        # as NetworkLandmarkDetector: one pass decides `auto` (its yaw), the network's faces
+        # get PASSES - 1 more, each cropped from the previous pass's landmarks
         t4 = time.perf_counter()
-        res = net.predict_batch(image, boxes=box68(face)[None])[0]
+        first = res = net.predict_batch(image, boxes=box68(face)[None])[0]
+        for _ in range(PASSES - 1):
+            res = net.predict_batch(image, boxes=res.box[None])[0]
         t_net.append(time.perf_counter() - t4)
+        crop = crop_faces(image, crop_maps(res.box[None]))
+        t6 = time.perf_counter()
+        net.params_from_crops(crop)
+        t_fwd.append(time.perf_counter() - t6)
         t5 = time.perf_counter()
         nfit = fit_landmarks(rec.model, network_face(res, face.score), image.shape[1::-1])
         t_net_fit.append(time.perf_counter() - t5)
-        net_raw[i], net_fit[i], net_yaw[i] = res.landmarks_68_px, nfit.landmarks_68_2d, res.yaw_deg
-        mp_ok[i] = keeps_mediapipe(face, res, np.inf)
+        net_raw[i], net_fit[i] = res.landmarks_68_px, nfit.landmarks_68_2d
+        net_yaw[i] = first.yaw_deg
+        mp_ok[i] = keeps_mediapipe(face, first, np.inf)
         if i % args.texture_every == 0:
             t2 = time.perf_counter()
             texture, colors = extract_texture(rec.model, fit.verts_px, image, size=512)
@@ -161,7 +175,9 @@ def main() -> None:
     mp_used = mp_ok & (np.abs(net_yaw) < YAW_THRESHOLD)
     print(f"auto used MediaPipe's points on {int(mp_used.sum())} of {int(found.sum())} faces")
     print("median ms per image (one thread): detection+landmarks" + ms(t_detect)
-          + ", fit" + ms(t_fit) + f", network ({net.passes} pass(es))" + ms(t_net) + ", network fit"
+          + ", fit" + ms(t_fit) + ", network forward (one 120 px crop)" + ms(t_fwd)
+          + f", network landmarks ({PASSES} passes, mirrored crops {net.flip})" + ms(t_net)
+          + ", network fit"
           + ms(t_net_fit) + ", detection+landmarks+fit"
           + ms([a + b for a, b in zip(t_detect, t_fit, strict=False)])
           + ", detection+network+fit"
@@ -175,7 +191,7 @@ def main() -> None:
             "auto": auto_res.to_dict(), "auto_threshold": YAW_THRESHOLD,
             "auto_sweep": {str(t): r.balanced_2d for t, r in sweep.items()},
             "ms": {"detect": 1e3 * np.median(t_detect), "fit": 1e3 * np.median(t_fit),
-                   "network": 1e3 * np.median(t_net),
+                   "network": 1e3 * np.median(t_net), "forward": 1e3 * np.median(t_fwd),
                    "network_fit": 1e3 * np.median(t_net_fit)}}, indent=1))
 
 

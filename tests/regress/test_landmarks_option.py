@@ -80,3 +80,29 @@ def test_network_fit_uses_every_point_on_fixed_vertices(mediapipe) -> None:
     assert err.mean() / size < 0.03
     with pytest.raises(ValueError, match="landmarks must be"):
         Reconstructor(detector=mediapipe, landmarks="dlib")
+
+
+def test_second_pass_only_for_faces_that_keep_the_network(mediapipe) -> None:
+    """`auto` decides on one pass; only the network's faces get the second, cropped from the
+    first pass's landmarks."""
+    from facefit.regress.predictor import RegressionPredictor
+
+    class Counting(RegressionPredictor):
+        calls: list[int] = []
+
+        def predict_batch(self, image_rgb, boxes=None, points=None):
+            self.calls.append(len(boxes))
+            return super().predict_batch(image_rgb, boxes=boxes, points=points)
+
+    image = load_image(PHOTO)
+    pred = Counting()
+    faces = mediapipe.detect(image)
+    kept = NetworkLandmarkDetector(mediapipe, "auto", predictor=pred).landmark_faces(image, faces)
+    assert [landmark_source(f) for f in kept] == ["mediapipe"] and pred.calls == [1]
+    pred.calls.clear()
+    net = NetworkLandmarkDetector(mediapipe, "network", predictor=pred).landmark_faces(image, faces)
+    assert pred.calls == [1, 1]
+    one = NetworkLandmarkDetector(mediapipe, "network", predictor=pred, passes=1)
+    first = one.landmark_faces(image, faces)[0].regression
+    again = pred.predict_batch(image, boxes=first.box[None])[0]
+    np.testing.assert_allclose(net[0].points_px, again.landmarks_68_px, atol=1e-4)

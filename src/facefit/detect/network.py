@@ -3,7 +3,7 @@ interface, per face or where MediaPipe's dense mesh is weak.
 
 `NetworkLandmarkDetector` wraps a face detector (MediaPipe's, with its MTCNN profile
 fallback, by default): each face it finds is cropped from its 68-point box (MediaPipe's 468
-points mapped to iBUG 68) and landmarked by the network (two passes). ``source`` decides what
+points mapped to iBUG 68) and landmarked by the network (`PASSES` passes). ``source`` decides what
 each face keeps:
 
 * ``"network"``: the network's 68 points (hidden ones included: the AFLW2000-3D convention)
@@ -30,11 +30,13 @@ from facefit.fit.correspondence import IBUG68_FIXED, mediapipe_to_ibug68
 from facefit.regress.predictor import RegressionPredictor, RegressionResult
 
 SOURCES = ("auto", "mediapipe", "network")
-# |yaw| (degrees, the network's estimate) past which `auto` uses the network's points; chosen
-# on AFLW2000-3D dev (model selection only, never training) from the sweep of
-# benchmarks/aflw2000.py with the shipped weights: balanced NME 8.15 % at 0 (network only),
-# 7.32 at 30, 7.08 at 45, 6.97 at 50, 7.01 at 60, 7.48 at 90 (MediaPipe unless it fails).
-YAW_THRESHOLD = 50.0
+# |yaw| (degrees, the network's first-pass estimate) past which `auto` uses the network's
+# points; chosen on AFLW2000-3D dev (model selection only, never training) from the sweep of
+# benchmarks/aflw2000.py with the shipped weights (2 passes, mirrored crops averaged):
+# balanced NME 7.30 % at 0 (network only), 6.44 at 30, 6.23 at 45, 6.16 at 50 and 55,
+# 6.11 at 60, 6.75 at 90 (MediaPipe unless it fails).
+YAW_THRESHOLD = 60.0
+PASSES = 2  # network passes for the faces that keep the network's points
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,13 +89,15 @@ class NetworkLandmarkDetector:
         yaw_threshold: `auto` keeps MediaPipe's points below this network |yaw| (degrees).
         min_score: `auto` keeps MediaPipe's points only at this detection score or more.
         predictor: the network (the packaged weights when None).
+        passes: network passes for the faces that keep the network's points (2: a second
+            crop from the first pass's landmarks).
     """
 
     scheme = IBUG68_FIXED
 
     def __init__(self, detector: LandmarkDetector | None = None, source: str = "auto",
                  yaw_threshold: float = YAW_THRESHOLD, min_score: float = 0.5,
-                 predictor: RegressionPredictor | None = None) -> None:
+                 predictor: RegressionPredictor | None = None, passes: int = PASSES) -> None:
         if source not in ("auto", "network"):
             raise ValueError(f"source must be 'auto' or 'network', got {source!r}")
         if detector is None:
@@ -105,6 +109,9 @@ class NetworkLandmarkDetector:
         self.yaw_threshold = float(yaw_threshold)
         self.min_score = float(min_score)
         self.predictor = predictor if predictor is not None else RegressionPredictor()
+        if passes < 1:
+            raise ValueError(f"passes must be at least 1, got {passes}")
+        self.passes = int(passes)
 
     def detect(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[FaceLandmarks]:
         """Faces in an (H, W, 3) uint8 RGB image, best first, each landmarked by its source."""
@@ -115,15 +122,26 @@ class NetworkLandmarkDetector:
                        ) -> list[FaceLandmarks]:
         """``faces`` found in ``image_rgb`` by another detector (or tracked), each landmarked
         by its source: the network's points or, in ``auto``, the face itself where
-        `keeps_mediapipe`."""
+        `keeps_mediapipe`. Every face gets one network pass (its yaw decides ``auto``); the
+        faces that keep the network's points get ``passes - 1`` more, each cropped from the
+        previous pass's landmarks (3DDFA's two-step scheme)."""
         if not faces:
             return []
         boxes = np.stack([box68(f) for f in faces])
         results = self.predictor.predict_batch(image_rgb, boxes=boxes)
-        return [face if self.source == "auto" and keeps_mediapipe(
-                    face, res, self.yaw_threshold, self.min_score)
-                else network_face(res, face.score)
-                for face, res in zip(faces, results, strict=True)]
+        use = [not (self.source == "auto" and keeps_mediapipe(
+            f, r, self.yaw_threshold, self.min_score)) for f, r in zip(faces, results,
+                                                                    strict=True)]
+        idx = [i for i, u in enumerate(use) if u]
+        for _ in range(self.passes - 1):
+            if not idx:
+                break
+            again = self.predictor.predict_batch(image_rgb,
+                                                 boxes=np.stack([results[i].box for i in idx]))
+            for i, r in zip(idx, again, strict=True):
+                results[i] = r
+        return [network_face(r, f.score) if u else f
+                for f, r, u in zip(faces, results, use, strict=True)]
 
 
 def landmark_detector(detector: LandmarkDetector, landmarks: str, model_kind: str = "linear"
