@@ -87,7 +87,7 @@ def run(args: list[str], cores: str, poll: bool = False) -> tuple[float, dict[st
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     peaks["cpu_seconds"] = round(after.ru_utime + after.ru_stime - before.ru_utime
                                  - before.ru_stime, 2)
-    if proc.returncode not in (0, 1) or "Traceback" in err:
+    if proc.returncode not in (0, 1) or "Traceback" in err or "No module named" in err:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
     return wall, peaks
 
