@@ -118,17 +118,24 @@ class NetworkLandmarkDetector:
         return self.landmark_faces(image_rgb, self.detector.detect(image_rgb,
                                                                    max_faces=max_faces))
 
-    def landmark_faces(self, image_rgb: np.ndarray, faces: list[FaceLandmarks]
-                       ) -> list[FaceLandmarks]:
-        """``faces`` found in ``image_rgb`` by another detector (or tracked), each landmarked
-        by its source: the network's points or, in ``auto``, the face itself where
-        `keeps_mediapipe`. Every face gets one network pass (its yaw decides ``auto``); the
-        faces that keep the network's points get ``passes - 1`` more, each cropped from the
-        previous pass's landmarks (3DDFA's two-step scheme)."""
+    def first_pass(self, image_rgb: np.ndarray, faces: list[FaceLandmarks]
+                   ) -> list[RegressionResult]:
+        """The network's first pass on each face, cropped from its 68-point box (`box68`)."""
         if not faces:
             return []
-        boxes = np.stack([box68(f) for f in faces])
-        results = self.predictor.predict_batch(image_rgb, boxes=boxes)
+        return self.predictor.predict_batch(image_rgb, boxes=np.stack([box68(f) for f in faces]))
+
+    def landmark_faces(self, image_rgb: np.ndarray, faces: list[FaceLandmarks],
+                       first: list[RegressionResult] | None = None) -> list[FaceLandmarks]:
+        """``faces`` found in ``image_rgb`` by another detector (or tracked), each landmarked
+        by its source: the network's points or, in ``auto``, the face itself where
+        `keeps_mediapipe`. Every face gets one network pass (its yaw decides ``auto``; given
+        as ``first`` when already run, `first_pass`); the faces that keep the network's
+        points get ``passes - 1`` more, each cropped from the previous pass's landmarks
+        (3DDFA's two-step scheme)."""
+        if not faces:
+            return []
+        results = list(first) if first is not None else self.first_pass(image_rgb, faces)
         use = [not (self.source == "auto" and keeps_mediapipe(
             f, r, self.yaw_threshold, self.min_score)) for f, r in zip(faces, results,
                                                                     strict=True)]

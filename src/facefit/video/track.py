@@ -12,6 +12,11 @@ from facefit.detect.base import FaceLandmarks
 from facefit.detect.mediapipe import EYE_IDS, SCHEME, MediaPipeDetector, roi_from_points
 from facefit.detect.network import NetworkLandmarkDetector
 
+NETWORK_EVERY = 5
+"""`auto` in video: while the network last saw the head more than `YAW_MARGIN` degrees inside
+its threshold, it runs on every NETWORK_EVERY-th frame only (MediaPipe's points meanwhile)."""
+YAW_MARGIN = 20.0
+
 
 class FaceTracker:
     """Track one face through a sequence of frames.
@@ -31,6 +36,8 @@ class FaceTracker:
                  passes: int = 0, landmarks: NetworkLandmarkDetector | None = None) -> None:
         self.detector = detector if detector is not None else MediaPipeDetector()
         self.landmarks = landmarks
+        self._net_yaw: float | None = None  # the network's yaw at its last check
+        self._since_check = 0
         self.min_presence = min_presence
         self.passes = passes
         self.detections = 0
@@ -38,14 +45,28 @@ class FaceTracker:
 
     def reset(self) -> None:
         self._prev = None
+        self._net_yaw = None
 
     def update(self, frame: np.ndarray) -> tuple[FaceLandmarks | None, bool]:
         """(the face in ``frame`` or None, whether it was re-detected rather than tracked),
         landmarked by ``landmarks`` when given."""
         face, detected = self._mediapipe_face(frame)
-        if face is not None and self.landmarks is not None:
-            face = self.landmarks.landmark_faces(np.ascontiguousarray(frame), [face])[0]
-        return face, detected
+        if face is None or self.landmarks is None:
+            self._net_yaw = None
+            return face, detected
+        lm = self.landmarks
+        # `auto` with a head well inside MediaPipe's range: the network checks the yaw every
+        # NETWORK_EVERY frames only (a head turns less than YAW_MARGIN degrees in that time)
+        frontal = (lm.source == "auto" and self._net_yaw is not None and not detected
+                   and abs(self._net_yaw) < lm.yaw_threshold - YAW_MARGIN
+                   and face.score >= lm.min_score)
+        self._since_check += 1
+        if frontal and self._since_check < NETWORK_EVERY:
+            return face, detected
+        image = np.ascontiguousarray(frame)
+        first = lm.first_pass(image, [face])
+        self._net_yaw, self._since_check = first[0].yaw_deg, 0
+        return lm.landmark_faces(image, [face], first)[0], detected
 
     def _mediapipe_face(self, frame: np.ndarray) -> tuple[FaceLandmarks | None, bool]:
         image = np.ascontiguousarray(frame)

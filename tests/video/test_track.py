@@ -1,0 +1,43 @@
+"""`FaceTracker` with a landmark source: the network runs on every frame for ``network``, and
+for ``auto`` on a frontal head only every `NETWORK_EVERY`-th frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facefit.detect.mediapipe import MediaPipeDetector
+from facefit.detect.network import NetworkLandmarkDetector, landmark_source
+from facefit.regress.predictor import RegressionPredictor
+from facefit.video.track import NETWORK_EVERY, FaceTracker
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"
+
+
+class Counting(RegressionPredictor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def predict_batch(self, image_rgb, boxes=None, points=None):
+        self.calls += 1
+        return super().predict_batch(image_rgb, boxes=boxes, points=points)
+
+
+@pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
+@pytest.mark.parametrize("source", ["auto", "network"])
+def test_network_calls_per_frame(source: str) -> None:
+    img = np.asarray(Image.open(EXAMPLE).convert("RGB").resize((256, 256)))
+    frames = [np.roll(img, (i, 2 * i), axis=(0, 1)) for i in range(2 * NETWORK_EVERY + 1)]
+    pred = Counting()
+    mp = MediaPipeDetector()
+    tracker = FaceTracker(mp, landmarks=NetworkLandmarkDetector(mp, source, predictor=pred))
+    sources = [landmark_source(tracker.update(f)[0]) for f in frames]
+    if source == "network":
+        assert sources == ["network"] * len(frames) and pred.calls == 2 * len(frames)
+    else:  # a frontal face: checked on the first frame, then every NETWORK_EVERY-th
+        assert sources == ["mediapipe"] * len(frames)
+        assert pred.calls == 1 + (len(frames) - 1) // NETWORK_EVERY
