@@ -86,8 +86,9 @@ def test_aflw2000_runs_predict_step_and_saves(tmp_path: Path, monkeypatch: pytes
                                               capsys: pytest.CaptureFixture[str]) -> None:
     stems, gt, _ = _aflw_folder(tmp_path / "data", n=3)
 
-    def fake_predict(paths, gt_map, convention, quiet):  # noqa: ANN001
+    def fake_predict(paths, gt_map, convention, args):  # noqa: ANN001
         assert convention == "aflw2000" and [p.stem for p in paths] == stems
+        assert args.landmarks == "auto" and args.model is None
         return {s: gt_map[s] + 1.0 for s in stems}
 
     monkeypatch.setattr(commands, "_predict", fake_predict)
@@ -167,3 +168,20 @@ def test_scan_command_with_mesh(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_eval_without_benchmark_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(["eval"]) == 2
+
+
+def test_aflw2000_with_model_and_landmarks_options(tmp_path, capsys) -> None:
+    """``--model`` and ``--landmarks`` reach the fit (an unknown model is exit 4, one line)."""
+    from facefit.cli import main
+
+    root = Path(__file__).resolve().parents[3] / "shared" / "data" / "aflw2000-3d-dev"
+    if not root.is_dir():
+        pytest.skip("../shared/data/aflw2000-3d-dev not present")
+    assert main(["eval", "aflw2000", str(root), "--limit", "1", "--model", "nope",
+                 "--out", str(tmp_path)]) == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0]
+    assert main(["eval", "aflw2000", str(root), "--limit", "2", "--model", "ict",
+                 "--landmarks", "mediapipe", "--quiet", "--out", str(tmp_path)]) == 0
+    preds = np.load(tmp_path / "aflw2000_predictions.npz")
+    assert len(preds.files) >= 1

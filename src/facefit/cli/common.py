@@ -8,6 +8,8 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 EXIT_OUTPUT = 5
@@ -135,3 +137,25 @@ def add_landmarks(p: argparse.ArgumentParser, what: str) -> None:
                         "frontal, the network for turned heads; MediaPipe for FLAME, bilinear "
                         "and ICT models); the JSON records each face's landmark_source "
                         "(default: auto)")
+
+
+def load_model_arg(path: Path) -> Any:
+    """Read ``--model PATH_OR_NAME`` (`facefit.model.named.load_named_model`: a file, or a
+    name ``facefit model list`` prints) and check that it has 68 landmark ids
+    (`facefit.reconstruct.check_model`), before any image is processed."""
+    from facefit.batch.work import one_line
+    from facefit.model.named import load_named_model
+    from facefit.reconstruct import check_model
+
+    try:
+        model = load_named_model(path)
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        text = one_line(exc)
+        if text.startswith(f"{path}: "):  # already "PATH: problem" (ModelFileError)
+            raise Unavailable(text) from exc
+        raise Unavailable(f"{path}: cannot load the model ({text})") from exc
+    try:
+        check_model(model)
+    except ValueError as exc:
+        raise Unavailable(f"{path}: {one_line(exc)}") from exc
+    return model

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from facefit.cli.common import add_landmarks
+
 DEFAULT_OUT = "out/eval"
 
 EVAL_HELP = """\
@@ -41,11 +43,14 @@ Score facefit, or another tool's predictions, on benchmarks:
   shape           NoW-style metric shape accuracy on scans facefit did not make
 
 Without --pred the facefit pipeline runs on every image and its predictions are saved to
-OUT/BENCHMARK_predictions.npz, so the numbers can be recomputed from that file alone. Every
+OUT/BENCHMARK_predictions.npz, so the numbers can be recomputed from that file alone (aflw2000
+and 300w fit the default model, or --model NAME|PATH, with --landmarks as `facefit
+reconstruct`). Every
 run writes its results (JSON, figures) and OUT/NAME_report.html (one page with all of them).
 Run `facefit eval BENCHMARK --help` for the options; defaults are shown there.
 
-exit codes: 0 done, 1 evaluation error (the message says why), 2 usage error."""
+exit codes: 0 done, 1 evaluation error (the message says why), 2 usage error, 4 the model
+could not be loaded."""
 
 
 def register(subparsers: Any) -> None:
@@ -171,6 +176,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
     p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
     p.add_argument("--quiet", action="store_true", help="no per-image progress")
+    p.add_argument("--model", type=Path, default=None, metavar="PATH_OR_NAME",
+                   help="morphable model facefit fits (a file or a name of `facefit model "
+                        "list`, e.g. ict; default: the default model)")
+    add_landmarks(p, "face")
 
 
 def _usage(p: argparse.ArgumentParser) -> int:
@@ -182,22 +191,34 @@ def _err(msg: str) -> None:
     print(f"facefit eval: error: {msg}", file=sys.stderr)
 
 
-def _predict(paths: list[Path], gt: dict[str, np.ndarray], convention: str, quiet: bool
-             ) -> dict[str, np.ndarray | None]:
+def _predict(paths: list[Path], gt: dict[str, np.ndarray], convention: str,
+             args: argparse.Namespace) -> dict[str, np.ndarray | None] | None:
+    """facefit's predictions (``--model``, ``--landmarks``); None after a one-line error
+    when the model cannot be loaded."""
+    from facefit.cli.common import Unavailable, load_model_arg
     from facefit.eval.predictions import predict_with_facefit
     from facefit.reconstruct import Reconstructor
 
-    return predict_with_facefit(paths, Reconstructor(texture_size=0), gt, convention,
-                                progress=not quiet)
+    try:
+        model = load_model_arg(args.model) if args.model is not None else None
+    except Unavailable as exc:
+        _err(str(exc))
+        return None
+    rec = Reconstructor(model=model, texture_size=0, landmarks=args.landmarks)
+    return predict_with_facefit(paths, rec, gt, convention, progress=not args.quiet)
 
 
 def _predictions(args: argparse.Namespace, samples: list[Any], gt: dict[str, np.ndarray],
-                 name: str, convention: str) -> dict[str, np.ndarray | None]:
+                 name: str, convention: str) -> dict[str, np.ndarray | None] | None:
+    """``--pred``'s predictions, or facefit's saved to ``OUT/NAME_predictions.npz``; None
+    when the model cannot be loaded."""
     from facefit.eval.predictions import load_predictions, save_predictions
 
     if args.pred is not None:
         return load_predictions(args.pred)
-    preds = _predict([s.image_path for s in samples], gt, convention, args.quiet)
+    preds = _predict([s.image_path for s in samples], gt, convention, args)
+    if preds is None:
+        return None
     path = save_predictions(Path(args.out) / f"{name}_predictions.npz", preds)
     print(f"predictions: {path}", file=sys.stderr)
     return preds
@@ -231,6 +252,8 @@ def _cmd_aflw2000(args: argparse.Namespace) -> int:
     stems = [s.stem for s in samples]
     gt = {s.stem: s.landmarks_3d for s in samples}
     preds = _predictions(args, samples, gt, "aflw2000", "aflw2000")
+    if preds is None:
+        return 4
     xy = stack_predictions(preds, stems, dims=2)
     z = stack_predictions(preds, stems, dims=3)[..., 2:]
     result = evaluate_aflw2000(np.concatenate([xy, z], axis=-1),
@@ -260,6 +283,8 @@ def _cmd_300w(args: argparse.Namespace) -> int:
     stems = [s.stem for s in samples]
     gt = {s.stem: s.landmarks for s in samples}
     preds = _predictions(args, samples, gt, "300w", "300w")
+    if preds is None:
+        return 4
     result = evaluate_300w(stack_predictions(preds, stems, dims=2),
                            np.stack([s.landmarks for s in samples]), stems, args.threshold)
     print(result.table(name=Path(args.dir).name or "300-W"))

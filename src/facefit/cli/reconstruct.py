@@ -25,6 +25,7 @@ from facefit.cli.common import (
     add_max_pixels,
     can_encode,
     err,
+    load_model_arg,
     plural,
     positive_float,
     positive_int,
@@ -232,7 +233,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         photometric_iterations=getattr(args, "photometric_iterations", 100),
         npz_fields=args.npz_fields, landmarks=getattr(args, "landmarks", "auto"))
     if args.model is not None and recon is None:
-        _load_model(args.model)  # a bad --model is exit 4 before any worker starts
+        load_model_arg(args.model)  # a bad --model is exit 4 before any worker starts
     if not make_out():
         return EXIT_OUTPUT
 
@@ -322,7 +323,7 @@ def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
     """The `Reconstructor` for ``args``; raises `Unavailable` when model/detector are missing."""
     from facefit.reconstruct import Reconstructor
 
-    model = _load_model(args.model) if args.model is not None else None
+    model = load_model_arg(args.model) if args.model is not None else None
     try:
         refine = getattr(args, "refine", "none")
         return Reconstructor(model=model, camera=camera, focal_px=args.focal_px,
@@ -339,27 +340,6 @@ def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
         if is_unavailable(exc):
             raise Unavailable(one_line(exc)) from exc
         raise
-
-
-def _load_model(path: Path) -> Any:
-    """Read ``--model PATH_OR_NAME`` (`facefit.model.named.load_named_model`: a file, or a
-    name ``facefit model list`` prints) and check that it has 68 landmark ids
-    (`facefit.reconstruct.check_model`), before any image is processed."""
-    from facefit.model.named import load_named_model
-    from facefit.reconstruct import check_model
-
-    try:
-        model = load_named_model(path)
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        text = one_line(exc)
-        if text.startswith(f"{path}: "):  # already "PATH: problem" (ModelFileError)
-            raise Unavailable(text) from exc
-        raise Unavailable(f"{path}: cannot load the model ({text})") from exc
-    try:
-        check_model(model)
-    except ValueError as exc:
-        raise Unavailable(f"{path}: {one_line(exc)}") from exc
-    return model
 
 
 def _fail(bar: Any, problem: BaseException | str, args: argparse.Namespace,
