@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print("broken docstring references:\n  " + "\n  ".join(bad), file=sys.stderr)
         return 1
+    for name in names:  # resolve the lazily exported names so pdoc sees them
+        mod = importlib.import_module(name)
+        for attr in getattr(mod, "__all__", ()):
+            getattr(mod, attr, None)
     pdoc.render.configure(docformat="google", show_source=False,
                           footer_text="facefit API reference")
     with warnings.catch_warnings():  # each package spec also adds its submodules: harmless
