@@ -10,6 +10,10 @@ visible 21 points (`facefit.regress.aflw21`). Losses per step, summed:
 * the 68-landmark distance / crop size;
 * the masked 21-landmark distance on AFLW (2DASL, Tu et al. 2019), weight ``aflw_weight``.
 
+Augmentation per batch: crops re-cut as a face detector would cut them
+(`facefit.regress.profiling.jitter_crops`, ``crop_jitter``; labels mapped exactly), then
+photometric changes (`facefit.regress.profiling.photometric_augment`).
+
 Validation: balanced 2D NME on AFLW2000-3D dev (crop from the ground-truth box, the 3DDFA
 benchmark's protocol); model selection only, never training. Checkpoints are plain tensors
 (loaded with ``torch.load(..., weights_only=True)``); ``run`` resumes from ``last.pt``.
