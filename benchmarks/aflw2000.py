@@ -95,7 +95,8 @@ def main() -> None:
         # as NetworkLandmarkDetector: one pass decides `auto` (its yaw), the network's faces
         # get PASSES - 1 more, each cropped from the previous pass's landmarks
         t4 = time.perf_counter()
-        first = res = net.predict_batch(image, boxes=box68(face)[None])[0]
+        first = res = net.predict_batch(image, boxes=box68(face)[None],
+                                        flip=None if PASSES == 1 else False)[0]
         for _ in range(PASSES - 1):
             res = net.predict_batch(image, boxes=res.box[None])[0]
         t_net.append(time.perf_counter() - t4)

@@ -123,7 +123,9 @@ class NetworkLandmarkDetector:
         """The network's first pass on each face, cropped from its 68-point box (`box68`)."""
         if not faces:
             return []
-        return self.predictor.predict_batch(image_rgb, boxes=np.stack([box68(f) for f in faces]))
+        # without the mirrored crop: its yaw decides `auto` and its box crops the second pass
+        return self.predictor.predict_batch(image_rgb, boxes=np.stack([box68(f) for f in faces]),
+                                            flip=None if self.passes == 1 else False)
 
     def landmark_faces(self, image_rgb: np.ndarray, faces: list[FaceLandmarks],
                        first: list[RegressionResult] | None = None) -> list[FaceLandmarks]:

@@ -186,9 +186,12 @@ class RegressionPredictor:
 
     # -- images -----------------------------------------------------------------------
     def predict_batch(self, image_rgb: np.ndarray, boxes: np.ndarray | None = None,
-                      points: np.ndarray | None = None) -> list[RegressionResult]:
+                      points: np.ndarray | None = None, flip: bool | None = None
+                      ) -> list[RegressionResult]:
         """Every face of one (H, W, 3) uint8 RGB image, given (N, 4) 68-landmark boxes
-        [x0, y0, x1, y1] or (N, P, 2) rough landmarks (their box is used), in one batch."""
+        [x0, y0, x1, y1] or (N, P, 2) rough landmarks (their box is used), in one batch;
+        ``flip`` overrides the predictor's `flip` for this call."""
+        flip = self.flip if flip is None else flip
         if (boxes is None) == (points is None):
             raise ValueError("give either boxes or points")
         image = np.asarray(image_rgb)
@@ -208,7 +211,7 @@ class RegressionPredictor:
         for _ in range(self.passes):
             maps = crop_maps(box)
             crops = crop_faces(image, maps)
-            if self.flip:  # the mirrored crop too, its points mirrored back, averaged
+            if flip:  # the mirrored crop too, its points mirrored back, averaged
                 both = self.params_from_crops(np.concatenate([crops, crops[:, :, ::-1]]))
                 params = both[:n]
                 mirrored = self.landmarks_3d(both[n:])[:, IBUG68_MIRROR]
