@@ -90,9 +90,9 @@ def test_second_pass_only_for_faces_that_keep_the_network(mediapipe) -> None:
     class Counting(RegressionPredictor):
         calls: list[int] = []
 
-        def predict_batch(self, image_rgb, boxes=None, points=None):
+        def predict_batch(self, image_rgb, boxes=None, points=None, flip=None):
             self.calls.append(len(boxes))
-            return super().predict_batch(image_rgb, boxes=boxes, points=points)
+            return super().predict_batch(image_rgb, boxes=boxes, points=points, flip=flip)
 
     image = load_image(PHOTO)
     pred = Counting()

@@ -22,9 +22,9 @@ class Counting(RegressionPredictor):
         super().__init__()
         self.calls = 0
 
-    def predict_batch(self, image_rgb, boxes=None, points=None):
+    def predict_batch(self, image_rgb, boxes=None, points=None, flip=None):
         self.calls += 1
-        return super().predict_batch(image_rgb, boxes=boxes, points=points)
+        return super().predict_batch(image_rgb, boxes=boxes, points=points, flip=flip)
 
 
 @pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
