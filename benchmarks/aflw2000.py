@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from facefit.detect.network import (  # noqa: E402
     PASSES,
+    SURE_FRONTAL,
     YAW_THRESHOLD,
     box68,
     keeps_mediapipe,
@@ -72,7 +73,8 @@ def main() -> None:
     raw = np.full((n, 68, 2), np.nan)
     net_raw = np.full((n, 68, 2), np.nan)
     net_fit = np.full((n, 68, 2), np.nan)
-    net_yaw = np.full(n, np.nan)
+    net_yaw = np.full(n, np.nan)  # first pass
+    net_yaw2 = np.full(n, np.nan)  # last pass
     mp_ok = np.zeros(n, bool)
     t_detect, t_fit, t_texture, t_export, t_net, t_net_fit, t_fwd = [], [], [], [], [], [], []
     from facefit.fit.landmark_fit import fit_landmarks
@@ -108,7 +110,7 @@ def main() -> None:
         nfit = fit_landmarks(rec.model, network_face(res, face.score), image.shape[1::-1])
         t_net_fit.append(time.perf_counter() - t5)
         net_raw[i], net_fit[i] = res.landmarks_68_px, nfit.landmarks_68_2d
-        net_yaw[i] = first.yaw_deg
+        net_yaw[i], net_yaw2[i] = first.yaw_deg, res.yaw_deg
         mp_ok[i] = keeps_mediapipe(face, first, np.inf)
         if i % args.texture_every == 0:
             t2 = time.perf_counter()
@@ -137,15 +139,18 @@ def main() -> None:
     matched = evaluate_aflw2000(np.where(wrong[:, None, None], np.nan, pred), gt, yaw, stems)
 
     def auto(threshold: float) -> np.ndarray:
-        """`auto`'s landmarks: MediaPipe + fit where `keeps_mediapipe`, else network + fit."""
-        use_mp = mp_ok & (np.abs(net_yaw) < threshold)
+        """`auto`'s landmarks (`NetworkLandmarkDetector.landmark_faces`): MediaPipe + fit where
+        `keeps_mediapipe` with the first pass's yaw under SURE_FRONTAL or the last pass's under
+        ``threshold``, else network + fit."""
+        use_mp = mp_ok & ((np.abs(net_yaw) < min(SURE_FRONTAL, threshold))
+                          | (np.abs(net_yaw2) < threshold))
         return np.where(use_mp[:, None, None], pred, net_fit)
 
     net_alone = evaluate_aflw2000(net_raw, gt, yaw, stems)
     net_fitted = evaluate_aflw2000(net_fit, gt, yaw, stems)
     auto_res = evaluate_aflw2000(auto(YAW_THRESHOLD), gt, yaw, stems)
     sweep = {t: evaluate_aflw2000(auto(t), gt, yaw, stems) for t in (0, 15, 20, 25, 30, 35,
-                                                                      40, 45, 50, 60, 90)}
+                                                                      40, 45, 50, 55, 60, 90)}
 
     def ms(t: list[float]) -> str:
         return f"{1e3 * np.median(t):7.1f}" if t else "    n/a"
@@ -173,7 +178,8 @@ def main() -> None:
     print("auto by yaw threshold (balanced NME %, buckets): " + "; ".join(
         f"{t:g}: {100 * r.balanced_2d:.2f} ({'/'.join(f'{100 * e:.2f}' for e in r.bucket_nme_2d)})"
         for t, r in sweep.items()))
-    mp_used = mp_ok & (np.abs(net_yaw) < YAW_THRESHOLD)
+    mp_used = mp_ok & ((np.abs(net_yaw) < min(SURE_FRONTAL, YAW_THRESHOLD))
+                       | (np.abs(net_yaw2) < YAW_THRESHOLD))
     print(f"auto used MediaPipe's points on {int(mp_used.sum())} of {int(found.sum())} faces")
     print("median ms per image (one thread): detection+landmarks" + ms(t_detect)
           + ", fit" + ms(t_fit) + ", network forward (one 120 px crop)" + ms(t_fwd)

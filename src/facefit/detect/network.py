@@ -30,12 +30,14 @@ from facefit.fit.correspondence import IBUG68_FIXED, mediapipe_to_ibug68
 from facefit.regress.predictor import RegressionPredictor, RegressionResult
 
 SOURCES = ("auto", "mediapipe", "network")
-# |yaw| (degrees, the network's first-pass estimate) past which `auto` uses the network's
+# |yaw| (degrees, the network's last-pass estimate) past which `auto` uses the network's
 # points; chosen on AFLW2000-3D dev (model selection only, never training) from the sweep of
-# benchmarks/aflw2000.py with the shipped weights (2 passes, mirrored crops averaged):
-# balanced NME 7.30 % at 0 (network only), 6.44 at 30, 6.23 at 45, 6.16 at 50 and 55,
-# 6.11 at 60, 6.75 at 90 (MediaPipe unless it fails).
-YAW_THRESHOLD = 60.0
+# benchmarks/aflw2000.py with the shipped weights (faces under SURE_FRONTAL after the first
+# pass keep MediaPipe's points, the others get a second pass with mirrored crops averaged):
+# balanced NME 7.35 % at 0 (network only), 6.41 at 30, 6.14 at 45, 6.11 at 50, 6.09 at 55 and
+# 60, 6.74 at 90 (MediaPipe unless it fails).
+YAW_THRESHOLD = 55.0
+SURE_FRONTAL = 30.0  # first-pass |yaw| under which `auto` keeps MediaPipe's points at once
 PASSES = 2  # network passes for the faces that keep the network's points
 
 
@@ -131,17 +133,18 @@ class NetworkLandmarkDetector:
                        first: list[RegressionResult] | None = None) -> list[FaceLandmarks]:
         """``faces`` found in ``image_rgb`` by another detector (or tracked), each landmarked
         by its source: the network's points or, in ``auto``, the face itself where
-        `keeps_mediapipe`. Every face gets one network pass (its yaw decides ``auto``; given
-        as ``first`` when already run, `first_pass`); the faces that keep the network's
-        points get ``passes - 1`` more, each cropped from the previous pass's landmarks
-        (3DDFA's two-step scheme)."""
+        `keeps_mediapipe`. Every face gets one network pass (given as ``first`` when already
+        run, `first_pass`). In ``auto`` a face whose first-pass |yaw| is under `SURE_FRONTAL`
+        keeps MediaPipe's points at once; every other face gets ``passes - 1`` more passes,
+        each cropped from the previous pass's landmarks (3DDFA's two-step scheme), and the
+        last pass's yaw decides (a first crop that missed the face under-estimates the yaw)."""
         if not faces:
             return []
         results = list(first) if first is not None else self.first_pass(image_rgb, faces)
-        use = [not (self.source == "auto" and keeps_mediapipe(
-            f, r, self.yaw_threshold, self.min_score)) for f, r in zip(faces, results,
-                                                                    strict=True)]
-        idx = [i for i, u in enumerate(use) if u]
+        auto = self.source == "auto"
+        idx = [i for i, (f, r) in enumerate(zip(faces, results, strict=True))
+               if not (auto and keeps_mediapipe(f, r, min(SURE_FRONTAL, self.yaw_threshold),
+                                                self.min_score))]
         for _ in range(self.passes - 1):
             if not idx:
                 break
@@ -149,6 +152,8 @@ class NetworkLandmarkDetector:
                                                  boxes=np.stack([results[i].box for i in idx]))
             for i, r in zip(idx, again, strict=True):
                 results[i] = r
+        use = [i in idx and not (auto and keeps_mediapipe(
+            faces[i], results[i], self.yaw_threshold, self.min_score)) for i in range(len(faces))]
         return [network_face(r, f.score) if u else f
                 for f, r, u in zip(faces, results, use, strict=True)]
 
