@@ -38,7 +38,7 @@ SOURCES = ("auto", "mediapipe", "network")
 # 60, 6.74 at 90 (MediaPipe unless it fails).
 YAW_THRESHOLD = 55.0
 SURE_FRONTAL = 30.0  # first-pass |yaw| under which `auto` keeps MediaPipe's points at once
-PASSES = 2  # network passes for the faces that keep the network's points
+PASSES = 2  # network passes for the faces `auto` does not leave to MediaPipe after the first
 
 
 @dataclass(frozen=True, eq=False)
