@@ -34,8 +34,8 @@ SOURCES = ("auto", "mediapipe", "network")
 # points; chosen on AFLW2000-3D dev (model selection only, never training) from the sweep of
 # benchmarks/aflw2000.py with the shipped weights (faces under SURE_FRONTAL after the first
 # pass keep MediaPipe's points, the others get a second pass with mirrored crops averaged):
-# balanced NME 7.35 % at 0 (network only), 6.41 at 30, 6.14 at 45, 6.11 at 50, 6.09 at 55 and
-# 60, 6.74 at 90 (MediaPipe unless it fails).
+# balanced NME 6.59 % at 0 (network only), 6.13 at 30, 5.99 at 45, 5.97 at 50, 5.93 at 55,
+# 5.94 at 60, 6.75 at 90 (MediaPipe unless it fails).
 YAW_THRESHOLD = 55.0
 SURE_FRONTAL = 30.0  # first-pass |yaw| under which `auto` keeps MediaPipe's points at once
 PASSES = 2  # network passes for the faces `auto` does not leave to MediaPipe after the first

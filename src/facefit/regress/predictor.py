@@ -28,7 +28,7 @@ from facefit.regress.inference import FoldedMobileNet, from_torch, load_weights
 from facefit.regress.profiling import IBUG68_MIRROR
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "regress_mbv1x05.npz"
-WEIGHTS_SHA256 = "ff90bfed2a004d486f62c0ac119dbdfef2076216c5ab128da0a75041721d8215"
+WEIGHTS_SHA256 = "cbcac16019790cad449d4ef0f4d7d2685d154cffcd2760dd9d9ffbac7e905d9b"
 MODEL_NAME = "mobilenet_v1_x0.5"
 INPUT_SIZE = 120
 WIDTH = 0.5
