@@ -7,32 +7,22 @@ import hashlib
 
 import numpy as np
 import pytest
-import torch
 
 from facefit import assets
 from facefit.detect.mediapipe import MediaPipeDetector, _iou
 from facefit.detect.mtcnn import WEIGHT_FILES, MTCNNDetector, nms, weight_dir
 from facefit.fit.camera import rotation_from_euler
 from facefit.model import load_default_model
-from facefit.render import differentiable as dr
-from facefit.synthetic.photos import frame_face, random_light, smooth_albedo
+from facefit.synthetic.photos import render_turned_face
 
 
 def _profile(yaw: float = 80.0, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """A mean face turned ``yaw`` degrees over a light grey background, and its 68-point box."""
     model = load_default_model()
     rng = np.random.default_rng(1)
-    x = model.mean.astype(np.float64)
-    lm = model.landmark_ids["ibug68"]
-    camera = frame_face(x, lm, rotation_from_euler(yaw, 0.0, 0.0), size, 0.6, rng)
-    v = camera.image_points(x)
-    sh, _ = random_light(rng)
-    color, cover = dr.render(torch.as_tensor(v, dtype=torch.float32), model.triangles, size,
-                             size, torch.as_tensor(smooth_albedo(model, rng)),
-                             torch.as_tensor(sh))
-    img = np.where(cover.numpy()[..., None], color.numpy(), 0.8)
-    image = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
-    p = v[lm, :2]
+    image, v = render_turned_face(model, model.mean, rotation_from_euler(yaw, 0.0, 0.0), size,
+                                  0.6, rng, background=0.8)
+    p = v[model.landmark_ids["ibug68"], :2]
     return image, np.concatenate([p.min(0), p.max(0)])
 
 

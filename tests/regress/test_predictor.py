@@ -26,8 +26,7 @@ from facefit.regress.predictor import (
     rotation_from_pose,
 )
 from facefit.regress.train import to_tensor
-from facefit.render import differentiable as dr
-from facefit.synthetic.photos import frame_face, random_light, smooth_albedo
+from facefit.synthetic.photos import render_turned_face
 
 
 @pytest.fixture(scope="module")
@@ -126,16 +125,9 @@ def _rendered(yaw: float, size: int = 256, seed: int = 1) -> tuple[np.ndarray, n
     model = load_default_model()
     rng = np.random.default_rng(seed)
     x = model.vertices(rng.normal(0, 0.7, model.num_shape), np.zeros(model.num_expression))
-    x = np.asarray(x, np.float64)
-    lm = model.landmark_ids["ibug68"]
-    camera = frame_face(x, lm, rotation_from_euler(yaw, 5.0, 0.0), size, 0.55, rng)
-    v = camera.image_points(x)
-    sh, _ = random_light(rng)
-    color, cover = dr.render(torch.as_tensor(v, dtype=torch.float32), model.triangles, size,
-                             size, torch.as_tensor(smooth_albedo(model, rng)),
-                             torch.as_tensor(sh))
-    img = np.where(cover.numpy()[..., None], color.numpy(), 0.45)
-    return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), v[lm, :2]
+    image, v = render_turned_face(model, x, rotation_from_euler(yaw, 5.0, 0.0), size, 0.55, rng,
+                                  background=0.45)
+    return image, v[model.landmark_ids["ibug68"], :2]
 
 
 def test_crop_mapping_follows_a_shift_and_a_batch(predictor) -> None:

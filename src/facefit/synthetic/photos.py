@@ -94,6 +94,23 @@ def random_light(rng: np.random.Generator, min_deg: float = 20.0, max_deg: float
     return sh.astype(np.float32), d
 
 
+def render_turned_face(model: MorphableModel, vertices: np.ndarray, rotation: np.ndarray,
+                       size: int, face_fraction: float, rng: np.random.Generator,
+                       background: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """((size, size, 3) uint8 photo, (V, 3) image-space vertices) of model-frame ``vertices``
+    (mm) turned by ``rotation`` (`frame_face`), lit by `random_light` with a `smooth_albedo`,
+    over a flat grey ``background`` (intensity in [0, 1]): a quick test face."""
+    x = np.asarray(vertices, np.float64)
+    camera = frame_face(x, model.landmark_ids["ibug68"], rotation, size, face_fraction, rng)
+    verts = camera.image_points(x)
+    sh, _ = random_light(rng)
+    color, cover = dr.render(torch.as_tensor(verts, dtype=torch.float32), model.triangles,
+                             size, size, torch.as_tensor(smooth_albedo(model, rng)),
+                             torch.as_tensor(sh))
+    img = np.where(cover.numpy()[..., None], color.numpy(), background)
+    return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), verts
+
+
 def make_synthetic_face(model: MorphableModel, rng: np.random.Generator, size: int = 256,
                         max_yaw: float = 30.0, noise: float = 0.01,
                         face_fraction: float = 0.6, shape: np.ndarray | None = None,
