@@ -32,7 +32,7 @@ import numpy as np
 
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.core.camera import CameraPose
-from facefit.fit.core.solver import box_least_squares
+from facefit.fit.core.solver import box_least_squares, box_quadratic
 from facefit.model.morphable_model import MorphableModel
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -235,13 +235,14 @@ def _solver(tr: ArkitTransfer, model: MorphableModel, sigma: float, lam: float, 
     k = c.shape[1]
     se = np.sqrt(eps)
     a = np.vstack([r @ c, se * np.eye(k)])
+    h = a.T @ a  # the normal matrix, the same for every frame
 
     def solve(b: np.ndarray) -> np.ndarray:
         b = np.asarray(b, np.float64)
         if b.ndim == 2:
             return np.stack([solve(row) for row in b])
         rhs = np.r_[r @ b, np.full(k, -lam / (2.0 * se))]
-        return np.clip(box_least_squares(a, rhs, 0.0, 1.0), 0.0, 1.0)
+        return np.clip(box_quadratic(h, a.T @ rhs, 0.0, 1.0), 0.0, 1.0)
 
     return solve
 
