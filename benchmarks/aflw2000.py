@@ -28,6 +28,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from facefit.detect.base import box_iou  # noqa: E402
 from facefit.detect.network import (  # noqa: E402
     PASSES,
     SURE_FRONTAL,
@@ -38,7 +39,7 @@ from facefit.detect.network import (  # noqa: E402
 )
 from facefit.eval.datasets import load_aflw2000  # noqa: E402
 from facefit.eval.landmarks import evaluate_aflw2000  # noqa: E402
-from facefit.eval.predictions import box_iou, landmark_box, select_face  # noqa: E402
+from facefit.eval.predictions import landmark_box, select_face  # noqa: E402
 from facefit.fit.correspondence import mediapipe_to_ibug68  # noqa: E402
 from facefit.io.export import FORMATS, export_reconstructions  # noqa: E402
 from facefit.io.image import load_image  # noqa: E402

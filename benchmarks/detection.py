@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 import scipy.io as sio
 
-from facefit.detect.mediapipe import MediaPipeDetector, _iou
+from facefit.detect.base import box_iou
+from facefit.detect.mediapipe import MediaPipeDetector
 
 BUCKETS = ((0, 30), (30, 60), (60, 1e9))
 
@@ -68,7 +69,7 @@ def backgrounds(images: list[tuple[np.ndarray, np.ndarray]], n: int,
         face = np.concatenate([c - half, c + half])
         side = int(rng.integers(96, min(h, w) // 2 + 1))
         x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
-        if _iou(np.array([x0, y0, x0 + side, y0 + side], float), face[None])[0] > 0:
+        if box_iou(np.array([x0, y0, x0 + side, y0 + side], float), face[None])[0] > 0:
             continue
         out.append(cv2.resize(image[y0:y0 + side, x0:x0 + side], (256, 256)))
     return out
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             missed_names.append(f.stem)
             continue
         gt = np.concatenate([pts.min(0), pts.max(0)])
-        if _iou(faces[0].box.astype(float), gt[None].astype(float))[0] < 0.1:
+        if box_iou(faces[0].box.astype(float), gt[None].astype(float))[0] < 0.1:
             s["wrong"] += 1
     n = len(files)
     for (lo, hi), s in stats.items():

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from facefit import assets
-from facefit.detect.mediapipe import MediaPipeDetector, _iou
+from facefit.detect.base import box_iou
+from facefit.detect.mediapipe import MediaPipeDetector
 from facefit.detect.mtcnn import WEIGHT_FILES, MTCNNDetector, nms, weight_dir
 from facefit.fit.camera import rotation_from_euler
 from facefit.model import load_default_model
@@ -47,7 +48,7 @@ def test_mediapipe_alone_misses_the_profile_that_the_fallback_finds(profile_imag
     assert MediaPipeDetector(profile=False).detect(image) == []
     faces = MediaPipeDetector().detect(image)
     assert len(faces) == 1
-    assert _iou(faces[0].box.astype(float), gt[None])[0] > 0.4
+    assert box_iou(faces[0].box.astype(float), gt[None])[0] > 0.4
 
 
 def test_mtcnn_finds_the_profile(profile_image) -> None:
@@ -55,7 +56,7 @@ def test_mtcnn_finds_the_profile(profile_image) -> None:
     image, gt = profile_image
     faces = det.detect(image)
     assert faces and faces[0].score > 0.7
-    assert _iou(faces[0].box.astype(float), gt[None])[0] > 0.5
+    assert box_iou(faces[0].box.astype(float), gt[None])[0] > 0.5
     assert faces[0].keypoints.shape == (5, 2)
     # the keypoints lie in the box
     kp, box = faces[0].keypoints, faces[0].box

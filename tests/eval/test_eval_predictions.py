@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facefit.detect.base import box_iou
 from facefit.eval.predictions import (
-    box_iou,
     load_predictions,
     predict_with_facefit,
     save_predictions,
@@ -43,6 +43,9 @@ def test_json_written_by_another_tool(tmp_path: Path) -> None:
 
 def test_box_iou_and_select_face() -> None:
     assert box_iou(np.array([0, 0, 2, 2]), np.array([1, 0, 3, 2])) == pytest.approx(2 / 6)
+    many = box_iou(np.array([0, 0, 2, 2]), np.array([[1, 0, 3, 2], [5, 5, 6, 6], [0, 0, 2, 2],
+                                                     [1, 1, 1, 1]]))
+    np.testing.assert_allclose(many, [2 / 6, 0, 1, 0])  # disjoint and empty boxes: 0
     gt = np.array([[50.0, 50.0], [90.0, 100.0]])  # box [50, 50, 90, 100]
     boxes = [np.array([0, 0, 40, 40]), np.array([45, 45, 95, 105]), np.array([60, 60, 200, 200])]
     assert select_face(boxes, gt) == 1

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from facefit import assets
-from facefit.detect.base import FaceLandmarks
+from facefit.detect.base import FaceLandmarks, box_iou
 from facefit.detect.mtcnn import MTCNNDetector, MTCNNUnavailable
 
 SCHEME = "mediapipe468"
@@ -130,16 +130,6 @@ class _Detection:
     score: float
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
-
-
 def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray,
                   iou_thresh: float = 0.3) -> list[_Detection]:
     """MediaPipe-style weighted non-maximum suppression: overlapping candidates are averaged,
@@ -151,7 +141,7 @@ def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray,
     for i in range(len(scores)):
         if not alive[i]:
             continue
-        group = alive & (_iou(boxes[i], boxes) >= iou_thresh)
+        group = alive & (box_iou(boxes[i], boxes) >= iou_thresh)
         group[i] = True
         w = scores[group] / scores[group].sum()
         out.append(_Detection((boxes[group] * w[:, None]).sum(0),
@@ -351,7 +341,7 @@ class MediaPipeDetector:
             if presence < min_presence:
                 continue
             box = np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
-            if faces and max(_iou(box, np.stack([f.box for f in faces]))) > 0.5:
+            if faces and max(box_iou(box, np.stack([f.box for f in faces]))) > 0.5:
                 continue  # two detections of the same face
             score = presence if det_score is None else min(det_score, presence)
             faces.append(FaceLandmarks(box, float(score), pts, depth, SCHEME))

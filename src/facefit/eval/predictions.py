@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from facefit.detect.base import box_iou
 from facefit.io.atomic import atomic_path, write_text_atomic
 
 Predictions = dict[str, np.ndarray | None]
@@ -90,15 +91,6 @@ def load_predictions(path: str | Path) -> Predictions:
     return out
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two [x0, y0, x1, y1] boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def landmark_box(points: np.ndarray) -> np.ndarray:
     """[x0, y0, x1, y1] bounding box of (N, >=2) points (NaN ignored)."""
     p = np.asarray(points, np.float64)
@@ -119,7 +111,7 @@ def select_face(boxes: list[np.ndarray], gt_points: np.ndarray | None) -> int:
     if gt_points is None or len(boxes) == 1:
         return 0
     gt_box = landmark_box(gt_points)
-    ious = [box_iou(np.asarray(b, np.float64), gt_box) for b in boxes]
+    ious = [float(box_iou(b, gt_box)) for b in boxes]
     if max(ious) > 0:
         return int(np.argmax(ious))
     centre = (gt_box[:2] + gt_box[2:]) / 2
