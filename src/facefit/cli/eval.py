@@ -242,34 +242,54 @@ def _load(loader: Any, args: argparse.Namespace) -> list[Any] | None:
         return None
 
 
+def _benchmark_inputs(args: argparse.Namespace, loader: Any, truth: Any, name: str
+                      ) -> tuple[list[Any], list[str], dict[str, np.ndarray | None]] | int:
+    """(samples, their stems, predictions) of a landmark benchmark (``--pred``'s or
+    facefit's), or the exit code after a one-line error (1: unreadable data, 4: bad model).
+    ``truth(sample)`` gives the ground truth the prediction step picks the face by."""
+    samples = _load(loader, args)
+    if samples is None:
+        return 1
+    stems = [s.stem for s in samples]
+    preds = _predictions(args, samples, {s.stem: truth(s) for s in samples}, name, name)
+    if preds is None:
+        return 4
+    return samples, stems, preds
+
+
+def _write_results(args: argparse.Namespace, name: str, result: Any, plots: dict[str, Any]
+                  ) -> None:
+    """``OUT/NAME.json`` and each plot ``OUT/<file>`` (``plots``: file name -> a function
+    drawing to a path), written atomically, then where they are on stderr."""
+    from facefit.io.atomic import atomic_path
+
+    out = Path(args.out)
+    _write_json(out / f"{name}.json", result.to_dict())
+    for file, draw in plots.items():
+        with atomic_path(out / file) as tmp:
+            draw(str(tmp))
+    print(f"results: {out / f'{name}.json'}, plots: "
+          + ", ".join(str(out / f) for f in plots), file=sys.stderr)
+
+
 def _cmd_aflw2000(args: argparse.Namespace) -> int:
     from facefit.eval.datasets import load_aflw2000
     from facefit.eval.landmarks import evaluate_aflw2000, stack_predictions
 
-    samples = _load(load_aflw2000, args)
-    if samples is None:
-        return 1
-    stems = [s.stem for s in samples]
-    gt = {s.stem: s.landmarks_3d for s in samples}
-    preds = _predictions(args, samples, gt, "aflw2000", "aflw2000")
-    if preds is None:
-        return 4
+    got = _benchmark_inputs(args, load_aflw2000, lambda s: s.landmarks_3d, "aflw2000")
+    if isinstance(got, int):
+        return got
+    samples, stems, preds = got
     xy = stack_predictions(preds, stems, dims=2)
     z = stack_predictions(preds, stems, dims=3)[..., 2:]
     result = evaluate_aflw2000(np.concatenate([xy, z], axis=-1),
                                np.stack([s.landmarks_3d for s in samples]),
                                np.array([s.yaw_deg for s in samples]), stems)
     print(result.table())
-    out = Path(args.out)
-    _write_json(out / "aflw2000.json", result.to_dict())
-    from facefit.io.atomic import atomic_path
-
-    with atomic_path(out / "aflw2000_yaw.png") as tmp:
-        result.plot_yaw_bars(str(tmp))
-    with atomic_path(out / "aflw2000_ced.png") as tmp:
-        result.plot_ced(str(tmp), label="predictions" if args.pred else "facefit")
-    print(f"results: {out / 'aflw2000.json'}, per-yaw bars: {out / 'aflw2000_yaw.png'}, CED plot: "
-          f"{out / 'aflw2000_ced.png'}", file=sys.stderr)
+    label = "predictions" if args.pred else "facefit"
+    _write_results(args, "aflw2000", result, {
+        "aflw2000_yaw.png": result.plot_yaw_bars,
+        "aflw2000_ced.png": lambda path: result.plot_ced(path, label=label)})
     return 0
 
 
@@ -277,24 +297,16 @@ def _cmd_300w(args: argparse.Namespace) -> int:
     from facefit.eval.datasets import load_300w
     from facefit.eval.landmarks import evaluate_300w, stack_predictions
 
-    samples = _load(load_300w, args)
-    if samples is None:
-        return 1
-    stems = [s.stem for s in samples]
-    gt = {s.stem: s.landmarks for s in samples}
-    preds = _predictions(args, samples, gt, "300w", "300w")
-    if preds is None:
-        return 4
+    got = _benchmark_inputs(args, load_300w, lambda s: s.landmarks, "300w")
+    if isinstance(got, int):
+        return got
+    samples, stems, preds = got
     result = evaluate_300w(stack_predictions(preds, stems, dims=2),
                            np.stack([s.landmarks for s in samples]), stems, args.threshold)
     print(result.table(name=Path(args.dir).name or "300-W"))
-    out = Path(args.out)
-    _write_json(out / "300w.json", result.to_dict())
-    from facefit.io.atomic import atomic_path
-
-    with atomic_path(out / "300w_ced.png") as tmp:
-        result.plot_ced(str(tmp), label="predictions" if args.pred else "facefit")
-    print(f"results: {out / '300w.json'}, CED plot: {out / '300w_ced.png'}", file=sys.stderr)
+    label = "predictions" if args.pred else "facefit"
+    _write_results(args, "300w", result, {
+        "300w_ced.png": lambda path: result.plot_ced(path, label=label)})
     return 0
 
 
