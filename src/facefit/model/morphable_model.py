@@ -97,8 +97,10 @@ class MorphableModel:
         """(V, 3) or (len(ids), 3) float32 vertices in mm for the given coefficients."""
         sel = slice(None) if ids is None else ids
         out = self.mean[sel].astype(np.float32, copy=True)
-        if shape_coeffs is not None and len(shape_coeffs):
-            out += self.shape_basis[sel] @ np.asarray(shape_coeffs, np.float32)
-        if expression_coeffs is not None and len(expression_coeffs):
-            out += self.expression_basis[sel] @ np.asarray(expression_coeffs, np.float32)
+        for basis, coeffs in ((self.shape_basis, shape_coeffs),
+                              (self.expression_basis, expression_coeffs)):
+            if coeffs is not None and len(coeffs):
+                b = basis[sel]  # one (3 n, K) matrix-vector product, not n batched (3, K) ones
+                out += (b.reshape(-1, b.shape[-1]) @ np.asarray(coeffs, np.float32)
+                        ).reshape(out.shape)
         return out

@@ -74,8 +74,9 @@ def rasterize(
     # Per-triangle set-up in float32 (exact enough: see _EPS), few temporaries.
     vx, vy = np.ascontiguousarray(v[:, 0]), np.ascontiguousarray(v[:, 1])
     ia, ib, ic = np.ascontiguousarray(tri.T)
-    xa, xb, xc = vx[ia], vx[ib], vx[ic]
-    ya, yb, yc = vy[ia], vy[ib], vy[ic]
+    # np.take: row gathers about 3x faster than fancy indexing
+    xa, xb, xc = vx.take(ia), vx.take(ib), vx.take(ic)
+    ya, yb, yc = vy.take(ia), vy.take(ib), vy.take(ic)
     x0 = np.ceil(np.minimum(np.minimum(xa, xb), xc))
     x1 = np.floor(np.maximum(np.maximum(xa, xb), xc))
     y0 = np.ceil(np.minimum(np.minimum(ya, yb), yc))
@@ -99,8 +100,9 @@ def rasterize(
     kept = np.flatnonzero(keep)
     if len(kept) == 0:
         return Raster(tid_img, bary_img, depth_img, tri)
-    bw = (x1[kept] - x0[kept]).astype(np.int32) + 1
-    bh = (y1[kept] - y0[kept]).astype(np.int32) + 1
+    span_x, span_y = x1 - x0, y1 - y0
+    bw = span_x.take(kept).astype(np.int32) + 1
+    bh = span_y.take(kept).astype(np.int32) + 1
     sizes, lut = _size_classes(max(int(bw.max()), int(bh.max())))
     key = (lut[bh] * len(sizes) + lut[bw]).astype(np.int16)
     order = np.argsort(key, kind="stable")  # radix sort for int16
@@ -111,32 +113,37 @@ def rasterize(
         ids = kept[grp]
         ch, cw = divmod(int(key[grp[0]]), len(sizes))
         ch, cw = sizes[ch], sizes[cw]
-        gx0, gy0 = x0[ids], y0[ids]
-        qx = (gx0 - xa[ids])[:, None, None] + np.arange(cw, dtype=np.float32)[None, None, :]
-        qy = (gy0 - ya[ids])[:, None, None] + np.arange(ch, dtype=np.float32)[None, :, None]
-        inv = (1.0 / den[ids])[:, None, None]
-        b1 = (d2y[ids, None, None] * qx - d2x[ids, None, None] * qy) * inv
-        b2 = (d1x[ids, None, None] * qy - d1y[ids, None, None] * qx) * inv
+        gx0, gy0 = x0.take(ids), y0.take(ids)
+        qx = (gx0 - xa.take(ids))[:, None, None] + np.arange(cw, dtype=np.float32)[None, None, :]
+        qy = (gy0 - ya.take(ids))[:, None, None] + np.arange(ch, dtype=np.float32)[None, :, None]
+        inv = (1.0 / den.take(ids))[:, None, None]
+        e2y, e2x = d2y.take(ids)[:, None, None], d2x.take(ids)[:, None, None]
+        e1x, e1y = d1x.take(ids)[:, None, None], d1y.take(ids)[:, None, None]
+        b1 = (e2y * qx - e2x * qy) * inv
+        b2 = (e1x * qy - e1y * qx) * inv
         ok = (1.0 - b1 - b2 >= _EPS) & (b1 >= _EPS) & (b2 >= _EPS)
         n_, r_, c_ = np.nonzero(ok)
         if cw > 1 or ch > 1:  # padded blocks reach past the box (and maybe the image)
-            inside = (c_ <= (x1 - x0)[ids[n_]]) & (r_ <= (y1 - y0)[ids[n_]])
+            tn = ids.take(n_)
+            inside = (c_ <= span_x.take(tn)) & (r_ <= span_y.take(tn))
             n_, r_, c_ = n_[inside], r_[inside], c_[inside]
-        t = ids[n_]
-        b1, b2 = b1[n_, r_, c_], b2[n_, r_, c_]
+        t = ids.take(n_)
+        flat = (n_ * ch + r_) * cw + c_
+        b1, b2 = b1.reshape(-1).take(flat), b2.reshape(-1).take(flat)
         b0 = 1.0 - b1 - b2
-        z = vz[ia[t]] * b0 + vz[ib[t]] * b1 + vz[ic[t]] * b2
-        pix = (gy0[n_].astype(np.int64) + r_) * width + (gx0[n_].astype(np.int64) + c_)
+        z = vz.take(ia.take(t)) * b0 + vz.take(ib.take(t)) * b1 + vz.take(ic.take(t)) * b2
+        pix = ((gy0.take(n_).astype(np.int64) + r_) * width
+               + (gx0.take(n_).astype(np.int64) + c_))
         parts.append((pix, z, t, b1, b2))
     pix, z, t, b1, b2 = (np.concatenate(a) for a in zip(*parts, strict=True))
 
     # Depth resolve: per-pixel minimum, then one winner per pixel among the minima.
     depth_flat = depth_img.reshape(-1)
     np.minimum.at(depth_flat, pix, z)
-    win = np.flatnonzero(z <= depth_flat[pix])
-    pw = pix[win]
-    tid_img.reshape(-1)[pw] = t[win]
-    b1, b2 = b1[win], b2[win]
+    win = np.flatnonzero(z <= depth_flat.take(pix))
+    pw = pix.take(win)
+    tid_img.reshape(-1)[pw] = t.take(win)
+    b1, b2 = b1.take(win), b2.take(win)
     bary_img.reshape(-1, 3)[pw] = np.stack([1.0 - b1 - b2, b1, b2], axis=1)
     return Raster(tid_img, bary_img, depth_img, tri)
 

@@ -114,14 +114,14 @@ def _texel_view(interp: sparse.csr_matrix, cross: np.ndarray, verts: np.ndarray,
     tid = texels.triangle_id
     # depth tolerance: 1 px, 1 % of the face, and the depth change over 3/4 of a z-buffer
     # pixel on the triangle's slope (the nearest z-buffer pixel is compared)
-    raw = (towards > MIN_FACING)[tid] & _depth_test(pos, *zbuf, 1.0 + 0.01 * extent
-                                                     + 0.75 * zbuf[3] * slope[tid])
+    raw = (towards > MIN_FACING).take(tid) & _depth_test(pos, *zbuf, 1.0 + 0.01 * extent
+                                                         + 0.75 * zbuf[3] * slope.take(tid))
     visible = _majority(raw, texels)
     # Soft edges: grazing samples are smeared (weight ramps up from MIN_FACING to
     # 2 MIN_FACING + 0.1 in cos), and a texel on the edge of what is seen is blended with the
     # fill by the share of seen texels around it, so the edge leaves no single-texel steps.
     grazing = np.clip((towards - MIN_FACING) / (MIN_FACING + 0.1), 0.0, 1.0)
-    weight = grazing[tid] * _box_share(visible, texels)
+    weight = grazing.take(tid) * _box_share(visible, texels)
     weight[~visible] = 0.0
     sel = np.flatnonzero(weight > 0 if wanted is None else wanted & (weight > 0))
     colour = np.zeros((len(pos), 3), np.float32)
@@ -160,10 +160,10 @@ def _box_count(flags: np.ndarray, texels: UVTexels) -> np.ndarray:
     neighbourhood (itself included)."""
     size = texels.size
     grid = np.zeros(size * size, np.float32)
-    grid[texels.index] = flags
+    np.put(grid, texels.index, flags)
     count = cv2.boxFilter(grid.reshape(size, size), -1, (3, 3), normalize=False,
                           borderType=cv2.BORDER_CONSTANT)
-    return count.reshape(-1)[texels.index]
+    return count.reshape(-1).take(texels.index)
 
 
 def _majority(flags: np.ndarray, texels: UVTexels) -> np.ndarray:
@@ -291,7 +291,7 @@ def _zbuffer(verts: np.ndarray, tri: np.ndarray, window: tuple[int, int, int, in
                                                                     np.float32)
     hz = int(np.ceil((h - 1) / step)) + 1 if h > 0 else 0
     wz = int(np.ceil((w - 1) / step)) + 1 if w > 0 else 0
-    return rasterize(shifted, tri, hz, wz).depth, x0, y0, step
+    return rasterize(shifted, tri, hz, wz, cull="back").depth, x0, y0, step
 
 
 def _depth_test(pos: np.ndarray, zbuf: np.ndarray, x0: int, y0: int, step: float,
@@ -306,8 +306,9 @@ def _depth_test(pos: np.ndarray, zbuf: np.ndarray, x0: int, y0: int, step: float
         iy = np.rint((pos[..., 1] - y0) / step).astype(np.int64)
     h, w = zbuf.shape
     inside = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
-    z = np.full(pos.shape[:-1], np.inf, np.float32)
-    z[inside] = zbuf[iy[inside], ix[inside]]
+    if zbuf.size == 0:
+        return inside
+    z = zbuf.reshape(-1).take(np.clip(iy, 0, max(h - 1, 0)) * w + np.clip(ix, 0, max(w - 1, 0)))
     return inside & (pos[..., 2] <= z + tol)
 
 
