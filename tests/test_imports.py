@@ -144,3 +144,41 @@ def test_no_import_cycles_between_modules() -> None:
 def test_no_private_names_imported_across_modules() -> None:
     found = sorted(import_graph()[1])
     assert not found, "\n".join(found)
+
+
+ALLOWED_PRIVATE = {
+    ("os", "_exit"): "the documented way out of a forked worker",
+    ("argparse", "_SubParsersAction"): "the standard library's type of add_subparsers()",
+    ("pickle", "_Unpickler"): "the pure-Python unpickler the restricted one extends",
+    ("m", "_fieldnames"): "scipy.io's mat_struct lists its fields there",
+    ("other", "_prev"): "an instance of the same class (FrameFitter.warm_start_from)",
+}
+
+
+def private_attribute_uses(source: str) -> list[int]:
+    """Line numbers where ``obj._name`` (not a dunder) is used on anything but
+    ``self``/``cls`` (and the cases of `ALLOWED_PRIVATE`): a reach into another object's
+    private state, as the video tracker once took the detector's lock and called its
+    ``_track``."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                and not node.attr.startswith("__")):
+            continue
+        owner = node.value.id if isinstance(node.value, ast.Name) else None
+        if owner in ("self", "cls") or (owner, node.attr) in ALLOWED_PRIVATE:
+            continue
+        lines.append(node.lineno)
+    return lines
+
+
+def test_private_attribute_finder() -> None:
+    src = ("class A:\n    def f(self, d):\n        self._x = 1\n        with d._lock:\n"
+           "            return d.__len__()\n")
+    assert private_attribute_uses(src) == [4]
+
+
+def test_no_private_attributes_of_other_objects() -> None:
+    found = {str(p.relative_to(SRC)): private_attribute_uses(p.read_text())
+             for p in SRC.rglob("*.py")}
+    assert {k: v for k, v in found.items() if v} == {}

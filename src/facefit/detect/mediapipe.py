@@ -363,6 +363,18 @@ class MediaPipeDetector:
             image, [r for r in rois if r[1] < self.profile_score], passes, self.profile_presence))
 
     # -- public -----------------------------------------------------------------------
+    def track(self, image_rgb: np.ndarray, previous_px: np.ndarray, passes: int = 0
+              ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Follow a face from the previous frame: the landmark model run on the crop that the
+        previous frame's 468 points ``previous_px`` (468, 2) give (as MediaPipe's own
+        tracker does), ``passes`` more times on its own result's crop. Returns (468, 2)
+        float32 points px, (468,) float32 relative depth px and the face-presence score
+        in [0, 1] (a lost track scores low). Thread-safe, like `detect`."""
+        p = np.asarray(previous_px, np.float32)
+        roi = roi_from_points(p, p[EYE_IDS[1]], p[EYE_IDS[0]])
+        with self._lock:
+            return self._track(np.ascontiguousarray(image_rgb), roi, passes)
+
     def detect(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[FaceLandmarks]:
         """Faces in an (H, W, 3) uint8 RGB image with their 468 landmarks, best first."""
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
-from facefit.detect.mediapipe import EYE_IDS, SCHEME, MediaPipeDetector, roi_from_points
+from facefit.detect.mediapipe import SCHEME, MediaPipeDetector
 from facefit.detect.network import NetworkLandmarkDetector
 
 NETWORK_EVERY = 5
@@ -72,10 +72,7 @@ class FaceTracker:
         image = np.ascontiguousarray(frame)
         det = self.detector
         if self._prev is not None:
-            p = self._prev
-            roi = roi_from_points(p, p[EYE_IDS[1]], p[EYE_IDS[0]])
-            with det._lock:
-                pts, depth, presence = det._track(image, roi, self.passes)
+            pts, depth, presence = det.track(image, self._prev, self.passes)
             if presence >= self.min_presence:
                 self._prev = pts
                 box = np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
