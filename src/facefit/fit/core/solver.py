@@ -204,19 +204,22 @@ def box_quadratic(h: np.ndarray, c: np.ndarray, lower: np.ndarray, upper: np.nda
     (Nocedal & Wright, "Numerical Optimization", 2006, section 16.5) on the box, as BVLS
     (Stark & Parker 1995) does on the rows, but on the (P, P) normal equations.
 
-    Starts from the unconstrained minimiser clipped to the box; each step solves for the free
-    variables with the fixed ones at their bounds, stops at the first bound it crosses (and
-    fixes that variable), or, when nothing blocks, frees the fixed variable whose multiplier
-    has the wrong sign. Ends at a KKT point, the global minimum of this convex problem.
-    Falls back to ``scipy.optimize.lsq_linear`` (BVLS on the Cholesky factor) if the working
-    set has not settled after ``max_iter`` (default ``3 P + 10``) steps."""
+    The working set to start from is guessed by a few primal-dual active-set steps
+    (Hintermüller, Ito & Kunisch, SIAM J. Optim. 2002: every variable whose multiplier-
+    corrected value leaves the box goes to that bound, all at once; `_pdas_start`), which on
+    the ARKit and blendshape problems usually lands on the final set, so the loop below only
+    confirms it. Each step of that loop solves for the free variables with the fixed ones at
+    their bounds, stops at the first bound it crosses (and fixes that variable), or, when
+    nothing blocks, frees the fixed variable whose multiplier has the wrong sign. Ends at a
+    KKT point, the global minimum of this convex problem. Falls back to
+    ``scipy.optimize.lsq_linear`` (BVLS on the Cholesky factor) if the working set has not
+    settled after ``max_iter`` (default ``3 P + 10``) steps."""
     h = np.asarray(h, np.float64)
     c = np.asarray(c, np.float64)
     n = len(c)
     lo = np.broadcast_to(np.asarray(lower, np.float64), (n,))
     hi = np.broadcast_to(np.asarray(upper, np.float64), (n,))
-    x = np.clip(np.linalg.solve(h, c), lo, hi)
-    fixed = (x <= lo) | (x >= hi)
+    x, fixed = _pdas_start(h, c, lo, hi)
     tol = 1e-10 * (1.0 + float(np.abs(c).max(initial=0.0)) + float(np.abs(h).max()))
     for _ in range(3 * n + 10 if max_iter is None else max_iter):
         free = ~fixed
@@ -246,6 +249,35 @@ def box_quadratic(h: np.ndarray, c: np.ndarray, lower: np.ndarray, upper: np.nda
 
     r = np.linalg.cholesky(h).T
     return lsq_linear(r, np.linalg.solve(r.T, c), bounds=(lo, hi), method="bvls").x
+
+
+def _pdas_start(h: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                steps: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(feasible x, fixed mask) to start `box_quadratic` from: primal-dual active-set steps.
+    Each step puts at a bound every variable whose value minus its scaled gradient
+    ``x - g / diag(H)`` lies beyond that bound, solves for the others, and stops when the
+    sets repeat; the result is clipped into the box (any feasible start is valid)."""
+    n = len(c)
+    scale = 1.0 / np.maximum(np.diag(h), 1e-300)
+    x = np.linalg.solve(h, c)
+    g = np.zeros(n)
+    at_lo = at_hi = np.zeros(n, bool)
+    for _ in range(steps):
+        y = x - g * scale
+        new_lo, new_hi = y < lo, y > hi
+        if (new_lo == at_lo).all() and (new_hi == at_hi).all():
+            break
+        at_lo, at_hi = new_lo, new_hi
+        fixed = at_lo | at_hi
+        x = np.where(at_lo, lo, np.where(at_hi, hi, x))
+        free = ~fixed
+        if free.any():
+            x[free] = np.linalg.solve(h[np.ix_(free, free)],
+                                      c[free] - h[np.ix_(free, fixed)] @ x[fixed])
+        g = h @ x - c
+        g[free] = 0.0
+    x = np.clip(x, lo, hi)
+    return x, (x <= lo) | (x >= hi)
 
 
 def box_least_squares(a: np.ndarray, b: np.ndarray, lower: np.ndarray, upper: np.ndarray
