@@ -73,9 +73,15 @@ def test_single_photo_is_the_multi_photo_refinement_with_one_photo(model):
 def test_config_checks_and_defaults():
     for bad in (dict(image_loss="l1"), dict(normals="smooth"), dict(normals=("face",)),
                 dict(optimizer="sgd"), dict(free=("pose", "teeth")), dict(levels=()),
-                dict(refresh_every=0)):
+                dict(refresh_every=0), dict(albedo_levels=(3,)), dict(albedo_levels=(-4,))):
         with pytest.raises(ValueError):
             PhotometricConfig(**bad)
+    # the per-vertex albedo joins at the finest level only, unless told otherwise
+    assert [PhotometricConfig().albedo_free_at(i) for i in range(3)] == [False, False, True]
+    assert all(PhotometricConfig(albedo_levels=None).albedo_free_at(i) for i in range(3))
+    assert [PhotometricConfig(albedo_levels=(0, -2)).albedo_free_at(i)
+            for i in range(3)] == [True, True, False]
+    assert not PhotometricConfig(free=("shape",), albedo_levels=None).albedo_free_at(2)
     cfg = PhotometricConfig()
     assert cfg.level_normals == ("stencil",) * 3
     np.testing.assert_array_equal(cfg.level_counts(), [50, 30, 20])
@@ -105,6 +111,24 @@ def test_fixed_groups_stay_at_their_start(model):
     np.testing.assert_allclose(res.fit.rotation, fit.rotation, atol=1e-6)
     np.testing.assert_allclose(res.fit.verts_px, fit.verts_px, atol=1e-3)
     assert res.photometric_error < res.initial_photometric_error
+
+
+def test_albedo_held_where_its_levels_say(model):
+    """With no albedo level the per-vertex correction never moves from the skin colour;
+    with the default (the finest level) it does, after the shape had the coarse levels."""
+    from facefit.fit.photometric.config import SKIN_RGB
+
+    rng = np.random.default_rng(5)
+    face = make_synthetic_face(model, rng, size=160)
+    fit, _ = _landmark_fit(model, face, rng)
+    kw = dict(iterations=12, size=112, levels=(2, 1), level_share=(0.5, 0.5))
+    held = refine_photometric(model, fit, face.image,
+                              config=PhotometricConfig(albedo_levels=(), **kw))
+    np.testing.assert_allclose(held.albedo, np.broadcast_to(SKIN_RGB, held.albedo.shape),
+                               atol=1e-6)
+    assert not np.array_equal(held.fit.shape_coeffs, fit.shape_coeffs)  # the shape moved
+    late = refine_photometric(model, fit, face.image, config=PhotometricConfig(**kw))
+    assert np.abs(late.albedo - np.asarray(SKIN_RGB, np.float32)).max() > 1e-3
 
 
 def test_several_photos_with_the_gradient_loss(model):

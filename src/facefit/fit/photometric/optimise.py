@@ -152,9 +152,14 @@ class Albedo:
         self.photo_means: list[torch.Tensor] = []
         self.photo_rows: list[torch.Tensor] = []
 
-    def refresh(self, photos: Sequence[PhotoState], lr: float) -> None:
-        """Follow the photos' new rasters (their active vertices)."""
+    def refresh(self, photos: Sequence[PhotoState], lr: float, free: bool | None = None
+                ) -> None:
+        """Follow the photos' new rasters (their active vertices); ``free`` (default: as
+        constructed) says whether the per-vertex correction is optimised until the next
+        refresh."""
         self.fold()
+        if free is not None:
+            self.free = free
         self.photo_means = [self.mean.index_select(0, ph.act.ids) for ph in photos]
         if self.basis is not None:
             self.photo_rows = [self.basis.index_select(0, ph.act.ids) for ph in photos]
@@ -325,7 +330,7 @@ def refine_photometric_multi(
         t = time.perf_counter()
         for ph in photos:
             ph.rasterise(ph.data.pyramid[li], coeffs(ph), max_pixels, rng)
-        albedo.refresh(photos, config.lr_albedo_vertex * lr)
+        albedo.refresh(photos, config.lr_albedo_vertex * lr, config.albedo_free_at(li))
         timings["raster"] += time.perf_counter() - t
 
     def reject_outliers() -> list[float]:
