@@ -7,7 +7,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from facefit.fit.multi_image import fit_same_person, fit_single, fit_views, pool_confidence
+from facefit.fit.multi_image import (
+    LANDMARK_BIAS_RATIO,
+    fit_same_person,
+    fit_single,
+    fit_views,
+    pool_confidence,
+    shared_bias_weight,
+)
 from facefit.model import load_default_model
 from facefit.synthetic.views import make_photo_set, neutral_error_mm
 
@@ -70,3 +77,15 @@ def test_merged_texture_of_uniform_photos_is_uniform(model) -> None:
     tex = merge_texels([c for c, _ in samples], [w for _, w in samples])
     assert tex.shape == (64, 64, 3)
     np.testing.assert_allclose(tex.reshape(-1, 3).mean(0), (100, 150, 200), atol=2)
+
+
+def test_shared_bias_weight() -> None:
+    """One photo counts the prior once; with no shared error N photos count it once too; with
+    only shared error N times (the photos then hold one photo's evidence on the identity)."""
+    assert shared_bias_weight(1) == pytest.approx(1.0)
+    assert shared_bias_weight(6, 0.0) == pytest.approx(1.0)
+    assert shared_bias_weight(6, 1e9) == pytest.approx(6.0)
+    b, e = LANDMARK_BIAS_RATIO, 1.0
+    # the over-count of the data term: N / (N (b + e) / (N b + e))
+    assert shared_bias_weight(4) == pytest.approx((4 * b + e) / (b + e))
+    assert 1.0 < shared_bias_weight(3) < shared_bias_weight(6) < 6.0
