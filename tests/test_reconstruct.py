@@ -78,8 +78,10 @@ def test_texture_from_the_face_crop_equals_the_whole_photo(outputs) -> None:
     cropped = extract_texture(model, verts, crop, size=128)
     for a, b in ((cropped[0], full[0]), (cropped[1], full[1]),
                  (faces[0].vertex_colors, extract_texture(model, fit.verts_px, image)[1])):
-        diff = np.abs(a.astype(int) - b)  # float32 shift of the vertices: rounding only
-        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+        # float32 shift of the vertices: rounding only (a texel blended from two samples
+        # can land two levels apart, as one of 49k channels does on this photo)
+        diff = np.abs(a.astype(int) - b)
+        assert diff.max() <= 2 and (diff > 1).mean() < 1e-4 and (diff > 0).mean() < 0.01
 
 
 def test_crop_to_face_clips_to_the_image() -> None:

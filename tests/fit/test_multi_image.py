@@ -58,9 +58,19 @@ def test_pool_confidence_prefers_frontal_low_residual(model) -> None:
     fits = [fit_single(model, v.view) for v in views]
     pooled, w = pool_confidence(fits)
     assert w.sum() == pytest.approx(1.0)
-    yaws = np.abs([f.yaw_deg for f in fits])
-    assert w[np.argmin(yaws)] >= w[np.argmax(yaws)]
-    assert pooled.shape == shape.shape
+    # the weights, computed by hand: cos(yaw) / (1 + residual_mm^2), normalised
+    raw = np.array([np.cos(np.deg2rad(f.yaw_deg)) / (1 + (f.residual_px / f.scale) ** 2)
+                    for f in fits])
+    np.testing.assert_allclose(w, raw / raw.sum(), rtol=1e-9)
+    np.testing.assert_allclose(pooled, np.einsum("n,nk->k", w, [f.shape_coeffs for f in fits]),
+                               rtol=1e-5, atol=1e-6)
+    # at equal residuals the more frontal fit counts more; at equal yaw the better fitted one
+    a, b = fits[0], fits[1]
+    turned = dataclasses.replace(a, yaw_deg=60.0)
+    worse = dataclasses.replace(a, residual_px=a.residual_px + 3 * a.scale)
+    assert pool_confidence([a, turned])[1][0] > 0.6
+    assert pool_confidence([a, worse])[1][0] > 0.6
+    assert pooled.shape == shape.shape == b.shape_coeffs.shape
     with pytest.raises(ValueError):
         pool_confidence([])
 
