@@ -275,11 +275,12 @@ def pool_confidence(fits: Sequence[FitResult]) -> tuple[np.ndarray, np.ndarray]:
     return shape.astype(np.float32), w
 
 
-LANDMARK_BIAS_RATIO = 0.61
+LANDMARK_BIAS_RATIO = 1.1
 """Variance of a detector's landmark error that every photo of a face shares (its landmark
 convention against the model's vertices) over the variance that differs from photo to photo:
 MediaPipe's points against the true projections of their correspondence vertices on 40
-rendered faces of the default model, 1.85 % and 2.36 % of the face size RMS."""
+rendered faces of the default model, 2.64 % and 2.52 % of the face size RMS
+(``python scripts/measure_landmark_bias.py``)."""
 
 
 def shared_bias_weight(n_views: int, bias_ratio: float = LANDMARK_BIAS_RATIO) -> float:
@@ -289,10 +290,9 @@ def shared_bias_weight(n_views: int, bias_ratio: float = LANDMARK_BIAS_RATIO) ->
     the mean of N photos' errors has variance ``b + e / N`` instead of ``(b + e) / N``, so the
     data term's weight on the identity is over-counted by ``(N b + e) / (b + e)``. 1 for one
     photo. On the shape benchmark (6 in-model subjects x 6 MediaPipe-landmarked photos, seed
-    0) the joint landmark fit's mean vertex error is 3.79 mm at weight 1, 2.94 mm at this
-    weight (2.89) and 2.47 mm at 6 (the mean face: 2.08 mm); with unbiased synthetic
-    landmarks the joint fit still beats pooling single-photo fits
-    (`tests/fit/test_multi_image.py`)."""
+    0) the joint landmark fit's mean vertex error is 3.57 mm at weight 1 and 2.66 mm at
+    this weight (3.62; the mean face: 2.08 mm); with unbiased synthetic landmarks the joint
+    fit still beats pooling single-photo fits (`tests/fit/test_multi_image.py`)."""
     return (n_views * bias_ratio + 1.0) / (bias_ratio + 1.0)
 
 
@@ -304,6 +304,7 @@ def fit_same_person(
     joint_depth_scale: float = 0.25,
     kind: FaceModel | None = None,
     camera: Camera | Sequence[Camera] | None = None,
+    landmark_bias_ratio: float = LANDMARK_BIAS_RATIO,
 ) -> MultiFit:
     """Fit one identity to several views of the same person.
 
@@ -313,7 +314,8 @@ def fit_same_person(
     The model's kind (``kind``, default `facefit.model.kinds.face_model`) is fitted: FLAME
     views get their own neck and jaw rotations (skinned results), bilinear models their exact
     tensor; the per-view linear fits that start the joint fit use the model's linear form.
-    The joint stage weights the shape prior by `shared_bias_weight`: a detector's landmarks
+    The joint stage weights the shape prior by `shared_bias_weight` (with
+    ``landmark_bias_ratio``; 0 for landmarks without a shared error): a detector's landmarks
     are off the model's landmark vertices by much the same amount in every photo of a face
     (its own landmark convention), so N photos do not hold N times the evidence on the
     identity that one photo holds.
@@ -343,7 +345,8 @@ def fit_same_person(
         scaled = [replace(v, depth_weight=v.depth_weight * joint_depth_scale) for v in views]
         shape, exprs, poses, rms, ns = fit_views(model, scaled, iterations, shape=pooled,
                                                  init=init, kind=kind,
-                                                 shape_prior_weight=shared_bias_weight(len(views)))
+                                                 shape_prior_weight=shared_bias_weight(
+                                                     len(views), landmark_bias_ratio))
         w = np.ones(len(views))
     else:
         shape, exprs, poses, rms, ns = fit_views(model, views, 3, shape=pooled,
