@@ -283,7 +283,9 @@ def _zbuffer(verts: np.ndarray, tri: np.ndarray, window: tuple[int, int, int, in
              max_side: int | None = None) -> tuple[np.ndarray, int, int, float]:
     """Depth buffer of the mesh over the image window (x0, y0, x1, y1), its corner and its
     pixel step: z-buffer pixel (i, j) lies at image point (x0 + step j, y0 + step i), the
-    step is 1 unless the window's longer side exceeds ``max_side``."""
+    step is 1 unless the window's longer side exceeds ``max_side``. Back faces are left out:
+    on an open face mask seen from the front, the first surface along a ray faces the camera,
+    and only facing texels are tested against this buffer."""
     x0, y0, x1, y1 = window
     w, h = max(x1 - x0, 0), max(y1 - y0, 0)
     step = max(1.0, max(w, h) / max_side) if max_side else 1.0

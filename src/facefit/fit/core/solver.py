@@ -225,8 +225,7 @@ def box_quadratic(h: np.ndarray, c: np.ndarray, lower: np.ndarray, upper: np.nda
         free = ~fixed
         target = x.copy()
         if free.any():
-            target[free] = np.linalg.solve(h[np.ix_(free, free)],
-                                           c[free] - h[np.ix_(free, fixed)] @ x[fixed])
+            target[free] = _solve_free(h, c, x, fixed)
         step = target - x
         crosses = free & ((target < lo) | (target > hi))
         if crosses.any():  # move to the first bound crossed and fix that variable
@@ -251,6 +250,13 @@ def box_quadratic(h: np.ndarray, c: np.ndarray, lower: np.ndarray, upper: np.nda
     return lsq_linear(r, np.linalg.solve(r.T, c), bounds=(lo, hi), method="bvls").x
 
 
+def _solve_free(h: np.ndarray, c: np.ndarray, x: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """The minimiser of ``x^T H x / 2 - c^T x`` over the free variables (``~fixed``) with the
+    fixed ones held at their values in ``x``."""
+    free = ~fixed
+    return np.linalg.solve(h[np.ix_(free, free)], c[free] - h[np.ix_(free, fixed)] @ x[fixed])
+
+
 def _pdas_start(h: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                 steps: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """(feasible x, fixed mask) to start `box_quadratic` from: primal-dual active-set steps.
@@ -272,8 +278,7 @@ def _pdas_start(h: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray,
         x = np.where(at_lo, lo, np.where(at_hi, hi, x))
         free = ~fixed
         if free.any():
-            x[free] = np.linalg.solve(h[np.ix_(free, free)],
-                                      c[free] - h[np.ix_(free, fixed)] @ x[fixed])
+            x[free] = _solve_free(h, c, x, fixed)
         g = h @ x - c
         g[free] = 0.0
     x = np.clip(x, lo, hi)
