@@ -36,6 +36,7 @@ from facefit.io.schemas import SCHEMA_VERSION
 from facefit.model.arkit import arkit_summary
 from facefit.render.raster import crop_window
 from facefit.render.shading import render_shaded, vertex_normals
+from facefit.texture.atlas import texture_layout
 
 if TYPE_CHECKING:
     from facefit.fit.result import FitResult
@@ -500,13 +501,17 @@ def export_reconstructions(
         fit, base = rec.fit, f"{stem}_face{k}"
         verts = export_vertices(model, fit) if set(formats) - {"json", "overlay"} else None
         files: dict[str, str] = {}
+        if "obj" in formats or "glb" in formats:  # split at UV seams (ICT), else as is
+            layout = texture_layout(model)
+            split, tri_uv, uv = layout.mesh(verts, tri)
         if "obj" in formats:
-            files["obj"] = write_obj(out_dir / f"{base}.obj", verts, tri, model.uv, rec.texture,
-                                     vertex_normals(verts, tri)).name
+            normals = layout.mesh(vertex_normals(verts, tri), tri)[0]
+            files["obj"] = write_obj(out_dir / f"{base}.obj", split, tri_uv, uv, rec.texture,
+                                     normals).name
         if "ply" in formats:
             files["ply"] = write_ply(out_dir / f"{base}.ply", verts, tri, rec.vertex_colors).name
         if "glb" in formats:
-            files["glb"] = write_glb(out_dir / f"{base}.glb", verts, tri, model.uv,
+            files["glb"] = write_glb(out_dir / f"{base}.glb", split, tri_uv, uv,
                                      rec.texture, image_format="jpeg").name
         if "npz" in formats:
             files["npz"] = write_npz(out_dir / f"{base}.npz", compress=False,

@@ -22,6 +22,7 @@ from scipy import sparse
 from facefit.model.morphable_model import MorphableModel
 from facefit.render.raster import crop_window, rasterize
 from facefit.render.shading import triangle_cross
+from facefit.texture.atlas import TextureLayout, texture_layout
 
 MIN_FACING = 0.1
 """A surface is visible only if its unit normal's component towards the camera exceeds this
@@ -68,12 +69,17 @@ def extract_texture(
     # one depth buffer for the direct and mirror views, at most ZBUFFER_SIDE pixels a side
     zbuf = _zbuffer(verts, tri, window, ZBUFFER_SIDE)
     extent = float(max(np.ptp(verts[:, 0]), np.ptp(verts[:, 1]))) if len(verts) else 0.0
-    direct = _texel_view(texels.interp, triangle_cross(verts, tri), verts, image, texels,
-                         zbuf, extent, region)
+    cross = triangle_cross(verts, tri)
+    towards, _ = _facing(cross)
+    foot = _footprints(cross, texels)
+    # levels up to the largest footprint of a facing triangle of at least a texel
+    photo = _levels(image, window, float(foot[(towards > MIN_FACING)
+                                              & (texels.texel_area >= 1.0)].max(initial=0.0)))
+    direct = _texel_view(texels.interp, cross, verts, photo, texels, zbuf, extent, region)
     # the mirrored triangle has the opposite winding; its samples are used only where the
     # direct view is hidden, so only those are sampled
     mirror = _texel_view(texels.mirror_interp, -triangle_cross(verts, texels.mirror_triangles),
-                         verts, image, texels, zbuf, extent, region, ~direct.visible)
+                         verts, photo, texels, zbuf, extent, region, ~direct.visible)
     w_direct = direct.weight
     w_mirror = mirror.weight
     known = w_direct + w_mirror
@@ -82,8 +88,15 @@ def extract_texture(
                            / np.maximum(known, 1e-6)[:, None])
     weight = np.zeros(size * size, np.float32)
     weight[texels.index] = known
+    if texels.seam_matrix is not None:
+        # a filled island (ICT's back of the head) starts along its seams from the colour
+        # the sampled side's fill has there, so the fill is continuous across the seam
+        first = pull_push(color.reshape(size, size, 3), weight.reshape(size, size))
+        color[texels.seam_index] = texels.seam_matrix @ first.reshape(-1, 3)
+        weight[texels.seam_index] = 1.0
     texture = pull_push(color.reshape(size, size, 3), weight.reshape(size, size))
     texture = np.clip(texture + 0.5, 0, 255).astype(np.uint8)
+    paint_cells(texture, texels.layout)
     vcol = texels.vertex_interp @ texture.reshape(-1, 3).astype(np.float32)
     return texture, np.clip(vcol + 0.5, 0, 255).astype(np.uint8)
 
@@ -102,13 +115,100 @@ class _View:
     weight: np.ndarray
 
 
+PREFILTER = 0.5
+"""Anti-aliased sampling: a texel whose footprint in the photo is f > 1 pixels (side of
+the square of its triangle's image area per texel) samples the photo blurred by a Gaussian
+of sigma ``PREFILTER sqrt(f^2 - 1)`` pixels (sigma f / 2 for the texel grid, less the
+~0.5-pixel blur the photo already has), interpolated between the pre-filtered levels
+`LEVEL_FOOTPRINTS` as in trilinear mip-mapping (Williams, "Pyramidal parametrics",
+SIGGRAPH 1983). The layout magnifies the face centre and compresses its rim, so one face's
+footprints span a factor of about 4: high-frequency content (hair, a patterned headdress)
+at the rim would otherwise alias into isolated wrong texels."""
+
+LEVEL_FOOTPRINTS = (1.0, 2.0, 4.0, 8.0)
+"""Texel footprints (photo pixels) of the pre-filtered levels; the first is the photo."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Level:
+    """The photo (part under the mesh) blurred by ``sigma``, its origin in image pixels."""
+
+    image: np.ndarray
+    origin: np.ndarray
+    sigma: float
+
+
+def _sigma(footprint: np.ndarray | float) -> np.ndarray:
+    return PREFILTER * np.sqrt(np.maximum(np.square(footprint) - 1.0, 0.0))
+
+
+def _levels(image: np.ndarray, window: tuple[int, int, int, int], max_footprint: float
+            ) -> list[_Level]:
+    """The photo and its Gaussian pre-filtered copies (part under the mesh's ``window``,
+    padded) for `LEVEL_FOOTPRINTS` up to the first that covers ``max_footprint``."""
+    levels = [_Level(image, np.zeros(2, np.float32), 0.0)]
+    h, w = image.shape[:2]
+    for f in LEVEL_FOOTPRINTS[1:]:
+        if max_footprint <= f / 2 or PREFILTER <= 0:
+            break
+        sigma = float(_sigma(f))
+        pad = int(np.ceil(3.0 * sigma)) + 2
+        x0, y0, x1, y1 = window
+        x0, y0 = max(x0 - pad, 0), max(y0 - pad, 0)
+        x1, y1 = min(x1 + pad, w), min(y1 + pad, h)
+        if x1 <= x0 or y1 <= y0:
+            break
+        crop = cv2.GaussianBlur(image[y0:y1, x0:x1], (0, 0), sigma,
+                                borderType=cv2.BORDER_REPLICATE)
+        levels.append(_Level(crop, np.array([x0, y0], np.float32), sigma))
+    return levels
+
+
+def _footprints(cross: np.ndarray, texels: UVTexels) -> np.ndarray:
+    """(F,) float32 side of a texel's footprint in the photo (pixels) per triangle: the
+    square root of its image area (``cross``: image-space normals) per texel."""
+    return np.sqrt(0.5 * np.abs(cross[:, 2]) / np.maximum(texels.texel_area, 1e-12))
+
+
+def texel_footprint(cross: np.ndarray, texels: UVTexels) -> float:
+    """Median texel footprint in the photo (pixels) over the covered texels of triangles
+    facing the camera (``cross``: (F, 3) image-space normals, `triangle_cross`)."""
+    towards, _ = _facing(cross)
+    sel = (towards > MIN_FACING).take(texels.triangle_id)
+    if not sel.any():
+        return 0.0
+    return float(np.median(_footprints(cross, texels).take(texels.triangle_id[sel])))
+
+
+def _sample_filtered(levels: list[_Level], xy: np.ndarray, footprint: np.ndarray
+                     ) -> np.ndarray:
+    """(N, 3) float32 samples at ``xy`` (N, 2), each from the photo pre-filtered to its
+    ``footprint`` (N,): linear in sigma between the two levels around it."""
+    if len(levels) == 1:
+        return _sample(levels[0].image, xy)
+    sig = np.array([lv.sigma for lv in levels], np.float32)
+    s = np.minimum(_sigma(footprint), sig[-1])
+    k = np.clip(np.searchsorted(sig, s, side="right") - 1, 0, len(sig) - 2)
+    t = np.clip((s - sig[k]) / (sig[k + 1] - sig[k]), 0.0, 1.0).astype(np.float32)
+    out = np.zeros((len(xy), 3), np.float32)
+    for j, lv in enumerate(levels):
+        w = np.where(k == j, 1.0 - t, 0.0) + np.where(k + 1 == j, t, 0.0)
+        m = np.flatnonzero(w > 0)
+        if len(m):
+            out[m] += w[m, None].astype(np.float32) * _sample(lv.image, xy[m] - lv.origin)
+    return out
+
+
 def _texel_view(interp: sparse.csr_matrix, cross: np.ndarray, verts: np.ndarray,
-                image: np.ndarray, texels: UVTexels, zbuf: tuple[np.ndarray, int, int],
+                photo: list[_Level], texels: UVTexels,
+                zbuf: tuple[np.ndarray, int, int],
                 extent: float, region: tuple[np.ndarray, int, int] | None,
                 wanted: np.ndarray | None = None) -> _View:
     """Sample the photo at each covered texel's surface point ``interp @ verts`` (or its
-    mirror point) of the triangles with normals ``cross``. Colour and weight are computed
-    only where ``wanted`` (N,) is True (zero elsewhere); visibility everywhere."""
+    mirror point) of the triangles with normals ``cross`` in ``photo`` (its pre-filtered
+    levels, `_levels`; each texel samples the level of its footprint). Colour and weight
+    are computed only where ``wanted`` (N,) is True (zero elsewhere); visibility
+    everywhere."""
     towards, slope = _facing(cross)
     pos = np.asarray(interp @ verts, np.float32)
     tid = texels.triangle_id
@@ -122,13 +222,13 @@ def _texel_view(interp: sparse.csr_matrix, cross: np.ndarray, verts: np.ndarray,
     # fill by the share of seen texels around it, so the edge leaves no single-texel steps.
     grazing = np.clip((towards - MIN_FACING) / (MIN_FACING + 0.1), 0.0, 1.0)
     weight = grazing.take(tid) * _box_share(visible, texels)
-    weight[~visible] = 0.0
+    weight[~(visible & texels.sampled)] = 0.0
     sel = np.flatnonzero(weight > 0 if wanted is None else wanted & (weight > 0))
     colour = np.zeros((len(pos), 3), np.float32)
     if len(sel) == 0:
         return _View(colour, visible, np.zeros(len(pos), np.float32))
     xy = pos[sel, :2]
-    colour[sel] = _sample(image, xy)
+    colour[sel] = _sample_filtered(photo, xy, _footprints(cross, texels).take(tid[sel]))
     out = np.zeros(len(pos), np.float32)
     out[sel] = weight[sel]
     if region is not None:
@@ -201,8 +301,12 @@ class UVTexels:
     triangle id (N,), the triangle's vertex ids (N, 3) and barycentrics (N, 3); the
     interpolation matrices (N, V) from vertices to the texels' surface points and to their
     mirror points, the mirrored triangles (F, 3), the number of covered texels in each
-    covered texel's 3x3 neighbourhood (N,), and the bilinear interpolation matrix
-    (V, T * T) from texels to the vertices' UVs."""
+    covered texel's 3x3 neighbourhood (N,), the bilinear interpolation matrix
+    (V, T * T) from texels to the vertices' UVs, and the layout rasterised
+    (`facefit.texture.atlas.texture_layout`: per-corner UVs, fixed-colour cells) and each
+    triangle's area in texels (F,), whether each covered texel is sampled from the photo
+    (N,) (the layout's ``sampled`` triangles), and the seam band of filled islands
+    (`_seam_band`)."""
 
     size: int
     index: np.ndarray
@@ -214,21 +318,28 @@ class UVTexels:
     mirror_triangles: np.ndarray
     covered_around: np.ndarray
     vertex_interp: sparse.csr_matrix
+    layout: TextureLayout
+    texel_area: np.ndarray
+    sampled: np.ndarray
+    seam_index: np.ndarray
+    seam_matrix: sparse.csr_matrix | None
 
 
 @functools.lru_cache(maxsize=4)
 def uv_texels(model: MorphableModel, size: int) -> UVTexels:
     """The model's triangles rasterised on the (size, size) texel grid, and everything that
     depends only on the topology and UV layout (cached per model)."""
-    uv = np.asarray(model.uv, np.float32)
+    layout = texture_layout(model)
+    uv = layout.uv
     uv_px = np.stack([uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5,
                       np.zeros(len(uv), np.float32)], axis=1)
-    r = rasterize(uv_px, model.triangles, size, size)
+    r = rasterize(uv_px, layout.triangle_uv, size, size)
     index = np.flatnonzero(r.triangle_id.reshape(-1) >= 0)
     tid = r.triangle_id.reshape(-1)[index]
-    ids = r.triangles[tid].astype(np.int64)
+    # barycentrics of a triangle's UV corners are those of its vertices (same corner order)
+    ids = np.asarray(model.triangles, np.int64)[tid]
     bary = r.bary.reshape(-1, 3)[index]
-    n, nv = len(index), len(uv)
+    n, nv = len(index), model.num_vertices
     mids = np.asarray(model.mirror_ids, np.int64)
     rows = np.repeat(np.arange(n), 3)
 
@@ -242,8 +353,46 @@ def uv_texels(model: MorphableModel, size: int) -> UVTexels:
                            borderType=cv2.BORDER_CONSTANT).reshape(-1)[index]
     return UVTexels(size, index, tid, ids, bary, matrix(ids), matrix(mids[ids]),
                    mids[np.asarray(model.triangles)], around,
-                   _bilinear_matrix(uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5,
-                                    size, size))
+                   _bilinear_matrix(layout.vertex_uv[:, 0] * size - 0.5,
+                                    (1.0 - layout.vertex_uv[:, 1]) * size - 0.5, size, size),
+                   layout, _uv_area(uv_px, layout.triangle_uv), layout.sampled[tid],
+                   *_seam_band(layout, np.asarray(model.triangles, np.int64), index, tid, bary,
+                               size))
+
+
+def _seam_band(layout: TextureLayout, triangles: np.ndarray, index: np.ndarray,
+               tid: np.ndarray, bary: np.ndarray, size: int
+               ) -> tuple[np.ndarray, sparse.csr_matrix | None]:
+    """The covered texels of filled (not sampled, not fixed) triangles with a corner on a
+    seam to a sampled triangle (flat indices (B,)), and the (B, T * T) matrix that gives
+    each the texture at the sampled side's UVs of those corners (barycentric weights);
+    (empty, None) when no filled triangle meets a sampled one."""
+    sampled = layout.sampled
+    src = np.full(int(triangles.max(initial=-1)) + 1, -1, np.int64)
+    src[triangles[sampled].reshape(-1)] = layout.triangle_uv[sampled].reshape(-1)
+    filled = ~(sampled | layout.fixed)
+    corner_src = src[triangles[tid]]  # (N, 3) the sampled-side UV of each corner's vertex
+    seam = (corner_src >= 0) & (corner_src != layout.triangle_uv[tid])
+    band = np.flatnonzero(filled[tid] & seam.any(1))
+    if len(band) == 0:
+        return np.zeros(0, np.int64), None
+    w = np.where(seam[band], bary[band], 0.0)
+    w = (w + 1e-6 * seam[band]) / (w + 1e-6 * seam[band]).sum(1, keepdims=True)
+    rows = np.repeat(np.arange(len(band)), 3)
+    cols = np.where(seam[band], corner_src[band], 0).reshape(-1)
+    pick = sparse.csr_matrix((w.reshape(-1).astype(np.float32), (rows, cols)),
+                             shape=(len(band), len(layout.uv)))
+    uv = layout.uv
+    return index[band], (pick @ _bilinear_matrix(uv[:, 0] * size - 0.5,
+                                                 (1.0 - uv[:, 1]) * size - 0.5, size,
+                                                 size)).tocsr()
+
+
+def _uv_area(uv_px: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(F,) float32 absolute areas of the triangles in texels squared."""
+    a, b, c = (uv_px[np.asarray(triangles)[:, k], :2].astype(np.float64) for k in range(3))
+    return (0.5 * np.abs((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1])
+                         - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))).astype(np.float32)
 
 
 def _bilinear_matrix(x: np.ndarray, y: np.ndarray, height: int, width: int
@@ -312,6 +461,16 @@ def _depth_test(pos: np.ndarray, zbuf: np.ndarray, x0: int, y0: int, step: float
         return inside
     z = zbuf.reshape(-1).take(np.clip(iy, 0, max(h - 1, 0)) * w + np.clip(ix, 0, max(w - 1, 0)))
     return inside & (pos[..., 2] <= z + tol)
+
+
+def paint_cells(texture: np.ndarray, layout: TextureLayout) -> None:
+    """Paint the layout's fixed-colour cells (eyes, teeth, ... of an ICT head) into the
+    (T, T, 3) ``texture`` in place."""
+    size = texture.shape[0]
+    for (u0, v0, u1, v1), colour in layout.cells:
+        j0, j1 = int(np.floor(u0 * size)), int(np.ceil(u1 * size))
+        i0, i1 = int(np.floor((1.0 - v1) * size)), int(np.ceil((1.0 - v0) * size))
+        texture[max(i0, 0):i1, max(j0, 0):j1] = colour
 
 
 def pull_push(color: np.ndarray, known: np.ndarray) -> np.ndarray:
