@@ -46,6 +46,28 @@ def ibug68_weights() -> np.ndarray:
     return w
 
 
+def view_blendshape_points(model: ICTFaceModel, points_px: np.ndarray, vertex_ids: np.ndarray,
+                           weights: np.ndarray, contour_px: np.ndarray | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(points (N, 2) px, vertex ids (N,), weights (N,)) a blendshape fit uses from one view
+    (`facefit.fit.multi_image.ViewPoints` fields): its fixed-vertex points, plus the chin
+    (iBUG 7-9 at the model's ``ibug68`` vertices, weight `JAW_WEIGHT`) taken from a
+    17-point iBUG outline ``contour_px`` (silhouette points, otherwise left out, as in
+    `ibug68_weights`). Without the chin, ``jawOpen`` is not told from the lip shapes (the
+    inner-lip gap alone is explained as well by ``mouthLowerDown`` or ``mouthClose`` with
+    the jaw at any opening): on a real clip jawOpen then sat at 0.6-1.0 with the lips shut.
+    """
+    pts = np.asarray(points_px, np.float64)
+    ids = np.asarray(vertex_ids, np.int64)
+    w = np.asarray(weights, np.float64)
+    lm = model.base.landmark_ids.get("ibug68")
+    if contour_px is None or len(contour_px) != 17 or lm is None or len(lm) != 68:
+        return pts, ids, w
+    chin = np.arange(7, 10)
+    return (np.vstack([pts, np.asarray(contour_px, np.float64)[chin]]),
+            np.r_[ids, np.asarray(lm, np.int64)[chin]], np.r_[w, np.full(3, JAW_WEIGHT)])
+
+
 @dataclass(eq=False)
 class BoundedNormalRows:
     """A linearised least-squares problem ``min |A d - b|^2`` over ``lower <= d <= upper``,

@@ -33,6 +33,7 @@ import numpy as np
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.core.camera import CameraPose
 from facefit.fit.core.solver import box_least_squares, box_quadratic
+from facefit.fit.correspondence import IBUG68_FIXED
 from facefit.model.morphable_model import MorphableModel
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -310,7 +311,7 @@ def arkit_blendshapes(model: MorphableModel, expression: np.ndarray,
     own, tr = _arkit_source(model, expression, transfer)
     if own is not None or tr is None:
         return own
-    if face is None or face.scheme not in ("ibug68", "mediapipe468"):
+    if face is None or face.scheme not in ("ibug68", IBUG68_FIXED, "mediapipe468"):
         return arkit_dict(tr.names, tr.weights(model, expression))
     from facefit.fit.blendshape import fit_blendshape_face
 
@@ -364,7 +365,7 @@ def arkit_for_pose(model: MorphableModel, face: FaceLandmarks, pose: CameraPose,
 
 def _ibug68(face: FaceLandmarks) -> np.ndarray | None:
     pts = np.asarray(face.points_px, np.float64)
-    if face.scheme == "ibug68":
+    if face.scheme in ("ibug68", IBUG68_FIXED):  # the network's 68 points are the latter
         return pts
     if face.scheme == "mediapipe468":
         from facefit.fit.correspondence import mediapipe_to_ibug68

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facefit.fit.blendshape import fit_blendshape_points
+from facefit.fit.blendshape import fit_blendshape_points, view_blendshape_points
 from facefit.fit.core.camera import CameraPose, camera_pose
 from facefit.fit.multi_image import ViewPoints, fit_views
 from facefit.model.face_model import FaceModel, FaceParams
@@ -98,9 +98,10 @@ class FrameFitter:
         init = None if self._prev is None else [self._prev]
         its = self.iterations if init is not None else 2 * self.iterations + 2
         if fm.kind == "ict":  # blendshape weights stay in their box [0, 1]
-            bs = fit_blendshape_points(
-                fm, view.points_px, view.vertex_ids, view.sigma_px, view.weights,
-                identity=self.shape, init=self._prev, iterations=3 * its)
+            pts, ids, w = view_blendshape_points(fm, view.points_px, view.vertex_ids,
+                                                 view.weights, view.contour_px)
+            bs = fit_blendshape_points(fm, pts, ids, view.sigma_px, w, identity=self.shape,
+                                       init=self._prev, iterations=3 * its)
             pose, vec, rms = bs.camera, np.asarray(bs.weights, np.float64), [bs.rms_px]
         else:
             _, per_view, poses, rms, _ = fit_views(

@@ -211,7 +211,11 @@ def process_frames(
                 pts, _ = p.project(fitter.vertices(fit.params, ids=lm68))
                 pose = pose_record(p.rotation, p.scale, p.translation, p.kind, p.focal,
                                    p.principal)
-                arkit = arkit_for_pose(model, face, p, identity, fit.expression)
+                # the frame's own fitted pose, not the smoothed one: the solve explains this
+                # frame's raw landmarks, and a lagging pose on a moving head leaves residuals
+                # (chin against lips) that the mouth shapes took up (LRS3 clip: jawOpen r
+                # 0.67 -> 0.87 against the tracked inner-lip gap)
+                arkit = arkit_for_pose(model, face, fit.raw_pose, identity, fit.expression)
                 record["faces"].append(face_record(
                     face.box, face.score, pose, pts, fit.expression, fit.residual_px,
                     landmark_source=landmark_source(face), redetected=bool(detected),
