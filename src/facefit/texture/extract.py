@@ -115,52 +115,48 @@ class _View:
     weight: np.ndarray
 
 
-PREFILTER = 0.5
-"""Anti-aliased sampling: a texel whose footprint in the photo is f > 1 pixels (side of
-the square of its triangle's image area per texel) samples the photo blurred by a Gaussian
-of sigma ``PREFILTER sqrt(f^2 - 1)`` pixels (sigma f / 2 for the texel grid, less the
-~0.5-pixel blur the photo already has), interpolated between the pre-filtered levels
-`LEVEL_FOOTPRINTS` as in trilinear mip-mapping (Williams, "Pyramidal parametrics",
-SIGGRAPH 1983). The layout magnifies the face centre and compresses its rim, so one face's
+MIP_LEVELS = 3
+"""Anti-aliased sampling: a texel whose footprint in the photo is f > 1 pixels (the side of
+the square of its triangle's image area per texel) samples the photo's Gaussian pyramid
+(`cv2.pyrDown`) at level log2(f), interpolated between the two levels around it:
+trilinear mip-mapping (Williams, "Pyramidal parametrics", SIGGRAPH 1983), levels up to this
+many halvings. The layout magnifies the face centre and compresses its rim, so one face's
 footprints span a factor of about 4: high-frequency content (hair, a patterned headdress)
-at the rim would otherwise alias into isolated wrong texels."""
-
-LEVEL_FOOTPRINTS = (1.0, 2.0, 4.0, 8.0)
-"""Texel footprints (photo pixels) of the pre-filtered levels; the first is the photo."""
+at the rim sampled at texel centres would otherwise alias into isolated wrong texels."""
 
 
 @dataclass(frozen=True, eq=False)
 class _Level:
-    """The photo (part under the mesh) blurred by ``sigma``, its origin in image pixels."""
+    """One pyramid level: the image, the image pixel ``origin`` (2,) that its pixel (0, 0)
+    is centred on, and its pixel size in image pixels ``scale`` (`cv2.pyrDown` centres
+    pixel j of the next level on pixel 2 j)."""
 
     image: np.ndarray
     origin: np.ndarray
-    sigma: float
+    scale: float
 
-
-def _sigma(footprint: np.ndarray | float) -> np.ndarray:
-    return PREFILTER * np.sqrt(np.maximum(np.square(footprint) - 1.0, 0.0))
+    def sample(self, xy: np.ndarray) -> np.ndarray:
+        """Bilinear samples at image points ``xy`` (N, 2) (integer pixel centres)."""
+        if self.scale == 1.0 and not self.origin.any():
+            return _sample(self.image, xy)
+        return _sample(self.image, (xy - self.origin) / self.scale)
 
 
 def _levels(image: np.ndarray, window: tuple[int, int, int, int], max_footprint: float
             ) -> list[_Level]:
-    """The photo and its Gaussian pre-filtered copies (part under the mesh's ``window``,
-    padded) for `LEVEL_FOOTPRINTS` up to the first that covers ``max_footprint``."""
-    levels = [_Level(image, np.zeros(2, np.float32), 0.0)]
-    h, w = image.shape[:2]
-    for f in LEVEL_FOOTPRINTS[1:]:
-        if max_footprint <= f / 2 or PREFILTER <= 0:
+    """The photo and the Gaussian pyramid of its part under the mesh's ``window``, down to
+    the level that covers ``max_footprint`` (at most `MIP_LEVELS`)."""
+    levels = [_Level(image, np.zeros(2, np.float32), 1.0)]
+    x0, y0, x1, y1 = window
+    if max_footprint <= 1.0 or x1 - x0 < 4 or y1 - y0 < 4:
+        return levels
+    count = min(int(np.ceil(np.log2(max_footprint))), MIP_LEVELS)
+    level = image[y0:y1, x0:x1]
+    for k in range(1, count + 1):
+        if min(level.shape[:2]) < 4:
             break
-        sigma = float(_sigma(f))
-        pad = int(np.ceil(3.0 * sigma)) + 2
-        x0, y0, x1, y1 = window
-        x0, y0 = max(x0 - pad, 0), max(y0 - pad, 0)
-        x1, y1 = min(x1 + pad, w), min(y1 + pad, h)
-        if x1 <= x0 or y1 <= y0:
-            break
-        crop = cv2.GaussianBlur(image[y0:y1, x0:x1], (0, 0), sigma,
-                                borderType=cv2.BORDER_REPLICATE)
-        levels.append(_Level(crop, np.array([x0, y0], np.float32), sigma))
+        level = cv2.pyrDown(level, borderType=cv2.BORDER_REPLICATE)
+        levels.append(_Level(level, np.array([x0, y0], np.float32), float(2**k)))
     return levels
 
 
@@ -182,20 +178,24 @@ def texel_footprint(cross: np.ndarray, texels: UVTexels) -> float:
 
 def _sample_filtered(levels: list[_Level], xy: np.ndarray, footprint: np.ndarray
                      ) -> np.ndarray:
-    """(N, 3) float32 samples at ``xy`` (N, 2), each from the photo pre-filtered to its
-    ``footprint`` (N,): linear in sigma between the two levels around it."""
+    """(N, 3) float32 samples at ``xy`` (N, 2), each from the pyramid level of its
+    ``footprint`` (N,): linear in log2(footprint) between the two levels around it."""
     if len(levels) == 1:
         return _sample(levels[0].image, xy)
-    sig = np.array([lv.sigma for lv in levels], np.float32)
-    s = np.minimum(_sigma(footprint), sig[-1])
-    k = np.clip(np.searchsorted(sig, s, side="right") - 1, 0, len(sig) - 2)
-    t = np.clip((s - sig[k]) / (sig[k + 1] - sig[k]), 0.0, 1.0).astype(np.float32)
-    out = np.zeros((len(xy), 3), np.float32)
-    for j, lv in enumerate(levels):
-        w = np.where(k == j, 1.0 - t, 0.0) + np.where(k + 1 == j, t, 0.0)
-        m = np.flatnonzero(w > 0)
-        if len(m):
-            out[m] += w[m, None].astype(np.float32) * _sample(lv.image, xy[m] - lv.origin)
+    lod = np.log2(np.maximum(footprint, 1.0), dtype=np.float32)
+    np.minimum(lod, len(levels) - 1.0, out=lod)
+    k = np.minimum(lod.astype(np.int8), len(levels) - 2)
+    out = np.empty((len(xy), 3), np.float32)
+    for j in range(len(levels) - 1):
+        m = np.flatnonzero(k == j)
+        if len(m) == 0:
+            continue
+        t = lod[m] - j
+        a = levels[j].sample(xy[m])
+        b = np.flatnonzero(t > 0)  # texels of at most a pixel need only the photo
+        if len(b):
+            a[b] += t[b, None] * (levels[j + 1].sample(xy[m[b]]) - a[b])
+        out[m] = a
     return out
 
 
@@ -205,8 +205,8 @@ def _texel_view(interp: sparse.csr_matrix, cross: np.ndarray, verts: np.ndarray,
                 extent: float, region: tuple[np.ndarray, int, int] | None,
                 wanted: np.ndarray | None = None) -> _View:
     """Sample the photo at each covered texel's surface point ``interp @ verts`` (or its
-    mirror point) of the triangles with normals ``cross`` in ``photo`` (its pre-filtered
-    levels, `_levels`; each texel samples the level of its footprint). Colour and weight
+    mirror point) of the triangles with normals ``cross`` in ``photo`` (its pyramid,
+    `_levels`; each texel samples the level of its footprint). Colour and weight
     are computed only where ``wanted`` (N,) is True (zero elsewhere); visibility
     everywhere."""
     towards, slope = _facing(cross)
