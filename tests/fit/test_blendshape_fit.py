@@ -172,3 +172,55 @@ def test_video_frames_of_a_blendshape_model_keep_weights_in_the_box(tmp_path):
         assert got.min() >= 0.0 and got.max() <= 1.0 + 1e-9
         np.testing.assert_allclose(got, np.clip(w, 0, 1), atol=0.05)
         np.testing.assert_allclose(frame.params.shape, identity)
+
+
+def test_same_person_keeps_blendshape_weights_bounded(ict):
+    """Several photos of one ICT face (`facefit.fit.multi_image.fit_same_person`, the path of
+    ``--same-person``): one identity and per-photo ARKit weights, bounded and sparse
+    (`fit_blendshape_views`), not an unbounded ridge. Each photo's landmarks as a detector
+    gives them: the 51 inner points on fixed vertices, the 17 outline points apart."""
+    from facefit.fit.multi_image import ViewPoints, fit_same_person
+
+    fm = ict
+    names = fm.expression_names
+    lm = np.asarray(fm.base.landmark_ids["ibug68"])
+    arkit = np.array([n[0].islower() and not n.startswith("cheekRaiser") for n in names])
+    candidates = np.flatnonzero(arkit & (_landmark_motion(fm, lm) >= 1.0))
+    rng = np.random.default_rng(3)
+    identity = np.r_[0.8 * rng.standard_normal(15), np.zeros(fm.num_shape - 15)]
+    views, truths = [], []
+    for yaw in (-25.0, 0.0, 20.0, 35.0):
+        w = np.zeros(fm.num_expression)
+        active = rng.choice(candidates, 3, replace=False)
+        while _antagonists({names[i] for i in active}):  # they cancel on the landmarks
+            active = rng.choice(candidates, 3, replace=False)
+        w[active] = rng.uniform(0.4, 1.0, 3)
+        pts, _ = _camera(yaw, rng.uniform(-8, 8), rng.uniform(-5, 5)).project(
+            fm.vertices(FaceParams(identity, w), lm))
+        pts = pts + rng.normal(0, 0.5, pts.shape)  # 0.5 px noise at 2 px/mm
+        views.append(ViewPoints(pts[17:], lm[17:], np.ones(51), 0.5, contour_px=pts[:17]))
+        truths.append((w, active))
+    multi = fit_same_person(fm.base, views)
+    maes = []
+    for fit, (w, active) in zip(multi.fits, truths, strict=True):
+        got = fit.extras["blendshape_weights"]
+        np.testing.assert_array_equal(got, fit.expression_coeffs)
+        assert got.min() >= 0.0 and got.max() <= 1.0
+        maes.append(float(np.abs(got - w).mean()))
+        assert maes[-1] <= 0.1
+        assert set(np.argsort(-got)[:3]) == set(active), [names[i] for i in active]
+    # the shared identity: its neutral face is closer to the truth than the mean face is
+    face = fm.fit_ids()
+    truth = fm.vertices(FaceParams(identity, np.zeros(fm.num_expression)), face)
+    mean = fm.vertices(fm.zero_params(), face)
+    err = np.linalg.norm(multi.neutral_vertices[face] - truth, axis=1).mean()
+    assert err < 0.5 * np.linalg.norm(mean - truth, axis=1).mean()
+    print(f"ICT same person, 4 photos: weight MAE {', '.join(f'{m:.3f}' for m in maes)}; "
+          f"neutral error {err:.2f} mm (mean face "
+          f"{np.linalg.norm(mean - truth, axis=1).mean():.2f} mm)")
+
+
+def _antagonists(active: set[str]) -> bool:
+    """True if ``active`` holds a smile and a frown of the same mouth corner: they pull the
+    corner up and down and cancel on the landmarks, so no fit can tell their amounts."""
+    return any({f"mouthSmile_{s}", f"mouthFrown_{s}"} <= active for s in "LR")

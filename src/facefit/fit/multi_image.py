@@ -337,6 +337,9 @@ def fit_same_person(
         raise ValueError(f"fit_same_person: {len(cams)} cameras for {len(views)} views")
     views = [replace(v, depth_px=None, depth_weight=0.0) if c.kind == "perspective" else v
              for v, c in zip(views, cams, strict=True)]
+    if fm.kind == "ict":  # blendshape weights: bounded and sparse, not a Gaussian ridge
+        return _fit_blendshape_same_person(model, fm, views, cams, method, iterations,
+                                           shared_bias_weight(len(views), landmark_bias_ratio))
     singles = [fit_single(model, v, camera=c) for v, c in zip(views, cams, strict=True)]
     pooled, w = pool_confidence(singles)
     extra = 0 if kind is None else kind.num_params - model.num_shape - model.num_expression
@@ -356,6 +359,28 @@ def fit_same_person(
     neutral = model.vertices(shape) if kind is None else fm.vertices(fm.with_vector(
         fm.zero_params(), np.r_[shape, np.zeros(fm.num_params - len(shape))])).astype(np.float32)
     return MultiFit(shape, fits, neutral, method, w)
+
+
+def _fit_blendshape_same_person(model: MorphableModel, fm: FaceModel,
+                                views: Sequence[ViewPoints], cams: Sequence[Camera], method: str,
+                                iterations: int, shape_prior_weight: float) -> MultiFit:
+    """`fit_same_person` of a blendshape (ICT) kind: one identity, per-view cameras and
+    weights in [0, 1] with the sparsity prior (`facefit.fit.blendshape.fit_blendshape_views`;
+    both methods: the identity step already weighs every view by its residuals). Detector
+    depth is not used, as in single-photo blendshape fits."""
+    from facefit.fit.blendshape import fit_blendshape_views
+
+    shape, bfits = fit_blendshape_views(fm, views, iterations,  # type: ignore[arg-type]
+                                        shape_prior_weight=shape_prior_weight, cameras=cams)
+    fits = []
+    for v, b, c in zip(views, bfits, cams, strict=True):
+        fit = kind_result(model, fm, shape.astype(np.float32), b.weights.astype(np.float32),
+                          b.camera, b.rms_px, len(v.vertex_ids), b.iterations, c)
+        fit.extras["blendshape_weights"] = b.weights.astype(np.float32)
+        fits.append(fit)
+    neutral = fm.vertices(fm.with_vector(fm.zero_params(), np.r_[
+        shape, np.zeros(fm.num_params - len(shape))])).astype(np.float32)
+    return MultiFit(shape.astype(np.float32), fits, neutral, method, np.ones(len(views)))
 
 
 def kind_result(model: MorphableModel, fm: FaceModel, shape: np.ndarray, view_params: np.ndarray,
