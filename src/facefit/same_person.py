@@ -236,11 +236,15 @@ def write_identity(out_dir: Path, model: Any, multi: MultiFit, paths: Sequence[P
     if colours:
         from facefit.texture.extract import merge_texels
 
-        texture = merge_texels(colours, weights)
+        texture = merge_texels(colours, weights, model=model)
+    from facefit.texture.atlas import texture_layout
+
+    layout = texture_layout(model)  # per-corner UVs (ICT): the mesh split at the seams
+    split, tri_uv, uv = layout.mesh(verts, tri)
     files = {
-        "obj": write_obj(out_dir / "identity.obj", verts, tri, model.uv, texture,
-                         vertex_normals(verts, tri)),
-        "glb": write_glb(out_dir / "identity.glb", verts, tri, model.uv, texture),
+        "obj": write_obj(out_dir / "identity.obj", split, tri_uv, uv, texture,
+                         layout.mesh(vertex_normals(verts, tri), tri)[0]),
+        "glb": write_glb(out_dir / "identity.glb", split, tri_uv, uv, texture),
     }
     summary = {
         "schema_version": SCHEMA_VERSION,

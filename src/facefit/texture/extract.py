@@ -527,15 +527,17 @@ def texel_samples(
     colour = cv2.remap(image, map_xy.reshape(size, size, 2), None, cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
     weight = np.zeros(size * size, np.float32)
-    weight[texels.index] = np.where(visible, towards[texels.triangle_id], 0.0)
+    weight[texels.index] = np.where(visible & texels.sampled, towards[texels.triangle_id], 0.0)
     return colour, weight.reshape(size, size)
 
 
-def merge_texels(colours: list[np.ndarray], weights: list[np.ndarray], power: float = 2.0
-                 ) -> np.ndarray:
+def merge_texels(colours: list[np.ndarray], weights: list[np.ndarray], power: float = 2.0,
+                 model: MorphableModel | None = None) -> np.ndarray:
     """(T, T, 3) uint8 texture from several views' `texel_samples`: a weighted mean
-    (weight ``cos^power`` of the viewing angle), hidden texels from their mirror texel,
-    the rest filled by pull-push."""
+    (weight ``cos^power`` of the viewing angle), hidden texels from their mirror texel
+    (the texel mirrored about u = 0.5: a layout symmetric about it, as the default model's;
+    skipped for ``model``'s packed per-corner layout, e.g. ICT's, whose fixed-colour cells
+    are painted instead), the rest filled by pull-push."""
     acc = np.zeros_like(colours[0], dtype=np.float32)
     wsum = np.zeros(colours[0].shape[:2], np.float32)
     for c, w in zip(colours, weights, strict=True):
@@ -544,7 +546,13 @@ def merge_texels(colours: list[np.ndarray], weights: list[np.ndarray], power: fl
         wsum += wp
     known = wsum > 1e-6
     color = np.where(known[..., None], acc / np.maximum(wsum, 1e-6)[..., None], 0.0)
+    layout = texture_layout(model) if model is not None else None
     mirrored = ~known & known[:, ::-1]
+    if layout is not None and not layout.per_vertex:
+        mirrored[:] = False
     color[mirrored] = color[:, ::-1][mirrored]
-    return np.clip(pull_push(color.astype(np.float32), known | mirrored) + 0.5, 0,
-                   255).astype(np.uint8)
+    texture = np.clip(pull_push(color.astype(np.float32), known | mirrored) + 0.5, 0,
+                      255).astype(np.uint8)
+    if layout is not None:
+        paint_cells(texture, layout)
+    return texture
