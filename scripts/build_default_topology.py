@@ -20,12 +20,33 @@ from facefit.model.bfm_3ddfa import TOPOLOGY_FILE, read_raw_arrays
 from facefit.model.topology import build_face_topology, mesh_quality, mirror_vertex_ids
 from facefit.texture.layout import face_centred_layout, layout_stats
 
+OUTLINE_RADIUS_MM = 4.0
+"""The open border is cut along a curve without teeth or notches narrower than ~8 mm."""
+
+
+FOLD_INSTANCES = 8
+"""Random model instances (seed 0) the mesh is kept fold-free on, besides the mean."""
+
+
+def model_instances(raw: dict[str, np.ndarray], count: int, seed: int = 0) -> np.ndarray:
+    """(count, V, 3) instances of the raw basis: the mean plus shape and expression
+    coefficients drawn from N(0, 1) times their standard deviations."""
+    rng = np.random.default_rng(seed)
+    ks, ke = raw["shape"].shape[2], raw["expression"].shape[2]
+    cs = rng.standard_normal((count, ks)) * raw["shape_sigma"]
+    ce = rng.standard_normal((count, ke)) * raw["expression_sigma"]
+    return (raw["mean"][None].astype(np.float64)
+            + np.einsum("vdk,nk->nvd", raw["shape"].astype(np.float64), cs)
+            + np.einsum("vdk,nk->nvd", raw["expression"].astype(np.float64), ce))
+
 
 def build_arrays() -> dict[str, np.ndarray]:
     """The topology arrays for the installed default model's mean face."""
     raw = read_raw_arrays()
     points = raw["mean"]
-    triangles, uv = build_face_topology(points)
+    triangles, uv = build_face_topology(points, keep_ids=raw["ibug68"],
+                                        outline_radius=OUTLINE_RADIUS_MM,
+                                        variants=model_instances(raw, FOLD_INSTANCES))
     uv = face_centred_layout(uv, int(raw["ibug68"][30]))
     return {
         "triangles": triangles.astype(np.int32),

@@ -37,11 +37,15 @@ def test_overlay_fades_out_at_the_open_edge() -> None:
     soft = OverlayRenderer(m.mean, m.triangles, **full).render(img, v, 1.2).astype(int)
     hard = hard.astype(int)
     w = rim_weight(m.mean, m.triangles)
+    used = np.zeros(len(w), bool)
+    used[m.triangles.ravel()] = True  # vertices the mesh leaves out have weight 1 too
     rim = np.round(v[w == 0, :2]).astype(int)
-    core = np.round(v[w == 1, :2]).astype(int)
+    core = np.round(v[(w == 1) & used, :2]).astype(int)
     at = lambda im, p: np.abs(im[p[:, 1], p[:, 0]] - 90).max(1)  # noqa: E731
     assert at(soft, rim).mean() < 0.5 * at(hard, rim).mean()  # the cut is faded out
-    np.testing.assert_array_equal(at(soft, core) > 0, at(hard, core) > 0)
+    # coverage unchanged at the core, but where a faded rim lies in front of it (17 of 38,911
+    # vertices of the default mesh, whose border is cut along a smooth curve)
+    assert ((at(soft, core) > 0) != (at(hard, core) > 0)).mean() < 1e-3
     diff = np.abs(soft - hard)[core[:, 1], core[:, 0]].max(1)
     assert (diff > 2).mean() < 0.01  # the face is unchanged (but where the rim lies in front)
 

@@ -3,13 +3,18 @@
 The default model ships vertices only. `build_face_topology` meshes them by unfolding the
 face onto the plane and triangulating there: a copy of the points is smoothed with the
 umbrella operator on a k-nearest-neighbour graph (Taubin 1995, "A signal processing approach
-to fair surface design", without the un-shrinking step) so that pockets and flaps (nostrils,
-ear folds) flatten into a fold-free shell; that shell is unfolded in spherical coordinates
+to fair surface design", lambda|mu) so that pockets and flaps (nostrils, ear folds) flatten
+into a fold-free shell; that shell is unfolded in spherical coordinates
 (azimuth, elevation, both times the radius) about a point behind the fitted head sphere's
-centre, and 2D Delaunay-triangulated. Triangles long or degenerate in 3D (mask concavities,
-residual folds) are dropped, the largest connected piece kept, and every vertex left out is
-inserted into a nearby kept triangle (a 1-to-3 split, its UV inside the host's UV), which
-keeps the mesh edge-manifold, consistently oriented and free of UV fold-overs.
+centre, and 2D Delaunay-triangulated. Triangles long or degenerate in 3D (mask concavities)
+are dropped unless they fill a hole, and the largest connected piece is kept. Where the
+real surface has pockets (nostrils, eye and lip creases, the ear's concha), one sheet over
+the unfolding folds back on itself in 3D: the vertices of folded triangles are left out and
+the rest re-triangulated until no triangle folds (`folded_triangles`). Optionally the open
+border is then cut along a smooth curve of the unfolding. Left-out vertices stay in the point
+set, referenced by no triangle (but vertices that must be kept, e.g. landmarks, which are
+inserted into a nearby triangle). The mesh is edge-manifold, consistently oriented and free
+of UV fold-overs.
 
 Frame: x to the face's left (viewer's right), y up, z out of the face; units are mm.
 Everything is vectorised numpy/scipy and deterministic.
@@ -23,8 +28,10 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import Delaunay, cKDTree
 
 __all__ = [
+    "boundary_turning",
     "build_face_topology",
     "fit_sphere",
+    "folded_triangles",
     "mesh_quality",
     "mirror_vertex_ids",
     "symmetry_plane_x",
@@ -121,8 +128,10 @@ def plane_barycentric(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray
 
 
 def _insert_stranded(points: np.ndarray, uv: np.ndarray, triangles: np.ndarray,
-                     max_rounds: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """Insert every vertex used by no triangle into its nearest triangle (1-to-3 split).
+                     which: np.ndarray | None = None, max_rounds: int = 200
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Insert every vertex (of ``which``, default all) used by no triangle into its nearest
+    triangle (1-to-3 split).
 
     Each round gives every triangle at most one new vertex (the closest candidate, by
     distance to the triangle's centroid); the inserted vertex gets a UV strictly inside the
@@ -134,6 +143,10 @@ def _insert_stranded(points: np.ndarray, uv: np.ndarray, triangles: np.ndarray,
     for _ in range(max_rounds):
         used = np.zeros(n, bool)
         used[triangles.ravel()] = True
+        if which is not None:
+            mask = np.zeros(n, bool)
+            mask[np.asarray(which, np.int64)] = True
+            used |= ~mask
         stranded = np.flatnonzero(~used)
         if stranded.size == 0:
             break
@@ -179,23 +192,207 @@ def _knn_graph(points: np.ndarray, k: int) -> sparse.csr_matrix:
     return adj.tocsr()
 
 
-def _smooth(points: np.ndarray, adj: sparse.csr_matrix, iterations: int) -> np.ndarray:
-    """Damped umbrella-operator (graph Laplacian) smoothing: x <- (x + mean(neighbours)) / 2.
+def _smooth(points: np.ndarray, adj: sparse.csr_matrix, iterations: int,
+            mu: float = -0.53) -> np.ndarray:
+    """Taubin's lambda|mu smoothing on a graph: x <- x + 0.5 L x, then x <- x + mu L x, with
+    the umbrella operator L x = mean(neighbours) - x (Taubin 1995).
 
     Pulls pockets and flaps (nostrils, ear folds) into a fold-free shell without crossing the
-    sheets over (a linear diffusion keeps the order of the low-frequency modes).
+    sheets over (a linear diffusion keeps the order of the low-frequency modes); the
+    un-shrinking ``mu`` step keeps the border rows where they are (plain diffusion draws the
+    outermost rows of the open border inwards over the next ones, which folds the
+    unfolding there). ``mu = 0`` is the damped umbrella smoothing x <- (x + mean) / 2.
     """
     walk = sparse.diags(1.0 / np.asarray(adj.sum(1)).ravel()) @ adj
     q = points.copy()
     for _ in range(iterations):
         q = 0.5 * (q + walk @ q)
+        if mu:
+            q = q + mu * (walk @ q - q)
     return q
+
+
+def folded_triangles(points: np.ndarray, triangles: np.ndarray, rings: int = 2
+                     ) -> np.ndarray:
+    """(F,) bool: triangles folded against the surrounding surface.
+
+    A triangle is folded when its normal has a negative dot with the summed (area-weighted)
+    normal of the triangles within ``rings`` edge-rings of its corners: the mesh turns back on
+    itself there (a pocket wall or a flap triangulated as part of one sheet), and a renderer
+    that culls back faces shows a hole.
+    """
+    pts = np.asarray(points, np.float64)
+    tri = np.asarray(triangles, np.int64)
+    n, f = len(pts), len(tri)
+    _, _, normal = _triangle_geometry(pts, tri)
+    incidence = sparse.csr_matrix((np.ones(3 * f), (tri.ravel(), np.repeat(np.arange(f), 3))),
+                                  shape=(n, f))
+    acc = incidence @ normal
+    e = _edges(tri)
+    adj = sparse.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    adj = ((adj + adj.T + sparse.eye(n, format="csr")) > 0).astype(np.float64)
+    for _ in range(rings):
+        acc = adj @ acc
+    ref = acc[tri].sum(1)
+    return np.einsum("ij,ij->i", normal, ref) < 0.0
+
+
+def boundary_turning(points: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Turning angles of a mesh's open boundary, in the tangent planes of its vertices.
+
+    Each boundary edge is oriented as its triangle traverses it; at each vertex with exactly
+    one incoming and one outgoing boundary edge the turn is the signed angle (radians, in the
+    plane normal to the area-weighted vertex normal) from the incoming to the outgoing edge.
+    A smooth rim turns by a few degrees per vertex; a saw-tooth alternates by more than 90.
+
+    Returns:
+        (ids (B,), angles (B,)): the boundary vertices and their turning angles.
+    """
+    pts = np.asarray(points, np.float64)
+    tri = np.asarray(triangles, np.int64)
+    n = len(pts)
+    directed = _edges(tri)
+    und = np.sort(directed, 1)
+    _, inverse, counts = np.unique(und[:, 0] * n + und[:, 1], return_inverse=True,
+                                   return_counts=True)
+    bnd = directed[counts[inverse] == 1]
+    n_out = np.bincount(bnd[:, 0], minlength=n)
+    n_in = np.bincount(bnd[:, 1], minlength=n)
+    nxt = np.full(n, -1, np.int64)
+    prv = np.full(n, -1, np.int64)
+    nxt[bnd[:, 0]] = bnd[:, 1]
+    prv[bnd[:, 1]] = bnd[:, 0]
+    ids = np.flatnonzero((n_out == 1) & (n_in == 1))
+    _, _, normal = _triangle_geometry(pts, tri)
+    vn = np.stack([np.bincount(tri.ravel(), weights=np.repeat(normal[:, c], 3), minlength=n)
+                   for c in range(3)], 1)[ids]
+    vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-18)
+    e_in = pts[ids] - pts[prv[ids]]
+    e_out = pts[nxt[ids]] - pts[ids]
+    e_in -= np.einsum("ij,ij->i", e_in, vn)[:, None] * vn
+    e_out -= np.einsum("ij,ij->i", e_out, vn)[:, None] * vn
+    sin = np.einsum("ij,ij->i", np.cross(e_in, e_out), vn)
+    return ids, np.arctan2(sin, np.einsum("ij,ij->i", e_in, e_out))
+
+
+def _restore_holes(simplices: np.ndarray, neighbors: np.ndarray, good: np.ndarray
+                   ) -> np.ndarray:
+    """``good`` with every enclosed region of dropped Delaunay triangles put back.
+
+    Dropped triangles connected (across shared edges, through dropped triangles) to the
+    convex hull form the outside of the mesh; the other dropped regions are holes inside it
+    (slivers and long triangles between well-meshed parts) and are kept.
+    """
+    f = len(simplices)
+    bad = np.flatnonzero(~good)
+    nb = neighbors[bad]
+    rows = np.repeat(bad, 3)
+    cols = nb.ravel()
+    link = (cols >= 0) & ~good[np.maximum(cols, 0)]
+    graph = sparse.coo_matrix((np.ones(link.sum()), (rows[link], cols[link])), shape=(f, f))
+    _, labels = connected_components(graph, directed=False)
+    on_hull = np.zeros(labels.max() + 1, bool)
+    on_hull[labels[bad[(nb < 0).any(1)]]] = True
+    out = good.copy()
+    out[bad[~on_hull[labels[bad]]]] = True
+    return out
+
+
+def _mesh_active(pts: np.ndarray, flat: np.ndarray, active: np.ndarray, max_edge_scale: float,
+                 max_edge_ratio: float, min_angle_deg: float, inside: np.ndarray | None
+                 ) -> np.ndarray:
+    """Delaunay triangles (global ids, counter-clockwise) of the unfolding of the active
+    vertices: long and sliver triangles dropped unless they fill an enclosed hole, triangles
+    outside ``inside`` (a per-Delaunay-triangle test, see `_smooth_outline`) dropped, and the
+    largest connected piece kept."""
+    ids = np.flatnonzero(active)
+    p, fl = pts[ids], flat[ids]
+    dl = Delaunay(fl)
+    tri = np.ascontiguousarray(dl.simplices, np.int64)
+    neg = _signed_area_2d(fl, tri) < 0
+    tri[neg] = tri[neg][:, ::-1]  # counter-clockwise in the unfolding = outward in 3D
+    spacing = cKDTree(p).query(p, k=7)[0][:, 6]
+    e = _edges(tri)
+    length = np.linalg.norm(p[e[:, 0]] - p[e[:, 1]], axis=1)
+    rel = (length / np.maximum(spacing[e[:, 0]], spacing[e[:, 1]])).reshape(-1, 3).max(1)
+    rel_global = length.reshape(-1, 3).max(1) / np.median(length)
+    _, area, _ = _triangle_geometry(p, tri)
+    a, b, c = (p[tri[:, i]] for i in range(3))
+    sq = np.stack([((b - c) ** 2).sum(1), ((c - a) ** 2).sum(1), ((a - b) ** 2).sum(1)], 1)
+    # smallest angle: sin(min angle) = 2 * area / (product of its two adjacent edges)
+    sin_min = 2.0 * area / np.sqrt(np.sort(sq, 1)[:, 1:].prod(1)).clip(1e-18)
+    good = ((rel <= max_edge_scale) & (rel_global <= max_edge_ratio)
+            & (sin_min >= np.sin(np.radians(min_angle_deg))))
+    good = _restore_holes(tri, dl.neighbors, good)
+    if inside is not None:
+        good &= inside(fl[tri].mean(1))
+    tri = ids[tri[good]]
+    _, labels = _vertex_components(len(pts), tri)
+    counts = np.bincount(labels[tri[:, 0]], minlength=labels.max() + 1)
+    return tri[labels[tri[:, 0]] == np.argmax(counts)]
+
+
+def _smooth_outline(flat: np.ndarray, triangles: np.ndarray, radius: float, pixel: float,
+                    erode: float = 0.0):
+    """A test ``inside(q) -> bool`` for points ``q`` (N, 2) of the unfolding: inside the region
+    the triangles cover, with notches and teeth narrower than about ``2 radius`` (mm) removed
+    and the outline smoothed (a morphological closing and opening with a disk, then a
+    Gaussian of ``radius / 2`` thresholded at one half, on a raster of ``pixel`` mm)."""
+    from scipy import ndimage
+
+    from facefit.render.raster import rasterize
+
+    lo = flat.min(0) - 3.0 * radius
+    hi = flat.max(0) + 3.0 * radius
+    shape = np.ceil((hi - lo) / pixel).astype(np.int64)[::-1] + 1  # (rows = v, cols = u)
+    px = np.c_[(flat - lo) / pixel, np.zeros(len(flat))].astype(np.float32)
+    mask = rasterize(px, triangles, int(shape[0]), int(shape[1])).triangle_id >= 0
+    r = max(int(round(radius / pixel)), 1)
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    disk = xx**2 + yy**2 <= r * r
+    mask = ndimage.binary_fill_holes(mask)
+    mask = ndimage.binary_closing(mask, disk, border_value=0)
+    mask = ndimage.binary_opening(mask, disk, border_value=0)
+    if erode > 0:
+        mask = ndimage.distance_transform_edt(mask) > erode / pixel
+    smooth = ndimage.gaussian_filter(mask.astype(np.float64), 0.5 * r) >= 0.5
+    lab, n_lab = ndimage.label(smooth)
+    if n_lab > 1:
+        smooth = lab == 1 + np.argmax(np.bincount(lab.ravel())[1:])
+
+    def inside(q: np.ndarray) -> np.ndarray:
+        ij = np.rint((np.asarray(q) - lo) / pixel).astype(np.int64)
+        ok = (ij[:, 0] >= 0) & (ij[:, 1] >= 0) & (ij[:, 0] < shape[1]) & (ij[:, 1] < shape[0])
+        out = np.zeros(len(ij), bool)
+        out[ok] = smooth[ij[ok, 1], ij[ok, 0]]
+        return out
+
+    return inside
+
+
+def _prune_tips(triangles: np.ndarray, max_rounds: int = 100) -> np.ndarray:
+    """Remove, round by round, the triangles with two or three open edges (the tips of teeth
+    and one-triangle-wide strips sticking out of the border)."""
+    tri = triangles
+    for _ in range(max_rounds):
+        und = np.sort(_edges(tri), 1)
+        key = und[:, 0] * (int(tri.max()) + 1) + und[:, 1]
+        _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+        tip = (counts[inverse] == 1).reshape(-1, 3).sum(1) >= 2
+        if not tip.any():
+            break
+        tri = tri[~tip]
+    return tri
 
 
 def build_face_topology(points: np.ndarray, smooth_iterations: int = 300,
                         max_edge_scale: float = 2.0, min_angle_deg: float = 2.0,
                         centre_back: float = 0.37,
-                        max_edge_ratio: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+                        max_edge_ratio: float = 5.0,
+                        keep_ids: np.ndarray | None = None,
+                        outline_radius: float = 0.0,
+                        variants: np.ndarray | None = None,
+                        max_rounds: int = 30) -> tuple[np.ndarray, np.ndarray]:
     """Triangulate a face-mask point set and give it a UV map.
 
     Args:
@@ -207,52 +404,95 @@ def build_face_topology(points: np.ndarray, smooth_iterations: int = 300,
             of its end points' 6th-nearest-neighbour distance are dropped (mask concavities,
             residual folds); relative to the local spacing as the sampling is not uniform.
         max_edge_ratio: and dropped too with an edge over this times the median Delaunay edge.
-        min_angle_deg: Delaunay triangles with a smaller 3D angle (slivers) are dropped.
+        min_angle_deg: Delaunay triangles with a smaller 3D angle (slivers) are dropped
+            (unless they fill a hole enclosed by kept triangles).
         centre_back: the unfolding centre sits this many sphere radii behind the fitted
             sphere's centre (sees the ears and neck less obliquely).
+        keep_ids: vertices that must stay referenced (e.g. landmark vertices); they are
+            never left out and, where the filters strand them, inserted into a triangle.
+        outline_radius: with a positive value (mm), the open border is cut along a smooth
+            curve of the unfolding: teeth and notches narrower than about twice this are
+            removed (`_smooth_outline`), and the vertices outside are left unreferenced.
+        variants: optional (K, V, 3) other shapes of the same points (e.g. model instances)
+            on which the mesh must not fold either.
+        max_rounds: fold-removal rounds (see below).
+
+    The Delaunay mesh of the unfolding is fold-free in the plane, but not always in 3D: where
+    the real surface has pockets (nostrils, eye and lip creases, the ear's concha) the walls
+    project onto each other, and one sheet triangulated across them turns back on itself.
+    Each round finds the folded triangles (`folded_triangles`), leaves their vertices out
+    (but ``keep_ids``) and re-triangulates the rest, until no triangle is folded; the left-out
+    vertices stay in the point set (for fitting and landmarks), referenced by no triangle.
 
     Returns:
         triangles: (F, 3) int32, counter-clockwise seen from outside the face (normal
-            pointing away from the head), every vertex used.
+            pointing away from the head); vertices left out are referenced by none.
         uv: (V, 2) float32 in [0, 1], v up; the unfolding scaled uniformly (aspect kept)
-            so that the symmetry plane maps to u = 0.5 (mirror: u -> 1 - u).
+            so that the symmetry plane maps to u = 0.5 (mirror: u -> 1 - u); vertices left
+            out get their unfolding clamped to the used vertices' bounding box.
     """
     pts = np.asarray(points, np.float64)
     n = len(pts)
+    keep = np.zeros(n, bool)
+    if keep_ids is not None:
+        keep[np.asarray(keep_ids, np.int64)] = True
     centre, radius = _frame_centre(pts)
     centre[2] -= centre_back * radius
     adj = _knn_graph(pts, 8)
-    spacing = cKDTree(pts).query(pts, k=7)[0][:, 6]
     flat = _unfold(_smooth(pts, adj, smooth_iterations), centre, radius)
-
-    tri = np.ascontiguousarray(Delaunay(flat).simplices, np.int64)
-    neg = _signed_area_2d(flat, tri) < 0
-    tri[neg] = tri[neg][:, ::-1]  # counter-clockwise in the unfolding = outward in 3D
-
-    e = _edges(tri)
-    length = np.linalg.norm(pts[e[:, 0]] - pts[e[:, 1]], axis=1)
-    rel = (length / np.maximum(spacing[e[:, 0]], spacing[e[:, 1]])).reshape(-1, 3).max(1)
-    rel_global = length.reshape(-1, 3).max(1) / np.median(length)
-    _, area, _ = _triangle_geometry(pts, tri)
-    a, b, c = (pts[tri[:, i]] for i in range(3))
-    sq = np.stack([((b - c) ** 2).sum(1), ((c - a) ** 2).sum(1), ((a - b) ** 2).sum(1)], 1)
-    # smallest angle: sin(min angle) = 2 * area / (product of its two adjacent edges)
-    sin_min = 2.0 * area / np.sqrt(np.sort(sq, 1)[:, 1:].prod(1)).clip(1e-18)
-    good = ((rel <= max_edge_scale) & (rel_global <= max_edge_ratio)
-            & (sin_min >= np.sin(np.radians(min_angle_deg))))
-    tri = tri[good]
-
-    _, labels = _vertex_components(n, tri)
+    median_edge = float(np.median(cKDTree(pts).query(pts, k=2)[0][:, 1]))
+    active = np.ones(n, bool)
+    inside = None
+    passes = 2 if outline_radius > 0 else 1
+    for pass_ in range(passes):
+        for _ in range(max_rounds):
+            tri = _mesh_active(pts, flat, active, max_edge_scale, max_edge_ratio,
+                               min_angle_deg, inside)
+            folded = folded_triangles(pts, tri)
+            for other in () if variants is None else variants:
+                folded |= folded_triangles(other, tri)
+            out = np.unique(tri[folded])
+            out = out[~keep[out]]
+            if out.size == 0:
+                break
+            active[out] = False
+        if pass_ + 1 < passes:
+            inside = _smooth_outline(flat, tri, outline_radius, 0.5 * median_edge)
+            active &= inside(flat) | keep
+    if outline_radius > 0:  # cut the teeth the fold removal left; a subset stays fold-free
+        trim = _smooth_outline(flat, tri, outline_radius, 0.5 * median_edge,
+                               erode=outline_radius)
+        tri = _prune_tips(tri[trim(flat[tri].mean(1))])
+        _, labels = _vertex_components(n, tri)
+        counts = np.bincount(labels[tri[:, 0]], minlength=labels.max() + 1)
+        tri = tri[labels[tri[:, 0]] == np.argmax(counts)]
+    # vertices the filters stranded (not those left out for folds or outside the border)
+    # go into a nearby triangle, unless that folds the mesh (``keep_ids`` always go in)
     used = np.zeros(n, bool)
     used[tri.ravel()] = True
-    counts = np.bincount(labels[used], minlength=labels.max() + 1)
-    tri = tri[labels[tri[:, 0]] == np.argmax(counts)]
-
-    tri, flat = _insert_stranded(pts, flat, tri)
+    insert = (active | keep) & ~used
+    for attempt in range(4):
+        if attempt == 3:  # still folding: only the vertices that must be kept
+            insert &= keep
+        if not insert.any():
+            break
+        tri_in, flat_in = _insert_stranded(pts, flat, tri, np.flatnonzero(insert))
+        folded = folded_triangles(pts, tri_in)
+        for other in () if variants is None else variants:
+            folded |= folded_triangles(other, tri_in)
+        bad = np.zeros(n, bool)
+        bad[tri_in[folded].ravel()] = True
+        bad &= insert & ~keep
+        if not bad.any() or attempt == 3:
+            tri, flat = tri_in, flat_in
+            break
+        insert &= ~bad
+    used[tri.ravel()] = True
 
     # uv: centre u on the symmetry plane (azimuth 0), scale both axes by the same factor
-    half_u = np.abs(flat[:, 0]).max()
-    v_lo, v_hi = flat[:, 1].min(), flat[:, 1].max()
+    half_u = np.abs(flat[used, 0]).max()
+    v_lo, v_hi = flat[used, 1].min(), flat[used, 1].max()
+    flat = np.c_[np.clip(flat[:, 0], -half_u, half_u), np.clip(flat[:, 1], v_lo, v_hi)]
     span = max(2.0 * half_u, v_hi - v_lo)
     scale = (1.0 - 2.0 * _UV_MARGIN) / span
     uv = np.c_[0.5 + flat[:, 0] * scale, 0.5 + (flat[:, 1] - 0.5 * (v_lo + v_hi)) * scale]
