@@ -180,22 +180,24 @@ def _sample_filtered(levels: list[_Level], xy: np.ndarray, footprint: np.ndarray
                      ) -> np.ndarray:
     """(N, 3) float32 samples at ``xy`` (N, 2), each from the pyramid level of its
     ``footprint`` (N,): linear in log2(footprint) between the two levels around it."""
+    out = _sample(levels[0].image, xy)  # texels of at most a pixel need only the photo
     if len(levels) == 1:
-        return _sample(levels[0].image, xy)
-    lod = np.log2(np.maximum(footprint, 1.0), dtype=np.float32)
-    np.minimum(lod, len(levels) - 1.0, out=lod)
+        return out
+    big = np.flatnonzero(footprint > 1.0)
+    if len(big) == 0:
+        return out
+    lod = np.minimum(np.log2(footprint[big]), len(levels) - 1.0)
     k = np.minimum(lod.astype(np.int8), len(levels) - 2)
-    out = np.empty((len(xy), 3), np.float32)
+    xb = xy[big]
+    res = np.empty((len(big), 3), np.float32)
     for j in range(len(levels) - 1):
         m = np.flatnonzero(k == j)
         if len(m) == 0:
             continue
-        t = lod[m] - j
-        a = levels[j].sample(xy[m])
-        b = np.flatnonzero(t > 0)  # texels of at most a pixel need only the photo
-        if len(b):
-            a[b] += t[b, None] * (levels[j + 1].sample(xy[m[b]]) - a[b])
-        out[m] = a
+        lower = out[big[m]] if j == 0 else levels[j].sample(xb[m])
+        upper = levels[j + 1].sample(xb[m])
+        res[m] = lower + (lod[m] - j)[:, None] * (upper - lower)
+    out[big] = res
     return out
 
 
