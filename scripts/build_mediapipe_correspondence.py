@@ -12,7 +12,12 @@ positions (in the mean face's frame) are combined by their median, snapped to th
 vertex, and their spread gives the point's weight. Face-oval points below the eyes become
 contour (silhouette) landmarks. Also learned: each iBUG point as a weighted mean of its
 three best MediaPipe points (least squares over all photos), used for models without a
-dense correspondence and as the "raw MediaPipe" baseline.
+dense correspondence and as the "raw MediaPipe" baseline; and where 300-W's annotators put
+the 51 inner iBUG points on the surface: the near-frontal photos are fitted again, now to
+their MediaPipe points through the new correspondence (as facefit fits them), and each
+annotated point is matched to the front-most vertex under it, median over photos, snapped
+(``ibug300w_vertex_ids``; the 3DDFA landmark vertices of the AFLW2000-3D convention differ
+from it by 1-4 mm at the brows and the nose).
 
 Run: ``python scripts/build_mediapipe_correspondence.py [--data DIR]`` (about 70 s); writes
 ``src/facefit/fit/data/mediapipe468_bfm3ddfa.npz``.
@@ -28,8 +33,8 @@ from scipy.spatial import cKDTree
 
 from facefit.detect.mediapipe import MediaPipeDetector
 from facefit.eval.datasets import read_pts
-from facefit.fit.correspondence import DATA
-from facefit.fit.landmark_fit import fit_points
+from facefit.fit.correspondence import DATA, LandmarkCorrespondence
+from facefit.fit.landmark_fit import fit_landmarks, fit_points
 from facefit.io.image import load_image
 from facefit.model import load_default_model
 
@@ -37,6 +42,23 @@ from facefit.model import load_default_model
 FACE_OVAL = [10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172,
              176, 234, 251, 284, 288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389,
              397, 400, 454]
+
+
+def surface_points(model, frontal: list, corr: LandmarkCorrespondence) -> np.ndarray:
+    """(68,) vertex ids where the annotated points of the photos ``frontal`` (a list of
+    (MediaPipe face, (68, 2) annotation, image size)) lie on the fitted surfaces: each photo is
+    fitted to its MediaPipe points through ``corr``; each annotated point takes the front-most
+    vertex within 0.75 mm of the nearest under it; positions in the mean face, median, snapped."""
+    picks = []
+    for face, gt, size in frontal:
+        fit = fit_landmarks(model, face, size, correspondence=corr)
+        xy, depth = fit.verts_px[:, :2], fit.verts_px[:, 2]
+        dist, idx = cKDTree(xy).query(gt, k=40)
+        near = dist <= dist[:, :1] + 0.75 * fit.scale
+        front = np.where(near, depth[idx], np.inf).argmin(1)
+        picks.append(idx[np.arange(len(idx)), front])
+    med = np.median(model.mean[np.stack(picks)], axis=0)
+    return cKDTree(model.mean).query(med)[1]
 
 
 def main() -> None:
@@ -52,7 +74,7 @@ def main() -> None:
     args = ap.parse_args()
     model = load_default_model()
     det = MediaPipeDetector()
-    picks, mp_all, gt_all = [], [], []
+    picks, mp_all, gt_all, frontal = [], [], [], []
     for pts_file in sorted(args.data.glob("*.pts")):
         gt = read_pts(pts_file)
         image = load_image(pts_file.with_suffix(".jpg"))
@@ -79,6 +101,7 @@ def main() -> None:
         near = dist <= dist[:, :1] + 0.75 * pose.scale  # within 0.75 mm of the nearest
         front = np.where(near, depth[idx], np.inf).argmin(1)
         picks.append(idx[np.arange(len(idx)), front])
+        frontal.append((face, gt, image.shape[1::-1]))
     picks_a = np.stack(picks)  # (n_images, 468)
     print(f"{len(mp_all)} photos with a face, {len(picks_a)} near-frontal used")
     pos = model.mean[picks_a]  # (n, 468, 3) in the mean face frame
@@ -106,13 +129,21 @@ def main() -> None:
         rhs = (gt_s[:, j] - p[:, 0]).reshape(-1)
         ab = np.linalg.lstsq(a, rhs, rcond=None)[0]
         ibug_w[j] = [1 - ab.sum(), ab[0], ab[1]]
+    corr = LandmarkCorrespondence("mediapipe468", fixed.astype(np.int64),
+                                  vertex[fixed].astype(np.int64), weights.astype(np.float32),
+                                  contour.astype(np.int64), 1.0)
+    ibug300w = surface_points(model, frontal, corr)
+    moved = np.linalg.norm(model.mean[ibug300w] - model.mean[model.landmark_ids["ibug68"]], axis=1)
+    print(f"300-W points from the 3DDFA landmark vertices: jaw {moved[:17].mean():.2f} mm, "
+          f"inner {moved[17:].mean():.2f} mm (mean)")
     DATA.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         DATA, model=np.array(model.name), mp_index=fixed.astype(np.int16),
         vertex_ids=vertex[fixed].astype(np.int32), weights=weights.astype(np.float32),
         spread_mm=spread.astype(np.float32), contour_mp_index=contour.astype(np.int16),
         contour_weight=np.float32(1.0), ibug_from_mp_index=ibug_idx.astype(np.int16),
-        ibug_from_mp_weight=ibug_w.astype(np.float32))
+        ibug_from_mp_weight=ibug_w.astype(np.float32),
+        ibug300w_vertex_ids=ibug300w.astype(np.int32))
     print(f"fixed landmarks: {len(fixed)} (median spread {np.median(spread[fixed]):.2f} mm), "
           f"contour landmarks: {len(contour)}; wrote {DATA}")
 

@@ -130,3 +130,53 @@ def test_euler_conventions() -> None:
     assert (rotation_from_euler(30, 0, 0) @ nose)[0] > 0  # yaw: nose to the image's right
     assert (rotation_from_euler(0, 30, 0) @ nose)[1] < 0  # pitch: nose down
     assert (rotation_from_euler(0, 0, 30) @ np.array([1.0, 0, 0]))[1] > 0  # roll: CCW
+
+
+def test_300w_landmark_vertices_are_symmetric_and_move_brows_and_jaw() -> None:
+    """The learned 300-W points (`ibug300w_vertex_ids`) are as left/right symmetric as the
+    annotators: mirrored inner points within 1.5 mm of their partners; the jaw seeds sit on
+    the frontal outline, far from 3DDFA's jaw vertices, and the brows move up."""
+    from facefit.fit.correspondence import ibug300w_vertex_ids
+    from facefit.model import load_default_model
+    from facefit.model.topology import symmetry_plane_x
+    from facefit.regress.profiling import IBUG68_MIRROR
+
+    model = load_default_model()
+    ids = ibug300w_vertex_ids(model)
+    assert ids is not None and ids.shape == (68,)
+    mean = model.mean.astype(np.float64)
+    p = mean[ids]
+    q = p[IBUG68_MIRROR].copy()
+    q[:, 0] = 2.0 * symmetry_plane_x(mean) - q[:, 0]
+    gap = np.linalg.norm(p - q, axis=1)
+    assert gap[17:].max() < 1.5 and gap[:17].max() < 6.0
+    old = mean[model.landmark_ids["ibug68"]]
+    assert np.linalg.norm(p[:17] - old[:17], axis=1).mean() > 10.0
+
+
+def test_300w_convention_beats_3ddfa_vertices_on_held_out_helen() -> None:
+    """On HELEN test photos (not used to learn the points), ``landmarks_68_2d_contour`` is
+    closer to the 300-W annotations than the 3DDFA landmark vertices' projections."""
+    from pathlib import Path
+
+    from facefit.eval.datasets import read_pts
+    from facefit.eval.landmarks import nme_interocular
+    from facefit.eval.predictions import load_rgb, select_face
+    from facefit.reconstruct import Reconstructor
+
+    folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "helen-test"
+    files = sorted(folder.glob("*.pts"))[::30]
+    if not files:
+        pytest.skip(f"{folder}: HELEN test set absent")
+    rec = Reconstructor(texture_size=0, landmarks="mediapipe")
+    new, old, gts = [], [], []
+    for f in files:
+        gt = read_pts(f)[:, :2]
+        found = rec.reconstruct(load_rgb(f.with_suffix(".jpg")))
+        fit = found[select_face([np.asarray(r.face.box) for r in found], gt)].fit
+        new.append(fit.landmarks_68_2d_contour)
+        old.append(fit.landmarks_68_2d)
+        gts.append(gt)
+    e_new = np.mean(nme_interocular(np.array(new), np.array(gts)))
+    e_old = np.mean(nme_interocular(np.array(old), np.array(gts)))
+    assert e_new < 0.93 * e_old, (e_new, e_old)

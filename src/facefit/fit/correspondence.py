@@ -72,6 +72,17 @@ def _dense_data() -> dict[str, np.ndarray] | None:
         return {k: z[k] for k in z.files}
 
 
+def ibug300w_vertex_ids(model: MorphableModel) -> np.ndarray | None:
+    """(68,) int64 vertex ids of the iBUG points where 300-W's annotators put them on
+    ``model``'s surface (inner points 17-67, learned from the 300-W training photos; the jaw
+    ids are the model's, the 300-W jaw follows the silhouette), or None where the model has
+    no such set (only the default model has one; others use their ``ibug68`` vertices)."""
+    data = _dense_data()
+    if data is None or "ibug300w_vertex_ids" not in data or str(data["model"]) != model.name:
+        return None
+    return data["ibug300w_vertex_ids"].astype(np.int64)
+
+
 def mediapipe_to_ibug68(points: np.ndarray) -> np.ndarray:
     """(68, 2) iBUG landmarks from (468, 2) MediaPipe points: each iBUG point is a fixed
     weighted mean of a few MediaPipe points, learned from annotated photos (see the script)."""

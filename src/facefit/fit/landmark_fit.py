@@ -41,6 +41,7 @@ from facefit.fit.core.solver import NormalEquations, gauss_newton, stack_rows
 from facefit.fit.correspondence import (
     LandmarkCorrespondence,
     correspondence_for,
+    ibug300w_vertex_ids,
     mediapipe_to_ibug68,
 )
 from facefit.fit.result import FitResult, assemble_result, image_vertices
@@ -372,10 +373,15 @@ def make_result(model: MorphableModel, shape: np.ndarray, expr: np.ndarray, pose
 
 def silhouette_contour(model: MorphableModel, verts_px: np.ndarray, landmarks_3d: np.ndarray
                        ) -> np.ndarray:
-    """(68, 2) ``landmarks_3d[:, :2]`` with the 17 jaw points moved to the visible silhouette of
-    the image-space mesh ``verts_px`` (V, 3) of ``model`` (300-W convention)."""
+    """(68, 2) iBUG points in the 300-W convention: the points on the vertices where 300-W's
+    annotators put them on near-frontal faces (`ibug300w_vertex_ids`, learned from the 300-W
+    training photos; else ``landmarks_3d[:, :2]``), then the 17 jaw points moved to the
+    nearest point of the visible silhouette of the image-space mesh ``verts_px`` (V, 3)."""
     cont = model_contour(model)
     contour2d = np.array(landmarks_3d[:, :2], np.float32)
+    ids300w = ibug300w_vertex_ids(model)
+    if ids300w is not None:
+        contour2d = np.array(verts_px[ids300w, :2], np.float32)
     cand = verts_px[cont.vertex_ids, :2]
     idx = match_contour(contour2d[:17], cand, verts_px[cont.centre_id, :2])
     contour2d[:17][idx >= 0] = cand[idx[idx >= 0]]
