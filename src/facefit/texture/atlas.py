@@ -30,10 +30,10 @@ __all__ = ["FACE_SCALE", "ICT_HEAD_UV", "NEUTRAL_COLOURS", "TextureLayout", "pac
 ICT_HEAD_UV = Path(__file__).parent / "data" / "ict_head_uv.npz"
 """Per-corner UVs of the packaged ICT head (`scripts/build_ict_texture_layout.py`)."""
 
-FACE_SCALE = 0.84
+FACE_SCALE = 0.86
 """Side of the square (in UV units) that ICT's face tile is scaled into (top-left)."""
 
-BACK_STRIP = 0.86
+BACK_STRIP = 0.87
 """ICT's back-of-head tile is squeezed into u in [BACK_STRIP, 1] (all of v)."""
 
 SKIN_MATERIALS = ("M_Face", "M_BackHead")
