@@ -220,7 +220,14 @@ def test_same_person_keeps_blendshape_weights_bounded(ict):
           f"{np.linalg.norm(mean - truth, axis=1).mean():.2f} mm)")
 
 
+ANTAGONISTS = [{"jawLeft", "jawRight"}, {"mouthLeft", "mouthRight"}] + [
+    {f"{a}_{s}", f"{b}_{s}"} for s in "LR" for a, b in (
+        ("mouthSmile", "mouthFrown"), ("eyeBlink", "eyeWide"), ("eyeLookUp", "eyeLookDown"),
+        ("eyeLookIn", "eyeLookOut"))]
+
+
 def _antagonists(active: set[str]) -> bool:
-    """True if ``active`` holds a smile and a frown of the same mouth corner: they pull the
-    corner up and down and cancel on the landmarks, so no fit can tell their amounts."""
-    return any({f"mouthSmile_{s}", f"mouthFrown_{s}"} <= active for s in "LR")
+    """True if ``active`` holds two opposite shapes (a smile and a frown of one mouth corner,
+    jaw left and right, ...): they move the same points in opposite directions and cancel,
+    so no fit can tell their amounts."""
+    return any(pair <= active for pair in ANTAGONISTS)

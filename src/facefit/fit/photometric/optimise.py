@@ -288,6 +288,10 @@ def refine_photometric_multi(
     shape_prior = GaussianPrior(prior.mean[:ks], prior.sigma[:ks])
     expr_prior = GaussianPrior(prior.mean[ks:nc], prior.sigma[ks:nc])
     joint_prior = GaussianPrior(prior.mean[nc:], prior.sigma[nc:])
+    # blendshape (ICT) weights: projected onto their box after every step, with the
+    # elastic-net sparsity cost of the landmark fit (`facefit.fit.blendshape`) in place of
+    # the Gaussian prior
+    box = kind.box() if kind.kind == "ict" else None  # type: ignore[attr-defined]
     normals = config.level_normals
     stencil = _cached(base, "stencil") if "stencil" in normals else None
     triangles = np.asarray(base.triangles, np.int64)
@@ -342,7 +346,8 @@ def refine_photometric_multi(
         e = e + albedo.cost(config, n_lm)
         for i, ph in enumerate(photos):
             out = renderer(i)()
-            coeff_cost = gaussian_cost(expr_prior, ph.expr)
+            coeff_cost = (gaussian_cost(expr_prior, ph.expr) if box is None
+                          else blendshape_cost(ph.expr))
             if len(mesh.free_joints):
                 coeff_cost = coeff_cost + gaussian_cost(joint_prior, ph.joint_vector())
             e = e + (pixel_loss(out, ph.act, config.image_loss, config.pixel_sigma)
@@ -352,6 +357,19 @@ def refine_photometric_multi(
                      + config.light_prior * light_cost(ph.sh))
         return e
 
+    def blendshape_cost(w: torch.Tensor) -> torch.Tensor:
+        from facefit.fit.blendshape import DEFAULT_RIDGE, DEFAULT_SPARSITY
+
+        return DEFAULT_SPARSITY * w.sum() + DEFAULT_RIDGE * (w * w).sum()
+
+    def project() -> None:
+        if box is None:
+            return
+        with torch.no_grad():
+            for ph in photos:
+                ph.expr.clamp_(float(box.lower[ks]), float(box.upper[ks]))
+
+    project()
     # initial light at the coarsest level, initial error at the finest
     refresh(0)
     for i, ph in enumerate(photos):
@@ -417,6 +435,7 @@ def refine_photometric_multi(
                                           history_size=10, line_search_fn="strong_wolfe",
                                           tolerance_grad=1e-9, tolerance_change=1e-12)
                 lbfgs.step(closure)
+                project()
             else:
                 for j in range(block):
                     decay = config.lr_floor + (1 - config.lr_floor) * 0.5 * (
@@ -429,6 +448,7 @@ def refine_photometric_multi(
                     closure()
                     if opt is not None:
                         opt.step()
+                        project()
                     if albedo.opt is not None:
                         albedo.opt.step()
             n = max(evals[0], 1)
@@ -462,6 +482,8 @@ def refine_photometric_multi(
         else:
             new_fit = make_result(base, a, expr, camera_pose(rot, scale, trans), fit.camera,
                                   fit.residual_px, fit.num_landmarks, fit.iterations)
+            if box is not None:
+                new_fit.extras["blendshape_weights"] = expr.copy()
         results.append(PhotometricResult(
             new_fit, ph.sh.detach().cpu().numpy().astype(np.float32), alb, e1, e0, lm_err,
             done, dict(timings_ms), ph.data.box, config.size))
