@@ -385,6 +385,66 @@ def _prune_tips(triangles: np.ndarray, max_rounds: int = 100) -> np.ndarray:
     return tri
 
 
+def _boundary_links(n: int, tri: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(next, prev) (V,) along the open boundary, edges oriented as their triangle traverses
+    them; -1 off the boundary and at vertices with more than one boundary edge either way."""
+    directed = _edges(tri)
+    und = np.sort(directed, 1)
+    _, inverse, counts = np.unique(und[:, 0] * n + und[:, 1], return_inverse=True,
+                                   return_counts=True)
+    bnd = directed[counts[inverse] == 1]
+    ok = (np.bincount(bnd[:, 0], minlength=n)[bnd[:, 0]] == 1) & (
+        np.bincount(bnd[:, 1], minlength=n)[bnd[:, 1]] == 1)
+    nxt = np.full(n, -1, np.int64)
+    prv = np.full(n, -1, np.int64)
+    nxt[bnd[ok, 0]] = bnd[ok, 1]
+    prv[bnd[ok, 1]] = bnd[ok, 0]
+    return nxt, prv
+
+
+def _fill_notches(pts: np.ndarray, flat: np.ndarray, tri: np.ndarray, max_angle_deg: float,
+                  variants: np.ndarray | None, rounds: int = 20) -> np.ndarray:
+    """Close the concave corners of the open border: where the border turns inwards at a
+    vertex b (edges a -> b -> c) with an outside angle below ``max_angle_deg`` (in the
+    unfolding), add the triangle (a, c, b), unless it folds (on ``pts`` or ``variants``) or
+    the edge a-c already exists. The staircase of a border cut across a triangle grid
+    becomes straight edges; notches one triangle deep close."""
+    n = len(pts)
+    blocked = np.zeros(n, bool)
+    for _ in range(rounds):
+        nxt, prv = _boundary_links(n, tri)
+        b = np.flatnonzero((nxt >= 0) & (prv >= 0) & ~blocked)
+        a, c = prv[b], nxt[b]
+        u, v = flat[a] - flat[b], flat[c] - flat[b]
+        cross = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]  # (a, c, b) counter-clockwise: > 0
+        cos = (u * v).sum(1) / np.maximum(np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1),
+                                          1e-18)
+        angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+        cand = (a != c) & (cross > 0) & (angle < max_angle_deg)
+        b, a, c, angle = b[cand], a[cand], c[cand], angle[cand]
+        und = np.sort(_edges(tri), 1)
+        existing = np.unique(und[:, 0] * n + und[:, 1])
+        lo, hi = np.minimum(a, c), np.maximum(a, c)
+        fresh = ~np.isin(lo * n + hi, existing)
+        b, a, c, angle = b[fresh], a[fresh], c[fresh], angle[fresh]
+        if b.size == 0:
+            break
+        # neighbouring corners share an edge: per round, only the sharpest of adjacent ones
+        rank = np.full(n, np.inf)
+        rank[b] = angle + 1e-9 * b
+        pick = (rank[b] < rank[a]) & (rank[b] < rank[c])
+        b, a, c = b[pick], a[pick], c[pick]
+        new = np.c_[a, c, b]
+        trial = np.concatenate([tri, new])
+        folded = folded_triangles(pts, trial)
+        for other in () if variants is None else variants:
+            folded |= folded_triangles(other, trial)
+        bad = folded[len(tri):]
+        blocked[b[bad]] = True
+        tri = np.concatenate([tri, new[~bad]])
+    return tri
+
+
 def build_face_topology(points: np.ndarray, smooth_iterations: int = 300,
                         max_edge_scale: float = 2.0, min_angle_deg: float = 2.0,
                         centre_back: float = 0.37,
@@ -463,6 +523,7 @@ def build_face_topology(points: np.ndarray, smooth_iterations: int = 300,
         trim = _smooth_outline(flat, tri, outline_radius, 0.5 * median_edge,
                                erode=outline_radius)
         tri = _prune_tips(tri[trim(flat[tri].mean(1))])
+        tri = _prune_tips(_fill_notches(pts, flat, tri, 150.0, variants))
         _, labels = _vertex_components(n, tri)
         counts = np.bincount(labels[tri[:, 0]], minlength=labels.max() + 1)
         tri = tri[labels[tri[:, 0]] == np.argmax(counts)]
