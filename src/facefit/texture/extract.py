@@ -1,13 +1,18 @@
 """Extract a UV texture and per-vertex colours of a fitted face from its photo.
 
 Texels are rasterised in UV space (row 0 is v = 1, texel ``(i, j)`` has its centre at
-``u = (j + 0.5) / T, v = 1 - (i + 0.5) / T``), mapped to the image through the fitted mesh
-and sampled bilinearly (integer pixel centres, as `facefit.render.raster`). A texel is
+``u = (j + 0.5) / T, v = 1 - (i + 0.5) / T``; the model's layout,
+`facefit.texture.atlas.texture_layout`: per-vertex UVs, or per-corner UVs such as ICT's),
+mapped to the image through the fitted mesh and sampled bilinearly (integer pixel centres,
+as `facefit.render.raster`) from the photo, or from its Gaussian pyramid where a texel
+covers more than a pixel (`MIP_LEVELS`). A texel is
 visible when its triangle faces the camera and its depth matches the image z-buffer (then
 decided by its neighbourhood's majority). Hidden texels take the colour of their mirror
 point (mirrored vertices, same barycentrics) when that one is visible; texels sampled outside
 the fitted face region fade out; what is left, and a margin around the UV islands, is filled
-smoothly by pull-push interpolation.
+smoothly by pull-push interpolation (a filled island, as ICT's back of the head, starting
+from the sampled side's colours along its seams); fixed-colour cells (ICT's eyes and teeth)
+are painted last.
 """
 
 from __future__ import annotations
