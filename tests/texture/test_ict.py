@@ -213,3 +213,36 @@ def test_ict_exports_split_the_mesh_at_uv_seams(ict, tmp_path):
         pytest.skip("Khronos glTF validator not installed (node gltf-validator; .ci/run)")
     errors, report = validate_glb(tmp_path / "p_face0.glb")
     assert errors == 0, report
+
+
+def test_samples_past_the_face_outline_do_not_reach_the_texture():
+    """The fade is centred on the fitted face outline (hull of the 68 landmarks, brows
+    raised): a texel whose photo sample lies more than half the band outside it shows none
+    of the background, whatever the mesh covers there."""
+    import cv2
+
+    from facefit.model import load_default_model
+    from facefit.texture.extract import FADE_BAND
+
+    model = load_default_model()
+    m = model.mean.astype(np.float64)
+    verts = np.stack([300 + 2 * m[:, 0], 300 - 2 * m[:, 1], -2 * m[:, 2]], 1).astype(np.float32)
+    p = verts[np.asarray(model.landmark_ids["ibug68"]), :2].astype(np.float64)
+    outline = np.concatenate([p[:17], p[26:16:-1] + (p[27] - p[30]) * 0.7])
+    hull = cv2.convexHull(outline.astype(np.float32))
+    image = np.zeros((600, 600, 3), np.uint8)
+    image[:] = (0, 255, 0)  # green background
+    cv2.fillPoly(image, [np.round(hull.reshape(-1, 2)).astype(np.int32)], (200, 150, 120))
+    texture, _ = extract_texture(model, verts, image, size=256)
+    texels = uv_texels(model, 256)
+    pos = np.asarray(texels.interp @ verts)[:, :2]
+    inside = np.zeros((600, 600), np.uint8)
+    cv2.fillPoly(inside, [np.round(hull.reshape(-1, 2)).astype(np.int32)], 1)
+    outside = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5)
+    xy = np.clip(np.round(pos).astype(int), 0, 599)
+    dist = outside[xy[:, 1], xy[:, 0]]
+    band = FADE_BAND * np.ptp(p[:17], axis=0).max()
+    far = dist > band / 2 + 2
+    assert far.sum() > 100
+    colours = texture.reshape(-1, 3)[texels.index[far]].astype(np.int64)
+    assert (colours[:, 1] - colours[:, 0]).max() < 0  # no green: skin has R > G

@@ -50,8 +50,8 @@ def extract_texture(
     noise, and each flipped texel would copy a colour from elsewhere (isolated wrong
     texels). Texels whose photo sample lies outside the fitted face region (the hull of the
     68 landmarks with the brows raised to the forehead, when the model has ``ibug68``
-    landmarks) fade over a band of 8 % of the face size to the filled colour, so that the
-    mesh border does not sample hair, collar or background.
+    landmarks) fade over a band of 8 % of the face size centred on its outline to the
+    filled colour, so that the mesh border does not sample hair, collar or background.
 
     Args:
         model: the morphable model (its ``triangles``, ``uv`` and ``mirror_ids`` are used).
@@ -107,7 +107,8 @@ def extract_texture(
 
 
 FADE_BAND = 0.08
-"""Width of the fade outside the fitted face region, as a fraction of the face size."""
+"""Width of the fade across the fitted face region's outline, as a fraction of the face
+size."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -282,9 +283,12 @@ def _majority(flags: np.ndarray, texels: UVTexels) -> np.ndarray:
 def _face_region_weight(model: MorphableModel, verts: np.ndarray,
                         window: tuple[int, int, int, int]
                         ) -> tuple[np.ndarray, int, int] | None:
-    """Fade weight over the image (1 inside the fitted face region, falling linearly to 0
-    over `FADE_BAND` of the face size outside it), as (map, x0, y0) over the mesh's box
-    ``window`` (`crop_window`); None when the model has no ``ibug68`` landmarks."""
+    """Fade weight over the image, as (map, x0, y0) over the mesh's box ``window``
+    (`crop_window`): linear across a band of `FADE_BAND` of the face size centred on the
+    fitted face region's outline (1 from half the band inside it, 0.5 on it, 0 from half the
+    band outside: a sample just outside the jaw line is background or neck, and a whole
+    head's mesh, as ICT's, reaches well past it); None when the model has no ``ibug68``
+    landmarks."""
     ids = getattr(model, "landmark_ids", {}).get("ibug68")
     if ids is None or len(ids) != 68:
         return None
@@ -294,10 +298,14 @@ def _face_region_weight(model: MorphableModel, verts: np.ndarray,
     x0, y0, x1, y1 = window
     h, w = max(y1 - y0, 1), max(x1 - x0, 1)
     mask = np.zeros((h, w), np.uint8)
-    hull = cv2.convexHull((outline - [x0, y0]).astype(np.float32)).reshape(-1, 2)
-    cv2.fillPoly(mask, [np.round(hull * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
     size = float(np.ptp(p[:17], axis=0).max())
     band = max(FADE_BAND * size, 1.0)
+    hull = cv2.convexHull((outline - [x0, y0]).astype(np.float32)).reshape(-1, 2)
+    # the outline moved inwards by half the band (radially from the hull's centre)
+    centre = hull.mean(0)
+    radius = np.maximum(np.linalg.norm(hull - centre, axis=1, keepdims=True), 1e-6)
+    hull = centre + (hull - centre) * np.maximum(radius - band / 2, 0.0) / radius
+    cv2.fillPoly(mask, [np.round(hull * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
     dist = cv2.distanceTransform((1 - mask).astype(np.uint8), cv2.DIST_L2, 5)
     return np.clip(1.0 - dist / band, 0.0, 1.0).astype(np.float32), x0, y0
 
