@@ -1,10 +1,9 @@
 """Soft edges for renders of open meshes.
 
-Face models are open surfaces cut out of a head (forehead, neck, behind the ears). Near the
-cut, the default model's mesh is a band of thin, partly folded triangles with gaps between
-them (the outermost rows of the model's vertices are sparse and irregular, and the mesh
-built over them is ragged). Drawn opaque, that band is a jagged, striped fringe along every
-open edge. `rim_weight` gives each vertex a weight that rises from 0 on the open boundary to
+Face models are open surfaces cut out of a head (forehead, neck, behind the ears). Drawn
+opaque, the cut is a hard edge, and a ragged one where a model's border is (the default
+model's border is cut along a smooth curve, `facefit.model.topology`; other models' need not
+be). `rim_weight` gives each vertex a weight that rises from 0 on the open boundary to
 1 at ``band_mm`` along the surface, so renderers can fade the mesh out towards its cut.
 """
 
