@@ -231,3 +231,36 @@ def _antagonists(active: set[str]) -> bool:
     jaw left and right, ...): they move the same points in opposite directions and cancel,
     so no fit can tell their amounts."""
     return any(pair <= active for pair in ANTAGONISTS)
+
+
+def test_video_frames_use_the_chin_for_jaw_open(ict):
+    """ICT video frames (`facefit.video.fitter.FrameFitter`) get a detector's view: the 51
+    inner points on fixed vertices and the 17 outline points apart. The chin of that outline
+    (`view_blendshape_points`) joins the fit (weight 0.5, as in single photos), and the
+    opening and closing jaw is followed frame by frame."""
+    from facefit.fit.blendshape import view_blendshape_points
+    from facefit.fit.multi_image import ViewPoints
+    from facefit.video.fitter import FrameFitter
+
+    fm = ict
+    names = fm.expression_names
+    lm = np.asarray(fm.base.landmark_ids["ibug68"])
+    rng = np.random.default_rng(1)
+    identity = np.r_[0.8 * rng.standard_normal(10), np.zeros(fm.num_shape - 10)]
+    jaws = np.r_[np.linspace(0.0, 0.6, 6), np.linspace(0.5, 0.0, 5)]
+    views = []
+    for k, jaw in enumerate(jaws):
+        w = np.zeros(fm.num_expression)
+        w[names.index("jawOpen")] = jaw
+        pts, _ = _camera(20.0 + 2 * k, 5, 0).project(fm.vertices(FaceParams(identity, w), lm))
+        pts = pts + rng.normal(0, 0.5, pts.shape)
+        views.append(ViewPoints(pts[17:], lm[17:], np.ones(51), 1.0, contour_px=pts[:17]))
+    p, ids, w8 = view_blendshape_points(fm, views[0].points_px, views[0].vertex_ids,
+                                        views[0].weights, views[0].contour_px)
+    np.testing.assert_array_equal(ids[-3:], lm[7:10])
+    np.testing.assert_array_equal(p[-3:], views[0].contour_px[7:10])
+    assert len(p) == 54 and np.all(w8[-3:] == 0.5)
+    fitter = FrameFitter(fm, identity)
+    got = np.array([fitter.fit(v, k / 25).raw_expression for k, v in enumerate(views)])
+    assert np.abs(got[:, names.index("jawOpen")] - jaws).max() < 0.1
+    assert got.min() >= 0.0 and got.max() <= 1.0

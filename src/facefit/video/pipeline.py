@@ -211,11 +211,14 @@ def process_frames(
                 pts, _ = p.project(fitter.vertices(fit.params, ids=lm68))
                 pose = pose_record(p.rotation, p.scale, p.translation, p.kind, p.focal,
                                    p.principal)
-                # the frame's own fitted pose, not the smoothed one: the solve explains this
-                # frame's raw landmarks, and a lagging pose on a moving head leaves residuals
-                # (chin against lips) that the mouth shapes took up (LRS3 clip: jawOpen r
-                # 0.67 -> 0.87 against the tracked inner-lip gap)
-                arkit = arkit_for_pose(model, face, fit.raw_pose, identity, fit.expression)
+                # ARKit weights per frame, unsmoothed: the frame's own fitted pose, not the
+                # smoothed one (the solve explains this frame's raw landmarks; a lagging pose
+                # on a moving head left residuals, chin against lips, that the mouth shapes
+                # took up: LRS3 clip jawOpen r 0.67 -> 0.86 against the tracked inner-lip
+                # gap), and a blendshape model's own raw weights (the expression filter
+                # flattened them: MEAD clip, --model ict, r 0.76 smoothed, 0.86 raw)
+                arkit = arkit_for_pose(model, face, fit.raw_pose, identity,
+                                       fit.raw_expression)
                 record["faces"].append(face_record(
                     face.box, face.score, pose, pts, fit.expression, fit.residual_px,
                     landmark_source=landmark_source(face), redetected=bool(detected),
