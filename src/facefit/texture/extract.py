@@ -187,22 +187,24 @@ def _sample_filtered(levels: list[_Level], xy: np.ndarray, footprint: np.ndarray
     """(N, 3) float32 samples at ``xy`` (N, 2), each from the pyramid level of its
     ``footprint`` (N,): linear in log2(footprint) between the two levels around it."""
     out = _sample(levels[0].image, xy)  # texels of at most a pixel need only the photo
-    if len(levels) == 1:
-        return out
-    big = np.flatnonzero(footprint > 1.0)
+    big = np.flatnonzero(footprint > 1.0) if len(levels) > 1 else np.zeros(0, np.int64)
     if len(big) == 0:
         return out
     lod = np.minimum(np.log2(footprint[big]), len(levels) - 1.0)
-    k = np.minimum(lod.astype(np.int8), len(levels) - 2)
     xb = xy[big]
-    res = np.empty((len(big), 3), np.float32)
-    for j in range(len(levels) - 1):
-        m = np.flatnonzero(k == j)
-        if len(m) == 0:
-            continue
-        lower = out[big[m]] if j == 0 else levels[j].sample(xb[m])
-        upper = levels[j + 1].sample(xb[m])
-        res[m] = lower + (lod[m] - j)[:, None] * (upper - lower)
+    lower = out[big]
+    upper = levels[1].sample(xb)  # most texels lie between the photo and level 1
+    res = lower + np.minimum(lod, 1.0)[:, None] * (upper - lower)
+    deep = np.flatnonzero(lod > 1.0)
+    if len(deep):
+        k = np.minimum(lod[deep].astype(np.int64), len(levels) - 2)
+        for j in range(1, len(levels) - 1):
+            m = deep[k == j]
+            if len(m) == 0:
+                continue
+            a = upper[m] if j == 1 else levels[j].sample(xb[m])
+            b = levels[j + 1].sample(xb[m])
+            res[m] = a + (lod[m] - j)[:, None] * (b - a)
     out[big] = res
     return out
 
