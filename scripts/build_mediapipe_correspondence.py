@@ -68,9 +68,11 @@ def main() -> None:
     ap.add_argument("--max-yaw", type=float, default=30.0)
     ap.add_argument("--max-spread", type=float, default=4.0,
                     help="drop MediaPipe points whose matched vertex varies more (mm, median)")
-    ap.add_argument("--contour", action="store_true",
-                    help="treat the oval points below the eyes as silhouette landmarks "
-                         "(default: fixed vertices, which measured better on AFLW2000-3D)")
+    ap.add_argument("--no-contour", dest="contour", action="store_false",
+                    help="leave the oval points below the eyes out instead of making them "
+                         "silhouette landmarks (matched on the occluding side of turned heads, "
+                         "`facefit.fit.contour.match_contour`); they measured better on "
+                         "AFLW2000-3D dev and HELEN")
     args = ap.parse_args()
     model = load_default_model()
     det = MediaPipeDetector()

@@ -20,7 +20,7 @@ import numpy as np
 
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.camera import Camera, camera_kind
-from facefit.fit.contour import ContourCandidates, contour_candidates, match_contour
+from facefit.fit.contour import ContourCandidates, contour_candidates, head_turn, match_contour
 from facefit.fit.core.camera import (
     NUM_POSE_PARAMS,
     CameraPose,
@@ -136,7 +136,7 @@ class KindContour:
         p = self.kind.with_vector(self.kind.zero_params(), np.asarray(params, np.float64))
         x = self.kind.vertices(p, np.r_[self.cand_ids, self.centre_id])
         px, _ = camera.project(x)
-        idx = match_contour(self.targets_px, px[:-1], px[-1])
+        idx = match_contour(self.targets_px, px[:-1], px[-1], turn=head_turn(camera, x[-1]))
         ok = idx >= 0
         i = idx[ok]
         return (x[i], self.kind.vertex_jacobian(p, self.cand_ids[i]), self.targets_px[ok],

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facefit.fit.contour import match_contour
+from facefit.fit.contour import head_turn, match_contour
 from facefit.fit.core.camera import CameraPose
 
 Linearization = tuple[np.ndarray, np.ndarray]  # image points (N, 3), Jacobian (N, 3, 6 + M)
@@ -101,8 +101,10 @@ class ContourResidual:
         projected points (n, 2)) of the outline landmarks that found a silhouette vertex."""
         cand = self.cand_mean + self.cand_basis @ params
         cand_px, _ = camera.project(cand)
-        centre_px, _ = camera.project((self.centre_mean + self.centre_basis @ params)[None])
-        idx = match_contour(self.targets_px, cand_px, centre_px[0])
+        centre = self.centre_mean + self.centre_basis @ params
+        centre_px, _ = camera.project(centre[None])
+        idx = match_contour(self.targets_px, cand_px, centre_px[0],
+                            turn=head_turn(camera, centre))
         ok = idx >= 0
         i = idx[ok]
         return (cand[i], self.cand_basis[i], self.targets_px[ok], np.full(ok.sum(), self.weight),
