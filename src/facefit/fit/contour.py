@@ -121,12 +121,14 @@ the face oval as outline): 20 degrees lowered every yaw bucket's NME against no 
 
 def head_turn(camera: CameraPose, centre_mm: np.ndarray) -> float:
     """Signed sine of the head's turn in the image: the image x of the model's forward axis
-    (+z, out of the face) at ``centre_mm`` (3,), over the image length of its across axis
-    (+x); positive when the face turns towards image +x."""
+    (+z, out of the face) at ``centre_mm`` (3,), in units of the image length of a model
+    axis parallel to the image (the projections of three orthonormal axes have squared
+    lengths summing to twice that, squared); positive when the face turns towards image +x."""
     c = np.asarray(centre_mm, np.float64)
-    px, _ = camera.project(np.stack([c, c + (50.0, 0.0, 0.0), c + (0.0, 0.0, 50.0)]))
-    across = float(np.hypot(*(px[1] - px[0])))
-    return float((px[2, 0] - px[0, 0]) / max(across, 1e-9))
+    px, _ = camera.project(c + np.vstack([np.zeros(3), 50.0 * np.eye(3)]))
+    d = px[1:] - px[0]
+    unit = float(np.sqrt(0.5 * (d**2).sum()))
+    return float(d[2, 0] / max(unit, 1e-9))
 
 
 def match_contour(
