@@ -581,8 +581,8 @@ def mesh_quality(points: np.ndarray, triangles: np.ndarray) -> dict[str, float]:
     ``components`` (over vertex adjacency), ``outward_fraction`` (triangles whose normal has
     a positive dot with the direction from the fitted head sphere's centre),
     ``max_edge_ratio`` (longest / median edge), ``inconsistent_edge_fraction`` (interior
-    edges not traversed in opposite directions by their two triangles) and
-    ``min_area`` (mm^2).
+    edges not traversed in opposite directions by their two triangles),
+    ``folded_triangles`` (`folded_triangles`) and ``min_area`` (mm^2).
     """
     pts = np.asarray(points, np.float64)
     tri = np.asarray(triangles, np.int64)
@@ -622,5 +622,6 @@ def mesh_quality(points: np.ndarray, triangles: np.ndarray) -> dict[str, float]:
         "outward_fraction": float(((normal * radial).sum(1) > 0).mean()),
         "max_edge_ratio": float(lengths.max() / np.median(lengths)),
         "inconsistent_edge_fraction": float(inconsistent.sum() / max(interior.sum(), 1)),
+        "folded_triangles": float(folded_triangles(pts, tri).sum()),
         "min_area": float(area.min()),
     }
