@@ -256,13 +256,15 @@ def test_arkit_for_pose_video_frames(bfm, transfer):
 
 
 def test_video_arkit_weights_follow_a_turning_head(tmp_path, bfm, transfer):
-    """`facefit.video.pipeline.process_frames` with smoothing on: a head that swings 30
-    degrees in a few frames while the mouth opens and closes. The ARKit solve of each frame
-    explains that frame's landmarks at the frame's own fitted pose: with the smoothed pose,
-    which lags behind the swing, the residual it leaves (chin against lips) was taken up by
-    the mouth shapes."""
+    """`facefit.video.pipeline.process_frames` with smoothing on: a head that nods and
+    turns by 20-30 degrees in a few frames while the mouth opens and closes. The ARKit
+    solve of each frame explains that frame's landmarks at the frame's own fitted pose:
+    with the smoothed pose, which lags behind the motion, the residual it leaves (chin
+    against lips) was taken up by the mouth shapes."""
+    import dataclasses
     import json
 
+    from facefit.fit.correspondence import IBUG68_FIXED
     from facefit.video import pipeline
 
     hybrid = face_model(transfer.blendshape_model(bfm))
@@ -290,8 +292,11 @@ def test_video_arkit_weights_follow_a_turning_head(tmp_path, bfm, transfer):
             self.i = 0
 
         def update(self, frame: np.ndarray) -> tuple[FaceLandmarks, bool]:
+            # all 68 on fixed vertices, as facefit's network gives them (and as they were
+            # made): the frame fit's pose is then not disturbed by a silhouette outline
             self.i += 1
-            return _landmark_face(clip[self.i - 1]), False
+            return dataclasses.replace(_landmark_face(clip[self.i - 1]),
+                                       scheme=IBUG68_FIXED), False
 
     frames = (np.zeros((480, 640, 3), np.uint8) for _ in clip)
     pipeline.process_frames(frames, 25.0, bfm, np.asarray(a, np.float32), Tracker(),
@@ -300,5 +305,5 @@ def test_video_arkit_weights_follow_a_turning_head(tmp_path, bfm, transfer):
     got = np.array([f["faces"][0]["arkit_blendshapes"]["jawOpen"] for f in lines])
     print("jawOpen error per frame", np.round(got - jaws, 2))
     # at the smoothed pose the errors were -0.6, +0.9, +0.5, -0.3 on the moving frames
-    assert np.abs(got - jaws).max() < 0.25, np.round(got - jaws, 2)
+    assert np.abs(got - jaws).max() < 0.2, np.round(got - jaws, 2)
     assert np.corrcoef(got, jaws)[0, 1] > 0.9
