@@ -231,3 +231,31 @@ def test_glb_mesh_reads_facefit_glbs(tmp_path: Path) -> None:
     np.testing.assert_array_equal(t, tri)
     with pytest.raises(ValueError, match="not a binary glTF"):
         glb_mesh(b"GIF89a" + bytes(40))
+
+
+def test_rim_fade_ignores_uv_seams(tmp_path: Path) -> None:
+    """The viewer's open-edge fade of a mesh split at a UV seam (vertices duplicated, as the
+    ICT head's GLB is) equals that of the unsplit mesh: a seam is not an open edge."""
+    import base64
+
+    from facefit.io.export import write_glb
+    from facefit.io.html import _rim_b64
+    from facefit.render.rim import rim_weight
+
+    # a 9 x 9 grid of 1 mm squares, open on its border
+    g = np.stack(np.meshgrid(np.arange(9.0), np.arange(9.0)), -1).reshape(-1, 2)
+    pts = np.c_[g, np.zeros(len(g))]
+    q = (np.arange(8)[:, None] * 9 + np.arange(8)[None]).ravel()
+    tri = np.concatenate([np.c_[q, q + 1, q + 10], np.c_[q, q + 10, q + 9]])
+    # split along x = 4: triangles right of it use copies of the column's vertices
+    col = np.flatnonzero(pts[:, 0] == 4)
+    copy = np.arange(len(pts))
+    copy[col] = len(pts) + np.arange(len(col))
+    right = pts[tri].mean(1)[:, 0] > 4
+    split_tri = np.where(right[:, None], copy[tri], tri)
+    split_pts = np.vstack([pts, pts[col]])
+    path = write_glb(tmp_path / "split.glb", split_pts, split_tri)
+    got = np.frombuffer(base64.b64decode(_rim_b64(path.read_bytes())), np.uint8)
+    want = np.round(rim_weight(pts, tri) * 255)
+    np.testing.assert_array_equal(got[: len(pts)], want.astype(np.uint8))
+    np.testing.assert_array_equal(got[len(pts):], got[col])

@@ -117,7 +117,10 @@ def _rim_b64(glb: bytes) -> str:
     if key not in _RIM_CACHE:
         from facefit.render.rim import rim_weight
 
-        w = rim_weight(positions, triangles)
+        # vertices split at UV seams (the ICT head) are one surface point: merge them so that
+        # a seam is not taken for an open edge
+        merged, inverse = np.unique(positions, axis=0, return_inverse=True)
+        w = rim_weight(merged, inverse.reshape(-1)[triangles])[inverse.reshape(-1)]
         _RIM_CACHE[key] = _b64(np.round(w * 255).astype(np.uint8).tobytes())
     return _RIM_CACHE[key]
 
