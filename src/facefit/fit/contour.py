@@ -72,14 +72,30 @@ def contour_candidates(model: MorphableModel, max_candidates: int = 2500) -> Con
 def _outermost_along_rays(directions: np.ndarray, d_c: np.ndarray, max_angle_deg: float
                           ) -> np.ndarray:
     """For each ray angle (R,), the candidate (rows of ``d_c`` (C, 2), relative to the centre)
-    farthest out along the ray within +-``max_angle_deg`` of it; -1 where none is."""
+    farthest out along the ray within +-``max_angle_deg`` of it; -1 where none is.
+
+    The candidates within reach of a ray are a run of the angle-sorted candidates (found by
+    binary search, the sorted list repeated at -2 pi and +2 pi for rays that wrap), so the
+    work is R times the widest run, not R times C."""
     ang_c = np.arctan2(d_c[:, 1], d_c[:, 0])
-    diff = np.mod(ang_c[None, :] - directions[:, None] + np.pi, 2 * np.pi) - np.pi  # (R, C)
-    radial = np.hypot(d_c[:, 0], d_c[:, 1])[None, :] * np.cos(diff)
-    radial = np.where(np.abs(diff) <= np.deg2rad(max_angle_deg), radial, -np.inf)
+    rad_c = np.hypot(d_c[:, 0], d_c[:, 1])
+    order = np.argsort(ang_c, kind="stable")
+    a = ang_c[order]
+    a3 = np.concatenate([a - 2 * np.pi, a, a + 2 * np.pi])
+    o3 = np.tile(order, 3)
+    half = np.deg2rad(max_angle_deg)
+    lo = np.searchsorted(a3, directions - half - 1e-9, side="left")
+    hi = np.searchsorted(a3, directions + half + 1e-9, side="right")
+    width = max(int((hi - lo).max(initial=0)), 1)
+    cols = lo[:, None] + np.arange(width)[None, :]  # (R, width)
+    inside = cols < hi[:, None]
+    cand = o3[np.minimum(cols, len(a3) - 1)]
+    diff = np.mod(ang_c[cand] - directions[:, None] + np.pi, 2 * np.pi) - np.pi
+    radial = np.where(inside & (np.abs(diff) <= half), rad_c[cand] * np.cos(diff), -np.inf)
     best = np.argmax(radial, axis=1)
-    found = np.isfinite(radial[np.arange(len(best)), best])
-    return np.where(found, best, -1).astype(np.int64)
+    rows = np.arange(len(best))
+    found = np.isfinite(radial[rows, best])
+    return np.where(found, cand[rows, best], -1).astype(np.int64)
 
 
 def silhouette_ids(candidates_px: np.ndarray, centre_px: np.ndarray, step_deg: float = 1.0,
