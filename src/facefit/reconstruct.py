@@ -190,13 +190,15 @@ def crop_to_face(image_rgb: np.ndarray, verts_px: np.ndarray, margin_px: int = 2
     texture samples) to that side, and the vertices (x, y and depth) with it; a 1,500-pixel
     face textured at 512x512 needs no more than about 1,024 pixels.
     """
+    from facefit.render.raster import finite_bounds
+
     v = np.asarray(verts_px, np.float32)
     h, w = image_rgb.shape[:2]
-    finite = v[np.isfinite(v[:, :2]).all(1), :2]
-    if len(finite) == 0:
+    lo, hi = finite_bounds(v)
+    if lo is None:
         return image_rgb, v
-    lo = np.floor(finite.min(0)).astype(int) - margin_px
-    hi = np.ceil(finite.max(0)).astype(int) + margin_px + 1
+    lo = np.floor(lo).astype(int) - margin_px
+    hi = np.ceil(hi).astype(int) + margin_px + 1
     x0, y0 = int(np.clip(lo[0], 0, w - 1)), int(np.clip(lo[1], 0, h - 1))
     x1, y1 = int(np.clip(hi[0], x0 + 1, w)), int(np.clip(hi[1], y0 + 1, h))
     crop = image_rgb[y0:y1, x0:x1]

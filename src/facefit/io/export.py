@@ -150,9 +150,40 @@ def _rows(tag: str, values: np.ndarray, fmt: str) -> str:
 _MODEL_CACHE: dict[tuple[Any, ...], Any] = {}
 
 
+_DIGESTS: dict[int, tuple[np.ndarray, tuple[Any, ...]]] = {}
+
+
 def _cache_key(a: np.ndarray, *extra: Any) -> tuple[Any, ...]:
-    a = np.ascontiguousarray(a)
-    return (a.shape, a.dtype.str, hash(a.tobytes()), *extra)
+    """Key of ``a``'s contents: hashed once per array object (the model's triangles and
+    UVs are the same objects for every face) while the array is read-only."""
+    hit = _DIGESTS.get(id(a))
+    if hit is not None and hit[0] is a and not a.flags.writeable:
+        return (*hit[1], *extra)
+    c = np.ascontiguousarray(a)
+    digest = (c.shape, c.dtype.str, hash(c.tobytes()))
+    if isinstance(a, np.ndarray) and not a.flags.writeable:
+        if len(_DIGESTS) >= 64:
+            _DIGESTS.clear()
+        _DIGESTS[id(a)] = (a, digest)  # the reference keeps the id from being reused
+    return (*digest, *extra)
+
+
+_FROZEN: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """A read-only view of a model's array (triangles, UVs), the same view object for the
+    same array: `_cache_key` then hashes its contents once per process, not once per face.
+    Model arrays are never modified in place."""
+    hit = _FROZEN.get(id(a))
+    if hit is not None and hit[0] is a:
+        return hit[1]
+    view = np.asarray(a).view()
+    view.flags.writeable = False
+    if len(_FROZEN) >= 64:
+        _FROZEN.clear()
+    _FROZEN[id(a)] = (a, view)
+    return view
 
 
 def _cached(key: tuple[Any, ...], make: Any) -> Any:
@@ -413,7 +444,7 @@ def overlay_faces(image_rgb: np.ndarray, model: MorphableModel,
     ``max_side`` is shrunk to it first (area averaging), and the fits with it."""
     from facefit.render.overlay import OverlayRenderer
 
-    renderer = _cached(_cache_key(np.asarray(model.triangles), "overlay", model.name,
+    renderer = _cached(_cache_key(_frozen(model.triangles), "overlay", model.name,
                                   model.num_vertices),
                        lambda: OverlayRenderer(np.asarray(model.mean), model.triangles))
     out = np.ascontiguousarray(image_rgb[..., :3], dtype=np.uint8)
@@ -488,7 +519,7 @@ def export_reconstructions(
         raise ValueError(f"unknown export formats {sorted(unknown)}; choose from {FORMATS}")
     out_dir = Path(out_dir)
     stem = name if name is not None else Path(image_path).stem
-    tri = np.asarray(model.triangles)
+    tri = _frozen(model.triangles)
     t_image = time.perf_counter()
     overlay_name = None
     if "overlay" in formats and recons:
@@ -504,6 +535,7 @@ def export_reconstructions(
         if "obj" in formats or "glb" in formats:  # split at UV seams (ICT), else as is
             layout = texture_layout(model)
             split, tri_uv, uv = layout.mesh(verts, tri)
+            tri_uv, uv = _frozen(tri_uv), _frozen(uv)
         if "obj" in formats:
             normals = layout.mesh(vertex_normals(verts, tri), tri)[0]
             files["obj"] = write_obj(out_dir / f"{base}.obj", split, tri_uv, uv, rec.texture,

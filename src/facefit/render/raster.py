@@ -63,13 +63,51 @@ def rasterize(
     Returns:
         A `Raster` of shape (height, width).
     """
-    v = np.asarray(verts_px, dtype=np.float32)
     tri = np.asarray(triangles).reshape(-1, 3).astype(np.int32, copy=False)
     tid_img = np.full((height, width), -1, np.int32)
     bary_img = np.zeros((height, width, 3), np.float32)
     depth_img = np.full((height, width), np.inf, np.float32)
-    if len(tri) == 0 or height <= 0 or width <= 0:
+    frags = _fragments(verts_px, tri, height, width, cull)
+    if frags is None:
         return Raster(tid_img, bary_img, depth_img, tri)
+    pix, z, t, b1, b2 = frags
+
+    # Depth resolve: per-pixel minimum, then one winner per pixel among the minima.
+    depth_flat = depth_img.reshape(-1)
+    np.minimum.at(depth_flat, pix, z)
+    win = np.flatnonzero(z <= depth_flat.take(pix))
+    pw = pix.take(win)
+    tid_img.reshape(-1)[pw] = t.take(win)
+    b1, b2 = b1.take(win), b2.take(win)
+    bary_img.reshape(-1, 3)[pw] = np.stack([1.0 - b1 - b2, b1, b2], axis=1)
+    return Raster(tid_img, bary_img, depth_img, tri)
+
+
+def depth_buffer(
+    verts_px: np.ndarray,
+    triangles: np.ndarray,
+    height: int,
+    width: int,
+    cull: str | None = None,
+) -> np.ndarray:
+    """(height, width) float32 z-buffer of the mesh (``inf`` for background): the ``depth``
+    of `rasterize` with the same arguments, without resolving which triangle wins."""
+    tri = np.asarray(triangles).reshape(-1, 3).astype(np.int32, copy=False)
+    depth_img = np.full((height, width), np.inf, np.float32)
+    frags = _fragments(verts_px, tri, height, width, cull, with_ids=False)
+    if frags is not None:
+        np.minimum.at(depth_img.reshape(-1), frags[0], frags[1])
+    return depth_img
+
+
+def _fragments(verts_px: np.ndarray, tri: np.ndarray, height: int, width: int,
+               cull: str | None, with_ids: bool = True
+               ) -> tuple[np.ndarray, ...] | None:
+    """Every covered (pixel, triangle) pair: flat pixel index, depth, triangle id and the
+    barycentrics b1, b2 (the last three only ``with_ids``); None when nothing is covered."""
+    v = np.asarray(verts_px, dtype=np.float32)
+    if len(tri) == 0 or height <= 0 or width <= 0:
+        return None
 
     # Per-triangle set-up in float32 (exact enough: see _EPS), few temporaries.
     vx, vy = np.ascontiguousarray(v[:, 0]), np.ascontiguousarray(v[:, 1])
@@ -99,7 +137,7 @@ def rasterize(
     # dense (n, ch, cw) block of candidate pixel centres, broadcasting per-triangle values.
     kept = np.flatnonzero(keep)
     if len(kept) == 0:
-        return Raster(tid_img, bary_img, depth_img, tri)
+        return None
     span_x, span_y = x1 - x0, y1 - y0
     bw = span_x.take(kept).astype(np.int32) + 1
     bh = span_y.take(kept).astype(np.int32) + 1
@@ -134,18 +172,8 @@ def rasterize(
         z = vz.take(ia.take(t)) * b0 + vz.take(ib.take(t)) * b1 + vz.take(ic.take(t)) * b2
         pix = ((gy0.take(n_).astype(np.int64) + r_) * width
                + (gx0.take(n_).astype(np.int64) + c_))
-        parts.append((pix, z, t, b1, b2))
-    pix, z, t, b1, b2 = (np.concatenate(a) for a in zip(*parts, strict=True))
-
-    # Depth resolve: per-pixel minimum, then one winner per pixel among the minima.
-    depth_flat = depth_img.reshape(-1)
-    np.minimum.at(depth_flat, pix, z)
-    win = np.flatnonzero(z <= depth_flat.take(pix))
-    pw = pix.take(win)
-    tid_img.reshape(-1)[pw] = t.take(win)
-    b1, b2 = b1.take(win), b2.take(win)
-    bary_img.reshape(-1, 3)[pw] = np.stack([1.0 - b1 - b2, b1, b2], axis=1)
-    return Raster(tid_img, bary_img, depth_img, tri)
+        parts.append((pix, z, t, b1, b2) if with_ids else (pix, z))
+    return tuple(np.concatenate(a) for a in zip(*parts, strict=True))
 
 
 # Tolerance of the inside test (barycentric units, float32 rounding is ~1e-7): pixel centres
@@ -190,12 +218,27 @@ def crop_window(
 ) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) pixel window (x1, y1 exclusive) of the mesh's 2D bounding box,
     padded by ``pad`` pixels and clipped to the image; empty (x1 <= x0) when outside."""
-    v = np.asarray(verts_px)
-    finite = v[np.isfinite(v[:, :2]).all(1)]
-    if len(finite) == 0:
+    lo, hi = finite_bounds(verts_px)
+    if lo is None:
         return 0, 0, 0, 0
-    x0 = int(np.clip(np.floor(finite[:, 0].min()) - pad, 0, width))
-    y0 = int(np.clip(np.floor(finite[:, 1].min()) - pad, 0, height))
-    x1 = int(np.clip(np.ceil(finite[:, 0].max()) + pad + 1, 0, width))
-    y1 = int(np.clip(np.ceil(finite[:, 1].max()) + pad + 1, 0, height))
+    x0 = int(np.clip(np.floor(lo[0]) - pad, 0, width))
+    y0 = int(np.clip(np.floor(lo[1]) - pad, 0, height))
+    x1 = int(np.clip(np.ceil(hi[0]) + pad + 1, 0, width))
+    y1 = int(np.clip(np.ceil(hi[1]) + pad + 1, 0, height))
     return x0, y0, x1, y1
+
+
+def finite_bounds(verts_px: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(2,) minimum and maximum of x and y over the vertices whose x and y are finite, or
+    (None, None) when none is. Without a copy when every vertex is finite (a NaN or an
+    infinity shows in the plain minimum or maximum)."""
+    v = np.asarray(verts_px)[:, :2]
+    if len(v) == 0:
+        return None, None
+    lo, hi = v.min(0), v.max(0)
+    if np.isfinite(lo).all() and np.isfinite(hi).all():
+        return lo, hi
+    finite = v[np.isfinite(v).all(1)]
+    if len(finite) == 0:
+        return None, None
+    return finite.min(0), finite.max(0)

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import sparse
 
 from facefit.model.morphable_model import MorphableModel
-from facefit.render.raster import crop_window, rasterize
+from facefit.render.raster import crop_window, depth_buffer, rasterize
 from facefit.render.shading import triangle_cross
 from facefit.texture.atlas import TextureLayout, texture_layout
 
@@ -89,8 +89,11 @@ def extract_texture(
     w_mirror = mirror.weight
     known = w_direct + w_mirror
     color = np.zeros((size * size, 3), np.float32)
-    color[texels.index] = ((w_direct[:, None] * direct.colour + w_mirror[:, None] * mirror.colour)
-                           / np.maximum(known, 1e-6)[:, None])
+    # (w_d c_d + w_m c_m) / max(known, 1e-6), in place (the same float32 operations)
+    mixed = np.multiply(direct.colour, w_direct[:, None], out=direct.colour)
+    mixed += np.multiply(mirror.colour, w_mirror[:, None], out=mirror.colour)
+    mixed /= np.maximum(known, 1e-6)[:, None]
+    color[texels.index] = mixed
     weight = np.zeros(size * size, np.float32)
     weight[texels.index] = known
     if texels.seam_matrix is not None:
@@ -256,7 +259,7 @@ def _sample(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
     grid[:n] = xy
     out = cv2.remap(image, grid.reshape(rows, cols, 2), None, cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape(rows * cols, -1)[:n].astype(np.float32)
+    return out.reshape(rows * cols, -1)[:n].astype(np.float32, copy=False)
 
 
 def _box_share(flags: np.ndarray, texels: UVTexels) -> np.ndarray:
@@ -459,7 +462,7 @@ def _zbuffer(verts: np.ndarray, tri: np.ndarray, window: tuple[int, int, int, in
                                                                     np.float32)
     hz = int(np.ceil((h - 1) / step)) + 1 if h > 0 else 0
     wz = int(np.ceil((w - 1) / step)) + 1 if w > 0 else 0
-    return rasterize(shifted, tri, hz, wz, cull="back").depth, x0, y0, step
+    return depth_buffer(shifted, tri, hz, wz, cull="back"), x0, y0, step
 
 
 def _depth_test(pos: np.ndarray, zbuf: np.ndarray, x0: int, y0: int, step: float,
