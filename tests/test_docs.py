@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_docs.py"
+from repo_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def build_docs():
     pytest.importorskip("pdoc")
-    spec = importlib.util.spec_from_file_location("build_docs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/build_docs.py")
 
 
 def test_references_resolve_or_not(build_docs) -> None:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "update_readme.py"
+from repo_scripts import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("update_readme", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/update_readme.py")
 
 
 def test_replace_block_keeps_prose() -> None:

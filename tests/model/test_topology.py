@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_scripts import load_script
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
@@ -20,14 +19,9 @@ from facefit.model.topology import (
     mirror_vertex_ids,
 )
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_default_topology.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("build_default_topology", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/build_default_topology.py")
 
 
 @pytest.fixture(scope="module")

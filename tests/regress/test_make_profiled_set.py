@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from repo_scripts import load_script
 
 from facefit.fit.camera import rotation_from_euler
 from facefit.fit.core.camera import ScaledOrthographicCamera
 from facefit.model.bfm_3ddfa import load_default_model
 from facefit.regress.dataset import read_shard
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_profiled_set.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_profiled_set", _SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/make_profiled_set.py")
 
 
 def _face(folder: Path) -> None:

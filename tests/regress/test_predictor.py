@@ -186,12 +186,9 @@ def test_rendered_profile_face(predictor, yaw) -> None:
 
 
 def test_export_script_round_trip(tmp_path) -> None:
-    import importlib.util
+    from repo_scripts import load_script
 
-    spec = importlib.util.spec_from_file_location(
-        "export_regress_weights", WEIGHTS_PATH.parents[4] / "scripts" / "export_regress_weights.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("scripts/export_regress_weights.py")
     model = load_default_model()
     from facefit.regress.network import build_network
 
