@@ -19,8 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from facefit.fit.camera import rotation_from_euler
-from facefit.render.raster import interpolate, rasterize
+from facefit.render.shading import render_textured_view
 
 _TYPES = {5126: np.float32, 5125: np.uint32, 5123: np.uint16, 5121: np.uint8}
 _WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
@@ -52,26 +51,6 @@ def read_glb(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return pos, tri, np.c_[uv[:, 0], 1.0 - uv[:, 1]], np.asarray(image)
 
 
-def render(vertices: np.ndarray, triangles: np.ndarray, uv: np.ndarray, texture: np.ndarray,
-           yaw_deg: float, size: int = 384) -> np.ndarray:
-    """(size, size, 3) uint8: the mesh (y up, z to the viewer) turned by ``yaw_deg`` about
-    the vertical axis, textured (bilinear), on a grey background."""
-    v = vertices @ rotation_from_euler(yaw_deg, 0.0, 0.0).T
-    centre = 0.5 * (v.min(0) + v.max(0))
-    scale = 0.9 * size / np.ptp(v[:, :2], axis=0).max()
-    px = np.c_[(v[:, 0] - centre[0]) * scale + size / 2, (centre[1] - v[:, 1]) * scale
-               + size / 2, -v[:, 2] * scale].astype(np.float32)
-    r = rasterize(px, triangles, size, size, cull="back")
-    t = texture.shape[0]
-    st = interpolate(r, np.c_[uv[:, 0] * t - 0.5, (1.0 - uv[:, 1]) * t - 0.5].astype(np.float32))
-    out = np.full((size, size, 3), 60, np.uint8)
-    hit = r.triangle_id >= 0
-    samples = cv2.remap(texture, st[..., 0].astype(np.float32), st[..., 1].astype(np.float32),
-                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    out[hit] = samples[hit]
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("glb", type=Path, nargs="+")
@@ -84,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for path in args.glb:
         pos, tri, uv, tex = read_glb(path)
-        row = [render(pos, tri, uv, tex, yaw, args.size) for yaw in args.yaw]
+        row = [render_textured_view(pos, tri, uv, tex, yaw, args.size) for yaw in args.yaw]
         if args.texture:
             row.append(cv2.resize(tex, (args.size, args.size), interpolation=cv2.INTER_AREA))
         rows.append(np.hstack(row))

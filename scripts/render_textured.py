@@ -18,30 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facefit.fit.camera import rotation_from_euler
 from facefit.io.image import load_image
 from facefit.reconstruct import Reconstructor
-from facefit.render.raster import interpolate, rasterize
-
-
-def render(vertices_mm: np.ndarray, triangles: np.ndarray, uv: np.ndarray,
-           texture: np.ndarray, yaw_deg: float, size: int = 512) -> np.ndarray:
-    """(size, size, 3) uint8: the mesh (model frame, y up, z to the viewer) turned by
-    ``yaw_deg`` about the vertical axis, textured, on a grey background."""
-    v = vertices_mm @ rotation_from_euler(yaw_deg, 0.0, 0.0).T
-    centre = 0.5 * (v.min(0) + v.max(0))
-    scale = 0.9 * size / np.ptp(v[:, :2], axis=0).max()
-    px = np.c_[(v[:, 0] - centre[0]) * scale + size / 2, (centre[1] - v[:, 1]) * scale
-               + size / 2, -v[:, 2] * scale].astype(np.float32)
-    r = rasterize(px, triangles, size, size, cull="back")
-    t = texture.shape[0]
-    st = interpolate(r, np.c_[uv[:, 0] * t - 0.5, (1.0 - uv[:, 1]) * t - 0.5].astype(np.float32))
-    out = np.full((size, size, 3), 60, np.uint8)
-    hit = r.triangle_id >= 0
-    samples = cv2.remap(texture, st[..., 0].astype(np.float32), st[..., 1].astype(np.float32),
-                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    out[hit] = samples[hit]
-    return out
+from facefit.render.shading import render_textured_view
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     verts = export_vertices(rec.model, face.fit) @ np.asarray(face.fit.rotation, np.float32)
     args.out.mkdir(parents=True, exist_ok=True)
     for yaw in args.yaw:
-        img = render(verts, rec.model.triangles, rec.model.uv, face.texture, yaw)
+        img = render_textured_view(verts, rec.model.triangles, rec.model.uv, face.texture, yaw)
         path = args.out / f"{args.image.stem}{args.tag}_yaw{int(yaw)}.png"
         cv2.imwrite(str(path), img[..., ::-1])
         print(path)

@@ -10,6 +10,7 @@ space normal has negative z, and its signed area in x-right, y-down coordinates 
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from facefit.render.raster import interpolate, rasterize
@@ -108,3 +109,32 @@ def render_shaded(
     mask = raster.mask
     rgb = shade[..., None] * np.asarray(color, np.float32) * mask[..., None]
     return np.clip(rgb, 0.0, 1.0).astype(np.float32), mask
+
+
+def render_textured_view(vertices_mm: np.ndarray, triangles: np.ndarray, uv: np.ndarray,
+                         texture: np.ndarray, yaw_deg: float, size: int = 512,
+                         background: int = 60) -> np.ndarray:
+    """(size, size, 3) uint8: a textured mesh (model frame: y up, z towards the viewer) turned
+    by ``yaw_deg`` about the vertical axis, orthographic, fitted to 90 % of the square, back
+    faces culled, texture only (bilinear), on a grey background; for looking at textures.
+
+    Args:
+        vertices_mm: (V, 3) positions; triangles: (F, 3) counter-clockwise from outside.
+        uv: (V, 2) texture coordinates, v up; texture: (T, T, 3) uint8, row 0 at v = 1.
+    """
+    from facefit.fit.camera import rotation_from_euler
+
+    v = np.asarray(vertices_mm, np.float64) @ rotation_from_euler(yaw_deg, 0.0, 0.0).T
+    centre = 0.5 * (v.min(0) + v.max(0))
+    scale = 0.9 * size / np.ptp(v[:, :2], axis=0).max()
+    px = np.c_[(v[:, 0] - centre[0]) * scale + size / 2, (centre[1] - v[:, 1]) * scale
+               + size / 2, -v[:, 2] * scale].astype(np.float32)
+    r = rasterize(px, triangles, size, size, cull="back")
+    t = texture.shape[0]
+    st = interpolate(r, np.c_[uv[:, 0] * t - 0.5, (1.0 - uv[:, 1]) * t - 0.5].astype(np.float32))
+    out = np.full((size, size, 3), background, np.uint8)
+    hit = r.triangle_id >= 0
+    samples = cv2.remap(texture, st[..., 0].astype(np.float32), st[..., 1].astype(np.float32),
+                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out[hit] = samples[hit]
+    return out
