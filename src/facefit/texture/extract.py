@@ -103,7 +103,8 @@ def extract_texture(
         color[texels.seam_index] = texels.seam_matrix @ first.reshape(-1, 3)
         weight[texels.seam_index] = 1.0
     texture = pull_push(color.reshape(size, size, 3), weight.reshape(size, size))
-    texture = np.clip(texture + 0.5, 0, 255).astype(np.uint8)
+    texture += 0.5
+    texture = np.clip(texture, 0, 255, out=texture).astype(np.uint8)
     paint_cells(texture, texels.layout)
     vcol = texels.vertex_interp @ texture.reshape(-1, 3).astype(np.float32)
     return texture, np.clip(vcol + 0.5, 0, 255).astype(np.uint8)
@@ -510,9 +511,15 @@ def pull_push(color: np.ndarray, known: np.ndarray) -> np.ndarray:
     for cw, w in reversed(levels[1:-1]):
         up = cv2.pyrUp(filled, dstsize=(w.shape[1], w.shape[0])).reshape(cw.shape)
         alpha = np.minimum(4.0 * w, 1.0)[..., None]
-        filled = alpha * (cw / np.maximum(w, 1e-6)[..., None]) + (1.0 - alpha) * up
+        # alpha * (cw / max(w, 1e-6)) + (1 - alpha) * up, in place (the same operations)
+        filled = np.divide(cw, np.maximum(w, 1e-6)[..., None])
+        filled *= alpha
+        up *= 1.0 - alpha
+        filled += up
     out = cv2.pyrUp(filled, dstsize=(w0.shape[1], w0.shape[0])).reshape(color.shape)
-    out += w0[..., None] * (color - out)  # known * color + (1 - known) * fill
+    diff = np.subtract(color, out)
+    diff *= w0[..., None]
+    out += diff  # known * color + (1 - known) * fill
     np.copyto(out, color, where=trusted[..., None] > 0)
     return out
 
