@@ -141,7 +141,7 @@ def process_frames(
         progress: called with the frame index after each frame.
     """
     from facefit.fit.correspondence import correspondence_for
-    from facefit.model.arkit import arkit_for_pose
+    from facefit.model.arkit import EyelidCalibration, arkit_for_pose
     from facefit.render.overlay import OverlayRenderer
 
     stats = VideoStats()
@@ -154,6 +154,7 @@ def process_frames(
     except ValueError:
         pivot_ids = np.asarray(model.landmark_ids["ibug68"])
     lm68 = np.asarray(model.landmark_ids["ibug68"])
+    eyelids = EyelidCalibration()  # the clip's eyelid offsets, for the ARKit blinks
 
     def make_fitter(shape: np.ndarray) -> FrameFitter:
         sm = (PoseExpressionSmoother(pivot=model.vertices(shape, ids=pivot_ids).mean(0))
@@ -218,7 +219,7 @@ def process_frames(
                 # gap), and a blendshape model's own raw weights (the expression filter
                 # flattened them: MEAD clip, --model ict, r 0.76 smoothed, 0.86 raw)
                 arkit = arkit_for_pose(model, face, fit.raw_pose, identity,
-                                       fit.raw_expression)
+                                       fit.raw_expression, eyelids=eyelids)
                 record["faces"].append(face_record(
                     face.box, face.score, pose, pts, fit.expression, fit.residual_px,
                     landmark_source=landmark_source(face), redetected=bool(detected),
