@@ -110,7 +110,7 @@ _STATE: dict[str, Any] = {}
 def reconstructor_for(config: BatchConfig) -> Any:
     """The process's `facefit.Reconstructor` for ``config``: model and detector are loaded
     once per process (per worker) and reused for every image."""
-    key = config.fingerprint()
+    key = (config.fingerprint(), "ply" in config.formats)
     if _STATE.get("key") != key:
         from facefit.reconstruct import Reconstructor
 
@@ -124,7 +124,7 @@ def reconstructor_for(config: BatchConfig) -> Any:
             texture_size=config.texture_size if _textured(config.formats) else 0,
             refine=config.refine, image_loss=config.image_loss,
             photometric_iterations=config.photometric_iterations,
-            landmarks=config.landmarks)
+            landmarks=config.landmarks, vertex_colors="ply" in config.formats)
         _STATE["key"] = key
     return _STATE["recon"]
 

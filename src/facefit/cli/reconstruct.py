@@ -331,7 +331,8 @@ def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
                              image_loss=getattr(args, "image_loss", "l2"),
                              photometric_iterations=getattr(args, "photometric_iterations", 100),
                              progress=not getattr(args, "quiet", False),
-                             landmarks=getattr(args, "landmarks", "auto"))
+                             landmarks=getattr(args, "landmarks", "auto"),
+                             vertex_colors="ply" in args.formats)  # only PLY uses them
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("facefit"):
             raise Unavailable(f"this facefit install is incomplete ({exc})") from exc

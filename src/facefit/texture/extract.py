@@ -39,7 +39,8 @@ def extract_texture(
     verts_px: np.ndarray,
     image_rgb: np.ndarray,
     size: int = 512,
-) -> tuple[np.ndarray, np.ndarray]:
+    vertex_colors: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """UV texture and per-vertex colours of one fitted face.
 
     Each covered texel samples the photo where the camera sees it; a hidden texel samples
@@ -59,10 +60,12 @@ def extract_texture(
             pixels (larger is farther), as `FitResult.verts_px`.
         image_rgb: (H, W, 3) uint8 photo.
         size: texture side T in texels.
+        vertex_colors: also sample the per-vertex colours (only the PLY writer uses them).
 
     Returns:
         texture: (T, T, 3) uint8, row 0 at v = 1; filled everywhere (no holes).
-        vertex_colors: (V, 3) uint8: the texture at each vertex's UV.
+        vertex_colors: (V, 3) uint8: the texture at each vertex's UV (None unless
+            ``vertex_colors``).
     """
     verts = np.asarray(verts_px, dtype=np.float32)
     image = np.ascontiguousarray(image_rgb[..., :3])
@@ -106,6 +109,8 @@ def extract_texture(
     texture += 0.5
     texture = np.clip(texture, 0, 255, out=texture).astype(np.uint8)
     paint_cells(texture, texels.layout)
+    if not vertex_colors:
+        return texture, None
     vcol = texels.vertex_interp @ texture.reshape(-1, 3).astype(np.float32)
     return texture, np.clip(vcol + 0.5, 0, 255).astype(np.uint8)
 
