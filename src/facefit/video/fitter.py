@@ -120,7 +120,7 @@ class FrameFitter:
         moved = pts.copy()
         moved[on] -= np.median(np.stack(self._eyelid_offsets), axis=0) * scale
         bs = fit_blendshape_points(fm, moved, ids, sigma_px, w, identity=self.shape,
-                                   init=(pose, vec), iterations=its)
+                                   init=(pose, vec), iterations=1)
         out = vec.copy()
         out[shapes] = np.asarray(bs.weights, np.float64)[shapes]
         return out
