@@ -387,6 +387,10 @@ def _no_gaze(names: list[str]) -> np.ndarray:
 
 EYELID_IDS = np.arange(36, 48)
 """iBUG 68 eye points: the subject's right eye 36-41 (image left), left eye 42-47."""
+EYELID_MIN_FRAMES = 5
+"""Frames an `EyelidCalibration` waits for before it corrects (the video ICT fit too): the
+first frames of a clip keep the detector's offset (real LRS3 clip, left eye: eyeBlinkLeft
+0.31-0.42 on frames 0-3, then 0-0.02)."""
 EYELID_WEIGHT = 4.0
 """Weight of the eye points in the per-frame solve (the others 1): a lid's few pixels of
 travel against the sparsity prior (synthetic clip, both eyes closed, with `EyelidCalibration`:
@@ -415,18 +419,23 @@ class EyelidCalibration:
     points the default model's neutral eye is narrower than a detected open one (iBUG eye
     aspect 0.27 against 0.35 on the synthetic clip), so a closing eye first had to pass it."""
 
-    def __init__(self, history: int = 250) -> None:
+    def __init__(self, history: int = 250, min_frames: int = EYELID_MIN_FRAMES) -> None:
         self.history = int(history)
+        self.min_frames = int(min_frames)
         self._offsets: list[np.ndarray] = []
 
     def correct(self, pts: np.ndarray, model_pts: np.ndarray) -> np.ndarray:
         """(68, 2) ``pts`` with the eye points moved by minus the clip's median offset from
-        the model's projected points ``model_pts`` (68, 2) (this frame included)."""
+        the model's projected points ``model_pts`` (68, 2) (this frame included); ``pts``
+        as they are until ``min_frames`` frames are in (a median of one or two frames would
+        take a blink for the open eye)."""
         pts = np.asarray(pts, np.float64)
         u, v, w = _eye_frames(pts)
         d = pts[EYELID_IDS] - np.asarray(model_pts, np.float64)[EYELID_IDS]
         self._offsets.append(np.column_stack([(d * u).sum(1), (d * v).sum(1)]) / w[:, None])
         del self._offsets[:-self.history]
+        if len(self._offsets) < self.min_frames:
+            return pts
         med = np.median(np.stack(self._offsets), axis=0)
         out = pts.copy()
         out[EYELID_IDS] -= (med[:, :1] * u + med[:, 1:] * v) * w[:, None]

@@ -12,6 +12,7 @@ import numpy as np
 from facefit.fit.blendshape import fit_blendshape_points, view_blendshape_points
 from facefit.fit.core.camera import CameraPose, camera_pose
 from facefit.fit.multi_image import ViewPoints, fit_views
+from facefit.model.arkit import EYELID_MIN_FRAMES
 from facefit.model.face_model import FaceModel, FaceParams
 from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
@@ -95,9 +96,10 @@ class FrameFitter:
         """Blendshape kinds: ``vec`` with the eye shapes (``eyeBlink/Squint/Wide``) refitted
         after the clip's own eyelid offsets are taken off the eyelid points (the points on
         vertices an ``eyeBlink`` shape moves over 1 mm): the median over the clip's frames
-        (the last `EYELID_HISTORY`) of each point's offset from the model's eye with the eye
-        shapes at 0, at the fitted pose, in model units (pixels over the camera scale). The
-        open eye as the clip mostly shows it is then the model's neutral one (as
+        (the last `EYELID_HISTORY`; none before `EYELID_MIN_FRAMES`) of each point's offset
+        from the model's eye with the eye shapes at 0, at the fitted pose, in model units
+        (pixels over the camera scale). The open eye as the clip mostly shows it is then the
+        model's neutral one (as
         `facefit.model.arkit.EyelidCalibration` for the default model's ARKit solve); only
         the eye shapes are taken from the refit, so the mouth and jaw are as fitted.
         Synthetic blink clip (`facefit.video.synthetic`), ``--model ict``, both-eye blinks:
@@ -117,6 +119,8 @@ class FrameFitter:
         del self._eyelid_offsets[:-EYELID_HISTORY]
         if len({len(o) for o in self._eyelid_offsets}) > 1:  # the point set changed
             self._eyelid_offsets = self._eyelid_offsets[-1:]
+        if len(self._eyelid_offsets) < EYELID_MIN_FRAMES:  # too few for a median
+            return vec
         moved = pts.copy()
         moved[on] -= np.median(np.stack(self._eyelid_offsets), axis=0) * scale
         bs = fit_blendshape_points(fm, moved, ids, sigma_px, w, identity=self.shape,
