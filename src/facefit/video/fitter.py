@@ -67,7 +67,8 @@ class FrameFitter:
         self.smoother = smoother
         self.iterations = iterations
         self._prev: tuple[CameraPose, np.ndarray] | None = None
-        self._eyelid_offsets: list[np.ndarray] = []  # blendshape kinds: `_eyelid_fit`
+        # blendshape kinds: the clip's eyelid offsets so far (`_eyelid_fit`), per frame
+        self.eyelid_offsets: list[np.ndarray] = []
         self._eye = _eye_parts(self.face_model) if self.face_model.kind == "ict" else None
 
     def reset(self) -> None:
@@ -79,7 +80,7 @@ class FrameFitter:
     def warm_start_from(self, other: FrameFitter) -> None:
         """Continue from ``other``'s last frame (the identity changed while streaming)."""
         self._prev = other._prev
-        self._eyelid_offsets = other._eyelid_offsets
+        self.eyelid_offsets = other.eyelid_offsets
 
     def params(self, view_params: np.ndarray) -> FaceParams:
         """The kind's parameters of the identity and one frame's parameter vector."""
@@ -115,14 +116,14 @@ class FrameFitter:
         neutral[_eye_shapes(fm, look=True)] = 0.0
         q = pose.project(fm.vertices(FaceParams(self.shape, neutral), ids[on]))[0]
         scale = float(getattr(pose, "scale", 1.0))
-        self._eyelid_offsets.append((pts[on] - q) / scale)
-        del self._eyelid_offsets[:-EYELID_HISTORY]
-        if len({len(o) for o in self._eyelid_offsets}) > 1:  # the point set changed
-            self._eyelid_offsets = self._eyelid_offsets[-1:]
-        if len(self._eyelid_offsets) < EYELID_MIN_FRAMES:  # too few for a median
+        self.eyelid_offsets.append((pts[on] - q) / scale)
+        del self.eyelid_offsets[:-EYELID_HISTORY]
+        if len({len(o) for o in self.eyelid_offsets}) > 1:  # the point set changed
+            self.eyelid_offsets = self.eyelid_offsets[-1:]
+        if len(self.eyelid_offsets) < EYELID_MIN_FRAMES:  # too few for a median
             return vec
         moved = pts.copy()
-        moved[on] -= np.median(np.stack(self._eyelid_offsets), axis=0) * scale
+        moved[on] -= np.median(np.stack(self.eyelid_offsets), axis=0) * scale
         bs = fit_blendshape_points(fm, moved, ids, sigma_px, w, identity=self.shape,
                                    init=(pose, vec), iterations=1)
         out = vec.copy()
