@@ -93,15 +93,15 @@ class FrameFitter:
         return fm.vertices(self.params(np.zeros(fm.num_params - len(self.shape))))
 
     def _eyelid_fit(self, pts: np.ndarray, ids: np.ndarray, w: np.ndarray, sigma_px: float,
-                    pose: CameraPose, vec: np.ndarray, its: int) -> np.ndarray:
+                    pose: CameraPose, vec: np.ndarray) -> np.ndarray:
         """Blendshape kinds: ``vec`` with the eye shapes (``eyeBlink/Squint/Wide``) refitted
         after the clip's own eyelid offsets are taken off the eyelid points (the points on
         vertices an ``eyeBlink`` shape moves over 1 mm): the median over the clip's frames
         (the last `EYELID_HISTORY`; none before `EYELID_MIN_FRAMES`) of each point's offset
         from the model's eye with the eye shapes at 0, at the fitted pose, in model units
         (pixels over the camera scale). The open eye as the clip mostly shows it is then the
-        model's neutral one (as
-        `facefit.model.arkit.EyelidCalibration` for the default model's ARKit solve); only
+        model's neutral one (as `facefit.model.arkit.EyelidCalibration` does for the default
+        model's ARKit solve, there in each eye's own frame); only
         the eye shapes are taken from the refit, so the mouth and jaw are as fitted.
         Synthetic blink clip (`facefit.video.synthetic`), ``--model ict``, both-eye blinks:
         eyeBlinkLeft/Right 0.07 / 0.11 -> 0.24 / 0.23 on the closed frames."""
@@ -146,7 +146,7 @@ class FrameFitter:
             bs = fit_blendshape_points(fm, pts, ids, view.sigma_px, w, identity=self.shape,
                                        init=self._prev, iterations=3 * its)
             pose, vec, rms = bs.camera, np.asarray(bs.weights, np.float64), [bs.rms_px]
-            vec = self._eyelid_fit(pts, ids, w, view.sigma_px, pose, vec, its)
+            vec = self._eyelid_fit(pts, ids, w, view.sigma_px, pose, vec)
         else:
             _, per_view, poses, rms, _ = fit_views(
                 self.model, [view], its, shape=self.shape, fix_shape=True, init=init,
