@@ -22,6 +22,7 @@ from facefit.fit.core.camera import camera_pose
 from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.flame_fit import FlameFit, flame_embedding, flame_result
 from facefit.fit.landmark_fit import make_result
+from facefit.fit.photometric.adam import Adam
 from facefit.fit.photometric.config import SKIN_RGB, PhotometricConfig
 from facefit.fit.photometric.data import prepare_photo
 from facefit.fit.photometric.objective import (
@@ -148,7 +149,7 @@ class Albedo:
             self.mirror_np = np.asarray(model.mirror_ids, np.int64)
             self.edges_np = _cached(model, "edges")
         self.leaf: torch.Tensor | None = None
-        self.opt: torch.optim.Adam | None = None
+        self.opt: Adam | None = None
         self.photo_means: list[torch.Tensor] = []
         self.photo_rows: list[torch.Tensor] = []
 
@@ -179,7 +180,7 @@ class Albedo:
         self.edges = torch.as_tensor(lut[e.T], device=dev)
         self.photo_rows = [torch.as_tensor(lut[lo], device=dev) for lo in locals_]
         self.leaf = self.full[self.ids].clone().requires_grad_(self.free)
-        self.opt = torch.optim.Adam([self.leaf], lr=lr, foreach=True) if self.free else None
+        self.opt = Adam([self.leaf], lr=lr) if self.free else None
 
     def active(self, i: int) -> torch.Tensor:
         """(Va, 3) albedo of photo ``i``'s active vertices."""
@@ -397,7 +398,7 @@ def refine_photometric_multi(
         groups.append({"params": [albedo.param], "lr": config.lr_albedo * lr})
     if config.specular:
         groups.append({"params": [spec], "lr": config.lr_specular * lr})
-    opt = torch.optim.Adam(groups, foreach=True) if groups else None
+    opt = Adam(groups) if groups else None
     base_lrs = [g["lr"] for g in groups]
 
     counts = config.level_counts()
