@@ -34,6 +34,7 @@ __all__ = [
     "folded_triangles",
     "mesh_quality",
     "mirror_vertex_ids",
+    "signed_area_2d",
     "symmetry_plane_x",
 ]
 
@@ -98,7 +99,9 @@ def _triangle_geometry(points: np.ndarray, triangles: np.ndarray):
     return lengths.max(1), 0.5 * np.linalg.norm(normal, axis=1), normal
 
 
-def _signed_area_2d(uv: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+def signed_area_2d(uv: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(F,) signed areas of 2D triangles (positive counter-clockwise in x-right, y-up axes)
+    of points ``uv`` (N, 2) and corner ids ``triangles`` (F, 3)."""
     a, b, c = (uv[triangles[:, i]] for i in range(3))
     return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1])
                   - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
@@ -309,7 +312,7 @@ def _mesh_active(pts: np.ndarray, flat: np.ndarray, active: np.ndarray, max_edge
     p, fl = pts[ids], flat[ids]
     dl = Delaunay(fl)
     tri = np.ascontiguousarray(dl.simplices, np.int64)
-    neg = _signed_area_2d(fl, tri) < 0
+    neg = signed_area_2d(fl, tri) < 0
     tri[neg] = tri[neg][:, ::-1]  # counter-clockwise in the unfolding = outward in 3D
     spacing = cKDTree(p).query(p, k=7)[0][:, 6]
     e = _edges(tri)

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import sparse
 
 from facefit.model.morphable_model import MorphableModel
+from facefit.model.topology import signed_area_2d
 from facefit.render.raster import crop_window, depth_buffer, rasterize
 from facefit.render.shading import triangle_cross
 from facefit.texture.atlas import TextureLayout, texture_layout
@@ -368,6 +369,8 @@ def uv_texels(model: MorphableModel, size: int) -> UVTexels:
     n, nv = len(index), model.num_vertices
     mids = np.asarray(model.mirror_ids, np.int64)
     rows = np.repeat(np.arange(n), 3)
+    texel_area = np.abs(signed_area_2d(uv_px[:, :2].astype(np.float64),
+                                       layout.triangle_uv)).astype(np.float32)
 
     def matrix(cols: np.ndarray) -> sparse.csr_matrix:
         # duplicates (degenerate triangles) are summed, as in the barycentric sum
@@ -381,7 +384,7 @@ def uv_texels(model: MorphableModel, size: int) -> UVTexels:
                    mids[np.asarray(model.triangles)], around,
                    _bilinear_matrix(layout.vertex_uv[:, 0] * size - 0.5,
                                     (1.0 - layout.vertex_uv[:, 1]) * size - 0.5, size, size),
-                   layout, _uv_area(uv_px, layout.triangle_uv), layout.sampled[tid],
+                   layout, texel_area, layout.sampled[tid],
                    *_seam_band(layout, np.asarray(model.triangles, np.int64), index, tid, bary,
                                size))
 
@@ -412,13 +415,6 @@ def _seam_band(layout: TextureLayout, triangles: np.ndarray, index: np.ndarray,
     return index[band], (pick @ _bilinear_matrix(uv[:, 0] * size - 0.5,
                                                  (1.0 - uv[:, 1]) * size - 0.5, size,
                                                  size)).tocsr()
-
-
-def _uv_area(uv_px: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(F,) float32 absolute areas of the triangles in texels squared."""
-    a, b, c = (uv_px[np.asarray(triangles)[:, k], :2].astype(np.float64) for k in range(3))
-    return (0.5 * np.abs((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1])
-                         - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))).astype(np.float32)
 
 
 def _bilinear_matrix(x: np.ndarray, y: np.ndarray, height: int, width: int
