@@ -77,7 +77,8 @@ class Browser:
         exe = browser_path()
         if exe is None:
             raise RuntimeError("no Chromium browser found")
-        self._profile = tempfile.TemporaryDirectory(prefix="facefit-chromium-")
+        self._profile = tempfile.TemporaryDirectory(prefix="facefit-chromium-",
+                                                    ignore_cleanup_errors=True)
         self.proc = subprocess.Popen(
             [exe, "--headless=new", "--no-sandbox", "--disable-gpu",
              "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
@@ -189,4 +190,11 @@ class Browser:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        # Chromium's helper processes may still write to the profile for a moment after the
+        # browser exits ("Directory not empty" at teardown): retry, then leave what remains
+        for _ in range(30):
+            shutil.rmtree(self._profile.name, ignore_errors=True)
+            if not Path(self._profile.name).exists():
+                break
+            time.sleep(0.1)
         self._profile.cleanup()
