@@ -36,7 +36,8 @@ def test_one_face_with_plausible_fit(outputs) -> None:
     for ibug, mp_id in ((36, 33), (45, 263), (30, 1)):
         assert np.linalg.norm(fit.landmarks_68_2d[ibug] - mp[mp_id]) < 6.0
     assert fit.residual_px < 5.0
-    assert faces[0].texture.shape == (512, 512, 3)
+    # the face is about 120 px wide: a 128 texel density, clamped up to the smallest side
+    assert faces[0].texture.shape == (256, 256, 3)
     assert faces[0].vertex_colors.shape == (model.num_vertices, 3)
 
 
@@ -81,11 +82,37 @@ def test_texture_from_the_face_crop_equals_the_whole_photo(outputs) -> None:
     full = extract_texture(model, fit.verts_px, image, size=128)
     cropped = extract_texture(model, verts, crop, size=128)
     for a, b in ((cropped[0], full[0]), (cropped[1], full[1]),
-                 (faces[0].vertex_colors, extract_texture(model, fit.verts_px, image)[1])):
+                 (faces[0].vertex_colors, extract_texture(model, fit.verts_px, image,
+                                                          size=256)[1])):
         # float32 shift of the vertices: rounding only (a texel blended from two samples
         # can land two levels apart, as one of 49k channels does on this photo)
         diff = np.abs(a.astype(int) - b)
         assert diff.max() <= 2 and (diff > 1).mean() < 1e-4 and (diff > 0).mean() < 0.01
+
+
+def test_texture_side_follows_the_face_size_up_to_the_cap(outputs) -> None:
+    """A small face gets a smaller texture than ``texture_size``; the same face four times
+    larger in the photo gets the cap; ``texture_sizing="fixed"`` always the cap."""
+    import cv2
+
+    from facefit.texture.extract import face_texture_size
+
+    model, faces, _, _ = outputs
+    image = load_image(EXAMPLE)
+    x, y = faces[0].fit.verts_px[:, 0], faces[0].fit.verts_px[:, 1]
+    crop = image[max(int(y.min()) - 20, 0):int(y.max()) + 20,
+                 max(int(x.min()) - 20, 0):int(x.max()) + 20]
+    big = cv2.resize(crop, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    rec = facefit.Reconstructor(model=model, vertex_colors=False)
+    large = rec.reconstruct(big)[0]
+    assert large.texture.shape == (512, 512, 3)
+    assert face_texture_size(model, large.fit.verts_px, 4096) >= 512
+    assert face_texture_size(model, faces[0].fit.verts_px, 4096, 2) == 128
+    fixed = facefit.Reconstructor(model=model, vertex_colors=False, texture_size=300,
+                                  texture_sizing="fixed", detector=rec.detector)
+    assert fixed.reconstruct(image)[0].texture.shape == (300, 300, 3)
+    with pytest.raises(ValueError, match="texture_sizing"):
+        facefit.Reconstructor(model=model, detector=rec.detector, texture_sizing="big")
 
 
 def test_crop_to_face_clips_to_the_image() -> None:

@@ -22,6 +22,9 @@ from facefit.model.morphable_model import MorphableModel
 IMAGE_LOSSES = ("l2", "huber", "gradient")
 """Pixel losses of the photometric refinement (``image_loss``, ``--image-loss``)."""
 
+TEXTURE_SIZINGS = ("face", "fixed")
+"""How a face's texture side is chosen (``texture_sizing``, ``--texture-sizing``)."""
+
 
 @dataclass(frozen=True, eq=False)
 class Reconstruction:
@@ -59,9 +62,12 @@ class Reconstructor:
         focal_px: focal length in pixels for the perspective camera; default: the image
             diagonal (about a 53° diagonal field of view). Refused with the scaled
             orthographic camera, which has none.
-        texture_size: side of the UV texture in texels (0 disables texturing: the step costs
-            about 80 ms per face at 512 and only textured outputs need it,
-            `facefit.io.export.needs_texture`).
+        texture_size: largest side of the UV texture in texels (0 disables texturing: only
+            textured outputs need it, `facefit.io.export.needs_texture`).
+        texture_sizing: ``"face"`` (default): each face's texture side is the power of two
+            nearest to its texel density in the photo, from 256 up to ``texture_size``
+            (`facefit.texture.extract.face_texture_size`: a 300 px face gets 256, and costs
+            about half of a 512 one); ``"fixed"``: always ``texture_size``.
         refine: ``"none"`` or ``"photometric"`` (analysis by synthesis after the landmark
             fit, `facefit.fit.photometric.refine_photometric`; orthographic camera only).
         image_loss: the photometric pixel loss: ``"l2"``, ``"huber"`` or ``"gradient"``
@@ -92,6 +98,7 @@ class Reconstructor:
         progress: bool = False,
         landmarks: str = "auto",
         vertex_colors: bool = True,
+        texture_sizing: str = "face",
     ) -> None:
         from facefit.model import load_default_model
 
@@ -112,6 +119,9 @@ class Reconstructor:
         if texture_size < 0 or texture_size == 1:
             raise ValueError(f"texture_size must be 0 (no texture) or at least 2, got "
                              f"{texture_size}")
+        if texture_sizing not in TEXTURE_SIZINGS:
+            raise ValueError(f"texture_sizing must be one of {TEXTURE_SIZINGS}, got "
+                             f"{texture_sizing!r}")
         self.model = model if model is not None else load_default_model()
         check_model(self.model)
         if detector is None:
@@ -126,6 +136,7 @@ class Reconstructor:
         self.camera = camera
         self.focal_px = focal_px
         self.texture_size = texture_size
+        self.texture_sizing = texture_sizing
         self.refine = refine
         self.image_loss = image_loss
         self.photometric_iterations = photometric_iterations
@@ -169,12 +180,13 @@ class Reconstructor:
             t2 = time.perf_counter()
             texture, colors = None, None
             if self.texture_size:
-                from facefit.texture.extract import extract_texture
+                from facefit.texture.extract import extract_texture, face_texture_size
 
-                crop, verts = crop_to_face(image_rgb, fit.verts_px,
-                                           max_side=2 * self.texture_size)
-                texture, colors = extract_texture(self.model, verts, crop,
-                                                  size=self.texture_size,
+                size = self.texture_size
+                if self.texture_sizing == "face":
+                    size = face_texture_size(self.model, fit.verts_px, size)
+                crop, verts = crop_to_face(image_rgb, fit.verts_px, max_side=2 * size)
+                texture, colors = extract_texture(self.model, verts, crop, size=size,
                                                   vertex_colors=self.vertex_colors)
             t3 = time.perf_counter()
             timings = {"detect": t_detect, "fit": (t2 - t1) * 1e3 - t_photo,
@@ -260,6 +272,7 @@ def reconstruct(
     photometric_iterations: int = 100,
     texture_size: int = 512,
     landmarks: str = "auto",
+    texture_sizing: str = "face",
 ) -> list[Reconstruction]:
     """Reconstruct every face in ``image``: ``facefit reconstruct`` as one call.
 
@@ -267,13 +280,14 @@ def reconstruct(
     greyscale/RGB/RGBA array of uint8, uint16 or float samples). The other arguments are
     `Reconstructor`'s (the options of ``facefit reconstruct``: ``--max-faces``, ``--model``,
     ``--camera``, ``--focal-px``, ``--refine``, ``--image-loss``,
-    ``--photometric-iterations``, ``--texture-size``, ``--landmarks``). The model and the
+    ``--photometric-iterations``, ``--texture-size``, ``--landmarks``,
+    ``--texture-sizing``). The model and the
     detector are loaded on the first call and kept for later ones. Write the results with
     `facefit.export`.
     """
     check_max_faces(max_faces)
     key = (id(model), camera_kind(camera), focal_px, refine, image_loss, photometric_iterations,
-           texture_size, landmarks)
+           texture_size, landmarks, texture_sizing)
     recon = _CACHE.get(key)
     if recon is None or (model is not None and recon.model is not model):
         if "detector" not in _SHARED:  # loaded once, shared by every option set
@@ -283,7 +297,8 @@ def reconstruct(
         recon = Reconstructor(  # model None: the default model, loaded once (cached)
             model=model, detector=_SHARED["detector"], camera=camera, focal_px=focal_px,
             texture_size=texture_size, refine=refine, image_loss=image_loss,
-            photometric_iterations=photometric_iterations, landmarks=landmarks)
+            photometric_iterations=photometric_iterations, landmarks=landmarks,
+            texture_sizing=texture_sizing)
         _CACHE[key] = recon
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)

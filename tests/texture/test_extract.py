@@ -136,3 +136,38 @@ def test_large_face_coarse_zbuffer_keeps_visibility():
         np.floor(yc[:, None] / 4 + 10), (size, size // 2 - 1)), atol=1)
     right = slice(size // 2 + 1, size)
     np.testing.assert_array_equal(tex[:, right], tex[:, left][:, ::-1])
+
+
+@pytest.mark.parametrize(("scale", "max_size", "min_size", "expected"), [
+    (2.0, 512, 256, 256),  # 200 px a UV unit: 2^round(log2 200) = 256
+    (1.0, 512, 64, 128),  # 100 px: 128
+    (1.0, 512, 256, 256),  # ... clamped up to the smallest side
+    (3.5, 1024, 256, 256),  # 350 px: log2 = 8.45, still 256
+    (3.7, 1024, 256, 512),  # 370 px: log2 = 8.53, 512
+    (8.0, 1024, 256, 1024),  # 800 px: 1024
+    (8.0, 512, 256, 512),  # ... capped by the largest side
+    (8.0, 64, 256, 64),  # a cap below the smallest side is the side
+])
+def test_face_texture_size_is_the_nearest_power_of_two_to_the_texel_density(
+        scale, max_size, min_size, expected):
+    from facefit.texture.extract import face_texture_size
+
+    model = _grid_model()
+    # the grid's unit UV square covers (100 scale)^2 pixels: density 100 scale texels a side
+    vp = _project(model, scale=scale)
+    assert face_texture_size(model, vp, max_size, min_size) == expected
+
+
+def test_face_texture_size_counts_only_what_faces_the_camera():
+    from facefit.texture.extract import face_texture_size
+
+    model = _grid_model()
+    vp = _project(model, scale=8.0)
+    vp[:, 0] = 2000 - vp[:, 0]  # mirrored: every triangle faces away, nothing to sample
+    assert face_texture_size(model, vp, 1024, 256) == 256
+    # the right half folded back and squeezed to a tenth (it faces away): the density of the
+    # visible left half alone (800 px a UV unit: 1024); with the hidden half's area, 593: 512
+    vp = _project(model, scale=8.0)
+    right = model.mean[:, 0] > 0
+    vp[right, 0] = vp[right, 0].min() - 0.1 * (vp[right, 0] - vp[right, 0].min())
+    assert face_texture_size(model, vp, 1024, 256) == 1024

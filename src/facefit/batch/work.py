@@ -40,6 +40,7 @@ class BatchConfig:
     camera: str = "scaled_orthographic"
     focal_px: float | None = None
     texture_size: int = 512
+    texture_sizing: str = "face"
     model_path: str | None = None
     refine: str = "none"
     image_loss: str = "l2"
@@ -54,6 +55,7 @@ class BatchConfig:
         d.pop("formats")
         if not _textured(self.formats):
             d.pop("texture_size")
+            d.pop("texture_sizing")
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -122,6 +124,7 @@ def reconstructor_for(config: BatchConfig) -> Any:
         _STATE["recon"] = Reconstructor(
             model=model, camera=config.camera, focal_px=config.focal_px,
             texture_size=config.texture_size if _textured(config.formats) else 0,
+            texture_sizing=config.texture_sizing,
             refine=config.refine, image_loss=config.image_loss,
             photometric_iterations=config.photometric_iterations,
             landmarks=config.landmarks, vertex_colors="ply" in config.formats)

@@ -32,7 +32,7 @@ from facefit.cli.common import (
     texture_int,
 )
 from facefit.fit.camera import CAMERA_ALIASES, CAMERA_KINDS
-from facefit.reconstruct import IMAGE_LOSSES
+from facefit.reconstruct import IMAGE_LOSSES, TEXTURE_SIZINGS
 
 
 def _name_list(text: str, known: Sequence[str], what: str) -> tuple[str, ...]:
@@ -119,8 +119,13 @@ def register(sub: Any) -> None:
                    help="focal length in pixels for the perspective camera (default: the "
                         "image diagonal, about a 53° diagonal field of view)")
     p.add_argument("--texture-size", type=texture_int, default=512, metavar="N",
-                   help="side of the UV texture in texels; 0 disables texturing "
+                   help="largest side of the UV texture in texels; 0 disables texturing "
                         "(default: 512)")
+    p.add_argument("--texture-sizing", choices=TEXTURE_SIZINGS, default="face",
+                   help="face: each face's texture side is the power of two nearest to the "
+                        "face's texel density in the photo (about one texel per photo pixel), "
+                        "from 256 up to --texture-size (a 300 px face gets 256); fixed: "
+                        "always --texture-size (default: face; --same-person: fixed)")
     p.add_argument("--model", type=Path, default=None, metavar="PATH",
                    help="morphable model file to use instead of the default BFM 2009 "
                         "(3DDFA) model, or a name 'facefit model list' prints ('ict': the "
@@ -228,6 +233,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     config = BatchConfig(
         formats=tuple(args.formats), max_faces=args.max_faces, camera=camera,
         focal_px=args.focal_px, texture_size=args.texture_size,
+        texture_sizing=getattr(args, "texture_sizing", "face"),
         model_path=None if args.model is None else str(args.model),
         refine=getattr(args, "refine", "none"), image_loss=getattr(args, "image_loss", "l2"),
         photometric_iterations=getattr(args, "photometric_iterations", 100),
@@ -327,7 +333,9 @@ def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
     try:
         refine = getattr(args, "refine", "none")
         return Reconstructor(model=model, camera=camera, focal_px=args.focal_px,
-                             texture_size=args.texture_size, refine=refine,
+                             texture_size=args.texture_size,
+                             texture_sizing=getattr(args, "texture_sizing", "face"),
+                             refine=refine,
                              image_loss=getattr(args, "image_loss", "l2"),
                              photometric_iterations=getattr(args, "photometric_iterations", 100),
                              progress=not getattr(args, "quiet", False),
