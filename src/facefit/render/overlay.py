@@ -125,7 +125,6 @@ class OverlayRenderer:
                 [k, k, 1], np.float32)
             hk, wk = -(-(y1 - y0) // k), -(-(x1 - x0) // k)
             raster = rasterize(v, lv.triangles, hk, wk)
-            mask = raster.mask
             n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
             shade = ambient + (1.0 - ambient) * np.maximum(visible_side(n) @ self.light, 0.0)
             attrs = interpolate(raster, np.stack([shade, lv.rim], 1).astype(np.float32))
@@ -134,15 +133,19 @@ class OverlayRenderer:
                 attrs[..., 0] *= attrs[..., 1]
                 attrs = cv2.resize(attrs, (wk * k, hk * k), interpolation=cv2.INTER_LINEAR)
                 attrs = attrs[: y1 - y0, : x1 - x0]
-                mask = attrs[..., 1] > 0
-                attrs = attrs[mask]
-                attrs[:, 0] /= np.maximum(attrs[:, 1], 1e-12)
-            else:
-                attrs = attrs[mask]
-            s, a = attrs[:, 0], self.alpha * attrs[:, 1:]
-            px = crop[mask].astype(np.float32)
-            rgb = 255.0 * np.clip(s[:, None] * np.asarray(color, np.float32), 0.0, 1.0)
-            crop[mask] = ((1 - a) * px + a * rgb + 0.5).astype(np.uint8)
+                attrs[..., 0] /= np.maximum(attrs[..., 1], 1e-12)
+            # blended over the whole window: where nothing is drawn the opacity is 0 and
+            # (1 - 0) px + 0 + 0.5 truncates to px again (cheaper than masked gathers)
+            s, a = attrs[..., :1], self.alpha * attrs[..., 1:]
+            rgb = np.multiply(s, np.asarray(color, np.float32))
+            rgb = np.clip(rgb, 0.0, 1.0, out=rgb)
+            rgb *= 255.0
+            rgb *= a
+            blend = crop.astype(np.float32)
+            blend *= 1 - a
+            blend += rgb
+            blend += 0.5
+            crop[...] = blend.astype(np.uint8)
         if landmarks_2d is not None:
             radius = max(1, round(min(h, w) / 250))
             for x, y in np.asarray(landmarks_2d, np.float64)[:, :2]:
