@@ -155,6 +155,7 @@ class Reconstructor:
                 (`facefit.io.image.ImageError`, ``"PATH: problem"``, for a file).
         """
         from facefit.fit.face_fit import fit_face
+        from facefit.fit.points300w import with_detector_points
 
         check_max_faces(max_faces)
         image_rgb = to_rgb(image)
@@ -177,6 +178,7 @@ class Reconstructor:
                         progress=self.progress))
                 fit = photometric.fit
                 t_photo = (time.perf_counter() - tp) * 1e3
+            fit = with_detector_points(self.model.name, fit, face)
             t2 = time.perf_counter()
             texture, colors = None, None
             if self.texture_size:

@@ -33,8 +33,10 @@ class FitResult:
         landmarks_68_2d: (68, 2) float32 projections of the model's 68 landmark vertices,
             hidden ones included (AFLW2000-3D convention).
         landmarks_68_3d: (68, 3) float32 the same points with depth (verts_px rows).
-        landmarks_68_2d_contour: (68, 2) float32 like ``landmarks_68_2d`` but the 17 jaw points
-            follow the visible silhouette (300-W convention).
+        landmarks_68_2d_contour: (68, 2) float32 the 300-W convention: the points where
+            300-W's annotators put them on the surface, the 17 jaw points on the visible
+            silhouette; in `facefit.Reconstructor`'s fits of MediaPipe detections, fused with
+            the detector's own points (`facefit.fit.points300w`), so not exactly on the mesh.
         residual_px: RMS distance between the input landmarks and the fitted model, pixels.
         num_landmarks: number of input landmarks used.
         iterations: pose/shape alternations run.
