@@ -5,7 +5,8 @@ Run from the repository root (each part is a fresh ``facefit`` process, start-up
     python benchmarks/throughput.py [--parts json100,workers,bytes,photometric,memory]
         [--images DIR] [--memory-sizes 1000,10000] [--out out/bench/throughput]
 
-Parts (``workers_json``: the ``workers`` part for JSON only):
+Parts (``workers_json``: the ``workers`` part for JSON only; ``default100`` is run only
+when named):
     json100      ``facefit reconstruct DIR --formats json`` on the first 100 images, one core
                  (``taskset -c 0``) and one BLAS thread; the ratio to 3DDFA_V2's 6.6 s on the
                  same 100 held-out AFLW2000-3D images. That reference is a recorded number
@@ -13,6 +14,8 @@ Parts (``workers_json``: the ``workers`` part for JSON only):
                  3DDFA_V2 is not installed here and is not run. Both the wall-clock ratio and
                  the CPU-time ratio (user + system seconds over 6.6 s: what the wall time
                  would be on an idle core) are printed, since the box may be shared.
+    default100   the default formats (json, glb, overlay) on the first 100 images, ``--jobs
+                 1`` on one core: wall and CPU ms per face.
     workers      200 images, ``--jobs 1`` on one core and ``--jobs 2`` on two, for JSON only
                  and the default formats: images/s, the 2-worker speed-up, ms per face, and
                  the per-stage medians from the JSON files (detect, fit, texture, export).
@@ -140,6 +143,29 @@ def part_json100(images: Path, work: Path) -> dict:
     print(f"json100: {wall:.2f} s for 100 images ({faces} faces; CPU {info['cpu_seconds']} s), "
           f"{wall / TDDFA_V2_S:.2f}x (CPU {info['cpu_seconds'] / TDDFA_V2_S:.2f}x) "
           f"3DDFA_V2's recorded {TDDFA_V2_S} s; stages {medians}; load {before} -> {loadavg()}")
+    return res
+
+
+def part_default100(images: Path, work: Path) -> dict:
+    """The default formats (json, glb, overlay) on the first 100 images, ``--jobs 1`` on one
+    core: wall and CPU ms per face (target: 100 ms a face)."""
+    from facefit.io.export import DEFAULT_FORMATS
+
+    src = first_images(images, 100, work)
+    out = work / "default100"
+    shutil.rmtree(out, ignore_errors=True)
+    before = loadavg()
+    wall, info = run([str(src), "-o", str(out), "--formats", ",".join(DEFAULT_FORMATS),
+                      "--jobs", "1", "-q"], "0")
+    medians, faces = stage_medians(out)
+    res = {"images": 100, "faces": faces, "seconds": round(wall, 2),
+           "cpu_seconds": info["cpu_seconds"],
+           "ms_per_face": round(wall * 1e3 / max(faces, 1), 1),
+           "cpu_ms_per_face": round(info["cpu_seconds"] * 1e3 / max(faces, 1), 1),
+           "loadavg": [before, loadavg()], "stage_median_ms": medians}
+    print(f"default100: {wall:.2f} s for 100 images ({faces} faces; CPU {info['cpu_seconds']} "
+          f"s): {res['ms_per_face']} ms a face wall, {res['cpu_ms_per_face']} CPU; stages "
+          f"{medians}; load {before} -> {loadavg()}")
     return res
 
 
@@ -282,7 +308,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"cores": len(os.sched_getaffinity(0))}
     sizes = [int(x) for x in args.memory_sizes.split(",")]
-    parts = {"json100": part_json100, "workers": part_workers,
+    parts = {"json100": part_json100, "default100": part_default100, "workers": part_workers,
              "workers_json": lambda images, work: part_workers(images, work, ["json"]),
              "bytes": part_bytes,
              "photometric": part_photometric,
