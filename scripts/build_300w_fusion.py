@@ -10,8 +10,8 @@ point on the detector-minus-mesh residual and a constant, in the face frame
 (`points300w.residual_features`). Prints the training NMEs and, held out by source (two
 sources train, the third scores), the NME of mesh, detector and fused points.
 
-Run: ``python scripts/build_300w_fusion.py [--data DIR] [--out NPZ]`` (about 3 min on one
-core); writes ``src/facefit/fit/data/ibug300w_fusion.npz`` (about 3 KB).
+Run: ``python scripts/build_300w_fusion.py [--model ict] [--data DIR] [--out NPZ]`` (about
+3 min on one core); writes ``src/facefit/fit/data/ibug300w_fusion_<model name>.npz`` (4 KB).
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import numpy as np
 from facefit.eval.datasets import load_300w
 from facefit.eval.predictions import load_rgb, select_face
 from facefit.fit.correspondence import mediapipe_to_ibug68
-from facefit.fit.landmark_fit import silhouette_contour
-from facefit.fit.points300w import DATA, SCHEME, PointFusion, fuse_points, residual_features
+from facefit.fit.points300w import SCHEME, PointFusion, data_path, fuse_points, residual_features
 from facefit.io.atomic import atomic_path
 from facefit.reconstruct import Reconstructor
 
@@ -33,21 +32,26 @@ ROOT = Path(__file__).resolve().parents[1]
 RIDGE = 1e-4
 
 
-def collect(root: Path) -> dict[str, np.ndarray]:
+def collect(root: Path, model_arg: str | None) -> dict[str, np.ndarray]:
     """Mesh, detector and annotated 68 points (N, 68, 2) and each face's source name."""
-    rec = Reconstructor(texture_size=0, landmarks="mediapipe")
+    from facefit.cli.common import load_model_arg
+    from facefit.fit.face_fit import fit_face
+
+    model = load_model_arg(model_arg) if model_arg else None
+    rec = Reconstructor(model=model, texture_size=0, landmarks="mediapipe")
     mesh, det, gt, source = [], [], [], []
     for s in load_300w(root):
-        recs = rec.reconstruct(load_rgb(s.image_path))
-        if not recs:
+        image = load_rgb(s.image_path)
+        faces = rec.detector.detect(image, max_faces=8)
+        if not faces:
             continue
-        r = recs[select_face([np.asarray(x.face.box) for x in recs], s.landmarks)]
-        if r.face.scheme != SCHEME:
+        face = faces[select_face([np.asarray(f.box) for f in faces], s.landmarks)]
+        if face.scheme != SCHEME:
             continue
-        # the mesh's own 300-W points (the Reconstructor's output is already fused)
-        lm3 = r.fit.verts_px[rec.model.landmark_ids["ibug68"]]
-        mesh.append(silhouette_contour(rec.model, r.fit.verts_px, lm3))
-        det.append(mediapipe_to_ibug68(np.asarray(r.face.points_px, np.float64)))
+        # the fit as the Reconstructor makes it, before the fusion
+        fit = fit_face(rec.model, face, image.shape[1::-1])
+        mesh.append(np.asarray(fit.landmarks_68_2d_contour, np.float64)[:, :2])
+        det.append(mediapipe_to_ibug68(np.asarray(face.points_px, np.float64)))
         gt.append(s.landmarks[:, :2])
         source.append(s.stem.split("_")[0])
     return {"mesh": np.asarray(mesh, np.float64), "det": np.asarray(det, np.float64),
@@ -74,9 +78,12 @@ def nme(pred: np.ndarray, gt: np.ndarray) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "train-300w")
-    ap.add_argument("--out", type=Path, default=DATA)
+    ap.add_argument("--model", default=None,
+                    help="model name or file (`facefit model list`; default: the default model)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="output .npz (default: the packaged file for the model)")
     args = ap.parse_args()
-    c = collect(args.data)
+    c = collect(args.data, args.model)
     model = str(c["model"])
     for src in np.unique(c["source"]):
         tr, te = c["source"] != src, c["source"] == src
@@ -89,13 +96,16 @@ def main() -> None:
     fused = fuse_points(c["mesh"], c["det"], f)
     print(f"all {len(c['gt'])} faces (training): mesh {nme(c['mesh'], c['gt']):.3f} %, detector "
           f"{nme(c['det'], c['gt']):.3f} %, fused {nme(fused, c['gt']):.3f} %")
-    with atomic_path(args.out) as tmp:
+    out = args.out or data_path(model)
+    if out is None:
+        raise SystemExit(f"model name {model!r} cannot name a file: give --out")
+    with atomic_path(out) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, gain=f.gain.astype(np.float32), offset=f.offset.astype(np.float32),
                      model=np.asarray(model), scheme=np.asarray(SCHEME),
                      faces=np.asarray(len(c["gt"])), ridge=np.asarray(RIDGE),
                      data=np.asarray("../shared/data/train-300w (300-W training faces)"))
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -3,20 +3,20 @@
 The fitted mesh's 300-W points (`facefit.fit.landmark_fit.silhouette_contour`) and the
 detector's own points mapped to the 68 iBUG points
 (`facefit.fit.correspondence.mediapipe_to_ibug68`) err in partly independent ways: the
-mesh, spanned by 40 identity and 10 expression modes, cannot follow an eyelid or a lip line
-exactly, while the detector has no silhouette for the jaw. On the 2,012 300-W training
-faces the mesh points score 5.12 % inter-ocular NME and the detector's 4.49 %; neither is
-best everywhere.
+mesh, spanned by a few dozen modes (the default model: 40 identity, 10 expression), cannot
+follow an eyelid or a lip line exactly, while the detector has no silhouette for the jaw. On
+the 2,012 300-W training faces the default model's mesh points score 5.12 % inter-ocular NME
+and the detector's 4.49 %; neither is best everywhere.
 
 `fuse_points` moves each mesh point towards the detector's point by a per-landmark 2x2 gain
 plus an offset, both in the face's own frame (rotated by the mesh points' roll, divided by
 their size), so the same numbers serve every face size and in-plane rotation. The 68 gains
 and offsets are least-squares fits on the 300-W training faces
-(``scripts/build_300w_fusion.py``, stored in ``fit/data/ibug300w_fusion.npz``): the cascaded
-linear-regression step of supervised descent (Xiong & De la Torre, CVPR 2013) with the
-residual between two estimates as its feature. Held out by source (train on two of LFPW,
-AFW, HELEN, score the third): 4.37 / 4.91 / 4.19 % against 4.50 / 5.14 / 4.23 % for the
-detector's points alone and 5.03 / 5.78 / 4.94 % for the mesh's.
+(``scripts/build_300w_fusion.py``, stored per model in ``fit/data/ibug300w_fusion_*.npz``):
+the cascaded linear-regression step of supervised descent (Xiong & De la Torre, CVPR 2013)
+with the residual between two estimates as its feature. Held out by source (train on two of
+LFPW, AFW, HELEN, score the third), default model: 4.37 / 4.91 / 4.19 % against 4.50 / 5.14 /
+4.23 % for the detector's points alone and 5.03 / 5.78 / 4.94 % for the mesh's.
 
 The fused points are 2D estimates: they leave the mesh by the part of the detector's residual
 the mesh cannot explain (the projected mesh points are the vertices' own, `FitResult.verts_px`).
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ import numpy as np
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.result import FitResult
 
-DATA = Path(__file__).parent / "data" / "ibug300w_fusion.npz"
+DATA_DIR = Path(__file__).parent / "data"
 SCHEME = "mediapipe468"  # the detector layout the gains were learned for
 
 
@@ -53,10 +54,19 @@ class PointFusion:
     model: str
 
 
+def data_path(model_name: str) -> Path | None:
+    """The packaged gains' file for the model called ``model_name`` (it may not exist), or
+    None for a name that cannot be a file name."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", model_name):
+        return None
+    return DATA_DIR / f"ibug300w_fusion_{model_name}.npz"
+
+
 @functools.cache
-def load_fusion(path: Path = DATA) -> PointFusion | None:
-    """The packaged fusion gains, or None when the file is missing."""
-    if not path.is_file():
+def load_fusion(model_name: str) -> PointFusion | None:
+    """The packaged fusion gains for fits of the model ``model_name``, or None (no file)."""
+    path = data_path(model_name)
+    if path is None or not path.is_file():
         return None
     with np.load(path) as d:
         return PointFusion(d["gain"].astype(np.float64), d["offset"].astype(np.float64),
@@ -100,8 +110,8 @@ def fuse_points(mesh_px: np.ndarray, detector_px: np.ndarray,
 def with_detector_points(model_name: str, fit: FitResult, face: FaceLandmarks) -> FitResult:
     """``fit`` with ``landmarks_68_2d_contour`` fused with the detection's points when
     packaged gains exist for this model and the detector's layout, else ``fit`` unchanged."""
-    fusion = load_fusion()
-    if fusion is None or face.scheme != SCHEME or fusion.model != model_name:
+    fusion = load_fusion(model_name) if face.scheme == SCHEME else None
+    if fusion is None:
         return fit
     from facefit.fit.correspondence import mediapipe_to_ibug68
 
