@@ -84,9 +84,9 @@ def test_truncated_clip_fails_and_leaves_nothing(clip: Path, tmp_path: Path,
 
     real = stream.iter_frames
 
-    def truncated(reader):
-        for i, frame in enumerate(real(reader)):
-            if i == 6:
+    def truncated(reader, info=None, every=1):
+        for i, frame in enumerate(real(reader, info, every)):
+            if i * every == 6:
                 raise stream.VideoError(f"{clip}: truncated or corrupt video data at frame 6")
             yield frame
 
@@ -123,3 +123,19 @@ def test_model_option_refuses_a_bad_model_before_the_clip(clip: Path, tmp_path: 
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"facefit: error: {model}") and why in err[0]
         assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
+@pytest.mark.parametrize("every", [1, 3, 4])
+def test_sampled_reader_yields_every_nth_frame(clip: Path, every: int) -> None:
+    """`open_video(every=N)` (the identity pass's reader) gives frames 0, N, 2N, ... exactly
+    as the reader of every frame decodes them."""
+    from facefit.video.stream import iter_frames, open_video
+
+    reader, info = open_video(clip)
+    frames = list(iter_frames(reader, info))
+    reader, info = open_video(clip, every=every)
+    sampled = list(iter_frames(reader, info, every=every))
+    assert len(frames) == 10 and len(sampled) == -(-10 // every)
+    for k, frame in enumerate(sampled):
+        np.testing.assert_array_equal(frame, frames[k * every])

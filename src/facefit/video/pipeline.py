@@ -353,9 +353,10 @@ def track_video(
             if max_frames:
                 total = min(total, max_frames)
             step = max(1, total // max(identity_frames, 1))
-            r1, _ = stream.open_video(source)
-            sample = (f for i, f in enumerate(stream.iter_frames(r1))
-                      if i < total and i % step == 0)
+            # every step-th frame, the others not even converted (frame k is frame k step)
+            r1, _ = stream.open_video(source, every=step)
+            sample = (f for k, f in enumerate(stream.iter_frames(r1, every=step))
+                      if k * step < total)
             shape, n_id = identity_from_frames(model, landmarker, sample, identity_frames)
         if overlay:
             writer = stream.VideoWriter(overlay_tmp, info.fps)
