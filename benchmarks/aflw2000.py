@@ -22,6 +22,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+
+import cv2  # noqa: E402
+
+cv2.setNumThreads(1)  # OpenCV's own thread pool (resizes, the network's DNN forward pass)
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402

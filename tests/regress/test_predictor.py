@@ -79,13 +79,30 @@ def test_output_shapes_and_folded_batchnorm(predictor) -> None:
                 layer.weight.shape[2] // 2, 1, layer.groups))
         y = x.mean(dim=(2, 3)).numpy() @ net.head_w.T + net.head_b
     ref = y * net.norm_std + net.norm_mean
+    # the forward pass runs in OpenCV's DNN module (the Darknet export); the numpy kernels
+    # are the fallback: both against torch's convolutions
+    assert net.opencv_net() is not None
     np.testing.assert_allclose(params, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    np.testing.assert_allclose(net.forward_numpy(crops), ref, rtol=1e-4,
+                               atol=1e-4 * np.abs(ref).max())
+    np.testing.assert_allclose(net(crops[1:2]), params[1:2], rtol=1e-5, atol=1e-5)  # batch 1
     lm3 = predictor.landmarks_3d(params)
     assert lm3.shape == (3, 68, 3)
     # x, y: the training projector of the same parameters
     model = load_default_model()
     proj = Projector(model, model.landmark_ids["ibug68"])(torch.from_numpy(params)).numpy()
     np.testing.assert_allclose(lm3[:, :, :2], proj, atol=1e-3 * np.abs(proj).max())
+
+
+def test_network_pickles_without_its_opencv_net(predictor) -> None:
+    import pickle
+
+    net = predictor._net
+    crops = np.random.default_rng(1).integers(0, 256, (2, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    want = net(crops)
+    again = pickle.loads(pickle.dumps(net))
+    assert "_cv" not in again.__dict__
+    np.testing.assert_array_equal(again(crops), want)
 
 
 def test_pose_geometry_against_known_rotation() -> None:
