@@ -49,7 +49,7 @@ def test_clip_rows_score_the_identity_video_takes(model) -> None:
     sub = C.in_model_clip_subject(model, np.random.default_rng(10), frames=8, size=160)
     det = MediaPipeDetector()
     rep = C.evaluate_clip_shape(model, lambda i: sub, 1, "in-model", 8, identity_frames=4,
-                                detector=det, progress=False)
+                                keyframes=2, iterations=3, detector=det, progress=False)
     shape, used = identity_from_frames(model, det, sub.images[::2], 4)
     assert used == 4 and rep.rows["clip identity"].failures == 0
     np.testing.assert_allclose(rep.rows["clip identity"].shape_coeffs[0], shape, atol=1e-6)
@@ -58,3 +58,6 @@ def test_clip_rows_score_the_identity_video_takes(model) -> None:
     assert rep.rows["clip identity"].vertex_mm[0] == pytest.approx(vtx[0])
     assert rep.rows["mean face"].median_mm[0] == pytest.approx(score(model, None, sub)[0])
     assert "clip identity" in rep.table()
+    # the photometric row: a joint refinement of 2 of the frames, starting from that identity
+    ph = rep.rows["clip photometric"].shape_coeffs[0]
+    assert ph is not None and len(ph) == len(shape) and not np.allclose(ph, shape)

@@ -30,7 +30,7 @@ from facefit.eval.shape import (
 )
 from facefit.model.morphable_model import MorphableModel
 
-CLIP_METHODS = ("mean face", "clip identity")
+CLIP_METHODS = ("mean face", "clip identity", "clip photometric")
 ICT_TALK = ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp", "mouthFunnel")
 
 
@@ -148,29 +148,63 @@ def in_model_clip_subject(model: MorphableModel, rng: np.random.Generator, frame
     return ShapeSubject(truth, now_landmarks(truth, lm), images, truth, yaws)
 
 
-def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject], n: int,
-                        data: str, frames: int, identity_frames: int = 24,
-                        detector: object | None = None, progress: bool = True,
-                        seed: int = 0, max_yaw: float = 30.0) -> ShapeReport:
-    """The mean-face and clip-identity rows on ``n`` clips (``subjects(i)`` makes clip i):
-    the identity from ``identity_frames`` frames spread over each clip, as ``facefit video``
-    takes it (`facefit.video.pipeline.identity_from_frames`)."""
-    from facefit.video.pipeline import identity_from_frames
+def clip_identity(model: MorphableModel, detector: object, frames: list[np.ndarray],
+                  identity_frames: int = 24, keyframes: int = 0, iterations: int = 100
+                  ) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    """(landmark identity, photometric identity or None, views used) of a clip: the joint
+    landmark fit of ``identity_frames`` frames spread over it, as ``facefit video`` takes
+    it (`facefit.video.pipeline.identity_from_frames`), then with ``keyframes`` > 0 a joint
+    photometric refinement (`refine_photometric_multi`) of that many of them, evenly spread,
+    starting from their fits. None identities when no frame has a face."""
+    from facefit.fit.multi_image import fit_same_person, view_from_face
+    from facefit.video.pipeline import landmark_sigma_of
 
+    step = max(1, len(frames) // max(identity_frames, 1))
+    picked, views = [], []
+    sigma = landmark_sigma_of(model)
+    for f in frames[::step]:
+        found = detector.detect(np.ascontiguousarray(f), max_faces=1)  # type: ignore[attr-defined]
+        if found:
+            picked.append(f)
+            views.append(view_from_face(model, found[0], sigma))
+    if not views:
+        return None, None, 0
+    if len(views) > identity_frames:
+        keep = np.linspace(0, len(views) - 1, identity_frames).round().astype(int)
+        picked, views = [picked[i] for i in keep], [views[i] for i in keep]
+    multi = fit_same_person(model, views)
+    if keyframes <= 0:
+        return multi.shape_coeffs, None, len(views)
+    from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
+
+    ids = np.unique(np.linspace(0, len(views) - 1, min(keyframes, len(views))).round()
+                    .astype(int))
+    res = refine_photometric_multi(model, [multi.fits[i] for i in ids], [picked[i] for i in ids],
+                                   config=PhotometricConfig(iterations=iterations))
+    return multi.shape_coeffs, res.shape_coeffs, len(views)
+
+
+def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject], n: int,
+                        data: str, frames: int, identity_frames: int = 24, keyframes: int = 6,
+                        iterations: int = 100, detector: object | None = None,
+                        progress: bool = True, seed: int = 0, max_yaw: float = 30.0
+                        ) -> ShapeReport:
+    """The mean-face, clip-identity and (``keyframes`` > 0) clip-photometric rows on ``n``
+    clips (``subjects(i)`` makes clip i), identities by `clip_identity`."""
     if detector is None:
         from facefit.detect.mediapipe import MediaPipeDetector
 
         detector = MediaPipeDetector()
-    rows = {m: ShapeRow(m) for m in CLIP_METHODS}
+    methods = CLIP_METHODS if keyframes > 0 else CLIP_METHODS[:2]
+    rows = {m: ShapeRow(m) for m in methods}
     for i in range(n):
         subject = subjects(i)
-        step = max(1, len(subject.images) // max(identity_frames, 1))
         t0 = time.perf_counter()
-        shape, used = identity_from_frames(model, detector,  # type: ignore[arg-type]
-                                           subject.images[::step], identity_frames)
+        lm_shape, ph_shape, used = clip_identity(model, detector, subject.images,
+                                                 identity_frames, keyframes, iterations)
         dt = time.perf_counter() - t0
-        shapes = {"mean face": None, "clip identity": shape if used else None}
-        for m in CLIP_METHODS:
+        shapes = {"mean face": None, "clip identity": lm_shape, "clip photometric": ph_shape}
+        for m in methods:
             if m != "mean face" and not used:
                 rows[m].failures += 1
             med, mean, vtx, _ = score(model, shapes[m], subject)
@@ -181,9 +215,9 @@ def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSu
                 rows[m].vertex_similarity_mm.append(vtx[1])
             sh = shapes[m]
             rows[m].shape_coeffs.append(None if sh is None else np.asarray(sh).tolist())
-        rows["clip identity"].seconds += dt
+        rows[methods[-1]].seconds += dt
         if progress:
-            cells = " ".join(f"{m} {rows[m].median_mm[-1]:.3f}" for m in CLIP_METHODS)
+            cells = " ".join(f"{m} {rows[m].median_mm[-1]:.3f}" for m in methods)
             print(f"[{i + 1}/{n}] {data} clip of {len(subject.images)} frames, {used} used: "
                   f"{cells} ({dt:.1f} s)", file=sys.stderr, flush=True)
     return ShapeReport(data, frames, n, rows, seed, max_yaw)
