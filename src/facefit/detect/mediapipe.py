@@ -30,6 +30,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -59,7 +60,9 @@ def _model_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "modules"
 
 
-def _interpreter(path: Path):
+def tflite_interpreter(path: Path) -> Any:
+    """A single-threaded LiteRT interpreter of the ``.tflite`` file ``path``, tensors allocated
+    (`DetectorUnavailable` when the file or the runtime is missing)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:  # pragma: no cover - dependency declared in pyproject
@@ -153,7 +156,7 @@ def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray,
 class _BlazeFace:
     def __init__(self, spec: _DetectorSpec, model_dir: Path) -> None:
         self.spec = spec
-        self.it = _interpreter(model_dir / spec.file)
+        self.it = tflite_interpreter(model_dir / spec.file)
         inp = self.it.get_input_details()[0]
         self.input_index = inp["index"]
         outs = sorted(self.it.get_output_details(), key=lambda d: d["shape"][-1], reverse=True)
@@ -253,7 +256,7 @@ class MediaPipeDetector:
         d = _model_dir()
         self._short = _BlazeFace(_SHORT, d)
         self._full = _BlazeFace(_FULL, d)
-        self._mesh = _interpreter(d / _MESH_FILE)
+        self._mesh = tflite_interpreter(d / _MESH_FILE)
         outs = self._mesh.get_output_details()
         self._mesh_in = self._mesh.get_input_details()[0]["index"]
         self._mesh_pts = next(o["index"] for o in outs if o["shape"][-1] == 1404)
