@@ -9,9 +9,10 @@ onto the default model; ``ict``: the packaged ICT model's own blendshape weights
 JSON line per model with, per blink, each eye's peak frame and value, whether it falls on the
 closed frames (± 1) and its ratio over the open-eye 95th percentile (and first a line with
 MediaPipe's own closure of each eye, 1 - eye aspect ratio / its clip median, on the closed
-frames: the input the ARKit solve sees), and plots both curves, dotted MediaPipe's closure,
-with the closed frames shaded (``OUT/arkit_blink_synthetic.png``). ARKit's "Left" is the
-subject's left eye (on the image's right). Usage::
+frames, from the Face Mesh's lids and from the lids landmarked one eye at a time,
+`facefit.detect.eyes`, which the lid shapes are solved from), and plots both curves, dotted
+the per-eye lids' closure, with the closed frames shaded (``OUT/arkit_blink_synthetic.png``).
+ARKit's "Left" is the subject's left eye (on the image's right). Usage::
 
     python scripts/arkit_blink_synthetic.py OUT [--image PHOTO] [--size 256] [--models default ict]
 """
@@ -43,6 +44,27 @@ def run_model(clip: Path, out: Path, model_name: str) -> dict[str, np.ndarray]:
             for k in ("eyeBlinkLeft", "eyeBlinkRight")}
 
 
+def per_eye_measures(clip: Path) -> np.ndarray:
+    """(F, 4) `arkit_real_clips.measures` per frame from the tracker's points with the eyelids
+    landmarked one eye at a time (`facefit.detect.eyes.EyeRefiner`)."""
+    from arkit_real_clips import measures
+
+    from facefit.detect.eyes import EyeRefiner
+    from facefit.detect.mediapipe import MediaPipeDetector
+    from facefit.video.stream import iter_frames, open_video
+    from facefit.video.track import FaceTracker
+
+    eyes = EyeRefiner()
+    tracker = FaceTracker(MediaPipeDetector())
+    reader, info = open_video(clip)
+    out = []
+    for frame in iter_frames(reader, info):
+        face, _ = tracker.update(frame)
+        out.append(np.full(4, np.nan) if face is None else
+                   measures(eyes.refine(frame, face).points_px, face.depth_px))
+    return np.array(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)
@@ -69,13 +91,17 @@ def main() -> None:
     from arkit_real_clips import landmark_measures
 
     tracked, _ = landmark_measures(clip)
+    per_eye = per_eye_measures(clip)
     # MediaPipe's own eye closure per frame, 1 - EAR / clip median (columns: right, left)
-    closure = {s: 1.0 - tracked[:, j] / np.nanmedian(tracked[:, j])
-               for j, s in ((1, "right"), (2, "left"))}
-    print(json.dumps({"mediapipe_closure": [
+    closures = {name: {s: 1.0 - m[:, j] / np.nanmedian(m[:, j])
+                       for j, s in ((1, "right"), (2, "left"))}
+                for name, m in (("mediapipe_closure", tracked), ("per_eye_closure", per_eye))}
+    print(json.dumps({name: [
         {"frames": bl.closed_frames(), "eyes": bl.eyes,
          **{s: round(float(np.nanmax(c[bl.closed_frames()])), 3)
-            for s, c in closure.items()}} for bl in DEFAULT_BLINKS]}))
+            for s, c in closure.items()}} for bl in DEFAULT_BLINKS]
+        for name, closure in closures.items()}))
+    closure = closures["per_eye_closure"]
     for ax, name in zip(axes[:, 0], args.models, strict=True):
         w = run_model(clip, args.out, name)
         rows = blink_scores(DEFAULT_BLINKS, w["eyeBlinkLeft"], w["eyeBlinkRight"])
@@ -93,7 +119,7 @@ def main() -> None:
                 label="eyeBlinkRight (subject's right, image left)")
         for side in ("left", "right"):
             ax.plot(t, closure[side][:len(t)], color=colours[side], ls=":", lw=1,
-                    label=f"MediaPipe {side}-eye closure, 1 - EAR / median")
+                    label=f"{side}-eye closure (per-eye lids), 1 - EAR / median")
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("weight")
         ax.set_title(f"{name} model: shaded = eye(s) closing (blue left, orange right, "

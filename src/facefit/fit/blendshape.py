@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
+from facefit.fit.contour import OCCLUDING_SIDE_TURN_DEG
 from facefit.fit.core.camera import (
     NUM_POSE_PARAMS,
     CameraPose,
@@ -53,8 +54,8 @@ def ibug68_weights() -> np.ndarray:
 
 
 def view_blendshape_points(model: ICTFaceModel, points_px: np.ndarray, vertex_ids: np.ndarray,
-                           weights: np.ndarray, contour_px: np.ndarray | None = None
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                           weights: np.ndarray, contour_px: np.ndarray | None = None,
+                           turn: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(points (N, 2) px, vertex ids (N,), weights (N,)) a blendshape fit uses from one view
     (`facefit.fit.multi_image.ViewPoints` fields): its fixed-vertex points, plus the chin
     (iBUG 7-9 at the model's ``ibug68`` vertices, weight `JAW_WEIGHT`) taken from a
@@ -62,15 +63,25 @@ def view_blendshape_points(model: ICTFaceModel, points_px: np.ndarray, vertex_id
     `ibug68_weights`): the same points single-photo blendshape fits use. ``jawOpen`` moves
     the chin ~25 mm at weight 1, the lip shapes hardly at all, so the chin separates them
     when the inner lips alone do not (a detector's lips against the model's lip vertices).
-    On the real clips of ``scripts/arkit_real_clips.py`` (``--model ict``) jawOpen against
-    the tracked inner-lip gap: with the chin r 0.856 (MEAD) / 0.558 (LRS3), without it
-    0.935 / 0.480.
+
+    The chin is left out when the head is turned past
+    `facefit.fit.contour.OCCLUDING_SIDE_TURN_DEG` (``turn``: the signed sine of the turn,
+    `facefit.fit.contour.head_turn`, at the view's current or previous camera): the outline
+    is then the face's visible edge, not the chin's fixed vertices. On the LRS3 clip of
+    ``scripts/arkit_real_clips.py`` (45-54 degrees of yaw) MediaPipe's chin lay 7-13 mm
+    sideways off those vertices (std 1 mm over the clip, after a fit without it), which
+    the weights took up (cheekPuff_R 0.45, noseSneer_L 0.35 on average; jawForward
+    following the mouth, r 0.85): ``--model ict`` jawOpen against the tracked inner-lip gap
+    r 0.58 with the chin, 0.90 without; the frontal MEAD clip keeps it (0.86; 0.94 without;
+    all at the photos' sparsity, `DEFAULT_SPARSITY`; video frames now use
+    `facefit.video.fitter.VIDEO_SPARSITY`).
     """
     pts = np.asarray(points_px, np.float64)
     ids = np.asarray(vertex_ids, np.int64)
     w = np.asarray(weights, np.float64)
     lm = model.base.landmark_ids.get("ibug68")
-    if contour_px is None or len(contour_px) != 17 or lm is None or len(lm) != 68:
+    if (contour_px is None or len(contour_px) != 17 or lm is None or len(lm) != 68
+            or abs(turn) > np.sin(np.radians(OCCLUDING_SIDE_TURN_DEG))):
         return pts, ids, w
     chin = np.arange(7, 10)
     return (np.vstack([pts, np.asarray(contour_px, np.float64)[chin]]),

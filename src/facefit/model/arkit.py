@@ -323,7 +323,10 @@ def arkit_for_pose(model: MorphableModel, face: FaceLandmarks, pose: CameraPose,
                    identity: np.ndarray, expression: np.ndarray,
                    transfer: ArkitTransfer | None = None, landmark_sigma: float = 0.01,
                    sparsity: float | None = None,
-                   eyelids: EyelidCalibration | None = None) -> dict[str, float] | None:
+                   eyelids: EyelidCalibration | None = None,
+                   lids: FaceLandmarks | None = None,
+                   lid_calibration: EyelidCalibration | None = None
+                   ) -> dict[str, float] | None:
     """{ARKit name: weight} for one video frame whose camera ``pose`` is already fitted: a
     blendshape (ICT) model's ``expression`` itself; for a model the transfer matches, the
     transferred blendshapes' weights (in [0, 1], sparsity prior of `facefit.fit.blendshape`)
@@ -339,7 +342,10 @@ def arkit_for_pose(model: MorphableModel, face: FaceLandmarks, pose: CameraPose,
     without the gaze shapes); the eye points weigh `EYELID_WEIGHT`. ``eyelids`` (one per
     clip) removes the clip's own offset of the eyelid points from the model's
     (`EyelidCalibration`), so an open eye is the model's neutral one and a closing one a
-    blink. Else None."""
+    blink. ``lids``: the same face with each eye landmarked on its own
+    (`facefit.detect.eyes`): the lid shapes (``eyeBlink/Squint/Wide``) are then solved again
+    from its eye points (calibrated by ``lid_calibration``, the clip's second one), with
+    everything else as solved. Else None."""
     from facefit.fit.blendshape import DEFAULT_RIDGE as eps
     from facefit.fit.blendshape import DEFAULT_SPARSITY, ibug68_weights
     from facefit.fit.core.residuals import landmark_rows
@@ -351,13 +357,17 @@ def arkit_for_pose(model: MorphableModel, face: FaceLandmarks, pose: CameraPose,
     pts = _ibug68(face)
     if pts is None:
         return None
+    lid_pts = None if lids is None else _ibug68(lids)
     hm = _hybrid(model, tr)
     lm = hm.base.landmark_ids["ibug68"]
     k, ks = len(tr.names), hm.base.num_shape
     ident = np.asarray(identity, np.float64)
     base = hm.vertices(FaceParams(ident, np.zeros(k)), lm)
+    model_px = pose.project(base)[0][:, :2]
     if eyelids is not None:
-        pts = eyelids.correct(pts, pose.project(base)[0][:, :2])
+        pts = eyelids.correct(pts, model_px)
+    if lid_pts is not None and lid_calibration is not None:
+        lid_pts = lid_calibration.correct(lid_pts, model_px)
     d_points = np.concatenate([hm.base.shape_basis[lm], tr.offsets[lm]], 2).astype(np.float64)
     span = np.ptp(pts, axis=0)
     sigma = landmark_sigma * float(np.sqrt(max(span[0] * span[1], 1.0)))
@@ -372,12 +382,31 @@ def arkit_for_pose(model: MorphableModel, face: FaceLandmarks, pose: CameraPose,
     lower = np.r_[np.full(ks, -np.inf), np.zeros(k)]
     upper = np.r_[np.full(ks, np.inf), _no_gaze(tr.names)]
     sol = box_least_squares(a, b, lower, upper)
+    if lid_pts is not None:
+        # the eye shapes alone, the rest as solved, from the eyelids landmarked per eye
+        eye = ks + _eye_shape_ids(tuple(tr.names))
+        fitted = base + d_points @ sol
+        e = EYELID_IDS
+        jac, res = landmark_rows(pose, fitted[e], d_points[e][:, :, eye], lid_pts[e],
+                                 weights[e] / sigma**2)
+        x0 = sol[eye]
+        step = box_least_squares(
+            np.vstack([jac[:, 6:], se * np.eye(len(eye))]),
+            np.r_[res, -(se * x0 + lam / (2.0 * se))], -x0, 1.0 - x0)
+        sol[eye] = x0 + step
     return arkit_dict(tr.names, np.clip(sol[ks:], 0.0, 1.0))
 
 
 @functools.lru_cache(maxsize=4)
 def _gaze_free(names: tuple[str, ...]) -> np.ndarray:
     return np.array([0.0 if n.startswith("eyeLook") else 1.0 for n in names])
+
+
+@functools.lru_cache(maxsize=4)
+def _eye_shape_ids(names: tuple[str, ...]) -> np.ndarray:
+    """Indices of the lid shapes (``eyeBlink``, ``eyeSquint``, ``eyeWide``) among ``names``."""
+    return np.array([i for i, n in enumerate(names)
+                     if n.startswith(("eyeBlink", "eyeSquint", "eyeWide"))], np.int64)
 
 
 def _no_gaze(names: list[str]) -> np.ndarray:
@@ -388,9 +417,26 @@ def _no_gaze(names: list[str]) -> np.ndarray:
 EYELID_IDS = np.arange(36, 48)
 """iBUG 68 eye points: the subject's right eye 36-41 (image left), left eye 42-47."""
 EYELID_MIN_FRAMES = 5
-"""Frames an `EyelidCalibration` waits for before it corrects (the video ICT fit too): the
-first frames of a clip keep the detector's offset (real LRS3 clip, left eye: eyeBlinkLeft
-0.31-0.42 on frames 0-3, then 0-0.02)."""
+"""Frames an `EyelidCalibration` (and the video ICT fit) takes the median offset over; before
+that, each eye's offset is that of the frame where the eye was most open (`open_eye_offsets`):
+a median of one or two frames took a blink for the open eye, and uncorrected first frames
+kept the detector's offset (real LRS3 clip, left eye: eyeBlinkLeft 0.31-0.42 on frames 0-3,
+then 0-0.02)."""
+
+
+def open_eye_offsets(offsets: list[np.ndarray], closure: list[np.ndarray], eye: np.ndarray,
+                     min_frames: int = EYELID_MIN_FRAMES) -> np.ndarray:
+    """(P, 2) a clip's eyelid offsets of the open eye, from per-frame offsets (F of (P, 2)):
+    their median once ``min_frames`` frames are in (blinks are short); before that, for each
+    eye, the offsets in the frame where it was most open (least ``closure``, F of (E,); the
+    points' eye ``eye``, (P,) in 0..E-1): an eye is seldom more open than open, so the first
+    frames are corrected as the later ones, not left as detected, and a blink among them
+    is not taken for the open eye (a median of so few frames would)."""
+    off = np.stack(offsets)
+    if len(off) >= min_frames:
+        return np.median(off, axis=0)
+    best = np.argmin(np.stack(closure), axis=0)  # (E,) the most open frame of each eye
+    return off[best[np.asarray(eye)], np.arange(off.shape[1])]
 EYELID_WEIGHT = 4.0
 """Weight of the eye points in the per-frame solve (the others 1): a lid's few pixels of
 travel against the sparsity prior (synthetic clip, both eyes closed, with `EyelidCalibration`:
@@ -417,29 +463,43 @@ class EyelidCalibration:
     moves the lids from there. A detector's eyelid convention differs from the model's
     landmark vertices by a constant that otherwise sets the weights' zero: with MediaPipe's
     points the default model's neutral eye is narrower than a detected open one (iBUG eye
-    aspect 0.27 against 0.35 on the synthetic clip), so a closing eye first had to pass it."""
+    aspect 0.27 against 0.35 on the synthetic clip), so a closing eye first had to pass it.
+    Before ``min_frames`` frames are in, each eye's offsets are those of the frame where it
+    was most open so far (`open_eye_offsets`)."""
 
     def __init__(self, history: int = 250, min_frames: int = EYELID_MIN_FRAMES) -> None:
         self.history = int(history)
         self.min_frames = int(min_frames)
         self._offsets: list[np.ndarray] = []
+        self._closure: list[np.ndarray] = []
 
     def correct(self, pts: np.ndarray, model_pts: np.ndarray) -> np.ndarray:
-        """(68, 2) ``pts`` with the eye points moved by minus the clip's median offset from
-        the model's projected points ``model_pts`` (68, 2) (this frame included); ``pts``
-        as they are until ``min_frames`` frames are in (a median of one or two frames would
-        take a blink for the open eye)."""
+        """(68, 2) ``pts`` with the eye points moved by minus the clip's open-eye offset
+        from the model's projected points ``model_pts`` (68, 2) (this frame included;
+        `open_eye_offsets`: the median, or over the first ``min_frames`` frames each eye's
+        most open frame)."""
         pts = np.asarray(pts, np.float64)
         u, v, w = _eye_frames(pts)
         d = pts[EYELID_IDS] - np.asarray(model_pts, np.float64)[EYELID_IDS]
-        self._offsets.append(np.column_stack([(d * u).sum(1), (d * v).sum(1)]) / w[:, None])
-        del self._offsets[:-self.history]
-        if len(self._offsets) < self.min_frames:
-            return pts
-        med = np.median(np.stack(self._offsets), axis=0)
+        off = np.column_stack([(d * u).sum(1), (d * v).sum(1)]) / w[:, None]
+        self._offsets.append(off)
+        self._closure.append(_lid_closure(off))
+        del self._offsets[:-self.history], self._closure[:-self.history]
+        med = open_eye_offsets(self._offsets, self._closure, _EYE_OF_POINT, self.min_frames)
         out = pts.copy()
         out[EYELID_IDS] -= (med[:, :1] * u + med[:, 1:] * v) * w[:, None]
         return out
+
+
+_EYE_OF_POINT = np.repeat([0, 1], 6)  # eye (0: iBUG 36-41, 1: 42-47) of each `EYELID_IDS`
+
+
+def _lid_closure(offsets: np.ndarray) -> np.ndarray:
+    """(2,) per eye: how far the upper lid (iBUG 37, 38 / 43, 44) is down and the lower lid
+    (41, 40 / 47, 46) up, from (12, 2) offsets in the eyes' frames (across: image-down for
+    an upright head)."""
+    across = offsets[:, 1].reshape(2, 6)
+    return across[:, [1, 2]].mean(1) - across[:, [4, 5]].mean(1)
 
 
 def _ibug68(face: FaceLandmarks) -> np.ndarray | None:

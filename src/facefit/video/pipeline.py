@@ -140,6 +140,7 @@ def process_frames(
         max_frames: stop after this many frames.
         progress: called with the frame index after each frame.
     """
+    from facefit.detect.eyes import EYES_MAX_TURN_DEG, eye_refiner
     from facefit.fit.correspondence import correspondence_for
     from facefit.model.arkit import EyelidCalibration, arkit_for_pose
     from facefit.render.overlay import OverlayRenderer
@@ -155,6 +156,9 @@ def process_frames(
         pivot_ids = np.asarray(model.landmark_ids["ibug68"])
     lm68 = np.asarray(model.landmark_ids["ibug68"])
     eyelids = EyelidCalibration()  # the clip's eyelid offsets, for the ARKit blinks
+    eyes = eye_refiner()  # each eye's lids landmarked on its own (None: not installed)
+    lid_calibration = EyelidCalibration()  # the same for those lids
+    turn_max = np.sin(np.radians(EYES_MAX_TURN_DEG))  # past it the mesh's lids
 
     def make_fitter(shape: np.ndarray) -> FrameFitter:
         sm = (PoseExpressionSmoother(pivot=model.vertices(shape, ids=pivot_ids).mean(0))
@@ -207,7 +211,13 @@ def process_frames(
                         fitter.warm_start_from(prev)
                         neutral = fitter.neutral() if overlay is not None else None
                         sec["identity"] += time.perf_counter() - t_id
-                fit = fitter.fit(view, t)
+                # the eyelids landmarked one eye at a time, for the eye shapes only (the fit
+                # keeps the mesh's: a one-eye blink moves the mesh's two eyes alike)
+                kind = fitter.face_model.kind  # ARKit lids: the transfer's or ICT's own
+                lids = face if eyes is None or kind not in ("linear", "ict") else eyes.refine(
+                    frame, face)
+                fit = fitter.fit(view, t, None if lids is face or kind != "ict"
+                                 else view_from_face(model, lids, sigma).points_px)
                 p = fit.pose
                 pts, _ = p.project(fitter.vertices(fit.params, ids=lm68))
                 pose = pose_record(p.rotation, p.scale, p.translation, p.kind, p.focal,
@@ -219,7 +229,10 @@ def process_frames(
                 # gap), and a blendshape model's own raw weights (the expression filter
                 # flattened them: MEAD clip, --model ict, r 0.76 smoothed, 0.86 raw)
                 arkit = arkit_for_pose(model, face, fit.raw_pose, identity,
-                                       fit.raw_expression, eyelids=eyelids)
+                                       fit.raw_expression, eyelids=eyelids,
+                                       lids=None if lids is face or abs(fitter.turn(
+                                           fit.raw_pose)) > turn_max else lids,
+                                       lid_calibration=lid_calibration)
                 record["faces"].append(face_record(
                     face.box, face.score, pose, pts, fit.expression, fit.residual_px,
                     landmark_source=landmark_source(face), redetected=bool(detected),
