@@ -1,14 +1,15 @@
 """Shape from a video clip of one person: the identity `facefit video` fits, scored NoW-style.
 
-The clip rows of the shape benchmark (`facefit.eval.shape`; issue "recover the 3D shape",
-item 3). A subject is a neutral scan and a rendered clip of it: one light, background and
-framing for the whole clip, the head turning smoothly (yaw a sine through ±``max_yaw`` over
-the clip, pitch a slower ±8° sine) while the face talks (the mouth opening and closing, one
-more expression coming and going), pixel noise on every frame. The identity is what
-``facefit video`` takes as the clip's identity before it tracks the frames:
-`facefit.video.pipeline.identity_from_frames`, a joint landmark fit of frames spread over
-the clip. Data: ``ict`` (identities of the ICT Face Model, a different model and topology
-from the fitted one) or ``in-model`` (random faces of the fitted model).
+The clip rows of the shape benchmark (`facefit.eval.shape`). A subject is a neutral scan and
+a rendered clip of it: one light, background and framing for the whole clip, the head
+turning smoothly (yaw a sine through ±``max_yaw`` over the clip, pitch a slower ±8° sine)
+while the face talks (the mouth opening and closing, one more expression coming and going),
+pixel noise on every frame. The identity is what ``facefit video`` takes as the clip's
+identity before it tracks the frames (`facefit.video.identity.clip_identity`): a joint
+landmark fit of frames spread over the clip, and with ``--refine photometric`` a joint
+photometric refinement of a few of them. Data: ``ict`` (identities of the ICT Face Model, a
+different model and topology from the fitted one) or ``in-model`` (random faces of the
+fitted model).
 """
 
 from __future__ import annotations
@@ -148,49 +149,18 @@ def in_model_clip_subject(model: MorphableModel, rng: np.random.Generator, frame
     return ShapeSubject(truth, now_landmarks(truth, lm), images, truth, yaws)
 
 
-def clip_identity(model: MorphableModel, detector: object, frames: list[np.ndarray],
-                  identity_frames: int = 24, keyframes: int = 0, iterations: int = 100
-                  ) -> tuple[np.ndarray | None, np.ndarray | None, int]:
-    """(landmark identity, photometric identity or None, views used) of a clip: the joint
-    landmark fit of ``identity_frames`` frames spread over it, as ``facefit video`` takes
-    it (`facefit.video.pipeline.identity_from_frames`), then with ``keyframes`` > 0 a joint
-    photometric refinement (`refine_photometric_multi`) of that many of them, evenly spread,
-    starting from their fits. None identities when no frame has a face."""
-    from facefit.fit.multi_image import fit_same_person, view_from_face
-    from facefit.video.pipeline import landmark_sigma_of
-
-    step = max(1, len(frames) // max(identity_frames, 1))
-    picked, views = [], []
-    sigma = landmark_sigma_of(model)
-    for f in frames[::step]:
-        found = detector.detect(np.ascontiguousarray(f), max_faces=1)  # type: ignore[attr-defined]
-        if found:
-            picked.append(f)
-            views.append(view_from_face(model, found[0], sigma))
-    if not views:
-        return None, None, 0
-    if len(views) > identity_frames:
-        keep = np.linspace(0, len(views) - 1, identity_frames).round().astype(int)
-        picked, views = [picked[i] for i in keep], [views[i] for i in keep]
-    multi = fit_same_person(model, views)
-    if keyframes <= 0:
-        return multi.shape_coeffs, None, len(views)
-    from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
-
-    ids = np.unique(np.linspace(0, len(views) - 1, min(keyframes, len(views))).round()
-                    .astype(int))
-    res = refine_photometric_multi(model, [multi.fits[i] for i in ids], [picked[i] for i in ids],
-                                   config=PhotometricConfig(iterations=iterations))
-    return multi.shape_coeffs, res.shape_coeffs, len(views)
-
-
 def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject], n: int,
                         data: str, frames: int, identity_frames: int = 24, keyframes: int = 6,
                         iterations: int = 100, detector: object | None = None,
                         progress: bool = True, seed: int = 0, max_yaw: float = 30.0
                         ) -> ShapeReport:
     """The mean-face, clip-identity and (``keyframes`` > 0) clip-photometric rows on ``n``
-    clips (``subjects(i)`` makes clip i), identities by `clip_identity`."""
+    clips (``subjects(i)`` makes clip i): the identity ``facefit video`` fits
+    (`facefit.video.identity.clip_identity` on ``identity_frames`` frames spread over the
+    clip, as `facefit.video.pipeline.track_video` samples them), landmarks only and refined
+    photometrically on ``keyframes`` of them (``facefit video --refine photometric``)."""
+    from facefit.video.identity import clip_identity
+
     if detector is None:
         from facefit.detect.mediapipe import MediaPipeDetector
 
@@ -199,10 +169,14 @@ def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSu
     rows = {m: ShapeRow(m) for m in methods}
     for i in range(n):
         subject = subjects(i)
+        step = max(1, len(subject.images) // max(identity_frames, 1))
         t0 = time.perf_counter()
-        lm_shape, ph_shape, used = clip_identity(model, detector, subject.images,
-                                                 identity_frames, keyframes, iterations)
+        ident = clip_identity(model, detector, subject.images[::step], identity_frames,
+                              "photometric" if keyframes > 0 else "none", keyframes, iterations)
         dt = time.perf_counter() - t0
+        used = ident.views if ident is not None else 0
+        lm_shape = ident.landmark_shape_coeffs if ident is not None else None
+        ph_shape = ident.shape_coeffs if ident is not None and ident.keyframes else None
         shapes = {"mean face": None, "clip identity": lm_shape, "clip photometric": ph_shape}
         for m in methods:
             if m != "mean face" and not used:

@@ -1,0 +1,89 @@
+"""The identity of a clip: one shape for every frame of a video of one person.
+
+`clip_identity` fits it from frames spread over the clip, the way `facefit.same_person` fits
+several photos: a joint landmark fit (shared shape, per-frame pose and expression,
+`facefit.fit.multi_image.fit_same_person`), then optionally a joint photometric refinement
+of a few keyframes (shared shape and albedo, per-frame pose, expression and light;
+`facefit.fit.photometric.refine_photometric_multi`). Landmarks alone move the shape little
+from the mean face on cross-model renders (`facefit.eval.shape_clip`); the refinement is
+where the shading of several head poses pins the identity down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from facefit.fit.multi_image import (
+    ViewPoints,
+    default_landmark_sigma,
+    fit_same_person,
+    view_from_face,
+)
+from facefit.model.kinds import face_model
+from facefit.model.morphable_model import MorphableModel
+
+IDENTITY_REFINES = ("none", "photometric")
+"""How the clip's identity is fitted (``refine``, ``facefit video --refine``)."""
+
+
+@dataclass(frozen=True, eq=False)
+class ClipIdentity:
+    """The identity of a clip.
+
+    Attributes:
+        shape_coeffs: (S,) float32 the identity (refined when ``keyframes`` > 0).
+        landmark_shape_coeffs: (S,) float32 the joint landmark fit's identity.
+        views: frames with a face used by the landmark fit.
+        keyframes: frames used by the photometric refinement (0: not refined).
+    """
+
+    shape_coeffs: np.ndarray
+    landmark_shape_coeffs: np.ndarray
+    views: int
+    keyframes: int = 0
+
+
+def landmark_sigma_of(model: MorphableModel) -> float:
+    """The landmark prior frames of ``model`` are fitted with (as single photos)."""
+    return default_landmark_sigma(face_model(model).kind)
+
+
+def clip_identity(model: MorphableModel, detector: object, frames: Iterable[np.ndarray],
+                  max_views: int = 24, refine: str = "none", keyframes: int = 6,
+                  iterations: int = 100) -> ClipIdentity | None:
+    """The identity of ``frames`` (a subsample of the clip; at most ``max_views`` frames with
+    a face are used, evenly spread), or None when no frame has a face. ``refine``
+    ``"photometric"``: then a joint photometric refinement of ``keyframes`` of those frames,
+    evenly spread, ``iterations`` steps per pyramid level's schedule (`PhotometricConfig`)."""
+    if refine not in IDENTITY_REFINES:
+        raise ValueError(f"refine must be one of {IDENTITY_REFINES}, got {refine!r}")
+    views: list[ViewPoints] = []
+    images: list[np.ndarray] = []
+    sigma = landmark_sigma_of(model)
+    keep_images = refine == "photometric"
+    for frame in frames:
+        faces = detector.detect(np.ascontiguousarray(frame), max_faces=1)  # type: ignore[attr-defined]
+        if faces:
+            views.append(view_from_face(model, faces[0], sigma))
+            if keep_images:
+                images.append(np.ascontiguousarray(frame))
+    if not views:
+        return None
+    if len(views) > max_views:
+        keep = np.linspace(0, len(views) - 1, max_views).round().astype(int)
+        views = [views[i] for i in keep]
+        images = [images[i] for i in keep] if keep_images else images
+    multi = fit_same_person(model, views)
+    lm_shape = np.asarray(multi.shape_coeffs, np.float32)
+    if not keep_images or keyframes <= 0:
+        return ClipIdentity(lm_shape, lm_shape, len(views))
+    from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
+
+    ids = np.unique(np.linspace(0, len(views) - 1, min(keyframes, len(views))).round()
+                    .astype(int))
+    res = refine_photometric_multi(model, [multi.fits[i] for i in ids], [images[i] for i in ids],
+                                   config=PhotometricConfig(iterations=iterations))
+    return ClipIdentity(np.asarray(res.shape_coeffs, np.float32), lm_shape, len(views), len(ids))

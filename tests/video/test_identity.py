@@ -1,0 +1,55 @@
+"""The identity of a clip (`facefit.video.identity.clip_identity`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facefit.video.identity import clip_identity
+
+
+@pytest.fixture(scope="module")
+def clip():
+    from facefit.eval.shape_clip import in_model_clip_subject
+    from facefit.model import load_default_model
+
+    model = load_default_model()
+    return model, in_model_clip_subject(model, np.random.default_rng(3), frames=6, size=160)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from facefit.detect.mediapipe import MediaPipeDetector
+
+    return MediaPipeDetector()
+
+
+def test_landmark_identity_is_the_joint_fit(clip, detector) -> None:
+    from facefit.fit.multi_image import fit_same_person, view_from_face
+    from facefit.video.identity import landmark_sigma_of
+
+    model, sub = clip
+    got = clip_identity(model, detector, sub.images, max_views=3)
+    assert got is not None and got.views == 3 and got.keyframes == 0
+    np.testing.assert_array_equal(got.shape_coeffs, got.landmark_shape_coeffs)
+    # independently: frames 0, 2/3 (rounded) and 5 of the six, fitted jointly
+    faces = [detector.detect(sub.images[i], max_faces=1)[0] for i in (0, 2, 5)]
+    want = fit_same_person(model, [view_from_face(model, f, landmark_sigma_of(model))
+                                   for f in faces]).shape_coeffs
+    np.testing.assert_allclose(got.shape_coeffs, want, atol=1e-6)
+
+
+def test_photometric_identity_refines_keyframes(clip, detector) -> None:
+    model, sub = clip
+    got = clip_identity(model, detector, sub.images, refine="photometric", keyframes=2,
+                        iterations=3)
+    assert got is not None and got.views == 6 and got.keyframes == 2
+    assert not np.allclose(got.shape_coeffs, got.landmark_shape_coeffs)
+
+
+def test_no_face_and_bad_refine(clip, detector) -> None:
+    model, _ = clip
+    blank = [np.full((96, 96, 3), 128, np.uint8)] * 2
+    assert clip_identity(model, detector, blank) is None
+    with pytest.raises(ValueError, match="refine"):
+        clip_identity(model, detector, blank, refine="fancy")
