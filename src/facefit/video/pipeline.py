@@ -159,6 +159,7 @@ def process_frames(
     eyes = eye_refiner()  # each eye's lids landmarked on its own (None: not installed)
     lid_calibration = EyelidCalibration()  # the same for those lids
     turn_max = np.sin(np.radians(EYES_MAX_TURN_DEG))  # past it the mesh's lids
+    turned = False  # the last fitted frame's head was turned past it
 
     def make_fitter(shape: np.ndarray) -> FrameFitter:
         sm = (PoseExpressionSmoother(pivot=model.vertices(shape, ids=pivot_ids).mean(0))
@@ -214,10 +215,13 @@ def process_frames(
                 # the eyelids landmarked one eye at a time, for the eye shapes only (the fit
                 # keeps the mesh's: a one-eye blink moves the mesh's two eyes alike)
                 kind = fitter.face_model.kind  # ARKit lids: the transfer's or ICT's own
-                lids = face if eyes is None or kind not in ("linear", "ict") else eyes.refine(
-                    frame, face)
+                lids = (face if eyes is None or kind not in ("linear", "ict") or turned
+                        else eyes.refine(frame, face))
                 fit = fitter.fit(view, t, None if lids is face or kind != "ict"
                                  else view_from_face(model, lids, sigma).points_px)
+                # past EYES_MAX_TURN_DEG the mesh's lids (this frame's ARKit solve, and no
+                # per-eye lids for the next frame)
+                turned = abs(fitter.turn(fit.raw_pose)) > turn_max
                 p = fit.pose
                 pts, _ = p.project(fitter.vertices(fit.params, ids=lm68))
                 pose = pose_record(p.rotation, p.scale, p.translation, p.kind, p.focal,
@@ -230,8 +234,7 @@ def process_frames(
                 # flattened them: MEAD clip, --model ict, r 0.76 smoothed, 0.86 raw)
                 arkit = arkit_for_pose(model, face, fit.raw_pose, identity,
                                        fit.raw_expression, eyelids=eyelids,
-                                       lids=None if lids is face or abs(fitter.turn(
-                                           fit.raw_pose)) > turn_max else lids,
+                                       lids=None if lids is face or turned else lids,
                                        lid_calibration=lid_calibration)
                 record["faces"].append(face_record(
                     face.box, face.score, pose, pts, fit.expression, fit.residual_px,
