@@ -59,7 +59,7 @@ def test_ict_render_uses_ict_topology() -> None:
     mask = rasterize(px, ict.region_triangles("head"), 96, 96).mask
     assert mask.sum() > 500
     assert (covered == mask).mean() > 0.99  # only edge pixels may differ
-    assert len(S._ict_render_setup(ict)["triangles"]) == len(ict.triangles)
+    assert len(S.ict_render_setup(ict)["triangles"]) == len(ict.triangles)
 
 
 def test_ict_subject_scan_is_the_neutral_face() -> None:

@@ -167,7 +167,7 @@ def in_model_subject(model: MorphableModel, rng: np.random.Generator, photos: in
 
 
 @functools.lru_cache(maxsize=1)
-def _ict_render_setup(ict: object) -> dict:
+def ict_render_setup(ict: object) -> dict:
     """Triangles to render, the face scan vertex ids and albedo masks of an `ICTModel`."""
     from facefit.model.io_ict import ICTModel
 
@@ -200,7 +200,7 @@ def _ict_render_setup(ict: object) -> dict:
 def ict_albedo(ict: object, rng: np.random.Generator) -> np.ndarray:
     """(V, 3) float32 random albedo of an ICT head: a smooth, nearly symmetric skin field
     (random tone), darker brows, reddish lips, white sclera with a dark iris."""
-    setup = _ict_render_setup(ict)
+    setup = ict_render_setup(ict)
     x = ict.neutral.astype(np.float64)  # type: ignore[attr-defined]
     tone = np.array([0.72, 0.53, 0.44]) * rng.uniform(0.6, 1.15) + rng.normal(0, 0.03, 3)
     field = np.zeros((len(x), 3))
@@ -243,7 +243,7 @@ def render_ict(ict: object, vertices: np.ndarray, albedo: np.ndarray,
     from facefit.render import differentiable as dr
     from facefit.synthetic.photos import frame_face, random_light
 
-    setup = _ict_render_setup(ict)
+    setup = ict_render_setup(ict)
     lm = ict.landmark_ids["ibug68"]  # type: ignore[attr-defined]
     yaw = float(rng.uniform(-max_yaw, max_yaw))
     rot = rotation_from_euler(yaw, rng.uniform(-10, 10), rng.uniform(-5, 5))
@@ -263,7 +263,7 @@ def ict_subject(ict: object, rng: np.random.Generator, photos: int = 1, max_yaw:
                 size: int = 256, expression: bool = True) -> ShapeSubject:
     """A random ICT identity (N(0, 1) on every identity mode): its neutral face region as
     the scan and ``photos`` renders with mild random expressions (`render_ict`)."""
-    setup = _ict_render_setup(ict)
+    setup = ict_render_setup(ict)
     ident = rng.normal(0, 1, ict.num_identity).clip(-3, 3)  # type: ignore[attr-defined]
     neutral = ict.vertices(ident).astype(np.float64)  # type: ignore[attr-defined]
     albedo = ict_albedo(ict, rng)

@@ -24,8 +24,8 @@ from facefit.eval.shape import (
     ShapeReport,
     ShapeRow,
     ShapeSubject,
-    _ict_render_setup,
     ict_albedo,
+    ict_render_setup,
     now_landmarks,
     score,
 )
@@ -96,7 +96,7 @@ def ict_clip_subject(ict: object, rng: np.random.Generator, frames: int = 50,
                      max_yaw: float = 30.0, size: int = 256) -> ShapeSubject:
     """A random ICT identity (N(0, 1) on every identity mode): its neutral face region as
     the scan and a talking, head-turning clip of it (`render_clip`)."""
-    setup = _ict_render_setup(ict)
+    setup = ict_render_setup(ict)
     ident = rng.normal(0, 1, ict.num_identity).clip(-3, 3)  # type: ignore[attr-defined]
     neutral = ict.vertices(ident).astype(np.float64)  # type: ignore[attr-defined]
     albedo = ict_albedo(ict, rng)
