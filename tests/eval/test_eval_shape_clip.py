@@ -39,18 +39,19 @@ def test_clip_keeps_light_background_and_framing(model) -> None:
 
 
 def test_clip_rows_score_the_identity_video_takes(model) -> None:
-    """The clip-identity row holds what `identity_from_frames` (the identity ``facefit video``
-    fits) returns for frames spread over the clip, scored like any other shape; the mean-face
-    row scores the mean face."""
+    """The clip-identity row holds what `clip_identity` (the identity ``facefit video`` fits)
+    returns for frames spread over the clip, scored like any other shape; the mean-face row
+    scores the mean face."""
     from facefit.detect.mediapipe import MediaPipeDetector
     from facefit.eval.shape import score
-    from facefit.video.pipeline import identity_from_frames
+    from facefit.video.identity import clip_identity
 
     sub = C.in_model_clip_subject(model, np.random.default_rng(10), frames=8, size=160)
     det = MediaPipeDetector()
     rep = C.evaluate_clip_shape(model, lambda i: sub, 1, "in-model", 8, identity_frames=4,
                                 keyframes=2, iterations=3, detector=det, progress=False)
-    shape, used = identity_from_frames(model, det, sub.images[::2], 4)
+    ident = clip_identity(model, det, sub.images[::2], 4)
+    shape, used = ident.shape_coeffs, ident.views
     assert used == 4 and rep.rows["clip identity"].failures == 0
     np.testing.assert_allclose(rep.rows["clip identity"].shape_coeffs[0], shape, atol=1e-6)
     med, mean, vtx, _ = score(model, shape, sub)

@@ -49,6 +49,37 @@ def test_video_writes_jsonl_overlay_and_glb(clip: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
+def test_refine_photometric_refines_the_clip_identity(clip: Path, tmp_path: Path) -> None:
+    """``--refine photometric``: the header's identity is the joint landmark fit refined on
+    the identity frames (`clip_identity`), and says so."""
+    from facefit.detect.mediapipe import MediaPipeDetector
+    from facefit.model import load_default_model
+    from facefit.video.identity import clip_identity
+    from facefit.video.stream import iter_frames, open_video
+
+    heads = {}
+    for refine in ("none", "photometric"):
+        out = tmp_path / refine
+        assert main(["video", str(clip), "-o", str(out), "-q", "--identity-frames", "3",
+                     "--refine", refine, "--no-overlay", "--no-glb", "--no-html",
+                     "--max-frames", "6"]) == 0
+        heads[refine] = json.loads((out / "moving.jsonl").read_text().splitlines()[0])
+    assert heads["none"]["identity"] == "clip"
+    assert heads["photometric"]["identity"] == "clip photometric"
+    # the same frames (0, 2, 4 of the first 6) through the API give the same identities
+    reader, _ = open_video(clip)
+    frames = [f for i, f in enumerate(iter_frames(reader)) if i < 6 and i % 2 == 0]
+    want = clip_identity(load_default_model(), MediaPipeDetector(), frames, 3,
+                         refine="photometric")
+    assert want is not None and want.keyframes == 3
+    np.testing.assert_allclose(heads["none"]["shape_coeffs"], want.landmark_shape_coeffs,
+                               atol=2e-5)
+    np.testing.assert_allclose(heads["photometric"]["shape_coeffs"], want.shape_coeffs,
+                               atol=2e-5)
+    assert not np.allclose(want.shape_coeffs, want.landmark_shape_coeffs, atol=1e-3)
+
+
+@pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
 @pytest.mark.parametrize("source", ["network", "mediapipe"])
 def test_landmarks_option_gives_each_frame_its_source(clip: Path, tmp_path: Path,
                                                       source: str) -> None:

@@ -44,6 +44,12 @@ def register(subparsers: Any) -> None:
                    help="do not write the HTML page (OUT/STEM.html)")
     p.add_argument("--identity-frames", type=_positive_int, default=24, metavar="N",
                    help="frames spread over the clip used to fit the identity (default 24)")
+    p.add_argument("--refine", choices=("none", "photometric"), default="none",
+                   help="the clip's identity: none (a joint landmark fit of the identity frames) "
+                        "or photometric (then a joint photometric refinement of 6 of them, "
+                        "10-60 s more; on rendered clips of ICT heads the shape's NoW error "
+                        "is 21 %% below the mean face's, 2 %% with landmarks alone; default "
+                        "none)")
     p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
                    help="stop after N frames (a camera runs until Ctrl-C otherwise)")
     add_landmarks(p, "frame")
@@ -103,7 +109,7 @@ def cmd_video(args: argparse.Namespace) -> int:
             args.input, args.output, model, smooth=not args.no_smooth, overlay=not args.no_overlay,
             glb=not args.no_glb, html=not args.no_html, identity_frames=args.identity_frames,
             max_frames=args.max_frames, progress=None if args.quiet else progress,
-            landmarks=args.landmarks)
+            landmarks=args.landmarks, refine=args.refine)
     except KeyboardInterrupt:
         return 130
     except VideoError as exc:  # unreadable, truncated or corrupt clip: nothing kept of it

@@ -20,15 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facefit.detect.base import LandmarkDetector
 from facefit.detect.mediapipe import MediaPipeDetector
 from facefit.detect.network import landmark_detector, landmark_source
-from facefit.fit.multi_image import (
-    ViewPoints,
-    default_landmark_sigma,
-    fit_same_person,
-    view_from_face,
-)
+from facefit.fit.multi_image import ViewPoints, fit_same_person, view_from_face
 from facefit.io.animated_glb import AnimatedGlb, Skeleton
 from facefit.io.arkit_export import write_live_link_csv, write_video_arkit_glb
 from facefit.io.atomic import atomic_path
@@ -36,10 +30,10 @@ from facefit.io.html import write_video_page
 from facefit.io.records import face_record, pose_record, rounded
 from facefit.io.schemas import SCHEMA_VERSION
 from facefit.model.bfm_3ddfa import load_default_model
-from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
 from facefit.video import stream
 from facefit.video.fitter import FrameFitter
+from facefit.video.identity import IDENTITY_REFINES, clip_identity, landmark_sigma_of
 from facefit.video.smooth import PoseExpressionSmoother
 from facefit.video.track import FaceTracker
 
@@ -59,29 +53,6 @@ class VideoStats:
         keys = self.seconds.keys() if stages is None else stages
         total = sum(self.seconds[k] for k in keys)
         return self.frames / total if total > 0 else float("nan")
-
-
-def landmark_sigma_of(model: MorphableModel) -> float:
-    """The landmark prior frames of ``model`` are fitted with (as single photos)."""
-    return default_landmark_sigma(face_model(model).kind)
-
-
-def identity_from_frames(model: MorphableModel, detector: LandmarkDetector,
-                         frames: Iterable[np.ndarray], max_views: int = 24
-                         ) -> tuple[np.ndarray, int]:
-    """(shape coefficients, views used): joint fit of the faces found in ``frames`` (a
-    subsample of the clip, at most ``max_views`` of them used, evenly spread)."""
-    views: list[ViewPoints] = []
-    sigma = landmark_sigma_of(model)
-    for frame in frames:
-        faces = detector.detect(np.ascontiguousarray(frame), max_faces=1)
-        if faces:
-            views.append(view_from_face(model, faces[0], sigma))
-    if not views:
-        return np.zeros(model.num_shape, np.float32), 0
-    if len(views) > max_views:
-        views = [views[i] for i in np.linspace(0, len(views) - 1, max_views).round().astype(int)]
-    return fit_same_person(model, views).shape_coeffs, len(views)
 
 
 class RunningIdentity:
@@ -124,6 +95,7 @@ def process_frames(
     smooth: bool = True,
     max_frames: int | None = None,
     progress: Callable[[int], None] | None = None,
+    identity_kind: str = "clip",
 ) -> VideoStats:
     """Track, fit and write every frame of ``frames`` as it comes.
 
@@ -139,6 +111,8 @@ def process_frames(
         smooth: temporal filtering of pose and expression (`PoseExpressionSmoother`).
         max_frames: stop after this many frames.
         progress: called with the frame index after each frame.
+        identity_kind: how ``shape`` was fitted, for the JSON lines' header (``"clip"``,
+            ``"clip photometric"``); ``"running"`` when ``shape`` is None.
     """
     from facefit.detect.eyes import EYES_MAX_TURN_DEG, eye_refiner
     from facefit.fit.correspondence import correspondence_for
@@ -250,7 +224,7 @@ def process_frames(
                             "fps": fps, "width": int(frame.shape[1]),
                             "height": int(frame.shape[0]),
                             "shape_coeffs": np.round(identity.astype(float), 5).tolist(),
-                            "identity": "running" if running else "clip"}
+                            "identity": "running" if running else identity_kind}
                     out.write(json.dumps(head) + "\n")
                 out.write(json.dumps(record) + "\n")
             if overlay is not None:
@@ -309,6 +283,7 @@ def track_video(
     max_frames: int | None = None,
     progress: Callable[[int, int | None], None] | None = None,
     landmarks: str = "auto",
+    refine: str = "none",
 ) -> tuple[VideoStats, VideoOutputs]:
     """Track and fit the face of a video file or camera and write ``OUT/STEM.*``: JSON lines
     (``.jsonl``), the animated GLB (``.glb``), the overlay video (``_overlay.mp4``), ARKit
@@ -330,6 +305,10 @@ def track_video(
         landmarks: each frame's landmark source, as for photos
             (`facefit.detect.network.landmark_detector`: ``"auto"``, ``"mediapipe"`` or
             ``"network"``; ``auto`` is MediaPipe for models that are not linear).
+        refine: the clip's identity: ``"none"`` (the joint landmark fit of the
+            ``identity_frames``) or ``"photometric"`` (then a joint photometric refinement of
+            6 of them, `facefit.video.identity.clip_identity`: seconds more, a closer shape).
+            A camera's running identity is never refined.
 
     Returns:
         (what the run did; ``identity_views`` is 0 for a running identity, the files).
@@ -341,6 +320,8 @@ def track_video(
         OSError: ``out_dir`` cannot be created.
         KeyboardInterrupt: passed on; the partial overlay is removed, nothing else written.
     """
+    if refine not in IDENTITY_REFINES:
+        raise ValueError(f"refine must be one of {IDENTITY_REFINES}, got {refine!r}")
     reader, info = stream.open_video(source)
     out = Path(out_dir)
     try:
@@ -361,6 +342,7 @@ def track_video(
     overlay_tmp = out / f".{stem}_overlay.part.mp4"  # renamed when the clip is complete
     writer = None
     n_id = 0
+    kind = "clip"
     done = False
     try:
         shape = None
@@ -373,7 +355,12 @@ def track_video(
             r1, _ = stream.open_video(source, every=step)
             sample = (f for k, f in enumerate(stream.iter_frames(r1, every=step))
                       if k * step < total)
-            shape, n_id = identity_from_frames(model, landmarker, sample, identity_frames)
+            ident = clip_identity(model, landmarker, sample, identity_frames, refine=refine)
+            if ident is not None:
+                shape, n_id = ident.shape_coeffs, ident.views
+                kind = "clip photometric" if ident.keyframes else "clip"
+            else:  # no face in the sampled frames: the mean face, as a camera starts
+                shape = np.zeros(model.num_shape, np.float32)
         if overlay:
             writer = stream.VideoWriter(overlay_tmp, info.fps)
         stats = process_frames(
@@ -381,7 +368,8 @@ def track_video(
             FaceTracker(detector, landmarks=relandmark),
             jsonl_path=files.jsonl, overlay=writer.write if writer is not None else None,
             glb_path=files.glb, smooth=smooth, max_frames=max_frames,
-            progress=None if progress is None else lambda i: progress(i, info.frames))
+            progress=None if progress is None else lambda i: progress(i, info.frames),
+            identity_kind=kind)
         done = True
     except stream.VideoError as exc:
         raise stream.VideoError(f"{exc} (stopped: no results written for this clip)") from None
