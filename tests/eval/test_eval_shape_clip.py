@@ -62,3 +62,15 @@ def test_clip_rows_score_the_identity_video_takes(model) -> None:
     # the photometric row: a joint refinement of 2 of the frames, starting from that identity
     ph = rep.rows["clip photometric"].shape_coeffs[0]
     assert ph is not None and len(ph) == len(shape) and not np.allclose(ph, shape)
+
+
+def test_eval_shape_clip_command(tmp_path, capsys) -> None:
+    from facefit.cli import main
+
+    rc = main(["eval", "shape", "--data", "in-model", "--n", "1", "--clip", "6",
+               "--no-photometric", "--size", "160", "--quiet", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "mean face" in out and "clip identity" in out
+    assert (tmp_path / "shape_in-model_clip6.json").is_file()
+    assert main(["eval", "shape", "--clip", "1", "--n", "1"]) == 2
+    assert main(["eval", "shape", "--clip", "6", "--photos", "3", "--n", "1"]) == 2

@@ -125,6 +125,10 @@ def register(subparsers: Any) -> None:
     h.add_argument("--model", type=Path, help="model file to fit (default: the default model)")
     h.add_argument("--n", type=int, default=30, help="number of subjects")
     h.add_argument("--photos", type=int, default=1, help="photos per subject (>1: joint fit)")
+    h.add_argument("--clip", type=int, default=0, metavar="FRAMES",
+                   help="instead of photos, a talking, head-turning clip of FRAMES frames per "
+                        "subject, scored with the identity facefit video fits (landmarks, and "
+                        "refined photometrically on 6 frames unless --no-photometric)")
     h.add_argument("--seed", type=int, default=0, help="random seed of the set")
     h.add_argument("--max-yaw", type=float, default=30.0, help="yaw range of the photos, deg")
     h.add_argument("--size", type=int, default=256, help="photo side in pixels")
@@ -385,8 +389,11 @@ def _cmd_shape(args: argparse.Namespace) -> int:
     from facefit.eval.shape import evaluate_shape, ict_subject, in_model_subject
     from facefit.model import ModelFileError, load_default_model, load_model
 
-    if args.n < 1 or args.photos < 1 or args.size < 64:
-        _err("--n and --photos must be >= 1, --size >= 64")
+    if args.n < 1 or args.photos < 1 or args.size < 64 or args.clip < 0 or 0 < args.clip < 2:
+        _err("--n and --photos must be >= 1, --clip 0 or >= 2, --size >= 64")
+        return 2
+    if args.clip and args.photos != 1:
+        _err("--clip and --photos: choose one (a clip, or photos)")
         return 2
     if args.data == "ict" and args.ict is None:
         _err("--data ict needs --ict FOLDER (the ICT-FaceKit FaceXModel folder)")
@@ -407,12 +414,31 @@ def _cmd_shape(args: argparse.Namespace) -> int:
             return ict_subject(ict, rng, args.photos, args.max_yaw, args.size)
         return in_model_subject(model, rng, args.photos, args.max_yaw, args.size)
 
-    report = evaluate_shape(model, subject, args.n, args.data, args.photos,
-                            photometric=not args.no_photometric, iterations=args.iterations,
-                            progress=not args.quiet, seed=args.seed, max_yaw=args.max_yaw)
+    if args.clip:
+        from facefit.eval.shape_clip import (
+            evaluate_clip_shape,
+            ict_clip_subject,
+            in_model_clip_subject,
+        )
+
+        def clip(i: int):  # noqa: ANN202 - a ShapeSubject
+            rng = np.random.default_rng([args.seed, i])
+            if args.data == "ict":
+                return ict_clip_subject(ict, rng, args.clip, args.max_yaw, args.size)
+            return in_model_clip_subject(model, rng, args.clip, args.max_yaw, args.size)
+
+        report = evaluate_clip_shape(model, clip, args.n, f"{args.data} clip", args.clip,
+                                     keyframes=0 if args.no_photometric else 6,
+                                     iterations=args.iterations, progress=not args.quiet,
+                                     seed=args.seed, max_yaw=args.max_yaw)
+    else:
+        report = evaluate_shape(model, subject, args.n, args.data, args.photos,
+                                photometric=not args.no_photometric, iterations=args.iterations,
+                                progress=not args.quiet, seed=args.seed, max_yaw=args.max_yaw)
     print(report.table())
     out = Path(args.out)
-    name = f"shape_{args.data}_{args.photos}.json"
+    name = (f"shape_{args.data}_clip{args.clip}.json" if args.clip
+            else f"shape_{args.data}_{args.photos}.json")
     _write_json(out / name, report.to_dict())
     print(f"results: {out / name}", file=sys.stderr)
     return 0
