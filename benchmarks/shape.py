@@ -20,6 +20,7 @@ unpacked into ``out/ict-facekit`` once.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import subprocess
 import sys
@@ -87,6 +88,9 @@ def main() -> int:
                     help="add the row of the model fitted to the scan in 3D (its best)")
     ap.add_argument("--landmark-weight", type=float,
                     help="landmark weight of the refinement (default: the function's)")
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a PhotometricConfig setting of the refinement (Python literal), "
+                         "e.g. level_share=(0.7,0.2,0.1); repeatable")
     ap.add_argument("--heatmap", type=Path, help="write the ICT error heat map PNG here")
     ap.add_argument("--json", type=Path, help="write all rows as JSON here")
     ap.add_argument("--maps", type=Path, help="save the ICT per-vertex error maps (.npz)")
@@ -94,6 +98,12 @@ def main() -> int:
                     help="add maps saved by earlier runs to the heat map")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
+    options = {} if args.landmark_weight is None else {"landmark_weight": args.landmark_weight}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--option {item!r}: expected KEY=VALUE")
+        options[key.strip()] = ast.literal_eval(value.strip())
 
     from facefit.detect.mediapipe import MediaPipeDetector
     from facefit.eval.shape import evaluate_shape, ict_subject, in_model_subject
@@ -121,9 +131,7 @@ def main() -> int:
         rep = evaluate_shape(model, subject, n, data, photos,
                              photometric=not args.no_photometric, iterations=args.iterations,
                              detector=detector, progress=not args.quiet, seed=args.seed,
-                             max_yaw=args.max_yaw, keep=keep, photometric_options=(
-                                 {} if args.landmark_weight is None
-                                 else {"landmark_weight": args.landmark_weight}),
+                             max_yaw=args.max_yaw, keep=keep, photometric_options=options,
                              ceiling=args.ceiling)
         print(rep.table(), flush=True)
         reports.append(rep.to_dict())

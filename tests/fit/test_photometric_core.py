@@ -21,7 +21,7 @@ from facefit.fit.photometric import (
     refine_photometric,
     refine_photometric_multi,
 )
-from facefit.fit.photometric.objective import FlameMesh
+from facefit.fit.photometric.objective import FlameMesh, LinearMesh, unique_ids
 from facefit.fit.photometric.priors import gaussian_cost
 from facefit.fit.result import image_vertices
 from facefit.model import load_default_model
@@ -298,3 +298,32 @@ def test_reconstructor_refine_photometric_keeps_the_flame_jaw(flame, jaw_open):
     face = rec.reconstruct(image)[0]
     assert face.photometric is not None and face.fit is face.photometric.fit
     _assert_jaw_kept(flame, face.fit, truth)
+
+
+def test_pixel_operator_interpolates_positions_and_stencil_tangents(model):
+    """offset + matrix @ coeffs holds, per pixel, the barycentric mix of the vertices and of
+    their stencil differences x_a - x_b and x_c - x_d (computed here from the vertices)."""
+    rng = np.random.default_rng(3)
+    basis = np.concatenate([model.shape_basis, model.expression_basis], axis=2)
+    mesh = LinearMesh(model, basis.astype(np.float32), dict(dtype=torch.float32,
+                                                             device=torch.device("cpu")))
+    stencil = dr.normal_stencil(model.mean, model.triangles)
+    tri = np.asarray(model.triangles, np.int64)[rng.choice(len(model.triangles), 50)]
+    bary = rng.dirichlet(np.ones(3), 50)
+    coeffs = rng.normal(0, 1, basis.shape[2])
+    offset, matrix = mesh.pixel_operator(tri, bary, stencil, torch.device("cpu"))
+    got = (offset + matrix @ torch.as_tensor(coeffs, dtype=torch.float32)).numpy()
+    x = model.mean + np.einsum("vdk,k->vd", basis, coeffs)
+    want = np.stack([(x[tri] * bary[:, :, None]).sum(1),
+                     ((x[stencil[tri, 0]] - x[stencil[tri, 1]]) * bary[:, :, None]).sum(1),
+                     ((x[stencil[tri, 2]] - x[stencil[tri, 3]]) * bary[:, :, None]).sum(1)])
+    np.testing.assert_allclose(got.reshape(3, 50, 3), want, atol=2e-3)
+    assert np.abs(want[1:]).max() > 0.5  # the tangents are not all zero
+
+
+def test_unique_ids_is_numpys_unique():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 100, 70), rng.integers(0, 100, (5, 4))
+    np.testing.assert_array_equal(unique_ids(100, a, b),
+                                  np.unique(np.concatenate([a, b.ravel()])))
+    assert unique_ids(10).size == 0

@@ -135,3 +135,31 @@ def test_cuda_matches_cpu():
     sh = torch.randn(9, 3)
     assert torch.allclose(dr.sh_shading(n, sh), dr.sh_shading(n.cuda(), sh.cuda()).cpu(),
                           atol=1e-5)
+
+
+def test_mesh_edges_are_the_unique_edges():
+    _, tris = _grid(6)
+    tris = np.concatenate([tris, tris[:3]])  # repeated triangles add no edge
+    pairs = {tuple(sorted(e)) for t in tris.tolist() for e in ((t[0], t[1]), (t[1], t[2]),
+                                                               (t[2], t[0]))}
+    want = np.array(sorted(pairs))
+    np.testing.assert_array_equal(dr.mesh_edges(tris), want)
+    both = np.array(sorted(pairs | {(b, a) for a, b in pairs}))
+    np.testing.assert_array_equal(dr.mesh_edges(tris, directed=True), both)
+
+
+def test_normal_stencil_picks_the_farthest_neighbours_along_the_tangents():
+    """On a flat grid with the model x axis in the surface (u = +x, v = n × u = +y), each
+    inner vertex's stencil holds one-ring neighbours farthest along +x, -x, +y and -y."""
+    n = 5
+    verts, tris = _grid(n)
+    verts[:, 2] = 0.0
+    st = dr.normal_stencil(verts, tris)
+    for i in (6, 7, 12, 18):
+        ring = np.unique(tris[(tris == i).any(1)])
+        ring = ring[ring != i]
+        x, y = verts[ring, 0], verts[ring, 1]
+        got = verts[st[i]]
+        assert (got[0, 0], got[1, 0], got[2, 1], got[3, 1]) == (x.max(), x.min(), y.max(),
+                                                                 y.min())
+        assert set(st[i]) <= set(ring)

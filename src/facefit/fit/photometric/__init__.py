@@ -23,10 +23,10 @@ from facefit.fit.photometric.data import crop_image, face_crop_box, skin_mask
 from facefit.fit.photometric.optimise import (
     MultiPhotometricResult,
     PhotometricResult,
-    mesh_edges,
     refine_photometric,
     refine_photometric_multi,
 )
+from facefit.render.differentiable import mesh_edges
 
 __all__ = ["IMAGE_LOSSES", "SKIN_RGB", "MultiPhotometricResult", "PhotometricConfig",
            "PhotometricResult", "crop_image", "face_crop_box", "mesh_edges",

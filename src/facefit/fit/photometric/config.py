@@ -27,8 +27,10 @@ class PhotometricConfig:
         refresh_every: re-rasterise (visibility, outliers) every this many steps.
         max_pixels: at most this many skin pixels per photo and raster refresh, a random
             subset (not with the gradient loss, which needs the whole grid).
-        normals: ``"stencil"`` (smooth vertex normals by central differences over four
-            neighbours, `facefit.render.differentiable.normal_stencil`), ``"face"`` (each
+        normals: ``"stencil"`` (smooth normals by central differences over four
+            neighbours, `facefit.render.differentiable.normal_stencil`; on linear models the
+            two difference vectors are interpolated to each pixel and crossed there,
+            `facefit.fit.photometric.objective.LinearMesh.pixel_operator`), ``"face"`` (each
             pixel's triangle normal: fastest, biased on irregular meshes) or ``"vertex"``
             (area-weighted vertex normals; needs the whole one-ring, slowest); one name, or
             one per level.
@@ -81,7 +83,8 @@ class PhotometricConfig:
     Run:
         device: torch device (default CUDA when available, else the CPU).
         progress: show a tqdm progress bar.
-        debug_timing: print pixels, active vertices and ms per step for each level.
+        debug_timing: print pixels, active vertices, ms per step and the objective
+            every 5 steps (its convergence) for each level.
     """
 
     iterations: int = 100

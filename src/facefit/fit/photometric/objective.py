@@ -11,6 +11,10 @@ neck stay articulated; every other kind uses its linear part ``mean + basis @ co
 Visibility is not differentiated: `PhotoState.rasterise` rasterises the mesh every few
 steps (`facefit.render.differentiable.pixel_samples`) and keeps the active vertices (those of
 visible triangles, plus their normal neighbours); `PhotoState.render` evaluates only those.
+For a linear mesh with stencil normals the raster goes one step further: the position and
+the two stencil tangents at each sampled pixel are linear in the coefficients, so their
+(9 P, K) matrix is formed once per raster (`LinearMesh.pixel_operator`) and a step is one
+matrix-vector product, with no per-vertex gathers.
 """
 
 from __future__ import annotations
@@ -20,12 +24,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import sparse
 
 from facefit.fit.core.rotation import axis_angle, rodrigues
 from facefit.fit.photometric.data import PhotoData, PyramidLevel
 from facefit.model.flame import FlameFaceModel
 from facefit.model.morphable_model import MorphableModel
 from facefit.render import differentiable as dr
+
+
+def unique_ids(num: int, *ids: np.ndarray) -> np.ndarray:
+    """Sorted unique values of integer arrays ``ids`` in [0, ``num``), by a boolean mask
+    (numpy's hash-based ``np.unique`` took ~7 ms on the ~24k ids of a raster)."""
+    seen = np.zeros(num, bool)
+    for a in ids:
+        seen[np.asarray(a).ravel()] = True
+    return np.flatnonzero(seen)
 
 
 def orthonormal(rot: torch.Tensor) -> torch.Tensor:
@@ -45,18 +59,51 @@ class VertexSubset:
         self.basis = basis
 
     def __call__(self, coeffs: torch.Tensor, rotations: torch.Tensor | None) -> torch.Tensor:
-        return self.mean + self.basis @ coeffs
+        # one matrix-vector product (a (N, 3, K) @ (K,) product runs as N small ones)
+        return torch.addmv(self.mean.reshape(-1), self.basis.reshape(-1, self.basis.shape[-1]),
+                           coeffs).reshape(-1, 3)
 
 
 class LinearMesh:
     """``mean + basis @ coeffs`` of a `MorphableModel`; ``basis`` (V, 3, Ks + Ke) float32 is
     its shape then expression basis."""
 
+    linear = True
+    """Whether the vertices are linear in the coefficients (`pixel_operator` applies)."""
+
     def __init__(self, model: MorphableModel, basis: np.ndarray, f32: dict) -> None:
         self.mean = torch.as_tensor(model.mean, **f32)
         self.basis = torch.as_tensor(basis, **f32)
         self.free_joints: list[int] = []
         self.joint_sigmas = np.zeros(0)
+        if self.linear:  # CPU copies for the sparse products of `pixel_operator`
+            self.mean_np = np.ascontiguousarray(model.mean, dtype=np.float32)
+            self.basis_np = np.ascontiguousarray(basis, dtype=np.float32).reshape(
+                len(self.mean_np), -1)
+
+    def pixel_operator(self, vertex_ids: np.ndarray, bary: np.ndarray, stencil: np.ndarray,
+                       device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(offset (9 P,), matrix (9 P, K)) float32 such that ``offset + matrix @ coeffs``
+        reshaped to (3, P, 3) holds, at P pixels with triangle corners ``vertex_ids`` (P, 3)
+        and barycentrics ``bary`` (P, 3), the interpolated model-frame position and the two
+        interpolated stencil tangents ``x_a - x_b`` and ``x_c - x_d`` (``stencil`` (V, 4),
+        `facefit.render.differentiable.normal_stencil`), mm. The normal is their cross
+        product: the tangents, not the unit normals, are interpolated."""
+        p = len(vertex_ids)
+        b = np.asarray(bary, np.float32)
+        st = stencil[vertex_ids]  # (P, 3, 4)
+        pm = np.array([1.0, -1.0], np.float32)
+        cols = np.concatenate([np.asarray(vertex_ids).ravel(), st[:, :, :2].ravel(),
+                               st[:, :, 2:].ravel()])
+        vals = np.concatenate([b.ravel(), (b[:, :, None] * pm).ravel(),
+                               (b[:, :, None] * pm).ravel()])
+        # rows in order, 3 entries per position row and 6 per tangent row (a column that
+        # repeats within a row is summed by the product)
+        indptr = np.concatenate([np.arange(0, 3 * p, 3), 3 * p + np.arange(0, 12 * p + 1, 6)])
+        op = sparse.csr_matrix((vals, cols, indptr), shape=(3 * p, len(self.mean_np)))
+        offset = torch.as_tensor((op @ self.mean_np).reshape(-1), device=device)
+        matrix = torch.as_tensor((op @ self.basis_np).reshape(9 * p, -1), device=device)
+        return offset, matrix
 
     @property
     def num_vertices(self) -> int:
@@ -108,6 +155,8 @@ class FlameMesh(LinearMesh):
     """A FLAME model (`facefit.model.flame.FlameFaceModel`) in torch: its free joints'
     rotations are parameters (prior sigmas ``joint_sigmas``, rad)."""
 
+    linear = False
+
     def __init__(self, kind: FlameFaceModel, basis: np.ndarray, f32: dict) -> None:
         flame = kind.flame
         super().__init__(flame.model, basis, f32)
@@ -138,11 +187,14 @@ class Raster:
         samp: the skin pixels (`facefit.render.differentiable.PixelSamples`).
         local: (Va,) active vertex ids (visible triangles' vertices and normal neighbours).
         lut: (V,) index of each vertex in ``local``, -1 elsewhere.
-        ids: ``local`` as a tensor; vertices: their `VertexSubset`.
+        ids: ``local`` as a tensor; vertices: their `VertexSubset` (None with
+            ``pixel_basis``).
         ring: (T, 3) triangles around the visible vertices (local indices; vertex normals).
         stencil: (Va, 4) normal stencil rows (local indices; stencil normals), or None.
         pix_vids: (P, 3) local vertex ids of each pixel's triangle.
         weight: (P,) pixel weights (0: rejected as an outlier).
+        pixel_basis: `LinearMesh.pixel_operator` of the pixels (linear mesh, stencil
+            normals), else None.
     """
 
     level: PyramidLevel
@@ -150,11 +202,12 @@ class Raster:
     local: np.ndarray
     lut: np.ndarray
     ids: torch.Tensor
-    vertices: VertexSubset
+    vertices: VertexSubset | None
     ring: torch.Tensor
     stencil: torch.Tensor | None
     pix_vids: torch.Tensor
     weight: torch.Tensor
+    pixel_basis: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class PhotoState:
@@ -278,25 +331,32 @@ class PhotoState:
                                                       replace=False)), device=dev)
             samp = dr.PixelSamples(samp.pixel[pick], samp.vertex_ids[pick], samp.bary[pick],
                                    samp.height, samp.width)
-        vis = np.unique(samp.vertex_ids.cpu().numpy())
+        pix = samp.vertex_ids.cpu().numpy()
+        vis = unique_ids(nv, pix)
         in_vis = np.zeros(nv, bool)
         in_vis[vis] = True
         nrm = level.normals
         ring = tri[in_vis[tri].any(1)] if nrm == "vertex" else tri[:0]
         extra = self.stencil_table[vis].ravel() if nrm == "stencil" else vis[:0]
-        local = np.unique(np.concatenate([vis, ring.ravel(), extra]))
+        local = unique_ids(nv, vis, ring, extra)
         lut = np.full(nv, -1, np.int64)
         lut[local] = np.arange(len(local))
-        stencil = None
-        if nrm == "stencil":  # stencil rows for every local vertex (unused ones: self)
-            st = np.where(in_vis[local][:, None], lut[self.stencil_table[local]],
-                          np.arange(len(local))[:, None])
-            stencil = torch.as_tensor(st, device=dev)
+        stencil, pixel_basis, vertices = None, None, None
         ids = torch.as_tensor(local, device=dev)
-        self.act = Raster(level, samp, local, lut, ids, self.mesh.subset(ids),
+        if nrm == "stencil" and self.mesh.linear:
+            pixel_basis = self.mesh.pixel_operator(pix, samp.bary.cpu().numpy(),
+                                                   self.stencil_table, dev)
+        else:
+            vertices = self.mesh.subset(ids)
+            if nrm == "stencil":  # stencil rows for every local vertex (unused ones: self)
+                st = np.where(in_vis[local][:, None], lut[self.stencil_table[local]],
+                              np.arange(len(local))[:, None])
+                stencil = torch.as_tensor(st, device=dev)
+        self.act = Raster(level, samp, local, lut, ids, vertices,
                           torch.as_tensor(lut[ring], device=dev), stencil,
-                          torch.as_tensor(lut[samp.vertex_ids.cpu().numpy()], device=dev),
-                          torch.ones(len(samp.pixel), dtype=self.sh.dtype, device=dev))
+                          torch.as_tensor(lut[pix], device=dev),
+                          torch.ones(len(samp.pixel), dtype=self.sh.dtype, device=dev),
+                          pixel_basis)
         return self.act
 
     def render(self, coeffs: torch.Tensor, albedo: torch.Tensor,
@@ -307,20 +367,26 @@ class PhotoState:
         act = self.act
         assert act is not None
         rot, scale = self.pose_parts()
-        x = act.vertices(coeffs, self.joint_rotations())
-        v = x @ rot.T  # (Va, 3) view frame
         bary = act.samp.bary
-        if act.level.normals == "vertex":
-            n = dr.interpolate(dr.vertex_normals(v, act.ring), act.pix_vids, bary)
-            pv = dr.interpolate(v, act.pix_vids, bary)
-        elif act.level.normals == "stencil":
-            n = dr.interpolate(dr.stencil_normals(v, act.stencil), act.pix_vids, bary)
-            pv = dr.interpolate(v, act.pix_vids, bary)
-        else:  # the flat normal of each pixel's triangle (sub-pixel triangles at 224 px)
-            corners = v.index_select(0, act.pix_vids.reshape(-1)).reshape(-1, 3, 3)
-            pv = (corners * bary[:, :, None]).sum(1)
-            n = torch.linalg.cross(corners[:, 1] - corners[:, 0],
-                                   corners[:, 2] - corners[:, 0], dim=1)
+        if act.pixel_basis is not None:  # position and stencil tangents per pixel
+            offset, matrix = act.pixel_basis
+            y = torch.addmv(offset, matrix, coeffs).reshape(3, -1, 3) @ rot.T  # view frame
+            pv = y[0]
+            n = torch.linalg.cross(y[1], y[2], dim=1)
+        else:
+            assert act.vertices is not None
+            v = act.vertices(coeffs, self.joint_rotations()) @ rot.T  # (Va, 3) view frame
+            if act.level.normals == "vertex":
+                n = dr.interpolate(dr.vertex_normals(v, act.ring), act.pix_vids, bary)
+                pv = dr.interpolate(v, act.pix_vids, bary)
+            elif act.level.normals == "stencil":
+                n = dr.interpolate(dr.stencil_normals(v, act.stencil), act.pix_vids, bary)
+                pv = dr.interpolate(v, act.pix_vids, bary)
+            else:  # the flat normal of each pixel's triangle (sub-pixel triangles at 224 px)
+                corners = v.index_select(0, act.pix_vids.reshape(-1)).reshape(-1, 3, 3)
+                pv = (corners * bary[:, :, None]).sum(1)
+                n = torch.linalg.cross(corners[:, 1] - corners[:, 0],
+                                       corners[:, 2] - corners[:, 0], dim=1)
         n = n / torch.clamp(torch.linalg.vector_norm(n, dim=1, keepdim=True), min=1e-12)
         alb = dr.interpolate(albedo, act.pix_vids, bary)
         lv = act.level
@@ -413,4 +479,4 @@ def landmark_loss(landmarks: torch.Tensor, target: torch.Tensor, weight: float,
 
 
 __all__ = ["FlameMesh", "LinearMesh", "PhotoState", "Raster", "SkinnedSubset", "VertexSubset",
-           "landmark_loss", "orthonormal", "pixel_loss"]
+           "landmark_loss", "orthonormal", "pixel_loss", "unique_ids"]

@@ -31,6 +31,7 @@ from facefit.fit.photometric.objective import (
     PhotoState,
     landmark_loss,
     pixel_loss,
+    unique_ids,
 )
 from facefit.fit.photometric.priors import albedo_regulariser, gaussian_cost, light_cost
 from facefit.fit.result import FitResult
@@ -93,14 +94,6 @@ class MultiPhotometricResult:
     timings_ms: dict[str, float]
 
 
-def mesh_edges(triangles: np.ndarray) -> np.ndarray:
-    """(E, 2) int64 unique undirected edges of a triangle mesh."""
-    t = np.asarray(triangles, np.int64)
-    e = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
-    e.sort(axis=1)
-    return np.unique(e, axis=0)
-
-
 _CACHE: weakref.WeakKeyDictionary[MorphableModel, dict[str, np.ndarray]] = (
     weakref.WeakKeyDictionary())
 
@@ -113,7 +106,7 @@ def _cached(model: MorphableModel, key: str) -> np.ndarray:
         if key == "stencil":
             entry[key] = dr.normal_stencil(model.mean, model.triangles)
         elif key == "edges":
-            entry[key] = mesh_edges(model.triangles)
+            entry[key] = dr.mesh_edges(model.triangles)
         else:
             entry[key] = np.ascontiguousarray(np.concatenate(
                 [model.shape_basis, model.expression_basis], axis=2), dtype=np.float32)
@@ -167,8 +160,8 @@ class Albedo:
             return
         nv, dev = len(self.full), self.full.device
         locals_ = [ph.act.local for ph in photos]
-        local = locals_[0] if len(locals_) == 1 else np.unique(np.concatenate(locals_))
-        alb_ids = np.unique(np.concatenate([local, self.mirror_np[local]]))
+        local = locals_[0] if len(locals_) == 1 else unique_ids(nv, *locals_)
+        alb_ids = unique_ids(nv, local, self.mirror_np[local])
         lut = np.full(nv, -1, np.int64)
         lut[alb_ids] = np.arange(len(alb_ids))
         inside = np.zeros(nv, bool)
@@ -194,10 +187,13 @@ class Albedo:
         return [self.leaf] if self.opt is not None else []
 
     def cost(self, config: PhotometricConfig, n_landmarks: float) -> torch.Tensor:
-        """The albedo prior (`facefit.fit.photometric.priors`)."""
+        """The albedo prior (`facefit.fit.photometric.priors`); 0 while the per-vertex
+        correction is held (a constant: no gradient)."""
         if self.param is not None:
             return (config.albedo_prior * gaussian_cost(GaussianPrior.standard(len(self.param)),
                                                         self.param) / max(n_landmarks, 1.0))
+        if self.leaf is None or not self.leaf.requires_grad:
+            return torch.zeros((), **self.f32)
         return albedo_regulariser(self.leaf, self.rows, self.mirror, self.edges,
                                   config.albedo_prior, config.albedo_smoothness,
                                   config.albedo_symmetry)
@@ -410,6 +406,7 @@ def refine_photometric_multi(
     done = 0
     for li, n_level in enumerate(int(c) for c in counts):
         t_level = time.perf_counter()
+        losses: list[float] = []  # debug_timing: the objective at every step of the level
         it = 0
         while it < n_level:
             refresh(li)
@@ -418,7 +415,8 @@ def refine_photometric_multi(
             params = [p for g in groups for p in g["params"]] + albedo.leaves()
             evals = [0]
 
-            def closure(params: list = params, evals: list = evals) -> torch.Tensor:
+            def closure(params: list = params, evals: list = evals,
+                        losses: list = losses) -> torch.Tensor:
                 t = time.perf_counter()
                 for q in params:
                     q.grad = None
@@ -429,6 +427,8 @@ def refine_photometric_multi(
                 timings["forward"] += t2 - t
                 timings["backward"] += time.perf_counter() - t2
                 evals[0] += 1
+                if config.debug_timing:
+                    losses.append(float(loss.detach()))
                 return loss
 
             if config.optimizer == "lbfgs" and params:
@@ -461,7 +461,8 @@ def refine_photometric_multi(
             act = photos[0].act
             print(f"level {act.level.mask.shape[0]}: pixels {len(act.samp.pixel)} vertices "
                   f"{len(act.ids)} {1e3 * (time.perf_counter() - t_level) / max(n_level, 1):.1f}"
-                  " ms/it")
+                  " ms/it; objective every 5 steps "
+                  + " ".join(f"{v:.1f}" for v in losses[::5] + losses[-1:]))
     if bar is not None:
         bar.close()
     refresh(len(config.levels) - 1)
