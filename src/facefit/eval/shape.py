@@ -84,6 +84,19 @@ class ShapeRow:
     failures: int = 0
     seconds: float = 0.0
 
+    def record(self, model: MorphableModel, shape: np.ndarray | None,
+               subject: ShapeSubject) -> np.ndarray:
+        """Score ``shape`` (None: the mean face) on ``subject`` (`score`), append the errors
+        and the coefficients; returns the per-scan-point distances."""
+        med, mean, vtx, dist = score(model, shape, subject)
+        self.median_mm.append(med)
+        self.mean_mm.append(mean)
+        if vtx is not None:
+            self.vertex_mm.append(vtx[0])
+            self.vertex_similarity_mm.append(vtx[1])
+        self.shape_coeffs.append(None if shape is None else np.asarray(shape).tolist())
+        return dist
+
 
 @dataclass
 class ShapeReport:
@@ -421,14 +434,7 @@ def evaluate_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject
         for m in methods:
             if m in ("landmarks", "photometric") and lm_shape is None:
                 rows[m].failures += 1
-            med, mean, vtx, dist = score(model, shapes[m], subject)
-            rows[m].median_mm.append(med)
-            rows[m].mean_mm.append(mean)
-            if vtx is not None:
-                rows[m].vertex_mm.append(vtx[0])
-                rows[m].vertex_similarity_mm.append(vtx[1])
-            sh = shapes[m]
-            rows[m].shape_coeffs.append(None if sh is None else np.asarray(sh).tolist())
+            dist = rows[m].record(model, shapes[m], subject)
             if keep is not None:
                 keep.setdefault(m, []).append(dist)
             rows[m].seconds += times.get(m, 0.0)

@@ -27,7 +27,6 @@ from facefit.eval.shape import (
     ict_albedo,
     ict_render_setup,
     now_landmarks,
-    score,
 )
 from facefit.model.morphable_model import MorphableModel
 
@@ -181,14 +180,7 @@ def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSu
         for m in methods:
             if m != "mean face" and not used:
                 rows[m].failures += 1
-            med, mean, vtx, _ = score(model, shapes[m], subject)
-            rows[m].median_mm.append(med)
-            rows[m].mean_mm.append(mean)
-            if vtx is not None:
-                rows[m].vertex_mm.append(vtx[0])
-                rows[m].vertex_similarity_mm.append(vtx[1])
-            sh = shapes[m]
-            rows[m].shape_coeffs.append(None if sh is None else np.asarray(sh).tolist())
+            rows[m].record(model, shapes[m], subject)
         rows[methods[-1]].seconds += dt
         if progress:
             cells = " ".join(f"{m} {rows[m].median_mm[-1]:.3f}" for m in methods)
