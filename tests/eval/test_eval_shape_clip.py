@@ -70,7 +70,7 @@ def test_eval_shape_clip_command(tmp_path, capsys) -> None:
     rc = main(["eval", "shape", "--data", "in-model", "--n", "1", "--clip", "6",
                "--no-photometric", "--size", "160", "--quiet", "--out", str(tmp_path)])
     out = capsys.readouterr().out
-    assert rc == 0 and "mean face" in out and "clip identity" in out
+    assert rc == 0 and "mean face" in out and "clip identity" in out and "6-frame clip" in out
     assert (tmp_path / "shape_in-model_clip6.json").is_file()
     assert main(["eval", "shape", "--clip", "1", "--n", "1"]) == 2
     assert main(["eval", "shape", "--clip", "6", "--photos", "3", "--n", "1"]) == 2

@@ -427,7 +427,7 @@ def _cmd_shape(args: argparse.Namespace) -> int:
                 return ict_clip_subject(ict, rng, args.clip, args.max_yaw, args.size)
             return in_model_clip_subject(model, rng, args.clip, args.max_yaw, args.size)
 
-        report = evaluate_clip_shape(model, clip, args.n, f"{args.data} clip", args.clip,
+        report = evaluate_clip_shape(model, clip, args.n, args.data, args.clip,
                                      keyframes=0 if args.no_photometric else 6,
                                      iterations=args.iterations, progress=not args.quiet,
                                      seed=args.seed, max_yaw=args.max_yaw)

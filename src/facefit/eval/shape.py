@@ -108,15 +108,18 @@ class ShapeReport:
     rows: dict[str, ShapeRow]
     seed: int = 0
     max_yaw: float = 0.0
+    clip_frames: int = 0  # > 0: each subject is a clip of that many frames, not photos
 
     def table(self) -> str:
         """Text table; medians and means are over subjects of the per-subject NoW median /
         mean scan-to-mesh distances (mm)."""
         has_v = any(r.vertex_mm for r in self.rows.values())
-        head = (f"shape ({self.data}, {self.photos} photo{'s' if self.photos > 1 else ''}, "
+        seen = (f"a {self.clip_frames}-frame clip" if self.clip_frames else
+                f"{self.photos} photo{'s' if self.photos > 1 else ''}")
+        head = (f"shape ({self.data}, {seen}, "
                 f"n={self.n}, yaw ±{self.max_yaw:.0f}°, seed {self.seed}): NoW-style "
                 f"scan-to-mesh, mm")
-        lines = [head, f"{'method':<14}{'median':>8}{'mean':>8}{'std':>8}"
+        lines = [head, f"{'method':<17}{'median':>8}{'mean':>8}{'std':>8}"
                  + (f"{'vertex':>8}{'v.sim':>8}" if has_v else "")
                  + f"{'vs mean':>9}{'failed':>8}{'s/subj':>8}"]
         base = self.rows.get("mean face")
@@ -125,7 +128,7 @@ class ShapeReport:
             med = float(np.mean(r.median_mm)) if r.median_mm else float("nan")
             mean = float(np.mean(r.mean_mm)) if r.mean_mm else float("nan")
             std = float(np.std(r.median_mm)) if r.median_mm else float("nan")
-            line = f"{name:<14}{med:>8.3f}{mean:>8.3f}{std:>8.3f}"
+            line = f"{name:<17}{med:>8.3f}{mean:>8.3f}{std:>8.3f}"
             if has_v:
                 v = float(np.mean(r.vertex_mm)) if r.vertex_mm else float("nan")
                 vs = (float(np.mean(r.vertex_similarity_mm)) if r.vertex_similarity_mm
@@ -144,7 +147,7 @@ class ShapeReport:
 
     def to_dict(self) -> dict:
         return {"data": self.data, "photos": self.photos, "n": self.n, "seed": self.seed,
-                "max_yaw_deg": self.max_yaw,
+                "max_yaw_deg": self.max_yaw, "clip_frames": self.clip_frames,
                 "protocol": "NoW-style scan-to-mesh (Sanyal et al. CVPR 2019), mm",
                 "rows": {k: {"median_mm": r.median_mm, "mean_mm": r.mean_mm,
                              "vertex_mm": r.vertex_mm,

@@ -186,4 +186,4 @@ def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSu
             cells = " ".join(f"{m} {rows[m].median_mm[-1]:.3f}" for m in methods)
             print(f"[{i + 1}/{n}] {data} clip of {len(subject.images)} frames, {used} used: "
                   f"{cells} ({dt:.1f} s)", file=sys.stderr, flush=True)
-    return ShapeReport(data, frames, n, rows, seed, max_yaw)
+    return ShapeReport(data, 1, n, rows, seed, max_yaw, clip_frames=frames)
