@@ -7,6 +7,9 @@ photometric refinement):
   rigid-aligned mean vertex error.
 * ``ict 1`` / ``ict 3`` / ``ict 6``: ICT Face Model identities (a different model and
   topology, from light-stage scans), 1, 3 or 6 photos each (several photos: joint fit).
+* ``ict:clip50`` / ``in-model:clip50``: a talking, head-turning 50-frame clip per subject,
+  scored with the identity ``facefit video`` fits, landmarks only and ``--refine photometric``
+  (`facefit.eval.shape_clip`; rows mean face / clip identity / clip photometric).
 
 With ``--heatmap PNG`` it also draws the per-vertex mean scan-to-mesh error of the ICT rows
 on the ICT mean face (landmark fit, photometric, 6 photos). The ICT folder is
@@ -78,7 +81,9 @@ def heatmap(ict, maps: dict[str, np.ndarray], path: Path, vmax: float = 3.0) -> 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", default=DEFAULT_ROWS, help="data:photos:n,... rows to run")
+    ap.add_argument("--rows", default=DEFAULT_ROWS,
+                    help="data:photos:n,... rows to run (photos: a count, or clipF for an "
+                         "F-frame clip)")
     ap.add_argument("--ict", type=Path, help="ICT-FaceKit FaceXModel folder")
     ap.add_argument("--iterations", type=int, default=100, help="photometric iterations")
     ap.add_argument("--max-yaw", type=float, default=30.0)
@@ -119,7 +124,31 @@ def main() -> int:
         ict = load_ict(ict_folder(args.ict))
     reports, maps = [], {}
     for data, photos_s, n_s in rows:
-        photos, n = int(photos_s), int(n_s)
+        n = int(n_s)
+        if photos_s.startswith("clip"):  # a clip per subject: the identity facefit video fits
+            from facefit.eval.shape_clip import (
+                evaluate_clip_shape,
+                ict_clip_subject,
+                in_model_clip_subject,
+            )
+
+            frames = int(photos_s[4:] or 50)
+
+            def clip(i: int, data: str = data, frames: int = frames):  # noqa: ANN202
+                rng = np.random.default_rng([args.seed, i])
+                if data == "ict":
+                    return ict_clip_subject(ict, rng, frames, args.max_yaw)
+                return in_model_clip_subject(model, rng, frames, args.max_yaw)
+
+            rep = evaluate_clip_shape(model, clip, n, data, frames,
+                                      keyframes=0 if args.no_photometric else 6,
+                                      iterations=args.iterations, detector=detector,
+                                      progress=not args.quiet, seed=args.seed,
+                                      max_yaw=args.max_yaw)
+            print(rep.table(), flush=True)
+            reports.append(rep.to_dict())
+            continue
+        photos = int(photos_s)
 
         def subject(i: int, data: str = data, photos: int = photos):  # noqa: ANN202
             rng = np.random.default_rng([args.seed, i])
