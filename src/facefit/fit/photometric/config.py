@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 IMAGE_LOSSES = ("l2", "huber", "gradient")
-NORMALS = ("stencil", "face", "vertex")
+NORMALS = ("stencil", "tangents", "face", "vertex")
 OPTIMIZERS = ("adam", "lbfgs")
 FREE_PARAMETERS = ("pose", "shape", "expression", "joints", "light", "albedo")
 SKIN_RGB = (0.72, 0.53, 0.44)
@@ -28,9 +28,12 @@ class PhotometricConfig:
         max_pixels: at most this many skin pixels per photo and raster refresh, a random
             subset (not with the gradient loss, which needs the whole grid).
         normals: ``"stencil"`` (smooth normals by central differences over four
-            neighbours, `facefit.render.differentiable.normal_stencil`; on linear models the
-            two difference vectors are interpolated to each pixel and crossed there,
-            `facefit.fit.photometric.objective.LinearMesh.pixel_operator`), ``"face"`` (each
+            neighbours, `facefit.render.differentiable.normal_stencil`; on linear models
+            from one sparse-built matrix, `facefit.fit.photometric.objective.LinearMesh.
+            stencil_operator`), ``"tangents"`` (the same two stencil differences
+            interpolated to each pixel and crossed there, `LinearMesh.pixel_operator`: on
+            8 train-300w photos 25-30 % less CPU than ``"stencil"``; shape benchmark, seed 1,
+            n = 16: ICT 1.412 vs 1.406 mm, in-model 0.403 vs 0.397 mm), ``"face"`` (each
             pixel's triangle normal: fastest, biased on irregular meshes) or ``"vertex"``
             (area-weighted vertex normals; needs the whole one-ring, slowest); one name, or
             one per level.

@@ -12,9 +12,9 @@ Visibility is not differentiated: `PhotoState.rasterise` rasterises the mesh eve
 steps (`facefit.render.differentiable.pixel_samples`) and keeps the active vertices (those of
 visible triangles, plus their normal neighbours); `PhotoState.render` evaluates only those.
 For a linear mesh with stencil normals the raster goes one step further: the position and
-the two stencil tangents at each sampled pixel are linear in the coefficients, so their
-(9 P, K) matrix is formed once per raster (`LinearMesh.pixel_operator`) and a step is one
-matrix-vector product, with no per-vertex gathers.
+the two stencil tangents of each vertex under a sampled pixel are linear in the coefficients,
+so their (9 N, K) matrix is formed once per raster (`LinearMesh.stencil_operator`) and a step
+is one matrix-vector product, with no gathers of stencil neighbours.
 """
 
 from __future__ import annotations
@@ -69,17 +69,36 @@ class LinearMesh:
     its shape then expression basis."""
 
     linear = True
-    """Whether the vertices are linear in the coefficients (`pixel_operator` applies)."""
+    """Whether the vertices are linear in the coefficients (`stencil_operator` applies)."""
 
     def __init__(self, model: MorphableModel, basis: np.ndarray, f32: dict) -> None:
         self.mean = torch.as_tensor(model.mean, **f32)
         self.basis = torch.as_tensor(basis, **f32)
         self.free_joints: list[int] = []
         self.joint_sigmas = np.zeros(0)
-        if self.linear:  # CPU copies for the sparse products of `pixel_operator`
+        if self.linear:  # CPU copies for the sparse products of `stencil_operator`
             self.mean_np = np.ascontiguousarray(model.mean, dtype=np.float32)
             self.basis_np = np.ascontiguousarray(basis, dtype=np.float32).reshape(
                 len(self.mean_np), -1)
+
+    def stencil_operator(self, ids: np.ndarray, stencil: np.ndarray, device: torch.device
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(offset (9 N,), matrix (9 N, K)) float32 such that ``offset + matrix @ coeffs``
+        reshaped to (3, N, 3) holds the model-frame positions of the vertices ``ids`` (N,)
+        and their two stencil tangents ``x_a - x_b`` and ``x_c - x_d`` (``stencil`` (V, 4),
+        `facefit.render.differentiable.normal_stencil`), mm: the stencil normal is their
+        cross product."""
+        n = len(ids)
+        st = stencil[ids]
+        pm = np.tile(np.array([1.0, -1.0], np.float32), n)
+        cols = np.concatenate([ids, st[:, :2].ravel(), st[:, 2:].ravel()])
+        vals = np.concatenate([np.ones(n, np.float32), pm, pm])
+        # rows in order: one entry per position row, two per tangent row
+        indptr = np.concatenate([np.arange(n), n + np.arange(0, 4 * n + 1, 2)])
+        op = sparse.csr_matrix((vals, cols, indptr), shape=(3 * n, len(self.mean_np)))
+        offset = torch.as_tensor((op @ self.mean_np).reshape(-1), device=device)
+        matrix = torch.as_tensor((op @ self.basis_np).reshape(9 * n, -1), device=device)
+        return offset, matrix
 
     def pixel_operator(self, vertex_ids: np.ndarray, bary: np.ndarray, stencil: np.ndarray,
                        device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +107,8 @@ class LinearMesh:
         and barycentrics ``bary`` (P, 3), the interpolated model-frame position and the two
         interpolated stencil tangents ``x_a - x_b`` and ``x_c - x_d`` (``stencil`` (V, 4),
         `facefit.render.differentiable.normal_stencil`), mm. The normal is their cross
-        product: the tangents, not the unit normals, are interpolated."""
+        product (``normals="tangents"``): the tangents, not the unit normals, are
+        interpolated."""
         p = len(vertex_ids)
         b = np.asarray(bary, np.float32)
         st = stencil[vertex_ids]  # (P, 3, 4)
@@ -188,13 +208,16 @@ class Raster:
         local: (Va,) active vertex ids (visible triangles' vertices and normal neighbours).
         lut: (V,) index of each vertex in ``local``, -1 elsewhere.
         ids: ``local`` as a tensor; vertices: their `VertexSubset` (None with
-            ``pixel_basis``).
+            ``stencil_basis`` or ``pixel_basis``).
         ring: (T, 3) triangles around the visible vertices (local indices; vertex normals).
         stencil: (Va, 4) normal stencil rows (local indices; stencil normals), or None.
         pix_vids: (P, 3) local vertex ids of each pixel's triangle.
         weight: (P,) pixel weights (0: rejected as an outlier).
-        pixel_basis: `LinearMesh.pixel_operator` of the pixels (linear mesh, stencil
-            normals), else None.
+        stencil_basis: (offset, matrix, pixel corners (P, 3)) of the visible vertices
+            (`LinearMesh.stencil_operator`; the corners index its N vertices) for a linear
+            mesh with stencil normals, else None.
+        pixel_basis: `LinearMesh.pixel_operator` of the pixels (linear mesh,
+            ``normals="tangents"``), else None.
     """
 
     level: PyramidLevel
@@ -207,6 +230,7 @@ class Raster:
     stencil: torch.Tensor | None
     pix_vids: torch.Tensor
     weight: torch.Tensor
+    stencil_basis: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     pixel_basis: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
@@ -337,18 +361,23 @@ class PhotoState:
         in_vis[vis] = True
         nrm = level.normals
         ring = tri[in_vis[tri].any(1)] if nrm == "vertex" else tri[:0]
-        extra = self.stencil_table[vis].ravel() if nrm == "stencil" else vis[:0]
+        stencils = nrm in ("stencil", "tangents")
+        extra = self.stencil_table[vis].ravel() if stencils else vis[:0]
         local = unique_ids(nv, vis, ring, extra)
         lut = np.full(nv, -1, np.int64)
         lut[local] = np.arange(len(local))
-        stencil, pixel_basis, vertices = None, None, None
+        stencil, stencil_basis, pixel_basis, vertices = None, None, None, None
         ids = torch.as_tensor(local, device=dev)
-        if nrm == "stencil" and self.mesh.linear:
+        if nrm == "tangents" and self.mesh.linear:
             pixel_basis = self.mesh.pixel_operator(pix, samp.bary.cpu().numpy(),
                                                    self.stencil_table, dev)
+        elif stencils and self.mesh.linear:
+            offset, matrix = self.mesh.stencil_operator(vis, self.stencil_table, dev)
+            stencil_basis = (offset, matrix,
+                             torch.as_tensor(np.searchsorted(vis, pix), device=dev))
         else:
             vertices = self.mesh.subset(ids)
-            if nrm == "stencil":  # stencil rows for every local vertex (unused ones: self)
+            if stencils:  # stencil rows for every local vertex (unused ones: self)
                 st = np.where(in_vis[local][:, None], lut[self.stencil_table[local]],
                               np.arange(len(local))[:, None])
                 stencil = torch.as_tensor(st, device=dev)
@@ -356,7 +385,7 @@ class PhotoState:
                           torch.as_tensor(lut[ring], device=dev), stencil,
                           torch.as_tensor(lut[pix], device=dev),
                           torch.ones(len(samp.pixel), dtype=self.sh.dtype, device=dev),
-                          pixel_basis)
+                          stencil_basis, pixel_basis)
         return self.act
 
     def render(self, coeffs: torch.Tensor, albedo: torch.Tensor,
@@ -373,13 +402,20 @@ class PhotoState:
             y = torch.addmv(offset, matrix, coeffs).reshape(3, -1, 3) @ rot.T  # view frame
             pv = y[0]
             n = torch.linalg.cross(y[1], y[2], dim=1)
+        elif act.stencil_basis is not None:  # visible vertices and their stencil tangents
+            offset, matrix, corners = act.stencil_basis
+            y = torch.addmv(offset, matrix, coeffs).reshape(3, -1, 3) @ rot.T  # view frame
+            nv = torch.linalg.cross(y[1], y[2], dim=1)
+            nv = nv / torch.clamp(torch.linalg.vector_norm(nv, dim=1, keepdim=True), min=1e-12)
+            n = dr.interpolate(nv, corners, bary)
+            pv = dr.interpolate(y[0], corners, bary)
         else:
             assert act.vertices is not None
             v = act.vertices(coeffs, self.joint_rotations()) @ rot.T  # (Va, 3) view frame
             if act.level.normals == "vertex":
                 n = dr.interpolate(dr.vertex_normals(v, act.ring), act.pix_vids, bary)
                 pv = dr.interpolate(v, act.pix_vids, bary)
-            elif act.level.normals == "stencil":
+            elif act.level.normals in ("stencil", "tangents"):
                 n = dr.interpolate(dr.stencil_normals(v, act.stencil), act.pix_vids, bary)
                 pv = dr.interpolate(v, act.pix_vids, bary)
             else:  # the flat normal of each pixel's triangle (sub-pixel triangles at 224 px)

@@ -290,7 +290,8 @@ def refine_photometric_multi(
     # the Gaussian prior
     box = kind.box() if kind.kind == "ict" else None  # type: ignore[attr-defined]
     normals = config.level_normals
-    stencil = _cached(base, "stencil") if "stencil" in normals else None
+    stencil = (_cached(base, "stencil") if {"stencil", "tangents"} & set(normals)
+               else None)
     triangles = np.asarray(base.triangles, np.int64)
     photos = []
     for i, (fit, img) in enumerate(zip(fits, images, strict=True)):
