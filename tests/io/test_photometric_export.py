@@ -63,6 +63,12 @@ def test_refined_faces_export_albedo_comparison_and_json(tmp_path):
     col = int(np.flatnonzero((bar[label_h + 1] != 255).any(1))[0])
     assert red(bar[label_h + 1, col].astype(int)) > 100 and red(bar[-2, col].astype(int)) < -100
     assert np.asarray(Image.open(tmp_path / "img_face0_albedo.png")).shape == (512, 512, 3)
+    # JSON only: the refinement's numbers, no image files
+    only = tmp_path / "json_only"
+    path = export_reconstructions(only, "img.png", face.image, [rec], model, ("json",))
+    info = json.loads(path.read_text())["faces"][0]
+    assert "albedo" not in info["files"] and info["photometric"]["iterations"] == 10
+    assert sorted(p.name for p in only.iterdir()) == ["img.json"]
 
 
 def test_reconstructor_refines_when_asked():

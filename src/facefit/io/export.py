@@ -553,7 +553,9 @@ def export_reconstructions(
         if overlay_name is not None:
             files["overlay"] = overlay_name
         photometric = getattr(rec, "photometric", None)
-        if photometric is not None:  # albedo texture and photo | render | error comparison
+        # albedo texture and photo | render | error comparison: image outputs, not for a
+        # JSON-only run (its JSON still has the refinement's numbers)
+        if photometric is not None and set(formats) - {"json"}:
             from facefit.io.photometric_export import albedo_texture, comparison_image
 
             size = rec.texture.shape[0] if rec.texture is not None else 512
