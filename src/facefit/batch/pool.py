@@ -56,14 +56,14 @@ def _warm(config: BatchConfig, parent: int) -> None:
 
 
 def _one_thread() -> None:
-    """One compute thread per worker (the pool already runs one worker per core), for BLAS,
-    OpenCV and torch. It also keeps torch off OpenMP in a forked worker: a parent that had
+    """One compute thread per worker (the pool already runs one worker per core), for BLAS
+    and torch. It also keeps torch off OpenMP in a forked worker: a parent that had
     used torch's OpenMP thread team leaves libgomp unusable after ``fork`` (the child hangs
     in its first parallel loop), and torch runs a loop inline when it has a single thread."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import cv2
-
-    cv2.setNumThreads(1)  # OpenCV's own pthreads pool (resizes, the network's forward pass)
+    # Not cv2.setNumThreads(1): in a forked child of a process whose OpenCV thread pool has
+    # run (the network's forward pass is cv2.dnn), it waits forever for the parent's pool
+    # threads; OpenCV's own parallel loops are fork-safe without it.
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
