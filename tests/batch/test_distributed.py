@@ -64,11 +64,19 @@ def test_dask_cluster_and_pool_match_the_serial_run(photos: Path, tmp_path: Path
     assert all(len(serial[f"view{i}.json"]["faces"]) == 1 for i in range(6))
     assert results["pool"] == serial
     assert results["dask"] == serial
+    # The NPZ arrays are raw float32: the serial run shares this process's BLAS threads,
+    # the workers run one; OpenBLAS splits the (159,645 x 50) vertex product at its middle
+    # rows, where its kernels can round the last bit differently (seen once: 1 element of
+    # 159,645 off by 1 ulp). Integers must match exactly, floats within 2 ulp.
     for i in range(6):
         a = np.load(tmp_path / "serial" / f"view{i}_face0.npz")
-        b = np.load(tmp_path / "dask" / f"view{i}_face0.npz")
-        for key in a.files:
-            np.testing.assert_array_equal(a[key], b[key])
+        for run in ("pool", "dask"):
+            b = np.load(tmp_path / run / f"view{i}_face0.npz")
+            for key in a.files:
+                if np.issubdtype(a[key].dtype, np.floating):
+                    np.testing.assert_array_max_ulp(a[key], b[key], maxulp=2)
+                else:
+                    np.testing.assert_array_equal(a[key], b[key])
 
 
 def test_fsspec_urls_in_and_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
