@@ -102,7 +102,6 @@ class EyeRefiner:
         p = self._net.get_tensor(self._out).reshape(-1, 3)[:16, :2].astype(np.float64)
         if mirror:
             p[:, 0] = CROP_PX - p[:, 0]
-        inv = cv2.invertAffineTransform(m)
         return p @ inv[:, :2].T + inv[:, 2]
 
     def contours(self, image_rgb: np.ndarray, points_px: np.ndarray) -> np.ndarray:

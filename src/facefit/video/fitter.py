@@ -108,8 +108,7 @@ class FrameFitter:
         """Blendshape kinds: ``vec`` with the eye shapes (``eyeBlink/Squint/Wide``) refitted
         after the clip's own eyelid offsets are taken off the eyelid points (``eyelids_px``,
         the view's fixed-vertex points with each eye landmarked on its own, when given and
-        the head is turned `facefit.detect.eyes.EYES_MAX_TURN_DEG` at most; the
-        points on
+        the head is turned `facefit.detect.eyes.EYES_MAX_TURN_DEG` at most; the points on
         vertices an ``eyeBlink`` shape moves over 1 mm): the median over the clip's frames
         (the last `EYELID_HISTORY`) of each point's offset from the model's eye with the eye
         shapes at 0, at the fitted pose, in model units (pixels over the camera scale);

@@ -95,10 +95,7 @@ class LinearMesh:
         vals = np.concatenate([np.ones(n, np.float32), pm, pm])
         # rows in order: one entry per position row, two per tangent row
         indptr = np.concatenate([np.arange(n), n + np.arange(0, 4 * n + 1, 2)])
-        op = sparse.csr_matrix((vals, cols, indptr), shape=(3 * n, len(self.mean_np)))
-        offset = torch.as_tensor((op @ self.mean_np).reshape(-1), device=device)
-        matrix = torch.as_tensor((op @ self.basis_np).reshape(9 * n, -1), device=device)
-        return offset, matrix
+        return self._applied(vals, cols, indptr, device)
 
     def pixel_operator(self, vertex_ids: np.ndarray, bary: np.ndarray, stencil: np.ndarray,
                        device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,9 +117,15 @@ class LinearMesh:
         # rows in order, 3 entries per position row and 6 per tangent row (a column that
         # repeats within a row is summed by the product)
         indptr = np.concatenate([np.arange(0, 3 * p, 3), 3 * p + np.arange(0, 12 * p + 1, 6)])
-        op = sparse.csr_matrix((vals, cols, indptr), shape=(3 * p, len(self.mean_np)))
+        return self._applied(vals, cols, indptr, device)
+
+    def _applied(self, vals: np.ndarray, cols: np.ndarray, indptr: np.ndarray,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(offset (3 R,), matrix (3 R, K)) of the sparse (R, V) vertex-combination operator
+        in CSR form applied to the mean and the basis: rows of xyz triplets flattened."""
+        op = sparse.csr_matrix((vals, cols, indptr), shape=(len(indptr) - 1, len(self.mean_np)))
         offset = torch.as_tensor((op @ self.mean_np).reshape(-1), device=device)
-        matrix = torch.as_tensor((op @ self.basis_np).reshape(9 * p, -1), device=device)
+        matrix = torch.as_tensor((op @ self.basis_np).reshape(3 * op.shape[0], -1), device=device)
         return offset, matrix
 
     @property
