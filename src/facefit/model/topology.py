@@ -22,10 +22,12 @@ Everything is vectorised numpy/scipy and deterministic.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy import sparse
-from scipy.sparse.csgraph import connected_components
-from scipy.spatial import Delaunay, cKDTree
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 __all__ = [
     "boundary_turning",
@@ -47,6 +49,7 @@ def symmetry_plane_x(points: np.ndarray, iterations: int = 5) -> float:
     Starts at the median x and refines ``c`` by the median offset between each reflected
     vertex ``(2c - x, y, z)`` and its nearest neighbour (a 1-parameter ICP).
     """
+    from scipy.spatial import cKDTree
     pts = np.asarray(points, np.float64)
     tree = cKDTree(pts)
     c = float(np.median(pts[:, 0]))
@@ -109,6 +112,8 @@ def signed_area_2d(uv: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 
 def _vertex_components(n_vertices: int, triangles: np.ndarray) -> tuple[int, np.ndarray]:
     """Connected components of the vertex graph spanned by triangle edges."""
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
     e = _edges(triangles)
     adj = sparse.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])),
                             shape=(n_vertices, n_vertices))
@@ -141,6 +146,7 @@ def _insert_stranded(points: np.ndarray, uv: np.ndarray, triangles: np.ndarray,
     host triangle's UV (clamped barycentrics of its 3D projection), so the three children
     keep the host's orientation in 3D and in UV. Returns (triangles, uv).
     """
+    from scipy.spatial import cKDTree
     n = len(points)
     uv = uv.copy()
     for _ in range(max_rounds):
@@ -187,6 +193,8 @@ def _insert_stranded(points: np.ndarray, uv: np.ndarray, triangles: np.ndarray,
 
 def _knn_graph(points: np.ndarray, k: int) -> sparse.csr_matrix:
     """Symmetric 0/1 k-nearest-neighbour adjacency (V, V) of a point set."""
+    from scipy import sparse
+    from scipy.spatial import cKDTree
     n = len(points)
     _, idx = cKDTree(points).query(points, k=k + 1)
     adj = sparse.coo_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), idx[:, 1:].ravel())),
@@ -206,6 +214,7 @@ def _smooth(points: np.ndarray, adj: sparse.csr_matrix, iterations: int,
     outermost rows of the open border inwards over the next ones, which folds the
     unfolding there). ``mu = 0`` is the damped umbrella smoothing x <- (x + mean) / 2.
     """
+    from scipy import sparse
     walk = sparse.diags(1.0 / np.asarray(adj.sum(1)).ravel()) @ adj
     q = points.copy()
     for _ in range(iterations):
@@ -224,6 +233,7 @@ def folded_triangles(points: np.ndarray, triangles: np.ndarray, rings: int = 2
     itself there (a pocket wall or a flap triangulated as part of one sheet), and a renderer
     that culls back faces shows a hole.
     """
+    from scipy import sparse
     pts = np.asarray(points, np.float64)
     tri = np.asarray(triangles, np.int64)
     n, f = len(pts), len(tri)
@@ -286,6 +296,8 @@ def _restore_holes(simplices: np.ndarray, neighbors: np.ndarray, good: np.ndarra
     convex hull form the outside of the mesh; the other dropped regions are holes inside it
     (slivers and long triangles between well-meshed parts) and are kept.
     """
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
     f = len(simplices)
     bad = np.flatnonzero(~good)
     nb = neighbors[bad]
@@ -308,6 +320,7 @@ def _mesh_active(pts: np.ndarray, flat: np.ndarray, active: np.ndarray, max_edge
     vertices: long and sliver triangles dropped unless they fill an enclosed hole, triangles
     outside ``inside`` (a per-Delaunay-triangle test, see `_smooth_outline`) dropped, and the
     largest connected piece kept."""
+    from scipy.spatial import Delaunay, cKDTree
     ids = np.flatnonzero(active)
     p, fl = pts[ids], flat[ids]
     dl = Delaunay(fl)
@@ -494,6 +507,7 @@ def build_face_topology(points: np.ndarray, smooth_iterations: int = 300,
             so that the symmetry plane maps to u = 0.5 (mirror: u -> 1 - u); vertices left
             out get their unfolding clamped to the used vertices' bounding box.
     """
+    from scipy.spatial import cKDTree
     pts = np.asarray(points, np.float64)
     n = len(pts)
     keep = np.zeros(n, bool)
@@ -568,6 +582,7 @@ def mirror_vertex_ids(points: np.ndarray) -> np.ndarray:
 
     ``c`` is `symmetry_plane_x`; the image of (x, y, z) is (2c - x, y, z).
     """
+    from scipy.spatial import cKDTree
     pts = np.asarray(points, np.float64)
     refl = pts.copy()
     refl[:, 0] = 2.0 * symmetry_plane_x(pts) - refl[:, 0]

@@ -27,12 +27,11 @@ import io
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image
-from scipy import sparse
-from scipy.sparse.linalg import splu
 
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.camera import rotation_from_euler
@@ -40,6 +39,9 @@ from facefit.fit.face_fit import fit_face
 from facefit.fit.result import FitResult
 from facefit.model.morphable_model import MorphableModel
 from facefit.render.raster import interpolate, rasterize
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 __all__ = [
     "IBUG68_MIRROR", "ProfiledView", "crop_view", "fit_crop", "mirror_coefficient_maps",
@@ -135,6 +137,8 @@ def project_landmarks(model: MorphableModel, view: ProfiledView,
 @lru_cache(maxsize=4)
 def _grid_laplacian(n: int) -> sparse.csr_matrix:
     """(n*n, n*n) 4-neighbour graph Laplacian of an n x n grid."""
+    from scipy import sparse
+
     idx = np.arange(n * n).reshape(n, n)
     a = np.r_[idx[:, :-1].ravel(), idx[:-1, :].ravel()]
     b = np.r_[idx[:, 1:].ravel(), idx[1:, :].ravel()]
@@ -145,6 +149,8 @@ def _grid_laplacian(n: int) -> sparse.csr_matrix:
 
 def _harmonic_fill(n: int, fixed: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Solve Laplace's equation on an n x n grid; ``values`` (n*n, k) are kept where ``fixed``."""
+    from scipy.sparse.linalg import splu
+
     lap = _grid_laplacian(n)
     free = np.flatnonzero(~fixed)
     fix = np.flatnonzero(fixed)
