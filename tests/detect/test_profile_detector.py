@@ -86,15 +86,15 @@ def test_rejects_wrong_input() -> None:
         MTCNNDetector().detect(np.zeros((10, 10), np.uint8))
 
 
-def test_opencv_networks_match_the_numpy_reference() -> None:
-    """The three networks run by OpenCV's DNN module (a Caffe model written in memory) give
+def test_onnx_networks_match_the_numpy_reference() -> None:
+    """The three networks run by ONNX Runtime (an ONNX graph written in memory) give
     numpy's outputs: P-Net on a non-square map (its (H', W') layout), R-Net and O-Net on
     batches (their fully connected layers' (W, H, C) weight order)."""
     det = MTCNNDetector()
     rng = np.random.default_rng(3)
     for net, shape in ((det.pnet, (1, 40, 57, 3)), (det.rnet, (5, 24, 24, 3)),
                        (det.onet, (4, 48, 48, 3))):
-        assert net.opencv_net() is not None
+        assert net.session() is not None
         x = rng.uniform(-1, 1, shape).astype(np.float32)
         fast, ref = net(x), net.forward_numpy(x)
         for a, b in zip(fast, ref, strict=True):

@@ -79,9 +79,9 @@ def test_output_shapes_and_folded_batchnorm(predictor) -> None:
                 layer.weight.shape[2] // 2, 1, layer.groups))
         y = x.mean(dim=(2, 3)).numpy() @ net.head_w.T + net.head_b
     ref = y * net.norm_std + net.norm_mean
-    # the forward pass runs in OpenCV's DNN module (the Darknet export); the numpy kernels
+    # the forward pass runs in ONNX Runtime (the in-memory ONNX graph); the numpy kernels
     # are the fallback: both against torch's convolutions
-    assert net.opencv_net() is not None
+    assert net.session() is not None
     np.testing.assert_allclose(params, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     np.testing.assert_allclose(net.forward_numpy(crops), ref, rtol=1e-4,
                                atol=1e-4 * np.abs(ref).max())
@@ -94,14 +94,14 @@ def test_output_shapes_and_folded_batchnorm(predictor) -> None:
     np.testing.assert_allclose(lm3[:, :, :2], proj, atol=1e-3 * np.abs(proj).max())
 
 
-def test_network_pickles_without_its_opencv_net(predictor) -> None:
+def test_network_pickles_without_its_session(predictor) -> None:
     import pickle
 
     net = predictor._net
     crops = np.random.default_rng(1).integers(0, 256, (2, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
     want = net(crops)
     again = pickle.loads(pickle.dumps(net))
-    assert "_cv" not in again.__dict__
+    assert "_session" not in again.__dict__
     np.testing.assert_array_equal(again(crops), want)
 
 

@@ -62,8 +62,8 @@ def _one_thread() -> None:
     in its first parallel loop), and torch runs a loop inline when it has a single thread."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # Not cv2.setNumThreads(1): in a forked child of a process whose OpenCV thread pool has
-    # run (the network's forward pass is cv2.dnn), it waits forever for the parent's pool
-    # threads; OpenCV's own parallel loops are fork-safe without it.
+    # run (the networks' forward passes were cv2.dnn until 2026-12-02), it waited forever for
+    # the parent's pool threads; OpenCV's own parallel loops are fork-safe without it.
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)

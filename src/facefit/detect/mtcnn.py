@@ -1,6 +1,6 @@
 """MTCNN face detection (Zhang et al., "Joint Face Detection and Alignment Using Multitask
-Cascaded Convolutional Networks", IEEE SPL 2016), run on the CPU by OpenCV's DNN module
-(numpy as fallback; no torch).
+Cascaded Convolutional Networks", IEEE SPL 2016), run on the CPU by ONNX Runtime (numpy as
+fallback; no torch).
 
 MTCNN was trained on WIDER FACE, which holds many turned heads, so it finds profile faces that
 BlazeFace misses; facefit uses it as the fallback detector of `facefit.detect.mediapipe`.
@@ -12,8 +12,8 @@ imported (its code needs torchvision); the three small networks and the cascade 
 here from the paper: P-Net proposes 12 px windows over an image pyramid, R-Net (24 px) and
 O-Net (48 px) re-score and regress them, with non-maximum suppression between stages. The
 weights came from the original Caffe models, whose fully connected layers read feature maps in
-(W, H) order; the numpy flatten follows that order, and the Caffe model that OpenCV reads from
-memory (`_Net.caffe`) gets those weights' columns in its own (C, H, W) order. The state
+(W, H) order; the numpy flatten follows that order, and the ONNX graph written in memory for
+ONNX Runtime (`_Net.onnx`) gets those weights' columns in its (C, H, W) order. The state
 dicts are read without torch by `facefit.io.torch_state.read_state_dict` (a restricted
 unpickler: no code runs from the files).
 """
@@ -110,50 +110,24 @@ def _flat_wh(x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 2, 1, 3).reshape(len(x), -1)  # Caffe's (W, H, C) order
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        out.append(low | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _pb(field: int, payload: bytes) -> bytes:
-    """One length-delimited protocol-buffer field (wire type 2)."""
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _caffe_layer(name: str, kind: str, blobs: list[np.ndarray]) -> bytes:
-    """A ``NetParameter.layer`` (field 100) of a binary .caffemodel: ``LayerParameter`` name
-    (1), type (2) and ``blobs`` (7), each a ``BlobProto`` with its ``shape`` (7: packed int64
-    ``dim``s) and packed float32 ``data`` (5)."""
-    body = _pb(1, name.encode()) + _pb(2, kind.encode())
-    for b in blobs:
-        a = np.ascontiguousarray(b, "<f4")
-        shape = _pb(1, b"".join(_varint(int(d)) for d in a.shape))
-        body += _pb(7, _pb(7, shape) + _pb(5, a.tobytes()))
-    return _pb(100, body)
-
-
 class _Net:
-    """One MTCNN network with its state dict's arrays, run by OpenCV's DNN module (the
-    network written in memory as a Caffe model, `caffe`: MTCNN's original format), numpy
-    (channels-last, `forward_numpy`) as the fallback and reference.
+    """One MTCNN network with its state dict's arrays, run by ONNX Runtime (the network
+    written in memory as an ONNX graph, `onnx`, `facefit.io.onnx`), numpy (channels-last,
+    `forward_numpy`) as the fallback and reference.
 
-    ``LAYERS``: the layer list, each (kind, name, input blob, argument): ``conv``,
-    ``prelu`` (in place), ``pool`` (max, (kernel, stride), Caffe's rounding up like
-    `_pool`), ``fc`` (argument: the (C, H, W) of a feature map that the weights read in
-    (W, H, C) order, see `_flat_wh`, or None); ``OUTPUTS``: the blobs returned."""
+    ``LAYERS``: the layer list, each (kind, name, input or None for the previous layer's
+    output, argument): ``conv``, ``prelu`` (argument ``"flat"`` after a fully connected
+    layer), ``pool`` (max, (kernel, stride), rounding up like `_pool`), ``fc`` (argument: the
+    (C, H, W) of a feature map that the weights read in (W, H, C) order, see `_flat_wh`, or
+    None); ``OUTPUTS``: the outputs returned."""
 
     LAYERS: tuple[tuple[str, str, str | None, object], ...] = ()
     OUTPUTS: tuple[str, ...] = ()
-    INPUT = 12
 
     def __init__(self, state: dict[str, np.ndarray]) -> None:
         self.p = {k: np.asarray(v, np.float32) for k, v in state.items()}
-        self._cv: object | None = None
-        self._cv_tried = False
+        self._session: object | None = None
+        self._tried = False
 
     def conv(self, name: str, x: np.ndarray, act: str | None = None) -> np.ndarray:
         y = _conv(x, self.p[f"{name}.weight"], self.p[f"{name}.bias"])
@@ -163,67 +137,61 @@ class _Net:
         y = x @ self.p[f"{name}.weight"].T + self.p[f"{name}.bias"]
         return _prelu(y, self.p[f"{act}.weight"]) if act else y
 
-    def caffe(self) -> tuple[bytes, bytes]:
-        """(prototxt, caffemodel) of this network: the text layer list and the binary
-        weights (protocol buffers of Caffe's ``NetParameter``)."""
-        text = [f'input: "data"\ninput_shape {{ dim: 1 dim: 3 dim: {self.INPUT} '
-                f"dim: {self.INPUT} }}\n"]
-        model = []
-        prev = "data"
+    def onnx(self) -> bytes:
+        """This network as a serialised ONNX model (`facefit.io.onnx.OnnxGraph`), input
+        ``x`` (N, 3, H, W) normalised, outputs ``OUTPUTS`` (logits and offsets)."""
+        from facefit.io.onnx import OnnxGraph
+
+        g = OnnxGraph("x", ("batch", 3, "height", "width"))
+        prev = "x"
         for kind, name, bottom, arg in self.LAYERS:
             src = bottom or prev
             if kind == "conv":
                 w = self.p[f"{name}.weight"]
-                text.append(f'layer {{ name: "{name}" type: "Convolution" bottom: "{src}" '
-                            f'top: "{name}" convolution_param {{ num_output: {w.shape[0]} '
-                            f"kernel_size: {w.shape[2]} stride: 1 }} }}\n")
-                model.append(_caffe_layer(name, "Convolution", [w, self.p[f"{name}.bias"]]))
-            elif kind == "prelu":
-                text.append(f'layer {{ name: "{name}" type: "PReLU" bottom: "{src}" '
-                            f'top: "{src}" }}\n')
-                model.append(_caffe_layer(name, "PReLU", [self.p[f"{name}.weight"]]))
-                name = src
+                prev = g.node("Conv", [src, g.weight(f"{name}.w", w),
+                                       g.weight(f"{name}.b", self.p[f"{name}.bias"])],
+                              name, kernel_shape=list(w.shape[2:]))
+            elif kind == "prelu":  # slope per channel: (C, 1, 1) on maps, (C,) on vectors
+                a = self.p[f"{name}.weight"]
+                prev = g.node("PRelu", [src, g.weight(f"{name}.a", a if arg == "flat" else
+                                                      a[:, None, None])], name)
             elif kind == "pool":
                 k, stride = arg  # type: ignore[misc]
-                text.append(f'layer {{ name: "{name}" type: "Pooling" bottom: "{src}" '
-                            f'top: "{name}" pooling_param {{ pool: MAX kernel_size: {k} '
-                            f"stride: {stride} }} }}\n")
+                prev = g.node("MaxPool", [src], name, kernel_shape=[k, k],
+                              strides=[stride, stride], ceil_mode=1)
             else:  # fc
                 w = self.p[f"{name}.weight"]
-                if arg is not None:  # (W, H, C) columns to Caffe's (C, H, W) order
+                if arg is not None:  # (W, H, C) columns to the NCHW flatten's (C, H, W)
                     c, h, wd = arg  # type: ignore[misc]
                     w = w.reshape(len(w), wd, h, c).transpose(0, 3, 2, 1).reshape(len(w), -1)
-                text.append(f'layer {{ name: "{name}" type: "InnerProduct" bottom: "{src}" '
-                            f'top: "{name}" inner_product_param {{ num_output: {len(w)} }} }}\n')
-                model.append(_caffe_layer(name, "InnerProduct", [w, self.p[f"{name}.bias"]]))
-            prev = name
-        return "".join(text).encode(), b"".join(model)
+                    src = g.node("Flatten", [src], f"{name}.flat")
+                prev = g.node("Gemm", [src, g.weight(f"{name}.w", w),
+                                       g.weight(f"{name}.b", self.p[f"{name}.bias"])],
+                              name, transB=1)
+        return g.model(self.OUTPUTS)
 
-    def opencv_net(self) -> object | None:
-        """The network in OpenCV's DNN module (built once from `caffe`), or None when OpenCV
-        cannot build it."""
-        if not self._cv_tried:
-            self._cv_tried = True
-            try:
-                proto, weights = self.caffe()
-                self._cv = cv2.dnn.readNetFromCaffe(np.frombuffer(proto, np.uint8),
-                                                    np.frombuffer(weights, np.uint8))
-            except Exception:  # noqa: BLE001 - no cv2.dnn or a layer it lacks: numpy instead
-                self._cv = None
-        return self._cv
+    def session(self) -> object | None:
+        """The network in ONNX Runtime (built once from `onnx`), or None when ONNX Runtime
+        is unavailable."""
+        if not self._tried:
+            from facefit.io.onnx import onnx_session
+
+            self._tried = True
+            self._session = onnx_session(self.onnx())
+        return self._session
 
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
-        """OpenCV's ``OUTPUTS`` blobs (NCHW) for a normalised (N, H, W, 3) float32 batch, or
-        [] when OpenCV cannot run the network (the caller runs `forward_numpy`)."""
-        net = self.opencv_net()
-        if net is None:
+        """ONNX Runtime's ``OUTPUTS`` (NCHW) for a normalised (N, H, W, 3) float32 batch, or
+        [] when it cannot run the network (the caller runs `forward_numpy`)."""
+        session = self.session()
+        if session is None:
             return []
-        net.setInput(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # type: ignore[attr-defined]
-        return list(net.forward(list(self.OUTPUTS)))  # type: ignore[attr-defined]
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return list(session.run(None, {"x": x}))  # type: ignore[attr-defined]
 
     def __getstate__(self) -> dict:
-        """Pickled without the OpenCV network (rebuilt on first use)."""
-        return {**self.__dict__, "_cv": None, "_cv_tried": False}
+        """Pickled without the ONNX Runtime session (rebuilt on first use)."""
+        return {**self.__dict__, "_session": None, "_tried": False}
 
 
 class _PNet(_Net):
@@ -231,7 +199,7 @@ class _PNet(_Net):
               ("pool", "pool1", None, (2, 2)), ("conv", "conv2", None, None),
               ("prelu", "prelu2", None, None), ("conv", "conv3", None, None),
               ("prelu", "prelu3", None, None), ("conv", "conv4_1", None, None),
-              ("conv", "conv4_2", "conv3", None))
+              ("conv", "conv4_2", "prelu3", None))
     OUTPUTS = ("conv4_1", "conv4_2")
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -253,10 +221,9 @@ class _RNet(_Net):
               ("pool", "pool1", None, (3, 2)), ("conv", "conv2", None, None),
               ("prelu", "prelu2", None, None), ("pool", "pool2", None, (3, 2)),
               ("conv", "conv3", None, None), ("prelu", "prelu3", None, None),
-              ("fc", "dense4", None, (64, 3, 3)), ("prelu", "prelu4", None, None),
-              ("fc", "dense5_1", None, None), ("fc", "dense5_2", "dense4", None))
+              ("fc", "dense4", None, (64, 3, 3)), ("prelu", "prelu4", None, "flat"),
+              ("fc", "dense5_1", None, None), ("fc", "dense5_2", "prelu4", None))
     OUTPUTS = ("dense5_1", "dense5_2")
-    INPUT = 24
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self.outputs(x)
@@ -278,10 +245,9 @@ class _ONet(_Net):
               ("conv", "conv3", None, None), ("prelu", "prelu3", None, None),
               ("pool", "pool3", None, (2, 2)), ("conv", "conv4", None, None),
               ("prelu", "prelu4", None, None), ("fc", "dense5", None, (128, 3, 3)),
-              ("prelu", "prelu5", None, None), ("fc", "dense6_1", None, None),
-              ("fc", "dense6_2", "dense5", None), ("fc", "dense6_3", "dense5", None))
+              ("prelu", "prelu5", None, "flat"), ("fc", "dense6_1", None, None),
+              ("fc", "dense6_2", "prelu5", None), ("fc", "dense6_3", "prelu5", None))
     OUTPUTS = ("dense6_1", "dense6_2", "dense6_3")
-    INPUT = 48
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out = self.outputs(x)
