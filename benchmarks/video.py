@@ -13,9 +13,10 @@ Run: ``taskset -c 0 python benchmarks/video.py [--jitter] [--speed] [--memory MI
    and written to /tmp; decode + track + fit (landmark fitting with tracking; the tracker
    `facefit video` uses: MediaPipe's points, facefit's network per ``--landmarks auto``),
    then the full command (plus overlay rendering, JSON lines, GLB), on whatever cores the
-   process may use (run under ``taskset -c 0`` for one core). Frames per second by wall
-   time and by CPU time (this process and its ffmpeg processes: what the wall time would
-   be on an idle core).
+   process may use (run under ``taskset -c 0`` for one core; on more than one the command
+   decodes + tracks and renders + encodes the overlay in worker processes,
+   `facefit.video.workers`). Frames per second by wall time and by CPU time (this process,
+   its workers and their ffmpeg processes: what the wall time would be on one idle core).
 3. Memory: the same 640x480 frames looped to MINUTES minutes at 25 fps, produced by a
    generator (never stored), through the streaming loop with JSON lines and the animated
    GLB written (no overlay: at 10 fps it would take 25 minutes; ``--memory-overlay`` renders
@@ -128,9 +129,13 @@ def speed(n_frames: int = 250) -> None:
     t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
     rc = cli(["video", str(clip), "-o", str(tmp / "out"), "-q"])
     wall = time.perf_counter() - t0
-    cpu = time.process_time() - c0 + _children_cpu() - k0  # + ffmpeg decoders and encoder
+    cpu = time.process_time() - c0 + _children_cpu() - k0  # + workers, ffmpeg processes
+    from facefit.video.workers import cores_available
+
+    how = ("one process" if cores_available() < 2 else
+           "tracking and overlay in worker processes")
     print(f"- full `facefit video` (identity pass, overlay mp4, JSON lines, GLB; model and "
-          f"detector loading included): {n_frames / wall:.1f} fps wall, {wall:.1f} s; "
+          f"detector loading included; {how}): {n_frames / wall:.1f} fps wall, {wall:.1f} s; "
           f"{n_frames / cpu:.1f} fps by CPU time ({cpu:.1f} s of it and its ffmpeg "
           f"processes); exit {rc}")
 

@@ -111,7 +111,7 @@ def test_truncated_clip_fails_and_leaves_nothing(clip: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A clip whose decoding fails after a few frames (what `facefit.video.stream` raises for
     a truncated file) is an error: exit 1, one line, no .jsonl/.glb/overlay of it."""
-    from facefit.video import stream
+    from facefit.video import pipeline, stream
 
     real = stream.iter_frames
 
@@ -122,6 +122,9 @@ def test_truncated_clip_fails_and_leaves_nothing(clip: Path, tmp_path: Path,
             yield frame
 
     monkeypatch.setattr(stream, "iter_frames", truncated)
+    # one process: the patched decoder is this process's (a real truncated file through
+    # the worker processes: tests/video/test_workers.py)
+    monkeypatch.setattr(pipeline, "cores_available", lambda: 1)
     out = tmp_path / "out"
     assert main(["video", str(clip), "-o", str(out), "-q", "--identity-frames", "2"]) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -109,7 +109,7 @@ def cmd_video(args: argparse.Namespace) -> int:
             args.input, args.output, model, smooth=not args.no_smooth, overlay=not args.no_overlay,
             glb=not args.no_glb, html=not args.no_html, identity_frames=args.identity_frames,
             max_frames=args.max_frames, progress=None if args.quiet else progress,
-            landmarks=args.landmarks, refine=args.refine)
+            landmarks=args.landmarks, refine=args.refine, parallel=None)
     except KeyboardInterrupt:
         return 130
     except VideoError as exc:  # unreadable, truncated or corrupt clip: nothing kept of it

@@ -3,7 +3,11 @@
 
 Each frame is decoded, processed and written before the next is read: JSON lines and the
 overlay video are appended as frames come, and the animated GLB keeps only a few numbers
-per frame, so memory stays flat however long the clip is. Frames are fitted as the model's
+per frame, so memory stays flat however long the clip is. On more than one core (``facefit
+video``; `track_video`'s ``parallel``) decoding + tracking run ahead in a worker process
+(at most `facefit.video.workers.LOOKAHEAD_BYTES` of frames) and the overlay is rendered and
+encoded behind the fit in another (`facefit.video.workers`): the same outputs, frame for
+frame. Frames are fitted as the model's
 kind (`facefit.model.kinds.face_model`: FLAME with its jaw and neck) with the single-photo
 landmark prior (`facefit.fit.multi_image.default_landmark_sigma`).
 """
@@ -11,6 +15,7 @@ landmark prior (`facefit.fit.multi_image.default_landmark_sigma`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import time
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facefit.detect.base import FaceLandmarks
 from facefit.detect.mediapipe import MediaPipeDetector
 from facefit.detect.network import landmark_detector, landmark_source
 from facefit.fit.multi_image import ViewPoints, fit_same_person, view_from_face
@@ -36,11 +42,19 @@ from facefit.video.fitter import FrameFitter
 from facefit.video.identity import IDENTITY_REFINES, clip_identity, landmark_sigma_of
 from facefit.video.smooth import PoseExpressionSmoother
 from facefit.video.track import FaceTracker
+from facefit.video.workers import OverlayProcess, TrackerProcess, cores_available, render_job
+
+OVERLAY_CELL_PX = 3.0
+"""The overlay's level of detail: cells up to 3 px (not 2): a 640x480 head then draws ~33k
+instead of ~52k triangles, a third less rasterising per frame, with no visible facets under
+Gouraud shading."""
 
 
 @dataclass
 class VideoStats:
-    """What a run did: frame counts and wall-clock seconds per stage."""
+    """What a run did: frame counts and wall-clock seconds per stage (of this process: with
+    worker processes, ``track`` is the wait for the tracked frames and ``write`` includes
+    the wait for room in the overlay's queue)."""
 
     frames: int = 0
     faces: int = 0
@@ -83,14 +97,38 @@ def skeleton(fitter: FrameFitter) -> Skeleton | None:
     return Skeleton.of_flame(fm.flame, fitter.neutral())  # type: ignore[attr-defined]
 
 
+def _tracked(frames: Iterator[np.ndarray], tracker: FaceTracker, sec: dict[str, float]
+             ) -> Iterator[tuple[np.ndarray, FaceLandmarks | None, bool]]:
+    """(frame, face or None, re-detected) per frame, decoding and tracking timed in ``sec``."""
+    t0 = time.perf_counter()
+    for frame in frames:
+        t1 = time.perf_counter()
+        sec["decode"] += t1 - t0
+        face, detected = tracker.update(frame)
+        sec["track"] += time.perf_counter() - t1
+        yield frame, face, detected
+        t0 = time.perf_counter()
+
+
+def _tracked_ahead(tracker: TrackerProcess, sec: dict[str, float]
+                   ) -> Iterator[tuple[np.ndarray, FaceLandmarks | None, bool]]:
+    """`TrackerProcess.tracked`, the wait for each frame timed as tracking in ``sec``."""
+    t0 = time.perf_counter()
+    for item in tracker.tracked():
+        t1 = time.perf_counter()
+        sec["track"] += t1 - t0
+        yield item
+        t0 = time.perf_counter()
+
+
 def process_frames(
-    frames: Iterator[np.ndarray],
+    frames: Iterator[np.ndarray] | None,
     fps: float,
     model: MorphableModel,
     shape: np.ndarray | None,
-    tracker: FaceTracker,
+    tracker: FaceTracker | TrackerProcess,
     jsonl_path: Path | None = None,
-    overlay: Callable[[np.ndarray], None] | None = None,
+    overlay: Callable[[np.ndarray], None] | OverlayProcess | None = None,
     glb_path: Path | None = None,
     smooth: bool = True,
     max_frames: int | None = None,
@@ -100,13 +138,17 @@ def process_frames(
     """Track, fit and write every frame of ``frames`` as it comes.
 
     Args:
-        frames: (H, W, 3) uint8 RGB frames (an iterator: never materialised).
+        frames: (H, W, 3) uint8 RGB frames (an iterator: never materialised); None with a
+            `TrackerProcess`, which decodes its own.
         fps: frame rate (timestamps are ``i / fps``).
         model: the morphable model.
         shape: the clip's identity; None estimates it while streaming (`RunningIdentity`).
-        tracker: the face tracker.
+        tracker: the face tracker, or a `TrackerProcess` (decoding and tracking ahead in a
+            worker process; ``max_frames`` is then its own).
         jsonl_path: per-frame JSON lines output, or None.
-        overlay: callback receiving each overlay frame (e.g. a `VideoWriter.write`), or None.
+        overlay: callback receiving each overlay frame (e.g. a `VideoWriter.write`), or an
+            `OverlayProcess` that renders and writes them in a worker process (the caller
+            closes it), or None.
         glb_path: animated GLB output, or None.
         smooth: temporal filtering of pose and expression (`PoseExpressionSmoother`).
         max_frames: stop after this many frames.
@@ -143,10 +185,8 @@ def process_frames(
     fitter = make_fitter(identity)
     linear = fitter.face_model.kind == "linear"  # else: the kind's vertices every frame
     neutral = fitter.neutral() if overlay is not None else None
-    # cells up to 3 px (not 2): a 640x480 head then draws ~33k instead of ~52k triangles, a
-    # third less rasterising per frame, with no visible facets under Gouraud shading
-    painter = (OverlayRenderer(model.mean, model.triangles, max_cell_px=3.0)
-               if overlay is not None else None)
+    painter = (OverlayRenderer(model.mean, model.triangles, max_cell_px=OVERLAY_CELL_PX)
+               if overlay is not None and not isinstance(overlay, OverlayProcess) else None)
     expr_basis = model.expression_basis.reshape(-1, model.num_expression)
     glb: AnimatedGlb | None = None
     # JSON lines go to a temporary name, renamed only when the whole clip went through: a
@@ -156,17 +196,15 @@ def process_frames(
     if jsonl_path is not None:
         tmp = stack.enter_context(atomic_path(jsonl_path))
         out = stack.enter_context(open(tmp, "w", encoding="utf-8"))
+    if isinstance(tracker, TrackerProcess):
+        tracked = _tracked_ahead(tracker, sec)
+    else:
+        assert frames is not None, "frames are needed unless a TrackerProcess decodes them"
+        tracked = _tracked(itertools.islice(frames, max_frames), tracker, sec)
     with stack:
-        t0 = time.perf_counter()
-        for i, frame in enumerate(frames):
-            if max_frames is not None and i >= max_frames:
-                break
-            t1 = time.perf_counter()
-            sec["decode"] += t1 - t0
-            t = i / fps
-            face, detected = tracker.update(frame)
+        for i, (frame, face, detected) in enumerate(tracked):
             t2 = time.perf_counter()
-            sec["track"] += t2 - t1
+            t = i / fps
             stats.frames += 1
             stats.detections += int(detected)
             record: dict = {"frame": i, "time_s": round(t, 4), "faces": []}
@@ -228,14 +266,16 @@ def process_frames(
                     out.write(json.dumps(head) + "\n")
                 out.write(json.dumps(record) + "\n")
             if overlay is not None:
-                img = np.asarray(frame)
+                mesh, scale, dots = None, 1.0, None
                 if fit is not None:
                     v = (neutral + (expr_basis @ fit.expression).reshape(-1, 3) if linear
                          else fitter.vertices(fit.params))
                     xy, depth = fit.pose.project(v)
-                    img = painter.render(img, np.column_stack([xy, depth]), fit.pose.scale,
-                                         pts)
-                overlay(img)
+                    mesh, scale, dots = np.column_stack([xy, depth]), fit.pose.scale, pts
+                if painter is not None:
+                    overlay(render_job(painter, frame, mesh, scale, dots))  # type: ignore[operator]
+                else:
+                    overlay.submit(frame, mesh, scale, dots)  # type: ignore[union-attr]
             if glb_path is not None and fit is not None:
                 if glb is None:
                     glb = AnimatedGlb(np.zeros((0, 3)), model.triangles,
@@ -245,8 +285,7 @@ def process_frames(
                         fit.expression, fit.params.joints)
             if progress is not None:
                 progress(i)
-            t0 = time.perf_counter()
-            sec["write"] += t0 - t3
+            sec["write"] += time.perf_counter() - t3
     stats.detections = tracker.detections
     if glb_path is not None:
         if glb is None:
@@ -284,6 +323,7 @@ def track_video(
     progress: Callable[[int, int | None], None] | None = None,
     landmarks: str = "auto",
     refine: str = "none",
+    parallel: bool | None = False,
 ) -> tuple[VideoStats, VideoOutputs]:
     """Track and fit the face of a video file or camera and write ``OUT/STEM.*``: JSON lines
     (``.jsonl``), the animated GLB (``.glb``), the overlay video (``_overlay.mp4``), ARKit
@@ -309,6 +349,12 @@ def track_video(
             ``identity_frames``) or ``"photometric"`` (then a joint photometric refinement of
             6 of them, `facefit.video.identity.clip_identity`: seconds more, a closer shape).
             A camera's running identity is never refined.
+        parallel: a video file's decoding + tracking and overlay rendering + encoding each
+            in a worker process beside the fit (`facefit.video.workers`; the same outputs);
+            None: when the process may use more than one core (``facefit video``). Worker
+            processes are spawned: a script that calls this must guard its own work with
+            ``if __name__ == "__main__"``. Tracking stays in this process when ``detector``
+            is given.
 
     Returns:
         (what the run did; ``identity_views`` is 0 for a running identity, the files).
@@ -330,6 +376,7 @@ def track_video(
         reader.close()
         raise
     model = load_default_model() if model is None else model
+    own_detector = detector is None
     detector = MediaPipeDetector() if detector is None else detector
     landmarker, source_used = landmark_detector(detector, landmarks, model.kind)
     relandmark = landmarker if source_used != "mediapipe" else None
@@ -340,11 +387,20 @@ def track_video(
                          out / f"{stem}_arkit.glb" if glb else None,
                          out / f"{stem}.html" if html else None)
     overlay_tmp = out / f".{stem}_overlay.part.mp4"  # renamed when the clip is complete
-    writer = None
+    writer: stream.VideoWriter | OverlayProcess | None = None
+    ahead: TrackerProcess | None = None
+    workers = not camera and (cores_available() > 1 if parallel is None else parallel)
     n_id = 0
     kind = "clip"
     done = False
     try:
+        if workers:  # started first: they load their models while the identity is fitted
+            if own_detector:
+                reader.close()
+                ahead = TrackerProcess(source, landmarks, model.kind, info.size, max_frames)
+            if overlay:
+                writer = OverlayProcess(model.mean, model.triangles, OVERLAY_CELL_PX,
+                                        overlay_tmp, info.fps)
         shape = None
         if not camera:  # first pass: identity from frames spread over the clip
             total = info.frames or 1
@@ -361,20 +417,27 @@ def track_video(
                 kind = "clip photometric" if ident.keyframes else "clip"
             else:  # no face in the sampled frames: the mean face, as a camera starts
                 shape = np.zeros(model.num_shape, np.float32)
-        if overlay:
+        if overlay and writer is None:
             writer = stream.VideoWriter(overlay_tmp, info.fps)
         stats = process_frames(
-            stream.iter_frames(reader), info.fps, model, shape,
-            FaceTracker(detector, landmarks=relandmark),
-            jsonl_path=files.jsonl, overlay=writer.write if writer is not None else None,
+            None if ahead is not None else stream.iter_frames(reader), info.fps, model, shape,
+            ahead if ahead is not None else FaceTracker(detector, landmarks=relandmark),
+            jsonl_path=files.jsonl,
+            overlay=writer.write if isinstance(writer, stream.VideoWriter) else writer,
             glb_path=files.glb, smooth=smooth, max_frames=max_frames,
             progress=None if progress is None else lambda i: progress(i, info.frames),
             identity_kind=kind)
+        if writer is not None:
+            writer.close()
         done = True
     except stream.VideoError as exc:
         raise stream.VideoError(f"{exc} (stopped: no results written for this clip)") from None
     finally:
-        if writer is not None:
+        if ahead is not None:
+            ahead.abort()
+        if isinstance(writer, OverlayProcess) and not done:
+            writer.abort()
+        elif writer is not None and not done:
             writer.close()
         if not done:
             overlay_tmp.unlink(missing_ok=True)  # the .jsonl and .glb are only written on success

@@ -1,0 +1,121 @@
+"""`facefit.video.workers`: ``facefit video`` with decoding + tracking and overlay rendering
++ encoding in worker processes writes the same files as one process, in frame order, and
+passes a worker's failure on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"
+
+
+def _write(path: Path, frames: list[np.ndarray]) -> Path:
+    from facefit.video.stream import VideoWriter
+
+    w = VideoWriter(path, 25.0)
+    for f in frames:
+        w.write(f)
+    w.close()
+    return path
+
+
+def _decoded(path: Path) -> np.ndarray:
+    from facefit.video.stream import iter_frames, open_video
+
+    reader, info = open_video(path)
+    return np.stack(list(iter_frames(reader, info)))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    img = np.asarray(Image.open(EXAMPLE).convert("RGB").resize((256, 256)))
+    return _write(tmp_path_factory.mktemp("clip") / "moving.mp4",
+                  [np.roll(img, (i, 2 * i), axis=(0, 1)) for i in range(12)])
+
+
+@pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
+def test_worker_processes_write_the_files_of_one_process(clip: Path, tmp_path: Path) -> None:
+    """Every output (JSON lines, overlay mp4, GLBs, CSV, page) byte for byte the same with
+    and without the worker processes, and the same counts."""
+    from facefit.model import load_default_model
+    from facefit.video.pipeline import track_video
+
+    model = load_default_model()
+    runs = {par: track_video(clip, tmp_path / str(par), model, identity_frames=3,
+                             parallel=par) for par in (False, True)}
+    (serial, files), (parallel, _) = runs[False], runs[True]
+    assert (parallel.frames, parallel.faces, parallel.detections) == (
+        serial.frames, serial.faces, serial.detections) == (12, 12, 1)
+    names = sorted(p.name for p in (tmp_path / "False").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "True").iterdir())
+    assert files.overlay is not None and files.overlay.name in names and len(names) == 6
+    for name in names:
+        assert (tmp_path / "True" / name).read_bytes() == (tmp_path / "False" / name
+                                                          ).read_bytes(), name
+
+
+def test_overlay_process_writes_frames_in_order(tmp_path: Path) -> None:
+    """Frames without a mesh go through unchanged and in the order submitted: the file
+    decodes to the same frames as one written in this process."""
+    from facefit.model import load_default_model
+    from facefit.video.workers import OverlayProcess
+
+    rng = np.random.default_rng(0)
+    frames = [np.full((48, 64, 3), 10 + 20 * i, np.uint8) for i in range(12)]
+    for f in frames:
+        f[8:24, 8:40] = rng.integers(0, 255, (16, 32, 3), dtype=np.uint8)
+    model = load_default_model()
+    proc = OverlayProcess(model.mean, model.triangles, 3.0, tmp_path / "w.mp4", 25.0)
+    for f in frames:
+        proc.submit(f, None, 1.0, None)
+    proc.close()
+    got = _decoded(tmp_path / "w.mp4")
+    want = _decoded(_write(tmp_path / "here.mp4", frames))
+    assert got.shape == (12, 48, 64, 3)
+    np.testing.assert_array_equal(got, want)
+    assert np.all(np.diff(got[:, 40:, 50:].mean(axis=(1, 2, 3))) > 15)  # in order
+
+
+def test_overlay_worker_failure_is_raised_here(tmp_path: Path) -> None:
+    """A worker's exception (here: a mesh whose vertices the triangles index past) is raised
+    in the main process instead of hanging or being lost."""
+    from facefit.model import load_default_model
+    from facefit.video.workers import OverlayProcess
+
+    model = load_default_model()
+    proc = OverlayProcess(model.mean, model.triangles, 3.0, tmp_path / "w.mp4", 25.0)
+    bad = np.zeros((3, 3), np.float32)
+    with pytest.raises(IndexError):
+        for _ in range(40):  # more than the queue holds: submit sees the failure too
+            proc.submit(np.zeros((48, 64, 3), np.uint8), bad, 1.0, None)
+        proc.close()
+    proc.abort()
+    assert not proc._stage.process.is_alive()
+
+
+@pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
+def test_truncated_clip_fails_in_the_tracking_worker(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    """A truncated file (a Matroska clip cut short: fewer frames than its duration says)
+    decoded in the tracking worker: exit 1, one line, nothing written, as in one process."""
+    from facefit.video.pipeline import track_video
+    from facefit.video.stream import VideoError
+
+    img = np.asarray(Image.open(EXAMPLE).convert("RGB").resize((128, 128)))
+    whole = _write(tmp_path / "whole.mkv", [np.roll(img, 3 * i, axis=1) for i in range(40)])
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    errors = {}
+    for par in (False, True):
+        with pytest.raises(VideoError) as exc:
+            track_video(cut, tmp_path / f"out{par}", identity_frames=2, parallel=par)
+        errors[par] = str(exc.value)
+        assert list((tmp_path / f"out{par}").iterdir()) == []
+    assert errors[True] == errors[False]
+    assert "truncated or corrupt video" in errors[True] and errors[True].endswith(
+        "(stopped: no results written for this clip)")
