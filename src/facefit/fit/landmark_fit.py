@@ -44,7 +44,7 @@ from facefit.fit.correspondence import (
     ibug300w_vertex_ids,
     mediapipe_to_ibug68,
 )
-from facefit.fit.result import FitResult, assemble_result, image_vertices
+from facefit.fit.result import Deferred, FitResult, assemble_result, image_vertices
 from facefit.model.face_model import FaceModel
 from facefit.model.morphable_model import MorphableModel
 
@@ -62,6 +62,8 @@ class PreparedModel:
     contour: ContourCandidates
     contour_basis: np.ndarray  # (C, 3, M) float64
     contour_mean: np.ndarray  # (C, 3) float64
+    result_ids: np.ndarray  # (R,) the vertices `make_result`'s landmark sets read
+    result_rows: np.ndarray  # (3R,) their rows of ``flat_basis``
 
 
 _PREPARED: weakref.WeakKeyDictionary[MorphableModel, PreparedModel] = weakref.WeakKeyDictionary()
@@ -86,9 +88,14 @@ def prepare_model(model: MorphableModel) -> PreparedModel:
         basis = np.concatenate([model.shape_basis, model.expression_basis], axis=2)
         basis = np.ascontiguousarray(basis, dtype=np.float32)
         cont = model_contour(model)
+        ids300w = ibug300w_vertex_ids(model)
+        ids = np.unique(np.concatenate([
+            np.asarray(model.landmark_ids.get("ibug68", [])), cont.vertex_ids, [cont.centre_id],
+            [] if ids300w is None else ids300w]).astype(np.int64))
         prep = PreparedModel(basis, basis.reshape(-1, basis.shape[2]), cont,
                              basis[cont.vertex_ids].astype(np.float64),
-                             model.mean[cont.vertex_ids].astype(np.float64))
+                             model.mean[cont.vertex_ids].astype(np.float64),
+                             ids, (3 * ids[:, None] + np.arange(3)).ravel())
         _PREPARED[model] = prep
     return prep
 
@@ -361,13 +368,27 @@ def fit_landmarks(
 
 def make_result(model: MorphableModel, shape: np.ndarray, expr: np.ndarray, pose: CameraPose,
                 camera: Camera, rms: float, n: int, iterations: int) -> FitResult:
-    """Assemble a `FitResult`: dense vertices in image space and the 68 landmark sets."""
+    """Assemble a `FitResult`: the 68 landmark sets from the few vertices they need (rows of
+    the same product, so the same numbers as the dense mesh's), the dense vertices in image
+    space deferred to their first use (`facefit.fit.result.Deferred`)."""
     prep = prepare_model(model)
     c = np.concatenate([shape, expr]).astype(np.float32)
-    verts = (model.mean.reshape(-1) + prep.flat_basis @ c).reshape(-1, 3)
-    verts_px = image_vertices(pose, verts)
-    lm3 = verts_px[model.landmark_ids["ibug68"]]
-    return assemble_result(pose, camera, verts_px, lm3, silhouette_contour(model, verts_px, lm3),
+
+    def dense() -> np.ndarray:
+        return image_vertices(pose, (model.mean.reshape(-1) + prep.flat_basis @ c
+                                     ).reshape(-1, 3))
+
+    if pose.focal is None:  # scaled orthographic: each vertex's image point is its own
+        rows = prep.result_rows
+        verts_px: np.ndarray | Deferred = Deferred(dense)
+        part = np.empty((model.num_vertices, 3), np.float32)  # only these rows are set
+        part[prep.result_ids] = image_vertices(pose, (model.mean.reshape(-1)[rows]
+                                                      + prep.flat_basis[rows] @ c
+                                                      ).reshape(-1, 3))
+    else:  # perspective depth is relative to the whole mesh's median
+        verts_px = part = dense()
+    lm3 = part[model.landmark_ids["ibug68"]]
+    return assemble_result(pose, camera, verts_px, lm3, silhouette_contour(model, part, lm3),
                            shape, expr, rms, n, iterations)
 
 

@@ -117,4 +117,4 @@ def with_detector_points(model_name: str, fit: FitResult, face: FaceLandmarks) -
 
     det = mediapipe_to_ibug68(np.asarray(face.points_px, np.float64))
     fused = fuse_points(np.asarray(fit.landmarks_68_2d_contour, np.float64)[:, :2], det, fusion)
-    return dataclasses.replace(fit, landmarks_68_2d_contour=fused.astype(np.float32))
+    return fit.replaced(landmarks_68_2d_contour=fused.astype(np.float32))

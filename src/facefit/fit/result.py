@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +14,39 @@ from facefit.fit.core.rotation import euler_from_rotation
 if TYPE_CHECKING:
     from facefit.fit.core.camera import CameraPose
     from facefit.model.morphable_model import MorphableModel
+
+
+class Deferred:
+    """A value computed on first use, then kept: give a `FitResult` field that a run may
+    never read (the dense mesh of a JSON-only run) as ``Deferred(function)``."""
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self._compute: Callable[[], Any] | None = compute
+        self._value: Any = None
+
+    def __call__(self) -> Any:
+        if self._compute is not None:
+            self._value, self._compute = self._compute(), None
+        return self._value
+
+
+class _DeferrableField:
+    """A dataclass field that may be given as a `Deferred`: resolved on first read. It has
+    no class-level default (reading it on the class raises AttributeError)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            raise AttributeError(self.name)
+        value = obj.__dict__[self.name]
+        if isinstance(value, Deferred):
+            value = obj.__dict__[self.name] = value()
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,6 +64,8 @@ class FitResult:
         yaw_deg, pitch_deg, roll_deg: Euler angles of ``rotation``.
         verts_px: (V, 3) float32 dense vertices in image space: x right and y down in pixels,
             z = depth in pixels (larger is farther; only differences are meaningful).
+            A fit may compute them on first read (`Deferred`): a run that writes only JSON
+            never builds the dense mesh.
         landmarks_68_2d: (68, 2) float32 projections of the model's 68 landmark vertices,
             hidden ones included (AFLW2000-3D convention).
         landmarks_68_3d: (68, 3) float32 the same points with depth (verts_px rows).
@@ -56,7 +92,7 @@ class FitResult:
     yaw_deg: float
     pitch_deg: float
     roll_deg: float
-    verts_px: np.ndarray
+    verts_px: np.ndarray = _DeferrableField()  # type: ignore[assignment]
     landmarks_68_2d: np.ndarray
     landmarks_68_3d: np.ndarray
     landmarks_68_2d_contour: np.ndarray
@@ -65,6 +101,22 @@ class FitResult:
     iterations: int
     vertices_mm: np.ndarray | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with every deferred field computed (a `Deferred` holds a closure)."""
+        return {k: getattr(self, k) if isinstance(v, Deferred) else v
+                for k, v in self.__dict__.items()}
+
+    def replaced(self, **changes: Any) -> FitResult:
+        """A copy with ``changes`` (as `dataclasses.replace`), deferred fields still
+        deferred (`dataclasses.replace` would compute them)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        for name, value in changes.items():
+            if name not in self.__dataclass_fields__:
+                raise TypeError(f"FitResult has no field {name!r}")
+            new.__dict__[name] = value
+        return new
 
 
 def model_frame_vertices(model: MorphableModel, fit: FitResult) -> np.ndarray:
@@ -75,14 +127,14 @@ def model_frame_vertices(model: MorphableModel, fit: FitResult) -> np.ndarray:
     return model.vertices(fit.shape_coeffs, fit.expression_coeffs)
 
 
-def assemble_result(pose: CameraPose, camera: Camera, verts_px: np.ndarray,
+def assemble_result(pose: CameraPose, camera: Camera, verts_px: np.ndarray | Deferred,
                     landmarks_3d: np.ndarray, contour_2d: np.ndarray, shape: np.ndarray,
                     expression: np.ndarray, residual_px: float, num_landmarks: int,
                     iterations: int, vertices_mm: np.ndarray | None = None,
                     extras: dict[str, np.ndarray] | None = None) -> FitResult:
     """The one `FitResult` constructor of every model kind: pose fields and Euler angles from
-    the fitted camera ``pose``, the image-space mesh (V, 3) and 68 landmarks (68, 3) with the
-    silhouette-following jaw ``contour_2d`` (68, 2)."""
+    the fitted camera ``pose``, the image-space mesh (V, 3) (or a `Deferred` that computes
+    it) and 68 landmarks (68, 3) with the silhouette-following jaw ``contour_2d`` (68, 2)."""
     yaw, pitch, roll = euler_from_rotation(pose.rotation)
     lm3 = np.asarray(landmarks_3d, np.float32)
     return FitResult(
@@ -91,7 +143,9 @@ def assemble_result(pose: CameraPose, camera: Camera, verts_px: np.ndarray,
         rotation=np.array(pose.rotation, np.float64),
         translation=np.array(pose.translation, np.float64), scale=float(pose.scale),
         camera=camera, yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll,
-        verts_px=np.asarray(verts_px, np.float32), landmarks_68_2d=lm3[:, :2].copy(),
+        verts_px=verts_px if isinstance(verts_px, Deferred) else np.asarray(verts_px,
+                                                                           np.float32),
+        landmarks_68_2d=lm3[:, :2].copy(),
         landmarks_68_3d=lm3.copy(), landmarks_68_2d_contour=np.asarray(contour_2d, np.float32),
         residual_px=float(residual_px), num_landmarks=int(num_landmarks),
         iterations=int(iterations),
