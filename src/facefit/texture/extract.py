@@ -79,12 +79,14 @@ def extract_texture(
     zbuf = _zbuffer(verts, tri, window, ZBUFFER_SIDE)
     extent = float(max(np.ptp(verts[:, 0]), np.ptp(verts[:, 1]))) if len(verts) else 0.0
     cross = triangle_cross(verts, tri)
-    towards, _ = _facing(cross)
+    facing = _facing(cross)
+    towards = facing[0]
     foot = _footprints(cross, texels)
     # levels up to the largest footprint of a facing triangle of at least a texel
     photo = _levels(image, window, float(foot[(towards > MIN_FACING)
                                               & (texels.texel_area >= 1.0)].max(initial=0.0)))
-    direct = _texel_view(texels.interp, cross, verts, photo, texels, zbuf, extent, region)
+    direct = _texel_view(texels.interp, cross, verts, photo, texels, zbuf, extent, region,
+                         facing=facing)
     # the mirrored triangle has the opposite winding; its samples are used only where the
     # direct view is hidden, so only those are sampled
     mirror = _texel_view(texels.mirror_interp, -triangle_cross(verts, texels.mirror_triangles),
@@ -267,13 +269,14 @@ def _texel_view(interp: sparse.csr_matrix, cross: np.ndarray, verts: np.ndarray,
                 photo: list[_Level], texels: UVTexels,
                 zbuf: tuple[np.ndarray, int, int],
                 extent: float, region: tuple[np.ndarray, int, int] | None,
-                wanted: np.ndarray | None = None) -> _View:
+                wanted: np.ndarray | None = None,
+                facing: tuple[np.ndarray, np.ndarray] | None = None) -> _View:
     """Sample the photo at each covered texel's surface point ``interp @ verts`` (or its
     mirror point) of the triangles with normals ``cross`` in ``photo`` (its pyramid,
     `_levels`; each texel samples the level of its footprint). Colour and weight
     are computed only where ``wanted`` (N,) is True (zero elsewhere); visibility
-    everywhere."""
-    towards, slope = _facing(cross)
+    everywhere. ``facing``: `_facing` of ``cross`` when already computed."""
+    towards, slope = _facing(cross) if facing is None else facing
     pos = np.asarray(interp @ verts, np.float32)
     tid = texels.triangle_id
     # depth tolerance: 1 px, 1 % of the face, and the depth change over 3/4 of a z-buffer
