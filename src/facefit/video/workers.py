@@ -47,10 +47,15 @@ class WorkerError(RuntimeError):
 
 
 def _picklable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives the queue to the main process (it pickles, and its class can
+    be called again with its args, as unpickling does: `copy.copy` rebuilds it that way),
+    else a RuntimeError with its type and message."""
+    import copy
     import pickle
 
     try:
-        pickle.loads(pickle.dumps(exc))
+        pickle.dumps(exc)
+        copy.copy(exc)
         return exc
     except Exception:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
