@@ -22,7 +22,13 @@ from facefit.fit.photometric import (
     refine_photometric_multi,
 )
 from facefit.fit.photometric.objective import FlameMesh, LinearMesh, unique_ids
-from facefit.fit.photometric.priors import gaussian_cost
+from facefit.fit.photometric.priors import (
+    TorchGaussian,
+    albedo_quadratic,
+    albedo_regulariser,
+    gaussian_cost,
+    quadratic_cost,
+)
 from facefit.fit.result import image_vertices
 from facefit.model import load_default_model
 from facefit.model.io_flame import FlameModel, flame_from_model, linear_blend_skinning
@@ -73,7 +79,8 @@ def test_single_photo_is_the_multi_photo_refinement_with_one_photo(model):
 def test_config_checks_and_defaults():
     for bad in (dict(image_loss="l1"), dict(normals="smooth"), dict(normals=("face",)),
                 dict(optimizer="sgd"), dict(free=("pose", "teeth")), dict(levels=()),
-                dict(refresh_every=0), dict(albedo_levels=(3,)), dict(albedo_levels=(-4,))):
+                dict(refresh_every=0), dict(albedo_levels=(3,)), dict(albedo_levels=(-4,)),
+                dict(max_pixels=(8000, 3000))):
         with pytest.raises(ValueError):
             PhotometricConfig(**bad)
     # the per-vertex albedo joins at the finest level only, unless told otherwise
@@ -84,6 +91,13 @@ def test_config_checks_and_defaults():
     assert not PhotometricConfig(free=("shape",), albedo_levels=None).albedo_free_at(2)
     cfg = PhotometricConfig()
     assert cfg.level_normals == ("stencil",) * 3
+    assert [PhotometricConfig(max_pixels=(1, 2, 3)).level_max_pixels(i)
+            for i in range(3)] == [1, 2, 3]
+    assert PhotometricConfig(max_pixels=5).level_max_pixels(1) == 5
+    assert [cfg.level_max_pixels(i) for i in range(3)] == [3000, 3000, 8000]
+    assert [PhotometricConfig(coarse_pixels=None).level_max_pixels(i)
+            for i in range(3)] == [8000] * 3
+    assert PhotometricConfig(image_loss="gradient").level_max_pixels(2) is None
     np.testing.assert_array_equal(cfg.level_counts(), [50, 30, 20])
     np.testing.assert_array_equal(PhotometricConfig(iterations=7).level_counts(), [3, 2, 2])
     assert cfg.landmark_weight_for(1) == 3.0 and cfg.landmark_weight_for(3) == 1.0
@@ -97,6 +111,28 @@ def test_gaussian_cost_is_the_prior_cost():
     expected = float((((x - prior.mean) / prior.sigma) ** 2).sum())
     assert float(gaussian_cost(prior, torch.as_tensor(x))) == pytest.approx(expected, rel=1e-12)
     assert prior.cost(x) == pytest.approx(expected, rel=1e-12)
+    cached = TorchGaussian(prior, torch.float64, torch.device("cpu"))
+    assert float(cached(torch.as_tensor(x))) == pytest.approx(expected, rel=1e-12)
+
+
+def test_albedo_quadratic_is_the_regulariser():
+    """The sparse quadratic form of the per-vertex albedo prior has the regulariser's value
+    and gradient (autograd through the gathers) on a random table, rows, mirrors and edges."""
+    rng = np.random.default_rng(3)
+    num = 40
+    rows = np.sort(rng.choice(num, 30, replace=False))
+    mirror = rng.integers(0, num, 30)
+    edges = rng.integers(0, num, (2, 70))
+    weights = (1.0, 30.0, 10.0)
+    table = torch.as_tensor(rng.normal(size=(num, 3)), dtype=torch.float32)
+    a, b = table.clone().requires_grad_(True), table.clone().requires_grad_(True)
+    ref = albedo_regulariser(a, torch.as_tensor(rows), torch.as_tensor(mirror),
+                             torch.as_tensor(edges), *weights)
+    got = quadratic_cost(b, albedo_quadratic(num, rows, mirror, edges, *weights))
+    ref.backward()
+    got.backward()
+    assert float(got.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
+    np.testing.assert_allclose(b.grad.numpy(), a.grad.numpy(), rtol=1e-4, atol=1e-3)
 
 
 def test_fixed_groups_stay_at_their_start(model):

@@ -64,22 +64,33 @@ def _sh_to_matrix() -> np.ndarray:
     return t
 
 
-_SH_MATRIX = _sh_to_matrix()
-_SH_TENSORS: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+def _skew_generator() -> np.ndarray:
+    """(9, 3) matrix G with ``(G @ omega).reshape(3, 3) == [omega]x``."""
+    g = np.zeros((3, 3, 3))
+    for i, j, k, sign in ((0, 1, 2, -1), (0, 2, 1, 1), (1, 0, 2, 1), (1, 2, 0, -1),
+                          (2, 0, 1, -1), (2, 1, 0, 1)):
+        g[i, j, k] = sign
+    return g.reshape(9, 3)
 
 
-def _sh_matrix(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """`_SH_MATRIX` as a tensor, made once per dtype and device."""
-    key = (dtype, device)
-    if key not in _SH_TENSORS:
-        _SH_TENSORS[key] = torch.as_tensor(_SH_MATRIX, dtype=dtype, device=device)
-    return _SH_TENSORS[key]
+_CONSTANTS = {"sh": _sh_to_matrix(), "skew": _skew_generator(), "eye": np.eye(3),
+              "flip_yz": np.array([1.0, -1.0, -1.0])}
+_CONSTANT_TENSORS: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _constant(name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The array ``_CONSTANTS[name]`` as a tensor, made once per dtype and device (a
+    step of a refinement then converts nothing)."""
+    key = (name, dtype, device)
+    if key not in _CONSTANT_TENSORS:
+        _CONSTANT_TENSORS[key] = torch.as_tensor(_CONSTANTS[name], dtype=dtype, device=device)
+    return _CONSTANT_TENSORS[key]
 
 
 def sh_shading(normals: torch.Tensor, sh_coeffs: torch.Tensor) -> torch.Tensor:
     """(N, C) SH irradiance ``sh_basis(n) @ L`` of normals (N, 3) for lighting (9, C),
     evaluated as the quadratic form [n, 1]ᵀ M_c [n, 1] (fewer operations)."""
-    t = _sh_matrix(sh_coeffs.dtype, sh_coeffs.device)
+    t = _constant("sh", sh_coeffs.dtype, sh_coeffs.device)
     m = (t.reshape(16, 9) @ sh_coeffs).reshape(4, 4, -1)  # (4, 4, C)
     nh = torch.cat([normals, torch.ones_like(normals[:, :1])], 1)  # (N, 4)
     q = (nh @ m.permute(0, 2, 1).reshape(4, -1)).reshape(len(nh), -1, 4)  # (N, C, 4)
@@ -247,9 +258,8 @@ def sample_image(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     """(N, C) bilinear samples of an image (C, H, W) at points (N, 2) (x, y pixels, integer
     centres), differentiable in ``xy`` and ``image``; clamped at the border."""
     _, h, w = image.shape
-    gx = 2.0 * xy[:, 0] / max(w - 1, 1) - 1.0
-    gy = 2.0 * xy[:, 1] / max(h - 1, 1) - 1.0
-    grid = torch.stack([gx, gy], 1)[None, None]  # (1, 1, N, 2)
+    to_grid = xy.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
+    grid = (xy * to_grid - 1.0)[None, None]  # (1, 1, N, 2) in [-1, 1]
     out = torch.nn.functional.grid_sample(image[None], grid, mode="bilinear",
                                           padding_mode="border", align_corners=True)
     return out[0, :, 0].T
@@ -301,10 +311,7 @@ def render(verts_px: np.ndarray | torch.Tensor, triangles: np.ndarray, height: i
 def skew(omega: torch.Tensor) -> torch.Tensor:
     """(3, 3) cross-product matrix ``[omega]x`` of a vector (3,): the torch twin of
     `facefit.fit.core.rotation.skew`."""
-    zero = torch.zeros((), dtype=omega.dtype, device=omega.device)
-    x, y, z = omega.unbind(0)
-    return torch.stack([torch.stack([zero, -z, y]), torch.stack([z, zero, -x]),
-                        torch.stack([-y, x, zero])])
+    return (_constant("skew", omega.dtype, omega.device) @ omega).reshape(3, 3)
 
 
 def rodrigues(omega: torch.Tensor) -> torch.Tensor:
@@ -318,7 +325,7 @@ def small_rotation(omega: torch.Tensor) -> torch.Tensor:
     axis-angle update (3,) (radians): the optimisers' rotation update, cheaper than
     `rodrigues` and re-orthonormalised when folded into its reference rotation."""
     kx = skew(omega)
-    return torch.eye(3, dtype=kx.dtype, device=kx.device) + kx + 0.5 * kx @ kx
+    return _constant("eye", kx.dtype, kx.device) + kx + 0.5 * kx @ kx
 
 
 def scaled_orthographic(view_points: torch.Tensor, scale: torch.Tensor | float,
@@ -327,9 +334,8 @@ def scaled_orthographic(view_points: torch.Tensor, scale: torch.Tensor | float,
     rotated) under a scaled orthographic camera, differentiable: the torch twin of
     `facefit.fit.core.camera.ScaledOrthographicCamera.image_points` (x = s X + tx,
     y = -s Y + ty, depth = -s Z)."""
-    return torch.stack([scale * view_points[:, 0] + translation[0],
-                        -scale * view_points[:, 1] + translation[1],
-                        -scale * view_points[:, 2]], 1)
+    flip = _constant("flip_yz", view_points.dtype, view_points.device)
+    return view_points * (scale * flip) + torch.nn.functional.pad(translation, (0, 1))
 
 
 __all__ = ["AMBIENT_L00", "PixelSamples", "image_to_view", "interpolate", "light_direction",

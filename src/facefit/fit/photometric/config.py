@@ -26,7 +26,12 @@ class PhotometricConfig:
         level_share: fraction of ``iterations`` per level (the rest goes to the last).
         refresh_every: re-rasterise (visibility, outliers) every this many steps.
         max_pixels: at most this many skin pixels per photo and raster refresh, a random
-            subset (not with the gradient loss, which needs the whole grid).
+            subset (not with the gradient loss, which needs the whole grid); one number, or
+            one per level.
+        coarse_pixels: at most this many on every level but the finest (None: no further
+            limit). 3000 (was 8000): the middle level (112 px, ~6,200 skin pixels) moves the
+            objective little, and its steps cost most; on 8 train-300w photos the final
+            photometric RMS stayed 0.036 (shape benchmark: see benchmarks/README.md).
         normals: ``"stencil"`` (smooth normals by central differences over four
             neighbours, `facefit.render.differentiable.normal_stencil`; on linear models
             from one sparse-built matrix, `facefit.fit.photometric.objective.LinearMesh.
@@ -95,7 +100,8 @@ class PhotometricConfig:
     levels: tuple[int, ...] = (4, 2, 1)
     level_share: tuple[float, ...] = (0.5, 0.3, 0.2)
     refresh_every: int = 20
-    max_pixels: int = 8000
+    max_pixels: int | tuple[int, ...] = 8000
+    coarse_pixels: int | None = 3000
     normals: str | tuple[str, ...] = "stencil"
     seed: int = 0
     image_loss: str = "l2"
@@ -133,6 +139,8 @@ class PhotometricConfig:
         if len(normals) != len(self.levels) or any(n not in NORMALS for n in normals):
             raise ValueError(f"normals must be one of {NORMALS} (or one per level), "
                              f"got {self.normals!r}")
+        if not isinstance(self.max_pixels, int) and len(self.max_pixels) != len(self.levels):
+            raise ValueError(f"max_pixels: one number or one per level, got {self.max_pixels!r}")
         if not self.levels or len(self.level_share) < len(self.levels):
             raise ValueError("need at least one level and a level_share per level")
         if self.iterations < 0 or self.size < 8 or self.refresh_every < 1:
@@ -152,6 +160,17 @@ class PhotometricConfig:
         """The normals of each pyramid level."""
         n = self.normals
         return (n,) * len(self.levels) if isinstance(n, str) else tuple(n)
+
+    def level_max_pixels(self, level: int) -> int | None:
+        """The pixel budget of pyramid level ``level`` (index into ``levels``); None with
+        the gradient loss (the whole grid)."""
+        if self.image_loss == "gradient":
+            return None
+        m = self.max_pixels
+        limit = int(m if isinstance(m, int) else m[level])
+        if self.coarse_pixels is not None and level % len(self.levels) != len(self.levels) - 1:
+            limit = min(limit, int(self.coarse_pixels))
+        return limit
 
     def level_counts(self) -> np.ndarray:
         """(levels,) steps per pyramid level: ``level_share`` of ``iterations``, the rest to

@@ -221,6 +221,8 @@ class Raster:
             mesh with stencil normals, else None.
         pixel_basis: `LinearMesh.pixel_operator` of the pixels (linear mesh,
             ``normals="tangents"``), else None.
+        held_albedo: (albedo (Va, 3), its (P, 3) pixel values) of an albedo that is not
+            optimised (`PhotoState.render` interpolates it once per raster), else None.
     """
 
     level: PyramidLevel
@@ -235,6 +237,7 @@ class Raster:
     weight: torch.Tensor
     stencil_basis: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     pixel_basis: tuple[torch.Tensor, torch.Tensor] | None = None
+    held_albedo: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class PhotoState:
@@ -270,6 +273,10 @@ class PhotoState:
         self.lm_points = mesh.subset(corners)
         self.lm_bary = torch.as_tensor(data.landmark_bary, **f32)
         self.lm_target = torch.as_tensor(data.landmark_target, **f32)
+        # one vertex per landmark (weight 1): no barycentric sum
+        self.lm_single = bool(np.all(np.asarray(data.landmark_bary) == 1.0)
+                              and np.asarray(data.landmark_bary).shape[1] == 1)
+        self.flip_y = torch.tensor([1.0, -1.0], **f32)  # image y runs down
         self.act: Raster | None = None
 
     @property
@@ -330,9 +337,10 @@ class PhotoState:
                   ) -> torch.Tensor:
         """(K, 2) projected landmarks, crop pixels at the finest level."""
         pts = self.lm_points(coeffs, self.joint_rotations())
-        k, c = self.lm_bary.shape
-        pts = (pts.reshape(k, c, 3) * self.lm_bary[:, :, None]).sum(1)
-        return self.project(pts, rot, scale)[:, :2]
+        if not self.lm_single:
+            k, c = self.lm_bary.shape
+            pts = (pts.reshape(k, c, 3) * self.lm_bary[:, :, None]).sum(1)
+        return (pts @ rot[:2].T) * (scale * self.flip_y) + self.trans
 
     # raster ---------------------------------------------------------------------------------
     def rasterise(self, level: PyramidLevel, coeffs: torch.Tensor, max_pixels: int | None,
@@ -407,11 +415,14 @@ class PhotoState:
             n = torch.linalg.cross(y[1], y[2], dim=1)
         elif act.stencil_basis is not None:  # visible vertices and their stencil tangents
             offset, matrix, corners = act.stencil_basis
-            y = torch.addmv(offset, matrix, coeffs).reshape(3, -1, 3) @ rot.T  # view frame
+            y = torch.addmv(offset, matrix, coeffs).reshape(3, -1, 3)  # model frame
             nv = torch.linalg.cross(y[1], y[2], dim=1)
             nv = nv / torch.clamp(torch.linalg.vector_norm(nv, dim=1, keepdim=True), min=1e-12)
-            n = dr.interpolate(nv, corners, bary)
-            pv = dr.interpolate(y[0], corners, bary)
+            # position and unit normal interpolated together, rotated per pixel (a rotation
+            # commutes with the cross product and the interpolation)
+            both = dr.interpolate(torch.cat([y[0], nv], 1), corners, bary).reshape(-1, 2, 3)
+            both = both @ rot.T  # view frame
+            pv, n = both[:, 0], both[:, 1]
         else:
             assert act.vertices is not None
             v = act.vertices(coeffs, self.joint_rotations()) @ rot.T  # (Va, 3) view frame
@@ -427,11 +438,15 @@ class PhotoState:
                 n = torch.linalg.cross(corners[:, 1] - corners[:, 0],
                                        corners[:, 2] - corners[:, 0], dim=1)
         n = n / torch.clamp(torch.linalg.vector_norm(n, dim=1, keepdim=True), min=1e-12)
-        alb = dr.interpolate(albedo, act.pix_vids, bary)
+        if albedo.requires_grad:
+            alb = dr.interpolate(albedo, act.pix_vids, bary)
+        else:  # a held albedo: interpolated once per raster
+            if act.held_albedo is None or act.held_albedo[0] is not albedo:
+                act.held_albedo = (albedo, dr.interpolate(albedo, act.pix_vids, bary))
+            alb = act.held_albedo[1]
         lv = act.level
         # the camera at the level's resolution: crop pixels x a + b
-        p = dr.scaled_orthographic(pv, scale * lv.a, torch.zeros_like(self.trans))[:, :2]
-        p = p + self.trans * lv.a + lv.b
+        p = pv[:, :2] * (scale * lv.a * self.flip_y) + (self.trans * lv.a + lv.b)
         observed = dr.sample_image(lv.image, p)
         rendered = dr.shade(n, alb, self.sh, spec)
         lm = self.landmarks(coeffs, rot, scale)

@@ -33,7 +33,13 @@ from facefit.fit.photometric.objective import (
     pixel_loss,
     unique_ids,
 )
-from facefit.fit.photometric.priors import albedo_regulariser, gaussian_cost, light_cost
+from facefit.fit.photometric.priors import (
+    TorchGaussian,
+    albedo_quadratic,
+    gaussian_cost,
+    light_cost,
+    quadratic_cost,
+)
 from facefit.fit.result import FitResult
 from facefit.model.face_model import FaceModel
 from facefit.model.flame import FlameFaceModel
@@ -126,8 +132,10 @@ class Albedo:
     at every raster refresh; they are folded back into the full table then."""
 
     def __init__(self, model: MorphableModel, init: np.ndarray | None, free: bool,
-                 f32: dict) -> None:
+                 f32: dict, config: PhotometricConfig) -> None:
         self.free = free
+        self.config = config  # its albedo prior weights (the regulariser's sparse matrix)
+        self.quadratic: torch.Tensor | None = None
         self.f32 = f32
         self.basis: torch.Tensor | None = None
         self.param: torch.Tensor | None = None
@@ -145,6 +153,7 @@ class Albedo:
         self.opt: Adam | None = None
         self.photo_means: list[torch.Tensor] = []
         self.photo_rows: list[torch.Tensor] = []
+        self.held: list[torch.Tensor] | None = None
 
     def refresh(self, photos: Sequence[PhotoState], lr: float, free: bool | None = None
                 ) -> None:
@@ -155,8 +164,10 @@ class Albedo:
         if free is not None:
             self.free = free
         self.photo_means = [self.mean.index_select(0, ph.act.ids) for ph in photos]
+        self.held = None
         if self.basis is not None:
             self.photo_rows = [self.basis.index_select(0, ph.act.ids) for ph in photos]
+            self._hold(photos)
             return
         nv, dev = len(self.full), self.full.device
         locals_ = [ph.act.local for ph in photos]
@@ -168,15 +179,30 @@ class Albedo:
         inside[local] = True
         e = self.edges_np[inside[self.edges_np].all(1)]
         self.ids = torch.as_tensor(alb_ids, device=dev)
-        self.rows = torch.as_tensor(lut[local], device=dev)
-        self.mirror = torch.as_tensor(lut[self.mirror_np[local]], device=dev)
-        self.edges = torch.as_tensor(lut[e.T], device=dev)
         self.photo_rows = [torch.as_tensor(lut[lo], device=dev) for lo in locals_]
         self.leaf = self.full[self.ids].clone().requires_grad_(self.free)
         self.opt = Adam([self.leaf], lr=lr) if self.free else None
+        self.quadratic = None
+        if self.free:  # the regulariser (`albedo_regulariser`) as one sparse matrix
+            c = self.config
+            self.quadratic = albedo_quadratic(
+                len(alb_ids), lut[local], lut[self.mirror_np[local]], lut[e.T],
+                c.albedo_prior, c.albedo_smoothness, c.albedo_symmetry).to(dev)
+        self._hold(photos)
+
+    def _hold(self, photos: Sequence[PhotoState]) -> None:
+        """While nothing of the albedo is optimised, make each photo's active albedo once
+        (the same tensor until the next refresh: `PhotoState.render` keeps its pixel
+        values)."""
+        leaf = self.param if self.basis is not None else self.leaf
+        if leaf is None or not leaf.requires_grad:
+            with torch.no_grad():
+                self.held = [self.active(i) for i in range(len(photos))]
 
     def active(self, i: int) -> torch.Tensor:
         """(Va, 3) albedo of photo ``i``'s active vertices."""
+        if self.held is not None:
+            return self.held[i]
         if self.basis is not None:
             return self.photo_means[i] + self.photo_rows[i] @ self.param
         return self.photo_means[i] + self.leaf.index_select(0, self.photo_rows[i])
@@ -192,11 +218,9 @@ class Albedo:
         if self.param is not None:
             return (config.albedo_prior * gaussian_cost(GaussianPrior.standard(len(self.param)),
                                                         self.param) / max(n_landmarks, 1.0))
-        if self.leaf is None or not self.leaf.requires_grad:
+        if self.leaf is None or self.quadratic is None:
             return torch.zeros((), **self.f32)
-        return albedo_regulariser(self.leaf, self.rows, self.mirror, self.edges,
-                                  config.albedo_prior, config.albedo_smoothness,
-                                  config.albedo_symmetry)
+        return quadratic_cost(self.leaf, self.quadratic)
 
     def fold(self) -> None:
         """Fold the optimised rows back into the full correction table."""
@@ -282,9 +306,9 @@ def refine_photometric_multi(
     mesh = FlameMesh(kind, basis, f32) if flame else LinearMesh(base, basis, f32)
     prior = kind.prior() if flame else GaussianPrior.standard(ks + base.num_expression)
     nc = ks + base.num_expression
-    shape_prior = GaussianPrior(prior.mean[:ks], prior.sigma[:ks])
-    expr_prior = GaussianPrior(prior.mean[ks:nc], prior.sigma[ks:nc])
-    joint_prior = GaussianPrior(prior.mean[nc:], prior.sigma[nc:])
+    shape_cost, expr_cost, joint_cost = (
+        TorchGaussian(GaussianPrior(prior.mean[sl], prior.sigma[sl]), torch.float32, dev)
+        for sl in (slice(0, ks), slice(ks, nc), slice(nc, None)))
     # blendshape (ICT) weights: projected onto their box after every step, with the
     # elastic-net sparsity cost of the landmark fit (`facefit.fit.blendshape`) in place of
     # the Gaussian prior
@@ -314,10 +338,9 @@ def refine_photometric_multi(
         ph.joint_u.requires_grad_(free("joints"))
         for p in (ph.omega, ph.log_s, ph.trans):
             p.requires_grad_(free("pose"))
-    albedo = Albedo(base, albedo_init, free("albedo"), f32)
+    albedo = Albedo(base, albedo_init, free("albedo"), f32, config)
     spec = torch.zeros(1, **f32, requires_grad=config.specular)
     lr = config.learning_rate
-    max_pixels = None if config.image_loss == "gradient" else config.max_pixels
     lm_weight = config.landmark_weight_for(len(photos))
     n_lm = float(np.mean([ph.num_landmarks for ph in photos]))
 
@@ -331,7 +354,7 @@ def refine_photometric_multi(
     def refresh(li: int) -> None:
         t = time.perf_counter()
         for ph in photos:
-            ph.rasterise(ph.data.pyramid[li], coeffs(ph), max_pixels, rng)
+            ph.rasterise(ph.data.pyramid[li], coeffs(ph), config.level_max_pixels(li), rng)
         albedo.refresh(photos, config.lr_albedo_vertex * lr, config.albedo_free_at(li))
         timings["raster"] += time.perf_counter() - t
 
@@ -340,14 +363,13 @@ def refine_photometric_multi(
                 for i, ph in enumerate(photos)]
 
     def objective() -> torch.Tensor:
-        e = config.coeff_prior * gaussian_cost(shape_prior, shape) / max(n_lm, 1.0)
+        e = config.coeff_prior * shape_cost(shape) / max(n_lm, 1.0)
         e = e + albedo.cost(config, n_lm)
         for i, ph in enumerate(photos):
             out = renderer(i)()
-            coeff_cost = (gaussian_cost(expr_prior, ph.expr) if box is None
-                          else blendshape_cost(ph.expr))
+            coeff_cost = expr_cost(ph.expr) if box is None else blendshape_cost(ph.expr)
             if len(mesh.free_joints):
-                coeff_cost = coeff_cost + gaussian_cost(joint_prior, ph.joint_vector())
+                coeff_cost = coeff_cost + joint_cost(ph.joint_vector())
             e = e + (pixel_loss(out, ph.act, config.image_loss, config.pixel_sigma)
                      + landmark_loss(out["lm"], ph.lm_target, lm_weight,
                                      config.landmark_sigma_px)
