@@ -152,6 +152,10 @@ ALLOWED_PRIVATE = {
     ("pickle", "_Unpickler"): "the pure-Python unpickler the restricted one extends",
     ("m", "_fieldnames"): "scipy.io's mat_struct lists its fields there",
     ("other", "_prev"): "an instance of the same class (FrameFitter.warm_start_from)",
+    **{("torch", op): "torch's multi-tensor ops, as torch.optim.Adam uses them "
+       "(fit.photometric.adam)" for op in (
+        "_foreach_lerp_", "_foreach_mul_", "_foreach_addcmul_", "_foreach_sqrt",
+        "_foreach_div_", "_foreach_add_", "_foreach_addcdiv_")},
 }
 
 
