@@ -60,7 +60,10 @@ def _one_thread() -> None:
     and torch. It also keeps torch off OpenMP in a forked worker: a parent that had
     used torch's OpenMP thread team leaves libgomp unusable after ``fork`` (the child hangs
     in its first parallel loop), and torch runs a loop inline when it has a single thread."""
+    from threadpoolctl import threadpool_limits
+
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    threadpool_limits(1)  # BLAS and OpenMP pools already loaded (the variable is read at load)
     # Not cv2.setNumThreads(1): in a forked child of a process whose OpenCV thread pool has
     # run (the networks' forward passes were cv2.dnn until 2026-12-02), it waited forever for
     # the parent's pool threads; OpenCV's own parallel loops are fork-safe without it.

@@ -29,6 +29,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from threadpoolctl import threadpool_limits
+
 from facefit.batch.work import is_unavailable, one_line
 from facefit.cli import eval as eval_command
 from facefit.cli import model, reconstruct, video, view
@@ -62,7 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "func", None) is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
-        with pixel_limit(getattr(args, "max_pixels", None)):
+        # one BLAS thread: a face's matrices are small (extra threads only spin), and
+        # parallelism comes from worker processes (--jobs, facefit video's workers)
+        with pixel_limit(getattr(args, "max_pixels", None)), threadpool_limits(
+                1, user_api="blas"):
             return int(args.func(args))
     except SystemExit as exc:  # --help, --version, usage errors (also from a command)
         return _exit_code(exc)

@@ -127,12 +127,15 @@ def _report(outbox: Any, exc: BaseException) -> None:
 
 
 def _exit_with_parent() -> None:
-    """In a worker: end this process as soon as its parent does (a killed parent would never
-    read its queue nor stop it; a worker blocked on a full queue, or flushing its queue at
-    exit, would wait forever)."""
+    """In a worker: one BLAS thread, and end this process as soon as its parent does (a
+    killed parent would never read its queue nor stop it; a worker blocked on a full queue,
+    or flushing its queue at exit, would wait forever)."""
     import threading
     from multiprocessing.connection import wait
 
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # one core's worth of work: BLAS threads would only contend
     parent = mp.parent_process()
     if parent is None or parent.sentinel is None:
         return
