@@ -88,6 +88,8 @@ def jitter() -> None:
 
 
 def speed(n_frames: int = 250) -> None:
+    from threadpoolctl import threadpool_limits
+
     from facefit.cli import main as cli
     from facefit.detect.mediapipe import MediaPipeDetector
     from facefit.detect.network import landmark_detector
@@ -114,9 +116,10 @@ def speed(n_frames: int = 250) -> None:
         reader, info = open_video(clip)
         sink = (lambda img: None) if overlay else None
         t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
-        st = process_frames(iter_frames(reader), info.fps, model, shape,
-                            FaceTracker(mp, landmarks=landmarker if used != "mediapipe"
-                                        else None), overlay=sink)
+        with threadpool_limits(1, user_api="blas"):  # as the CLI runs (`facefit.cli.main`)
+            st = process_frames(iter_frames(reader), info.fps, model, shape,
+                                FaceTracker(mp, landmarks=landmarker if used != "mediapipe"
+                                            else None), overlay=sink)
         wall = time.perf_counter() - t0
         cpu = time.process_time() - c0 + _children_cpu() - k0  # + the ffmpeg decoder
         s = st.seconds
