@@ -63,7 +63,8 @@ class PreparedModel:
     contour_basis: np.ndarray  # (C, 3, M) float64
     contour_mean: np.ndarray  # (C, 3) float64
     result_ids: np.ndarray  # (R,) the vertices `make_result`'s landmark sets read
-    result_rows: np.ndarray  # (3R,) their rows of ``flat_basis``
+    result_basis: np.ndarray  # (3R, M) their rows of ``flat_basis``
+    result_mean: np.ndarray  # (3R,) and of the flat mean
 
 
 _PREPARED: weakref.WeakKeyDictionary[MorphableModel, PreparedModel] = weakref.WeakKeyDictionary()
@@ -95,7 +96,8 @@ def prepare_model(model: MorphableModel) -> PreparedModel:
         prep = PreparedModel(basis, basis.reshape(-1, basis.shape[2]), cont,
                              basis[cont.vertex_ids].astype(np.float64),
                              model.mean[cont.vertex_ids].astype(np.float64),
-                             ids, (3 * ids[:, None] + np.arange(3)).ravel())
+                             ids, basis[ids].reshape(-1, basis.shape[2]),
+                             model.mean[ids].reshape(-1))
         _PREPARED[model] = prep
     return prep
 
@@ -108,8 +110,13 @@ def contour_residual(model: MorphableModel, contour_px: np.ndarray | None, weigh
         return None
     prep = prepare_model(model)
     cid = prep.contour.centre_id
+    if isinstance(cols, slice):
+        every = cols == slice(None)
+    else:  # all columns in order: the cached array itself, no (C, 3, M) copy
+        every = len(cols) == prep.basis.shape[2] and bool(np.all(cols == np.arange(len(cols))))
     return ContourResidual(np.asarray(contour_px, np.float64), weight,
-                           prep.contour_mean, prep.contour_basis[:, :, cols],
+                           prep.contour_mean,
+                           prep.contour_basis if every else prep.contour_basis[:, :, cols],
                            model.mean[cid].astype(np.float64),
                            prep.basis[cid][:, cols].astype(np.float64))
 
@@ -379,12 +386,10 @@ def make_result(model: MorphableModel, shape: np.ndarray, expr: np.ndarray, pose
                                      ).reshape(-1, 3))
 
     if pose.focal is None:  # scaled orthographic: each vertex's image point is its own
-        rows = prep.result_rows
         verts_px: np.ndarray | Deferred = Deferred(dense)
         part = np.empty((model.num_vertices, 3), np.float32)  # only these rows are set
-        part[prep.result_ids] = image_vertices(pose, (model.mean.reshape(-1)[rows]
-                                                      + prep.flat_basis[rows] @ c
-                                                      ).reshape(-1, 3))
+        part[prep.result_ids] = image_vertices(
+            pose, (prep.result_mean + prep.result_basis @ c).reshape(-1, 3))
     else:  # perspective depth is relative to the whole mesh's median
         verts_px = part = dense()
     lm3 = part[model.landmark_ids["ibug68"]]
