@@ -8,9 +8,9 @@ on), a forward pass, then a second crop from the box of the predicted 68 points 
 pass. All faces of an image go through the network as one batch.
 
 The weights ship inside the package (``weights/regress_mbv1x05.npz``, see the README there);
-their sha256 is checked against `WEIGHTS_SHA256` on loading. Inference runs in numpy
-(`facefit.regress.inference`, batch norms folded into the convolutions; BLAS threads as numpy
-is configured): landmarking a face does not import torch.
+their sha256 is checked against `WEIGHTS_SHA256` on loading. Inference runs in ONNX Runtime,
+numpy as fallback (`facefit.regress.inference`, batch norms folded into the convolutions):
+landmarking a face does not import torch.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def _report(outbox: Any, exc: BaseException) -> None:
     outbox.put(("error", _picklable(exc)))
 
 
-def _exit_with_parent() -> None:
+def _start_worker() -> None:
     """In a worker: one BLAS thread, and end this process as soon as its parent does (a
     killed parent would never read its queue nor stop it; a worker blocked on a full queue,
     or flushing its queue at exit, would wait forever)."""
@@ -154,7 +154,7 @@ def _exit_with_parent() -> None:
 def _overlay_main(mean: np.ndarray, triangles: np.ndarray, max_cell_px: float,
                   path: str, fps: float, inbox: Any, outbox: Any) -> None:
     """Worker: render each queued (frame, mesh, scale, landmarks) and write it, in order."""
-    _exit_with_parent()
+    _start_worker()
     try:
         from facefit.render.overlay import OverlayRenderer
         from facefit.video.stream import VideoWriter
@@ -215,7 +215,7 @@ def _tracker_main(source: str, landmarks: str, model_kind: str, max_frames: int 
                   inbox: Any, outbox: Any) -> None:
     """Worker: decode ``source`` and track its face, sending (frame, face, re-detected) per
     frame, then ("end", full detections)."""
-    _exit_with_parent()
+    _start_worker()
     try:
         from facefit.detect.mediapipe import MediaPipeDetector
         from facefit.detect.network import landmark_detector

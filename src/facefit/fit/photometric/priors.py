@@ -20,10 +20,7 @@ from facefit.fit.core.priors import GaussianPrior
 def gaussian_cost(prior: GaussianPrior, x: torch.Tensor) -> torch.Tensor:
     """``prior.cost(x)`` (the squared whitened residual) of a tensor ``x`` (P,),
     differentiable."""
-    mean = torch.as_tensor(prior.mean, dtype=x.dtype, device=x.device)
-    sigma = torch.as_tensor(prior.sigma, dtype=x.dtype, device=x.device)
-    r = (x - mean) / sigma
-    return (r * r).sum()
+    return TorchGaussian(prior, x.dtype, x.device)(x)
 
 
 class TorchGaussian:
