@@ -6,7 +6,7 @@ STAMP := $(VENV)/.facefit-installed
 
 .PHONY: demo test install lint bench docs clean train
 
-$(STAMP): pyproject.toml Makefile src/facefit/assets.py
+$(STAMP): pyproject.toml setup.py Makefile src/facefit/assets.py src/facefit/render/_craster.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0

@@ -6,16 +6,51 @@ bilinearly between the four nearest array elements. A pixel is covered by a tria
 its centre lies inside or on the triangle's edges. Depth ``z`` is interpolated linearly in
 screen space; the smallest depth wins (larger is farther).
 
-Every triangle's candidate pixels are enumerated from its bounding box at once (ragged
-``np.repeat`` arithmetic, no size classes needed), tested with barycentrics, and the depth
-conflicts are resolved with a single sort.
+Two implementations with the same arithmetic (float32, operation by operation), so they cover
+the same pixels with the same depths; a depth tie goes to the triangle with the larger id:
+
+* compiled (`_craster.c`, built with the package as an optional extension and loaded with
+  ctypes): a loop over each triangle's bounding box, 10-30x faster;
+* numpy, where the extension was not built (or ``FACEFIT_NATIVE=0``): every triangle's
+  candidate pixels are tested at once in blocks of a few sizes, and the depth conflicts are
+  resolved with ``np.minimum.at``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
+import os
 from dataclasses import dataclass
 
 import numpy as np
+
+
+def _load_native() -> ctypes._CFuncPtr | None:
+    """``ff_rasterize`` of the compiled extension, or None when it is not built or disabled
+    (``FACEFIT_NATIVE=0``)."""
+    if os.environ.get("FACEFIT_NATIVE", "1") == "0":
+        return None
+    try:
+        spec = importlib.util.find_spec("facefit.render._craster")
+        if spec is None or not spec.origin:
+            return None
+        fn = ctypes.CDLL(spec.origin).ff_rasterize
+    except (ImportError, OSError, AttributeError, ValueError):
+        return None
+    ptr, i64 = ctypes.c_void_p, ctypes.c_longlong
+    fn.restype = i64
+    fn.argtypes = [ptr, i64, ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, ptr]
+    return fn
+
+
+_NATIVE = _load_native()
+_CULL = {None: 0, "back": 1, "front": 2}
+
+
+def native() -> bool:
+    """True when the compiled rasteriser is in use."""
+    return _NATIVE is not None
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,17 +102,21 @@ def rasterize(
     tid_img = np.full((height, width), -1, np.int32)
     bary_img = np.zeros((height, width, 3), np.float32)
     depth_img = np.full((height, width), np.inf, np.float32)
+    if _native_raster(verts_px, tri, height, width, cull, depth_img, tid_img, bary_img):
+        return Raster(tid_img, bary_img, depth_img, tri)
     frags = _fragments(verts_px, tri, height, width, cull)
     if frags is None:
         return Raster(tid_img, bary_img, depth_img, tri)
     pix, z, t, b1, b2 = frags
 
-    # Depth resolve: per-pixel minimum, then one winner per pixel among the minima.
+    # Depth resolve: per-pixel minimum, then the largest triangle id among the minima.
     depth_flat = depth_img.reshape(-1)
     np.minimum.at(depth_flat, pix, z)
     win = np.flatnonzero(z <= depth_flat.take(pix))
+    tid_flat = tid_img.reshape(-1)
+    np.maximum.at(tid_flat, pix.take(win), t.take(win))
+    win = win[tid_flat.take(pix.take(win)) == t.take(win)]  # one fragment per pixel
     pw = pix.take(win)
-    tid_img.reshape(-1)[pw] = t.take(win)
     b1, b2 = b1.take(win), b2.take(win)
     bary_img.reshape(-1, 3)[pw] = np.stack([1.0 - b1 - b2, b1, b2], axis=1)
     return Raster(tid_img, bary_img, depth_img, tri)
@@ -94,10 +133,37 @@ def depth_buffer(
     of `rasterize` with the same arguments, without resolving which triangle wins."""
     tri = np.asarray(triangles).reshape(-1, 3).astype(np.int32, copy=False)
     depth_img = np.full((height, width), np.inf, np.float32)
+    if _native_raster(verts_px, tri, height, width, cull, depth_img):
+        return depth_img
     frags = _fragments(verts_px, tri, height, width, cull, with_ids=False)
     if frags is not None:
         np.minimum.at(depth_img.reshape(-1), frags[0], frags[1])
     return depth_img
+
+
+def _native_raster(verts_px: np.ndarray, tri: np.ndarray, height: int, width: int,
+                   cull: str | None, depth: np.ndarray, tid: np.ndarray | None = None,
+                   bary: np.ndarray | None = None) -> bool:
+    """Rasterise into ``depth`` (and ``tid``, ``bary``) with the compiled extension; False
+    (nothing written) when it is not available."""
+    if _NATIVE is None:
+        return False
+    if cull not in _CULL:
+        raise ValueError(f"cull must be None, 'back' or 'front', got {cull!r}")
+    v = np.ascontiguousarray(verts_px, dtype=np.float32)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"verts_px must be (V, 3), got {v.shape}")
+    tri = np.ascontiguousarray(tri, dtype=np.int32)
+    if len(tri) == 0 or height <= 0 or width <= 0:
+        return True
+    if int(tri.min()) < 0 or int(tri.max()) >= len(v):
+        raise IndexError(f"triangle vertex ids must lie in [0, {len(v)}), got "
+                         f"[{int(tri.min())}, {int(tri.max())}]")
+    null = None
+    _NATIVE(v.ctypes.data, len(v), tri.ctypes.data, len(tri), height, width, _CULL[cull],
+            depth.ctypes.data, null if tid is None else tid.ctypes.data,
+            null if bary is None else bary.ctypes.data)
+    return True
 
 
 def _fragments(verts_px: np.ndarray, tri: np.ndarray, height: int, width: int,
