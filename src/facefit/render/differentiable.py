@@ -1,6 +1,6 @@
 """A differentiable renderer in PyTorch (CPU or GPU): fixed raster, differentiable attributes.
 
-Visibility is not differentiated: the numpy z-buffer (`facefit.render.raster.rasterize`)
+Visibility is not differentiated: the z-buffer (`facefit.render.raster.rasterize`)
 gives each covered pixel a triangle and barycentrics, re-evaluated every few iterations.
 Everything after it is differentiable: vertex attributes (image-space positions, normals,
 albedo) are interpolated per pixel with gathers, lit with second-order spherical harmonics
