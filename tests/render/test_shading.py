@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from facefit.fit.camera import rotation_from_euler
 from facefit.render.raster import rasterize
@@ -60,3 +61,20 @@ def test_render_shaded_lights_the_front_and_masks_the_background():
     centre = rgb[90, 80, 0]
     edge = rgb[mask][:, 0].min()
     assert centre > 0.8 and edge < centre
+
+
+def test_compiled_triangle_cross_equals_numpy(monkeypatch):
+    from facefit.render import raster
+    from facefit.render.shading import triangle_cross
+
+    if raster._NATIVE is None:
+        pytest.skip("compiled rasteriser not built")
+    rng = np.random.default_rng(5)
+    verts = rng.normal(0, 40, (200, 3)).astype(np.float32)
+    tris = rng.integers(0, 200, (500, 3))
+    native = triangle_cross(verts, tris)
+    monkeypatch.setattr(raster, "_NATIVE", None)
+    np.testing.assert_array_equal(native, triangle_cross(verts, tris))
+    with pytest.raises(IndexError):
+        monkeypatch.undo()
+        triangle_cross(verts, np.array([[0, 1, 200]]))

@@ -84,6 +84,28 @@ long long ff_rasterize(const float *verts, long long nv, const int32_t *tri, lon
     return tested;
 }
 
+/* out (nf, 3) float32: cross(v1 - v0, v2 - v0) of each triangle of `tri` ((nf, 3) int32 ids
+ * into `verts` (nv, 3) float32), the same float32 operations as
+ * facefit.render.shading.triangle_cross's numpy path. */
+void ff_triangle_cross(const float *verts, long long nv, const int32_t *tri, long long nf,
+                       float *out)
+{
+    (void)nv;
+    for (long long f = 0; f < nf; ++f) {
+        const float *a = verts + 3 * (long long)tri[3 * f];
+        const float *b = verts + 3 * (long long)tri[3 * f + 1];
+        const float *c = verts + 3 * (long long)tri[3 * f + 2];
+        const float e1x = b[0] - a[0], e1y = b[1] - a[1], e1z = b[2] - a[2];
+        const float e2x = c[0] - a[0], e2y = c[1] - a[1], e2z = c[2] - a[2];
+        const float p0 = e1y * e2z, q0 = e1z * e2y;
+        const float p1 = e1z * e2x, q1 = e1x * e2z;
+        const float p2 = e1x * e2y, q2 = e1y * e2x;
+        out[3 * f] = p0 - q0;
+        out[3 * f + 1] = p1 - q1;
+        out[3 * f + 2] = p2 - q2;
+    }
+}
+
 /* setuptools builds this file as an extension module and, on some platforms, exports an
  * initialisation function of this name: it exists so that the link succeeds. The library is
  * loaded with ctypes, never imported. */

@@ -26,22 +26,24 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def _load_native() -> ctypes._CFuncPtr | None:
-    """``ff_rasterize`` of the compiled extension, or None when it is not built or disabled
-    (``FACEFIT_NATIVE=0``)."""
+def _load_native() -> ctypes.CDLL | None:
+    """The compiled extension (``ff_rasterize``, ``ff_triangle_cross``), or None when it is
+    not built or disabled (``FACEFIT_NATIVE=0``)."""
     if os.environ.get("FACEFIT_NATIVE", "1") == "0":
         return None
     try:
         spec = importlib.util.find_spec("facefit.render._craster")
         if spec is None or not spec.origin:
             return None
-        fn = ctypes.CDLL(spec.origin).ff_rasterize
+        lib = ctypes.CDLL(spec.origin)
+        ptr, i64 = ctypes.c_void_p, ctypes.c_longlong
+        lib.ff_rasterize.restype = i64
+        lib.ff_rasterize.argtypes = [ptr, i64, ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, ptr]
+        lib.ff_triangle_cross.restype = None
+        lib.ff_triangle_cross.argtypes = [ptr, i64, ptr, i64, ptr]
     except (ImportError, OSError, AttributeError, ValueError):
         return None
-    ptr, i64 = ctypes.c_void_p, ctypes.c_longlong
-    fn.restype = i64
-    fn.argtypes = [ptr, i64, ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, ptr]
-    return fn
+    return lib
 
 
 _NATIVE = _load_native()
@@ -150,20 +152,28 @@ def _native_raster(verts_px: np.ndarray, tri: np.ndarray, height: int, width: in
         return False
     if cull not in _CULL:
         raise ValueError(f"cull must be None, 'back' or 'front', got {cull!r}")
-    v = np.ascontiguousarray(verts_px, dtype=np.float32)
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"verts_px must be (V, 3), got {v.shape}")
-    tri = np.ascontiguousarray(tri, dtype=np.int32)
+    v, tri = native_mesh(verts_px, tri)
     if len(tri) == 0 or height <= 0 or width <= 0:
         return True
-    if int(tri.min()) < 0 or int(tri.max()) >= len(v):
+    null = None
+    _NATIVE.ff_rasterize(v.ctypes.data, len(v), tri.ctypes.data, len(tri), height, width,
+                         _CULL[cull], depth.ctypes.data, null if tid is None else tid.ctypes.data,
+                         null if bary is None else bary.ctypes.data)
+    return True
+
+
+def native_mesh(verts: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(V, 3) float32 and (F, 3) int32 C-contiguous copies (or the arrays themselves) for the
+    compiled functions; IndexError for a vertex id outside the vertices (the C code reads
+    memory at them)."""
+    v = np.ascontiguousarray(verts, dtype=np.float32)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must be (V, 3), got {v.shape}")
+    tri = np.ascontiguousarray(np.asarray(triangles).reshape(-1, 3), dtype=np.int32)
+    if len(tri) and (int(tri.min()) < 0 or int(tri.max()) >= len(v)):
         raise IndexError(f"triangle vertex ids must lie in [0, {len(v)}), got "
                          f"[{int(tri.min())}, {int(tri.max())}]")
-    null = None
-    _NATIVE(v.ctypes.data, len(v), tri.ctypes.data, len(tri), height, width, _CULL[cull],
-            depth.ctypes.data, null if tid is None else tid.ctypes.data,
-            null if bary is None else bary.ctypes.data)
-    return True
+    return v, tri
 
 
 def _fragments(verts_px: np.ndarray, tri: np.ndarray, height: int, width: int,
