@@ -20,6 +20,9 @@ class FaceLandmarks:
             or None when the backend gives none.
         scheme: name of the landmark layout, e.g. ``"mediapipe468"`` or ``"ibug68"``; the
             fitter looks its model correspondence up by this name.
+        detector_box: (4,) float32 the face detector's box, before any landmarks, mapped to
+            the box of the 68 iBUG landmarks (see `facefit.detect.mediapipe.BOX68_FROM`), or
+            None: where a crop goes when the landmarks themselves may have drifted.
     """
 
     box: np.ndarray
@@ -27,6 +30,7 @@ class FaceLandmarks:
     points_px: np.ndarray
     depth_px: np.ndarray | None
     scheme: str
+    detector_box: np.ndarray | None = None
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
