@@ -2,9 +2,10 @@
 interface, per face or where MediaPipe's dense mesh is weak.
 
 `NetworkLandmarkDetector` wraps a face detector (MediaPipe's, with its MTCNN profile
-fallback, by default): each face it finds is cropped from its 68-point box (MediaPipe's 468
-points mapped to iBUG 68) and landmarked by the network (`PASSES` passes). ``source`` decides what
-each face keeps:
+fallback, by default): each face it finds is cropped from its 68-point box (`box68`: the
+detector's box mapped to the 68 landmarks' box, or MediaPipe's 468 points mapped to iBUG 68
+for a face without one, e.g. a tracked face) and landmarked by the network (`PASSES` passes).
+``source`` decides what each face keeps:
 
 * ``"network"``: the network's 68 points (hidden ones included: the AFLW2000-3D convention)
   and their depth;
