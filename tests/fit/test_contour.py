@@ -67,3 +67,43 @@ def test_turned_head_matches_outline_only_on_the_side_it_turns_to() -> None:
     assert right[0] >= 0 and right[1] == -1
     assert left[1] >= 0 and left[0] == -1
     assert right[2] == -1 and left[2] == -1  # on the centre's vertical: neither side
+
+
+def _silhouette_brute_force(cands: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """`silhouette_ids` as its docstring says it, every ray against every candidate:
+    outermost per 0.5-degree bin, then for rays every degree over the kept candidates'
+    range, the one farthest along the ray within 4 degrees of it."""
+    d = cands - centre
+    ang, rad = np.arctan2(d[:, 1], d[:, 0]), np.hypot(d[:, 0], d[:, 1])
+    b = np.floor((ang + np.pi) / (2 * np.pi) * 720).astype(int) % 720
+    keep = np.array([i for i in range(len(d)) if rad[i] >= rad[b == b[i]].max()])
+    a = np.sort(ang[keep])
+    gaps = np.diff(np.r_[a, a[0] + 2 * np.pi])
+    k = int(np.argmax(gaps))
+    rays = a[(k + 1) % len(a)] + np.arange(0.0, 2 * np.pi - gaps[k] + 1e-9, np.deg2rad(1.0))
+    out = set()
+    for r in rays:
+        diff = np.mod(ang[keep] - r + np.pi, 2 * np.pi) - np.pi
+        radial = np.where(np.abs(diff) <= np.deg2rad(4.0), rad[keep] * np.cos(diff), -np.inf)
+        if np.isfinite(radial.max()):
+            out.add(int(keep[np.argmax(radial)]))
+    return np.array(sorted(out), np.int64)
+
+
+def test_silhouette_matches_brute_force_on_random_fans() -> None:
+    """The binned ray search (and its fall-back when a bin holds equal radii) picks what
+    comparing every ray with every candidate picks, on fans and arcs that wrap around pi."""
+    from facefit.fit.contour import silhouette_ids
+
+    rng = np.random.default_rng(5)
+    for trial in range(60):
+        n = int(rng.integers(20, 600))
+        lo = rng.uniform(-np.pi, np.pi)
+        ang = lo + rng.uniform(0.0, rng.uniform(0.5, 2 * np.pi), n)
+        rad = rng.uniform(20.0, 100.0, n) * (1.0 + 0.2 * np.sin(3 * ang))
+        cands = np.column_stack([np.cos(ang), np.sin(ang)]) * rad[:, None] + [200.0, 150.0]
+        if trial % 4 == 0:  # exact duplicates: equal radii in one bin
+            cands = np.vstack([cands, cands[rng.integers(0, n, 10)]])
+        centre = np.array([200.0, 150.0])
+        np.testing.assert_array_equal(silhouette_ids(cands, centre),
+                                      _silhouette_brute_force(cands, centre))

@@ -98,6 +98,64 @@ def _outermost_along_rays(directions: np.ndarray, d_c: np.ndarray, max_angle_deg
     return np.where(found, cand[rows, best], -1).astype(np.int64)
 
 
+_BINS = 720  # angular bins of the silhouette's first pass (0.5 degrees)
+
+
+def _outermost_by_bin(directions: np.ndarray, d_c: np.ndarray, ang_c: np.ndarray,
+                      rad_c: np.ndarray, bin_cand: np.ndarray, max_angle_deg: float
+                      ) -> np.ndarray:
+    """`_outermost_along_rays` when each angular bin holds at most one candidate
+    (``bin_cand`` (_BINS,): its index into ``d_c`` (C, 2), ``ang_c`` and ``rad_c`` (C,), -1
+    for none). The candidates within reach of a ray are among the bins its sector overlaps
+    (one more each side), gathered as a fixed-width (R, W) block in angle order. A
+    candidate's distance along the ray is ``d . u`` (``rad cos(angle)``) and it is inside the
+    sector when that is at least ``rad cos(max_angle)``; within rounding of that bound (the
+    first candidate is exactly ``max_angle`` from the fifth ray) the angle difference
+    decides, as in `_outermost_along_rays`."""
+    half = np.deg2rad(max_angle_deg)
+    width = int(np.ceil(2 * half / (2 * np.pi) * _BINS)) + 3
+    lo = np.floor((directions - half + np.pi) / (2 * np.pi) * _BINS).astype(np.int64) - 1
+    cand = bin_cand[(lo[:, None] + np.arange(width)) % _BINS]  # (R, W)
+    radial = (d_c[cand, 0] * np.cos(directions)[:, None]
+              + d_c[cand, 1] * np.sin(directions)[:, None])
+    bound = rad_c[cand] * np.cos(half)
+    inside = radial >= bound
+    r, w = np.nonzero(np.abs(radial - bound) <= 1e-9 * rad_c[cand])
+    diff = np.mod(ang_c[cand[r, w]] - directions[r] + np.pi, 2 * np.pi) - np.pi
+    inside[r, w] = np.abs(diff) <= half
+    radial = np.where((cand >= 0) & inside, radial, -np.inf)
+    best = np.argmax(radial, axis=1)
+    rows = np.arange(len(best))
+    return np.where(np.isfinite(radial[rows, best]), cand[rows, best], -1).astype(np.int64)
+
+
+def _silhouette(d_all: np.ndarray, ang_all: np.ndarray, rad_all: np.ndarray,
+                step_deg: float, max_angle_deg: float) -> np.ndarray:
+    """`silhouette_ids` of candidates (C, 2) relative to the centre, with their angles and
+    radii (C,) already computed."""
+    if len(d_all) == 0:
+        return np.zeros(0, np.int64)
+    # first the outermost candidate of each 0.5-degree bin (cheap, keeps the fan small)
+    b = np.floor((ang_all + np.pi) / (2 * np.pi) * _BINS).astype(np.int64) % _BINS
+    top = np.full(_BINS, -np.inf)
+    np.maximum.at(top, b, rad_all)
+    keep = np.flatnonzero(rad_all >= top[b])
+    ang = np.sort(ang_all[keep])
+    # the angular range, starting after the largest gap (the candidates may wrap around pi)
+    gaps = np.diff(np.r_[ang, ang[0] + 2 * np.pi])
+    k = int(np.argmax(gaps))
+    start, span = ang[(k + 1) % len(ang)], 2 * np.pi - gaps[k]
+    rays = start + np.arange(0.0, span + 1e-9, np.deg2rad(step_deg))
+    bin_cand = np.full(_BINS, -1, np.int64)
+    bin_cand[b[keep]] = np.arange(len(keep))
+    if (bin_cand >= 0).sum() == len(keep):  # one candidate a bin (no equal radii)
+        idx = _outermost_by_bin(rays, d_all[keep], ang_all[keep], rad_all[keep], bin_cand,
+                                max_angle_deg)
+    else:
+        idx = _outermost_along_rays(rays, d_all[keep], max_angle_deg)
+    return keep[np.unique(idx[idx >= 0])]
+
+
 def silhouette_ids(candidates_px: np.ndarray, centre_px: np.ndarray, step_deg: float = 1.0,
                    max_angle_deg: float = 4.0) -> np.ndarray:
     """Indices of the silhouette among projected candidates: for rays from ``centre_px``
@@ -109,24 +167,9 @@ def silhouette_ids(candidates_px: np.ndarray, centre_px: np.ndarray, step_deg: f
         centre_px: (2,) the rays' origin (projected face centre), pixels.
     """
     d_all = np.asarray(candidates_px, np.float64) - centre_px
-    if len(d_all) == 0:
-        return np.zeros(0, np.int64)
-    # first the outermost candidate of each 0.5-degree bin (cheap, keeps the fan small)
     ang_all = np.arctan2(d_all[:, 1], d_all[:, 0])
     rad_all = np.hypot(d_all[:, 0], d_all[:, 1])
-    b = np.floor((ang_all + np.pi) / (2 * np.pi) * 720).astype(np.int64) % 720
-    top = np.full(720, -np.inf)
-    np.maximum.at(top, b, rad_all)
-    keep = np.flatnonzero(rad_all >= top[b])
-    d_c = d_all[keep]
-    ang = np.sort(ang_all[keep])
-    # the angular range, starting after the largest gap (the candidates may wrap around pi)
-    gaps = np.diff(np.r_[ang, ang[0] + 2 * np.pi])
-    k = int(np.argmax(gaps))
-    start, span = ang[(k + 1) % len(ang)], 2 * np.pi - gaps[k]
-    rays = start + np.arange(0.0, span + 1e-9, np.deg2rad(step_deg))
-    idx = _outermost_along_rays(rays, d_c, max_angle_deg)
-    return keep[np.unique(idx[idx >= 0])]
+    return _silhouette(d_all, ang_all, rad_all, step_deg, max_angle_deg)
 
 
 OCCLUDING_SIDE_TURN_DEG = 20.0
@@ -180,15 +223,19 @@ def match_contour(
     """
     cand = np.asarray(candidates_px, np.float64)
     lms = np.asarray(landmarks_px, np.float64)
-    sil = silhouette_ids(cand, centre_px)
+    d_all = cand - centre_px
+    rad_all = np.hypot(d_all[:, 0], d_all[:, 1])
+    sil = _silhouette(d_all, np.arctan2(d_all[:, 1], d_all[:, 0]), rad_all, 1.0, 4.0)
     s = cand[sil]
     d_l = lms - centre_px
-    d_c = s - centre_px
-    ang_l = np.arctan2(d_l[:, 1], d_l[:, 0])
-    ang_c = np.arctan2(d_c[:, 1], d_c[:, 0])
-    diff = np.mod(ang_c[None, :] - ang_l[:, None] + np.pi, 2 * np.pi) - np.pi  # (K, S)
-    dist = np.linalg.norm(s[None] - lms[:, None], axis=2)
-    dist = np.where(np.abs(diff) <= np.deg2rad(max_angle_deg), dist, np.inf)
+    # within the sector: the angle between the landmark's and the point's directions (from
+    # the centre) is at most max_angle_deg, i.e. their dot product is at least
+    # |d_l| |d_c| cos(max_angle)
+    dot = d_l @ d_all[sil].T  # (K, S)
+    inside = dot >= np.hypot(d_l[:, 0], d_l[:, 1])[:, None] * rad_all[sil] * np.cos(
+        np.deg2rad(max_angle_deg))
+    dx, dy = s[None, :, 0] - lms[:, None, 0], s[None, :, 1] - lms[:, None, 1]
+    dist = np.where(inside, np.sqrt(dx * dx + dy * dy), np.inf)
     best = np.argmin(dist, axis=1) if len(s) else np.zeros(len(lms), np.int64)
     found = np.isfinite(dist[np.arange(len(best)), best]) if len(s) else np.zeros(len(lms), bool)
     if abs(turn) > np.sin(np.radians(OCCLUDING_SIDE_TURN_DEG)):

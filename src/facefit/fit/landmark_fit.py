@@ -14,7 +14,7 @@ Face-outline landmarks are re-matched to the model's current silhouette at each 
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,12 @@ from facefit.fit.core.camera import (
     estimate_perspective,
     estimate_scaled_orthographic,
     similarity_camera,
+)
+from facefit.fit.core.moments import (
+    PointMoments,
+    orthographic_equations,
+    point_features,
+    target_moments,
 )
 from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.core.residuals import (
@@ -65,6 +71,7 @@ class PreparedModel:
     result_ids: np.ndarray  # (R,) the vertices `make_result`'s landmark sets read
     result_basis: np.ndarray  # (3R, M) their rows of ``flat_basis``
     result_mean: np.ndarray  # (3R,) and of the flat mean
+    moments: dict = field(default_factory=dict)  # `landmark_moments` per landmark set
 
 
 _PREPARED: weakref.WeakKeyDictionary[MorphableModel, PreparedModel] = weakref.WeakKeyDictionary()
@@ -100,6 +107,28 @@ def prepare_model(model: MorphableModel) -> PreparedModel:
                              model.mean[ids].reshape(-1))
         _PREPARED[model] = prep
     return prep
+
+
+_MOMENT_CACHE_SIZE = 16
+
+
+def landmark_moments(model: MorphableModel, vertex_ids: np.ndarray, weights: np.ndarray,
+                     cols: np.ndarray) -> tuple[PointMoments, np.ndarray]:
+    """(`PointMoments`, (K, D) `point_features`) of ``model``'s vertices ``vertex_ids`` (K,)
+    with ``weights`` (K,) and the parameter columns ``cols``: computed once per model object
+    and landmark set (a detector's correspondence), reused by every fit."""
+    cache = prepare_model(model).moments
+    ids = np.asarray(vertex_ids, np.int64)
+    w = np.asarray(weights, np.float64)
+    key = (ids.tobytes(), w.tobytes(), np.asarray(cols, np.int64).tobytes())
+    hit = cache.get(key)
+    if hit is None:
+        mean = model.mean[ids].astype(np.float64)
+        basis = prepare_model(model).basis[ids][:, :, cols].astype(np.float64)
+        if len(cache) >= _MOMENT_CACHE_SIZE:
+            cache.clear()
+        hit = cache[key] = (PointMoments.of(mean, basis, w), point_features(mean, basis))
+    return hit
 
 
 def contour_residual(model: MorphableModel, contour_px: np.ndarray | None, weight: float,
@@ -218,9 +247,12 @@ class LandmarkBlocks:
 
     def squared_errors(self, params: np.ndarray, camera: CameraPose) -> np.ndarray:
         """(N,) squared pixel distances of every landmark (outline included)."""
-        pts, _, px, _ = self.pairs(params, camera)
-        proj, _ = camera.project(pts)
-        return np.sum((proj - px) ** 2, axis=1)
+        proj, _ = camera.project(self.fixed(params)[0])
+        err = np.sum((proj - self.targets_px) ** 2, axis=1)
+        if self.contour is None:
+            return err
+        _, _, targets, _, matched_px = self.contour.match(params, camera)
+        return np.concatenate([err, np.sum((matched_px - targets) ** 2, axis=1)])
 
 
 def fit_points(
@@ -285,10 +317,29 @@ def fit_points(
     prior = GaussianPrior.standard(len(c))
     inv_var = 1.0 / landmark_sigma_px**2
 
-    def linearize(state: tuple[CameraPose, np.ndarray]) -> NormalEquations:
-        cam, c = state
-        eq = NormalEquations.from_rows(*blocks.rows(c, cam), weight=inv_var)
-        return eq.add_prior(prior, c, slice(NUM_POSE_PARAMS, None))
+    if perspective:
+        def linearize(state: tuple[CameraPose, np.ndarray]) -> NormalEquations:
+            cam, c = state
+            eq = NormalEquations.from_rows(*blocks.rows(c, cam), weight=inv_var)
+            return eq.add_prior(prior, c, slice(NUM_POSE_PARAMS, None))
+    else:  # the fixed landmarks' equations from their moments, the outline's from its rows
+        moments, phi = landmark_moments(model, vertex_ids, w, cols)
+        obs = (np.column_stack([blocks.targets_px, blocks.depth_px]) if use_depth
+               else blocks.targets_px)
+        targets = target_moments(phi, w, obs)
+        dw = depth_weight if use_depth else 0.0
+
+        def linearize(state: tuple[CameraPose, np.ndarray]) -> NormalEquations:
+            cam, c = state
+            assert isinstance(cam, ScaledOrthographicCamera)
+            lhs, rhs = orthographic_equations(moments, targets, cam, c, dw)
+            if blocks.contour is not None:
+                cp, cb, ct, cw, _ = blocks.contour.match(c, cam)
+                jac, res = landmark_rows(cam, cp, cb, ct, cw)
+                lhs += jac.T @ jac
+                rhs += jac.T @ res
+            eq = NormalEquations(inv_var * lhs, inv_var * rhs)
+            return eq.add_prior(prior, c, slice(NUM_POSE_PARAMS, None))
 
     def update(state: tuple[CameraPose, np.ndarray], step: np.ndarray
                ) -> tuple[CameraPose, np.ndarray]:

@@ -48,13 +48,16 @@ class ScaledOrthographicCamera:
     def image_points(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) float64 (x px, y px, depth px) of model-frame points (N, 3)."""
         v = np.asarray(points, np.float64) @ np.asarray(self.rotation, np.float64).T
-        s, t = self.scale, self.translation
-        return np.column_stack([s * v[:, 0] + t[0], -s * v[:, 1] + t[1], -s * v[:, 2]])
+        v *= (self.scale, -self.scale, -self.scale)
+        v[:, :2] += self.translation
+        return v
 
     def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 2) pixels and (N,) depth (larger = farther) of model-frame points (N, 3)."""
-        p = self.image_points(points)
-        return np.ascontiguousarray(p[:, :2]), p[:, 2].copy()
+        v = np.asarray(points, np.float64) @ np.asarray(self.rotation, np.float64).T
+        px = v[:, :2] * (self.scale, -self.scale)
+        px += self.translation
+        return px, v[:, 2] * -self.scale
 
     def linear_map(self) -> np.ndarray:
         """(3, 3) matrix A with image_points(p) = A p + (tx, ty, 0)."""
