@@ -55,6 +55,8 @@ from facefit.regress.predictor import (  # noqa: E402
 )
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "aflw2000-3d-dev"
+GROSS = 0.15  # NME over which an image is listed as a gross failure (each adds 0.75 points or
+# more to a 200-image bucket's mean)
 
 
 def main() -> None:
@@ -186,6 +188,14 @@ def main() -> None:
     mp_used = mp_ok & ((np.abs(net_yaw) < min(SURE_FRONTAL, YAW_THRESHOLD))
                        | (np.abs(net_yaw2) < YAW_THRESHOLD))
     print(f"auto used MediaPipe's points on {int(mp_used.sum())} of {int(found.sum())} faces")
+    gross = np.flatnonzero(auto_res.nme_2d > GROSS)  # NaN (no face) compares False
+    print(f"auto over {100 * GROSS:g} % NME ({len(gross)} images; which points auto kept, the "
+          f"other source's NME, the box IoU of the MediaPipe fit with the annotated face): "
+          + ", ".join(f"{stems[i]} yaw {yaw[i]:.0f} {100 * auto_res.nme_2d[i]:.0f} % "
+                      f"{'mediapipe' if mp_used[i] else 'network'} (other "
+                      f"{100 * (net_fitted if mp_used[i] else ours).nme_2d[i]:.0f} %, IoU "
+                      f"{box_iou(landmark_box(pred[i]), landmark_box(gt[i])):.2f})"
+                      for i in gross))
     print("median ms per image (one thread): detection+landmarks" + ms(t_detect)
           + ", fit" + ms(t_fit) + ", network forward (one 120 px crop)" + ms(t_fwd)
           + f", network landmarks ({PASSES} passes, mirrored crops {net.flip})" + ms(t_net)
