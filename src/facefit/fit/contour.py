@@ -108,25 +108,27 @@ def _outermost_by_bin(directions: np.ndarray, d_c: np.ndarray, ang_c: np.ndarray
     (``bin_cand`` (_BINS,): its index into ``d_c`` (C, 2), ``ang_c`` and ``rad_c`` (C,), -1
     for none). The candidates within reach of a ray are among the bins its sector overlaps
     (one more each side), gathered as a fixed-width (R, W) block in angle order. A
-    candidate's distance along the ray is ``d . u`` (``rad cos(angle)``) and it is inside the
-    sector when that is at least ``rad cos(max_angle)``; within rounding of that bound (the
-    first candidate is exactly ``max_angle`` from the fifth ray) the angle difference
-    decides, as in `_outermost_along_rays`."""
+    candidate's distance along the ray is ``d . u`` (``rad cos(angle)``, the real part of a
+    complex product) and it is inside the sector when that is at least
+    ``rad cos(max_angle)``; within rounding of that bound (the first candidate is exactly
+    ``max_angle`` from the fifth ray) the angle difference decides, as in
+    `_outermost_along_rays`."""
     half = np.deg2rad(max_angle_deg)
     width = int(np.ceil(2 * half / (2 * np.pi) * _BINS)) + 3
-    lo = np.floor((directions - half + np.pi) / (2 * np.pi) * _BINS).astype(np.int64) - 1
+    lo = np.floor((directions - half + np.pi) * (_BINS / (2 * np.pi))).astype(np.int64) - 1
     cand = bin_cand[(lo[:, None] + np.arange(width)) % _BINS]  # (R, W)
-    radial = (d_c[cand, 0] * np.cos(directions)[:, None]
-              + d_c[cand, 1] * np.sin(directions)[:, None])
-    bound = rad_c[cand] * np.cos(half)
-    inside = radial >= bound
-    r, w = np.nonzero(np.abs(radial - bound) <= 1e-9 * rad_c[cand])
-    diff = np.mod(ang_c[cand[r, w]] - directions[r] + np.pi, 2 * np.pi) - np.pi
-    inside[r, w] = np.abs(diff) <= half
+    unit = np.cos(directions) - 1j * np.sin(directions)
+    radial = ((d_c[:, 0] + 1j * d_c[:, 1])[cand] * unit[:, None]).real
+    slack = radial - rad_c[cand] * np.cos(half)
+    inside = slack >= 0
+    r, w = np.nonzero(np.abs(slack) <= 1e-9 * rad_c.max())
+    if len(r):
+        diff = np.mod(ang_c[cand[r, w]] - directions[r] + np.pi, 2 * np.pi) - np.pi
+        inside[r, w] = np.abs(diff) <= half
     radial = np.where((cand >= 0) & inside, radial, -np.inf)
     best = np.argmax(radial, axis=1)
     rows = np.arange(len(best))
-    return np.where(np.isfinite(radial[rows, best]), cand[rows, best], -1).astype(np.int64)
+    return np.where(radial[rows, best] > -np.inf, cand[rows, best], -1)
 
 
 def _silhouette(d_all: np.ndarray, ang_all: np.ndarray, rad_all: np.ndarray,
@@ -178,13 +180,15 @@ silhouette-matched (`match_contour`'s ``turn``); measured on AFLW2000-3D dev (Me
 the face oval as outline): 20 degrees lowered every yaw bucket's NME against no gating."""
 
 
+_AXES_MM = np.vstack([np.zeros(3), 50.0 * np.eye(3)])  # a point and 50 mm along each axis
+
+
 def head_turn(camera: CameraPose, centre_mm: np.ndarray) -> float:
     """Signed sine of the head's turn in the image: the image x of the model's forward axis
     (+z, out of the face) at ``centre_mm`` (3,), in units of the image length of a model
     axis parallel to the image (the projections of three orthonormal axes have squared
     lengths summing to twice that, squared); positive when the face turns towards image +x."""
-    c = np.asarray(centre_mm, np.float64)
-    px, _ = camera.project(c + np.vstack([np.zeros(3), 50.0 * np.eye(3)]))
+    px, _ = camera.project(np.asarray(centre_mm, np.float64) + _AXES_MM)
     d = px[1:] - px[0]
     unit = float(np.sqrt(0.5 * (d**2).sum()))
     return float(d[2, 0] / max(unit, 1e-9))

@@ -54,10 +54,10 @@ from facefit.fit.result import Deferred, FitResult, assemble_result, image_verti
 from facefit.model.face_model import FaceModel
 from facefit.model.morphable_model import MorphableModel
 
-__all__ = ["KindContour", "LandmarkBlocks", "PreparedModel", "camera_model", "camera_pose",
-           "contour_residual", "estimate_scaled_orthographic", "face_points", "fit_landmarks",
-           "fit_points", "kind_points", "make_result", "model_contour", "prepare_model",
-           "silhouette_contour"]
+__all__ = ["KindContour", "LandmarkBlocks", "LandmarkSet", "PreparedModel", "camera_model",
+           "camera_pose", "contour_residual", "estimate_scaled_orthographic", "face_points",
+           "fit_landmarks", "fit_points", "kind_points", "landmark_set", "make_result",
+           "model_contour", "prepare_model", "silhouette_contour"]
 
 @dataclass(frozen=True, eq=False)
 class PreparedModel:
@@ -71,7 +71,7 @@ class PreparedModel:
     result_ids: np.ndarray  # (R,) the vertices `make_result`'s landmark sets read
     result_basis: np.ndarray  # (3R, M) their rows of ``flat_basis``
     result_mean: np.ndarray  # (3R,) and of the flat mean
-    moments: dict = field(default_factory=dict)  # `landmark_moments` per landmark set
+    landmark_sets: dict = field(default_factory=dict)  # `landmark_set` per landmark set
 
 
 _PREPARED: weakref.WeakKeyDictionary[MorphableModel, PreparedModel] = weakref.WeakKeyDictionary()
@@ -109,15 +109,31 @@ def prepare_model(model: MorphableModel) -> PreparedModel:
     return prep
 
 
-_MOMENT_CACHE_SIZE = 16
+_LANDMARK_CACHE_SIZE = 16
 
 
-def landmark_moments(model: MorphableModel, vertex_ids: np.ndarray, weights: np.ndarray,
-                     cols: np.ndarray) -> tuple[PointMoments, np.ndarray]:
-    """(`PointMoments`, (K, D) `point_features`) of ``model``'s vertices ``vertex_ids`` (K,)
-    with ``weights`` (K,) and the parameter columns ``cols``: computed once per model object
-    and landmark set (a detector's correspondence), reused by every fit."""
-    cache = prepare_model(model).moments
+@dataclass(frozen=True, eq=False)
+class LandmarkSet:
+    """A model's fixed landmark vertices with their weights, for the parameter columns in
+    use: their rows and the moments of the orthographic fit (`facefit.fit.core.moments`).
+
+    Attributes:
+        mean: (K, 3) float64 vertices at zero parameters; basis: (K, 3, M) float64.
+        features: (K, D) `point_features`; moments: their `PointMoments` with the weights.
+    """
+
+    mean: np.ndarray
+    basis: np.ndarray
+    features: np.ndarray
+    moments: PointMoments
+
+
+def landmark_set(model: MorphableModel, vertex_ids: np.ndarray, weights: np.ndarray,
+                 cols: np.ndarray) -> LandmarkSet:
+    """The `LandmarkSet` of ``model``'s vertices ``vertex_ids`` (K,) with ``weights`` (K,)
+    and the parameter columns ``cols``: computed once per model object and landmark set (a
+    detector's correspondence), reused by every fit."""
+    cache = prepare_model(model).landmark_sets
     ids = np.asarray(vertex_ids, np.int64)
     w = np.asarray(weights, np.float64)
     key = (ids.tobytes(), w.tobytes(), np.asarray(cols, np.int64).tobytes())
@@ -125,9 +141,12 @@ def landmark_moments(model: MorphableModel, vertex_ids: np.ndarray, weights: np.
     if hit is None:
         mean = model.mean[ids].astype(np.float64)
         basis = prepare_model(model).basis[ids][:, :, cols].astype(np.float64)
-        if len(cache) >= _MOMENT_CACHE_SIZE:
+        if len(cache) >= _LANDMARK_CACHE_SIZE:
             cache.clear()
-        hit = cache[key] = (PointMoments.of(mean, basis, w), point_features(mean, basis))
+        hit = LandmarkSet(mean, basis, point_features(mean, basis), PointMoments.of(mean, basis, w))
+        for a in (hit.mean, hit.basis, hit.features):
+            a.flags.writeable = False  # shared by every fit
+        cache[key] = hit
     return hit
 
 
@@ -212,8 +231,9 @@ class LandmarkBlocks:
 
     def fixed(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The fixed landmarks' 3D points (K, 3) and parameter Jacobian (K, 3, M)."""
-        if self.kind is None:
-            return self.mean + self.basis @ params, self.basis
+        if self.kind is None:  # one (3K, M) product: numpy's batched one is slower
+            flat = self.basis.reshape(-1, self.basis.shape[2])
+            return self.mean + (flat @ params).reshape(-1, 3), self.basis
         return kind_points(self.kind, self.vertex_ids, params)
 
     def pairs(self, params: np.ndarray, camera: CameraPose | None
@@ -292,7 +312,6 @@ def fit_points(
     Returns:
         (shape_coeffs, expression_coeffs, pose, rms image residual px, number of landmarks).
     """
-    prep = prepare_model(model)
     ks, ke = model.num_shape, model.num_expression
     ns = ks if num_shape is None else min(num_shape, ks)
     ne = ke if num_expression is None else min(num_expression, ke)
@@ -301,10 +320,9 @@ def fit_points(
     w = np.ones(len(points_px)) if weights is None else np.asarray(weights, np.float64)
     perspective = camera is not None and camera.kind == "perspective"
     use_depth = depth_px is not None and depth_weight > 0 and not perspective
+    lset = landmark_set(model, vertex_ids, w, cols)
     blocks = LandmarkBlocks(
-        model.mean[vertex_ids].astype(np.float64),
-        prep.basis[vertex_ids][:, :, cols].astype(np.float64),
-        np.asarray(points_px, np.float64), w,
+        lset.mean, lset.basis, np.asarray(points_px, np.float64), w,
         contour_residual(model, contour_px, contour_weight, cols),
         np.asarray(depth_px, np.float64) if use_depth else None,
         depth_weight * w if use_depth else None)
@@ -323,16 +341,15 @@ def fit_points(
             eq = NormalEquations.from_rows(*blocks.rows(c, cam), weight=inv_var)
             return eq.add_prior(prior, c, slice(NUM_POSE_PARAMS, None))
     else:  # the fixed landmarks' equations from their moments, the outline's from its rows
-        moments, phi = landmark_moments(model, vertex_ids, w, cols)
         obs = (np.column_stack([blocks.targets_px, blocks.depth_px]) if use_depth
                else blocks.targets_px)
-        targets = target_moments(phi, w, obs)
+        targets = target_moments(lset.features, w, obs)
         dw = depth_weight if use_depth else 0.0
 
         def linearize(state: tuple[CameraPose, np.ndarray]) -> NormalEquations:
             cam, c = state
             assert isinstance(cam, ScaledOrthographicCamera)
-            lhs, rhs = orthographic_equations(moments, targets, cam, c, dw)
+            lhs, rhs = orthographic_equations(lset.moments, targets, cam, c, dw)
             if blocks.contour is not None:
                 cp, cb, ct, cw, _ = blocks.contour.match(c, cam)
                 jac, res = landmark_rows(cam, cp, cb, ct, cw)
