@@ -55,6 +55,17 @@ def native() -> bool:
     return _NATIVE is not None
 
 
+def compiled_triangle_cross(verts: np.ndarray, triangles: np.ndarray) -> np.ndarray | None:
+    """(F, 3) float32 ``cross(v1 - v0, v2 - v0)`` by the compiled extension (the numbers of
+    `facefit.render.shading.triangle_cross`'s numpy path), or None without it."""
+    if _NATIVE is None:
+        return None
+    v, tri = native_mesh(verts, triangles)
+    out = np.empty((len(tri), 3), np.float32)
+    _NATIVE.ff_triangle_cross(v.ctypes.data, len(v), tri.ctypes.data, len(tri), out.ctypes.data)
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class Raster:
     """Per-pixel result of `rasterize`.

@@ -13,8 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facefit.render import raster
-from facefit.render.raster import interpolate, rasterize
+from facefit.render.raster import compiled_triangle_cross, interpolate, rasterize
 
 DEFAULT_LIGHT = (0.3, -0.4, -1.0)
 """Direction towards the light in image space (x right, y down, z away): front, upper right."""
@@ -23,11 +22,8 @@ DEFAULT_LIGHT = (0.3, -0.4, -1.0)
 def triangle_cross(verts: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """(F, 3) float32 ``cross(v1 - v0, v2 - v0)``: outward normals times twice the areas
     (compiled where `facefit.render.raster` has its extension: the same float32 numbers)."""
-    if raster._NATIVE is not None:
-        v, tri = raster.native_mesh(verts, triangles)
-        out = np.empty((len(tri), 3), np.float32)
-        raster._NATIVE.ff_triangle_cross(v.ctypes.data, len(v), tri.ctypes.data, len(tri),
-                                         out.ctypes.data)
+    out = compiled_triangle_cross(verts, triangles)
+    if out is not None:
         return out
     v = np.asarray(verts, dtype=np.float32)
     tri = np.asarray(triangles)
