@@ -101,24 +101,24 @@ def _outermost_along_rays(directions: np.ndarray, d_c: np.ndarray, max_angle_deg
 _BINS = 720  # angular bins of the silhouette's first pass (0.5 degrees)
 
 
-def _outermost_by_bin(directions: np.ndarray, d_c: np.ndarray, ang_c: np.ndarray,
+def _outermost_by_bin(directions: np.ndarray, z_c: np.ndarray, ang_c: np.ndarray,
                       rad_c: np.ndarray, bin_cand: np.ndarray, max_angle_deg: float
                       ) -> np.ndarray:
     """`_outermost_along_rays` when each angular bin holds at most one candidate
-    (``bin_cand`` (_BINS,): its index into ``d_c`` (C, 2), ``ang_c`` and ``rad_c`` (C,), -1
-    for none). The candidates within reach of a ray are among the bins its sector overlaps
-    (one more each side), gathered as a fixed-width (R, W) block in angle order. A
-    candidate's distance along the ray is ``d . u`` (``rad cos(angle)``, the real part of a
-    complex product) and it is inside the sector when that is at least
-    ``rad cos(max_angle)``; within rounding of that bound (the first candidate is exactly
-    ``max_angle`` from the fifth ray) the angle difference decides, as in
-    `_outermost_along_rays`."""
+    (``bin_cand`` (_BINS,): its index into ``z_c`` (C,) (positions relative to the centre as
+    complex numbers x + iy), ``ang_c`` and ``rad_c`` (C,), -1 for none). The candidates
+    within reach of a ray are among the bins its sector overlaps (one more each side),
+    gathered as a fixed-width (R, W) block in angle order. A candidate's distance along the
+    ray is ``d . u`` (``rad cos(angle)``, the real part of a complex product) and it is
+    inside the sector when that is at least ``rad cos(max_angle)``; within rounding of that
+    bound (the first candidate is exactly ``max_angle`` from the fifth ray) the angle
+    difference decides, as in `_outermost_along_rays`."""
     half = np.deg2rad(max_angle_deg)
     width = int(np.ceil(2 * half / (2 * np.pi) * _BINS)) + 3
     lo = np.floor((directions - half + np.pi) * (_BINS / (2 * np.pi))).astype(np.int64) - 1
     cand = bin_cand[(lo[:, None] + np.arange(width)) % _BINS]  # (R, W)
     unit = np.cos(directions) - 1j * np.sin(directions)
-    radial = ((d_c[:, 0] + 1j * d_c[:, 1])[cand] * unit[:, None]).real
+    radial = (z_c[cand] * unit[:, None]).real
     slack = radial - rad_c[cand] * np.cos(half)
     inside = slack >= 0
     r, w = np.nonzero(np.abs(slack) <= 1e-9 * rad_c.max())
@@ -131,11 +131,11 @@ def _outermost_by_bin(directions: np.ndarray, d_c: np.ndarray, ang_c: np.ndarray
     return np.where(radial[rows, best] > -np.inf, cand[rows, best], -1)
 
 
-def _silhouette(d_all: np.ndarray, ang_all: np.ndarray, rad_all: np.ndarray,
+def _silhouette(dx: np.ndarray, dy: np.ndarray, ang_all: np.ndarray, rad_all: np.ndarray,
                 step_deg: float, max_angle_deg: float) -> np.ndarray:
-    """`silhouette_ids` of candidates (C, 2) relative to the centre, with their angles and
-    radii (C,) already computed."""
-    if len(d_all) == 0:
+    """`silhouette_ids` of candidates at (dx, dy) (C,) each from the centre, with their
+    angles and radii (C,) already computed."""
+    if len(dx) == 0:
         return np.zeros(0, np.int64)
     # first the outermost candidate of each 0.5-degree bin (cheap, keeps the fan small)
     b = np.floor((ang_all + np.pi) / (2 * np.pi) * _BINS).astype(np.int64) % _BINS
@@ -151,10 +151,10 @@ def _silhouette(d_all: np.ndarray, ang_all: np.ndarray, rad_all: np.ndarray,
     bin_cand = np.full(_BINS, -1, np.int64)
     bin_cand[b[keep]] = np.arange(len(keep))
     if (bin_cand >= 0).sum() == len(keep):  # one candidate a bin (no equal radii)
-        idx = _outermost_by_bin(rays, d_all[keep], ang_all[keep], rad_all[keep], bin_cand,
-                                max_angle_deg)
+        idx = _outermost_by_bin(rays, dx[keep] + 1j * dy[keep], ang_all[keep], rad_all[keep],
+                                bin_cand, max_angle_deg)
     else:
-        idx = _outermost_along_rays(rays, d_all[keep], max_angle_deg)
+        idx = _outermost_along_rays(rays, np.column_stack([dx[keep], dy[keep]]), max_angle_deg)
     return keep[np.unique(idx[idx >= 0])]
 
 
@@ -168,10 +168,9 @@ def silhouette_ids(candidates_px: np.ndarray, centre_px: np.ndarray, step_deg: f
         candidates_px: (C, 2) projected candidate vertices, pixels.
         centre_px: (2,) the rays' origin (projected face centre), pixels.
     """
-    d_all = np.asarray(candidates_px, np.float64) - centre_px
-    ang_all = np.arctan2(d_all[:, 1], d_all[:, 0])
-    rad_all = np.hypot(d_all[:, 0], d_all[:, 1])
-    return _silhouette(d_all, ang_all, rad_all, step_deg, max_angle_deg)
+    cand = np.asarray(candidates_px, np.float64)
+    dx, dy = cand[:, 0] - centre_px[0], cand[:, 1] - centre_px[1]  # contiguous: faster
+    return _silhouette(dx, dy, np.arctan2(dy, dx), np.hypot(dx, dy), step_deg, max_angle_deg)
 
 
 OCCLUDING_SIDE_TURN_DEG = 20.0
@@ -227,15 +226,15 @@ def match_contour(
     """
     cand = np.asarray(candidates_px, np.float64)
     lms = np.asarray(landmarks_px, np.float64)
-    d_all = cand - centre_px
-    rad_all = np.hypot(d_all[:, 0], d_all[:, 1])
-    sil = _silhouette(d_all, np.arctan2(d_all[:, 1], d_all[:, 0]), rad_all, 1.0, 4.0)
+    dx, dy = cand[:, 0] - centre_px[0], cand[:, 1] - centre_px[1]  # contiguous: faster
+    rad_all = np.hypot(dx, dy)
+    sil = _silhouette(dx, dy, np.arctan2(dy, dx), rad_all, 1.0, 4.0)
     s = cand[sil]
     d_l = lms - centre_px
     # within the sector: the angle between the landmark's and the point's directions (from
     # the centre) is at most max_angle_deg, i.e. their dot product is at least
     # |d_l| |d_c| cos(max_angle)
-    dot = d_l @ d_all[sil].T  # (K, S)
+    dot = d_l @ np.column_stack([dx[sil], dy[sil]]).T  # (K, S)
     inside = dot >= np.hypot(d_l[:, 0], d_l[:, 1])[:, None] * rad_all[sil] * np.cos(
         np.deg2rad(max_angle_deg))
     dx, dy = s[None, :, 0] - lms[:, None, 0], s[None, :, 1] - lms[:, None, 1]

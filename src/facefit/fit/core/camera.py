@@ -48,16 +48,25 @@ class ScaledOrthographicCamera:
     def image_points(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) float64 (x px, y px, depth px) of model-frame points (N, 3)."""
         v = np.asarray(points, np.float64) @ np.asarray(self.rotation, np.float64).T
-        v *= (self.scale, -self.scale, -self.scale)
-        v[:, :2] += self.translation
-        return v
+        out = np.empty_like(v)
+        self._to_pixels(v, out[:, :2])  # column by column: numpy's (N, 2) broadcasts are slow
+        np.multiply(v[:, 2], -self.scale, out=out[:, 2])
+        return out
 
     def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 2) pixels and (N,) depth (larger = farther) of model-frame points (N, 3)."""
         v = np.asarray(points, np.float64) @ np.asarray(self.rotation, np.float64).T
-        px = v[:, :2] * (self.scale, -self.scale)
-        px += self.translation
+        px = np.empty((len(v), 2))
+        self._to_pixels(v, px)
         return px, v[:, 2] * -self.scale
+
+    def _to_pixels(self, view: np.ndarray, out: np.ndarray) -> None:
+        """``out`` (N, 2) = (s x + tx, -s y + ty) of view-frame points (N, 3)."""
+        t = self.translation
+        np.multiply(view[:, 0], self.scale, out=out[:, 0])
+        out[:, 0] += t[0]
+        np.multiply(view[:, 1], -self.scale, out=out[:, 1])
+        out[:, 1] += t[1]
 
     def linear_map(self) -> np.ndarray:
         """(3, 3) matrix A with image_points(p) = A p + (tx, ty, 0)."""
