@@ -180,3 +180,49 @@ def test_300w_convention_beats_3ddfa_vertices_on_held_out_helen() -> None:
     e_new = np.mean(nme_interocular(np.array(new), np.array(gts)))
     e_old = np.mean(nme_interocular(np.array(old), np.array(gts)))
     assert e_new < 0.93 * e_old, (e_new, e_old)
+
+
+def test_moment_equations_fit_equals_explicit_rows_fit() -> None:
+    """`fit_points` (scaled orthographic: the fixed landmarks' normal equations from their
+    cached moments) ends where Gauss-Newton on the explicit Jacobian rows of the same blocks
+    (`LandmarkBlocks.rows`) ends, with weights, depth and noisy targets."""
+    from facefit.fit.core.camera import NUM_POSE_PARAMS
+    from facefit.fit.core.priors import GaussianPrior
+    from facefit.fit.core.solver import NormalEquations, gauss_newton
+    from facefit.fit.landmark_fit import LandmarkBlocks
+
+    model = synthetic_model(4)
+    rng = np.random.default_rng(5)
+    truth = _Pose(rotation_from_euler(28.0, 9.0, -4.0), 2.1, np.array([240.0, 200.0]))
+    ids = rng.choice(model.num_vertices, 120, replace=False)
+    pts = model.vertices(rng.normal(size=model.num_shape).astype(np.float32),
+                         rng.normal(size=model.num_expression).astype(np.float32))[ids]
+    img = truth.image_points(pts)
+    px = img[:, :2] + rng.normal(0.0, 1.5, (120, 2))
+    depth = img[:, 2] + 30.0 + rng.normal(0.0, 3.0, 120)
+    w = rng.uniform(0.3, 1.5, 120)
+    sigma, dw = 2.5, 0.7
+    shape, expr, pose, rms, _ = fit_points(model, px, ids, w, landmark_sigma_px=sigma,
+                                           iterations=6, depth_px=depth, depth_weight=dw)
+
+    blocks = LandmarkBlocks(model.mean[ids].astype(np.float64),
+                            np.concatenate([model.shape_basis, model.expression_basis],
+                                           axis=2)[ids].astype(np.float64),
+                            px, w, None, depth, dw * w)
+    c0 = np.zeros(model.num_shape + model.num_expression)
+    prior = GaussianPrior.standard(len(c0))
+
+    def linearize(state):
+        eq = NormalEquations.from_rows(*blocks.rows(state[1], state[0]), weight=sigma**-2)
+        return eq.add_prior(prior, state[1], slice(NUM_POSE_PARAMS, None))
+
+    def update(state, step):
+        return state[0].updated(step[:NUM_POSE_PARAMS]), state[1] + step[NUM_POSE_PARAMS:]
+
+    want_pose, want_c = gauss_newton(linearize, update, (blocks.initial_camera(c0), c0), 6)
+    np.testing.assert_allclose(np.concatenate([shape, expr]), want_c, atol=1e-6)
+    np.testing.assert_allclose(pose.rotation, want_pose.rotation, atol=1e-10)
+    assert pose.scale == pytest.approx(want_pose.scale, rel=1e-10)
+    np.testing.assert_allclose(pose.translation, want_pose.translation, atol=1e-8)
+    assert rms == pytest.approx(np.sqrt(blocks.squared_errors(want_c, want_pose).mean()),
+                                rel=1e-8)
