@@ -107,3 +107,30 @@ def test_silhouette_matches_brute_force_on_random_fans() -> None:
         centre = np.array([200.0, 150.0])
         np.testing.assert_array_equal(silhouette_ids(cands, centre),
                                       _silhouette_brute_force(cands, centre))
+
+
+def test_float32_search_gives_the_float64_pairs() -> None:
+    """`ContourResidual.match` with a float32 ``search_basis`` (same numbers as the float64
+    basis) returns the pairs of the float64 search: matched points re-evaluated in float64."""
+    from facefit.fit.core.camera import ScaledOrthographicCamera
+    from facefit.fit.core.residuals import ContourResidual
+    from facefit.fit.core.rotation import rotation_from_euler
+
+    rng = np.random.default_rng(7)
+    theta = rng.uniform(-2.6, -0.5, 1500)  # a lower-face fan of candidates around the centre
+    rad = rng.uniform(20.0, 70.0, 1500)
+    mean = np.column_stack([rad * np.cos(theta), rad * np.sin(theta),
+                            rng.uniform(0.0, 40.0, 1500)])
+    basis32 = rng.normal(0.0, 2.0, (1500, 3, 12)).astype(np.float32)
+    targets = np.column_stack([np.linspace(130.0, 270.0, 15), np.full(15, 300.0)])
+    args = (targets, 1.0, mean, basis32.astype(np.float64), np.zeros(3), np.zeros((3, 12)))
+    plain = ContourResidual(*args)
+    fast = ContourResidual(*args, basis32.reshape(-1, 12))
+    for yaw in (-30.0, 0.0, 25.0):
+        cam = ScaledOrthographicCamera(rotation_from_euler(yaw, 5.0, 3.0), 1.6,
+                                       np.array([200.0, 200.0]))
+        params = rng.normal(size=12)
+        want, got = plain.match(params, cam), fast.match(params, cam)
+        assert len(want[0]) > 5
+        for w, g in zip(want, got, strict=True):
+            np.testing.assert_allclose(g, w, rtol=0, atol=1e-9)

@@ -68,6 +68,7 @@ class PreparedModel:
     contour: ContourCandidates
     contour_basis: np.ndarray  # (C, 3, M) float64
     contour_mean: np.ndarray  # (C, 3) float64
+    contour_search: np.ndarray  # (3C, M) float32 the same numbers (the silhouette search)
     result_ids: np.ndarray  # (R,) the vertices `make_result`'s landmark sets read
     result_basis: np.ndarray  # (3R, M) their rows of ``flat_basis``
     result_mean: np.ndarray  # (3R,) and of the flat mean
@@ -103,6 +104,7 @@ def prepare_model(model: MorphableModel) -> PreparedModel:
         prep = PreparedModel(basis, basis.reshape(-1, basis.shape[2]), cont,
                              basis[cont.vertex_ids].astype(np.float64),
                              model.mean[cont.vertex_ids].astype(np.float64),
+                             basis[cont.vertex_ids].reshape(-1, basis.shape[2]),
                              ids, basis[ids].reshape(-1, basis.shape[2]),
                              model.mean[ids].reshape(-1))
         _PREPARED[model] = prep
@@ -166,7 +168,8 @@ def contour_residual(model: MorphableModel, contour_px: np.ndarray | None, weigh
                            prep.contour_mean,
                            prep.contour_basis if every else prep.contour_basis[:, :, cols],
                            model.mean[cid].astype(np.float64),
-                           prep.basis[cid][:, cols].astype(np.float64))
+                           prep.basis[cid][:, cols].astype(np.float64),
+                           prep.contour_search if every else None)
 
 
 def kind_points(kind: FaceModel, ids: np.ndarray, vector: np.ndarray
