@@ -170,3 +170,29 @@ def test_video_arkit_glb_for_the_default_model(tmp_path):
     w = view(gltf["accessors"][anim["samplers"][0]["output"]]["bufferView"], np.float32, 1)
     np.testing.assert_allclose(w.reshape(5, 52)[:, ARKIT_52.index("jawOpen")],
                                [0, 0.25, 0.5, 0.75, 1.0])
+
+
+def test_arkit_targets_are_the_transferred_shapes():
+    """Each ARKit target of the default model is its transferred ICT shape on every vertex
+    (`transfer_offsets` of the stored ones), a split pair (``browInnerUp_L``/``_R``) their
+    sum; each target contiguous in memory (the GLB writes them one by one)."""
+    import numpy as np
+
+    from facefit.io.arkit_export import arkit_targets
+    from facefit.model import load_default_model
+    from facefit.model.arkit import default_transfer, transfer_offsets
+
+    model = load_default_model()
+    tr = default_transfer()
+    targets = arkit_targets(model)
+    ids = np.arange(0, model.num_vertices, 97)
+    moved = transfer_offsets(model.mean[tr.vertex_ids].astype(np.float64), tr.offsets,
+                             model.mean[ids].astype(np.float64))
+    jaw = tr.names.index("jawOpen")
+    np.testing.assert_allclose(targets[ids, :, ARKIT_52.index("jawOpen")], moved[:, :, jaw],
+                               rtol=1e-6, atol=1e-6)
+    pair = moved[:, :, tr.names.index("browInnerUp_L")] + moved[:, :, tr.names.index(
+        "browInnerUp_R")]
+    np.testing.assert_allclose(targets[ids, :, ARKIT_52.index("browInnerUp")], pair,
+                               rtol=1e-6, atol=1e-6)
+    assert np.moveaxis(targets, 2, 0).flags.c_contiguous

@@ -291,8 +291,62 @@ def _arkit_source(model: MorphableModel, expression: np.ndarray,
     ict = ict_from_model(model)
     if ict is not None:
         return arkit_dict(ict.expression_names, np.clip(expression, 0.0, 1.0)), None
+    return None, _matching_transfer(model, transfer)
+
+
+@functools.lru_cache(maxsize=4)
+def _matching_transfer(model: MorphableModel, transfer: ArkitTransfer | None
+                       ) -> ArkitTransfer | None:
+    """``transfer`` (None: the shipped one) if it matches ``model``, else None; per model and
+    transfer once (`ArkitTransfer.matches` reads the mean: 1 ms a video frame)."""
     tr = default_transfer() if transfer is None else transfer
-    return None, tr if tr is not None and tr.matches(model) else None
+    return tr if tr is not None and tr.matches(model) else None
+
+
+@dataclass(frozen=True, eq=False)
+class _PoseSolve:
+    """What `arkit_for_pose` solves with that depends on the model and transfer alone.
+
+    Attributes:
+        hybrid: `_hybrid` of them (the identity on the stored vertices + the shapes).
+        lm: (68,) its ``ibug68`` vertex ids; zeros: (K,) zero shape weights.
+        d_points: (68, 3, S + K) float64 the landmarks' derivative by identity, weights.
+        weights: (68,) `ibug68_weights` with the eye points x `EYELID_WEIGHT`.
+        prior: (S + K, S + K) the prior rows (identity N(0, 1), ridge on the weights).
+        lower, upper: (S + K,) the solve's bounds (gaze shapes held at 0).
+        eye: (E,) the lid shapes' columns (S + `_eye_shape_ids`).
+    """
+
+    hybrid: object
+    lm: np.ndarray
+    zeros: np.ndarray
+    d_points: np.ndarray
+    weights: np.ndarray
+    prior: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    eye: np.ndarray
+
+
+@functools.lru_cache(maxsize=2)
+def _pose_solve(model: MorphableModel, tr: ArkitTransfer) -> _PoseSolve:
+    from facefit.fit.blendshape import DEFAULT_RIDGE as eps
+    from facefit.fit.blendshape import ibug68_weights
+
+    hm = _hybrid(model, tr)
+    lm = hm.base.landmark_ids["ibug68"]
+    k, ks = len(tr.names), hm.base.num_shape
+    d_points = np.concatenate([hm.base.shape_basis[lm], tr.offsets[lm]], 2).astype(np.float64)
+    weights = ibug68_weights()
+    weights[EYELID_IDS] *= EYELID_WEIGHT
+    prior = np.diag(np.r_[np.ones(ks), np.full(k, np.sqrt(eps))])
+    arrays = (lm, np.zeros(k), d_points, weights, prior,
+              np.r_[np.full(ks, -np.inf), np.zeros(k)], np.r_[np.full(ks, np.inf),
+                                                              _no_gaze(tr.names)],
+              ks + _eye_shape_ids(tuple(tr.names)))
+    for a in arrays:
+        a.flags.writeable = False
+    return _PoseSolve(hm, *arrays)
 
 
 def arkit_blendshapes(model: MorphableModel, expression: np.ndarray,
@@ -347,7 +401,7 @@ def arkit_for_pose(model: MorphableModel, face: FaceLandmarks, pose: CameraPose,
     from its eye points (calibrated by ``lid_calibration``, the clip's second one), with
     everything else as solved. Else None."""
     from facefit.fit.blendshape import DEFAULT_RIDGE as eps
-    from facefit.fit.blendshape import DEFAULT_SPARSITY, ibug68_weights
+    from facefit.fit.blendshape import DEFAULT_SPARSITY
     from facefit.fit.core.residuals import landmark_rows
     from facefit.model.face_model import FaceParams
 
@@ -358,33 +412,29 @@ def arkit_for_pose(model: MorphableModel, face: FaceLandmarks, pose: CameraPose,
     if pts is None:
         return None
     lid_pts = None if lids is None else _ibug68(lids)
-    hm = _hybrid(model, tr)
-    lm = hm.base.landmark_ids["ibug68"]
-    k, ks = len(tr.names), hm.base.num_shape
+    ps = _pose_solve(model, tr)
+    d_points, weights = ps.d_points, ps.weights
+    k = len(tr.names)
+    ks = d_points.shape[2] - k
     ident = np.asarray(identity, np.float64)
-    base = hm.vertices(FaceParams(ident, np.zeros(k)), lm)
+    base = ps.hybrid.vertices(FaceParams(ident, ps.zeros), ps.lm)  # type: ignore[attr-defined]
     model_px = pose.project(base)[0][:, :2]
     if eyelids is not None:
         pts = eyelids.correct(pts, model_px)
     if lid_pts is not None and lid_calibration is not None:
         lid_pts = lid_calibration.correct(lid_pts, model_px)
-    d_points = np.concatenate([hm.base.shape_basis[lm], tr.offsets[lm]], 2).astype(np.float64)
     span = np.ptp(pts, axis=0)
     sigma = landmark_sigma * float(np.sqrt(max(span[0] * span[1], 1.0)))
-    weights = ibug68_weights()
-    weights[EYELID_IDS] *= EYELID_WEIGHT
     jac, res = landmark_rows(pose, base, d_points, pts, weights / sigma**2)
     lam = DEFAULT_SPARSITY if sparsity is None else sparsity
     se = np.sqrt(eps)
-    a = np.vstack([jac[:, 6:], np.diag(np.r_[np.ones(ks), np.full(k, se)])])
+    a = np.vstack([jac[:, 6:], ps.prior])
     # identity step d around the clip's: prior N(0, 1) on ident + d
     b = np.r_[res, -ident, np.full(k, -lam / (2.0 * se))]
-    lower = np.r_[np.full(ks, -np.inf), np.zeros(k)]
-    upper = np.r_[np.full(ks, np.inf), _no_gaze(tr.names)]
-    sol = box_least_squares(a, b, lower, upper)
+    sol = box_least_squares(a, b, ps.lower, ps.upper)
     if lid_pts is not None:
         # the eye shapes alone, the rest as solved, from the eyelids landmarked per eye
-        eye = ks + _eye_shape_ids(tuple(tr.names))
+        eye = ps.eye
         fitted = base + d_points @ sol
         e = EYELID_IDS
         jac, res = landmark_rows(pose, fitted[e], d_points[e][:, :, eye], lid_pts[e],
