@@ -53,3 +53,17 @@ def test_no_face_and_bad_refine(clip, detector) -> None:
     assert clip_identity(model, detector, blank) is None
     with pytest.raises(ValueError, match="refine"):
         clip_identity(model, detector, blank, refine="fancy")
+
+
+def test_identity_of_detected_faces_is_clip_identity(clip, detector) -> None:
+    """The identity from faces detected elsewhere (the tracking worker's, `identity_of_faces`)
+    is `clip_identity`'s; frames without a face (None) are left out."""
+    from facefit.video.identity import identity_of_faces
+
+    model, sub = clip
+    want = clip_identity(model, detector, sub.images, max_views=3)
+    faces = [detector.detect(img, max_faces=1)[0] for img in sub.images]
+    got = identity_of_faces(model, [None, *faces[:3], None, *faces[3:]], max_views=3)
+    assert want is not None and got is not None and got.views == want.views == 3
+    np.testing.assert_array_equal(got.shape_coeffs, want.shape_coeffs)
+    assert identity_of_faces(model, [None, None]) is None

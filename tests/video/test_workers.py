@@ -119,3 +119,35 @@ def test_truncated_clip_fails_in_the_tracking_worker(tmp_path: Path,
     assert errors[True] == errors[False]
     assert "truncated or corrupt video" in errors[True] and errors[True].endswith(
         "(stopped: no results written for this clip)")
+
+
+def test_frame_ring_hands_arrays_over_by_slot() -> None:
+    """`FrameRing`: an array copied into a free slot reads back in place (read-only, from
+    another mapping too), its slot is found from the view alone, and a released slot takes
+    the next array; other shapes are left to the queue (None)."""
+    from facefit.video.workers import FrameRing
+
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.integers(0, 255, (4, 5, 3), dtype=np.uint8) for _ in range(3))
+    ring = FrameRing((4, 5, 3), 2)
+    other = FrameRing.attach(ring.handle())
+    try:
+        s0, s1 = ring.put(a), ring.put(b)
+        assert sorted((s0, s1)) == [0, 1]  # type: ignore[type-var]
+        view = ring.view(s0)  # type: ignore[arg-type]
+        np.testing.assert_array_equal(view, a)
+        np.testing.assert_array_equal(other.view(s1), b)  # type: ignore[arg-type]
+        assert not view.flags.writeable
+        assert ring.slot_of(view) == s0 and ring.slot_of(ring.view(s1)) == s1  # type: ignore[arg-type]
+        assert ring.slot_of(a) is None and ring.slot_of(view[1:]) is None
+        assert ring.put(np.zeros((5, 4, 3), np.uint8)) is None
+        ring.release(s1)  # type: ignore[arg-type]
+        assert ring.put(c) == s1
+        np.testing.assert_array_equal(other.view(s1), c)  # type: ignore[arg-type]
+        meshes = FrameRing((7, 3), 1, np.float32)
+        x = rng.normal(size=(7, 3)) * 1e3
+        np.testing.assert_array_equal(meshes.view(meshes.put(x)), x.astype(np.float32))  # type: ignore[arg-type]
+        meshes.close()
+    finally:
+        other.close()
+        ring.close()

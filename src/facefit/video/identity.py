@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facefit.detect.base import FaceLandmarks
 from facefit.fit.multi_image import (
     ViewPoints,
     default_landmark_sigma,
@@ -60,18 +61,30 @@ def clip_identity(model: MorphableModel, detector: object, frames: Iterable[np.n
     evenly spread, ``iterations`` steps per pyramid level's schedule (`PhotometricConfig`)."""
     if refine not in IDENTITY_REFINES:
         raise ValueError(f"refine must be one of {IDENTITY_REFINES}, got {refine!r}")
-    views: list[ViewPoints] = []
-    images: list[np.ndarray] = []
-    sigma = landmark_sigma_of(model)
     keep_images = refine == "photometric"
+    faces: list[FaceLandmarks | None] = []
+    images: list[np.ndarray] = []
     for frame in frames:
-        faces = detector.detect(np.ascontiguousarray(frame), max_faces=1)  # type: ignore[attr-defined]
-        if faces:
-            views.append(view_from_face(model, faces[0], sigma))
-            if keep_images:
-                images.append(np.ascontiguousarray(frame))
+        found = detector.detect(np.ascontiguousarray(frame), max_faces=1)  # type: ignore[attr-defined]
+        faces.append(found[0] if found else None)
+        if found and keep_images:
+            images.append(np.ascontiguousarray(frame))
+    return identity_of_faces(model, faces, max_views, images if keep_images else None,
+                             keyframes, iterations)
+
+
+def identity_of_faces(model: MorphableModel, faces: Iterable[FaceLandmarks | None],
+                      max_views: int = 24, images: list[np.ndarray] | None = None,
+                      keyframes: int = 6, iterations: int = 100) -> ClipIdentity | None:
+    """`clip_identity` of frames already detected: ``faces`` (each sampled frame's first face,
+    None where it has none); ``images``, the frames with a face, for a photometric refinement
+    (None: landmarks alone)."""
+    sigma = landmark_sigma_of(model)
+    views: list[ViewPoints] = [view_from_face(model, f, sigma) for f in faces if f is not None]
     if not views:
         return None
+    images = images or []
+    keep_images = bool(images)
     if len(views) > max_views:
         keep = np.linspace(0, len(views) - 1, max_views).round().astype(int)
         views = [views[i] for i in keep]

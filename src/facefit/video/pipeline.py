@@ -28,10 +28,10 @@ from threadpoolctl import threadpool_limits
 
 from facefit.detect.base import FaceLandmarks
 from facefit.detect.mediapipe import MediaPipeDetector
-from facefit.detect.network import landmark_detector, landmark_source
+from facefit.detect.network import SOURCES, landmark_detector, landmark_source
 from facefit.fit.multi_image import ViewPoints, fit_same_person, view_from_face
 from facefit.io.animated_glb import AnimatedGlb, Skeleton
-from facefit.io.arkit_export import write_live_link_csv, write_video_arkit_glb
+from facefit.io.arkit_export import arkit_targets, write_live_link_csv, write_video_arkit_glb
 from facefit.io.atomic import atomic_path
 from facefit.io.html import write_video_page
 from facefit.io.records import face_record, pose_record, rounded
@@ -40,7 +40,12 @@ from facefit.model.bfm_3ddfa import load_default_model
 from facefit.model.morphable_model import MorphableModel
 from facefit.video import stream
 from facefit.video.fitter import FrameFitter
-from facefit.video.identity import IDENTITY_REFINES, clip_identity, landmark_sigma_of
+from facefit.video.identity import (
+    IDENTITY_REFINES,
+    clip_identity,
+    identity_of_faces,
+    landmark_sigma_of,
+)
 from facefit.video.smooth import PoseExpressionSmoother
 from facefit.video.track import FaceTracker
 from facefit.video.workers import OverlayProcess, TrackerProcess, cores_available, render_job
@@ -369,6 +374,9 @@ def track_video(
     """
     if refine not in IDENTITY_REFINES:
         raise ValueError(f"refine must be one of {IDENTITY_REFINES}, got {refine!r}")
+    if landmarks not in SOURCES:
+        raise ValueError(f"landmarks must be one of {', '.join(map(repr, SOURCES))}, got "
+                         f"{landmarks!r}")
     reader, info = stream.open_video(source)
     out = Path(out_dir)
     try:
@@ -378,9 +386,6 @@ def track_video(
         raise
     model = load_default_model() if model is None else model
     own_detector = detector is None
-    detector = MediaPipeDetector() if detector is None else detector
-    landmarker, source_used = landmark_detector(detector, landmarks, model.kind)
-    relandmark = landmarker if source_used != "mediapipe" else None
     camera = stream.is_camera(str(source))
     stem = f"camera{source}" if camera else Path(source).stem
     files = VideoOutputs(out / f"{stem}.jsonl", out / f"{stem}.glb" if glb else None,
@@ -391,6 +396,18 @@ def track_video(
     writer: stream.VideoWriter | OverlayProcess | None = None
     ahead: TrackerProcess | None = None
     workers = not camera and (cores_available() > 1 if parallel is None else parallel)
+    # the identity pass's frames: every step-th frame below total (frame k is frame k step)
+    total = info.frames or 1
+    if max_frames:
+        total = min(total, max_frames)
+    step = max(1, total // max(identity_frames, 1))
+    # the tracker worker detects them too (its detector loaded once, none in this process)
+    ahead_identity = workers and own_detector and not camera and refine == "none"
+    landmarker = relandmark = None
+    if not (workers and own_detector):
+        detector = MediaPipeDetector() if detector is None else detector
+        landmarker, source_used = landmark_detector(detector, landmarks, model.kind)
+        relandmark = landmarker if source_used != "mediapipe" else None
     n_id = 0
     kind = "clip"
     done = False
@@ -401,21 +418,30 @@ def track_video(
         if workers:  # started first: they load their models while the identity is fitted
             if own_detector:
                 reader.close()
-                ahead = TrackerProcess(source, landmarks, model.kind, info.size, max_frames)
+                ahead = TrackerProcess(source, landmarks, model.kind, info.size, max_frames,
+                                       (step, total) if ahead_identity else None)
             if overlay:
                 writer = OverlayProcess(model.mean, model.triangles, OVERLAY_CELL_PX,
-                                        overlay_tmp, info.fps)
+                                        overlay_tmp, info.fps,
+                                        None if ahead is None else ahead.ring)
         shape = None
+        # the ARKit GLB's targets (a per-model constant, 0.5 s) while the tracker worker
+        # detects the identity frames, rather than after the clip, when one core is idle
+        arkit_glb = (arkit_targets(model) if files.arkit_glb is not None and ahead_identity
+                     else None)
         if not camera:  # first pass: identity from frames spread over the clip
-            total = info.frames or 1
-            if max_frames:
-                total = min(total, max_frames)
-            step = max(1, total // max(identity_frames, 1))
-            # every step-th frame, the others not even converted (frame k is frame k step)
-            r1, _ = stream.open_video(source, every=step)
-            sample = (f for k, f in enumerate(stream.iter_frames(r1, every=step))
-                      if k * step < total)
-            ident = clip_identity(model, landmarker, sample, identity_frames, refine=refine)
+            if ahead is not None and ahead_identity:
+                ident = identity_of_faces(model, ahead.identity_faces(), identity_frames)
+            else:
+                if landmarker is None:  # a photometric refinement: the frames are needed here
+                    landmarker, _ = landmark_detector(MediaPipeDetector(), landmarks,
+                                                      model.kind)
+                # every step-th frame, the others not even converted
+                r1, _ = stream.open_video(source, every=step)
+                sample = (f for k, f in enumerate(stream.iter_frames(r1, every=step))
+                          if k * step < total)
+                ident = clip_identity(model, landmarker, sample, identity_frames,
+                                      refine=refine)
             if ident is not None:
                 shape, n_id = ident.shape_coeffs, ident.views
                 kind = "clip photometric" if ident.keyframes else "clip"
@@ -445,6 +471,8 @@ def track_video(
             writer.abort()
         elif writer is not None and not done:
             writer.close()
+        if ahead is not None:
+            ahead.close()  # the frames in shared memory, once the overlay worker has ended
         if not done:
             overlay_tmp.unlink(missing_ok=True)  # the .jsonl and .glb are only written on success
     stats.identity_views = n_id
@@ -452,7 +480,7 @@ def track_video(
         os.replace(overlay_tmp, files.overlay)
     write_live_link_csv(files.jsonl)
     if files.arkit_glb is not None:
-        write_video_arkit_glb(files.jsonl, model)
+        write_video_arkit_glb(files.jsonl, model, targets=arkit_glb)
     if files.html is not None:
         write_video_page(files.jsonl)
     return stats, files
