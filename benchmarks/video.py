@@ -132,15 +132,16 @@ def speed(n_frames: int = 250) -> None:
     t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
     rc = cli(["video", str(clip), "-o", str(tmp / "out"), "-q"])
     wall = time.perf_counter() - t0
-    cpu = time.process_time() - c0 + _children_cpu() - k0  # + workers, ffmpeg processes
+    main_cpu = time.process_time() - c0  # the main process: identity fit, fit, writers
+    cpu = main_cpu + _children_cpu() - k0  # + workers, ffmpeg processes
     from facefit.video.workers import cores_available
 
     how = ("one process" if cores_available() < 2 else
            "tracking and overlay in worker processes")
     print(f"- full `facefit video` (identity pass, overlay mp4, JSON lines, GLB; model and "
           f"detector loading included; {how}): {n_frames / wall:.1f} fps wall, {wall:.1f} s; "
-          f"{n_frames / cpu:.1f} fps by CPU time ({cpu:.1f} s of it and its ffmpeg "
-          f"processes); exit {rc}")
+          f"{n_frames / cpu:.1f} fps by CPU time ({cpu:.1f} s of it, its workers and their "
+          f"ffmpeg processes; {main_cpu:.1f} s of it in the main process); exit {rc}")
 
 
 def _children_cpu() -> float:
