@@ -38,24 +38,34 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
-def test_worker_processes_write_the_files_of_one_process(clip: Path, tmp_path: Path) -> None:
+def test_worker_processes_write_the_files_of_one_process(clip: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
     """Every output (JSON lines, overlay mp4, GLBs, CSV, page) byte for byte the same with
-    and without the worker processes, and the same counts."""
+    and without the worker processes (frames and meshes in shared memory, or through the
+    queues where there is none), and the same counts."""
     from facefit.model import load_default_model
+    from facefit.video import workers
     from facefit.video.pipeline import track_video
 
     model = load_default_model()
     runs = {par: track_video(clip, tmp_path / str(par), model, identity_frames=3,
                              parallel=par) for par in (False, True)}
-    (serial, files), (parallel, _) = runs[False], runs[True]
-    assert (parallel.frames, parallel.faces, parallel.detections) == (
-        serial.frames, serial.faces, serial.detections) == (12, 12, 1)
+    monkeypatch.setattr(workers, "SHM_DIR", str(tmp_path / "no_shm"))  # statvfs fails
+    runs["queues"] = track_video(clip, tmp_path / "queues", model, identity_frames=3,
+                                 parallel=True)
+    (serial, files) = runs[False]
+    for run in (True, "queues"):
+        st = runs[run][0]
+        assert (st.frames, st.faces, st.detections) == (
+            serial.frames, serial.faces, serial.detections) == (12, 12, 1)
     names = sorted(p.name for p in (tmp_path / "False").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "True").iterdir())
     assert files.overlay is not None and files.overlay.name in names and len(names) == 6
-    for name in names:
-        assert (tmp_path / "True" / name).read_bytes() == (tmp_path / "False" / name
-                                                          ).read_bytes(), name
+    for run in ("True", "queues"):
+        assert names == sorted(p.name for p in (tmp_path / run).iterdir())
+        for name in names:
+            assert (tmp_path / run / name).read_bytes() == (tmp_path / "False" / name
+                                                            ).read_bytes(), (run, name)
 
 
 def test_overlay_process_writes_frames_in_order(tmp_path: Path) -> None:
@@ -151,3 +161,22 @@ def test_frame_ring_hands_arrays_over_by_slot() -> None:
     finally:
         other.close()
         ring.close()
+
+
+def test_shared_slots_fit_the_shared_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """A ring holds what half the free shared memory holds, at most what is wanted, and is
+    not made (0) when that is under ``least`` or there is no shared memory."""
+    import os
+
+    from facefit.video import workers
+
+    monkeypatch.setattr(workers, "SHM_DIR", str(tmp_path))
+    st = os.statvfs(tmp_path)
+    half = st.f_bavail * st.f_frsize // 2
+    assert workers.shared_slots(1, 10) == 10
+    assert workers.shared_slots(half // 5, 10) == 5
+    assert workers.shared_slots(half // 3, 10) == 0  # under least=4
+    assert workers.shared_slots(half // 3, 10, least=2) == 3
+    monkeypatch.setattr(workers, "SHM_DIR", str(tmp_path / "missing"))
+    assert workers.shared_slots(1, 10) == 0

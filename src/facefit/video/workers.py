@@ -180,6 +180,24 @@ def _start_worker() -> None:
 # -- frames in shared memory -------------------------------------------------------------
 
 
+SHM_DIR = "/dev/shm"
+"""Where POSIX shared memory lives on Linux (a tmpfs: Docker gives containers 64 MB)."""
+
+
+def shared_slots(nbytes: int, wanted: int, least: int = 4) -> int:
+    """How many arrays of ``nbytes`` a `FrameRing` should hold: ``wanted``, or as many as
+    half the free shared memory holds; 0 (no ring: arrays through the queues) when that is
+    under ``least``. Writing past a full tmpfs kills a process with SIGBUS, so the ring is
+    sized before it is made."""
+    try:
+        st = os.statvfs(SHM_DIR)
+    except OSError:  # not Linux, or no such mount: the queues
+        return 0
+    room = (st.f_bavail * st.f_frsize) // 2 // max(int(nbytes), 1)
+    slots = int(min(wanted, room))
+    return slots if slots >= least else 0
+
+
 class FrameRing:
     """Arrays handed between the processes in shared memory instead of pickled through
     queues: ``slots`` arrays of ``shape`` and ``dtype`` (video frames: (H, W, 3) uint8;
@@ -327,13 +345,15 @@ class OverlayProcess:
                  path: str | Path, fps: float, ring: FrameRing | None = None) -> None:
         self._ring = ring
         # slots for the meshes queued and the one being drawn
-        self._meshes = FrameRing((len(mean), 3), QUEUE_FRAMES + 2, np.float32)
+        slots = shared_slots(12 * len(mean), QUEUE_FRAMES + 2)
+        self._meshes = FrameRing((len(mean), 3), slots, np.float32) if slots else None
         try:
             self._stage = _Stage(_overlay_main, np.asarray(mean), np.asarray(triangles),
                                  float(max_cell_px), str(path), float(fps),
                                  rings=(ring, self._meshes))
         except BaseException:
-            self._meshes.close()
+            if self._meshes is not None:
+                self._meshes.close()
             raise
         if ring is not None:
             ring.handed_on = True  # this worker frees the slots
@@ -344,8 +364,9 @@ class OverlayProcess:
         slot = None if self._ring is None else self._ring.slot_of(frame)
         mesh: Any = None
         if mesh_px is not None:
-            mesh = self._meshes.put(mesh_px, self._stage.check)
-            if mesh is None:  # not the model's vertex count
+            mesh = None if self._meshes is None else self._meshes.put(mesh_px,
+                                                                      self._stage.check)
+            if mesh is None:  # no ring, or not the model's vertex count
                 mesh = np.asarray(mesh_px, np.float32)
         self._stage.put((frame if slot is None else slot, mesh, scale, landmarks))
 
@@ -361,7 +382,8 @@ class OverlayProcess:
     def abort(self) -> None:
         """Stop without finishing the file."""
         self._stage.abort()
-        self._meshes.close()
+        if self._meshes is not None:
+            self._meshes.close()
 
 
 # -- decoding and tracking ---------------------------------------------------------------
@@ -440,13 +462,16 @@ class TrackerProcess:
                  identity: tuple[int, int] | None = None) -> None:
         ahead = int(np.clip(LOOKAHEAD_BYTES // max(3 * size[0] * size[1], 1), QUEUE_FRAMES,
                             1024))
-        # slots for the frames ahead, those queued for the overlay and those in hand
-        self.ring = FrameRing((size[1], size[0], 3), ahead + QUEUE_FRAMES + 4)
+        # slots for the frames ahead, those queued for the overlay and those in hand (fewer
+        # when shared memory is short: the tracker then waits for a free one sooner)
+        slots = shared_slots(3 * size[0] * size[1], ahead + QUEUE_FRAMES + 4)
+        self.ring = FrameRing((size[1], size[0], 3), slots) if slots else None
         try:
             self._stage = _Stage(_tracker_main, str(source), landmarks, model_kind,
                                  max_frames, identity, outbox_size=ahead, rings=(self.ring,))
         except BaseException:
-            self.ring.close()
+            if self.ring is not None:
+                self.ring.close()
             raise
         self._identity = identity is not None
         self.detections = 0
@@ -477,7 +502,7 @@ class TrackerProcess:
                     self.detections = int(msg[1])
                     return
                 frame = msg[1]
-                if isinstance(frame, int):
+                if isinstance(frame, int) and ring is not None:
                     held = None if ring.handed_on else frame
                     frame = ring.view(frame)
                 yield frame, msg[2], msg[3]
@@ -492,4 +517,5 @@ class TrackerProcess:
         """Stop the worker and free the shared frames (once nothing reads them: after the
         `OverlayProcess` given `ring` has ended)."""
         self._stage.abort()
-        self.ring.close()
+        if self.ring is not None:
+            self.ring.close()
