@@ -158,8 +158,15 @@ def _silhouette(dx: np.ndarray, dy: np.ndarray, ang_all: np.ndarray, rad_all: np
     return keep[np.unique(idx[idx >= 0])]
 
 
-def silhouette_ids(candidates_px: np.ndarray, centre_px: np.ndarray, step_deg: float = 1.0,
-                   max_angle_deg: float = 4.0) -> np.ndarray:
+RAY_STEP_DEG = 1.0
+"""Angle between the silhouette's rays (`silhouette_ids`)."""
+RAY_HALF_WIDTH_DEG = 4.0
+"""Half-width of each ray's sector (`silhouette_ids`)."""
+
+
+def silhouette_ids(candidates_px: np.ndarray, centre_px: np.ndarray,
+                   step_deg: float = RAY_STEP_DEG,
+                   max_angle_deg: float = RAY_HALF_WIDTH_DEG) -> np.ndarray:
     """Indices of the silhouette among projected candidates: for rays from ``centre_px``
     every ``step_deg`` over the candidates' angular range, the candidate farthest out along
     the ray within +-``max_angle_deg`` of it (sorted, unique).
@@ -228,7 +235,8 @@ def match_contour(
     lms = np.asarray(landmarks_px, np.float64)
     dx, dy = cand[:, 0] - centre_px[0], cand[:, 1] - centre_px[1]  # contiguous: faster
     rad_all = np.hypot(dx, dy)
-    sil = _silhouette(dx, dy, np.arctan2(dy, dx), rad_all, 1.0, 4.0)
+    sil = _silhouette(dx, dy, np.arctan2(dy, dx), rad_all, RAY_STEP_DEG,
+                      RAY_HALF_WIDTH_DEG)
     s = cand[sil]
     d_l = lms - centre_px
     # within the sector: the angle between the landmark's and the point's directions (from

@@ -16,13 +16,11 @@
  * y in pixels, z depth) on a (height, width) grid. `depth` (height * width float32) must be
  * filled with +inf by the caller; `tid` ((height * width) int32, filled with -1) and `bary`
  * ((height * width, 3) float32) may be NULL (depth only). cull: 0 none, 1 back faces
- * (keep negative signed area), 2 front faces (keep positive). Returns the number of pixels
- * tested (for the caller's statistics; not needed). */
-long long ff_rasterize(const float *verts, long long nv, const int32_t *tri, long long nf,
-                       long long height, long long width, int cull, float *depth,
-                       int32_t *tid, float *bary)
+ * (keep negative signed area), 2 front faces (keep positive). */
+void ff_rasterize(const float *verts, long long nv, const int32_t *tri, long long nf,
+                  long long height, long long width, int cull, float *depth,
+                  int32_t *tid, float *bary)
 {
-    long long tested = 0;
     (void)nv;
     for (long long f = 0; f < nf; ++f) {
         const int32_t ia = tri[3 * f], ib = tri[3 * f + 1], ic = tri[3 * f + 2];
@@ -61,7 +59,6 @@ long long ff_rasterize(const float *verts, long long nv, const int32_t *tri, lon
                 const float t1 = d1x * qy, t2 = d1y * qx;
                 const float b2 = (t1 - t2) * inv;
                 const float b0 = (1.0f - b1) - b2;
-                ++tested;
                 if (!(b0 >= FF_EPS) || !(b1 >= FF_EPS) || !(b2 >= FF_EPS))
                     continue;
                 const float z = (za * b0 + zb * b1) + zc * b2;
@@ -81,7 +78,6 @@ long long ff_rasterize(const float *verts, long long nv, const int32_t *tri, lon
             }
         }
     }
-    return tested;
 }
 
 /* out (nf, 3) float32: cross(v1 - v0, v2 - v0) of each triangle of `tri` ((nf, 3) int32 ids

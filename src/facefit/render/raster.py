@@ -37,7 +37,7 @@ def _load_native() -> ctypes.CDLL | None:
             return None
         lib = ctypes.CDLL(spec.origin)
         ptr, i64 = ctypes.c_void_p, ctypes.c_longlong
-        lib.ff_rasterize.restype = i64
+        lib.ff_rasterize.restype = None
         lib.ff_rasterize.argtypes = [ptr, i64, ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, ptr]
         lib.ff_triangle_cross.restype = None
         lib.ff_triangle_cross.argtypes = [ptr, i64, ptr, i64, ptr]

@@ -109,9 +109,8 @@ class ContourResidual:
         otherwise: the MediaPipe fits of 1,018 AFLW2000-3D dev faces, 6 searches each, came
         out the same bit for bit) and the matched points are evaluated again in float64."""
         basis = self.cand_basis
-        flat = basis.reshape(-1, basis.shape[2])  # one (3C, M) product: batched is slower
-        if self.search_basis is None:
-            cand = self.cand_mean + (flat @ params).reshape(-1, 3)
+        if self.search_basis is None:  # one (3C, M) product: numpy's batched one is slower
+            cand = self.cand_mean + (basis.reshape(-1, basis.shape[2]) @ params).reshape(-1, 3)
         else:
             cand = self.cand_mean + (self.search_basis @ params.astype(np.float32)).reshape(-1, 3)
         cand_px, _ = camera.project(cand)
