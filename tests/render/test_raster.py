@@ -166,3 +166,23 @@ def test_compiled_rasteriser_is_built():
     if os.environ.get("FACEFIT_NATIVE") == "0":
         pytest.skip("FACEFIT_NATIVE=0")
     assert NATIVE is not None
+
+
+@pytest.mark.parametrize("shape", [(60, 70), (1, 5), (5, 1), (2, 2)])
+def test_compiled_bilinear_samples_are_cv2_remaps(backend, shape):
+    """`sample_rgb8` reproduces OpenCV's 8-bit bilinear remap bit for bit (points inside,
+    on 1/64-pixel ties and outside the image, where the border is replicated)."""
+    import cv2
+
+    if backend == "numpy":
+        assert raster.sample_rgb8(np.zeros((2, 2, 3), np.uint8), np.zeros((1, 2))) is None
+        return
+    rng = np.random.default_rng(sum(shape))
+    h, w = shape
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    xy = np.stack([rng.uniform(-5, w + 5, 20000), rng.uniform(-5, h + 5, 20000)], 1)
+    xy[:500] = np.round(xy[:500] * 64) / 64  # halfway between 1/32 steps: rounding ties
+    xy = xy.astype(np.float32)
+    ref = cv2.remap(img, xy.reshape(-1, 100, 2), None, cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)
+    np.testing.assert_array_equal(raster.sample_rgb8(img, xy), ref.astype(np.float32))

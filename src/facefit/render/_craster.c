@@ -12,6 +12,18 @@
 
 #define FF_EPS (-1e-6f)
 
+static inline float ff_min3(float a, float b, float c)
+{
+    const float m = a < b ? a : b;
+    return m < c ? m : c;
+}
+
+static inline float ff_max3(float a, float b, float c)
+{
+    const float m = a > b ? a : b;
+    return m > c ? m : c;
+}
+
 /* Rasterise `nf` triangles (`tri`: (nf, 3) int32 vertex ids) of `verts` ((nv, 3) float32 x,
  * y in pixels, z depth) on a (height, width) grid. `depth` (height * width float32) must be
  * filled with +inf by the caller; `tid` ((height * width) int32, filled with -1) and `bary`
@@ -27,13 +39,14 @@ void ff_rasterize(const float *verts, long long nv, const int32_t *tri, long lon
         const float xa = verts[3 * ia], ya = verts[3 * ia + 1], za = verts[3 * ia + 2];
         const float xb = verts[3 * ib], yb = verts[3 * ib + 1], zb = verts[3 * ib + 2];
         const float xc = verts[3 * ic], yc = verts[3 * ic + 1], zc = verts[3 * ic + 2];
-        float x0 = ceilf(fminf(fminf(xa, xb), xc));
-        float x1 = floorf(fmaxf(fmaxf(xa, xb), xc));
-        float y0 = ceilf(fminf(fminf(ya, yb), yc));
-        float y1 = floorf(fmaxf(fmaxf(ya, yb), yc));
         /* a NaN coordinate: numpy's minimum/maximum propagate it and every comparison fails */
         if (isnan(xa) || isnan(xb) || isnan(xc) || isnan(ya) || isnan(yb) || isnan(yc))
             continue;
+        /* no NaN left: plain comparisons instead of fminf/fmaxf (library calls at -O3) */
+        float x0 = ceilf(ff_min3(xa, xb, xc));
+        float x1 = floorf(ff_max3(xa, xb, xc));
+        float y0 = ceilf(ff_min3(ya, yb, yc));
+        float y1 = floorf(ff_max3(ya, yb, yc));
         if (x0 < 0.0f) x0 = 0.0f;
         if (y0 < 0.0f) y0 = 0.0f;
         if (x1 > (float)(width - 1)) x1 = (float)(width - 1);
@@ -100,6 +113,178 @@ void ff_triangle_cross(const float *verts, long long nv, const int32_t *tri, lon
         out[3 * f + 1] = p1 - q1;
         out[3 * f + 2] = p2 - q2;
     }
+}
+
+/* Bilinear sample of an (h, w, 3) uint8 image at (x, y) (integer pixel centres, border
+ * replicated), as OpenCV's remap (INTER_LINEAR, BORDER_REPLICATE) computes it for 8-bit
+ * images: the point rounded to 1/32 pixel, the weights fixed-point with 15 bits, the sum
+ * rounded (tests compare it with cv2.remap). */
+static inline void ff_bilinear8(const uint8_t *img, long long h, long long w, float x, float y,
+                                float out[3])
+{
+    const long long sx = (long long)rintf(x * 32.0f), sy = (long long)rintf(y * 32.0f);
+    const int fx = (int)(sx & 31), fy = (int)(sy & 31);
+    long long x0 = sx >> 5, y0 = sy >> 5;
+    long long x1 = x0 + 1, y1 = y0 + 1;
+    x0 = x0 < 0 ? 0 : (x0 > w - 1 ? w - 1 : x0);
+    x1 = x1 < 0 ? 0 : (x1 > w - 1 ? w - 1 : x1);
+    y0 = y0 < 0 ? 0 : (y0 > h - 1 ? h - 1 : y0);
+    y1 = y1 < 0 ? 0 : (y1 > h - 1 ? h - 1 : y1);
+    const int w00 = (32 - fx) * (32 - fy) * 32, w01 = fx * (32 - fy) * 32;
+    const int w10 = (32 - fx) * fy * 32, w11 = fx * fy * 32;
+    const uint8_t *p00 = img + 3 * (y0 * w + x0), *p01 = img + 3 * (y0 * w + x1);
+    const uint8_t *p10 = img + 3 * (y1 * w + x0), *p11 = img + 3 * (y1 * w + x1);
+    for (int k = 0; k < 3; ++k) {
+        const int v = p00[k] * w00 + p01[k] * w01 + p10[k] * w10 + p11[k] * w11;
+        out[k] = (float)((v + (1 << 14)) >> 15);
+    }
+}
+
+/* out (n, 3) float32: `ff_bilinear8` of the (h, w, 3) uint8 image at the points xy (n, 2). */
+void ff_sample_rgb8(const uint8_t *img, long long h, long long w, const float *xy, long long n,
+                    float *out)
+{
+    if (h <= 0 || w <= 0)
+        return;
+    for (long long i = 0; i < n; ++i)
+        ff_bilinear8(img, h, w, xy[2 * i], xy[2 * i + 1], out + 3 * i);
+}
+
+/* One view of facefit.texture.extract's texel pass (its numpy `_texel_view`, the same float32
+ * operations): for each of the n covered texels,
+ *   pos = interp @ verts (CSR rows indptr/indices/data, summed in stored order from 0, as
+ *         scipy's product), its triangle t = tid[i];
+ *   raw = facing[t] and pos within tol[t] of the z-buffer's nearest pixel (zbuf (zh, zw),
+ *         pixel (r, c) at image (zx0 + step c, zy0 + step r); step 1: no division);
+ *   visible = more than half of the covered texels of its 3x3 neighbourhood on the
+ *         (size, size) grid are raw (covered counts `around`; `index`: the texel's flat
+ *         index in that grid padded by one texel a side, (size + 2, size + 2));
+ *   weight = grazing[t] * (visible share of its neighbourhood), 0 unless visible and sampled;
+ * visible (n) and, where weight > 0 and wanted (NULL: everywhere), the colour (n, 3): the photo
+ * sampled at pos.xy from pyramid level 0 (`levels[0]`) when lod[t] < 0, else linear in lod[t]
+ * between levels floor(lod) and floor(lod) + 1 (level k: (x - origin) / scale, origin (L, 2),
+ * scale (L)); weight (n) is written there (0 elsewhere). Those texels' ids and image points go
+ * to sel (count returned) and sel_xy (count, 2) for the caller's face-region fade. `grid`:
+ * (size + 2)^2 bytes of scratch. Outputs colour and weight must be zeroed by the caller. */
+long long ff_texel_view(const float *verts, long long nv,
+                        const int32_t *indptr, const int32_t *indices, const float *data,
+                        long long n, const int32_t *tid, const int64_t *index, long long size,
+                        const uint8_t *facing, const float *tol, const float *grazing,
+                        const float *lod, const uint8_t *sampled, const float *around,
+                        const uint8_t *wanted,
+                        const float *zbuf, long long zh, long long zw, long long zx0,
+                        long long zy0, float step, int unit_step,
+                        long long nlevels, const uint8_t *const *levels,
+                        const long long *heights, const long long *widths,
+                        const float *origin, const float *scale,
+                        uint8_t *grid, float *pos, uint8_t *visible, float *weight,
+                        float *colour, int64_t *sel, float *sel_xy)
+{
+    (void)nv;
+    const float fx0 = (float)zx0, fy0 = (float)zy0;
+    const long long stride = size + 2; /* the grid padded by one texel on each side */
+    for (long long i = 0; i < stride * stride; ++i)
+        grid[i] = 0;
+    for (long long i = 0; i < n; ++i) {
+        float px = 0.0f, py = 0.0f, pz = 0.0f;
+        for (int32_t k = indptr[i]; k < indptr[i + 1]; ++k) {
+            const float a = data[k];
+            const float *v = verts + 3 * (long long)indices[k];
+            const float ax = a * v[0], ay = a * v[1], az = a * v[2];
+            px += ax;
+            py += ay;
+            pz += az;
+        }
+        pos[3 * i] = px;
+        pos[3 * i + 1] = py;
+        pos[3 * i + 2] = pz;
+        const int32_t t = tid[i];
+        int raw = 0;
+        if (facing[t]) {
+            float cx, cy;
+            if (unit_step) {
+                cx = rintf(px) - fx0;
+                cy = rintf(py) - fy0;
+            } else {
+                cx = rintf((px - fx0) / step);
+                cy = rintf((py - fy0) / step);
+            }
+            if (cx >= 0.0f && cx < (float)zw && cy >= 0.0f && cy < (float)zh) {
+                const float z = zbuf[(long long)cy * zw + (long long)cx];
+                raw = pz <= z + tol[t];
+            }
+        }
+        grid[index[i]] = (uint8_t)raw;
+    }
+    /* majority of the 3x3 neighbourhood: bit 0 raw, bit 1 visible */
+    for (long long i = 0; i < n; ++i) {
+        const uint8_t *g = grid + index[i];
+        const int count = (g[-stride - 1] & 1) + (g[-stride] & 1) + (g[-stride + 1] & 1)
+                          + (g[-1] & 1) + (g[0] & 1) + (g[1] & 1)
+                          + (g[stride - 1] & 1) + (g[stride] & 1) + (g[stride + 1] & 1);
+        const float twice = 2.0f * (float)count;
+        visible[i] = twice > around[i] + 1e-3f;
+    }
+    for (long long i = 0; i < n; ++i)
+        grid[index[i]] |= (uint8_t)(visible[i] << 1);
+    long long m = 0;
+    for (long long i = 0; i < n; ++i) {
+        if (!visible[i] || !sampled[i] || (wanted && !wanted[i]))
+            continue;
+        const uint8_t *g = grid + index[i];
+        const int count = ((g[-stride - 1] >> 1) & 1) + ((g[-stride] >> 1) & 1)
+                          + ((g[-stride + 1] >> 1) & 1) + ((g[-1] >> 1) & 1) + ((g[0] >> 1) & 1)
+                          + ((g[1] >> 1) & 1) + ((g[stride - 1] >> 1) & 1)
+                          + ((g[stride] >> 1) & 1) + ((g[stride + 1] >> 1) & 1);
+        const int32_t t = tid[i];
+        const float share = (float)count / around[i];
+        const float wgt = grazing[t] * share;
+        if (!(wgt > 0.0f))
+            continue;
+        weight[i] = wgt;
+        const float x = pos[3 * i], y = pos[3 * i + 1];
+        float *out = colour + 3 * i;
+        ff_bilinear8(levels[0], heights[0], widths[0], x, y, out);
+        const float l = lod[t];
+        if (nlevels > 1 && l >= 0.0f) {
+            float lo[3] = {out[0], out[1], out[2]}, up[3], b[3];
+            ff_bilinear8(levels[1], heights[1], widths[1], (x - origin[2]) / scale[1],
+                         (y - origin[3]) / scale[1], up);
+            const float f = l < 1.0f ? l : 1.0f;
+            for (int k = 0; k < 3; ++k) {
+                const float d = up[k] - lo[k];
+                const float e = f * d;
+                out[k] = lo[k] + e;
+            }
+            if (l > 1.0f) {
+                long long j = (long long)l;
+                if (j > nlevels - 2)
+                    j = nlevels - 2;
+                if (j == 1) {
+                    lo[0] = up[0];
+                    lo[1] = up[1];
+                    lo[2] = up[2];
+                } else {
+                    ff_bilinear8(levels[j], heights[j], widths[j], (x - origin[2 * j]) / scale[j],
+                                 (y - origin[2 * j + 1]) / scale[j], lo);
+                }
+                ff_bilinear8(levels[j + 1], heights[j + 1], widths[j + 1],
+                             (x - origin[2 * j + 2]) / scale[j + 1],
+                             (y - origin[2 * j + 3]) / scale[j + 1], b);
+                const float g = l - (float)j;
+                for (int k = 0; k < 3; ++k) {
+                    const float d = b[k] - lo[k];
+                    const float e = g * d;
+                    out[k] = lo[k] + e;
+                }
+            }
+        }
+        sel[m] = i;
+        sel_xy[2 * m] = x;
+        sel_xy[2 * m + 1] = y;
+        ++m;
+    }
+    return m;
 }
 
 /* setuptools builds this file as an extension module and, on some platforms, exports an

@@ -41,6 +41,12 @@ def _load_native() -> ctypes.CDLL | None:
         lib.ff_rasterize.argtypes = [ptr, i64, ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, ptr]
         lib.ff_triangle_cross.restype = None
         lib.ff_triangle_cross.argtypes = [ptr, i64, ptr, i64, ptr]
+        lib.ff_sample_rgb8.restype = None
+        lib.ff_sample_rgb8.argtypes = [ptr, i64, i64, ptr, i64, ptr]
+        lib.ff_texel_view.restype = i64
+        lib.ff_texel_view.argtypes = ([ptr, i64, ptr, ptr, ptr, i64, ptr, ptr, i64]
+                                      + [ptr] * 7 + [ptr, i64, i64, i64, i64, ctypes.c_float,
+                                                     ctypes.c_int, i64] + [ptr] * 12)
     except (ImportError, OSError, AttributeError, ValueError):
         return None
     return lib
@@ -53,6 +59,29 @@ _CULL = {None: 0, "back": 1, "front": 2}
 def native() -> bool:
     """True when the compiled rasteriser is in use."""
     return _NATIVE is not None
+
+
+def native_library() -> ctypes.CDLL | None:
+    """The compiled extension's library (its functions' arguments typed), or None when it is
+    not built or disabled: for the other compiled passes (`facefit.texture.extract`)."""
+    return _NATIVE
+
+
+def sample_rgb8(image: np.ndarray, xy: np.ndarray) -> np.ndarray | None:
+    """(N, 3) float32 bilinear samples of an (H, W, 3) uint8 image at the points ``xy``
+    (N, 2) by the compiled extension, the numbers of `cv2.remap` (``INTER_LINEAR``,
+    ``BORDER_REPLICATE``: the point rounded to 1/32 pixel, 15-bit fixed-point weights), or
+    None without it."""
+    if _NATIVE is None:
+        return None
+    img = np.ascontiguousarray(image, np.uint8)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3), got {img.shape}")
+    pts = np.ascontiguousarray(xy, np.float32).reshape(-1, 2)
+    out = np.zeros((len(pts), 3), np.float32)
+    _NATIVE.ff_sample_rgb8(img.ctypes.data, img.shape[0], img.shape[1], pts.ctypes.data,
+                           len(pts), out.ctypes.data)
+    return out
 
 
 def compiled_triangle_cross(verts: np.ndarray, triangles: np.ndarray) -> np.ndarray | None:

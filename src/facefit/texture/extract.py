@@ -17,6 +17,7 @@ are painted last.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ from scipy import sparse
 
 from facefit.model.morphable_model import MorphableModel
 from facefit.model.topology import signed_area_2d
-from facefit.render.raster import crop_window, depth_buffer, rasterize
+from facefit.render.raster import crop_window, depth_buffer, native_library, rasterize
 from facefit.render.shading import triangle_cross
 from facefit.texture.atlas import TextureLayout, texture_layout
 
@@ -277,17 +278,22 @@ def _texel_view(interp: sparse.csr_matrix, cross: np.ndarray, verts: np.ndarray,
     are computed only where ``wanted`` (N,) is True (zero elsewhere); visibility
     everywhere. ``facing``: `_facing` of ``cross`` when already computed."""
     towards, slope = _facing(cross) if facing is None else facing
-    pos = np.asarray(interp @ verts, np.float32)
-    tid = texels.triangle_id
     # depth tolerance: 1 px, 1 % of the face, and the depth change over 3/4 of a z-buffer
     # pixel on the triangle's slope (the nearest z-buffer pixel is compared)
-    raw = (towards > MIN_FACING).take(tid) & _depth_test(pos, *zbuf, 1.0 + 0.01 * extent
-                                                         + 0.75 * zbuf[3] * slope.take(tid))
-    visible = _majority(raw, texels)
+    tol = 1.0 + 0.01 * extent + 0.75 * zbuf[3] * slope
     # Soft edges: grazing samples are smeared (weight ramps up from MIN_FACING to
     # 2 MIN_FACING + 0.1 in cos), and a texel on the edge of what is seen is blended with the
     # fill by the share of seen texels around it, so the edge leaves no single-texel steps.
     grazing = np.clip((towards - MIN_FACING) / (MIN_FACING + 0.1), 0.0, 1.0)
+    lib = native_library()
+    if lib is not None and all(_native_level(level) for level in photo):
+        return _texel_view_native(lib, interp, verts, towards > MIN_FACING, tol, grazing,
+                                  _footprints(cross, texels), photo, texels, zbuf, region,
+                                  wanted)
+    pos = np.asarray(interp @ verts, np.float32)
+    tid = texels.triangle_id
+    raw = (towards > MIN_FACING).take(tid) & _depth_test(pos, *zbuf, tol.take(tid))
+    visible = _majority(raw, texels)
     weight = grazing.take(tid) * _box_share(visible, texels)
     weight[~(visible & texels.sampled)] = 0.0
     sel = np.flatnonzero(weight > 0 if wanted is None else wanted & (weight > 0))
@@ -302,6 +308,82 @@ def _texel_view(interp: sparse.csr_matrix, cross: np.ndarray, verts: np.ndarray,
         fade, x0, y0 = region
         out[sel] *= _sample(fade, xy - np.array([x0, y0], np.float32))[:, 0]
     return _View(colour, visible, out)
+
+
+def _native_level(level: _Level) -> bool:
+    """Whether the compiled texel pass can sample this pyramid level: (H, W, 3) uint8,
+    C-contiguous."""
+    im = level.image
+    return (im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3
+            and im.flags.c_contiguous)
+
+
+def _texel_view_native(lib: ctypes.CDLL, interp: sparse.csr_matrix, verts: np.ndarray,
+                       facing: np.ndarray, tol: np.ndarray, grazing: np.ndarray,
+                       footprint: np.ndarray, photo: list[_Level], texels: UVTexels,
+                       zbuf: tuple[np.ndarray, int, int, float],
+                       region: tuple[np.ndarray, int, int] | None,
+                       wanted: np.ndarray | None) -> _View:
+    """`_texel_view` by the compiled extension (``ff_texel_view`` in
+    `facefit.render._craster`: the same float32 operations texel by texel, the photo sampled
+    as `cv2.remap` does): per-triangle inputs (F,) ``facing`` (bool), depth ``tol``,
+    ``grazing`` weight and ``footprint``; the face-region fade is applied here."""
+    n, size = len(texels.index), texels.size
+    v = np.ascontiguousarray(verts, np.float32)
+    indptr = np.ascontiguousarray(interp.indptr, np.int32)
+    indices = np.ascontiguousarray(interp.indices, np.int32)
+    data = np.ascontiguousarray(interp.data, np.float32)
+    if len(indices) and int(indices.max()) >= len(v):
+        raise IndexError(f"texel interpolation reads vertex {int(indices.max())} of {len(v)}")
+    tid = np.ascontiguousarray(texels.triangle_id, np.int32)
+    index = _padded_index(texels)
+    levels = len(photo)
+    lod = np.full(len(footprint), -1.0, np.float32)
+    big = footprint > 1.0
+    if levels > 1:  # linear in log2(footprint) between the levels around it
+        lod[big] = np.minimum(np.log2(footprint[big]), levels - 1.0)
+    zb, zx0, zy0, step = zbuf
+    zb = np.ascontiguousarray(zb, np.float32)
+    images = (ctypes.c_void_p * levels)(*[level.image.ctypes.data for level in photo])
+    heights = np.array([level.image.shape[0] for level in photo], np.int64)
+    widths = np.array([level.image.shape[1] for level in photo], np.int64)
+    origin = np.ascontiguousarray(np.stack([level.origin for level in photo]), np.float32)
+    scale = np.array([level.scale for level in photo], np.float32)
+    arrays = [np.ascontiguousarray(a, t) for a, t in ((facing, np.bool_), (tol, np.float32),
+                                                      (grazing, np.float32),
+                                                      (texels.sampled, np.bool_),
+                                                      (texels.covered_around, np.float32))]
+    want = None if wanted is None else np.ascontiguousarray(wanted, np.bool_)
+    grid = np.empty((size + 2) ** 2, np.uint8)
+    pos = np.empty((n, 3), np.float32)
+    visible = np.empty(n, np.bool_)
+    weight = np.zeros(n, np.float32)
+    colour = np.zeros((n, 3), np.float32)
+    sel = np.empty(n, np.int64)
+    sel_xy = np.empty((n, 2), np.float32)
+    facing_, tol_, grazing_, sampled, around = arrays
+    count = lib.ff_texel_view(
+        v.ctypes.data, len(v), indptr.ctypes.data, indices.ctypes.data, data.ctypes.data, n,
+        tid.ctypes.data, index.ctypes.data, size, facing_.ctypes.data, tol_.ctypes.data,
+        grazing_.ctypes.data, lod.ctypes.data, sampled.ctypes.data, around.ctypes.data,
+        None if want is None else want.ctypes.data, zb.ctypes.data, zb.shape[0], zb.shape[1],
+        int(zx0), int(zy0), float(step), int(step == 1.0), levels, images,
+        heights.ctypes.data, widths.ctypes.data, origin.ctypes.data, scale.ctypes.data,
+        grid.ctypes.data, pos.ctypes.data, visible.ctypes.data, weight.ctypes.data,
+        colour.ctypes.data, sel.ctypes.data, sel_xy.ctypes.data)
+    if region is not None and count:
+        fade, x0, y0 = region
+        sel = sel[:count]
+        weight[sel] *= _sample(fade, sel_xy[:count] - np.array([x0, y0], np.float32))[:, 0]
+    return _View(colour, visible, weight)
+
+
+@functools.lru_cache(maxsize=8)
+def _padded_index(texels: UVTexels) -> np.ndarray:
+    """(N,) int64 flat index of each covered texel in the texel grid padded by one texel on
+    each side, (T + 2, T + 2): its 3x3 neighbourhood needs no bounds checks."""
+    row, col = np.divmod(texels.index, texels.size)
+    return np.ascontiguousarray((row + 1) * (texels.size + 2) + col + 1, np.int64)
 
 
 def _sample(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
