@@ -180,3 +180,32 @@ def test_shared_slots_fit_the_shared_memory(tmp_path: Path, monkeypatch: pytest.
     assert workers.shared_slots(half // 3, 10, least=2) == 3
     monkeypatch.setattr(workers, "SHM_DIR", str(tmp_path / "missing"))
     assert workers.shared_slots(1, 10) == 0
+
+
+def test_linear_mesh_is_the_projected_expression_mesh() -> None:
+    """`LinearMesh.at` (what the overlay worker draws for a linear model): the identity mesh
+    plus the expression offsets, projected, as an independent per-vertex sum computes it;
+    with a float32 basis bit for bit the product numpy casts for each call (the cast is
+    only made once)."""
+    from facefit.fit.core.camera import ScaledOrthographicCamera
+    from facefit.fit.core.rotation import rodrigues
+    from facefit.video.workers import LinearMesh
+
+    rng = np.random.default_rng(3)
+    v, e = 500, 7
+    neutral = rng.normal(0, 50, (v, 3)).astype(np.float32)
+    basis = rng.normal(0, 1, (v, 3, e)).astype(np.float32)
+    expr = rng.normal(0, 1, e)
+    pose = ScaledOrthographicCamera(rodrigues(np.array([0.1, 0.6, -0.05]))[0], 1.7,
+                                    np.array([320.0, 240.0]))
+    mesh = LinearMesh(neutral, basis.reshape(-1, e))
+    got = mesh.at(expr, pose)
+    assert got.shape == (v, 3) and got.dtype == np.float64
+    moved = neutral.astype(np.float64) + (basis.astype(np.float64) * expr).sum(2)
+    view = moved @ pose.rotation.T
+    want = np.column_stack([1.7 * view[:, 0] + 320.0, -1.7 * view[:, 1] + 240.0,
+                            -1.7 * view[:, 2]])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+    xy, depth = pose.project(neutral + (basis.reshape(-1, e) @ expr).reshape(-1, 3))
+    assert np.array_equal(got, np.column_stack([xy, depth]))
+    assert np.array_equal(mesh.at(expr, pose), got)  # the cached cast again

@@ -48,7 +48,13 @@ from facefit.video.identity import (
 )
 from facefit.video.smooth import PoseExpressionSmoother
 from facefit.video.track import FaceTracker
-from facefit.video.workers import OverlayProcess, TrackerProcess, cores_available, render_job
+from facefit.video.workers import (
+    LinearMesh,
+    OverlayProcess,
+    TrackerProcess,
+    cores_available,
+    render_job,
+)
 
 OVERLAY_CELL_PX = 3.0
 """The overlay's level of detail: cells up to 3 px (not 2): a 640x480 head then draws ~33k
@@ -190,10 +196,15 @@ def process_frames(
 
     fitter = make_fitter(identity)
     linear = fitter.face_model.kind == "linear"  # else: the kind's vertices every frame
-    neutral = fitter.neutral() if overlay is not None else None
+    expr_basis = model.expression_basis.reshape(-1, model.num_expression)
+    # a linear model's overlay mesh: made by the overlay worker when there is one
+    mesh_of = (LinearMesh(fitter.neutral(), expr_basis) if overlay is not None and linear
+               else None)
+    in_worker = isinstance(overlay, OverlayProcess) and mesh_of is not None
+    if in_worker:
+        overlay.set_linear(mesh_of.neutral, expr_basis)  # type: ignore[union-attr]
     painter = (OverlayRenderer(model.mean, model.triangles, max_cell_px=OVERLAY_CELL_PX)
                if overlay is not None and not isinstance(overlay, OverlayProcess) else None)
-    expr_basis = model.expression_basis.reshape(-1, model.num_expression)
     glb: AnimatedGlb | None = None
     # JSON lines go to a temporary name, renamed only when the whole clip went through: a
     # clip that fails half-way (truncated, corrupt: `VideoError`) leaves no .jsonl behind.
@@ -228,7 +239,10 @@ def process_frames(
                         prev = fitter
                         fitter = make_fitter(identity)
                         fitter.warm_start_from(prev)
-                        neutral = fitter.neutral() if overlay is not None else None
+                        if mesh_of is not None:
+                            mesh_of = LinearMesh(fitter.neutral(), expr_basis)
+                            if in_worker:
+                                overlay.set_linear(mesh_of.neutral)  # type: ignore[union-attr]
                         sec["identity"] += time.perf_counter() - t_id
                 # the eyelids landmarked one eye at a time, for the eye shapes only (the fit
                 # keeps the mesh's: a one-eye blink moves the mesh's two eyes alike)
@@ -271,13 +285,17 @@ def process_frames(
                             "identity": "running" if running else identity_kind}
                     out.write(json.dumps(head) + "\n")
                 out.write(json.dumps(record) + "\n")
-            if overlay is not None:
+            if in_worker and fit is not None:
+                overlay.submit_linear(frame, fit.expression, fit.pose, pts)  # type: ignore[union-attr]
+            elif overlay is not None:
                 mesh, scale, dots = None, 1.0, None
                 if fit is not None:
-                    v = (neutral + (expr_basis @ fit.expression).reshape(-1, 3) if linear
-                         else fitter.vertices(fit.params))
-                    xy, depth = fit.pose.project(v)
-                    mesh, scale, dots = np.column_stack([xy, depth]), fit.pose.scale, pts
+                    if mesh_of is not None:
+                        mesh = mesh_of.at(fit.expression, fit.pose)
+                    else:
+                        xy, depth = fit.pose.project(fitter.vertices(fit.params))
+                        mesh = np.column_stack([xy, depth])
+                    scale, dots = fit.pose.scale, pts
                 if painter is not None:
                     overlay(render_job(painter, frame, mesh, scale, dots))  # type: ignore[operator]
                 else:
