@@ -6,7 +6,9 @@ import sys
 
 from setuptools import Extension, setup
 
-FLAGS = [] if sys.platform == "win32" else ["-O3", "-ffp-contract=off", "-fno-fast-math"]
+FLAGS = [] if sys.platform == "win32" else ["-O3", "-ffp-contract=off", "-fno-fast-math",
+                                               "-fno-math-errno"]
+LIBS = [] if sys.platform == "win32" else ["m"]
 
 setup(ext_modules=[Extension("facefit.render._craster", ["src/facefit/render/_craster.c"],
-                             extra_compile_args=FLAGS, optional=True)])
+                             extra_compile_args=FLAGS, libraries=LIBS, optional=True)])

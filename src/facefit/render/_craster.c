@@ -161,16 +161,17 @@ void ff_sample_rgb8(const uint8_t *img, long long h, long long w, const float *x
  *         index in that grid padded by one texel a side, (size + 2, size + 2));
  *   weight = grazing[t] * (visible share of its neighbourhood), 0 unless visible and sampled;
  * visible (n) and, where weight > 0 and wanted (NULL: everywhere), the colour (n, 3): the photo
- * sampled at pos.xy from pyramid level 0 (`levels[0]`) when lod[t] < 0, else linear in lod[t]
- * between levels floor(lod) and floor(lod) + 1 (level k: (x - origin) / scale, origin (L, 2),
- * scale (L)); weight (n) is written there (0 elsewhere). Those texels' ids and image points go
+ * sampled at pos.xy from pyramid level 0 (`levels[0]`) when footprint[t] <= 1 (or L = 1),
+ * else linear in lod = min(log2(footprint[t]), L - 1) between levels floor(lod) and
+ * floor(lod) + 1 (level k: (x - origin) / scale, origin (L, 2), scale (L)); weight (n) is
+ * written there (0 elsewhere). Those texels' ids and image points go
  * to sel (count returned) and sel_xy (count, 2) for the caller's face-region fade. `grid`:
  * (size + 2)^2 bytes of scratch. Outputs colour and weight must be zeroed by the caller. */
 long long ff_texel_view(const float *verts, long long nv,
                         const int32_t *indptr, const int32_t *indices, const float *data,
                         long long n, const int32_t *tid, const int64_t *index, long long size,
                         const uint8_t *facing, const float *tol, const float *grazing,
-                        const float *lod, const uint8_t *sampled, const float *around,
+                        const float *footprint, const uint8_t *sampled, const float *around,
                         const uint8_t *wanted,
                         const float *zbuf, long long zh, long long zw, long long zx0,
                         long long zy0, float step, int unit_step,
@@ -245,8 +246,10 @@ long long ff_texel_view(const float *verts, long long nv,
         const float x = pos[3 * i], y = pos[3 * i + 1];
         float *out = colour + 3 * i;
         ff_bilinear8(levels[0], heights[0], widths[0], x, y, out);
-        const float l = lod[t];
-        if (nlevels > 1 && l >= 0.0f) {
+        const float fp = footprint[t];
+        if (nlevels > 1 && fp > 1.0f) {
+            const float top = (float)(nlevels - 1), l2 = log2f(fp);
+            const float l = l2 < top ? l2 : top;
             float lo[3] = {out[0], out[1], out[2]}, up[3], b[3];
             ff_bilinear8(levels[1], heights[1], widths[1], (x - origin[2]) / scale[1],
                          (y - origin[3]) / scale[1], up);
@@ -285,6 +288,93 @@ long long ff_texel_view(const float *verts, long long nv,
         ++m;
     }
     return m;
+}
+
+/* Per triangle f of `tri` ((nf, 3) int32 ids into `verts` (nv, 3) float32), the terms of
+ * facefit.texture.extract's texel pass, the float32 operations of its numpy path: the
+ * image-space normal c = sign * cross(v1 - v0, v2 - v0); towards = -c_z / max(|c|, 1e-30);
+ * facing[f] = towards > min_facing; tol[f] = tol0 + tol1 * slope, slope = sqrt(max(1 -
+ * towards^2, 0)) / max(towards, min_facing); grazing[f] = clip((towards - min_facing) /
+ * graze, 0, 1); footprint[f] = sqrt(0.5 |c_z| / max(texel_area[f], 1e-12)) (texel side in
+ * pixels). Returns the largest footprint of a facing triangle of at least a texel (0 if
+ * none; NaN if one of them is NaN). */
+float ff_triangle_terms(const float *verts, long long nv, const int32_t *tri, long long nf,
+                        float sign, const float *texel_area, float min_facing, float graze,
+                        float tol0, float tol1, uint8_t *facing, float *tol, float *grazing,
+                        float *footprint)
+{
+    (void)nv;
+    /* first the gathers: c_z into `footprint` and |c|^2 into `tol` (scratch), then the
+     * element-wise terms in a loop without gathers or branches, which the compiler
+     * vectorises (select for the NaN-propagating maxima and the clip) */
+    for (long long f = 0; f < nf; ++f) {
+        const float *a = verts + 3 * (long long)tri[3 * f];
+        const float *b = verts + 3 * (long long)tri[3 * f + 1];
+        const float *c = verts + 3 * (long long)tri[3 * f + 2];
+        const float e1x = b[0] - a[0], e1y = b[1] - a[1], e1z = b[2] - a[2];
+        const float e2x = c[0] - a[0], e2y = c[1] - a[1], e2z = c[2] - a[2];
+        const float p0 = e1y * e2z, q0 = e1z * e2y;
+        const float p1 = e1z * e2x, q1 = e1x * e2z;
+        const float p2 = e1x * e2y, q2 = e1y * e2x;
+        const float cx = sign * (p0 - q0), cy = sign * (p1 - q1), cz = sign * (p2 - q2);
+        const float xx = cx * cx, yy = cy * cy, zz = cz * cz;
+        const float xy = xx + yy;
+        tol[f] = xy + zz;
+        footprint[f] = cz;
+    }
+    for (long long f = 0; f < nf; ++f) {
+        const float cz = footprint[f];
+        const float length = sqrtf(tol[f]);
+        /* np.maximum: a NaN operand wins */
+        const float den = (length != length || length > 1e-30f) ? length : 1e-30f;
+        const float towards = -cz / den;
+        const float t2 = towards * towards;
+        const float one_minus = 1.0f - t2;
+        const float sin = sqrtf((one_minus != one_minus || one_minus > 0.0f) ? one_minus : 0.0f);
+        const float lower = (towards != towards || towards > min_facing) ? towards : min_facing;
+        const float slope = sin / lower;
+        const float ts = tol1 * slope;
+        tol[f] = tol0 + ts;
+        facing[f] = towards > min_facing;
+        const float g = (towards - min_facing) / graze;
+        const float g0 = (g != g || g > 0.0f) ? g : 0.0f;
+        grazing[f] = (g0 != g0 || g0 < 1.0f) ? g0 : 1.0f;
+        const float area = texel_area[f];
+        const float half = 0.5f * fabsf(cz);
+        footprint[f] = sqrtf(half / ((area != area || area > 1e-12f) ? area : 1e-12f));
+    }
+    float best = 0.0f;
+    int nan_seen = 0;
+    for (long long f = 0; f < nf; ++f) {
+        const float fp = footprint[f];
+        if (facing[f] && texel_area[f] >= 1.0f) {
+            if (fp != fp)
+                nan_seen = 1;
+            else if (fp > best)
+                best = fp;
+        }
+    }
+    return nan_seen ? NAN : best;
+}
+
+/* The blend of facefit.texture.extract's two views into the (size * size) texel grid, its
+ * numpy operations in float32: for each covered texel i (flat grid index `index`),
+ * known = wd + wm, color = (cd wd + cm wm) / max(known, 1e-6) (cd, cm: (n, 3) colours, wd, wm:
+ * (n) weights); color (size * size, 3) and weight (size * size) must be zeroed by the caller. */
+void ff_blend_views(long long n, const int64_t *index, const float *cd, const float *wd,
+                    const float *cm, const float *wm, float *color, float *weight)
+{
+    for (long long i = 0; i < n; ++i) {
+        const float known = wd[i] + wm[i];
+        const float den = (known != known || known > 1e-6f) ? known : 1e-6f;
+        float *out = color + 3 * index[i];
+        for (int k = 0; k < 3; ++k) {
+            const float a = cd[3 * i + k] * wd[i], b = cm[3 * i + k] * wm[i];
+            const float sum = a + b;
+            out[k] = sum / den;
+        }
+        weight[index[i]] = known;
+    }
 }
 
 /* setuptools builds this file as an extension module and, on some platforms, exports an

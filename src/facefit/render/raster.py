@@ -43,6 +43,12 @@ def _load_native() -> ctypes.CDLL | None:
         lib.ff_triangle_cross.argtypes = [ptr, i64, ptr, i64, ptr]
         lib.ff_sample_rgb8.restype = None
         lib.ff_sample_rgb8.argtypes = [ptr, i64, i64, ptr, i64, ptr]
+        lib.ff_triangle_terms.restype = ctypes.c_float
+        f32 = ctypes.c_float
+        lib.ff_triangle_terms.argtypes = [ptr, i64, ptr, i64, f32, ptr, f32, f32, f32, f32,
+                                          ptr, ptr, ptr, ptr]
+        lib.ff_blend_views.restype = None
+        lib.ff_blend_views.argtypes = [i64] + [ptr] * 7
         lib.ff_texel_view.restype = i64
         lib.ff_texel_view.argtypes = ([ptr, i64, ptr, ptr, ptr, i64, ptr, ptr, i64]
                                       + [ptr] * 7 + [ptr, i64, i64, i64, i64, ctypes.c_float,

@@ -79,30 +79,30 @@ def extract_texture(
     # one depth buffer for the direct and mirror views, at most ZBUFFER_SIDE pixels a side
     zbuf = _zbuffer(verts, tri, window, ZBUFFER_SIDE)
     extent = float(max(np.ptp(verts[:, 0]), np.ptp(verts[:, 1]))) if len(verts) else 0.0
-    cross = triangle_cross(verts, tri)
-    facing = _facing(cross)
-    towards = facing[0]
-    foot = _footprints(cross, texels)
-    # levels up to the largest footprint of a facing triangle of at least a texel
-    photo = _levels(image, window, float(foot[(towards > MIN_FACING)
-                                              & (texels.texel_area >= 1.0)].max(initial=0.0)))
-    direct = _texel_view(texels.interp, cross, verts, photo, texels, zbuf, extent, region,
-                         facing=facing)
-    # the mirrored triangle has the opposite winding; its samples are used only where the
-    # direct view is hidden, so only those are sampled
-    mirror = _texel_view(texels.mirror_interp, -triangle_cross(verts, texels.mirror_triangles),
-                         verts, photo, texels, zbuf, extent, region, ~direct.visible)
-    w_direct = direct.weight
-    w_mirror = mirror.weight
-    known = w_direct + w_mirror
+    lib = native_library()
+    if lib is not None and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        direct, mirror = _views_native(lib, model, verts, image, window, texels, zbuf, extent,
+                                       region)
+    else:
+        direct, mirror = _views(verts, tri, image, window, texels, zbuf, extent, region)
     color = np.zeros((size * size, 3), np.float32)
-    # (w_d c_d + w_m c_m) / max(known, 1e-6), in place (the same float32 operations)
-    mixed = np.multiply(direct.colour, w_direct[:, None], out=direct.colour)
-    mixed += np.multiply(mirror.colour, w_mirror[:, None], out=mirror.colour)
-    mixed /= np.maximum(known, 1e-6)[:, None]
-    color[texels.index] = mixed
     weight = np.zeros(size * size, np.float32)
-    weight[texels.index] = known
+    if lib is not None:  # the same float32 operations, texel by texel
+        index = np.ascontiguousarray(texels.index, np.int64)
+        parts = [np.ascontiguousarray(a, np.float32) for a in (
+            direct.colour, direct.weight, mirror.colour, mirror.weight)]
+        lib.ff_blend_views(len(index), index.ctypes.data, *[a.ctypes.data for a in parts],
+                           color.ctypes.data, weight.ctypes.data)
+    else:
+        w_direct = direct.weight
+        w_mirror = mirror.weight
+        known = w_direct + w_mirror
+        # (w_d c_d + w_m c_m) / max(known, 1e-6), in place (the same float32 operations)
+        mixed = np.multiply(direct.colour, w_direct[:, None], out=direct.colour)
+        mixed += np.multiply(mirror.colour, w_mirror[:, None], out=mirror.colour)
+        mixed /= np.maximum(known, 1e-6)[:, None]
+        color[texels.index] = mixed
+        weight[texels.index] = known
     if texels.seam_matrix is not None:
         # a filled island (ICT's back of the head) starts along its seams from the colour
         # the sampled side's fill has there, so the fill is continuous across the seam
@@ -117,6 +117,83 @@ def extract_texture(
         return texture, None
     vcol = texels.vertex_interp @ texture.reshape(-1, 3).astype(np.float32)
     return texture, np.clip(vcol + 0.5, 0, 255).astype(np.uint8)
+
+
+def _views(verts: np.ndarray, tri: np.ndarray, image: np.ndarray,
+           window: tuple[int, int, int, int], texels: UVTexels,
+           zbuf: tuple[np.ndarray, int, int, float], extent: float,
+           region: tuple[np.ndarray, int, int] | None) -> tuple[_View, _View]:
+    """The direct and mirror views of `extract_texture` (numpy)."""
+    cross = triangle_cross(verts, tri)
+    facing = _facing(cross)
+    towards = facing[0]
+    foot = _footprints(cross, texels)
+    # levels up to the largest footprint of a facing triangle of at least a texel
+    photo = _levels(image, window, float(foot[(towards > MIN_FACING)
+                                              & (texels.texel_area >= 1.0)].max(initial=0.0)))
+    direct = _texel_view(texels.interp, cross, verts, photo, texels, zbuf, extent, region,
+                         facing=facing)
+    # the mirrored triangle has the opposite winding; its samples are used only where the
+    # direct view is hidden, so only those are sampled
+    mirror = _texel_view(texels.mirror_interp, -triangle_cross(verts, texels.mirror_triangles),
+                         verts, photo, texels, zbuf, extent, region, ~direct.visible)
+    return direct, mirror
+
+
+def _views_native(lib: ctypes.CDLL, model: MorphableModel, verts: np.ndarray,
+                  image: np.ndarray, window: tuple[int, int, int, int], texels: UVTexels,
+                  zbuf: tuple[np.ndarray, int, int, float], extent: float,
+                  region: tuple[np.ndarray, int, int] | None) -> tuple[_View, _View]:
+    """`_views` by the compiled extension: the per-triangle terms (``ff_triangle_terms``)
+    and the texel passes (``ff_texel_view``), the same numbers."""
+    v = np.ascontiguousarray(verts, np.float32)
+    tri, mirror_tri = _native_triangles(model, texels, len(v))
+    # depth tolerance: 1 px, 1 % of the face, and the depth change over 3/4 of a z-buffer
+    # pixel on the triangle's slope (the nearest z-buffer pixel is compared)
+    tol = (1.0 + 0.01 * extent, 0.75 * zbuf[3])
+    terms, most = _triangle_terms(lib, v, tri, 1.0, texels, tol)
+    photo = _levels(image, window, most)
+    direct = _texel_view_native(lib, texels.interp, v, terms, photo, texels, zbuf, region, None)
+    terms, _ = _triangle_terms(lib, v, mirror_tri, -1.0, texels, tol)
+    mirror = _texel_view_native(lib, texels.mirror_interp, v, terms, photo, texels, zbuf,
+                                region, ~direct.visible)
+    return direct, mirror
+
+
+@functools.lru_cache(maxsize=4)
+def _native_triangles_cached(model: MorphableModel, texels: UVTexels
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    tri = np.ascontiguousarray(np.asarray(model.triangles).reshape(-1, 3), np.int32)
+    return tri, np.ascontiguousarray(texels.mirror_triangles, np.int32)
+
+
+def _native_triangles(model: MorphableModel, texels: UVTexels, num_vertices: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The model's triangles and their mirrors as (F, 3) int32 for the compiled passes
+    (cached); IndexError for a vertex id outside the vertices (C reads memory at them)."""
+    tri, mirror = _native_triangles_cached(model, texels)
+    for t in (tri, mirror):
+        if len(t) and (int(t.min()) < 0 or int(t.max()) >= num_vertices):
+            raise IndexError(f"triangle vertex ids must lie in [0, {num_vertices})")
+    return tri, mirror
+
+
+def _triangle_terms(lib: ctypes.CDLL, verts: np.ndarray, tri: np.ndarray, sign: float,
+                    texels: UVTexels, tol: tuple[float, float]
+                    ) -> tuple[tuple[np.ndarray, ...], float]:
+    """Per triangle (``ff_triangle_terms``): facing the camera (F,) bool, depth tolerance,
+    grazing weight and footprint (F,) float32 (`_facing`, `_footprints` of the normals
+    ``sign * triangle_cross``); and the largest footprint of a facing triangle of at least a
+    texel."""
+    n = len(tri)
+    facing = np.empty(n, np.bool_)
+    tol_, grazing, foot = (np.empty(n, np.float32) for _ in range(3))
+    area = np.ascontiguousarray(texels.texel_area, np.float32)
+    most = lib.ff_triangle_terms(verts.ctypes.data, len(verts), tri.ctypes.data, n, sign,
+                                 area.ctypes.data, MIN_FACING, MIN_FACING + 0.1, tol[0],
+                                 tol[1], facing.ctypes.data, tol_.ctypes.data,
+                                 grazing.ctypes.data, foot.ctypes.data)
+    return (facing, tol_, grazing, foot), float(most)
 
 
 MIN_TEXTURE_SIZE = 256
@@ -285,11 +362,6 @@ def _texel_view(interp: sparse.csr_matrix, cross: np.ndarray, verts: np.ndarray,
     # 2 MIN_FACING + 0.1 in cos), and a texel on the edge of what is seen is blended with the
     # fill by the share of seen texels around it, so the edge leaves no single-texel steps.
     grazing = np.clip((towards - MIN_FACING) / (MIN_FACING + 0.1), 0.0, 1.0)
-    lib = native_library()
-    if lib is not None and all(_native_level(level) for level in photo):
-        return _texel_view_native(lib, interp, verts, towards > MIN_FACING, tol, grazing,
-                                  _footprints(cross, texels), photo, texels, zbuf, region,
-                                  wanted)
     pos = np.asarray(interp @ verts, np.float32)
     tid = texels.triangle_id
     raw = (towards > MIN_FACING).take(tid) & _depth_test(pos, *zbuf, tol.take(tid))
@@ -310,26 +382,16 @@ def _texel_view(interp: sparse.csr_matrix, cross: np.ndarray, verts: np.ndarray,
     return _View(colour, visible, out)
 
 
-def _native_level(level: _Level) -> bool:
-    """Whether the compiled texel pass can sample this pyramid level: (H, W, 3) uint8,
-    C-contiguous."""
-    im = level.image
-    return (im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3
-            and im.flags.c_contiguous)
-
-
-def _texel_view_native(lib: ctypes.CDLL, interp: sparse.csr_matrix, verts: np.ndarray,
-                       facing: np.ndarray, tol: np.ndarray, grazing: np.ndarray,
-                       footprint: np.ndarray, photo: list[_Level], texels: UVTexels,
+def _texel_view_native(lib: ctypes.CDLL, interp: sparse.csr_matrix, v: np.ndarray,
+                       terms: tuple[np.ndarray, ...], photo: list[_Level], texels: UVTexels,
                        zbuf: tuple[np.ndarray, int, int, float],
                        region: tuple[np.ndarray, int, int] | None,
                        wanted: np.ndarray | None) -> _View:
     """`_texel_view` by the compiled extension (``ff_texel_view`` in
     `facefit.render._craster`: the same float32 operations texel by texel, the photo sampled
-    as `cv2.remap` does): per-triangle inputs (F,) ``facing`` (bool), depth ``tol``,
-    ``grazing`` weight and ``footprint``; the face-region fade is applied here."""
+    as `cv2.remap` does) on (V, 3) float32 C-contiguous vertices ``v``, with the
+    `_triangle_terms` of the view; the face-region fade is applied here."""
     n, size = len(texels.index), texels.size
-    v = np.ascontiguousarray(verts, np.float32)
     indptr = np.ascontiguousarray(interp.indptr, np.int32)
     indices = np.ascontiguousarray(interp.indices, np.int32)
     data = np.ascontiguousarray(interp.data, np.float32)
@@ -338,21 +400,17 @@ def _texel_view_native(lib: ctypes.CDLL, interp: sparse.csr_matrix, verts: np.nd
     tid = np.ascontiguousarray(texels.triangle_id, np.int32)
     index = _padded_index(texels)
     levels = len(photo)
-    lod = np.full(len(footprint), -1.0, np.float32)
-    big = footprint > 1.0
-    if levels > 1:  # linear in log2(footprint) between the levels around it
-        lod[big] = np.minimum(np.log2(footprint[big]), levels - 1.0)
     zb, zx0, zy0, step = zbuf
     zb = np.ascontiguousarray(zb, np.float32)
-    images = (ctypes.c_void_p * levels)(*[level.image.ctypes.data for level in photo])
+    kept = [np.ascontiguousarray(level.image, np.uint8) for level in photo]  # alive for C
+    images = (ctypes.c_void_p * levels)(*[im.ctypes.data for im in kept])
     heights = np.array([level.image.shape[0] for level in photo], np.int64)
     widths = np.array([level.image.shape[1] for level in photo], np.int64)
     origin = np.ascontiguousarray(np.stack([level.origin for level in photo]), np.float32)
     scale = np.array([level.scale for level in photo], np.float32)
-    arrays = [np.ascontiguousarray(a, t) for a, t in ((facing, np.bool_), (tol, np.float32),
-                                                      (grazing, np.float32),
-                                                      (texels.sampled, np.bool_),
-                                                      (texels.covered_around, np.float32))]
+    facing, tol, grazing, foot = terms
+    sampled = np.ascontiguousarray(texels.sampled, np.bool_)
+    around = np.ascontiguousarray(texels.covered_around, np.float32)
     want = None if wanted is None else np.ascontiguousarray(wanted, np.bool_)
     grid = np.empty((size + 2) ** 2, np.uint8)
     pos = np.empty((n, 3), np.float32)
@@ -361,11 +419,10 @@ def _texel_view_native(lib: ctypes.CDLL, interp: sparse.csr_matrix, verts: np.nd
     colour = np.zeros((n, 3), np.float32)
     sel = np.empty(n, np.int64)
     sel_xy = np.empty((n, 2), np.float32)
-    facing_, tol_, grazing_, sampled, around = arrays
     count = lib.ff_texel_view(
         v.ctypes.data, len(v), indptr.ctypes.data, indices.ctypes.data, data.ctypes.data, n,
-        tid.ctypes.data, index.ctypes.data, size, facing_.ctypes.data, tol_.ctypes.data,
-        grazing_.ctypes.data, lod.ctypes.data, sampled.ctypes.data, around.ctypes.data,
+        tid.ctypes.data, index.ctypes.data, size, facing.ctypes.data, tol.ctypes.data,
+        grazing.ctypes.data, foot.ctypes.data, sampled.ctypes.data, around.ctypes.data,
         None if want is None else want.ctypes.data, zb.ctypes.data, zb.shape[0], zb.shape[1],
         int(zx0), int(zy0), float(step), int(step == 1.0), levels, images,
         heights.ctypes.data, widths.ctypes.data, origin.ctypes.data, scale.ctypes.data,
