@@ -186,3 +186,18 @@ def test_compiled_bilinear_samples_are_cv2_remaps(backend, shape):
     ref = cv2.remap(img, xy.reshape(-1, 100, 2), None, cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)
     np.testing.assert_array_equal(raster.sample_rgb8(img, xy), ref.astype(np.float32))
+
+
+def test_compiled_interpolation_matches_numpy(monkeypatch):
+    if NATIVE is None:
+        pytest.skip("compiled rasteriser not built")
+    verts, tris = _random_mesh(4)
+    attrs = np.random.default_rng(2).standard_normal((len(verts), 3)).astype(np.float32)
+    r = rasterize(verts, tris, 50, 61)
+    monkeypatch.setattr(raster, "_NATIVE", NATIVE)
+    a, a1 = interpolate(r, attrs), interpolate(r, attrs[:, 0])
+    monkeypatch.setattr(raster, "_NATIVE", None)
+    b, b1 = interpolate(r, attrs), interpolate(r, attrs[:, 0])
+    assert r.mask.sum() > 1000 and (a[~r.mask] == 0).all()
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a1, b1)

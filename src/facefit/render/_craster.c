@@ -377,6 +377,64 @@ void ff_blend_views(long long n, const int64_t *index, const float *cd, const fl
     }
 }
 
+/* out (npix, nattr) float32: per pixel with tid >= 0, the barycentric mix
+ * (b0 a0 + b1 a1) + b2 a2 of the attributes `attrs` ((nv, nattr) float32) of the vertices of
+ * triangle tid (`tri` (nf, 3) int32); the numbers of facefit.render.raster.interpolate's
+ * numpy path. Pixels without a triangle are left as they are (the caller zeroes them). */
+void ff_interpolate(const int32_t *tid, const float *bary, long long npix, const int32_t *tri,
+                    const float *attrs, long long nattr, float *out)
+{
+    for (long long p = 0; p < npix; ++p) {
+        const int32_t t = tid[p];
+        if (t < 0)
+            continue;
+        const float b0 = bary[3 * p], b1 = bary[3 * p + 1], b2 = bary[3 * p + 2];
+        const float *a0 = attrs + nattr * (long long)tri[3 * (long long)t];
+        const float *a1 = attrs + nattr * (long long)tri[3 * (long long)t + 1];
+        const float *a2 = attrs + nattr * (long long)tri[3 * (long long)t + 2];
+        for (long long c = 0; c < nattr; ++c) {
+            const float x = b0 * a0[c], y = b1 * a1[c], z = b2 * a2[c];
+            const float xy = x + y;
+            out[nattr * p + c] = xy + z;
+        }
+    }
+}
+
+/* The overlay blend of facefit.render.overlay (its numpy operations in float32): per pixel
+ * of the (h, w) window, shade s = attrs[0] (or attrs[0] / max(attrs[1], 1e-12) when
+ * `divide`, for opacity-premultiplied upsampled attributes) and opacity a = alpha attrs[1]
+ * (`attrs`: rows of `attr_stride` floats, 2 a pixel); each channel of `crop` (uint8 rows of
+ * `crop_stride` bytes, 3 a pixel) becomes trunc(crop (1 - a) + 255 clip(s color, 0, 1) a
+ * + 0.5). */
+void ff_overlay_blend(const float *attrs, long long h, long long w, long long attr_stride,
+                      int divide, float alpha, const float *color, uint8_t *crop,
+                      long long crop_stride)
+{
+    for (long long i = 0; i < h; ++i) {
+        const float *row = attrs + i * attr_stride;
+        uint8_t *px = crop + i * crop_stride;
+        for (long long j = 0; j < w; ++j) {
+            float s = row[2 * j];
+            const float o = row[2 * j + 1];
+            if (divide)
+                s = s / ((o != o || o > 1e-12f) ? o : 1e-12f);
+            const float a = alpha * o;
+            const float keep = 1.0f - a;
+            for (int c = 0; c < 3; ++c) {
+                float r = s * color[c];
+                r = (r != r) ? r : (r < 0.0f ? 0.0f : (r > 1.0f ? 1.0f : r));
+                r *= 255.0f;
+                r *= a;
+                float b = (float)px[3 * j + c];
+                b *= keep;
+                b += r;
+                b += 0.5f;
+                px[3 * j + c] = (uint8_t)b;
+            }
+        }
+    }
+}
+
 /* setuptools builds this file as an extension module and, on some platforms, exports an
  * initialisation function of this name: it exists so that the link succeeds. The library is
  * loaded with ctypes, never imported. */

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import scipy.sparse as sp
 
-from facefit.render.raster import crop_window, interpolate, rasterize
+from facefit.render.raster import crop_window, interpolate, native_library, rasterize
 from facefit.render.rim import RIM_BAND_MM, rim_weight
 from facefit.render.shading import DEFAULT_LIGHT, triangle_cross, visible_side
 
@@ -133,6 +133,14 @@ class OverlayRenderer:
                 attrs[..., 0] *= attrs[..., 1]
                 attrs = cv2.resize(attrs, (wk * k, hk * k), interpolation=cv2.INTER_LINEAR)
                 attrs = attrs[: y1 - y0, : x1 - x0]
+            lib = native_library()
+            if lib is not None:  # the blend below, the same float32 operations in C
+                col = np.asarray(color, np.float32)
+                lib.ff_overlay_blend(attrs.ctypes.data, y1 - y0, x1 - x0,
+                                     attrs.strides[0] // 4, int(k > 1), self.alpha,
+                                     col.ctypes.data, crop.ctypes.data, crop.strides[0])
+                return self._landmarks(out, landmarks_2d)
+            if k > 1:
                 attrs[..., 0] /= np.maximum(attrs[..., 1], 1e-12)
             # blended over the whole window: where nothing is drawn the opacity is 0 and
             # (1 - 0) px + 0 + 0.5 truncates to px again (cheaper than masked gathers)
@@ -146,7 +154,13 @@ class OverlayRenderer:
             blend += rgb
             blend += 0.5
             crop[...] = blend.astype(np.uint8)
+        return self._landmarks(out, landmarks_2d)
+
+    @staticmethod
+    def _landmarks(out: np.ndarray, landmarks_2d: np.ndarray | None) -> np.ndarray:
+        """``out`` with the landmarks drawn as dots (in place)."""
         if landmarks_2d is not None:
+            h, w = out.shape[:2]
             radius = max(1, round(min(h, w) / 250))
             for x, y in np.asarray(landmarks_2d, np.float64)[:, :2]:
                 if np.isfinite(x) and np.isfinite(y):

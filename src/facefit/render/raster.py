@@ -47,6 +47,11 @@ def _load_native() -> ctypes.CDLL | None:
         f32 = ctypes.c_float
         lib.ff_triangle_terms.argtypes = [ptr, i64, ptr, i64, f32, ptr, f32, f32, f32, f32,
                                           ptr, ptr, ptr, ptr]
+        lib.ff_interpolate.restype = None
+        lib.ff_interpolate.argtypes = [ptr, ptr, i64, ptr, ptr, i64, ptr]
+        lib.ff_overlay_blend.restype = None
+        lib.ff_overlay_blend.argtypes = [ptr, i64, i64, i64, ctypes.c_int, ctypes.c_float,
+                                         ptr, ptr, i64]
         lib.ff_blend_views.restype = None
         lib.ff_blend_views.argtypes = [i64] + [ptr] * 7
         lib.ff_texel_view.restype = i64
@@ -328,6 +333,17 @@ def interpolate(raster: Raster, vertex_attrs: np.ndarray) -> np.ndarray:
     a = attrs[:, None] if flat else attrs
     h, w = raster.triangle_id.shape
     out = np.zeros((h, w, a.shape[1]), np.float32)
+    if _NATIVE is not None and h * w:  # the same float32 sums, pixel by pixel
+        tid = np.ascontiguousarray(raster.triangle_id, np.int32)
+        bary = np.ascontiguousarray(raster.bary, np.float32)
+        tri = np.ascontiguousarray(np.asarray(raster.triangles).reshape(-1, 3), np.int32)
+        if int(tid.max()) >= len(tri) or (len(tri) and (int(tri.min()) < 0
+                                                         or int(tri.max()) >= len(a))):
+            raise IndexError("triangle ids or vertex ids out of range")
+        a = np.ascontiguousarray(a)
+        _NATIVE.ff_interpolate(tid.ctypes.data, bary.ctypes.data, h * w, tri.ctypes.data,
+                               a.ctypes.data, a.shape[1], out.ctypes.data)
+        return out[..., 0] if flat else out
     fg = np.flatnonzero(raster.triangle_id.reshape(-1) >= 0)
     tri = raster.triangles[raster.triangle_id.reshape(-1)[fg]]  # (N, 3)
     bary = raster.bary.reshape(-1, 3)[fg]
