@@ -162,8 +162,10 @@ class OverlayRenderer:
         if landmarks_2d is not None:
             h, w = out.shape[:2]
             radius = max(1, round(min(h, w) / 250))
-            for x, y in np.asarray(landmarks_2d, np.float64)[:, :2]:
-                if np.isfinite(x) and np.isfinite(y):
-                    cv2.circle(out, (round(x * 16), round(y * 16)), radius * 16, (0, 255, 0), -1,
-                               lineType=cv2.LINE_AA, shift=4)
+            pts = np.asarray(landmarks_2d, np.float64)[:, :2]
+            # 1/16-pixel fixed point, rounded half to even (as Python's round) at once
+            fixed = np.round(pts[np.isfinite(pts).all(1)] * 16).astype(np.int64)
+            for x, y in fixed.tolist():
+                cv2.circle(out, (x, y), radius * 16, (0, 255, 0), -1, lineType=cv2.LINE_AA,
+                           shift=4)
         return out
