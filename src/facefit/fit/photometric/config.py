@@ -9,6 +9,7 @@ import numpy as np
 IMAGE_LOSSES = ("l2", "huber", "gradient")
 NORMALS = ("stencil", "tangents", "face", "vertex")
 OPTIMIZERS = ("adam", "lbfgs")
+GRADIENTS = ("analytic", "autograd")
 FREE_PARAMETERS = ("pose", "shape", "expression", "joints", "light", "albedo")
 SKIN_RGB = (0.72, 0.53, 0.44)
 """Default mean skin albedo (linear-ish RGB in [0, 1]) for models without albedo."""
@@ -80,6 +81,10 @@ class PhotometricConfig:
         lr_floor: the step sizes decay from 1 to this fraction (cosine) within each level.
         free: the parameter groups that are optimised (`FREE_PARAMETERS`); the others stay
             at their start values.
+        gradients: ``"analytic"`` (Adam on a linear mesh with stencil or tangent normals,
+            the L2 loss, no specular term and no albedo basis: the objective's gradient
+            written out, `facefit.fit.photometric.gradient`; autograd otherwise) or
+            ``"autograd"`` (always). The same steps to float32 rounding.
         albedo_levels: the pyramid levels (indices into ``levels``, negative from the
             end) at which a model without an albedo basis optimises its per-vertex albedo
             correction; None: all. Default: the finest only. Held at the skin colour while
@@ -125,6 +130,7 @@ class PhotometricConfig:
     lr_specular: float = 0.01
     lr_floor: float = 1.0
     free: tuple[str, ...] = FREE_PARAMETERS
+    gradients: str = "analytic"
     albedo_levels: tuple[int, ...] | None = (-1,)
     device: str | None = None
     progress: bool = False
@@ -135,6 +141,8 @@ class PhotometricConfig:
             raise ValueError(f"image_loss must be one of {IMAGE_LOSSES}, got {self.image_loss!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.gradients not in GRADIENTS:
+            raise ValueError(f"gradients must be one of {GRADIENTS}, got {self.gradients!r}")
         normals = self.level_normals
         if len(normals) != len(self.levels) or any(n not in NORMALS for n in normals):
             raise ValueError(f"normals must be one of {NORMALS} (or one per level), "

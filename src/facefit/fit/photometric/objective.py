@@ -71,15 +71,21 @@ class LinearMesh:
     linear = True
     """Whether the vertices are linear in the coefficients (`stencil_operator` applies)."""
 
-    def __init__(self, model: MorphableModel, basis: np.ndarray, f32: dict) -> None:
+    def __init__(self, model: MorphableModel, basis: np.ndarray, f32: dict,
+                 basis_by_coeff: np.ndarray | None = None) -> None:
+        """``basis_by_coeff``: ``basis`` as (K, V, 3) float32 (made here when None; a
+        refinement passes a per-model copy)."""
         self.mean = torch.as_tensor(model.mean, **f32)
         self.basis = torch.as_tensor(basis, **f32)
         self.free_joints: list[int] = []
         self.joint_sigmas = np.zeros(0)
         if self.linear:  # CPU copies for the sparse products of `stencil_operator`
             self.mean_np = np.ascontiguousarray(model.mean, dtype=np.float32)
-            self.basis_np = np.ascontiguousarray(basis, dtype=np.float32).reshape(
-                len(self.mean_np), -1)
+            self.basis_by_coeff = (np.ascontiguousarray(np.moveaxis(basis, 2, 0),
+                                                        dtype=np.float32)
+                                   if basis_by_coeff is None else basis_by_coeff)
+            self.by_coeff = torch.as_tensor(self.basis_by_coeff, device=f32["device"]).reshape(
+                len(self.basis_by_coeff), -1)  # (K, 3 V)
 
     def stencil_operator(self, ids: np.ndarray, stencil: np.ndarray, device: torch.device
                          ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,11 +128,26 @@ class LinearMesh:
     def _applied(self, vals: np.ndarray, cols: np.ndarray, indptr: np.ndarray,
                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(offset (3 R,), matrix (3 R, K)) of the sparse (R, V) vertex-combination operator
-        in CSR form applied to the mean and the basis: rows of xyz triplets flattened."""
+        in CSR form applied to the mean and the basis: rows of xyz triplets flattened. The
+        matrix is stored by coefficient (the transpose of a contiguous (K, 3 R) array): a
+        product with it, or with its transpose, streams K long rows (2-3x faster on one core
+        than the K-wide rows of a row-major (3 R, K) matrix)."""
         op = sparse.csr_matrix((vals, cols, indptr), shape=(len(indptr) - 1, len(self.mean_np)))
         offset = torch.as_tensor((op @ self.mean_np).reshape(-1), device=device)
-        matrix = torch.as_tensor((op @ self.basis_np).reshape(3 * op.shape[0], -1), device=device)
+        by_coeff = np.empty((len(self.basis_by_coeff), op.shape[0], 3), np.float32)
+        for k, b in enumerate(self.basis_by_coeff):
+            by_coeff[k] = op @ b
+        matrix = torch.as_tensor(by_coeff.reshape(len(by_coeff), -1), device=device).T
         return offset, matrix
+
+    def all_vertices(self, coeffs: torch.Tensor, rotations: torch.Tensor | None
+                     ) -> torch.Tensor:
+        """(V, 3) model-frame mm of every vertex (no gradient): on a linear mesh one
+        product with the basis stored by coefficient (``basis_by_coeff``, as in
+        `_applied`)."""
+        if not self.linear:
+            return self.every()(coeffs, rotations)
+        return torch.addmv(self.mean.reshape(-1), self.by_coeff.T, coeffs).reshape(-1, 3)
 
     @property
     def num_vertices(self) -> int:
@@ -251,6 +272,7 @@ class PhotoState:
         self.data = data
         self.mesh = mesh
         self.triangles = triangles
+        self.triangles32 = np.ascontiguousarray(triangles, dtype=np.int32)  # the raster's
         self.stencil_table = stencil
         self.rot0 = torch.as_tensor(fit.rotation, **f32)
         self.s0 = float(fit.scale) * data.k
@@ -344,23 +366,26 @@ class PhotoState:
 
     # raster ---------------------------------------------------------------------------------
     def rasterise(self, level: PyramidLevel, coeffs: torch.Tensor, max_pixels: int | None,
-                  rng: np.random.Generator) -> Raster:
+                  rng: np.random.Generator, operator: bool = True) -> Raster:
         """Fold the updates, rasterise the mesh at ``level`` and make it the current raster
         ``act``: the skin pixels (at most ``max_pixels``, a random subset), the active
-        vertices (visible, plus their normal neighbours)."""
+        vertices (visible, plus their normal neighbours). ``operator=False``: no (9 N, K)
+        matrix (`LinearMesh.stencil_operator`; ~20 ms at the finest level) for a raster
+        that is only evaluated, not optimised on: its vertices are gathered instead (the
+        same normals)."""
         self.fold()
         dev = self.sh.device
         nv = self.mesh.num_vertices
         with torch.no_grad():
             rot, scale = self.pose_parts()
-            vc = self.project(self.mesh.every()(coeffs, self.joint_rotations()), rot,
+            vc = self.project(self.mesh.all_vertices(coeffs, self.joint_rotations()), rot,
                               scale).cpu().numpy()
         vl = vc.copy()
         vl[:, :2] = vc[:, :2] * level.a + level.b
         vl[:, 2] *= level.a
         hh, ww = level.mask.shape
         tri = self.triangles
-        samp = dr.pixel_samples(vl, tri, hh, ww, level.mask, device=dev)
+        samp = dr.pixel_samples(vl, self.triangles32, hh, ww, level.mask, device=dev)
         if max_pixels is not None and len(samp.pixel) > max_pixels:  # random subset
             pick = torch.as_tensor(np.sort(rng.choice(len(samp.pixel), max_pixels,
                                                       replace=False)), device=dev)
@@ -379,10 +404,10 @@ class PhotoState:
         lut[local] = np.arange(len(local))
         stencil, stencil_basis, pixel_basis, vertices = None, None, None, None
         ids = torch.as_tensor(local, device=dev)
-        if nrm == "tangents" and self.mesh.linear:
+        if nrm == "tangents" and self.mesh.linear and operator:
             pixel_basis = self.mesh.pixel_operator(pix, samp.bary.cpu().numpy(),
                                                    self.stencil_table, dev)
-        elif stencils and self.mesh.linear:
+        elif stencils and self.mesh.linear and operator:
             offset, matrix = self.mesh.stencil_operator(vis, self.stencil_table, dev)
             stencil_basis = (offset, matrix,
                              torch.as_tensor(np.searchsorted(vis, pix), device=dev))

@@ -25,6 +25,7 @@ from facefit.fit.landmark_fit import make_result
 from facefit.fit.photometric.adam import Adam
 from facefit.fit.photometric.config import SKIN_RGB, PhotometricConfig
 from facefit.fit.photometric.data import prepare_photo
+from facefit.fit.photometric.gradient import analytic_supported, photo_objective
 from facefit.fit.photometric.objective import (
     FlameMesh,
     LinearMesh,
@@ -105,14 +106,17 @@ _CACHE: weakref.WeakKeyDictionary[MorphableModel, dict[str, np.ndarray]] = (
 
 
 def _cached(model: MorphableModel, key: str) -> np.ndarray:
-    """Per-model arrays: ``"stencil"`` (normal stencil on the mean), ``"edges"`` or
-    ``"basis"`` ((V, 3, Ks + Ke) float32 shape and expression basis)."""
+    """Per-model arrays: ``"stencil"`` (normal stencil on the mean), ``"edges"``,
+    ``"basis"`` ((V, 3, Ks + Ke) float32 shape and expression basis) or ``"basis_by_coeff"``
+    (the same as (Ks + Ke, V, 3))."""
     entry = _CACHE.setdefault(model, {})
     if key not in entry:
         if key == "stencil":
             entry[key] = dr.normal_stencil(model.mean, model.triangles)
         elif key == "edges":
             entry[key] = dr.mesh_edges(model.triangles)
+        elif key == "basis_by_coeff":
+            entry[key] = np.ascontiguousarray(np.moveaxis(_cached(model, "basis"), 2, 0))
         else:
             entry[key] = np.ascontiguousarray(np.concatenate(
                 [model.shape_basis, model.expression_basis], axis=2), dtype=np.float32)
@@ -175,9 +179,6 @@ class Albedo:
         alb_ids = unique_ids(nv, local, self.mirror_np[local])
         lut = np.full(nv, -1, np.int64)
         lut[alb_ids] = np.arange(len(alb_ids))
-        inside = np.zeros(nv, bool)
-        inside[local] = True
-        e = self.edges_np[inside[self.edges_np].all(1)]
         self.ids = torch.as_tensor(alb_ids, device=dev)
         self.photo_rows = [torch.as_tensor(lut[lo], device=dev) for lo in locals_]
         self.leaf = self.full[self.ids].clone().requires_grad_(self.free)
@@ -185,6 +186,9 @@ class Albedo:
         self.quadratic = None
         if self.free:  # the regulariser (`albedo_regulariser`) as one sparse matrix
             c = self.config
+            inside = np.zeros(nv, bool)
+            inside[local] = True
+            e = self.edges_np[inside[self.edges_np].all(1)]
             self.quadratic = albedo_quadratic(
                 len(alb_ids), lut[local], lut[self.mirror_np[local]], lut[e.T],
                 c.albedo_prior, c.albedo_smoothness, c.albedo_symmetry).to(dev)
@@ -303,7 +307,8 @@ def refine_photometric_multi(
     ks = base.num_shape
     flame = isinstance(kind, FlameFaceModel)
     basis = _cached(base, "basis")
-    mesh = FlameMesh(kind, basis, f32) if flame else LinearMesh(base, basis, f32)
+    mesh = (FlameMesh(kind, basis, f32) if flame
+            else LinearMesh(base, basis, f32, _cached(base, "basis_by_coeff")))
     prior = kind.prior() if flame else GaussianPrior.standard(ks + base.num_expression)
     nc = ks + base.num_expression
     shape_cost, expr_cost, joint_cost = (
@@ -351,11 +356,15 @@ def refine_photometric_multi(
         ph = photos[i]
         return lambda: ph.render(coeffs(ph), albedo.active(i), spec if config.specular else None)
 
-    def refresh(li: int) -> None:
+    def refresh(li: int, optimised: bool = True) -> None:
+        """Rasterise every photo at level ``li``; ``optimised=False`` for a raster that is
+        only evaluated (the initial and final errors: no step operator, albedo held)."""
         t = time.perf_counter()
         for ph in photos:
-            ph.rasterise(ph.data.pyramid[li], coeffs(ph), config.level_max_pixels(li), rng)
-        albedo.refresh(photos, config.lr_albedo_vertex * lr, config.albedo_free_at(li))
+            ph.rasterise(ph.data.pyramid[li], coeffs(ph), config.level_max_pixels(li), rng,
+                         operator=optimised)
+        albedo.refresh(photos, config.lr_albedo_vertex * lr,
+                       config.albedo_free_at(li) and optimised)
         timings["raster"] += time.perf_counter() - t
 
     def reject_outliers() -> list[float]:
@@ -377,6 +386,66 @@ def refine_photometric_multi(
                      + config.light_prior * light_cost(ph.sh))
         return e
 
+    def analytic_objective() -> torch.Tensor:
+        """`objective` and its gradient written out (`facefit.fit.photometric.gradient`):
+        sets the parameters' ``grad`` and returns the value."""
+        from facefit.fit.blendshape import DEFAULT_RIDGE, DEFAULT_SPARSITY
+
+        with torch.no_grad():
+            w_shape = config.coeff_prior / max(n_lm, 1.0)
+            rs = (shape - shape_cost.mean) / shape_cost.sigma
+            e = w_shape * (rs * rs).sum()
+            g_shape = (2.0 * w_shape) * rs / shape_cost.sigma
+            leaf = albedo.leaf if albedo.opt is not None else None
+            g_leaf = None
+            if leaf is not None and albedo.quadratic is not None:
+                q_leaf = albedo.quadratic @ leaf
+                e = e + (leaf * q_leaf).sum()
+                g_leaf = 2.0 * q_leaf
+            for i, ph in enumerate(photos):
+                act = ph.act
+                assert act is not None
+                active = albedo.active(i)
+                if leaf is None:  # held: interpolated once per raster
+                    if act.held_albedo is None or act.held_albedo[0] is not active:
+                        act.held_albedo = (active, dr.interpolate(active, act.pix_vids,
+                                                                  act.samp.bary))
+                    alb_px = act.held_albedo[1]
+                else:
+                    alb_px = dr.interpolate(active, act.pix_vids, act.samp.bary)
+                terms, g = photo_objective(ph, coeffs(ph), alb_px, lm_weight,
+                                           config.landmark_sigma_px, config.pixel_sigma)
+                w_expr = config.coeff_prior / max(ph.num_landmarks, 1)
+                if box is None:
+                    re = (ph.expr - expr_cost.mean) / expr_cost.sigma
+                    e_expr, g_expr = (re * re).sum(), 2.0 * re / expr_cost.sigma
+                else:
+                    e_expr = DEFAULT_SPARSITY * ph.expr.sum() + DEFAULT_RIDGE * (
+                        ph.expr * ph.expr).sum()
+                    g_expr = DEFAULT_SPARSITY + 2.0 * DEFAULT_RIDGE * ph.expr
+                e = (e + terms + w_expr * e_expr
+                     + config.light_prior * (ph.sh[4:] ** 2).sum())
+                g_shape = g_shape + g["coeffs"][:ks]
+                if ph.expr.requires_grad:
+                    ph.expr.grad = g["coeffs"][ks:] + w_expr * g_expr
+                if ph.sh.requires_grad:
+                    g_sh = g["sh"]
+                    g_sh[4:] += (2.0 * config.light_prior) * ph.sh[4:]
+                    ph.sh.grad = g_sh
+                for name, p in (("omega", ph.omega), ("log_s", ph.log_s),
+                                ("trans", ph.trans)):
+                    if p.requires_grad:
+                        p.grad = g[name]
+                if g_leaf is not None:
+                    rows = albedo.photo_rows[i].index_select(0, act.pix_vids.reshape(-1))
+                    g_leaf.index_add_(0, rows, (g["albedo_px"][:, None, :]
+                                                * act.samp.bary[:, :, None]).reshape(-1, 3))
+            if shape.requires_grad:
+                shape.grad = g_shape
+            if leaf is not None and leaf.requires_grad:
+                leaf.grad = g_leaf
+        return e
+
     def blendshape_cost(w: torch.Tensor) -> torch.Tensor:
         from facefit.fit.blendshape import DEFAULT_RIDGE, DEFAULT_SPARSITY
 
@@ -394,7 +463,7 @@ def refine_photometric_multi(
     refresh(0)
     for i, ph in enumerate(photos):
         ph.init_light(renderer(i), config.outlier_sigmas)
-    refresh(len(config.levels) - 1)
+    refresh(len(config.levels) - 1, optimised=False)
     initial = reject_outliers()
     for ph in photos:
         ph.sh.requires_grad_(free("light"))
@@ -437,16 +506,24 @@ def refine_photometric_multi(
             block = min(config.refresh_every, n_level - it)
             params = [p for g in groups for p in g["params"]] + albedo.leaves()
             evals = [0]
+            analytic = (config.gradients == "analytic" and config.optimizer == "adam"
+                        and albedo.basis is None and not len(mesh.free_joints)
+                        and all(analytic_supported(ph, config.image_loss, config.specular,
+                                                   False) for ph in photos))
 
             def closure(params: list = params, evals: list = evals,
-                        losses: list = losses) -> torch.Tensor:
+                        losses: list = losses, analytic: bool = analytic) -> torch.Tensor:
                 t = time.perf_counter()
                 for q in params:
                     q.grad = None
-                loss = objective()
-                t2 = time.perf_counter()
-                if params:
-                    loss.backward()
+                if analytic:
+                    loss = analytic_objective()
+                    t2 = time.perf_counter()
+                else:
+                    loss = objective()
+                    t2 = time.perf_counter()
+                    if params:
+                        loss.backward()
                 timings["forward"] += t2 - t
                 timings["backward"] += time.perf_counter() - t2
                 evals[0] += 1
@@ -488,7 +565,7 @@ def refine_photometric_multi(
                   + " ".join(f"{v:.1f}" for v in losses[::5] + losses[-1:]))
     if bar is not None:
         bar.close()
-    refresh(len(config.levels) - 1)
+    refresh(len(config.levels) - 1, optimised=False)
     final = reject_outliers()
 
     alb = albedo.final()

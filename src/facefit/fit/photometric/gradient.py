@@ -1,0 +1,172 @@
+"""Closed-form gradients of a photometric refinement's objective (no autograd).
+
+For the common case, a linear mesh (`facefit.fit.photometric.objective.LinearMesh`) with
+stencil or tangent normals, the L2 pixel term, no specular term and no albedo basis, a step
+of `facefit.fit.photometric.refine_photometric_multi` evaluates the objective and its
+gradient here by the chain rule written out: about 60 tensor operations a photo and step
+instead of ~450 recorded and replayed by autograd, whose bookkeeping was most of a step's
+cost on the coarse pyramid levels (~1,500 pixels). The arithmetic is autograd's (the same
+forward operations; the backward in another order), so the steps agree with
+``PhotometricConfig(gradients="autograd")`` to float32 rounding (test).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from facefit.fit.photometric.objective import PhotoState
+from facefit.render import differentiable as dr
+
+
+def analytic_supported(ph: PhotoState, image_loss: str, specular: bool, albedo_basis: bool
+                       ) -> bool:
+    """Whether `photo_objective` applies to photo ``ph``'s current raster: a linear mesh
+    with a stencil or tangent operator, the L2 loss, no specular term, no albedo basis."""
+    act = ph.act
+    return (act is not None and ph.mesh.linear and image_loss == "l2" and not specular
+            and not albedo_basis
+            and (act.stencil_basis is not None or act.pixel_basis is not None))
+
+
+def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.cross(a, b, dim=1)
+
+
+def _unit_backward(grad: torch.Tensor, unit: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+    """Gradient at x of ``x / |x|`` (``unit``, ``norm`` (N, 1)) given the gradient at it."""
+    return (grad - unit * (grad * unit).sum(1, keepdim=True)) / norm
+
+
+def _scatter(grad: torch.Tensor, ids: torch.Tensor, bary: torch.Tensor, num: int
+             ) -> torch.Tensor:
+    """Gradient at vertex attributes (num, C) of `facefit.render.differentiable.interpolate`
+    given the gradient (P, C) at its pixels (corners ``ids`` (P, 3), weights ``bary``)."""
+    out = grad.new_zeros(num, grad.shape[1])
+    return out.index_add_(0, ids.reshape(-1),
+                          (grad[:, None, :] * bary[:, :, None]).reshape(-1, grad.shape[1]))
+
+
+def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tensor,
+                    lm_weight: float, lm_sigma_px: float, pixel_sigma: float
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Photo ``ph``'s pixel and landmark terms (`objective.pixel_loss` with the L2 loss plus
+    `objective.landmark_loss`) on its current raster, and their gradients.
+
+    Args:
+        ph: the photo (its raster has ``stencil_basis`` or ``pixel_basis``).
+        coeffs: (K,) shape then expression coefficients.
+        albedo_px: (P, 3) albedo at the raster's pixels.
+        lm_weight, lm_sigma_px, pixel_sigma: the terms' weight and noise levels.
+
+    Returns:
+        (the terms' sum (scalar), gradients: ``coeffs`` (K,), ``omega`` (3,), ``log_s``
+        (1,), ``trans`` (2,), ``sh`` (9, 3) and ``albedo_px`` (P, 3)).
+    """
+    act = ph.act
+    assert act is not None
+    with torch.no_grad():
+        kx = dr.skew(ph.omega * 0.01)
+        small = dr.small_rotation(ph.omega * 0.01)
+        rot = small @ ph.rot0
+        scale = ph.s0 * torch.exp(0.01 * ph.log_s)
+        bary = act.samp.bary
+        # geometry: view-frame positions pv and unit normals nh at the pixels
+        if act.pixel_basis is not None:
+            offset, matrix = act.pixel_basis
+            y = torch.addmv(offset, matrix, coeffs).reshape(3, -1, 3)
+            yv = y @ rot.T
+            pv = yv[0]
+            n = _cross(yv[1], yv[2])
+        else:
+            offset, matrix, corners = act.stencil_basis  # type: ignore[misc]
+            y = torch.addmv(offset, matrix, coeffs).reshape(3, -1, 3)
+            craw = _cross(y[1], y[2])
+            cnorm = torch.clamp(torch.linalg.vector_norm(craw, dim=1, keepdim=True), min=1e-12)
+            u = craw / cnorm
+            both = dr.interpolate(torch.cat([y[0], u], 1), corners, bary).reshape(-1, 2, 3)
+            bv = both @ rot.T
+            pv, n = bv[:, 0], bv[:, 1]
+        nnorm = torch.clamp(torch.linalg.vector_norm(n, dim=1, keepdim=True), min=1e-12)
+        nh = n / nnorm
+        # camera at the level's resolution, image samples
+        lv = act.level
+        k_xy = scale * lv.a * ph.flip_y  # (2,)
+        p = pv[:, :2] * k_xy + (ph.trans * lv.a + lv.b)
+        _, hh, ww = lv.image.shape
+        to_grid = p.new_tensor([2.0 / max(ww - 1, 1), 2.0 / max(hh - 1, 1)])
+        grid = (p * to_grid - 1.0)[None, None]
+        observed = torch.nn.functional.grid_sample(
+            lv.image[None], grid, mode="bilinear", padding_mode="border",
+            align_corners=True)[0, :, 0].T
+        # SH shading as the quadratic form of `dr.sh_shading`: E_c = [n,1]^T M_c [n,1]
+        t = dr._constant("sh", ph.sh.dtype, ph.sh.device).reshape(16, 9)
+        m = (t @ ph.sh).reshape(4, 4, -1)
+        nh4 = torch.cat([nh, torch.ones_like(nh[:, :1])], 1)
+        q = (nh4 @ m.permute(0, 2, 1).reshape(4, -1)).reshape(len(nh4), -1, 4)
+        irr = (q * nh4[:, None, :]).sum(-1)
+        r = observed - albedo_px * irr
+        w = act.weight
+        norm_pix = 1.0 / (w.sum() * 3 * pixel_sigma**2)
+        wr = w[:, None] * r
+        loss = (wr * r).sum() * norm_pix
+        # landmarks
+        pts = ph.lm_points(coeffs, None)
+        if not ph.lm_single:
+            kk, cc = ph.lm_bary.shape
+            pts = (pts.reshape(kk, cc, 3) * ph.lm_bary[:, :, None]).sum(1)
+        proj = pts @ rot[:2].T
+        d = proj * (scale * ph.flip_y) + ph.trans - ph.lm_target
+        lm_scale = lm_weight / (len(d) * lm_sigma_px**2)
+        loss = loss + lm_scale * (d * d).sum()
+
+        # --- backward ---
+        g_r = (2.0 * norm_pix) * wr
+        g_alb = -g_r * irr
+        g_irr = -g_r * albedo_px
+        # E = nh4^T M nh4 with M symmetric: dE/dnh4 = 2 M nh4 = 2 q
+        g_nh = 2.0 * (g_irr[:, :, None] * q).sum(1)[:, :3]
+        g_m = nh4.T @ (g_irr[:, :, None] * nh4[:, None, :]).reshape(len(nh4), -1)  # (4, C*4)
+        g_m = g_m.reshape(4, -1, 4).permute(0, 2, 1).reshape(16, -1)
+        g_sh = t.T @ g_m
+        # image samples: torch's own backward of grid_sample for the grid
+        g_grid = torch.ops.aten.grid_sampler_2d_backward(
+            g_r.T[None, :, None, :].contiguous(), lv.image[None], grid, 0, 1, True,
+            [False, True])[1][0, 0]
+        g_p = g_grid * to_grid
+        g_trans = lv.a * g_p.sum(0)
+        g_scale = (g_p * pv[:, :2] * (lv.a * ph.flip_y)).sum()
+        g_pv = torch.nn.functional.pad(g_p * k_xy, (0, 1))
+        g_n = _unit_backward(g_nh, nh, nnorm)
+        # landmarks
+        g_d = (2.0 * lm_scale) * d
+        g_trans = g_trans + g_d.sum(0)
+        g_scale = g_scale + (g_d * proj * ph.flip_y).sum()
+        g_proj = g_d * (scale * ph.flip_y)
+        g_rot = torch.nn.functional.pad(g_proj.T @ pts, (0, 0, 0, 1))
+        g_pts = g_proj @ rot[:2]
+        if not ph.lm_single:
+            g_pts = (g_pts[:, None, :] * ph.lm_bary[:, :, None]).reshape(-1, 3)
+        basis = ph.lm_points.basis
+        g_coeffs = basis.reshape(-1, basis.shape[-1]).T @ g_pts.reshape(-1)
+        # geometry
+        if act.pixel_basis is not None:
+            g_yv = torch.stack([g_pv, _cross(yv[2], g_n), _cross(g_n, yv[1])])
+            g_rot = g_rot + g_yv.reshape(-1, 3).T @ y.reshape(-1, 3)
+            g_y = g_yv @ rot
+        else:
+            g_bv = torch.stack([g_pv, g_n], 1)  # (P, 2, 3)
+            g_rot = g_rot + g_bv.reshape(-1, 3).T @ both.reshape(-1, 3)
+            g_vert = _scatter((g_bv @ rot).reshape(-1, 6), corners, bary, len(u))
+            g_c = _unit_backward(g_vert[:, 3:], u, cnorm)
+            g_y = torch.stack([g_vert[:, :3], _cross(y[2], g_c), _cross(g_c, y[1])])
+        g_coeffs = torch.addmv(g_coeffs, matrix.T, g_y.reshape(-1))
+        # rotation = (I + K + K K / 2) rot0, K = [0.01 omega]x
+        g_small = g_rot @ ph.rot0.T
+        g_k = g_small + 0.5 * (g_small @ kx.T + kx.T @ g_small)
+        g_omega = 0.01 * (dr._constant("skew", kx.dtype, kx.device).T @ g_k.reshape(9))
+        g_log_s = (0.01 * g_scale * scale).reshape(1)
+    return loss, {"coeffs": g_coeffs, "omega": g_omega, "log_s": g_log_s, "trans": g_trans,
+                  "sh": g_sh, "albedo_px": g_alb}
+
+
+__all__ = ["analytic_supported", "photo_objective"]
