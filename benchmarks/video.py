@@ -15,8 +15,10 @@ Run: ``taskset -c 0 python benchmarks/video.py [--jitter] [--speed] [--memory MI
    then the full command (plus overlay rendering, JSON lines, GLB), on whatever cores the
    process may use (run under ``taskset -c 0`` for one core; on more than one the command
    decodes + tracks and renders + encodes the overlay in worker processes,
-   `facefit.video.workers`). Frames per second by wall time and by CPU time (this process,
-   its workers and their ffmpeg processes: what the wall time would be on one idle core).
+   `facefit.video.workers`), and the command again as its own process (``python -m
+   facefit.cli video``: interpreter start-up and imports included, as a user runs it).
+   Frames per second by wall time and by CPU time (the process, its workers and their
+   ffmpeg processes: what the wall time would be on one idle core).
 3. Memory: the same 640x480 frames looped to MINUTES minutes at 25 fps, produced by a
    generator (never stored), through the streaming loop with JSON lines and the animated
    GLB written (no overlay: at 10 fps it would take 25 minutes; ``--memory-overlay`` renders
@@ -142,6 +144,21 @@ def speed(n_frames: int = 250) -> None:
           f"detector loading included; {how}): {n_frames / wall:.1f} fps wall, {wall:.1f} s; "
           f"{n_frames / cpu:.1f} fps by CPU time ({cpu:.1f} s of it, its workers and their "
           f"ffmpeg processes; {main_cpu:.1f} s of it in the main process); exit {rc}")
+    # the command as a user runs it: its own process (interpreter start-up and imports
+    # included; workers forked from a process that has run no native thread pool, where the
+    # line above spawns them: this process has run OpenCV, MediaPipe and ONNX Runtime)
+    import subprocess
+    import sys
+
+    t0, k0 = time.perf_counter(), _children_cpu()
+    rc = subprocess.run([sys.executable, "-m", "facefit.cli", "video", str(clip), "-o",
+                         str(tmp / "out_process"), "-q"], check=False).returncode
+    wall = time.perf_counter() - t0
+    cpu = _children_cpu() - k0
+    print(f"- `python -m facefit.cli video` as its own process (start-up and imports "
+          f"included): {n_frames / wall:.1f} fps wall, {wall:.1f} s; {n_frames / cpu:.1f} fps "
+          f"by CPU time ({cpu:.1f} s: the process, its workers and their ffmpeg processes); "
+          f"exit {rc}")
 
 
 def _children_cpu() -> float:

@@ -42,8 +42,8 @@ def test_worker_processes_write_the_files_of_one_process(clip: Path, tmp_path: P
                                                          monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
     """Every output (JSON lines, overlay mp4, GLBs, CSV, page) byte for byte the same with
-    and without the worker processes (frames and meshes in shared memory, or through the
-    queues where there is none), and the same counts."""
+    and without the worker processes (forked or spawned; frames and meshes in shared
+    memory, or through the queues where there is none), and the same counts."""
     from facefit.model import load_default_model
     from facefit.video import workers
     from facefit.video.pipeline import track_video
@@ -51,17 +51,21 @@ def test_worker_processes_write_the_files_of_one_process(clip: Path, tmp_path: P
     model = load_default_model()
     runs = {par: track_video(clip, tmp_path / str(par), model, identity_frames=3,
                              parallel=par) for par in (False, True)}
+    for method in ("fork", "spawn"):
+        monkeypatch.setattr(workers, "START_METHOD", method)
+        runs[method] = track_video(clip, tmp_path / method, model, identity_frames=3,
+                                   parallel=True)
     monkeypatch.setattr(workers, "SHM_DIR", str(tmp_path / "no_shm"))  # statvfs fails
     runs["queues"] = track_video(clip, tmp_path / "queues", model, identity_frames=3,
                                  parallel=True)
     (serial, files) = runs[False]
-    for run in (True, "queues"):
+    for run in (True, "fork", "spawn", "queues"):
         st = runs[run][0]
         assert (st.frames, st.faces, st.detections) == (
             serial.frames, serial.faces, serial.detections) == (12, 12, 1)
     names = sorted(p.name for p in (tmp_path / "False").iterdir())
     assert files.overlay is not None and files.overlay.name in names and len(names) == 6
-    for run in ("True", "queues"):
+    for run in ("True", "fork", "spawn", "queues"):
         assert names == sorted(p.name for p in (tmp_path / run).iterdir())
         for name in names:
             assert (tmp_path / run / name).read_bytes() == (tmp_path / "False" / name
@@ -209,3 +213,22 @@ def test_linear_mesh_is_the_projected_expression_mesh() -> None:
     xy, depth = pose.project(neutral + (basis.reshape(-1, e) @ expr).reshape(-1, 3))
     assert np.array_equal(got, np.column_stack([xy, depth]))
     assert np.array_equal(mesh.at(expr, pose), got)  # the cached cast again
+
+
+def test_start_method_forks_only_without_new_native_threads(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Workers are forked (on Linux) while no native thread has started since the module
+    was imported, spawned once one has (a pool a forked child would inherit without its
+    threads); `START_METHOD` overrides the choice."""
+    import sys
+
+    from facefit.video import workers
+
+    monkeypatch.setattr(workers, "START_METHOD", None)
+    native = workers._native_threads()
+    monkeypatch.setattr(workers, "_NATIVE_AT_IMPORT", native)
+    assert workers.start_method() == ("fork" if sys.platform == "linux" else "spawn")
+    monkeypatch.setattr(workers, "_NATIVE_AT_IMPORT", native - 1)  # one started since
+    assert workers.start_method() == "spawn"
+    monkeypatch.setattr(workers, "START_METHOD", "fork")
+    assert workers.start_method() == "fork"

@@ -12,9 +12,15 @@ clip's length), so frames leave every stage in the order they came, and every st
 same code on the same inputs as the one-process loop: the outputs are the same, frame for
 frame. Frames and overlay meshes travel in shared memory (`FrameRing`: only slot numbers go
 through the queues); a linear model's overlay mesh is made in the overlay worker from the
-frame's expression and pose (`LinearMesh`), off the main process's path. Processes are
-spawned (not forked: a child forked from a process whose OpenCV thread pool has run can hang
-on it), and an exception in a worker is raised again in the main process.
+frame's expression and pose (`LinearMesh`), off the main process's path. An exception in a
+worker is raised again in the main process.
+
+Workers are forked while this process has started no native thread pool since this module
+was imported (`start_method`: ``facefit video`` itself, whose main process has only
+imported the libraries by then): a forked worker starts with them imported, where a spawned
+one imported them again (about 0.5 s of CPU each, on the tracking worker's path to the
+identity frames). Otherwise (a caller that has run OpenCV, ONNX Runtime or MediaPipe, whose
+pools a forked child would inherit without their threads) they are spawned.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import contextlib
 import multiprocessing as mp
 import os
 import queue
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +45,32 @@ LOOKAHEAD_BYTES = 128 << 20
 """Frames the tracking stage may hold ahead of the fit: up to this many bytes of them (140
 frames of 640x480, 5.6 s at 25 fps: it tracks on while the identity pass runs)."""
 _POLL_S = 0.5
+
+
+def _native_threads() -> int:
+    """Threads of this process that Python's `threading` did not start (BLAS, OpenCV, ONNX
+    Runtime pools), or -1 where the OS does not list them."""
+    try:
+        return len(os.listdir("/proc/self/task")) - threading.active_count()
+    except OSError:
+        return -1
+
+
+_NATIVE_AT_IMPORT = _native_threads()  # numpy's BLAS pools, started when it was imported
+START_METHOD: str | None = None
+"""The workers' start method: None chooses (`start_method`); "fork" or "spawn" forces it."""
+
+
+def start_method() -> str:
+    """``"fork"`` on Linux while this process runs no more native threads than when this
+    module was imported (its BLAS pools, which are fork-safe); else ``"spawn"``: a forked
+    child would inherit another pool's state (OpenCV's, ONNX Runtime's, MediaPipe's) without
+    its threads. `START_METHOD` overrides it."""
+    if START_METHOD is not None:
+        return START_METHOD
+    if sys.platform != "linux" or _NATIVE_AT_IMPORT < 0:
+        return "spawn"
+    return "fork" if _native_threads() <= _NATIVE_AT_IMPORT else "spawn"
 
 
 def cores_available() -> int:
@@ -67,7 +101,8 @@ def _picklable(exc: BaseException) -> BaseException:
 
 
 class _Stage:
-    """One spawned worker process with an inbox and an outbox (both bounded).
+    """One worker process (forked or spawned: `start_method`) with an inbox and an outbox
+    (both bounded).
 
     The worker's arguments go as the inbox's first message, not as the process's own: a
     spawned process reads those only after it has started Python and imported the main
@@ -77,7 +112,7 @@ class _Stage:
 
     def __init__(self, target: Callable[..., None], *args: Any, outbox_size: int = QUEUE_FRAMES,
                  rings: tuple[FrameRing | None, ...] = ()) -> None:
-        ctx = mp.get_context("spawn")
+        ctx = mp.get_context(start_method())
         self.inbox: Any = ctx.Queue(QUEUE_FRAMES)
         self.outbox: Any = ctx.Queue(outbox_size)
         self.inbox.put(args)
