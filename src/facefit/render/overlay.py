@@ -68,7 +68,8 @@ class OverlayRenderer:
     Args:
         mean: (V, 3) mean face (mm) on which the levels of detail are built.
         triangles: (F, 3) the model's triangles.
-        cells_mm: cluster cell sizes of the simplified levels (the full mesh is level 0).
+        cells_mm: cluster cell sizes of the simplified levels (the full mesh is level 0),
+            each simplified when a render first needs it.
         max_cell_px: a level is used only if its cell is at most this many pixels.
         alpha: opacity of the mesh.
         rim_mm: the mesh fades out over this distance (mm on the mean face) towards its open
@@ -84,26 +85,43 @@ class OverlayRenderer:
                  cells_mm: tuple[float, ...] = (1.5, 2.0, 3.0), max_cell_px: float = 2.0,
                  alpha: float = 0.6, rim_mm: float = RIM_BAND_MM,
                  half_res_above: float | None = 1.0) -> None:
-        tri = np.asarray(triangles).astype(np.int32)
-        n = len(mean)
-        self.levels = [_Level(np.arange(n), tri, n, 0.0)]
-        self.levels += [_cluster(mean, tri, c) for c in sorted(cells_mm)]
-        rim = rim_weight(mean, tri, rim_mm)
-        for lv in self.levels:
-            lv.rim = rim[lv.ids]
+        self._mean = mean
+        self._triangles = np.asarray(triangles).astype(np.int32)
+        self._rim = rim_weight(mean, self._triangles, rim_mm)
+        self.cells_mm = (0.0, *sorted(cells_mm))  # 0: the full mesh
+        self._built: dict[float, _Level] = {}  # levels are simplified when first used
         self.max_cell_px = max_cell_px
         self.half_res_above = half_res_above
         self.alpha = alpha
         light = np.asarray(DEFAULT_LIGHT, np.float32)
         self.light = light / np.linalg.norm(light)
 
+    @property
+    def levels(self) -> list[_Level]:
+        """Every level of detail, the full mesh first."""
+        return [self._level(c) for c in self.cells_mm]
+
+    def _level(self, cell_mm: float) -> _Level:
+        """The level of cell ``cell_mm`` (0: the full mesh), simplified on first use."""
+        lv = self._built.get(cell_mm)
+        if lv is None:
+            tri = self._triangles
+            if cell_mm == 0.0:
+                n = len(self._mean)
+                lv = _Level(np.arange(n), tri, n, 0.0)
+            else:
+                lv = _cluster(self._mean, tri, cell_mm)
+            lv.rim = self._rim[lv.ids]
+            self._built[cell_mm] = lv
+        return lv
+
     def level_for(self, scale: float) -> _Level:
         """The coarsest level whose cell is at most ``max_cell_px`` at ``scale`` px/mm."""
-        best = self.levels[0]
-        for lv in self.levels[1:]:
-            if lv.cell_mm * scale <= self.max_cell_px:
-                best = lv
-        return best
+        best = self.cells_mm[0]
+        for cell in self.cells_mm[1:]:
+            if cell * scale <= self.max_cell_px:
+                best = cell
+        return self._level(best)
 
     def render(self, image_rgb: np.ndarray, verts_px: np.ndarray, scale: float,
                landmarks_2d: np.ndarray | None = None, ambient: float = 0.3,
