@@ -357,6 +357,21 @@ float ff_triangle_terms(const float *verts, long long nv, const int32_t *tri, lo
     return nan_seen ? NAN : best;
 }
 
+/* towards (nf) float32: the cosine of each triangle's normal (`cross` (nf, 3) float32, any
+ * length) with the direction to the camera, -c_z / max(|c|, 1e-30): the float32 operations
+ * of facefit.texture.extract._facing's numpy path (vectorised: no gathers, no branches). */
+void ff_towards(const float *cross, long long nf, float *towards)
+{
+    for (long long f = 0; f < nf; ++f) {
+        const float cx = cross[3 * f], cy = cross[3 * f + 1], cz = cross[3 * f + 2];
+        const float xx = cx * cx, yy = cy * cy, zz = cz * cz;
+        const float xy = xx + yy;
+        const float length = sqrtf(xy + zz);
+        const float den = (length != length || length > 1e-30f) ? length : 1e-30f;
+        towards[f] = -cz / den;
+    }
+}
+
 /* The blend of facefit.texture.extract's two views into the (size * size) texel grid, its
  * numpy operations in float32: for each covered texel i (flat grid index `index`),
  * known = wd + wm, color = (cd wd + cm wm) / max(known, 1e-6) (cd, cm: (n, 3) colours, wd, wm:

@@ -47,6 +47,8 @@ def _load_native() -> ctypes.CDLL | None:
         f32 = ctypes.c_float
         lib.ff_triangle_terms.argtypes = [ptr, i64, ptr, i64, f32, ptr, f32, f32, f32, f32,
                                           ptr, ptr, ptr, ptr]
+        lib.ff_towards.restype = None
+        lib.ff_towards.argtypes = [ptr, i64, ptr]
         lib.ff_interpolate.restype = None
         lib.ff_interpolate.argtypes = [ptr, ptr, i64, ptr, ptr, i64, ptr]
         lib.ff_overlay_blend.restype = None

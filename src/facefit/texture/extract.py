@@ -222,7 +222,7 @@ def face_texture_size(model: MorphableModel, verts_px: np.ndarray, max_size: int
         return int(max_size)
     verts = np.asarray(verts_px, np.float32)
     cross = triangle_cross(verts, np.asarray(model.triangles))
-    towards, _ = _facing(cross)
+    towards = _towards(cross)
     uv_area = _uv_areas(model)
     sel = (towards > MIN_FACING) & texture_layout(model).sampled
     area_uv = float(uv_area[sel].sum())
@@ -618,6 +618,18 @@ def _bilinear_matrix(x: np.ndarray, y: np.ndarray, height: int, width: int
     rows = np.repeat(np.arange(len(x)), 4)
     return sparse.csr_matrix((vals.reshape(-1).astype(np.float32), (rows, cols.reshape(-1))),
                              shape=(len(x), height * width))
+
+
+def _towards(cross: np.ndarray) -> np.ndarray:
+    """(F,) float32 cosine towards the camera of (F, 3) image-space normals: `_facing`'s
+    first output (compiled where the extension is built: the same numbers)."""
+    lib = native_library()
+    c = np.ascontiguousarray(cross, np.float32)
+    if lib is None or c.ndim != 2 or c.shape[1] != 3:
+        return _facing(cross)[0]
+    out = np.empty(len(c), np.float32)
+    lib.ff_towards(c.ctypes.data, len(c), out.ctypes.data)
+    return out
 
 
 def _facing(cross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
