@@ -12,7 +12,11 @@ forward operations; the backward in another order), so the steps agree with
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import torch
+from scipy import sparse
 
 from facefit.fit.photometric.objective import PhotoState
 from facefit.render import differentiable as dr
@@ -37,13 +41,26 @@ def _unit_backward(grad: torch.Tensor, unit: torch.Tensor, norm: torch.Tensor) -
     return (grad - unit * (grad * unit).sum(1, keepdim=True)) / norm
 
 
-def _scatter(grad: torch.Tensor, ids: torch.Tensor, bary: torch.Tensor, num: int
-             ) -> torch.Tensor:
-    """Gradient at vertex attributes (num, C) of `facefit.render.differentiable.interpolate`
-    given the gradient (P, C) at its pixels (corners ``ids`` (P, 3), weights ``bary``)."""
-    out = grad.new_zeros(num, grad.shape[1])
-    return out.index_add_(0, ids.reshape(-1),
-                          (grad[:, None, :] * bary[:, :, None]).reshape(-1, grad.shape[1]))
+def _torch_csr(m: sparse.csr_matrix, like: torch.Tensor) -> torch.Tensor:
+    with warnings.catch_warnings():  # "CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.as_tensor(m.indptr, dtype=torch.int64, device=like.device),
+            torch.as_tensor(m.indices, dtype=torch.int64, device=like.device),
+            torch.as_tensor(m.data, dtype=like.dtype, device=like.device), size=m.shape,
+            check_invariants=False)
+
+
+def interpolation_matrices(ids: torch.Tensor, bary: torch.Tensor, num: int
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W (P, num), Wᵀ (num, P)) sparse CSR with ``W @ attrs ==
+    facefit.render.differentiable.interpolate(attrs, ids, bary)`` for attributes (num, C):
+    corners ``ids`` (P, 3) in [0, num), weights ``bary`` (P, 3). Wᵀ gives the gradient at
+    the attributes (a sparse product: ~4x faster on one core than ``index_add_``)."""
+    p = len(ids)
+    w = sparse.csr_matrix((bary.detach().cpu().numpy().ravel(), ids.cpu().numpy().ravel(),
+                           np.arange(0, 3 * p + 1, 3)), shape=(p, num))
+    return _torch_csr(w, bary), _torch_csr(w.T.tocsr(), bary)
 
 
 def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tensor,
@@ -80,10 +97,13 @@ def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tenso
         else:
             offset, matrix, corners = act.stencil_basis  # type: ignore[misc]
             y = torch.addmv(offset, matrix, coeffs).reshape(3, -1, 3)
+            if "corners" not in act.cache:
+                act.cache["corners"] = interpolation_matrices(corners, bary, y.shape[1])
+            w_c, w_ct = act.cache["corners"]
             craw = _cross(y[1], y[2])
             cnorm = torch.clamp(torch.linalg.vector_norm(craw, dim=1, keepdim=True), min=1e-12)
             u = craw / cnorm
-            both = dr.interpolate(torch.cat([y[0], u], 1), corners, bary).reshape(-1, 2, 3)
+            both = (w_c @ torch.cat([y[0], u], 1)).reshape(-1, 2, 3)
             bv = both @ rot.T
             pv, n = bv[:, 0], bv[:, 1]
         nnorm = torch.clamp(torch.linalg.vector_norm(n, dim=1, keepdim=True), min=1e-12)
@@ -156,7 +176,7 @@ def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tenso
         else:
             g_bv = torch.stack([g_pv, g_n], 1)  # (P, 2, 3)
             g_rot = g_rot + g_bv.reshape(-1, 3).T @ both.reshape(-1, 3)
-            g_vert = _scatter((g_bv @ rot).reshape(-1, 6), corners, bary, len(u))
+            g_vert = w_ct @ (g_bv @ rot).reshape(-1, 6)
             g_c = _unit_backward(g_vert[:, 3:], u, cnorm)
             g_y = torch.stack([g_vert[:, :3], _cross(y[2], g_c), _cross(g_c, y[1])])
         g_coeffs = torch.addmv(g_coeffs, matrix.T, g_y.reshape(-1))

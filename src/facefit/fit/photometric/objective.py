@@ -20,7 +20,7 @@ is one matrix-vector product, with no gathers of stencil neighbours.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -244,6 +244,7 @@ class Raster:
             ``normals="tangents"``), else None.
         held_albedo: (albedo (Va, 3), its (P, 3) pixel values) of an albedo that is not
             optimised (`PhotoState.render` interpolates it once per raster), else None.
+        cache: arrays made from this raster once (`facefit.fit.photometric.gradient`).
     """
 
     level: PyramidLevel
@@ -259,6 +260,7 @@ class Raster:
     stencil_basis: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     pixel_basis: tuple[torch.Tensor, torch.Tensor] | None = None
     held_albedo: tuple[torch.Tensor, torch.Tensor] | None = None
+    cache: dict = field(default_factory=dict)
 
 
 class PhotoState:

@@ -25,7 +25,11 @@ from facefit.fit.landmark_fit import make_result
 from facefit.fit.photometric.adam import Adam
 from facefit.fit.photometric.config import SKIN_RGB, PhotometricConfig
 from facefit.fit.photometric.data import prepare_photo
-from facefit.fit.photometric.gradient import analytic_supported, photo_objective
+from facefit.fit.photometric.gradient import (
+    analytic_supported,
+    interpolation_matrices,
+    photo_objective,
+)
 from facefit.fit.photometric.objective import (
     FlameMesh,
     LinearMesh,
@@ -411,8 +415,15 @@ def refine_photometric_multi(
                         act.held_albedo = (active, dr.interpolate(active, act.pix_vids,
                                                                   act.samp.bary))
                     alb_px = act.held_albedo[1]
-                else:
-                    alb_px = dr.interpolate(active, act.pix_vids, act.samp.bary)
+                else:  # the mean's pixels once per raster, the rows' by a sparse product
+                    if "albedo" not in act.cache:
+                        rows = albedo.photo_rows[i][act.pix_vids]
+                        act.cache["albedo"] = (
+                            dr.interpolate(albedo.photo_means[i], act.pix_vids,
+                                           act.samp.bary),
+                            *interpolation_matrices(rows, act.samp.bary, len(leaf)))
+                    mean_px, w_leaf, w_leaf_t = act.cache["albedo"]
+                    alb_px = mean_px + w_leaf @ leaf
                 terms, g = photo_objective(ph, coeffs(ph), alb_px, lm_weight,
                                            config.landmark_sigma_px, config.pixel_sigma)
                 w_expr = config.coeff_prior / max(ph.num_landmarks, 1)
@@ -437,9 +448,7 @@ def refine_photometric_multi(
                     if p.requires_grad:
                         p.grad = g[name]
                 if g_leaf is not None:
-                    rows = albedo.photo_rows[i].index_select(0, act.pix_vids.reshape(-1))
-                    g_leaf.index_add_(0, rows, (g["albedo_px"][:, None, :]
-                                                * act.samp.bary[:, :, None]).reshape(-1, 3))
+                    g_leaf = g_leaf + act.cache["albedo"][2] @ g["albedo_px"]
             if shape.requires_grad:
                 shape.grad = g_shape
             if leaf is not None and leaf.requires_grad:
