@@ -78,6 +78,8 @@ class FrameFitter:
         self.eyelid_offsets: dict[bool, list[np.ndarray]] = {False: [], True: []}
         self.eyelid_closure: dict[bool, list[np.ndarray]] = {False: [], True: []}
         self._eye = _eye_parts(self.face_model) if self.face_model.kind == "ict" else None
+        self._neutral: np.ndarray | None = None  # `neutral` of every vertex, made once
+        self._bridge: np.ndarray | None = None  # its iBUG 27 (nose bridge), for `turn`
 
     def reset(self) -> None:
         """The face was lost: start the next fit and the filters afresh."""
@@ -98,9 +100,14 @@ class FrameFitter:
 
     def neutral(self, ids: np.ndarray | None = None) -> np.ndarray:
         """(V, 3) (or (len(ids), 3)) model-frame identity mesh (mm): the clip's shape, every
-        other parameter 0."""
+        other parameter 0 (the whole mesh computed once per fitter: a copy of it)."""
         fm = self.face_model
-        return fm.vertices(self.params(np.zeros(fm.num_params - len(self.shape))), ids)
+        if ids is None and self._neutral is not None:
+            return self._neutral.copy()
+        mesh = fm.vertices(self.params(np.zeros(fm.num_params - len(self.shape))), ids)
+        if ids is None:
+            self._neutral = mesh.copy()
+        return mesh
 
     def _eyelid_fit(self, pts: np.ndarray, ids: np.ndarray, w: np.ndarray, sigma_px: float,
                     pose: CameraPose, vec: np.ndarray, eyelids_px: np.ndarray | None = None
@@ -169,7 +176,9 @@ class FrameFitter:
         lm = self.model.landmark_ids.get("ibug68")
         if lm is None or len(lm) != 68:
             return 0.0
-        return head_turn(pose, self.neutral(np.asarray(lm, np.int64)[[27]])[0])
+        if self._bridge is None:  # the identity's: the same every frame
+            self._bridge = self.neutral(np.asarray(lm, np.int64)[[27]])[0]
+        return head_turn(pose, self._bridge)
 
     def vertices(self, params: FaceParams, ids: np.ndarray | None = None) -> np.ndarray:
         """(V, 3) or (len(ids), 3) model-frame vertices (mm) of ``params``, as the kind
