@@ -90,7 +90,13 @@ def test_config_checks_and_defaults():
             for i in range(3)] == [True, True, False]
     assert not PhotometricConfig(free=("shape",), albedo_levels=None).albedo_free_at(2)
     cfg = PhotometricConfig()
-    assert cfg.level_normals == ("stencil",) * 3
+    # stencil normals at the finest level, interpolated tangents on the coarser ones
+    assert cfg.level_normals == ("tangents", "tangents", "stencil")
+    assert PhotometricConfig(coarse_normals=None).level_normals == ("stencil",) * 3
+    assert PhotometricConfig(normals="face", levels=(2, 1)).level_normals == ("tangents", "face")
+    assert PhotometricConfig(normals=("vertex",) * 3).level_normals == ("vertex",) * 3
+    with pytest.raises(ValueError, match="coarse_normals"):
+        PhotometricConfig(coarse_normals="smooth")
     assert [PhotometricConfig(max_pixels=(1, 2, 3)).level_max_pixels(i)
             for i in range(3)] == [1, 2, 3]
     assert PhotometricConfig(max_pixels=5).level_max_pixels(1) == 5

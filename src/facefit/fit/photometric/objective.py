@@ -84,6 +84,8 @@ class LinearMesh:
             self.basis_by_coeff = (np.ascontiguousarray(np.moveaxis(basis, 2, 0),
                                                         dtype=np.float32)
                                    if basis_by_coeff is None else basis_by_coeff)
+            self.basis_rows = np.ascontiguousarray(basis, dtype=np.float32).reshape(
+                len(self.mean_np), -1)  # (V, 3 K)
             self.by_coeff = torch.as_tensor(self.basis_by_coeff, device=f32["device"]).reshape(
                 len(self.basis_by_coeff), -1)  # (K, 3 V)
 
@@ -134,9 +136,17 @@ class LinearMesh:
         than the K-wide rows of a row-major (3 R, K) matrix)."""
         op = sparse.csr_matrix((vals, cols, indptr), shape=(len(indptr) - 1, len(self.mean_np)))
         offset = torch.as_tensor((op @ self.mean_np).reshape(-1), device=device)
-        by_coeff = np.empty((len(self.basis_by_coeff), op.shape[0], 3), np.float32)
-        for k, b in enumerate(self.basis_by_coeff):
-            by_coeff[k] = op @ b
+        k = len(self.basis_by_coeff)
+        # small operators (coarse levels): one product, then (R, 3, K) -> (K, R, 3); large
+        # ones: a product per coefficient, no transpose of a large array (one core, 4,500
+        # rows: 7 vs 12 ms; 39,000 rows: 20 vs 31 ms; the same numbers either way)
+        if op.shape[0] <= 30000:
+            by_coeff = np.ascontiguousarray(
+                (op @ self.basis_rows).reshape(op.shape[0], 3, k).transpose(2, 0, 1))
+        else:  # one product per coefficient (no transpose of a large array)
+            by_coeff = np.empty((k, op.shape[0], 3), np.float32)
+            for i, b in enumerate(self.basis_by_coeff):
+                by_coeff[i] = op @ b
         matrix = torch.as_tensor(by_coeff.reshape(len(by_coeff), -1), device=device).T
         return offset, matrix
 
