@@ -388,7 +388,7 @@ def _texel_view_native(lib: ctypes.CDLL, interp: sparse.csr_matrix, v: np.ndarra
                        region: tuple[np.ndarray, int, int] | None,
                        wanted: np.ndarray | None) -> _View:
     """`_texel_view` by the compiled extension (``ff_texel_view`` in
-    `facefit.render._craster`: the same float32 operations texel by texel, the photo sampled
+    ``render/_craster.c``: the same float32 operations texel by texel, the photo sampled
     as `cv2.remap` does) on (V, 3) float32 C-contiguous vertices ``v``, with the
     `_triangle_terms` of the view; the face-region fade is applied here."""
     n, size = len(texels.index), texels.size
