@@ -7,11 +7,17 @@
    recovered light direction's angle error and the photometric error; and the time per face
    with its parts (raster, forward = interpolation + shading + loss, backward + step) for
    the given iterations at ``--size`` px. Run under ``taskset -c 0``: one thread.
-2. ``--aflw N``: AFLW2000-3D, N images stratified over |yaw| (0-30, 30-60, 60-90), MediaPipe
+2. ``--photos N``: the speed on real photos: N train-300w photos (every 37th file name),
+   detected and landmark-fitted once (not timed), then `refine_photometric` on each with the
+   default settings; CPU ms per refinement (``time.process_time``: the load of a shared box
+   stretches wall time) and the final photometric RMS. ``--option KEY=VALUE`` passes a
+   `PhotometricConfig` setting. Run under ``taskset -c 0``.
+3. ``--aflw N``: AFLW2000-3D, N images stratified over |yaw| (0-30, 30-60, 60-90), MediaPipe
    detection → landmark fit → refinement; 68-point 2D NME (GT-box normalised) per yaw bucket
    with and without the refinement.
 
     python benchmarks/photometric.py [--faces 5] [--iterations 100] [--aflw 99]
+    taskset -c 0 python benchmarks/photometric.py --faces 0 --photos 8
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from facefit.render.differentiable import light_direction  # noqa: E402
 from facefit.synthetic.photos import dense_error_px, make_synthetic_face  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "aflw2000-3d-dev"
+TRAIN_300W = Path(__file__).resolve().parents[2] / "shared" / "data" / "train-300w"
 
 
 def _components(a: np.ndarray, b: np.ndarray, ids: np.ndarray) -> tuple[float, float]:
@@ -104,6 +111,42 @@ def synthetic(args: argparse.Namespace) -> None:
           f"total {med['total']:.0f} = raster {med['raster']:.0f} + forward "
           f"{med['forward']:.0f} + backward/step {med['backward']:.0f} + other "
           f"{med['total'] - med['raster'] - med['forward'] - med['backward']:.0f}")
+
+
+def photos(args: argparse.Namespace) -> None:
+    import ast
+
+    from facefit.io.image import to_rgb
+    from facefit.reconstruct import Reconstructor
+
+    options = {}
+    for item in args.option:
+        key, _, value = item.partition("=")
+        options[key.strip()] = ast.literal_eval(value.strip())
+    config = replace(PhotometricConfig(iterations=args.iterations, size=args.size,
+                                       image_loss=args.image_loss, device=args.device),
+                     **options)
+    paths = sorted(args.train300w.glob("*.jpg"))[::37][:args.photos]
+    if not paths:
+        raise SystemExit(f"benchmarks/photometric.py: no .jpg files in {args.train300w}")
+    rec = Reconstructor(texture_size=0)
+    fits = []
+    for path in paths:
+        image = to_rgb(path)
+        found = rec.reconstruct(image, max_faces=1)
+        if found:
+            fits.append((image, found[0].fit))
+    image, fit = fits[0]
+    refine_photometric(rec.model, fit, image, config=replace(config, iterations=10))  # caches
+    cpu, rms = [], []
+    for image, fit in fits:
+        t0 = time.process_time()
+        res = refine_photometric(rec.model, fit, image, config=config)
+        cpu.append(1e3 * (time.process_time() - t0))
+        rms.append(res.photometric_error)
+    print(f"train-300w: {len(fits)} photos, {config.iterations} it, options {options}: "
+          f"refine_photometric CPU median {np.median(cpu):.0f} ms (mean {np.mean(cpu):.0f}); "
+          f"final photometric RMS mean {np.mean(rms):.5f}")
 
 
 def aflw(args: argparse.Namespace) -> None:
@@ -172,10 +215,17 @@ def main() -> None:
     ap.add_argument("--aflw", type=int, default=0, metavar="N",
                     help="also run N AFLW2000-3D images stratified over yaw")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--photos", type=int, default=0, metavar="N",
+                    help="also time the refinement on N train-300w photos (CPU time)")
+    ap.add_argument("--train300w", type=Path, default=TRAIN_300W)
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a PhotometricConfig setting for --photos (repeatable)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.faces:
         synthetic(args)
+    if args.photos:
+        photos(args)
     if args.aflw:
         aflw(args)
 
