@@ -87,6 +87,13 @@ def _constant(name: str, dtype: torch.dtype, device: torch.device) -> torch.Tens
     return _CONSTANT_TENSORS[key]
 
 
+def constant(name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A constant of this module as a tensor, made once per dtype and device: ``"sh"``
+    ((4, 4, 9) the quadratic form of each SH basis function in [n, 1], `sh_shading`),
+    ``"skew"`` ((9, 3) generator of ``[omega]x``, `skew`), ``"eye"``, ``"flip_yz"``."""
+    return _constant(name, dtype, device)
+
+
 def sh_shading(normals: torch.Tensor, sh_coeffs: torch.Tensor) -> torch.Tensor:
     """(N, C) SH irradiance ``sh_basis(n) @ L`` of normals (N, 3) for lighting (9, C),
     evaluated as the quadratic form [n, 1]ᵀ M_c [n, 1] (fewer operations)."""
@@ -338,7 +345,7 @@ def scaled_orthographic(view_points: torch.Tensor, scale: torch.Tensor | float,
     return view_points * (scale * flip) + torch.nn.functional.pad(translation, (0, 1))
 
 
-__all__ = ["AMBIENT_L00", "PixelSamples", "image_to_view", "interpolate", "light_direction",
-           "mesh_edges", "normal_stencil", "pixel_samples", "render", "rodrigues",
+__all__ = ["AMBIENT_L00", "PixelSamples", "constant", "image_to_view", "interpolate",
+           "light_direction", "mesh_edges", "normal_stencil", "pixel_samples", "render", "rodrigues",
            "sample_image", "scaled_orthographic", "scatter_image", "sh_basis", "sh_shading",
            "shade", "skew", "small_rotation", "stencil_normals", "vertex_normals"]

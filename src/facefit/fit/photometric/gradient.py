@@ -119,7 +119,7 @@ def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tenso
             lv.image[None], grid, mode="bilinear", padding_mode="border",
             align_corners=True)[0, :, 0].T
         # SH shading as the quadratic form of `dr.sh_shading`: E_c = [n,1]^T M_c [n,1]
-        t = dr._constant("sh", ph.sh.dtype, ph.sh.device).reshape(16, 9)
+        t = dr.constant("sh", ph.sh.dtype, ph.sh.device).reshape(16, 9)
         m = (t @ ph.sh).reshape(4, 4, -1)
         nh4 = torch.cat([nh, torch.ones_like(nh[:, :1])], 1)
         q = (nh4 @ m.permute(0, 2, 1).reshape(4, -1)).reshape(len(nh4), -1, 4)
@@ -183,7 +183,7 @@ def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tenso
         # rotation = (I + K + K K / 2) rot0, K = [0.01 omega]x
         g_small = g_rot @ ph.rot0.T
         g_k = g_small + 0.5 * (g_small @ kx.T + kx.T @ g_small)
-        g_omega = 0.01 * (dr._constant("skew", kx.dtype, kx.device).T @ g_k.reshape(9))
+        g_omega = 0.01 * (dr.constant("skew", kx.dtype, kx.device).T @ g_k.reshape(9))
         g_log_s = (0.01 * g_scale * scale).reshape(1)
     return loss, {"coeffs": g_coeffs, "omega": g_omega, "log_s": g_log_s, "trans": g_trans,
                   "sh": g_sh, "albedo_px": g_alb}
