@@ -346,6 +346,6 @@ def scaled_orthographic(view_points: torch.Tensor, scale: torch.Tensor | float,
 
 
 __all__ = ["AMBIENT_L00", "PixelSamples", "constant", "image_to_view", "interpolate",
-           "light_direction", "mesh_edges", "normal_stencil", "pixel_samples", "render", "rodrigues",
-           "sample_image", "scaled_orthographic", "scatter_image", "sh_basis", "sh_shading",
-           "shade", "skew", "small_rotation", "stencil_normals", "vertex_normals"]
+           "light_direction", "mesh_edges", "normal_stencil", "pixel_samples", "render",
+           "rodrigues", "sample_image", "scaled_orthographic", "scatter_image", "sh_basis",
+           "sh_shading", "shade", "skew", "small_rotation", "stencil_normals", "vertex_normals"]
