@@ -106,7 +106,7 @@ def test_config_checks_and_defaults():
     assert PhotometricConfig(image_loss="gradient").level_max_pixels(2) is None
     np.testing.assert_array_equal(cfg.level_counts(), [50, 30, 20])
     np.testing.assert_array_equal(PhotometricConfig(iterations=7).level_counts(), [3, 2, 2])
-    assert cfg.landmark_weight_for(1) == 3.0 and cfg.landmark_weight_for(3) == 1.0
+    assert cfg.landmark_weight_for(1) == 2.0 and cfg.landmark_weight_for(3) == 1.0
     assert PhotometricConfig(landmark_weight=2.0).landmark_weight_for(3) == 2.0
 
 
