@@ -5,8 +5,8 @@ Run from the repository root (each part is a fresh ``facefit`` process, start-up
     python benchmarks/throughput.py [--parts json100,workers,bytes,photometric,memory]
         [--images DIR] [--memory-sizes 1000,10000] [--out out/bench/throughput]
 
-Parts (``workers_json``: the ``workers`` part for JSON only; ``default100`` is run only
-when named):
+Parts (``workers_json``: the ``workers`` part for JSON only; ``default100`` and ``large``
+are run only when named):
     json100      ``facefit reconstruct DIR --formats json`` on the first 100 images, one core
                  (``taskset -c 0``) and one BLAS thread; the ratio to 3DDFA_V2's 6.6 s on the
                  same 100 held-out AFLW2000-3D images. That reference is a recorded number
@@ -21,6 +21,9 @@ when named):
                  the per-stage medians from the JSON files (detect, fit, texture, export).
     bytes        bytes written per face for every format (``--formats all`` on 20 images).
     photometric  ``--refine photometric`` end to end per image on one core (10 images).
+    large        one 7-megapixel photo (3072x2304) with two faces (two input images scaled to
+                 1152 px side by side on a blurred enlargement of the first), one core:
+                 JSON only, JSON + overlay and the default formats, whole process each.
     memory       synthetic photos (the input faces jittered: shift, scale, flip, brightness)
                  made here, run with ``--jobs 2``; peak RSS (VmHWM) of the driver and of each
                  worker, sampled every 0.2 s, for each size in ``--memory-sizes``.
@@ -240,6 +243,46 @@ def part_photometric(images: Path, work: Path) -> dict:
             "faces": faces, "stage_median_ms": medians, "loadavg": [before, loadavg()]}
 
 
+def large_photo(images: Path, work: Path) -> Path:
+    """A folder with one 3072x2304 JPEG holding two faces (see the module docstring)."""
+    import cv2
+
+    from facefit.io.image import load_image
+
+    folder = work / "large"
+    target = folder / "two_faces_7mp.jpg"
+    if target.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    a, b = (load_image(p) for p in sorted(first_images(images, 2, work).iterdir()))
+    canvas = cv2.GaussianBlur(cv2.resize(a, (3072, 2304)), (0, 0), 25)
+    for img, x0 in ((a, 256), (b, 1664)):
+        canvas[576:576 + 1152, x0:x0 + 1152] = cv2.resize(img, (1152, 1152),
+                                                           interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(target), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return folder
+
+
+def part_large(images: Path, work: Path) -> dict:
+    from facefit.io.export import DEFAULT_FORMATS
+
+    src = large_photo(images, work)
+    res: dict = {}
+    for formats in ("json", "json,overlay", ",".join(DEFAULT_FORMATS)):
+        out = work / f"large_{formats.replace(',', '_')}"
+        shutil.rmtree(out, ignore_errors=True)
+        before = loadavg()
+        wall, info = run([str(src), "-o", str(out), "--formats", formats, "-q"], "0")
+        medians, faces = stage_medians(out)
+        res[formats] = {"seconds": round(wall, 2), "cpu_seconds": info["cpu_seconds"],
+                        "faces": faces, "stage_median_ms": medians,
+                        "loadavg": [before, loadavg()]}
+        print(f"large: 3072x2304, {faces} faces, --formats {formats}: {wall:.2f} s (CPU "
+              f"{info['cpu_seconds']} s); stages {medians}; load {before} -> {loadavg()}")
+    return res
+
+
 def synthetic_photos(images: Path, n: int, folder: Path, seed: int = 0) -> Path:
     """``n`` JPEGs made from the first 50 input faces: random shift (±20 px), scale
     (0.8-1.2), mirror and brightness (0.7-1.3)."""
@@ -311,7 +354,7 @@ def main() -> None:
     parts = {"json100": part_json100, "default100": part_default100, "workers": part_workers,
              "workers_json": lambda images, work: part_workers(images, work, ["json"]),
              "bytes": part_bytes,
-             "photometric": part_photometric,
+             "photometric": part_photometric, "large": part_large,
              "memory": lambda images, work: part_memory(images, work, sizes)}
     for part in args.parts.split(","):
         results[part] = parts[part](args.images, args.work)
