@@ -93,6 +93,23 @@ void ff_rasterize(const float *verts, long long nv, const int32_t *tri, long lon
     }
 }
 
+/* cross(v1 - v0, v2 - v0) of triangle f into n[3]: each component as numpy's np.cross
+ * computes it in float32 (two products, then their difference). */
+static inline void tri_cross(const float *verts, const int32_t *tri, long long f, float *n)
+{
+    const float *a = verts + 3 * (long long)tri[3 * f];
+    const float *b = verts + 3 * (long long)tri[3 * f + 1];
+    const float *c = verts + 3 * (long long)tri[3 * f + 2];
+    const float e1x = b[0] - a[0], e1y = b[1] - a[1], e1z = b[2] - a[2];
+    const float e2x = c[0] - a[0], e2y = c[1] - a[1], e2z = c[2] - a[2];
+    const float p0 = e1y * e2z, q0 = e1z * e2y;
+    const float p1 = e1z * e2x, q1 = e1x * e2z;
+    const float p2 = e1x * e2y, q2 = e1y * e2x;
+    n[0] = p0 - q0;
+    n[1] = p1 - q1;
+    n[2] = p2 - q2;
+}
+
 /* out (nf, 3) float32: cross(v1 - v0, v2 - v0) of each triangle of `tri` ((nf, 3) int32 ids
  * into `verts` (nv, 3) float32), the same float32 operations as
  * facefit.render.shading.triangle_cross's numpy path. */
@@ -101,17 +118,7 @@ void ff_triangle_cross(const float *verts, long long nv, const int32_t *tri, lon
 {
     (void)nv;
     for (long long f = 0; f < nf; ++f) {
-        const float *a = verts + 3 * (long long)tri[3 * f];
-        const float *b = verts + 3 * (long long)tri[3 * f + 1];
-        const float *c = verts + 3 * (long long)tri[3 * f + 2];
-        const float e1x = b[0] - a[0], e1y = b[1] - a[1], e1z = b[2] - a[2];
-        const float e2x = c[0] - a[0], e2y = c[1] - a[1], e2z = c[2] - a[2];
-        const float p0 = e1y * e2z, q0 = e1z * e2y;
-        const float p1 = e1z * e2x, q1 = e1x * e2z;
-        const float p2 = e1x * e2y, q2 = e1y * e2x;
-        out[3 * f] = p0 - q0;
-        out[3 * f + 1] = p1 - q1;
-        out[3 * f + 2] = p2 - q2;
+        tri_cross(verts, tri, f, out + 3 * f);
     }
 }
 
@@ -308,15 +315,9 @@ float ff_triangle_terms(const float *verts, long long nv, const int32_t *tri, lo
      * element-wise terms in a loop without gathers or branches, which the compiler
      * vectorises (select for the NaN-propagating maxima and the clip) */
     for (long long f = 0; f < nf; ++f) {
-        const float *a = verts + 3 * (long long)tri[3 * f];
-        const float *b = verts + 3 * (long long)tri[3 * f + 1];
-        const float *c = verts + 3 * (long long)tri[3 * f + 2];
-        const float e1x = b[0] - a[0], e1y = b[1] - a[1], e1z = b[2] - a[2];
-        const float e2x = c[0] - a[0], e2y = c[1] - a[1], e2z = c[2] - a[2];
-        const float p0 = e1y * e2z, q0 = e1z * e2y;
-        const float p1 = e1z * e2x, q1 = e1x * e2z;
-        const float p2 = e1x * e2y, q2 = e1y * e2x;
-        const float cx = sign * (p0 - q0), cy = sign * (p1 - q1), cz = sign * (p2 - q2);
+        float n[3];
+        tri_cross(verts, tri, f, n);
+        const float cx = sign * n[0], cy = sign * n[1], cz = sign * n[2];
         const float xx = cx * cx, yy = cy * cy, zz = cz * cz;
         const float xy = xx + yy;
         tol[f] = xy + zz;
