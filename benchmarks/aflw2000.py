@@ -6,8 +6,11 @@ and median milliseconds per image for each stage, for each landmark source of ``
 reconstruct --landmarks`` (`facefit.detect.network`): ``mediapipe`` (MediaPipe's mesh + fit),
 ``network`` (facefit's network + fit), ``auto`` (per face, by the network's yaw), and as
 baselines MediaPipe's raw points mapped to the 68 iBUG points and the network's own 68 points
-(no fit). Every row shares one detection per image. ``auto`` is also scored for a range of
-yaw thresholds (the threshold is chosen on this dev half: model selection, no training).
+(no fit). Every row shares one detection per image. ``auto`` runs as in ``facefit
+reconstruct`` (`NetworkLandmarkDetector.landmark_faces`, then the fit); its blend's end
+(``NETWORK_ONLY``) is also swept, and the hard switch it replaced scored, from the two fits'
+landmarks (the constants are chosen on the even-numbered images of this dev half, sorted:
+model selection, no training; the odd-numbered ones are printed as a held-out check).
 Single-threaded on purpose (run it under ``taskset -c 0`` for a strict one-core number).
 
     python benchmarks/aflw2000.py [--data ../shared/data/aflw2000-3d-dev] [--limit N]
@@ -34,11 +37,13 @@ import numpy as np  # noqa: E402
 
 from facefit.detect.base import box_iou  # noqa: E402
 from facefit.detect.network import (  # noqa: E402
+    NETWORK_ONLY,
     PASSES,
-    SURE_FRONTAL,
     YAW_THRESHOLD,
+    NetworkLandmarkDetector,
     box68,
     keeps_mediapipe,
+    landmark_source,
     network_face,
 )
 from facefit.eval.datasets import load_aflw2000  # noqa: E402
@@ -75,15 +80,19 @@ def main() -> None:
     samples = load_aflw2000(args.data, args.limit)
     rec = Reconstructor(texture_size=0, landmarks="mediapipe")
     net = RegressionPredictor(args.weights)
+    auto_lm = NetworkLandmarkDetector(rec.detector, "auto", predictor=net, model=rec.model)
     n = len(samples)
     pred = np.full((n, 68, 2), np.nan)
     raw = np.full((n, 68, 2), np.nan)
     net_raw = np.full((n, 68, 2), np.nan)
     net_fit = np.full((n, 68, 2), np.nan)
+    auto_fit = np.full((n, 68, 2), np.nan)
+    auto_src = np.full(n, "", dtype=object)
     net_yaw = np.full(n, np.nan)  # first pass
     net_yaw2 = np.full(n, np.nan)  # last pass
     mp_ok = np.zeros(n, bool)
     t_detect, t_fit, t_texture, t_export, t_net, t_net_fit, t_fwd = [], [], [], [], [], [], []
+    t_auto: list[float] = []  # `auto`'s landmarks (network passes, blend) + fit, CPU s
     from facefit.fit.landmark_fit import fit_landmarks
     from facefit.texture.extract import extract_texture
 
@@ -119,6 +128,11 @@ def main() -> None:
         net_raw[i], net_fit[i] = res.landmarks_68_px, nfit.landmarks_68_2d
         net_yaw[i], net_yaw2[i] = first.yaw_deg, res.yaw_deg
         mp_ok[i] = keeps_mediapipe(face, first, np.inf)
+        c0 = time.process_time()
+        aface = auto_lm.landmark_faces(image, [face])[0]
+        afit = fit_landmarks(rec.model, aface, image.shape[1::-1])
+        t_auto.append(time.process_time() - c0)
+        auto_fit[i], auto_src[i] = afit.landmarks_68_2d, landmark_source(aface)
         if i % args.texture_every == 0:
             t2 = time.perf_counter()
             texture, colors = extract_texture(rec.model, fit.verts_px, image, size=512)
@@ -145,19 +159,29 @@ def main() -> None:
                     for p, g in zip(pred[found], gt[found], strict=True)]
     matched = evaluate_aflw2000(np.where(wrong[:, None, None], np.nan, pred), gt, yaw, stems)
 
-    def auto(threshold: float) -> np.ndarray:
-        """`auto`'s landmarks (`NetworkLandmarkDetector.landmark_faces`): MediaPipe + fit where
-        `keeps_mediapipe` with the first pass's yaw under SURE_FRONTAL or the last pass's under
-        ``threshold``, else network + fit."""
-        use_mp = mp_ok & ((np.abs(net_yaw) < min(SURE_FRONTAL, threshold))
-                          | (np.abs(net_yaw2) < threshold))
+    ay1, ay2 = np.abs(net_yaw), np.abs(net_yaw2)
+
+    def switch(threshold: float) -> np.ndarray:
+        """The hard switch `auto` was until session 11: MediaPipe + fit where `keeps_mediapipe`
+        with the first pass's yaw under 30 or the last pass's under ``threshold``, else
+        network + fit."""
+        use_mp = mp_ok & ((ay1 < min(30.0, threshold)) | (ay2 < threshold))
         return np.where(use_mp[:, None, None], pred, net_fit)
+
+    def blend(end: float) -> np.ndarray:
+        """`auto` with ``NETWORK_ONLY = end`` from the two fits' landmarks (the real blend
+        fits the blended points once more: within about 0.01 of the row's NME)."""
+        w = np.clip((end - ay2) / max(end - YAW_THRESHOLD, 1e-9), 0.0, 1.0)
+        w = np.where(mp_ok, np.where(ay1 < YAW_THRESHOLD, 1.0, w), 0.0)[:, None, None]
+        return w * pred + (1.0 - w) * net_fit
 
     net_alone = evaluate_aflw2000(net_raw, gt, yaw, stems)
     net_fitted = evaluate_aflw2000(net_fit, gt, yaw, stems)
-    auto_res = evaluate_aflw2000(auto(YAW_THRESHOLD), gt, yaw, stems)
-    sweep = {t: evaluate_aflw2000(auto(t), gt, yaw, stems) for t in (0, 15, 20, 25, 30, 35,
-                                                                      40, 45, 50, 55, 60, 90)}
+    auto_res = evaluate_aflw2000(auto_fit, gt, yaw, stems)
+    switch_res = evaluate_aflw2000(switch(55.0), gt, yaw, stems)
+    sweep = {t: evaluate_aflw2000(blend(t), gt, yaw, stems) for t in (30, 55, 65, 70, 75, 80,
+                                                                      85, 90, 100)}
+    halves = np.arange(n) % 2  # 0: even-numbered images (sorted), where constants are chosen
 
     def ms(t: list[float]) -> str:
         return f"{1e3 * np.median(t):7.1f}" if t else "    n/a"
@@ -172,7 +196,8 @@ def main() -> None:
     rows = (("--landmarks mediapipe + fit", ours), ("MediaPipe raw -> 68", base),
             ("mediapipe, wrong face = miss", matched), ("--landmarks network + fit", net_fitted),
             ("network alone (no fit)", net_alone),
-            (f"--landmarks auto (|yaw|<{YAW_THRESHOLD:g})", auto_res))
+            ("auto, switch at 55 (before)", switch_res),
+            (f"--landmarks auto ({YAW_THRESHOLD:g}-{NETWORK_ONLY:g})", auto_res))
     for name, r in rows:
         cells = "".join(f"{100 * e:7.2f} /{f:>3} /{100 * c:5.2f}" for e, f, c in zip(
             r.bucket_nme_2d, r.bucket_failures, r.bucket_capped_2d, strict=True))
@@ -182,18 +207,36 @@ def main() -> None:
     print(f"bucket sizes: {ours.bucket_counts}, no face per bucket: {ours.bucket_missing}, "
           f"detections not overlapping the annotated face: {int(wrong.sum())}; capped: "
           f"balanced mean of the bucket capped NMEs")
-    print("auto by yaw threshold (balanced NME %, buckets): " + "; ".join(
-        f"{t:g}: {100 * r.balanced_2d:.2f} ({'/'.join(f'{100 * e:.2f}' for e in r.bucket_nme_2d)})"
-        for t, r in sweep.items()))
-    mp_used = mp_ok & ((np.abs(net_yaw) < min(SURE_FRONTAL, YAW_THRESHOLD))
-                       | (np.abs(net_yaw2) < YAW_THRESHOLD))
-    print(f"auto used MediaPipe's points on {int(mp_used.sum())} of {int(found.sum())} faces")
+    print(f"auto blended from |yaw| {YAW_THRESHOLD:g} (MediaPipe alone below) to NETWORK_ONLY "
+          f"(network alone from), swept from the two fits' landmarks (balanced NME %, buckets): "
+          + "; ".join(f"{t:g}: {100 * r.balanced_2d:.2f} "
+                      f"({'/'.join(f'{100 * e:.2f}' for e in r.bucket_nme_2d)})"
+                      for t, r in sweep.items()))
+
+    def half(p: np.ndarray, h: int) -> str:
+        keep = halves == h
+        r = evaluate_aflw2000(p[keep], gt[keep], yaw[keep])
+        return (f"{100 * r.balanced_2d:.2f} ({'/'.join(f'{100 * e:.2f}' for e in r.bucket_nme_2d)}"
+                f", no face {len(r.missing)})")
+
+    print("halves (sorted images; even: model selection, odd: held out), balanced NME % "
+          "(buckets): " + "; ".join(
+              f"{name} even {half(p, 0)} odd {half(p, 1)}" for name, p in (
+                  ("auto", auto_fit), ("switch at 55", switch(55.0)), ("mediapipe", pred),
+                  ("network", net_fit))))
+    print("auto: blend end sweep on the even half: " + "; ".join(
+        f"{t:g}: {half(blend(t), 0).split(' (')[0]}" for t in sweep))
+    mp_used = auto_src == "mediapipe"
+    print(f"auto used MediaPipe's points alone on {int(mp_used.sum())}, blends on "
+          f"{int((auto_src == 'blend').sum())}, the network's alone on "
+          f"{int((auto_src == 'network').sum())} of {int(found.sum())} faces")
     gross = np.flatnonzero(auto_res.nme_2d > GROSS)  # NaN (no face) compares False
     print(f"auto over {100 * GROSS:g} % NME ({len(gross)} images; which points auto kept, the "
-          f"other source's NME, the box IoU of the MediaPipe fit with the annotated face): "
+          f"NME of MediaPipe + fit / network + fit, the box IoU of the MediaPipe fit with the "
+          f"annotated face): "
           + ", ".join(f"{stems[i]} yaw {yaw[i]:.0f} {100 * auto_res.nme_2d[i]:.0f} % "
-                      f"{'mediapipe' if mp_used[i] else 'network'} (other "
-                      f"{100 * (net_fitted if mp_used[i] else ours).nme_2d[i]:.0f} %, IoU "
+                      f"{auto_src[i]} ({100 * ours.nme_2d[i]:.0f} / "
+                      f"{100 * net_fitted.nme_2d[i]:.0f} %, IoU "
                       f"{box_iou(landmark_box(pred[i]), landmark_box(gt[i])):.2f})"
                       for i in gross))
     print("median ms per image (one thread): detection+landmarks" + ms(t_detect)
@@ -204,17 +247,22 @@ def main() -> None:
           + ms([a + b for a, b in zip(t_detect, t_fit, strict=False)])
           + ", detection+network+fit"
           + ms([a + b + c for a, b, c in zip(t_detect, t_net, t_net_fit, strict=False)])
+          + ", auto landmarks+fit (CPU)" + ms(t_auto)
+          + ", detection+auto+fit" + ms([a + b for a, b in zip(t_detect, t_auto, strict=False)])
           + f", texture 512²{ms(t_texture)} (n={len(t_texture)})"
           + f", export all formats{ms(t_export)} (n={len(t_export)})")
     if args.json:
         args.json.write_text(json.dumps({
             "facefit": ours.to_dict(), "mediapipe_raw": base.to_dict(),
             "network_fit": net_fitted.to_dict(), "network_alone": net_alone.to_dict(),
-            "auto": auto_res.to_dict(), "auto_threshold": YAW_THRESHOLD,
+            "auto": auto_res.to_dict(), "auto_yaw_threshold": YAW_THRESHOLD,
+            "auto_network_only": NETWORK_ONLY, "auto_switch55": switch_res.to_dict(),
             "auto_sweep": {str(t): r.balanced_2d for t, r in sweep.items()},
+            "auto_source": {s: str(a) for s, a in zip(stems, auto_src, strict=True)},
             "ms": {"detect": 1e3 * np.median(t_detect), "fit": 1e3 * np.median(t_fit),
                    "network": 1e3 * np.median(t_net), "forward": 1e3 * np.median(t_fwd),
-                   "network_fit": 1e3 * np.median(t_net_fit)}}, indent=1))
+                   "network_fit": 1e3 * np.median(t_net_fit),
+                   "auto_cpu": 1e3 * np.median(t_auto)}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -77,9 +77,9 @@ class Reconstructor:
         landmarks: each face's landmark source (`facefit.detect.network`): ``"mediapipe"``
             (MediaPipe's dense mesh), ``"network"`` (facefit's regression network, 68 points)
             or ``"auto"`` (default; per face: MediaPipe near frontal, the network past
-            `facefit.detect.network.YAW_THRESHOLD`; MediaPipe for FLAME, bilinear and ICT models,
-            whose jaw/outline fits were measured on its dense points); ``detector`` (or
-            MediaPipe's) finds the faces either way.
+            `facefit.detect.network.NETWORK_ONLY`, a blend of both in between; MediaPipe for
+            FLAME, bilinear and ICT models, whose jaw/outline fits were measured on its dense
+            points); ``detector`` (or MediaPipe's) finds the faces either way.
         vertex_colors: sample per-vertex colours with the texture (``vertex_colors`` of each
             `Reconstruction`; only the PLY writer uses them: ``facefit reconstruct`` skips them,
             about 2 ms a face, unless ``ply`` is asked for).

@@ -62,8 +62,10 @@ def test_network_and_mediapipe_fits_agree_on_the_photo(outputs) -> None:
 
 def test_auto_rule_follows_the_yaw_threshold(mediapipe) -> None:
     image = load_image(PHOTO)
-    frontal = NetworkLandmarkDetector(mediapipe, "auto", yaw_threshold=90).detect(image)
-    turned = NetworkLandmarkDetector(mediapipe, "auto", yaw_threshold=0).detect(image)
+    frontal = NetworkLandmarkDetector(mediapipe, "auto", yaw_threshold=90,
+                                      network_only=90).detect(image)
+    turned = NetworkLandmarkDetector(mediapipe, "auto", yaw_threshold=0,
+                                     network_only=0).detect(image)
     assert [landmark_source(f) for f in frontal] == ["mediapipe"]
     assert [landmark_source(f) for f in turned] == ["network"]
     face = turned[0]

@@ -9,9 +9,14 @@ for a face without one, e.g. a tracked face) and landmarked by the network (`PAS
 
 * ``"network"``: the network's 68 points (hidden ones included: the AFLW2000-3D convention)
   and their depth;
-* ``"auto"``: MediaPipe's dense points when its mesh is confident (score at least
-  ``min_score``) and the network finds the head within ``yaw_threshold`` degrees of frontal,
-  the network's points otherwise (MediaPipe's mesh was not trained on turned heads).
+* ``"auto"``: per face, by the network's |yaw| when MediaPipe's mesh is confident (score at
+  least ``min_score``; else the network's points): MediaPipe's dense points under
+  ``yaw_threshold`` degrees, the network's from ``network_only``, and in between the 68 points
+  of both, blended with MediaPipe's weight falling linearly from 1 to 0 across the range
+  (`mediapipe_weight`; MediaPipe's 68 are those of the default model fitted to its 468
+  points). On AFLW2000-3D dev the best fixed blend weight per yaw band falls about that way
+  (0.9 at 30-40°, 0.8 at 40-50, 0.4 at 50-60, 0.3 at 60-70, 0.1 at 70-80): the two sources'
+  errors are far from equal but not the same, so their mean beats the better one.
 
 Network faces are `NetworkFace` objects of scheme ``"ibug68_fixed"``: the fitters put all 68
 points on their fixed model vertices, the jaw included (the network's convention), instead of
@@ -28,17 +33,21 @@ import numpy as np
 
 from facefit.detect.base import FaceLandmarks, LandmarkDetector
 from facefit.fit.correspondence import IBUG68_FIXED, mediapipe_to_ibug68
+from facefit.model.morphable_model import MorphableModel
 from facefit.regress.predictor import RegressionPredictor, RegressionResult
 
 SOURCES = ("auto", "mediapipe", "network")
-# |yaw| (degrees, the network's last-pass estimate) past which `auto` uses the network's
-# points; chosen on AFLW2000-3D dev (model selection only, never training) from the sweep of
-# benchmarks/aflw2000.py with the shipped weights (faces under SURE_FRONTAL after the first
-# pass keep MediaPipe's points, the others get a second pass with mirrored crops averaged):
-# balanced NME 6.59 % at 0 (network only), 6.13 at 30, 5.99 at 45, 5.97 at 50, 5.93 at 55,
-# 5.94 at 60, 6.75 at 90 (MediaPipe unless it fails).
-YAW_THRESHOLD = 55.0
-SURE_FRONTAL = 30.0  # first-pass |yaw| under which `auto` keeps MediaPipe's points at once
+# |yaw| (degrees, the network's estimate) under which `auto` keeps MediaPipe's points alone
+# (decided on the first pass: the other faces get PASSES - 1 more, the last one's yaw decides);
+# (SURE_FRONTAL before session 11, not tuned again)
+YAW_THRESHOLD = 30.0
+# |yaw| from which `auto` keeps the network's points alone; in between it blends. Chosen on the
+# even-numbered half of AFLW2000-3D dev (sorted images; model selection only, never training),
+# the odd half held out (benchmarks/aflw2000.py, blends of the two fits' landmarks): balanced
+# NME (even / odd) 5.46 / 5.44 % for the hard switch at 55° it replaced; blending to 65°: 5.38 /
+# 5.34, to 75: 5.36 / 5.30, to 80: 5.36 / 5.30, to 90: 5.37 / 5.31 (the real blend at 80,
+# refitted: 5.37 / 5.31; MediaPipe's points alone 7.90 / 7.55, the network's 6.25 / 6.06).
+NETWORK_ONLY = 80.0
 PASSES = 2  # network passes for the faces `auto` does not leave to MediaPipe after the first
 
 
@@ -48,15 +57,21 @@ class NetworkFace(FaceLandmarks):
 
     Attributes:
         regression: the network's full answer (parameters, pose).
-        source: ``"network"``.
+        source: ``"network"``, or ``"blend"`` for `auto`'s blend of the network's and
+            MediaPipe's 68 points (`blend_face`).
+        mediapipe_weight: MediaPipe's weight in the blend (0 for the network's own points).
+        mediapipe: the MediaPipe face of a blend (its 468 points), else None.
     """
 
     regression: RegressionResult | None = None
     source: str = "network"
+    mediapipe_weight: float = 0.0
+    mediapipe: FaceLandmarks | None = None
 
 
 def landmark_source(face: FaceLandmarks) -> str:
-    """``"network"``, ``"mediapipe"`` or the scheme name of another detector's face."""
+    """``"network"``, ``"mediapipe"``, ``"blend"`` (both, `blend_face`) or the scheme name of
+    another detector's face."""
     source = getattr(face, "source", None)
     if source is not None:
         return str(source)
@@ -95,25 +110,36 @@ def network_face(result: RegressionResult, score: float) -> NetworkFace:
 
 class NetworkLandmarkDetector:
     """Faces of ``detector`` with landmarks by the network (``source="network"``) or per
-    face by the network or the detector (``source="auto"``, see the module docstring).
+    face by the network, the detector or both (``source="auto"``, see the module docstring).
 
     Args:
         detector: finds the faces (MediaPipe's detector and mesh when None).
         source: ``"network"`` or ``"auto"``.
-        yaw_threshold: `auto` keeps MediaPipe's points below this network |yaw| (degrees).
-        min_score: `auto` keeps MediaPipe's points only at this detection score or more.
+        yaw_threshold: `auto` keeps MediaPipe's points alone below this network |yaw|
+            (degrees).
+        network_only: `auto` keeps the network's points alone from this |yaw| (degrees); in
+            between it blends them (`mediapipe_weight`).
+        min_score: `auto` uses MediaPipe's points only at this detection score or more.
         predictor: the network (the packaged weights when None).
         passes: network passes for the faces that keep the network's points (2: a second
             crop from the first pass's landmarks).
+        model: the linear model whose fit to MediaPipe's 468 points gives their 68 points
+            for a blend (the default model, loaded on first use, when None: its 68 landmark
+            vertices are the network's).
     """
 
     scheme = IBUG68_FIXED
 
     def __init__(self, detector: LandmarkDetector | None = None, source: str = "auto",
                  yaw_threshold: float = YAW_THRESHOLD, min_score: float = 0.5,
-                 predictor: RegressionPredictor | None = None, passes: int = PASSES) -> None:
+                 predictor: RegressionPredictor | None = None, passes: int = PASSES,
+                 network_only: float = NETWORK_ONLY, model: MorphableModel | None = None
+                 ) -> None:
         if source not in ("auto", "network"):
             raise ValueError(f"source must be 'auto' or 'network', got {source!r}")
+        if network_only < yaw_threshold:
+            raise ValueError(f"network_only ({network_only}) must be at least yaw_threshold "
+                             f"({yaw_threshold})")
         if detector is None:
             from facefit.detect.mediapipe import MediaPipeDetector
 
@@ -121,11 +147,22 @@ class NetworkLandmarkDetector:
         self.detector = detector
         self.source = source
         self.yaw_threshold = float(yaw_threshold)
+        self.network_only = float(network_only)
         self.min_score = float(min_score)
         self.predictor = predictor if predictor is not None else RegressionPredictor()
         if passes < 1:
             raise ValueError(f"passes must be at least 1, got {passes}")
         self.passes = int(passes)
+        self._model = model
+
+    @property
+    def model(self) -> MorphableModel:
+        """The model of the blends' MediaPipe fits (`model`)."""
+        if self._model is None:
+            from facefit.model.bfm_3ddfa import load_default_model
+
+            self._model = load_default_model()
+        return self._model
 
     def detect(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[FaceLandmarks]:
         """Faces in an (H, W, 3) uint8 RGB image, best first, each landmarked by its source."""
@@ -145,8 +182,9 @@ class NetworkLandmarkDetector:
                        first: list[RegressionResult] | None = None) -> list[FaceLandmarks]:
         """``faces`` found in ``image_rgb`` by another detector (or tracked), each landmarked
         by its source: the network's points or, in ``auto``, the face itself where
-        `keeps_mediapipe`. Every face gets one network pass (given as ``first`` when already
-        run, `first_pass`). In ``auto`` a face whose first-pass |yaw| is under `SURE_FRONTAL`
+        `keeps_mediapipe` or a `blend_face` of both where `mediapipe_weight` is between 0 and
+        1. Every face gets one network pass (given as ``first`` when already run,
+        `first_pass`). In ``auto`` a face whose first-pass |yaw| is under ``yaw_threshold``
         keeps MediaPipe's points at once; every other face gets ``passes - 1`` more passes,
         each cropped from the previous pass's landmarks (3DDFA's two-step scheme), and the
         last pass's yaw decides (a first crop that missed the face under-estimates the yaw)."""
@@ -155,8 +193,7 @@ class NetworkLandmarkDetector:
         results = list(first) if first is not None else self.first_pass(image_rgb, faces)
         auto = self.source == "auto"
         idx = [i for i, (f, r) in enumerate(zip(faces, results, strict=True))
-               if not (auto and keeps_mediapipe(f, r, min(SURE_FRONTAL, self.yaw_threshold),
-                                                self.min_score))]
+               if not (auto and keeps_mediapipe(f, r, self.yaw_threshold, self.min_score))]
         for _ in range(self.passes - 1):
             if not idx:
                 break
@@ -164,10 +201,17 @@ class NetworkLandmarkDetector:
                                                  boxes=np.stack([results[i].box for i in idx]))
             for i, r in zip(idx, again, strict=True):
                 results[i] = r
-        use = [i in idx and not (auto and keeps_mediapipe(
-            faces[i], results[i], self.yaw_threshold, self.min_score)) for i in range(len(faces))]
-        return [network_face(r, f.score) if u else f
-                for f, r, u in zip(faces, results, use, strict=True)]
+        out: list[FaceLandmarks] = []
+        for i, (f, r) in enumerate(zip(faces, results, strict=True)):
+            w = (mediapipe_weight(f, r, self.yaw_threshold, self.network_only, self.min_score)
+                 if auto and i in idx else 0.0 if i in idx else 1.0)
+            if w >= 1.0:
+                out.append(f)
+            elif w <= 0.0:
+                out.append(network_face(r, f.score))
+            else:
+                out.append(blend_face(self.model, f, r, w, image_rgb.shape[1::-1]))
+        return out
 
 
 def landmark_detector(detector: LandmarkDetector, landmarks: str, model_kind: str = "linear"
@@ -190,7 +234,38 @@ def landmark_detector(detector: LandmarkDetector, landmarks: str, model_kind: st
 
 def keeps_mediapipe(face: FaceLandmarks, result: RegressionResult,
                     yaw_threshold: float = YAW_THRESHOLD, min_score: float = 0.5) -> bool:
-    """`auto`'s rule: keep MediaPipe's dense points of ``face`` when its score is at least
+    """`auto`'s rule for MediaPipe's points alone: ``face``'s score is at least
     ``min_score`` and the network's |yaw| is below ``yaw_threshold`` degrees."""
     return (face.scheme == "mediapipe468" and face.score >= min_score
             and abs(result.yaw_deg) < yaw_threshold)
+
+
+def mediapipe_weight(face: FaceLandmarks, result: RegressionResult,
+                     yaw_threshold: float = YAW_THRESHOLD, network_only: float = NETWORK_ONLY,
+                     min_score: float = 0.5) -> float:
+    """MediaPipe's weight in `auto`'s landmarks of ``face`` in [0, 1]: 0 for a face that is not
+    a confident MediaPipe face (score under ``min_score``), else 1 under ``yaw_threshold``
+    degrees of network |yaw|, 0 from ``network_only`` and linear in between."""
+    if face.scheme != "mediapipe468" or face.score < min_score:
+        return 0.0
+    span = max(network_only - yaw_threshold, 1e-9)
+    return float(np.clip((network_only - abs(result.yaw_deg)) / span, 0.0, 1.0))
+
+
+def blend_face(model: MorphableModel, face: FaceLandmarks, result: RegressionResult,
+               weight: float, image_size: tuple[int, int]) -> NetworkFace:
+    """A `NetworkFace` (source ``"blend"``) whose 68 points and depth are ``weight`` times
+    those of ``model`` fitted to MediaPipe's ``face`` (the projected 68 landmark vertices,
+    `facefit.fit.landmark_fit.fit_landmarks`, scaled orthographic) plus ``1 - weight`` times
+    the network's ``result``; ``image_size`` is (width, height) in pixels."""
+    from facefit.fit.landmark_fit import fit_landmarks
+
+    mp = np.asarray(fit_landmarks(model, face, image_size).landmarks_68_3d, np.float64)
+    net = np.asarray(result.landmarks_68_3d, np.float64)
+    mp[:, 2] -= mp[:, 2].mean()
+    net[:, 2] -= net[:, 2].mean()
+    pts = weight * mp + (1.0 - weight) * net
+    box = np.r_[pts[:, :2].min(0), pts[:, :2].max(0)].astype(np.float32)
+    return NetworkFace(box, float(face.score), np.ascontiguousarray(pts[:, :2], np.float32),
+                       pts[:, 2].astype(np.float32), IBUG68_FIXED, regression=result,
+                       source="blend", mediapipe_weight=float(weight), mediapipe=face)

@@ -109,7 +109,12 @@ def fuse_points(mesh_px: np.ndarray, detector_px: np.ndarray,
 
 def with_detector_points(model_name: str, fit: FitResult, face: FaceLandmarks) -> FitResult:
     """``fit`` with ``landmarks_68_2d_contour`` fused with the detection's points when
-    packaged gains exist for this model and the detector's layout, else ``fit`` unchanged."""
+    packaged gains exist for this model and the detector's layout, else ``fit`` unchanged.
+    A blend of MediaPipe's and the network's 68 points (`facefit.detect.network.blend_face`)
+    is fused with its MediaPipe face's points (on the 9 HELEN test faces that `auto` blends:
+    7.72 % inter-ocular NME without, 5.80 with, 5.81 for MediaPipe's fit alone)."""
+    mediapipe = getattr(face, "mediapipe", None)
+    face = mediapipe if mediapipe is not None else face
     fusion = load_fusion(model_name) if face.scheme == SCHEME else None
     if fusion is None:
         return fit

@@ -1,0 +1,112 @@
+"""`auto`'s blend of MediaPipe's and the network's 68 points between `YAW_THRESHOLD` and
+`NETWORK_ONLY` (`facefit.detect.network`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facefit.detect.base import FaceLandmarks
+from facefit.detect.mediapipe import MediaPipeDetector
+from facefit.detect.network import (
+    NETWORK_ONLY,
+    YAW_THRESHOLD,
+    NetworkFace,
+    NetworkLandmarkDetector,
+    blend_face,
+    box68,
+    landmark_source,
+    mediapipe_weight,
+)
+from facefit.fit.landmark_fit import fit_landmarks
+from facefit.io.image import load_image
+from facefit.model import load_default_model
+from facefit.regress.predictor import RegressionPredictor, RegressionResult
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"
+
+
+def _result(yaw_deg: float) -> RegressionResult:
+    return RegressionResult(np.zeros(58, np.float32), np.zeros((68, 2), np.float32),
+                            np.zeros((68, 3), np.float32), yaw_deg, 0.0, 0.0,
+                            np.zeros(4, np.float32))
+
+
+def _face(score: float, scheme: str = "mediapipe468") -> FaceLandmarks:
+    return FaceLandmarks(np.zeros(4, np.float32), score, np.zeros((468, 2), np.float32), None,
+                         scheme)
+
+
+@pytest.fixture(scope="module")
+def photo() -> tuple[np.ndarray, FaceLandmarks]:
+    image = load_image(EXAMPLE)
+    (face,) = MediaPipeDetector().detect(image)
+    return image, face
+
+
+def test_weight_falls_linearly_from_the_threshold_to_network_only() -> None:
+    yaws = np.array([-95.0, -80.0, -55.0, -31.0, 0.0, 12.0, 29.9, 30.0, 42.5, 55.0, 79.0, 80.0])
+    got = [mediapipe_weight(_face(0.9), _result(y)) for y in yaws]
+    expected = np.interp(np.abs(yaws), [YAW_THRESHOLD, NETWORK_ONLY], [1.0, 0.0])
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    assert mediapipe_weight(_face(0.9), _result(55.0), 40.0, 60.0) == pytest.approx(0.25)
+    # a doubtful mesh or another detector's points: the network's alone
+    assert mediapipe_weight(_face(0.49), _result(0.0)) == 0.0
+    assert mediapipe_weight(_face(0.9, "ibug68"), _result(0.0)) == 0.0
+
+
+def test_blend_face_mixes_the_mediapipe_fit_and_the_network_points(photo) -> None:
+    image, face = photo
+    model = load_default_model()
+    result = RegressionPredictor().predict_batch(image, boxes=box68(face)[None])[0]
+    size = image.shape[1::-1]
+    blended = blend_face(model, face, result, 0.25, size)
+    assert isinstance(blended, NetworkFace) and landmark_source(blended) == "blend"
+    assert blended.scheme == "ibug68_fixed" and blended.mediapipe_weight == 0.25
+    mp = fit_landmarks(model, face, size).landmarks_68_3d.astype(np.float64)
+    net = result.landmarks_68_3d.astype(np.float64)
+    np.testing.assert_allclose(blended.points_px, 0.25 * mp[:, :2] + 0.75 * net[:, :2],
+                               atol=1e-3)
+    depth = 0.25 * (mp[:, 2] - mp[:, 2].mean()) + 0.75 * (net[:, 2] - net[:, 2].mean())
+    np.testing.assert_allclose(blended.depth_px, depth, atol=1e-3)
+    np.testing.assert_allclose(blended.box, np.r_[blended.points_px.min(0),
+                                                  blended.points_px.max(0)], atol=1e-4)
+    # the fit of the blend puts the model's 68 landmark vertices on the blended points
+    fit = fit_landmarks(model, blended, size)
+    err = np.linalg.norm(fit.landmarks_68_2d - blended.points_px, axis=1).mean()
+    assert err / np.sqrt(np.prod(np.ptp(blended.points_px, axis=0))) < 0.03
+
+
+def test_auto_blends_by_the_last_pass_yaw(photo) -> None:
+    image, face = photo
+    pred = RegressionPredictor()
+    lm = NetworkLandmarkDetector(MediaPipeDetector(), "auto", yaw_threshold=0.0,
+                                 network_only=90.0, predictor=pred)
+    (got,) = lm.landmark_faces(image, [face])
+    # as `landmark_faces`: pass 1 unmirrored from the detector's box, pass 2 from its points
+    first = pred.predict_batch(image, boxes=box68(face)[None], flip=False)[0]
+    again = pred.predict_batch(image, boxes=first.box[None])[0]
+    assert landmark_source(got) == "blend"
+    assert got.mediapipe_weight == pytest.approx((90.0 - abs(again.yaw_deg)) / 90.0, abs=1e-6)
+    with pytest.raises(ValueError, match="network_only"):
+        NetworkLandmarkDetector(MediaPipeDetector(), "auto", yaw_threshold=50.0,
+                                network_only=40.0, predictor=pred)
+
+
+def test_a_blend_keeps_mediapipe_for_the_300w_points(photo) -> None:
+    """`facefit.fit.points300w.with_detector_points` fuses a blend's 300-W points with its
+    MediaPipe face's points, as for MediaPipe's own fit."""
+    from facefit.fit.points300w import with_detector_points
+
+    image, face = photo
+    model = load_default_model()
+    result = RegressionPredictor().predict_batch(image, boxes=box68(face)[None])[0]
+    blended = blend_face(model, face, result, 0.8, image.shape[1::-1])
+    assert blended.mediapipe is face
+    fit = fit_landmarks(model, blended, image.shape[1::-1])
+    fused = with_detector_points(model.name, fit, blended).landmarks_68_2d_contour
+    np.testing.assert_array_equal(
+        fused, with_detector_points(model.name, fit, face).landmarks_68_2d_contour)
+    assert np.abs(fused - fit.landmarks_68_2d_contour).max() > 0.1  # it did move them
