@@ -19,6 +19,7 @@ from facefit.detect.network import (
     box68,
     landmark_source,
     mediapipe_weight,
+    refine_boxes,
 )
 from facefit.fit.landmark_fit import fit_landmarks
 from facefit.io.image import load_image
@@ -57,6 +58,14 @@ def test_weight_falls_linearly_from_the_threshold_to_network_only() -> None:
     assert mediapipe_weight(_face(0.9, "ibug68"), _result(0.0)) == 0.0
 
 
+def test_refine_boxes_keep_the_centre_and_scale_the_sides() -> None:
+    boxes = np.array([[10.0, 20.0, 110.0, 220.0], [-5.0, 0.0, 5.0, 4.0]])
+    got = refine_boxes(boxes, 0.9)
+    np.testing.assert_allclose(got[:, :2] + got[:, 2:], boxes[:, :2] + boxes[:, 2:])
+    np.testing.assert_allclose(got[:, 2:] - got[:, :2], 0.9 * (boxes[:, 2:] - boxes[:, :2]))
+    np.testing.assert_allclose(refine_boxes(boxes[0], 1.0), boxes[0])
+
+
 def test_blend_face_mixes_the_mediapipe_fit_and_the_network_points(photo) -> None:
     image, face = photo
     model = load_default_model()
@@ -87,7 +96,7 @@ def test_auto_blends_by_the_last_pass_yaw(photo) -> None:
     (got,) = lm.landmark_faces(image, [face])
     # as `landmark_faces`: pass 1 unmirrored from the detector's box, pass 2 from its points
     first = pred.predict_batch(image, boxes=box68(face)[None], flip=False)[0]
-    again = pred.predict_batch(image, boxes=first.box[None])[0]
+    again = pred.predict_batch(image, boxes=refine_boxes(first.box[None]))[0]
     assert landmark_source(got) == "blend"
     assert got.mediapipe_weight == pytest.approx((90.0 - abs(again.yaw_deg)) / 90.0, abs=1e-6)
     with pytest.raises(ValueError, match="network_only"):

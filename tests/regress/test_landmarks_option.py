@@ -16,6 +16,7 @@ from facefit.detect.network import (
     NetworkLandmarkDetector,
     box68,
     landmark_source,
+    refine_boxes,
 )
 from facefit.io.image import load_image
 from facefit.reconstruct import Reconstructor
@@ -110,7 +111,7 @@ def test_second_pass_only_for_faces_that_keep_the_network(mediapipe) -> None:
     net = NetworkLandmarkDetector(mediapipe, "network", predictor=pred).landmark_faces(image, faces)
     assert pred.calls == [1, 1]
     # pass 1 unmirrored from the detector's 68-point box, pass 2 (mirrored crop averaged)
-    # from pass 1's landmarks
+    # from pass 1's landmarks, their box scaled by REFINE_ZOOM
     first = pred.predict_batch(image, boxes=box68(faces[0])[None], flip=False)[0]
-    again = pred.predict_batch(image, boxes=first.box[None])[0]
+    again = pred.predict_batch(image, boxes=refine_boxes(first.box[None]))[0]
     np.testing.assert_allclose(net[0].points_px, again.landmarks_68_px, atol=1e-4)
