@@ -16,7 +16,7 @@ for a face without one, e.g. a tracked face) and landmarked by the network (`PAS
   (`mediapipe_weight`; MediaPipe's 68 are those of the default model fitted to its 468
   points). On AFLW2000-3D dev the best fixed blend weight per yaw band falls about that way
   (0.9 at 30-40°, 0.8 at 40-50, 0.4 at 50-60, 0.3 at 60-70, 0.1 at 70-80): the two sources'
-  errors are far from equal but not the same, so their mean beats the better one.
+  errors are partly independent, so a weighted mean beats either alone.
 
 Network faces are `NetworkFace` objects of scheme ``"ibug68_fixed"``: the fitters put all 68
 points on their fixed model vertices, the jaw included (the network's convention), instead of
@@ -206,8 +206,8 @@ class NetworkLandmarkDetector:
         `first_pass`). In ``auto`` a face whose first-pass |yaw| is under ``yaw_threshold``
         keeps MediaPipe's points at once; every other face gets ``passes - 1`` more passes,
         each cropped from the previous pass's landmarks (3DDFA's two-step scheme; their box
-        scaled by `REFINE_ZOOM`, `refine_boxes`), and the
-        last pass's yaw decides (a first crop that missed the face under-estimates the yaw)."""
+        scaled by `REFINE_ZOOM`, `refine_boxes`), and the last pass's yaw decides (a first
+        crop that missed the face under-estimates the yaw)."""
         if not faces:
             return []
         results = list(first) if first is not None else self.first_pass(image_rgb, faces)
