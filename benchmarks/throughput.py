@@ -26,7 +26,10 @@ are run only when named):
                  JSON only, JSON + overlay and the default formats, whole process each.
     memory       synthetic photos (the input faces jittered: shift, scale, flip, brightness)
                  made here, run with ``--jobs 2``; peak RSS (VmHWM) of the driver and of each
-                 worker, sampled every 0.2 s, for each size in ``--memory-sizes``.
+                 worker, sampled every 0.2 s, for each size in ``--memory-sizes``, and the
+                 largest worker's current RSS when 100, 1,000, 2,500, ..., N - 10 images were done
+                 (lazily loaded parts, such as the profile detector, arrive at the first image
+                 that needs them; a leak would keep growing to the end).
 
 ``cat /proc/loadavg`` is printed beside each timing: the machine may be shared.
 """
@@ -75,22 +78,31 @@ def first_images(folder: Path, n: int, work: Path) -> Path:
     return out
 
 
-def run(args: list[str], cores: str, poll: bool = False) -> tuple[float, dict[str, float]]:
+def run(args: list[str], cores: str, poll: bool = False, progress: Path | None = None,
+        checkpoints: tuple[int, ...] = ()) -> tuple[float, dict[str, float]]:
     """Wall seconds of one ``facefit`` process pinned to ``cores``, and ``cpu_seconds`` (user +
     system of it and its workers: the wall time it would take on idle cores, one core); with
     ``poll``, the peak RSS in MB of the driver (``driver``) and of each worker
-    (``worker_PID``)."""
+    (``worker_PID``), and with ``progress`` (the output folder) the largest current RSS of
+    a worker when the count of ``*.json`` results there first reaches each of
+    ``checkpoints`` (``rss_at_N``)."""
     cmd = ["taskset", "-c", cores, *FACEFIT, *args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=ENV, stderr=subprocess.PIPE, text=True)
     peaks: dict[str, float] = {}
+    todo = sorted(checkpoints)
     while poll and proc.poll() is None:
         for pid in [proc.pid, *_children(proc.pid)]:
             mb = _hwm_mb(pid)
             key = "driver" if pid == proc.pid else f"worker_{pid}"
             if mb:
                 peaks[key] = max(peaks.get(key, 0.0), mb)
+        if progress is not None and todo and progress.is_dir():
+            done = sum(1 for e in os.scandir(progress) if e.name.endswith(".json"))
+            while todo and done >= todo[0]:
+                now = [_hwm_mb(pid, "VmRSS:") for pid in _children(proc.pid)]
+                peaks[f"rss_at_{todo.pop(0)}"] = max(now, default=0.0)
         time.sleep(0.2)
     _, err = proc.communicate()
     wall = time.perf_counter() - t0
@@ -109,10 +121,10 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _hwm_mb(pid: int) -> float:
+def _hwm_mb(pid: int, field: str = "VmHWM:") -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -326,16 +338,20 @@ def part_memory(images: Path, work: Path, sizes: list[int]) -> dict:
         out = work / f"memory_{n}"
         shutil.rmtree(out, ignore_errors=True)
         before = loadavg()
+        # the last mark a few images before the end: the workers exit with the last image
+        marks = tuple(sorted({m for m in (100, 1000, 2500, 5000, n // 2, n - 10) if 0 < m < n}))
         wall, peaks = run([str(sub), "-o", str(out), "--formats", "json", "--jobs", "2", "-q"],
-                          "0,1", poll=True)
+                          "0,1", poll=True, progress=out, checkpoints=marks)
         workers = sorted(v for k, v in peaks.items() if k.startswith("worker"))
+        along = {int(k[7:]): round(v, 1) for k, v in peaks.items() if k.startswith("rss_at_")}
         res[n] = {"seconds": round(wall, 1), "images_per_s": round(n / wall, 2),
                   "driver_peak_mb": round(peaks.get("driver", 0.0), 1),
                   "worker_peak_mb": [round(v, 1) for v in workers],
+                  "worker_rss_mb_at_images": along,
                   "loadavg": [before, loadavg()]}
         print(f"memory: {n} images: {wall:.1f} s ({n / wall:.1f} images/s); peak RSS driver "
-              f"{res[n]['driver_peak_mb']} MB, workers {res[n]['worker_peak_mb']} MB; load "
-              f"{before} -> {loadavg()}")
+              f"{res[n]['driver_peak_mb']} MB, workers {res[n]['worker_peak_mb']} MB; largest "
+              f"worker RSS once N images were done {along}; load {before} -> {loadavg()}")
     return res
 
 
