@@ -101,6 +101,9 @@ def main() -> int:
     ap.add_argument("--maps", type=Path, help="save the ICT per-vertex error maps (.npz)")
     ap.add_argument("--merge-maps", type=Path, nargs="*", default=[],
                     help="add maps saved by earlier runs to the heat map")
+    ap.add_argument("--plain-renders", action="store_true",
+                    help="in-model photos without painted brows, lips and eyes (the renders "
+                         "before session 11; facefit.eval.shape.paint_features)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     options = {} if args.landmark_weight is None else {"landmark_weight": args.landmark_weight}
@@ -154,7 +157,8 @@ def main() -> int:
             rng = np.random.default_rng([args.seed, i])
             if data == "ict":
                 return ict_subject(ict, rng, photos, args.max_yaw)
-            return in_model_subject(model, rng, photos, args.max_yaw)
+            return in_model_subject(model, rng, photos, args.max_yaw,
+                                    features=not args.plain_renders)
 
         keep: dict = {}
         rep = evaluate_shape(model, subject, n, data, photos,

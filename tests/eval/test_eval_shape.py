@@ -78,8 +78,8 @@ def test_scores_true_shape_near_zero(model) -> None:
     shape = np.random.default_rng(0).normal(0, 1, model.num_shape).clip(-3, 3)
     med, mean, vtx, dist = S.score(model, shape.astype(np.float32), sub)
     assert med < 0.02 and mean < 0.05 and max(vtx) < 1e-3
-    med0, _, (vtx0, vsim0), _ = S.score(model, None, sub)
-    assert med0 > 0.3 and vtx0 > 1.0 and vsim0 <= vtx0
+    med0, _, (vtx0, vsim0, vsize0), _ = S.score(model, None, sub)
+    assert med0 > 0.3 and vtx0 > 1.0 and vsim0 <= vtx0 and vsize0 <= vtx0
     # independent: the mean face's rigid vertex error by a hand-written Kabsch
     a = model.mean.astype(np.float64) - model.mean.mean(0)
     b = sub.true_vertices - sub.true_vertices.mean(0)
@@ -87,6 +87,51 @@ def test_scores_true_shape_near_zero(model) -> None:
     r = u @ np.diag([1, 1, np.linalg.det(u @ vt)]) @ vt
     assert vtx0 == pytest.approx(np.linalg.norm(a @ r.T - b, axis=1).mean(), rel=1e-4)
     assert np.isnan(dist).sum() == len(dist) - np.isfinite(dist).sum()
+
+
+def test_near_polyline_is_distance_to_the_segments() -> None:
+    line = np.array([[0.0, 0, 0], [10, 0, 0], [10, 10, 0]])
+    pts = np.array([[5.0, 0.5, 0], [5, 3, 0], [12.5, 5, 0], [5, 0, 6], [30, 30, 30]])
+    # distances 0.5, 3, 2.5, 6, far; mask = clip(1.5 - d / 4, 0, 1)
+    expect = np.clip(1.5 - np.array([0.5, 3, 2.5, 6, 99]) / 4.0, 0, 1)
+    np.testing.assert_allclose(S.near_polyline(pts, line, 4.0), expect, atol=0.02)
+
+
+def test_paint_features_marks_eyes_brows_and_lips_only(model) -> None:
+    from facefit.synthetic.photos import smooth_albedo
+
+    alb = smooth_albedo(model, np.random.default_rng(0))
+    painted = S.paint_features(model, alb)
+    np.testing.assert_array_equal(painted, S.paint_features(model, alb))  # no random draws
+    x = model.mean.astype(np.float64)
+    lm = model.landmark_ids["ibug68"]
+    changed = np.abs(painted - alb).max(1) > 1e-6
+    near = lambda ids: np.linalg.norm(x - x[lm[ids]].mean(0), axis=1)  # noqa: E731
+    # the iris (dark) at each eye's centre, darker brows, the lips redder than they were
+    for ids in (np.arange(36, 42), np.arange(42, 48)):
+        centre = np.argmin(near(ids))
+        assert painted[centre].max() < 0.3
+    for k in (19, 24):
+        v = np.argmin(np.linalg.norm(x - x[lm[k]], axis=1))
+        assert np.all(painted[v] < 0.7 * alb[v])
+    v = np.argmin(np.linalg.norm(x - x[lm[51]], axis=1))
+    assert painted[v, 0] / painted[v, 2] > alb[v, 0] / alb[v, 2]
+    # nothing changes far from the features: the nose tip, the cheeks, the chin
+    for k in (30, 2, 14, 8):
+        assert not changed[np.linalg.norm(x - x[lm[k]], axis=1) < 3.0].any()
+    assert 0.01 < changed.mean() < 0.1
+
+
+def test_size_error_is_the_scaled_radius() -> None:
+    """A mesh 3 % larger than the truth (turned and moved too) errs by 3 % of the truth's
+    mean distance from its centroid; the truth itself by 0."""
+    rng = np.random.default_rng(3)
+    truth = rng.normal(0, 40, (500, 3))
+    c, s = np.cos(0.3), np.sin(0.3)
+    turned = 1.03 * truth @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]).T + 5.0
+    radius = np.linalg.norm(truth - truth.mean(0), axis=1).mean()
+    assert S.size_error(turned, truth) == pytest.approx(0.03 * radius, rel=1e-6)
+    assert S.size_error(truth, truth) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_eval_shape_command(model, tmp_path: Path, capsys) -> None:
@@ -105,8 +150,8 @@ def test_fit_to_scan_recovers_an_in_model_face(model) -> None:
     mean face (nearest-point pairs make it an upper bound of the model's best, not zero)."""
     sub = S.in_model_subject(model, np.random.default_rng(2), photos=1, size=96)
     coeffs = S.fit_to_scan(model, sub)
-    med, _, (vtx, _), _ = S.score(model, coeffs, sub)
-    med0, _, (vtx0, _), _ = S.score(model, None, sub)
+    med, _, (vtx, _, _), _ = S.score(model, coeffs, sub)
+    med0, _, (vtx0, _, _), _ = S.score(model, None, sub)
     # measured 0.13 vs 0.83 mm; the vertex error hardly drops (2.4 vs 2.9 mm): the fit
     # minimises scan-to-surface distance, and vertices may slide along the surface
     assert med < 0.2 * med0 and vtx < vtx0
