@@ -113,19 +113,24 @@ def synthetic(args: argparse.Namespace) -> None:
           f"{med['total'] - med['raster'] - med['forward'] - med['backward']:.0f}")
 
 
-def photos(args: argparse.Namespace) -> None:
+def config_options(args: argparse.Namespace) -> tuple[PhotometricConfig, dict]:
+    """The refinement's settings: the command line's, then each ``--option KEY=VALUE``."""
     import ast
-
-    from facefit.io.image import to_rgb
-    from facefit.reconstruct import Reconstructor
 
     options = {}
     for item in args.option:
         key, _, value = item.partition("=")
         options[key.strip()] = ast.literal_eval(value.strip())
-    config = replace(PhotometricConfig(iterations=args.iterations, size=args.size,
-                                       image_loss=args.image_loss, device=args.device),
-                     **options)
+    return replace(PhotometricConfig(iterations=args.iterations, size=args.size,
+                                     image_loss=args.image_loss, device=args.device),
+                   **options), options
+
+
+def photos(args: argparse.Namespace) -> None:
+    from facefit.io.image import to_rgb
+    from facefit.reconstruct import Reconstructor
+
+    config, options = config_options(args)
     paths = sorted(args.train300w.glob("*.jpg"))[::37][:args.photos]
     if not paths:
         raise SystemExit(f"benchmarks/photometric.py: no .jpg files in {args.train300w}")
@@ -165,6 +170,7 @@ def aflw(args: argparse.Namespace) -> None:
         idx = np.flatnonzero((yaw_all >= lo) & (yaw_all < hi))
         chosen += list(idx[np.linspace(0, len(idx) - 1, min(per, len(idx))).astype(int)])
     samples = [samples[i] for i in chosen]
+    config, options = config_options(args)
     rec = Reconstructor(texture_size=0)
     n = len(samples)
     pred0, pred1 = np.full((n, 68, 2), np.nan), np.full((n, 68, 2), np.nan)
@@ -178,8 +184,7 @@ def aflw(args: argparse.Namespace) -> None:
         fit = fit_landmarks(rec.model, face, image.shape[1::-1])
         pred0[i] = fit.landmarks_68_2d
         t0 = time.perf_counter()
-        res = refine_photometric(rec.model, fit, image, config=PhotometricConfig(
-            iterations=args.iterations, image_loss=args.image_loss, device=args.device))
+        res = refine_photometric(rec.model, fit, image, config=config)
         t_ref.append(time.perf_counter() - t0)
         pred1[i] = res.fit.landmarks_68_2d
         if (i + 1) % 10 == 0:
@@ -188,7 +193,8 @@ def aflw(args: argparse.Namespace) -> None:
     yaw = np.array([s.yaw_deg for s in samples])
     gt = np.stack([s.landmarks_2d for s in samples])
     print(f"AFLW2000-3D ({args.data.name}), {n} images stratified over |yaw|, 68-point 2D NME "
-          f"(%), GT-box normalised; refinement {args.iterations} it, loss {args.image_loss}")
+          f"(%), GT-box normalised; refinement {args.iterations} it, loss {args.image_loss}, "
+          f"options {options}")
     print(f"{'method':<26}{'0-30':>7}{'30-60':>7}{'60-90':>7}{'balanced':>10}{'mean':>7}"
           f"{'no face':>9}{'failures':>13}{'capped':>8}")
     for name, p in (("landmark fit", pred0), ("+ photometric refinement", pred1)):
@@ -219,7 +225,7 @@ def main() -> None:
                     help="also time the refinement on N train-300w photos (CPU time)")
     ap.add_argument("--train300w", type=Path, default=TRAIN_300W)
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                    help="a PhotometricConfig setting for --photos (repeatable)")
+                    help="a PhotometricConfig setting for --photos and --aflw (repeatable)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.faces:

@@ -108,6 +108,17 @@ def test_config_checks_and_defaults():
     np.testing.assert_array_equal(PhotometricConfig(iterations=7).level_counts(), [3, 2, 2])
     assert cfg.landmark_weight_for(1) == 2.0 and cfg.landmark_weight_for(3) == 1.0
     assert PhotometricConfig(landmark_weight=2.0).landmark_weight_for(3) == 2.0
+    # per-level landmark factors and identity components
+    for bad in (dict(level_landmark_scale=(1.0, 0.0)), dict(shape_components=(10, 20))):
+        with pytest.raises(ValueError, match="one value per level"):
+            PhotometricConfig(**bad)
+    scaled = PhotometricConfig(level_landmark_scale=(0.5, 1.0, 0.0))
+    assert [scaled.level_landmark_weight(i, 1) for i in range(3)] == [1.0, 2.0, 0.0]
+    assert [cfg.level_landmark_weight(i, 2) for i in range(3)] == [1.0, 1.0, 1.0]
+    assert [PhotometricConfig(shape_components=(5, 20, 500)).level_shape_components(i, 80)
+            for i in range(3)] == [5, 20, 80]
+    assert cfg.level_shape_components(0, 80) == 80
+    assert PhotometricConfig(shape_components=7).level_shape_components(2, 80) == 7
 
 
 def test_gaussian_cost_is_the_prior_cost():
@@ -153,6 +164,26 @@ def test_fixed_groups_stay_at_their_start(model):
     np.testing.assert_allclose(res.fit.rotation, fit.rotation, atol=1e-6)
     np.testing.assert_allclose(res.fit.verts_px, fit.verts_px, atol=1e-3)
     assert res.photometric_error < res.initial_photometric_error
+
+
+def test_shape_components_and_level_landmark_scale(model):
+    """Only the leading ``shape_components`` identity coefficients move; a landmark factor
+    of 0 on every level is the landmark weight 0."""
+    rng = np.random.default_rng(6)
+    face = make_synthetic_face(model, rng, size=160)
+    fit, _ = _landmark_fit(model, face, rng)
+    kw = dict(iterations=8, size=112, levels=(2, 1), level_share=(0.5, 0.5))
+    res = refine_photometric(model, fit, face.image,
+                             config=PhotometricConfig(shape_components=(3, 5), **kw))
+    np.testing.assert_array_equal(res.fit.shape_coeffs[5:], fit.shape_coeffs[5:])
+    assert np.abs(res.fit.shape_coeffs[:3] - fit.shape_coeffs[:3]).min() > 0
+    off = refine_photometric(model, fit, face.image, config=PhotometricConfig(
+        level_landmark_scale=(0.0, 0.0), **kw))
+    zero = refine_photometric(model, fit, face.image,
+                              config=PhotometricConfig(landmark_weight=0.0, **kw))
+    np.testing.assert_array_equal(off.fit.shape_coeffs, zero.fit.shape_coeffs)
+    on = refine_photometric(model, fit, face.image, config=PhotometricConfig(**kw))
+    assert not np.array_equal(off.fit.shape_coeffs, on.fit.shape_coeffs)
 
 
 def test_albedo_held_where_its_levels_say(model):

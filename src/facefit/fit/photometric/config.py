@@ -62,7 +62,14 @@ class PhotometricConfig:
             identity error was 2.49 mm at 3 and 2.31 mm at 1, landmark fit 2.97 mm). One
             photo: 2 (was 3) gave lower scan errors on both shape-benchmark seeds (16 ICT + 16
             in-model subjects each: ICT 1.394 -> 1.389 and 1.415 -> 1.398 mm, in-model
-            0.371 -> 0.363 and 0.400 -> 0.387 mm, vertex errors lower too).
+            0.371 -> 0.363 and 0.400 -> 0.387 mm, vertex errors lower too). 0.5 lowers the
+            ICT scan error further (1.389 -> 1.369 and 1.398 -> 1.354 mm) but costs 2D
+            accuracy (AFLW2000-3D dev, 60 images: balanced NME after refinement 5.75 ->
+            6.28 %) and, with accurate targets (true landmarks + 1 px noise, 3 synthetic
+            faces), image-space dense error: 28.7 % -> 19.1 % below the landmark fit's
+            (benchmarks/README.md, Shape, session 11).
+        level_landmark_scale: per pyramid level, a factor on the landmark weight (None: 1
+            everywhere), e.g. ``(1, 1, 0)`` drops the landmark term at the finest level.
         specular: add a Phong specular term with a fitted strength (shared by the photos).
 
     Priors (weights; `facefit.fit.photometric.priors`):
@@ -88,6 +95,9 @@ class PhotometricConfig:
         lr_floor: the step sizes decay from 1 to this fraction (cosine) within each level.
         free: the parameter groups that are optimised (`FREE_PARAMETERS`); the others stay
             at their start values.
+        shape_components: the leading identity coefficients that Adam optimises (the rest
+            stay at their start values); one count, or one per level (coarse to fine);
+            None: all.
         gradients: ``"analytic"`` (Adam on a linear mesh with stencil or tangent normals,
             the L2 loss, no specular term and no albedo basis: the objective's gradient
             written out, `facefit.fit.photometric.gradient`; autograd otherwise) or
@@ -122,6 +132,7 @@ class PhotometricConfig:
     outlier_sigmas: float = 3.0
     landmark_sigma_px: float = 3.0
     landmark_weight: float | None = None
+    level_landmark_scale: tuple[float, ...] | None = None
     specular: bool = False
     coeff_prior: float = 0.5
     albedo_prior: float = 1.0
@@ -138,6 +149,7 @@ class PhotometricConfig:
     lr_specular: float = 0.01
     lr_floor: float = 1.0
     free: tuple[str, ...] = FREE_PARAMETERS
+    shape_components: int | tuple[int, ...] | None = None
     gradients: str = "analytic"
     albedo_levels: tuple[int, ...] | None = (-1,)
     device: str | None = None
@@ -166,6 +178,10 @@ class PhotometricConfig:
                 not -n <= int(i) < n for i in self.albedo_levels):
             raise ValueError(f"albedo_levels must index levels ({-n}..{n - 1}), got "
                              f"{self.albedo_levels!r}")
+        for name in ("level_landmark_scale", "shape_components"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, int) and len(v) != n:
+                raise ValueError(f"{name}: one value per level ({n}), got {v!r}")
         unknown = set(self.free) - set(FREE_PARAMETERS)
         if unknown:
             raise ValueError(f"free: unknown parameter groups {sorted(unknown)}; "
@@ -212,6 +228,20 @@ class PhotometricConfig:
         if self.landmark_weight is not None:
             return float(self.landmark_weight)
         return 2.0 if n_photos == 1 else 1.0
+
+    def level_landmark_weight(self, level: int, n_photos: int) -> float:
+        """The landmark weight at pyramid level ``level``: `landmark_weight_for` times
+        ``level_landmark_scale``."""
+        w = self.landmark_weight_for(n_photos)
+        return w if self.level_landmark_scale is None else w * float(
+            self.level_landmark_scale[level])
+
+    def level_shape_components(self, level: int, num_shape: int) -> int:
+        """How many leading identity coefficients are optimised at pyramid level ``level``."""
+        k = self.shape_components
+        if k is None:
+            return num_shape
+        return min(num_shape, int(k if isinstance(k, int) else k[level]))
 
     def is_free(self, group: str) -> bool:
         """Whether the parameter group ``group`` (`FREE_PARAMETERS`) is optimised."""

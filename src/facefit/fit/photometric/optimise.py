@@ -507,6 +507,8 @@ def refine_photometric_multi(
     done = 0
     for li, n_level in enumerate(int(c) for c in counts):
         t_level = time.perf_counter()
+        lm_weight = config.level_landmark_weight(li, len(photos))  # read by the objectives
+        k_shape = config.level_shape_components(li, ks)
         losses: list[float] = []  # debug_timing: the objective at every step of the level
         it = 0
         while it < n_level:
@@ -556,6 +558,8 @@ def refine_photometric_multi(
                     if albedo.opt is not None:
                         albedo.opt.param_groups[0]["lr"] = config.lr_albedo_vertex * lr * decay
                     closure()
+                    if k_shape < ks and shape.grad is not None:
+                        shape.grad[k_shape:] = 0.0
                     if opt is not None:
                         opt.step()
                         project()
