@@ -190,7 +190,7 @@ def paint_features(model: MorphableModel, albedo: np.ndarray) -> np.ndarray:
     the mean face (the default model has no eyeballs, and a smooth skin albedo has no
     brows): darker brows, reddish lips, whitish sclera inside each eye's lid contour and a
     dark iris (radius 5.5 mm) at its centre. Deterministic, so subjects keep their random
-    draws. Without them MediaPipe put the eyes and brows 8-15 px too low on 5 of 8 in-model
+    draws. Without them MediaPipe put the eyes and brows 7-15 px too low on 5 of 8 in-model
     renders (seed 0), and the landmark fit's pitch 8-12° and scale 5-12 % off."""
     x = model.mean.astype(np.float64)
     lm = np.asarray(model.landmark_ids["ibug68"])
