@@ -141,7 +141,8 @@ def main() -> int:
                 rng = np.random.default_rng([args.seed, i])
                 if data == "ict":
                     return ict_clip_subject(ict, rng, frames, args.max_yaw)
-                return in_model_clip_subject(model, rng, frames, args.max_yaw)
+                return in_model_clip_subject(model, rng, frames, args.max_yaw,
+                                             features=not args.plain_renders)
 
             rep = evaluate_clip_shape(model, clip, n, data, frames,
                                       keyframes=0 if args.no_photometric else 6,

@@ -122,13 +122,20 @@ def ict_clip_subject(ict: object, rng: np.random.Generator, frames: int = 50,
 
 
 def in_model_clip_subject(model: MorphableModel, rng: np.random.Generator, frames: int = 50,
-                          max_yaw: float = 30.0, size: int = 256) -> ShapeSubject:
+                          max_yaw: float = 30.0, size: int = 256, features: bool = True
+                          ) -> ShapeSubject:
     """A random face of ``model`` (shape N(0, 1)) and a talking, head-turning clip of it:
-    the first expression mode follows the mouth rhythm, one more mode comes and goes."""
+    the first expression mode follows the mouth rhythm, one more mode comes and goes. With
+    ``features`` its smooth albedo has brows, lips and eyes painted on
+    (`facefit.eval.shape.paint_features`, as the photo subjects; the same random draws
+    either way)."""
+    from facefit.eval.shape import paint_features
     from facefit.synthetic.photos import smooth_albedo
 
     shape = rng.normal(0, 1, model.num_shape).clip(-3, 3).astype(np.float32)
     albedo = smooth_albedo(model, rng)
+    if features:
+        albedo = paint_features(model, albedo)
     mouth, bump = _talk(frames, rng)
     other = int(rng.integers(1, max(model.num_expression, 2)))
     sign = rng.choice([-1.0, 1.0], 2)
