@@ -78,26 +78,21 @@ _CONSTANTS = {"sh": _sh_to_matrix(), "skew": _skew_generator(), "eye": np.eye(3)
 _CONSTANT_TENSORS: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
 
 
-def _constant(name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The array ``_CONSTANTS[name]`` as a tensor, made once per dtype and device (a
-    step of a refinement then converts nothing)."""
+def constant(name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A constant of this module as a tensor, made once per dtype and device (a step of a
+    refinement then converts nothing): ``"sh"`` ((4, 4, 9) the quadratic form of each SH
+    basis function in [n, 1], `sh_shading`), ``"skew"`` ((9, 3) generator of
+    ``[omega]x``, `skew`), ``"eye"``, ``"flip_yz"``."""
     key = (name, dtype, device)
     if key not in _CONSTANT_TENSORS:
         _CONSTANT_TENSORS[key] = torch.as_tensor(_CONSTANTS[name], dtype=dtype, device=device)
     return _CONSTANT_TENSORS[key]
 
 
-def constant(name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A constant of this module as a tensor, made once per dtype and device: ``"sh"``
-    ((4, 4, 9) the quadratic form of each SH basis function in [n, 1], `sh_shading`),
-    ``"skew"`` ((9, 3) generator of ``[omega]x``, `skew`), ``"eye"``, ``"flip_yz"``."""
-    return _constant(name, dtype, device)
-
-
 def sh_shading(normals: torch.Tensor, sh_coeffs: torch.Tensor) -> torch.Tensor:
     """(N, C) SH irradiance ``sh_basis(n) @ L`` of normals (N, 3) for lighting (9, C),
     evaluated as the quadratic form [n, 1]ᵀ M_c [n, 1] (fewer operations)."""
-    t = _constant("sh", sh_coeffs.dtype, sh_coeffs.device)
+    t = constant("sh", sh_coeffs.dtype, sh_coeffs.device)
     m = (t.reshape(16, 9) @ sh_coeffs).reshape(4, 4, -1)  # (4, 4, C)
     nh = torch.cat([normals, torch.ones_like(normals[:, :1])], 1)  # (N, 4)
     q = (nh @ m.permute(0, 2, 1).reshape(4, -1)).reshape(len(nh), -1, 4)  # (N, C, 4)
@@ -318,7 +313,7 @@ def render(verts_px: np.ndarray | torch.Tensor, triangles: np.ndarray, height: i
 def skew(omega: torch.Tensor) -> torch.Tensor:
     """(3, 3) cross-product matrix ``[omega]x`` of a vector (3,): the torch twin of
     `facefit.fit.core.rotation.skew`."""
-    return (_constant("skew", omega.dtype, omega.device) @ omega).reshape(3, 3)
+    return (constant("skew", omega.dtype, omega.device) @ omega).reshape(3, 3)
 
 
 def rodrigues(omega: torch.Tensor) -> torch.Tensor:
@@ -332,7 +327,7 @@ def small_rotation(omega: torch.Tensor) -> torch.Tensor:
     axis-angle update (3,) (radians): the optimisers' rotation update, cheaper than
     `rodrigues` and re-orthonormalised when folded into its reference rotation."""
     kx = skew(omega)
-    return _constant("eye", kx.dtype, kx.device) + kx + 0.5 * kx @ kx
+    return constant("eye", kx.dtype, kx.device) + kx + 0.5 * kx @ kx
 
 
 def scaled_orthographic(view_points: torch.Tensor, scale: torch.Tensor | float,
@@ -341,7 +336,7 @@ def scaled_orthographic(view_points: torch.Tensor, scale: torch.Tensor | float,
     rotated) under a scaled orthographic camera, differentiable: the torch twin of
     `facefit.fit.core.camera.ScaledOrthographicCamera.image_points` (x = s X + tx,
     y = -s Y + ty, depth = -s Z)."""
-    flip = _constant("flip_yz", view_points.dtype, view_points.device)
+    flip = constant("flip_yz", view_points.dtype, view_points.device)
     return view_points * (scale * flip) + torch.nn.functional.pad(translation, (0, 1))
 
 
