@@ -221,10 +221,14 @@ class NetworkLandmarkDetector:
             again = self.predictor.predict_batch(image_rgb, boxes=boxes)
             for i, r in zip(idx, again, strict=True):
                 results[i] = r
+        rest = set(idx)
         out: list[FaceLandmarks] = []
         for i, (f, r) in enumerate(zip(faces, results, strict=True)):
+            if i not in rest:  # `auto` kept MediaPipe's points after the first pass
+                out.append(f)
+                continue
             w = (mediapipe_weight(f, r, self.yaw_threshold, self.network_only, self.min_score)
-                 if auto and i in idx else 0.0 if i in idx else 1.0)
+                 if auto else 0.0)
             if w >= 1.0:
                 out.append(f)
             elif w <= 0.0:
