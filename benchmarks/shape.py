@@ -103,7 +103,7 @@ def main() -> int:
                     help="add maps saved by earlier runs to the heat map")
     ap.add_argument("--plain-renders", action="store_true",
                     help="in-model photos without painted brows, lips and eyes (the renders "
-                         "before session 11; facefit.eval.shape.paint_features)")
+                         "before session 11; facefit.synthetic.photos.paint_features)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     options = {} if args.landmark_weight is None else {"landmark_weight": args.landmark_weight}

@@ -21,7 +21,7 @@ from facefit.detect.base import FaceLandmarks
 from facefit.eval.synthetic import evaluate_synthetic, fit_exact_landmarks
 from facefit.fit.landmark_fit import estimate_scaled_orthographic, fit_landmarks
 from facefit.model import load_default_model
-from facefit.synthetic.scenes import SKIN_TONE, SyntheticFace, sample_face
+from facefit.synthetic.scenes import SKIN_TONE, SyntheticFace, base_albedo, sample_face
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +179,18 @@ def test_photometric_subset_rows(model, monkeypatch) -> None:
     assert same == photo and photo["num_faces"] == 2
     assert photo["bucket_nme"][2] is None  # the third (yaw -70) face is not in the subset
     assert "2/2" in rep.table()
+
+
+def test_painted_albedo_follows_the_mesh(model) -> None:
+    # The default base albedo is the skin tone with features painted where the mesh has
+    # them: the brows darker and the lips redder than the cheek, and no photo pattern.
+    alb = base_albedo(model)
+    assert alb.shape == (model.num_vertices, 3) and alb.dtype == np.float32
+    ids = np.asarray(model.landmark_ids["ibug68"])
+    cheek = alb[ids[2]] + 0.0  # on the jaw outline, far from every painted feature
+    np.testing.assert_allclose(cheek, SKIN_TONE, atol=1e-6)
+    assert alb[ids[19]].sum() < 0.7 * cheek.sum()  # mid-brow
+    lip = alb[ids[51]]  # upper lip, centre
+    assert lip[0] / lip[1] > cheek[0] / cheek[1]
+    with pytest.raises(ValueError, match="not one of"):
+        base_albedo(model, "astronaut")

@@ -115,6 +115,10 @@ def register(subparsers: Any) -> None:
                    help="skip the photometric refinement row")
     y.add_argument("--photometric-n", type=int, default=None,
                    help="photometric refinement of the first N faces only (slow on a CPU)")
+    y.add_argument("--albedo", choices=("painted", "photo"), default="painted",
+                   help="the faces' skin: a skin tone with brows, lips and eyes painted where "
+                   "the mesh has them (default), or the example photo's colours (its smile and "
+                   "shading on every face; the texture before 2026-12-03)")
     y.set_defaults(func=_with_report(_cmd_synthetic, "synthetic"))
 
     h = sub.add_parser("shape", help="NoW-style shape accuracy on scans facefit did not make: "
@@ -369,7 +373,8 @@ def _cmd_synthetic(args: argparse.Namespace) -> int:
     report, faces = evaluate_synthetic(args.n, args.seed, size=args.size,
                                        progress=not args.quiet,
                                        photometric=not args.no_photometric,
-                                       photometric_n=args.photometric_n)
+                                       photometric_n=args.photometric_n,
+                                       albedo=args.albedo)
     print(report.table())
     out = Path(args.out)
     _write_json(out / "synthetic.json", report.to_dict())

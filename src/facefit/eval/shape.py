@@ -43,6 +43,7 @@ from facefit.metrics.geometry import vertex_error
 from facefit.metrics.scan import NOSE_TIP_INDEX, NOW_IBUG68_IDS, crop_scan, scan_error
 from facefit.model.morphable_model import MorphableModel
 from facefit.model.topology import plane_barycentric
+from facefit.synthetic.photos import near_polyline, paint_features
 
 METHODS = ("mean face", "landmarks", "photometric")
 ICT_EXPRESSIONS = ("jawOpen", "mouthSmile_L", "mouthSmile_R", "browInnerUp_L",
@@ -171,47 +172,6 @@ class ShapeReport:
 def now_landmarks(vertices: np.ndarray, ibug68_ids: np.ndarray) -> np.ndarray:
     """(7, 3) NoW landmarks (`NOW_IBUG68_IDS`) of a mesh with 68 iBUG landmark vertex ids."""
     return np.asarray(vertices, np.float64)[np.asarray(ibug68_ids)[NOW_IBUG68_IDS]]
-
-
-def near_polyline(points: np.ndarray, line: np.ndarray, radius: float) -> np.ndarray:
-    """(N,) soft mask in [0, 1] of (N, 3) ``points`` near the polyline through (M, 3)
-    ``line`` (mm): 1 within ``radius`` / 2, falling linearly to 0 at 1.5 ``radius``."""
-    from scipy.spatial import cKDTree
-
-    p = np.asarray(line, np.float64)
-    t = np.linspace(0, 1, 8, endpoint=False)[:, None, None]  # 8 points per segment
-    dense = (p[:-1][None] * (1 - t) + p[1:][None] * t).reshape(-1, 3)
-    d, _ = cKDTree(np.concatenate([dense, p[-1:]])).query(np.asarray(points, np.float64))
-    return np.clip(1.5 - d / radius, 0.0, 1.0)
-
-
-def paint_features(model: MorphableModel, albedo: np.ndarray) -> np.ndarray:
-    """(V, 3) float32 ``albedo`` with the features a landmark detector looks for, painted on
-    the mean face (the default model has no eyeballs, and a smooth skin albedo has no
-    brows): darker brows, reddish lips, whitish sclera inside each eye's lid contour and a
-    dark iris (radius 5.5 mm) at its centre. Deterministic, so subjects keep their random
-    draws. Without them MediaPipe put the eyes and brows 7-15 px too low on 5 of 8 in-model
-    renders (seed 0), and the landmark fit's pitch 8-12° and scale 5-12 % off."""
-    x = model.mean.astype(np.float64)
-    lm = np.asarray(model.landmark_ids["ibug68"])
-    alb = np.asarray(albedo, np.float64).copy()
-    tone = alb.mean(0)
-    brow = np.maximum(near_polyline(x, x[lm[17:22]], 4.0), near_polyline(x, x[lm[22:27]], 4.0))
-    alb *= 1 - 0.55 * brow[:, None]
-    lip = np.maximum(near_polyline(x, x[lm[np.r_[48:60, 48]]], 3.0),
-                     near_polyline(x, x[lm[np.r_[60:68, 60]]], 3.0))[:, None] * 0.35
-    alb = alb * (1 - lip) + lip * np.array([0.55, 0.25, 0.25]) * tone / tone.mean()
-    for ids in (np.arange(36, 42), np.arange(42, 48)):
-        c = x[lm[ids]]
-        centre = c.mean(0)
-        a = np.linalg.norm(c[3, :2] - c[0, :2]) / 2  # half the corner distance
-        b = (abs(c[1, 1] - c[5, 1]) + abs(c[2, 1] - c[4, 1])) / 4  # half the lid opening
-        d = x[:, :2] - centre[:2]
-        front = np.abs(x[:, 2] - centre[2]) < 8.0
-        eye = front & ((d[:, 0] / a) ** 2 + (d[:, 1] / b) ** 2 < 1.0)
-        alb[eye] = 0.8
-        alb[eye & (np.linalg.norm(d, axis=1) < 5.5)] = np.array([0.25, 0.2, 0.15])
-    return np.clip(alb, 0, 1).astype(np.float32)
 
 
 def in_model_subject(model: MorphableModel, rng: np.random.Generator, photos: int = 1,

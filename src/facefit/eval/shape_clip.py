@@ -127,10 +127,9 @@ def in_model_clip_subject(model: MorphableModel, rng: np.random.Generator, frame
     """A random face of ``model`` (shape N(0, 1)) and a talking, head-turning clip of it:
     the first expression mode follows the mouth rhythm, one more mode comes and goes. With
     ``features`` its smooth albedo has brows, lips and eyes painted on
-    (`facefit.eval.shape.paint_features`, as the photo subjects; the same random draws
+    (`facefit.synthetic.photos.paint_features`, as the photo subjects; the same random draws
     either way)."""
-    from facefit.eval.shape import paint_features
-    from facefit.synthetic.photos import smooth_albedo
+    from facefit.synthetic.photos import paint_features, smooth_albedo
 
     shape = rng.normal(0, 1, model.num_shape).clip(-3, 3).astype(np.float32)
     albedo = smooth_albedo(model, rng)

@@ -176,6 +176,7 @@ class SyntheticReport:
     mm_per_unit: float = 1.0
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    albedo: str = "painted"
 
     def _row(self, m: MethodScores) -> dict[str, Any]:
         b = yaw_bucket(self.yaw_deg[:len(m.found)])  # subset rows score the first faces
@@ -202,7 +203,7 @@ class SyntheticReport:
         n = len(self.yaw_deg)
         b = yaw_bucket(self.yaw_deg)
         lines = [f"synthetic faces ({self.model_name} priors, n={n}, seed={self.seed}, "
-                 f"{self.size}x{self.size} px): NME % of GT 68-landmark box, "
+                 f"{self.size}x{self.size} px, {self.albedo} albedo): NME % of GT 68-landmark box, "
                  "mean |pose error| deg, mean vertex error mm",
                  f"{'method':<30}{'found':>8}{'0-30':>6}{'30-60':>6}{'60-90':>6}{'bal.':>6}"
                  f"{'mean':>6}{'yaw':>6}{'pitch':>6}{'roll':>6}{'geod.':>6}{'mm rigid':>9}"
@@ -238,7 +239,7 @@ class SyntheticReport:
             "protocol": "synthetic faces from the model priors; NME / sqrt(w*h) of the GT "
                         "68-landmark box (AFLW2000-3D), pose errors in degrees, mean "
                         "per-vertex error after rigid alignment",
-            "model": self.model_name, "seed": self.seed, "size": self.size,
+            "model": self.model_name, "seed": self.seed, "size": self.size, "albedo": self.albedo,
             "num_faces": len(self.yaw_deg), "buckets": list(BUCKET_NAMES),
             "bucket_counts": [int((yaw_bucket(self.yaw_deg) == k).sum()) for k in range(3)],
             "mm_per_unit": self.mm_per_unit, "notes": self.notes, "seconds": self.seconds,
@@ -277,6 +278,7 @@ def evaluate_synthetic(
     progress: bool = False,
     photometric: bool = True,
     photometric_n: int | None = None,
+    albedo: str = "painted",
 ) -> tuple[SyntheticReport, list[SyntheticFace]]:
     """Render ``n`` faces (or score the given ``faces``) and score every method.
 
@@ -293,6 +295,8 @@ def evaluate_synthetic(
             the pipeline's landmark fit) when that module exists.
         photometric_n: refine only the first this many faces (it is slow on a CPU); they
             are then shown beside the landmark fit on the same faces.
+        albedo: the faces' base albedo, ``"painted"`` or ``"photo"``
+            (`facefit.synthetic.scenes.base_albedo`; ignored when ``faces`` is given).
     """
     if model is None:
         from facefit.model import load_default_model
@@ -303,7 +307,7 @@ def evaluate_synthetic(
 
         reconstructor = Reconstructor(model=model, texture_size=0)
     t0 = time.perf_counter()
-    faces = list(faces) if faces is not None else sample_faces(model, n, seed, size)
+    faces = list(faces) if faces is not None else sample_faces(model, n, seed, size, albedo)
     pipeline: list[FitResult | None] = []
     exact: list[FitResult | None] = []
     for i, face in enumerate(faces):
@@ -337,7 +341,7 @@ def evaluate_synthetic(
     methods.append(mean_face_scores(model, faces))
     yaw = np.array([f.yaw_deg for f in faces], np.float64)
     rep = SyntheticReport(model.name, seed, faces[0].image.shape[0] if faces else size, yaw,
-                          methods, notes=notes, seconds=time.perf_counter() - t0)
+                          methods, notes=notes, seconds=time.perf_counter() - t0, albedo=albedo)
     return rep, faces
 
 

@@ -6,11 +6,16 @@ AFLW2000-3D; Zhu et al., CVPR 2016), Lambertian + ambient lighting from a random
 direction with a tinted light colour, a random background (smooth colour noise, a linear
 gradient or a crop of another photo) and Gaussian pixel noise, and is rendered with
 facefit's numpy z-buffer rasteriser (`facefit.render.raster`) under the scaled orthographic
-camera of `facefit.fit.camera`, 2× supersampled. The default model has no albedo: the skin
-colour is the per-vertex colour of facefit's own reconstruction of ``examples/astronaut.png``
-(computed at run time), with a random skin tone and smooth random variation per face, so
-that MediaPipe's detector sees eyes, brows and lips; without that photo a mean skin tone is
-used. Synthesising training/evaluation faces from a morphable model's priors follows
+camera of `facefit.fit.camera`, 2× supersampled. The default model has no albedo, so the
+skin is by default (``albedo="painted"``) a skin tone with brows, lips and eyes painted where
+the mesh has them (`facefit.synthetic.photos.paint_features`, as in the shape benchmark), with
+a random tone and smooth random variation per face. ``albedo="photo"`` uses instead the
+per-vertex colours of facefit's own reconstruction of ``examples/astronaut.png`` (computed at
+run time; the benchmark's texture before 2026-12-03): that photo's open smile, teeth,
+creases, hair line and shading are then painted on every face whatever its expression, a
+pattern no real face's skin has, which a photometric refinement explains by bending the
+shape (benchmarks/README.md, Synthetic).
+Synthesising training/evaluation faces from a morphable model's priors follows
 Richardson et al., "3D Face Reconstruction by Learning from Synthetic Data", 3DV 2016.
 `facefit.eval.synthetic` re-fits them and scores the fits.
 """
@@ -33,7 +38,7 @@ PITCH_RANGE_DEG = 30.0
 ROLL_RANGE_DEG = 20.0
 COEFF_CLIP = 3.0
 SKIN_TONE = (0.78, 0.58, 0.46)
-"""Fallback mean skin albedo (linear RGB in [0, 1]) when the example photo is unavailable."""
+"""Mean skin albedo (linear RGB in [0, 1]) of the painted faces (`base_albedo`)."""
 EXAMPLE_PHOTO = Path(__file__).resolve().parents[3] / "examples" / "astronaut.png"
 
 
@@ -105,15 +110,25 @@ def _example_photo_colours(model: MorphableModel) -> tuple[np.ndarray, np.ndarra
     return colours, bg
 
 
-def base_albedo(model: MorphableModel) -> np.ndarray:
-    """(V, 3) float32 per-vertex albedo in [0, 1]: the model's own mean albedo, else the
-    example photo's colours (see the module docstring), else a uniform skin tone."""
+ALBEDOS = ("painted", "photo")
+"""Choices of the synthetic faces' base albedo (see the module docstring)."""
+
+
+def base_albedo(model: MorphableModel, kind: str = "painted") -> np.ndarray:
+    """(V, 3) float32 per-vertex albedo in [0, 1]: the model's own mean albedo if it has one,
+    else ``kind``: ``"painted"`` (`SKIN_TONE` with brows, lips and eyes painted on) or
+    ``"photo"`` (the example photo's colours, a uniform skin tone without that photo)."""
+    if kind not in ALBEDOS:
+        raise ValueError(f"albedo {kind!r}: not one of {', '.join(ALBEDOS)}")
     if model.albedo_mean is not None:
         return np.clip(np.asarray(model.albedo_mean, np.float32), 0.0, 1.0)
+    skin = np.tile(np.asarray(SKIN_TONE, np.float32), (model.num_vertices, 1))
+    if kind == "painted":
+        from facefit.synthetic.photos import paint_features
+
+        return paint_features(model, skin)
     got = _example_photo_colours(model)
-    if got is not None:
-        return got[0]
-    return np.tile(np.asarray(SKIN_TONE, np.float32), (model.num_vertices, 1))
+    return got[0] if got is not None else skin
 
 
 def _smooth_field(points: np.ndarray, rng: np.random.Generator, waves: int = 4,
@@ -275,7 +290,10 @@ def sample_face(
         mask=mask, background=kind)
 
 
-def sample_faces(model: MorphableModel, n: int, seed: int = 0, size: int = 320
-                 ) -> list[SyntheticFace]:
-    """``n`` faces; face i depends only on (seed, i), so a larger n extends a smaller set."""
-    return [sample_face(model, np.random.default_rng([seed, i]), size) for i in range(n)]
+def sample_faces(model: MorphableModel, n: int, seed: int = 0, size: int = 320,
+                 albedo: str = "painted") -> list[SyntheticFace]:
+    """``n`` faces with the base albedo ``albedo`` (`ALBEDOS`); face i depends only on
+    (seed, i), so a larger n extends a smaller set."""
+    base = base_albedo(model, albedo)
+    return [sample_face(model, np.random.default_rng([seed, i]), size, albedo=base)
+            for i in range(n)]
