@@ -107,3 +107,15 @@ def test_rejects_perspective_and_unknown_loss(model):
                         Camera("perspective", 500.0, (64.0, 64.0)), 0.0, 68, 1)
     with pytest.raises(ValueError):
         refine_photometric(model, persp, face.image)
+
+
+def test_turned_heads_count_the_prior_more() -> None:
+    cfg = PhotometricConfig(coeff_prior=0.5, turned_prior=(30.0, 75.0, 8.0))
+    assert cfg.coeff_prior_for([0.0]) == pytest.approx(0.5)
+    assert cfg.coeff_prior_for([-30.0]) == pytest.approx(0.5)
+    assert cfg.coeff_prior_for([52.5]) == pytest.approx(0.5 * (1 + 7 * 0.5))  # half way
+    assert cfg.coeff_prior_for([-75.0]) == pytest.approx(4.0)
+    assert cfg.coeff_prior_for([89.0]) == pytest.approx(4.0)
+    assert cfg.coeff_prior_for([80.0, -10.0]) == pytest.approx(0.5)  # the most frontal photo
+    off = PhotometricConfig(coeff_prior=0.5, turned_prior=None)
+    assert off.coeff_prior_for([80.0]) == pytest.approx(0.5)

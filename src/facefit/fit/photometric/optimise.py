@@ -352,6 +352,7 @@ def refine_photometric_multi(
     lr = config.learning_rate
     lm_weight = config.landmark_weight_for(len(photos))
     n_lm = float(np.mean([ph.num_landmarks for ph in photos]))
+    w_prior = config.coeff_prior_for([f.yaw_deg for f in fits])
 
     def coeffs(ph: PhotoState) -> torch.Tensor:
         return torch.cat([shape, ph.expr])
@@ -376,7 +377,7 @@ def refine_photometric_multi(
                 for i, ph in enumerate(photos)]
 
     def objective() -> torch.Tensor:
-        e = config.coeff_prior * shape_cost(shape) / max(n_lm, 1.0)
+        e = w_prior * shape_cost(shape) / max(n_lm, 1.0)
         e = e + albedo.cost(config, n_lm)
         for i, ph in enumerate(photos):
             out = renderer(i)()
@@ -386,7 +387,7 @@ def refine_photometric_multi(
             e = e + (pixel_loss(out, ph.act, config.image_loss, config.pixel_sigma)
                      + landmark_loss(out["lm"], ph.lm_target, lm_weight,
                                      config.landmark_sigma_px)
-                     + config.coeff_prior * coeff_cost / max(ph.num_landmarks, 1)
+                     + w_prior * coeff_cost / max(ph.num_landmarks, 1)
                      + config.light_prior * light_cost(ph.sh))
         return e
 
@@ -396,7 +397,7 @@ def refine_photometric_multi(
         from facefit.fit.blendshape import DEFAULT_RIDGE, DEFAULT_SPARSITY
 
         with torch.no_grad():
-            w_shape = config.coeff_prior / max(n_lm, 1.0)
+            w_shape = w_prior / max(n_lm, 1.0)
             rs = (shape - shape_cost.mean) / shape_cost.sigma
             e = w_shape * (rs * rs).sum()
             g_shape = (2.0 * w_shape) * rs / shape_cost.sigma
@@ -426,7 +427,7 @@ def refine_photometric_multi(
                     alb_px = mean_px + w_leaf @ leaf
                 terms, g = photo_objective(ph, coeffs(ph), alb_px, lm_weight,
                                            config.landmark_sigma_px, config.pixel_sigma)
-                w_expr = config.coeff_prior / max(ph.num_landmarks, 1)
+                w_expr = w_prior / max(ph.num_landmarks, 1)
                 if box is None:
                     re = (ph.expr - expr_cost.mean) / expr_cost.sigma
                     e_expr, g_expr = (re * re).sum(), 2.0 * re / expr_cost.sigma
