@@ -89,7 +89,7 @@ class PhotometricConfig:
             coeff_prior 2 / 4 / 8 / 32 there: 2.90 / 2.86 / 2.87 / 3.04 mm; the 34 faces at
             30-60°: 2.63 mm at 0.5, 2.59 at 1-2, 2.63 at 4). The shape benchmark's photos,
             within 30°, keep 1x, where 0.5 measured best (above).
- size, mesh-Laplacian smoothness and
+        albedo_prior, albedo_smoothness, albedo_symmetry: size, mesh-Laplacian smoothness and
             left/right symmetry of a per-vertex albedo correction (per vertex); with an
             albedo basis, ``albedo_prior`` weights its N(0, 1) coefficient prior.
         light_prior: weight of the N(0, 1) prior on the second-order SH coefficients.
