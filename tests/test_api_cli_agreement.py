@@ -269,3 +269,24 @@ def test_readme_exit_code_table_matches_the_cli() -> None:
     constants = sorted({cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_NO_INPUT,
                         cli.EXIT_UNAVAILABLE, cli.EXIT_OUTPUT, cli.EXIT_INTERRUPTED})
     assert documented == in_help == constants == [0, 1, 2, 3, 4, 5, 130]
+
+
+def _subparser(parser, *names: str):  # noqa: ANN001, ANN202 - argparse internals
+    """The nested sub-command parser of ``facefit NAME...``."""
+    import argparse
+
+    for name in names:
+        parser = next(a for a in parser._actions
+                      if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return parser
+
+
+def test_eval_synthetic_albedo_choices_are_the_renderers() -> None:
+    """The CLI spells the choices out (so that `--help` does not import the renderer); they
+    must stay the ones `facefit.synthetic.scenes.base_albedo` takes."""
+    from facefit.synthetic.scenes import ALBEDOS
+
+    sub = _subparser(cli.build_parser(), "eval", "synthetic")
+    albedo = next(a for a in sub._actions if "--albedo" in a.option_strings)
+    assert tuple(albedo.choices) == ALBEDOS
+    assert albedo.default == ALBEDOS[0]
