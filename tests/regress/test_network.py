@@ -47,6 +47,21 @@ def test_projector_matches_labels(model):
     np.testing.assert_allclose(got, np.stack([lm for _, lm in views]), atol=1e-3)
 
 
+def test_seeded_initialisation(model):
+    """`build_network`'s ``seed`` fixes the initial weights (training runs start alike) and
+    leaves torch's global generator where it was."""
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    a = build_network(model, seed=0).state_dict()
+    assert torch.equal(torch.rand(3), expected)
+    b = build_network(model, seed=0).state_dict()
+    c = build_network(model, seed=1).state_dict()
+    weights = [k for k in a if a[k].is_floating_point() and a[k].ndim > 1]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not any(torch.equal(a[k], c[k]) for k in weights)
+
+
 def test_losses_zero_at_target_and_one_step_lowers(model, tmp_path):
     torch.manual_seed(0)
     views = _views(model, 4, seed=1)

@@ -95,6 +95,14 @@ def sparse_vertex_ids(model: MorphableModel, step: int = 40) -> np.ndarray:
                            model.landmark_ids["ibug68"]]).astype(np.int64)
 
 
-def build_network(model: MorphableModel, width: float = 0.5) -> MobileNetV1:
-    """The network for ``model``: outputs 8 + num_shape + num_expression."""
-    return MobileNetV1(N_POSE + model.num_shape + model.num_expression, width)
+def build_network(model: MorphableModel, width: float = 0.5, seed: int | None = None
+                  ) -> MobileNetV1:
+    """The network for ``model``: outputs 8 + num_shape + num_expression. With ``seed`` its
+    initial weights are drawn from that seed (torch's global generator is left as it was),
+    else from torch's global generator."""
+    n_out = N_POSE + model.num_shape + model.num_expression
+    if seed is None:
+        return MobileNetV1(n_out, width)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MobileNetV1(n_out, width)

@@ -60,7 +60,7 @@ class TrainConfig:
     aflw_every: int = 2
     size: int = 120
     width: float = 0.5
-    seed: int = 0
+    seed: int = 0  # initial weights, data order and augmentation
     augment: bool = True
     crop_jitter: float = 0.08  # sd of the crop shift, in 68-landmark box sides (0: off)
     threads: int = 2
@@ -233,7 +233,7 @@ def run(model: MorphableModel, profiled: str | Path, out: str | Path,
     data = load_profiled(profiled)
     norm = ParamNorm.from_targets(data["params"])
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU if present
-    net = build_network(model, cfg.width).to(dev)
+    net = build_network(model, cfg.width, seed=cfg.seed).to(dev)  # a seeded start
     losses = Losses(model, norm, cfg.size).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(data["images"]) // cfg.batch)
