@@ -104,6 +104,10 @@ def main() -> int:
     ap.add_argument("--plain-renders", action="store_true",
                     help="in-model photos without painted brows, lips and eyes (the renders "
                          "before session 11; facefit.synthetic.photos.paint_features)")
+    ap.add_argument("--landmarks", choices=("mediapipe", "auto", "network"),
+                    default="mediapipe",
+                    help="landmark source of the fits (facefit.detect.network; default: "
+                         "MediaPipe's dense points, what `auto` keeps within 30 degrees)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     options = {} if args.landmark_weight is None else {"landmark_weight": args.landmark_weight}
@@ -114,11 +118,12 @@ def main() -> int:
         options[key.strip()] = ast.literal_eval(value.strip())
 
     from facefit.detect.mediapipe import MediaPipeDetector
+    from facefit.detect.network import landmark_detector
     from facefit.eval.shape import evaluate_shape, ict_subject, in_model_subject
     from facefit.model import load_default_model
 
     model = load_default_model()
-    detector = MediaPipeDetector()
+    detector, _ = landmark_detector(MediaPipeDetector(), args.landmarks)
     rows = [r.split(":") for r in args.rows.split(",") if r]
     ict = None
     if any(r[0] == "ict" for r in rows):
