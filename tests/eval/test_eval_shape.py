@@ -3,6 +3,7 @@ known answers, the ``eval shape`` command."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +143,27 @@ def test_eval_shape_command(model, tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert rc == 0 and "mean face" in out and "landmarks" in out
     assert (tmp_path / "shape_in-model_1.json").is_file()
+    assert json.loads((tmp_path / "shape_in-model_1.json").read_text())["landmarks"] == "mediapipe"
     assert main(["eval", "shape", "--data", "ict", "--n", "1"]) == 2
+
+
+def test_eval_shape_network_landmarks(model, tmp_path: Path, capsys) -> None:
+    """``--landmarks network`` fits the network's 68 points (another identity than from
+    MediaPipe's on the same photo) and says so in the JSON."""
+    from facefit.cli import main
+
+    reports = {}
+    for source in ("mediapipe", "network"):
+        out_dir = tmp_path / source
+        rc = main(["eval", "shape", "--data", "in-model", "--n", "1", "--no-photometric",
+                   "--size", "192", "--quiet", "--landmarks", source, "--out", str(out_dir)])
+        assert rc == 0
+        reports[source] = json.loads((out_dir / "shape_in-model_1.json").read_text())
+        assert reports[source]["landmarks"] == source
+    capsys.readouterr()
+    mp, net = (np.asarray(reports[s]["rows"]["landmarks"]["shape_coeffs"][0])
+               for s in ("mediapipe", "network"))
+    assert np.abs(mp - net).max() > 0.05
 
 
 def test_fit_to_scan_recovers_an_in_model_face(model) -> None:

@@ -7,7 +7,8 @@
 * ``eval fid DIR_A DIR_B --features FILE``: FID (and KID) with a user-given feature network.
 * ``eval synthetic --n N [--seed S] [--out DIR]``: faces sampled from the model priors,
   rendered and re-fitted (landmark NME, pose and dense vertex errors; `facefit.eval.synthetic`).
-* ``eval shape --data {in-model,ict} [--ict DIR] [--photos K] --n N``: metric shape accuracy,
+* ``eval shape --data {in-model,ict} [--ict DIR] [--photos K] [--landmarks SRC] --n N``:
+  metric shape accuracy,
   NoW-style scan-to-mesh distance of neutral fits against scans (the fitting model's own
   faces, or ICT Face Model identities: a different model), mean face / landmark fit /
   photometric rows (`facefit.eval.shape`).
@@ -138,6 +139,10 @@ def register(subparsers: Any) -> None:
     h.add_argument("--size", type=int, default=256, help="photo side in pixels")
     h.add_argument("--iterations", type=int, default=100, help="photometric iterations")
     h.add_argument("--no-photometric", action="store_true", help="skip the photometric row")
+    h.add_argument("--landmarks", choices=("mediapipe", "auto", "network"), default="mediapipe",
+                   help="landmark source of the fits: MediaPipe's dense mesh (default; what "
+                        "`auto` keeps for faces within 30 degrees of frontal, and what "
+                        "benchmarks/README.md's shape tables use), auto, or facefit's network")
     h.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
     h.add_argument("--quiet", action="store_true", help="no per-subject progress")
     h.set_defaults(func=_cmd_shape)
@@ -391,6 +396,8 @@ def _cmd_synthetic(args: argparse.Namespace) -> int:
 
 
 def _cmd_shape(args: argparse.Namespace) -> int:
+    from facefit.detect.mediapipe import MediaPipeDetector
+    from facefit.detect.network import landmark_detector
     from facefit.eval.shape import evaluate_shape, ict_subject, in_model_subject
     from facefit.model import ModelFileError, load_default_model, load_model
 
@@ -412,6 +419,7 @@ def _cmd_shape(args: argparse.Namespace) -> int:
     except ModelFileError as exc:
         _err(str(exc))
         return 1
+    detector, source = landmark_detector(MediaPipeDetector(), args.landmarks, model.kind)
 
     def subject(i: int):  # noqa: ANN202 - a ShapeSubject
         rng = np.random.default_rng([args.seed, i])
@@ -434,17 +442,19 @@ def _cmd_shape(args: argparse.Namespace) -> int:
 
         report = evaluate_clip_shape(model, clip, args.n, args.data, args.clip,
                                      keyframes=0 if args.no_photometric else 6,
-                                     iterations=args.iterations, progress=not args.quiet,
-                                     seed=args.seed, max_yaw=args.max_yaw)
+                                     iterations=args.iterations, detector=detector,
+                                     progress=not args.quiet, seed=args.seed,
+                                     max_yaw=args.max_yaw)
     else:
         report = evaluate_shape(model, subject, args.n, args.data, args.photos,
                                 photometric=not args.no_photometric, iterations=args.iterations,
-                                progress=not args.quiet, seed=args.seed, max_yaw=args.max_yaw)
+                                detector=detector, progress=not args.quiet, seed=args.seed,
+                                max_yaw=args.max_yaw)
     print(report.table())
     out = Path(args.out)
     name = (f"shape_{args.data}_clip{args.clip}.json" if args.clip
             else f"shape_{args.data}_{args.photos}.json")
-    _write_json(out / name, report.to_dict())
+    _write_json(out / name, {**report.to_dict(), "landmarks": source})
     print(f"results: {out / name}", file=sys.stderr)
     return 0
 
