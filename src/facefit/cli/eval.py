@@ -8,10 +8,9 @@
 * ``eval synthetic --n N [--seed S] [--out DIR]``: faces sampled from the model priors,
   rendered and re-fitted (landmark NME, pose and dense vertex errors; `facefit.eval.synthetic`).
 * ``eval shape --data {in-model,ict} [--ict DIR] [--photos K] [--landmarks SRC] --n N``:
-  metric shape accuracy,
-  NoW-style scan-to-mesh distance of neutral fits against scans (the fitting model's own
-  faces, or ICT Face Model identities: a different model), mean face / landmark fit /
-  photometric rows (`facefit.eval.shape`).
+  metric shape accuracy, NoW-style scan-to-mesh distance of neutral fits against scans (the
+  fitting model's own faces, or ICT Face Model identities: a different model), mean face /
+  landmark fit / photometric rows (`facefit.eval.shape`).
 
 Without ``--pred`` the facefit pipeline is run on every image and its predictions are saved
 to ``OUT/<benchmark>_predictions.npz`` (the `facefit.eval.predictions` format), so the
