@@ -341,8 +341,10 @@ def test_flame_keeps_its_open_jaw_through_the_refinement(flame, jaw_open):
     image, truth, px = jaw_open
     fit = flame_result(flame, fit_flame_points(flame, px, landmark_sigma_px=1.0))
     assert fit.extras["flame_pose"][JAW, 0] > 0.3
+    # 60 steps: after 30 the jaw angle can still be overshooting the truth (0.35 rad): 0.468
+    # with the packages a fresh install resolved on 2026-12-03 (0.42 after 60, 0.39 after 100)
     res = refine_photometric(flame.model, fit, image, config=PhotometricConfig(
-        iterations=30, size=128, levels=(2, 1), level_share=(0.5, 0.5)))
+        iterations=60, size=128, levels=(2, 1), level_share=(0.5, 0.5)))
     _assert_jaw_kept(flame, res.fit, truth)
     assert res.photometric_error < 0.6 * res.initial_photometric_error
 
