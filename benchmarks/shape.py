@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facefit.detect.network import SOURCES
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ICT = ROOT.parent / "shared" / "data" / "ict-facekit"
 DEFAULT_ROWS = "in-model:1:30,ict:1:30,ict:3:10,ict:6:10"
@@ -104,8 +106,7 @@ def main() -> int:
     ap.add_argument("--plain-renders", action="store_true",
                     help="in-model photos without painted brows, lips and eyes (the renders "
                          "before session 11; facefit.synthetic.photos.paint_features)")
-    ap.add_argument("--landmarks", choices=("mediapipe", "auto", "network"),
-                    default="mediapipe",
+    ap.add_argument("--landmarks", choices=SOURCES, default="mediapipe",
                     help="landmark source of the fits (facefit.detect.network; default: "
                          "MediaPipe's dense points, what `auto` keeps within 30 degrees)")
     ap.add_argument("--quiet", action="store_true")

@@ -136,20 +136,8 @@ def test_size_error_is_the_scaled_radius() -> None:
 
 
 def test_eval_shape_command(model, tmp_path: Path, capsys) -> None:
-    from facefit.cli import main
-
-    rc = main(["eval", "shape", "--data", "in-model", "--n", "1", "--no-photometric",
-               "--size", "192", "--quiet", "--out", str(tmp_path)])
-    out = capsys.readouterr().out
-    assert rc == 0 and "mean face" in out and "landmarks" in out
-    assert (tmp_path / "shape_in-model_1.json").is_file()
-    assert json.loads((tmp_path / "shape_in-model_1.json").read_text())["landmarks"] == "mediapipe"
-    assert main(["eval", "shape", "--data", "ict", "--n", "1"]) == 2
-
-
-def test_eval_shape_network_landmarks(model, tmp_path: Path, capsys) -> None:
-    """``--landmarks network`` fits the network's 68 points (another identity than from
-    MediaPipe's on the same photo) and says so in the JSON."""
+    """``eval shape`` writes its table and JSON; ``--landmarks network`` fits the network's 68
+    points (another identity than MediaPipe's on the same photo) and the JSON names each."""
     from facefit.cli import main
 
     reports = {}
@@ -157,13 +145,14 @@ def test_eval_shape_network_landmarks(model, tmp_path: Path, capsys) -> None:
         out_dir = tmp_path / source
         rc = main(["eval", "shape", "--data", "in-model", "--n", "1", "--no-photometric",
                    "--size", "192", "--quiet", "--landmarks", source, "--out", str(out_dir)])
-        assert rc == 0
+        out = capsys.readouterr().out
+        assert rc == 0 and "mean face" in out and "landmarks" in out
         reports[source] = json.loads((out_dir / "shape_in-model_1.json").read_text())
         assert reports[source]["landmarks"] == source
-    capsys.readouterr()
     mp, net = (np.asarray(reports[s]["rows"]["landmarks"]["shape_coeffs"][0])
                for s in ("mediapipe", "network"))
     assert np.abs(mp - net).max() > 0.05
+    assert main(["eval", "shape", "--data", "ict", "--n", "1"]) == 2
 
 
 def test_fit_to_scan_recovers_an_in_model_face(model) -> None:

@@ -55,6 +55,8 @@ could not be loaded."""
 
 def register(subparsers: Any) -> None:
     """Add the ``eval`` command and its sub-commands to an argparse subparsers object."""
+    from facefit.detect.network import SOURCES
+
     p = subparsers.add_parser("eval", help="score facefit (or other tools' predictions) on "
                               "benchmarks: AFLW2000-3D, 300-W, NoW-style scans, FID/KID",
                               description=EVAL_HELP,
@@ -138,7 +140,7 @@ def register(subparsers: Any) -> None:
     h.add_argument("--size", type=int, default=256, help="photo side in pixels")
     h.add_argument("--iterations", type=int, default=100, help="photometric iterations")
     h.add_argument("--no-photometric", action="store_true", help="skip the photometric row")
-    h.add_argument("--landmarks", choices=("mediapipe", "auto", "network"), default="mediapipe",
+    h.add_argument("--landmarks", choices=SOURCES, default="mediapipe",
                    help="landmark source of the fits: MediaPipe's dense mesh (default; what "
                         "`auto` keeps for faces within 30 degrees of frontal, and what "
                         "benchmarks/README.md's shape tables use), auto, or facefit's network")
