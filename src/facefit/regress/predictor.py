@@ -28,7 +28,7 @@ from facefit.regress.inference import FoldedMobileNet, from_torch, load_weights
 from facefit.regress.profiling import IBUG68_MIRROR
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "regress_mbv1x05.npz"
-WEIGHTS_SHA256 = "2cd87fbca50b2c2f70fbc9dcc2117b6517d066e62e3fd0261a7c080950d5df4d"
+WEIGHTS_SHA256 = "d290994bf41b18121869bf288b5ffc557dda6d366f665ce6382c58fa2a4a82d0"
 MODEL_NAME = "mobilenet_v1_x0.5"
 INPUT_SIZE = 120
 WIDTH = 0.5
