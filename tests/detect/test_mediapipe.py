@@ -53,6 +53,26 @@ def test_landmarks_follow_the_face_in_a_larger_rotated_image(
     assert np.median(np.linalg.norm(fr.points_px - expect, axis=1)) < 4.0
 
 
+def test_a_small_face_beside_a_large_one_is_found_too(detector: MediaPipeDetector) -> None:
+    """The short-range model alone finds only the large face; the full-range one is run on
+    every photo, so the photo's small face (the whole example photo at 300 px: a face about
+    60 px high) is found beside the large one (the example's face enlarged to 300 px)."""
+    import cv2
+
+    image = load_image(EXAMPLE)
+    canvas = np.full((300, 600, 3), 128, np.uint8)
+    canvas[:, :300] = cv2.resize(image, (300, 300), interpolation=cv2.INTER_AREA)
+    canvas[:, 300:] = cv2.resize(image[40:230, 130:320], (300, 300),
+                                 interpolation=cv2.INTER_CUBIC)
+    assert len(detector._short(canvas)) == 1  # the case this guards: short-range sees one
+    faces = detector.detect(canvas)
+    assert len(faces) == 2
+    small, large = sorted(faces, key=lambda f: f.box[2] - f.box[0])
+    assert 90 < small.box[0] and small.box[2] < 180 and small.box[3] - small.box[1] < 90
+    assert large.box[0] > 300 and large.box[3] - large.box[1] > 150
+    assert small.points_px.shape == large.points_px.shape == (468, 2)
+
+
 def test_blank_image_has_no_face(detector: MediaPipeDetector) -> None:
     assert detector.detect(np.full((300, 400, 3), 127, np.uint8)) == []
 
