@@ -12,8 +12,11 @@ every image and counts, per |yaw| bucket (0-30, 30-60, 60+ degrees, ``Pose_Para`
 
 then runs the detector on background images (``--backgrounds N``): random crops of the same
 photos that stay clear of the annotated face (its 68-point box grown 1.5x), resized to
-256 px, plus uniform, noise and smooth-texture images; every face returned there is invented.
-Prints ms per image. AFLW2000-3D is for validation only: nothing here trains on it.
+256 px, plus uniform, noise and smooth-texture images; every face returned there is invented;
+and on pairs (``--pairs N``): a whole photo scaled to 150 px (its face about 50 px) beside
+another photo's face enlarged to 300 px, counting per |yaw| bucket of the large face how often
+each face is found (a close face must not hide a distant one). Prints ms per image.
+AFLW2000-3D is for validation only: nothing here trains on it.
 """
 
 from __future__ import annotations
@@ -75,6 +78,31 @@ def backgrounds(images: list[tuple[np.ndarray, np.ndarray]], n: int,
     return out
 
 
+def pairs(images: list[tuple[np.ndarray, np.ndarray, float]], n: int, seed: int = 0
+          ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
+    """``n`` (600 x 300 image, small face box, large face box, |yaw| of the large face): a
+    photo of ``images`` (image, 68 points, |yaw|) scaled to 150 x 150 in the middle of the
+    grey left half, another's face (its 68-point box grown 1.4x, square) enlarged to 300 x 300
+    on the right."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        i, j = rng.choice(len(images), 2, replace=False)
+        (small, ps, _), (large, pl, yaw) = images[i], images[j]
+        canvas = np.full((300, 600, 3), 128, np.uint8)
+        k = 150 / np.array(small.shape[1::-1], float)
+        canvas[75:225, 75:225] = cv2.resize(small, (150, 150), interpolation=cv2.INTER_AREA)
+        c, half = (pl.min(0) + pl.max(0)) / 2, (pl.max(0) - pl.min(0)).max() * 0.7
+        m = np.array([[150 / half, 0, 150 - 150 / half * c[0]],
+                      [0, 150 / half, 150 - 150 / half * c[1]]])
+        canvas[:, 300:] = cv2.warpAffine(large, m, (300, 300), flags=cv2.INTER_CUBIC,
+                                         borderMode=cv2.BORDER_REPLICATE)
+        box_s = np.concatenate([ps.min(0) * k, ps.max(0) * k]) + 75
+        box_l = np.concatenate([m[:, :2] @ pl.min(0) + m[:, 2], m[:, :2] @ pl.max(0) + m[:, 2]])
+        out.append((canvas, box_s, box_l + [300, 0, 300, 0], yaw))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the detection table as JSON lines."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -83,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-score", type=float, default=0.75)
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--backgrounds", type=int, default=200)
+    ap.add_argument("--pairs", type=int, default=0,
+                    help="also N small-face-beside-a-large-face images (see the docstring)")
     args = ap.parse_args(argv)
     files = sorted(args.data.glob("*.jpg"))[: args.limit or None]
     if not files:
@@ -92,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     missed_names, seconds, kept = [], 0.0, []
     for f in files:
         image, pts, yaw = _load(f)
-        kept.append((image, pts))
+        kept.append((image, pts, yaw))
         t0 = time.perf_counter()
         faces = det.detect(image)
         seconds += time.perf_counter() - t0
@@ -111,11 +141,22 @@ def main(argv: list[str] | None = None) -> int:
     total = {k: sum(s[k] for s in stats.values()) for k in ("n", "missed", "wrong")}
     print(json.dumps({"bucket": "all", **total, "missed_pct": round(100 * total["missed"] / n, 2),
                       "ms_per_image": round(1000 * seconds / n, 1), "missed_images": missed_names}))
-    bg = backgrounds(kept, args.backgrounds)
+    bg = backgrounds([(im, p) for im, p, _ in kept], args.backgrounds)
     t0 = time.perf_counter()
     invented = sum(len(det.detect(im)) > 0 for im in bg)
     print(json.dumps({"backgrounds": len(bg), "images_with_invented_faces": invented,
                       "ms_per_image": round(1000 * (time.perf_counter() - t0) / len(bg), 1)}))
+    if args.pairs:
+        found = {b: [0, 0, 0] for b in BUCKETS}  # pairs, small face found, large face found
+        for canvas, box_s, box_l, yaw in pairs(kept, args.pairs):
+            boxes = [f.box.astype(float) for f in det.detect(canvas)]
+            c = found[next(b for b in BUCKETS if b[0] <= yaw < b[1])]
+            c[0] += 1
+            for k, box in ((1, box_s), (2, box_l)):
+                c[k] += bool(boxes) and max(box_iou(box, np.stack(boxes))) >= 0.3
+        for (lo, hi), (n_p, s_f, l_f) in found.items():
+            print(json.dumps({"pairs_bucket": f"{lo}-{hi if hi < 1e9 else 90}", "pairs": n_p,
+                              "small_found": int(s_f), "large_found": int(l_f)}))
     return 0
 
 
