@@ -375,11 +375,11 @@ class MediaPipeDetector:
         found = [(d, "blazeface_short") for d in short]
         if len(found) >= max_faces:
             return found
-        taken = np.stack([d.box for d in short]) if short else np.zeros((0, 4))
-        for d in self._full(image):
-            if not len(taken) or max(box_iou(d.box, taken)) <= RANGE_OVERLAP:
-                found.append((d, "blazeface_full"))
-        return found[:max_faces]
+        full = self._full(image)
+        if short:
+            taken = np.stack([d.box for d in short])
+            full = [d for d in full if box_iou(d.box, taken).max() <= RANGE_OVERLAP]
+        return (found + [(d, "blazeface_full") for d in full])[:max_faces]
 
     def _landmark_rois(self, image: np.ndarray,
                        rois: list[tuple[Roi, float | None, np.ndarray | None]],
