@@ -41,11 +41,9 @@ from facefit.detect.network import (  # noqa: E402
     PASSES,
     YAW_THRESHOLD,
     NetworkLandmarkDetector,
-    box68,
     keeps_mediapipe,
     landmark_source,
     network_face,
-    refine_boxes,
 )
 from facefit.eval.datasets import load_aflw2000  # noqa: E402
 from facefit.eval.landmarks import evaluate_aflw2000  # noqa: E402
@@ -82,6 +80,7 @@ def main() -> None:
     rec = Reconstructor(texture_size=0, landmarks="mediapipe")
     net = RegressionPredictor(args.weights)
     auto_lm = NetworkLandmarkDetector(rec.detector, "auto", predictor=net, model=rec.model)
+    net_lm = NetworkLandmarkDetector(rec.detector, "network", predictor=net, model=rec.model)
     n = len(samples)
     pred = np.full((n, 68, 2), np.nan)
     raw = np.full((n, 68, 2), np.nan)
@@ -112,14 +111,12 @@ def main() -> None:
         pred[i] = fit.landmarks_68_2d
         raw[i] = mediapipe_to_ibug68(face.points_px)
         # as NetworkLandmarkDetector: one pass decides `auto` (its yaw), the network's faces
-        # get PASSES - 1 more, each cropped from the previous pass's landmarks (`refine_boxes`)
+        # get PASSES - 1 more, each cropped upright from the previous pass's landmarks
         t4 = time.perf_counter()
-        first = res = net.predict_batch(image, boxes=box68(face)[None],
-                                        flip=None if PASSES == 1 else False)[0]
-        for _ in range(PASSES - 1):
-            res = net.predict_batch(image, boxes=refine_boxes(res.box[None]))[0]
+        first = net_lm.first_pass(image, [face])[0]
+        res = net_lm.landmark_faces(image, [face], first=[first])[0].regression
         t_net.append(time.perf_counter() - t4)
-        crop = crop_faces(image, crop_maps(res.box[None]))
+        crop = crop_faces(image, crop_maps(res.upright_box[None], angles_deg=[res.inplane_deg]))
         t6 = time.perf_counter()
         net.params_from_crops(crop)
         t_fwd.append(time.perf_counter() - t6)

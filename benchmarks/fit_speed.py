@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 cv2.setNumThreads(1)
 
 import facefit  # noqa: E402
-from facefit.detect.network import PASSES, box68, network_face  # noqa: E402
+from facefit.detect.network import NetworkLandmarkDetector  # noqa: E402
 from facefit.eval.datasets import load_aflw2000  # noqa: E402
 from facefit.eval.predictions import select_face  # noqa: E402
 from facefit.fit.face_fit import fit_face  # noqa: E402
@@ -47,7 +47,7 @@ def main() -> None:
     args = ap.parse_args()
 
     rec = Reconstructor(texture_size=0, landmarks="mediapipe")
-    net = RegressionPredictor()
+    net_lm = NetworkLandmarkDetector(rec.detector, "network", predictor=RegressionPredictor())
     sets: dict[str, list] = {"mediapipe": [], "network": []}
     for s in load_aflw2000(args.data, args.limit):
         image = load_image(s.image_path)
@@ -55,13 +55,9 @@ def main() -> None:
         if not faces:
             continue
         face = faces[select_face([f.box for f in faces], s.landmarks_2d)]
-        res = net.predict_batch(image, boxes=box68(face)[None],
-                                flip=None if PASSES == 1 else False)[0]
-        for _ in range(PASSES - 1):
-            res = net.predict_batch(image, boxes=res.box[None])[0]
         size = image.shape[1::-1]
         sets["mediapipe"].append((face, size))
-        sets["network"].append((network_face(res, face.score), size))
+        sets["network"].append((net_lm.landmark_faces(image, [face])[0], size))
     print(f"facefit from {Path(facefit.__file__).parent}; {len(sets['mediapipe'])} faces of "
           f"{args.data.name}, default model, {args.repeats} passes")
     for name, faces in sets.items():

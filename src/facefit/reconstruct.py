@@ -76,7 +76,8 @@ class Reconstructor:
         progress: show a progress bar during the refinement.
         landmarks: each face's landmark source (`facefit.detect.network`): ``"mediapipe"``
             (MediaPipe's dense mesh), ``"network"`` (facefit's regression network, 68 points)
-            or ``"auto"`` (default; per face: MediaPipe near frontal, the network past
+            or ``"auto"`` (default; per face: MediaPipe under
+            `facefit.detect.network.YAW_THRESHOLD` degrees of yaw, the network from
             `facefit.detect.network.NETWORK_ONLY`, a blend of both in between; MediaPipe for
             FLAME, bilinear and ICT models, whose jaw/outline fits were measured on its dense
             points); ``detector`` (or MediaPipe's) finds the faces either way.

@@ -17,6 +17,7 @@ from facefit.detect.network import (
     NetworkLandmarkDetector,
     blend_face,
     box68,
+    first_lean_deg,
     landmark_source,
     mediapipe_weight,
     refine_boxes,
@@ -49,9 +50,13 @@ def photo() -> tuple[np.ndarray, FaceLandmarks]:
 
 def test_weight_falls_linearly_from_the_threshold_to_network_only() -> None:
     yaws = np.array([-95.0, -80.0, -55.0, -31.0, 0.0, 12.0, 29.9, 30.0, 42.5, 55.0, 79.0, 80.0])
-    got = [mediapipe_weight(_face(0.9), _result(y)) for y in yaws]
-    expected = np.interp(np.abs(yaws), [YAW_THRESHOLD, NETWORK_ONLY], [1.0, 0.0])
+    got = [mediapipe_weight(_face(0.9), _result(y), 30.0, 80.0) for y in yaws]
+    expected = np.interp(np.abs(yaws), [30.0, 80.0], [1.0, 0.0])
     np.testing.assert_allclose(got, expected, atol=1e-12)
+    # the defaults: MediaPipe's points alone under YAW_THRESHOLD, the network's from NETWORK_ONLY
+    default = np.array([mediapipe_weight(_face(0.9), _result(y)) for y in yaws])
+    assert (default[np.abs(yaws) < YAW_THRESHOLD] == 1.0).all()
+    assert (default[np.abs(yaws) >= NETWORK_ONLY] == 0.0).all()
     assert mediapipe_weight(_face(0.9), _result(55.0), 40.0, 60.0) == pytest.approx(0.25)
     # a doubtful mesh or another detector's points: the network's alone
     assert mediapipe_weight(_face(0.49), _result(0.0)) == 0.0
@@ -95,8 +100,10 @@ def test_auto_blends_by_the_last_pass_yaw(photo) -> None:
                                  network_only=90.0, predictor=pred)
     (got,) = lm.landmark_faces(image, [face])
     # as `landmark_faces`: pass 1 unmirrored from the detector's box, pass 2 from its points
-    first = pred.predict_batch(image, boxes=box68(face)[None], flip=False)[0]
-    again = pred.predict_batch(image, boxes=refine_boxes(first.box[None]))[0]
+    first = pred.predict_batch(image, boxes=box68(face)[None], flip=False,
+                               angles_deg=[first_lean_deg(face)])[0]
+    again = pred.predict_batch(image, boxes=refine_boxes(first.upright_box[None]),
+                               angles_deg=[first.inplane_deg])[0]
     assert landmark_source(got) == "blend"
     assert got.mediapipe_weight == pytest.approx((90.0 - abs(again.yaw_deg)) / 90.0, abs=1e-6)
     with pytest.raises(ValueError, match="network_only"):

@@ -15,6 +15,7 @@ from facefit.detect.network import (
     NetworkFace,
     NetworkLandmarkDetector,
     box68,
+    first_lean_deg,
     landmark_source,
     refine_boxes,
 )
@@ -98,9 +99,10 @@ def test_second_pass_only_for_faces_that_keep_the_network(mediapipe) -> None:
     class Counting(RegressionPredictor):
         calls: list[int] = []
 
-        def predict_batch(self, image_rgb, boxes=None, points=None, flip=None):
+        def predict_batch(self, image_rgb, boxes=None, points=None, flip=None, angles_deg=None):
             self.calls.append(len(boxes))
-            return super().predict_batch(image_rgb, boxes=boxes, points=points, flip=flip)
+            return super().predict_batch(image_rgb, boxes=boxes, points=points, flip=flip,
+                                         angles_deg=angles_deg)
 
     image = load_image(PHOTO)
     pred = Counting()
@@ -111,7 +113,10 @@ def test_second_pass_only_for_faces_that_keep_the_network(mediapipe) -> None:
     net = NetworkLandmarkDetector(mediapipe, "network", predictor=pred).landmark_faces(image, faces)
     assert pred.calls == [1, 1]
     # pass 1 unmirrored from the detector's 68-point box, pass 2 (mirrored crop averaged)
-    # from pass 1's landmarks, their box scaled by REFINE_ZOOM
-    first = pred.predict_batch(image, boxes=box68(faces[0])[None], flip=False)[0]
-    again = pred.predict_batch(image, boxes=refine_boxes(first.box[None]))[0]
+    # from pass 1's landmarks, their box in the head's upright frame scaled by REFINE_ZOOM,
+    # the crop turned by pass 1's lean
+    first = pred.predict_batch(image, boxes=box68(faces[0])[None], flip=False,
+                               angles_deg=[first_lean_deg(faces[0])])[0]
+    again = pred.predict_batch(image, boxes=refine_boxes(first.upright_box[None]),
+                               angles_deg=[first.inplane_deg])[0]
     np.testing.assert_allclose(net[0].points_px, again.landmarks_68_px, atol=1e-4)

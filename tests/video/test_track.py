@@ -22,9 +22,10 @@ class Counting(RegressionPredictor):
         super().__init__()
         self.calls = 0
 
-    def predict_batch(self, image_rgb, boxes=None, points=None, flip=None):
+    def predict_batch(self, image_rgb, boxes=None, points=None, flip=None, angles_deg=None):
         self.calls += 1
-        return super().predict_batch(image_rgb, boxes=boxes, points=points, flip=flip)
+        return super().predict_batch(image_rgb, boxes=boxes, points=points, flip=flip,
+                                         angles_deg=angles_deg)
 
 
 @pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")

@@ -11,12 +11,15 @@ for a face without one, e.g. a tracked face) and landmarked by the network (`PAS
   and their depth;
 * ``"auto"``: per face, by the network's |yaw| when MediaPipe's mesh is confident (score at
   least ``min_score``; else the network's points): MediaPipe's dense points under
-  ``yaw_threshold`` degrees, the network's from ``network_only``, and in between the 68 points
-  of both, blended with MediaPipe's weight falling linearly from 1 to 0 across the range
-  (`mediapipe_weight`; MediaPipe's 68 are those of the default model fitted to its 468
-  points). On AFLW2000-3D dev the best fixed blend weight per yaw band falls about that way
-  (0.9 at 30-40°, 0.8 at 40-50, 0.4 at 50-60, 0.3 at 60-70, 0.1 at 70-80): the two sources'
-  errors are partly independent, so a weighted mean beats either alone.
+  ``yaw_threshold`` degrees, the network's from ``network_only``, and in between (none by
+  default: both are 30) the 68 points of both, blended with MediaPipe's weight falling
+  linearly from 1 to 0 across the range (`mediapipe_weight`; MediaPipe's 68 are those of the
+  default model fitted to its 468 points).
+
+The network reads upright faces: each crop is turned in the image plane so that the head
+stands upright in it, the first by the lean of MediaPipe's eye line (`first_lean_deg`), later
+ones by the network's own (`facefit.regress.predictor.RegressionResult.inplane_deg`). On
+AFLW2000-3D dev this took the network's balanced NME from 4.96 to 4.55 %.
 
 Network faces are `NetworkFace` objects of scheme ``"ibug68_fixed"``: the fitters put all 68
 points on their fixed model vertices, the jaw included (the network's convention), instead of
@@ -39,16 +42,19 @@ from facefit.regress.predictor import RegressionPredictor, RegressionResult
 SOURCES = ("auto", "mediapipe", "network")
 # |yaw| (degrees, the network's estimate) under which `auto` keeps MediaPipe's points alone
 # (decided on the first pass: the other faces get PASSES - 1 more, the last one's yaw decides;
-# SURE_FRONTAL before session 11, not tuned again)
+# SURE_FRONTAL before session 11; the sweep under NETWORK_ONLY found 10-35 within 0.03 points)
 YAW_THRESHOLD = 30.0
 # |yaw| from which `auto` keeps the network's points alone; in between it blends. Chosen on the
 # even-numbered half of AFLW2000-3D dev (sorted images; model selection only, never training),
 # the odd half held out (benchmarks/aflw2000.py, blends of the two fits' landmarks, second pass
 # not zoomed): balanced NME (even / odd) 5.46 / 5.44 % for the hard switch at 55° it replaced;
 # blending to 65°: 5.38 / 5.34, to 75: 5.36 / 5.30, to 80: 5.36 / 5.30, to 90: 5.37 / 5.31.
-# With REFINE_ZOOM's second pass the even half reads 5.29 at 75°, 5.28 at 80, 5.27 at 85, 5.28
-# at 90: kept at 80.
-NETWORK_ONLY = 80.0
+# With REFINE_ZOOM's second pass the even half read 5.29 at 75°, 5.28 at 80, 5.27 at 85, 5.28
+# at 90: 80 until session 18. Since the network's crops are turned upright (LEAN_FROM_MESH) its
+# points beat the blend from 30° (even half, YAW_THRESHOLD / NETWORK_ONLY: 30 / 30 4.79 %,
+# 30 / 40 4.81, 30 / 60 4.82, 30 / 80 4.87; 20 / 30 4.77, 10 / 40 4.76, 35 / 35 4.78; odd half
+# 4.28-4.36 for all of them): a switch at 30, which spares the blend's MediaPipe fit.
+NETWORK_ONLY = 30.0
 PASSES = 2  # network passes for the faces `auto` does not leave to MediaPipe after the first
 # Each later pass crops from the previous pass's 68-landmark box scaled by this about its
 # centre (a crop 0.9 x 1.5 = 1.35 times the box side where training crops were 1.5 times it;
@@ -59,6 +65,17 @@ PASSES = 2  # network passes for the faces `auto` does not leave to MediaPipe af
 # 6.28. benchmarks/aflw2000.py at 0.9: network + fit 6.25 / 6.06 -> 6.11 / 5.93, `auto`
 # 5.37 / 5.31 -> 5.30 / 5.30 (its 60-90 bucket 7.87 -> 7.72, the others within 0.01).
 REFINE_ZOOM = 0.9
+# The first crop of a MediaPipe face is turned upright by the lean of its mesh's eye line
+# (`first_lean_deg`) when that lean is LEAN_FROM_MESH[0] to LEAN_FROM_MESH[1] degrees; later
+# crops by the network's own lean (`RegressionResult.inplane_deg`). Chosen on the even half of
+# AFLW2000-3D dev as NETWORK_ONLY (balanced NME even / odd of the network's points alone,
+# scratch script, detections of benchmarks/aflw2000.py): upright crops 5.24 / 4.68 %; later
+# crops turned by the network's lean 5.09 / 4.37; the first crop too by the mesh's lean from
+# 10 degrees 4.79 / 4.38, from 20 4.78 / 4.36, from 30 4.77 / 4.33, from 30 without the upper
+# bound 5.05 / 4.33 (one mesh upside down on a profile, image01839: 7 -> 71 %).
+LEAN_FROM_MESH = (30.0, 90.0)
+# MediaPipe mesh vertices at the outer eye corners (the subject's right, then left)
+_MESH_EYE_CORNERS = (33, 263)
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,6 +133,19 @@ def refine_boxes(boxes: np.ndarray, zoom: float = REFINE_ZOOM) -> np.ndarray:
     centre = (b[..., :2] + b[..., 2:]) / 2
     half = (b[..., 2:] - b[..., :2]) * (zoom / 2)
     return np.concatenate([centre - half, centre + half], axis=-1)
+
+
+def first_lean_deg(face: FaceLandmarks, span: tuple[float, float] = LEAN_FROM_MESH) -> float:
+    """The lean in the image plane (degrees, `facefit.regress.predictor.inplane_deg`'s
+    convention) by which the network's first crop of ``face`` is turned: its MediaPipe
+    mesh's eye line (outer corners) when that lean is within ``span`` in magnitude, else 0
+    (small leans, faces without a mesh, and meshes upside down, which are wrong on profiles)."""
+    if face.scheme != "mediapipe468":
+        return 0.0
+    pts = np.asarray(face.points_px, np.float64)
+    d = pts[_MESH_EYE_CORNERS[1]] - pts[_MESH_EYE_CORNERS[0]]
+    lean = float(np.degrees(np.arctan2(d[1], d[0])))
+    return lean if span[0] <= abs(lean) <= span[1] else 0.0
 
 
 def network_face(result: RegressionResult, score: float) -> NetworkFace:
@@ -190,12 +220,15 @@ class NetworkLandmarkDetector:
 
     def first_pass(self, image_rgb: np.ndarray, faces: list[FaceLandmarks]
                    ) -> list[RegressionResult]:
-        """The network's first pass on each face, cropped from its 68-point box (`box68`)."""
+        """The network's first pass on each face, cropped from its 68-point box (`box68`),
+        turned upright by the lean of its mesh (`first_lean_deg`)."""
         if not faces:
             return []
         # without the mirrored crop: its yaw decides `auto` and its box crops the second pass
-        return self.predictor.predict_batch(image_rgb, boxes=np.stack([box68(f) for f in faces]),
-                                            flip=None if self.passes == 1 else False)
+        return self.predictor.predict_batch(
+            image_rgb, boxes=np.stack([box68(f) for f in faces]),
+            angles_deg=np.array([first_lean_deg(f) for f in faces]),
+            flip=None if self.passes == 1 else False)
 
     def landmark_faces(self, image_rgb: np.ndarray, faces: list[FaceLandmarks],
                        first: list[RegressionResult] | None = None) -> list[FaceLandmarks]:
@@ -206,8 +239,9 @@ class NetworkLandmarkDetector:
         `first_pass`). In ``auto`` a face whose first-pass |yaw| is under ``yaw_threshold``
         keeps MediaPipe's points at once; every other face gets ``passes - 1`` more passes,
         each cropped from the previous pass's landmarks (3DDFA's two-step scheme; their box
-        scaled by `REFINE_ZOOM`, `refine_boxes`), and the last pass's yaw decides (a first
-        crop that missed the face under-estimates the yaw)."""
+        in the head's upright frame scaled by `REFINE_ZOOM`, `refine_boxes`, the crop turned
+        by the previous pass's lean), and the last pass's yaw decides (a first crop that
+        missed the face under-estimates the yaw)."""
         if not faces:
             return []
         results = list(first) if first is not None else self.first_pass(image_rgb, faces)
@@ -217,8 +251,9 @@ class NetworkLandmarkDetector:
         for _ in range(self.passes - 1):
             if not idx:
                 break
-            boxes = refine_boxes(np.stack([results[i].box for i in idx]))
-            again = self.predictor.predict_batch(image_rgb, boxes=boxes)
+            again = self.predictor.predict_batch(
+                image_rgb, boxes=refine_boxes(np.stack([results[i].upright_box for i in idx])),
+                angles_deg=np.array([results[i].inplane_deg for i in idx]))
             for i, r in zip(idx, again, strict=True):
                 results[i] = r
         rest = set(idx)
