@@ -11,10 +11,11 @@ for a face without one, e.g. a tracked face) and landmarked by the network (`PAS
   and their depth;
 * ``"auto"``: per face, by the network's |yaw| when MediaPipe's mesh is confident (score at
   least ``min_score``; else the network's points): MediaPipe's dense points under
-  ``yaw_threshold`` degrees, the network's from ``network_only``, and in between (none by
-  default: both are 30) the 68 points of both, blended with MediaPipe's weight falling
-  linearly from 1 to 0 across the range (`mediapipe_weight`; MediaPipe's 68 are those of the
-  default model fitted to its 468 points).
+  ``yaw_threshold`` degrees, the network's from ``network_only``, and in between the 68 points
+  of both, blended with MediaPipe's weight falling linearly from 1 to 0 across the range
+  (`mediapipe_weight`; MediaPipe's 68 are those of the default model fitted to its 468
+  points): the two sources' errors are partly independent, and MediaPipe's mesh follows the
+  silhouette that 300-W's jaw points mark.
 
 The network reads upright faces: each crop is turned in the image plane so that the head
 stands upright in it, the first by the lean of MediaPipe's eye line (`first_lean_deg`), later
@@ -50,11 +51,13 @@ YAW_THRESHOLD = 30.0
 # not zoomed): balanced NME (even / odd) 5.46 / 5.44 % for the hard switch at 55° it replaced;
 # blending to 65°: 5.38 / 5.34, to 75: 5.36 / 5.30, to 80: 5.36 / 5.30, to 90: 5.37 / 5.31.
 # With REFINE_ZOOM's second pass the even half read 5.29 at 75°, 5.28 at 80, 5.27 at 85, 5.28
-# at 90: 80 until session 18. Since the network's crops are turned upright (LEAN_FROM_MESH) its
-# points beat the blend from 30° (even half, YAW_THRESHOLD / NETWORK_ONLY: 30 / 30 4.79 %,
-# 30 / 40 4.81, 30 / 60 4.82, 30 / 80 4.87; 20 / 30 4.77, 10 / 40 4.76, 35 / 35 4.78; odd half
-# 4.28-4.36 for all of them): a switch at 30, which spares the blend's MediaPipe fit.
-NETWORK_ONLY = 30.0
+# at 90: 80 until session 18. Since the network's crops are turned upright (LEAN_FROM_MESH) the
+# blend helps less (even half, YAW_THRESHOLD / NETWORK_ONLY: 30 / 30 4.79 %, 30 / 40 4.81,
+# 30 / 55 4.82, 30 / 80 4.87; 20 / 30 4.77, 10 / 40 4.76, 35 / 35 4.78; odd half 4.28-4.36 for
+# all of them), but a switch at 30 costs HELEN's 300-W points (`landmarks_68_2d_contour`,
+# inter-ocular NME 4.116 % and 3 failures with the blend to 55 or 80, 4.181 % and 8 failures
+# with the switch): 55, the end that gives up least of both.
+NETWORK_ONLY = 55.0
 PASSES = 2  # network passes for the faces `auto` does not leave to MediaPipe after the first
 # Each later pass crops from the previous pass's 68-landmark box scaled by this about its
 # centre (a crop 0.9 x 1.5 = 1.35 times the box side where training crops were 1.5 times it;
