@@ -33,7 +33,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"
 def _result(yaw_deg: float) -> RegressionResult:
     return RegressionResult(np.zeros(58, np.float32), np.zeros((68, 2), np.float32),
                             np.zeros((68, 3), np.float32), yaw_deg, 0.0, 0.0,
-                            np.zeros(4, np.float32))
+                            np.zeros(4, np.float32), 0.0, np.zeros(4, np.float32))
 
 
 def _face(score: float, scheme: str = "mediapipe468") -> FaceLandmarks:

@@ -233,11 +233,12 @@ def test_a_leaning_face_is_read_from_an_upright_crop(predictor) -> None:
     first = predictor.predict(image, np.r_[truth.min(0), truth.max(0)])
     assert abs(first.inplane_deg - lean) < 25 and abs(lean) > 40
     upright = predictor.predict(image, first.box)
-    turned = predictor.predict_batch(image, boxes=first.upright_box[None],
-                                     angles_deg=[first.inplane_deg])[0]
+    turned = predictor.predict(image, first.upright_box, angle_deg=first.inplane_deg)
     assert abs(turned.inplane_deg - lean) < 8, (turned.inplane_deg, lean)
-    print(nme(turned), nme(upright), first.inplane_deg, turned.inplane_deg, lean)
     assert nme(turned) < 0.06 and nme(turned) < 0.7 * nme(upright), (nme(turned), nme(upright))
+    # given points, their box in the head's frame: the same crop as the box above
+    again = predictor.predict(image, points=first.landmarks_68_px, angle_deg=first.inplane_deg)
+    np.testing.assert_allclose(again.landmarks_68_px, turned.landmarks_68_px, atol=0.05)
     # the upright box is the landmarks' box in the head's frame: smaller than the image box
     assert np.prod(np.ptp(turned.upright_box.reshape(2, 2), 0)) < 0.9 * np.prod(
         np.ptp(turned.box.reshape(2, 2), 0))

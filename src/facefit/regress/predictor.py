@@ -74,8 +74,8 @@ class RegressionResult:
     pitch_deg: float
     roll_deg: float
     box: np.ndarray
-    inplane_deg: float = 0.0
-    upright_box: np.ndarray | None = None
+    inplane_deg: float
+    upright_box: np.ndarray
 
 
 def crop_maps(boxes: np.ndarray, size: int = INPUT_SIZE, enlarge: float = ENLARGE,
@@ -232,11 +232,12 @@ class RegressionPredictor:
                       points: np.ndarray | None = None, flip: bool | None = None,
                       angles_deg: np.ndarray | None = None) -> list[RegressionResult]:
         """Every face of one (H, W, 3) uint8 RGB image, given (N, 4) 68-landmark boxes
-        [x0, y0, x1, y1] or (N, P, 2) rough landmarks (their box is used), in one batch;
-        ``flip`` overrides the predictor's `flip` for this call. ``angles_deg`` (N,): each
-        face's lean in the image plane (`inplane_deg`; its crop is turned upright, the boxes
-        are then in the upright frame as `upright_boxes` gives them); upright when None. A
-        later pass (`passes`) crops from the previous pass's `upright_boxes` and lean."""
+        [x0, y0, x1, y1] or (N, P, 2) rough landmarks (their box in the head's frame is
+        used), in one batch; ``flip`` overrides the predictor's `flip` for this call.
+        ``angles_deg`` (N,): each face's lean in the image plane (`inplane_deg`; its crop is
+        turned upright, the boxes are then in the upright frame as `upright_boxes` gives
+        them); upright when None. A later pass (`passes`) crops from the previous pass's
+        `upright_boxes` and lean."""
         flip = self.flip if flip is None else flip
         if (boxes is None) == (points is None):
             raise ValueError("give either boxes or points")
@@ -246,16 +247,21 @@ class RegressionPredictor:
                              f"{image.dtype}")
         if points is not None:
             pts = np.asarray(points, np.float64)
-            box = _boxes(pts if pts.ndim == 3 else pts[None])
+            pts = pts if pts.ndim == 3 else pts[None]
+            n = len(pts)
         else:
             box = np.asarray(boxes, np.float64).reshape(-1, 4)
-        if len(box) == 0:
+            n = len(box)
+        if n == 0:
             return []
-        n = len(box)
         lean = (np.zeros(n) if angles_deg is None
                 else np.asarray(angles_deg, np.float64).reshape(-1))
-        if not (np.isfinite(box).all() and np.isfinite(lean).all()) or len(lean) != n:
-            raise ValueError("face boxes and angles must be finite, one angle per box")
+        if len(lean) != n or not np.isfinite(lean).all():
+            raise ValueError("give one finite angle per face")
+        if points is not None:  # their box in the head's frame
+            box = upright_boxes(pts, lean)
+        if not np.isfinite(box).all():
+            raise ValueError("face boxes must be finite")
         for _ in range(self.passes):
             maps = crop_maps(box, angles_deg=lean)
             crops = crop_faces(image, maps)
@@ -293,13 +299,14 @@ class RegressionPredictor:
         return out
 
     def predict(self, image_rgb: np.ndarray, box_xyxy: np.ndarray | None = None,
-                points: np.ndarray | None = None) -> RegressionResult:
-        """One face: from its 68-landmark box [x0, y0, x1, y1] or from (P, 2) rough points."""
+                points: np.ndarray | None = None, angle_deg: float = 0.0) -> RegressionResult:
+        """One face: from its 68-landmark box [x0, y0, x1, y1] or from (P, 2) rough points,
+        its crop turned upright by its lean ``angle_deg`` (`predict_batch`)."""
         if points is not None:
             points = np.asarray(points, np.float64)[None]
         if box_xyxy is not None:
             box_xyxy = np.asarray(box_xyxy, np.float64).reshape(1, 4)
-        return self.predict_batch(image_rgb, box_xyxy, points)[0]
+        return self.predict_batch(image_rgb, box_xyxy, points, angles_deg=[angle_deg])[0]
 
 
 def _from_checkpoint(path: Path) -> FoldedMobileNet:
