@@ -87,14 +87,20 @@ def crop_maps(boxes: np.ndarray, size: int = INPUT_SIZE, enlarge: float = ENLARG
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     side = np.maximum((b[:, 2:] - b[:, :2]).max(1), 1.0) * enlarge
     k = size / side
-    t = np.zeros(len(b)) if angles_deg is None else np.radians(
-        np.asarray(angles_deg, np.float64).reshape(-1))
-    c, s = np.cos(t), np.sin(t)
     maps = np.zeros((len(b), 2, 3))
-    maps[:, :, :2] = k[:, None, None] * np.stack([np.stack([c, s], 1), np.stack([-s, c], 1)], 1)
+    maps[:, :, :2] = k[:, None, None] * _upright_turn(np.zeros(len(b)) if angles_deg is None
+                                                      else angles_deg)
     maps[:, :, 2] = (size - 1) / 2 - np.einsum("nij,nj->ni", maps[:, :, :2],
                                                 (b[:, :2] + b[:, 2:]) / 2)
     return maps
+
+
+def _upright_turn(angles_deg: np.ndarray) -> np.ndarray:
+    """(N, 2, 2) rotations turning the image by ``-angles_deg`` (N,): a head leaning by its
+    angle (`inplane_deg`) comes out upright."""
+    t = np.radians(np.asarray(angles_deg, np.float64).reshape(-1))
+    c, s = np.cos(t), np.sin(t)
+    return np.stack([np.stack([c, s], 1), np.stack([-s, c], 1)], 1)
 
 
 def inplane_deg(params: np.ndarray) -> np.ndarray:
@@ -110,9 +116,7 @@ def upright_boxes(points: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
     convention): the points' box in the turned frame, re-centred on its centre's image
     position (so ``crop_maps(upright_boxes(p, a), angles_deg=a)`` crops the points upright)."""
     p = np.asarray(points, np.float64)
-    t = np.radians(np.asarray(angles_deg, np.float64).reshape(-1))
-    c, s = np.cos(t), np.sin(t)
-    rot = np.stack([np.stack([c, s], 1), np.stack([-s, c], 1)], 1)  # (N, 2, 2) image -> upright
+    rot = _upright_turn(angles_deg)
     q = np.einsum("nij,npj->npi", rot, p)
     lo, hi = q.min(1), q.max(1)
     centre = np.einsum("nji,nj->ni", rot, (lo + hi) / 2)  # back to the image: R^T
@@ -288,13 +292,14 @@ class RegressionPredictor:
         lm3[:, :, :2] = lm_img
         lm3[:, :, 2] /= k[:, None]
         rot, _ = rotation_from_pose(params[:, :6].reshape(-1, 2, 3))
+        image_boxes = _boxes(lm_img)
         out = []
         for i in range(n):
             yaw, pitch, roll = euler_from_rotation(rot[i])
             out.append(RegressionResult(params[i].astype(np.float32),
                                         lm3[i, :, :2].astype(np.float32),
                                         lm3[i].astype(np.float32), yaw, pitch, roll,
-                                        _boxes(lm_img[i:i + 1])[0].astype(np.float32),
+                                        image_boxes[i].astype(np.float32),
                                         float(lean[i]), box[i].astype(np.float32)))
         return out
 
