@@ -63,6 +63,19 @@ def test_weight_falls_linearly_from_the_threshold_to_network_only() -> None:
     assert mediapipe_weight(_face(0.9, "ibug68"), _result(0.0)) == 0.0
 
 
+@pytest.mark.parametrize(("lean", "want"), [(10.0, 0.0), (45.0, 45.0), (-60.0, -60.0),
+                                             (-89.0, -89.0), (120.0, 0.0), (178.0, 0.0)])
+def test_first_lean_is_the_mesh_eye_line_within_its_span(lean: float, want: float) -> None:
+    t = np.radians(lean)
+    pts = np.full((468, 2), 100.0, np.float32)
+    pts[33] = [100.0 - 30 * np.cos(t), 100.0 - 30 * np.sin(t)]  # the subject's right eye
+    pts[263] = [100.0 + 30 * np.cos(t), 100.0 + 30 * np.sin(t)]
+    face = FaceLandmarks(np.zeros(4, np.float32), 0.9, pts, None, "mediapipe468")
+    assert first_lean_deg(face) == pytest.approx(want, abs=1e-4)
+    other = FaceLandmarks(np.zeros(4, np.float32), 0.9, pts[:68], None, "ibug68")
+    assert first_lean_deg(other) == 0.0  # no mesh: the first crop stays upright
+
+
 def test_refine_boxes_keep_the_centre_and_scale_the_sides() -> None:
     boxes = np.array([[10.0, 20.0, 110.0, 220.0], [-5.0, 0.0, 5.0, 4.0]])
     got = refine_boxes(boxes, 0.9)
