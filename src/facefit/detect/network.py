@@ -19,7 +19,7 @@ for a face without one, e.g. a tracked face) and landmarked by the network (`PAS
 
 The network reads upright faces: each crop is turned in the image plane so that the head
 stands upright in it, the first by the lean of MediaPipe's eye line (`first_lean_deg`), later
-ones by the network's own (`facefit.regress.predictor.RegressionResult.inplane_deg`). On
+ones by the network's own (``inplane_deg`` of `facefit.regress.predictor.RegressionResult`). On
 AFLW2000-3D dev this took the network's balanced NME from 4.96 to 4.55 %.
 
 Network faces are `NetworkFace` objects of scheme ``"ibug68_fixed"``: the fitters put all 68

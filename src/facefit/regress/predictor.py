@@ -11,8 +11,8 @@ A crop may be turned in the image plane (``angles_deg``) so that the face stands
 it: the network was trained on upright faces (roll within about 12 degrees), and a face whose
 head leans by 20-40 degrees in the photo scores 7.0 / 8.0 % NME at |yaw| 30-60 / 60-90 on
 AFLW2000-3D dev against 3.9 / 6.2 % for upright ones. Each answer carries the head's lean
-(`RegressionResult.inplane_deg`) and its landmarks' box in the upright frame
-(`RegressionResult.upright_box`), from which the next pass crops.
+(``inplane_deg`` of `RegressionResult`) and its landmarks' box in the upright frame
+(its ``upright_box``), from which the next pass crops.
 
 The weights ship inside the package (``weights/regress_mbv1x05.npz``, see the README there);
 their sha256 is checked against `WEIGHTS_SHA256` on loading. Inference runs in ONNX Runtime,
