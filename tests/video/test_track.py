@@ -25,7 +25,7 @@ class Counting(RegressionPredictor):
     def predict_batch(self, image_rgb, boxes=None, points=None, flip=None, angles_deg=None):
         self.calls += 1
         return super().predict_batch(image_rgb, boxes=boxes, points=points, flip=flip,
-                                         angles_deg=angles_deg)
+                                     angles_deg=angles_deg)
 
 
 @pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
