@@ -124,6 +124,38 @@ def test_auto_blends_by_the_last_pass_yaw(photo) -> None:
                                 network_only=40.0, predictor=pred)
 
 
+def test_a_turned_face_last_pass_averages_its_zooms() -> None:
+    """From `zooms_from_yaw` degrees the last pass averages the landmarks of crops at each
+    of `zooms` (the first zoom's pose kept); under it, one crop at `REFINE_ZOOM`."""
+    from facefit.fit.camera import rotation_from_euler
+    from facefit.synthetic.photos import render_turned_face
+
+    model = load_default_model()
+    rng = np.random.default_rng(4)
+    x = model.vertices(rng.normal(0, 0.7, model.num_shape), np.zeros(model.num_expression))
+    image, v = render_turned_face(model, x, rotation_from_euler(50.0, 0.0, 0.0), 256, 0.55,
+                                  rng, background=0.45)
+    truth = v[model.landmark_ids["ibug68"], :2]
+    face = FaceLandmarks(np.r_[truth.min(0), truth.max(0)].astype(np.float32), 1.0,
+                         truth.astype(np.float32), None, "ibug68")
+    pred = RegressionPredictor()
+    first = pred.predict_batch(image, boxes=box68(face)[None], flip=False)[0]
+    assert abs(first.yaw_deg) > 30
+    zooms = (0.9, 0.8, 1.0)
+    each = pred.predict_batch(image, boxes=np.stack([refine_boxes(first.upright_box, z)
+                                                     for z in zooms]),
+                              angles_deg=[first.inplane_deg] * 3)
+    for from_yaw, want in ((30.0, np.mean([r.landmarks_68_px for r in each], axis=0)),
+                           (80.0, each[0].landmarks_68_px)):
+        lm = NetworkLandmarkDetector(MediaPipeDetector(), "network", predictor=pred, model=model,
+                                     zooms=zooms, zooms_from_yaw=from_yaw)
+        (got,) = lm.landmark_faces(image, [face])
+        np.testing.assert_allclose(got.points_px, want, atol=1e-3)
+        assert got.regression.yaw_deg == pytest.approx(each[0].yaw_deg, abs=1e-6)
+    with pytest.raises(ValueError, match="zooms"):
+        NetworkLandmarkDetector(MediaPipeDetector(), "network", predictor=pred, zooms=())
+
+
 def test_a_blend_keeps_mediapipe_for_the_300w_points(photo) -> None:
     """`facefit.fit.points300w.with_detector_points` fuses a blend's 300-W points with its
     MediaPipe face's points, as for MediaPipe's own fit."""

@@ -22,6 +22,7 @@ from facefit.regress.predictor import (
     WEIGHTS_SHA256,
     RegressionPredictor,
     WeightsError,
+    average_results,
     crop_maps,
     rotation_from_pose,
     upright_boxes,
@@ -161,6 +162,23 @@ def test_upright_boxes_of_a_turned_rectangle() -> None:
     np.testing.assert_allclose(got, [170.0, 100.0, 230.0, 140.0], atol=1e-9)
     np.testing.assert_allclose(upright_boxes(pts[None], [0.0])[0],
                                np.r_[pts.min(0), pts.max(0)], atol=1e-9)
+
+
+def test_average_results_means_the_points_and_keeps_the_first_pose(predictor) -> None:
+    image, truth = _rendered(45.0)
+    box = np.r_[truth.min(0), truth.max(0)]
+    rs = predictor.predict_batch(image, boxes=np.stack([box, box * 1.02, box * 0.99]),
+                                 angles_deg=[10.0, 10.0, 10.0])
+    got = average_results(rs)
+    mean = np.mean([r.landmarks_68_3d.astype(np.float64) for r in rs], axis=0)
+    np.testing.assert_allclose(got.landmarks_68_3d, mean, atol=1e-4)
+    np.testing.assert_allclose(got.landmarks_68_px, mean[:, :2], atol=1e-4)
+    np.testing.assert_allclose(got.box, np.r_[mean[:, :2].min(0), mean[:, :2].max(0)], atol=1e-3)
+    np.testing.assert_array_equal(got.params, rs[0].params)
+    assert (got.yaw_deg, got.inplane_deg) == (rs[0].yaw_deg, rs[0].inplane_deg)
+    np.testing.assert_allclose(got.upright_box, upright_boxes(
+        mean[None, :, :2], [rs[0].inplane_deg])[0], atol=1e-3)
+    assert average_results(rs[:1]) is rs[0]
 
 
 def _rendered(yaw: float, size: int = 256, seed: int = 1, roll: float = 0.0

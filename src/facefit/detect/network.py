@@ -38,7 +38,7 @@ import numpy as np
 from facefit.detect.base import FaceLandmarks, LandmarkDetector
 from facefit.fit.correspondence import IBUG68_FIXED, mediapipe_to_ibug68
 from facefit.model.morphable_model import MorphableModel
-from facefit.regress.predictor import RegressionPredictor, RegressionResult
+from facefit.regress.predictor import RegressionPredictor, RegressionResult, average_results
 
 SOURCES = ("auto", "mediapipe", "network")
 # |yaw| (degrees, the network's estimate) under which `auto` keeps MediaPipe's points alone
@@ -68,6 +68,16 @@ PASSES = 2  # network passes for the faces `auto` does not leave to MediaPipe af
 # 6.28. benchmarks/aflw2000.py at 0.9: network + fit 6.25 / 6.06 -> 6.11 / 5.93, `auto`
 # 5.37 / 5.31 -> 5.30 / 5.30 (its 60-90 bucket 7.87 -> 7.72, the others within 0.01).
 REFINE_ZOOM = 0.9
+# The last pass of a face turned at least ZOOMS_FROM_YAW degrees (by the previous pass) crops it
+# at each of REFINE_ZOOMS (REFINE_ZOOM first, whose pose is kept) and averages the landmarks.
+# Chosen on the even half of AFLW2000-3D dev as NETWORK_ONLY (scratch script on the cached
+# detections of benchmarks/aflw2000.py, balanced NME all / even / odd): `auto` with one zoom
+# 4.57 / 4.82 / 4.32 %, three from 30 degrees 4.54 / 4.78 / 4.30, three on every face the same
+# (its 0-30 faces keep MediaPipe's points); the network alone 4.55 / 4.77 / 4.33, 4.51 / 4.71 /
+# 4.30 and 4.49 / 4.70 / 4.28. Landmark CPU time per AFLW2000-3D image (one thread): `auto`
+# 2.98 -> 4.13 ms; from 30 degrees the frontal faces, most of a user's photos, pay nothing.
+REFINE_ZOOMS = (0.9, 0.8, 1.0)
+ZOOMS_FROM_YAW = 30.0
 # The first crop of a MediaPipe face is turned upright by the lean of its mesh's eye line
 # (`first_lean_deg`) when that lean is LEAN_FROM_MESH[0] to LEAN_FROM_MESH[1] degrees; later
 # crops by the network's own lean (`RegressionResult.inplane_deg`). Chosen on the even half of
@@ -129,7 +139,7 @@ def box68(face: FaceLandmarks) -> np.ndarray:
     return np.r_[pts.min(0), pts.max(0)]
 
 
-def refine_boxes(boxes: np.ndarray, zoom: float = REFINE_ZOOM) -> np.ndarray:
+def refine_boxes(boxes: np.ndarray, zoom: float | np.ndarray = REFINE_ZOOM) -> np.ndarray:
     """(..., 4) boxes [x0, y0, x1, y1] scaled by ``zoom`` about their centres: the crop of a
     network pass after the first, from the previous pass's 68-landmark boxes."""
     b = np.asarray(boxes, np.float64)
@@ -178,6 +188,11 @@ class NetworkLandmarkDetector:
         model: the linear model whose fit to MediaPipe's 468 points gives their 68 points
             for a blend (the default model, loaded on first use, when None: its 68 landmark
             vertices are the network's).
+        zooms: the last pass's crops of a face turned ``zooms_from_yaw`` degrees or more (by
+            the pass before): `refine_boxes` at each zoom, their landmarks averaged
+            (`facefit.regress.predictor.average_results`; the first zoom's pose is kept).
+        zooms_from_yaw: |yaw| (degrees) from which the last pass averages ``zooms``; other
+            faces get one crop at `REFINE_ZOOM`.
     """
 
     scheme = IBUG68_FIXED
@@ -185,7 +200,8 @@ class NetworkLandmarkDetector:
     def __init__(self, detector: LandmarkDetector | None = None, source: str = "auto",
                  yaw_threshold: float = YAW_THRESHOLD, min_score: float = 0.5,
                  predictor: RegressionPredictor | None = None, passes: int = PASSES,
-                 network_only: float = NETWORK_ONLY, model: MorphableModel | None = None
+                 network_only: float = NETWORK_ONLY, model: MorphableModel | None = None,
+                 zooms: tuple[float, ...] = REFINE_ZOOMS, zooms_from_yaw: float = ZOOMS_FROM_YAW
                  ) -> None:
         if source not in ("auto", "network"):
             raise ValueError(f"source must be 'auto' or 'network', got {source!r}")
@@ -205,6 +221,10 @@ class NetworkLandmarkDetector:
         if passes < 1:
             raise ValueError(f"passes must be at least 1, got {passes}")
         self.passes = int(passes)
+        if not zooms or any(not z > 0 for z in zooms):
+            raise ValueError(f"zooms must be positive, got {zooms!r}")
+        self.zooms = tuple(float(z) for z in zooms)
+        self.zooms_from_yaw = float(zooms_from_yaw)
         self._model = model
 
     @property
@@ -243,7 +263,8 @@ class NetworkLandmarkDetector:
         keeps MediaPipe's points at once; every other face gets ``passes - 1`` more passes,
         each cropped from the previous pass's landmarks (3DDFA's two-step scheme; their box
         in the head's upright frame scaled by `REFINE_ZOOM`, `refine_boxes`, the crop turned
-        by the previous pass's lean), and the last pass's yaw decides (a first crop that
+        by the previous pass's lean; the last pass of a face turned ``zooms_from_yaw`` or more
+        averages the crops at ``zooms``), and the last pass's yaw decides (a first crop that
         missed the face under-estimates the yaw)."""
         if not faces:
             return []
@@ -251,14 +272,20 @@ class NetworkLandmarkDetector:
         auto = self.source == "auto"
         idx = [i for i, (f, r) in enumerate(zip(faces, results, strict=True))
                if not (auto and keeps_mediapipe(f, r, self.yaw_threshold, self.min_score))]
-        for _ in range(self.passes - 1):
+        for step in range(self.passes - 1):
             if not idx:
                 break
-            again = self.predictor.predict_batch(
-                image_rgb, boxes=refine_boxes(np.stack([results[i].upright_box for i in idx])),
-                angles_deg=np.array([results[i].inplane_deg for i in idx]))
-            for i, r in zip(idx, again, strict=True):
-                results[i] = r
+            last = step == self.passes - 2
+            wide = [last and abs(results[i].yaw_deg) >= self.zooms_from_yaw for i in idx]
+            zooms = [self.zooms if w else (REFINE_ZOOM,) for w in wide]
+            boxes = np.concatenate([refine_boxes(results[i].upright_box[None], np.array(z)[:, None])
+                                    for i, z in zip(idx, zooms, strict=True)])
+            angles = np.concatenate([np.full(len(z), results[i].inplane_deg)
+                                     for i, z in zip(idx, zooms, strict=True)])
+            again = self.predictor.predict_batch(image_rgb, boxes=boxes, angles_deg=angles)
+            at = np.cumsum([0] + [len(z) for z in zooms])
+            for k, i in enumerate(idx):
+                results[i] = average_results(again[at[k]:at[k + 1]])
         rest = set(idx)
         out: list[FaceLandmarks] = []
         for i, (f, r) in enumerate(zip(faces, results, strict=True)):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -76,6 +76,21 @@ class RegressionResult:
     box: np.ndarray
     inplane_deg: float
     upright_box: np.ndarray
+
+
+def average_results(results: list[RegressionResult]) -> RegressionResult:
+    """One answer from several crops of one face (test-time augmentation): the mean of their
+    landmarks (68 points, with depth) and their box; the pose, coefficients and lean of the
+    first, its upright box re-cut about the mean points."""
+    if len(results) == 1:
+        return results[0]
+    first = results[0]
+    lm3 = np.mean([r.landmarks_68_3d for r in results], axis=0, dtype=np.float64)
+    box = upright_boxes(lm3[None, :, :2], np.array([first.inplane_deg]))[0]
+    return replace(first, landmarks_68_px=lm3[:, :2].astype(np.float32),
+                   landmarks_68_3d=lm3.astype(np.float32),
+                   box=_boxes(lm3[None, :, :2])[0].astype(np.float32),
+                   upright_box=box.astype(np.float32))
 
 
 def crop_maps(boxes: np.ndarray, size: int = INPUT_SIZE, enlarge: float = ENLARGE,
