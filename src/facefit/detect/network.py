@@ -276,8 +276,8 @@ class NetworkLandmarkDetector:
             if not idx:
                 break
             last = step == self.passes - 2
-            wide = [last and abs(results[i].yaw_deg) >= self.zooms_from_yaw for i in idx]
-            zooms = [self.zooms if w else (REFINE_ZOOM,) for w in wide]
+            zooms = [self.zooms if last and abs(results[i].yaw_deg) >= self.zooms_from_yaw
+                     else (REFINE_ZOOM,) for i in idx]
             boxes = np.concatenate([refine_boxes(results[i].upright_box[None], np.array(z)[:, None])
                                     for i, z in zip(idx, zooms, strict=True)])
             angles = np.concatenate([np.full(len(z), results[i].inplane_deg)
