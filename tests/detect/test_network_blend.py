@@ -148,7 +148,7 @@ def test_a_turned_face_last_pass_averages_its_zooms() -> None:
     for from_yaw, want in ((30.0, np.mean([r.landmarks_68_px for r in each], axis=0)),
                            (80.0, each[0].landmarks_68_px)):
         lm = NetworkLandmarkDetector(MediaPipeDetector(), "network", predictor=pred, model=model,
-                                     zooms=zooms, zooms_from_yaw=from_yaw)
+                                     zooms=zooms, zooms_from_yaw=from_yaw, recheck=None)
         (got,) = lm.landmark_faces(image, [face])
         np.testing.assert_allclose(got.points_px, want, atol=1e-3)
         assert got.regression.yaw_deg == pytest.approx(each[0].yaw_deg, abs=1e-6)

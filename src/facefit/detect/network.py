@@ -87,6 +87,23 @@ ZOOMS_FROM_YAW = 30.0
 # 10 degrees 4.79 / 4.38, from 20 4.78 / 4.36, from 30 4.77 / 4.33, from 30 without the upper
 # bound 5.05 / 4.33 (one mesh upside down on a profile, image01839: 7 -> 71 %).
 LEAN_FROM_MESH = (30.0, 90.0)
+# A turned face's answer (last-pass |yaw| at least ZOOMS_FROM_YAW) is checked by one more pass
+# (`fixed_point_residual`): where that pass moves the 68 points by more than RECHECK_RESIDUAL
+# (their mean move over the answer's 68-point box side, the square root of its area) the
+# first crop probably missed the face's extent, so the whole chain of passes is run again
+# from the first crop zoomed by each of RECHECK_ZOOMS and the answer that one more pass moves
+# least is kept (3DDFA's passes converge to a fixed point on a face they read well). The
+# fixed-point residual follows the error (correlation 0.74 on the turned faces of AFLW2000-3D
+# dev; the first crop's box is the detector's, so 1.3 and 0.8 bracket its usual scale error).
+# Chosen on the even half of AFLW2000-3D dev as NETWORK_ONLY (scratch script on the cached
+# detections of benchmarks/aflw2000.py; the network's points alone, balanced NME all / even /
+# odd): 4.507 / 4.713 / 4.303 % without; the residual bar at 0.015 4.442 / 4.606 / 4.283, at
+# 0.02 4.438 / 4.611 / 4.269 (22 of 362 turned faces re-run), at 0.03 4.442 / 4.614 / 4.274;
+# selection by the spread of the last pass's zooms instead 4.49-4.52; the landmark-wise median
+# of seven chains (zooms 0.8-1.6, shifts, the mesh's box) 4.50; the best of those seven by the
+# error itself (an oracle) 4.10. Costs one more pass (two crops) a turned face.
+RECHECK_RESIDUAL = 0.02
+RECHECK_ZOOMS = (1.3, 0.8)
 # MediaPipe mesh vertices at the outer eye corners (the subject's right, then left)
 _MESH_EYE_CORNERS = (33, 263)
 
@@ -193,6 +210,10 @@ class NetworkLandmarkDetector:
             (`facefit.regress.predictor.average_results`; the first zoom's pose is kept).
         zooms_from_yaw: |yaw| (degrees) from which the last pass averages ``zooms``; other
             faces get one crop at `REFINE_ZOOM`.
+        recheck: the `fixed_point_residual` over which a face turned ``zooms_from_yaw`` or
+            more is read again from first crops zoomed by each of ``recheck_zooms`` (the
+            answer with the smallest residual kept); None: never.
+        recheck_zooms: the zooms of those first crops (about the 68-point box's centre).
     """
 
     scheme = IBUG68_FIXED
@@ -201,8 +222,9 @@ class NetworkLandmarkDetector:
                  yaw_threshold: float = YAW_THRESHOLD, min_score: float = 0.5,
                  predictor: RegressionPredictor | None = None, passes: int = PASSES,
                  network_only: float = NETWORK_ONLY, model: MorphableModel | None = None,
-                 zooms: tuple[float, ...] = REFINE_ZOOMS, zooms_from_yaw: float = ZOOMS_FROM_YAW
-                 ) -> None:
+                 zooms: tuple[float, ...] = REFINE_ZOOMS, zooms_from_yaw: float = ZOOMS_FROM_YAW,
+                 recheck: float | None = RECHECK_RESIDUAL,
+                 recheck_zooms: tuple[float, ...] = RECHECK_ZOOMS) -> None:
         if source not in ("auto", "network"):
             raise ValueError(f"source must be 'auto' or 'network', got {source!r}")
         if network_only < yaw_threshold:
@@ -225,6 +247,10 @@ class NetworkLandmarkDetector:
             raise ValueError(f"zooms must be positive, got {zooms!r}")
         self.zooms = tuple(float(z) for z in zooms)
         self.zooms_from_yaw = float(zooms_from_yaw)
+        if any(not z > 0 for z in recheck_zooms):
+            raise ValueError(f"recheck_zooms must be positive, got {recheck_zooms!r}")
+        self.recheck = None if recheck is None else float(recheck)
+        self.recheck_zooms = tuple(float(z) for z in recheck_zooms)
         self._model = model
 
     @property
@@ -247,11 +273,59 @@ class NetworkLandmarkDetector:
         turned upright by the lean of its mesh (`first_lean_deg`)."""
         if not faces:
             return []
+        return self._first_crops(image_rgb, np.stack([box68(f) for f in faces]),
+                                 np.array([first_lean_deg(f) for f in faces]))
+
+    def _first_crops(self, image_rgb: np.ndarray, boxes: np.ndarray, angles_deg: np.ndarray
+                     ) -> list[RegressionResult]:
         # without the mirrored crop: its yaw decides `auto` and its box crops the second pass
-        return self.predictor.predict_batch(
-            image_rgb, boxes=np.stack([box68(f) for f in faces]),
-            angles_deg=np.array([first_lean_deg(f) for f in faces]),
-            flip=None if self.passes == 1 else False)
+        return self.predictor.predict_batch(image_rgb, boxes=boxes, angles_deg=angles_deg,
+                                            flip=None if self.passes == 1 else False)
+
+    def _later_passes(self, image_rgb: np.ndarray, results: list[RegressionResult]
+                      ) -> list[RegressionResult]:
+        """``results`` (first passes) after the ``passes - 1`` later passes: each cropped from
+        the previous pass's upright box scaled by `REFINE_ZOOM` and turned by its lean, the
+        last one of a face turned ``zooms_from_yaw`` or more averaging the crops at
+        ``zooms``."""
+        results = list(results)
+        for step in range(self.passes - 1):
+            if not results:
+                break
+            last = step == self.passes - 2
+            zooms = [self.zooms if last and abs(r.yaw_deg) >= self.zooms_from_yaw
+                     else (REFINE_ZOOM,) for r in results]
+            boxes = np.concatenate([refine_boxes(r.upright_box[None], np.array(z)[:, None])
+                                    for r, z in zip(results, zooms, strict=True)])
+            angles = np.concatenate([np.full(len(z), r.inplane_deg)
+                                     for r, z in zip(results, zooms, strict=True)])
+            again = self.predictor.predict_batch(image_rgb, boxes=boxes, angles_deg=angles)
+            at = np.cumsum([0] + [len(z) for z in zooms])
+            results = [average_results(again[at[k]:at[k + 1]]) for k in range(len(results))]
+        return results
+
+    def _rechecked(self, image_rgb: np.ndarray, faces: list[FaceLandmarks],
+                   results: list[RegressionResult]) -> list[RegressionResult]:
+        """``results`` of ``faces`` (their last passes), each turned face whose
+        `fixed_point_residual` exceeds ``recheck`` replaced by the answer of least residual
+        among it and the chains of passes from its first crop zoomed by ``recheck_zooms``."""
+        turned = [i for i, r in enumerate(results) if abs(r.yaw_deg) >= self.zooms_from_yaw]
+        if self.recheck is None or not turned:
+            return results
+        res = fixed_point_residual(self.predictor, image_rgb, [results[i] for i in turned])
+        doubt = [i for i, e in zip(turned, res, strict=True) if e > self.recheck]
+        if not doubt:
+            return results
+        best = {i: (e, results[i]) for i, e in zip(turned, res, strict=True) if i in doubt}
+        for zoom in self.recheck_zooms:
+            boxes = refine_boxes(np.stack([box68(faces[i]) for i in doubt]), zoom)
+            angles = np.array([first_lean_deg(faces[i]) for i in doubt])
+            alt = self._later_passes(image_rgb, self._first_crops(image_rgb, boxes, angles))
+            for i, r, e in zip(doubt, alt, fixed_point_residual(self.predictor, image_rgb, alt),
+                               strict=True):
+                if e < best[i][0]:
+                    best[i] = (e, r)
+        return [best[i][1] if i in best else r for i, r in enumerate(results)]
 
     def landmark_faces(self, image_rgb: np.ndarray, faces: list[FaceLandmarks],
                        first: list[RegressionResult] | None = None) -> list[FaceLandmarks]:
@@ -265,27 +339,19 @@ class NetworkLandmarkDetector:
         in the head's upright frame scaled by `REFINE_ZOOM`, `refine_boxes`, the crop turned
         by the previous pass's lean; the last pass of a face turned ``zooms_from_yaw`` or more
         averages the crops at ``zooms``), and the last pass's yaw decides (a first crop that
-        missed the face under-estimates the yaw)."""
+        missed the face under-estimates the yaw). A turned face that one more pass would move
+        by more than ``recheck`` is read again from zoomed first crops (`_rechecked`)."""
         if not faces:
             return []
         results = list(first) if first is not None else self.first_pass(image_rgb, faces)
         auto = self.source == "auto"
         idx = [i for i, (f, r) in enumerate(zip(faces, results, strict=True))
                if not (auto and keeps_mediapipe(f, r, self.yaw_threshold, self.min_score))]
-        for step in range(self.passes - 1):
-            if not idx:
-                break
-            last = step == self.passes - 2
-            zooms = [self.zooms if last and abs(results[i].yaw_deg) >= self.zooms_from_yaw
-                     else (REFINE_ZOOM,) for i in idx]
-            boxes = np.concatenate([refine_boxes(results[i].upright_box[None], np.array(z)[:, None])
-                                    for i, z in zip(idx, zooms, strict=True)])
-            angles = np.concatenate([np.full(len(z), results[i].inplane_deg)
-                                     for i, z in zip(idx, zooms, strict=True)])
-            again = self.predictor.predict_batch(image_rgb, boxes=boxes, angles_deg=angles)
-            at = np.cumsum([0] + [len(z) for z in zooms])
-            for k, i in enumerate(idx):
-                results[i] = average_results(again[at[k]:at[k + 1]])
+        if idx:
+            later = self._later_passes(image_rgb, [results[i] for i in idx])
+            later = self._rechecked(image_rgb, [faces[i] for i in idx], later)
+            for i, r in zip(idx, later, strict=True):
+                results[i] = r
         rest = set(idx)
         out: list[FaceLandmarks] = []
         for i, (f, r) in enumerate(zip(faces, results, strict=True)):
@@ -301,6 +367,25 @@ class NetworkLandmarkDetector:
             else:
                 out.append(blend_face(self.model, f, r, w, image_rgb.shape[1::-1]))
         return out
+
+
+def fixed_point_residual(predictor: RegressionPredictor, image_rgb: np.ndarray,
+                         results: list[RegressionResult]) -> np.ndarray:
+    """(N,) how far one more network pass moves each answer's 68 points: their mean move
+    over the square root of the area of the answer's 68-point box (a fraction; the pass is
+    cropped as a later pass is, `refine_boxes` of the upright box at `REFINE_ZOOM`, turned by
+    the answer's lean)."""
+    if not results:
+        return np.zeros(0)
+    again = predictor.predict_batch(
+        image_rgb, boxes=refine_boxes(np.stack([r.upright_box for r in results])),
+        angles_deg=np.array([r.inplane_deg for r in results]))
+    moved = np.array([np.linalg.norm(np.asarray(a.landmarks_68_px, np.float64)
+                                     - r.landmarks_68_px, axis=1).mean()
+                      for a, r in zip(again, results, strict=True)])
+    sides = np.array([np.sqrt(max(float(np.prod(r.box[2:] - r.box[:2])), 1e-9))
+                      for r in results])
+    return moved / sides
 
 
 def landmark_detector(detector: LandmarkDetector, landmarks: str, model_kind: str = "linear"
