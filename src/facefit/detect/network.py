@@ -278,6 +278,7 @@ class NetworkLandmarkDetector:
 
     def _first_crops(self, image_rgb: np.ndarray, boxes: np.ndarray, angles_deg: np.ndarray
                      ) -> list[RegressionResult]:
+        """The network's first pass on (N, 4) 68-point boxes turned by (N,) leans."""
         # without the mirrored crop: its yaw decides `auto` and its box crops the second pass
         return self.predictor.predict_batch(image_rgb, boxes=boxes, angles_deg=angles_deg,
                                             flip=None if self.passes == 1 else False)
@@ -313,10 +314,10 @@ class NetworkLandmarkDetector:
         if self.recheck is None or not turned:
             return results
         res = fixed_point_residual(self.predictor, image_rgb, [results[i] for i in turned])
-        doubt = [i for i, e in zip(turned, res, strict=True) if e > self.recheck]
-        if not doubt:
+        best = {i: (e, results[i]) for i, e in zip(turned, res, strict=True) if e > self.recheck}
+        if not best:
             return results
-        best = {i: (e, results[i]) for i, e in zip(turned, res, strict=True) if i in doubt}
+        doubt = list(best)
         for zoom in self.recheck_zooms:
             boxes = refine_boxes(np.stack([box68(faces[i]) for i in doubt]), zoom)
             angles = np.array([first_lean_deg(faces[i]) for i in doubt])
