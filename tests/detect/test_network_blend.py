@@ -124,9 +124,10 @@ def test_auto_blends_by_the_last_pass_yaw(photo) -> None:
                                 network_only=40.0, predictor=pred)
 
 
-def test_a_turned_face_last_pass_averages_its_zooms() -> None:
+def test_a_turned_face_last_pass_averages_its_zooms_and_turns() -> None:
     """From `zooms_from_yaw` degrees the last pass averages the landmarks of crops at each
-    of `zooms` (the first zoom's pose kept); under it, one crop at `REFINE_ZOOM`."""
+    of `zooms` and at the first zoom turned by each of `turns` from the face's lean (the
+    first crop's pose kept); under it, one crop at `REFINE_ZOOM`."""
     from facefit.fit.camera import rotation_from_euler
     from facefit.synthetic.photos import render_turned_face
 
@@ -141,19 +142,27 @@ def test_a_turned_face_last_pass_averages_its_zooms() -> None:
     pred = RegressionPredictor()
     first = pred.predict_batch(image, boxes=box68(face)[None], flip=False)[0]
     assert abs(first.yaw_deg) > 30
-    zooms = (0.9, 0.8, 1.0)
+    zooms, turns = (0.9, 0.8, 1.0), (-6.0, 6.0)
+    crops = [(z, 0.0) for z in zooms] + [(0.9, t) for t in turns]
     each = pred.predict_batch(image, boxes=np.stack([refine_boxes(first.upright_box, z)
-                                                     for z in zooms]),
-                              angles_deg=[first.inplane_deg] * 3)
-    for from_yaw, want in ((30.0, np.mean([r.landmarks_68_px for r in each], axis=0)),
-                           (80.0, each[0].landmarks_68_px)):
+                                                     for z, _ in crops]),
+                              angles_deg=[first.inplane_deg + t for _, t in crops])
+    mean = np.mean([r.landmarks_68_px for r in each], axis=0)
+    for from_yaw, turn, want in ((30.0, turns, mean),
+                                 (30.0, (), np.mean([r.landmarks_68_px for r in each[:3]], 0)),
+                                 (80.0, turns, each[0].landmarks_68_px)):
         lm = NetworkLandmarkDetector(MediaPipeDetector(), "network", predictor=pred, model=model,
-                                     zooms=zooms, zooms_from_yaw=from_yaw, recheck=None)
+                                     zooms=zooms, zooms_from_yaw=from_yaw, turns=turn,
+                                     recheck=None)
         (got,) = lm.landmark_faces(image, [face])
         np.testing.assert_allclose(got.points_px, want, atol=1e-3)
         assert got.regression.yaw_deg == pytest.approx(each[0].yaw_deg, abs=1e-6)
+    assert np.abs(each[3].landmarks_68_px - each[4].landmarks_68_px).max() > 0.1  # turned
     with pytest.raises(ValueError, match="zooms"):
         NetworkLandmarkDetector(MediaPipeDetector(), "network", predictor=pred, zooms=())
+    with pytest.raises(ValueError, match="turns"):
+        NetworkLandmarkDetector(MediaPipeDetector(), "network", predictor=pred,
+                                turns=(float("nan"),))
 
 
 def test_a_blend_keeps_mediapipe_for_the_300w_points(photo) -> None:
