@@ -165,6 +165,31 @@ def test_a_turned_face_last_pass_averages_its_zooms_and_turns() -> None:
                                 turns=(float("nan"),))
 
 
+def test_a_network_face_of_auto_keeps_its_confident_mediapipe_face(photo) -> None:
+    """Past the switch `auto` gives the network's points, with the MediaPipe face they replace
+    when its score is at least ``min_score`` (the 300-W points are fused with it, as for
+    MediaPipe's own fit); a doubtful mesh, or the ``network`` source, keeps none."""
+    from dataclasses import replace
+
+    from facefit.fit.points300w import with_detector_points
+
+    image, face = photo
+    model = load_default_model()
+    pred = RegressionPredictor()
+    auto = NetworkLandmarkDetector(MediaPipeDetector(), "auto", yaw_threshold=0.0,
+                                   network_only=0.0, predictor=pred, model=model)
+    (got,) = auto.landmark_faces(image, [face])
+    assert landmark_source(got) == "network" and got.mediapipe is face
+    fit = fit_landmarks(model, got, image.shape[1::-1])
+    np.testing.assert_array_equal(
+        with_detector_points(model.name, fit, got).landmarks_68_2d_contour,
+        with_detector_points(model.name, fit, face).landmarks_68_2d_contour)
+    (doubtful,) = auto.landmark_faces(image, [replace(face, score=0.3)])
+    assert landmark_source(doubtful) == "network" and doubtful.mediapipe is None
+    network = NetworkLandmarkDetector(MediaPipeDetector(), "network", predictor=pred)
+    assert network.landmark_faces(image, [face])[0].mediapipe is None
+
+
 def test_a_blend_keeps_mediapipe_for_the_300w_points(photo) -> None:
     """`facefit.fit.points300w.with_detector_points` fuses a blend's 300-W points with its
     MediaPipe face's points, as for MediaPipe's own fit."""

@@ -11,11 +11,13 @@ for a face without one, e.g. a tracked face) and landmarked by the network (`PAS
   and their depth;
 * ``"auto"``: per face, by the network's |yaw| when MediaPipe's mesh is confident (score at
   least ``min_score``; else the network's points): MediaPipe's dense points under
-  ``yaw_threshold`` degrees, the network's from ``network_only``, and in between the 68 points
-  of both, blended with MediaPipe's weight falling linearly from 1 to 0 across the range
+  ``yaw_threshold`` degrees, the network's from ``network_only`` (by default the same 30°: a
+  switch), and in between, where ``network_only`` is set higher, the 68 points of both,
+  blended with MediaPipe's weight falling linearly from 1 to 0 across the range
   (`mediapipe_weight`; MediaPipe's 68 are those of the default model fitted to its 468
-  points): the two sources' errors are partly independent, and MediaPipe's mesh follows the
-  silhouette that 300-W's jaw points mark.
+  points). A network face keeps the confident MediaPipe face it replaces
+  (`NetworkFace.mediapipe`): MediaPipe's mesh follows the silhouette that 300-W's jaw points
+  mark, and the 300-W points are fused with it.
 
 The network reads upright faces: each crop is turned in the image plane so that the head
 stands upright in it, the first by the lean of MediaPipe's eye line (`first_lean_deg`), later
@@ -56,8 +58,14 @@ YAW_THRESHOLD = 30.0
 # 30 / 55 4.82, 30 / 80 4.87; 20 / 30 4.77, 10 / 40 4.76, 35 / 35 4.78; odd half 4.28-4.36 for
 # all of them), but a switch at 30 costs HELEN's 300-W points (`landmarks_68_2d_contour`,
 # inter-ocular NME 4.116 % and 3 failures with the blend to 55 or 80, 4.181 % and 8 failures
-# with the switch): 55, the end that gives up least of both.
-NETWORK_ONLY = 55.0
+# with the switch): 55 until session 20. Since then a network face of `auto` keeps the
+# confident MediaPipe face it replaces (`NetworkFace.mediapipe`), whose points the 300-W fusion
+# uses as it does a blend's (`facefit.fit.points300w.with_detector_points`), so the switch no
+# longer costs HELEN (4.119 % and 3 failures at 30, 4.116 and 3 at 55), and with the recheck
+# and turned crops the switch at 30 reads (cached detections, `auto` + fit, all / even / odd)
+# 4.415 / 4.627 / 4.206 % against 4.431 / 4.642 / 4.223 at 40, 4.442 / 4.655 / 4.233 at 45,
+# 4.452 / 4.662 / 4.246 at 55: `auto` switches at YAW_THRESHOLD, the blend is an option.
+NETWORK_ONLY = 30.0
 PASSES = 2  # network passes for the faces `auto` does not leave to MediaPipe after the first
 # Each later pass crops from the previous pass's 68-landmark box scaled by this about its
 # centre (a crop 0.9 x 1.5 = 1.35 times the box side where training crops were 1.5 times it;
@@ -124,7 +132,8 @@ class NetworkFace(FaceLandmarks):
         source: ``"network"``, or ``"blend"`` for `auto`'s blend of the network's and
             MediaPipe's 68 points (`blend_face`).
         mediapipe_weight: MediaPipe's weight in the blend (0 for the network's own points).
-        mediapipe: the MediaPipe face of a blend (its 468 points), else None.
+        mediapipe: the MediaPipe face of a blend (its 468 points), or the confident one a
+            network face of `auto` replaces, else None.
     """
 
     regression: RegressionResult | None = None
@@ -185,13 +194,15 @@ def first_lean_deg(face: FaceLandmarks, span: tuple[float, float] = LEAN_FROM_ME
     return lean if span[0] <= abs(lean) <= span[1] else 0.0
 
 
-def network_face(result: RegressionResult, score: float) -> NetworkFace:
-    """A `NetworkFace` of one network answer."""
+def network_face(result: RegressionResult, score: float,
+                 mediapipe: FaceLandmarks | None = None) -> NetworkFace:
+    """A `NetworkFace` of one network answer; ``mediapipe``: the MediaPipe face it replaces,
+    kept for the 300-W points (`facefit.fit.points300w.with_detector_points`)."""
     lm = result.landmarks_68_3d
     depth = lm[:, 2] - lm[:, 2].mean()
     return NetworkFace(result.box.astype(np.float32), float(score),
                        np.ascontiguousarray(lm[:, :2], np.float32), depth.astype(np.float32),
-                       IBUG68_FIXED, regression=result)
+                       IBUG68_FIXED, regression=result, mediapipe=mediapipe)
 
 
 class NetworkLandmarkDetector:
@@ -378,7 +389,8 @@ class NetworkLandmarkDetector:
             if w >= 1.0:
                 out.append(f)
             elif w <= 0.0:
-                out.append(network_face(r, f.score))
+                confident = auto and f.scheme == "mediapipe468" and f.score >= self.min_score
+                out.append(network_face(r, f.score, f if confident else None))
             else:
                 out.append(blend_face(self.model, f, r, w, image_rgb.shape[1::-1]))
         return out
