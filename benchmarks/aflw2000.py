@@ -195,7 +195,8 @@ def main() -> None:
             ("mediapipe, wrong face = miss", matched), ("--landmarks network + fit", net_fitted),
             ("network alone (no fit)", net_alone),
             ("auto, switch at 55 (before)", switch_res),
-            (f"--landmarks auto ({YAW_THRESHOLD:g}-{NETWORK_ONLY:g})", auto_res))
+            (f"--landmarks auto (switch {YAW_THRESHOLD:g})" if NETWORK_ONLY == YAW_THRESHOLD
+             else f"--landmarks auto ({YAW_THRESHOLD:g}-{NETWORK_ONLY:g})", auto_res))
     for name, r in rows:
         cells = "".join(f"{100 * e:7.2f} /{f:>3} /{100 * c:5.2f}" for e, f, c in zip(
             r.bucket_nme_2d, r.bucket_failures, r.bucket_capped_2d, strict=True))
