@@ -78,7 +78,7 @@ class Reconstructor:
             (MediaPipe's dense mesh), ``"network"`` (facefit's regression network, 68 points)
             or ``"auto"`` (default; per face: MediaPipe under
             `facefit.detect.network.YAW_THRESHOLD` degrees of yaw, the network from
-            `facefit.detect.network.NETWORK_ONLY`, a blend of both in between; MediaPipe for
+            `facefit.detect.network.NETWORK_ONLY`, the same 30 degrees; MediaPipe for
             FLAME, bilinear and ICT models, whose jaw/outline fits were measured on its dense
             points); ``detector`` (or MediaPipe's) finds the faces either way.
         vertex_colors: sample per-vertex colours with the texture (``vertex_colors`` of each
