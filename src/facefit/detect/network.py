@@ -342,15 +342,15 @@ class NetworkLandmarkDetector:
         best = {i: (e, results[i]) for i, e in zip(turned, res, strict=True) if e > self.recheck}
         if not best:
             return results
-        doubt = list(best)
-        for zoom in self.recheck_zooms:
-            boxes = refine_boxes(np.stack([box68(faces[i]) for i in doubt]), zoom)
-            angles = np.array([first_lean_deg(faces[i]) for i in doubt])
-            alt = self._later_passes(image_rgb, self._first_crops(image_rgb, boxes, angles))
-            for i, r, e in zip(doubt, alt, fixed_point_residual(self.predictor, image_rgb, alt),
-                               strict=True):
-                if e < best[i][0]:
-                    best[i] = (e, r)
+        # every doubted face at every zoom, one batch a pass
+        again = [(i, z) for z in self.recheck_zooms for i in best]
+        boxes = np.stack([refine_boxes(box68(faces[i]), z) for i, z in again])
+        angles = np.array([first_lean_deg(faces[i]) for i, _ in again])
+        alt = self._later_passes(image_rgb, self._first_crops(image_rgb, boxes, angles))
+        for (i, _), r, e in zip(again, alt, fixed_point_residual(self.predictor, image_rgb, alt),
+                                strict=True):
+            if e < best[i][0]:
+                best[i] = (e, r)
         return [best[i][1] if i in best else r for i, r in enumerate(results)]
 
     def landmark_faces(self, image_rgb: np.ndarray, faces: list[FaceLandmarks],
@@ -389,8 +389,8 @@ class NetworkLandmarkDetector:
             if w >= 1.0:
                 out.append(f)
             elif w <= 0.0:
-                confident = auto and f.scheme == "mediapipe468" and f.score >= self.min_score
-                out.append(network_face(r, f.score, f if confident else None))
+                kept = auto and confident_mediapipe(f, self.min_score)
+                out.append(network_face(r, f.score, f if kept else None))
             else:
                 out.append(blend_face(self.model, f, r, w, image_rgb.shape[1::-1]))
         return out
@@ -407,12 +407,11 @@ def fixed_point_residual(predictor: RegressionPredictor, image_rgb: np.ndarray,
     again = predictor.predict_batch(
         image_rgb, boxes=refine_boxes(np.stack([r.upright_box for r in results])),
         angles_deg=np.array([r.inplane_deg for r in results]))
-    moved = np.array([np.linalg.norm(np.asarray(a.landmarks_68_px, np.float64)
-                                     - r.landmarks_68_px, axis=1).mean()
-                      for a, r in zip(again, results, strict=True)])
-    sides = np.array([np.sqrt(max(float(np.prod(r.box[2:] - r.box[:2])), 1e-9))
-                      for r in results])
-    return moved / sides
+    new = np.stack([a.landmarks_68_px for a in again]).astype(np.float64)
+    old = np.stack([r.landmarks_68_px for r in results]).astype(np.float64)
+    box = np.stack([r.box for r in results]).astype(np.float64)
+    sides = np.sqrt(np.maximum(np.prod(box[:, 2:] - box[:, :2], axis=1), 1e-9))
+    return np.linalg.norm(new - old, axis=2).mean(1) / sides
 
 
 def landmark_detector(detector: LandmarkDetector, landmarks: str, model_kind: str = "linear"
@@ -433,12 +432,17 @@ def landmark_detector(detector: LandmarkDetector, landmarks: str, model_kind: st
     return NetworkLandmarkDetector(detector, source=landmarks), landmarks
 
 
+def confident_mediapipe(face: FaceLandmarks, min_score: float = 0.5) -> bool:
+    """Whether ``face`` is a MediaPipe face (468 points) scored at least ``min_score``: the
+    faces whose points `auto` may keep, blend or fuse."""
+    return face.scheme == "mediapipe468" and face.score >= min_score
+
+
 def keeps_mediapipe(face: FaceLandmarks, result: RegressionResult,
                     yaw_threshold: float = YAW_THRESHOLD, min_score: float = 0.5) -> bool:
     """`auto`'s rule for MediaPipe's points alone: ``face``'s score is at least
     ``min_score`` and the network's |yaw| is below ``yaw_threshold`` degrees."""
-    return (face.scheme == "mediapipe468" and face.score >= min_score
-            and abs(result.yaw_deg) < yaw_threshold)
+    return confident_mediapipe(face, min_score) and abs(result.yaw_deg) < yaw_threshold
 
 
 def mediapipe_weight(face: FaceLandmarks, result: RegressionResult,
@@ -447,7 +451,7 @@ def mediapipe_weight(face: FaceLandmarks, result: RegressionResult,
     """MediaPipe's weight in `auto`'s landmarks of ``face`` in [0, 1]: 0 for a face that is not
     a confident MediaPipe face (score under ``min_score``), else 1 under ``yaw_threshold``
     degrees of network |yaw|, 0 from ``network_only`` and linear in between."""
-    if face.scheme != "mediapipe468" or face.score < min_score:
+    if not confident_mediapipe(face, min_score):
         return 0.0
     span = max(network_only - yaw_threshold, 1e-9)
     return float(np.clip((network_only - abs(result.yaw_deg)) / span, 0.0, 1.0))
