@@ -149,6 +149,12 @@ def test_eval_shape_command(model, tmp_path: Path, capsys) -> None:
         assert rc == 0 and "mean face" in out and "landmarks" in out
         reports[source] = json.loads((out_dir / "shape_in-model_1.json").read_text())
         assert reports[source]["landmarks"] == source
+        # the in-model photo's true pose is known: the fit's Euler-angle error is reported
+        rows = reports[source]["rows"]
+        err = np.asarray(rows["landmarks"]["pose_error_deg"])
+        assert err.shape == (1, 3) and np.abs(err).max() < 15
+        assert rows["mean face"]["pose_error_deg"] == []
+        assert "pose error of landmarks (fit - truth, degrees" in out
     mp, net = (np.asarray(reports[s]["rows"]["landmarks"]["shape_coeffs"][0])
                for s in ("mediapipe", "network"))
     assert np.abs(mp - net).max() > 0.05
@@ -165,3 +171,13 @@ def test_fit_to_scan_recovers_an_in_model_face(model) -> None:
     # measured 0.13 vs 0.83 mm; the vertex error hardly drops (2.4 vs 2.9 mm): the fit
     # minimises scan-to-surface distance, and vertices may slide along the surface
     assert med < 0.2 * med0 and vtx < vtx0
+
+
+def test_pose_error_deg_is_the_euler_difference() -> None:
+    """Fit minus truth per Euler angle, wrapped: roll 179 against -179 is -2, not 358."""
+    from facefit.fit.camera import rotation_from_euler
+
+    e = S.pose_error_deg(rotation_from_euler(10, 5, -2), rotation_from_euler(8, 7, -2))
+    np.testing.assert_allclose(e, [2, -2, 0], atol=1e-9)
+    e = S.pose_error_deg(rotation_from_euler(0, 0, 179), rotation_from_euler(0, 0, -179))
+    np.testing.assert_allclose(e, [0, 0, -2], atol=1e-9)

@@ -12,8 +12,10 @@ Data:
   SH light, yaw within ±``max_yaw``; rendered by
   `facefit.synthetic.photos.make_synthetic_face`); the scan is the true neutral mesh's
   vertices. The mean vertex error after a rigid (Kabsch) and a similarity alignment is
-  reported too (`facefit.metrics.geometry.vertex_error`), and the part of the rigid one
-  that the fit's size alone explains (`size_error`).
+  reported too (`facefit.metrics.geometry.vertex_error`), the part of the rigid one
+  that the fit's size alone explains (`size_error`), and each method's head-pose error
+  against the render's true pose (`pose_error_deg`; a landmark fit that starts pitched
+  leaves the refinement in that basin).
 * ``ict``: cross-model scans: random identities of the ICT Face Model (Li et al., CVPR 2020;
   built from light-stage scans, a different model and topology from BFM) with identity
   N(0, 1) on all its modes; photos render the ICT head (skin, eyes, mouth; its own
@@ -65,6 +67,8 @@ class ShapeSubject:
         true_vertices: (V, 3) the true neutral mesh in the fitting model's topology (in-model
             data only; for the mean vertex error), else None.
         yaw_deg: the yaw of each photo.
+        true_rotations: (3, 3) model-to-view rotation of each photo (in-model data only, for
+            `pose_error_deg`), else empty.
     """
 
     scan: np.ndarray
@@ -72,6 +76,7 @@ class ShapeSubject:
     images: list[np.ndarray]
     true_vertices: np.ndarray | None = None
     yaw_deg: tuple[float, ...] = ()
+    true_rotations: tuple[np.ndarray, ...] = ()
 
 
 @dataclass
@@ -84,6 +89,7 @@ class ShapeRow:
     vertex_mm: list[float] = field(default_factory=list)
     vertex_similarity_mm: list[float] = field(default_factory=list)
     vertex_size_mm: list[float] = field(default_factory=list)
+    pose_error_deg: list[list[float]] = field(default_factory=list)
     shape_coeffs: list[list[float] | None] = field(default_factory=list)
     failures: int = 0
     seconds: float = 0.0
@@ -143,6 +149,14 @@ class ShapeReport:
             rel = 100 * (med / b - 1) if np.isfinite(b) and b > 0 else float("nan")
             line += f"{rel:>8.1f}%{r.failures:>8d}{r.seconds / max(self.n, 1):>8.2f}"
             lines.append(line)
+        for name, r in self.rows.items():
+            if r.pose_error_deg:
+                e = np.asarray(r.pose_error_deg)
+                cells = ", ".join(f"{k} {m:+.2f} ± {sd:.2f}" for k, m, sd in
+                                  zip(("yaw", "pitch", "roll"), e.mean(0), e.std(0),
+                                      strict=True))
+                lines.append(f"pose error of {name} (fit - truth, degrees, mean ± sd over "
+                             f"{len(e)} photos): {cells}")
         lines.append("median/mean/std: mean over subjects of each subject's median / mean "
                      "scan-to-mesh distance, std of the medians; vertex / v.sim: mean vertex "
                      "error after a rigid / similarity alignment (in-model only; an orthographic "
@@ -161,6 +175,7 @@ class ShapeReport:
                              "vertex_mm": r.vertex_mm,
                              "vertex_similarity_mm": r.vertex_similarity_mm,
                              "vertex_size_mm": r.vertex_size_mm,
+                             "pose_error_deg": r.pose_error_deg,
                              "failures": r.failures, "seconds": r.seconds,
                              "shape_coeffs": r.shape_coeffs} for k, r in self.rows.items()}}
 
@@ -193,7 +208,8 @@ def in_model_subject(model: MorphableModel, rng: np.random.Generator, photos: in
     from facefit.fit.camera import euler_from_rotation
 
     return ShapeSubject(truth, lm, [f.image for f in faces], truth,
-                        tuple(float(euler_from_rotation(f.rotation)[0]) for f in faces))
+                        tuple(float(euler_from_rotation(f.rotation)[0]) for f in faces),
+                        tuple(np.asarray(f.rotation, np.float64) for f in faces))
 
 
 @functools.lru_cache(maxsize=1)
@@ -313,15 +329,18 @@ def ict_subject(ict: object, rng: np.random.Generator, photos: int = 1, max_yaw:
 
 def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: object,
                 photometric: bool, iterations: int = 100, timings: dict | None = None,
-                options: dict | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+                options: dict | None = None, poses: dict | None = None
+                ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(landmark-fit shape, photometric shape) coefficients of one subject's photos, or
     (None, None) when a photo has no detected face. One photo: `fit_landmarks` and
     `refine_photometric`; several: `fit_same_person` and `refine_photometric_multi`.
     ``timings``, if given, receives the seconds of ``"landmarks"`` (detection and landmark
     fit) and ``"photometric"`` (the refinement). ``options``: more keyword arguments of the
-    refinement (e.g. ``landmark_weight``)."""
+    refinement (e.g. ``landmark_weight``). ``poses``, if given, receives each photo's fitted
+    (3, 3) rotation under ``"landmarks"`` and ``"photometric"``."""
     options = dict(options or {})
     timings = {} if timings is None else timings
+    poses = {} if poses is None else poses
     t0 = time.perf_counter()
     faces = []
     for img in images:
@@ -334,6 +353,7 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
 
         fit = fit_landmarks(model, faces[0], image_size=images[0].shape[1::-1])
         timings["landmarks"] = time.perf_counter() - t0
+        poses["landmarks"] = [fit.rotation]
         if not photometric:
             return fit.shape_coeffs, None
         from facefit.fit.photometric import PhotometricConfig, refine_photometric
@@ -342,12 +362,14 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
         res = refine_photometric(model, fit, images[0],
                                  config=PhotometricConfig(iterations=iterations, **options))
         timings["photometric"] = time.perf_counter() - t1
+        poses["photometric"] = [res.fit.rotation]
         return fit.shape_coeffs, res.fit.shape_coeffs
     from facefit.fit.multi_image import fit_same_person, view_from_face
 
     views = [view_from_face(model, f) for f in faces]
     multi = fit_same_person(model, views)
     timings["landmarks"] = time.perf_counter() - t0
+    poses["landmarks"] = [f.rotation for f in multi.fits]
     if not photometric:
         return multi.shape_coeffs, None
     from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
@@ -358,6 +380,7 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
     res = refine_photometric_multi(model, multi.fits, list(images),
                                    config=PhotometricConfig(iterations=iterations, **options))
     timings["photometric"] = time.perf_counter() - t1
+    poses["photometric"] = [r.fit.rotation for r in res.results]
     return multi.shape_coeffs, res.shape_coeffs
 
 
@@ -371,6 +394,15 @@ def size_error(verts: np.ndarray, truth: np.ndarray) -> float:
     t = np.asarray(truth, np.float64)
     s = umeyama(t, np.asarray(verts, np.float64)).scale
     return vertex_error(t * s, t, "rigid")
+
+
+def pose_error_deg(rotation: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(3,) Euler angles (yaw, pitch, roll; `facefit.fit.camera`) of a fitted (3, 3)
+    ``rotation`` minus those of the ``truth``, degrees wrapped to [-180, 180)."""
+    from facefit.fit.camera import euler_from_rotation
+
+    d = np.subtract(euler_from_rotation(rotation), euler_from_rotation(truth))
+    return (d + 180.0) % 360.0 - 180.0
 
 
 def score(model: MorphableModel, shape: np.ndarray | None, subject: ShapeSubject
@@ -449,8 +481,13 @@ def evaluate_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject
     for i in range(n):
         subject = subjects(i)
         times: dict[str, float] = {}
+        poses: dict[str, list[np.ndarray]] = {}
         lm_shape, ph_shape = fit_neutral(model, subject.images, detector, photometric,
-                                         iterations, times, photometric_options)
+                                         iterations, times, photometric_options, poses)
+        for m, rots in poses.items():
+            if len(subject.true_rotations) == len(rots):
+                rows[m].pose_error_deg += [pose_error_deg(r, t).tolist() for r, t in
+                                           zip(rots, subject.true_rotations, strict=True)]
         dt = sum(times.values())
         shapes = {"mean face": None, "landmarks": lm_shape, "photometric": ph_shape}
         if ceiling:
