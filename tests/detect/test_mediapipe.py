@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facefit.detect.mediapipe import _FULL, _SHORT, MediaPipeDetector, _ssd_anchors
+from facefit.detect.mediapipe import (
+    _FULL,
+    _SHORT,
+    MediaPipeDetector,
+    _Detection,
+    _ssd_anchors,
+)
 from facefit.io.image import load_image
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"
@@ -51,6 +57,31 @@ def test_landmarks_follow_the_face_in_a_larger_rotated_image(
     fr = detector.detect(rot)[0]
     expect = np.column_stack([511 - ref[:, 1], ref[:, 0]])
     assert np.median(np.linalg.norm(fr.points_px - expect, axis=1)) < 4.0
+
+
+def test_an_upside_down_face_is_landmarked_the_right_way_up(
+        detector: MediaPipeDetector) -> None:
+    """BlazeFace reads the example turned by 180° as an upright face (score 0.65, its eye
+    keypoints swapped) and the same face in the photo turned back at 0.92: the turned
+    detection is taken, and the mesh follows the face, upside down in the image."""
+    image = load_image(EXAMPLE)
+    ref = detector.detect(image)[0]
+    assert not ref.upside_down
+    f = detector.detect(np.ascontiguousarray(image[::-1, ::-1]))[0]
+    assert f.upside_down
+    expect = 511 - ref.points_px
+    assert np.median(np.linalg.norm(f.points_px - expect, axis=1)) < 4.0
+
+
+def test_turned_detection_maps_box_and_keypoints_back() -> None:
+    d = _Detection(np.array([10.0, 20.0, 50.0, 80.0]), np.array([[15.0, 30.0]] * 6), 0.7)
+    t = d.turned_180(100, 200)
+    np.testing.assert_allclose(t.box, [49, 119, 89, 179])
+    np.testing.assert_allclose(t.keypoints[0], [84, 169])
+    assert t.upside_down and t.score == 0.7
+    back = t.turned_180(100, 200)
+    np.testing.assert_allclose(back.box, d.box)
+    assert not back.upside_down
 
 
 def test_a_small_face_beside_a_large_one_is_found_too(detector: MediaPipeDetector) -> None:

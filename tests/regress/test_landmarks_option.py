@@ -120,3 +120,18 @@ def test_second_pass_only_for_faces_that_keep_the_network(mediapipe) -> None:
     again = pred.predict_batch(image, boxes=refine_boxes(first.upright_box[None]),
                                angles_deg=[first.inplane_deg])[0]
     np.testing.assert_allclose(net[0].points_px, again.landmarks_68_px, atol=1e-4)
+
+
+def test_an_upside_down_photo_is_fitted_upside_down() -> None:
+    """The example turned by 180° is fitted as its face turned by 180° (roll near 180, the
+    upright fit's landmarks turned with the photo), not as an upright face."""
+    import facefit
+    from facefit.io.image import load_image
+
+    image = load_image(Path(__file__).resolve().parents[2] / "examples" / "astronaut.png")
+    up = facefit.reconstruct(image)[0].fit
+    down = facefit.reconstruct(np.ascontiguousarray(image[::-1, ::-1]))[0].fit
+    assert abs(abs(down.roll_deg) - 180) < 10 and abs(up.roll_deg) < 10
+    side = np.sqrt(np.prod(np.ptp(up.landmarks_68_2d, axis=0)))
+    err = np.linalg.norm(down.landmarks_68_2d - (511 - up.landmarks_68_2d), axis=1).mean()
+    assert err < 0.05 * side

@@ -23,6 +23,9 @@ class FaceLandmarks:
         detector_box: (4,) float32 the face detector's box, before any landmarks, mapped to
             the box of the 68 iBUG landmarks (see `facefit.detect.mediapipe.BOX68_FROM`), or
             None: where a crop goes when the landmarks themselves may have drifted.
+        upside_down: the detector read this face upright only in the photo turned by 180°
+            (its landmarks are then upside down in the image, by evidence, not by a drifted
+            mesh).
     """
 
     box: np.ndarray
@@ -31,6 +34,7 @@ class FaceLandmarks:
     depth_px: np.ndarray | None
     scheme: str
     detector_box: np.ndarray | None = None
+    upside_down: bool = False
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

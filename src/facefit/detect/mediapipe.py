@@ -28,6 +28,7 @@ import importlib.util
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,20 @@ _MESH_FILE = "face_landmark/face_landmark.tflite"
 # A full-range BlazeFace box overlapping a short-range one by more than this IoU is the same
 # face (the two models' boxes of one face differ in size and centre, BOX68_FROM).
 RANGE_OVERLAP = 0.3
+# Upside-down faces (`MediaPipeDetector._upright`): BlazeFace finds most of them but reads
+# them as upright (eye keypoints swapped, so the mesh is cropped the wrong way up), scoring
+# them lower than it scores the same face in the photo turned by 180°. On AFLW2000-3D dev
+# (validation only) the short-range model scores 1,011 upright faces at most 0.076 higher in
+# the turned photo, and 373 of the 399 turned-over faces it finds (every second photo
+# turned by 180°) 0.1 or more higher; 398 of those 399 score under 0.85 upright against 209
+# of the 1,011. So a photo whose short-range faces score under FLIP_CHECK_BELOW (or that has
+# none) is read turned too, and a face that scores FLIP_MARGIN more there is taken from it;
+# a photo without a face takes the turned photo's faces that score FLIP_ADD_SCORE (the 5th
+# percentile of the upright faces' scores): two faceless dev photos hold turned boxes at 0.57
+# and 0.6 on profiles rolled 84° and more, which it would otherwise take the wrong way up.
+FLIP_CHECK_BELOW = 0.85
+FLIP_MARGIN = 0.1
+FLIP_ADD_SCORE = 0.75
 
 # A detector's box [x0, y0, x1, y1] -> the box of the face's 68 iBUG landmarks: (centre
 # shift x, y, width, height) in units of the detector box's side sqrt(w * h). Medians over 400
@@ -153,6 +168,15 @@ class _Detection:
     box: np.ndarray  # (4,) x0 y0 x1 y1 px
     keypoints: np.ndarray  # (6, 2) px: right eye, left eye, nose, mouth, right ear, left ear
     score: float
+    upside_down: bool = False  # found in the photo turned by 180° (`MediaPipeDetector._upright`)
+
+    def turned_180(self, width: int, height: int) -> _Detection:
+        """This detection of a photo turned by 180° in the photo itself (``width`` x
+        ``height`` px), marked `upside_down`."""
+        x0, y0, x1, y1 = self.box
+        box = np.array([width - 1 - x1, height - 1 - y1, width - 1 - x0, height - 1 - y0])
+        kps = np.array([width - 1, height - 1]) - self.keypoints
+        return _Detection(box, kps, self.score, not self.upside_down)
 
 
 def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray,
@@ -371,7 +395,7 @@ class MediaPipeDetector:
         full-range one misses large faces (on AFLW2000-3D dev it finds 874 of the 1,011 faces
         the short-range one finds, and none that it misses), so a photo needs both. On those
         1,024 photos the merge adds one detection; it costs about 4 ms (192 px input)."""
-        short = self._short(image)[:max_faces]
+        short = self._upright(image, self._short(image))[:max_faces]
         found = [(d, "blazeface_short") for d in short]
         if len(found) >= max_faces:
             return found
@@ -381,20 +405,43 @@ class MediaPipeDetector:
             full = [d for d in full if box_iou(d.box, taken).max() <= RANGE_OVERLAP]
         return (found + [(d, "blazeface_full") for d in full])[:max_faces]
 
+    def _upright(self, image: np.ndarray, short: list[_Detection]) -> list[_Detection]:
+        """Short-range detections ``short`` with upside-down faces read the right way up:
+        when one scores under `FLIP_CHECK_BELOW` (or there are none), the photo turned by
+        180° is read too; a face there scoring `FLIP_MARGIN` more than such a box it overlaps
+        (IoU over `RANGE_OVERLAP`) replaces it, and when the photo had no face its turned
+        faces scoring `FLIP_ADD_SCORE` are taken. About 1 ms, on photos with a face in doubt
+        only."""
+        if short and min(d.score for d in short) >= FLIP_CHECK_BELOW:
+            return short
+        h, w = image.shape[:2]
+        turned = [d.turned_180(w, h) for d in self._short(np.ascontiguousarray(image[::-1, ::-1]))]
+        if not short:
+            return [t for t in turned if t.score >= FLIP_ADD_SCORE]
+        out = []
+        for d in short:
+            better = [t for t in turned if d.score < FLIP_CHECK_BELOW
+                      and t.score >= d.score + FLIP_MARGIN
+                      and box_iou(t.box, d.box) > RANGE_OVERLAP]
+            out.append(max(better, key=lambda t: t.score) if better else d)
+        return sorted(out, key=lambda d: -d.score)
+
     def _landmark_rois(self, image: np.ndarray,
                        rois: list[tuple[Roi, float | None, np.ndarray | None]],
                        passes: int, min_presence: float,
-                       doubted: list[tuple[int, FaceLandmarks]] | None = None
-                       ) -> list[FaceLandmarks]:
+                       doubted: list[tuple[int, FaceLandmarks]] | None = None,
+                       upside_down: Sequence[bool] = ()) -> list[FaceLandmarks]:
         """Faces landmarked on ``rois`` (crop, detection score or None, the detector's box
         as a 68-landmark box or None) whose presence score is at least ``min_presence``; the
-        others go to ``doubted`` (index in ``rois``, face) when it is given."""
+        others go to ``doubted`` (index in ``rois``, face) when it is given. ``upside_down``:
+        per roi, the face's `FaceLandmarks.upside_down` (default False)."""
         faces: list[FaceLandmarks] = []
         for i, (roi, det_score, det_box) in enumerate(rois):
             pts, depth, presence = self._track(image, roi, passes)
             box = np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
             score = presence if det_score is None else min(det_score, presence)
-            face = FaceLandmarks(box, float(score), pts, depth, SCHEME, det_box)
+            face = FaceLandmarks(box, float(score), pts, depth, SCHEME, det_box,
+                                 bool(upside_down[i]) if upside_down else False)
             if presence < min_presence:
                 if doubted is not None:
                     doubted.append((i, face))
@@ -465,7 +512,8 @@ class MediaPipeDetector:
             faces = self._landmark_rois(
                 image, [(roi_from_points(d.box.reshape(2, 2), d.keypoints[1], d.keypoints[0]),
                          d.score, detector_box68(d.box, kind)) for d, kind in dets],
-                self.refine_passes, self.min_presence, doubted)
+                self.refine_passes, self.min_presence, doubted,
+                [d.upside_down for d, _ in dets])
             if not faces and self._profile is not None:
                 faces = self._profile_faces(image, max_faces)
             if doubted:  # BlazeFace's boxes that the mesh doubts, O-Net confirms

@@ -185,9 +185,13 @@ def first_lean_deg(face: FaceLandmarks, span: tuple[float, float] = LEAN_FROM_ME
     """The lean in the image plane (degrees, `facefit.regress.predictor.inplane_deg`'s
     convention) by which the network's first crop of ``face`` is turned: its MediaPipe
     mesh's eye line (outer corners) when that lean is within ``span`` in magnitude, else 0
-    (small leans, faces without a mesh, and meshes upside down, which are wrong on profiles)."""
+    (small leans, faces without a mesh, and meshes upside down, which are wrong on profiles,
+    unless the detector found the face upside down: `FaceLandmarks.upside_down`, whose span
+    reaches 180°)."""
     if face.scheme != "mediapipe468":
         return 0.0
+    if face.upside_down:
+        span = (span[0], 180.0)
     pts = np.asarray(face.points_px, np.float64)
     d = pts[_MESH_EYE_CORNERS[1]] - pts[_MESH_EYE_CORNERS[0]]
     lean = float(np.degrees(np.arctan2(d[1], d[0])))
