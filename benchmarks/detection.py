@@ -15,7 +15,11 @@ photos that stay clear of the annotated face (its 68-point box grown 1.5x), resi
 256 px, plus uniform, noise and smooth-texture images; every face returned there is invented;
 and on pairs (``--pairs N``): a whole photo scaled to 150 px (its face about 50 px) beside
 another photo's face enlarged to 300 px, counting per |yaw| bucket of the large face how often
-each face is found (a close face must not hide a distant one). Prints ms per image.
+each face is found (a close face must not hide a distant one); and on turned photos
+(``--turned K``: every K-th photo turned by 180°), per |yaw| bucket, how many faces are
+missed, found elsewhere, and found the right way up (`FaceLandmarks.upside_down`), with the
+68-point NME of the default pipeline's landmarks (``auto`` and the landmark fit; NME as in
+`benchmarks/aflw2000.py`, over the faces found on the annotated one). Prints ms per image.
 AFLW2000-3D is for validation only: nothing here trains on it.
 """
 
@@ -113,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backgrounds", type=int, default=200)
     ap.add_argument("--pairs", type=int, default=0,
                     help="also N small-face-beside-a-large-face images (see the docstring)")
+    ap.add_argument("--turned", type=int, default=0,
+                    help="also every K-th photo turned by 180 degrees (see the docstring)")
     args = ap.parse_args(argv)
     files = sorted(args.data.glob("*.jpg"))[: args.limit or None]
     if not files:
@@ -157,7 +163,45 @@ def main(argv: list[str] | None = None) -> int:
         for (lo, hi), (n_p, s_f, l_f) in found.items():
             print(json.dumps({"pairs_bucket": f"{lo}-{hi if hi < 1e9 else 90}", "pairs": n_p,
                               "small_found": int(s_f), "large_found": int(l_f)}))
+    if args.turned:
+        turned(det, kept[::args.turned])
     return 0
+
+
+def turned(det: MediaPipeDetector, photos: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
+    """Print, per |yaw| bucket, what the pipeline makes of ``photos`` (image, 68 points,
+    |yaw|) turned by 180 degrees."""
+    from facefit.detect.network import NetworkLandmarkDetector
+    from facefit.fit.landmark_fit import fit_landmarks
+    from facefit.model.bfm_3ddfa import load_default_model
+
+    model = load_default_model()
+    auto = NetworkLandmarkDetector(det, "auto", model=model)
+    stats = {b: {"n": 0, "missed": 0, "wrong": 0, "upside_down": 0, "nme": []} for b in BUCKETS}
+    for image, pts, yaw in photos:
+        img = np.ascontiguousarray(image[::-1, ::-1])
+        gt = np.array(img.shape[1::-1], float) - 1 - pts
+        s = stats[next(b for b in BUCKETS if b[0] <= yaw < b[1])]
+        s["n"] += 1
+        faces = det.detect(img)
+        if not faces:
+            s["missed"] += 1
+            continue
+        box = np.concatenate([gt.min(0), gt.max(0)])
+        ious = [box_iou(f.box.astype(float), box[None])[0] for f in faces]
+        face = faces[int(np.argmax(ious))]
+        if max(ious) < 0.1:
+            s["wrong"] += 1
+            continue
+        s["upside_down"] += face.upside_down
+        fit = fit_landmarks(model, auto.landmark_faces(img, [face])[0], img.shape[1::-1])
+        d = np.sqrt(np.prod(gt.max(0) - gt.min(0)))
+        s["nme"].append(100 * np.linalg.norm(fit.landmarks_68_2d - gt, axis=1).mean() / d)
+    for (lo, hi), s in stats.items():
+        nme = np.asarray(s.pop("nme"))
+        print(json.dumps({"turned_bucket": f"{lo}-{hi if hi < 1e9 else 90}", **s,
+                          "auto_fit_nme_pct": round(float(nme.mean()), 2) if len(nme) else None,
+                          "nme_over_8pct": int((nme > 8).sum())}))
 
 
 if __name__ == "__main__":
