@@ -16,8 +16,9 @@ photos that stay clear of the annotated face (its 68-point box grown 1.5x), resi
 and on pairs (``--pairs N``): a whole photo scaled to 150 px (its face about 50 px) beside
 another photo's face enlarged to 300 px, counting per |yaw| bucket of the large face how often
 each face is found (a close face must not hide a distant one); and on turned photos
-(``--turned K``: every K-th photo turned by 180°), per |yaw| bucket, how many faces are
-missed, found elsewhere, and found the right way up (`FaceLandmarks.upside_down`), with the
+(``--turned K``: every K-th photo turned by ``--turn-deg``, 180° by default, or 90° / 270°
+anticlockwise), per |yaw| bucket, how many faces are missed, found elsewhere, and found
+upside down (`FaceLandmarks.upside_down`), with the
 68-point NME of the default pipeline's landmarks (``auto`` and the landmark fit; NME as in
 `benchmarks/aflw2000.py`, over the faces found on the annotated one). Prints ms per image.
 AFLW2000-3D is for validation only: nothing here trains on it.
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=0,
                     help="also N small-face-beside-a-large-face images (see the docstring)")
     ap.add_argument("--turned", type=int, default=0,
-                    help="also every K-th photo turned by 180 degrees (see the docstring)")
+                    help="also every K-th photo turned by --turn-deg (see the docstring)")
+    ap.add_argument("--turn-deg", type=int, default=180, choices=(90, 180, 270))
     args = ap.parse_args(argv)
     files = sorted(args.data.glob("*.jpg"))[: args.limit or None]
     if not files:
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     invented = sum(len(det.detect(im)) > 0 for im in bg)
     print(json.dumps({"backgrounds": len(bg), "images_with_invented_faces": invented,
-                      "ms_per_image": round(1000 * (time.perf_counter() - t0) / len(bg), 1)}))
+                      "ms_per_image": round(1000 * (time.perf_counter() - t0) / max(len(bg), 1), 1)}))
     if args.pairs:
         found = {b: [0, 0, 0] for b in BUCKETS}  # pairs, small face found, large face found
         for canvas, box_s, box_l, yaw in pairs(kept, args.pairs):
@@ -164,13 +166,14 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"pairs_bucket": f"{lo}-{hi if hi < 1e9 else 90}", "pairs": n_p,
                               "small_found": int(s_f), "large_found": int(l_f)}))
     if args.turned:
-        turned(det, kept[::args.turned])
+        turned(det, kept[::args.turned], args.turn_deg // 90)
     return 0
 
 
-def turned(det: MediaPipeDetector, photos: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
+def turned(det: MediaPipeDetector, photos: list[tuple[np.ndarray, np.ndarray, float]],
+           quarters: int = 2) -> None:
     """Print, per |yaw| bucket, what the pipeline makes of ``photos`` (image, 68 points,
-    |yaw|) turned by 180 degrees."""
+    |yaw|) turned anticlockwise by ``quarters`` x 90 degrees (`np.rot90`)."""
     from facefit.detect.network import NetworkLandmarkDetector
     from facefit.fit.landmark_fit import fit_landmarks
     from facefit.model.bfm_3ddfa import load_default_model
@@ -179,8 +182,10 @@ def turned(det: MediaPipeDetector, photos: list[tuple[np.ndarray, np.ndarray, fl
     auto = NetworkLandmarkDetector(det, "auto", model=model)
     stats = {b: {"n": 0, "missed": 0, "wrong": 0, "upside_down": 0, "nme": []} for b in BUCKETS}
     for image, pts, yaw in photos:
-        img = np.ascontiguousarray(image[::-1, ::-1])
-        gt = np.array(img.shape[1::-1], float) - 1 - pts
+        img, gt = np.ascontiguousarray(np.rot90(image, quarters)), pts.astype(np.float64)
+        for q in range(quarters):  # one anticlockwise turn: (x, y) -> (y, width - 1 - x)
+            width = image.shape[1 - q % 2]
+            gt = np.column_stack([gt[:, 1], width - 1 - gt[:, 0]])
         s = stats[next(b for b in BUCKETS if b[0] <= yaw < b[1])]
         s["n"] += 1
         faces = det.detect(img)
@@ -199,7 +204,8 @@ def turned(det: MediaPipeDetector, photos: list[tuple[np.ndarray, np.ndarray, fl
         s["nme"].append(100 * np.linalg.norm(fit.landmarks_68_2d - gt, axis=1).mean() / d)
     for (lo, hi), s in stats.items():
         nme = np.asarray(s.pop("nme"))
-        print(json.dumps({"turned_bucket": f"{lo}-{hi if hi < 1e9 else 90}", **s,
+        print(json.dumps({"turned_deg": 90 * quarters,
+                          "turned_bucket": f"{lo}-{hi if hi < 1e9 else 90}", **s,
                           "auto_fit_nme_pct": round(float(nme.mean()), 2) if len(nme) else None,
                           "nme_over_8pct": int((nme > 8).sum())}))
 

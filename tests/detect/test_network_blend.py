@@ -64,7 +64,8 @@ def test_weight_falls_linearly_from_the_threshold_to_network_only() -> None:
 
 
 @pytest.mark.parametrize(("lean", "want"), [(10.0, 0.0), (45.0, 45.0), (-60.0, -60.0),
-                                             (-89.0, -89.0), (120.0, 0.0), (178.0, 0.0)])
+                                             (-89.0, -89.0), (120.0, 120.0), (-150.0, 0.0),
+                                             (178.0, 0.0)])
 def test_first_lean_is_the_mesh_eye_line_within_its_span(lean: float, want: float) -> None:
     t = np.radians(lean)
     pts = np.full((468, 2), 100.0, np.float32)

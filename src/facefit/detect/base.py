@@ -23,9 +23,9 @@ class FaceLandmarks:
         detector_box: (4,) float32 the face detector's box, before any landmarks, mapped to
             the box of the 68 iBUG landmarks (see `facefit.detect.mediapipe.BOX68_FROM`), or
             None: where a crop goes when the landmarks themselves may have drifted.
-        upside_down: the detector read this face upright only in the photo turned by 180°
-            (its landmarks are then upside down in the image, by evidence, not by a drifted
-            mesh).
+        upside_down: the detector took this face from the photo turned by 180°, where it
+            scored clearly higher (a face upside down, or turned past 90°): its landmarks'
+            lean past 90° is then evidence, not a drifted mesh.
     """
 
     box: np.ndarray

@@ -100,8 +100,12 @@ REFINE_TURNS = (-6.0, 6.0)
 # scratch script, detections of benchmarks/aflw2000.py): upright crops 5.24 / 4.68 %; later
 # crops turned by the network's lean 5.09 / 4.37; the first crop too by the mesh's lean from
 # 10 degrees 4.79 / 4.38, from 20 4.78 / 4.36, from 30 4.77 / 4.33, from 30 without the upper
-# bound 5.05 / 4.33 (one mesh upside down on a profile, image01839: 7 -> 71 %).
-LEAN_FROM_MESH = (30.0, 90.0)
+# bound 5.05 / 4.33 (one mesh upside down on a profile, image01839: 7 -> 71 %). The bound was
+# 90 until session 22; 135 changes no dev face (none leans 90-135: image01839's mesh leans
+# 178) and lets photos turned by 90 degrees keep their lean when it overshoots 90 (every 4th
+# dev photo turned by 90, `auto` + fit per yaw bucket: 5.64 / 15.93 / 12.44 -> 4.87 / 7.31 /
+# 7.25 %). Faces the detector found upside down (`FaceLandmarks.upside_down`) reach 180.
+LEAN_FROM_MESH = (30.0, 135.0)
 # A turned face's answer (last-pass |yaw| at least ZOOMS_FROM_YAW) is checked by one more pass
 # (`fixed_point_residual`): where that pass moves the 68 points by more than RECHECK_RESIDUAL
 # (their mean move over the answer's 68-point box side, the square root of its area) the
