@@ -118,13 +118,14 @@ RANGE_OVERLAP = 0.3
 # the turned photo, and 373 of the 399 turned-over faces it finds (every second photo
 # turned by 180°) 0.1 or more higher; 398 of those 399 score under 0.85 upright against 209
 # of the 1,011. So a photo whose short-range faces score under FLIP_CHECK_BELOW (or that has
-# none) is read turned too, and a face that scores FLIP_MARGIN more there is taken from it;
-# a photo without a face takes the turned photo's faces that score FLIP_ADD_SCORE (the 5th
-# percentile of the upright faces' scores): two faceless dev photos hold turned boxes at 0.57
-# and 0.6 on profiles rolled 84° and more, which it would otherwise take the wrong way up.
+# none) is read turned too, and a face that scores FLIP_MARGIN more there, and at least
+# FLIP_MIN_SCORE (the 5th percentile of upright faces' scores), is taken from it; a photo
+# without a face takes the turned photo's faces that score FLIP_MIN_SCORE. Profiles are what
+# the bar keeps out: two faceless dev photos hold turned boxes at 0.57 and 0.6 (profiles
+# rolled 84° and more), a synthetic profile at -86° of yaw scores 0.53 upright and 0.63 turned.
 FLIP_CHECK_BELOW = 0.85
 FLIP_MARGIN = 0.1
-FLIP_ADD_SCORE = 0.75
+FLIP_MIN_SCORE = 0.75
 
 # A detector's box [x0, y0, x1, y1] -> the box of the face's 68 iBUG landmarks: (centre
 # shift x, y, width, height) in units of the detector box's side sqrt(w * h). Medians over 400
@@ -409,16 +410,17 @@ class MediaPipeDetector:
         """Short-range detections ``short`` with upside-down faces read the right way up:
         when one scores under `FLIP_CHECK_BELOW` (or there are none), the photo turned by
         180° is read too; a face there scoring `FLIP_MARGIN` more than such a box it overlaps
-        (IoU over `RANGE_OVERLAP`) replaces it, and when the photo had no face its turned
-        faces scoring `FLIP_ADD_SCORE` are taken. About 1 ms, on photos with a face in doubt
-        only."""
+        (IoU over `RANGE_OVERLAP`) and at least `FLIP_MIN_SCORE` replaces it, and when the
+        photo had no face its turned faces scoring `FLIP_MIN_SCORE` are taken. About 1 ms, on
+        photos with a face in doubt only."""
         if short and min(d.score for d in short) >= FLIP_CHECK_BELOW:
             return short
         h, w = image.shape[:2]
         turned = [d.turned_180(w, h) for d in self._short(np.ascontiguousarray(image[::-1, ::-1]))]
         if not short:
-            return [t for t in turned if t.score >= FLIP_ADD_SCORE]
+            return [t for t in turned if t.score >= FLIP_MIN_SCORE]
         out = []
+        turned = [t for t in turned if t.score >= FLIP_MIN_SCORE]
         for d in short:
             better = [t for t in turned if d.score < FLIP_CHECK_BELOW
                       and t.score >= d.score + FLIP_MARGIN
