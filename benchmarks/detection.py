@@ -152,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     bg = backgrounds([(im, p) for im, p, _ in kept], args.backgrounds)
     t0 = time.perf_counter()
     invented = sum(len(det.detect(im)) > 0 for im in bg)
+    ms = 1000 * (time.perf_counter() - t0) / max(len(bg), 1)
     print(json.dumps({"backgrounds": len(bg), "images_with_invented_faces": invented,
-                      "ms_per_image": round(1000 * (time.perf_counter() - t0) / max(len(bg), 1), 1)}))
+                      "ms_per_image": round(ms, 1)}))
     if args.pairs:
         found = {b: [0, 0, 0] for b in BUCKETS}  # pairs, small face found, large face found
         for canvas, box_s, box_l, yaw in pairs(kept, args.pairs):

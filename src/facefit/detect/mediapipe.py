@@ -416,15 +416,15 @@ class MediaPipeDetector:
         if short and min(d.score for d in short) >= FLIP_CHECK_BELOW:
             return short
         h, w = image.shape[:2]
-        turned = [d.turned_180(w, h) for d in self._short(np.ascontiguousarray(image[::-1, ::-1]))]
+        turned = [t for t in (d.turned_180(w, h) for d in self._short(
+            np.ascontiguousarray(image[::-1, ::-1]))) if t.score >= FLIP_MIN_SCORE]
         if not short:
-            return [t for t in turned if t.score >= FLIP_MIN_SCORE]
+            return turned
         out = []
-        turned = [t for t in turned if t.score >= FLIP_MIN_SCORE]
         for d in short:
-            better = [t for t in turned if d.score < FLIP_CHECK_BELOW
-                      and t.score >= d.score + FLIP_MARGIN
-                      and box_iou(t.box, d.box) > RANGE_OVERLAP]
+            better = [] if d.score >= FLIP_CHECK_BELOW else [
+                t for t in turned if t.score >= d.score + FLIP_MARGIN
+                and box_iou(t.box, d.box) > RANGE_OVERLAP]
             out.append(max(better, key=lambda t: t.score) if better else d)
         return sorted(out, key=lambda d: -d.score)
 

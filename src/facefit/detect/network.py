@@ -104,7 +104,9 @@ REFINE_TURNS = (-6.0, 6.0)
 # 90 until session 22; 135 changes no dev face (none leans 90-135: image01839's mesh leans
 # 178) and lets photos turned by 90 degrees keep their lean when it overshoots 90 (every 4th
 # dev photo turned by 90, `auto` + fit per yaw bucket: 5.64 / 15.93 / 12.44 -> 4.87 / 7.31 /
-# 7.25 %). Faces the detector found upside down (`FaceLandmarks.upside_down`) reach 180.
+# 7.25 %, a scratch script; `benchmarks/detection.py --turned 4 --turn-deg 90` now prints
+# 5.17 / 7.31 / 7.23). Faces the detector found upside down (`FaceLandmarks.upside_down`)
+# reach 180.
 LEAN_FROM_MESH = (30.0, 135.0)
 # A turned face's answer (last-pass |yaw| at least ZOOMS_FROM_YAW) is checked by one more pass
 # (`fixed_point_residual`): where that pass moves the 68 points by more than RECHECK_RESIDUAL
