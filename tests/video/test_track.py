@@ -42,3 +42,20 @@ def test_network_calls_per_frame(source: str) -> None:
     else:  # a frontal face: checked on the first frame, then every NETWORK_EVERY-th
         assert sources == ["mediapipe"] * len(frames)
         assert pred.calls == 1 + (len(frames) - 1) // NETWORK_EVERY
+
+
+@pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
+def test_an_upside_down_face_stays_upside_down_while_tracked() -> None:
+    """The detection's `upside_down` carries over to the tracked frames, so the network's
+    crops keep turning with the face (an upside-down clip once diverged to NaN poses)."""
+    img = np.asarray(Image.open(EXAMPLE).convert("RGB"))[::-1, ::-1]
+    frames = [np.ascontiguousarray(np.roll(img, (i, 2 * i), axis=(0, 1))) for i in range(3)]
+    mp = MediaPipeDetector()
+    tracker = FaceTracker(mp, landmarks=NetworkLandmarkDetector(mp, "network"))
+    out = [tracker.update(f) for f in frames]
+    assert [detected for _, detected in out] == [True, False, False]
+    up = NetworkLandmarkDetector(mp, "network").detect(np.asarray(
+        Image.open(EXAMPLE).convert("RGB")))[0].points_px
+    for i, (face, _) in enumerate(out):  # each frame's 68 points: the upright ones turned
+        expect = np.array([511.0, 511.0]) - up + [2 * i, i]
+        assert np.median(np.linalg.norm(face.points_px - expect, axis=1)) < 6.0
