@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from facefit.fit.core.camera import (
+    MAX_LOG_SCALE_STEP,
     PerspectiveCamera,
     ScaledOrthographicCamera,
     camera_pose,
@@ -92,3 +93,14 @@ def test_linear_estimates_recover_cameras() -> None:
     got = estimate_perspective(pts, persp.project(pts)[0], 1000.0, persp.principal)
     np.testing.assert_allclose(got.rotation, persp.rotation, atol=1e-6)
     np.testing.assert_allclose(got.translation, persp.translation, atol=1e-4)
+
+
+def test_a_scale_step_is_bounded() -> None:
+    """One Gauss-Newton step changes the scale by at most a factor e^MAX_LOG_SCALE_STEP (an
+    undamped step on far-off points once overflowed it to inf); small steps are exact."""
+    cam = ScaledOrthographicCamera(np.eye(3), 2.0, np.zeros(2))
+    big = cam.updated(np.array([0, 0, 0, 1000.0, 0, 0]))
+    assert big.scale == pytest.approx(2.0 * np.exp(MAX_LOG_SCALE_STEP))
+    assert cam.updated(np.array([0, 0, 0, -1000.0, 0, 0])).scale == pytest.approx(
+        2.0 * np.exp(-MAX_LOG_SCALE_STEP))
+    assert cam.updated(np.array([0, 0, 0, 0.1, 1, 2])).scale == pytest.approx(2.0 * np.exp(0.1))

@@ -26,6 +26,9 @@ import numpy as np
 from facefit.fit.core.rotation import axis_angle, rodrigues, skew, umeyama
 
 NUM_POSE_PARAMS = 6
+MAX_LOG_SCALE_STEP = 1.0
+"""Largest change of log scale one Gauss-Newton step may make (a factor e): far above
+what a fit's steps take (after the linear start they move the scale by percents)."""
 
 
 @dataclass(eq=False)
@@ -91,10 +94,13 @@ class ScaledOrthographicCamera:
         return jac, np.broadcast_to(self.linear_map(), (n, 3, 3))
 
     def updated(self, step: np.ndarray) -> ScaledOrthographicCamera:
-        """The camera after a Gauss-Newton step (ω (3), d log scale, d tx, d ty)."""
+        """The camera after a Gauss-Newton step (ω (3), d log scale, d tx, d ty); the scale
+        changes by at most `MAX_LOG_SCALE_STEP` in log per step (an undamped step on points
+        far from the model, e.g. a mesh read the wrong way up, overflowed it to inf)."""
         step = np.asarray(step, np.float64)
+        d_log_s = float(np.clip(step[3], -MAX_LOG_SCALE_STEP, MAX_LOG_SCALE_STEP))
         return ScaledOrthographicCamera(rodrigues(step[:3])[0] @ self.rotation,
-                                        self.scale * float(np.exp(step[3])),
+                                        self.scale * float(np.exp(d_log_s)),
                                         np.asarray(self.translation, np.float64) + step[4:6])
 
 
