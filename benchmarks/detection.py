@@ -18,7 +18,7 @@ another photo's face enlarged to 300 px, counting per |yaw| bucket of the large 
 each face is found (a close face must not hide a distant one); and on turned photos
 (``--turned K``: every K-th photo turned by ``--turn-deg``, 180° by default, or 90° / 270°
 anticlockwise), per |yaw| bucket, how many faces are missed, found elsewhere, and found
-upside down (`FaceLandmarks.upside_down`), with the
+in a turned photo (`FaceLandmarks.found_turned`), with the
 68-point NME of the default pipeline's landmarks (``auto`` and the landmark fit; NME as in
 `benchmarks/aflw2000.py`, over the faces found on the annotated one). Prints ms per image.
 AFLW2000-3D is for validation only: nothing here trains on it.
@@ -181,7 +181,7 @@ def turned(det: MediaPipeDetector, photos: list[tuple[np.ndarray, np.ndarray, fl
 
     model = load_default_model()
     auto = NetworkLandmarkDetector(det, "auto", model=model)
-    stats = {b: {"n": 0, "missed": 0, "wrong": 0, "upside_down": 0, "nme": []} for b in BUCKETS}
+    stats = {b: {"n": 0, "missed": 0, "wrong": 0, "found_turned": 0, "nme": []} for b in BUCKETS}
     for image, pts, yaw in photos:
         img, gt = np.ascontiguousarray(np.rot90(image, quarters)), pts.astype(np.float64)
         for q in range(quarters):  # one anticlockwise turn: (x, y) -> (y, width - 1 - x)
@@ -199,7 +199,7 @@ def turned(det: MediaPipeDetector, photos: list[tuple[np.ndarray, np.ndarray, fl
         if max(ious) < 0.1:
             s["wrong"] += 1
             continue
-        s["upside_down"] += face.upside_down
+        s["found_turned"] += face.found_turned
         fit = fit_landmarks(model, auto.landmark_faces(img, [face])[0], img.shape[1::-1])
         d = np.sqrt(np.prod(gt.max(0) - gt.min(0)))
         s["nme"].append(100 * np.linalg.norm(fit.landmarks_68_2d - gt, axis=1).mean() / d)

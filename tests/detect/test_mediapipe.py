@@ -63,25 +63,36 @@ def test_an_upside_down_face_is_landmarked_the_right_way_up(
         detector: MediaPipeDetector) -> None:
     """BlazeFace reads the example turned by 180° as an upright face (score 0.65, its eye
     keypoints swapped) and the same face in the photo turned back at 0.92: the turned
-    detection is taken, and the mesh follows the face, upside down in the image."""
+    detection is taken, and the mesh follows the face, upside down in the image; so on its
+    side (turned by 90°)."""
     image = load_image(EXAMPLE)
     ref = detector.detect(image)[0]
-    assert not ref.upside_down
+    assert not ref.found_turned
     f = detector.detect(np.ascontiguousarray(image[::-1, ::-1]))[0]
-    assert f.upside_down
-    expect = 511 - ref.points_px
-    assert np.median(np.linalg.norm(f.points_px - expect, axis=1)) < 4.0
+    assert f.found_turned
+    assert np.median(np.linalg.norm(f.points_px - (511 - ref.points_px), axis=1)) < 4.0
+    side = detector.detect(np.ascontiguousarray(np.rot90(image)))[0]  # (x, y) -> (y, 511 - x)
+    expect = np.column_stack([ref.points_px[:, 1], 511 - ref.points_px[:, 0]])
+    assert np.median(np.linalg.norm(side.points_px - expect, axis=1)) < 4.0
 
 
-def test_turned_detection_maps_box_and_keypoints_back() -> None:
-    d = _Detection(np.array([10.0, 20.0, 50.0, 80.0]), np.array([[15.0, 30.0]] * 6), 0.7)
-    t = d.turned_180(100, 200)
-    np.testing.assert_allclose(t.box, [49, 119, 89, 179])
-    np.testing.assert_allclose(t.keypoints[0], [84, 169])
-    assert t.upside_down and t.score == 0.7
-    back = t.turned_180(100, 200)
-    np.testing.assert_allclose(back.box, d.box)
-    assert not back.upside_down
+@pytest.mark.parametrize("quarters", [1, 2, 3])
+def test_turned_detection_maps_box_and_keypoints_back(quarters: int) -> None:
+    """A detection in the photo turned by ``quarters`` x 90° lands, mapped back, where the
+    same points lie in the photo (100 x 200 px)."""
+    w, h = 100, 200
+    pts = np.array([[10.0, 20.0], [50.0, 80.0], [15.0, 30.0], [40.0, 35.0], [20, 60], [30, 60],
+                    [12, 40], [48, 40]])
+    q = pts.copy()
+    for k in range(quarters):  # one anticlockwise turn: (x, y) -> (y, width - 1 - x)
+        width = (w, h)[k % 2]
+        q = np.column_stack([q[:, 1], width - 1 - q[:, 0]])
+    d = _Detection(np.concatenate([q[:2].min(0), q[:2].max(0)]), q[2:], 0.7)
+    t = d.turned_back(quarters, w, h)
+    np.testing.assert_allclose(t.keypoints, pts[2:])
+    np.testing.assert_allclose(t.box, [10, 20, 50, 80])
+    assert t.found_turned and t.score == 0.7
+    assert not d.turned_back(0, w, h).found_turned
 
 
 def test_a_small_face_beside_a_large_one_is_found_too(detector: MediaPipeDetector) -> None:

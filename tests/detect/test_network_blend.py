@@ -75,9 +75,9 @@ def test_first_lean_is_the_mesh_eye_line_within_its_span(lean: float, want: floa
     assert first_lean_deg(face) == pytest.approx(want, abs=1e-4)
     other = FaceLandmarks(np.zeros(4, np.float32), 0.9, pts[:68], None, "ibug68")
     assert first_lean_deg(other) == 0.0  # no mesh: the first crop stays upright
-    # a face the detector found upside down: its mesh's lean is trusted up to 180 degrees
+    # a face the detector found in a turned photo: its mesh's lean is trusted up to 180
     flipped = FaceLandmarks(np.zeros(4, np.float32), 0.9, pts, None, "mediapipe468",
-                            upside_down=True)
+                            found_turned=True)
     assert first_lean_deg(flipped) == pytest.approx(lean if abs(lean) >= 30 else 0.0,
                                                     abs=1e-4)
 

@@ -46,7 +46,7 @@ def test_network_calls_per_frame(source: str) -> None:
 
 @pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
 def test_an_upside_down_face_stays_upside_down_while_tracked() -> None:
-    """The detection's `upside_down` carries over to the tracked frames, so the network's
+    """The detection's `found_turned` carries over to the tracked frames, so the network's
     crops keep turning with the face (an upside-down clip once diverged to NaN poses)."""
     img = np.asarray(Image.open(EXAMPLE).convert("RGB"))[::-1, ::-1]
     frames = [np.ascontiguousarray(np.roll(img, (i, 2 * i), axis=(0, 1))) for i in range(3)]

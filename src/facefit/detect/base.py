@@ -23,9 +23,9 @@ class FaceLandmarks:
         detector_box: (4,) float32 the face detector's box, before any landmarks, mapped to
             the box of the 68 iBUG landmarks (see `facefit.detect.mediapipe.BOX68_FROM`), or
             None: where a crop goes when the landmarks themselves may have drifted.
-        upside_down: the detector took this face from the photo turned by 180°, where it
-            scored clearly higher (a face upside down, or turned past 90°): its landmarks'
-            lean past 90° is then evidence, not a drifted mesh.
+        found_turned: the detector took this face from the photo turned by 90°, 180° or
+            270°, where it scored clearly higher (a face on its side or upside down): its
+            landmarks' lean past 90° is then evidence, not a drifted mesh.
     """
 
     box: np.ndarray
@@ -34,7 +34,7 @@ class FaceLandmarks:
     depth_px: np.ndarray | None
     scheme: str
     detector_box: np.ndarray | None = None
-    upside_down: bool = False
+    found_turned: bool = False
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -111,18 +111,20 @@ _MESH_FILE = "face_landmark/face_landmark.tflite"
 # A full-range BlazeFace box overlapping a short-range one by more than this IoU is the same
 # face (the two models' boxes of one face differ in size and centre, BOX68_FROM).
 RANGE_OVERLAP = 0.3
-# Upside-down faces (`MediaPipeDetector._upright`): BlazeFace finds most of them but reads
-# them as upright (eye keypoints swapped, so the mesh is cropped the wrong way up), scoring
-# them lower than it scores the same face in the photo turned by 180°. On AFLW2000-3D dev
-# (validation only) the short-range model scores 1,011 upright faces at most 0.076 higher in
-# the turned photo, and 373 of the 399 turned-over faces it finds (every second photo
-# turned by 180°) 0.1 or more higher; 398 of those 399 score under 0.85 upright against 209
-# of the 1,011. So a photo whose short-range faces score under FLIP_CHECK_BELOW (or that has
-# none) is read turned too, and a face that scores FLIP_MARGIN more there, and at least
-# FLIP_MIN_SCORE (the 5th percentile of upright faces' scores), is taken from it; a photo
-# without a face takes the turned photo's faces that score FLIP_MIN_SCORE. Profiles are what
-# the bar keeps out: two faceless dev photos hold turned boxes at 0.57 and 0.6 (profiles
-# rolled 84° and more), a synthetic profile at -86° of yaw scores 0.53 upright and 0.63 turned.
+# Faces in turned photos (`MediaPipeDetector._upright`): BlazeFace finds most faces upside
+# down or on their side but reads them wrongly (an upside-down face as an upright one, eye
+# keypoints swapped, so the mesh is cropped the wrong way up), scoring them lower than it
+# scores the same face in the photo turned upright. On AFLW2000-3D dev (validation only) the
+# short-range model scores 1,011 upright faces at most 0.076 higher turned by 180°, and 373
+# of the 399 turned-over faces it finds (every second photo turned by 180°) 0.1 or more
+# higher turned back; 398 of those 399 score under 0.85 against 209 of the 1,011 upright.
+# So a photo whose short-range faces score under FLIP_CHECK_BELOW (or that has none) is read
+# turned by a quarter, a half and three quarters too, and a face that scores FLIP_MARGIN
+# more in one of them, and at least FLIP_MIN_SCORE (the 5th percentile of upright faces'
+# scores), is taken from the best; a photo without a face takes the turned photos' faces
+# that score FLIP_MIN_SCORE. Profiles are what the bar keeps out: two faceless dev photos
+# hold turned boxes at 0.57 and 0.6 (profiles rolled 84° and more), a synthetic profile at
+# -86° of yaw scores 0.53 upright and 0.63 turned over.
 FLIP_CHECK_BELOW = 0.85
 FLIP_MARGIN = 0.1
 FLIP_MIN_SCORE = 0.75
@@ -169,15 +171,27 @@ class _Detection:
     box: np.ndarray  # (4,) x0 y0 x1 y1 px
     keypoints: np.ndarray  # (6, 2) px: right eye, left eye, nose, mouth, right ear, left ear
     score: float
-    upside_down: bool = False  # found in the photo turned by 180° (`MediaPipeDetector._upright`)
+    found_turned: bool = False  # found in a turned photo (`MediaPipeDetector._upright`)
 
-    def turned_180(self, width: int, height: int) -> _Detection:
-        """This detection of a photo turned by 180° in the photo itself (``width`` x
-        ``height`` px), marked `upside_down`."""
-        x0, y0, x1, y1 = self.box
-        box = np.array([width - 1 - x1, height - 1 - y1, width - 1 - x0, height - 1 - y0])
-        kps = np.array([width - 1, height - 1]) - self.keypoints
-        return _Detection(box, kps, self.score, not self.upside_down)
+    def turned_back(self, quarters: int, width: int, height: int) -> _Detection:
+        """This detection of the photo turned anticlockwise by ``quarters`` x 90° (`np.rot90`)
+        in the photo itself (``width`` x ``height`` px), marked `found_turned`."""
+        pts = np.vstack([self.box.reshape(2, 2), self.keypoints]).astype(np.float64)
+        for q in range(quarters, 0, -1):  # undo one turn: (u, v) -> (w - 1 - v, u)
+            w = (width, height)[(q - 1) % 2]  # the width before turn q
+            pts = np.column_stack([w - 1 - pts[:, 1], pts[:, 0]])
+        box = np.concatenate([pts[:2].min(0), pts[:2].max(0)])
+        return _Detection(box, pts[2:], self.score, quarters % 4 != 0)
+
+
+def _strongest(dets: list[_Detection], iou: float = 0.3) -> list[_Detection]:
+    """``dets`` best first, each dropped that overlaps a better one by more than ``iou``
+    (one face found in several turned photos counts once)."""
+    out: list[_Detection] = []
+    for d in sorted(dets, key=lambda d: -d.score):
+        if not out or box_iou(d.box, np.stack([o.box for o in out])).max() <= iou:
+            out.append(d)
+    return out
 
 
 def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray,
@@ -407,19 +421,21 @@ class MediaPipeDetector:
         return (found + [(d, "blazeface_full") for d in full])[:max_faces]
 
     def _upright(self, image: np.ndarray, short: list[_Detection]) -> list[_Detection]:
-        """Short-range detections ``short`` with upside-down faces read the right way up:
-        when one scores under `FLIP_CHECK_BELOW` (or there are none), the photo turned by
-        180° is read too; a face there scoring `FLIP_MARGIN` more than such a box it overlaps
-        (IoU over `RANGE_OVERLAP`) and at least `FLIP_MIN_SCORE` replaces it, and when the
-        photo had no face its turned faces scoring `FLIP_MIN_SCORE` are taken. About 1 ms, on
-        photos with a face in doubt only."""
+        """Short-range detections ``short`` with faces upside down or on their side read the
+        right way up: when one scores under `FLIP_CHECK_BELOW` (or there are none), the photo
+        turned by 90°, 180° and 270° is read too; the best face there scoring `FLIP_MARGIN`
+        more than such a box it overlaps (IoU over `RANGE_OVERLAP`) and at least
+        `FLIP_MIN_SCORE` replaces it, and when the photo had no face the turned faces scoring
+        `FLIP_MIN_SCORE` are taken (one per face: weighted non-maximum suppression). About 3 ms,
+        on photos with a face in doubt only."""
         if short and min(d.score for d in short) >= FLIP_CHECK_BELOW:
             return short
         h, w = image.shape[:2]
-        turned = [t for t in (d.turned_180(w, h) for d in self._short(
-            np.ascontiguousarray(image[::-1, ::-1]))) if t.score >= FLIP_MIN_SCORE]
+        turned = [t for q in (1, 2, 3) for t in (
+            d.turned_back(q, w, h) for d in self._short(np.ascontiguousarray(np.rot90(image, q))))
+            if t.score >= FLIP_MIN_SCORE]
         if not short:
-            return turned
+            return _strongest(turned)
         out = []
         for d in short:
             better = [] if d.score >= FLIP_CHECK_BELOW else [
@@ -432,18 +448,18 @@ class MediaPipeDetector:
                        rois: list[tuple[Roi, float | None, np.ndarray | None]],
                        passes: int, min_presence: float,
                        doubted: list[tuple[int, FaceLandmarks]] | None = None,
-                       upside_down: Sequence[bool] = ()) -> list[FaceLandmarks]:
+                       found_turned: Sequence[bool] = ()) -> list[FaceLandmarks]:
         """Faces landmarked on ``rois`` (crop, detection score or None, the detector's box
         as a 68-landmark box or None) whose presence score is at least ``min_presence``; the
-        others go to ``doubted`` (index in ``rois``, face) when it is given. ``upside_down``:
-        per roi, the face's `FaceLandmarks.upside_down` (default False)."""
+        others go to ``doubted`` (index in ``rois``, face) when it is given. ``found_turned``:
+        per roi, the face's `FaceLandmarks.found_turned` (default False)."""
         faces: list[FaceLandmarks] = []
         for i, (roi, det_score, det_box) in enumerate(rois):
             pts, depth, presence = self._track(image, roi, passes)
             box = np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
             score = presence if det_score is None else min(det_score, presence)
             face = FaceLandmarks(box, float(score), pts, depth, SCHEME, det_box,
-                                 bool(upside_down[i]) if upside_down else False)
+                                 bool(found_turned[i]) if found_turned else False)
             if presence < min_presence:
                 if doubted is not None:
                     doubted.append((i, face))
@@ -515,7 +531,7 @@ class MediaPipeDetector:
                 image, [(roi_from_points(d.box.reshape(2, 2), d.keypoints[1], d.keypoints[0]),
                          d.score, detector_box68(d.box, kind)) for d, kind in dets],
                 self.refine_passes, self.min_presence, doubted,
-                [d.upside_down for d, _ in dets])
+                [d.found_turned for d, _ in dets])
             if not faces and self._profile is not None:
                 faces = self._profile_faces(image, max_faces)
             if doubted:  # BlazeFace's boxes that the mesh doubts, O-Net confirms

@@ -105,8 +105,8 @@ REFINE_TURNS = (-6.0, 6.0)
 # 178) and lets photos turned by 90 degrees keep their lean when it overshoots 90 (every 4th
 # dev photo turned by 90, `auto` + fit per yaw bucket: 5.64 / 15.93 / 12.44 -> 4.87 / 7.31 /
 # 7.25 %, a scratch script; `benchmarks/detection.py --turned 4 --turn-deg 90` now prints
-# 5.17 / 7.31 / 7.23). Faces the detector found upside down (`FaceLandmarks.upside_down`)
-# reach 180.
+# 5.17 / 7.31 / 7.23 before the detector read quarter-turned photos too). Faces the detector
+# found in a turned photo (`FaceLandmarks.found_turned`) reach 180.
 LEAN_FROM_MESH = (30.0, 135.0)
 # A turned face's answer (last-pass |yaw| at least ZOOMS_FROM_YAW) is checked by one more pass
 # (`fixed_point_residual`): where that pass moves the 68 points by more than RECHECK_RESIDUAL
@@ -192,11 +192,11 @@ def first_lean_deg(face: FaceLandmarks, span: tuple[float, float] = LEAN_FROM_ME
     convention) by which the network's first crop of ``face`` is turned: its MediaPipe
     mesh's eye line (outer corners) when that lean is within ``span`` in magnitude, else 0
     (small leans, faces without a mesh, and meshes upside down, which are wrong on profiles,
-    unless the detector found the face upside down: `FaceLandmarks.upside_down`, whose span
-    reaches 180°)."""
+    unless the detector found the face in a turned photo: `FaceLandmarks.found_turned`, whose
+    span reaches 180°)."""
     if face.scheme != "mediapipe468":
         return 0.0
-    if face.upside_down:
+    if face.found_turned:
         span = (span[0], 180.0)
     pts = np.asarray(face.points_px, np.float64)
     d = pts[_MESH_EYE_CORNERS[1]] - pts[_MESH_EYE_CORNERS[0]]

@@ -42,7 +42,7 @@ class FaceTracker:
         self.passes = passes
         self.detections = 0
         self._prev: np.ndarray | None = None
-        self._upside_down = False  # the tracked face's detection was upside down
+        self._found_turned = False  # the tracked face was found in a turned photo
 
     def reset(self) -> None:
         self._prev = None
@@ -78,12 +78,12 @@ class FaceTracker:
                 self._prev = pts
                 box = np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
                 return FaceLandmarks(box, float(presence), pts, depth, SCHEME,
-                                     upside_down=self._upside_down), False
+                                     found_turned=self._found_turned), False
             self._prev = None
         self.detections += 1
         faces = det.detect(image, max_faces=1)
         if not faces:
             return None, True
         self._prev = np.asarray(faces[0].points_px, np.float32)
-        self._upside_down = faces[0].upside_down  # a tracked face keeps its detection's
+        self._found_turned = faces[0].found_turned  # a tracked face keeps its detection's
         return faces[0], True
