@@ -13,6 +13,7 @@ from facefit.detect.mediapipe import (
     MediaPipeDetector,
     _Detection,
     _ssd_anchors,
+    detector_box68,
 )
 from facefit.io.image import load_image
 
@@ -91,8 +92,21 @@ def test_turned_detection_maps_box_and_keypoints_back(quarters: int) -> None:
     t = d.turned_back(quarters, w, h)
     np.testing.assert_allclose(t.keypoints, pts[2:])
     np.testing.assert_allclose(t.box, [10, 20, 50, 80])
-    assert t.found_turned and t.score == 0.7
-    assert not d.turned_back(0, w, h).found_turned
+    assert t.quarters == quarters and t.score == 0.7
+    assert d.turned_back(0, w, h).quarters == 0
+
+
+def test_box68_shift_turns_with_the_face() -> None:
+    """A face found upright in the photo turned anticlockwise by a quarter turn lies on its
+    side in the photo, its chin to the left: the 68-point box is shifted that way."""
+    box = np.array([100.0, 100.0, 200.0, 200.0])
+    up = detector_box68(box, "blazeface_short")
+    assert (up[1] + up[3]) / 2 > 150  # shifted down, towards the chin
+    side = detector_box68(box, "blazeface_short", 1)
+    # the turned photo's down (0, 1) is the photo's (-1, 0): the chin on the left
+    assert (side[0] + side[2]) / 2 < 150 and abs((side[1] + side[3]) / 2 - 150) < 1
+    flip = detector_box68(box, "blazeface_short", 2)
+    assert (flip[1] + flip[3]) / 2 < 150
 
 
 def test_a_small_face_beside_a_large_one_is_found_too(detector: MediaPipeDetector) -> None:

@@ -138,11 +138,15 @@ BOX68_FROM = {"blazeface_short": (-0.007, 0.046, 0.936, 0.912),
               "mtcnn": (-0.002, 0.146, 0.891, 0.875)}
 
 
-def detector_box68(box: np.ndarray, detector: str) -> np.ndarray:
+def detector_box68(box: np.ndarray, detector: str, quarters: int = 0) -> np.ndarray:
     """(4,) float32 estimate of the 68-landmark box of a face from the (4,) box [x0, y0, x1,
-    y1] of ``detector`` (a key of `BOX68_FROM`)."""
+    y1] of ``detector`` (a key of `BOX68_FROM`); ``quarters``: the face stands upright in the
+    photo turned anticlockwise by that many quarter turns (`_Detection.quarters`), so the
+    box's shift towards the chin turns with it."""
     b = np.asarray(box, np.float64)
     dx, dy, w, h = BOX68_FROM[detector]
+    for _ in range(quarters % 4):  # a vector of the turned photo in the photo: (u, v) -> (-v, u)
+        dx, dy, w, h = -dy, dx, h, w
     side = np.sqrt(max((b[2] - b[0]) * (b[3] - b[1]), 1e-12))
     c = (b[:2] + b[2:]) / 2 + side * np.array([dx, dy])
     half = side * np.array([w, h]) / 2
@@ -171,17 +175,17 @@ class _Detection:
     box: np.ndarray  # (4,) x0 y0 x1 y1 px
     keypoints: np.ndarray  # (6, 2) px: right eye, left eye, nose, mouth, right ear, left ear
     score: float
-    found_turned: bool = False  # found in a turned photo (`MediaPipeDetector._upright`)
+    quarters: int = 0  # found in the photo turned by this many quarter turns (`_upright`)
 
     def turned_back(self, quarters: int, width: int, height: int) -> _Detection:
         """This detection of the photo turned anticlockwise by ``quarters`` x 90° (`np.rot90`)
-        in the photo itself (``width`` x ``height`` px), marked `found_turned`."""
+        in the photo itself (``width`` x ``height`` px), with its `quarters`."""
         pts = np.vstack([self.box.reshape(2, 2), self.keypoints]).astype(np.float64)
         for q in range(quarters, 0, -1):  # undo one turn: (u, v) -> (w - 1 - v, u)
             w = (width, height)[(q - 1) % 2]  # the width before turn q
             pts = np.column_stack([w - 1 - pts[:, 1], pts[:, 0]])
         box = np.concatenate([pts[:2].min(0), pts[:2].max(0)])
-        return _Detection(box, pts[2:], self.score, quarters % 4 != 0)
+        return _Detection(box, pts[2:], self.score, quarters % 4)
 
 
 def _strongest(dets: list[_Detection], iou: float = 0.3) -> list[_Detection]:
@@ -529,9 +533,9 @@ class MediaPipeDetector:
             doubted: list[tuple[int, FaceLandmarks]] = []
             faces = self._landmark_rois(
                 image, [(roi_from_points(d.box.reshape(2, 2), d.keypoints[1], d.keypoints[0]),
-                         d.score, detector_box68(d.box, kind)) for d, kind in dets],
+                         d.score, detector_box68(d.box, kind, d.quarters)) for d, kind in dets],
                 self.refine_passes, self.min_presence, doubted,
-                [d.found_turned for d, _ in dets])
+                [d.quarters != 0 for d, _ in dets])
             if not faces and self._profile is not None:
                 faces = self._profile_faces(image, max_faces)
             if doubted:  # BlazeFace's boxes that the mesh doubts, O-Net confirms
