@@ -430,8 +430,8 @@ class MediaPipeDetector:
         turned by 90°, 180° and 270° is read too; the best face there scoring `FLIP_MARGIN`
         more than such a box it overlaps (IoU over `RANGE_OVERLAP`) and at least
         `FLIP_MIN_SCORE` replaces it, and when the photo had no face the turned faces scoring
-        `FLIP_MIN_SCORE` are taken (one per face: weighted non-maximum suppression). About 3 ms,
-        on photos with a face in doubt only."""
+        `FLIP_MIN_SCORE` are taken (the strongest of those that overlap, `_strongest`). About
+        3 ms, on photos with a face in doubt only."""
         if short and min(d.score for d in short) >= FLIP_CHECK_BELOW:
             return short
         h, w = image.shape[:2]
