@@ -98,3 +98,35 @@ def test_losses_zero_at_target_and_one_step_lowers(model, tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="bad.pt"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_channels_last_training_matches_the_plain_layout(model):
+    """`facefit.regress.train` runs the network channels last (faster on the CPU): the same
+    outputs and gradients as a float64 network in the plain layout (to float32 rounding,
+    which batch norm's training-mode gradients amplify to ~1 % in both layouts), and its
+    weights load into a plain network."""
+    from facefit.regress.train import to_tensor
+
+    crops = np.random.default_rng(3).integers(0, 256, (8, 64, 64, 3), np.uint8)
+    x = to_tensor(crops)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    plain_x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().contiguous() / 255.0
+    torch.testing.assert_close(x, plain_x, rtol=0, atol=0)
+
+    ref = build_network(model, seed=0).double()
+    fast = build_network(model, seed=0).to(memory_format=torch.channels_last)
+    assert fast.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    ref_out, out = ref(plain_x.double()), fast(x)
+    torch.testing.assert_close(out.double(), ref_out, rtol=1e-3, atol=1e-4)
+    ref_out.square().sum().backward()
+    out.square().sum().backward()
+    for (name, p), q in zip(ref.named_parameters(), fast.parameters(), strict=True):
+        rel = float((q.grad.double() - p.grad).norm() / p.grad.norm())
+        assert rel < 0.05, name
+
+    reloaded = build_network(model)
+    reloaded.load_state_dict(fast.state_dict())
+    assert reloaded.features[0].weight.is_contiguous()
+    for net in (fast, reloaded):
+        net.eval()
+    torch.testing.assert_close(reloaded(plain_x), fast(x), rtol=1e-3, atol=1e-4)

@@ -52,7 +52,7 @@ from facefit.regress.profiling import (
 class TrainConfig:
     """Hyper-parameters of `run`."""
 
-    epochs: int = 40  # ~2.4 min per epoch of 24k views + AFLW on 2 cores: ~96 min
+    epochs: int = 60  # ~1.7 min per epoch of 24k views + AFLW on 2 cores: ~100 min
     batch: int = 64
     lr: float = 2e-3
     weight_decay: float = 5e-4
@@ -80,8 +80,10 @@ def load_profiled(folder: str | Path) -> dict[str, np.ndarray]:
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1], stored channels last (the layout
+    `run` trains in: a step of batch 96 at 120 px takes 254 instead of 374 ms on 2 cores)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 class Losses(torch.nn.Module):
@@ -233,7 +235,8 @@ def run(model: MorphableModel, profiled: str | Path, out: str | Path,
     data = load_profiled(profiled)
     norm = ParamNorm.from_targets(data["params"])
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU if present
-    net = build_network(model, cfg.width, seed=cfg.seed).to(dev)  # a seeded start
+    net = build_network(model, cfg.width, seed=cfg.seed)  # a seeded start, channels last
+    net = net.to(dev, memory_format=torch.channels_last)
     losses = Losses(model, norm, cfg.size).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(data["images"]) // cfg.batch)
@@ -255,6 +258,8 @@ def run(model: MorphableModel, profiled: str | Path, out: str | Path,
         start = int(ck["epoch"])
         log(f"resumed at epoch {start}")
     aflw_data = load_aflw21(aflw) if aflw is not None else None
+    log(f"training on {dev}: {len(data['images'])} profiled views"
+        + (f", {len(aflw_data[0])} AFLW crops" if aflw_data is not None else ""))
     val = aflw2000_crops(val_root, cfg.size) if val_root is not None else None
     best = min([h["val"]["balanced_2d"] for h in history if "val" in h], default=np.inf)
     end = cfg.epochs if stop_after is None else min(cfg.epochs, start + stop_after)
