@@ -35,7 +35,7 @@ from facefit.regress.inference import FoldedMobileNet, from_torch, load_weights
 from facefit.regress.profiling import IBUG68_MIRROR
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "regress_mbv1x05.npz"
-WEIGHTS_SHA256 = "d290994bf41b18121869bf288b5ffc557dda6d366f665ce6382c58fa2a4a82d0"
+WEIGHTS_SHA256 = "d2bbb9dddf7f41c44783235f36953972c1cb393311529185f4c90a5226b1223f"
 MODEL_NAME = "mobilenet_v1_x0.5"
 INPUT_SIZE = 120
 WIDTH = 0.5
