@@ -105,7 +105,7 @@ def test_channels_last_training_matches_the_plain_layout(model):
     outputs and gradients as a float64 network in the plain layout (to float32 rounding,
     which batch norm's training-mode gradients amplify to ~1 % in both layouts), and its
     weights load into a plain network."""
-    from facefit.regress.train import to_tensor
+    from facefit.regress.train import TrainConfig, to_tensor, training_network
 
     crops = np.random.default_rng(3).integers(0, 256, (8, 64, 64, 3), np.uint8)
     x = to_tensor(crops)
@@ -114,7 +114,7 @@ def test_channels_last_training_matches_the_plain_layout(model):
     torch.testing.assert_close(x, plain_x, rtol=0, atol=0)
 
     ref = build_network(model, seed=0).double()
-    fast = build_network(model, seed=0).to(memory_format=torch.channels_last)
+    fast = training_network(model, TrainConfig(seed=0))
     assert fast.features[0].weight.is_contiguous(memory_format=torch.channels_last)
     ref_out, out = ref(plain_x.double()), fast(x)
     torch.testing.assert_close(out.double(), ref_out, rtol=1e-3, atol=1e-4)

@@ -52,7 +52,7 @@ from facefit.regress.profiling import (
 class TrainConfig:
     """Hyper-parameters of `run`."""
 
-    epochs: int = 60  # ~1.3-1.5 min per epoch of 24k views + AFLW on 2 cores: ~85 min
+    epochs: int = 60  # 63-106 s per epoch of 24k views + AFLW on 2 cores: ~82 min
     batch: int = 64
     lr: float = 2e-3
     weight_decay: float = 5e-4
@@ -118,6 +118,14 @@ class Losses(torch.nn.Module):
         vdc = torch.linalg.norm(self.sparse(pred) - self.sparse(target), dim=-1).mean()
         lmd = torch.linalg.norm(self.lm(pred) - lm68, dim=-1).mean()
         return {"wpdc": wpdc, "vdc": vdc / self.size, "lm68": lmd / self.size}
+
+
+def training_network(model: MorphableModel, cfg: TrainConfig, device: torch.device | str = "cpu"
+                     ) -> torch.nn.Module:
+    """`run`'s network: seeded from ``cfg.seed``, on ``device``, its weights channels last
+    (as `to_tensor`'s crops are: 1.66x faster steps on the CPU than plain weights)."""
+    net = build_network(model, cfg.width, seed=cfg.seed)
+    return net.to(device, memory_format=torch.channels_last)
 
 
 def _save(path: Path, state: dict) -> None:
@@ -236,8 +244,7 @@ def run(model: MorphableModel, profiled: str | Path, out: str | Path,
     data = load_profiled(profiled)
     norm = ParamNorm.from_targets(data["params"])
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU if present
-    net = build_network(model, cfg.width, seed=cfg.seed)  # a seeded start, channels last
-    net = net.to(dev, memory_format=torch.channels_last)
+    net = training_network(model, cfg, dev)
     losses = Losses(model, norm, cfg.size).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(data["images"]) // cfg.batch)
