@@ -40,7 +40,7 @@ train: $(STAMP)
 	# facefit's face-alignment network from ../shared (about 2 h on 2 cores; resumes):
 	# profiled 300-W views, training, then the packaged weights (src/facefit/regress/weights).
 	$(BIN)/python scripts/make_profiled_set.py --data ../shared/data/train-300w --out out/profiled --views 12 --workers 2
-	$(BIN)/python -m facefit.regress.train --profiled out/profiled --aflw ../shared/data/train-aflw21 --val ../shared/data/aflw2000-3d-dev --out out/regress --epochs 60
+	MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 $(BIN)/python -m facefit.regress.train --profiled out/profiled --aflw ../shared/data/train-aflw21 --val ../shared/data/aflw2000-3d-dev --out out/regress --epochs 60
 	$(BIN)/python scripts/export_regress_weights.py --checkpoint out/regress/best.pt
 
 clean:

@@ -130,3 +130,13 @@ def test_channels_last_training_matches_the_plain_layout(model):
     for net in (fast, reloaded):
         net.eval()
     torch.testing.assert_close(reloaded(plain_x), fast(x), rtol=1e-3, atol=1e-4)
+
+
+def test_keep_freed_memory_sets_the_allocator_limits():
+    """glibc accepts both limits (mallopt returns 1 for each); another C library is left
+    alone and says so."""
+    import platform
+
+    from facefit.regress.train import keep_freed_memory
+
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
