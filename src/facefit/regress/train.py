@@ -123,11 +123,13 @@ class Losses(torch.nn.Module):
 def keep_freed_memory() -> bool:
     """Ask glibc's allocator to keep the training step's large tensors (up to 32 MB) on its
     heap and to keep freed memory there, instead of mapping and unmapping each one. Without
-    it a short run spent 22 % of its CPU time in the kernel (page faults), with it 1-3 %;
-    epochs of short alternating runs took 10-35 % less time (a noisy shared box). Results
-    are unchanged, bit for bit. False where the C library is not glibc. `make train` sets
-    the same limits through the environment (``MALLOC_MMAP_THRESHOLD_``,
-    ``MALLOC_TRIM_THRESHOLD_``), before any memory is allocated."""
+    it a short run spent 22 % of its CPU time in the kernel (page faults), with it 1-3 %.
+    Epochs of short alternating runs took 10-35 % less time, but a full 70-epoch run's
+    (78-121 s) were no faster than an earlier day's run without it (63-106 s): on this noisy
+    shared box the wall-time gain is unconfirmed. Results are unchanged, bit for bit. False
+    where the C library is not glibc. `make train` sets the same limits through the
+    environment (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``), before any memory
+    is allocated."""
     import ctypes
 
     try:
