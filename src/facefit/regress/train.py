@@ -123,7 +123,8 @@ class Losses(torch.nn.Module):
 def keep_freed_memory() -> bool:
     """Ask glibc's allocator to keep the training step's large tensors (up to 32 MB) on its
     heap and to keep freed memory there, instead of mapping and unmapping each one. Without
-    it a short run spent 22 % of its CPU time in the kernel (page faults), with it 1-3 %.
+    it a short run spent 22 % of its CPU time in the kernel (page faults); with it short
+    runs spent 5-10 % and a full run 1.3 % (its first 5 epochs).
     Epochs of short alternating runs took 10-35 % less time, but a full 70-epoch run's
     (78-121 s) were no faster than an earlier day's run without it (63-106 s): on this noisy
     shared box the wall-time gain is unconfirmed. Results are unchanged, bit for bit. False
