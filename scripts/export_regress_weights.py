@@ -4,12 +4,17 @@ Reads ``best.pt`` of `facefit.regress.train` ({"net", "norm_mean", "norm_std"}),
 loads into the network, folds every batch norm into its convolution and writes
 ``src/facefit/regress/weights/regress_mbv1x05.npz`` (`facefit.regress.inference.save_weights`:
 convolution weights in float16, no pickles; numpy runs it, torch is not needed at inference).
-Checks that the file's network gives the checkpoint's outputs (float16 rounding only) and prints
-its sha256 (copy it into ``facefit.regress.predictor.WEIGHTS_SHA256`` and the README next to the
+Then it runs the folded network on the train-aflw21 crops and records the constant coefficient
+offset that moves its 68 points onto AFLW's annotation convention
+(`facefit.regress.aflw21.convention_offset`) in ``meta["convention_offset"]``
+(`facefit.regress.predictor.RegressionPredictor.in_aflw_convention` adds it to the network's
+final answers; ``--aflw ''`` leaves it out). Checks
+that the file's network gives the checkpoint's outputs (float16 rounding only) and prints its
+sha256 (copy it into ``facefit.regress.predictor.WEIGHTS_SHA256`` and the README next to the
 weights).
 
     python scripts/export_regress_weights.py [--checkpoint out/regress/best.pt] [--out PATH]
-        [--record]
+        [--aflw ../shared/data/train-aflw21] [--record]
 
 ``--record`` also writes the sha256 into ``WEIGHTS_SHA256`` of ``predictor.py`` and the
 ``sha256:`` line of the weights README.
@@ -31,16 +36,39 @@ import torch
 from facefit.io.atomic import write_bytes_atomic, write_text_atomic
 from facefit.model.bfm_3ddfa import load_default_model
 from facefit.regress import predictor
+from facefit.regress.aflw21 import CONVENTION_RIDGE, convention_offset, load_aflw21
 from facefit.regress.inference import from_torch, load_weights, save_weights
 from facefit.regress.network import build_network
-from facefit.regress.predictor import INPUT_SIZE, MODEL_NAME, WEIGHTS_PATH, WIDTH
+from facefit.regress.predictor import INPUT_SIZE, MODEL_NAME, WEIGHTS_PATH, WIDTH, landmark_basis
 from facefit.regress.train import load_checkpoint
 
 MAX_BYTES = 2_000_000
 
 
-def export(checkpoint: str | Path, out: str | Path) -> str:
-    """Write the packaged weights of ``checkpoint`` to ``out``; return their sha256 (hex)."""
+def aflw_offset(net, model, aflw: str | Path, batch: int = 256) -> tuple[np.ndarray, int]:  # noqa: ANN001
+    """`convention_offset` of the folded ``net`` on every train-aflw21 crop in ``aflw`` (the
+    network's input size); returns it and the number of crops."""
+    from PIL import Image
+
+    paths, points, _ = load_aflw21(aflw)
+    params = []
+    for i in range(0, len(paths), batch):
+        crops = []
+        for path in paths[i:i + batch]:
+            with Image.open(path) as im:
+                crops.append(np.asarray(im.convert("RGB")))
+        crops = np.stack(crops)
+        if crops.shape[1:3] != (INPUT_SIZE, INPUT_SIZE):
+            raise ValueError(f"{aflw}: crops are {crops.shape[1:3]}, not {INPUT_SIZE} px")
+        params.append(net(crops))
+    mean68, basis68 = landmark_basis(model)
+    offset = convention_offset(mean68, basis68, np.concatenate(params), points, INPUT_SIZE)
+    return offset, len(paths)
+
+
+def export(checkpoint: str | Path, out: str | Path, aflw: str | Path | None = None) -> str:
+    """Write the packaged weights of ``checkpoint`` to ``out`` (with the AFLW convention offset
+    learned on ``aflw`` when given); return their sha256 (hex)."""
     ck = load_checkpoint(checkpoint)
     missing = {"net", "norm_mean", "norm_std"} - set(ck)
     if missing:
@@ -54,6 +82,13 @@ def export(checkpoint: str | Path, out: str | Path) -> str:
             "width": WIDTH, "outputs": int(net.head.out_features)}
     folded = from_torch(net.features, net.head, ck["norm_mean"].float().numpy(),
                         ck["norm_std"].float().numpy(), meta)
+    if aflw is not None:
+        delta, n = aflw_offset(folded, model, aflw)
+        delta = np.round(delta, 4)  # a re-run's float summation order cannot show
+        folded.meta["convention_offset"] = {
+            "data": "train-aflw21", "crops": n, "ridge": CONVENTION_RIDGE,
+            "norm": round(float(np.linalg.norm(delta)), 4),
+            "coefficients": [float(v) for v in delta]}
     data = save_weights(folded)
     if len(data) > MAX_BYTES:
         raise ValueError(f"{out}: {len(data)} bytes, over the {MAX_BYTES} byte limit")
@@ -89,11 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default="out/regress/best.pt")
     ap.add_argument("--out", default=str(WEIGHTS_PATH))
+    ap.add_argument("--aflw", default="../shared/data/train-aflw21",
+                    help="train-aflw21 folder for the convention offset; '' leaves it out")
     ap.add_argument("--record", action="store_true",
                     help="write the sha256 into predictor.py and the weights README")
     a = ap.parse_args(argv)
     try:
-        digest = export(a.checkpoint, a.out)
+        digest = export(a.checkpoint, a.out, a.aflw or None)
         if a.record:
             record(digest)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

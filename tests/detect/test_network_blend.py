@@ -153,10 +153,16 @@ def test_a_turned_face_last_pass_averages_its_zooms_and_turns() -> None:
     each = pred.predict_batch(image, boxes=np.stack([refine_boxes(first.upright_box, z)
                                                      for z, _ in crops]),
                               angles_deg=[first.inplane_deg + t for _, t in crops])
+    p = each[0].params.astype(np.float64)[None]  # the answer's pose and coefficients
+    q = p.copy()
+    q[:, 8:] += pred.convention_offset  # handed on in AFLW's convention (in_aflw_convention)
+    move = (pred.landmarks_3d(q) - pred.landmarks_3d(p))[0, :, :2]
+    assert np.abs(move).max() > 0.5  # the packaged weights carry an offset
     mean = np.mean([r.landmarks_68_px for r in each], axis=0)
-    for from_yaw, turn, want in ((30.0, turns, mean),
-                                 (30.0, (), np.mean([r.landmarks_68_px for r in each[:3]], 0)),
-                                 (80.0, turns, each[0].landmarks_68_px)):
+    for from_yaw, turn, want in ((30.0, turns, mean + move),
+                                 (30.0, (), np.mean([r.landmarks_68_px for r in each[:3]], 0)
+                                  + move),
+                                 (80.0, turns, each[0].landmarks_68_px + move)):
         lm = NetworkLandmarkDetector(MediaPipeDetector(), "network", predictor=pred, model=model,
                                      zooms=zooms, zooms_from_yaw=from_yaw, turns=turn,
                                      recheck=None)

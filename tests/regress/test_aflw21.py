@@ -9,6 +9,7 @@ import torch
 from facefit.regress.aflw21 import (
     AFLW21_MATRIX,
     AFLW21_USABLE,
+    convention_offset,
     load_aflw21,
     masked_landmark_loss,
     points21_from_68,
@@ -57,3 +58,36 @@ def test_shared_labels_load(tmp_path):
              points_21=np.zeros((1, 21, 2), np.float32), yaw_deg=np.zeros(1, np.float32))
     paths, pts, yaw = load_aflw21(tmp_path)
     assert paths[0] == tmp_path / "images" / "a.jpg" and pts.shape == (1, 21, 2)
+
+
+def _project21(mean68, basis68, params):
+    """AFLW points of (N, 8 + K) parameters, written out independently of the module."""
+    out = []
+    for p in params:
+        verts = mean68 + basis68 @ p[8:]
+        out.append(AFLW21_MATRIX @ (verts @ p[:6].reshape(2, 3).T + p[6:8]))
+    return np.array(out)
+
+
+def test_convention_offset_recovers_a_known_offset():
+    from facefit.model import load_default_model
+    from facefit.regress.predictor import landmark_basis
+
+    mean68, basis68 = landmark_basis(load_default_model())
+    rng = np.random.default_rng(0)
+    n, k = 40, basis68.shape[2]
+    params = np.zeros((n, 8 + k))
+    for i in range(n):  # scaled rotations about a random axis, faces about 60 px in a 120 crop
+        q = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+        params[i, :6] = (0.4 * q[:2]).ravel()
+        params[i, 6:8] = 60 + rng.normal(0, 3, 2)
+    params[:, 8:] = rng.normal(0, 1, (n, k))
+    truth = rng.normal(0, 0.5, k)
+    target = _project21(mean68, basis68, params + np.r_[np.zeros(8), truth])
+    target[rng.random((n, 21)) < 0.3] = np.nan  # hidden points
+    got = convention_offset(mean68, basis68, params, target, 120, ridge=1e-12)
+    np.testing.assert_allclose(got, truth, atol=0.01)  # some directions are weakly seen
+    shrunk = convention_offset(mean68, basis68, params, target, 120, ridge=1e-2)
+    assert np.linalg.norm(shrunk) < 0.5 * np.linalg.norm(truth)
+    with pytest.raises(ValueError, match="no visible"):
+        convention_offset(mean68, basis68, params, np.full_like(target, np.nan), 120)

@@ -119,7 +119,10 @@ def test_second_pass_only_for_faces_that_keep_the_network(mediapipe) -> None:
                                angles_deg=[first_lean_deg(faces[0])])[0]
     again = pred.predict_batch(image, boxes=refine_boxes(first.upright_box[None]),
                                angles_deg=[first.inplane_deg])[0]
-    np.testing.assert_allclose(net[0].points_px, again.landmarks_68_px, atol=1e-4)
+    # ... handed on in AFLW's annotation convention
+    np.testing.assert_allclose(net[0].points_px,
+                               pred.in_aflw_convention(again).landmarks_68_px, atol=1e-4)
+    assert np.abs(net[0].points_px - again.landmarks_68_px).max() > 0.5
 
 
 def test_an_upside_down_photo_is_fitted_upside_down() -> None:

@@ -304,3 +304,61 @@ def test_export_script_round_trip(tmp_path) -> None:
     assert script.main(["--checkpoint", str(tmp_path / "none.pt"), "--out",
                         str(tmp_path / "c.npz")]) == 2
     assert not (tmp_path / "c.npz").exists()
+
+
+def test_export_adds_the_aflw_convention_offset(tmp_path) -> None:
+    from PIL import Image
+    from repo_scripts import load_script
+
+    from facefit.regress.aflw21 import convention_offset
+    from facefit.regress.inference import load_weights
+    from facefit.regress.predictor import landmark_basis
+
+    script = load_script("scripts/export_regress_weights.py")
+    model = load_default_model()
+    from facefit.regress.network import build_network
+
+    torch.manual_seed(0)
+    net = build_network(model).eval()
+    ck = tmp_path / "best.pt"
+    torch.save({"net": net.state_dict(), "norm_mean": torch.zeros(58),
+                "norm_std": torch.ones(58)}, ck)
+    rng = np.random.default_rng(2)
+    crops = rng.integers(0, 256, (3, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    (tmp_path / "aflw" / "images").mkdir(parents=True)
+    for i, c in enumerate(crops):
+        Image.fromarray(c).save(tmp_path / "aflw" / "images" / f"{i}.jpg")
+    crops = np.stack([np.asarray(Image.open(tmp_path / "aflw" / "images" / f"{i}.jpg"))
+                      for i in range(3)])  # as the script reads them
+    points = rng.uniform(30, 90, (3, 21, 2)).astype(np.float32)
+    points[0, :5] = np.nan
+    np.savez(tmp_path / "aflw" / "labels.npz", names=np.array([f"{i}.jpg" for i in range(3)]),
+             points_21=points, yaw_deg=np.zeros(3, np.float32))
+    script.export(ck, tmp_path / "plain.npz")
+    script.export(ck, tmp_path / "calib.npz", tmp_path / "aflw")
+    plain, calib = (RegressionPredictor(tmp_path / f"{k}.npz", passes=2)
+                    for k in ("plain", "calib"))
+    raw = plain.params_from_crops(crops)
+    np.testing.assert_array_equal(calib.params_from_crops(crops), raw)  # the network is the same
+    mean68, basis68 = landmark_basis(model)
+    want = np.round(convention_offset(mean68, basis68, raw, points, INPUT_SIZE), 4)
+    meta = load_weights(tmp_path / "calib.npz").meta["convention_offset"]
+    assert meta["crops"] == 3 and meta["data"] == "train-aflw21"
+    np.testing.assert_allclose(meta["coefficients"], want, atol=1e-3)
+    np.testing.assert_array_equal(calib.convention_offset, meta["coefficients"])
+    assert not plain.convention_offset.any()
+    image = np.random.default_rng(3).integers(0, 256, (300, 300, 3), np.uint8)
+    a, b = (m.predict(image, np.array([100.0, 100, 200, 200])) for m in (plain, calib))
+    np.testing.assert_array_equal(b.landmarks_68_px, a.landmarks_68_px)  # the passes: raw
+    assert plain.in_aflw_convention(a) is a
+    c = calib.in_aflw_convention(b)
+    np.testing.assert_allclose(c.params[8:] - b.params[8:], meta["coefficients"], atol=1e-4)
+    np.testing.assert_array_equal(c.params[:8], b.params[:8])  # the pose is untouched
+    # the points move as the 68 vertices' projections do (written out: x = A v + t)
+    proj = [(mean68 + basis68 @ q[8:].astype(float)) @ q[:6].reshape(2, 3).T
+            for q in (b.params, c.params)]
+    np.testing.assert_allclose(c.landmarks_68_px - b.landmarks_68_px, proj[1] - proj[0], atol=1e-3)
+    np.testing.assert_allclose(c.box, np.r_[c.landmarks_68_px.min(0), c.landmarks_68_px.max(0)])
+    assert script.main(["--checkpoint", str(ck), "--out", str(tmp_path / "d.npz"), "--aflw",
+                        str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "d.npz").exists()

@@ -376,7 +376,9 @@ class NetworkLandmarkDetector:
         by the previous pass's lean; the last pass of a face turned ``zooms_from_yaw`` or more
         averages the crops at ``zooms``), and the last pass's yaw decides (a first crop that
         missed the face under-estimates the yaw). A turned face that one more pass would move
-        by more than ``recheck`` is read again from zoomed first crops (`_rechecked`)."""
+        by more than ``recheck`` is read again from zoomed first crops (`_rechecked`). The
+        answers are then moved into AFLW's annotation convention
+        (`RegressionPredictor.in_aflw_convention`)."""
         if not faces:
             return []
         results = list(first) if first is not None else self.first_pass(image_rgb, faces)
@@ -387,7 +389,7 @@ class NetworkLandmarkDetector:
             later = self._later_passes(image_rgb, [results[i] for i in idx])
             later = self._rechecked(image_rgb, [faces[i] for i in idx], later)
             for i, r in zip(idx, later, strict=True):
-                results[i] = r
+                results[i] = self.predictor.in_aflw_convention(r)
         rest = set(idx)
         out: list[FaceLandmarks] = []
         for i, (f, r) in enumerate(zip(faces, results, strict=True)):

@@ -31,11 +31,12 @@ import cv2
 import numpy as np
 
 from facefit.fit.camera import euler_from_rotation
+from facefit.model.morphable_model import MorphableModel
 from facefit.regress.inference import FoldedMobileNet, from_torch, load_weights
 from facefit.regress.profiling import IBUG68_MIRROR
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "regress_mbv1x05.npz"
-WEIGHTS_SHA256 = "d2bbb9dddf7f41c44783235f36953972c1cb393311529185f4c90a5226b1223f"
+WEIGHTS_SHA256 = "6fdff1e06f11b635c0b05647b87a743ede6da1d1fdc5294d8af4e5dd6bf48038"
 MODEL_NAME = "mobilenet_v1_x0.5"
 INPUT_SIZE = 120
 WIDTH = 0.5
@@ -160,6 +161,14 @@ def _boxes(points: np.ndarray) -> np.ndarray:
     return np.concatenate([p.min(1), p.max(1)], axis=1)
 
 
+def landmark_basis(model: MorphableModel) -> tuple[np.ndarray, np.ndarray]:
+    """(68, 3) float64 mean landmark vertices and (68, 3, K) float64 their shape, then
+    expression basis: the 68 points of parameters ``p`` are ``mean + basis @ p[8:]``."""
+    ids = model.landmark_ids["ibug68"]
+    basis = np.concatenate([model.shape_basis[ids], model.expression_basis[ids]], axis=2)
+    return model.mean[ids].astype(np.float64), basis.astype(np.float64)
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -218,11 +227,14 @@ class RegressionPredictor:
             if net.head_w.shape[0] != n_out:
                 raise WeightsError(f"{path}: {net.head_w.shape[0]} outputs, the default model "
                                    f"needs {n_out}")
-            ids = model.landmark_ids["ibug68"]
-            self._mean = model.mean[ids].astype(np.float64)  # (68, 3)
-            self._basis = np.concatenate([model.shape_basis[ids], model.expression_basis[ids]],
-                                         axis=2).astype(np.float64)  # (68, 3, K)
+            self._mean, self._basis = landmark_basis(model)
             self.n_shape, self.n_expr = model.num_shape, model.num_expression
+            offset = net.meta.get("convention_offset", {}).get("coefficients")
+            offset = np.zeros(n_out - 8) if offset is None else np.asarray(offset, np.float64)
+            if offset.shape != (n_out - 8,):
+                raise WeightsError(f"{path}: convention offset of {offset.size} coefficients, "
+                                   f"the default model has {n_out - 8}")
+            self._offset = offset
             self._net = net
 
     # -- network ----------------------------------------------------------------------
@@ -327,6 +339,33 @@ class RegressionPredictor:
         if box_xyxy is not None:
             box_xyxy = np.asarray(box_xyxy, np.float64).reshape(1, 4)
         return self.predict_batch(image_rgb, box_xyxy, points, angles_deg=[angle_deg])[0]
+
+    @property
+    def convention_offset(self) -> np.ndarray:
+        """(K,) float64 the weights' AFLW convention offset of the coefficients (zeros for
+        weights without one; `in_aflw_convention`)."""
+        self._load()
+        return self._offset
+
+    def in_aflw_convention(self, result: RegressionResult) -> RegressionResult:
+        """``result`` moved into AFLW's annotation convention: the weights' constant offset
+        (`facefit.regress.aflw21.convention_offset`, learned on train-aflw21 when they were
+        exported) added to its coefficients and its points moved by the change of the 68
+        landmark vertices' projections under its pose. The network's own passes crop and
+        check in the convention it was trained in (fits to 300-W annotations, faces about
+        3 % taller from brow to chin); the answers it hands on get this once, at the end."""
+        self._load()
+        if not self._offset.any():
+            return result
+        p = np.asarray(result.params, np.float64)[None]
+        q = p.copy()
+        q[:, 8:] += self._offset
+        move = (self.landmarks_3d(q) - self.landmarks_3d(p))[0].astype(np.float64)
+        lm3 = np.asarray(result.landmarks_68_3d, np.float64) + move
+        return replace(result, params=q[0].astype(np.float32),
+                       landmarks_68_px=lm3[:, :2].astype(np.float32),
+                       landmarks_68_3d=lm3.astype(np.float32),
+                       box=_boxes(lm3[None, :, :2])[0].astype(np.float32))
 
 
 def _from_checkpoint(path: Path) -> FoldedMobileNet:
