@@ -8,10 +8,9 @@ Then it runs the folded network on the train-aflw21 crops and records the consta
 offset that moves its 68 points onto AFLW's annotation convention
 (`facefit.regress.aflw21.convention_offset`) in ``meta["convention_offset"]``
 (`facefit.regress.predictor.RegressionPredictor.in_aflw_convention` adds it to the network's
-final answers; ``--aflw ''`` leaves it out). Checks
-that the file's network gives the checkpoint's outputs (float16 rounding only) and prints its
-sha256 (copy it into ``facefit.regress.predictor.WEIGHTS_SHA256`` and the README next to the
-weights).
+final answers; ``--aflw ''`` leaves it out). Checks that the file's network gives the
+checkpoint's outputs (float16 rounding only) and prints its sha256 (copy it into
+``facefit.regress.predictor.WEIGHTS_SHA256`` and the README next to the weights).
 
     python scripts/export_regress_weights.py [--checkpoint out/regress/best.pt] [--out PATH]
         [--aflw ../shared/data/train-aflw21] [--record]

@@ -99,8 +99,10 @@ def convention_offset(mean68: np.ndarray, basis68: np.ndarray, params: np.ndarra
     The regression network learns the 68 points from fits to 300-W annotations and AFLW's 21
     only through the masked loss; where the two annotation conventions differ (300-W's brows
     sit higher on the brow and its chin lower) it keeps 300-W's, and its faces read about 3 %
-    taller from brow to chin than AFLW's and AFLW2000-3D's labels. The offset is added to every
-    prediction's coefficients (`scripts/export_regress_weights.py` folds it into the weights).
+    taller from brow to chin than AFLW's and AFLW2000-3D's labels.
+    `scripts/export_regress_weights.py` stores the offset in the weights' meta;
+    `facefit.regress.predictor.RegressionPredictor.in_aflw_convention` adds it to the
+    network's final answers.
 
     Args:
         mean68: (68, 3) the model's mean landmark vertices (model frame).
