@@ -49,6 +49,7 @@ from facefit.eval.datasets import load_aflw2000  # noqa: E402
 from facefit.eval.landmarks import evaluate_aflw2000  # noqa: E402
 from facefit.eval.predictions import landmark_box, select_face  # noqa: E402
 from facefit.fit.correspondence import mediapipe_to_ibug68  # noqa: E402
+from facefit.fit.points_aflw import with_aflw_convention  # noqa: E402
 from facefit.io.export import FORMATS, export_reconstructions  # noqa: E402
 from facefit.io.image import load_image  # noqa: E402
 from facefit.reconstruct import Reconstructor  # noqa: E402
@@ -106,7 +107,8 @@ def main() -> None:
             continue
         face = faces[select_face([f.box for f in faces], s.landmarks_2d)]
         t1 = time.perf_counter()
-        fit = fit_landmarks(rec.model, face, image.shape[1::-1])
+        fit = with_aflw_convention(rec.model, fit_landmarks(rec.model, face, image.shape[1::-1]),
+                                   face)  # as `Reconstructor` does
         t_fit.append(time.perf_counter() - t1)
         pred[i] = fit.landmarks_68_2d
         raw[i] = mediapipe_to_ibug68(face.points_px)
@@ -128,7 +130,8 @@ def main() -> None:
         mp_ok[i] = keeps_mediapipe(face, first, np.inf)
         c0 = time.process_time()
         aface = auto_lm.landmark_faces(image, [face])[0]
-        afit = fit_landmarks(rec.model, aface, image.shape[1::-1])
+        afit = with_aflw_convention(rec.model, fit_landmarks(rec.model, aface,
+                                                             image.shape[1::-1]), aface)
         t_auto.append(time.process_time() - c0)
         auto_fit[i], auto_src[i] = afit.landmarks_68_2d, landmark_source(aface)
         if i % args.texture_every == 0:

@@ -177,6 +177,7 @@ def turned(det: MediaPipeDetector, photos: list[tuple[np.ndarray, np.ndarray, fl
     |yaw|) turned anticlockwise by ``quarters`` x 90 degrees (`np.rot90`)."""
     from facefit.detect.network import NetworkLandmarkDetector
     from facefit.fit.landmark_fit import fit_landmarks
+    from facefit.fit.points_aflw import with_aflw_convention
     from facefit.model.bfm_3ddfa import load_default_model
 
     model = load_default_model()
@@ -200,7 +201,8 @@ def turned(det: MediaPipeDetector, photos: list[tuple[np.ndarray, np.ndarray, fl
             s["wrong"] += 1
             continue
         s["found_turned"] += face.found_turned
-        fit = fit_landmarks(model, auto.landmark_faces(img, [face])[0], img.shape[1::-1])
+        aface = auto.landmark_faces(img, [face])[0]
+        fit = with_aflw_convention(model, fit_landmarks(model, aface, img.shape[1::-1]), aface)
         d = np.sqrt(np.prod(gt.max(0) - gt.min(0)))
         s["nme"].append(100 * np.linalg.norm(fit.landmarks_68_2d - gt, axis=1).mean() / d)
     for (lo, hi), s in stats.items():

@@ -42,6 +42,7 @@ from facefit.fit.photometric import (  # noqa: E402
     refine_photometric,
     skin_mask,
 )
+from facefit.fit.points_aflw import with_aflw_convention  # noqa: E402
 from facefit.model import load_default_model  # noqa: E402
 from facefit.render.differentiable import light_direction  # noqa: E402
 from facefit.synthetic.photos import dense_error_px, make_synthetic_face  # noqa: E402
@@ -182,11 +183,11 @@ def aflw(args: argparse.Namespace) -> None:
             continue
         face = faces[select_face([f.box for f in faces], s.landmarks_2d)]
         fit = fit_landmarks(rec.model, face, image.shape[1::-1])
-        pred0[i] = fit.landmarks_68_2d
+        pred0[i] = with_aflw_convention(rec.model, fit, face).landmarks_68_2d  # as Reconstructor
         t0 = time.perf_counter()
         res = refine_photometric(rec.model, fit, image, config=config)
         t_ref.append(time.perf_counter() - t0)
-        pred1[i] = res.fit.landmarks_68_2d
+        pred1[i] = with_aflw_convention(rec.model, res.fit, face).landmarks_68_2d
         if (i + 1) % 10 == 0:
             print(f"  {i + 1}/{n}", flush=True)
     stems = [s.stem for s in samples]

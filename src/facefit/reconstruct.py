@@ -157,6 +157,7 @@ class Reconstructor:
         """
         from facefit.fit.face_fit import fit_face
         from facefit.fit.points300w import with_detector_points
+        from facefit.fit.points_aflw import with_aflw_convention
 
         check_max_faces(max_faces)
         image_rgb = to_rgb(image)
@@ -180,6 +181,7 @@ class Reconstructor:
                 fit = photometric.fit
                 t_photo = (time.perf_counter() - tp) * 1e3
             fit = with_detector_points(self.model.name, fit, face)
+            fit = with_aflw_convention(self.model, fit, face)
             t2 = time.perf_counter()
             texture, colors = None, None
             if self.texture_size:

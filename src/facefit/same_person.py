@@ -33,6 +33,7 @@ from facefit.fit.multi_image import (
     view_from_face,
 )
 from facefit.fit.points300w import with_detector_points
+from facefit.fit.points_aflw import with_aflw_convention
 from facefit.io.image import ImageError, ImageInput, to_rgb
 from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
@@ -147,6 +148,7 @@ def reconstruct_same_person(
     size = recon.texture_size
     for image, face, fit, photo in zip(photos, faces, multi.fits, photometric, strict=True):
         fit = with_detector_points(model.name, fit, face)  # the 300-W points, as single photos
+        fit = with_aflw_convention(model, fit, face)  # and AFLW's
         texture = colors = None
         if size:
             from facefit.texture.extract import extract_texture, texel_samples

@@ -67,8 +67,12 @@ class FitResult:
             A fit may compute them on first read (`Deferred`): a run that writes only JSON
             never builds the dense mesh.
         landmarks_68_2d: (68, 2) float32 projections of the model's 68 landmark vertices,
-            hidden ones included (AFLW2000-3D convention).
-        landmarks_68_3d: (68, 3) float32 the same points with depth (verts_px rows).
+            hidden ones included (AFLW2000-3D convention); in `facefit.Reconstructor`'s fits
+            of MediaPipe detections, of those vertices moved by a constant coefficient offset
+            into AFLW's annotation convention (`facefit.fit.points_aflw`), so not exactly on
+            the mesh.
+        landmarks_68_3d: (68, 3) float32 the same points with depth (verts_px rows, but for
+            that offset).
         landmarks_68_2d_contour: (68, 2) float32 the 300-W convention: the points where
             300-W's annotators put them on the surface, the 17 jaw points on the visible
             silhouette; in `facefit.Reconstructor`'s fits of MediaPipe detections, fused with

@@ -1,0 +1,106 @@
+"""The 68 points in AFLW2000-3D's convention for fits of MediaPipe's points.
+
+AFLW2000-3D's 68 labels (and AFLW's 21 manual points) put the brows lower and the chin higher
+than 300-W's annotators, whose convention MediaPipe's mapped points
+(`facefit.fit.correspondence`) and the fits to them follow: on AFLW2000-3D dev faces within
+30 degrees of yaw, the default model's fitted 68 landmark vertices span a box 3.2 % taller
+than the labels'. The network's answers carry such an offset already
+(`facefit.regress.predictor.RegressionPredictor.in_aflw_convention`); this module gives the
+same for fits of MediaPipe's mesh: a constant coefficient offset, learned by
+`facefit.regress.aflw21.convention_offset` from fits to train-aflw21's faces within 30 degrees
+of yaw and their visible manual points (``scripts/build_aflw_convention.py``, stored per
+model in ``fit/data/aflw_convention_*.npz``), moves ``landmarks_68_2d`` and
+``landmarks_68_3d`` (the AFLW2000-3D-convention outputs) and nothing else: the mesh, its
+coefficients and the 300-W points (``landmarks_68_2d_contour``) stay the fit's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from pathlib import Path
+
+import numpy as np
+
+from facefit.detect.base import FaceLandmarks
+from facefit.fit.result import FitResult
+from facefit.model.morphable_model import MorphableModel
+
+DATA_DIR = Path(__file__).parent / "data"
+SCHEME = "mediapipe468"  # the detector layout whose fits the offset was learned on
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ConventionOffset:
+    """A model's constant coefficient offset into AFLW's convention.
+
+    Attributes:
+        coefficients: (K,) float64 added to the fit's shape then expression coefficients
+            (the model's first ``K`` of them) for its 68 landmark points only.
+        model: name of the model whose fits it was learned on.
+    """
+
+    coefficients: np.ndarray
+    model: str
+
+
+def data_path(model_name: str) -> Path | None:
+    """The packaged offset's file for the model called ``model_name`` (it may not exist), or
+    None for a name that cannot be a file name."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", model_name):
+        return None
+    return DATA_DIR / f"aflw_convention_{model_name}.npz"
+
+
+@functools.cache
+def load_offset(model_name: str) -> ConventionOffset | None:
+    """The packaged offset for fits of the model ``model_name``, or None (no file)."""
+    path = data_path(model_name)
+    if path is None or not path.is_file():
+        return None
+    with np.load(path) as d:
+        return ConventionOffset(d["coefficients"].astype(np.float64), str(d["model"]))
+
+
+def landmark_points_mm(model: MorphableModel, shape: np.ndarray, expression: np.ndarray,
+                       offset: np.ndarray | None = None) -> np.ndarray:
+    """(68, 3) float64 model-frame landmark points, mm, of a linear model's coefficients
+    ``shape`` and ``expression`` (each padded or cut to the model's count), the first
+    ``len(offset)`` of their concatenation moved by ``offset`` (shape, then expression)."""
+    ids = model.landmark_ids["ibug68"]
+    ks, ke = model.shape_basis.shape[2], model.expression_basis.shape[2]
+    c = np.zeros(ks + ke)
+    s = np.asarray(shape, np.float64)[:ks]
+    e = np.asarray(expression, np.float64)[:ke]
+    c[:len(s)], c[ks:ks + len(e)] = s, e
+    if offset is not None:
+        c[:len(offset)] += offset
+    basis = np.concatenate([model.shape_basis[ids], model.expression_basis[ids]], axis=2)
+    return model.mean[ids].astype(np.float64) + basis.astype(np.float64) @ c
+
+
+def with_aflw_convention(model: MorphableModel, fit: FitResult, face: FaceLandmarks
+                         ) -> FitResult:
+    """``fit`` with ``landmarks_68_2d`` and ``landmarks_68_3d`` moved into AFLW's convention
+    when ``face`` carries MediaPipe's points and a packaged offset exists for ``model``, else
+    ``fit`` unchanged (the network's faces are in that convention already)."""
+    offset = load_offset(model.name) if face.scheme == SCHEME else None
+    if offset is None or model.kind != "linear" or fit.vertices_mm is not None:
+        return fit
+    from facefit.fit.multi_image import fit_pose
+
+    if len(offset.coefficients) > model.shape_basis.shape[2] + model.expression_basis.shape[2]:
+        raise ValueError(f"the AFLW convention offset of {offset.model!r} has "
+                         f"{len(offset.coefficients)} coefficients, more than {model.name!r}")
+    pose = fit_pose(fit)
+    before = pose.image_points(landmark_points_mm(model, fit.shape_coeffs,
+                                                  fit.expression_coeffs))
+    after = pose.image_points(landmark_points_mm(model, fit.shape_coeffs,
+                                                 fit.expression_coeffs, offset.coefficients))
+    move = after - before
+    if pose.focal is not None:  # depth in mm; verts_px's is in pixels at the face's distance
+        move[:, 2] *= pose.focal / float(np.median(before[:, 2]))
+    lm3 = np.asarray(fit.landmarks_68_3d, np.float64) + move
+    return fit.replaced(landmarks_68_2d=lm3[:, :2].astype(np.float32),
+                        landmarks_68_3d=lm3.astype(np.float32))
