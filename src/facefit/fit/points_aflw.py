@@ -63,42 +63,52 @@ def load_offset(model_name: str) -> ConventionOffset | None:
         return ConventionOffset(d["coefficients"].astype(np.float64), str(d["model"]))
 
 
-def landmark_points_mm(model: MorphableModel, shape: np.ndarray, expression: np.ndarray,
-                       offset: np.ndarray | None = None) -> np.ndarray:
+def landmark_points_mm(model: MorphableModel, shape: np.ndarray, expression: np.ndarray
+                       ) -> np.ndarray:
     """(68, 3) float64 model-frame landmark points, mm, of a linear model's coefficients
-    ``shape`` and ``expression`` (each padded or cut to the model's count), the first
-    ``len(offset)`` of their concatenation moved by ``offset`` (shape, then expression)."""
+    ``shape`` and ``expression`` (each padded or cut to the model's count)."""
     ids = model.landmark_ids["ibug68"]
     ks, ke = model.shape_basis.shape[2], model.expression_basis.shape[2]
     c = np.zeros(ks + ke)
     s = np.asarray(shape, np.float64)[:ks]
     e = np.asarray(expression, np.float64)[:ke]
     c[:len(s)], c[ks:ks + len(e)] = s, e
-    if offset is not None:
-        c[:len(offset)] += offset
     basis = np.concatenate([model.shape_basis[ids], model.expression_basis[ids]], axis=2)
     return model.mean[ids].astype(np.float64) + basis.astype(np.float64) @ c
+
+
+def landmark_offset_mm(model: MorphableModel, face: FaceLandmarks) -> np.ndarray | None:
+    """(68, 3) float64 model-frame move, mm, of the 68 landmark points of ``model``'s fits of
+    ``face`` into AFLW's convention (the offset's coefficients through the linear bases: the
+    same for every fit), or None: ``face`` does not carry MediaPipe's points, ``model`` is not
+    a linear model or has no packaged offset."""
+    offset = (load_offset(model.name) if face.scheme == SCHEME
+              and getattr(model, "kind", None) == "linear" else None)
+    if offset is None:
+        return None
+    ids = model.landmark_ids["ibug68"]
+    basis = np.concatenate([model.shape_basis[ids], model.expression_basis[ids]], axis=2)
+    if len(offset.coefficients) > basis.shape[2]:
+        raise ValueError(f"the AFLW convention offset of {offset.model!r} has "
+                         f"{len(offset.coefficients)} coefficients, more than {model.name!r}")
+    return basis[:, :, :len(offset.coefficients)].astype(np.float64) @ offset.coefficients
 
 
 def with_aflw_convention(model: MorphableModel, fit: FitResult, face: FaceLandmarks
                          ) -> FitResult:
     """``fit`` with ``landmarks_68_2d`` and ``landmarks_68_3d`` moved into AFLW's convention
-    when ``face`` carries MediaPipe's points and a packaged offset exists for ``model``, else
-    ``fit`` unchanged (the network's faces are in that convention already)."""
-    offset = load_offset(model.name) if face.scheme == SCHEME else None
-    if offset is None or model.kind != "linear" or fit.vertices_mm is not None:
+    (`landmark_offset_mm`) when ``face`` carries MediaPipe's points and a packaged offset
+    exists for ``model``, else ``fit`` unchanged (the network's faces are in that convention
+    already)."""
+    move_mm = landmark_offset_mm(model, face)
+    if move_mm is None or fit.vertices_mm is not None:
         return fit
     from facefit.fit.multi_image import fit_pose
 
-    if len(offset.coefficients) > model.shape_basis.shape[2] + model.expression_basis.shape[2]:
-        raise ValueError(f"the AFLW convention offset of {offset.model!r} has "
-                         f"{len(offset.coefficients)} coefficients, more than {model.name!r}")
     pose = fit_pose(fit)
-    before = pose.image_points(landmark_points_mm(model, fit.shape_coeffs,
-                                                  fit.expression_coeffs))
-    after = pose.image_points(landmark_points_mm(model, fit.shape_coeffs,
-                                                 fit.expression_coeffs, offset.coefficients))
-    move = after - before
+    v = landmark_points_mm(model, fit.shape_coeffs, fit.expression_coeffs)
+    before = pose.image_points(v)
+    move = pose.image_points(v + move_mm) - before
     if pose.focal is not None:  # depth in mm; verts_px's is in pixels at the face's distance
         move[:, 2] *= pose.focal / float(np.median(before[:, 2]))
     lm3 = np.asarray(fit.landmarks_68_3d, np.float64) + move

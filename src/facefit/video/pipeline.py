@@ -30,6 +30,7 @@ from facefit.detect.base import FaceLandmarks
 from facefit.detect.mediapipe import MediaPipeDetector
 from facefit.detect.network import SOURCES, landmark_detector, landmark_source
 from facefit.fit.multi_image import ViewPoints, fit_same_person, view_from_face
+from facefit.fit.points_aflw import landmark_offset_mm
 from facefit.io.animated_glb import AnimatedGlb, Skeleton
 from facefit.io.arkit_export import arkit_targets, write_live_link_csv, write_video_arkit_glb
 from facefit.io.atomic import atomic_path
@@ -255,7 +256,9 @@ def process_frames(
                 # per-eye lids for the next frame)
                 turned = abs(fitter.turn(fit.raw_pose)) > turn_max
                 p = fit.pose
-                pts, _ = p.project(fitter.vertices(fit.params, ids=lm68))
+                lm3 = fitter.vertices(fit.params, ids=lm68)
+                move = landmark_offset_mm(model, face)  # AFLW's convention, as reconstruct's
+                pts, _ = p.project(lm3 if move is None else lm3 + move)
                 pose = pose_record(p.rotation, p.scale, p.translation, p.kind, p.focal,
                                    p.principal)
                 # ARKit weights per frame, unsmoothed: the frame's own fitted pose, not the
