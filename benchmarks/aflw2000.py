@@ -4,13 +4,14 @@ Prints the 3DDFA-protocol table (68-point 2D NME normalised by the ground-truth 
 yaw buckets 0-30 / 30-60 / 60-90 and their balanced mean), the images with no face found,
 and median milliseconds per image for each stage, for each landmark source of ``facefit
 reconstruct --landmarks`` (`facefit.detect.network`): ``mediapipe`` (MediaPipe's mesh + fit),
-``network`` (facefit's network + fit), ``auto`` (per face, by the network's yaw), and as
-baselines MediaPipe's raw points mapped to the 68 iBUG points and the network's own 68 points
-(no fit). Every row shares one detection per image. ``auto`` runs as in ``facefit
-reconstruct`` (`NetworkLandmarkDetector.landmark_faces`, then the fit); its blend's end
-(``NETWORK_ONLY``) is also swept, and the hard switch it replaced scored, from the two fits'
-landmarks (the constants are chosen on the even-numbered images of this dev half, sorted:
-model selection, no training; the odd-numbered ones are printed as a held-out check).
+``network`` (facefit's network; the fit makes the mesh), ``auto`` (per face, by the
+network's yaw), and as baselines MediaPipe's raw points mapped to the 68 iBUG points, the
+network's own 68 points (no fit) and the fit's projections of them. Every row shares one
+detection per image. ``auto`` runs as in ``facefit reconstruct``
+(`NetworkLandmarkDetector.landmark_faces`, then the fit); its blend's end (``NETWORK_ONLY``)
+is also swept, and the hard switch it replaced scored, from the two sources' landmarks (the
+constants are chosen on the even-numbered images of this dev half, sorted: model selection,
+no training; the odd-numbered ones are printed as a held-out check).
 Single-threaded on purpose (run it under ``taskset -c 0`` for a strict one-core number).
 
     python benchmarks/aflw2000.py [--data ../shared/data/aflw2000-3d-dev] [--limit N]
@@ -86,7 +87,8 @@ def main() -> None:
     pred = np.full((n, 68, 2), np.nan)
     raw = np.full((n, 68, 2), np.nan)
     net_raw = np.full((n, 68, 2), np.nan)
-    net_fit = np.full((n, 68, 2), np.nan)
+    net_fit = np.full((n, 68, 2), np.nan)  # `--landmarks network`'s output
+    net_proj = np.full((n, 68, 2), np.nan)  # the fit's own projections of those faces
     auto_fit = np.full((n, 68, 2), np.nan)
     auto_src = np.full(n, "", dtype=object)
     net_yaw = np.full(n, np.nan)  # first pass
@@ -123,9 +125,11 @@ def main() -> None:
         net.params_from_crops(crop)
         t_fwd.append(time.perf_counter() - t6)
         t5 = time.perf_counter()
-        nfit = fit_landmarks(rec.model, network_face(res, face.score), image.shape[1::-1])
+        nface = network_face(res, face.score)
+        nfit = fit_landmarks(rec.model, nface, image.shape[1::-1])
         t_net_fit.append(time.perf_counter() - t5)
-        net_raw[i], net_fit[i] = res.landmarks_68_px, nfit.landmarks_68_2d
+        net_raw[i], net_proj[i] = res.landmarks_68_px, nfit.landmarks_68_2d
+        net_fit[i] = with_aflw_convention(rec.model, nfit, nface).landmarks_68_2d
         net_yaw[i], net_yaw2[i] = first.yaw_deg, res.yaw_deg
         mp_ok[i] = keeps_mediapipe(face, first, np.inf)
         c0 = time.process_time()
@@ -178,6 +182,7 @@ def main() -> None:
 
     net_alone = evaluate_aflw2000(net_raw, gt, yaw, stems)
     net_fitted = evaluate_aflw2000(net_fit, gt, yaw, stems)
+    net_projected = evaluate_aflw2000(net_proj, gt, yaw, stems)
     auto_res = evaluate_aflw2000(auto_fit, gt, yaw, stems)
     switch_res = evaluate_aflw2000(switch(55.0), gt, yaw, stems)
     sweep = {t: evaluate_aflw2000(blend(t), gt, yaw, stems) for t in (30, 55, 65, 70, 75, 80,
@@ -195,8 +200,8 @@ def main() -> None:
     print(f"{'method':<28}{'0-30':>19}{'30-60':>19}{'60-90':>19}{'balanced':>10}{'mean':>7}"
           f"{'capped':>8}{'no face':>9}")
     rows = (("--landmarks mediapipe + fit", ours), ("MediaPipe raw -> 68", base),
-            ("mediapipe, wrong face = miss", matched), ("--landmarks network + fit", net_fitted),
-            ("network alone (no fit)", net_alone),
+            ("mediapipe, wrong face = miss", matched), ("--landmarks network", net_fitted),
+            ("network + fit's projections", net_projected), ("network alone (no fit)", net_alone),
             ("auto, switch at 55 (before)", switch_res),
             (f"--landmarks auto (switch {YAW_THRESHOLD:g})" if NETWORK_ONLY == YAW_THRESHOLD
              else f"--landmarks auto ({YAW_THRESHOLD:g}-{NETWORK_ONLY:g})", auto_res))
@@ -257,6 +262,7 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "facefit": ours.to_dict(), "mediapipe_raw": base.to_dict(),
             "network_fit": net_fitted.to_dict(), "network_alone": net_alone.to_dict(),
+            "network_fit_projections": net_projected.to_dict(),
             "auto": auto_res.to_dict(), "auto_yaw_threshold": YAW_THRESHOLD,
             "auto_network_only": NETWORK_ONLY, "auto_switch55": switch_res.to_dict(),
             "auto_sweep": {str(t): r.balanced_2d for t, r in sweep.items()},

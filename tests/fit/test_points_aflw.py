@@ -82,7 +82,7 @@ def test_perspective_fit_moves_through_its_camera(model, monkeypatch) -> None:
 
 def test_network_faces_and_other_models_are_left_alone(model) -> None:
     fit, *_ = _fit(model)
-    assert with_aflw_convention(model, fit, _face("ibug68_fixed")) is fit
+    assert with_aflw_convention(model, fit, _face("ibug68")) is fit  # another detector's 68
     assert load_offset("no-such-model") is None and load_offset("../x") is None
 
 
@@ -143,3 +143,24 @@ def test_build_script_on_a_few_crops(tmp_path, model) -> None:
     assert script.main(["--data", str(tmp_path / "empty"), "--out",
                         str(tmp_path / "bad.npz")]) == 2
     assert not (tmp_path / "bad.npz").exists()
+
+
+def test_network_faces_keep_their_own_points(model) -> None:
+    """A face of the network gives its own 68 points (the fit to them is for the mesh); the
+    depth keeps the fit's mean; the mesh and the 300-W points stay the fit's."""
+    from facefit.detect.network import NetworkFace
+
+    fit, *_ = _fit(model)
+    rng = np.random.default_rng(5)
+    pts = (fit.landmarks_68_2d + rng.normal(0, 2, (68, 2))).astype(np.float32)
+    depth = rng.normal(0, 10, 68).astype(np.float32)
+    face = NetworkFace(np.zeros(4, np.float32), 0.9, pts, depth, "ibug68_fixed")
+    out = with_aflw_convention(model, fit, face)
+    np.testing.assert_array_equal(out.landmarks_68_2d, pts)
+    np.testing.assert_array_equal(out.landmarks_68_3d[:, :2], pts)
+    np.testing.assert_allclose(out.landmarks_68_3d[:, 2],
+                               depth + fit.landmarks_68_3d[:, 2].mean(), atol=1e-3)
+    np.testing.assert_array_equal(out.landmarks_68_2d_contour, fit.landmarks_68_2d_contour)
+    np.testing.assert_array_equal(out.verts_px, fit.verts_px)
+    blend = NetworkFace(np.zeros(4, np.float32), 0.9, pts, depth, "ibug68_fixed", source="blend")
+    assert with_aflw_convention(model, fit, blend) is fit
