@@ -106,9 +106,10 @@ def main() -> int:
     ap.add_argument("--plain-renders", action="store_true",
                     help="in-model photos without painted brows, lips and eyes (the renders "
                          "before session 11; facefit.synthetic.photos.paint_features)")
-    ap.add_argument("--landmarks", choices=SOURCES, default="mediapipe",
-                    help="landmark source of the fits (facefit.detect.network; default: "
-                         "MediaPipe's dense points, what `auto` keeps within 30 degrees)")
+    ap.add_argument("--landmarks", choices=SOURCES, default="auto",
+                    help="landmark source of the fits (facefit.detect.network; default auto, "
+                         "as facefit reconstruct: MediaPipe's dense points within 30 degrees, "
+                         "the refinement started from the network's fit)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     options = {} if args.landmark_weight is None else {"landmark_weight": args.landmark_weight}

@@ -147,3 +147,25 @@ def test_crop_to_face_shrinks_a_large_face_consistently() -> None:
     assert np.abs(sampled - expect).max() < 1.5  # uint8 rounding of the ramp
     small, same = crop_to_face(image, verts, max_side=1000)
     assert small.shape == (208, 208, 3) and np.shares_memory(small, image)
+
+
+def test_photometric_refinement_starts_from_the_network_fit() -> None:
+    """With ``auto`` a frontal face keeps MediaPipe's points for its landmark fit and 2D
+    outputs, and its refinement starts from the fit of the network's reading of it
+    (`facefit.detect.network.refinement_face`): the same numbers as that refinement run
+    here by hand."""
+    from facefit.detect.network import landmark_source, refinement_face
+    from facefit.fit.face_fit import fit_face
+    from facefit.fit.photometric import PhotometricConfig, refine_photometric
+
+    image = load_image(EXAMPLE)
+    rec = facefit.Reconstructor(texture_size=0, refine="photometric", photometric_iterations=3)
+    (got,) = rec.reconstruct(image)
+    assert landmark_source(got.face) == "mediapipe"
+    start = fit_face(rec.model, refinement_face(rec.detector, image, got.face),
+                     image.shape[1::-1])
+    want = refine_photometric(rec.model, start, image,
+                              config=PhotometricConfig(iterations=3)).fit
+    np.testing.assert_allclose(got.fit.shape_coeffs, want.shape_coeffs, atol=1e-5)
+    plain = fit_face(rec.model, got.face, image.shape[1::-1])  # MediaPipe's own start
+    assert np.abs(start.shape_coeffs - plain.shape_coeffs).max() > 0.05

@@ -171,11 +171,16 @@ class Reconstructor:
                            focal_px=self.focal_px)
             photometric, t_photo = None, 0.0
             if self.refine == "photometric" and fit.camera.kind != "perspective":
+                from facefit.detect.network import refinement_face
                 from facefit.fit.photometric import PhotometricConfig, refine_photometric
 
                 tp = time.perf_counter()
+                start_face = refinement_face(self.detector, image_rgb, face)
+                start = fit if start_face is face else fit_face(
+                    self.model, start_face, image_rgb.shape[1::-1], camera=self.camera,
+                    focal_px=self.focal_px)
                 photometric = refine_photometric(
-                    self.model, fit, image_rgb, config=PhotometricConfig(
+                    self.model, start, image_rgb, config=PhotometricConfig(
                         iterations=self.photometric_iterations, image_loss=self.image_loss,
                         progress=self.progress))
                 fit = photometric.fit

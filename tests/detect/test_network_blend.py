@@ -217,3 +217,29 @@ def test_a_blend_keeps_mediapipe_for_the_300w_points(photo) -> None:
     np.testing.assert_array_equal(
         fused, with_detector_points(model.name, fit, face).landmarks_68_2d_contour)
     assert np.abs(fused - fit.landmarks_68_2d_contour).max() > 0.1  # it did move them
+
+
+def test_a_refinement_starts_from_the_network_reading_of_an_auto_mediapipe_face(photo) -> None:
+    """`refinement_face`: for a face whose MediaPipe points `auto` kept, the network's reading
+    of it (as the ``network`` source gives it); any other face, or another detector, as is."""
+    from facefit.detect.network import refinement_face
+
+    image, face = photo
+    pred = RegressionPredictor()
+    auto = NetworkLandmarkDetector(MediaPipeDetector(), "auto", predictor=pred)
+    (kept,) = auto.landmark_faces(image, [face])
+    assert kept is face  # a frontal face: MediaPipe's points
+    start = refinement_face(auto, image, kept)
+    assert landmark_source(start) == "network" and start.scheme != face.scheme
+    want = NetworkLandmarkDetector(MediaPipeDetector(), "network", predictor=pred)
+    np.testing.assert_array_equal(start.points_px, want.landmark_faces(image, [face])[0].points_px)
+    # the same face: the network's 68 points on MediaPipe's 68 within a few percent of its size
+    from facefit.fit.correspondence import mediapipe_to_ibug68
+
+    mp68 = mediapipe_to_ibug68(np.asarray(face.points_px, np.float64))
+    size = np.sqrt(np.prod(mp68.max(0) - mp68.min(0)))
+    assert np.linalg.norm(start.points_px - mp68, axis=1).mean() < 0.06 * size
+    assert refinement_face(auto, image, start) is start
+    assert refinement_face(MediaPipeDetector(), image, face) is face
+    with pytest.raises(ValueError, match="source"):
+        auto.landmark_faces(image, [face], source="mediapipe")

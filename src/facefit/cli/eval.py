@@ -140,10 +140,11 @@ def register(subparsers: Any) -> None:
     h.add_argument("--size", type=int, default=256, help="photo side in pixels")
     h.add_argument("--iterations", type=int, default=100, help="photometric iterations")
     h.add_argument("--no-photometric", action="store_true", help="skip the photometric row")
-    h.add_argument("--landmarks", choices=SOURCES, default="mediapipe",
-                   help="landmark source of the fits: MediaPipe's dense mesh (default; what "
-                        "`auto` keeps for faces within 30 degrees of frontal, and what "
-                        "benchmarks/README.md's shape tables use), auto, or facefit's network")
+    h.add_argument("--landmarks", choices=SOURCES, default="auto",
+                   help="landmark source of the fits, as `facefit reconstruct --landmarks` "
+                        "(default auto: MediaPipe's dense mesh for faces within 30 degrees of "
+                        "frontal, the photometric refinement started from the network's "
+                        "fit), mediapipe or network")
     h.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
     h.add_argument("--quiet", action="store_true", help="no per-subject progress")
     h.set_defaults(func=_cmd_shape)

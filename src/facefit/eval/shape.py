@@ -23,10 +23,12 @@ Data:
   0.4), varied smooth albedo with darker brows and lips, second-order SH light and pose,
   with facefit's differentiable renderer; the scan is the vertices of the ICT face region.
 
-Methods (one row each): ``mean face`` (no fit: the model's mean), ``landmarks`` (MediaPipe +
-landmark fit; several photos: `facefit.fit.multi_image.fit_same_person`), ``photometric``
-(that fit refined by `facefit.fit.photometric.refine_photometric`, several photos:
-`facefit.fit.photometric.refine_photometric_multi`).
+Methods (one row each): ``mean face`` (no fit: the model's mean), ``landmarks`` (the landmark
+fit of the detector's faces, as ``facefit reconstruct --landmarks``; several photos:
+`facefit.fit.multi_image.fit_same_person`), ``photometric`` (one photo: the refinement by
+`facefit.fit.photometric.refine_photometric`, started as `facefit.Reconstructor` starts it,
+from the network's fit when ``auto`` kept MediaPipe's points; several photos: the landmark fit
+refined by `facefit.fit.photometric.refine_photometric_multi`).
 """
 
 from __future__ import annotations
@@ -333,7 +335,9 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(landmark-fit shape, photometric shape) coefficients of one subject's photos, or
     (None, None) when a photo has no detected face. One photo: `fit_landmarks` and
-    `refine_photometric`; several: `fit_same_person` and `refine_photometric_multi`.
+    `refine_photometric` (started, as `facefit.Reconstructor` starts it, from the fit of
+    `facefit.detect.network.refinement_face`); several: `fit_same_person` and
+    `refine_photometric_multi`.
     ``timings``, if given, receives the seconds of ``"landmarks"`` (detection and landmark
     fit) and ``"photometric"`` (the refinement). ``options``: more keyword arguments of the
     refinement (e.g. ``landmark_weight``). ``poses``, if given, receives each photo's fitted
@@ -356,10 +360,14 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
         poses["landmarks"] = [fit.rotation]
         if not photometric:
             return fit.shape_coeffs, None
+        from facefit.detect.network import refinement_face
         from facefit.fit.photometric import PhotometricConfig, refine_photometric
 
         t1 = time.perf_counter()
-        res = refine_photometric(model, fit, images[0],
+        start_face = refinement_face(detector, images[0], faces[0])  # as `Reconstructor`
+        start = fit if start_face is faces[0] else fit_landmarks(
+            model, start_face, image_size=images[0].shape[1::-1])
+        res = refine_photometric(model, start, images[0],
                                  config=PhotometricConfig(iterations=iterations, **options))
         timings["photometric"] = time.perf_counter() - t1
         poses["photometric"] = [res.fit.rotation]
