@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
+from facefit.detect.network import refinement_face
 from facefit.fit.landmark_fit import camera_model
 from facefit.fit.multi_image import (
     MultiFit,
@@ -142,6 +143,13 @@ def reconstruct_same_person(
     photometric: list[Any] = [None] * len(used)
     notes: list[str] = []
     if recon.refine == "photometric":
+        # started, as a single photo's, from the network's fits of faces `auto` gave
+        # MediaPipe's points (`refinement_face`); the landmark-only outputs keep `auto`'s
+        starts = [refinement_face(recon.detector, p, f) for p, f in zip(photos, faces,
+                                                                         strict=True)]
+        if any(a is not b for a, b in zip(starts, faces, strict=True)):
+            views = [view_from_face(model, f, sigma) for f in starts]
+            multi = fit_same_person(model, views, method=method, kind=fm, camera=cameras)
         multi, photometric, notes = refine_same_person(
             model, multi, views, photos, recon.image_loss, recon.photometric_iterations)
     recs, texels = [], []

@@ -27,8 +27,8 @@ Methods (one row each): ``mean face`` (no fit: the model's mean), ``landmarks`` 
 fit of the detector's faces, as ``facefit reconstruct --landmarks``; several photos:
 `facefit.fit.multi_image.fit_same_person`), ``photometric`` (one photo: the refinement by
 `facefit.fit.photometric.refine_photometric`, started as `facefit.Reconstructor` starts it,
-from the network's fit when ``auto`` kept MediaPipe's points; several photos: the landmark fit
-refined by `facefit.fit.photometric.refine_photometric_multi`).
+from the network's fit when ``auto`` kept MediaPipe's points; several photos: the joint fit of
+those starts refined by `facefit.fit.photometric.refine_photometric_multi`).
 """
 
 from __future__ import annotations
@@ -337,7 +337,7 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
     (None, None) when a photo has no detected face. One photo: `fit_landmarks` and
     `refine_photometric` (started, as `facefit.Reconstructor` starts it, from the fit of
     `facefit.detect.network.refinement_face`); several: `fit_same_person` and
-    `refine_photometric_multi`.
+    `refine_photometric_multi` (started from the joint fit of those faces).
     ``timings``, if given, receives the seconds of ``"landmarks"`` (detection and landmark
     fit) and ``"photometric"`` (the refinement). ``options``: more keyword arguments of the
     refinement (e.g. ``landmark_weight``). ``poses``, if given, receives each photo's fitted
@@ -380,12 +380,16 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
     poses["landmarks"] = [f.rotation for f in multi.fits]
     if not photometric:
         return multi.shape_coeffs, None
+    from facefit.detect.network import refinement_face
     from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
 
     t1 = time.perf_counter()
+    starts = [refinement_face(detector, img, f) for img, f in zip(images, faces, strict=True)]
+    start = multi if all(a is b for a, b in zip(starts, faces, strict=True)) else (
+        fit_same_person(model, [view_from_face(model, f) for f in starts]))
     # targets: each fit's own projected landmarks (the default); the detected ones pull
     # the identity towards the detector's bias (see refine_photometric_multi)
-    res = refine_photometric_multi(model, multi.fits, list(images),
+    res = refine_photometric_multi(model, start.fits, list(images),
                                    config=PhotometricConfig(iterations=iterations, **options))
     timings["photometric"] = time.perf_counter() - t1
     poses["photometric"] = [r.fit.rotation for r in res.results]
