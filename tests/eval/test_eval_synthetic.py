@@ -194,3 +194,25 @@ def test_painted_albedo_follows_the_mesh(model) -> None:
     assert lip[0] / lip[1] > cheek[0] / cheek[1]
     with pytest.raises(ValueError, match="not one of"):
         base_albedo(model, "astronaut")
+
+
+def test_refinement_starts_as_the_reconstructor_starts_it(model) -> None:
+    """`refinement_start`: a frontal render, whose landmarks `auto` takes from MediaPipe, is
+    refined from the fit of the network's reading of it, as `facefit reconstruct --refine
+    photometric` does; without a face, None; a reconstructor without a detector, its fit."""
+    from facefit.detect.network import landmark_source, refinement_face
+    from facefit.eval.synthetic import pick_reconstruction, refinement_start
+    from facefit.fit.face_fit import fit_face
+    from facefit.reconstruct import Reconstructor
+
+    face = sample_face(model, np.random.default_rng(5), size=256, pose_deg=(0.0, 0.0, 0.0))
+    rec_ = Reconstructor(model, texture_size=0)
+    rec = pick_reconstruction(rec_.reconstruct(face.image), face.landmarks_68)
+    assert landmark_source(rec.face) == "mediapipe"
+    start = refinement_start(model, rec_, face.image, rec)
+    want = fit_face(model, refinement_face(rec_.detector, face.image, rec.face),
+                    face.image.shape[1::-1])
+    np.testing.assert_array_equal(start.shape_coeffs, want.shape_coeffs)
+    assert np.abs(start.shape_coeffs - rec.fit.shape_coeffs).max() > 0.01
+    assert refinement_start(model, rec_, face.image, None) is None
+    assert refinement_start(model, SimpleNamespace(), face.image, rec) is rec.fit

@@ -18,8 +18,10 @@ Metrics, per fitting method:
   alone). `MorphableModel` vertices are millimetres, so model units are mm here
   (``mm_per_unit`` converts for other models).
 
-Methods: the whole pipeline (`facefit.Reconstructor`: MediaPipe + landmark fit), the
-photometric refinement when `facefit.fit.photometric.refine_photometric` exists, an upper
+Methods: the whole pipeline (`facefit.Reconstructor`: its landmarks, ``auto`` by default, +
+landmark fit), the photometric refinement when `facefit.fit.photometric.refine_photometric`
+exists (started as ``facefit reconstruct --refine photometric`` starts it,
+`refinement_start`), an upper
 bound that fits the exact projected 68 landmarks (no detector) with
 `facefit.fit.landmark_fit.fit_points`, and the mean face as a no-fit baseline (vertex error
 only).
@@ -125,13 +127,30 @@ def fit_exact_landmarks(model: MorphableModel, face: SyntheticFace,
     return make_result(model, shape, expr, pose, Camera(), rms, k, iterations)
 
 
-def pick_fit(recs: Sequence[Any], gt_landmarks: np.ndarray) -> FitResult | None:
-    """The fit of the reconstruction that belongs to the rendered face (`select_face`)."""
+def pick_reconstruction(recs: Sequence[Any], gt_landmarks: np.ndarray) -> Any | None:
+    """The reconstruction that belongs to the rendered face (`select_face`), or None."""
     from facefit.eval.predictions import select_face
 
     if not recs:
         return None
-    return recs[select_face([np.asarray(r.face.box) for r in recs], gt_landmarks)].fit
+    return recs[select_face([np.asarray(r.face.box) for r in recs], gt_landmarks)]
+
+
+def refinement_start(model: MorphableModel, reconstructor: Any, image: np.ndarray,
+                     rec: Any | None) -> FitResult | None:
+    """The fit a photometric refinement of ``rec`` starts from, as `facefit.Reconstructor`
+    starts it (`facefit.detect.network.refinement_face`; ``rec.fit`` for a reconstructor
+    without a ``detector``), or None without a face."""
+    if rec is None:
+        return None
+    from facefit.detect.network import refinement_face
+    from facefit.fit.face_fit import fit_face
+
+    detector = getattr(reconstructor, "detector", None)
+    if detector is None:
+        return rec.fit
+    face = refinement_face(detector, image, rec.face)
+    return rec.fit if face is rec.face else fit_face(model, face, image.shape[1::-1])
 
 
 def _refine_all(refine: Callable[..., Any], model: MorphableModel,
@@ -310,8 +329,11 @@ def evaluate_synthetic(
     faces = list(faces) if faces is not None else sample_faces(model, n, seed, size, albedo)
     pipeline: list[FitResult | None] = []
     exact: list[FitResult | None] = []
+    recs: list[Any | None] = []
     for i, face in enumerate(faces):
-        fit = pick_fit(reconstructor.reconstruct(face.image), face.landmarks_68)
+        rec = pick_reconstruction(reconstructor.reconstruct(face.image), face.landmarks_68)
+        fit = None if rec is None else rec.fit
+        recs.append(rec)
         pipeline.append(fit)
         exact.append(fit_exact_landmarks(model, face))
         if progress:
@@ -326,7 +348,9 @@ def evaluate_synthetic(
             "" if photometric else " (disabled)"))
     else:
         k = len(faces) if photometric_n is None else min(photometric_n, len(faces))
-        refined, error = _refine_all(refine, model, faces[:k], pipeline[:k])
+        starts = [refinement_start(model, reconstructor, f.image, r)
+                  for f, r in zip(faces[:k], recs[:k], strict=True)]
+        refined, error = _refine_all(refine, model, faces[:k], starts)
         if error is None:
             if k < len(faces):  # the landmark fit on the same faces, for a fair comparison
                 methods.append(score_fits(f"landmark fit (same {k})", model, faces[:k],
