@@ -35,6 +35,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from facefit.detect.network import refinement_face  # noqa: E402
 from facefit.fit.camera import Camera  # noqa: E402
 from facefit.fit.landmark_fit import fit_points, make_result  # noqa: E402
 from facefit.fit.photometric import (  # noqa: E402
@@ -184,8 +185,11 @@ def aflw(args: argparse.Namespace) -> None:
         face = faces[select_face([f.box for f in faces], s.landmarks_2d)]
         fit = fit_landmarks(rec.model, face, image.shape[1::-1])
         pred0[i] = with_aflw_convention(rec.model, fit, face).landmarks_68_2d  # as Reconstructor
+        start_face = refinement_face(rec.detector, image, face)  # as Reconstructor
+        start = fit if start_face is face else fit_landmarks(rec.model, start_face,
+                                                             image.shape[1::-1])
         t0 = time.perf_counter()
-        res = refine_photometric(rec.model, fit, image, config=config)
+        res = refine_photometric(rec.model, start, image, config=config)
         t_ref.append(time.perf_counter() - t0)
         pred1[i] = with_aflw_convention(rec.model, res.fit, face).landmarks_68_2d
         if (i + 1) % 10 == 0:
