@@ -54,12 +54,17 @@ class PointFusion:
     model: str
 
 
-def data_path(model_name: str) -> Path | None:
-    """The packaged gains' file for the model called ``model_name`` (it may not exist), or
-    None for a name that cannot be a file name."""
+def model_data_path(prefix: str, model_name: str) -> Path | None:
+    """``fit/data/<prefix>_<model name>.npz``, a file of numbers learned for one model's fits
+    (it may not exist), or None for a model name that cannot be a file name."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", model_name):
         return None
-    return DATA_DIR / f"ibug300w_fusion_{model_name}.npz"
+    return DATA_DIR / f"{prefix}_{model_name}.npz"
+
+
+def data_path(model_name: str) -> Path | None:
+    """The packaged gains' file for the model called ``model_name`` (`model_data_path`)."""
+    return model_data_path("ibug300w_fusion", model_name)
 
 
 @functools.cache

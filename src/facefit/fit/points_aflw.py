@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from pathlib import Path
 
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
+from facefit.fit.points300w import model_data_path
 from facefit.fit.result import FitResult
 from facefit.model.morphable_model import MorphableModel
 
-DATA_DIR = Path(__file__).parent / "data"
 SCHEME = "mediapipe468"  # the detector layout whose fits the offset was learned on
 
 
@@ -46,11 +45,8 @@ class ConventionOffset:
 
 
 def data_path(model_name: str) -> Path | None:
-    """The packaged offset's file for the model called ``model_name`` (it may not exist), or
-    None for a name that cannot be a file name."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", model_name):
-        return None
-    return DATA_DIR / f"aflw_convention_{model_name}.npz"
+    """The packaged offset's file for the model called ``model_name`` (`model_data_path`)."""
+    return model_data_path("aflw_convention", model_name)
 
 
 @functools.cache
