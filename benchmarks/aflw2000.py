@@ -168,8 +168,8 @@ def main() -> None:
 
     def switch(threshold: float) -> np.ndarray:
         """The hard switch `auto` was until session 11: MediaPipe + fit where `keeps_mediapipe`
-        with the first pass's yaw under 30 or the last pass's under ``threshold``, else
-        network + fit."""
+        with the first pass's yaw under 30 or the last pass's under ``threshold``, else the
+        network's points (`--landmarks network`)."""
         use_mp = mp_ok & ((ay1 < min(30.0, threshold)) | (ay2 < threshold))
         return np.where(use_mp[:, None, None], pred, net_fit)
 
@@ -239,8 +239,8 @@ def main() -> None:
           f"{int((auto_src == 'network').sum())} of {int(found.sum())} faces")
     gross = np.flatnonzero(auto_res.nme_2d > GROSS)  # NaN (no face) compares False
     print(f"auto over {100 * GROSS:g} % NME ({len(gross)} images; which points auto kept, the "
-          f"NME of MediaPipe + fit / network + fit, the box IoU of the MediaPipe fit with the "
-          f"annotated face): "
+          f"NME of MediaPipe + fit / --landmarks network, the box IoU of the MediaPipe fit with "
+          f"the annotated face): "
           + ", ".join(f"{stems[i]} yaw {yaw[i]:.0f} {100 * auto_res.nme_2d[i]:.0f} % "
                       f"{auto_src[i]} ({100 * ours.nme_2d[i]:.0f} / "
                       f"{100 * net_fitted.nme_2d[i]:.0f} %, IoU "

@@ -28,11 +28,11 @@ from facefit.fit.points_aflw import SCHEME, data_path
 from facefit.io.atomic import atomic_path
 from facefit.reconstruct import Reconstructor
 from facefit.regress.aflw21 import (
-    AFLW21_MATRIX,
     AFLW21_USABLE,
     CONVENTION_RIDGE,
     convention_offset,
     load_aflw21,
+    params_to_points21,
 )
 from facefit.regress.predictor import landmark_basis
 
@@ -77,12 +77,10 @@ def mean_distance(model_basis: tuple[np.ndarray, np.ndarray], params: np.ndarray
                   points21: np.ndarray, offset: np.ndarray | None = None) -> float:
     """Mean distance (pixels of the 120 px crop) of the fits' 21 points to the visible,
     usable manual points."""
-    mean68, basis68 = model_basis
-    c = params[:, 8:] + (0 if offset is None else offset)
-    verts = mean68[None] + np.einsum("nck,bk->bnc", basis68, c)
-    a = params[:, :6].reshape(-1, 2, 3)
-    p21 = AFLW21_MATRIX @ (np.einsum("brc,bnc->bnr", a, verts) + params[:, None, 6:8])
-    d = np.linalg.norm(points21 - p21, axis=-1)
+    p = np.array(params, np.float64)
+    if offset is not None:
+        p[:, 8:] += offset
+    d = np.linalg.norm(points21 - params_to_points21(*model_basis, p), axis=-1)
     vis = ~np.isnan(d) & AFLW21_USABLE[None]
     return float(d[vis].mean())
 

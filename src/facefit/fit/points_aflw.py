@@ -25,6 +25,8 @@ import numpy as np
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.points300w import model_data_path
 from facefit.fit.result import FitResult
+from facefit.model.face_model import FaceParams
+from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
 
 SCHEME = "mediapipe468"  # the detector layout whose fits the offset was learned on
@@ -59,35 +61,22 @@ def load_offset(model_name: str) -> ConventionOffset | None:
         return ConventionOffset(d["coefficients"].astype(np.float64), str(d["model"]))
 
 
-def landmark_points_mm(model: MorphableModel, shape: np.ndarray, expression: np.ndarray
-                       ) -> np.ndarray:
-    """(68, 3) float64 model-frame landmark points, mm, of a linear model's coefficients
-    ``shape`` and ``expression`` (each padded or cut to the model's count)."""
-    ids = model.landmark_ids["ibug68"]
-    ks, ke = model.shape_basis.shape[2], model.expression_basis.shape[2]
-    c = np.zeros(ks + ke)
-    s = np.asarray(shape, np.float64)[:ks]
-    e = np.asarray(expression, np.float64)[:ke]
-    c[:len(s)], c[ks:ks + len(e)] = s, e
-    basis = np.concatenate([model.shape_basis[ids], model.expression_basis[ids]], axis=2)
-    return model.mean[ids].astype(np.float64) + basis.astype(np.float64) @ c
-
-
 def landmark_offset_mm(model: MorphableModel, face: FaceLandmarks) -> np.ndarray | None:
     """(68, 3) float64 model-frame move, mm, of the 68 landmark points of ``model``'s fits of
-    ``face`` into AFLW's convention (the offset's coefficients through the linear bases: the
-    same for every fit), or None: ``face`` does not carry MediaPipe's points, ``model`` is not
-    a linear model or has no packaged offset."""
+    ``face`` into AFLW's convention (the offset's coefficients through the linear model's
+    Jacobian, its bases: the same for every fit), or None: ``face`` does not carry MediaPipe's
+    points, ``model`` is not a linear model or has no packaged offset."""
     offset = (load_offset(model.name) if face.scheme == SCHEME
               and getattr(model, "kind", None) == "linear" else None)
     if offset is None:
         return None
-    ids = model.landmark_ids["ibug68"]
-    basis = np.concatenate([model.shape_basis[ids], model.expression_basis[ids]], axis=2)
-    if len(offset.coefficients) > basis.shape[2]:
+    fm = face_model(model)
+    if len(offset.coefficients) != fm.num_params:
         raise ValueError(f"the AFLW convention offset of {offset.model!r} has "
-                         f"{len(offset.coefficients)} coefficients, more than {model.name!r}")
-    return basis[:, :, :len(offset.coefficients)].astype(np.float64) @ offset.coefficients
+                         f"{len(offset.coefficients)} coefficients, {model.name!r} "
+                         f"{fm.num_params}")
+    jac = fm.vertex_jacobian(fm.zero_params(), model.landmark_ids["ibug68"])
+    return jac @ offset.coefficients
 
 
 def with_aflw_convention(model: MorphableModel, fit: FitResult, face: FaceLandmarks
@@ -112,7 +101,8 @@ def with_aflw_convention(model: MorphableModel, fit: FitResult, face: FaceLandma
     from facefit.fit.multi_image import fit_pose
 
     pose = fit_pose(fit)
-    v = landmark_points_mm(model, fit.shape_coeffs, fit.expression_coeffs)
+    v = face_model(model).vertices(FaceParams(fit.shape_coeffs, fit.expression_coeffs),
+                                   model.landmark_ids["ibug68"])
     before = pose.image_points(v)
     move = pose.image_points(v + move_mm) - before
     if pose.focal is not None:  # depth in mm; verts_px's is in pixels at the face's distance

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["AFLW21_FROM_68", "AFLW21_MATRIX", "AFLW21_USABLE", "CONVENTION_RIDGE",
-           "convention_offset", "load_aflw21", "masked_landmark_loss", "points21_from_68"]
+           "convention_offset", "load_aflw21", "masked_landmark_loss", "params_to_points21",
+           "points21_from_68"]
 
 # iBUG-68 (0-based) indices averaged for each AFLW point.
 AFLW21_FROM_68: tuple[tuple[int, ...], ...] = (
@@ -90,6 +91,17 @@ even half of AFLW2000-3D dev (the network on ground-truth crops, two passes: 4.1
 NME, 4.19 / 4.16 at 0.3x / 3x); the offset itself is learned on train-aflw21 only."""
 
 
+def params_to_points21(mean68: np.ndarray, basis68: np.ndarray, params: np.ndarray
+                       ) -> np.ndarray:
+    """(N, 21, 2) float64 AFLW points (pixels) of (N, 8 + K) parameters: the scaled
+    orthographic map ``A`` (2x3, row-major), ``t`` (2,), then K coefficients of the (68, 3)
+    ``mean68`` and (68, 3, K) ``basis68`` (`convention_offset`'s arguments)."""
+    p = np.asarray(params, np.float64)
+    verts = mean68[None] + np.einsum("nck,bk->bnc", basis68, p[:, 8:8 + basis68.shape[2]])
+    return AFLW21_MATRIX @ (np.einsum("brc,bnc->bnr", p[:, :6].reshape(-1, 2, 3), verts)
+                            + p[:, None, 6:8])
+
+
 def convention_offset(mean68: np.ndarray, basis68: np.ndarray, params: np.ndarray,
                       points21: np.ndarray, size: float,
                       ridge: float = CONVENTION_RIDGE) -> np.ndarray:
@@ -116,9 +128,7 @@ def convention_offset(mean68: np.ndarray, basis68: np.ndarray, params: np.ndarra
     p = np.asarray(params, np.float64)
     k = basis68.shape[2]
     a = p[:, :6].reshape(-1, 2, 3)
-    verts = mean68[None] + np.einsum("nck,bk->bnc", basis68, p[:, 8:8 + k])
-    pred21 = AFLW21_MATRIX @ (np.einsum("brc,bnc->bnr", a, verts) + p[:, None, 6:8])
-    resid = np.asarray(points21, np.float64) - pred21
+    resid = np.asarray(points21, np.float64) - params_to_points21(mean68, basis68, p)
     vis = ~np.isnan(resid).any(-1) & AFLW21_USABLE[None]
     if not vis.any():
         raise ValueError("no visible AFLW point to learn the convention offset from")
