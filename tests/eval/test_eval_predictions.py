@@ -11,6 +11,8 @@ from PIL import Image
 
 from facefit.detect.base import box_iou
 from facefit.eval.predictions import (
+    ANOTHER_FACE_IOU,
+    another_face,
     load_predictions,
     predict_with_facefit,
     save_predictions,
@@ -54,6 +56,26 @@ def test_box_iou_and_select_face() -> None:
     assert select_face(far, np.array([[250.0, 250.0], [260.0, 260.0]])) == 1  # nearest centre
     with pytest.raises(ValueError):
         select_face([], gt)
+
+
+def test_another_face_is_a_scored_face_that_misses_the_annotated_one() -> None:
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(100, 200, (5, 68, 2))  # boxes about [100, 100, 200, 200]
+    pred = gt + rng.normal(0, 2, gt.shape)  # 0: the annotated face read well
+    pred[1] = gt[1] + [300.0, 0.0]  # 1: a face beside it, no overlap
+    pred[2] = np.nan  # 2: no face found: a miss already, not "another face"
+    pred[3] = (gt[3] - gt[3].min(0)) * 0.5 + gt[3].max(0) - 10.0  # 3: overlaps a corner only
+    pred[4] = gt[4] + [50.0, 0.0]  # 4: the annotated face read badly (IoU about 1/3)
+    got = another_face(pred, gt)
+    ious = [float(box_iou(np.r_[p.min(0), p.max(0)], np.r_[g.min(0), g.max(0)]))
+            for p, g in zip(pred[[0, 1, 3, 4]], gt[[0, 1, 3, 4]], strict=True)]
+    assert ious[0] > 0.9 and ious[1] == 0.0 and 0 < ious[2] < ANOTHER_FACE_IOU < ious[3] < 0.5
+    np.testing.assert_array_equal(got, [False, True, False, True, False])
+    np.testing.assert_array_equal(another_face(pred, gt, max_iou=0.5), [False, True, False,
+                                                                         True, True])
+    z = np.full((5, 68, 1), 7.0)  # (68, 3) points: the depth plays no part
+    np.testing.assert_array_equal(another_face(np.concatenate([pred, z], 2),
+                                               np.concatenate([gt, z], 2)), got)
 
 
 @dataclass
