@@ -14,7 +14,8 @@
    `PhotometricConfig` setting. Run under ``taskset -c 0``.
 3. ``--aflw N``: AFLW2000-3D, N images stratified over |yaw| (0-30, 30-60, 60-90), MediaPipe
    detection → landmark fit → refinement; 68-point 2D NME (GT-box normalised) per yaw bucket
-   with and without the refinement.
+   of the landmark fit (what `facefit reconstruct --refine photometric` outputs) and of the
+   refined mesh's own landmark vertices.
 
     python benchmarks/photometric.py [--faces 5] [--iterations 100] [--aflw 99]
     taskset -c 0 python benchmarks/photometric.py --faces 0 --photos 8
@@ -202,7 +203,9 @@ def aflw(args: argparse.Namespace) -> None:
           f"options {options}")
     print(f"{'method':<26}{'0-30':>7}{'30-60':>7}{'60-90':>7}{'balanced':>10}{'mean':>7}"
           f"{'no face':>9}{'failures':>13}{'capped':>8}")
-    for name, p in (("landmark fit", pred0), ("+ photometric refinement", pred1)):
+    # the command's outputs are the landmark fit's points (`with_landmark_outputs`); the
+    # second row scores the refined mesh's own landmark vertices
+    for name, p in (("landmark fit", pred0), ("refined mesh's points", pred1)):
         r = evaluate_aflw2000(p, gt, yaw, stems)
         b = [100 * v for v in r.bucket_nme_2d]
         fails = "/".join(str(f) for f in r.bucket_failures)

@@ -150,10 +150,10 @@ def test_crop_to_face_shrinks_a_large_face_consistently() -> None:
 
 
 def test_photometric_refinement_starts_from_the_network_fit() -> None:
-    """With ``auto`` a frontal face keeps MediaPipe's points for its landmark fit and 2D
-    outputs, and its refinement starts from the fit of the network's reading of it
-    (`facefit.detect.network.refinement_face`): the same numbers as that refinement run
-    here by hand."""
+    """With ``auto`` a frontal face keeps MediaPipe's points for its landmark fit and 68-point
+    outputs (those of the landmark fit), and its refinement starts from the fit of the
+    network's reading of it (`facefit.detect.network.refinement_face`): the same numbers as
+    that refinement run here by hand."""
     from facefit.detect.network import landmark_source, refinement_face
     from facefit.fit.face_fit import fit_face
     from facefit.fit.photometric import PhotometricConfig, refine_photometric
@@ -169,3 +169,11 @@ def test_photometric_refinement_starts_from_the_network_fit() -> None:
     np.testing.assert_allclose(got.fit.shape_coeffs, want.shape_coeffs, atol=1e-5)
     plain = fit_face(rec.model, got.face, image.shape[1::-1])  # MediaPipe's own start
     assert np.abs(start.shape_coeffs - plain.shape_coeffs).max() > 0.05
+    # the 68-point outputs stay the landmark fit's (`with_landmark_outputs`): those of the
+    # same photo reconstructed without the refinement, not the refined mesh's projections
+    (unrefined,) = facefit.Reconstructor(texture_size=0).reconstruct(image)
+    for key in ("landmarks_68_2d", "landmarks_68_3d", "landmarks_68_2d_contour"):
+        np.testing.assert_allclose(getattr(got.fit, key), getattr(unrefined.fit, key), atol=1e-4)
+    ids = rec.model.landmark_ids["ibug68"]
+    moved = np.abs(got.fit.verts_px[ids, :2] - unrefined.fit.verts_px[ids, :2]).max()
+    assert moved > 0.5  # the refined mesh itself moved

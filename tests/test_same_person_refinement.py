@@ -37,3 +37,18 @@ def test_joint_refinement_starts_from_the_network_views(monkeypatch) -> None:
         np.testing.assert_array_equal(view.vertex_ids, want.vertex_ids)
     plain = same_person.reconstruct_same_person(photos, facefit.Reconstructor(texture_size=0))
     assert np.abs(seen["multi"].shape_coeffs - plain.multi.shape_coeffs).max() > 0.01
+
+
+def test_refined_photos_keep_the_landmark_fits_points() -> None:
+    """Each photo's 68-point outputs are those of the joint landmark fit of `auto`'s faces
+    (`facefit.fit.face_fit.with_landmark_outputs`), as a single photo's, while its mesh is
+    the refined one."""
+    image = load_image(EXAMPLE)
+    photos = [image, np.ascontiguousarray(image[:, ::-1])]
+    refined = same_person.reconstruct_same_person(photos, facefit.Reconstructor(
+        texture_size=0, refine="photometric", photometric_iterations=3))
+    plain = same_person.reconstruct_same_person(photos, facefit.Reconstructor(texture_size=0))
+    for a, b in zip(refined.reconstructions, plain.reconstructions, strict=True):
+        for key in ("landmarks_68_2d", "landmarks_68_3d", "landmarks_68_2d_contour"):
+            np.testing.assert_allclose(getattr(a.fit, key), getattr(b.fit, key), atol=1e-4)
+        assert np.abs(a.fit.verts_px - b.fit.verts_px).max() > 0.5

@@ -155,9 +155,7 @@ class Reconstructor:
             ValueError: ``max_faces`` below 1, or an image that cannot be used
                 (`facefit.io.image.ImageError`, ``"PATH: problem"``, for a file).
         """
-        from facefit.fit.face_fit import fit_face
-        from facefit.fit.points300w import with_detector_points
-        from facefit.fit.points_aflw import with_aflw_convention
+        from facefit.fit.face_fit import fit_face, with_landmark_outputs
 
         check_max_faces(max_faces)
         image_rgb = to_rgb(image)
@@ -169,7 +167,7 @@ class Reconstructor:
             t1 = time.perf_counter()
             fit = fit_face(self.model, face, image_rgb.shape[1::-1], camera=self.camera,
                            focal_px=self.focal_px)
-            photometric, t_photo = None, 0.0
+            photometric, t_photo, landmark_fit = None, 0.0, None
             if self.refine == "photometric" and fit.camera.kind != "perspective":
                 from facefit.detect.network import refinement_face
                 from facefit.fit.photometric import PhotometricConfig, refine_photometric
@@ -183,10 +181,10 @@ class Reconstructor:
                     self.model, start, image_rgb, config=PhotometricConfig(
                         iterations=self.photometric_iterations, image_loss=self.image_loss,
                         progress=self.progress))
-                fit = photometric.fit
+                landmark_fit, fit = fit, photometric.fit
                 t_photo = (time.perf_counter() - tp) * 1e3
-            fit = with_detector_points(self.model.name, fit, face)
-            fit = with_aflw_convention(self.model, fit, face)
+            # the 68-point outputs: the landmark fit's (of `auto`'s points), refined or not
+            fit = with_landmark_outputs(self.model, fit, face, landmark_fit)
             t2 = time.perf_counter()
             texture, colors = None, None
             if self.texture_size:

@@ -25,6 +25,7 @@ import numpy as np
 
 from facefit.detect.base import FaceLandmarks
 from facefit.detect.network import refinement_face
+from facefit.fit.face_fit import with_landmark_outputs
 from facefit.fit.landmark_fit import camera_model
 from facefit.fit.multi_image import (
     MultiFit,
@@ -33,8 +34,7 @@ from facefit.fit.multi_image import (
     fit_same_person,
     view_from_face,
 )
-from facefit.fit.points300w import with_detector_points
-from facefit.fit.points_aflw import with_aflw_convention
+from facefit.fit.result import FitResult
 from facefit.io.image import ImageError, ImageInput, to_rgb
 from facefit.model.kinds import face_model
 from facefit.model.morphable_model import MorphableModel
@@ -142,7 +142,9 @@ def reconstruct_same_person(
     fit_ms = (time.perf_counter() - t0) * 1e3 / len(used)
     photometric: list[Any] = [None] * len(used)
     notes: list[str] = []
+    landmark_fits: list[FitResult | None] = [None] * len(used)
     if recon.refine == "photometric":
+        landmark_fits = list(multi.fits)  # their 68-point outputs are kept, as single photos'
         # started, as a single photo's, from the network's fits of faces `auto` gave
         # MediaPipe's points (`refinement_face`); the landmark-only outputs keep `auto`'s
         starts = [refinement_face(recon.detector, p, f) for p, f in zip(photos, faces,
@@ -154,9 +156,9 @@ def reconstruct_same_person(
             model, multi, views, photos, recon.image_loss, recon.photometric_iterations)
     recs, texels = [], []
     size = recon.texture_size
-    for image, face, fit, photo in zip(photos, faces, multi.fits, photometric, strict=True):
-        fit = with_detector_points(model.name, fit, face)  # the 300-W points, as single photos
-        fit = with_aflw_convention(model, fit, face)  # and AFLW's
+    for image, face, fit, photo, first in zip(photos, faces, multi.fits, photometric,
+                                              landmark_fits, strict=True):
+        fit = with_landmark_outputs(model, fit, face, first)  # as a single photo's
         texture = colors = None
         if size:
             from facefit.texture.extract import extract_texture, texel_samples

@@ -70,7 +70,8 @@ class FitResult:
             hidden ones included (AFLW2000-3D convention); in `facefit.Reconstructor`'s fits
             of MediaPipe detections, of those vertices moved by a constant coefficient offset
             into AFLW's annotation convention (`facefit.fit.points_aflw`), so not exactly on
-            the mesh.
+            the mesh; after a photometric refinement, the landmark fit's points
+            (`facefit.fit.face_fit.with_landmark_outputs`).
         landmarks_68_3d: (68, 3) float32 the same points with depth (verts_px rows, but for
             that offset).
         landmarks_68_2d_contour: (68, 2) float32 the 300-W convention: the points where
