@@ -245,8 +245,9 @@ def main() -> None:
     print("halves (sorted images; even: model selection, odd: held out), balanced NME % "
           "(buckets): " + "; ".join(
               f"{name} even {half(p, 0)} odd {half(p, 1)}" for name, p in (
-                  ("auto", auto_fit), ("switch at 55", switch(55.0)), ("mediapipe", pred),
-                  ("network", net_fit))))
+                  ("auto", auto_fit), ("auto, another face = miss",
+                                       np.where(auto_wrong[:, None, None], np.nan, auto_fit)),
+                  ("switch at 55", switch(55.0)), ("mediapipe", pred), ("network", net_fit))))
     print("auto: blend end sweep on the even half: " + "; ".join(
         f"{t:g}: {half(blend(t), 0).split(' (')[0]}" for t in sweep))
     mp_used = auto_src == "mediapipe"
