@@ -115,6 +115,26 @@ def test_aflw2000_hand_computed() -> None:
     assert d["num_missing"] == 1 and d["per_image"]["e"]["nme_2d"] is None
 
 
+def test_aflw2000_another_face_counted_as_a_miss_beside() -> None:
+    """Image b's scored face lies 200 px away from the annotated one (another person): the
+    strict columns score it (NME 200 / 20 = 10), the matched ones count it as a miss."""
+    gt2 = _square_face()
+    gt = np.stack([np.concatenate([gt2, np.zeros((68, 1))], axis=1)] * 5)
+    yaw = np.array([10.0, -20.0, 45.0, 70.0, -80.0])
+    pred = gt.copy()
+    for i, o in enumerate([1.0, 200.0, 2.0, 4.0, 6.0]):  # px along x
+        pred[i, :, 0] += o
+    r = evaluate_aflw2000(pred, gt, yaw, stems=list("abcde"))
+    assert r.bucket_nme_2d == pytest.approx([(0.05 + 10.0) / 2, 0.1, 0.25])
+    assert r.another_face == ["b"]
+    assert r.bucket_matched_2d == pytest.approx([0.05, 0.1, 0.25])
+    assert r.balanced_matched_2d == pytest.approx(0.4 / 3)
+    assert "1 image(s) scored on another person's face" in r.table()
+    assert r.to_dict()["balanced_2d_another_face_miss"] == pytest.approx(0.4 / 3)
+    clean = evaluate_aflw2000(gt, gt, yaw)
+    assert clean.another_face == [] and "another person" not in clean.table()
+
+
 def test_aflw2000_2d_only_predictions_give_no_3d() -> None:
     gt = np.stack([np.concatenate([_square_face(), np.zeros((68, 1))], axis=1)])
     r = evaluate_aflw2000(gt[..., :2], gt, np.array([0.0]))

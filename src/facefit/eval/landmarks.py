@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from facefit.eval.predictions import ANOTHER_FACE_IOU, another_face
 from facefit.metrics.landmarks import (
     FAILURE_THRESHOLD,
     NanPolicy,
@@ -94,6 +95,9 @@ class AFLW2000Result:
             (missing included) per bucket; bucket_capped_2d, balanced_capped_2d,
             mean_capped_2d: 2D NME over every image with misses and failures scored as the
             threshold (`capped_nme`).
+        another_face: stems whose scored face is another person's (`another_face`: its box
+            hardly overlaps the annotated face's, which was not found); bucket_matched_2d,
+            balanced_matched_2d: the 2D NME with those images counted as misses instead.
     """
 
     stems: list[str]
@@ -114,6 +118,9 @@ class AFLW2000Result:
     bucket_capped_2d: list[float] = field(default_factory=list)
     balanced_capped_2d: float = float("nan")
     mean_capped_2d: float = float("nan")
+    another_face: list[str] = field(default_factory=list)
+    bucket_matched_2d: list[float] = field(default_factory=list)
+    balanced_matched_2d: float = float("nan")
 
     def table(self) -> str:
         """A plain-text table (NME in % of sqrt(w·h) of the ground-truth landmark box)."""
@@ -141,6 +148,13 @@ class AFLW2000Result:
         if m:
             rows.append(f"{m} image(s) without a prediction (no face): excluded from the NME "
                         "columns, counted as failures and in 'capped', listed in 'missing'")
+        if self.another_face:
+            per = " / ".join(pct(v).strip() for v in self.bucket_matched_2d)
+            rows.append(f"{len(self.another_face)} image(s) scored on another person's face "
+                        f"(box IoU with the annotated face under {ANOTHER_FACE_IOU:g}: "
+                        f"{', '.join(self.another_face)}); counted as misses instead: balanced "
+                        f"NME2D {pct(self.balanced_matched_2d).strip()} % ({per}), "
+                        f"{m + len(self.another_face)} image(s) without the annotated face")
         return "\n".join(rows)
 
     def to_dict(self) -> dict:
@@ -160,7 +174,9 @@ class AFLW2000Result:
             "balanced_capped_2d": f(self.balanced_capped_2d),
             "mean_capped_2d": f(self.mean_capped_2d),
             "num_images": len(self.stems), "num_missing": len(self.missing),
-            "missing": self.missing,
+            "missing": self.missing, "another_face": self.another_face,
+            "bucket_nme_2d_another_face_miss": [f(v) for v in self.bucket_matched_2d],
+            "balanced_2d_another_face_miss": f(self.balanced_matched_2d),
             "per_image": {s: {"nme_2d": f(a), "nme_3d": f(b), "yaw_deg": float(y)}
                           for s, a, b, y in zip(self.stems, self.nme_2d, self.nme_3d,
                                                 self.yaw_deg, strict=True)},
@@ -231,6 +247,8 @@ def evaluate_aflw2000(pred: np.ndarray, gt: np.ndarray, yaw_deg: np.ndarray,
     capped = capped_nme(nme2, failure_threshold)
     bc = [float(capped[buckets == b].mean()) if (buckets == b).any() else float("nan")
           for b in range(3)]
+    wrong = another_face(pred, gt)
+    bm = [_nanmean(np.where(wrong, np.nan, nme2)[buckets == b]) for b in range(3)]
     return AFLW2000Result(
         stems=stems, nme_2d=nme2, nme_3d=nme3, yaw_deg=yaw, bucket_nme_2d=b2, bucket_nme_3d=b3,
         bucket_counts=[int((buckets == b).sum()) for b in range(3)],
@@ -242,6 +260,8 @@ def evaluate_aflw2000(pred: np.ndarray, gt: np.ndarray, yaw_deg: np.ndarray,
         bucket_failures=[failure_count(nme2[buckets == b], failure_threshold) for b in range(3)],
         bucket_capped_2d=bc, balanced_capped_2d=float(np.mean(bc)),
         mean_capped_2d=float(capped.mean()) if n else float("nan"),
+        another_face=[s for s, w in zip(stems, wrong, strict=True) if w],
+        bucket_matched_2d=bm, balanced_matched_2d=float(np.mean(bm)),
     )
 
 
