@@ -67,3 +67,39 @@ def test_identity_of_detected_faces_is_clip_identity(clip, detector) -> None:
     assert want is not None and got is not None and got.views == want.views == 3
     np.testing.assert_array_equal(got.shape_coeffs, want.shape_coeffs)
     assert identity_of_faces(model, [None, None]) is None
+
+
+def test_refinement_starts_from_the_network_reading_of_the_keyframes(clip, monkeypatch
+                                                                     ) -> None:
+    """With `auto`, the keyframes' joint refinement starts, as `--same-person`'s, from the
+    joint landmark fit of the network's readings of faces `auto` gave MediaPipe's points
+    (`facefit.detect.network.refinement_face`), not from the clip's landmark fit."""
+    import facefit.fit.photometric as photometric
+    from facefit.detect.mediapipe import MediaPipeDetector
+    from facefit.detect.network import landmark_detector, landmark_source, refinement_face
+    from facefit.fit.multi_image import fit_same_person, view_from_face
+    from facefit.video.identity import landmark_sigma_of
+
+    model, sub = clip
+    auto, _ = landmark_detector(MediaPipeDetector(), "auto")
+    seen = {}
+
+    def spy(model, fits, images, config=None):  # noqa: ANN001, ANN202
+        seen["fits"] = fits
+        return real(model, fits, images, config=config)
+
+    real = photometric.refine_photometric_multi
+    monkeypatch.setattr(photometric, "refine_photometric_multi", spy)
+    got = clip_identity(model, auto, sub.images, refine="photometric", keyframes=2,
+                        iterations=2)
+    assert got is not None and got.keyframes == 2
+    faces = [auto.detect(sub.images[i], max_faces=1)[0] for i in (0, 5)]
+    assert all(landmark_source(f) == "mediapipe" for f in faces)  # near-frontal frames
+    sigma = landmark_sigma_of(model)
+    want = fit_same_person(model, [view_from_face(model, refinement_face(auto, img, f), sigma)
+                                   for img, f in zip([sub.images[0], sub.images[5]], faces,
+                                                     strict=True)])
+    np.testing.assert_allclose(seen["fits"][0].shape_coeffs, want.shape_coeffs, atol=1e-5)
+    landmark_start = fit_same_person(model, [view_from_face(model, f, sigma) for f in faces])
+    assert np.abs(want.shape_coeffs - landmark_start.shape_coeffs).max() > 0.01
+

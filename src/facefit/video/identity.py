@@ -70,25 +70,31 @@ def clip_identity(model: MorphableModel, detector: object, frames: Iterable[np.n
         if found and keep_images:
             images.append(np.ascontiguousarray(frame))
     return identity_of_faces(model, faces, max_views, images if keep_images else None,
-                             keyframes, iterations)
+                             keyframes, iterations, detector)
 
 
 def identity_of_faces(model: MorphableModel, faces: Iterable[FaceLandmarks | None],
                       max_views: int = 24, images: list[np.ndarray] | None = None,
-                      keyframes: int = 6, iterations: int = 100) -> ClipIdentity | None:
+                      keyframes: int = 6, iterations: int = 100,
+                      detector: object | None = None) -> ClipIdentity | None:
     """`clip_identity` of frames already detected: ``faces`` (each sampled frame's first face,
     None where it has none); ``images``, the frames with a face, for a photometric refinement
-    (None: landmarks alone)."""
+    (None: landmarks alone). The refinement starts, as a photo's (`facefit.same_person`),
+    from the joint landmark fit of the keyframes' faces as
+    `facefit.detect.network.refinement_face` gives them for ``detector`` (the network's
+    reading of a face `auto` gave MediaPipe's points); without a ``detector``, or when no
+    keyframe's face changes, from the landmark fit's own keyframe fits."""
     sigma = landmark_sigma_of(model)
-    views: list[ViewPoints] = [view_from_face(model, f, sigma) for f in faces if f is not None]
-    if not views:
+    kept = [f for f in faces if f is not None]
+    if not kept:
         return None
     images = images or []
     keep_images = bool(images)
-    if len(views) > max_views:
-        keep = np.linspace(0, len(views) - 1, max_views).round().astype(int)
-        views = [views[i] for i in keep]
+    if len(kept) > max_views:
+        keep = np.linspace(0, len(kept) - 1, max_views).round().astype(int)
+        kept = [kept[i] for i in keep]
         images = [images[i] for i in keep] if keep_images else images
+    views: list[ViewPoints] = [view_from_face(model, f, sigma) for f in kept]
     multi = fit_same_person(model, views)
     lm_shape = np.asarray(multi.shape_coeffs, np.float32)
     if not keep_images or keyframes <= 0:
@@ -97,6 +103,14 @@ def identity_of_faces(model: MorphableModel, faces: Iterable[FaceLandmarks | Non
 
     ids = np.unique(np.linspace(0, len(views) - 1, min(keyframes, len(views))).round()
                     .astype(int))
-    res = refine_photometric_multi(model, [multi.fits[i] for i in ids], [images[i] for i in ids],
+    starts = [multi.fits[i] for i in ids]
+    if detector is not None:
+        from facefit.detect.network import refinement_face
+
+        first = [refinement_face(detector, images[i], kept[i]) for i in ids]  # type: ignore[arg-type]
+        if any(a is not kept[i] for a, i in zip(first, ids, strict=True)):
+            starts = fit_same_person(model, [view_from_face(model, f, sigma)
+                                             for f in first]).fits
+    res = refine_photometric_multi(model, starts, [images[i] for i in ids],
                                    config=PhotometricConfig(iterations=iterations))
     return ClipIdentity(np.asarray(res.shape_coeffs, np.float32), lm_shape, len(views), len(ids))
