@@ -53,6 +53,7 @@ def test_refine_photometric_refines_the_clip_identity(clip: Path, tmp_path: Path
     """``--refine photometric``: the header's identity is the joint landmark fit refined on
     the identity frames (`clip_identity`), and says so."""
     from facefit.detect.mediapipe import MediaPipeDetector
+    from facefit.detect.network import landmark_detector
     from facefit.model import load_default_model
     from facefit.video.identity import clip_identity
     from facefit.video.stream import iter_frames, open_video
@@ -69,8 +70,8 @@ def test_refine_photometric_refines_the_clip_identity(clip: Path, tmp_path: Path
     # the same frames (0, 2, 4 of the first 6) through the API give the same identities
     reader, _ = open_video(clip)
     frames = [f for i, f in enumerate(iter_frames(reader)) if i < 6 and i % 2 == 0]
-    want = clip_identity(load_default_model(), MediaPipeDetector(), frames, 3,
-                         refine="photometric")
+    auto, _ = landmark_detector(MediaPipeDetector(), "auto")  # the command's default
+    want = clip_identity(load_default_model(), auto, frames, 3, refine="photometric")
     assert want is not None and want.keyframes == 3
     np.testing.assert_allclose(heads["none"]["shape_coeffs"], want.landmark_shape_coeffs,
                                atol=2e-5)
