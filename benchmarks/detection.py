@@ -7,8 +7,9 @@ BlazeFace, then the MTCNN profile fallback unless ``--no-profile``, then the cro
 every image and counts, per |yaw| bucket (0-30, 30-60, 60+ degrees, ``Pose_Para``):
 
 * missed: no face returned;
-* wrong: the best face's landmark box overlaps the annotated 68 points' box with IoU < 0.1
-  (a face found somewhere else: there is one annotated face per image);
+* wrong: the best face's landmark box overlaps the annotated 68 points' box with IoU under
+  `facefit.eval.predictions.ANOTHER_FACE_IOU` (0.1; a face found somewhere else: there is one
+  annotated face per image);
 
 then runs the detector on background images (``--backgrounds N``): random crops of the same
 photos that stay clear of the annotated face (its 68-point box grown 1.5x), resized to
@@ -37,6 +38,7 @@ import scipy.io as sio
 
 from facefit.detect.base import box_iou
 from facefit.detect.mediapipe import MediaPipeDetector
+from facefit.eval.predictions import ANOTHER_FACE_IOU
 
 BUCKETS = ((0, 30), (30, 60), (60, 1e9))
 
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             missed_names.append(f.stem)
             continue
         gt = np.concatenate([pts.min(0), pts.max(0)])
-        if box_iou(faces[0].box.astype(float), gt[None].astype(float))[0] < 0.1:
+        if box_iou(faces[0].box.astype(float), gt[None].astype(float))[0] < ANOTHER_FACE_IOU:
             s["wrong"] += 1
     n = len(files)
     for (lo, hi), s in stats.items():
@@ -197,7 +199,7 @@ def turned(det: MediaPipeDetector, photos: list[tuple[np.ndarray, np.ndarray, fl
         box = np.concatenate([gt.min(0), gt.max(0)])
         ious = [box_iou(f.box.astype(float), box[None])[0] for f in faces]
         face = faces[int(np.argmax(ious))]
-        if max(ious) < 0.1:
+        if max(ious) < ANOTHER_FACE_IOU:
             s["wrong"] += 1
             continue
         s["found_turned"] += face.found_turned
