@@ -16,6 +16,8 @@
    detection → landmark fit → refinement; 68-point 2D NME (GT-box normalised) per yaw bucket
    of the landmark fit (what `facefit reconstruct --refine photometric` outputs) and of the
    refined mesh's own landmark vertices.
+4. ``--helen N``: the same for the 300-W points (`landmarks_68_2d_contour`, fused with the
+   detector's as `facefit reconstruct` does) on about N HELEN test photos, inter-ocular NME.
 
     python benchmarks/photometric.py [--faces 5] [--iterations 100] [--aflw 99]
     taskset -c 0 python benchmarks/photometric.py --faces 0 --photos 8
@@ -51,6 +53,7 @@ from facefit.synthetic.photos import dense_error_px, make_synthetic_face  # noqa
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "aflw2000-3d-dev"
 TRAIN_300W = Path(__file__).resolve().parents[2] / "shared" / "data" / "train-300w"
+HELEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "helen-test"
 
 
 def _components(a: np.ndarray, b: np.ndarray, ids: np.ndarray) -> tuple[float, float]:
@@ -217,6 +220,47 @@ def aflw(args: argparse.Namespace) -> None:
           f"{100 * r.failure_threshold:g} %; refinement median {np.median(t_ref):.2f} s/face")
 
 
+def helen(args: argparse.Namespace) -> None:
+    """300-W points (`landmarks_68_2d_contour`) of the landmark fit and of the refined mesh on
+    every k-th HELEN test photo (k chosen so that about ``args.helen`` are used)."""
+    from facefit.eval.datasets import load_300w
+    from facefit.eval.landmarks import evaluate_300w
+    from facefit.eval.predictions import select_face
+    from facefit.fit.landmark_fit import fit_landmarks
+    from facefit.fit.points300w import with_detector_points
+    from facefit.io.image import load_image
+    from facefit.reconstruct import Reconstructor
+
+    samples = load_300w(args.helen_data)
+    step = max(len(samples) // args.helen, 1)
+    samples = samples[::step][:args.helen]
+    config, options = config_options(args)
+    rec = Reconstructor(texture_size=0)
+    n = len(samples)
+    pred0, pred1 = np.full((n, 68, 2), np.nan), np.full((n, 68, 2), np.nan)
+    for i, s in enumerate(samples):
+        image = load_image(s.image_path)
+        faces = rec.detector.detect(image)
+        if not faces:
+            continue
+        face = faces[select_face([f.box for f in faces], s.landmarks)]
+        fit = fit_landmarks(rec.model, face, image.shape[1::-1])
+        pred0[i] = with_detector_points(rec.model.name, fit, face).landmarks_68_2d_contour
+        start_face = refinement_face(rec.detector, image, face)  # as Reconstructor
+        start = fit if start_face is face else fit_landmarks(rec.model, start_face,
+                                                             image.shape[1::-1])
+        res = refine_photometric(rec.model, start, image, config=config)
+        pred1[i] = with_detector_points(rec.model.name, res.fit, face).landmarks_68_2d_contour
+    stems = [s.stem for s in samples]
+    gt = np.stack([s.landmarks for s in samples])
+    print(f"HELEN test ({args.helen_data.name}), every {step}th photo, {n} photos, 300-W points "
+          f"(landmarks_68_2d_contour), inter-ocular NME; refinement {args.iterations} it, "
+          f"options {options}")
+    for name, p in (("landmark fit", pred0), ("refined mesh's points", pred1)):
+        print(name)
+        print(evaluate_300w(p, gt, stems).table())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", type=int, default=5, help="synthetic faces (0 skips)")
@@ -232,6 +276,9 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=0, metavar="N",
                     help="also time the refinement on N train-300w photos (CPU time)")
     ap.add_argument("--train300w", type=Path, default=TRAIN_300W)
+    ap.add_argument("--helen", type=int, default=0, metavar="N",
+                    help="also compare the 300-W points on about N HELEN test photos")
+    ap.add_argument("--helen-data", type=Path, default=HELEN)
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="a PhotometricConfig setting for --photos and --aflw (repeatable)")
     args = ap.parse_args()
@@ -242,6 +289,8 @@ def main() -> None:
         photos(args)
     if args.aflw:
         aflw(args)
+    if args.helen:
+        helen(args)
 
 
 if __name__ == "__main__":

@@ -78,9 +78,9 @@ def with_landmark_outputs(model: MorphableModel, fit: FitResult, face: FaceLandm
     started from or replaced; its points are the outputs (mesh and coefficients stay
     ``fit``'s). The refinement moves the mesh to explain the pixels, and its projected landmark
     vertices land further from where annotators put the points: `benchmarks/photometric.py
-    --faces 0 --aflw 60` reads a balanced NME of 4.20 % for the landmark fit's AFLW points
-    against 4.44 % for the refined mesh's, and on every 8th HELEN test photo (42) the 300-W
-    points read 3.84 % against 3.95 % (inter-ocular)."""
+    --faces 0 --aflw 60 --helen 82` reads a balanced NME of 4.20 % for the landmark fit's AFLW
+    points against 4.44 % for the refined mesh's (60 AFLW2000-3D dev photos), and 4.12 %
+    against 4.20 % inter-ocular for the 300-W points (82 HELEN test photos)."""
     from facefit.fit.points300w import with_detector_points
     from facefit.fit.points_aflw import with_aflw_convention
 
