@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -42,12 +44,18 @@ def test_skin_mask_excludes_eyes_and_mouth(model):
 
 
 def test_synthetic_refinement_improves_shape_light_and_photometric_error(model):
+    """The per-vertex albedo free at the finest level (as joint fits have it): these faces'
+    albedo is smooth and random, without brows, lips or eyes, and their landmarks are the
+    true ones + 1 px, the regime where freeing it helps most (over the first 8 such faces the
+    dense error falls 18.8 % on average, 14.4 % with the one-photo default that holds it on
+    every level: `test_one_photo_default_still_improves_these_faces`)."""
     rng = np.random.default_rng(0)
     drops, angles = [], []
     for _ in range(3):
         face = make_synthetic_face(model, rng)
         fit, pts = _landmark_fit(model, face, rng)
-        res = refine_photometric(model, fit, face.image, landmarks_px=pts)
+        res = refine_photometric(model, fit, face.image, landmarks_px=pts,
+                                 config=PhotometricConfig(albedo_levels=(-1,)))
         ids = _skin_vertices(face)
         e0 = dense_error_px(fit.verts_px, face.verts_px, ids)
         e1 = dense_error_px(res.fit.verts_px, face.verts_px, ids)
@@ -63,6 +71,24 @@ def test_synthetic_refinement_improves_shape_light_and_photometric_error(model):
     assert min(drops) > 0.1
     # benchmarks/photometric.py: ~26 % mean drop over 8 faces; the issue's 30 % is not reached
     assert np.mean(drops) > 0.2
+
+
+def test_one_photo_default_still_improves_these_faces(model):
+    """The one-photo default (albedo held while the shape settles, `albedo_after` for the
+    albedo the result carries) on the same 3 faces: every one closer to the truth than its
+    landmark fit, the photometric error down, a non-uniform albedo returned."""
+    rng = np.random.default_rng(0)
+    drops = []
+    for _ in range(3):
+        face = make_synthetic_face(model, rng)
+        fit, pts = _landmark_fit(model, face, rng)
+        res = refine_photometric(model, fit, face.image, landmarks_px=pts)
+        ids = _skin_vertices(face)
+        drops.append(1 - dense_error_px(res.fit.verts_px, face.verts_px, ids)
+                     / dense_error_px(fit.verts_px, face.verts_px, ids))
+        assert res.photometric_error < 0.7 * res.initial_photometric_error
+        assert res.albedo.std(0).min() > 0.005 and res.iterations == 100
+    assert min(drops) > 0.0 and np.mean(drops) > 0.15
 
 
 @pytest.mark.parametrize("loss", ["huber", "gradient"])
@@ -138,3 +164,30 @@ def test_turned_prior_holds_a_profile_identity_closer_to_its_start(model):
             turned_prior=turned, **cfg))
         drift[name] = float(np.linalg.norm(res.fit.shape_coeffs - fit.shape_coeffs))
     assert drift["on"] < 0.8 * drift["off"]
+
+
+def test_albedo_after_fits_the_albedo_alone(model):
+    """``albedo_after``: a last phase that moves only the per-vertex albedo. With the albedo
+    held on every level (``albedo_levels=()``) the refinement returns the skin colour; the
+    phase leaves shape, expression, pose and light as they were and gives an
+    albedo that explains the pixels better."""
+    from facefit.fit.photometric import SKIN_RGB
+
+    rng = np.random.default_rng(6)
+    face = make_synthetic_face(model, rng, size=160)
+    fit, _ = _landmark_fit(model, face, rng)
+    cfg = PhotometricConfig(iterations=20, size=112, levels=(2, 1), level_share=(0.5, 0.5),
+                            albedo_levels=(), albedo_after=0)
+    held = refine_photometric(model, fit, face.image, config=cfg)
+    after = refine_photometric(model, fit, face.image, config=replace(cfg, albedo_after=10))
+    for key in ("shape_coeffs", "expression_coeffs", "rotation", "translation"):
+        np.testing.assert_array_equal(getattr(after.fit, key), getattr(held.fit, key))
+    assert after.fit.scale == held.fit.scale
+    assert after.iterations == held.iterations == 20
+    np.testing.assert_array_equal(after.sh_coeffs, held.sh_coeffs)
+    np.testing.assert_allclose(held.albedo, np.broadcast_to(SKIN_RGB, held.albedo.shape),
+                               atol=1e-6)
+    assert after.albedo.std(0).min() > 0.005
+    assert after.photometric_error < 0.95 * held.photometric_error
+    with pytest.raises(ValueError, match="albedo_after"):
+        PhotometricConfig(albedo_after=-1)

@@ -115,11 +115,22 @@ class PhotometricConfig:
             ``"autograd"`` (always). The same steps to float32 rounding.
         albedo_levels: the pyramid levels (indices into ``levels``, negative from the
             end) at which a model without an albedo basis optimises its per-vertex albedo
-            correction; None: all. Default: the finest only. Held at the skin colour while
-            the shape settles on the coarse levels, the correction cannot paint in shading
-            that the shape should explain (the shape-albedo ambiguity of one photo): on the
-            shape benchmark (8 subjects, seed 0) this took the ICT scan error from 5.7 % to
-            9.0 % below the mean face's and the in-model median from 0.425 to 0.380 mm.
+            correction; None: all; ``"auto"`` (default, `albedo_levels_for`): none for one
+            photo, the finest for several. Held at the skin colour while the shape settles,
+            the correction cannot paint in shading that the shape should explain (the
+            shape-albedo ambiguity of one photo): on the shape benchmark (8 subjects, seed 0)
+            holding it on the coarse levels took the ICT scan error from 5.7 % to 9.0 % below
+            the mean face's and the in-model median from 0.425 to 0.380 mm; holding it on
+            every level too, one photo (`benchmarks/shape.py --seed 2`, 100 subjects a row):
+            ICT -13.3 -> -15.5 %, in-model vertex error 2.36 / 1.74 -> 2.33 / 1.70 mm (rigid /
+            similarity) while the in-model median rose 0.344 -> 0.356 mm; with 6 photos (30
+            subjects) ICT -22.4 -> -23.0 % but the in-model median 0.248 -> 0.295 mm, so
+            joint fits free it on the finest level.
+        albedo_after: steps of a last phase at the finest level, run when the albedo was held
+            there, in which only the per-vertex albedo correction moves (shape, expression,
+            pose and light held at their final values): the albedo the result carries
+            (`PhotometricResult.albedo`, the albedo map); 0: none (the skin colour is
+            returned). Not counted in ``iterations`` (nor in `PhotometricResult.iterations`).
 
     Run:
         device: torch device (default CUDA when available, else the CPU).
@@ -163,7 +174,8 @@ class PhotometricConfig:
     free: tuple[str, ...] = FREE_PARAMETERS
     shape_components: int | tuple[int, ...] | None = None
     gradients: str = "analytic"
-    albedo_levels: tuple[int, ...] | None = (-1,)
+    albedo_levels: tuple[int, ...] | str | None = "auto"
+    albedo_after: int = 20
     device: str | None = None
     progress: bool = False
     debug_timing: bool = False
@@ -185,8 +197,13 @@ class PhotometricConfig:
             raise ValueError(f"max_pixels: one number or one per level, got {self.max_pixels!r}")
         if self.iterations < 0 or self.size < 8 or self.refresh_every < 1:
             raise ValueError("iterations must be >= 0, size >= 8 and refresh_every >= 1")
+        if self.albedo_after < 0:
+            raise ValueError(f"albedo_after must be >= 0, got {self.albedo_after}")
         n = len(self.levels)
-        if self.albedo_levels is not None and any(
+        if isinstance(self.albedo_levels, str) and self.albedo_levels != "auto":
+            raise ValueError(f"albedo_levels: 'auto', None or level indices, got "
+                             f"{self.albedo_levels!r}")
+        if self.albedo_levels not in (None, "auto") and any(
                 not -n <= int(i) < n for i in self.albedo_levels):
             raise ValueError(f"albedo_levels must index levels ({-n}..{n - 1}), got "
                              f"{self.albedo_levels!r}")
@@ -232,13 +249,21 @@ class PhotometricConfig:
         counts[-1] = self.iterations - counts[:-1].sum()
         return counts
 
-    def albedo_free_at(self, level: int) -> bool:
+    def albedo_levels_for(self, n_photos: int) -> tuple[int, ...] | None:
+        """``albedo_levels``, or its ``"auto"`` value for ``n_photos`` photos: none (the
+        albedo held on every level) for one photo, the finest for several."""
+        if self.albedo_levels != "auto":
+            return self.albedo_levels  # type: ignore[return-value]
+        return () if n_photos == 1 else (-1,)
+
+    def albedo_free_at(self, level: int, n_photos: int = 1) -> bool:
         """Whether the per-vertex albedo correction is optimised at pyramid level ``level``
-        (index into ``levels``): ``"albedo"`` is free and ``albedo_levels`` is None or holds
-        the level."""
+        (index into ``levels``) of a refinement of ``n_photos`` photos: ``"albedo"`` is free
+        and `albedo_levels_for` is None or holds the level."""
         n = len(self.levels)
-        return self.is_free("albedo") and (self.albedo_levels is None or level % n in {
-            int(i) % n for i in self.albedo_levels})
+        levels = self.albedo_levels_for(n_photos)
+        return self.is_free("albedo") and (levels is None or level % n in {
+            int(i) % n for i in levels})
 
     def coeff_prior_for(self, yaws_deg: Sequence[float]) -> float:
         """The weight of the coefficient prior for photos whose start fits have these yaws

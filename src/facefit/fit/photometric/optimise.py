@@ -369,7 +369,7 @@ def refine_photometric_multi(
             ph.rasterise(ph.data.pyramid[li], coeffs(ph), config.level_max_pixels(li), rng,
                          operator=optimised)
         albedo.refresh(photos, config.lr_albedo_vertex * lr,
-                       config.albedo_free_at(li) and optimised)
+                       config.albedo_free_at(li, len(photos)) and optimised)
         timings["raster"] += time.perf_counter() - t
 
     def reject_outliers() -> list[float]:
@@ -579,6 +579,26 @@ def refine_photometric_multi(
                   + " ".join(f"{v:.1f}" for v in losses[::5] + losses[-1:]))
     if bar is not None:
         bar.close()
+    last = len(config.levels) - 1
+    if (config.albedo_after and free("albedo") and albedo.basis is None
+            and not config.albedo_free_at(last, len(photos))):
+        # the albedo the outputs carry, fitted with everything else held at its final value
+        # (on the finest level's last raster and outlier mask)
+        albedo.refresh(photos, config.lr_albedo_vertex * lr, True)
+        analytic = (config.gradients == "analytic" and config.optimizer == "adam"
+                    and not len(mesh.free_joints)
+                    and all(analytic_supported(ph, config.image_loss, config.specular, False)
+                            for ph in photos))
+        for j in range(config.albedo_after):
+            albedo.leaf.grad = None
+            if analytic:
+                analytic_objective()
+            else:
+                objective().backward()
+            albedo.opt.param_groups[0]["lr"] = config.lr_albedo_vertex * lr * (
+                config.lr_floor + (1 - config.lr_floor) * 0.5 * (
+                    1 + np.cos(np.pi * j / config.albedo_after)))
+            albedo.opt.step()
     refresh(len(config.levels) - 1, optimised=False)
     final = reject_outliers()
 
