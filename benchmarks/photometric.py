@@ -160,12 +160,32 @@ def photos(args: argparse.Namespace) -> None:
           f"final photometric RMS mean {np.mean(rms):.5f}")
 
 
-def aflw(args: argparse.Namespace) -> None:
-    from facefit.eval.datasets import load_aflw2000
-    from facefit.eval.landmarks import evaluate_aflw2000
+def fit_and_refine(rec, image_path: Path, gt: np.ndarray, config: PhotometricConfig):  # noqa: ANN001, ANN201
+    """As `facefit.Reconstructor` with ``--refine photometric`` on one annotated photo: the
+    detected face overlapping the annotation most (`select_face`), its landmark fit, and the
+    refinement started from `refinement_face`'s fit. (face, landmark fit, refinement seconds,
+    `PhotometricResult`), or None without a face."""
     from facefit.eval.predictions import select_face
     from facefit.fit.landmark_fit import fit_landmarks
     from facefit.io.image import load_image
+
+    image = load_image(image_path)
+    faces = rec.detector.detect(image)
+    if not faces:
+        return None
+    face = faces[select_face([f.box for f in faces], gt)]
+    fit = fit_landmarks(rec.model, face, image.shape[1::-1])
+    start_face = refinement_face(rec.detector, image, face)
+    start = fit if start_face is face else fit_landmarks(rec.model, start_face,
+                                                         image.shape[1::-1])
+    t0 = time.perf_counter()
+    res = refine_photometric(rec.model, start, image, config=config)
+    return face, fit, time.perf_counter() - t0, res
+
+
+def aflw(args: argparse.Namespace) -> None:
+    from facefit.eval.datasets import load_aflw2000
+    from facefit.eval.landmarks import evaluate_aflw2000
     from facefit.reconstruct import Reconstructor
 
     samples = load_aflw2000(args.data)
@@ -182,19 +202,12 @@ def aflw(args: argparse.Namespace) -> None:
     pred0, pred1 = np.full((n, 68, 2), np.nan), np.full((n, 68, 2), np.nan)
     t_ref = []
     for i, s in enumerate(samples):
-        image = load_image(s.image_path)
-        faces = rec.detector.detect(image)
-        if not faces:
+        got = fit_and_refine(rec, s.image_path, s.landmarks_2d, config)
+        if got is None:
             continue
-        face = faces[select_face([f.box for f in faces], s.landmarks_2d)]
-        fit = fit_landmarks(rec.model, face, image.shape[1::-1])
+        face, fit, seconds, res = got
+        t_ref.append(seconds)
         pred0[i] = with_aflw_convention(rec.model, fit, face).landmarks_68_2d  # as Reconstructor
-        start_face = refinement_face(rec.detector, image, face)  # as Reconstructor
-        start = fit if start_face is face else fit_landmarks(rec.model, start_face,
-                                                             image.shape[1::-1])
-        t0 = time.perf_counter()
-        res = refine_photometric(rec.model, start, image, config=config)
-        t_ref.append(time.perf_counter() - t0)
         pred1[i] = with_aflw_convention(rec.model, res.fit, face).landmarks_68_2d
         if (i + 1) % 10 == 0:
             print(f"  {i + 1}/{n}", flush=True)
@@ -225,10 +238,7 @@ def helen(args: argparse.Namespace) -> None:
     every k-th HELEN test photo (k chosen so that about ``args.helen`` are used)."""
     from facefit.eval.datasets import load_300w
     from facefit.eval.landmarks import evaluate_300w
-    from facefit.eval.predictions import select_face
-    from facefit.fit.landmark_fit import fit_landmarks
     from facefit.fit.points300w import with_detector_points
-    from facefit.io.image import load_image
     from facefit.reconstruct import Reconstructor
 
     samples = load_300w(args.helen_data)
@@ -239,21 +249,15 @@ def helen(args: argparse.Namespace) -> None:
     n = len(samples)
     pred0, pred1 = np.full((n, 68, 2), np.nan), np.full((n, 68, 2), np.nan)
     for i, s in enumerate(samples):
-        image = load_image(s.image_path)
-        faces = rec.detector.detect(image)
-        if not faces:
+        got = fit_and_refine(rec, s.image_path, s.landmarks, config)
+        if got is None:
             continue
-        face = faces[select_face([f.box for f in faces], s.landmarks)]
-        fit = fit_landmarks(rec.model, face, image.shape[1::-1])
+        face, fit, _, res = got
         pred0[i] = with_detector_points(rec.model.name, fit, face).landmarks_68_2d_contour
-        start_face = refinement_face(rec.detector, image, face)  # as Reconstructor
-        start = fit if start_face is face else fit_landmarks(rec.model, start_face,
-                                                             image.shape[1::-1])
-        res = refine_photometric(rec.model, start, image, config=config)
         pred1[i] = with_detector_points(rec.model.name, res.fit, face).landmarks_68_2d_contour
     stems = [s.stem for s in samples]
     gt = np.stack([s.landmarks for s in samples])
-    print(f"HELEN test ({args.helen_data.name}), every {step}th photo, {n} photos, 300-W points "
+    print(f"HELEN test ({args.helen_data.name}), one photo in {step}, {n} photos, 300-W points "
           f"(landmarks_68_2d_contour), inter-ocular NME; refinement {args.iterations} it, "
           f"options {options}")
     for name, p in (("landmark fit", pred0), ("refined mesh's points", pred1)):

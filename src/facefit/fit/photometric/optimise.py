@@ -499,6 +499,13 @@ def refine_photometric_multi(
     opt = Adam(groups) if groups else None
     base_lrs = [g["lr"] for g in groups]
 
+    def analytic_ok() -> bool:
+        """Whether `analytic_objective` serves the current rasters (else autograd)."""
+        return (config.gradients == "analytic" and config.optimizer == "adam"
+                and albedo.basis is None and not len(mesh.free_joints)
+                and all(analytic_supported(ph, config.image_loss, config.specular, False)
+                        for ph in photos))
+
     counts = config.level_counts()
     bar = None
     if config.progress:
@@ -518,10 +525,7 @@ def refine_photometric_multi(
             block = min(config.refresh_every, n_level - it)
             params = [p for g in groups for p in g["params"]] + albedo.leaves()
             evals = [0]
-            analytic = (config.gradients == "analytic" and config.optimizer == "adam"
-                        and albedo.basis is None and not len(mesh.free_joints)
-                        and all(analytic_supported(ph, config.image_loss, config.specular,
-                                                   False) for ph in photos))
+            analytic = analytic_ok()
 
             def closure(params: list = params, evals: list = evals,
                         losses: list = losses, analytic: bool = analytic) -> torch.Tensor:
@@ -585,10 +589,7 @@ def refine_photometric_multi(
         # the albedo the outputs carry, fitted with everything else held at its final value
         # (on the finest level's last raster and outlier mask)
         albedo.refresh(photos, config.lr_albedo_vertex * lr, True)
-        analytic = (config.gradients == "analytic" and config.optimizer == "adam"
-                    and not len(mesh.free_joints)
-                    and all(analytic_supported(ph, config.image_loss, config.specular, False)
-                            for ph in photos))
+        analytic = analytic_ok()
         for j in range(config.albedo_after):
             albedo.leaf.grad = None
             if analytic:
