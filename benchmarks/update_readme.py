@@ -81,31 +81,26 @@ def aflw_targets(text: str, out: Path) -> str:
     if not path.is_file():
         return ""
     res = json.loads(path.read_text())
-    ours = res.get("auto", res["facefit"])
-    bal = 100 * ours["balanced_2d"]
-    buckets = [100 * b for b in ours["bucket_nme_2d"]]
-    miss = 100 * ours["num_missing"] / max(ours["num_images"], 1)
 
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "**missed**"
+    def verdicts(row: dict) -> str:
+        """Each issue-10 limit against ``row`` (an `AFLW2000Result` JSON), met or missed."""
+        def verdict(v: float, lim: float) -> str:
+            return f"{'met' if v <= lim else '**missed**'}: {v:.2f} %"
 
-    limits = (3.0, 4.0, 5.5)
-    per = ", ".join(f"{name} ≤ {lim} ({verdict(v <= lim)}: {v:.2f} %)"
-                    for name, lim, v in zip(("0-30", "30-60", "60-90"), limits, buckets,
-                                            strict=True))
-    text = (f"Targets of issue 10 for the default (`auto`): balanced NME ≤ 4.0 % "
-            f"({verdict(bal <= 4.0)}: {bal:.2f} %), {per}; ≤ 1 % of images without a face "
-            f"({verdict(miss <= 1.0)}: {miss:.1f} %).")
+        bal = 100 * row["balanced_2d"]
+        per = ", ".join(f"{name} ≤ {lim} ({verdict(100 * v, lim)})" for name, lim, v in zip(
+            ("0-30", "30-60", "60-90"), (3.0, 4.0, 5.5), row["bucket_nme_2d"], strict=True))
+        miss = 100 * row["num_missing"] / max(row["num_images"], 1)
+        return (f"balanced NME ≤ 4.0 % ({verdict(bal, 4.0)}), {per}; ≤ 1 % of images without "
+                f"a face ({verdict(miss, 1.0)})")
+
+    text = (f"Targets of issue 10 for the default (`auto`): "
+            f"{verdicts(res.get('auto', res['facefit']))}.")
     other = res.get("auto_another_face_miss")
     if other is None:
         return text
-    bal = 100 * other["balanced_2d"]
-    per = ", ".join(f"{name} {verdict(100 * v <= lim)} ({100 * v:.2f} %)" for name, lim, v in
-                    zip(("0-30", "30-60", "60-90"), limits, other["bucket_nme_2d"], strict=True))
-    miss = 100 * other["num_missing"] / max(other["num_images"], 1)
-    return (text + f" Counting an image whose scored face is another person's as a miss (the "
-            f"`auto, another face = miss` row): balanced {verdict(bal <= 4.0)} ({bal:.2f} %), "
-            f"{per}, without a face {verdict(miss <= 1.0)} ({miss:.1f} %).")
+    return (text + " Counting an image whose scored face is another person's as a miss (the "
+            f"`auto, another face = miss` row): {verdicts(other)}.")
 
 
 def block(shown: str, text: str, stamp: str, extra: str = "") -> str:
