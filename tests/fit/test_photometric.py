@@ -191,3 +191,20 @@ def test_albedo_after_fits_the_albedo_alone(model):
     assert after.photometric_error < 0.95 * held.photometric_error
     with pytest.raises(ValueError, match="albedo_after"):
         PhotometricConfig(albedo_after=-1)
+
+
+def test_albedo_after_steps_match_autograd(model):
+    """The ``albedo_after`` phase's closed-form steps (shading computed once, then only the
+    albedo's sparse products) move the albedo as autograd's full objective does (the rest
+    held on every level, so both start the phase from the same state)."""
+    rng = np.random.default_rng(7)
+    face = make_synthetic_face(model, rng, size=160)
+    fit, _ = _landmark_fit(model, face, rng)
+    cfg = PhotometricConfig(iterations=10, size=112, levels=(2, 1), level_share=(0.5, 0.5),
+                            albedo_levels=(), albedo_after=8, free=("albedo",))
+    fast = refine_photometric(model, fit, face.image, config=cfg)
+    slow = refine_photometric(model, fit, face.image, config=replace(cfg, gradients="autograd"))
+    moved = np.abs(fast.albedo - slow.albedo).max()
+    assert np.abs(fast.albedo - np.asarray(fast.albedo).mean(0)).max() > 0.02  # it moved
+    assert moved < 2e-4, moved
+    np.testing.assert_allclose(fast.photometric_error, slow.photometric_error, rtol=1e-3)

@@ -77,7 +77,8 @@ def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tenso
 
     Returns:
         (the terms' sum (scalar), gradients: ``coeffs`` (K,), ``omega`` (3,), ``log_s``
-        (1,), ``trans`` (2,), ``sh`` (9, 3) and ``albedo_px`` (P, 3)).
+        (1,), ``trans`` (2,), ``sh`` (9, 3) and ``albedo_px`` (P, 3)), and the pixels'
+        (P, 3) ``observed`` colours and ``irradiance`` (for `pixel_term`).
     """
     act = ph.act
     assert act is not None
@@ -124,11 +125,7 @@ def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tenso
         nh4 = torch.cat([nh, torch.ones_like(nh[:, :1])], 1)
         q = (nh4 @ m.permute(0, 2, 1).reshape(4, -1)).reshape(len(nh4), -1, 4)
         irr = (q * nh4[:, None, :]).sum(-1)
-        r = observed - albedo_px * irr
-        w = act.weight
-        norm_pix = 1.0 / (w.sum() * 3 * pixel_sigma**2)
-        wr = w[:, None] * r
-        loss = (wr * r).sum() * norm_pix
+        loss, g_r = pixel_term(observed, albedo_px, irr, act.weight, pixel_sigma)
         # landmarks
         pts = ph.lm_points(coeffs, None)
         if not ph.lm_single:
@@ -140,7 +137,6 @@ def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tenso
         loss = loss + lm_scale * (d * d).sum()
 
         # --- backward ---
-        g_r = (2.0 * norm_pix) * wr
         g_alb = -g_r * irr
         g_irr = -g_r * albedo_px
         # E = nh4^T M nh4 with M symmetric: dE/dnh4 = 2 M nh4 = 2 q
@@ -186,7 +182,20 @@ def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tenso
         g_omega = 0.01 * (dr.constant("skew", kx.dtype, kx.device).T @ g_k.reshape(9))
         g_log_s = (0.01 * g_scale * scale).reshape(1)
     return loss, {"coeffs": g_coeffs, "omega": g_omega, "log_s": g_log_s, "trans": g_trans,
-                  "sh": g_sh, "albedo_px": g_alb}
+                  "sh": g_sh, "albedo_px": g_alb, "observed": observed, "irradiance": irr}
 
 
-__all__ = ["analytic_supported", "photo_objective"]
+def pixel_term(observed: torch.Tensor, albedo_px: torch.Tensor, irradiance: torch.Tensor,
+               weight: torch.Tensor, pixel_sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The L2 pixel term ``sum_p w_p |observed_p - albedo_p * irradiance_p|^2 /
+    (3 sigma^2 sum w)`` of (P, 3) colours at the raster's pixels with (P,) weights, and its
+    gradient at the (P, 3) residual ``observed - albedo * irradiance`` (so ``-g * irradiance``
+    is the albedo's). With everything but the albedo held, ``observed`` and ``irradiance``
+    are constants (`photo_objective` returns them) and this is the whole pixel term."""
+    r = observed - albedo_px * irradiance
+    norm_pix = 1.0 / (weight.sum() * 3 * pixel_sigma**2)
+    wr = weight[:, None] * r
+    return (wr * r).sum() * norm_pix, (2.0 * norm_pix) * wr
+
+
+__all__ = ["analytic_supported", "photo_objective", "pixel_term"]

@@ -29,6 +29,7 @@ from facefit.fit.photometric.gradient import (
     analytic_supported,
     interpolation_matrices,
     photo_objective,
+    pixel_term,
 )
 from facefit.fit.photometric.objective import (
     FlameMesh,
@@ -391,6 +392,34 @@ def refine_photometric_multi(
                      + config.light_prior * light_cost(ph.sh))
         return e
 
+    def leaf_pixels(i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Photo i's per-vertex albedo at its raster's pixels as ``mean_px + W @ leaf``:
+        ((P, 3) mean_px, W, Wᵀ), the mean's pixels once per raster, W sparse."""
+        act = photos[i].act
+        assert act is not None and albedo.leaf is not None
+        if "albedo" not in act.cache:
+            rows = albedo.photo_rows[i][act.pix_vids]
+            act.cache["albedo"] = (
+                dr.interpolate(albedo.photo_means[i], act.pix_vids, act.samp.bary),
+                *interpolation_matrices(rows, act.samp.bary, len(albedo.leaf)))
+        return act.cache["albedo"]
+
+    def albedo_gradient() -> None:
+        """The per-vertex albedo's gradient of `analytic_objective` with everything else
+        held (the ``albedo_after`` phase): the pixels' samples and shading, constants then,
+        are those the last `analytic_objective` left in each raster's cache, so a step
+        costs the albedo's sparse products only."""
+        leaf = albedo.leaf
+        with torch.no_grad():
+            g_leaf = 2.0 * (albedo.quadratic @ leaf) if albedo.quadratic is not None else 0.0
+            for i, ph in enumerate(photos):
+                mean_px, w_leaf, w_leaf_t = leaf_pixels(i)
+                observed, irradiance = ph.act.cache["shading"]
+                _, g_r = pixel_term(observed, mean_px + w_leaf @ leaf, irradiance,
+                                    ph.act.weight, config.pixel_sigma)
+                g_leaf = g_leaf + w_leaf_t @ (-g_r * irradiance)
+            leaf.grad = g_leaf
+
     def analytic_objective() -> torch.Tensor:
         """`objective` and its gradient written out (`facefit.fit.photometric.gradient`):
         sets the parameters' ``grad`` and returns the value."""
@@ -416,17 +445,12 @@ def refine_photometric_multi(
                         act.held_albedo = (active, dr.interpolate(active, act.pix_vids,
                                                                   act.samp.bary))
                     alb_px = act.held_albedo[1]
-                else:  # the mean's pixels once per raster, the rows' by a sparse product
-                    if "albedo" not in act.cache:
-                        rows = albedo.photo_rows[i][act.pix_vids]
-                        act.cache["albedo"] = (
-                            dr.interpolate(albedo.photo_means[i], act.pix_vids,
-                                           act.samp.bary),
-                            *interpolation_matrices(rows, act.samp.bary, len(leaf)))
-                    mean_px, w_leaf, w_leaf_t = act.cache["albedo"]
+                else:
+                    mean_px, w_leaf, _ = leaf_pixels(i)
                     alb_px = mean_px + w_leaf @ leaf
                 terms, g = photo_objective(ph, coeffs(ph), alb_px, lm_weight,
                                            config.landmark_sigma_px, config.pixel_sigma)
+                act.cache["shading"] = (g["observed"], g["irradiance"])
                 w_expr = w_prior / max(ph.num_landmarks, 1)
                 if box is None:
                     re = (ph.expr - expr_cost.mean) / expr_cost.sigma
@@ -592,8 +616,10 @@ def refine_photometric_multi(
         analytic = analytic_ok()
         for j in range(config.albedo_after):
             albedo.leaf.grad = None
-            if analytic:
-                analytic_objective()
+            if analytic and j:
+                albedo_gradient()
+            elif analytic:
+                analytic_objective()  # leaves each raster's samples and shading cached
             else:
                 objective().backward()
             albedo.opt.param_groups[0]["lr"] = config.lr_albedo_vertex * lr * (
