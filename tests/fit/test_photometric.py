@@ -43,6 +43,58 @@ def test_skin_mask_excludes_eyes_and_mouth(model):
         assert mask[y, x]
 
 
+def test_skin_mask_forehead_and_outline_scale(model):
+    """``forehead`` raises the mask's top edge by that many nose lengths (landmark 27 to 30)
+    above the brows; ``outline_scale`` widens the jaw line about the nose's centre; both only
+    add skin, and the crop box (`face_crop_box`) holds the larger mask."""
+    from facefit.fit.photometric import face_crop_box
+
+    face = make_synthetic_face(model, np.random.default_rng(5), max_yaw=0.0, size=400)
+    lm = face.landmarks
+    nose = np.linalg.norm(lm[27] - lm[30])
+    brow_top = lm[17:27, 1].min()
+    base = skin_mask(lm, 400, 400)
+    for forehead in (0.7, 1.5):
+        top = np.flatnonzero(skin_mask(lm, 400, 400, forehead=forehead).any(1))[0]
+        assert abs((brow_top - top) / nose - forehead) < 0.1
+    wide = skin_mask(lm, 400, 400, forehead=1.5, outline_scale=1.2)
+    assert not (base & ~wide).any() and wide.sum() > 1.3 * base.sum()
+    centre = lm[27:36].mean(0)
+    jaw_wide = centre + (lm[:17] - centre) * 1.2
+    x, y = np.rint(jaw_wide[8] * 0.97 + centre * 0.03).astype(int)  # below the chin
+    assert wide[y, x] and not base[y, x]
+    x0, y0, side = face_crop_box(lm, forehead=1.5, outline_scale=1.2)
+    ys, xs = np.nonzero(wide)
+    assert x0 <= xs.min() and xs.max() <= x0 + side and y0 <= ys.min() and ys.max() <= y0 + side
+    assert face_crop_box(lm) == face_crop_box(lm, 0.7, 1.0)
+    with pytest.raises(ValueError, match="skin_outline_scale"):
+        PhotometricConfig(skin_outline_scale=0.9)
+
+
+def test_skin_coloured_keeps_skin_and_drops_hair_and_background():
+    """`skin_coloured`: of the candidate pixels, those of the skin's chromaticity and
+    brightness (shaded skin included) pass; dark hair, grey wall and blue background do
+    not, and pixels outside the candidates never do."""
+    from facefit.fit.photometric.data import skin_coloured
+
+    rng = np.random.default_rng(0)
+    skin_rgb = np.array([0.72, 0.53, 0.44], np.float32)
+    img = np.empty((40, 50, 3), np.float32)
+    img[:, :10] = skin_rgb * rng.uniform(0.8, 1.2, (40, 10, 1))  # the known skin
+    img[:, 10:20] = skin_rgb * 0.6  # the same skin in shadow
+    img[:, 20:30] = [0.15, 0.10, 0.07]  # dark brown hair
+    img[:, 30:40] = [0.55, 0.55, 0.55]  # grey wall
+    img[:, 40:] = [0.3, 0.4, 0.7]  # blue background
+    img += rng.normal(0, 0.005, img.shape).astype(np.float32)
+    skin = np.zeros((40, 50), bool)
+    skin[:, :10] = True
+    candidates = np.ones((40, 50), bool)
+    candidates[:20] = False
+    got = skin_coloured(img, skin, candidates)
+    assert got[20:, :20].all() and not got[:20].any()
+    assert not got[:, 20:].any()
+
+
 def test_synthetic_refinement_improves_shape_light_and_photometric_error(model):
     """The per-vertex albedo free at the finest level (as joint fits have it): these faces'
     albedo is smooth and random, without brows, lips or eyes, and their landmarks are the

@@ -353,9 +353,13 @@ def test_flame_keeps_its_open_jaw_through_the_refinement(flame, jaw_open):
     # 60 steps: after 30 the jaw angle can still be overshooting the truth (0.35 rad): 0.468
     # with the packages a fresh install resolved on 2026-12-03 (0.42 after 60, 0.39 after 100).
     # The albedo free at the finest level: this face's random albedo, held at the skin colour
-    # on every level (the one-photo default), leaves the jaw at 0.46 rad after 60 steps
+    # on every level (the one-photo default), leaves the jaw at 0.46 rad after 60 steps.
+    # The pixel term on the landmarks' own mask: this grid face's albedo is random colour
+    # blotches, so the skin-colour test of the grown mask (the default since session 28)
+    # keeps an arbitrary part of it (jaw error 1.17 px mean there, 0.32 of the closed jaw's)
     res = refine_photometric(flame.model, fit, image, config=PhotometricConfig(
-        iterations=60, size=128, levels=(2, 1), level_share=(0.5, 0.5), albedo_levels=(-1,)))
+        iterations=60, size=128, levels=(2, 1), level_share=(0.5, 0.5), albedo_levels=(-1,),
+        skin_forehead=0.7, skin_outline_scale=1.0))
     _assert_jaw_kept(flame, res.fit, truth)
     assert res.photometric_error < 0.6 * res.initial_photometric_error
 

@@ -24,6 +24,16 @@ class PhotometricConfig:
     Schedule:
         iterations: optimiser steps over all pyramid levels (L-BFGS: objective evaluations).
         size: side in pixels of the finest level (a square crop around each face).
+        skin_forehead: how far above the brows the pixel term reaches, in nose lengths
+            (landmark 27 to 30; `facefit.fit.photometric.data.skin_mask`).
+        skin_outline_scale: the jaw line of the pixel term's mask scaled about the nose's
+            centre (> 1: more of the cheeks towards the ears and under the chin). Past
+            the landmark mask (0.7, 1) only pixels of the skin's colour count
+            (`facefit.fit.photometric.data.skin_coloured`). 1.5 and 1.2 (were 0.7 and 1):
+            the forehead and the cheeks' sides carry the shading of the face's shape; on
+            the shape benchmark (seed 2, n = 24) ICT one photo -14.9 -> -16.8 % against the
+            mean face, in-model 2.60 -> 2.44 mm rigid vertex error, six photos -24.2 ->
+            -25.1 % and 2.18 -> 2.14 mm (benchmarks/README.md, Shape).
         levels: downsampling factors of the pyramid, coarse to fine.
         level_share: fraction of ``iterations`` per level (the rest goes to the last).
         refresh_every: re-rasterise (visibility, outliers) every this many steps.
@@ -141,6 +151,8 @@ class PhotometricConfig:
 
     iterations: int = 100
     size: int = 224
+    skin_forehead: float = 1.5
+    skin_outline_scale: float = 1.2
     levels: tuple[int, ...] = (4, 2, 1)
     level_share: tuple[float, ...] = (0.5, 0.3, 0.2)
     refresh_every: int = 20
@@ -187,6 +199,9 @@ class PhotometricConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.gradients not in GRADIENTS:
             raise ValueError(f"gradients must be one of {GRADIENTS}, got {self.gradients!r}")
+        if self.skin_forehead < 0 or self.skin_outline_scale < 1:
+            raise ValueError("skin_forehead must be >= 0 and skin_outline_scale >= 1, got "
+                             f"{self.skin_forehead} and {self.skin_outline_scale}")
         if not self.levels or len(self.level_share) < len(self.levels):
             raise ValueError("need at least one level and a level_share per level")
         normals = self.level_normals

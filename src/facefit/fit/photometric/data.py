@@ -19,15 +19,25 @@ import torch
 from facefit.fit.result import FitResult
 
 
-def skin_mask(landmarks_68: np.ndarray, height: int, width: int) -> np.ndarray:
+def widen(points: np.ndarray, landmarks_68: np.ndarray, scale: float) -> np.ndarray:
+    """(N, 2) ``points`` scaled by ``scale`` about the centre of the nose (landmarks 27-35 of
+    ``landmarks_68``)."""
+    centre = np.asarray(landmarks_68, np.float64)[27:36].mean(0)
+    return centre + (np.asarray(points, np.float64) - centre) * scale
+
+
+def skin_mask(landmarks_68: np.ndarray, height: int, width: int, forehead: float = 0.7,
+              outline_scale: float = 1.0) -> np.ndarray:
     """(H, W) bool face-skin mask from 68 iBUG landmarks (pixels): the face outline (jaw line
-    and the brows raised to the forehead) minus the eyes, brows and the mouth interior."""
+    and the brows raised to the forehead by ``forehead`` times the nose's length, landmark
+    27 to 30) minus the eyes, brows and the mouth interior. ``outline_scale`` > 1 widens the
+    jaw line about the nose's centre (landmarks 27-35) towards the ears and under the chin."""
     p = np.asarray(landmarks_68, np.float64)
     mask = np.zeros((height, width), np.uint8)
     nose = p[27:31]
-    up = (nose[0] - nose[-1]) * 0.7  # brow → forehead: 70 % of the nose bridge length
-    forehead = p[26:16:-1] + up
-    outline = np.concatenate([p[:17], forehead])
+    up = (nose[0] - nose[-1]) * forehead
+    jaw = p[:17] if outline_scale == 1.0 else widen(p[:17], p, outline_scale)
+    outline = np.concatenate([jaw, p[26:16:-1] + up])
     sh = 4  # sub-pixel precision of cv2 polygon drawing
     cv2.fillPoly(mask, [np.round(cv2.convexHull(outline.astype(np.float32)).reshape(-1, 2)
                                  * (1 << sh)).astype(np.int32)], 1, cv2.LINE_8, sh)
@@ -40,6 +50,25 @@ def skin_mask(landmarks_68: np.ndarray, height: int, width: int) -> np.ndarray:
     for brow in (p[17:22], p[22:27]):
         cv2.polylines(mask, [np.round(brow).astype(np.int32)], False, 0, 2 * thick)
     return mask.astype(bool)
+
+
+def skin_coloured(image: np.ndarray, skin: np.ndarray, candidates: np.ndarray,
+                  sigmas: float = 3.0) -> np.ndarray:
+    """(H, W) bool: the ``candidates`` pixels of the (H, W, 3) float ``image`` whose colour
+    is the ``skin`` pixels' own: chromaticity (r, g over r + g + b) within ``sigmas`` robust
+    standard deviations (at least 0.02) of the skin's median, brightness 0.35-3 times its
+    median. Keeps hair, background and shadow out of a mask grown past the landmarks."""
+    img = np.asarray(image, np.float32)[..., :3]
+    total = img.sum(-1)
+    chroma = img[..., :2] / np.maximum(total, 1e-6)[..., None]
+    ref, ref_total = chroma[skin], total[skin]
+    if len(ref) < 10:
+        return np.zeros(skin.shape, bool)
+    med = np.median(ref, 0)
+    spread = np.maximum(1.4826 * np.median(np.abs(ref - med), 0), 0.02 / sigmas)
+    bright = np.median(ref_total)
+    return (candidates & (np.abs(chroma - med) <= sigmas * spread).all(-1)
+            & (total >= 0.35 * bright) & (total <= 3.0 * bright))
 
 
 def crop_image(image: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
@@ -55,11 +84,14 @@ def crop_image(image: np.ndarray, box: tuple[float, float, float], size: int) ->
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def face_crop_box(landmarks_68: np.ndarray) -> tuple[float, float, float]:
+def face_crop_box(landmarks_68: np.ndarray, forehead: float = 0.7, outline_scale: float = 1.0
+                  ) -> tuple[float, float, float]:
     """(x0, y0, side) input pixels: the square around 68 landmarks and the forehead above
-    the brows (70 % of the nose bridge), 1.15 times their extent."""
+    the brows, 1.15 times their extent; it holds `skin_mask` with the same ``forehead`` and
+    ``outline_scale`` (at least 0.7 and 1)."""
     lm68 = np.asarray(landmarks_68, np.float64)
-    pts = np.concatenate([lm68, lm68[17:27] + (lm68[27] - lm68[30]) * 0.7])
+    outline = lm68 if outline_scale <= 1.0 else widen(lm68, lm68, outline_scale)
+    pts = np.concatenate([outline, lm68[17:27] + (lm68[27] - lm68[30]) * max(forehead, 0.7)])
     lo, hi = pts.min(0), pts.max(0)
     side = float((hi - lo).max() * 1.15)
     centre = (lo + hi) / 2
@@ -124,15 +156,21 @@ def to_crop(box: tuple[float, float, float], k: float, xy: np.ndarray) -> np.nda
 def prepare_photo(fit: FitResult, image: np.ndarray, size: int, levels: Sequence[int],
                   level_normals: Sequence[str], landmark_corners: np.ndarray,
                   landmark_bary: np.ndarray, landmarks_px: np.ndarray,
-                  device: torch.device) -> PhotoData:
+                  device: torch.device, forehead: float = 0.7, outline_scale: float = 1.0
+                  ) -> PhotoData:
     """Crop, skin mask and pyramid of one photo around its fit, and its landmark targets
     ``landmarks_px`` (K, 2; input pixels) on the points ``landmark_corners`` /
-    ``landmark_bary`` (K, C) of the mesh."""
+    ``landmark_bary`` (K, C) of the mesh. The mask is `skin_mask`'s, grown by ``forehead``
+    and ``outline_scale`` where the colour is the skin's (`skin_coloured`)."""
     lm68 = np.asarray(fit.landmarks_68_2d_contour, np.float64)
-    box = face_crop_box(lm68)
+    box = face_crop_box(lm68, forehead, outline_scale)
     k = size / box[2]
     crop_img = crop_image(image, box, size)
-    crop_mask = skin_mask(to_crop(box, k, lm68), size, size)
+    crop_lm = to_crop(box, k, lm68)
+    crop_mask = skin_mask(crop_lm, size, size)
+    if forehead > 0.7 or outline_scale > 1.0:
+        crop_mask = crop_mask | skin_coloured(
+            crop_img, crop_mask, skin_mask(crop_lm, size, size, forehead, outline_scale))
     pyramid = []
     for f, nrm in zip(levels, level_normals, strict=True):
         s = size // f

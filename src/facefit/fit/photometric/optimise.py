@@ -333,7 +333,7 @@ def refine_photometric_multi(
             kind, base, fit, None if landmarks_px is None else landmarks_px[i],
             None if landmark_vertex_ids is None else landmark_vertex_ids[i])
         data = prepare_photo(fit, img, config.size, config.levels, normals, corners, bary, px,
-                             dev)
+                             dev, config.skin_forehead, config.skin_outline_scale)
         joints = None
         if flame:
             pose = fit.extras.get("flame_pose")
