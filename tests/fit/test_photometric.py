@@ -69,6 +69,8 @@ def test_skin_mask_forehead_and_outline_scale(model):
     assert face_crop_box(lm) == face_crop_box(lm, 0.7, 1.0)
     with pytest.raises(ValueError, match="skin_outline_scale"):
         PhotometricConfig(skin_outline_scale=0.9)
+    with pytest.raises(ValueError, match="skin_forehead"):
+        PhotometricConfig(skin_forehead=0.5)
 
 
 def test_skin_coloured_keeps_skin_and_drops_hair_and_background():

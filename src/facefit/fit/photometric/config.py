@@ -28,7 +28,7 @@ class PhotometricConfig:
             (landmark 27 to 30; `facefit.fit.photometric.data.skin_mask`).
         skin_outline_scale: the jaw line of the pixel term's mask scaled about the nose's
             centre (> 1: more of the cheeks towards the ears and under the chin). Past
-            the landmark mask (0.7, 1) only pixels of the skin's colour count
+            the landmarks' own mask (0.7, 1; the least) only pixels of the skin's colour count
             (`facefit.fit.photometric.data.skin_coloured`). 1.5 and 1.2 (were 0.7 and 1):
             the forehead and the cheeks' sides carry the shading of the face's shape; on
             the shape benchmark (seed 2, n = 24) ICT one photo -14.9 -> -16.8 % against the
@@ -199,9 +199,10 @@ class PhotometricConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.gradients not in GRADIENTS:
             raise ValueError(f"gradients must be one of {GRADIENTS}, got {self.gradients!r}")
-        if self.skin_forehead < 0 or self.skin_outline_scale < 1:
-            raise ValueError("skin_forehead must be >= 0 and skin_outline_scale >= 1, got "
-                             f"{self.skin_forehead} and {self.skin_outline_scale}")
+        if self.skin_forehead < 0.7 or self.skin_outline_scale < 1:
+            raise ValueError("skin_forehead must be >= 0.7 and skin_outline_scale >= 1 (the "
+                             f"landmarks' own mask), got {self.skin_forehead} and "
+                             f"{self.skin_outline_scale}")
         if not self.levels or len(self.level_share) < len(self.levels):
             raise ValueError("need at least one level and a level_share per level")
         normals = self.level_normals
