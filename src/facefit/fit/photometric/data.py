@@ -4,7 +4,8 @@ image pyramid and landmark targets (numpy, then tensors on the refinement's devi
 The crop is a square around the fitted 68 landmarks (raised to the forehead) resized to
 ``size`` px; positions inside it are "crop pixels at the finest level". The face-skin mask is
 the face outline (jaw line and brows raised to the forehead) minus the eyes, brows and the
-mouth interior.
+mouth interior, grown to more of the forehead and the cheeks' sides where the colour is the
+skin's (`PhotometricConfig.skin_forehead`, ``skin_outline_scale``).
 """
 
 from __future__ import annotations
