@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
-from facefit.detect.network import refinement_face
+from facefit.detect.network import refinement_faces
 from facefit.fit.face_fit import with_landmark_outputs
 from facefit.fit.landmark_fit import camera_model
 from facefit.fit.multi_image import (
@@ -147,9 +147,8 @@ def reconstruct_same_person(
         landmark_fits = list(multi.fits)  # their 68-point outputs are kept, as single photos'
         # started, as a single photo's, from the network's fits of faces `auto` gave
         # MediaPipe's points (`refinement_face`); the landmark-only outputs keep `auto`'s
-        starts = [refinement_face(recon.detector, p, f) for p, f in zip(photos, faces,
-                                                                         strict=True)]
-        if any(a is not b for a, b in zip(starts, faces, strict=True)):
+        starts = refinement_faces(recon.detector, photos, faces)
+        if starts is not None:
             views = [view_from_face(model, f, sigma) for f in starts]
             multi = fit_same_person(model, views, method=method, kind=fm, camera=cameras)
         multi, photometric, notes = refine_same_person(

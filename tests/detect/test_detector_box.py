@@ -80,3 +80,11 @@ def test_doubted_blazeface_box_kept_only_when_onet_confirms(detector, profile) -
     # grey background, no face: O-Net does not confirm it
     blank = np.full_like(image, 204)
     assert detector._confirmed(blank, [(0, doubted)], box[None], []) == []
+
+
+def test_box_iou_one_against_many_and_row_with_row():
+    a = np.array([0.0, 0.0, 2.0, 2.0])
+    b = np.array([[1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 2.0, 2.0], [5.0, 5.0, 6.0, 6.0]])
+    np.testing.assert_allclose(box_iou(a, b), [1 / 7, 1.0, 0.0])  # overlap 1, union 4 + 4 - 1
+    pairs = np.stack([a, b[2], b[0]])
+    np.testing.assert_allclose(box_iou(pairs, b), [1 / 7, 0.0, 0.0])

@@ -241,5 +241,13 @@ def test_a_refinement_starts_from_the_network_reading_of_an_auto_mediapipe_face(
     assert np.linalg.norm(start.points_px - mp68, axis=1).mean() < 0.06 * size
     assert refinement_face(auto, image, start) is start
     assert refinement_face(MediaPipeDetector(), image, face) is face
+    # `refinement_faces`: the faces to refit, or None when none changes
+    from facefit.detect.network import refinement_faces
+
+    both = refinement_faces(auto, [image, image], [start, kept])
+    assert both is not None and both[0] is start
+    np.testing.assert_array_equal(both[1].points_px, start.points_px)
+    assert refinement_faces(auto, [image], [start]) is None
+    assert refinement_faces(MediaPipeDetector(), [image], [face]) is None
     with pytest.raises(ValueError, match="source"):
         auto.landmark_faces(image, [face], source="mediapipe")

@@ -39,14 +39,15 @@ class FaceLandmarks:
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Intersection over union of one [x0, y0, x1, y1] box (4,) with each of (N, 4) ``boxes``
-    (or one (4,) box): (N,) float64, or a 0-d array for one box; 0 for disjoint or empty boxes."""
+    (or one (4,) box): (N,) float64, or a 0-d array for one box; 0 for disjoint or empty boxes.
+    ``box`` (N, 4) pairs row with row."""
     a = np.asarray(box, np.float64)
     b = np.asarray(boxes, np.float64)
-    iw = np.clip(np.minimum(a[2], b[..., 2]) - np.maximum(a[0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[3], b[..., 3]) - np.maximum(a[1], b[..., 1]), 0, None)
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = iw * ih
-    union = ((a[2] - a[0]) * (a[3] - a[1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-             - inter)
+    union = ((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+             + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter)
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 

@@ -33,6 +33,7 @@ AFLW2000-3D points plus 2 % noise, the silhouette matching costs 5.0 % balanced 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -463,6 +464,14 @@ def refinement_face(detector: LandmarkDetector, image_rgb: np.ndarray, face: Fac
             and landmark_source(face) == "mediapipe"):
         return detector.landmark_faces(image_rgb, [face], source="network")[0]
     return face
+
+
+def refinement_faces(detector: LandmarkDetector, images: Sequence[np.ndarray],
+                     faces: Sequence[FaceLandmarks]) -> list[FaceLandmarks] | None:
+    """`refinement_face` of each of ``faces`` (one per image of ``images``), or None when
+    every face comes back unchanged: then the landmark fit of ``faces`` is the start."""
+    starts = [refinement_face(detector, img, f) for img, f in zip(images, faces, strict=True)]
+    return None if all(a is b for a, b in zip(starts, faces, strict=True)) else starts
 
 
 def confident_mediapipe(face: FaceLandmarks, min_score: float = 0.5) -> bool:

@@ -119,11 +119,7 @@ def another_face(pred: np.ndarray, gt: np.ndarray, max_iou: float = ANOTHER_FACE
     filled = np.where(found[:, None, None], pred, 0.0)  # rows without a face are all NaN
     a = np.concatenate([np.nanmin(filled, 1), np.nanmax(filled, 1)], 1)
     b = np.concatenate([gt.min(1), gt.max(1)], 1)
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    union = np.prod(a[:, 2:] - a[:, :2], 1) + np.prod(b[:, 2:] - b[:, :2], 1) - iw * ih
-    iou = np.where(union > 0, iw * ih / np.where(union > 0, union, 1.0), 0.0)
-    return found & (iou < max_iou)
+    return found & (box_iou(a, b) < max_iou)
 
 
 def select_face(boxes: list[np.ndarray], gt_points: np.ndarray | None) -> int:

@@ -380,13 +380,13 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
     poses["landmarks"] = [f.rotation for f in multi.fits]
     if not photometric:
         return multi.shape_coeffs, None
-    from facefit.detect.network import refinement_face
+    from facefit.detect.network import refinement_faces
     from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
 
     t1 = time.perf_counter()
-    starts = [refinement_face(detector, img, f) for img, f in zip(images, faces, strict=True)]
-    start = multi if all(a is b for a, b in zip(starts, faces, strict=True)) else (
-        fit_same_person(model, [view_from_face(model, f) for f in starts]))
+    starts = refinement_faces(detector, images, faces)  # type: ignore[arg-type]
+    start = multi if starts is None else fit_same_person(
+        model, [view_from_face(model, f) for f in starts])
     # targets: each fit's own projected landmarks (the default); the detected ones pull
     # the identity towards the detector's bias (see refine_photometric_multi)
     res = refine_photometric_multi(model, start.fits, list(images),

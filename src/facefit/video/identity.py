@@ -105,10 +105,11 @@ def identity_of_faces(model: MorphableModel, faces: Iterable[FaceLandmarks | Non
                     .astype(int))
     starts = [multi.fits[i] for i in ids]
     if detector is not None:
-        from facefit.detect.network import refinement_face
+        from facefit.detect.network import refinement_faces
 
-        first = [refinement_face(detector, images[i], kept[i]) for i in ids]  # type: ignore[arg-type]
-        if any(a is not kept[i] for a, i in zip(first, ids, strict=True)):
+        first = refinement_faces(detector, [images[i] for i in ids],  # type: ignore[arg-type]
+                                 [kept[i] for i in ids])
+        if first is not None:
             starts = fit_same_person(model, [view_from_face(model, f, sigma)
                                              for f in first]).fits
     res = refine_photometric_multi(model, starts, [images[i] for i in ids],
