@@ -109,9 +109,9 @@ def test_reconstructor_refuses_what_the_cli_refuses() -> None:
     det = _Recorder()
     with pytest.raises(ValueError, match="focal_px needs camera='perspective'"):
         Reconstructor(model=_tiny_model(), detector=det, focal_px=900.0)
-    with pytest.raises(ValueError, match="needs the scaled orthographic camera"):
-        Reconstructor(model=_tiny_model(), detector=det, camera="perspective",
-                      refine="photometric")
+    # the refinement takes the fit's camera, perspective included
+    assert Reconstructor(model=_tiny_model(), detector=det, camera="perspective",
+                         refine="photometric").refine == "photometric"
     with pytest.raises(ValueError, match="camera must be one of"):
         Reconstructor(model=_tiny_model(), detector=det, camera="fisheye")
     with pytest.raises(ValueError, match="image_loss must be one of"):
@@ -134,10 +134,6 @@ def test_reconstructor_refuses_what_the_cli_refuses() -> None:
     (["--photometric-iterations", "5"], "--photometric-iterations needs --refine photometric"),
     (["--refine", "none", "--image-loss", "l2", "--photometric-iterations", "5"],
      "--image-loss and --photometric-iterations need --refine photometric"),
-    (["--refine", "photometric", "--camera", "perspective"],
-     "--refine photometric needs the scaled orthographic camera"),
-    (["--refine", "photometric", "--focal-px", "900"],
-     "--refine photometric needs the scaled orthographic camera"),
     (["--camera", "scaled_orthographic", "--focal-px", "900"],
      "--focal-px needs --camera perspective"),
     (["--npz-fields", "verts_px"], "--npz-fields needs npz in --formats"),

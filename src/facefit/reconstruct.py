@@ -69,7 +69,7 @@ class Reconstructor:
             (`facefit.texture.extract.face_texture_size`: a 300 px face gets 256, and costs
             about half of a 512 one); ``"fixed"``: always ``texture_size``.
         refine: ``"none"`` or ``"photometric"`` (analysis by synthesis after the landmark
-            fit, `facefit.fit.photometric.refine_photometric`; orthographic camera only).
+            fit, `facefit.fit.photometric.refine_photometric`; either camera).
         image_loss: the photometric pixel loss: ``"l2"``, ``"huber"`` or ``"gradient"``
             (used only with ``refine="photometric"``).
         photometric_iterations: optimisation steps of the refinement (idem).
@@ -110,8 +110,6 @@ class Reconstructor:
             raise ValueError(f"focal_px must be a positive number, got {focal_px}")
         if refine not in ("none", "photometric"):
             raise ValueError(f"refine must be 'none' or 'photometric', got {refine!r}")
-        if refine == "photometric" and camera != "scaled_orthographic":
-            raise ValueError("refine='photometric' needs the scaled orthographic camera")
         if image_loss not in IMAGE_LOSSES:
             raise ValueError(f"image_loss must be one of {IMAGE_LOSSES}, got {image_loss!r}")
         if photometric_iterations < 1:
@@ -168,7 +166,7 @@ class Reconstructor:
             fit = fit_face(self.model, face, image_rgb.shape[1::-1], camera=self.camera,
                            focal_px=self.focal_px)
             photometric, t_photo, landmark_fit = None, 0.0, None
-            if self.refine == "photometric" and fit.camera.kind != "perspective":
+            if self.refine == "photometric":
                 from facefit.detect.network import refinement_face
                 from facefit.fit.photometric import PhotometricConfig, refine_photometric
 

@@ -2,10 +2,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from facefit.fit.camera import Camera
-from facefit.fit.landmark_fit import camera_pose, fit_points, make_result
+from facefit.fit.landmark_fit import fit_points, make_result
 from facefit.fit.photometric import PhotometricConfig, refine_photometric, skin_mask
+from facefit.fit.photometric.data import prepare_photo
+from facefit.fit.photometric.objective import LinearMesh, PhotoState
+from facefit.metrics.geometry import vertex_error
 from facefit.model import load_default_model
 from facefit.render.differentiable import light_direction
 from facefit.synthetic.photos import dense_error_px, make_synthetic_face
@@ -175,18 +179,73 @@ def test_occluder_pixels_are_rejected(model):
     assert np.degrees(np.arccos(np.clip(cos, -1, 1))) < 20.0
 
 
-def test_rejects_perspective_and_unknown_loss(model):
-    rng = np.random.default_rng(1)
-    face = make_synthetic_face(model, rng, size=128)
-    fit, _ = _landmark_fit(model, face, rng)
+def test_rejects_unknown_loss():
     with pytest.raises(ValueError, match="image_loss"):
         PhotometricConfig(image_loss="l1")
-    persp = make_result(model, fit.shape_coeffs, fit.expression_coeffs,
-                        camera_pose(fit.rotation, 1.0, np.array([0.0, 0.0, -500.0]), 500.0,
-                              np.array([64.0, 64.0])),
-                        Camera("perspective", 500.0, (64.0, 64.0)), 0.0, 68, 1)
-    with pytest.raises(ValueError):
-        refine_photometric(model, persp, face.image)
+
+
+def _perspective_fit(model, face, pts, cam):
+    size = float(np.sqrt(np.prod(pts.max(0) - pts.min(0))))
+    a, b, pose, rms, n = fit_points(model, pts, model.landmark_ids["ibug68"],
+                                    landmark_sigma_px=0.02 * size, camera=cam)
+    return make_result(model, a, b, pose, cam, rms, n, 5)
+
+
+def test_perspective_state_projects_as_its_camera(model):
+    """The refinement's pinhole projection (the scaled orthographic one divided by
+    1 - s Z / f) puts every vertex where the fit's `PerspectiveCamera` does, and hands the
+    same camera back."""
+    rng = np.random.default_rng(2)
+    face = make_synthetic_face(model, rng, focal_px=256.0)
+    cam = Camera("perspective", 256.0, (127.5, 127.5))
+    fit = _perspective_fit(model, face, face.landmarks, cam)
+    f32 = dict(dtype=torch.float32, device=torch.device("cpu"))
+    ids = model.landmark_ids["ibug68"]
+    data = prepare_photo(fit, face.image, 224, (2, 1), ("stencil", "stencil"), ids,
+                         np.ones(68), fit.landmarks_68_2d, torch.device("cpu"))
+    basis = np.concatenate([model.shape_basis, model.expression_basis], 2).astype(np.float32)
+    mesh = LinearMesh(model, basis, f32)
+    ph = PhotoState(data, mesh, None, None, np.asarray(model.triangles, np.int64), f32)
+    coeffs = torch.as_tensor(np.r_[fit.shape_coeffs, fit.expression_coeffs], **f32)
+    rot, scale = ph.pose_parts()
+    verts = ph.project(mesh.all_vertices(coeffs, None), rot, scale).detach().numpy()
+    np.testing.assert_allclose(verts[:, :2], data.to_crop(fit.verts_px[:, :2]), atol=2e-3)
+    np.testing.assert_allclose(ph.landmarks(coeffs, rot, scale).detach().numpy(),
+                               data.to_crop(fit.landmarks_68_2d), atol=2e-3)
+    pose, lm_err = ph.image_camera(coeffs)
+    assert pose.kind == "perspective" and pose.focal == 256.0
+    np.testing.assert_allclose(pose.principal, (127.5, 127.5))
+    np.testing.assert_allclose(pose.translation, fit.translation, atol=1e-3)
+    np.testing.assert_allclose(pose.rotation, fit.rotation, atol=1e-6)
+    assert lm_err < 1e-3
+
+
+def test_perspective_refinement_of_close_ups(model):
+    """Faces 0.6 of the photo wide about 30 cm from a pinhole camera (focal length = photo
+    side): refined from their perspective landmark fits, the 3D shape comes nearer the
+    truth (mean vertex error 1.21 -> 1.08 mm over these faces and the next 3; 1.09 on
+    these), while the scaled orthographic camera's refinement bends it to fit the
+    perspective (5.33 -> 6.47 mm over 6; 5.99 on these)."""
+    rng = np.random.default_rng(0)
+    cam = Camera("perspective", 256.0, (127.5, 127.5))
+    zero = np.zeros(model.num_expression)
+    errs = {"perspective": [], "scaled_orthographic": []}
+    for _ in range(3):
+        face = make_synthetic_face(model, rng, focal_px=256.0)
+        pts = face.landmarks + rng.normal(0, 1.0, face.landmarks.shape)
+        truth = model.vertices(face.shape_coeffs, zero)
+        for c in (cam, Camera()):
+            fit = _perspective_fit(model, face, pts, c)
+            res = refine_photometric(model, fit, face.image, landmarks_px=pts)
+            errs[c.kind].append(vertex_error(model.vertices(res.fit.shape_coeffs, zero), truth))
+            assert res.fit.camera == c
+            assert res.photometric_error < 0.6 * res.initial_photometric_error
+            if c.kind == "perspective":
+                assert res.landmark_error_px < 2.5 and res.fit.translation.shape == (3,)
+                np.testing.assert_allclose(res.fit.landmarks_68_2d, fit.landmarks_68_2d,
+                                           atol=4.0)
+    assert max(errs["perspective"]) < 2.0
+    assert np.mean(errs["perspective"]) < 0.4 * np.mean(errs["scaled_orthographic"])
 
 
 def test_turned_heads_count_the_prior_more() -> None:

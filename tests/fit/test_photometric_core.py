@@ -460,3 +460,20 @@ def test_unique_ids_is_numpys_unique():
     np.testing.assert_array_equal(unique_ids(100, a, b),
                                   np.unique(np.concatenate([a, b.ravel()])))
     assert unique_ids(10).size == 0
+
+
+def test_flame_refinement_with_a_perspective_camera(flame, jaw_open):
+    """A perspective FLAME fit refines too (skinned mesh, pinhole projection): its camera
+    kind and focal length are kept, the photo's error falls, the jaw stays open."""
+    from facefit.reconstruct import Reconstructor
+
+    image, truth, px = jaw_open
+    rec = Reconstructor(model=flame.model, detector=_FixedDetector(px), texture_size=0,
+                        camera="perspective", focal_px=2000.0, refine="photometric",
+                        photometric_iterations=20)
+    face = rec.reconstruct(image)[0]
+    assert face.photometric is not None
+    cam = face.fit.camera
+    assert cam.kind == "perspective" and cam.focal_px == 2000.0
+    assert face.photometric.photometric_error < 0.7 * face.photometric.initial_photometric_error
+    assert face.fit.extras["flame_pose"][JAW, 0] > 0.2

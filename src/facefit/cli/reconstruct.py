@@ -140,7 +140,7 @@ def register(sub: Any) -> None:
                         "identity.obj/.glb/.json (neutral mesh, texture merged from all views)")
     p.add_argument("--refine", choices=("none", "photometric"), default="none",
                    help="after the landmark fit, refine shape, pose, lighting and albedo "
-                        "against the photo's pixels (analysis by synthesis; orthographic "
+                        "against the photo's pixels (analysis by synthesis, with the fit's "
                         "camera; adds STEM_faceK_albedo.png and _compare.png) (default: none)")
     p.add_argument("--image-loss", choices=IMAGE_LOSSES, default=None,
                    help="pixel loss of --refine photometric; 'gradient' is the gradient "
@@ -175,8 +175,6 @@ def _check_option_use(args: argparse.Namespace) -> None:
         if given:
             args.parser.error(f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} "
                               "--refine photometric")
-    elif args.camera == "perspective" or (args.camera is None and args.focal_px is not None):
-        args.parser.error("--refine photometric needs the scaled orthographic camera")
     args.pooling = args.pooling or "joint"
     args.image_loss = args.image_loss or "l2"
     args.photometric_iterations = args.photometric_iterations or 100

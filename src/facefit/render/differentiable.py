@@ -284,7 +284,8 @@ def image_to_view(normals_img: torch.Tensor) -> torch.Tensor:
 
 def render(verts_px: np.ndarray | torch.Tensor, triangles: np.ndarray, height: int, width: int,
            albedo: torch.Tensor | np.ndarray, sh_coeffs: torch.Tensor | np.ndarray,
-           specular: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           specular: float | None = None, view_vertices: torch.Tensor | np.ndarray | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render a mesh: (H, W, C) colour (zero on background) and (H, W) bool coverage.
 
     Args:
@@ -293,12 +294,19 @@ def render(verts_px: np.ndarray | torch.Tensor, triangles: np.ndarray, height: i
         albedo: (V, C) per-vertex albedo.
         sh_coeffs: (9, C) lighting (see `sh_basis`).
         specular: optional Phong strength.
+        view_vertices: (V, 3) the vertices in the view frame (mm), whose normals shade the
+            mesh; default ``verts_px``'s (right for a scaled orthographic camera, whose image
+            space is the view frame scaled; a perspective projection bends them).
     """
     verts = torch.as_tensor(verts_px)
     s = pixel_samples(verts.detach().cpu().numpy(), triangles, height, width,
                       device=verts.device, dtype=verts.dtype)
     tri = torch.as_tensor(np.asarray(triangles, np.int64), device=verts.device)
-    normals = image_to_view(vertex_normals(verts, tri))
+    if view_vertices is None:
+        normals = image_to_view(vertex_normals(verts, tri))
+    else:
+        normals = vertex_normals(torch.as_tensor(view_vertices, dtype=verts.dtype,
+                                                 device=verts.device), tri)
     n = interpolate(normals, s.vertex_ids, s.bary)
     n = n / torch.clamp(torch.linalg.vector_norm(n, dim=1, keepdim=True), min=1e-12)
     alb = interpolate(torch.as_tensor(albedo, dtype=verts.dtype, device=verts.device),

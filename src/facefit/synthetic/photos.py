@@ -2,8 +2,8 @@
 
 Ground truth for the photometric refinement (`facefit.fit.photometric`): a random face of a
 morphable model rendered with `facefit.render.differentiable.render` under a scaled
-orthographic camera and second-order SH lighting, over a random smooth background with
-pixel noise.
+orthographic camera (or, with a focal length, a pinhole camera) and second-order SH lighting,
+over a random smooth background with pixel noise.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from facefit.fit.camera import rotation_from_euler
-from facefit.fit.core.camera import ScaledOrthographicCamera
+from facefit.fit.core.camera import PerspectiveCamera, ScaledOrthographicCamera
+from facefit.fit.result import image_vertices
 from facefit.model.morphable_model import MorphableModel
 from facefit.render import differentiable as dr
 
@@ -34,18 +35,35 @@ def frame_face(vertices: np.ndarray, landmark_ids: np.ndarray, rotation: np.ndar
     return ScaledOrthographicCamera(rotation, scale, t)
 
 
+def close_up(camera: ScaledOrthographicCamera, focal_px: float, size: int
+             ) -> PerspectiveCamera:
+    """The pinhole camera of focal length ``focal_px`` (principal point at the centre of a
+    ``size`` px square image) that sees the model origin where ``camera`` does, at the same
+    scale: at the distance ``focal_px / scale`` mm."""
+    centre = np.full(2, (size - 1) / 2.0)
+    xy = (np.asarray(camera.translation, np.float64) - centre) / camera.scale
+    return PerspectiveCamera(np.asarray(camera.rotation, np.float64),
+                             np.r_[xy[0], -xy[1], -focal_px / camera.scale], float(focal_px),
+                             centre)
+
+
 @dataclass(frozen=True, eq=False)
 class SyntheticPhoto:
     """A rendered face and its ground truth.
 
     Attributes:
         image: (H, W, 3) uint8 photo.
-        verts_px: (V, 3) float32 true image-space vertices (x, y px, depth px).
+        verts_px: (V, 3) float32 true image-space vertices (x, y px, depth px;
+            `facefit.fit.result.image_vertices`).
         shape_coeffs, expression_coeffs: the true coefficients.
-        rotation: (3, 3) model → view; scale px/mm; translation (2,) px.
+        rotation: (3, 3) model → view; scale px/mm; translation (2,) px (perspective: scale
+            is focal length over the model origin's distance, translation (3,) mm, the model
+            origin in the view frame, `facefit.fit.core.camera.PerspectiveCamera`).
         sh_coeffs: (9, 3) true lighting; light_dir: (3,) its dominant direction (view frame).
         albedo: (V, 3) float32 true per-vertex albedo.
         landmarks: (68, 2) float32 projections of the model's ibug68 vertices.
+        focal_px: the pinhole camera's focal length (principal point at the image centre),
+            or None: scaled orthographic.
     """
 
     image: np.ndarray
@@ -59,6 +77,7 @@ class SyntheticPhoto:
     light_dir: np.ndarray
     albedo: np.ndarray
     landmarks: np.ndarray
+    focal_px: float | None = None
 
 
 def smooth_albedo(model: MorphableModel, rng: np.random.Generator, base=(0.72, 0.53, 0.44),
@@ -155,11 +174,15 @@ def render_turned_face(model: MorphableModel, vertices: np.ndarray, rotation: np
 def make_synthetic_face(model: MorphableModel, rng: np.random.Generator, size: int = 256,
                         max_yaw: float = 30.0, noise: float = 0.01,
                         face_fraction: float = 0.6, shape: np.ndarray | None = None,
-                        albedo: np.ndarray | None = None) -> SyntheticPhoto:
+                        albedo: np.ndarray | None = None, focal_px: float | None = None
+                        ) -> SyntheticPhoto:
     """Render one random face (shape N(0, 0.8²), expression N(0, 0.5²), yaw within
     ±``max_yaw`` degrees) of width ``face_fraction`` × ``size`` with Gaussian noise of
     ``noise`` (intensity units) over a smooth random background. ``shape`` and ``albedo``
-    fix the identity (several photos of one person)."""
+    fix the identity (several photos of one person). ``focal_px``: a pinhole camera of that
+    focal length instead, the model origin at the distance that gives it the orthographic
+    camera's scale (a close-up: ``focal_px`` = ``size`` puts a face 0.6 of the photo wide
+    about 30 cm away)."""
     alpha = (rng.normal(0, 0.8, model.num_shape).astype(np.float32) if shape is None
              else np.asarray(shape, np.float32))
     beta = rng.normal(0, 0.5, model.num_expression).astype(np.float32)
@@ -169,18 +192,24 @@ def make_synthetic_face(model: MorphableModel, rng: np.random.Generator, size: i
     lm = model.landmark_ids["ibug68"]
     camera = frame_face(x, lm, rot, size, face_fraction, rng)
     scale, t = camera.scale, camera.translation
-    verts = camera.image_points(x)
+    verts, view = camera.image_points(x), None
+    if focal_px is not None:
+        pinhole = close_up(camera, focal_px, size)
+        t, verts = pinhole.translation, image_vertices(pinhole, x).astype(np.float64)
+        view = torch.as_tensor(x @ rot.T, dtype=torch.float32)
     albedo = smooth_albedo(model, rng) if albedo is None else np.asarray(albedo, np.float32)
     sh, d = random_light(rng)
     color, cover = dr.render(torch.as_tensor(verts, dtype=torch.float32), model.triangles,
-                             size, size, torch.as_tensor(albedo), torch.as_tensor(sh))
+                             size, size, torch.as_tensor(albedo), torch.as_tensor(sh),
+                             view_vertices=view)
     bg = cv2.resize(rng.uniform(0.1, 0.9, (6, 6, 3)).astype(np.float32), (size, size),
                     interpolation=cv2.INTER_CUBIC)
     img = np.where(cover.numpy()[..., None], color.numpy(), bg)
     img = img + rng.normal(0, noise, img.shape)
     image = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
     return SyntheticPhoto(image, verts.astype(np.float32), alpha, beta, rot, float(scale), t,
-                         sh, d, albedo, verts[lm, :2].astype(np.float32))
+                         sh, d, albedo, verts[lm, :2].astype(np.float32),
+                         None if focal_px is None else float(focal_px))
 
 
 def make_synthetic_photo_set(model: MorphableModel, n_photos: int, seed: int = 0,

@@ -5,8 +5,9 @@ FLAME jaw/neck rotations, spherical-harmonics lighting and albedo are refined so
 face matches each photo pixel by pixel (Blanz & Vetter, "A Morphable Model for the Synthesis
 of 3D Faces", SIGGRAPH 1999), with second-order SH lighting (Ramamoorthi & Hanrahan,
 SIGGRAPH 2001), over a face-skin mask with per-pixel occluder rejection, coarse to fine.
-Models without an albedo basis get mean skin colour plus a per-vertex correction. Only the
-scaled orthographic camera is supported.
+Models without an albedo basis get mean skin colour plus a per-vertex correction. The
+camera is the fit's: scaled orthographic, or perspective (its focal length and principal
+point held, the pose refined), for close-up photos whose faces a weak perspective distorts.
 
 The parts, one module each:
 

@@ -25,10 +25,11 @@ from facefit.render import differentiable as dr
 def analytic_supported(ph: PhotoState, image_loss: str, specular: bool, albedo_basis: bool
                        ) -> bool:
     """Whether `photo_objective` applies to photo ``ph``'s current raster: a linear mesh
-    with a stencil or tangent operator, the L2 loss, no specular term, no albedo basis."""
+    with a stencil or tangent operator, the L2 loss, no specular term, no albedo basis, the
+    scaled orthographic camera (a perspective photo's steps take autograd's path)."""
     act = ph.act
     return (act is not None and ph.mesh.linear and image_loss == "l2" and not specular
-            and not albedo_basis
+            and not albedo_basis and ph.persp is None
             and (act.stencil_basis is not None or act.pixel_basis is not None))
 
 

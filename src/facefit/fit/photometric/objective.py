@@ -1,7 +1,8 @@
 """The objective of a photometric refinement: parameters to rendered pixels, landmark
 positions and loss terms, in torch (autograd gives the gradients).
 
-Per photo: a scaled orthographic pose (rotation, log-scale, translation in crop pixels),
+Per photo: a pose (rotation, log-scale, translation in crop pixels; a perspective photo's
+camera keeps its focal length, its scale is focal length over distance, `PhotoState.crop_px`),
 second-order SH light (Ramamoorthi & Hanrahan, SIGGRAPH 2001) and, for FLAME, the rotations
 of the free joints (neck, jaw); shared by the photos: the shape coefficients and the albedo.
 The mesh is the model's kind (`facefit.model.kinds.face_model`): FLAME vertices are posed by
@@ -26,8 +27,10 @@ import numpy as np
 import torch
 from scipy import sparse
 
+from facefit.fit.core.camera import CameraPose, camera_pose
 from facefit.fit.core.rotation import axis_angle, rodrigues
 from facefit.fit.photometric.data import PhotoData, PyramidLevel
+from facefit.fit.result import FitResult
 from facefit.model.flame import FlameFaceModel
 from facefit.model.morphable_model import MorphableModel
 from facefit.render import differentiable as dr
@@ -287,11 +290,14 @@ class PhotoState:
         self.triangles32 = np.ascontiguousarray(triangles, dtype=np.int32)  # the raster's
         self.stencil_table = stencil
         self.rot0 = torch.as_tensor(fit.rotation, **f32)
-        self.s0 = float(fit.scale) * data.k
+        scale, origin_px, self.persp = _camera_in_crop(fit, data)
+        self.s0 = scale * data.k
         self.omega = torch.zeros(3, **f32, requires_grad=True)
         self.log_s = torch.zeros(1, **f32, requires_grad=True)
-        self.trans = torch.as_tensor(data.to_crop(np.asarray(fit.translation, np.float64)[None])[0],
+        self.trans = torch.as_tensor(data.to_crop(origin_px[None])[0],
                                      **f32).clone().requires_grad_(True)
+        if self.persp is not None:
+            self.persp = torch.as_tensor(self.persp, **f32)
         self.sh = torch.zeros(9, 3, **f32)
         self.expr = torch.as_tensor(fit.expression_coeffs, **f32).clone().requires_grad_(True)
         # joints: reference rotations (J, 3, 3), their axis-angles and the whitened updates
@@ -363,9 +369,23 @@ class PhotoState:
             rots = orthonormal(self.joint_rotations().double()).cpu().numpy()
         return np.array([axis_angle(r) for r in rots])
 
+    def crop_px(self, view: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """(N, 2) crop pixels (finest level) of (N, 3) view-frame points (rotated model
+        points, mm, about the model origin). Scaled orthographic: ``s (X, -Y) + t``; a
+        perspective photo divides that by the depth ratio ``1 - s Z / f`` about the principal
+        point (``s = f / distance`` of the model origin; `_camera_in_crop`)."""
+        p = view[:, :2] * (scale * self.flip_y) + self.trans
+        if self.persp is None:
+            return p
+        centre, focal = self.persp[:2], self.persp[2]
+        return centre + (p - centre) / (1.0 - view[:, 2:3] * (scale / focal))
+
     def project(self, x: torch.Tensor, rot: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """(N, 3) crop pixels (x, y) and depth of model-frame points (N, 3)."""
-        return dr.scaled_orthographic(x @ rot.T, scale, self.trans)
+        """(N, 3) crop pixels (x, y) and depth (``-s Z``) of model-frame points (N, 3)."""
+        view = x @ rot.T
+        if self.persp is None:
+            return dr.scaled_orthographic(view, scale, self.trans)
+        return torch.cat([self.crop_px(view, scale), -scale * view[:, 2:]], 1)
 
     def landmarks(self, coeffs: torch.Tensor, rot: torch.Tensor, scale: torch.Tensor
                   ) -> torch.Tensor:
@@ -374,7 +394,9 @@ class PhotoState:
         if not self.lm_single:
             k, c = self.lm_bary.shape
             pts = (pts.reshape(k, c, 3) * self.lm_bary[:, :, None]).sum(1)
-        return (pts @ rot[:2].T) * (scale * self.flip_y) + self.trans
+        if self.persp is None:
+            return (pts @ rot[:2].T) * (scale * self.flip_y) + self.trans
+        return self.crop_px(pts @ rot.T, scale)
 
     # raster ---------------------------------------------------------------------------------
     def rasterise(self, level: PyramidLevel, coeffs: torch.Tensor, max_pixels: int | None,
@@ -483,7 +505,10 @@ class PhotoState:
             alb = act.held_albedo[1]
         lv = act.level
         # the camera at the level's resolution: crop pixels x a + b
-        p = pv[:, :2] * (scale * lv.a * self.flip_y) + (self.trans * lv.a + lv.b)
+        if self.persp is None:
+            p = pv[:, :2] * (scale * lv.a * self.flip_y) + (self.trans * lv.a + lv.b)
+        else:
+            p = self.crop_px(pv, scale) * lv.a + lv.b
         observed = dr.sample_image(lv.image, p)
         rendered = dr.shade(n, alb, self.sh, spec)
         lm = self.landmarks(coeffs, rot, scale)
@@ -524,14 +549,41 @@ class PhotoState:
         self.solve_light(render)
 
     def image_pose(self, coeffs: torch.Tensor) -> tuple[np.ndarray, float, np.ndarray, float]:
-        """(rotation, scale px/mm, translation px) in input-image pixels and the RMS landmark
-        error (input pixels)."""
+        """(rotation, scale px/mm, image position of the model origin px) in input-image
+        pixels and the RMS landmark error (input pixels)."""
         with torch.no_grad():
             rot, scale = self.pose_parts()
             lm = self.landmarks(coeffs, rot, scale)
             lm_err = float(torch.sqrt(((lm - self.lm_target) ** 2).sum(1).mean())) / self.data.k
             trans = self.data.from_crop(self.trans.detach().cpu().numpy().astype(np.float64))
         return (rot.cpu().numpy().astype(np.float64), float(scale) / self.data.k, trans, lm_err)
+
+    def image_camera(self, coeffs: torch.Tensor) -> tuple[CameraPose, float]:
+        """The refined camera in input-image pixels (the fit's kind; a perspective one keeps
+        its focal length and principal point) and the RMS landmark error (input pixels)."""
+        rot, scale, origin_px, lm_err = self.image_pose(coeffs)
+        cam = self.data.fit.camera
+        if cam.kind != "perspective":
+            return camera_pose(rot, scale, origin_px), lm_err
+        focal, centre = float(cam.focal_px), np.asarray(cam.principal_point_px, np.float64)
+        xy = (origin_px - centre) / scale * np.array([1.0, -1.0])
+        return camera_pose(rot, scale, np.r_[xy, -focal / scale], focal, centre), lm_err
+
+
+def _camera_in_crop(fit: FitResult, data: PhotoData
+                    ) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """A fit's camera as the refinement holds it: (scale px/mm, image position of the model
+    origin (2,) px, and for a perspective camera (cx, cy, f) in crop pixels, else None). A
+    perspective camera's scale is ``f / distance`` of the model origin, so its projection is
+    the scaled orthographic one divided by ``1 - s Z / f`` (`PhotoState.crop_px`)."""
+    cam = fit.camera
+    if cam.kind != "perspective":
+        return float(fit.scale), np.asarray(fit.translation, np.float64)[:2], None
+    focal, centre = float(cam.focal_px), np.asarray(cam.principal_point_px, np.float64)
+    t = np.asarray(fit.translation, np.float64)
+    scale = focal / -t[2]
+    origin = centre + scale * np.array([t[0], -t[1]])
+    return scale, origin, np.r_[data.to_crop(centre[None])[0], focal * data.k]
 
 
 # --- loss terms ----------------------------------------------------------------------------------

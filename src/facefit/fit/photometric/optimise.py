@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from facefit.fit.core.camera import camera_pose
 from facefit.fit.core.priors import GaussianPrior
 from facefit.fit.flame_fit import FlameFit, flame_embedding, flame_result
 from facefit.fit.landmark_fit import make_result
@@ -275,9 +274,10 @@ def refine_photometric_multi(
     config: PhotometricConfig = PhotometricConfig(),  # noqa: B008  (frozen)
     albedo_init: np.ndarray | None = None,
 ) -> MultiPhotometricResult:
-    """Refine the scaled orthographic landmark fits of one or more photos of one person
-    photometrically (analysis by synthesis, Blanz & Vetter, SIGGRAPH 1999): the identity
-    (shape, albedo) is shared, pose, expression, FLAME joints and light are per photo.
+    """Refine the landmark fits (scaled orthographic or perspective cameras) of one or more
+    photos of one person photometrically (analysis by synthesis, Blanz & Vetter, SIGGRAPH
+    1999): the identity (shape, albedo) is shared, pose, expression, FLAME joints and light
+    are per photo.
 
     The objective is, summed over the photos,
 
@@ -300,8 +300,6 @@ def refine_photometric_multi(
     """
     if not fits or len(fits) != len(images):
         raise ValueError("photometric refinement: need one image per fit (at least one)")
-    if any(f.camera.kind == "perspective" for f in fits):
-        raise ValueError("photometric refinement supports the scaled orthographic camera only")
     t_start = time.perf_counter()
     dev = torch_device(config.device)
     f32 = dict(dtype=torch.float32, device=dev)
@@ -635,15 +633,16 @@ def refine_photometric_multi(
     timings_ms["total"] = (time.perf_counter() - t_start) * 1e3
     results = []
     for ph, e0, e1 in zip(photos, initial, final, strict=True):
-        rot, scale, trans, lm_err = ph.image_pose(coeffs(ph))
+        pose, lm_err = ph.image_camera(coeffs(ph))
         expr = ph.expr.detach().cpu().numpy().astype(np.float32)
         fit = ph.data.fit
         if flame:
             new_fit = flame_result(kind.flame, FlameFit(
-                a.astype(np.float64), expr.astype(np.float64), ph.joints(), rot, scale, trans,
+                a.astype(np.float64), expr.astype(np.float64), ph.joints(), pose.rotation,
+                pose.scale, pose.translation,
                 fit.residual_px, fit.num_landmarks, fit.iterations, (), fit.camera))
         else:
-            new_fit = make_result(base, a, expr, camera_pose(rot, scale, trans), fit.camera,
+            new_fit = make_result(base, a, expr, pose, fit.camera,
                                   fit.residual_px, fit.num_landmarks, fit.iterations)
             if box is not None:
                 new_fit.extras["blendshape_weights"] = expr.copy()
@@ -662,7 +661,7 @@ def refine_photometric(
     config: PhotometricConfig = PhotometricConfig(),  # noqa: B008  (frozen)
     albedo_init: np.ndarray | None = None,
 ) -> PhotometricResult:
-    """Refine a scaled orthographic landmark fit photometrically: `refine_photometric_multi`
+    """Refine a landmark fit photometrically: `refine_photometric_multi`
     with one photo (the same loop, optimiser, normals and schedule).
 
     Args:
