@@ -11,6 +11,9 @@ photometric refinement):
   scored with the identity ``facefit video`` fits, landmarks only and ``--refine photometric``
   (`facefit.eval.shape_clip`; rows mean face / clip identity / clip photometric).
 
+``--focal-px F`` takes the photos with a pinhole camera of focal length F (close-ups) and
+``--camera perspective`` fits them with it (the photometric refinement keeps it).
+
 With ``--heatmap PNG`` it also draws the per-vertex mean scan-to-mesh error of the ICT rows
 on the ICT mean face (landmark fit, photometric, 6 photos). The ICT folder is
 ``--ict DIR`` (an unpacked ``FaceXModel``); without it the pack in ``../shared`` is
@@ -110,6 +113,14 @@ def main() -> int:
                     help="landmark source of the fits (facefit.detect.network; default auto, "
                          "as facefit reconstruct: MediaPipe's dense points within 30 degrees, "
                          "the refinement started from the network's fit)")
+    ap.add_argument("--focal-px", type=float, default=None,
+                    help="photos by a pinhole camera of this focal length (close-ups: the "
+                         "photo side puts a face 0.6 of it wide about 30 cm away); default "
+                         "scaled orthographic")
+    ap.add_argument("--camera", choices=("scaled_orthographic", "perspective"),
+                    default="scaled_orthographic",
+                    help="camera of the fits (perspective: with --focal-px's focal length, "
+                         "as a photo's EXIF would give it)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     options = {} if args.landmark_weight is None else {"landmark_weight": args.landmark_weight}
@@ -136,6 +147,8 @@ def main() -> int:
     for data, photos_s, n_s in rows:
         n = int(n_s)
         if photos_s.startswith("clip"):  # a clip per subject: the identity facefit video fits
+            if args.focal_px is not None or args.camera != "scaled_orthographic":
+                ap.error("--focal-px and --camera apply to photo rows, not clips")
             from facefit.eval.shape_clip import (
                 evaluate_clip_shape,
                 ict_clip_subject,
@@ -164,16 +177,18 @@ def main() -> int:
         def subject(i: int, data: str = data, photos: int = photos):  # noqa: ANN202
             rng = np.random.default_rng([args.seed, i])
             if data == "ict":
-                return ict_subject(ict, rng, photos, args.max_yaw)
+                return ict_subject(ict, rng, photos, args.max_yaw, focal_px=args.focal_px)
             return in_model_subject(model, rng, photos, args.max_yaw,
-                                    features=not args.plain_renders)
+                                    features=not args.plain_renders, focal_px=args.focal_px)
 
         keep: dict = {}
         rep = evaluate_shape(model, subject, n, data, photos,
                              photometric=not args.no_photometric, iterations=args.iterations,
                              detector=detector, progress=not args.quiet, seed=args.seed,
                              max_yaw=args.max_yaw, keep=keep, photometric_options=options,
-                             ceiling=args.ceiling)
+                             ceiling=args.ceiling, camera=args.camera, focal_px=args.focal_px,
+                             renders="" if args.focal_px is None else
+                             f"pinhole photos, focal {args.focal_px:g} px")
         print(rep.table(), flush=True)
         reports.append(rep.to_dict())
         if data == "ict":

@@ -181,3 +181,45 @@ def test_pose_error_deg_is_the_euler_difference() -> None:
     np.testing.assert_allclose(e, [2, -2, 0], atol=1e-9)
     e = S.pose_error_deg(rotation_from_euler(0, 0, 179), rotation_from_euler(0, 0, -179))
     np.testing.assert_allclose(e, [0, 0, -2], atol=1e-9)
+
+
+def test_close_up_renders_are_pinhole_projections(model) -> None:
+    """``focal_px`` photos: the landmarks are the pinhole projections of the true mesh's
+    landmark vertices (computed here from the camera's definition), the model origin lands
+    where the orthographic photo has it, and a very long focal length gives the orthographic
+    photo back (shading from the view-frame normals)."""
+    from facefit.synthetic.photos import make_synthetic_face
+
+    ortho = make_synthetic_face(model, np.random.default_rng(4), size=128)
+    near = make_synthetic_face(model, np.random.default_rng(4), size=128, focal_px=128.0)
+    far = make_synthetic_face(model, np.random.default_rng(4), size=128, focal_px=1e6)
+    x = model.vertices(near.shape_coeffs, near.expression_coeffs).astype(np.float64)
+    view = x[model.landmark_ids["ibug68"]] @ near.rotation.T + near.translation
+    depth = -view[:, 2]
+    expect = np.column_stack([63.5 + 128.0 * view[:, 0] / depth,
+                              63.5 - 128.0 * view[:, 1] / depth])
+    np.testing.assert_allclose(near.landmarks, expect, atol=1e-3)
+    assert near.focal_px == 128.0 and ortho.focal_px is None
+    assert near.translation[2] == pytest.approx(-128.0 / ortho.scale)
+    # at the distance f / s the origin keeps the orthographic photo's position and scale
+    np.testing.assert_allclose(63.5 + near.translation[:2] * [1, -1] * ortho.scale,
+                               ortho.translation, atol=1e-9)
+    assert np.abs(near.landmarks - ortho.landmarks).max() > 3.0  # a close-up differs
+    np.testing.assert_allclose(far.landmarks, ortho.landmarks, atol=0.01)
+    diff = np.abs(far.image.astype(int) - ortho.image.astype(int))
+    assert np.mean(diff > 2) < 0.002
+
+
+def test_ict_close_up_render(model) -> None:
+    """An ICT photo by a pinhole camera: same pose draw, its face larger towards the
+    camera than the orthographic photo's (the nose tip moves out from the centre)."""
+    ict = _toy_ict()
+    verts = ict.vertices(np.array([0.5, -0.5]))
+    alb = np.ones((ict.num_vertices, 3), np.float32)
+    _, yaw_o, px_o = S.render_ict(ict, verts, alb, np.random.default_rng(3), size=96, noise=0.0)
+    img, yaw_p, px_p = S.render_ict(ict, verts, alb, np.random.default_rng(3), size=96,
+                                    noise=0.0, focal_px=96.0)
+    assert yaw_o == yaw_p and img.shape == (96, 96, 3)
+    spread_o = np.linalg.norm(px_o[:, :2] - px_o[:, :2].mean(0), axis=1).mean()
+    spread_p = np.linalg.norm(px_p[:, :2] - px_p[:, :2].mean(0), axis=1).mean()
+    assert spread_p > 1.02 * spread_o  # the dome's front is nearer: magnified

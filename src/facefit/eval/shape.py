@@ -122,6 +122,8 @@ class ShapeReport:
     seed: int = 0
     max_yaw: float = 0.0
     clip_frames: int = 0  # > 0: each subject is a clip of that many frames, not photos
+    camera: str = "scaled_orthographic"  # the fits' camera
+    renders: str = ""  # how the photos were taken, when not the default ("focal 256 px")
 
     def table(self) -> str:
         """Text table; medians and means are over subjects of the per-subject NoW median /
@@ -129,8 +131,10 @@ class ShapeReport:
         has_v = any(r.vertex_mm for r in self.rows.values())
         seen = (f"a {self.clip_frames}-frame clip" if self.clip_frames else
                 f"{self.photos} photo{'s' if self.photos > 1 else ''}")
+        how = "".join(f", {x}" for x in (self.renders, "" if self.camera ==
+                                         "scaled_orthographic" else f"{self.camera} fits") if x)
         head = (f"shape ({self.data}, {seen}, "
-                f"n={self.n}, yaw ±{self.max_yaw:.0f}°, seed {self.seed}): NoW-style "
+                f"n={self.n}, yaw ±{self.max_yaw:.0f}°, seed {self.seed}{how}): NoW-style "
                 f"scan-to-mesh, mm")
         lines = [head, f"{'method':<17}{'median':>8}{'mean':>8}{'std':>8}"
                  + (f"{'vertex':>8}{'v.sim':>8}{'v.size':>8}" if has_v else "")
@@ -172,6 +176,7 @@ class ShapeReport:
     def to_dict(self) -> dict:
         return {"data": self.data, "photos": self.photos, "n": self.n, "seed": self.seed,
                 "max_yaw_deg": self.max_yaw, "clip_frames": self.clip_frames,
+                "camera": self.camera, "renders": self.renders,
                 "protocol": "NoW-style scan-to-mesh (Sanyal et al. CVPR 2019), mm",
                 "rows": {k: {"median_mm": r.median_mm, "mean_mm": r.mean_mm,
                              "vertex_mm": r.vertex_mm,
@@ -192,11 +197,12 @@ def now_landmarks(vertices: np.ndarray, ibug68_ids: np.ndarray) -> np.ndarray:
 
 
 def in_model_subject(model: MorphableModel, rng: np.random.Generator, photos: int = 1,
-                     max_yaw: float = 30.0, size: int = 256, features: bool = True
-                     ) -> ShapeSubject:
+                     max_yaw: float = 30.0, size: int = 256, features: bool = True,
+                     focal_px: float | None = None) -> ShapeSubject:
     """A random face of ``model`` (shape N(0, 1)) and ``photos`` renders of it; with
     ``features`` its smooth albedo has brows, lips and eyes painted on (`paint_features`;
-    the same random draws either way)."""
+    the same random draws either way); ``focal_px``: close-ups by a pinhole camera of that
+    focal length (`facefit.synthetic.photos.close_up`)."""
     from facefit.synthetic.photos import make_synthetic_face, smooth_albedo
 
     shape = rng.normal(0, 1, model.num_shape).clip(-3, 3).astype(np.float32)
@@ -204,7 +210,7 @@ def in_model_subject(model: MorphableModel, rng: np.random.Generator, photos: in
     if features:
         albedo = paint_features(model, albedo)
     faces = [make_synthetic_face(model, rng, size=size, max_yaw=max_yaw, shape=shape,
-                                 albedo=albedo) for _ in range(photos)]
+                                 albedo=albedo, focal_px=focal_px) for _ in range(photos)]
     truth = model.vertices(shape).astype(np.float64)
     lm = now_landmarks(truth, model.landmark_ids["ibug68"])
     from facefit.fit.camera import euler_from_rotation
@@ -271,29 +277,36 @@ def ict_albedo(ict: object, rng: np.random.Generator) -> np.ndarray:
 
 def render_ict(ict: object, vertices: np.ndarray, albedo: np.ndarray,
                rng: np.random.Generator, size: int = 256, max_yaw: float = 30.0,
-               noise: float = 0.01, face_fraction: float = 0.6
+               noise: float = 0.01, face_fraction: float = 0.6, focal_px: float | None = None
                ) -> tuple[np.ndarray, float, np.ndarray]:
     """Render ICT head ``vertices`` (V, 3, mm) with its own triangles (head skin, eyes,
     mouth; not the transparent eye shells), random pose (yaw within ±``max_yaw``, pitch
     ±10°, roll ±5°), random SH light and a smooth background, scaled orthographic like
-    `facefit.synthetic.photos.make_synthetic_face`. Returns the uint8 image, the yaw
+    `facefit.synthetic.photos.make_synthetic_face` (``focal_px``: a pinhole camera of that
+    focal length, `facefit.synthetic.photos.close_up`). Returns the uint8 image, the yaw
     (degrees) and the (V, 3) image-space vertices."""
     import cv2
     import torch
 
     from facefit.fit.camera import rotation_from_euler
+    from facefit.fit.result import image_vertices
     from facefit.render import differentiable as dr
-    from facefit.synthetic.photos import frame_face, random_light
+    from facefit.synthetic.photos import close_up, frame_face, random_light
 
     setup = ict_render_setup(ict)
     lm = ict.landmark_ids["ibug68"]  # type: ignore[attr-defined]
     yaw = float(rng.uniform(-max_yaw, max_yaw))
     rot = rotation_from_euler(yaw, rng.uniform(-10, 10), rng.uniform(-5, 5))
     x = np.asarray(vertices, np.float64)
-    verts = frame_face(x, lm, rot, size, face_fraction, rng).image_points(x)
+    camera = frame_face(x, lm, rot, size, face_fraction, rng)
+    verts, view = camera.image_points(x), None
+    if focal_px is not None:
+        verts = image_vertices(close_up(camera, focal_px, size), x).astype(np.float64)
+        view = torch.as_tensor(x @ rot.T, dtype=torch.float32)
     sh, _ = random_light(rng)
     color, cover = dr.render(torch.as_tensor(verts, dtype=torch.float32), setup["triangles"],
-                             size, size, torch.as_tensor(albedo), torch.as_tensor(sh))
+                             size, size, torch.as_tensor(albedo), torch.as_tensor(sh),
+                             view_vertices=view)
     bg = cv2.resize(rng.uniform(0.1, 0.9, (6, 6, 3)).astype(np.float32), (size, size),
                     interpolation=cv2.INTER_CUBIC)
     img = np.where(cover.numpy()[..., None], color.numpy(), bg)
@@ -302,9 +315,11 @@ def render_ict(ict: object, vertices: np.ndarray, albedo: np.ndarray,
 
 
 def ict_subject(ict: object, rng: np.random.Generator, photos: int = 1, max_yaw: float = 30.0,
-                size: int = 256, expression: bool = True) -> ShapeSubject:
+                size: int = 256, expression: bool = True, focal_px: float | None = None
+                ) -> ShapeSubject:
     """A random ICT identity (N(0, 1) on every identity mode): its neutral face region as
-    the scan and ``photos`` renders with mild random expressions (`render_ict`)."""
+    the scan and ``photos`` renders with mild random expressions (`render_ict`; ``focal_px``:
+    close-ups by a pinhole camera)."""
     setup = ict_render_setup(ict)
     ident = rng.normal(0, 1, ict.num_identity).clip(-3, 3)  # type: ignore[attr-defined]
     neutral = ict.vertices(ident).astype(np.float64)  # type: ignore[attr-defined]
@@ -318,7 +333,8 @@ def ict_subject(ict: object, rng: np.random.Generator, photos: int = 1, max_yaw:
             k = int(rng.integers(1, 3))
             w[rng.choice(pool, k, replace=False)] = rng.uniform(0.1, 0.4, k)
         verts = ict.vertices(ident, w)  # type: ignore[attr-defined]
-        img, yaw, _ = render_ict(ict, verts, albedo, rng, size=size, max_yaw=max_yaw)
+        img, yaw, _ = render_ict(ict, verts, albedo, rng, size=size, max_yaw=max_yaw,
+                                 focal_px=focal_px)
         images.append(img)
         yaws.append(yaw)
     lm7 = now_landmarks(neutral, ict.landmark_ids["ibug68"])  # type: ignore[attr-defined]
@@ -331,7 +347,8 @@ def ict_subject(ict: object, rng: np.random.Generator, photos: int = 1, max_yaw:
 
 def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: object,
                 photometric: bool, iterations: int = 100, timings: dict | None = None,
-                options: dict | None = None, poses: dict | None = None
+                options: dict | None = None, poses: dict | None = None,
+                camera: str = "scaled_orthographic", focal_px: float | None = None
                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(landmark-fit shape, photometric shape) coefficients of one subject's photos, or
     (None, None) when a photo has no detected face. One photo: `fit_landmarks` and
@@ -341,7 +358,8 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
     ``timings``, if given, receives the seconds of ``"landmarks"`` (detection and landmark
     fit) and ``"photometric"`` (the refinement). ``options``: more keyword arguments of the
     refinement (e.g. ``landmark_weight``). ``poses``, if given, receives each photo's fitted
-    (3, 3) rotation under ``"landmarks"`` and ``"photometric"``."""
+    (3, 3) rotation under ``"landmarks"`` and ``"photometric"``. ``camera``, ``focal_px``:
+    the fits' camera, as ``facefit reconstruct --camera --focal-px``."""
     options = dict(options or {})
     timings = {} if timings is None else timings
     poses = {} if poses is None else poses
@@ -355,7 +373,8 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
     if len(images) == 1:
         from facefit.fit.landmark_fit import fit_landmarks
 
-        fit = fit_landmarks(model, faces[0], image_size=images[0].shape[1::-1])
+        fit = fit_landmarks(model, faces[0], image_size=images[0].shape[1::-1], camera=camera,
+                            focal_px=focal_px)
         timings["landmarks"] = time.perf_counter() - t0
         poses["landmarks"] = [fit.rotation]
         if not photometric:
@@ -366,16 +385,19 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
         t1 = time.perf_counter()
         start_face = refinement_face(detector, images[0], faces[0])  # as `Reconstructor`
         start = fit if start_face is faces[0] else fit_landmarks(
-            model, start_face, image_size=images[0].shape[1::-1])
+            model, start_face, image_size=images[0].shape[1::-1], camera=camera,
+            focal_px=focal_px)
         res = refine_photometric(model, start, images[0],
                                  config=PhotometricConfig(iterations=iterations, **options))
         timings["photometric"] = time.perf_counter() - t1
         poses["photometric"] = [res.fit.rotation]
         return fit.shape_coeffs, res.fit.shape_coeffs
+    from facefit.fit.landmark_fit import camera_model
     from facefit.fit.multi_image import fit_same_person, view_from_face
 
+    cams = [camera_model(camera, img.shape[1::-1], focal_px) for img in images]
     views = [view_from_face(model, f) for f in faces]
-    multi = fit_same_person(model, views)
+    multi = fit_same_person(model, views, camera=cams)
     timings["landmarks"] = time.perf_counter() - t0
     poses["landmarks"] = [f.rotation for f in multi.fits]
     if not photometric:
@@ -386,7 +408,7 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
     t1 = time.perf_counter()
     starts = refinement_faces(detector, images, faces)  # type: ignore[arg-type]
     start = multi if starts is None else fit_same_person(
-        model, [view_from_face(model, f) for f in starts])
+        model, [view_from_face(model, f) for f in starts], camera=cams)
     # targets: each fit's own projected landmarks (the default); the detected ones pull
     # the identity towards the detector's bias (see refine_photometric_multi)
     res = refine_photometric_multi(model, start.fits, list(images),
@@ -477,12 +499,14 @@ def evaluate_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject
                    detector: object | None = None, progress: bool = True, seed: int = 0,
                    max_yaw: float = 30.0, keep: dict | None = None,
                    photometric_options: dict | None = None,
-                   ceiling: bool = False) -> ShapeReport:
+                   ceiling: bool = False, camera: str = "scaled_orthographic",
+                   focal_px: float | None = None, renders: str = "") -> ShapeReport:
     """Run the mean-face, landmark and (optionally) photometric rows on ``n`` subjects
     (``subjects(i)`` makes subject i). ``keep``, if given, receives per-method lists of the
     per-scan-point distances (for heat maps); ``photometric_options`` go to the refinement;
     ``ceiling`` adds the row ``3D fit to scan`` (`fit_to_scan`: no photos, the model's
-    best)."""
+    best); ``camera`` and ``focal_px``: the fits' camera (`fit_neutral`); ``renders``: how
+    the photos were taken, for the table's head (e.g. ``"pinhole, focal 256 px"``)."""
     if detector is None:
         from facefit.detect.mediapipe import MediaPipeDetector
 
@@ -495,7 +519,8 @@ def evaluate_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject
         times: dict[str, float] = {}
         poses: dict[str, list[np.ndarray]] = {}
         lm_shape, ph_shape = fit_neutral(model, subject.images, detector, photometric,
-                                         iterations, times, photometric_options, poses)
+                                         iterations, times, photometric_options, poses,
+                                         camera, focal_px)
         for m, rots in poses.items():
             if len(subject.true_rotations) == len(rots):
                 rows[m].pose_error_deg += [pose_error_deg(r, t).tolist() for r, t in
@@ -515,4 +540,4 @@ def evaluate_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject
             cells = " ".join(f"{m} {rows[m].median_mm[-1]:.3f}" for m in methods)
             print(f"[{i + 1}/{n}] {data} yaw {','.join(f'{y:.0f}' for y in subject.yaw_deg)}: "
                   f"{cells} ({dt:.1f} s)", file=sys.stderr, flush=True)
-    return ShapeReport(data, photos, n, rows, seed, max_yaw)
+    return ShapeReport(data, photos, n, rows, seed, max_yaw, camera=camera, renders=renders)
