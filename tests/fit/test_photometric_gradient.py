@@ -39,9 +39,22 @@ def photo(model):
     return make_result(model, a, b, pose, Camera(), rms, n, 5), face.image, pts
 
 
-@pytest.mark.parametrize("normals", ["stencil", "tangents"])
-def test_gradients_equal_autograd(model, photo, normals):
-    fit, image, pts = photo
+@pytest.fixture(scope="module")
+def close_up(model):
+    """A face about 30 cm from a pinhole camera, fitted with it."""
+    rng = np.random.default_rng(12)
+    face = make_synthetic_face(model, rng, size=160, focal_px=160.0)
+    ids = model.landmark_ids["ibug68"]
+    pts = face.landmarks + rng.normal(0, 1.0, face.landmarks.shape)
+    cam = Camera("perspective", 160.0, (79.5, 79.5))
+    a, b, pose, rms, n = fit_points(model, pts, ids, camera=cam)
+    return make_result(model, a, b, pose, cam, rms, n, 5), face.image, pts
+
+
+@pytest.mark.parametrize("normals,camera", [("stencil", "photo"), ("tangents", "photo"),
+                                            ("stencil", "close_up")])
+def test_gradients_equal_autograd(model, normals, camera, request):
+    fit, image, pts = request.getfixturevalue(camera)
     f32 = dict(dtype=torch.float32, device=torch.device("cpu"))
     basis = np.concatenate([model.shape_basis, model.expression_basis], 2).astype(np.float32)
     mesh = LinearMesh(model, basis, f32)
@@ -90,10 +103,11 @@ def test_gradients_equal_autograd(model, photo, normals):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-4 * scale, err_msg=name)
 
 
-def test_analytic_refinement_follows_the_autograd_one(model, photo):
+@pytest.mark.parametrize("camera", ["photo", "close_up"])
+def test_analytic_refinement_follows_the_autograd_one(model, camera, request):
     """A few steps with either gradient end at nearly the same fit (float32 rounding, then
-    Adam's normalised steps, keep them from being identical)."""
-    fit, image, pts = photo
+    Adam's normalised steps, keep them from being identical); either camera."""
+    fit, image, pts = request.getfixturevalue(camera)
     kw = dict(iterations=6, size=112, levels=(2, 1), level_share=(0.5, 0.5))
     a = refine_photometric(model, fit, image, landmarks_px=pts, config=PhotometricConfig(**kw))
     b = refine_photometric(model, fit, image, landmarks_px=pts,

@@ -25,11 +25,10 @@ from facefit.render import differentiable as dr
 def analytic_supported(ph: PhotoState, image_loss: str, specular: bool, albedo_basis: bool
                        ) -> bool:
     """Whether `photo_objective` applies to photo ``ph``'s current raster: a linear mesh
-    with a stencil or tangent operator, the L2 loss, no specular term, no albedo basis, the
-    scaled orthographic camera (a perspective photo's steps take autograd's path)."""
+    with a stencil or tangent operator, the L2 loss, no specular term, no albedo basis."""
     act = ph.act
     return (act is not None and ph.mesh.linear and image_loss == "l2" and not specular
-            and not albedo_basis and ph.persp is None
+            and not albedo_basis
             and (act.stencil_basis is not None or act.pixel_basis is not None))
 
 
@@ -62,6 +61,38 @@ def interpolation_matrices(ids: torch.Tensor, bary: torch.Tensor, num: int
     w = sparse.csr_matrix((bary.detach().cpu().numpy().ravel(), ids.cpu().numpy().ravel(),
                            np.arange(0, 3 * p + 1, 3)), shape=(p, num))
     return _torch_csr(w, bary), _torch_csr(w.T.tocsr(), bary)
+
+
+def _project(ph: PhotoState, view: torch.Tensor, scale: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """`PhotoState.crop_px` of (N, 3) view-frame points, and what its backward needs: the
+    (N, 2) scaled orthographic offsets ``q`` from the principal point and the (N, 1) depth
+    ratios ``w`` (None, None for the scaled orthographic camera)."""
+    p = view[:, :2] * (scale * ph.flip_y) + ph.trans
+    if ph.persp is None:
+        return p, None, None
+    centre, focal = ph.persp[:2], ph.persp[2]
+    q = p - centre
+    w = 1.0 - view[:, 2:3] * (scale / focal)
+    return centre + q / w, q, w
+
+
+def _project_backward(ph: PhotoState, g_p: torch.Tensor, a: float, view: torch.Tensor,
+                      scale: torch.Tensor, q: torch.Tensor | None, w: torch.Tensor | None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients at the (N, 3) view points, the translation (2,) and the scale of
+    `_project`'s crop pixels, given ``g_p`` (N, 2), the gradient at those pixels times
+    ``a`` (a pyramid level's ``a x + b``)."""
+    if q is None or w is None:
+        g_view = torch.nn.functional.pad(g_p * (scale * a * ph.flip_y), (0, 1))
+        return g_view, a * g_p.sum(0), (g_p * view[:, :2] * (a * ph.flip_y)).sum()
+    focal = ph.persp[2]  # type: ignore[index]
+    g_p = g_p * a
+    g_q = g_p / w
+    g_w = -(g_p * q).sum(1, keepdim=True) / (w * w)
+    g_view = torch.cat([g_q * (scale * ph.flip_y), g_w * (-scale / focal)], 1)
+    g_scale = (g_q * view[:, :2] * ph.flip_y).sum() - (g_w * view[:, 2:3]).sum() / focal
+    return g_view, g_q.sum(0), g_scale
 
 
 def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tensor,
@@ -110,10 +141,14 @@ def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tenso
             pv, n = bv[:, 0], bv[:, 1]
         nnorm = torch.clamp(torch.linalg.vector_norm(n, dim=1, keepdim=True), min=1e-12)
         nh = n / nnorm
-        # camera at the level's resolution, image samples
+        # camera at the level's resolution (crop pixels x a + b), image samples
         lv = act.level
-        k_xy = scale * lv.a * ph.flip_y  # (2,)
-        p = pv[:, :2] * k_xy + (ph.trans * lv.a + lv.b)
+        if ph.persp is None:
+            q_pix = w_pix = None
+            p = pv[:, :2] * (scale * lv.a * ph.flip_y) + (ph.trans * lv.a + lv.b)
+        else:
+            p_crop, q_pix, w_pix = _project(ph, pv, scale)
+            p = p_crop * lv.a + lv.b
         _, hh, ww = lv.image.shape
         to_grid = p.new_tensor([2.0 / max(ww - 1, 1), 2.0 / max(hh - 1, 1)])
         grid = (p * to_grid - 1.0)[None, None]
@@ -132,8 +167,9 @@ def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tenso
         if not ph.lm_single:
             kk, cc = ph.lm_bary.shape
             pts = (pts.reshape(kk, cc, 3) * ph.lm_bary[:, :, None]).sum(1)
-        proj = pts @ rot[:2].T
-        d = proj * (scale * ph.flip_y) + ph.trans - ph.lm_target
+        view = pts @ rot.T
+        lm, q_lm, w_lm = _project(ph, view, scale)
+        d = lm - ph.lm_target
         lm_scale = lm_weight / (len(d) * lm_sigma_px**2)
         loss = loss + lm_scale * (d * d).sum()
 
@@ -149,18 +185,16 @@ def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tenso
         g_grid = torch.ops.aten.grid_sampler_2d_backward(
             g_r.T[None, :, None, :].contiguous(), lv.image[None], grid, 0, 1, True,
             [False, True])[1][0, 0]
-        g_p = g_grid * to_grid
-        g_trans = lv.a * g_p.sum(0)
-        g_scale = (g_p * pv[:, :2] * (lv.a * ph.flip_y)).sum()
-        g_pv = torch.nn.functional.pad(g_p * k_xy, (0, 1))
+        g_pv, g_trans, g_scale = _project_backward(ph, g_grid * to_grid, lv.a, pv, scale,
+                                                   q_pix, w_pix)
         g_n = _unit_backward(g_nh, nh, nnorm)
         # landmarks
-        g_d = (2.0 * lm_scale) * d
-        g_trans = g_trans + g_d.sum(0)
-        g_scale = g_scale + (g_d * proj * ph.flip_y).sum()
-        g_proj = g_d * (scale * ph.flip_y)
-        g_rot = torch.nn.functional.pad(g_proj.T @ pts, (0, 0, 0, 1))
-        g_pts = g_proj @ rot[:2]
+        g_view, g_t, g_s = _project_backward(ph, (2.0 * lm_scale) * d, 1.0, view, scale,
+                                             q_lm, w_lm)
+        g_trans = g_trans + g_t
+        g_scale = g_scale + g_s
+        g_rot = g_view.T @ pts
+        g_pts = g_view @ rot
         if not ph.lm_single:
             g_pts = (g_pts[:, None, :] * ph.lm_bary[:, :, None]).reshape(-1, 3)
         basis = ph.lm_points.basis
