@@ -38,7 +38,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from facefit.detect.network import refinement_face  # noqa: E402
+from facefit.detect.network import refinement_start  # noqa: E402
 from facefit.fit.camera import Camera  # noqa: E402
 from facefit.fit.landmark_fit import fit_points, make_result  # noqa: E402
 from facefit.fit.photometric import (  # noqa: E402
@@ -163,7 +163,7 @@ def photos(args: argparse.Namespace) -> None:
 def fit_and_refine(rec, image_path: Path, gt: np.ndarray, config: PhotometricConfig):  # noqa: ANN001, ANN201
     """As `facefit.Reconstructor` with ``--refine photometric`` on one annotated photo: the
     detected face overlapping the annotation most (`select_face`), its landmark fit, and the
-    refinement started from `refinement_face`'s fit. (face, landmark fit, refinement seconds,
+    refinement started from `refinement_start`. (face, landmark fit, refinement seconds,
     `PhotometricResult`), or None without a face."""
     from facefit.eval.predictions import select_face
     from facefit.fit.landmark_fit import fit_landmarks
@@ -175,9 +175,7 @@ def fit_and_refine(rec, image_path: Path, gt: np.ndarray, config: PhotometricCon
         return None
     face = faces[select_face([f.box for f in faces], gt)]
     fit = fit_landmarks(rec.model, face, image.shape[1::-1])
-    start_face = refinement_face(rec.detector, image, face)
-    start = fit if start_face is face else fit_landmarks(rec.model, start_face,
-                                                         image.shape[1::-1])
+    start = refinement_start(rec.model, rec.detector, image, face, fit)
     t0 = time.perf_counter()
     res = refine_photometric(rec.model, start, image, config=config)
     return face, fit, time.perf_counter() - t0, res

@@ -114,13 +114,16 @@ def main() -> int:
                          "as facefit reconstruct: MediaPipe's dense points within 30 degrees, "
                          "the refinement started from the network's fit)")
     ap.add_argument("--focal-px", type=float, default=None,
-                    help="photos by a pinhole camera of this focal length (close-ups: the "
-                         "photo side puts a face 0.6 of it wide about 30 cm away); default "
-                         "scaled orthographic")
+                    help="photos by a pinhole camera of this focal length (the photo side: "
+                         "a face 0.6 of it wide has its nose tip about 18 cm from the lens, "
+                         "twice that: 49 cm); default scaled orthographic")
     ap.add_argument("--camera", choices=("scaled_orthographic", "perspective"),
                     default="scaled_orthographic",
                     help="camera of the fits (perspective: with --focal-px's focal length, "
-                         "as a photo's EXIF would give it)")
+                         "as a photo's EXIF would give it, or --fit-focal-px's)")
+    ap.add_argument("--fit-focal-px", type=float, default=None,
+                    help="the perspective fits' focal length when it is not the photos' "
+                         "(0: facefit's default, the image diagonal)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     options = {} if args.landmark_weight is None else {"landmark_weight": args.landmark_weight}
@@ -130,6 +133,9 @@ def main() -> int:
             ap.error(f"--option {item!r}: expected KEY=VALUE")
         options[key.strip()] = ast.literal_eval(value.strip())
 
+    fit_focal = args.focal_px if args.fit_focal_px is None else (args.fit_focal_px or None)
+    if args.fit_focal_px is not None and args.camera != "perspective":
+        ap.error("--fit-focal-px needs --camera perspective")
     from facefit.detect.mediapipe import MediaPipeDetector
     from facefit.detect.network import landmark_detector
     from facefit.eval.shape import evaluate_shape, ict_subject, in_model_subject
@@ -186,9 +192,11 @@ def main() -> int:
                              photometric=not args.no_photometric, iterations=args.iterations,
                              detector=detector, progress=not args.quiet, seed=args.seed,
                              max_yaw=args.max_yaw, keep=keep, photometric_options=options,
-                             ceiling=args.ceiling, camera=args.camera, focal_px=args.focal_px,
-                             renders="" if args.focal_px is None else
-                             f"pinhole photos, focal {args.focal_px:g} px")
+                             ceiling=args.ceiling, camera=args.camera, focal_px=fit_focal,
+                             renders=("" if args.focal_px is None else
+                                      f"pinhole photos, focal {args.focal_px:g} px")
+                             + ("" if args.fit_focal_px is None else
+                                f", fits' focal {fit_focal or 'the image diagonal'}"))
         print(rep.table(), flush=True)
         reports.append(rep.to_dict())
         if data == "ict":

@@ -204,3 +204,38 @@ def test_perspective_refinement_end_to_end(tmp_path: Path) -> None:
                                      focal_px=900.0).reconstruct(load_image(EXAMPLE))
     refined = np.asarray(face["landmarks_68_2d"])
     np.testing.assert_allclose(refined, plain.fit.landmarks_68_2d, atol=1e-2)
+
+
+def test_perspective_focal_length_from_exif(tmp_path: Path) -> None:
+    """``--camera perspective`` without ``--focal-px`` takes each photo's EXIF 35 mm-equivalent
+    focal length (the CLI's batch path and the API alike); a given focal length wins; photos
+    without the tag and arrays get the image diagonal."""
+    from PIL import Image
+
+    from facefit.cli import main
+
+    image = load_image(EXAMPLE)  # 512 x 512
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 50
+    photo = tmp_path / "tagged.jpg"
+    Image.fromarray(image).save(photo, exif=exif, quality=95)
+    want = 50 / 43.267 * np.hypot(512, 512)
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(photo), "-o", str(out), "--camera", "perspective",
+                 "--formats", "json", "-q"]) == 0
+    cam = json.loads((out / "tagged.json").read_text())["faces"][0]["pose"]["camera"]
+    assert cam["focal_px"] == pytest.approx(want, abs=1e-3)
+    rec = facefit.Reconstructor(texture_size=0, camera="perspective")
+    assert rec.photo_focal_px(photo) == pytest.approx(want)
+    assert rec.photo_focal_px(image) is None  # an array carries no EXIF
+    (face,) = rec.reconstruct(photo)
+    assert face.fit.camera.focal_px == pytest.approx(want)
+    (face,) = rec.reconstruct(image, focal_px=700.0)
+    assert face.fit.camera.focal_px == 700.0
+    (face,) = rec.reconstruct(EXAMPLE)  # a PNG: the image diagonal
+    assert face.fit.camera.focal_px == pytest.approx(np.hypot(512, 512))
+    given = facefit.Reconstructor(texture_size=0, camera="perspective", focal_px=900.0)
+    assert given.photo_focal_px(photo) == 900.0
+    assert facefit.Reconstructor(texture_size=0).photo_focal_px(photo) is None
+    with pytest.raises(ValueError, match="focal_px must be a positive number"):
+        rec.reconstruct(image, focal_px=-1.0)

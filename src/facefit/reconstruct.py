@@ -16,7 +16,7 @@ import numpy as np
 from facefit.detect.base import FaceLandmarks, LandmarkDetector
 from facefit.fit.camera import camera_kind
 from facefit.fit.result import FitResult
-from facefit.io.image import ImageInput, to_rgb
+from facefit.io.image import ImageInput, exif_focal_px, to_rgb
 from facefit.model.morphable_model import MorphableModel
 
 IMAGE_LOSSES = ("l2", "huber", "gradient")
@@ -59,8 +59,10 @@ class Reconstructor:
         detector: a `LandmarkDetector`; MediaPipe's face detector and face mesh when None.
         camera: ``"scaled_orthographic"`` (default; ``"orthographic"`` is accepted for it)
             or ``"perspective"`` (`facefit.fit.camera.camera_kind`).
-        focal_px: focal length in pixels for the perspective camera; default: the image
-            diagonal (about a 53° diagonal field of view). Refused with the scaled
+        focal_px: focal length in pixels for the perspective camera; default: the photo's
+            own, from its EXIF 35 mm-equivalent focal length when `reconstruct` is given a
+            file or a PIL image that has one (`facefit.io.image.exif_focal_px`), else the
+            image diagonal (about a 53° diagonal field of view). Refused with the scaled
             orthographic camera, which has none.
         texture_size: largest side of the UV texture in texels (0 disables texturing: only
             textured outputs need it, `facefit.io.export.needs_texture`).
@@ -142,20 +144,37 @@ class Reconstructor:
         self.progress = progress
         self.vertex_colors = vertex_colors
 
-    def reconstruct(self, image: ImageInput, max_faces: int = 8) -> list[Reconstruction]:
+    def photo_focal_px(self, image: ImageInput) -> float | None:
+        """The perspective camera's focal length for ``image`` (pixels): the reconstructor's
+        ``focal_px``, else the photo's EXIF one (files and PIL images,
+        `facefit.io.image.exif_focal_px`), else None (the image diagonal). None for the
+        scaled orthographic camera."""
+        if self.camera != "perspective" or self.focal_px is not None:
+            return self.focal_px
+        if isinstance(image, np.ndarray):
+            return None
+        return exif_focal_px(image)  # type: ignore[arg-type]
+
+    def reconstruct(self, image: ImageInput, max_faces: int = 8,
+                    focal_px: float | None = None) -> list[Reconstruction]:
         """Reconstruct every face (at most ``max_faces``, best detection first) in ``image``.
 
         ``image`` is what ``facefit reconstruct`` reads, converted the same way
         (`facefit.io.image.to_rgb`): a path, a PIL image, or an (H, W) greyscale, (H, W, 3)
-        RGB or (H, W, 4) RGBA array of uint8, uint16 or float samples.
+        RGB or (H, W, 4) RGBA array of uint8, uint16 or float samples. ``focal_px``: this
+        photo's focal length for the perspective camera (default `photo_focal_px`).
 
         Raises:
-            ValueError: ``max_faces`` below 1, or an image that cannot be used
-                (`facefit.io.image.ImageError`, ``"PATH: problem"``, for a file).
+            ValueError: ``max_faces`` below 1, a ``focal_px`` that is not a positive number,
+                or an image that cannot be used (`facefit.io.image.ImageError`, ``"PATH:
+                problem"``, for a file).
         """
         from facefit.fit.face_fit import fit_face, with_landmark_outputs
 
         check_max_faces(max_faces)
+        if focal_px is not None and not 0 < focal_px < float("inf"):
+            raise ValueError(f"focal_px must be a positive number, got {focal_px}")
+        focal = self.photo_focal_px(image) if focal_px is None else focal_px
         image_rgb = to_rgb(image)
         t0 = time.perf_counter()
         faces = self.detector.detect(image_rgb, max_faces=max_faces)
@@ -164,17 +183,15 @@ class Reconstructor:
         for face in faces:
             t1 = time.perf_counter()
             fit = fit_face(self.model, face, image_rgb.shape[1::-1], camera=self.camera,
-                           focal_px=self.focal_px)
+                           focal_px=focal)
             photometric, t_photo, landmark_fit = None, 0.0, None
             if self.refine == "photometric":
-                from facefit.detect.network import refinement_face
+                from facefit.detect.network import refinement_start
                 from facefit.fit.photometric import PhotometricConfig, refine_photometric
 
                 tp = time.perf_counter()
-                start_face = refinement_face(self.detector, image_rgb, face)
-                start = fit if start_face is face else fit_face(
-                    self.model, start_face, image_rgb.shape[1::-1], camera=self.camera,
-                    focal_px=self.focal_px)
+                start = refinement_start(self.model, self.detector, image_rgb, face, fit,
+                                         self.camera, focal)
                 photometric = refine_photometric(
                     self.model, start, image_rgb, config=PhotometricConfig(
                         iterations=self.photometric_iterations, image_loss=self.image_loss,

@@ -221,11 +221,11 @@ def test_perspective_state_projects_as_its_camera(model):
 
 
 def test_perspective_refinement_of_close_ups(model):
-    """Faces 0.6 of the photo wide about 30 cm from a pinhole camera (focal length = photo
-    side): refined from their perspective landmark fits, the 3D shape comes nearer the
-    truth (mean vertex error 1.21 -> 1.08 mm over these faces and the next 3; 1.09 on
-    these), while the scaled orthographic camera's refinement bends it to fit the
-    perspective (5.33 -> 6.47 mm over 6; 5.99 on these)."""
+    """Faces 0.6 of the photo wide close to a pinhole camera (focal length = photo side:
+    nose tips about 18 cm from the lens): refined from their perspective landmark fits, the
+    3D shape comes nearer the truth (mean vertex error 1.21 -> 1.08 mm over these faces and
+    the next 3; 1.09 on these), while the scaled orthographic camera's refinement bends it
+    to fit the perspective (5.33 -> 6.47 mm over 6; 5.99 on these)."""
     rng = np.random.default_rng(0)
     cam = Camera("perspective", 256.0, (127.5, 127.5))
     zero = np.zeros(model.num_expression)

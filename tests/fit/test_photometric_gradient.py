@@ -41,7 +41,7 @@ def photo(model):
 
 @pytest.fixture(scope="module")
 def close_up(model):
-    """A face about 30 cm from a pinhole camera, fitted with it."""
+    """A face close to a pinhole camera (focal length = photo side), fitted with it."""
     rng = np.random.default_rng(12)
     face = make_synthetic_face(model, rng, size=160, focal_px=160.0)
     ids = model.landmark_ids["ibug68"]

@@ -347,3 +347,28 @@ def test_list_images(tmp_path: Path) -> None:
     assert list_images([odd, tmp_path / "a.png", tmp_path, tmp_path / "gone.jpg"]) == [
         odd, tmp_path / "a.png", tmp_path / "b.JPG", tmp_path / "gone.jpg"]
     assert list_images([]) == []
+
+
+def test_exif_focal_length_in_pixels(tmp_path: Path) -> None:
+    """``FocalLengthIn35mmFilm`` to pixels by the diagonal (26 mm on a 400x300 photo: 26 /
+    43.267 x 500 px); None without the tag, for 0, for PNGs and for unreadable files; a PIL
+    image reads the same."""
+    from facefit.io.image import exif_focal_px
+
+    img = Image.fromarray(np.zeros((300, 400, 3), np.uint8))
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 26
+    img.save(tmp_path / "f26.jpg", exif=exif)
+    assert exif_focal_px(tmp_path / "f26.jpg") == pytest.approx(26 / 43.267 * 500.0)
+    with Image.open(tmp_path / "f26.jpg") as im:
+        assert exif_focal_px(im) == pytest.approx(300.46, abs=0.01)
+    img.save(tmp_path / "none.jpg")
+    assert exif_focal_px(tmp_path / "none.jpg") is None
+    exif.get_ifd(0x8769)[0xA405] = 0
+    img.save(tmp_path / "zero.jpg", exif=exif)
+    assert exif_focal_px(tmp_path / "zero.jpg") is None
+    img.save(tmp_path / "f.png")
+    assert exif_focal_px(tmp_path / "f.png") is None
+    (tmp_path / "junk.jpg").write_bytes(b"\xff\xd8\xff not really")
+    assert exif_focal_px(tmp_path / "junk.jpg") is None
+    assert exif_focal_px(tmp_path / "missing.jpg") is None

@@ -140,19 +140,22 @@ def process_image(task: ImageTask, config: BatchConfig, out_dir: str,
     ``state="failed"`` with a one-line ``error`` ("PATH: problem"). Errors meaning the model
     or detector cannot be loaded do propagate (they concern every image).
     """
+    from facefit.fit.camera import camera_kind
     from facefit.io.image import ImageError
 
     res = ImageResult(task.index, task.source, task.name, "failed")
     t0 = time.perf_counter()
-    try:
-        image = _read_image(task.source)
+    try:  # a perspective camera without a focal length: each photo's own (EXIF)
+        image, focal = _read_image(task.source, camera_kind(config.camera) == "perspective"
+                                   and config.focal_px is None)
     except ImageError as exc:
         res.error, res.kind, res.exception = str(exc), "image", exc
         return res
     t1 = time.perf_counter()
     recon = recon if recon is not None else reconstructor_for(config)
     try:
-        faces = recon.reconstruct(image, max_faces=config.max_faces)
+        photo = {} if focal is None else {"focal_px": focal}  # its EXIF focal length
+        faces = recon.reconstruct(image, max_faces=config.max_faces, **photo)
     except Exception as exc:
         if is_unavailable(exc):
             raise
@@ -184,11 +187,14 @@ def process_image_remote(task: ImageTask, config: BatchConfig, out_dir: str) -> 
     return result
 
 
-def _read_image(source: str) -> Any:
-    from facefit.io.image import ImageError, load_image
+def _read_image(source: str, focal: bool = False) -> tuple[Any, float | None]:
+    """The image of ``source`` and, with ``focal``, its EXIF focal length in pixels
+    (`facefit.io.image.exif_focal_px`; else None)."""
+    from facefit.io.image import ImageError, exif_focal_px, load_image
 
     if not is_url(source):
-        return load_image(source.removeprefix("file://"))
+        path = source.removeprefix("file://")
+        return load_image(path), exif_focal_px(path) if focal else None
     import fsspec
 
     suffix = Path(source.split("?")[0]).suffix
@@ -203,7 +209,7 @@ def _read_image(source: str) -> Any:
         local = Path(tmp) / f"image{suffix}"
         local.write_bytes(data)
         try:
-            return load_image(local)
+            return load_image(local), exif_focal_px(local) if focal else None
         except ImageError as exc:
             raise ImageError(source, exc.problem) from None
 

@@ -145,6 +145,14 @@ def register(subparsers: Any) -> None:
                         "(default auto: MediaPipe's dense mesh for faces within 30 degrees of "
                         "frontal, the photometric refinement started from the network's "
                         "fit), mediapipe or network")
+    h.add_argument("--focal-px", type=float, default=None,
+                   help="take the photos with a pinhole camera of this focal length in pixels "
+                        "(close-ups: the photo side puts the nose tip about 18 cm from the "
+                        "lens); default scaled orthographic")
+    h.add_argument("--camera", choices=("scaled_orthographic", "perspective"),
+                   default="scaled_orthographic",
+                   help="camera of the fits, as `facefit reconstruct --camera` (perspective: "
+                        "with the photos' focal length, else the image diagonal)")
     h.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
     h.add_argument("--quiet", action="store_true", help="no per-subject progress")
     h.set_defaults(func=_cmd_shape)
@@ -409,6 +417,12 @@ def _cmd_shape(args: argparse.Namespace) -> int:
     if args.clip and args.photos != 1:
         _err("--clip and --photos: choose one (a clip, or photos)")
         return 2
+    if args.focal_px is not None and not 0 < args.focal_px < float("inf"):
+        _err(f"--focal-px must be a positive number, got {args.focal_px}")
+        return 2
+    if args.clip and (args.focal_px is not None or args.camera != "scaled_orthographic"):
+        _err("--focal-px and --camera apply to photos, not to --clip")
+        return 2
     if args.data == "ict" and args.ict is None:
         _err("--data ict needs --ict FOLDER (the ICT-FaceKit FaceXModel folder)")
         return 2
@@ -426,8 +440,10 @@ def _cmd_shape(args: argparse.Namespace) -> int:
     def subject(i: int):  # noqa: ANN202 - a ShapeSubject
         rng = np.random.default_rng([args.seed, i])
         if args.data == "ict":
-            return ict_subject(ict, rng, args.photos, args.max_yaw, args.size)
-        return in_model_subject(model, rng, args.photos, args.max_yaw, args.size)
+            return ict_subject(ict, rng, args.photos, args.max_yaw, args.size,
+                               focal_px=args.focal_px)
+        return in_model_subject(model, rng, args.photos, args.max_yaw, args.size,
+                                focal_px=args.focal_px)
 
     if args.clip:
         from facefit.eval.shape_clip import (
@@ -451,7 +467,10 @@ def _cmd_shape(args: argparse.Namespace) -> int:
         report = evaluate_shape(model, subject, args.n, args.data, args.photos,
                                 photometric=not args.no_photometric, iterations=args.iterations,
                                 detector=detector, progress=not args.quiet, seed=args.seed,
-                                max_yaw=args.max_yaw)
+                                max_yaw=args.max_yaw, camera=args.camera,
+                                focal_px=args.focal_px,
+                                renders="" if args.focal_px is None else
+                                f"pinhole photos, focal {args.focal_px:g} px")
     print(report.table())
     out = Path(args.out)
     name = (f"shape_{args.data}_clip{args.clip}.json" if args.clip

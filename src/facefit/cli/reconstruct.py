@@ -116,7 +116,8 @@ def register(sub: Any) -> None:
                         "accepted for it) or perspective (default: scaled_orthographic, or "
                         "perspective when --focal-px is given)")
     p.add_argument("--focal-px", type=positive_float, default=None, metavar="F",
-                   help="focal length in pixels for the perspective camera (default: the "
+                   help="focal length in pixels for the perspective camera (default: each "
+                        "photo's own, from its EXIF 35 mm-equivalent focal length, else the "
                         "image diagonal, about a 53° diagonal field of view)")
     p.add_argument("--texture-size", type=texture_int, default=512, metavar="N",
                    help="largest side of the UV texture in texels; 0 disables texturing "

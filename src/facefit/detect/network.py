@@ -40,6 +40,8 @@ import numpy as np
 
 from facefit.detect.base import FaceLandmarks, LandmarkDetector
 from facefit.fit.correspondence import IBUG68_FIXED, mediapipe_to_ibug68
+from facefit.fit.result import FitResult
+from facefit.model.face_model import FaceModel
 from facefit.model.morphable_model import MorphableModel
 from facefit.regress.predictor import RegressionPredictor, RegressionResult, average_results
 
@@ -465,6 +467,23 @@ def refinement_face(detector: LandmarkDetector, image_rgb: np.ndarray, face: Fac
         return detector.landmark_faces(image_rgb, [face], source="network")[0]
     return face
 
+
+def refinement_start(model: MorphableModel | FaceModel, detector: LandmarkDetector,
+                     image_rgb: np.ndarray, face: FaceLandmarks, fit: FitResult,
+                     camera: str = "scaled_orthographic", focal_px: float | None = None
+                     ) -> FitResult:
+    """The landmark fit a photometric refinement of ``face`` (found by ``detector`` in
+    ``image_rgb``, fitted as ``fit``) starts from: ``fit``, unless `refinement_face` reads
+    the face anew (the network's points for a face whose landmarks ``auto`` kept from
+    MediaPipe), then `facefit.fit.face_fit.fit_face` of that reading with the same camera.
+    What `facefit.Reconstructor`, the shape and synthetic benchmarks and
+    ``benchmarks/photometric.py`` start their one-photo refinements from."""
+    from facefit.fit.face_fit import fit_face
+
+    start = refinement_face(detector, image_rgb, face)
+    if start is face:
+        return fit
+    return fit_face(model, start, image_rgb.shape[1::-1], camera=camera, focal_px=focal_px)
 
 def refinement_faces(detector: LandmarkDetector, images: Sequence[np.ndarray],
                      faces: Sequence[FaceLandmarks]) -> list[FaceLandmarks] | None:

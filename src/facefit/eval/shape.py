@@ -352,8 +352,8 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(landmark-fit shape, photometric shape) coefficients of one subject's photos, or
     (None, None) when a photo has no detected face. One photo: `fit_landmarks` and
-    `refine_photometric` (started, as `facefit.Reconstructor` starts it, from the fit of
-    `facefit.detect.network.refinement_face`); several: `fit_same_person` and
+    `refine_photometric` (started, as `facefit.Reconstructor` starts it, from
+    `facefit.detect.network.refinement_start`); several: `fit_same_person` and
     `refine_photometric_multi` (started from the joint fit of those faces).
     ``timings``, if given, receives the seconds of ``"landmarks"`` (detection and landmark
     fit) and ``"photometric"`` (the refinement). ``options``: more keyword arguments of the
@@ -379,14 +379,11 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
         poses["landmarks"] = [fit.rotation]
         if not photometric:
             return fit.shape_coeffs, None
-        from facefit.detect.network import refinement_face
+        from facefit.detect.network import refinement_start
         from facefit.fit.photometric import PhotometricConfig, refine_photometric
 
         t1 = time.perf_counter()
-        start_face = refinement_face(detector, images[0], faces[0])  # as `Reconstructor`
-        start = fit if start_face is faces[0] else fit_landmarks(
-            model, start_face, image_size=images[0].shape[1::-1], camera=camera,
-            focal_px=focal_px)
+        start = refinement_start(model, detector, images[0], faces[0], fit, camera, focal_px)
         res = refine_photometric(model, start, images[0],
                                  config=PhotometricConfig(iterations=iterations, **options))
         timings["photometric"] = time.perf_counter() - t1

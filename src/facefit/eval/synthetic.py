@@ -139,18 +139,16 @@ def pick_reconstruction(recs: Sequence[Any], gt_landmarks: np.ndarray) -> Any | 
 def refinement_start(model: MorphableModel, reconstructor: Any, image: np.ndarray,
                      rec: Any | None) -> FitResult | None:
     """The fit a photometric refinement of ``rec`` starts from, as `facefit.Reconstructor`
-    starts it (`facefit.detect.network.refinement_face`; ``rec.fit`` for a reconstructor
+    starts it (`facefit.detect.network.refinement_start`; ``rec.fit`` for a reconstructor
     without a ``detector``), or None without a face."""
     if rec is None:
         return None
-    from facefit.detect.network import refinement_face
-    from facefit.fit.face_fit import fit_face
+    from facefit.detect.network import refinement_start as start_of
 
     detector = getattr(reconstructor, "detector", None)
     if detector is None:
         return rec.fit
-    face = refinement_face(detector, image, rec.face)
-    return rec.fit if face is rec.face else fit_face(model, face, image.shape[1::-1])
+    return start_of(model, detector, image, rec.face, rec.fit)
 
 
 def _refine_all(refine: Callable[..., Any], model: MorphableModel,

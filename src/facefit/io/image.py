@@ -40,6 +40,11 @@ IMAGE_SUFFIXES = frozenset({
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
           b"MM\x00*", b"RIFF")
 _ORIENTATION_TAG = 0x0112
+_EXIF_IFD = 0x8769
+_FOCAL_35MM_TAG = 0xA405  # FocalLengthIn35mmFilm
+FULL_FRAME_DIAGONAL_MM = 43.267
+"""Diagonal of a 36 x 24 mm frame: a 35 mm-equivalent focal length is one whose field of view
+over that diagonal is the photo's over its own diagonal."""
 _OPEN_LOCK = threading.Lock()
 
 
@@ -127,6 +132,34 @@ def load_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> n
     if orientation in range(2, 9):
         rgb = _apply_orientation(rgb, orientation)
     return np.ascontiguousarray(rgb)
+
+
+def exif_focal_px(image: str | os.PathLike[str] | Image.Image) -> float | None:
+    """A photo's focal length in pixels from its EXIF 35 mm-equivalent focal length
+    (``FocalLengthIn35mmFilm``, which phones and most cameras write): ``f35 /
+    FULL_FRAME_DIAGONAL_MM`` times the image diagonal in pixels. None when the tag is absent
+    or 0, for PNG files (camera EXIF is a JPEG/TIFF/WebP/HEIF matter, and Pillow would
+    decode a whole PNG to look for it) and for files that cannot be read. A photo cropped
+    or resized after it was taken keeps a tag that no longer fits it."""
+    try:
+        if isinstance(image, Image.Image):
+            return _focal_from(image)
+        with _open(Path(image)) as im:
+            return None if im.format == "PNG" else _focal_from(im)
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
+        return None
+
+
+def _focal_from(im: Image.Image) -> float | None:
+    f35 = im.getexif().get_ifd(_EXIF_IFD).get(_FOCAL_35MM_TAG)
+    try:
+        f35 = float(f35)
+    except (TypeError, ValueError):
+        return None
+    if not 0 < f35 < 10_000:
+        return None
+    w, h = im.size
+    return f35 / FULL_FRAME_DIAGONAL_MM * float(np.hypot(w, h))
 
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
