@@ -224,7 +224,7 @@ class SyntheticReport:
                  "mean |pose error| deg, mean vertex error mm",
                  f"{'method':<30}{'found':>8}{'0-30':>6}{'30-60':>6}{'60-90':>6}{'bal.':>6}"
                  f"{'mean':>6}{'yaw':>6}{'pitch':>6}{'roll':>6}{'geod.':>6}{'mm rigid':>9}"
-                 f"{'mm direct':>10}"]
+                 f"{'mm sim.':>8}{'mm direct':>10}"]
 
         def p(v: float | None, k: float = 100.0, w: int = 6) -> str:
             return f"{'-':>{w}}" if v is None else f"{k * v:{w}.2f}"
@@ -237,13 +237,15 @@ class SyntheticReport:
                 + p(r["balanced_nme"]) + p(r["mean_nme"]) + p(r["yaw_err_deg"], 1)
                 + p(r["pitch_err_deg"], 1) + p(r["roll_err_deg"], 1)
                 + p(r["geodesic_err_deg"], 1) + p(r["vertex_err_mm_rigid"], 1, 9)
-                + p(r["vertex_err_mm_direct"], 1, 10))
+                + p(r["vertex_err_mm_similarity"], 1, 8) + p(r["vertex_err_mm_direct"], 1, 10))
         lines.extend(self.notes)
         lines.append("legend: found = faces with a detection / faces; 0-30, 30-60, 60-90 = "
                      "mean NME (%) per |yaw| bucket over found faces; bal. = mean of the "
                      "bucket NMEs; mean = over found faces; yaw/pitch/roll/geod. = mean "
                      "absolute pose error (deg); mm rigid = mean vertex error after rigid "
-                     "alignment; mm direct = without alignment; '-' = not applicable")
+                     "alignment; mm sim. = after a similarity alignment (also the size, which "
+                     "a scaled orthographic photo does not show); mm direct = without "
+                     "alignment; '-' = not applicable")
         pipe = self.methods[0]
         lines.append(f"faces per yaw bucket: {[int((b == k).sum()) for k in range(3)]}, "
                      f"no face found per bucket: "
