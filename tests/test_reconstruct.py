@@ -239,3 +239,5 @@ def test_perspective_focal_length_from_exif(tmp_path: Path) -> None:
     assert facefit.Reconstructor(texture_size=0).photo_focal_px(photo) is None
     with pytest.raises(ValueError, match="focal_px must be a positive number"):
         rec.reconstruct(image, focal_px=-1.0)
+    with pytest.raises(ValueError, match="focal_px needs camera='perspective'"):
+        facefit.Reconstructor(texture_size=0).reconstruct(image, focal_px=700.0)

@@ -165,13 +165,15 @@ class Reconstructor:
         photo's focal length for the perspective camera (default `photo_focal_px`).
 
         Raises:
-            ValueError: ``max_faces`` below 1, a ``focal_px`` that is not a positive number,
-                or an image that cannot be used (`facefit.io.image.ImageError`, ``"PATH:
-                problem"``, for a file).
+            ValueError: ``max_faces`` below 1, a ``focal_px`` that is not a positive number
+                or with the scaled orthographic camera, or an image that cannot be used
+                (`facefit.io.image.ImageError`, ``"PATH: problem"``, for a file).
         """
         from facefit.fit.face_fit import fit_face, with_landmark_outputs
 
         check_max_faces(max_faces)
+        if focal_px is not None and self.camera != "perspective":
+            raise ValueError("focal_px needs camera='perspective'")
         if focal_px is not None and not 0 < focal_px < float("inf"):
             raise ValueError(f"focal_px must be a positive number, got {focal_px}")
         focal = self.photo_focal_px(image) if focal_px is None else focal_px

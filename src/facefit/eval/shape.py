@@ -131,8 +131,8 @@ class ShapeReport:
         has_v = any(r.vertex_mm for r in self.rows.values())
         seen = (f"a {self.clip_frames}-frame clip" if self.clip_frames else
                 f"{self.photos} photo{'s' if self.photos > 1 else ''}")
-        how = "".join(f", {x}" for x in (self.renders, "" if self.camera ==
-                                         "scaled_orthographic" else f"{self.camera} fits") if x)
+        fits = "" if self.camera == "scaled_orthographic" else f"{self.camera} fits"
+        how = "".join(f", {x}" for x in (self.renders, fits) if x)
         head = (f"shape ({self.data}, {seen}, "
                 f"n={self.n}, yaw ±{self.max_yaw:.0f}°, seed {self.seed}{how}): NoW-style "
                 f"scan-to-mesh, mm")

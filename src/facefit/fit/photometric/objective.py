@@ -290,14 +290,14 @@ class PhotoState:
         self.triangles32 = np.ascontiguousarray(triangles, dtype=np.int32)  # the raster's
         self.stencil_table = stencil
         self.rot0 = torch.as_tensor(fit.rotation, **f32)
-        scale, origin_px, self.persp = _camera_in_crop(fit, data)
+        scale, origin_px, persp = _camera_in_crop(fit, data)
+        # a perspective photo's (cx, cy, f), crop pixels at the finest level; else None
+        self.persp = None if persp is None else torch.as_tensor(persp, **f32)
         self.s0 = scale * data.k
         self.omega = torch.zeros(3, **f32, requires_grad=True)
         self.log_s = torch.zeros(1, **f32, requires_grad=True)
         self.trans = torch.as_tensor(data.to_crop(origin_px[None])[0],
                                      **f32).clone().requires_grad_(True)
-        if self.persp is not None:
-            self.persp = torch.as_tensor(self.persp, **f32)
         self.sh = torch.zeros(9, 3, **f32)
         self.expr = torch.as_tensor(fit.expression_coeffs, **f32).clone().requires_grad_(True)
         # joints: reference rotations (J, 3, 3), their axis-angles and the whitened updates
