@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import facefit
 from facefit import same_person
@@ -52,3 +53,24 @@ def test_refined_photos_keep_the_landmark_fits_points() -> None:
         for key in ("landmarks_68_2d", "landmarks_68_3d", "landmarks_68_2d_contour"):
             np.testing.assert_allclose(getattr(a.fit, key), getattr(b.fit, key), atol=1e-4)
         assert np.abs(a.fit.verts_px - b.fit.verts_px).max() > 0.5
+
+
+def test_perspective_photos_keep_their_own_focal_lengths(tmp_path: Path) -> None:
+    """``--same-person --camera perspective --refine photometric``: each photo's camera has its
+    own EXIF focal length (a PNG, without one: the image diagonal), through the joint fit and
+    the joint refinement."""
+    from PIL import Image
+
+    image = load_image(EXAMPLE)
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 35
+    tagged = tmp_path / "tagged.jpg"
+    Image.fromarray(np.ascontiguousarray(image[:, ::-1])).save(tagged, exif=exif, quality=95)
+    rec = facefit.Reconstructor(texture_size=0, camera="perspective", refine="photometric",
+                                photometric_iterations=5)
+    res = same_person.reconstruct_same_person([tagged, EXAMPLE], rec)
+    cams = [r.fit.camera for r in res.reconstructions]
+    assert [c.kind for c in cams] == ["perspective", "perspective"]
+    assert cams[0].focal_px == pytest.approx(35 / 43.267 * np.hypot(512, 512))
+    assert cams[1].focal_px == pytest.approx(np.hypot(512, 512))
+    assert all(r.photometric is not None for r in res.reconstructions)
