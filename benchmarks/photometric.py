@@ -160,7 +160,8 @@ def photos(args: argparse.Namespace) -> None:
           f"final photometric RMS mean {np.mean(rms):.5f}")
 
 
-def fit_and_refine(rec, image_path: Path, gt: np.ndarray, config: PhotometricConfig):  # noqa: ANN001, ANN201
+def fit_and_refine(rec, image_path: Path, gt: np.ndarray, config: PhotometricConfig,  # noqa: ANN001, ANN201
+                   camera: str = "scaled_orthographic"):
     """As `facefit.Reconstructor` with ``--refine photometric`` on one annotated photo: the
     detected face overlapping the annotation most (`select_face`), its landmark fit, and the
     refinement started from `refinement_start`. (face, landmark fit, refinement seconds,
@@ -174,8 +175,8 @@ def fit_and_refine(rec, image_path: Path, gt: np.ndarray, config: PhotometricCon
     if not faces:
         return None
     face = faces[select_face([f.box for f in faces], gt)]
-    fit = fit_landmarks(rec.model, face, image.shape[1::-1])
-    start = refinement_start(rec.model, rec.detector, image, face, fit)
+    fit = fit_landmarks(rec.model, face, image.shape[1::-1], camera=camera)
+    start = refinement_start(rec.model, rec.detector, image, face, fit, camera)
     t0 = time.perf_counter()
     res = refine_photometric(rec.model, start, image, config=config)
     return face, fit, time.perf_counter() - t0, res
@@ -200,7 +201,7 @@ def aflw(args: argparse.Namespace) -> None:
     pred0, pred1 = np.full((n, 68, 2), np.nan), np.full((n, 68, 2), np.nan)
     t_ref = []
     for i, s in enumerate(samples):
-        got = fit_and_refine(rec, s.image_path, s.landmarks_2d, config)
+        got = fit_and_refine(rec, s.image_path, s.landmarks_2d, config, args.camera)
         if got is None:
             continue
         face, fit, seconds, res = got
@@ -214,7 +215,7 @@ def aflw(args: argparse.Namespace) -> None:
     gt = np.stack([s.landmarks_2d for s in samples])
     print(f"AFLW2000-3D ({args.data.name}), {n} images stratified over |yaw|, 68-point 2D NME "
           f"(%), GT-box normalised; refinement {args.iterations} it, loss {args.image_loss}, "
-          f"options {options}")
+          f"options {options}, camera {args.camera}")
     print(f"{'method':<26}{'0-30':>7}{'30-60':>7}{'60-90':>7}{'balanced':>10}{'mean':>7}"
           f"{'no face':>9}{'failures':>13}{'capped':>8}")
     # the command's outputs are the landmark fit's points (`with_landmark_outputs`); the
@@ -247,7 +248,7 @@ def helen(args: argparse.Namespace) -> None:
     n = len(samples)
     pred0, pred1 = np.full((n, 68, 2), np.nan), np.full((n, 68, 2), np.nan)
     for i, s in enumerate(samples):
-        got = fit_and_refine(rec, s.image_path, s.landmarks, config)
+        got = fit_and_refine(rec, s.image_path, s.landmarks, config, args.camera)
         if got is None:
             continue
         face, fit, _, res = got
@@ -257,7 +258,7 @@ def helen(args: argparse.Namespace) -> None:
     gt = np.stack([s.landmarks for s in samples])
     print(f"HELEN test ({args.helen_data.name}), one photo in {step}, {n} photos, 300-W points "
           f"(landmarks_68_2d_contour), inter-ocular NME; refinement {args.iterations} it, "
-          f"options {options}")
+          f"options {options}, camera {args.camera}")
     for name, p in (("landmark fit", pred0), ("refined mesh's points", pred1)):
         print(name)
         print(evaluate_300w(p, gt, stems).table())
@@ -281,6 +282,10 @@ def main() -> None:
     ap.add_argument("--helen", type=int, default=0, metavar="N",
                     help="also compare the 300-W points on about N HELEN test photos")
     ap.add_argument("--helen-data", type=Path, default=HELEN)
+    ap.add_argument("--camera", default="scaled_orthographic",
+                    choices=("scaled_orthographic", "perspective"),
+                    help="camera of the fits of --aflw and --helen photos (perspective: focal "
+                         "length the image diagonal, as facefit without EXIF)")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="a PhotometricConfig setting for --photos and --aflw (repeatable)")
     args = ap.parse_args()
