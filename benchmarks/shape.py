@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facefit.cli.common import add_close_ups
 from facefit.detect.network import SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,14 +114,7 @@ def main() -> int:
                     help="landmark source of the fits (facefit.detect.network; default auto, "
                          "as facefit reconstruct: MediaPipe's dense points within 30 degrees, "
                          "the refinement started from the network's fit)")
-    ap.add_argument("--focal-px", type=float, default=None,
-                    help="photos by a pinhole camera of this focal length (the photo side: "
-                         "a face 0.6 of it wide has its nose tip about 18 cm from the lens, "
-                         "twice that: 49 cm); default scaled orthographic")
-    ap.add_argument("--camera", choices=("scaled_orthographic", "perspective"),
-                    default="scaled_orthographic",
-                    help="camera of the fits (perspective: with --focal-px's focal length, "
-                         "as a photo's EXIF would give it, or --fit-focal-px's)")
+    add_close_ups(ap)
     ap.add_argument("--fit-focal-px", type=float, default=None,
                     help="the perspective fits' focal length when it is not the photos' "
                          "(0: facefit's default, the image diagonal)")

@@ -163,7 +163,8 @@ class _FakeReconstructor:
     def __init__(self, **kwargs: object) -> None:
         self.model = "fake"
 
-    def reconstruct(self, image: object, max_faces: int = 8) -> list[object]:
+    def reconstruct(self, image: object, max_faces: int = 8,
+                    focal_px: float | None = None) -> list[object]:
         raise AssertionError("no image may be processed")
 
 

@@ -39,7 +39,8 @@ class FakeReconstructor:
         FakeReconstructor.kwargs = kwargs
         self.model = "fake-model"
 
-    def reconstruct(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[object]:
+    def reconstruct(self, image_rgb: np.ndarray, max_faces: int = 8,
+                    focal_px: float | None = None) -> list[object]:
         assert image_rgb.ndim == 3 and image_rgb.dtype == np.uint8
         if FakeReconstructor.fail_with is not None:
             raise FakeReconstructor.fail_with

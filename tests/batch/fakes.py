@@ -27,7 +27,8 @@ class FakeReconstructor:
     def __init__(self, **kwargs: object) -> None:
         self.model = "fake-model"
 
-    def reconstruct(self, image_rgb: np.ndarray, max_faces: int = 8) -> list[Face]:
+    def reconstruct(self, image_rgb: np.ndarray, max_faces: int = 8,
+                    focal_px: float | None = None) -> list[Face]:
         time.sleep(DELAY)
         value = float(image_rgb.mean())
         if value == 13.0:

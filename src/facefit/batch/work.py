@@ -154,8 +154,7 @@ def process_image(task: ImageTask, config: BatchConfig, out_dir: str,
     t1 = time.perf_counter()
     recon = recon if recon is not None else reconstructor_for(config)
     try:
-        photo = {} if focal is None else {"focal_px": focal}  # its EXIF focal length
-        faces = recon.reconstruct(image, max_faces=config.max_faces, **photo)
+        faces = recon.reconstruct(image, max_faces=config.max_faces, focal_px=focal)
     except Exception as exc:
         if is_unavailable(exc):
             raise

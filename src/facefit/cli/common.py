@@ -139,6 +139,22 @@ def add_landmarks(p: argparse.ArgumentParser, what: str) -> None:
                         "(default: auto)")
 
 
+def add_close_ups(p: argparse.ArgumentParser) -> None:
+    """``--focal-px F`` (the shape benchmark's photos taken by a pinhole camera of that focal
+    length, `facefit.synthetic.photos.close_up`) and ``--camera`` (the fits' camera), as
+    ``facefit eval shape`` and ``benchmarks/shape.py`` take them."""
+    from facefit.fit.camera import CAMERA_KINDS
+
+    p.add_argument("--focal-px", type=positive_float, default=None, metavar="F",
+                   help="take the photos with a pinhole camera of this focal length in pixels "
+                        "(the photo side: a face 0.6 of it wide has its nose tip about 18 cm "
+                        "from the lens; twice that, 49 cm); default scaled orthographic")
+    p.add_argument("--camera", choices=CAMERA_KINDS, default="scaled_orthographic",
+                   help="camera of the fits, as `facefit reconstruct --camera` (perspective: "
+                        "with the photos' focal length, as a photo's EXIF gives it, else the "
+                        "image diagonal)")
+
+
 def load_model_arg(path: Path) -> Any:
     """Read ``--model PATH_OR_NAME`` (`facefit.model.named.load_named_model`: a file, or a
     name ``facefit model list`` prints) and check that it has 68 landmark ids

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from facefit.cli.common import add_landmarks
+from facefit.cli.common import add_close_ups, add_landmarks
 
 DEFAULT_OUT = "out/eval"
 
@@ -145,14 +145,7 @@ def register(subparsers: Any) -> None:
                         "(default auto: MediaPipe's dense mesh for faces within 30 degrees of "
                         "frontal, the photometric refinement started from the network's "
                         "fit), mediapipe or network")
-    h.add_argument("--focal-px", type=float, default=None,
-                   help="take the photos with a pinhole camera of this focal length in pixels "
-                        "(close-ups: the photo side puts the nose tip about 18 cm from the "
-                        "lens); default scaled orthographic")
-    h.add_argument("--camera", choices=("scaled_orthographic", "perspective"),
-                   default="scaled_orthographic",
-                   help="camera of the fits, as `facefit reconstruct --camera` (perspective: "
-                        "with the photos' focal length, else the image diagonal)")
+    add_close_ups(h)
     h.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
     h.add_argument("--quiet", action="store_true", help="no per-subject progress")
     h.set_defaults(func=_cmd_shape)
@@ -416,9 +409,6 @@ def _cmd_shape(args: argparse.Namespace) -> int:
         return 2
     if args.clip and args.photos != 1:
         _err("--clip and --photos: choose one (a clip, or photos)")
-        return 2
-    if args.focal_px is not None and not 0 < args.focal_px < float("inf"):
-        _err(f"--focal-px must be a positive number, got {args.focal_px}")
         return 2
     if args.clip and (args.focal_px is not None or args.camera != "scaled_orthographic"):
         _err("--focal-px and --camera apply to photos, not to --clip")

@@ -485,6 +485,7 @@ def refinement_start(model: MorphableModel | FaceModel, detector: LandmarkDetect
         return fit
     return fit_face(model, start, image_rgb.shape[1::-1], camera=camera, focal_px=focal_px)
 
+
 def refinement_faces(detector: LandmarkDetector, images: Sequence[np.ndarray],
                      faces: Sequence[FaceLandmarks]) -> list[FaceLandmarks] | None:
     """`refinement_face` of each of ``faces`` (one per image of ``images``), or None when

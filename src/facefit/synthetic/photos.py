@@ -40,11 +40,8 @@ def close_up(camera: ScaledOrthographicCamera, focal_px: float, size: int
     """The pinhole camera of focal length ``focal_px`` (principal point at the centre of a
     ``size`` px square image) that sees the model origin where ``camera`` does, at the same
     scale: at the distance ``focal_px / scale`` mm."""
-    centre = np.full(2, (size - 1) / 2.0)
-    xy = (np.asarray(camera.translation, np.float64) - centre) / camera.scale
-    return PerspectiveCamera(np.asarray(camera.rotation, np.float64),
-                             np.r_[xy[0], -xy[1], -focal_px / camera.scale], float(focal_px),
-                             centre)
+    return PerspectiveCamera.at_scale(camera.rotation, camera.scale, camera.translation,
+                                      focal_px, np.full(2, (size - 1) / 2.0))
 
 
 @dataclass(frozen=True, eq=False)

@@ -160,6 +160,26 @@ class PerspectiveCamera:
                                  np.asarray(self.translation, np.float64) + step[3:6],
                                  self.focal, self.principal)
 
+    @classmethod
+    def at_scale(cls, rotation: np.ndarray, scale: float, origin_px: np.ndarray,
+                 focal: float, principal: np.ndarray) -> PerspectiveCamera:
+        """The pinhole camera of focal length ``focal`` and principal point ``principal``
+        that sees the model origin at ``origin_px`` with ``scale`` px/mm there: the origin at
+        the distance ``focal / scale``. Its projection is then the scaled orthographic
+        camera's (``rotation``, ``scale``, ``origin_px``) divided by ``1 - scale Z / focal``
+        about the principal point (Z: the view-frame depth of a point about the origin)."""
+        principal = np.asarray(principal, np.float64)
+        xy = (np.asarray(origin_px, np.float64) - principal) / scale
+        return cls(np.asarray(rotation, np.float64), np.array([xy[0], -xy[1], -focal / scale]),
+                   float(focal), principal)
+
+    def origin_scale(self) -> tuple[float, np.ndarray]:
+        """(scale px/mm at the model origin, its image position (2,) px): `at_scale`'s
+        arguments back."""
+        scale = self.focal / -float(self.translation[2])
+        t = np.asarray(self.translation, np.float64)
+        return scale, self.principal + scale * np.array([t[0], -t[1]])
+
 
 CameraPose = ScaledOrthographicCamera | PerspectiveCamera
 
@@ -217,12 +237,9 @@ def estimate_perspective(points_3d: np.ndarray, points_px: np.ndarray, focal: fl
     img = np.ascontiguousarray(points_px, np.float64)
     if guess is None:
         ortho = estimate_scaled_orthographic(obj, img)
-        depth = focal / ortho.scale
-        rot = ortho.rotation
-        centre = np.array([(ortho.translation[0] - principal[0]) * depth / focal,
-                           -(ortho.translation[1] - principal[1]) * depth / focal, -depth])
-    else:
-        rot, centre = guess.rotation, guess.translation
+        guess = PerspectiveCamera.at_scale(ortho.rotation, ortho.scale, ortho.translation,
+                                           focal, principal)
+    rot, centre = guess.rotation, guess.translation
     rvec = axis_angle(flip @ rot).reshape(3, 1)
     tvec = (flip @ centre).reshape(3, 1)
     _, rvec, tvec = cv2.solvePnP(obj, img, k, None, rvec, tvec, useExtrinsicGuess=True,

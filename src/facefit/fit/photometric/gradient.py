@@ -63,26 +63,12 @@ def interpolation_matrices(ids: torch.Tensor, bary: torch.Tensor, num: int
     return _torch_csr(w, bary), _torch_csr(w.T.tocsr(), bary)
 
 
-def _project(ph: PhotoState, view: torch.Tensor, scale: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """`PhotoState.crop_px` of (N, 3) view-frame points, and what its backward needs: the
-    (N, 2) scaled orthographic offsets ``q`` from the principal point and the (N, 1) depth
-    ratios ``w`` (None, None for the scaled orthographic camera)."""
-    p = view[:, :2] * (scale * ph.flip_y) + ph.trans
-    if ph.persp is None:
-        return p, None, None
-    centre, focal = ph.persp[:2], ph.persp[2]
-    q = p - centre
-    w = 1.0 - view[:, 2:3] * (scale / focal)
-    return centre + q / w, q, w
-
-
 def _project_backward(ph: PhotoState, g_p: torch.Tensor, a: float, view: torch.Tensor,
                       scale: torch.Tensor, q: torch.Tensor | None, w: torch.Tensor | None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients at the (N, 3) view points, the translation (2,) and the scale of
-    `_project`'s crop pixels, given ``g_p`` (N, 2), the gradient at those pixels times
-    ``a`` (a pyramid level's ``a x + b``)."""
+    `PhotoState.crop_projection`'s crop pixels, given ``g_p`` (N, 2), the gradient at those
+    pixels times ``a`` (a pyramid level's ``a x + b``)."""
     if q is None or w is None:
         g_view = torch.nn.functional.pad(g_p * (scale * a * ph.flip_y), (0, 1))
         return g_view, a * g_p.sum(0), (g_p * view[:, :2] * (a * ph.flip_y)).sum()
@@ -147,7 +133,7 @@ def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tenso
             q_pix = w_pix = None
             p = pv[:, :2] * (scale * lv.a * ph.flip_y) + (ph.trans * lv.a + lv.b)
         else:
-            p_crop, q_pix, w_pix = _project(ph, pv, scale)
+            p_crop, q_pix, w_pix = ph.crop_projection(pv, scale)
             p = p_crop * lv.a + lv.b
         _, hh, ww = lv.image.shape
         to_grid = p.new_tensor([2.0 / max(ww - 1, 1), 2.0 / max(hh - 1, 1)])
@@ -168,7 +154,7 @@ def photo_objective(ph: PhotoState, coeffs: torch.Tensor, albedo_px: torch.Tenso
             kk, cc = ph.lm_bary.shape
             pts = (pts.reshape(kk, cc, 3) * ph.lm_bary[:, :, None]).sum(1)
         view = pts @ rot.T
-        lm, q_lm, w_lm = _project(ph, view, scale)
+        lm, q_lm, w_lm = ph.crop_projection(view, scale)
         d = lm - ph.lm_target
         lm_scale = lm_weight / (len(d) * lm_sigma_px**2)
         loss = loss + lm_scale * (d * d).sum()

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from facefit.fit.core.camera import CameraPose, camera_pose
+from facefit.fit.core.camera import CameraPose, PerspectiveCamera, camera_pose
 from facefit.fit.core.rotation import axis_angle, rodrigues
 from facefit.fit.photometric.data import PhotoData, PyramidLevel
 from facefit.fit.result import FitResult
@@ -369,16 +369,26 @@ class PhotoState:
             rots = orthonormal(self.joint_rotations().double()).cpu().numpy()
         return np.array([axis_angle(r) for r in rots])
 
-    def crop_px(self, view: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def crop_projection(self, view: torch.Tensor, scale: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(N, 2) crop pixels (finest level) of (N, 3) view-frame points (rotated model
-        points, mm, about the model origin). Scaled orthographic: ``s (X, -Y) + t``; a
-        perspective photo divides that by the depth ratio ``1 - s Z / f`` about the principal
-        point (``s = f / distance`` of the model origin; `_camera_in_crop`)."""
+        points, mm, about the model origin), and for a perspective photo what the closed-form
+        gradient needs: the (N, 2) offsets ``q`` from the principal point and the (N, 1)
+        depth ratios ``w`` (else None, None). Scaled orthographic: ``s (X, -Y) + t``; a
+        perspective photo divides that by ``w = 1 - s Z / f`` about the principal point
+        (``s = f / distance`` of the model origin,
+        `facefit.fit.core.camera.PerspectiveCamera.at_scale`)."""
         p = view[:, :2] * (scale * self.flip_y) + self.trans
         if self.persp is None:
-            return p
+            return p, None, None
         centre, focal = self.persp[:2], self.persp[2]
-        return centre + (p - centre) / (1.0 - view[:, 2:3] * (scale / focal))
+        q = p - centre
+        w = 1.0 - view[:, 2:3] * (scale / focal)
+        return centre + q / w, q, w
+
+    def crop_px(self, view: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """(N, 2) crop pixels of (N, 3) view-frame points (`crop_projection`)."""
+        return self.crop_projection(view, scale)[0]
 
     def project(self, x: torch.Tensor, rot: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """(N, 3) crop pixels (x, y) and depth (``-s Z``) of model-frame points (N, 3)."""
@@ -548,42 +558,36 @@ class PhotoState:
         self.reject_outliers(render, outlier_sigmas)
         self.solve_light(render)
 
-    def image_pose(self, coeffs: torch.Tensor) -> tuple[np.ndarray, float, np.ndarray, float]:
-        """(rotation, scale px/mm, image position of the model origin px) in input-image
-        pixels and the RMS landmark error (input pixels)."""
+    def image_camera(self, coeffs: torch.Tensor) -> tuple[CameraPose, float]:
+        """The refined camera in input-image pixels (the fit's kind; a perspective one keeps
+        its focal length and principal point) and the RMS landmark error (input pixels)."""
         with torch.no_grad():
             rot, scale = self.pose_parts()
             lm = self.landmarks(coeffs, rot, scale)
             lm_err = float(torch.sqrt(((lm - self.lm_target) ** 2).sum(1).mean())) / self.data.k
-            trans = self.data.from_crop(self.trans.detach().cpu().numpy().astype(np.float64))
-        return (rot.cpu().numpy().astype(np.float64), float(scale) / self.data.k, trans, lm_err)
-
-    def image_camera(self, coeffs: torch.Tensor) -> tuple[CameraPose, float]:
-        """The refined camera in input-image pixels (the fit's kind; a perspective one keeps
-        its focal length and principal point) and the RMS landmark error (input pixels)."""
-        rot, scale, origin_px, lm_err = self.image_pose(coeffs)
+            origin = self.data.from_crop(self.trans.detach().cpu().numpy().astype(np.float64))
+        rot_np, s = rot.cpu().numpy().astype(np.float64), float(scale) / self.data.k
         cam = self.data.fit.camera
         if cam.kind != "perspective":
-            return camera_pose(rot, scale, origin_px), lm_err
-        focal, centre = float(cam.focal_px), np.asarray(cam.principal_point_px, np.float64)
-        xy = (origin_px - centre) / scale * np.array([1.0, -1.0])
-        return camera_pose(rot, scale, np.r_[xy, -focal / scale], focal, centre), lm_err
+            return camera_pose(rot_np, s, origin), lm_err
+        return PerspectiveCamera.at_scale(rot_np, s, origin, float(cam.focal_px),
+                                          np.asarray(cam.principal_point_px)), lm_err
 
 
 def _camera_in_crop(fit: FitResult, data: PhotoData
                     ) -> tuple[float, np.ndarray, np.ndarray | None]:
     """A fit's camera as the refinement holds it: (scale px/mm, image position of the model
-    origin (2,) px, and for a perspective camera (cx, cy, f) in crop pixels, else None). A
-    perspective camera's scale is ``f / distance`` of the model origin, so its projection is
-    the scaled orthographic one divided by ``1 - s Z / f`` (`PhotoState.crop_px`)."""
+    origin (2,) px, and for a perspective camera (cx, cy, f) in crop pixels, else None;
+    `facefit.fit.core.camera.PerspectiveCamera.origin_scale`)."""
     cam = fit.camera
     if cam.kind != "perspective":
         return float(fit.scale), np.asarray(fit.translation, np.float64)[:2], None
-    focal, centre = float(cam.focal_px), np.asarray(cam.principal_point_px, np.float64)
-    t = np.asarray(fit.translation, np.float64)
-    scale = focal / -t[2]
-    origin = centre + scale * np.array([t[0], -t[1]])
-    return scale, origin, np.r_[data.to_crop(centre[None])[0], focal * data.k]
+    centre = np.asarray(cam.principal_point_px, np.float64)
+    pinhole = PerspectiveCamera(np.asarray(fit.rotation, np.float64),
+                                np.asarray(fit.translation, np.float64), float(cam.focal_px),
+                                centre)
+    scale, origin = pinhole.origin_scale()
+    return scale, origin, np.r_[data.to_crop(centre[None])[0], pinhole.focal * data.k]
 
 
 # --- loss terms ----------------------------------------------------------------------------------
