@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks, LandmarkDetector
-from facefit.fit.camera import camera_kind
+from facefit.fit.camera import camera_kind, checked_camera
 from facefit.fit.result import FitResult
 from facefit.io.image import ImageInput, exif_focal_px, to_rgb
 from facefit.model.morphable_model import MorphableModel
@@ -105,11 +105,7 @@ class Reconstructor:
     ) -> None:
         from facefit.model import load_default_model
 
-        camera = camera_kind(camera)
-        if focal_px is not None and camera != "perspective":
-            raise ValueError("focal_px needs camera='perspective'")
-        if focal_px is not None and not 0 < focal_px < float("inf"):
-            raise ValueError(f"focal_px must be a positive number, got {focal_px}")
+        camera = checked_camera(camera, focal_px)
         if refine not in ("none", "photometric"):
             raise ValueError(f"refine must be 'none' or 'photometric', got {refine!r}")
         if image_loss not in IMAGE_LOSSES:

@@ -97,6 +97,33 @@ def test_landmarks_option_gives_each_frame_its_source(clip: Path, tmp_path: Path
     assert xs[-1] - xs[0] > 3  # still follows the face moving right (1 px per frame)
 
 
+@pytest.mark.skipif(not EXAMPLE.is_file(), reason="example photo missing")
+def test_perspective_camera_option(clip: Path, tmp_path: Path, capsys) -> None:
+    """``--focal-px F`` fits every frame (and the identity) with a pinhole camera of that
+    focal length about the frame's centre; with the scaled orthographic camera it is a
+    usage error."""
+    runs = {}
+    for name, opts in (("ortho", []), ("persp", ["--focal-px", "400"])):
+        out = tmp_path / name
+        assert main(["video", str(clip), "-o", str(out), "-q", "--identity-frames", "3",
+                     "--no-overlay", "--no-html", "--max-frames", "4", *opts]) == 0
+        runs[name] = [json.loads(x)["faces"][0]
+                      for x in (out / "moving.jsonl").read_text().splitlines()[1:]]
+    for f in runs["persp"]:
+        assert f["pose"]["camera"] == {"kind": "perspective", "focal_px": 400.0,
+                                       "principal_point_px": [128.0, 128.0]}
+        assert len(f["pose"]["translation"]) == 3 and f["pose"]["translation"][2] < 0
+    for a, b in zip(runs["ortho"], runs["persp"], strict=True):
+        assert a["pose"]["camera"]["kind"] == "scaled_orthographic"
+        # the same face either way: landmarks within a few pixels of each other
+        diff = np.abs(np.array(a["landmarks_68_2d"]) - np.array(b["landmarks_68_2d"]))
+        assert np.median(diff) < 3.0
+    assert main(["video", str(clip), "-o", str(tmp_path / "bad"), "--camera", "orthographic",
+                 "--focal-px", "400"]) == 2
+    assert not (tmp_path / "bad").exists()
+    assert "--focal-px needs --camera perspective" in capsys.readouterr().err
+
+
 def test_missing_camera_and_file_are_one_line_errors(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
     assert main(["video", "7", "-o", str(tmp_path)]) == 1

@@ -139,6 +139,33 @@ def add_landmarks(p: argparse.ArgumentParser, what: str) -> None:
                         "(default: auto)")
 
 
+def add_camera(p: argparse.ArgumentParser, default_focal: str) -> None:
+    """``--camera`` and ``--focal-px``, the fit's camera model (``facefit reconstruct``,
+    ``facefit video``; ``default_focal`` says where the focal length comes from without
+    ``--focal-px``); `camera_of` reads them."""
+    from facefit.fit.camera import CAMERA_ALIASES, CAMERA_KINDS
+
+    p.add_argument("--camera", type=lambda text: CAMERA_ALIASES.get(text, text),
+                   choices=CAMERA_KINDS, default=None,
+                   help="camera model of the fit: scaled_orthographic ('orthographic' is "
+                        "accepted for it) or perspective, for close-ups such as selfies and "
+                        "webcams (default: scaled_orthographic, or perspective when "
+                        "--focal-px is given)")
+    p.add_argument("--focal-px", type=positive_float, default=None, metavar="F",
+                   help="focal length in pixels for the perspective camera (default: "
+                        f"{default_focal})")
+
+
+def camera_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """The camera kind `add_camera`'s options ask for: perspective when only ``--focal-px``
+    is given; ``--focal-px`` with ``--camera scaled_orthographic`` is a usage error (exit 2:
+    an option that would do nothing)."""
+    if args.camera == "scaled_orthographic" and args.focal_px is not None:
+        parser.error("--focal-px needs --camera perspective")
+    return args.camera or ("perspective" if args.focal_px is not None else
+                           "scaled_orthographic")
+
+
 def add_close_ups(p: argparse.ArgumentParser) -> None:
     """``--focal-px F`` (the shape benchmark's photos taken by a pinhole camera of that focal
     length, `facefit.synthetic.photos.close_up`) and ``--camera`` (the fits' camera), as

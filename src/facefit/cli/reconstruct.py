@@ -21,17 +21,17 @@ from facefit.cli.common import (
     EXIT_OK,
     EXIT_OUTPUT,
     Unavailable,
+    add_camera,
     add_landmarks,
     add_max_pixels,
+    camera_of,
     can_encode,
     err,
     load_model_arg,
     plural,
-    positive_float,
     positive_int,
     texture_int,
 )
-from facefit.fit.camera import CAMERA_ALIASES, CAMERA_KINDS
 from facefit.reconstruct import IMAGE_LOSSES, TEXTURE_SIZINGS
 
 
@@ -111,14 +111,8 @@ def register(sub: Any) -> None:
                    help="reconstruct at most N faces per image, largest-score first "
                         "(default: 8)")
     add_landmarks(p, "face")
-    p.add_argument("--camera", type=_camera_arg, choices=CAMERA_KINDS, default=None,
-                   help="camera model of the fit: scaled_orthographic ('orthographic' is "
-                        "accepted for it) or perspective (default: scaled_orthographic, or "
-                        "perspective when --focal-px is given)")
-    p.add_argument("--focal-px", type=positive_float, default=None, metavar="F",
-                   help="focal length in pixels for the perspective camera (default: each "
-                        "photo's own, from its EXIF 35 mm-equivalent focal length, else the "
-                        "image diagonal, about a 53° diagonal field of view)")
+    add_camera(p, "each photo's own, from its EXIF 35 mm-equivalent focal length, else the "
+                  "image diagonal, about a 53° diagonal field of view")
     p.add_argument("--texture-size", type=texture_int, default=512, metavar="N",
                    help="largest side of the UV texture in texels; 0 disables texturing "
                         "(default: 512)")
@@ -156,15 +150,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_reconstruct, parser=p)
 
 
-def _camera_arg(text: str) -> str:
-    """``--camera``: a kind of `CAMERA_KINDS` or its old spelling (`CAMERA_ALIASES`)."""
-    return CAMERA_ALIASES.get(text, text)
-
-
 def _check_option_use(args: argparse.Namespace) -> None:
     """Options that would do nothing are usage errors (exit 2); then fill their defaults."""
-    if args.camera == "scaled_orthographic" and args.focal_px is not None:
-        args.parser.error("--focal-px needs --camera perspective")
+    args.camera = camera_of(args, args.parser)
     if args.pooling is not None and not args.same_person:
         args.parser.error("--pooling needs --same-person")
     if args.npz_fields is not None and "npz" not in args.formats:
@@ -190,8 +178,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from facefit.batch.work import BatchConfig, is_url
 
     _check_option_use(args)
-    camera = args.camera or ("perspective" if args.focal_px is not None else
-                             "scaled_orthographic")
+    camera = args.camera
 
     remote_inputs = [p for p in args.inputs if is_url(p)]
     paths = _list_inputs(args.inputs, args.recursive)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from facefit.cli.common import add_landmarks, add_max_pixels
+from facefit.cli.common import add_camera, add_landmarks, add_max_pixels, camera_of
 
 
 def register(subparsers: Any) -> None:
@@ -53,9 +53,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
                    help="stop after N frames (a camera runs until Ctrl-C otherwise)")
     add_landmarks(p, "frame")
+    add_camera(p, "the frame diagonal, a 53° diagonal field of view; a webcam's 65-78° "
+                  "field of view is 0.78-0.62 times the diagonal")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
     add_max_pixels(p, "video frames larger than N pixels are refused before decoding")
-    p.set_defaults(func=cmd_video)
+    p.set_defaults(func=cmd_video, parser=p)
 
 
 def _positive_int(text: str) -> int:
@@ -78,6 +80,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     from facefit.video.pipeline import track_video
     from facefit.video.stream import VideoError
 
+    camera = camera_of(args, args.parser)
     model = None
     if args.model is not None:
         from facefit.model.bfm_3ddfa import ModelDataMissing
@@ -109,7 +112,8 @@ def cmd_video(args: argparse.Namespace) -> int:
             args.input, args.output, model, smooth=not args.no_smooth, overlay=not args.no_overlay,
             glb=not args.no_glb, html=not args.no_html, identity_frames=args.identity_frames,
             max_frames=args.max_frames, progress=None if args.quiet else progress,
-            landmarks=args.landmarks, refine=args.refine, parallel=None)
+            landmarks=args.landmarks, refine=args.refine, parallel=None, camera=camera,
+            focal_px=args.focal_px)
     except KeyboardInterrupt:
         return 130
     except VideoError as exc:  # unreadable, truncated or corrupt clip: nothing kept of it

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from facefit.fit.core.rotation import euler_from_rotation, rotation_from_euler
 
-__all__ = ["CAMERA_KINDS", "Camera", "camera_kind", "euler_from_rotation",
+__all__ = ["CAMERA_KINDS", "Camera", "camera_kind", "checked_camera", "euler_from_rotation",
            "rotation_from_euler"]
 
 CAMERA_KINDS = ("scaled_orthographic", "perspective")
@@ -39,6 +39,17 @@ def camera_kind(name: str) -> str:
     if kind not in CAMERA_KINDS:
         raise ValueError(f"camera must be one of {', '.join(map(repr, CAMERA_KINDS))} "
                          f"(or 'orthographic'), got {name!r}")
+    return kind
+
+
+def checked_camera(name: str, focal_px: float | None) -> str:
+    """`camera_kind` of ``name``, refusing (ValueError) a ``focal_px`` that is given with the
+    scaled orthographic camera or is not a positive number."""
+    kind = camera_kind(name)
+    if focal_px is not None and kind != "perspective":
+        raise ValueError("focal_px needs camera='perspective'")
+    if focal_px is not None and not 0 < focal_px < float("inf"):
+        raise ValueError(f"focal_px must be a positive number, got {focal_px}")
     return kind
 
 

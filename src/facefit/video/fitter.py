@@ -15,8 +15,9 @@ from facefit.fit.blendshape import (
     fit_blendshape_points,
     view_blendshape_points,
 )
+from facefit.fit.camera import Camera
 from facefit.fit.contour import head_turn
-from facefit.fit.core.camera import CameraPose, camera_pose
+from facefit.fit.core.camera import CameraPose, PerspectiveCamera
 from facefit.fit.multi_image import ViewPoints, fit_views
 from facefit.model.arkit import open_eye_offsets
 from facefit.model.face_model import FaceModel, FaceParams
@@ -63,11 +64,17 @@ class FrameFitter:
         smoother: temporal filter (None: no smoothing); it filters the kind's per-frame
             parameter vector (expression, then joint angles in radians).
         iterations: Gauss-Newton steps per tracked frame (twice as many after a loss).
+        camera: the camera model (scaled orthographic when None); a perspective camera's
+            focal length and principal point are held, and a face found afresh starts from
+            the scaled orthographic fit's pinhole counterpart
+            (`facefit.fit.core.camera.PerspectiveCamera.at_scale`).
     """
 
     def __init__(self, model: MorphableModel | FaceModel, shape: np.ndarray,
-                 smoother: PoseExpressionSmoother | None = None, iterations: int = 2) -> None:
+                 smoother: PoseExpressionSmoother | None = None, iterations: int = 2,
+                 camera: Camera | None = None) -> None:
         self.face_model = face_model(model)
+        self.camera = Camera() if camera is None else camera
         self.model = self.face_model.base
         self.shape = np.asarray(shape, np.float32)
         self.smoother = smoother
@@ -145,7 +152,7 @@ class FrameFitter:
         neutral[_eye_shapes(fm, look=True)] = 0.0
         x = fm.vertices(FaceParams(self.shape, neutral), ids[on])
         q = pose.project(x)[0]
-        scale = float(getattr(pose, "scale", 1.0))
+        scale = pose.origin_scale()[0]
         off = (pts[on] - q) / scale
         # each blink shape's image motion at the points (n, B, 2), model units
         basis = fm.base.expression_basis[ids[on]][:, :, blinks]  # type: ignore[attr-defined]
@@ -199,7 +206,7 @@ class FrameFitter:
                 b0 = fit_blendshape_points(fm, view.points_px, view.vertex_ids, view.sigma_px,
                                            view.weights, identity=self.shape,
                                            iterations=3 * its, sparsity=VIDEO_SPARSITY)
-                start = (b0.camera, np.asarray(b0.weights, np.float64))
+                start = (self._as_camera(b0.camera), np.asarray(b0.weights, np.float64))
             pts, ids, w = view_blendshape_points(fm, view.points_px, view.vertex_ids,
                                                  view.weights, view.contour_px,
                                                  turn=self.turn(start[0]))
@@ -209,6 +216,11 @@ class FrameFitter:
             pose, vec, rms = bs.camera, np.asarray(bs.weights, np.float64), [bs.rms_px]
             vec = self._eyelid_fit(pts, ids, w, view.sigma_px, pose, vec, eyelids_px)
         else:
+            if init is None and self.camera.kind == "perspective":
+                _, per_view, poses, _, _ = fit_views(
+                    self.model, [view], its, shape=self.shape, fix_shape=True,
+                    kind=None if fm.kind == "linear" else fm)
+                init = [(self._as_camera(poses[0]), np.asarray(per_view[0], np.float64))]
             _, per_view, poses, rms, _ = fit_views(
                 self.model, [view], its, shape=self.shape, fix_shape=True, init=init,
                 kind=None if fm.kind == "linear" else fm)
@@ -217,11 +229,24 @@ class FrameFitter:
         raw = self.params(vec)
         if self.smoother is None:
             return FrameFit(pose, raw, pose, raw, rms[0])
-        rot, s, tr, v = self.smoother(pose.rotation, pose.scale, pose.translation, vec, t)
+        # a pinhole camera is filtered as its scaled orthographic counterpart (scale and
+        # image position of the model origin), its focal length and principal point held
+        rot, s, tr, v = self.smoother(pose.rotation, *pose.origin_scale(), vec, t)
         if fm.kind == "ict":  # a filter may overshoot the weights' box
             box = fm.box()
             v = np.clip(v, box.lower[len(self.shape):], box.upper[len(self.shape):])
-        return FrameFit(pose, raw, camera_pose(rot, s, tr), self.params(v), rms[0])
+        return FrameFit(pose, raw, pose.reposed(rot, s, tr), self.params(v), rms[0])
+
+    def _as_camera(self, pose: CameraPose) -> CameraPose:
+        """A scaled orthographic start ``pose`` as this fitter's camera model: for a
+        perspective camera the pinhole camera that sees the model origin where ``pose`` does,
+        at its scale."""
+        cam = self.camera
+        if cam.kind != "perspective" or pose.kind == "perspective":
+            return pose
+        return PerspectiveCamera.at_scale(pose.rotation, pose.scale, pose.translation,
+                                          float(cam.focal_px or 0.0),
+                                          np.asarray(cam.principal_point_px, np.float64))
 
 
 VIDEO_SPARSITY = 2.0 * DEFAULT_SPARSITY

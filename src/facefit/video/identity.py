@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
+from facefit.fit.camera import Camera
 from facefit.fit.multi_image import (
     ViewPoints,
     default_landmark_sigma,
@@ -54,11 +55,14 @@ def landmark_sigma_of(model: MorphableModel) -> float:
 
 def clip_identity(model: MorphableModel, detector: object, frames: Iterable[np.ndarray],
                   max_views: int = 24, refine: str = "none", keyframes: int = 6,
-                  iterations: int = 100) -> ClipIdentity | None:
+                  iterations: int = 100, camera: Camera | None = None
+                  ) -> ClipIdentity | None:
     """The identity of ``frames`` (a subsample of the clip; at most ``max_views`` frames with
     a face are used, evenly spread), or None when no frame has a face. ``refine``
     ``"photometric"``: then a joint photometric refinement of ``keyframes`` of those frames,
-    evenly spread, ``iterations`` steps per pyramid level's schedule (`PhotometricConfig`)."""
+    evenly spread, ``iterations`` steps per pyramid level's schedule (`PhotometricConfig`).
+    ``camera``: every frame's camera model (scaled orthographic when None; a perspective
+    camera is fitted and refined with its focal length and principal point held)."""
     if refine not in IDENTITY_REFINES:
         raise ValueError(f"refine must be one of {IDENTITY_REFINES}, got {refine!r}")
     keep_images = refine == "photometric"
@@ -70,20 +74,22 @@ def clip_identity(model: MorphableModel, detector: object, frames: Iterable[np.n
         if found and keep_images:
             images.append(np.ascontiguousarray(frame))
     return identity_of_faces(model, faces, max_views, images if keep_images else None,
-                             keyframes, iterations, detector)
+                             keyframes, iterations, detector, camera)
 
 
 def identity_of_faces(model: MorphableModel, faces: Iterable[FaceLandmarks | None],
                       max_views: int = 24, images: list[np.ndarray] | None = None,
                       keyframes: int = 6, iterations: int = 100,
-                      detector: object | None = None) -> ClipIdentity | None:
+                      detector: object | None = None, camera: Camera | None = None
+                      ) -> ClipIdentity | None:
     """`clip_identity` of frames already detected: ``faces`` (each sampled frame's first face,
     None where it has none); ``images``, the frames with a face, for a photometric refinement
     (None: landmarks alone). The refinement starts, as a photo's (`facefit.same_person`),
     from the joint landmark fit of the keyframes' faces as
     `facefit.detect.network.refinement_face` gives them for ``detector`` (the network's
     reading of a face `auto` gave MediaPipe's points); without a ``detector``, or when no
-    keyframe's face changes, from the landmark fit's own keyframe fits."""
+    keyframe's face changes, from the landmark fit's own keyframe fits. ``camera``: as
+    `clip_identity`'s."""
     sigma = landmark_sigma_of(model)
     kept = [f for f in faces if f is not None]
     if not kept:
@@ -95,7 +101,7 @@ def identity_of_faces(model: MorphableModel, faces: Iterable[FaceLandmarks | Non
         kept = [kept[i] for i in keep]
         images = [images[i] for i in keep] if keep_images else images
     views: list[ViewPoints] = [view_from_face(model, f, sigma) for f in kept]
-    multi = fit_same_person(model, views)
+    multi = fit_same_person(model, views, camera=camera)
     lm_shape = np.asarray(multi.shape_coeffs, np.float32)
     if not keep_images or keyframes <= 0:
         return ClipIdentity(lm_shape, lm_shape, len(views))
@@ -111,7 +117,7 @@ def identity_of_faces(model: MorphableModel, faces: Iterable[FaceLandmarks | Non
                                  [kept[i] for i in ids])
         if first is not None:
             starts = fit_same_person(model, [view_from_face(model, f, sigma)
-                                             for f in first]).fits
+                                             for f in first], camera=camera).fits
     res = refine_photometric_multi(model, starts, [images[i] for i in ids],
                                    config=PhotometricConfig(iterations=iterations))
     return ClipIdentity(np.asarray(res.shape_coeffs, np.float32), lm_shape, len(views), len(ids))

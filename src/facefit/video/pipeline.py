@@ -29,8 +29,11 @@ from threadpoolctl import threadpool_limits
 from facefit.detect.base import FaceLandmarks
 from facefit.detect.mediapipe import MediaPipeDetector
 from facefit.detect.network import SOURCES, landmark_detector, landmark_source
+from facefit.fit.camera import Camera, checked_camera
+from facefit.fit.landmark_fit import camera_model
 from facefit.fit.multi_image import ViewPoints, fit_same_person, view_from_face
 from facefit.fit.points_aflw import landmark_offset_mm
+from facefit.fit.result import image_vertices
 from facefit.io.animated_glb import AnimatedGlb, Skeleton
 from facefit.io.arkit_export import arkit_targets, write_live_link_csv, write_video_arkit_glb
 from facefit.io.atomic import atomic_path
@@ -85,10 +88,13 @@ class VideoStats:
 class RunningIdentity:
     """Identity estimated while streaming (camera input): every ``every``-th tracked frame
     becomes a keyframe until ``max_views`` are collected; the joint fit is redone on each new
-    keyframe, then frozen."""
+    keyframe, then frozen. ``camera``: the frames' camera model (scaled orthographic when
+    None)."""
 
-    def __init__(self, model: MorphableModel, every: int = 10, max_views: int = 16) -> None:
+    def __init__(self, model: MorphableModel, every: int = 10, max_views: int = 16,
+                 camera: Camera | None = None) -> None:
         self.model, self.every, self.max_views = model, every, max_views
+        self.camera = camera
         self.views: list[ViewPoints] = []
         self._count = 0
 
@@ -98,7 +104,7 @@ class RunningIdentity:
         if len(self.views) >= self.max_views or (self._count - 1) % self.every:
             return None
         self.views.append(view)
-        return fit_same_person(self.model, self.views).shape_coeffs
+        return fit_same_person(self.model, self.views, camera=self.camera).shape_coeffs
 
 
 def skeleton(fitter: FrameFitter) -> Skeleton | None:
@@ -147,6 +153,7 @@ def process_frames(
     max_frames: int | None = None,
     progress: Callable[[int], None] | None = None,
     identity_kind: str = "clip",
+    camera: Camera | None = None,
 ) -> VideoStats:
     """Track, fit and write every frame of ``frames`` as it comes.
 
@@ -168,6 +175,8 @@ def process_frames(
         progress: called with the frame index after each frame.
         identity_kind: how ``shape`` was fitted, for the JSON lines' header (``"clip"``,
             ``"clip photometric"``); ``"running"`` when ``shape`` is None.
+        camera: the frames' camera model (scaled orthographic when None; a perspective
+            camera holds its focal length and principal point, `FrameFitter`).
     """
     from facefit.detect.eyes import EYES_MAX_TURN_DEG, eye_refiner
     from facefit.fit.correspondence import correspondence_for
@@ -177,7 +186,7 @@ def process_frames(
     stats = VideoStats()
     sec = stats.seconds
     sigma = landmark_sigma_of(model)
-    running = RunningIdentity(model) if shape is None else None
+    running = RunningIdentity(model, camera=camera) if shape is None else None
     identity = np.zeros(model.num_shape, np.float32) if shape is None else shape
     try:
         pivot_ids = correspondence_for(model, "mediapipe468").vertex_ids
@@ -193,7 +202,7 @@ def process_frames(
     def make_fitter(shape: np.ndarray) -> FrameFitter:
         sm = (PoseExpressionSmoother(pivot=model.vertices(shape, ids=pivot_ids).mean(0))
               if smooth else None)
-        return FrameFitter(model, shape, sm)
+        return FrameFitter(model, shape, sm, camera=camera)
 
     fitter = make_fitter(identity)
     linear = fitter.face_model.kind == "linear"  # else: the kind's vertices every frame
@@ -296,20 +305,20 @@ def process_frames(
                     if mesh_of is not None:
                         mesh = mesh_of.at(fit.expression, fit.pose)
                     else:
-                        xy, depth = fit.pose.project(fitter.vertices(fit.params))
-                        mesh = np.column_stack([xy, depth])
-                    scale, dots = fit.pose.scale, pts
+                        mesh = image_vertices(fit.pose, fitter.vertices(fit.params))
+                    scale, dots = fit.pose.origin_scale()[0], pts
                 if painter is not None:
                     overlay(render_job(painter, frame, mesh, scale, dots))  # type: ignore[operator]
                 else:
                     overlay.submit(frame, mesh, scale, dots)  # type: ignore[union-attr]
             if glb_path is not None and fit is not None:
+                # a pinhole camera's head moves as its scaled orthographic counterpart's
+                scale, origin = fit.pose.origin_scale()
                 if glb is None:
                     glb = AnimatedGlb(np.zeros((0, 3)), model.triangles,
-                                      model.expression_basis, fit.pose.scale,
+                                      model.expression_basis, scale,
                                       (frame.shape[1], frame.shape[0]), skeleton(fitter))
-                glb.add(t, fit.pose.rotation, fit.pose.scale, fit.pose.translation,
-                        fit.expression, fit.params.joints)
+                glb.add(t, fit.pose.rotation, scale, origin, fit.expression, fit.params.joints)
             if progress is not None:
                 progress(i)
             sec["write"] += time.perf_counter() - t3
@@ -351,6 +360,8 @@ def track_video(
     landmarks: str = "auto",
     refine: str = "none",
     parallel: bool | None = False,
+    camera: str = "scaled_orthographic",
+    focal_px: float | None = None,
 ) -> tuple[VideoStats, VideoOutputs]:
     """Track and fit the face of a video file or camera and write ``OUT/STEM.*``: JSON lines
     (``.jsonl``), the animated GLB (``.glb``), the overlay video (``_overlay.mp4``), ARKit
@@ -382,6 +393,11 @@ def track_video(
             processes are spawned: a script that calls this must guard its own work with
             ``if __name__ == "__main__"``. Tracking stays in this process when ``detector``
             is given.
+        camera: ``"scaled_orthographic"`` or ``"perspective"``,
+            the camera model of the identity and of every frame's fit (a webcam's close-up:
+            perspective; the identity's photometric refinement too).
+        focal_px: the perspective camera's focal length in pixels (default the frame's
+            diagonal; the principal point is the frame's centre).
 
     Returns:
         (what the run did; ``identity_views`` is 0 for a running identity, the files).
@@ -398,6 +414,7 @@ def track_video(
     if landmarks not in SOURCES:
         raise ValueError(f"landmarks must be one of {', '.join(map(repr, SOURCES))}, got "
                          f"{landmarks!r}")
+    camera = checked_camera(camera, focal_px)
     reader, info = stream.open_video(source)
     out = Path(out_dir)
     try:
@@ -407,6 +424,7 @@ def track_video(
         raise
     model = load_default_model() if model is None else model
     own_detector = detector is None
+    lens = camera_model(camera, info.size, focal_px)
     camera = stream.is_camera(str(source))
     stem = f"camera{source}" if camera else Path(source).stem
     files = VideoOutputs(out / f"{stem}.jsonl", out / f"{stem}.glb" if glb else None,
@@ -452,7 +470,8 @@ def track_video(
                      else None)
         if not camera:  # first pass: identity from frames spread over the clip
             if ahead is not None and ahead_identity:
-                ident = identity_of_faces(model, ahead.identity_faces(), identity_frames)
+                ident = identity_of_faces(model, ahead.identity_faces(), identity_frames,
+                                          camera=lens)
             else:
                 if landmarker is None:  # a photometric refinement: the frames are needed here
                     landmarker, _ = landmark_detector(MediaPipeDetector(), landmarks,
@@ -462,7 +481,7 @@ def track_video(
                 sample = (f for k, f in enumerate(stream.iter_frames(r1, every=step))
                           if k * step < total)
                 ident = clip_identity(model, landmarker, sample, identity_frames,
-                                      refine=refine)
+                                      refine=refine, camera=lens)
             if ident is not None:
                 shape, n_id = ident.shape_coeffs, ident.views
                 kind = "clip photometric" if ident.keyframes else "clip"
@@ -477,7 +496,7 @@ def track_video(
             overlay=writer.write if isinstance(writer, stream.VideoWriter) else writer,
             glb_path=files.glb, smooth=smooth, max_frames=max_frames,
             progress=None if progress is None else lambda i: progress(i, info.frames),
-            identity_kind=kind)
+            identity_kind=kind, camera=lens)
         if writer is not None:
             writer.close()
         done = True

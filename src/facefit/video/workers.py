@@ -382,13 +382,20 @@ class LinearMesh:
 
     def at(self, expression: np.ndarray, pose: Any) -> np.ndarray:
         """(V, 3) x, y px and depth of the mesh with ``expression`` (E,) seen by ``pose``
-        (a `facefit.fit.core.camera.CameraPose`)."""
+        (a `facefit.fit.core.camera.CameraPose`; a pinhole camera's depth in pixels at the
+        face's distance, `facefit.fit.result.image_vertices`, so that the overlay shades
+        it as a scaled orthographic one)."""
         e = np.asarray(expression)
         dtype = np.result_type(self.basis, e)
         basis = self._cast.get(dtype)
         if basis is None:
             basis = self._cast[dtype] = np.ascontiguousarray(self.basis, dtype)
-        xy, depth = pose.project(self.neutral + (basis @ e).reshape(-1, 3))
+        x = self.neutral + (basis @ e).reshape(-1, 3)
+        if pose.focal is not None:
+            from facefit.fit.result import image_vertices
+
+            return image_vertices(pose, x)
+        xy, depth = pose.project(x)
         return np.column_stack([xy, depth])
 
 
@@ -451,7 +458,8 @@ class OverlayProcess:
         vertices' product, projection and copy to a few numbers)."""
         slot = None if self._ring is None else self._ring.slot_of(frame)
         self._stage.put((frame if slot is None else slot,
-                         (np.asarray(expression), pose), pose.scale, landmarks))
+                         (np.asarray(expression), pose), pose.origin_scale()[0],
+                         landmarks))
 
     def close(self) -> None:
         """Wait for every queued frame to be written and the file closed; raises the worker's

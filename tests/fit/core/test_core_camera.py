@@ -104,3 +104,29 @@ def test_a_scale_step_is_bounded() -> None:
     assert cam.updated(np.array([0, 0, 0, -1000.0, 0, 0])).scale == pytest.approx(
         2.0 * np.exp(-MAX_LOG_SCALE_STEP))
     assert cam.updated(np.array([0, 0, 0, 0.1, 1, 2])).scale == pytest.approx(2.0 * np.exp(0.1))
+
+
+@pytest.mark.parametrize("cam", [
+    ScaledOrthographicCamera(rotation_from_euler(20.0, -5.0, 3.0), 2.5, np.array([130.0, 90.0])),
+    PerspectiveCamera(rotation_from_euler(-35.0, 8.0, -4.0), np.array([12.0, -7.0, -450.0]),
+                      600.0, np.array([160.0, 120.0])),
+])
+def test_origin_scale_and_reposed_are_inverses(cam) -> None:
+    """`origin_scale` (scale at the model origin, its pixel) and `reposed` give the same
+    camera back, and the origin projects where `origin_scale` says at the scale it says."""
+    scale, origin = cam.origin_scale()
+    back = cam.reposed(cam.rotation, scale, origin)
+    assert type(back) is type(cam)
+    pts = np.random.default_rng(0).normal(0, 40, (20, 3))
+    np.testing.assert_allclose(back.project(pts)[0], cam.project(pts)[0], atol=1e-9)
+    np.testing.assert_allclose(cam.project(np.zeros((1, 3)))[0][0], origin, atol=1e-9)
+    # a small step along the view's x axis at the origin moves its pixel by ~scale px/mm
+    dx = cam.rotation.T @ np.array([1e-4, 0.0, 0.0])
+    moved = cam.project(dx[None])[0][0] - origin
+    assert moved[0] / 1e-4 == pytest.approx(scale, rel=1e-6)
+    # repose: another rotation, scale and origin pixel, the same focal length
+    rot = rotation_from_euler(5.0, 1.0, 2.0)
+    other = cam.reposed(rot, 1.5 * scale, origin + 10.0)
+    s2, o2 = other.origin_scale()
+    assert s2 == pytest.approx(1.5 * scale) and np.allclose(o2, origin + 10.0)
+    assert other.focal == cam.focal and np.allclose(other.rotation, rot)

@@ -103,6 +103,18 @@ class ScaledOrthographicCamera:
                                         self.scale * float(np.exp(d_log_s)),
                                         np.asarray(self.translation, np.float64) + step[4:6])
 
+    def origin_scale(self) -> tuple[float, np.ndarray]:
+        """(scale px/mm, image position (2,) px of the model origin), as
+        `PerspectiveCamera.origin_scale` gives them for a pinhole camera."""
+        return float(self.scale), np.asarray(self.translation, np.float64)
+
+    def reposed(self, rotation: np.ndarray, scale: float, origin_px: np.ndarray
+                ) -> ScaledOrthographicCamera:
+        """This camera model with ``rotation``, ``scale`` px/mm and the model origin at
+        ``origin_px`` (the inverse of `origin_scale`)."""
+        return ScaledOrthographicCamera(np.asarray(rotation, np.float64), float(scale),
+                                        np.asarray(origin_px, np.float64))
+
 
 @dataclass(eq=False)
 class PerspectiveCamera:
@@ -179,6 +191,14 @@ class PerspectiveCamera:
         scale = self.focal / -float(self.translation[2])
         t = np.asarray(self.translation, np.float64)
         return scale, self.principal + scale * np.array([t[0], -t[1]])
+
+    def reposed(self, rotation: np.ndarray, scale: float, origin_px: np.ndarray
+                ) -> PerspectiveCamera:
+        """The pinhole camera of this focal length and principal point with ``rotation``
+        that sees the model origin at ``origin_px`` with ``scale`` px/mm (`at_scale`; the
+        inverse of `origin_scale`)."""
+        return PerspectiveCamera.at_scale(rotation, scale, origin_px, self.focal,
+                                          self.principal)
 
 
 CameraPose = ScaledOrthographicCamera | PerspectiveCamera
