@@ -11,8 +11,9 @@ photometric refinement):
   scored with the identity ``facefit video`` fits, landmarks only and ``--refine photometric``
   (`facefit.eval.shape_clip`; rows mean face / clip identity / clip photometric).
 
-``--focal-px F`` takes the photos with a pinhole camera of focal length F (close-ups) and
-``--camera perspective`` fits them with it (the photometric refinement keeps it).
+``--focal-px F`` takes the photos (and clips) with a pinhole camera of focal length F
+(close-ups) and ``--camera perspective`` fits them with it (the photometric refinement
+keeps it; ``--fit-focal-px`` fits with another focal length).
 
 With ``--heatmap PNG`` it also draws the per-vertex mean scan-to-mesh error of the ICT rows
 on the ICT mean face (landmark fit, photometric, 6 photos). The ICT folder is
@@ -128,6 +129,9 @@ def main() -> int:
         options[key.strip()] = ast.literal_eval(value.strip())
 
     fit_focal = args.focal_px if args.fit_focal_px is None else (args.fit_focal_px or None)
+    renders = (("" if args.focal_px is None else f"pinhole camera, focal {args.focal_px:g} px")
+               + ("" if args.fit_focal_px is None else
+                  f", fits' focal {fit_focal or 'the image diagonal'}"))
     if args.fit_focal_px is not None and args.camera != "perspective":
         ap.error("--fit-focal-px needs --camera perspective")
     from facefit.detect.mediapipe import MediaPipeDetector
@@ -147,8 +151,6 @@ def main() -> int:
     for data, photos_s, n_s in rows:
         n = int(n_s)
         if photos_s.startswith("clip"):  # a clip per subject: the identity facefit video fits
-            if args.focal_px is not None or args.camera != "scaled_orthographic":
-                ap.error("--focal-px and --camera apply to photo rows, not clips")
             from facefit.eval.shape_clip import (
                 evaluate_clip_shape,
                 ict_clip_subject,
@@ -160,15 +162,18 @@ def main() -> int:
             def clip(i: int, data: str = data, frames: int = frames):  # noqa: ANN202
                 rng = np.random.default_rng([args.seed, i])
                 if data == "ict":
-                    return ict_clip_subject(ict, rng, frames, args.max_yaw)
+                    return ict_clip_subject(ict, rng, frames, args.max_yaw,
+                                            focal_px=args.focal_px)
                 return in_model_clip_subject(model, rng, frames, args.max_yaw,
-                                             features=not args.plain_renders)
+                                             features=not args.plain_renders,
+                                             focal_px=args.focal_px)
 
             rep = evaluate_clip_shape(model, clip, n, data, frames,
                                       keyframes=0 if args.no_photometric else 6,
                                       iterations=args.iterations, detector=detector,
                                       progress=not args.quiet, seed=args.seed,
-                                      max_yaw=args.max_yaw)
+                                      max_yaw=args.max_yaw, camera=args.camera,
+                                      focal_px=fit_focal, renders=renders)
             print(rep.table(), flush=True)
             reports.append(rep.to_dict())
             continue
@@ -187,10 +192,7 @@ def main() -> int:
                              detector=detector, progress=not args.quiet, seed=args.seed,
                              max_yaw=args.max_yaw, keep=keep, photometric_options=options,
                              ceiling=args.ceiling, camera=args.camera, focal_px=fit_focal,
-                             renders=("" if args.focal_px is None else
-                                      f"pinhole photos, focal {args.focal_px:g} px")
-                             + ("" if args.fit_focal_px is None else
-                                f", fits' focal {fit_focal or 'the image diagonal'}"))
+                             renders=renders)
         print(rep.table(), flush=True)
         reports.append(rep.to_dict())
         if data == "ict":

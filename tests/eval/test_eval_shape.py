@@ -163,20 +163,19 @@ def test_eval_shape_command(model, tmp_path: Path, capsys) -> None:
 
 def test_eval_shape_close_ups(tmp_path: Path, capsys) -> None:
     """``--focal-px`` photos fitted with ``--camera perspective``: the table says so, the
-    JSON names the camera, the fit's pose error stays small; usage errors for a bad focal
-    length and for clips."""
+    JSON names the camera, the fit's pose error stays small; a usage error for a bad focal
+    length."""
     from facefit.cli import main
 
     rc = main(["eval", "shape", "--data", "in-model", "--n", "1", "--size", "192", "--quiet",
                "--focal-px", "192", "--camera", "perspective", "--out", str(tmp_path),
                "--iterations", "10"])
     out = capsys.readouterr().out
-    assert rc == 0 and "pinhole photos, focal 192 px, perspective fits" in out
+    assert rc == 0 and "pinhole camera, focal 192 px, perspective fits" in out
     rep = json.loads((tmp_path / "shape_in-model_1.json").read_text())
     assert rep["camera"] == "perspective" and rep["renders"].startswith("pinhole")
     assert np.abs(rep["rows"]["photometric"]["pose_error_deg"]).max() < 10
     assert main(["eval", "shape", "--focal-px", "-5"]) == 2
-    assert main(["eval", "shape", "--clip", "10", "--focal-px", "100"]) == 2
 
 
 def test_fit_to_scan_recovers_an_in_model_face(model) -> None:

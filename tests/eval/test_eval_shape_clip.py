@@ -74,3 +74,24 @@ def test_eval_shape_clip_command(tmp_path, capsys) -> None:
     assert (tmp_path / "shape_in-model_clip6.json").is_file()
     assert main(["eval", "shape", "--clip", "1", "--n", "1"]) == 2
     assert main(["eval", "shape", "--clip", "6", "--photos", "3", "--n", "1"]) == 2
+
+
+def test_close_up_clips(model, tmp_path, capsys) -> None:
+    """``focal_px`` clips: the same draws seen by a pinhole camera (a very long focal length
+    gives the scaled orthographic clip back, a short one magnifies what is near the lens);
+    ``--clip --focal-px --camera perspective`` fits them with it and says so."""
+    from facefit.cli import main
+
+    def clip(focal: float | None) -> list[np.ndarray]:
+        return C.in_model_clip_subject(model, np.random.default_rng(4), frames=3, size=96,
+                                       focal_px=focal).images
+
+    ortho, far, near = clip(None), clip(1e6), clip(96.0)
+    for a, b, c in zip(ortho, far, near, strict=True):
+        assert np.mean(np.abs(a.astype(int) - b.astype(int)) > 2) < 0.002
+        assert np.mean(np.abs(a.astype(int) - c.astype(int)) > 20) > 0.02
+    rc = main(["eval", "shape", "--data", "in-model", "--n", "1", "--clip", "6",
+               "--no-photometric", "--size", "160", "--quiet", "--out", str(tmp_path),
+               "--focal-px", "160", "--camera", "perspective"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "pinhole camera, focal 160 px, perspective fits" in out

@@ -173,11 +173,13 @@ def add_close_ups(p: argparse.ArgumentParser) -> None:
     from facefit.fit.camera import CAMERA_KINDS
 
     p.add_argument("--focal-px", type=positive_float, default=None, metavar="F",
-                   help="take the photos with a pinhole camera of this focal length in pixels "
-                        "(the photo side: a face 0.6 of it wide has its nose tip about 18 cm "
-                        "from the lens; twice that, 49 cm); default scaled orthographic")
+                   help="take the photos (or --clip frames) with a pinhole camera of this "
+                        "focal length in pixels (the photo side: a face 0.6 of it wide has its "
+                        "nose tip about 18 cm from the lens; twice that, 49 cm); default "
+                        "scaled orthographic")
     p.add_argument("--camera", choices=CAMERA_KINDS, default="scaled_orthographic",
-                   help="camera of the fits, as `facefit reconstruct --camera` (perspective: "
+                   help="camera of the fits, as `facefit reconstruct --camera` and `facefit "
+                        "video --camera` (perspective: "
                         "with the photos' focal length, as a photo's EXIF gives it, else the "
                         "image diagonal)")
 

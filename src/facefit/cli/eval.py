@@ -410,9 +410,6 @@ def _cmd_shape(args: argparse.Namespace) -> int:
     if args.clip and args.photos != 1:
         _err("--clip and --photos: choose one (a clip, or photos)")
         return 2
-    if args.clip and (args.focal_px is not None or args.camera != "scaled_orthographic"):
-        _err("--focal-px and --camera apply to photos, not to --clip")
-        return 2
     if args.data == "ict" and args.ict is None:
         _err("--data ict needs --ict FOLDER (the ICT-FaceKit FaceXModel folder)")
         return 2
@@ -426,6 +423,7 @@ def _cmd_shape(args: argparse.Namespace) -> int:
         _err(str(exc))
         return 1
     detector, source = landmark_detector(MediaPipeDetector(), args.landmarks, model.kind)
+    renders = "" if args.focal_px is None else f"pinhole camera, focal {args.focal_px:g} px"
 
     def subject(i: int):  # noqa: ANN202 - a ShapeSubject
         rng = np.random.default_rng([args.seed, i])
@@ -445,22 +443,23 @@ def _cmd_shape(args: argparse.Namespace) -> int:
         def clip(i: int):  # noqa: ANN202 - a ShapeSubject
             rng = np.random.default_rng([args.seed, i])
             if args.data == "ict":
-                return ict_clip_subject(ict, rng, args.clip, args.max_yaw, args.size)
-            return in_model_clip_subject(model, rng, args.clip, args.max_yaw, args.size)
+                return ict_clip_subject(ict, rng, args.clip, args.max_yaw, args.size,
+                                        focal_px=args.focal_px)
+            return in_model_clip_subject(model, rng, args.clip, args.max_yaw, args.size,
+                                         focal_px=args.focal_px)
 
         report = evaluate_clip_shape(model, clip, args.n, args.data, args.clip,
                                      keyframes=0 if args.no_photometric else 6,
                                      iterations=args.iterations, detector=detector,
                                      progress=not args.quiet, seed=args.seed,
-                                     max_yaw=args.max_yaw)
+                                     max_yaw=args.max_yaw, camera=args.camera,
+                                     focal_px=args.focal_px, renders=renders)
     else:
         report = evaluate_shape(model, subject, args.n, args.data, args.photos,
                                 photometric=not args.no_photometric, iterations=args.iterations,
                                 detector=detector, progress=not args.quiet, seed=args.seed,
                                 max_yaw=args.max_yaw, camera=args.camera,
-                                focal_px=args.focal_px,
-                                renders="" if args.focal_px is None else
-                                f"pinhole photos, focal {args.focal_px:g} px")
+                                focal_px=args.focal_px, renders=renders)
     print(report.table())
     out = Path(args.out)
     name = (f"shape_{args.data}_clip{args.clip}.json" if args.clip
