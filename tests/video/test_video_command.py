@@ -102,13 +102,17 @@ def test_perspective_camera_option(clip: Path, tmp_path: Path, capsys) -> None:
     """``--focal-px F`` fits every frame (and the identity) with a pinhole camera of that
     focal length about the frame's centre; with the scaled orthographic camera it is a
     usage error."""
+    from facefit.io.schemas import validator
+
     runs = {}
     for name, opts in (("ortho", []), ("persp", ["--focal-px", "400"])):
         out = tmp_path / name
         assert main(["video", str(clip), "-o", str(out), "-q", "--identity-frames", "3",
                      "--no-overlay", "--no-html", "--max-frames", "4", *opts]) == 0
-        runs[name] = [json.loads(x)["faces"][0]
-                      for x in (out / "moving.jsonl").read_text().splitlines()[1:]]
+        lines = [json.loads(x) for x in (out / "moving.jsonl").read_text().splitlines()]
+        for line in lines[1:]:  # the pinhole records are valid lines of the video schema
+            validator("video").validate(line)
+        runs[name] = [line["faces"][0] for line in lines[1:]]
     for f in runs["persp"]:
         assert f["pose"]["camera"] == {"kind": "perspective", "focal_px": 400.0,
                                        "principal_point_px": [128.0, 128.0]}

@@ -37,6 +37,15 @@ class FaceLandmarks:
     found_turned: bool = False
 
 
+def face_outline(landmarks_68: np.ndarray, forehead: float = 0.7) -> np.ndarray:
+    """(27, 2) float64 outline of the face region of 68 iBUG landmarks (pixels): the jaw line
+    (points 0-16), then the brows from the left end back (26 to 17) raised to the forehead
+    by ``forehead`` times the nose bridge's length (point 30 to 27). Its convex hull is the
+    region the photometric fit's skin mask and the texture's fade both start from."""
+    p = np.asarray(landmarks_68, np.float64)
+    return np.concatenate([p[:17], p[26:16:-1] + (p[27] - p[30]) * forehead])
+
+
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Intersection over union of one [x0, y0, x1, y1] box (4,) with each of (N, 4) ``boxes``
     (or one (4,) box): (N,) float64, or a 0-d array for one box; 0 for disjoint or empty boxes.

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from scipy import sparse
 
+from facefit.detect.base import face_outline
 from facefit.model.morphable_model import MorphableModel
 from facefit.model.topology import signed_area_2d
 from facefit.render.raster import crop_window, depth_buffer, native_library, rasterize
@@ -491,8 +492,7 @@ def _face_region_weight(model: MorphableModel, verts: np.ndarray,
     if ids is None or len(ids) != 68:
         return None
     p = verts[np.asarray(ids), :2].astype(np.float64)
-    up = (p[27] - p[30]) * 0.7  # brows raised to the forehead: 70 % of the nose bridge
-    outline = np.concatenate([p[:17], p[26:16:-1] + up])
+    outline = face_outline(p)
     x0, y0, x1, y1 = window
     h, w = max(y1 - y0, 1), max(x1 - x0, 1)
     mask = np.zeros((h, w), np.uint8)

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from facefit.detect.base import face_outline
 from facefit.fit.result import FitResult
 
 
@@ -35,10 +36,9 @@ def skin_mask(landmarks_68: np.ndarray, height: int, width: int, forehead: float
     jaw line about the nose's centre (landmarks 27-35) towards the ears and under the chin."""
     p = np.asarray(landmarks_68, np.float64)
     mask = np.zeros((height, width), np.uint8)
-    nose = p[27:31]
-    up = (nose[0] - nose[-1]) * forehead
-    jaw = p[:17] if outline_scale == 1.0 else widen(p[:17], p, outline_scale)
-    outline = np.concatenate([jaw, p[26:16:-1] + up])
+    outline = face_outline(p, forehead)
+    if outline_scale != 1.0:
+        outline[:17] = widen(p[:17], p, outline_scale)
     sh = 4  # sub-pixel precision of cv2 polygon drawing
     cv2.fillPoly(mask, [np.round(cv2.convexHull(outline.astype(np.float32)).reshape(-1, 2)
                                  * (1 << sh)).astype(np.int32)], 1, cv2.LINE_8, sh)
