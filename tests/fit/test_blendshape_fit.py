@@ -152,10 +152,14 @@ def test_fit_face_dispatches_ict(ict):
         assert np.all((got >= 0) & (got <= 1)) and res.residual_px < 2.0
 
 
-def test_video_frames_of_a_blendshape_model_keep_weights_in_the_box(tmp_path):
+@pytest.mark.parametrize("focal", [None, 300.0])
+def test_video_frames_of_a_blendshape_model_keep_weights_in_the_box(tmp_path, focal):
     """`facefit.video.fitter.FrameFitter` fits ICT frames with the identity fixed and the
     weights bounded: a weight pushed past 1 in the landmarks stays 1; the others are
-    recovered frame by frame from a warm start."""
+    recovered frame by frame from a warm start. With a pinhole camera (``focal``) every
+    frame keeps its focal length."""
+    from facefit.fit.camera import Camera
+    from facefit.fit.core.camera import PerspectiveCamera
     from facefit.fit.multi_image import ViewPoints
     from facefit.video.fitter import FrameFitter
 
@@ -163,11 +167,19 @@ def test_video_frames_of_a_blendshape_model_keep_weights_in_the_box(tmp_path):
     fm = face_model(load_model(folder))
     ids = np.arange(100)
     identity = np.array([0.5, -0.3])
-    fitter = FrameFitter(fm, identity)
+    centre = np.array([320.0, 240.0])
+    fitter = FrameFitter(fm, identity, camera=None if focal is None else
+                         Camera("perspective", focal, tuple(centre)))
     for k, w in enumerate(([0.2, 0.0, 0.5], [0.4, 1.6, 0.3], [0.6, 0.3, 0.0])):
         cam = _camera(5.0 * k, -3, 2)
+        if focal is not None:
+            cam = PerspectiveCamera.at_scale(cam.rotation, cam.scale, cam.translation, focal,
+                                             centre)
         target, _ = cam.project(fm.vertices(FaceParams(identity, np.array(w)), ids))
         frame = fitter.fit(ViewPoints(target, ids, np.ones(len(ids)), 0.05), t=k / 25)
+        assert frame.raw_pose.kind == cam.kind and frame.raw_pose.focal == focal
+        if max(w) <= 1:  # the camera model of the frame: exact (the other one leaves 3-4 px)
+            assert frame.residual_px < 0.05
         got = frame.raw_expression
         assert got.min() >= 0.0 and got.max() <= 1.0 + 1e-9
         np.testing.assert_allclose(got, np.clip(w, 0, 1), atol=0.05)
