@@ -200,7 +200,7 @@ def main() -> int:
                 if method == "mean face" and "mean face" in maps:
                     continue
                 label = method if photos == 1 else f"{method}, {photos} photos"
-                maps[label] = np.nanmean(np.stack(dists), axis=0)
+                maps[label] = _vertex_means(np.stack(dists))
     if args.json:
         from facefit.io.atomic import write_text_atomic
 
@@ -222,6 +222,15 @@ def main() -> int:
         heatmap(ict, {k: maps[k] for k in wanted}, args.heatmap)
         print(f"heat map: {args.heatmap}", file=sys.stderr)
     return 0
+
+
+def _vertex_means(dists: np.ndarray) -> np.ndarray:
+    """(V,) mean over subjects of (S, V) per-vertex distances, NaN where a vertex was never
+    scored (outside every subject's face region: numpy's nanmean warns there)."""
+    seen = np.isfinite(dists)
+    count = seen.sum(0)
+    total = np.where(seen, dists, 0.0).sum(0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 if __name__ == "__main__":
