@@ -74,6 +74,8 @@ def test_frame_fitter_holds_the_focal_length(model) -> None:
         sm = smoothed.fit(view(model, px), i / 25).pose
         assert isinstance(sm, PerspectiveCamera) and sm.focal == FOCAL
         assert abs(sm.origin_scale()[0] - 1.0) < 0.05
+    with pytest.raises(ValueError, match="focal_px"):
+        FrameFitter(model, shape, camera=Camera("perspective"))
 
 
 def test_process_frames_writes_pinhole_poses(model, tmp_path: Path, monkeypatch) -> None:

@@ -75,6 +75,10 @@ class FrameFitter:
                  camera: Camera | None = None) -> None:
         self.face_model = face_model(model)
         self.camera = Camera() if camera is None else camera
+        if self.camera.kind == "perspective" and (self.camera.focal_px is None
+                                                  or self.camera.principal_point_px is None):
+            raise ValueError("a perspective camera needs focal_px and principal_point_px "
+                             "(`facefit.fit.landmark_fit.camera_model` fills them in)")
         self.model = self.face_model.base
         self.shape = np.asarray(shape, np.float32)
         self.smoother = smoother
@@ -245,7 +249,7 @@ class FrameFitter:
         if cam.kind != "perspective" or pose.kind == "perspective":
             return pose
         return PerspectiveCamera.at_scale(pose.rotation, pose.scale, pose.translation,
-                                          float(cam.focal_px or 0.0),
+                                          float(cam.focal_px),  # type: ignore[arg-type]
                                           np.asarray(cam.principal_point_px, np.float64))
 
 
