@@ -108,7 +108,10 @@ def test_max_faces_below_one_is_refused_in_python_as_on_the_command_line(
 def test_reconstructor_refuses_what_the_cli_refuses() -> None:
     det = _Recorder()
     with pytest.raises(ValueError, match="focal_px needs camera='perspective'"):
-        Reconstructor(model=_tiny_model(), detector=det, focal_px=900.0)
+        Reconstructor(model=_tiny_model(), detector=det, camera="scaled_orthographic",
+                      focal_px=900.0)
+    # the default camera (auto) takes a given focal length: perspective, as --focal-px alone
+    assert Reconstructor(model=_tiny_model(), detector=det, focal_px=900.0).camera == "auto"
     # the refinement takes the fit's camera, perspective included
     assert Reconstructor(model=_tiny_model(), detector=det, camera="perspective",
                          refine="photometric").refine == "photometric"

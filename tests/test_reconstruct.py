@@ -209,7 +209,9 @@ def test_perspective_refinement_end_to_end(tmp_path: Path) -> None:
 def test_perspective_focal_length_from_exif(tmp_path: Path) -> None:
     """``--camera perspective`` without ``--focal-px`` takes each photo's EXIF 35 mm-equivalent
     focal length (the CLI's batch path and the API alike); a given focal length wins; photos
-    without the tag and arrays get the image diagonal."""
+    without the tag and arrays get the image diagonal. The default camera, ``auto``, is that
+    perspective camera where the focal length is known (EXIF or given) and the scaled
+    orthographic one where it is not."""
     from PIL import Image
 
     from facefit.cli import main
@@ -225,9 +227,19 @@ def test_perspective_focal_length_from_exif(tmp_path: Path) -> None:
                  "--formats", "json", "-q"]) == 0
     cam = json.loads((out / "tagged.json").read_text())["faces"][0]["pose"]["camera"]
     assert cam["focal_px"] == pytest.approx(want, abs=1e-3)
+    # the default camera (auto): the tagged JPEG perspective, the PNG scaled orthographic
+    auto = tmp_path / "auto"
+    assert main(["reconstruct", str(photo), str(EXAMPLE), "-o", str(auto), "--formats",
+                 "json", "-q"]) == 0
+    cam = json.loads((auto / "tagged.json").read_text())["faces"][0]["pose"]["camera"]
+    assert cam["kind"] == "perspective" and cam["focal_px"] == pytest.approx(want, abs=1e-3)
+    cam = json.loads((auto / "astronaut.json").read_text())["faces"][0]["pose"]["camera"]
+    assert cam == {"kind": "scaled_orthographic", "focal_px": None,
+                   "principal_point_px": None}
     rec = facefit.Reconstructor(texture_size=0, camera="perspective")
-    assert rec.photo_focal_px(photo) == pytest.approx(want)
-    assert rec.photo_focal_px(image) is None  # an array carries no EXIF
+    kind, focal = rec.photo_camera(photo)
+    assert kind == "perspective" and focal == pytest.approx(want)
+    assert rec.photo_camera(image) == ("perspective", None)  # an array carries no EXIF
     (face,) = rec.reconstruct(photo)
     assert face.fit.camera.focal_px == pytest.approx(want)
     (face,) = rec.reconstruct(image, focal_px=700.0)
@@ -235,9 +247,16 @@ def test_perspective_focal_length_from_exif(tmp_path: Path) -> None:
     (face,) = rec.reconstruct(EXAMPLE)  # a PNG: the image diagonal
     assert face.fit.camera.focal_px == pytest.approx(np.hypot(512, 512))
     given = facefit.Reconstructor(texture_size=0, camera="perspective", focal_px=900.0)
-    assert given.photo_focal_px(photo) == 900.0
-    assert facefit.Reconstructor(texture_size=0).photo_focal_px(photo) is None
+    assert given.photo_camera(photo) == ("perspective", 900.0)
+    ortho = facefit.Reconstructor(texture_size=0, camera="scaled_orthographic")
+    assert ortho.photo_camera(photo) == ("scaled_orthographic", None)
+    default = facefit.Reconstructor(texture_size=0)
+    assert default.camera == "auto"
+    assert default.photo_camera(photo) == ("perspective", pytest.approx(want))
+    assert default.photo_camera(EXAMPLE) == ("scaled_orthographic", None)
+    (face,) = default.reconstruct(image, focal_px=700.0)  # a given focal length: perspective
+    assert face.fit.camera.kind == "perspective" and face.fit.camera.focal_px == 700.0
     with pytest.raises(ValueError, match="focal_px must be a positive number"):
         rec.reconstruct(image, focal_px=-1.0)
     with pytest.raises(ValueError, match="focal_px needs camera='perspective'"):
-        facefit.Reconstructor(texture_size=0).reconstruct(image, focal_px=700.0)
+        ortho.reconstruct(image, focal_px=700.0)

@@ -74,3 +74,12 @@ def test_perspective_photos_keep_their_own_focal_lengths(tmp_path: Path) -> None
     assert cams[0].focal_px == pytest.approx(35 / 43.267 * np.hypot(512, 512))
     assert cams[1].focal_px == pytest.approx(np.hypot(512, 512))
     assert all(r.photometric is not None for r in res.reconstructions)
+    # the default camera (auto): the tagged photo perspective, the PNG scaled orthographic,
+    # fitted and refined jointly all the same
+    rec = facefit.Reconstructor(texture_size=0, refine="photometric", photometric_iterations=5)
+    res = same_person.reconstruct_same_person([tagged, EXAMPLE], rec)
+    cams = [r.fit.camera for r in res.reconstructions]
+    assert [c.kind for c in cams] == ["perspective", "scaled_orthographic"]
+    assert cams[0].focal_px == pytest.approx(35 / 43.267 * np.hypot(512, 512))
+    assert all(r.photometric is not None for r in res.reconstructions)
+    assert len(res.multi.shape_coeffs) == rec.model.num_shape

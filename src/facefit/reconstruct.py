@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks, LandmarkDetector
-from facefit.fit.camera import camera_kind, checked_camera
+from facefit.fit.camera import checked_camera, photo_camera
 from facefit.fit.result import FitResult
 from facefit.io.image import ImageInput, exif_focal_px, to_rgb
 from facefit.model.morphable_model import MorphableModel
@@ -57,12 +57,15 @@ class Reconstructor:
     Args:
         model: the morphable model; the default (BFM 2009 via 3DDFA) when None.
         detector: a `LandmarkDetector`; MediaPipe's face detector and face mesh when None.
-        camera: ``"scaled_orthographic"`` (default; ``"orthographic"`` is accepted for it)
-            or ``"perspective"`` (`facefit.fit.camera.camera_kind`).
+        camera: ``"auto"`` (default): the perspective camera where the photo's focal length
+            is known (``focal_px``, or the photo's EXIF 35 mm equivalent: files and PIL
+            images, `facefit.io.image.exif_focal_px`), else the scaled orthographic one
+            (`facefit.fit.camera.photo_camera`); ``"scaled_orthographic"``
+            (``"orthographic"`` is accepted for it) or ``"perspective"``: that camera for
+            every photo.
         focal_px: focal length in pixels for the perspective camera; default: the photo's
-            own, from its EXIF 35 mm-equivalent focal length when `reconstruct` is given a
-            file or a PIL image that has one (`facefit.io.image.exif_focal_px`), else the
-            image diagonal (about a 53° diagonal field of view). Refused with the scaled
+            own (EXIF), else the image diagonal (about a 53° diagonal field of view; with
+            ``"auto"``, the scaled orthographic camera instead). Refused with the scaled
             orthographic camera, which has none.
         texture_size: largest side of the UV texture in texels (0 disables texturing: only
             textured outputs need it, `facefit.io.export.needs_texture`).
@@ -92,7 +95,7 @@ class Reconstructor:
         self,
         model: MorphableModel | None = None,
         detector: LandmarkDetector | None = None,
-        camera: str = "scaled_orthographic",
+        camera: str = "auto",
         focal_px: float | None = None,
         texture_size: int = 512,
         refine: str = "none",
@@ -105,7 +108,7 @@ class Reconstructor:
     ) -> None:
         from facefit.model import load_default_model
 
-        camera = checked_camera(camera, focal_px)
+        camera = checked_camera(camera, focal_px, auto=True)
         if refine not in ("none", "photometric"):
             raise ValueError(f"refine must be 'none' or 'photometric', got {refine!r}")
         if image_loss not in IMAGE_LOSSES:
@@ -140,16 +143,21 @@ class Reconstructor:
         self.progress = progress
         self.vertex_colors = vertex_colors
 
-    def photo_focal_px(self, image: ImageInput) -> float | None:
-        """The perspective camera's focal length for ``image`` (pixels): the reconstructor's
-        ``focal_px``, else the photo's EXIF one (files and PIL images,
-        `facefit.io.image.exif_focal_px`), else None (the image diagonal). None for the
-        scaled orthographic camera."""
-        if self.camera != "perspective" or self.focal_px is not None:
-            return self.focal_px
-        if isinstance(image, np.ndarray):
-            return None
-        return exif_focal_px(image)  # type: ignore[arg-type]
+    def photo_camera(self, image: ImageInput, focal_px: float | None = None
+                     ) -> tuple[str, float | None]:
+        """(camera kind, focal length px) of ``image``'s fit: the focal length is
+        ``focal_px``, else the reconstructor's ``focal_px``, else the photo's EXIF one (files
+        and PIL images, `facefit.io.image.exif_focal_px`); ``"auto"`` picks the perspective
+        camera when there is one and the scaled orthographic camera when not
+        (`facefit.fit.camera.photo_camera`). The focal length is None for the scaled
+        orthographic camera, and for a perspective one of unknown focal length (the image
+        diagonal)."""
+        if self.camera == "scaled_orthographic":
+            return self.camera, None
+        focal = self.focal_px if focal_px is None else focal_px
+        if focal is None and not isinstance(image, np.ndarray):
+            focal = exif_focal_px(image)  # type: ignore[arg-type]
+        return photo_camera(self.camera, focal)
 
     def reconstruct(self, image: ImageInput, max_faces: int = 8,
                     focal_px: float | None = None) -> list[Reconstruction]:
@@ -158,7 +166,8 @@ class Reconstructor:
         ``image`` is what ``facefit reconstruct`` reads, converted the same way
         (`facefit.io.image.to_rgb`): a path, a PIL image, or an (H, W) greyscale, (H, W, 3)
         RGB or (H, W, 4) RGBA array of uint8, uint16 or float samples. ``focal_px``: this
-        photo's focal length for the perspective camera (default `photo_focal_px`).
+        photo's focal length (default: `photo_camera`'s; with ``"auto"`` a given one
+        picks the perspective camera).
 
         Raises:
             ValueError: ``max_faces`` below 1, a ``focal_px`` that is not a positive number
@@ -168,11 +177,8 @@ class Reconstructor:
         from facefit.fit.face_fit import fit_face, with_landmark_outputs
 
         check_max_faces(max_faces)
-        if focal_px is not None and self.camera != "perspective":
-            raise ValueError("focal_px needs camera='perspective'")
-        if focal_px is not None and not 0 < focal_px < float("inf"):
-            raise ValueError(f"focal_px must be a positive number, got {focal_px}")
-        focal = self.photo_focal_px(image) if focal_px is None else focal_px
+        checked_camera(self.camera, focal_px, auto=True)
+        camera, focal = self.photo_camera(image, focal_px)
         image_rgb = to_rgb(image)
         t0 = time.perf_counter()
         faces = self.detector.detect(image_rgb, max_faces=max_faces)
@@ -180,7 +186,7 @@ class Reconstructor:
         out = []
         for face in faces:
             t1 = time.perf_counter()
-            fit = fit_face(self.model, face, image_rgb.shape[1::-1], camera=self.camera,
+            fit = fit_face(self.model, face, image_rgb.shape[1::-1], camera=camera,
                            focal_px=focal)
             photometric, t_photo, landmark_fit = None, 0.0, None
             if self.refine == "photometric":
@@ -189,7 +195,7 @@ class Reconstructor:
 
                 tp = time.perf_counter()
                 start = refinement_start(self.model, self.detector, image_rgb, face, fit,
-                                         self.camera, focal)
+                                         camera, focal)
                 photometric = refine_photometric(
                     self.model, start, image_rgb, config=PhotometricConfig(
                         iterations=self.photometric_iterations, image_loss=self.image_loss,
@@ -286,7 +292,7 @@ def reconstruct(
     max_faces: int = 8,
     *,
     model: MorphableModel | None = None,
-    camera: str = "scaled_orthographic",
+    camera: str = "auto",
     focal_px: float | None = None,
     refine: str = "none",
     image_loss: str = "l2",
@@ -307,8 +313,8 @@ def reconstruct(
     `facefit.export`.
     """
     check_max_faces(max_faces)
-    key = (id(model), camera_kind(camera), focal_px, refine, image_loss, photometric_iterations,
-           texture_size, landmarks, texture_sizing)
+    key = (id(model), checked_camera(camera, focal_px, auto=True), focal_px, refine,
+           image_loss, photometric_iterations, texture_size, landmarks, texture_sizing)
     recon = _CACHE.get(key)
     if recon is None or (model is not None and recon.model is not model):
         if "detector" not in _SHARED:  # loaded once, shared by every option set

@@ -119,7 +119,7 @@ def reconstruct_same_person(
     failures: list[tuple[int, str]] = []
     photos: list[np.ndarray] = []
     faces: list[FaceLandmarks] = []
-    focals: list[float | None] = []  # perspective: each photo's own (EXIF) unless given
+    lenses: list[tuple[str, float | None]] = []  # each photo's camera (EXIF focal length)
     t0 = time.perf_counter()
     for i, item in enumerate(images):
         name = str(item) if isinstance(item, (str, Path)) else f"image {i}"
@@ -135,11 +135,11 @@ def reconstruct_same_person(
         used.append(i)
         photos.append(image)
         faces.append(found[0])
-        focals.append(recon.photo_focal_px(item))
+        lenses.append(recon.photo_camera(item))
     if not used:
         raise NoFaceFoundError(failures)
-    cameras = [camera_model(recon.camera, p.shape[1::-1], f)
-               for p, f in zip(photos, focals, strict=True)]
+    cameras = [camera_model(kind, p.shape[1::-1], f)
+               for p, (kind, f) in zip(photos, lenses, strict=True)]
     views = [view_from_face(model, f, sigma) for f in faces]
     multi = fit_same_person(model, views, method=method, kind=fm, camera=cameras)
     fit_ms = (time.perf_counter() - t0) * 1e3 / len(used)

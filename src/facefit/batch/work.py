@@ -37,7 +37,7 @@ class BatchConfig:
 
     formats: tuple[str, ...] = ("json", "glb", "overlay")
     max_faces: int = 8
-    camera: str = "scaled_orthographic"
+    camera: str = "auto"
     focal_px: float | None = None
     texture_size: int = 512
     texture_sizing: str = "face"
@@ -140,14 +140,14 @@ def process_image(task: ImageTask, config: BatchConfig, out_dir: str,
     ``state="failed"`` with a one-line ``error`` ("PATH: problem"). Errors meaning the model
     or detector cannot be loaded do propagate (they concern every image).
     """
-    from facefit.fit.camera import camera_kind
+    from facefit.fit.camera import checked_camera
     from facefit.io.image import ImageError
 
     res = ImageResult(task.index, task.source, task.name, "failed")
     t0 = time.perf_counter()
-    try:  # a perspective camera without a focal length: each photo's own (EXIF)
-        image, focal = _read_image(task.source, camera_kind(config.camera) == "perspective"
-                                   and config.focal_px is None)
+    try:  # a perspective (or auto) camera without a focal length: each photo's own (EXIF)
+        image, focal = _read_image(task.source, config.focal_px is None and checked_camera(
+            config.camera, None, auto=True) != "scaled_orthographic")
     except ImageError as exc:
         res.error, res.kind, res.exception = str(exc), "image", exc
         return res

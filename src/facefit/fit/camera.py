@@ -21,12 +21,18 @@ from dataclasses import dataclass
 
 from facefit.fit.core.rotation import euler_from_rotation, rotation_from_euler
 
-__all__ = ["CAMERA_KINDS", "Camera", "camera_kind", "checked_camera", "euler_from_rotation",
-           "rotation_from_euler"]
+__all__ = ["CAMERA_CHOICES", "CAMERA_KINDS", "Camera", "camera_kind", "checked_camera",
+           "euler_from_rotation", "photo_camera", "rotation_from_euler"]
 
 CAMERA_KINDS = ("scaled_orthographic", "perspective")
 """The camera kinds, by their one name in Python, on the command line (``--camera``) and in
 the JSON and NPZ outputs (``camera.kind``, ``camera_kind``)."""
+
+CAMERA_CHOICES = ("auto",) + CAMERA_KINDS
+"""What a photo's fit may be asked for (``facefit reconstruct --camera``, `facefit.Reconstructor`):
+a kind, or ``"auto"``, the perspective camera where the photo's focal length is known (given,
+or its EXIF 35 mm equivalent) and the scaled orthographic one where it is not
+(`photo_camera`)."""
 
 CAMERA_ALIASES = {"orthographic": "scaled_orthographic"}
 """Older spellings still accepted for a kind (``--camera orthographic``)."""
@@ -42,15 +48,29 @@ def camera_kind(name: str) -> str:
     return kind
 
 
-def checked_camera(name: str, focal_px: float | None) -> str:
-    """`camera_kind` of ``name``, refusing (ValueError) a ``focal_px`` that is given with the
-    scaled orthographic camera or is not a positive number."""
-    kind = camera_kind(name)
-    if focal_px is not None and kind != "perspective":
+def checked_camera(name: str, focal_px: float | None, auto: bool = False) -> str:
+    """`camera_kind` of ``name`` (with ``auto``, also ``"auto"``, `CAMERA_CHOICES`), refusing
+    (ValueError) a ``focal_px`` that is given with the scaled orthographic camera or is not a
+    positive number."""
+    kind = "auto" if auto and name == "auto" else camera_kind(name)
+    if focal_px is not None and kind == "scaled_orthographic":
         raise ValueError("focal_px needs camera='perspective'")
     if focal_px is not None and not 0 < focal_px < float("inf"):
         raise ValueError(f"focal_px must be a positive number, got {focal_px}")
     return kind
+
+
+def photo_camera(choice: str, focal_px: float | None) -> tuple[str, float | None]:
+    """(kind, focal length px or None) of one photo's fit for the camera ``choice``
+    (`CAMERA_CHOICES`) and the photo's known focal length ``focal_px`` (given, or from its
+    EXIF; None: unknown). ``"auto"`` is perspective with a known focal length, else scaled
+    orthographic: on the shape benchmark's renders (`benchmarks/README.md`, "Which camera
+    when") a pinhole camera of the true focal length scores as the scaled orthographic camera
+    does on distant faces and far better on close-ups, while one of a guessed focal length
+    (the image diagonal) loses most of the model's own faces' gain on distant ones."""
+    kind = camera_kind(choice) if choice != "auto" else (
+        "perspective" if focal_px is not None else "scaled_orthographic")
+    return kind, focal_px if kind == "perspective" else None
 
 
 @dataclass(frozen=True)
