@@ -38,7 +38,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from facefit.detect.network import refinement_start  # noqa: E402
+from facefit.detect.network import refinement_starts  # noqa: E402
 from facefit.fit.camera import Camera  # noqa: E402
 from facefit.fit.landmark_fit import fit_points, make_result  # noqa: E402
 from facefit.fit.photometric import (  # noqa: E402
@@ -164,10 +164,13 @@ def fit_and_refine(rec, image_path: Path, gt: np.ndarray, config: PhotometricCon
                    camera: str = "scaled_orthographic"):
     """As `facefit.Reconstructor` with ``--refine photometric`` on one annotated photo: the
     detected face overlapping the annotation most (`select_face`), its landmark fit, and the
-    refinement started from `refinement_start`. (face, landmark fit, refinement seconds,
-    `PhotometricResult`), or None without a face."""
+    refinement started from `refinement_starts` (``camera`` auto: both cameras of a photo
+    without a focal length, `best_refinement` keeps one). (face, landmark fit, refinement
+    seconds, `PhotometricResult`), or None without a face."""
     from facefit.eval.predictions import select_face
+    from facefit.fit.camera import camera_candidates
     from facefit.fit.landmark_fit import fit_landmarks
+    from facefit.fit.photometric import best_refinement
     from facefit.io.image import load_image
 
     image = load_image(image_path)
@@ -175,11 +178,12 @@ def fit_and_refine(rec, image_path: Path, gt: np.ndarray, config: PhotometricCon
     if not faces:
         return None
     face = faces[select_face([f.box for f in faces], gt)]
-    fit = fit_landmarks(rec.model, face, image.shape[1::-1], camera=camera)
-    start = refinement_start(rec.model, rec.detector, image, face, fit, camera)
+    fits = [fit_landmarks(rec.model, face, image.shape[1::-1], camera=c, focal_px=f)
+            for c, f in camera_candidates(camera, None, True)]
+    starts = refinement_starts(rec.model, rec.detector, image, face, fits)
     t0 = time.perf_counter()
-    res = refine_photometric(rec.model, start, image, config=config)
-    return face, fit, time.perf_counter() - t0, res
+    k, res = best_refinement(rec.model, starts, image, config=config)
+    return face, fits[k], time.perf_counter() - t0, res
 
 
 def aflw(args: argparse.Namespace) -> None:
@@ -283,9 +287,11 @@ def main() -> None:
                     help="also compare the 300-W points on about N HELEN test photos")
     ap.add_argument("--helen-data", type=Path, default=HELEN)
     ap.add_argument("--camera", default="scaled_orthographic",
-                    choices=("scaled_orthographic", "perspective"),
+                    choices=("scaled_orthographic", "perspective", "auto"),
                     help="camera of the fits of --aflw and --helen photos (perspective: focal "
-                         "length the image diagonal, as facefit without EXIF)")
+                         "length the image diagonal, as facefit without EXIF; auto: both "
+                         "refined, the one that explains the pixels better kept, as "
+                         "facefit's default --refine photometric without EXIF)")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="a PhotometricConfig setting for --photos and --aflw (repeatable)")
     args = ap.parse_args()

@@ -128,11 +128,14 @@ def main() -> int:
             ap.error(f"--option {item!r}: expected KEY=VALUE")
         options[key.strip()] = ast.literal_eval(value.strip())
 
-    fit_focal = args.focal_px if args.fit_focal_px is None else (args.fit_focal_px or None)
+    # the fits' focal length: the true one (a photo's EXIF), unless --fit-focal-px says
+    # otherwise; auto: unknown (renders carry no EXIF), so the refinement picks the camera
+    fit_focal = ((None if args.camera == "auto" else args.focal_px)
+                 if args.fit_focal_px is None else (args.fit_focal_px or None))
     renders = (("" if args.focal_px is None else f"pinhole camera, focal {args.focal_px:g} px")
                + ("" if args.fit_focal_px is None else
                   f", fits' focal {fit_focal or 'the image diagonal'}"))
-    if args.fit_focal_px is not None and args.camera != "perspective":
+    if args.fit_focal_px is not None and args.camera == "scaled_orthographic":
         ap.error("--fit-focal-px needs --camera perspective")
     from facefit.detect.mediapipe import MediaPipeDetector
     from facefit.detect.network import landmark_detector

@@ -179,6 +179,29 @@ def test_photometric_refinement_starts_from_the_network_fit() -> None:
     assert moved > 0.5  # the refined mesh itself moved
 
 
+def test_auto_camera_refinement_picks_the_photo_camera() -> None:
+    """The default camera (auto) with ``refine="photometric"`` and no focal length: each face
+    is refined with both cameras and keeps the one that explains the photo better: a pinhole
+    camera at the image diagonal for a close-up, the scaled orthographic camera for a
+    distant face; without the refinement, the scaled orthographic camera."""
+    from facefit.model import load_default_model
+    from facefit.synthetic.photos import make_synthetic_face
+
+    model = load_default_model()
+    rng = np.random.default_rng(1)
+    near = make_synthetic_face(model, rng, focal_px=256.0).image
+    far = make_synthetic_face(model, rng).image
+    rec = facefit.Reconstructor(texture_size=0, refine="photometric")
+    (face,) = rec.reconstruct(near, max_faces=1)
+    assert face.fit.camera.kind == "perspective"
+    assert face.fit.camera.focal_px == pytest.approx(np.hypot(256, 256))
+    assert face.photometric is not None and face.photometric.fit.camera == face.fit.camera
+    (face,) = rec.reconstruct(far, max_faces=1)
+    assert face.fit.camera.kind == "scaled_orthographic"
+    (face,) = facefit.Reconstructor(texture_size=0).reconstruct(near, max_faces=1)
+    assert face.fit.camera.kind == "scaled_orthographic"
+
+
 def test_perspective_refinement_end_to_end(tmp_path: Path) -> None:
     """``--camera perspective --focal-px F --refine photometric``: the refinement keeps the
     pinhole camera (focal length and principal point as asked, the pose refined), lowers

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks, LandmarkDetector
-from facefit.fit.camera import checked_camera, photo_camera
+from facefit.fit.camera import camera_candidates, checked_camera, photo_camera
 from facefit.fit.result import FitResult
 from facefit.io.image import ImageInput, exif_focal_px, to_rgb
 from facefit.model.morphable_model import MorphableModel
@@ -143,21 +143,28 @@ class Reconstructor:
         self.progress = progress
         self.vertex_colors = vertex_colors
 
-    def photo_camera(self, image: ImageInput, focal_px: float | None = None
-                     ) -> tuple[str, float | None]:
-        """(camera kind, focal length px) of ``image``'s fit: the focal length is
-        ``focal_px``, else the reconstructor's ``focal_px``, else the photo's EXIF one (files
-        and PIL images, `facefit.io.image.exif_focal_px`); ``"auto"`` picks the perspective
-        camera when there is one and the scaled orthographic camera when not
-        (`facefit.fit.camera.photo_camera`). The focal length is None for the scaled
-        orthographic camera, and for a perspective one of unknown focal length (the image
-        diagonal)."""
+    def photo_focal_px(self, image: ImageInput, focal_px: float | None = None
+                       ) -> float | None:
+        """The focal length (px) known for ``image``: ``focal_px``, else the
+        reconstructor's, else the photo's EXIF one (files and PIL images,
+        `facefit.io.image.exif_focal_px`); None when unknown, and always for the scaled
+        orthographic camera."""
         if self.camera == "scaled_orthographic":
-            return self.camera, None
+            return None
         focal = self.focal_px if focal_px is None else focal_px
         if focal is None and not isinstance(image, np.ndarray):
             focal = exif_focal_px(image)  # type: ignore[arg-type]
-        return photo_camera(self.camera, focal)
+        return focal
+
+    def photo_camera(self, image: ImageInput, focal_px: float | None = None
+                     ) -> tuple[str, float | None]:
+        """(camera kind, focal length px) of ``image``'s landmark fit for the reconstructor's
+        camera and `photo_focal_px` (`facefit.fit.camera.photo_camera`: ``"auto"`` is
+        perspective when the focal length is known, else scaled orthographic; the focal
+        length is None for the scaled orthographic camera and for a perspective one of
+        unknown focal length, the image diagonal). A refinement with ``"auto"`` and no
+        known focal length tries both cameras (`reconstruct`)."""
+        return photo_camera(self.camera, self.photo_focal_px(image, focal_px))
 
     def reconstruct(self, image: ImageInput, max_faces: int = 8,
                     focal_px: float | None = None) -> list[Reconstruction]:
@@ -166,8 +173,12 @@ class Reconstructor:
         ``image`` is what ``facefit reconstruct`` reads, converted the same way
         (`facefit.io.image.to_rgb`): a path, a PIL image, or an (H, W) greyscale, (H, W, 3)
         RGB or (H, W, 4) RGBA array of uint8, uint16 or float samples. ``focal_px``: this
-        photo's focal length (default: `photo_camera`'s; with ``"auto"`` a given one
-        picks the perspective camera).
+        photo's focal length (default `photo_focal_px`; with ``"auto"`` a given one picks
+        the perspective camera). With ``"auto"``, no known focal length and
+        ``refine="photometric"``, each face is fitted and refined with the scaled orthographic
+        camera and with a pinhole camera at the image diagonal, and the refinement that
+        explains the photo better is kept (`facefit.fit.camera.camera_candidates`,
+        `facefit.fit.photometric.best_refinement`; twice the refinement's time).
 
         Raises:
             ValueError: ``max_faces`` below 1, a ``focal_px`` that is not a positive number
@@ -178,7 +189,8 @@ class Reconstructor:
 
         check_max_faces(max_faces)
         checked_camera(self.camera, focal_px, auto=True)
-        camera, focal = self.photo_camera(image, focal_px)
+        cameras = camera_candidates(self.camera, self.photo_focal_px(image, focal_px),
+                                    self.refine == "photometric")
         image_rgb = to_rgb(image)
         t0 = time.perf_counter()
         faces = self.detector.detect(image_rgb, max_faces=max_faces)
@@ -186,21 +198,21 @@ class Reconstructor:
         out = []
         for face in faces:
             t1 = time.perf_counter()
-            fit = fit_face(self.model, face, image_rgb.shape[1::-1], camera=camera,
-                           focal_px=focal)
+            fits = [fit_face(self.model, face, image_rgb.shape[1::-1], camera=camera,
+                             focal_px=focal) for camera, focal in cameras]
+            fit = fits[0]
             photometric, t_photo, landmark_fit = None, 0.0, None
             if self.refine == "photometric":
-                from facefit.detect.network import refinement_start
-                from facefit.fit.photometric import PhotometricConfig, refine_photometric
+                from facefit.detect.network import refinement_starts
+                from facefit.fit.photometric import PhotometricConfig, best_refinement
 
                 tp = time.perf_counter()
-                start = refinement_start(self.model, self.detector, image_rgb, face, fit,
-                                         camera, focal)
-                photometric = refine_photometric(
-                    self.model, start, image_rgb, config=PhotometricConfig(
+                starts = refinement_starts(self.model, self.detector, image_rgb, face, fits)
+                k, photometric = best_refinement(
+                    self.model, starts, image_rgb, config=PhotometricConfig(
                         iterations=self.photometric_iterations, image_loss=self.image_loss,
                         progress=self.progress))
-                landmark_fit, fit = fit, photometric.fit
+                landmark_fit, fit = fits[k], photometric.fit
                 t_photo = (time.perf_counter() - tp) * 1e3
             # the 68-point outputs: the landmark fit's (of `auto`'s points), refined or not
             fit = with_landmark_outputs(self.model, fit, face, landmark_fit)

@@ -248,6 +248,31 @@ def test_perspective_refinement_of_close_ups(model):
     assert np.mean(errs["perspective"]) < 0.4 * np.mean(errs["scaled_orthographic"])
 
 
+def test_best_refinement_picks_the_camera_of_the_photo(model):
+    """`best_refinement` of one face's fits under the scaled orthographic camera and a
+    pinhole camera at the image diagonal (`camera_candidates`: a photo without a focal
+    length) keeps the pinhole camera for close-ups (focal length = photo side, nose tips about
+    18 cm from the lens) and the scaled orthographic one for distant faces: the camera that
+    is not the photo's leaves more of the pixels unexplained."""
+    from facefit.fit.camera import camera_candidates
+    from facefit.fit.photometric import best_refinement
+
+    cands = camera_candidates("auto", None, refine=True)
+    assert cands == [("scaled_orthographic", None), ("perspective", None)]
+    assert camera_candidates("auto", None, refine=False) == [("scaled_orthographic", None)]
+    assert camera_candidates("auto", 500.0, refine=True) == [("perspective", 500.0)]
+    assert camera_candidates("perspective", None, refine=True) == [("perspective", None)]
+    diagonal = Camera("perspective", float(np.hypot(256, 256)), (128.0, 128.0))
+    rng = np.random.default_rng(1)
+    for focal in (256.0, 256.0, None, None):
+        face = make_synthetic_face(model, rng, focal_px=focal)
+        starts = [_perspective_fit(model, face, face.landmarks, c) for c in (Camera(), diagonal)]
+        k, res = best_refinement(model, starts, face.image)
+        assert k == (1 if focal else 0) and res.fit.camera == starts[k].camera
+        other = refine_photometric(model, starts[1 - k], face.image)
+        assert res.photometric_error < other.photometric_error
+
+
 def test_turned_heads_count_the_prior_more() -> None:
     cfg = PhotometricConfig(coeff_prior=0.5, turned_prior=(30.0, 75.0, 8.0))
     assert cfg.coeff_prior_for([0.0]) == pytest.approx(0.5)

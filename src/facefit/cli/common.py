@@ -174,18 +174,20 @@ def add_close_ups(p: argparse.ArgumentParser) -> None:
     """``--focal-px F`` (the shape benchmark's photos taken by a pinhole camera of that focal
     length, `facefit.synthetic.photos.close_up`) and ``--camera`` (the fits' camera), as
     ``facefit eval shape`` and ``benchmarks/shape.py`` take them."""
-    from facefit.fit.camera import CAMERA_KINDS
+    from facefit.fit.camera import CAMERA_CHOICES
 
     p.add_argument("--focal-px", type=positive_float, default=None, metavar="F",
                    help="take the photos (or --clip frames) with a pinhole camera of this "
                         "focal length in pixels (the photo side: a face 0.6 of it wide has its "
                         "nose tip about 18 cm from the lens; twice that, 49 cm); default "
                         "scaled orthographic")
-    p.add_argument("--camera", choices=CAMERA_KINDS, default="scaled_orthographic",
+    p.add_argument("--camera", choices=CAMERA_CHOICES, default="scaled_orthographic",
                    help="camera of the fits, as `facefit reconstruct --camera` and `facefit "
-                        "video --camera` (perspective: "
-                        "with the photos' focal length, as a photo's EXIF gives it, else the "
-                        "image diagonal)")
+                        "video --camera` (perspective: with the photos' focal length, as a "
+                        "photo's EXIF gives it, else the image diagonal; auto: one photo's "
+                        "refinement tries the scaled orthographic camera and a pinhole one at "
+                        "the image diagonal, as for a photo without EXIF, and keeps the one "
+                        "that explains the pixels better)")
 
 
 def load_model_arg(path: Path) -> Any:

@@ -424,6 +424,8 @@ def _cmd_shape(args: argparse.Namespace) -> int:
         return 1
     detector, source = landmark_detector(MediaPipeDetector(), args.landmarks, model.kind)
     renders = "" if args.focal_px is None else f"pinhole camera, focal {args.focal_px:g} px"
+    # the fits know the true focal length (as from EXIF), except with auto (renders carry none)
+    fit_focal = None if args.camera == "auto" else args.focal_px
 
     def subject(i: int):  # noqa: ANN202 - a ShapeSubject
         rng = np.random.default_rng([args.seed, i])
@@ -453,13 +455,13 @@ def _cmd_shape(args: argparse.Namespace) -> int:
                                      iterations=args.iterations, detector=detector,
                                      progress=not args.quiet, seed=args.seed,
                                      max_yaw=args.max_yaw, camera=args.camera,
-                                     focal_px=args.focal_px, renders=renders)
+                                     focal_px=fit_focal, renders=renders)
     else:
         report = evaluate_shape(model, subject, args.n, args.data, args.photos,
                                 photometric=not args.no_photometric, iterations=args.iterations,
                                 detector=detector, progress=not args.quiet, seed=args.seed,
                                 max_yaw=args.max_yaw, camera=args.camera,
-                                focal_px=args.focal_px, renders=renders)
+                                focal_px=fit_focal, renders=renders)
     print(report.table())
     out = Path(args.out)
     name = (f"shape_{args.data}_clip{args.clip}.json" if args.clip

@@ -468,22 +468,23 @@ def refinement_face(detector: LandmarkDetector, image_rgb: np.ndarray, face: Fac
     return face
 
 
-def refinement_start(model: MorphableModel | FaceModel, detector: LandmarkDetector,
-                     image_rgb: np.ndarray, face: FaceLandmarks, fit: FitResult,
-                     camera: str = "scaled_orthographic", focal_px: float | None = None
-                     ) -> FitResult:
-    """The landmark fit a photometric refinement of ``face`` (found by ``detector`` in
-    ``image_rgb``, fitted as ``fit``) starts from: ``fit``, unless `refinement_face` reads
-    the face anew (the network's points for a face whose landmarks ``auto`` kept from
-    MediaPipe), then `facefit.fit.face_fit.fit_face` of that reading with the same camera.
-    What `facefit.Reconstructor`, the shape and synthetic benchmarks and
-    ``benchmarks/photometric.py`` start their one-photo refinements from."""
+def refinement_starts(model: MorphableModel | FaceModel, detector: LandmarkDetector,
+                      image_rgb: np.ndarray, face: FaceLandmarks, fits: Sequence[FitResult]
+                      ) -> list[FitResult]:
+    """The landmark fits photometric refinements of ``face`` (found by ``detector`` in
+    ``image_rgb``) start from, one per fit of ``fits`` (the face's landmark fits, one per
+    camera tried: `facefit.fit.camera.camera_candidates`): ``fits``, unless
+    `refinement_face` reads the face anew (the network's points for a face whose landmarks
+    ``auto`` kept from MediaPipe; read once), then `facefit.fit.face_fit.fit_face` of that
+    reading with each fit's camera. What `facefit.Reconstructor`, the shape and synthetic
+    benchmarks and ``benchmarks/photometric.py`` start their one-photo refinements from."""
     from facefit.fit.face_fit import fit_face
 
     start = refinement_face(detector, image_rgb, face)
     if start is face:
-        return fit
-    return fit_face(model, start, image_rgb.shape[1::-1], camera=camera, focal_px=focal_px)
+        return list(fits)
+    return [fit_face(model, start, image_rgb.shape[1::-1], camera=f.camera.kind,
+                     focal_px=f.camera.focal_px) for f in fits]
 
 
 def refinement_faces(detector: LandmarkDetector, images: Sequence[np.ndarray],

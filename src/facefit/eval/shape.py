@@ -93,6 +93,7 @@ class ShapeRow:
     vertex_size_mm: list[float] = field(default_factory=list)
     pose_error_deg: list[list[float]] = field(default_factory=list)
     shape_coeffs: list[list[float] | None] = field(default_factory=list)
+    cameras: list[str] = field(default_factory=list)  # the camera kind each fit kept
     failures: int = 0
     seconds: float = 0.0
 
@@ -156,6 +157,11 @@ class ShapeReport:
             line += f"{rel:>8.1f}%{r.failures:>8d}{r.seconds / max(self.n, 1):>8.2f}"
             lines.append(line)
         for name, r in self.rows.items():
+            if self.camera == "auto" and r.cameras:
+                picked = sum(c == "perspective" for c in r.cameras)
+                lines.append(f"cameras of {name} (auto, by the refinement's photometric error): "
+                             f"perspective {picked}, scaled orthographic "
+                             f"{len(r.cameras) - picked}")
             if r.pose_error_deg:
                 e = np.asarray(r.pose_error_deg)
                 cells = ", ".join(f"{k} {m:+.2f} ± {sd:.2f}" for k, m, sd in
@@ -184,6 +190,7 @@ class ShapeReport:
                              "vertex_size_mm": r.vertex_size_mm,
                              "pose_error_deg": r.pose_error_deg,
                              "failures": r.failures, "seconds": r.seconds,
+                             "cameras": r.cameras,
                              "shape_coeffs": r.shape_coeffs} for k, r in self.rows.items()}}
 
 
@@ -348,19 +355,24 @@ def ict_subject(ict: object, rng: np.random.Generator, photos: int = 1, max_yaw:
 def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: object,
                 photometric: bool, iterations: int = 100, timings: dict | None = None,
                 options: dict | None = None, poses: dict | None = None,
-                camera: str = "scaled_orthographic", focal_px: float | None = None
+                camera: str = "scaled_orthographic", focal_px: float | None = None,
+                cameras: dict | None = None
                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(landmark-fit shape, photometric shape) coefficients of one subject's photos, or
     (None, None) when a photo has no detected face. One photo: `fit_landmarks` and
     `refine_photometric` (started, as `facefit.Reconstructor` starts it, from
-    `facefit.detect.network.refinement_start`); several: `fit_same_person` and
+    `facefit.detect.network.refinement_starts`); several: `fit_same_person` and
     `refine_photometric_multi` (started from the joint fit of those faces).
     ``timings``, if given, receives the seconds of ``"landmarks"`` (detection and landmark
     fit) and ``"photometric"`` (the refinement). ``options``: more keyword arguments of the
     refinement (e.g. ``landmark_weight``). ``poses``, if given, receives each photo's fitted
     (3, 3) rotation under ``"landmarks"`` and ``"photometric"``. ``camera``, ``focal_px``:
-    the fits' camera, as ``facefit reconstruct --camera --focal-px``."""
+    the fits' camera, as ``facefit reconstruct --camera --focal-px`` (``"auto"`` with one
+    photo and no focal length: both candidates refined, `facefit.fit.camera.camera_candidates`;
+    several photos: the scaled orthographic camera); ``cameras``, if given, receives the camera
+    kind each row's fit kept under ``"landmarks"`` and ``"photometric"``."""
     options = dict(options or {})
+    cameras = {} if cameras is None else cameras
     timings = {} if timings is None else timings
     poses = {} if poses is None else poses
     t0 = time.perf_counter()
@@ -371,28 +383,35 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
             return None, None
         faces.append(found[0])
     if len(images) == 1:
+        from facefit.fit.camera import camera_candidates
         from facefit.fit.landmark_fit import fit_landmarks
 
-        fit = fit_landmarks(model, faces[0], image_size=images[0].shape[1::-1], camera=camera,
-                            focal_px=focal_px)
+        cands = camera_candidates(camera, focal_px, photometric)
+        fits = [fit_landmarks(model, faces[0], image_size=images[0].shape[1::-1], camera=c,
+                              focal_px=f) for c, f in cands]
+        fit = fits[0]
         timings["landmarks"] = time.perf_counter() - t0
         poses["landmarks"] = [fit.rotation]
+        cameras["landmarks"] = fit.camera.kind
         if not photometric:
             return fit.shape_coeffs, None
-        from facefit.detect.network import refinement_start
-        from facefit.fit.photometric import PhotometricConfig, refine_photometric
+        from facefit.detect.network import refinement_starts
+        from facefit.fit.photometric import PhotometricConfig, best_refinement
 
         t1 = time.perf_counter()
-        start = refinement_start(model, detector, images[0], faces[0], fit, camera, focal_px)
-        res = refine_photometric(model, start, images[0],
+        starts = refinement_starts(model, detector, images[0], faces[0], fits)
+        _, res = best_refinement(model, starts, images[0],
                                  config=PhotometricConfig(iterations=iterations, **options))
         timings["photometric"] = time.perf_counter() - t1
         poses["photometric"] = [res.fit.rotation]
+        cameras["photometric"] = res.fit.camera.kind
         return fit.shape_coeffs, res.fit.shape_coeffs
+    from facefit.fit.camera import photo_camera
     from facefit.fit.landmark_fit import camera_model
     from facefit.fit.multi_image import fit_same_person, view_from_face
 
-    cams = [camera_model(camera, img.shape[1::-1], focal_px) for img in images]
+    kind, focal = photo_camera(camera, focal_px)
+    cams = [camera_model(kind, img.shape[1::-1], focal) for img in images]
     views = [view_from_face(model, f) for f in faces]
     multi = fit_same_person(model, views, camera=cams)
     timings["landmarks"] = time.perf_counter() - t0
@@ -515,9 +534,12 @@ def evaluate_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject
         subject = subjects(i)
         times: dict[str, float] = {}
         poses: dict[str, list[np.ndarray]] = {}
+        kept: dict[str, str] = {}
         lm_shape, ph_shape = fit_neutral(model, subject.images, detector, photometric,
                                          iterations, times, photometric_options, poses,
-                                         camera, focal_px)
+                                         camera, focal_px, kept)
+        for m, kind in kept.items():
+            rows[m].cameras.append(kind)
         for m, rots in poses.items():
             if len(subject.true_rotations) == len(rots):
                 rows[m].pose_error_deg += [pose_error_deg(r, t).tolist() for r, t in

@@ -180,6 +180,7 @@ def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSu
     ``camera``, ``focal_px``: the fits' camera (``facefit video --camera --focal-px``; the
     focal length defaults to the frame diagonal); ``renders``: how the clips were taken, for
     the table."""
+    from facefit.fit.camera import photo_camera
     from facefit.fit.landmark_fit import camera_model
     from facefit.video.identity import clip_identity
 
@@ -193,7 +194,8 @@ def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSu
         subject = subjects(i)
         step = max(1, len(subject.images) // max(identity_frames, 1))
         t0 = time.perf_counter()
-        lens = camera_model(camera, subject.images[0].shape[1::-1], focal_px)
+        kind, focal = photo_camera(camera, focal_px)  # auto, no focal: scaled orthographic
+        lens = camera_model(kind, subject.images[0].shape[1::-1], focal)
         ident = clip_identity(model, detector, subject.images[::step], identity_frames,
                               "photometric" if keyframes > 0 else "none", keyframes, iterations,
                               camera=lens)

@@ -139,16 +139,16 @@ def pick_reconstruction(recs: Sequence[Any], gt_landmarks: np.ndarray) -> Any | 
 def refinement_start(model: MorphableModel, reconstructor: Any, image: np.ndarray,
                      rec: Any | None) -> FitResult | None:
     """The fit a photometric refinement of ``rec`` starts from, as `facefit.Reconstructor`
-    starts it (`facefit.detect.network.refinement_start`; ``rec.fit`` for a reconstructor
+    starts it (`facefit.detect.network.refinement_starts`; ``rec.fit`` for a reconstructor
     without a ``detector``), or None without a face."""
     if rec is None:
         return None
-    from facefit.detect.network import refinement_start as start_of
+    from facefit.detect.network import refinement_starts
 
     detector = getattr(reconstructor, "detector", None)
     if detector is None:
         return rec.fit
-    return start_of(model, detector, image, rec.face, rec.fit)
+    return refinement_starts(model, detector, image, rec.face, [rec.fit])[0]
 
 
 def _refine_all(refine: Callable[..., Any], model: MorphableModel,

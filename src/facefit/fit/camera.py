@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from facefit.fit.core.rotation import euler_from_rotation, rotation_from_euler
 
-__all__ = ["CAMERA_CHOICES", "CAMERA_KINDS", "Camera", "camera_kind", "checked_camera",
-           "euler_from_rotation", "photo_camera", "rotation_from_euler"]
+__all__ = ["CAMERA_CHOICES", "CAMERA_KINDS", "Camera", "camera_candidates", "camera_kind",
+           "checked_camera", "euler_from_rotation", "photo_camera", "rotation_from_euler"]
 
 CAMERA_KINDS = ("scaled_orthographic", "perspective")
 """The camera kinds, by their one name in Python, on the command line (``--camera``) and in
@@ -32,7 +32,7 @@ CAMERA_CHOICES = ("auto",) + CAMERA_KINDS
 """What a photo's fit may be asked for (``facefit reconstruct --camera``, `facefit.Reconstructor`):
 a kind, or ``"auto"``, the perspective camera where the photo's focal length is known (given,
 or its EXIF 35 mm equivalent) and the scaled orthographic one where it is not
-(`photo_camera`)."""
+(`photo_camera`), unless a photometric refinement can tell (`camera_candidates`)."""
 
 CAMERA_ALIASES = {"orthographic": "scaled_orthographic"}
 """Older spellings still accepted for a kind (``--camera orthographic``)."""
@@ -71,6 +71,19 @@ def photo_camera(choice: str, focal_px: float | None) -> tuple[str, float | None
     kind = camera_kind(choice) if choice != "auto" else (
         "perspective" if focal_px is not None else "scaled_orthographic")
     return kind, focal_px if kind == "perspective" else None
+
+
+def camera_candidates(choice: str, focal_px: float | None, refine: bool
+                      ) -> list[tuple[str, float | None]]:
+    """The (kind, focal length px) cameras one photo's fit tries: `photo_camera`'s one, or,
+    with ``"auto"``, an unknown focal length and a photometric refinement (``refine``), the
+    scaled orthographic camera and a pinhole camera at the image diagonal (focal None), of
+    which the refinement keeps the one whose render explains the photo better
+    (`facefit.fit.photometric.best_refinement`): a guess the pixels can check, where the
+    landmarks alone cannot tell a close-up from a distant face."""
+    if choice == "auto" and focal_px is None and refine:
+        return [("scaled_orthographic", None), ("perspective", None)]
+    return [photo_camera(choice, focal_px)]
 
 
 @dataclass(frozen=True)

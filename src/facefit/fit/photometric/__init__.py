@@ -15,8 +15,9 @@ The parts, one module each:
 * `facefit.fit.photometric.data`: data preparation (crop, skin mask, pyramid, targets);
 * `facefit.fit.photometric.objective`: the torch objective (mesh, raster, render, losses);
 * `facefit.fit.photometric.priors`: the priors as torch costs;
-* `facefit.fit.photometric.optimise`: the optimiser, `refine_photometric_multi`, and
-  `refine_photometric` (the same with one photo).
+* `facefit.fit.photometric.optimise`: the optimiser, `refine_photometric_multi`,
+  `refine_photometric` (the same with one photo) and `best_refinement` (one face under
+  several camera models, the one that explains the photo best kept).
 """
 
 from facefit.fit.photometric.config import IMAGE_LOSSES, SKIN_RGB, PhotometricConfig
@@ -24,11 +25,12 @@ from facefit.fit.photometric.data import crop_image, face_crop_box, skin_mask
 from facefit.fit.photometric.optimise import (
     MultiPhotometricResult,
     PhotometricResult,
+    best_refinement,
     refine_photometric,
     refine_photometric_multi,
 )
 from facefit.render.differentiable import mesh_edges
 
 __all__ = ["IMAGE_LOSSES", "SKIN_RGB", "MultiPhotometricResult", "PhotometricConfig",
-           "PhotometricResult", "crop_image", "face_crop_box", "mesh_edges",
+           "PhotometricResult", "best_refinement", "crop_image", "face_crop_box", "mesh_edges",
            "refine_photometric", "refine_photometric_multi", "skin_mask"]
