@@ -60,7 +60,9 @@ class Reconstructor:
         camera: ``"auto"`` (default): the perspective camera where the photo's focal length
             is known (``focal_px``, or the photo's EXIF 35 mm equivalent: files and PIL
             images, `facefit.io.image.exif_focal_px`), else the scaled orthographic one
-            (`facefit.fit.camera.photo_camera`); ``"scaled_orthographic"``
+            (`facefit.fit.camera.photo_camera`), or with ``refine="photometric"`` whichever
+            of the two (the pinhole camera at the image diagonal) explains the photo better
+            (`reconstruct`); ``"scaled_orthographic"``
             (``"orthographic"`` is accepted for it) or ``"perspective"``: that camera for
             every photo.
         focal_px: focal length in pixels for the perspective camera; default: the photo's

@@ -146,7 +146,9 @@ def add_camera(p: argparse.ArgumentParser, default_focal: str, auto: bool = Fals
     from facefit.fit.camera import CAMERA_ALIASES, CAMERA_CHOICES, CAMERA_KINDS
 
     default = ("auto: perspective where a photo's focal length is known (--focal-px or its "
-               "EXIF), scaled orthographic where it is not" if auto else
+               "EXIF), else scaled orthographic, or with --refine photometric whichever of "
+               "the two (a pinhole at the image diagonal) explains the photo better" if auto
+               else
                "scaled_orthographic, or perspective when --focal-px is given")
     p.add_argument("--camera", type=lambda text: CAMERA_ALIASES.get(text, text),
                    choices=CAMERA_CHOICES if auto else CAMERA_KINDS,

@@ -136,7 +136,10 @@ def register(sub: Any) -> None:
     p.add_argument("--refine", choices=("none", "photometric"), default="none",
                    help="after the landmark fit, refine shape, pose, lighting and albedo "
                         "against the photo's pixels (analysis by synthesis, with the fit's "
-                        "camera; adds STEM_faceK_albedo.png and _compare.png) (default: none)")
+                        "camera; with --camera auto and no known focal length, refined with "
+                        "the scaled orthographic camera and with a pinhole one at the image "
+                        "diagonal, the one that explains the photo better kept: twice the "
+                        "time; adds STEM_faceK_albedo.png and _compare.png) (default: none)")
     p.add_argument("--image-loss", choices=IMAGE_LOSSES, default=None,
                    help="pixel loss of --refine photometric; 'gradient' is the gradient "
                         "correlation, robust to lighting (default: l2)")
