@@ -210,10 +210,11 @@ class Reconstructor:
 
                 tp = time.perf_counter()
                 starts = refinement_starts(self.model, self.detector, image_rgb, face, fits)
-                k, photometric = best_refinement(
-                    self.model, starts, image_rgb, config=PhotometricConfig(
+                k, joint = best_refinement(
+                    self.model, [[s] for s in starts], [image_rgb], config=PhotometricConfig(
                         iterations=self.photometric_iterations, image_loss=self.image_loss,
                         progress=self.progress))
+                photometric = joint.results[0]
                 landmark_fit, fit = fits[k], photometric.fit
                 t_photo = (time.perf_counter() - tp) * 1e3
             # the 68-point outputs: the landmark fit's (of `auto`'s points), refined or not

@@ -267,7 +267,8 @@ def test_best_refinement_picks_the_camera_of_the_photo(model):
     for focal in (256.0, 256.0, None, None):
         face = make_synthetic_face(model, rng, focal_px=focal)
         starts = [_perspective_fit(model, face, face.landmarks, c) for c in (Camera(), diagonal)]
-        k, res = best_refinement(model, starts, face.image)
+        k, joint = best_refinement(model, [[s] for s in starts], [face.image])
+        res = joint.results[0]
         assert k == (1 if focal else 0) and res.fit.camera == starts[k].camera
         other = refine_photometric(model, starts[1 - k], face.image)
         assert res.photometric_error < other.photometric_error

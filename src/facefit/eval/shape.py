@@ -400,8 +400,9 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
 
         t1 = time.perf_counter()
         starts = refinement_starts(model, detector, images[0], faces[0], fits)
-        _, res = best_refinement(model, starts, images[0],
-                                 config=PhotometricConfig(iterations=iterations, **options))
+        _, joint = best_refinement(model, [[s] for s in starts], images[:1],
+                                   config=PhotometricConfig(iterations=iterations, **options))
+        res = joint.results[0]
         timings["photometric"] = time.perf_counter() - t1
         poses["photometric"] = [res.fit.rotation]
         cameras["photometric"] = res.fit.camera.kind

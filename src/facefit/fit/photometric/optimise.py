@@ -683,22 +683,26 @@ def refine_photometric(
 
 def best_refinement(
     model: MorphableModel | FaceModel,
-    starts: Sequence[FitResult],
-    image_rgb: np.ndarray,
+    starts: Sequence[Sequence[FitResult]],
+    images_rgb: Sequence[np.ndarray],
     config: PhotometricConfig = PhotometricConfig(),  # noqa: B008  (frozen)
-) -> tuple[int, PhotometricResult]:
-    """(index, result) of the refinement (`refine_photometric`) that explains ``image_rgb``
-    best, the lowest `PhotometricResult.photometric_error`, of one face's landmark fits
-    ``starts`` under different camera models (`facefit.fit.camera.camera_candidates`: the
-    scaled orthographic camera and a pinhole one where the focal length is unknown). On the
-    shape benchmark's renders of the default model's own faces (seed 2) this picks the pinhole
-    camera at the image diagonal on 12 of 12 close-ups (nose 18 cm from the lens) and on 7
-    of 9 at 49 cm, and the scaled orthographic camera on 9 of 9 distant faces."""
-    best: tuple[int, PhotometricResult] | None = None
-    for i, start in enumerate(starts):
-        res = refine_photometric(model, start, image_rgb, config=config)
-        if best is None or res.photometric_error < best[1].photometric_error:
-            best = (i, res)
+) -> tuple[int, MultiPhotometricResult]:
+    """(index, result) of the joint refinement (`refine_photometric_multi`) of the photos
+    ``images_rgb`` that explains them best, the lowest mean
+    `PhotometricResult.photometric_error`, of the start sets ``starts``: the same faces'
+    landmark fits under different camera models (`facefit.fit.camera.camera_candidates`: the
+    scaled orthographic camera and a pinhole one where the focal length is unknown). One
+    photo: ``starts`` of one fit each, ``images_rgb`` of one image. On the shape benchmark's
+    one-photo renders of the default model's own faces (seed 2; `benchmarks/README.md`,
+    "Which camera when") this kept the pinhole camera at the image diagonal for 12 of 12
+    close-ups (nose 18 cm from the lens) and 10 of 12 at 49 cm, and the scaled orthographic
+    camera for 12 of 12 distant faces (a scratch comparison of both refinements)."""
+    best: tuple[int, MultiPhotometricResult, float] | None = None
+    for i, fits in enumerate(starts):
+        res = refine_photometric_multi(model, list(fits), list(images_rgb), config=config)
+        err = float(np.mean([r.photometric_error for r in res.results]))
+        if best is None or err < best[2]:
+            best = (i, res, err)
     if best is None:
         raise ValueError("best_refinement: no start")
-    return best
+    return best[0], best[1]
