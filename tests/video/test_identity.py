@@ -84,12 +84,13 @@ def test_refinement_starts_from_the_network_reading_of_the_keyframes(clip, monke
     auto, _ = landmark_detector(MediaPipeDetector(), "auto")
     seen = {}
 
-    def spy(model, fits, images, config=None):  # noqa: ANN001, ANN202
-        seen["fits"] = fits
-        return real(model, fits, images, config=config)
+    def spy(model, starts, images, config=None):  # noqa: ANN001, ANN202
+        seen["fits"] = starts[0]  # the one camera's start set
+        assert len(starts) == 1
+        return real(model, starts, images, config=config)
 
-    real = photometric.refine_photometric_multi
-    monkeypatch.setattr(photometric, "refine_photometric_multi", spy)
+    real = photometric.best_refinement
+    monkeypatch.setattr(photometric, "best_refinement", spy)
     got = clip_identity(model, auto, sub.images, refine="photometric", keyframes=2,
                         iterations=2)
     assert got is not None and got.keyframes == 2
@@ -103,3 +104,30 @@ def test_refinement_starts_from_the_network_reading_of_the_keyframes(clip, monke
     landmark_start = fit_same_person(model, [view_from_face(model, f, sigma) for f in faces])
     assert np.abs(want.shape_coeffs - landmark_start.shape_coeffs).max() > 0.01
 
+
+
+def test_candidate_cameras_keep_the_clip_camera(clip, detector) -> None:
+    """Two candidate cameras (`camera_candidates` of ``auto`` without a focal length): the
+    identity's refinement keeps the pinhole camera at the frame diagonal for a close-up clip
+    (focal length = frame side, nose about 18 cm from the lens) and the scaled orthographic
+    one for the distant clip; a single camera is kept as given."""
+    from facefit.eval.shape_clip import in_model_clip_subject
+    from facefit.fit.camera import Camera, camera_candidates
+    from facefit.fit.landmark_fit import camera_model
+
+    model, far = clip
+    near = in_model_clip_subject(model, np.random.default_rng(3), frames=6, size=160,
+                                 focal_px=160.0)
+    both = [camera_model(kind, (160, 160), focal)
+            for kind, focal in camera_candidates("auto", None, refine=True)]
+    kept = {}
+    for name, sub in (("near", near), ("far", far)):
+        got = clip_identity(model, detector, sub.images, refine="photometric", keyframes=3,
+                            camera=both)
+        assert got is not None and got.keyframes == 3
+        kept[name] = got.camera
+    assert kept == {"near": both[1], "far": both[0]}
+    assert both[1].focal_px == pytest.approx(np.hypot(160, 160))
+    one = clip_identity(model, detector, far.images, camera=both[1])
+    assert one is not None and one.camera == both[1] and one.keyframes == 0
+    assert clip_identity(model, detector, far.images).camera == Camera()

@@ -54,6 +54,8 @@ def test_refine_photometric_refines_the_clip_identity(clip: Path, tmp_path: Path
     the identity frames (`clip_identity`), and says so."""
     from facefit.detect.mediapipe import MediaPipeDetector
     from facefit.detect.network import landmark_detector
+    from facefit.fit.camera import camera_candidates
+    from facefit.fit.landmark_fit import camera_model
     from facefit.model import load_default_model
     from facefit.video.identity import clip_identity
     from facefit.video.stream import iter_frames, open_video
@@ -71,8 +73,14 @@ def test_refine_photometric_refines_the_clip_identity(clip: Path, tmp_path: Path
     reader, _ = open_video(clip)
     frames = [f for i, f in enumerate(iter_frames(reader)) if i < 6 and i % 2 == 0]
     auto, _ = landmark_detector(MediaPipeDetector(), "auto")  # the command's default
-    want = clip_identity(load_default_model(), auto, frames, 3, refine="photometric")
+    # the default camera (auto), no focal length: the refinement tries both cameras
+    both = [camera_model(kind, (256, 256), focal)
+            for kind, focal in camera_candidates("auto", None, refine=True)]
+    want = clip_identity(load_default_model(), auto, frames, 3, refine="photometric",
+                         camera=both)
     assert want is not None and want.keyframes == 3
+    lines = (tmp_path / "photometric" / "moving.jsonl").read_text().splitlines()
+    assert json.loads(lines[1])["faces"][0]["pose"]["camera"]["kind"] == want.camera.kind
     np.testing.assert_allclose(heads["none"]["shape_coeffs"], want.landmark_shape_coeffs,
                                atol=2e-5)
     np.testing.assert_allclose(heads["photometric"]["shape_coeffs"], want.shape_coeffs,

@@ -139,23 +139,17 @@ def add_landmarks(p: argparse.ArgumentParser, what: str) -> None:
                         "(default: auto)")
 
 
-def add_camera(p: argparse.ArgumentParser, default_focal: str, auto: bool = False) -> None:
-    """``--camera`` and ``--focal-px``, the fit's camera model (``facefit reconstruct`` with
-    ``auto``, ``facefit video``; ``default_focal`` says where the focal length comes from
-    without ``--focal-px``); `camera_of` reads them."""
-    from facefit.fit.camera import CAMERA_ALIASES, CAMERA_CHOICES, CAMERA_KINDS
+def add_camera(p: argparse.ArgumentParser, default_focal: str, auto: str) -> None:
+    """``--camera`` (default ``auto``, whose rule ``auto`` states) and ``--focal-px``, the
+    fit's camera model (``facefit reconstruct``, ``facefit video``; ``default_focal`` says
+    where the focal length comes from without ``--focal-px``); `camera_of` reads them."""
+    from facefit.fit.camera import CAMERA_ALIASES, CAMERA_CHOICES
 
-    default = ("auto: perspective where a photo's focal length is known (--focal-px or its "
-               "EXIF), else scaled orthographic, or with --refine photometric whichever of "
-               "the two (a pinhole at the image diagonal) explains the photo better" if auto
-               else
-               "scaled_orthographic, or perspective when --focal-px is given")
     p.add_argument("--camera", type=lambda text: CAMERA_ALIASES.get(text, text),
-                   choices=CAMERA_CHOICES if auto else CAMERA_KINDS,
-                   default="auto" if auto else None,
+                   choices=CAMERA_CHOICES, default="auto",
                    help="camera model of the fit: scaled_orthographic ('orthographic' is "
-                        "accepted for it) or perspective, for close-ups such as selfies and "
-                        f"webcams (default: {default})")
+                        "accepted for it), perspective (a pinhole camera, for close-ups such "
+                        f"as selfies and webcams) or auto: {auto} (default: auto)")
     p.add_argument("--focal-px", type=positive_float, default=None, metavar="F",
                    help="focal length in pixels for the perspective camera (default: "
                         f"{default_focal})")
@@ -163,13 +157,13 @@ def add_camera(p: argparse.ArgumentParser, default_focal: str, auto: bool = Fals
 
 def camera_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     """The camera `add_camera`'s options ask for: perspective when ``--focal-px`` is given
-    without ``--camera`` (or with ``auto``); ``--focal-px`` with ``--camera
-    scaled_orthographic`` is a usage error (exit 2: an option that would do nothing)."""
+    with ``auto``; ``--focal-px`` with ``--camera scaled_orthographic`` is a usage error
+    (exit 2: an option that would do nothing)."""
     if args.camera == "scaled_orthographic" and args.focal_px is not None:
         parser.error("--focal-px needs --camera perspective")
-    if args.camera in (None, "auto") and args.focal_px is not None:
+    if args.camera == "auto" and args.focal_px is not None:
         return "perspective"
-    return args.camera or "scaled_orthographic"
+    return args.camera
 
 
 def add_close_ups(p: argparse.ArgumentParser) -> None:

@@ -112,7 +112,10 @@ def register(sub: Any) -> None:
                         "(default: 8)")
     add_landmarks(p, "face")
     add_camera(p, "each photo's own, from its EXIF 35 mm-equivalent focal length, else the "
-                  "image diagonal, about a 53° diagonal field of view", auto=True)
+                  "image diagonal, about a 53° diagonal field of view",
+               "perspective where a photo's focal length is known (--focal-px or its EXIF), "
+               "else scaled orthographic, or with --refine photometric whichever of the two "
+               "(a pinhole camera at the image diagonal) explains the photo better")
     p.add_argument("--texture-size", type=texture_int, default=512, metavar="N",
                    help="largest side of the UV texture in texels; 0 disables texturing "
                         "(default: 512)")

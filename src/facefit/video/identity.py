@@ -11,8 +11,8 @@ where the shading of several head poses pins the identity down.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,12 +40,16 @@ class ClipIdentity:
         landmark_shape_coeffs: (S,) float32 the joint landmark fit's identity.
         views: frames with a face used by the landmark fit.
         keyframes: frames used by the photometric refinement (0: not refined).
+        camera: the camera model the identity was fitted with, the one the clip's frames
+            are fitted with (of several candidates, the one whose refinement explained the
+            keyframes best).
     """
 
     shape_coeffs: np.ndarray
     landmark_shape_coeffs: np.ndarray
     views: int
     keyframes: int = 0
+    camera: Camera = field(default_factory=Camera)
 
 
 def landmark_sigma_of(model: MorphableModel) -> float:
@@ -55,14 +59,17 @@ def landmark_sigma_of(model: MorphableModel) -> float:
 
 def clip_identity(model: MorphableModel, detector: object, frames: Iterable[np.ndarray],
                   max_views: int = 24, refine: str = "none", keyframes: int = 6,
-                  iterations: int = 100, camera: Camera | None = None
+                  iterations: int = 100, camera: Camera | Sequence[Camera] | None = None
                   ) -> ClipIdentity | None:
     """The identity of ``frames`` (a subsample of the clip; at most ``max_views`` frames with
     a face are used, evenly spread), or None when no frame has a face. ``refine``
     ``"photometric"``: then a joint photometric refinement of ``keyframes`` of those frames,
     evenly spread, ``iterations`` steps per pyramid level's schedule (`PhotometricConfig`).
     ``camera``: every frame's camera model (scaled orthographic when None; a perspective
-    camera is fitted and refined with its focal length and principal point held)."""
+    camera is fitted and refined with its focal length and principal point held), or several
+    candidates (`facefit.fit.camera.camera_candidates`): the landmark identity is the first's,
+    the photometric refinement is run with each and the one that explains the keyframes best
+    is kept (`facefit.fit.photometric.best_refinement`; `ClipIdentity.camera`)."""
     if refine not in IDENTITY_REFINES:
         raise ValueError(f"refine must be one of {IDENTITY_REFINES}, got {refine!r}")
     keep_images = refine == "photometric"
@@ -80,7 +87,8 @@ def clip_identity(model: MorphableModel, detector: object, frames: Iterable[np.n
 def identity_of_faces(model: MorphableModel, faces: Iterable[FaceLandmarks | None],
                       max_views: int = 24, images: list[np.ndarray] | None = None,
                       keyframes: int = 6, iterations: int = 100,
-                      detector: object | None = None, camera: Camera | None = None
+                      detector: object | None = None,
+                      camera: Camera | Sequence[Camera] | None = None
                       ) -> ClipIdentity | None:
     """`clip_identity` of frames already detected: ``faces`` (each sampled frame's first face,
     None where it has none); ``images``, the frames with a face, for a photometric refinement
@@ -100,24 +108,32 @@ def identity_of_faces(model: MorphableModel, faces: Iterable[FaceLandmarks | Non
         keep = np.linspace(0, len(kept) - 1, max_views).round().astype(int)
         kept = [kept[i] for i in keep]
         images = [images[i] for i in keep] if keep_images else images
+    cams = ([Camera()] if camera is None else [camera] if isinstance(camera, Camera)
+            else list(camera))
     views: list[ViewPoints] = [view_from_face(model, f, sigma) for f in kept]
-    multi = fit_same_person(model, views, camera=camera)
+    multi = fit_same_person(model, views, camera=cams[0])
     lm_shape = np.asarray(multi.shape_coeffs, np.float32)
     if not keep_images or keyframes <= 0:
-        return ClipIdentity(lm_shape, lm_shape, len(views))
-    from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
+        return ClipIdentity(lm_shape, lm_shape, len(views), camera=cams[0])
+    from facefit.fit.photometric import PhotometricConfig, best_refinement
 
     ids = np.unique(np.linspace(0, len(views) - 1, min(keyframes, len(views))).round()
                     .astype(int))
-    starts = [multi.fits[i] for i in ids]
+    first = None
     if detector is not None:
         from facefit.detect.network import refinement_faces
 
         first = refinement_faces(detector, [images[i] for i in ids],  # type: ignore[arg-type]
                                  [kept[i] for i in ids])
-        if first is not None:
-            starts = fit_same_person(model, [view_from_face(model, f, sigma)
-                                             for f in first], camera=camera).fits
-    res = refine_photometric_multi(model, starts, [images[i] for i in ids],
-                                   config=PhotometricConfig(iterations=iterations))
-    return ClipIdentity(np.asarray(res.shape_coeffs, np.float32), lm_shape, len(views), len(ids))
+    starts = []
+    for k, cam in enumerate(cams):
+        if first is not None:  # the keyframes' faces read anew, fitted jointly
+            starts.append(fit_same_person(model, [view_from_face(model, f, sigma)
+                                                  for f in first], camera=cam).fits)
+        else:  # the keyframes' fits of the joint landmark fit of every view
+            joint = multi if k == 0 else fit_same_person(model, views, camera=cam)
+            starts.append([joint.fits[i] for i in ids])
+    k, res = best_refinement(model, starts, [images[i] for i in ids],
+                             config=PhotometricConfig(iterations=iterations))
+    return ClipIdentity(np.asarray(res.shape_coeffs, np.float32), lm_shape, len(views), len(ids),
+                        cams[k])

@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from facefit.detect.base import FaceLandmarks
 from facefit.detect.mediapipe import MediaPipeDetector
 from facefit.detect.network import SOURCES, landmark_detector, landmark_source
-from facefit.fit.camera import Camera, checked_camera
+from facefit.fit.camera import Camera, camera_candidates, checked_camera
 from facefit.fit.landmark_fit import camera_model
 from facefit.fit.multi_image import ViewPoints, fit_same_person, view_from_face
 from facefit.fit.points_aflw import landmark_offset_mm
@@ -360,7 +360,7 @@ def track_video(
     landmarks: str = "auto",
     refine: str = "none",
     parallel: bool | None = False,
-    camera: str = "scaled_orthographic",
+    camera: str = "auto",
     focal_px: float | None = None,
 ) -> tuple[VideoStats, VideoOutputs]:
     """Track and fit the face of a video file or camera and write ``OUT/STEM.*``: JSON lines
@@ -393,9 +393,13 @@ def track_video(
             processes are spawned: a script that calls this must guard its own work with
             ``if __name__ == "__main__"``. Tracking stays in this process when ``detector``
             is given.
-        camera: ``"scaled_orthographic"`` or ``"perspective"``,
-            the camera model of the identity and of every frame's fit (a webcam's close-up:
-            perspective; the identity's photometric refinement too).
+        camera: the camera model of the identity and of every frame's fit (its photometric
+            refinement too): ``"scaled_orthographic"``, ``"perspective"`` (a webcam's
+            close-up) or ``"auto"`` (default: perspective with a given ``focal_px``; else,
+            with ``refine="photometric"``, the identity is refined with the scaled
+            orthographic camera and with a pinhole one at the frame diagonal and the frames
+            are fitted with the one that explained its keyframes better,
+            `facefit.fit.camera.camera_candidates`; else scaled orthographic).
         focal_px: the perspective camera's focal length in pixels (default the frame's
             diagonal; the principal point is the frame's centre).
 
@@ -414,7 +418,7 @@ def track_video(
     if landmarks not in SOURCES:
         raise ValueError(f"landmarks must be one of {', '.join(map(repr, SOURCES))}, got "
                          f"{landmarks!r}")
-    camera = checked_camera(camera, focal_px)
+    camera = checked_camera(camera, focal_px, auto=True)
     reader, info = stream.open_video(source)
     out = Path(out_dir)
     try:
@@ -424,9 +428,12 @@ def track_video(
         raise
     model = load_default_model() if model is None else model
     own_detector = detector is None
-    lens = camera_model(camera, info.size, focal_px)
-    camera = stream.is_camera(str(source))
-    stem = f"camera{source}" if camera else Path(source).stem
+    is_stream = stream.is_camera(str(source))
+    # the cameras the identity tries (several: its refinement keeps one), the frames' after it
+    lenses = [camera_model(kind, info.size, focal) for kind, focal in camera_candidates(
+        camera, focal_px, refine == "photometric" and not is_stream)]
+    lens = lenses[0]
+    stem = f"camera{source}" if is_stream else Path(source).stem
     files = VideoOutputs(out / f"{stem}.jsonl", out / f"{stem}.glb" if glb else None,
                          out / f"{stem}_overlay.mp4" if overlay else None, out / f"{stem}.csv",
                          out / f"{stem}_arkit.glb" if glb else None,
@@ -434,14 +441,14 @@ def track_video(
     overlay_tmp = out / f".{stem}_overlay.part.mp4"  # renamed when the clip is complete
     writer: stream.VideoWriter | OverlayProcess | None = None
     ahead: TrackerProcess | None = None
-    workers = not camera and (cores_available() > 1 if parallel is None else parallel)
+    workers = not is_stream and (cores_available() > 1 if parallel is None else parallel)
     # the identity pass's frames: every step-th frame below total (frame k is frame k step)
     total = info.frames or 1
     if max_frames:
         total = min(total, max_frames)
     step = max(1, total // max(identity_frames, 1))
     # the tracker worker detects them too (its detector loaded once, none in this process)
-    ahead_identity = workers and own_detector and not camera and refine == "none"
+    ahead_identity = workers and own_detector and not is_stream and refine == "none"
     landmarker = relandmark = None
     if not (workers and own_detector):
         detector = MediaPipeDetector() if detector is None else detector
@@ -468,10 +475,10 @@ def track_video(
         # detects the identity frames, rather than after the clip, when one core is idle
         arkit_glb = (arkit_targets(model) if files.arkit_glb is not None and ahead_identity
                      else None)
-        if not camera:  # first pass: identity from frames spread over the clip
+        if not is_stream:  # first pass: identity from frames spread over the clip
             if ahead is not None and ahead_identity:
                 ident = identity_of_faces(model, ahead.identity_faces(), identity_frames,
-                                          camera=lens)
+                                          camera=lenses)
             else:
                 if landmarker is None:  # a photometric refinement: the frames are needed here
                     landmarker, _ = landmark_detector(MediaPipeDetector(), landmarks,
@@ -481,10 +488,11 @@ def track_video(
                 sample = (f for k, f in enumerate(stream.iter_frames(r1, every=step))
                           if k * step < total)
                 ident = clip_identity(model, landmarker, sample, identity_frames,
-                                      refine=refine, camera=lens)
+                                      refine=refine, camera=lenses)
             if ident is not None:
                 shape, n_id = ident.shape_coeffs, ident.views
                 kind = "clip photometric" if ident.keyframes else "clip"
+                lens = ident.camera
             else:  # no face in the sampled frames: the mean face, as a camera starts
                 shape = np.zeros(model.num_shape, np.float32)
         if overlay and writer is None:
