@@ -180,7 +180,7 @@ def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSu
     ``camera``, ``focal_px``: the fits' camera (``facefit video --camera --focal-px``; the
     focal length defaults to the frame diagonal); ``renders``: how the clips were taken, for
     the table."""
-    from facefit.fit.camera import photo_camera
+    from facefit.fit.camera import camera_candidates
     from facefit.fit.landmark_fit import camera_model
     from facefit.video.identity import clip_identity
 
@@ -194,11 +194,12 @@ def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSu
         subject = subjects(i)
         step = max(1, len(subject.images) // max(identity_frames, 1))
         t0 = time.perf_counter()
-        kind, focal = photo_camera(camera, focal_px)  # auto, no focal: scaled orthographic
-        lens = camera_model(kind, subject.images[0].shape[1::-1], focal)
+        # as `track_video` does: auto without a focal length tries both cameras when refining
+        lenses = [camera_model(kind, subject.images[0].shape[1::-1], focal)
+                  for kind, focal in camera_candidates(camera, focal_px, keyframes > 0)]
         ident = clip_identity(model, detector, subject.images[::step], identity_frames,
                               "photometric" if keyframes > 0 else "none", keyframes, iterations,
-                              camera=lens)
+                              camera=lenses)
         dt = time.perf_counter() - t0
         used = ident.views if ident is not None else 0
         lm_shape = ident.landmark_shape_coeffs if ident is not None else None
@@ -209,6 +210,8 @@ def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSu
                 rows[m].failures += 1
             rows[m].record(model, shapes[m], subject)
         rows[methods[-1]].seconds += dt
+        if ident is not None and ident.keyframes:
+            rows["clip photometric"].cameras.append(ident.camera.kind)
         if progress:
             cells = " ".join(f"{m} {rows[m].median_mm[-1]:.3f}" for m in methods)
             print(f"[{i + 1}/{n}] {data} clip of {len(subject.images)} frames, {used} used: "
