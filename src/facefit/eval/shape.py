@@ -370,7 +370,7 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
     the fits' camera, as ``facefit reconstruct --camera --focal-px`` (``"auto"`` with one
     photo and no focal length: both candidates refined, `facefit.fit.camera.camera_candidates`;
     several photos: the scaled orthographic camera); ``cameras``, if given, receives the camera
-    kind each row's fit kept under ``"landmarks"`` and ``"photometric"``."""
+    kind the refinement kept under ``"photometric"``."""
     options = dict(options or {})
     cameras = {} if cameras is None else cameras
     timings = {} if timings is None else timings
@@ -392,7 +392,6 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
         fit = fits[0]
         timings["landmarks"] = time.perf_counter() - t0
         poses["landmarks"] = [fit.rotation]
-        cameras["landmarks"] = fit.camera.kind
         if not photometric:
             return fit.shape_coeffs, None
         from facefit.detect.network import refinement_starts
