@@ -203,13 +203,14 @@ def aflw(args: argparse.Namespace) -> None:
     rec = Reconstructor(texture_size=0)
     n = len(samples)
     pred0, pred1 = np.full((n, 68, 2), np.nan), np.full((n, 68, 2), np.nan)
-    t_ref = []
+    t_ref, kept = [], []
     for i, s in enumerate(samples):
         got = fit_and_refine(rec, s.image_path, s.landmarks_2d, config, args.camera)
         if got is None:
             continue
         face, fit, seconds, res = got
         t_ref.append(seconds)
+        kept.append(res.fit.camera.kind)
         pred0[i] = with_aflw_convention(rec.model, fit, face).landmarks_68_2d  # as Reconstructor
         pred1[i] = with_aflw_convention(rec.model, res.fit, face).landmarks_68_2d
         if (i + 1) % 10 == 0:
@@ -233,7 +234,13 @@ def aflw(args: argparse.Namespace) -> None:
               f"{100 * r.balanced_capped_2d:8.2f}")
     print(f"bucket sizes {r.bucket_counts}; failures per bucket: no face or NME > "
           f"{100 * r.failure_threshold:g} %; capped: balanced NME with every failure scored "
-          f"{100 * r.failure_threshold:g} %; refinement median {np.median(t_ref):.2f} s/face")
+          f"{100 * r.failure_threshold:g} %; refinement median {np.median(t_ref):.2f} s/face; "
+          f"cameras kept: {_kinds(kept)}")
+
+
+def _kinds(kinds: list[str]) -> str:
+    """``"perspective 3, scaled_orthographic 57"``: the cameras the refinements kept."""
+    return ", ".join(f"{k} {kinds.count(k)}" for k in sorted(set(kinds)))
 
 
 def helen(args: argparse.Namespace) -> None:
@@ -251,18 +258,20 @@ def helen(args: argparse.Namespace) -> None:
     rec = Reconstructor(texture_size=0)
     n = len(samples)
     pred0, pred1 = np.full((n, 68, 2), np.nan), np.full((n, 68, 2), np.nan)
+    kept = []
     for i, s in enumerate(samples):
         got = fit_and_refine(rec, s.image_path, s.landmarks, config, args.camera)
         if got is None:
             continue
         face, fit, _, res = got
+        kept.append(res.fit.camera.kind)
         pred0[i] = with_detector_points(rec.model.name, fit, face).landmarks_68_2d_contour
         pred1[i] = with_detector_points(rec.model.name, res.fit, face).landmarks_68_2d_contour
     stems = [s.stem for s in samples]
     gt = np.stack([s.landmarks for s in samples])
     print(f"HELEN test ({args.helen_data.name}), one photo in {step}, {n} photos, 300-W points "
           f"(landmarks_68_2d_contour), inter-ocular NME; refinement {args.iterations} it, "
-          f"options {options}, camera {args.camera}")
+          f"options {options}, camera {args.camera} (kept: {_kinds(kept)})")
     for name, p in (("landmark fit", pred0), ("refined mesh's points", pred1)):
         print(name)
         print(evaluate_300w(p, gt, stems).table())
