@@ -182,8 +182,9 @@ def fit_and_refine(rec, image_path: Path, gt: np.ndarray, config: PhotometricCon
             for c, f in camera_candidates(camera, None, True)]
     starts = refinement_starts(rec.model, rec.detector, image, face, fits)
     t0 = time.perf_counter()
-    k, joint = best_refinement(rec.model, [[s] for s in starts], [image], config=config)
-    return face, fits[k], time.perf_counter() - t0, joint.results[0]
+    _, joint = best_refinement(rec.model, [[s] for s in starts], [image], config=config)
+    # the landmark outputs: the first camera's fit, as the Reconstructor's
+    return face, fits[0], time.perf_counter() - t0, joint.results[0]
 
 
 def aflw(args: argparse.Namespace) -> None:

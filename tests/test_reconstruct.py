@@ -183,7 +183,8 @@ def test_auto_camera_refinement_picks_the_photo_camera() -> None:
     """The default camera (auto) with ``refine="photometric"`` and no focal length: each face
     is refined with both cameras and keeps the one that explains the photo better: a pinhole
     camera at the image diagonal for a close-up, the scaled orthographic camera for a
-    distant face; without the refinement, the scaled orthographic camera."""
+    distant face; without the refinement, the scaled orthographic camera, whose landmark
+    fit's 68 points are the outputs either way."""
     from facefit.model import load_default_model
     from facefit.synthetic.photos import make_synthetic_face
 
@@ -196,10 +197,15 @@ def test_auto_camera_refinement_picks_the_photo_camera() -> None:
     assert face.fit.camera.kind == "perspective"
     assert face.fit.camera.focal_px == pytest.approx(np.hypot(256, 256))
     assert face.photometric is not None and face.photometric.fit.camera == face.fit.camera
+    refined = face
     (face,) = rec.reconstruct(far, max_faces=1)
     assert face.fit.camera.kind == "scaled_orthographic"
     (face,) = facefit.Reconstructor(texture_size=0).reconstruct(near, max_faces=1)
     assert face.fit.camera.kind == "scaled_orthographic"
+    # the 68-point outputs are the scaled orthographic landmark fit's, refined or not
+    np.testing.assert_allclose(refined.fit.landmarks_68_2d, face.fit.landmarks_68_2d, atol=1e-4)
+    np.testing.assert_allclose(refined.fit.landmarks_68_2d_contour,
+                               face.fit.landmarks_68_2d_contour, atol=1e-4)
 
 
 def test_perspective_refinement_end_to_end(tmp_path: Path) -> None:

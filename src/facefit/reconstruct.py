@@ -210,12 +210,15 @@ class Reconstructor:
 
                 tp = time.perf_counter()
                 starts = refinement_starts(self.model, self.detector, image_rgb, face, fits)
-                k, joint = best_refinement(
+                _, joint = best_refinement(
                     self.model, [[s] for s in starts], [image_rgb], config=PhotometricConfig(
                         iterations=self.photometric_iterations, image_loss=self.image_loss,
                         progress=self.progress))
                 photometric = joint.results[0]
-                landmark_fit, fit = fits[k], photometric.fit
+                # the 68-point outputs: the first camera's landmark fit (auto trying both:
+                # the scaled orthographic one, whose points the convention offsets were
+                # learned on), the same points as without the refinement
+                landmark_fit, fit = fits[0], photometric.fit
                 t_photo = (time.perf_counter() - tp) * 1e3
             # the 68-point outputs: the landmark fit's (of `auto`'s points), refined or not
             fit = with_landmark_outputs(self.model, fit, face, landmark_fit)
