@@ -12,6 +12,7 @@ import pytest
 import facefit
 from facefit import same_person
 from facefit.detect.network import landmark_source, refinement_face
+from facefit.fit.camera import Camera
 from facefit.fit.multi_image import view_from_face
 from facefit.io.image import load_image
 
@@ -24,8 +25,11 @@ def test_joint_refinement_starts_from_the_network_views(monkeypatch) -> None:
     seen = {}
 
     def spy(model, multi, views, images, image_loss="l2", iterations=100):  # noqa: ANN001, ANN202
-        seen["multi"], seen["views"] = multi, views
-        return multi, [None] * len(views), []
+        # auto, arrays without a focal length: the photos' fits under both camera sets
+        assert [[f.camera.kind for f in m.fits] for m in multi] == [
+            ["scaled_orthographic"] * 2, ["perspective"] * 2]
+        seen["multi"], seen["views"] = multi[0], views
+        return multi[0], [None] * len(views), []
 
     monkeypatch.setattr(same_person, "refine_same_person", spy)
     rec = facefit.Reconstructor(texture_size=0, refine="photometric")
@@ -74,12 +78,19 @@ def test_perspective_photos_keep_their_own_focal_lengths(tmp_path: Path) -> None
     assert cams[0].focal_px == pytest.approx(35 / 43.267 * np.hypot(512, 512))
     assert cams[1].focal_px == pytest.approx(np.hypot(512, 512))
     assert all(r.photometric is not None for r in res.reconstructions)
-    # the default camera (auto): the tagged photo perspective, the PNG scaled orthographic,
-    # fitted and refined jointly all the same
+    # the default camera (auto): the tagged photo perspective with its EXIF focal length;
+    # the PNG, of unknown focal length, scaled orthographic without a refinement, and with
+    # one whichever of that and a pinhole camera at its diagonal the joint refinement keeps
+    plain = same_person.reconstruct_same_person([tagged, EXAMPLE],
+                                                facefit.Reconstructor(texture_size=0))
+    assert [r.fit.camera.kind for r in plain.reconstructions] == ["perspective",
+                                                                  "scaled_orthographic"]
     rec = facefit.Reconstructor(texture_size=0, refine="photometric", photometric_iterations=5)
     res = same_person.reconstruct_same_person([tagged, EXAMPLE], rec)
     cams = [r.fit.camera for r in res.reconstructions]
-    assert [c.kind for c in cams] == ["perspective", "scaled_orthographic"]
+    assert cams[0].kind == "perspective"
     assert cams[0].focal_px == pytest.approx(35 / 43.267 * np.hypot(512, 512))
+    assert cams[1] in (Camera(), Camera("perspective", float(np.hypot(512, 512)),
+                                        (256.0, 256.0)))
     assert all(r.photometric is not None for r in res.reconstructions)
     assert len(res.multi.shape_coeffs) == rec.model.num_shape

@@ -25,6 +25,7 @@ import numpy as np
 
 from facefit.detect.base import FaceLandmarks
 from facefit.detect.network import refinement_faces
+from facefit.fit.camera import camera_candidates
 from facefit.fit.face_fit import with_landmark_outputs
 from facefit.fit.landmark_fit import camera_model
 from facefit.fit.multi_image import (
@@ -119,7 +120,7 @@ def reconstruct_same_person(
     failures: list[tuple[int, str]] = []
     photos: list[np.ndarray] = []
     faces: list[FaceLandmarks] = []
-    lenses: list[tuple[str, float | None]] = []  # each photo's camera (EXIF focal length)
+    focals: list[float | None] = []  # each photo's known focal length (EXIF), or None
     t0 = time.perf_counter()
     for i, item in enumerate(images):
         name = str(item) if isinstance(item, (str, Path)) else f"image {i}"
@@ -135,11 +136,18 @@ def reconstruct_same_person(
         used.append(i)
         photos.append(image)
         faces.append(found[0])
-        lenses.append(recon.photo_camera(item))
+        focals.append(recon.photo_focal_px(item))
     if not used:
         raise NoFaceFoundError(failures)
-    cameras = [camera_model(kind, p.shape[1::-1], f)
-               for p, (kind, f) in zip(photos, lenses, strict=True)]
+    # each photo's cameras as a single photo's (`camera_candidates`): with auto, a refinement
+    # and photos of unknown focal length, those photos all scaled orthographic (set 0) or
+    # all pinhole at their image diagonal (set 1), and the joint refinement keeps one set
+    options = [camera_candidates(recon.camera, f, recon.refine == "photometric")
+               for f in focals]
+    sets = [[camera_model(kind, p.shape[1::-1], focal) for p, (kind, focal) in zip(
+        photos, [o[min(k, len(o) - 1)] for o in options], strict=True)]
+            for k in range(max(len(o) for o in options))]
+    cameras = sets[0]
     views = [view_from_face(model, f, sigma) for f in faces]
     multi = fit_same_person(model, views, method=method, kind=fm, camera=cameras)
     fit_ms = (time.perf_counter() - t0) * 1e3 / len(used)
@@ -153,9 +161,11 @@ def reconstruct_same_person(
         starts = refinement_faces(recon.detector, photos, faces)
         if starts is not None:
             views = [view_from_face(model, f, sigma) for f in starts]
-            multi = fit_same_person(model, views, method=method, kind=fm, camera=cameras)
+        joint = [multi if starts is None and k == 0 else
+                 fit_same_person(model, views, method=method, kind=fm, camera=c)
+                 for k, c in enumerate(sets)]
         multi, photometric, notes = refine_same_person(
-            model, multi, views, photos, recon.image_loss, recon.photometric_iterations)
+            model, joint, views, photos, recon.image_loss, recon.photometric_iterations)
     recs, texels = [], []
     size = recon.texture_size
     for image, face, fit, photo, first in zip(photos, faces, multi.fits, photometric,
@@ -216,24 +226,29 @@ def run_same_person(paths: Sequence[Path], out_dir: Path, recon: Reconstructor,
     return 1 if failed else 0
 
 
-def refine_same_person(model: MorphableModel, multi: MultiFit, views: Sequence[ViewPoints],
-                       images: Sequence[np.ndarray], image_loss: str = "l2",
-                       iterations: int = 100) -> tuple[MultiFit, list[Any], list[str]]:
+def refine_same_person(model: MorphableModel, multi: MultiFit | Sequence[MultiFit],
+                       views: Sequence[ViewPoints], images: Sequence[np.ndarray],
+                       image_loss: str = "l2", iterations: int = 100
+                       ) -> tuple[MultiFit, list[Any], list[str]]:
     """Joint photometric refinement (`facefit.fit.photometric.refine_photometric_multi`) of a
     shared-identity fit: shared shape and albedo, per-photo pose, expression and lighting.
-    Landmark targets are each photo's detected fixed-vertex landmarks. Returns the refined
+    Landmark targets are each photo's detected fixed-vertex landmarks. ``multi``: the fit, or
+    the same photos' fits under several camera sets, of which the refinement that explains
+    the photos best is kept (`facefit.fit.photometric.best_refinement`). Returns the refined
     `MultiFit`, one `PhotometricResult` per photo and notes on adapted options."""
-    from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
+    from facefit.fit.photometric import PhotometricConfig, best_refinement
 
     notes = []
     if image_loss == "gradient":
         notes.append("--same-person photometric refinement supports l2 and huber; using l2")
         image_loss = "l2"
-    res = refine_photometric_multi(
-        model, multi.fits, images, landmarks_px=[v.points_px for v in views],
-        landmark_vertex_ids=[v.vertex_ids for v in views],
-        config=PhotometricConfig(iterations=iterations, image_loss=image_loss))
-    return (replace(multi, shape_coeffs=res.shape_coeffs, fits=[r.fit for r in res.results],
+    fits = [multi] if isinstance(multi, MultiFit) else list(multi)
+    k, res = best_refinement(
+        model, [m.fits for m in fits], images,
+        config=PhotometricConfig(iterations=iterations, image_loss=image_loss),
+        landmarks_px=[v.points_px for v in views],
+        landmark_vertex_ids=[v.vertex_ids for v in views])
+    return (replace(fits[k], shape_coeffs=res.shape_coeffs, fits=[r.fit for r in res.results],
                     neutral_vertices=res.neutral_vertices), list(res.results), notes)
 
 

@@ -369,8 +369,8 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
     (3, 3) rotation under ``"landmarks"`` and ``"photometric"``. ``camera``, ``focal_px``:
     the fits' camera, as ``facefit reconstruct --camera --focal-px`` (``"auto"`` with one
     photo and no focal length: both candidates refined, `facefit.fit.camera.camera_candidates`;
-    several photos: the scaled orthographic camera); ``cameras``, if given, receives the camera
-    kind the refinement kept under ``"photometric"``."""
+    several photos: every photo with one or the other, as ``--same-person``); ``cameras``, if
+    given, receives the camera kind the refinement kept under ``"photometric"``."""
     options = dict(options or {})
     cameras = {} if cameras is None else cameras
     timings = {} if timings is None else timings
@@ -406,31 +406,34 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
         poses["photometric"] = [res.fit.rotation]
         cameras["photometric"] = res.fit.camera.kind
         return fit.shape_coeffs, res.fit.shape_coeffs
-    from facefit.fit.camera import photo_camera
+    from facefit.fit.camera import camera_candidates
     from facefit.fit.landmark_fit import camera_model
     from facefit.fit.multi_image import fit_same_person, view_from_face
 
-    kind, focal = photo_camera(camera, focal_px)
-    cams = [camera_model(kind, img.shape[1::-1], focal) for img in images]
+    # the photos' camera sets, as `facefit.same_person` makes them (auto: both when refining)
+    sets = [[camera_model(kind, img.shape[1::-1], focal) for img in images]
+            for kind, focal in camera_candidates(camera, focal_px, photometric)]
     views = [view_from_face(model, f) for f in faces]
-    multi = fit_same_person(model, views, camera=cams)
+    multi = fit_same_person(model, views, camera=sets[0])
     timings["landmarks"] = time.perf_counter() - t0
     poses["landmarks"] = [f.rotation for f in multi.fits]
     if not photometric:
         return multi.shape_coeffs, None
     from facefit.detect.network import refinement_faces
-    from facefit.fit.photometric import PhotometricConfig, refine_photometric_multi
+    from facefit.fit.photometric import PhotometricConfig, best_refinement
 
     t1 = time.perf_counter()
     starts = refinement_faces(detector, images, faces)  # type: ignore[arg-type]
-    start = multi if starts is None else fit_same_person(
-        model, [view_from_face(model, f) for f in starts], camera=cams)
+    joint = [multi if starts is None and k == 0 else fit_same_person(
+        model, [view_from_face(model, f) for f in (starts or faces)], camera=c)
+        for k, c in enumerate(sets)]
     # targets: each fit's own projected landmarks (the default); the detected ones pull
     # the identity towards the detector's bias (see refine_photometric_multi)
-    res = refine_photometric_multi(model, start.fits, list(images),
-                                   config=PhotometricConfig(iterations=iterations, **options))
+    _, res = best_refinement(model, [m.fits for m in joint], list(images),
+                             config=PhotometricConfig(iterations=iterations, **options))
     timings["photometric"] = time.perf_counter() - t1
     poses["photometric"] = [r.fit.rotation for r in res.results]
+    cameras["photometric"] = res.results[0].fit.camera.kind
     return multi.shape_coeffs, res.shape_coeffs
 
 

@@ -686,20 +686,24 @@ def best_refinement(
     starts: Sequence[Sequence[FitResult]],
     images_rgb: Sequence[np.ndarray],
     config: PhotometricConfig = PhotometricConfig(),  # noqa: B008  (frozen)
+    landmarks_px: Sequence[np.ndarray] | None = None,
+    landmark_vertex_ids: Sequence[np.ndarray] | None = None,
 ) -> tuple[int, MultiPhotometricResult]:
     """(index, result) of the joint refinement (`refine_photometric_multi`) of the photos
     ``images_rgb`` that explains them best, the lowest mean
     `PhotometricResult.photometric_error`, of the start sets ``starts``: the same faces'
     landmark fits under different camera models (`facefit.fit.camera.camera_candidates`: the
     scaled orthographic camera and a pinhole one where the focal length is unknown). One
-    photo: ``starts`` of one fit each, ``images_rgb`` of one image. On the shape benchmark's
-    one-photo renders of the default model's own faces (seed 2; `benchmarks/README.md`,
-    "Which camera when") this kept the pinhole camera at the image diagonal for 12 of 12
-    close-ups (nose 18 cm from the lens) and 10 of 12 at 49 cm, and the scaled orthographic
-    camera for 12 of 12 distant faces (a scratch comparison of both refinements)."""
+    photo: ``starts`` of one fit each, ``images_rgb`` of one image. ``landmarks_px``,
+    ``landmark_vertex_ids``: `refine_photometric_multi`'s landmark targets. On the shape
+    benchmark's one-photo renders of the default model's own faces (seed 2, 50 each;
+    `benchmarks/README.md`, "Which camera when") this kept the pinhole camera at the image
+    diagonal for 49 close-ups (nose 18 cm from the lens) and 48 at 49 cm, and the scaled
+    orthographic camera for 49 distant faces."""
     best: tuple[int, MultiPhotometricResult, float] | None = None
     for i, fits in enumerate(starts):
-        res = refine_photometric_multi(model, list(fits), list(images_rgb), config=config)
+        res = refine_photometric_multi(model, list(fits), list(images_rgb), landmarks_px,
+                                       landmark_vertex_ids, config)
         err = float(np.mean([r.photometric_error for r in res.results]))
         if best is None or err < best[2]:
             best = (i, res, err)
