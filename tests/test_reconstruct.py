@@ -266,9 +266,8 @@ def test_perspective_focal_length_from_exif(tmp_path: Path) -> None:
     assert cam == {"kind": "scaled_orthographic", "focal_px": None,
                    "principal_point_px": None}
     rec = facefit.Reconstructor(texture_size=0, camera="perspective")
-    kind, focal = rec.photo_camera(photo)
-    assert kind == "perspective" and focal == pytest.approx(want)
-    assert rec.photo_camera(image) == ("perspective", None)  # an array carries no EXIF
+    assert rec.photo_focal_px(photo) == pytest.approx(want)
+    assert rec.photo_focal_px(image) is None  # an array carries no EXIF
     (face,) = rec.reconstruct(photo)
     assert face.fit.camera.focal_px == pytest.approx(want)
     (face,) = rec.reconstruct(image, focal_px=700.0)
@@ -276,13 +275,18 @@ def test_perspective_focal_length_from_exif(tmp_path: Path) -> None:
     (face,) = rec.reconstruct(EXAMPLE)  # a PNG: the image diagonal
     assert face.fit.camera.focal_px == pytest.approx(np.hypot(512, 512))
     given = facefit.Reconstructor(texture_size=0, camera="perspective", focal_px=900.0)
-    assert given.photo_camera(photo) == ("perspective", 900.0)
+    assert given.photo_focal_px(photo) == 900.0
     ortho = facefit.Reconstructor(texture_size=0, camera="scaled_orthographic")
-    assert ortho.photo_camera(photo) == ("scaled_orthographic", None)
+    assert ortho.photo_focal_px(photo) is None  # the scaled orthographic camera has none
     default = facefit.Reconstructor(texture_size=0)
     assert default.camera == "auto"
-    assert default.photo_camera(photo) == ("perspective", pytest.approx(want))
-    assert default.photo_camera(EXAMPLE) == ("scaled_orthographic", None)
+    assert default.photo_focal_px(photo) == pytest.approx(want)
+    assert default.photo_focal_px(EXAMPLE) is None
+    (face,) = default.reconstruct(photo)  # auto with an EXIF focal length: perspective
+    assert face.fit.camera.kind == "perspective"
+    assert face.fit.camera.focal_px == pytest.approx(want)
+    (face,) = default.reconstruct(EXAMPLE)  # auto without one: scaled orthographic
+    assert face.fit.camera.kind == "scaled_orthographic"
     (face,) = default.reconstruct(image, focal_px=700.0)  # a given focal length: perspective
     assert face.fit.camera.kind == "perspective" and face.fit.camera.focal_px == 700.0
     with pytest.raises(ValueError, match="focal_px must be a positive number"):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks, LandmarkDetector
-from facefit.fit.camera import camera_candidates, checked_camera, photo_camera
+from facefit.fit.camera import camera_candidates, checked_camera
 from facefit.fit.result import FitResult
 from facefit.io.image import ImageInput, exif_focal_px, to_rgb
 from facefit.model.morphable_model import MorphableModel
@@ -158,16 +158,6 @@ class Reconstructor:
             focal = exif_focal_px(image)  # type: ignore[arg-type]
         return focal
 
-    def photo_camera(self, image: ImageInput, focal_px: float | None = None
-                     ) -> tuple[str, float | None]:
-        """(camera kind, focal length px) of ``image``'s landmark fit for the reconstructor's
-        camera and `photo_focal_px` (`facefit.fit.camera.photo_camera`: ``"auto"`` is
-        perspective when the focal length is known, else scaled orthographic; the focal
-        length is None for the scaled orthographic camera and for a perspective one of
-        unknown focal length, the image diagonal). A refinement with ``"auto"`` and no
-        known focal length tries both cameras (`reconstruct`)."""
-        return photo_camera(self.camera, self.photo_focal_px(image, focal_px))
-
     def reconstruct(self, image: ImageInput, max_faces: int = 8,
                     focal_px: float | None = None) -> list[Reconstruction]:
         """Reconstruct every face (at most ``max_faces``, best detection first) in ``image``.
@@ -215,12 +205,11 @@ class Reconstructor:
                         iterations=self.photometric_iterations, image_loss=self.image_loss,
                         progress=self.progress))
                 photometric = joint.results[0]
-                # the 68-point outputs: the first camera's landmark fit (auto trying both:
-                # the scaled orthographic one, whose points the convention offsets were
-                # learned on), the same points as without the refinement
                 landmark_fit, fit = fits[0], photometric.fit
                 t_photo = (time.perf_counter() - tp) * 1e3
-            # the 68-point outputs: the landmark fit's (of `auto`'s points), refined or not
+            # the 68-point outputs: the landmark fit's (of `auto`'s points), refined or not,
+            # of the first camera (auto trying both: the scaled orthographic one, whose points
+            # the convention offsets were learned on; the same points as without refining)
             fit = with_landmark_outputs(self.model, fit, face, landmark_fit)
             t2 = time.perf_counter()
             texture, colors = None, None

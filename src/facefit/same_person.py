@@ -25,9 +25,8 @@ import numpy as np
 
 from facefit.detect.base import FaceLandmarks
 from facefit.detect.network import refinement_faces
-from facefit.fit.camera import camera_candidates
 from facefit.fit.face_fit import with_landmark_outputs
-from facefit.fit.landmark_fit import camera_model
+from facefit.fit.landmark_fit import camera_sets
 from facefit.fit.multi_image import (
     MultiFit,
     ViewPoints,
@@ -139,17 +138,12 @@ def reconstruct_same_person(
         focals.append(recon.photo_focal_px(item))
     if not used:
         raise NoFaceFoundError(failures)
-    # each photo's cameras as a single photo's (`camera_candidates`): with auto, a refinement
-    # and photos of unknown focal length, those photos all scaled orthographic (set 0) or
-    # all pinhole at their image diagonal (set 1), and the joint refinement keeps one set
-    options = [camera_candidates(recon.camera, f, recon.refine == "photometric")
-               for f in focals]
-    sets = [[camera_model(kind, p.shape[1::-1], focal) for p, (kind, focal) in zip(
-        photos, [o[min(k, len(o) - 1)] for o in options], strict=True)]
-            for k in range(max(len(o) for o in options))]
-    cameras = sets[0]
+    # the photos' camera sets (with auto, a refinement and unknown focal lengths, two: the
+    # joint refinement keeps one); the landmark fit is the first set's
+    sets = camera_sets(recon.camera, focals, [p.shape[1::-1] for p in photos],
+                       recon.refine == "photometric")
     views = [view_from_face(model, f, sigma) for f in faces]
-    multi = fit_same_person(model, views, method=method, kind=fm, camera=cameras)
+    multi = fit_same_person(model, views, method=method, kind=fm, camera=sets[0])
     fit_ms = (time.perf_counter() - t0) * 1e3 / len(used)
     photometric: list[Any] = [None] * len(used)
     notes: list[str] = []

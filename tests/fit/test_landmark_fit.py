@@ -226,3 +226,21 @@ def test_moment_equations_fit_equals_explicit_rows_fit() -> None:
     np.testing.assert_allclose(pose.translation, want_pose.translation, atol=1e-8)
     assert rms == pytest.approx(np.sqrt(blocks.squared_errors(want_c, want_pose).mean()),
                                 rel=1e-8)
+
+
+def test_camera_sets_try_both_cameras_only_where_the_focal_length_is_unknown() -> None:
+    """`camera_sets`: a photo of known focal length keeps its pinhole camera in every set;
+    with auto and a refinement the others are scaled orthographic in the first set and
+    pinhole at their own image diagonal in the second; one set otherwise."""
+    from facefit.fit.camera import Camera
+    from facefit.fit.landmark_fit import camera_sets
+
+    sizes = [(640, 480), (300, 400)]
+    two = camera_sets("auto", [800.0, None], sizes, refine=True)
+    known = Camera("perspective", 800.0, (320.0, 240.0))
+    assert two == [[known, Camera()], [known, Camera("perspective", 500.0, (150.0, 200.0))]]
+    assert camera_sets("auto", [800.0, None], sizes, refine=False) == [[known, Camera()]]
+    assert camera_sets("scaled_orthographic", [None, None], sizes, refine=True) == [
+        [Camera(), Camera()]]
+    assert camera_sets("perspective", [None], sizes[1:], refine=True) == [
+        [Camera("perspective", 500.0, (150.0, 200.0))]]

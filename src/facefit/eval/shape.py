@@ -406,13 +406,12 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
         poses["photometric"] = [res.fit.rotation]
         cameras["photometric"] = res.fit.camera.kind
         return fit.shape_coeffs, res.fit.shape_coeffs
-    from facefit.fit.camera import camera_candidates
-    from facefit.fit.landmark_fit import camera_model
+    from facefit.fit.landmark_fit import camera_sets
     from facefit.fit.multi_image import fit_same_person, view_from_face
 
     # the photos' camera sets, as `facefit.same_person` makes them (auto: both when refining)
-    sets = [[camera_model(kind, img.shape[1::-1], focal) for img in images]
-            for kind, focal in camera_candidates(camera, focal_px, photometric)]
+    sets = camera_sets(camera, [focal_px] * len(images), [img.shape[1::-1] for img in images],
+                       photometric)
     views = [view_from_face(model, f) for f in faces]
     multi = fit_same_person(model, views, camera=sets[0])
     timings["landmarks"] = time.perf_counter() - t0

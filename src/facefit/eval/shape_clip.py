@@ -180,8 +180,7 @@ def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSu
     ``camera``, ``focal_px``: the fits' camera (``facefit video --camera --focal-px``; the
     focal length defaults to the frame diagonal); ``renders``: how the clips were taken, for
     the table."""
-    from facefit.fit.camera import camera_candidates
-    from facefit.fit.landmark_fit import camera_model
+    from facefit.fit.landmark_fit import camera_sets
     from facefit.video.identity import clip_identity
 
     if detector is None:
@@ -195,8 +194,8 @@ def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSu
         step = max(1, len(subject.images) // max(identity_frames, 1))
         t0 = time.perf_counter()
         # as `track_video` does: auto without a focal length tries both cameras when refining
-        lenses = [camera_model(kind, subject.images[0].shape[1::-1], focal)
-                  for kind, focal in camera_candidates(camera, focal_px, keyframes > 0)]
+        lenses = [s[0] for s in camera_sets(camera, [focal_px],
+                                            [subject.images[0].shape[1::-1]], keyframes > 0)]
         ident = clip_identity(model, detector, subject.images[::step], identity_frames,
                               "photometric" if keyframes > 0 else "none", keyframes, iterations,
                               camera=lenses)

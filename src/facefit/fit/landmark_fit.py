@@ -14,12 +14,13 @@ Face-outline landmarks are re-matched to the model's current silhouette at each 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from facefit.detect.base import FaceLandmarks
-from facefit.fit.camera import Camera, camera_kind
+from facefit.fit.camera import Camera, camera_candidates, camera_kind
 from facefit.fit.contour import ContourCandidates, contour_candidates, head_turn, match_contour
 from facefit.fit.core.camera import (
     NUM_POSE_PARAMS,
@@ -383,6 +384,21 @@ def camera_model(camera: str, image_size: tuple[int, int], focal_px: float | Non
         f = float(focal_px) if focal_px else float(np.hypot(w, h))
         return Camera("perspective", f, (w / 2.0, h / 2.0))
     return Camera()
+
+
+def camera_sets(choice: str, focals: Sequence[float | None],
+                image_sizes: Sequence[tuple[int, int]], refine: bool) -> list[list[Camera]]:
+    """The camera models several photos (or a clip's frames, one size) are fitted with, one
+    list per set tried: each photo's `facefit.fit.camera.camera_candidates` for the camera
+    ``choice`` and its known focal length ``focals`` (None: unknown). A photo of known focal
+    length has the same camera in every set; with ``"auto"``, a refinement and unknown focal
+    lengths, those photos are scaled orthographic in the first set and pinhole at their
+    image diagonal in the second, the joint refinement keeping one set
+    (`facefit.fit.photometric.best_refinement`)."""
+    options = [camera_candidates(choice, f, refine) for f in focals]
+    return [[camera_model(kind, size, focal) for size, (kind, focal) in zip(
+        image_sizes, [o[min(k, len(o) - 1)] for o in options], strict=True)]
+            for k in range(max(len(o) for o in options))]
 
 
 def face_points(model: MorphableModel, face: FaceLandmarks,

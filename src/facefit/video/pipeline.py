@@ -29,8 +29,8 @@ from threadpoolctl import threadpool_limits
 from facefit.detect.base import FaceLandmarks
 from facefit.detect.mediapipe import MediaPipeDetector
 from facefit.detect.network import SOURCES, landmark_detector, landmark_source
-from facefit.fit.camera import Camera, camera_candidates, checked_camera
-from facefit.fit.landmark_fit import camera_model
+from facefit.fit.camera import Camera, checked_camera
+from facefit.fit.landmark_fit import camera_sets
 from facefit.fit.multi_image import ViewPoints, fit_same_person, view_from_face
 from facefit.fit.points_aflw import landmark_offset_mm
 from facefit.fit.result import image_vertices
@@ -430,8 +430,8 @@ def track_video(
     own_detector = detector is None
     is_stream = stream.is_camera(str(source))
     # the cameras the identity tries (several: its refinement keeps one), the frames' after it
-    lenses = [camera_model(kind, info.size, focal) for kind, focal in camera_candidates(
-        camera, focal_px, refine == "photometric" and not is_stream)]
+    lenses = [s[0] for s in camera_sets(camera, [focal_px], [info.size],
+                                        refine == "photometric" and not is_stream)]
     lens = lenses[0]
     stem = f"camera{source}" if is_stream else Path(source).stem
     files = VideoOutputs(out / f"{stem}.jsonl", out / f"{stem}.glb" if glb else None,
