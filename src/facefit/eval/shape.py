@@ -292,13 +292,11 @@ def render_ict(ict: object, vertices: np.ndarray, albedo: np.ndarray,
     `facefit.synthetic.photos.make_synthetic_face` (``focal_px``: a pinhole camera of that
     focal length, `facefit.synthetic.photos.close_up`). Returns the uint8 image, the yaw
     (degrees) and the (V, 3) image-space vertices."""
-    import cv2
     import torch
 
     from facefit.fit.camera import rotation_from_euler
     from facefit.fit.result import image_vertices
-    from facefit.render import differentiable as dr
-    from facefit.synthetic.photos import close_up, frame_face, random_light
+    from facefit.synthetic.photos import close_up, frame_face, render_photo
 
     setup = ict_render_setup(ict)
     lm = ict.landmark_ids["ibug68"]  # type: ignore[attr-defined]
@@ -310,15 +308,8 @@ def render_ict(ict: object, vertices: np.ndarray, albedo: np.ndarray,
     if focal_px is not None:
         verts = image_vertices(close_up(camera, focal_px, size), x).astype(np.float64)
         view = torch.as_tensor(x @ rot.T, dtype=torch.float32)
-    sh, _ = random_light(rng)
-    color, cover = dr.render(torch.as_tensor(verts, dtype=torch.float32), setup["triangles"],
-                             size, size, torch.as_tensor(albedo), torch.as_tensor(sh),
-                             view_vertices=view)
-    bg = cv2.resize(rng.uniform(0.1, 0.9, (6, 6, 3)).astype(np.float32), (size, size),
-                    interpolation=cv2.INTER_CUBIC)
-    img = np.where(cover.numpy()[..., None], color.numpy(), bg)
-    img = img + rng.normal(0, noise, img.shape)
-    return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), yaw, verts
+    image, _, _ = render_photo(verts, setup["triangles"], albedo, size, rng, noise, view)
+    return image, yaw, verts
 
 
 def ict_subject(ict: object, rng: np.random.Generator, photos: int = 1, max_yaw: float = 30.0,

@@ -168,6 +168,25 @@ def render_turned_face(model: MorphableModel, vertices: np.ndarray, rotation: np
     return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), verts
 
 
+def render_photo(verts: np.ndarray, triangles: np.ndarray, albedo: np.ndarray, size: int,
+                 rng: np.random.Generator, noise: float,
+                 view_vertices: torch.Tensor | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """((size, size, 3) uint8 photo, (9, 3) SH light, (3,) light direction): image-space
+    ``verts`` (V, 3) with per-vertex ``albedo`` (V, 3) lit by `random_light`, over a smooth
+    random background, plus Gaussian noise of ``noise`` (intensity units). ``view_vertices``:
+    camera-frame vertices for a pinhole camera's normals (`facefit.render.differentiable`)."""
+    sh, d = random_light(rng)
+    color, cover = dr.render(torch.as_tensor(verts, dtype=torch.float32), triangles,
+                             size, size, torch.as_tensor(albedo), torch.as_tensor(sh),
+                             view_vertices=view_vertices)
+    bg = cv2.resize(rng.uniform(0.1, 0.9, (6, 6, 3)).astype(np.float32), (size, size),
+                    interpolation=cv2.INTER_CUBIC)
+    img = np.where(cover.numpy()[..., None], color.numpy(), bg)
+    img = img + rng.normal(0, noise, img.shape)
+    return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), sh, d
+
+
 def make_synthetic_face(model: MorphableModel, rng: np.random.Generator, size: int = 256,
                         max_yaw: float = 30.0, noise: float = 0.01,
                         face_fraction: float = 0.6, shape: np.ndarray | None = None,
@@ -196,15 +215,7 @@ def make_synthetic_face(model: MorphableModel, rng: np.random.Generator, size: i
         t, verts = pinhole.translation, image_vertices(pinhole, x).astype(np.float64)
         view = torch.as_tensor(x @ rot.T, dtype=torch.float32)
     albedo = smooth_albedo(model, rng) if albedo is None else np.asarray(albedo, np.float32)
-    sh, d = random_light(rng)
-    color, cover = dr.render(torch.as_tensor(verts, dtype=torch.float32), model.triangles,
-                             size, size, torch.as_tensor(albedo), torch.as_tensor(sh),
-                             view_vertices=view)
-    bg = cv2.resize(rng.uniform(0.1, 0.9, (6, 6, 3)).astype(np.float32), (size, size),
-                    interpolation=cv2.INTER_CUBIC)
-    img = np.where(cover.numpy()[..., None], color.numpy(), bg)
-    img = img + rng.normal(0, noise, img.shape)
-    image = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+    image, sh, d = render_photo(verts, model.triangles, albedo, size, rng, noise, view)
     return SyntheticPhoto(image, verts.astype(np.float32), alpha, beta, rot, float(scale), t,
                          sh, d, albedo, verts[lm, :2].astype(np.float32),
                          None if focal_px is None else float(focal_px))
