@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scripted_tracker import ScriptedTracker
 
-from facefit.detect.base import FaceLandmarks
 from facefit.fit.camera import Camera, rotation_from_euler
 from facefit.fit.core.camera import PerspectiveCamera
 from facefit.fit.multi_image import ViewPoints
@@ -86,18 +86,6 @@ def test_process_frames_writes_pinhole_poses(model, tmp_path: Path, monkeypatch)
 
     shape, cams, pts = close_up(model, np.random.default_rng(1))
 
-    class Tracker:
-        detections = 0
-
-        def __init__(self) -> None:
-            self.i = 0
-
-        def update(self, frame: np.ndarray) -> tuple[FaceLandmarks, bool]:
-            px = pts[self.i]
-            self.i += 1
-            box = np.array([*px.min(0), *px.max(0)], np.float32)
-            return FaceLandmarks(box, 1.0, px.astype(np.float32), None, "ibug68"), False
-
     monkeypatch.setattr(pipeline, "view_from_face",
                         lambda model, face, sigma: view(model, face.points_px))
     monkeypatch.setattr(pipeline, "landmark_offset_mm", lambda model, face: None)
@@ -107,7 +95,8 @@ def test_process_frames_writes_pinhole_poses(model, tmp_path: Path, monkeypatch)
         drawn: list[np.ndarray] = []
         out = tmp_path / ("clip" if identity is not None else "running")
         stats = pipeline.process_frames(
-            iter(frames), 25.0, model, identity, Tracker(), jsonl_path=out.with_suffix(".jsonl"),
+            iter(frames), 25.0, model, identity, ScriptedTracker(pts),
+            jsonl_path=out.with_suffix(".jsonl"),
             overlay=drawn.append, glb_path=out.with_suffix(".glb"), smooth=False,
             camera=lens)
         assert stats.faces == len(pts)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scripted_tracker import ScriptedTracker
 
-from facefit.detect.base import FaceLandmarks
 from facefit.fit.camera import rotation_from_euler
 from facefit.fit.multi_image import ViewPoints
 from facefit.model.io_flame import FlameModel, flame_from_model, linear_blend_skinning
@@ -21,6 +21,7 @@ from facefit.video.fitter import FrameFitter
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
 from test_flame_fit import EXPR, SHAPE, make_flame  # noqa: E402
 
+FRAME_BOX = (0, 0, 640, 480)  # the synthetic frames' face box
 JAWS = np.linspace(0.0, 0.35, 8)  # radians: the mouth opens over the clip
 YAWS = np.linspace(-10.0, 10.0, 8)
 
@@ -70,25 +71,14 @@ def test_process_frames_writes_skinned_landmarks(tmp_path: Path, monkeypatch) ->
     flame, lm68 = flame_with_vertex_landmarks()
     clip = [posed(flame, jaw, yaw)[1] for jaw, yaw in zip(JAWS, YAWS, strict=True)]
 
-    class Tracker:
-        detections = 0
-
-        def __init__(self) -> None:
-            self.i = 0
-
-        def update(self, frame: np.ndarray) -> tuple[FaceLandmarks, bool]:
-            px = clip[self.i]
-            self.i += 1
-            box = np.array([0, 0, 640, 480], np.float32)
-            return FaceLandmarks(box, 1.0, px[lm68].astype(np.float32), None, "ibug68"), False
-
     # the synthetic grid's outline is no face silhouette: landmarks on their vertices only
     monkeypatch.setattr(pipeline, "view_from_face", lambda model, face, sigma: view(
         np.zeros((flame.model.num_vertices, 2)) + _scatter(face.points_px, lm68,
                                                            flame.model.num_vertices), lm68))
     frames = (np.zeros((480, 640, 3), np.uint8) for _ in clip)
     stats = pipeline.process_frames(frames, 25.0, flame.model, np.asarray(SHAPE, np.float32),
-                                    Tracker(), jsonl_path=tmp_path / "clip.jsonl",
+                                    ScriptedTracker([px[lm68] for px in clip], box=FRAME_BOX),
+                                    jsonl_path=tmp_path / "clip.jsonl",
                                     glb_path=tmp_path / "clip.glb", smooth=False)
     assert stats.faces == len(clip)
     lines = [json.loads(s) for s in (tmp_path / "clip.jsonl").read_text().splitlines()]
@@ -149,15 +139,9 @@ def test_animated_glb_skins_the_jaw(tmp_path: Path, monkeypatch) -> None:
     it = iter(views)
     monkeypatch.setattr(pipeline, "view_from_face", lambda model, face, sigma: next(it))
 
-    class Tracker:
-        detections = 0
-
-        def update(self, frame: np.ndarray) -> tuple[FaceLandmarks, bool]:
-            box = np.array([0, 0, 640, 480], np.float32)
-            return FaceLandmarks(box, 1.0, np.zeros((68, 2), np.float32), None, "ibug68"), False
-
     frames = (np.zeros((480, 640, 3), np.uint8) for _ in clip)
-    pipeline.process_frames(frames, 25.0, flame.model, np.asarray(SHAPE, np.float32), Tracker(),
+    pipeline.process_frames(frames, 25.0, flame.model, np.asarray(SHAPE, np.float32),
+                            ScriptedTracker(np.zeros((68, 2)), box=FRAME_BOX),
                             glb_path=tmp_path / "clip.glb", smooth=False)
     fitter = FrameFitter(flame.model, SHAPE)  # the same fits, for reference
     fits = [fitter.fit(v, i / 25.0) for i, v in enumerate(views)]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scripted_tracker import ScriptedTracker
 
 from facefit.detect.base import FaceLandmarks
 from facefit.fit.camera import rotation_from_euler
@@ -34,18 +35,6 @@ def test_video_landmarks_carry_the_mediapipe_offset(tmp_path: Path, monkeypatch,
         v = mean @ r.T
         clip.append(np.column_stack([SCALE * v[:, 0], -SCALE * v[:, 1]]) + CENTRE)
 
-    class Tracker:
-        detections = 0
-
-        def __init__(self) -> None:
-            self.i = 0
-
-        def update(self, frame: np.ndarray) -> tuple[FaceLandmarks, bool]:
-            self.i += 1
-            n = 468 if scheme == "mediapipe468" else 68
-            return FaceLandmarks(np.array([0, 0, 640, 480], np.float32), 1.0,
-                                 np.zeros((n, 2), np.float32), None, scheme), False
-
     frame_px = iter(clip)
     # the fit sees the true landmark vertices whatever the face's layout
     monkeypatch.setattr(pipeline, "view_from_face", lambda m, face, sigma: ViewPoints(
@@ -53,7 +42,9 @@ def test_video_landmarks_carry_the_mediapipe_offset(tmp_path: Path, monkeypatch,
     monkeypatch.setattr("facefit.model.arkit.arkit_for_pose", lambda *a, **k: None)  # no points
     frames = (np.zeros((480, 640, 3), np.uint8) for _ in clip)
     pipeline.process_frames(frames, 25.0, model, np.zeros(model.num_shape, np.float32),
-                            Tracker(), jsonl_path=tmp_path / "clip.jsonl", smooth=False)
+                            ScriptedTracker(np.zeros((468 if scheme == "mediapipe468" else 68, 2)),
+                                            scheme, (0, 0, 640, 480)),
+                            jsonl_path=tmp_path / "clip.jsonl", smooth=False)
     lines = [json.loads(s) for s in (tmp_path / "clip.jsonl").read_text().splitlines()]
     written = [np.asarray(f["landmarks_68_2d"]) for line in lines for f in line.get("faces", [])]
     assert len(written) == len(clip)
