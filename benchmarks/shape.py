@@ -92,7 +92,8 @@ def main() -> int:
                     help="data:photos:n,... rows to run (photos: a count, or clipF for an "
                          "F-frame clip)")
     ap.add_argument("--ict", type=Path, help="ICT-FaceKit FaceXModel folder")
-    ap.add_argument("--iterations", type=int, default=100, help="photometric iterations")
+    ap.add_argument("--iterations", type=int, default=None,
+                    help="photometric iterations (default: 100 for one photo, 250 joint)")
     ap.add_argument("--max-yaw", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-photometric", action="store_true")

@@ -79,7 +79,9 @@ class Reconstructor:
             fit, `facefit.fit.photometric.refine_photometric`; either camera).
         image_loss: the photometric pixel loss: ``"l2"``, ``"huber"`` or ``"gradient"``
             (used only with ``refine="photometric"``).
-        photometric_iterations: optimisation steps of the refinement (idem).
+        photometric_iterations: optimisation steps of the refinement (idem); None: the
+            refinement's default (`facefit.fit.photometric.PhotometricConfig.iterations`:
+            100 for one photo, more for the joint refinement of ``--same-person``).
         progress: show a progress bar during the refinement.
         landmarks: each face's landmark source (`facefit.detect.network`): ``"mediapipe"``
             (MediaPipe's dense mesh), ``"network"`` (facefit's regression network, 68 points)
@@ -102,7 +104,7 @@ class Reconstructor:
         texture_size: int = 512,
         refine: str = "none",
         image_loss: str = "l2",
-        photometric_iterations: int = 100,
+        photometric_iterations: int | None = None,
         progress: bool = False,
         landmarks: str = "auto",
         vertex_colors: bool = True,
@@ -115,7 +117,7 @@ class Reconstructor:
             raise ValueError(f"refine must be 'none' or 'photometric', got {refine!r}")
         if image_loss not in IMAGE_LOSSES:
             raise ValueError(f"image_loss must be one of {IMAGE_LOSSES}, got {image_loss!r}")
-        if photometric_iterations < 1:
+        if photometric_iterations is not None and photometric_iterations < 1:
             raise ValueError(f"photometric_iterations must be at least 1, got "
                              f"{photometric_iterations}")
         if texture_size < 0 or texture_size == 1:
@@ -303,7 +305,7 @@ def reconstruct(
     focal_px: float | None = None,
     refine: str = "none",
     image_loss: str = "l2",
-    photometric_iterations: int = 100,
+    photometric_iterations: int | None = None,
     texture_size: int = 512,
     landmarks: str = "auto",
     texture_sizing: str = "face",

@@ -222,14 +222,15 @@ def run_same_person(paths: Sequence[Path], out_dir: Path, recon: Reconstructor,
 
 def refine_same_person(model: MorphableModel, multi: MultiFit | Sequence[MultiFit],
                        views: Sequence[ViewPoints], images: Sequence[np.ndarray],
-                       image_loss: str = "l2", iterations: int = 100
+                       image_loss: str = "l2", iterations: int | None = None
                        ) -> tuple[MultiFit, list[Any], list[str]]:
     """Joint photometric refinement (`facefit.fit.photometric.refine_photometric_multi`) of a
     shared-identity fit: shared shape and albedo, per-photo pose, expression and lighting.
     Landmark targets are each photo's detected fixed-vertex landmarks. ``multi``: the fit, or
     the same photos' fits under several camera sets, of which the refinement that explains
     the photos best is kept (`facefit.fit.photometric.best_refinement`). Returns the refined
-    `MultiFit`, one `PhotometricResult` per photo and notes on adapted options."""
+    `MultiFit`, one `PhotometricResult` per photo and notes on adapted options.
+    ``iterations`` None: the joint refinement's default (`PhotometricConfig.iterations`)."""
     from facefit.fit.photometric import PhotometricConfig, best_refinement
 
     notes = []

@@ -39,6 +39,24 @@ def test_joint_photometric_shares_identity_and_lowers_errors(model):
     assert e_ph < 1.05 * e_lm
 
 
+def test_joint_refinement_runs_the_joint_default_steps(model, monkeypatch):
+    """Without ``iterations`` a joint refinement runs `JOINT_ITERATIONS` steps (patched
+    small here), split over the levels by ``level_share``; a given number wins."""
+    from facefit.fit.photometric import config as config_module
+
+    monkeypatch.setattr(config_module, "JOINT_ITERATIONS", 5)
+    ids = np.asarray(model.landmark_ids["ibug68"])
+    _, faces = make_synthetic_photo_set(model, 2, seed=102, size=96)
+    views = [ViewPoints(f.landmarks, ids, np.ones(68), 2.0) for f in faces]
+    multi = fit_same_person(model, views, "joint")
+    for iterations, want in ((None, 5), (3, 3)):
+        res = refine_photometric_multi(
+            model, multi.fits, [f.image for f in faces],
+            config=PhotometricConfig(iterations=iterations, size=64, levels=(2, 1),
+                                     level_share=(0.6, 0.4), albedo_after=0))
+        assert [r.iterations for r in res.results] == [want, want]
+
+
 def test_rejects_empty_input(model):
     with pytest.raises(ValueError):
         refine_photometric_multi(model, [], [])

@@ -21,6 +21,7 @@ from facefit.fit.photometric import (
     refine_photometric,
     refine_photometric_multi,
 )
+from facefit.fit.photometric.config import JOINT_ITERATIONS
 from facefit.fit.photometric.objective import FlameMesh, LinearMesh, unique_ids
 from facefit.fit.photometric.priors import (
     TorchGaussian,
@@ -112,6 +113,11 @@ def test_config_checks_and_defaults():
     assert PhotometricConfig(image_loss="gradient").level_max_pixels(2) is None
     np.testing.assert_array_equal(cfg.level_counts(), [50, 30, 20])
     np.testing.assert_array_equal(PhotometricConfig(iterations=7).level_counts(), [3, 2, 2])
+    # steps by photo count: 100 for one, JOINT_ITERATIONS for several, unless given
+    assert cfg.iterations is None and cfg.iterations_for(1) == 100
+    assert cfg.iterations_for(2) == cfg.iterations_for(6) == JOINT_ITERATIONS == 250
+    np.testing.assert_array_equal(cfg.level_counts(6), [125, 75, 50])
+    assert PhotometricConfig(iterations=7).iterations_for(6) == 7
     assert cfg.landmark_weight_for(1) == 2.0 and cfg.landmark_weight_for(3) == 1.0
     assert PhotometricConfig(landmark_weight=2.0).landmark_weight_for(3) == 2.0
     # per-level landmark factors and identity components

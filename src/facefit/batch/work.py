@@ -44,7 +44,7 @@ class BatchConfig:
     model_path: str | None = None
     refine: str = "none"
     image_loss: str = "l2"
-    photometric_iterations: int = 100
+    photometric_iterations: int | None = None
     npz_fields: tuple[str, ...] | None = None
     landmarks: str = "auto"
 

@@ -138,7 +138,8 @@ def register(subparsers: Any) -> None:
     h.add_argument("--seed", type=int, default=0, help="random seed of the set")
     h.add_argument("--max-yaw", type=float, default=30.0, help="yaw range of the photos, deg")
     h.add_argument("--size", type=int, default=256, help="photo side in pixels")
-    h.add_argument("--iterations", type=int, default=100, help="photometric iterations")
+    h.add_argument("--iterations", type=int, default=None,
+                   help="photometric iterations (default: 100 for one photo, 250 joint)")
     h.add_argument("--no-photometric", action="store_true", help="skip the photometric row")
     h.add_argument("--landmarks", choices=SOURCES, default="auto",
                    help="landmark source of the fits, as `facefit reconstruct --landmarks` "

@@ -147,7 +147,8 @@ def register(sub: Any) -> None:
                    help="pixel loss of --refine photometric; 'gradient' is the gradient "
                         "correlation, robust to lighting (default: l2)")
     p.add_argument("--photometric-iterations", type=positive_int, default=None, metavar="N",
-                   help="optimisation steps of --refine photometric (default: 100)")
+                   help="optimisation steps of --refine photometric (default: 100 for a "
+                        "photo, 250 for the joint refinement of --same-person)")
     p.add_argument("--pooling", choices=("joint", "confidence"), default=None,
                    help="with --same-person: joint fit of all photos (default) or "
                         "confidence-weighted pooling of per-photo fits (faster)")
@@ -172,7 +173,6 @@ def _check_option_use(args: argparse.Namespace) -> None:
                               "--refine photometric")
     args.pooling = args.pooling or "joint"
     args.image_loss = args.image_loss or "l2"
-    args.photometric_iterations = args.photometric_iterations or 100
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -228,7 +228,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         texture_sizing=getattr(args, "texture_sizing", "face"),
         model_path=None if args.model is None else str(args.model),
         refine=getattr(args, "refine", "none"), image_loss=getattr(args, "image_loss", "l2"),
-        photometric_iterations=getattr(args, "photometric_iterations", 100),
+        photometric_iterations=getattr(args, "photometric_iterations", None),
         npz_fields=args.npz_fields, landmarks=getattr(args, "landmarks", "auto"))
     if args.model is not None and recon is None:
         load_model_arg(args.model)  # a bad --model is exit 4 before any worker starts
@@ -329,7 +329,7 @@ def _make_reconstructor(args: argparse.Namespace, camera: str) -> Any:
                              texture_sizing=getattr(args, "texture_sizing", "face"),
                              refine=refine,
                              image_loss=getattr(args, "image_loss", "l2"),
-                             photometric_iterations=getattr(args, "photometric_iterations", 100),
+                             photometric_iterations=getattr(args, "photometric_iterations", None),
                              progress=not getattr(args, "quiet", False),
                              landmarks=getattr(args, "landmarks", "auto"),
                              vertex_colors="ply" in args.formats)  # only PLY uses them

@@ -344,8 +344,8 @@ def ict_subject(ict: object, rng: np.random.Generator, photos: int = 1, max_yaw:
 
 
 def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: object,
-                photometric: bool, iterations: int = 100, timings: dict | None = None,
-                options: dict | None = None, poses: dict | None = None,
+                photometric: bool, iterations: int | None = None,
+                timings: dict | None = None, options: dict | None = None, poses: dict | None = None,
                 camera: str = "scaled_orthographic", focal_px: float | None = None,
                 cameras: dict | None = None
                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -504,8 +504,9 @@ def fit_to_scan(model: MorphableModel, subject: ShapeSubject, rounds: int = 8,
 
 
 def evaluate_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject], n: int,
-                   data: str, photos: int, photometric: bool = True, iterations: int = 100,
-                   detector: object | None = None, progress: bool = True, seed: int = 0,
+                   data: str, photos: int, photometric: bool = True,
+                   iterations: int | None = None, detector: object | None = None,
+                   progress: bool = True, seed: int = 0,
                    max_yaw: float = 30.0, keep: dict | None = None,
                    photometric_options: dict | None = None,
                    ceiling: bool = False, camera: str = "scaled_orthographic",

@@ -168,7 +168,7 @@ def in_model_clip_subject(model: MorphableModel, rng: np.random.Generator, frame
 
 def evaluate_clip_shape(model: MorphableModel, subjects: Callable[[int], ShapeSubject], n: int,
                         data: str, frames: int, identity_frames: int = 24, keyframes: int = 6,
-                        iterations: int = 100, detector: object | None = None,
+                        iterations: int | None = None, detector: object | None = None,
                         progress: bool = True, seed: int = 0, max_yaw: float = 30.0,
                         camera: str = "scaled_orthographic", focal_px: float | None = None,
                         renders: str = "") -> ShapeReport:

@@ -59,12 +59,13 @@ def landmark_sigma_of(model: MorphableModel) -> float:
 
 def clip_identity(model: MorphableModel, detector: object, frames: Iterable[np.ndarray],
                   max_views: int = 24, refine: str = "none", keyframes: int = 6,
-                  iterations: int = 100, camera: Camera | Sequence[Camera] | None = None
+                  iterations: int | None = None, camera: Camera | Sequence[Camera] | None = None
                   ) -> ClipIdentity | None:
     """The identity of ``frames`` (a subsample of the clip; at most ``max_views`` frames with
     a face are used, evenly spread), or None when no frame has a face. ``refine``
     ``"photometric"``: then a joint photometric refinement of ``keyframes`` of those frames,
-    evenly spread, ``iterations`` steps per pyramid level's schedule (`PhotometricConfig`).
+    evenly spread, of ``iterations`` steps (None: the joint refinement's default,
+    `facefit.fit.photometric.PhotometricConfig.iterations`).
     ``camera``: every frame's camera model (scaled orthographic when None; a perspective
     camera is fitted and refined with its focal length and principal point held), or several
     candidates (`facefit.fit.camera.camera_candidates`): the landmark identity is the first's,
@@ -86,7 +87,7 @@ def clip_identity(model: MorphableModel, detector: object, frames: Iterable[np.n
 
 def identity_of_faces(model: MorphableModel, faces: Iterable[FaceLandmarks | None],
                       max_views: int = 24, images: list[np.ndarray] | None = None,
-                      keyframes: int = 6, iterations: int = 100,
+                      keyframes: int = 6, iterations: int | None = None,
                       detector: object | None = None,
                       camera: Camera | Sequence[Camera] | None = None
                       ) -> ClipIdentity | None:

@@ -13,6 +13,14 @@ OPTIMIZERS = ("adam", "lbfgs")
 GRADIENTS = ("analytic", "autograd")
 FREE_PARAMETERS = ("pose", "shape", "expression", "joints", "light", "albedo")
 SKIN_RGB = (0.72, 0.53, 0.44)
+JOINT_ITERATIONS = 250
+"""Default steps of a joint refinement of several photos (`PhotometricConfig.iterations`
+None). 100, the one-photo default, left it unconverged: on six photos of a face (shape
+benchmark, seed 2, n = 12, `benchmarks/README.md`) 100 / 150 / 250 / 400 steps read in-model
+NoW median 0.256 / 0.226 / 0.203 / 0.207 mm (vertex error rigid 2.14 / 1.88 / 1.56 / 1.41,
+similarity 1.29 / 1.23 / 1.18 / 1.21 mm) and ICT 25.1 / 26.8 / 27.5 % below the mean face
+(100 / 150 / 250), for 2.1 / 3.1 / 5.1 / 7.3 s a subject. One photo keeps 100 (250 there:
+in-model 2.44 -> 2.41 mm, level, for twice the time)."""
 """Default mean skin albedo (linear-ish RGB in [0, 1]) for models without albedo."""
 
 
@@ -22,7 +30,9 @@ class PhotometricConfig:
     `refine_photometric`, the same refinement with one photo).
 
     Schedule:
-        iterations: optimiser steps over all pyramid levels (L-BFGS: objective evaluations).
+        iterations: optimiser steps over all pyramid levels (L-BFGS: objective evaluations);
+            None: `iterations_for`'s default for the number of photos, 100 for one and
+            `JOINT_ITERATIONS` for a joint refinement of several.
         size: side in pixels of the finest level (a square crop around each face).
         skin_forehead: how far above the brows the pixel term reaches, in nose lengths
             (landmark 27 to 30; `facefit.fit.photometric.data.skin_mask`).
@@ -149,7 +159,7 @@ class PhotometricConfig:
             every 5 steps (its convergence) for each level.
     """
 
-    iterations: int = 100
+    iterations: int | None = None
     size: int = 224
     skin_forehead: float = 1.5
     skin_outline_scale: float = 1.2
@@ -211,7 +221,8 @@ class PhotometricConfig:
                              f"got {self.normals!r} (coarse_normals {self.coarse_normals!r})")
         if not isinstance(self.max_pixels, int) and len(self.max_pixels) != len(self.levels):
             raise ValueError(f"max_pixels: one number or one per level, got {self.max_pixels!r}")
-        if self.iterations < 0 or self.size < 8 or self.refresh_every < 1:
+        if (self.iterations is not None and self.iterations < 0) or self.size < 8 \
+                or self.refresh_every < 1:
             raise ValueError("iterations must be >= 0, size >= 8 and refresh_every >= 1")
         if self.albedo_after < 0:
             raise ValueError(f"albedo_after must be >= 0, got {self.albedo_after}")
@@ -257,12 +268,20 @@ class PhotometricConfig:
             limit = min(limit, int(self.coarse_pixels))
         return limit
 
-    def level_counts(self) -> np.ndarray:
-        """(levels,) steps per pyramid level: ``level_share`` of ``iterations``, the rest to
-        the last."""
+    def iterations_for(self, n_photos: int) -> int:
+        """``iterations``, or its default for a refinement of ``n_photos`` photos: 100 for
+        one, `JOINT_ITERATIONS` for several."""
+        if self.iterations is not None:
+            return int(self.iterations)
+        return 100 if n_photos == 1 else JOINT_ITERATIONS
+
+    def level_counts(self, n_photos: int = 1) -> np.ndarray:
+        """(levels,) steps per pyramid level of a refinement of ``n_photos`` photos:
+        ``level_share`` of `iterations_for`, the rest to the last."""
+        total = self.iterations_for(n_photos)
         shares = np.asarray(self.level_share, np.float64)[:len(self.levels)]
-        counts = np.floor(shares / shares.sum() * self.iterations).astype(int)
-        counts[-1] = self.iterations - counts[:-1].sum()
+        counts = np.floor(shares / shares.sum() * total).astype(int)
+        counts[-1] = total - counts[:-1].sum()
         return counts
 
     def albedo_levels_for(self, n_photos: int) -> tuple[int, ...] | None:

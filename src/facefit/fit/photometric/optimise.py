@@ -528,12 +528,12 @@ def refine_photometric_multi(
                 and all(analytic_supported(ph, config.image_loss, config.specular, False)
                         for ph in photos))
 
-    counts = config.level_counts()
+    counts = config.level_counts(len(photos))
     bar = None
     if config.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.iterations, desc="photometric", unit="it", leave=False)
+        bar = tqdm(total=int(counts.sum()), desc="photometric", unit="it", leave=False)
     done = 0
     for li, n_level in enumerate(int(c) for c in counts):
         t_level = time.perf_counter()
