@@ -13,6 +13,7 @@ OPTIMIZERS = ("adam", "lbfgs")
 GRADIENTS = ("analytic", "autograd")
 FREE_PARAMETERS = ("pose", "shape", "expression", "joints", "light", "albedo")
 SKIN_RGB = (0.72, 0.53, 0.44)
+"""Default mean skin albedo (linear-ish RGB in [0, 1]) for models without albedo."""
 JOINT_ITERATIONS = 250
 """Default steps of a joint refinement of several photos (`PhotometricConfig.iterations`
 None). 100, the one-photo default, left it unconverged: on six photos of a face (shape
@@ -21,7 +22,6 @@ NoW median 0.256 / 0.226 / 0.203 / 0.207 mm (vertex error rigid 2.14 / 1.88 / 1.
 similarity 1.29 / 1.23 / 1.18 / 1.21 mm) and ICT 25.1 / 26.8 / 27.5 % below the mean face
 (100 / 150 / 250), for 2.1 / 3.1 / 5.1 / 7.3 s a subject. One photo keeps 100 (250 there:
 in-model 2.44 -> 2.41 mm, level, for twice the time)."""
-"""Default mean skin albedo (linear-ish RGB in [0, 1]) for models without albedo."""
 
 
 @dataclass(frozen=True)
