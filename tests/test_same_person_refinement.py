@@ -24,7 +24,7 @@ def test_joint_refinement_starts_from_the_network_views(monkeypatch) -> None:
     photos = [image, np.ascontiguousarray(image[:, ::-1])]
     seen = {}
 
-    def spy(model, multi, views, images, image_loss="l2", iterations=100):  # noqa: ANN001, ANN202
+    def spy(model, multi, views, images, image_loss="l2", iterations=None):  # noqa: ANN001, ANN202
         # auto, arrays without a focal length: the photos' fits under both camera sets
         assert [[f.camera.kind for f in m.fits] for m in multi] == [
             ["scaled_orthographic"] * 2, ["perspective"] * 2]

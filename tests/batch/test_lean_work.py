@@ -54,3 +54,22 @@ def test_texture_without_vertex_colours_is_the_same_texture():
     assert none is None and colours.shape == (model.num_vertices, 3)
     np.testing.assert_array_equal(tex_a, tex_b)
     assert tex_a.std() > 10  # the photo's gradients were sampled, not a flat fill
+
+
+def test_fingerprint_counts_only_the_options_that_change_results():
+    """Texture options count only with a textured format, refinement options only with a
+    refinement; the rest always does."""
+    base = work.BatchConfig(formats=("json",))
+    for same in (dict(texture_size=256), dict(photometric_iterations=7),
+                 dict(image_loss="huber"), dict(formats=("json", "npz"))):
+        assert work.BatchConfig(**{"formats": ("json",), **same}).fingerprint() == \
+            base.fingerprint(), same
+    refined = work.BatchConfig(formats=("json",), refine="photometric")
+    assert refined.fingerprint() != base.fingerprint()
+    assert work.BatchConfig(formats=("json",), refine="photometric",
+                            photometric_iterations=7).fingerprint() != refined.fingerprint()
+    textured = work.BatchConfig(formats=("glb",))
+    assert work.BatchConfig(formats=("glb",), texture_size=256).fingerprint() != \
+        textured.fingerprint()
+    assert work.BatchConfig(formats=("json",), landmarks="network").fingerprint() != \
+        base.fingerprint()

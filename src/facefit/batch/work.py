@@ -50,9 +50,13 @@ class BatchConfig:
 
     def fingerprint(self) -> str:
         """Hash of the result-changing options (formats excluded: a run asking for fewer
-        formats than a finished one may reuse it)."""
+        formats than a finished one may reuse it; the refinement's options only with a
+        refinement, the texture's only with a textured format)."""
         d = asdict(self)
         d.pop("formats")
+        if self.refine == "none":
+            d.pop("image_loss")
+            d.pop("photometric_iterations")
         if not _textured(self.formats):
             d.pop("texture_size")
             d.pop("texture_sizing")
