@@ -414,9 +414,9 @@ def fit_neutral(model: MorphableModel, images: Sequence[np.ndarray], detector: o
 
     t1 = time.perf_counter()
     starts = refinement_faces(detector, images, faces)  # type: ignore[arg-type]
-    joint = [multi if starts is None and k == 0 else fit_same_person(
-        model, [view_from_face(model, f) for f in (starts or faces)], camera=c)
-        for k, c in enumerate(sets)]
+    start_views = views if starts is None else [view_from_face(model, f) for f in starts]
+    joint = [multi if starts is None and k == 0 else
+             fit_same_person(model, start_views, camera=c) for k, c in enumerate(sets)]
     # targets: each fit's own projected landmarks (the default); the detected ones pull
     # the identity towards the detector's bias (see refine_photometric_multi)
     _, res = best_refinement(model, [m.fits for m in joint], list(images),
