@@ -179,15 +179,28 @@ def test_photometric_refinement_starts_from_the_network_fit() -> None:
     assert moved > 0.5  # the refined mesh itself moved
 
 
-def test_auto_camera_refinement_picks_the_photo_camera() -> None:
+def test_auto_camera_refinement_picks_the_photo_camera(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
     """The default camera (auto) with ``refine="photometric"`` and no focal length: each face
     is refined with both cameras and keeps the one that explains the photo better: a pinhole
-    camera at the image diagonal for a close-up, the scaled orthographic camera for a
-    distant face; without the refinement, the scaled orthographic camera, whose landmark
-    fit's 68 points are the outputs either way."""
+    camera at the image diagonal for a close-up (its error 15-25 % lower on these renders);
+    for a distant face the two errors lie within about 2 % of each other (either may be kept,
+    by float rounding), so there the test checks that the lower one is kept. Without the
+    refinement, the scaled orthographic camera, whose landmark fit's 68 points are the outputs
+    either way."""
+    from facefit.fit.photometric import optimise
     from facefit.model import load_default_model
     from facefit.synthetic.photos import make_synthetic_face
 
+    errors: dict[str, float] = {}
+    refine = optimise.refine_photometric_multi
+
+    def spy(model, fits, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        res = refine(model, fits, *args, **kwargs)
+        errors[fits[0].camera.kind] = res.results[0].photometric_error
+        return res
+
+    monkeypatch.setattr(optimise, "refine_photometric_multi", spy)
     model = load_default_model()
     rng = np.random.default_rng(1)
     near = make_synthetic_face(model, rng, focal_px=256.0).image
@@ -195,11 +208,15 @@ def test_auto_camera_refinement_picks_the_photo_camera() -> None:
     rec = facefit.Reconstructor(texture_size=0, refine="photometric")
     (face,) = rec.reconstruct(near, max_faces=1)
     assert face.fit.camera.kind == "perspective"
+    assert errors["perspective"] < 0.9 * errors["scaled_orthographic"]
     assert face.fit.camera.focal_px == pytest.approx(np.hypot(256, 256))
     assert face.photometric is not None and face.photometric.fit.camera == face.fit.camera
     refined = face
+    errors.clear()
     (face,) = rec.reconstruct(far, max_faces=1)
-    assert face.fit.camera.kind == "scaled_orthographic"
+    assert face.fit.camera.kind == min(errors, key=errors.__getitem__)
+    assert face.photometric is not None
+    assert face.photometric.photometric_error == min(errors.values())
     (face,) = facefit.Reconstructor(texture_size=0).reconstruct(near, max_faces=1)
     assert face.fit.camera.kind == "scaled_orthographic"
     # the 68-point outputs are the scaled orthographic landmark fit's, refined or not
