@@ -41,10 +41,22 @@ def test_joint_photometric_shares_identity_and_lowers_errors(model):
 
 def test_joint_refinement_runs_the_joint_default_steps(model, monkeypatch):
     """Without ``iterations`` a joint refinement runs `JOINT_ITERATIONS` steps (patched
-    small here), split over the levels by ``level_share``; a given number wins."""
+    small here), split over the levels by ``level_share``, and its coefficients take Adam
+    steps of `JOINT_LR_COEFFS`; given values win."""
     from facefit.fit.photometric import config as config_module
+    from facefit.fit.photometric import optimise
 
     monkeypatch.setattr(config_module, "JOINT_ITERATIONS", 5)
+    steps: list[list[float]] = []
+
+    class SpyAdam(optimise.Adam):
+        def __init__(self, params, **kwargs):  # noqa: ANN001, ANN003
+            params = list(params)
+            if params and isinstance(params[0], dict):  # the refinement's groups
+                steps.append([g["lr"] for g in params])
+            super().__init__(params, **kwargs)
+
+    monkeypatch.setattr(optimise, "Adam", SpyAdam)
     ids = np.asarray(model.landmark_ids["ibug68"])
     _, faces = make_synthetic_photo_set(model, 2, seed=102, size=96)
     views = [ViewPoints(f.landmarks, ids, np.ones(68), 2.0) for f in faces]
@@ -55,6 +67,14 @@ def test_joint_refinement_runs_the_joint_default_steps(model, monkeypatch):
             config=PhotometricConfig(iterations=iterations, size=64, levels=(2, 1),
                                      level_share=(0.6, 0.4), albedo_after=0))
         assert [r.iterations for r in res.results] == [want, want]
+    # pose groups first (3 a photo), then the shape's and each photo's expression's
+    coeff_lrs = [lrs[6:7] + lrs[7::2][:2] for lrs in steps]
+    assert coeff_lrs[0] == [config_module.JOINT_LR_COEFFS] * 3 == [0.1] * 3
+    res = refine_photometric_multi(
+        model, multi.fits, [f.image for f in faces],
+        config=PhotometricConfig(iterations=2, size=64, levels=(2, 1), lr_coeffs=0.03,
+                                 albedo_after=0))
+    assert steps[-1][6:7] + steps[-1][7::2][:2] == [0.03] * 3
 
 
 def test_rejects_empty_input(model):

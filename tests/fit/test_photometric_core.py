@@ -21,7 +21,7 @@ from facefit.fit.photometric import (
     refine_photometric,
     refine_photometric_multi,
 )
-from facefit.fit.photometric.config import JOINT_ITERATIONS
+from facefit.fit.photometric.config import JOINT_ITERATIONS, JOINT_LR_COEFFS
 from facefit.fit.photometric.objective import FlameMesh, LinearMesh, unique_ids
 from facefit.fit.photometric.priors import (
     TorchGaussian,
@@ -118,6 +118,10 @@ def test_config_checks_and_defaults():
     assert cfg.iterations_for(2) == cfg.iterations_for(6) == JOINT_ITERATIONS == 250
     np.testing.assert_array_equal(cfg.level_counts(6), [125, 75, 50])
     assert PhotometricConfig(iterations=7).iterations_for(6) == 7
+    # coefficient steps by photo count: 0.05 for one, JOINT_LR_COEFFS for several
+    assert cfg.lr_coeffs is None and cfg.lr_coeffs_for(1) == 0.05
+    assert cfg.lr_coeffs_for(2) == JOINT_LR_COEFFS == 0.1
+    assert PhotometricConfig(lr_coeffs=0.2).lr_coeffs_for(1) == 0.2
     assert cfg.landmark_weight_for(1) == 2.0 and cfg.landmark_weight_for(3) == 1.0
     assert PhotometricConfig(landmark_weight=2.0).landmark_weight_for(3) == 2.0
     # per-level landmark factors and identity components

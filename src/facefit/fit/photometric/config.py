@@ -22,6 +22,13 @@ NoW median 0.256 / 0.226 / 0.203 / 0.207 mm (vertex error rigid 2.14 / 1.88 / 1.
 similarity 1.29 / 1.23 / 1.18 / 1.21 mm) and ICT 25.1 / 26.8 / 27.5 % below the mean face
 (100 / 150 / 250), for 2.1 / 3.1 / 5.1 / 7.3 s a subject. One photo keeps 100 (250 there:
 in-model 2.44 -> 2.41 mm, level, for twice the time)."""
+JOINT_LR_COEFFS = 0.1
+"""Default Adam step of the shape and expression coefficients of a joint refinement of several
+photos (`PhotometricConfig.lr_coeffs` None; one photo: 0.05). Six photos, 250 steps (shape
+benchmark, n = 12, `benchmarks/README.md`): in-model rigid / similarity vertex error 1.56 /
+1.18 -> 1.50 / 1.17 mm on seed 2 and 1.74 / 1.02 -> 1.69 / 1.02 on seed 3, ICT 27.5 -> 28.1 %
+below the mean face, for the same time. One photo stays at 0.05 (0.1 there: in-model 2.44 ->
+2.52 mm, ICT 16.8 -> 17.4 %, opposite ways)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,8 @@ class PhotometricConfig:
             sizes of the pose (units of 0.01 rad, 0.01 log-scale and crop pixels), of the
             shape, expression and joint parameters (prior-whitened), of the SH light, of the
             albedo basis coefficients, of the per-vertex albedo correction and of the
-            specular strength.
+            specular strength. ``lr_coeffs`` None: `lr_coeffs_for`'s default for the number
+            of photos, 0.05 for one and `JOINT_LR_COEFFS` for several.
         lr_floor: the step sizes decay from 1 to this fraction (cosine) within each level.
         free: the parameter groups that are optimised (`FREE_PARAMETERS`); the others stay
             at their start values.
@@ -187,7 +195,7 @@ class PhotometricConfig:
     optimizer: str = "adam"
     learning_rate: float = 1.0
     lr_pose: float = 0.2
-    lr_coeffs: float = 0.05
+    lr_coeffs: float | None = None
     lr_light: float = 0.02
     lr_albedo: float = 0.02
     lr_albedo_vertex: float = 0.01
@@ -274,6 +282,13 @@ class PhotometricConfig:
         if self.iterations is not None:
             return int(self.iterations)
         return 100 if n_photos == 1 else JOINT_ITERATIONS
+
+    def lr_coeffs_for(self, n_photos: int) -> float:
+        """``lr_coeffs``, or its default for a refinement of ``n_photos`` photos: 0.05 for
+        one, `JOINT_LR_COEFFS` for several."""
+        if self.lr_coeffs is not None:
+            return float(self.lr_coeffs)
+        return 0.05 if n_photos == 1 else JOINT_LR_COEFFS
 
     def level_counts(self, n_photos: int = 1) -> np.ndarray:
         """(levels,) steps per pyramid level of a refinement of ``n_photos`` photos:

@@ -505,13 +505,14 @@ def refine_photometric_multi(
         for ph in photos:
             groups += [{"params": [p], "lr": config.lr_pose * lr}
                        for p in (ph.omega, ph.log_s, ph.trans)]
+    lr_coeffs = config.lr_coeffs_for(len(photos)) * lr
     if free("shape"):
-        groups.append({"params": [shape], "lr": config.lr_coeffs * lr})
+        groups.append({"params": [shape], "lr": lr_coeffs})
     for ph in photos:
         if free("expression"):
-            groups.append({"params": [ph.expr], "lr": config.lr_coeffs * lr})
+            groups.append({"params": [ph.expr], "lr": lr_coeffs})
         if free("joints") and len(mesh.free_joints):
-            groups.append({"params": [ph.joint_u], "lr": config.lr_coeffs * lr})
+            groups.append({"params": [ph.joint_u], "lr": lr_coeffs})
         if free("light"):
             groups.append({"params": [ph.sh], "lr": config.lr_light * lr})
     if free("albedo") and albedo.param is not None:
