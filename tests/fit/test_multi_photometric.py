@@ -70,7 +70,7 @@ def test_joint_refinement_runs_the_joint_default_steps(model, monkeypatch):
     # pose groups first (3 a photo), then the shape's and each photo's expression's
     coeff_lrs = [lrs[6:7] + lrs[7::2][:2] for lrs in steps]
     assert coeff_lrs[0] == [config_module.JOINT_LR_COEFFS] * 3 == [0.1] * 3
-    res = refine_photometric_multi(
+    refine_photometric_multi(
         model, multi.fits, [f.image for f in faces],
         config=PhotometricConfig(iterations=2, size=64, levels=(2, 1), lr_coeffs=0.03,
                                  albedo_after=0))

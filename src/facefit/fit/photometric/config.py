@@ -23,8 +23,9 @@ similarity 1.29 / 1.23 / 1.18 / 1.21 mm) and ICT 25.1 / 26.8 / 27.5 % below the 
 (100 / 150 / 250), for 2.1 / 3.1 / 5.1 / 7.3 s a subject. One photo keeps 100 (250 there:
 in-model 2.44 -> 2.41 mm, level, for twice the time)."""
 JOINT_LR_COEFFS = 0.1
-"""Default Adam step of the shape and expression coefficients of a joint refinement of several
-photos (`PhotometricConfig.lr_coeffs` None; one photo: 0.05). Six photos, 250 steps (shape
+"""Default Adam step of the shape, expression and (FLAME) joint parameters of a joint
+refinement of several photos (`PhotometricConfig.lr_coeffs` None; one photo: 0.05; measured
+on linear models only, no FLAME data here). Six photos, 250 steps (shape
 benchmark, n = 12, `benchmarks/README.md`): in-model rigid / similarity vertex error 1.56 /
 1.18 -> 1.50 / 1.17 mm on seed 2 and 1.74 / 1.02 -> 1.69 / 1.02 on seed 3, ICT 27.5 -> 28.1 %
 below the mean face, for the same time. One photo stays at 0.05 (0.1 there: in-model 2.44 ->
