@@ -14,6 +14,11 @@ GRADIENTS = ("analytic", "autograd")
 FREE_PARAMETERS = ("pose", "shape", "expression", "joints", "light", "albedo")
 SKIN_RGB = (0.72, 0.53, 0.44)
 """Default mean skin albedo (linear-ish RGB in [0, 1]) for models without albedo."""
+ONE_PHOTO_ITERATIONS = 100
+"""Default steps of a refinement of one photo (`PhotometricConfig.iterations` None)."""
+ONE_PHOTO_LR_COEFFS = 0.05
+"""Default Adam step of the shape, expression and joint parameters of a refinement of one
+photo (`PhotometricConfig.lr_coeffs` None)."""
 JOINT_ITERATIONS = 250
 """Default steps of a joint refinement of several photos (`PhotometricConfig.iterations`
 None). 100, the one-photo default, left it unconverged: on six photos of a face (shape
@@ -39,8 +44,8 @@ class PhotometricConfig:
 
     Schedule:
         iterations: optimiser steps over all pyramid levels (L-BFGS: objective evaluations);
-            None: `iterations_for`'s default for the number of photos, 100 for one and
-            `JOINT_ITERATIONS` for a joint refinement of several.
+            None: `iterations_for`'s default for the number of photos,
+            `ONE_PHOTO_ITERATIONS` for one and `JOINT_ITERATIONS` for several.
         size: side in pixels of the finest level (a square crop around each face).
         skin_forehead: how far above the brows the pixel term reaches, in nose lengths
             (landmark 27 to 30; `facefit.fit.photometric.data.skin_mask`).
@@ -131,7 +136,7 @@ class PhotometricConfig:
             shape, expression and joint parameters (prior-whitened), of the SH light, of the
             albedo basis coefficients, of the per-vertex albedo correction and of the
             specular strength. ``lr_coeffs`` None: `lr_coeffs_for`'s default for the number
-            of photos, 0.05 for one and `JOINT_LR_COEFFS` for several.
+            of photos, `ONE_PHOTO_LR_COEFFS` for one and `JOINT_LR_COEFFS` for several.
         lr_floor: the step sizes decay from 1 to this fraction (cosine) within each level.
         free: the parameter groups that are optimised (`FREE_PARAMETERS`); the others stay
             at their start values.
@@ -278,18 +283,18 @@ class PhotometricConfig:
         return limit
 
     def iterations_for(self, n_photos: int) -> int:
-        """``iterations``, or its default for a refinement of ``n_photos`` photos: 100 for
-        one, `JOINT_ITERATIONS` for several."""
+        """``iterations``, or its default for a refinement of ``n_photos`` photos:
+        `ONE_PHOTO_ITERATIONS` for one, `JOINT_ITERATIONS` for several."""
         if self.iterations is not None:
             return int(self.iterations)
-        return 100 if n_photos == 1 else JOINT_ITERATIONS
+        return ONE_PHOTO_ITERATIONS if n_photos == 1 else JOINT_ITERATIONS
 
     def lr_coeffs_for(self, n_photos: int) -> float:
-        """``lr_coeffs``, or its default for a refinement of ``n_photos`` photos: 0.05 for
-        one, `JOINT_LR_COEFFS` for several."""
+        """``lr_coeffs``, or its default for a refinement of ``n_photos`` photos:
+        `ONE_PHOTO_LR_COEFFS` for one, `JOINT_LR_COEFFS` for several."""
         if self.lr_coeffs is not None:
             return float(self.lr_coeffs)
-        return 0.05 if n_photos == 1 else JOINT_LR_COEFFS
+        return ONE_PHOTO_LR_COEFFS if n_photos == 1 else JOINT_LR_COEFFS
 
     def level_counts(self, n_photos: int = 1) -> np.ndarray:
         """(levels,) steps per pyramid level of a refinement of ``n_photos`` photos:
