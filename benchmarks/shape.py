@@ -112,6 +112,9 @@ def main() -> int:
     ap.add_argument("--plain-renders", action="store_true",
                     help="in-model photos without painted brows, lips and eyes (the renders "
                          "before session 11; facefit.synthetic.photos.paint_features)")
+    ap.add_argument("--untextured", action="store_true",
+                    help="ICT photos and clips in one grey (the bare mesh, no painted skin, "
+                         "brows, lips or eyes; facefit.eval.shape.ict_albedo)")
     ap.add_argument("--landmarks", choices=SOURCES, default="auto",
                     help="landmark source of the fits (facefit.detect.network; default auto, "
                          "as facefit reconstruct: MediaPipe's dense points within 30 degrees, "
@@ -154,6 +157,8 @@ def main() -> int:
     reports, maps = [], {}
     for data, photos_s, n_s in rows:
         n = int(n_s)
+        how = ", ".join(x for x in (renders, "untextured" if args.untextured and data == "ict"
+                                    else "") if x)
         if photos_s.startswith("clip"):  # a clip per subject: the identity facefit video fits
             from facefit.eval.shape_clip import (
                 evaluate_clip_shape,
@@ -167,7 +172,8 @@ def main() -> int:
                 rng = np.random.default_rng([args.seed, i])
                 if data == "ict":
                     return ict_clip_subject(ict, rng, frames, args.max_yaw,
-                                            focal_px=args.focal_px)
+                                            focal_px=args.focal_px,
+                                            textured=not args.untextured)
                 return in_model_clip_subject(model, rng, frames, args.max_yaw,
                                              features=not args.plain_renders,
                                              focal_px=args.focal_px)
@@ -177,7 +183,7 @@ def main() -> int:
                                       iterations=args.iterations, detector=detector,
                                       progress=not args.quiet, seed=args.seed,
                                       max_yaw=args.max_yaw, camera=args.camera,
-                                      focal_px=fit_focal, renders=renders)
+                                      focal_px=fit_focal, renders=how)
             print(rep.table(), flush=True)
             reports.append(rep.to_dict())
             continue
@@ -186,7 +192,8 @@ def main() -> int:
         def subject(i: int, data: str = data, photos: int = photos):  # noqa: ANN202
             rng = np.random.default_rng([args.seed, i])
             if data == "ict":
-                return ict_subject(ict, rng, photos, args.max_yaw, focal_px=args.focal_px)
+                return ict_subject(ict, rng, photos, args.max_yaw, focal_px=args.focal_px,
+                                   textured=not args.untextured)
             return in_model_subject(model, rng, photos, args.max_yaw,
                                     features=not args.plain_renders, focal_px=args.focal_px)
 
@@ -196,7 +203,7 @@ def main() -> int:
                              detector=detector, progress=not args.quiet, seed=args.seed,
                              max_yaw=args.max_yaw, keep=keep, photometric_options=options,
                              ceiling=args.ceiling, camera=args.camera, focal_px=fit_focal,
-                             renders=renders)
+                             renders=how)
         print(rep.table(), flush=True)
         reports.append(rep.to_dict())
         if data == "ict":

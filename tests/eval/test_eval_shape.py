@@ -74,6 +74,19 @@ def test_ict_subject_scan_is_the_neutral_face() -> None:
     np.testing.assert_allclose(sub.scan_landmarks, neutral[lm], atol=1e-4)
 
 
+def test_untextured_ict_subject_is_one_grey_with_the_same_draws() -> None:
+    ict = _toy_ict()
+    tex = S.ict_subject(ict, np.random.default_rng(1), photos=1, size=80, expression=False)
+    grey = S.ict_subject(ict, np.random.default_rng(1), photos=1, size=80, expression=False,
+                         textured=False)
+    np.testing.assert_array_equal(tex.scan, grey.scan)
+    alb = S.ict_albedo(ict, np.random.default_rng(5), textured=False)
+    assert alb.shape == (ict.num_vertices, 3) and np.all(alb == S.UNTEXTURED_GREY)
+    textured = S.ict_albedo(ict, np.random.default_rng(5))
+    assert textured.std(0).min() > 0.01  # skin, brows, lips: not one colour
+    assert np.abs(tex.images[0].astype(int) - grey.images[0]).mean() > 5
+
+
 def test_scores_true_shape_near_zero(model) -> None:
     sub = S.in_model_subject(model, np.random.default_rng(0), photos=1, size=96)
     shape = np.random.default_rng(0).normal(0, 1, model.num_shape).clip(-3, 3)

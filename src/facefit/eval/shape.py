@@ -252,9 +252,15 @@ def ict_render_setup(ict: object) -> dict:
     }
 
 
-def ict_albedo(ict: object, rng: np.random.Generator) -> np.ndarray:
+UNTEXTURED_GREY = 0.7
+"""Albedo of an untextured ICT render (`ict_albedo` with ``textured`` False): the bare mesh
+in one grey, as a renderer shows a mesh without a material."""
+
+
+def ict_albedo(ict: object, rng: np.random.Generator, textured: bool = True) -> np.ndarray:
     """(V, 3) float32 random albedo of an ICT head: a smooth, nearly symmetric skin field
-    (random tone), darker brows, reddish lips, white sclera with a dark iris."""
+    (random tone), darker brows, reddish lips, white sclera with a dark iris; with
+    ``textured`` False `UNTEXTURED_GREY` everywhere (the same random draws either way)."""
     setup = ict_render_setup(ict)
     x = ict.neutral.astype(np.float64)  # type: ignore[attr-defined]
     tone = np.array([0.72, 0.53, 0.44]) * rng.uniform(0.6, 1.15) + rng.normal(0, 0.03, 3)
@@ -279,6 +285,8 @@ def ict_albedo(ict: object, rng: np.random.Generator) -> np.ndarray:
         if len(ids):
             front = x[ids, 2] > x[ids, 2].max() - 4.0
             alb[ids[front]] = rng.uniform(0.1, 0.35) * np.array([0.9, 0.75, 0.6])
+    if not textured:
+        return np.full(alb.shape, UNTEXTURED_GREY, np.float32)
     return np.clip(alb, 0, 1).astype(np.float32)
 
 
@@ -313,15 +321,15 @@ def render_ict(ict: object, vertices: np.ndarray, albedo: np.ndarray,
 
 
 def ict_subject(ict: object, rng: np.random.Generator, photos: int = 1, max_yaw: float = 30.0,
-                size: int = 256, expression: bool = True, focal_px: float | None = None
-                ) -> ShapeSubject:
+                size: int = 256, expression: bool = True, focal_px: float | None = None,
+                textured: bool = True) -> ShapeSubject:
     """A random ICT identity (N(0, 1) on every identity mode): its neutral face region as
     the scan and ``photos`` renders with mild random expressions (`render_ict`; ``focal_px``:
-    close-ups by a pinhole camera)."""
+    close-ups by a pinhole camera; ``textured`` False: in one grey, `ict_albedo`)."""
     setup = ict_render_setup(ict)
     ident = rng.normal(0, 1, ict.num_identity).clip(-3, 3)  # type: ignore[attr-defined]
     neutral = ict.vertices(ident).astype(np.float64)  # type: ignore[attr-defined]
-    albedo = ict_albedo(ict, rng)
+    albedo = ict_albedo(ict, rng, textured)
     names = list(ict.expression_names)  # type: ignore[attr-defined]
     pool = [names.index(n) for n in ICT_EXPRESSIONS if n in names]
     images, yaws = [], []

@@ -102,15 +102,15 @@ def _talk(frames: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
 
 
 def ict_clip_subject(ict: object, rng: np.random.Generator, frames: int = 50,
-                     max_yaw: float = 30.0, size: int = 256, focal_px: float | None = None
-                     ) -> ShapeSubject:
+                     max_yaw: float = 30.0, size: int = 256, focal_px: float | None = None,
+                     textured: bool = True) -> ShapeSubject:
     """A random ICT identity (N(0, 1) on every identity mode): its neutral face region as
     the scan and a talking, head-turning clip of it (`render_clip`; ``focal_px``: close-ups
-    by a pinhole camera)."""
+    by a pinhole camera; ``textured`` False: in one grey, `facefit.eval.shape.ict_albedo`)."""
     setup = ict_render_setup(ict)
     ident = rng.normal(0, 1, ict.num_identity).clip(-3, 3)  # type: ignore[attr-defined]
     neutral = ict.vertices(ident).astype(np.float64)  # type: ignore[attr-defined]
-    albedo = ict_albedo(ict, rng)
+    albedo = ict_albedo(ict, rng, textured)
     names = list(ict.expression_names)  # type: ignore[attr-defined]
     mouth, bump = _talk(frames, rng)
     jaw = names.index("jawOpen") if "jawOpen" in names else None
