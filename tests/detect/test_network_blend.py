@@ -13,6 +13,7 @@ from facefit.detect.mediapipe import MediaPipeDetector
 from facefit.detect.network import (
     NETWORK_ONLY,
     YAW_THRESHOLD,
+    MediaPipeFace,
     NetworkFace,
     NetworkLandmarkDetector,
     blend_face,
@@ -228,11 +229,16 @@ def test_a_refinement_starts_from_the_network_reading_of_an_auto_mediapipe_face(
     pred = RegressionPredictor()
     auto = NetworkLandmarkDetector(MediaPipeDetector(), "auto", predictor=pred)
     (kept,) = auto.landmark_faces(image, [face])
-    assert kept is face  # a frontal face: MediaPipe's points
+    # a frontal face: MediaPipe's points, carrying the network's final reading
+    assert isinstance(kept, MediaPipeFace) and landmark_source(kept) == "mediapipe"
+    assert kept.points_px is face.points_px and kept.scheme == face.scheme
     start = refinement_face(auto, image, kept)
     assert landmark_source(start) == "network" and start.scheme != face.scheme
     want = NetworkLandmarkDetector(MediaPipeDetector(), "network", predictor=pred)
     np.testing.assert_array_equal(start.points_px, want.landmark_faces(image, [face])[0].points_px)
+    # the reading it carries is that one: a face without it (e.g. tracked) is read anew
+    np.testing.assert_allclose(refinement_face(auto, image, face).points_px, start.points_px,
+                               atol=1e-3)
     # the same face: the network's 68 points on MediaPipe's 68 within a few percent of its size
     from facefit.fit.correspondence import mediapipe_to_ibug68
 

@@ -164,3 +164,34 @@ def test_network_faces_keep_their_own_points(model) -> None:
     np.testing.assert_array_equal(out.verts_px, fit.verts_px)
     blend = NetworkFace(np.zeros(4, np.float32), 0.9, pts, depth, "ibug68_fixed", source="blend")
     assert with_aflw_convention(model, fit, blend) is fit
+
+
+def test_a_mediapipe_face_with_the_network_reading_averages_both(model) -> None:
+    """A MediaPipe face carrying the network's reading (`MediaPipeFace`): its AFLW points are
+    (1 - NETWORK_SHARE) times the offset fit's plus NETWORK_SHARE times the reading's, the
+    reading's depth moved to the fit's mean; the mesh and the 300-W points stay the fit's."""
+    import dataclasses
+
+    from facefit.detect.network import MediaPipeFace
+
+    fit, *_ = _fit(model)
+    plain = with_aflw_convention(model, fit, _face("mediapipe468"))
+    rng = np.random.default_rng(7)
+    lm3 = (plain.landmarks_68_3d + rng.normal(0, 3, (68, 3)) + [0, 0, 40]).astype(np.float32)
+
+    @dataclasses.dataclass
+    class Reading:  # the field of a RegressionResult that is read
+        landmarks_68_3d: np.ndarray
+
+    face = MediaPipeFace(np.zeros(4, np.float32), 0.9, np.zeros((468, 2), np.float32), None,
+                         "mediapipe468", regression=Reading(lm3))
+    out = with_aflw_convention(model, fit, face)
+    s = points_aflw.NETWORK_SHARE
+    assert 0 < s < 1
+    want = (1 - s) * plain.landmarks_68_2d + s * lm3[:, :2]
+    np.testing.assert_allclose(out.landmarks_68_2d, want, atol=1e-3)
+    np.testing.assert_allclose(out.landmarks_68_3d[:, :2], want, atol=1e-3)
+    np.testing.assert_allclose(out.landmarks_68_3d[:, 2].mean(),
+                               plain.landmarks_68_3d[:, 2].mean(), atol=1e-3)
+    np.testing.assert_array_equal(out.landmarks_68_2d_contour, fit.landmarks_68_2d_contour)
+    np.testing.assert_array_equal(out.verts_px, fit.verts_px)

@@ -91,9 +91,10 @@ def test_network_fit_uses_every_point_on_fixed_vertices(mediapipe) -> None:
         Reconstructor(detector=mediapipe, landmarks="dlib")
 
 
-def test_second_pass_only_for_faces_that_keep_the_network(mediapipe) -> None:
-    """`auto` decides on one pass; only the network's faces get the second, cropped from the
-    first pass's landmarks."""
+def test_auto_decides_on_one_pass_and_reads_every_face_to_the_end(mediapipe) -> None:
+    """`auto` decides on one pass; every face gets the second, cropped from the first pass's
+    landmarks: a face that keeps MediaPipe's points carries that reading (`MediaPipeFace`),
+    the same as the network source gives."""
     from facefit.regress.predictor import RegressionPredictor
 
     class Counting(RegressionPredictor):
@@ -108,10 +109,12 @@ def test_second_pass_only_for_faces_that_keep_the_network(mediapipe) -> None:
     pred = Counting()
     faces = mediapipe.detect(image)
     kept = NetworkLandmarkDetector(mediapipe, "auto", predictor=pred).landmark_faces(image, faces)
-    assert [landmark_source(f) for f in kept] == ["mediapipe"] and pred.calls == [1]
+    assert [landmark_source(f) for f in kept] == ["mediapipe"] and pred.calls == [1, 1]
+    assert kept[0].points_px is faces[0].points_px  # MediaPipe's 468 points, for the fit
     pred.calls.clear()
     net = NetworkLandmarkDetector(mediapipe, "network", predictor=pred).landmark_faces(image, faces)
     assert pred.calls == [1, 1]
+    np.testing.assert_array_equal(kept[0].regression.landmarks_68_px, net[0].points_px)
     # pass 1 unmirrored from the detector's 68-point box, pass 2 (mirrored crop averaged)
     # from pass 1's landmarks, their box in the head's upright frame scaled by REFINE_ZOOM,
     # the crop turned by pass 1's lean

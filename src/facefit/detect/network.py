@@ -17,7 +17,10 @@ for a face without one, e.g. a tracked face) and landmarked by the network (`PAS
   (`mediapipe_weight`; MediaPipe's 68 are those of the default model fitted to its 468
   points). A network face keeps the confident MediaPipe face it replaces
   (`NetworkFace.mediapipe`): MediaPipe's mesh follows the silhouette that 300-W's jaw points
-  mark, and the 300-W points are fused with it.
+  mark, and the 300-W points are fused with it. A face that keeps MediaPipe's points is read
+  by the network to the end too and carries that reading (`MediaPipeFace`): its fit stays
+  MediaPipe's, its AFLW-convention 68 points average the two
+  (`facefit.fit.points_aflw.NETWORK_SHARE`).
 
 The network reads upright faces: each crop is turned in the image plane so that the head
 stands upright in it, the first by the lean of MediaPipe's eye line (`first_lean_deg`), later
@@ -149,6 +152,24 @@ class NetworkFace(FaceLandmarks):
     source: str = "network"
     mediapipe_weight: float = 0.0
     mediapipe: FaceLandmarks | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class MediaPipeFace(FaceLandmarks):
+    """A MediaPipe face (its 468 points, which the fit uses) that `auto` kept, with the
+    network's reading of it: ``regression``, the network's final answer (every pass, in
+    AFLW's convention, as a network face's). The fit's AFLW-convention 68 points average it in
+    (`facefit.fit.points_aflw.with_aflw_convention`); a photometric refinement starts from it
+    (`refinement_face`)."""
+
+    regression: RegressionResult | None = None
+    source: str = "mediapipe"
+
+
+def with_reading(face: FaceLandmarks, result: RegressionResult) -> MediaPipeFace:
+    """MediaPipe's ``face`` carrying the network's reading ``result`` (`MediaPipeFace`)."""
+    return MediaPipeFace(face.box, face.score, face.points_px, face.depth_px, face.scheme,
+                         face.detector_box, face.found_turned, regression=result)
 
 
 def landmark_source(face: FaceLandmarks) -> str:
@@ -368,13 +389,15 @@ class NetworkLandmarkDetector:
 
     def landmark_faces(self, image_rgb: np.ndarray, faces: list[FaceLandmarks],
                        first: list[RegressionResult] | None = None,
-                       source: str | None = None) -> list[FaceLandmarks]:
+                       source: str | None = None, reading: bool = True
+                       ) -> list[FaceLandmarks]:
         """``faces`` found in ``image_rgb`` by another detector (or tracked), each landmarked
         by its source: the network's points or, in ``auto``, the face itself where
         `keeps_mediapipe` or a `blend_face` of both where `mediapipe_weight` is between 0 and
         1. Every face gets one network pass (given as ``first`` when already run,
         `first_pass`). In ``auto`` a face whose first-pass |yaw| is under ``yaw_threshold``
-        keeps MediaPipe's points at once; every other face gets ``passes - 1`` more passes,
+        keeps MediaPipe's points (a `MediaPipeFace`, carrying the network's final reading);
+        every face gets ``passes - 1`` more passes,
         each cropped from the previous pass's landmarks (3DDFA's two-step scheme; their box
         in the head's upright frame scaled by `REFINE_ZOOM`, `refine_boxes`, the crop turned
         by the previous pass's lean; the last pass of a face turned ``zooms_from_yaw`` or more
@@ -383,7 +406,9 @@ class NetworkLandmarkDetector:
         by more than ``recheck`` is read again from zoomed first crops (`_rechecked`). The
         answers are then moved into AFLW's annotation convention
         (`RegressionPredictor.in_aflw_convention`). ``source``: ``"network"`` or ``"auto"``
-        for this call (default: the detector's)."""
+        for this call (default: the detector's). ``reading`` False: a face that keeps
+        MediaPipe's points after the first pass is returned as it came, without the later
+        passes (the video tracker, which uses no reading, checks frontal faces so)."""
         source = self.source if source is None else source
         if source not in ("auto", "network"):
             raise ValueError(f"source must be 'auto' or 'network', got {source!r}")
@@ -391,26 +416,26 @@ class NetworkLandmarkDetector:
             return []
         results = list(first) if first is not None else self.first_pass(image_rgb, faces)
         auto = source == "auto"
-        idx = [i for i, (f, r) in enumerate(zip(faces, results, strict=True))
-               if not (auto and keeps_mediapipe(f, r, self.yaw_threshold, self.min_score))]
+        kept = [auto and keeps_mediapipe(f, r, self.yaw_threshold, self.min_score)
+                for f, r in zip(faces, results, strict=True)]
+        idx = [i for i, k in enumerate(kept) if reading or not k]
         if idx:
             later = self._later_passes(image_rgb, [results[i] for i in idx])
             later = self._rechecked(image_rgb, [faces[i] for i in idx], later)
             for i, r in zip(idx, later, strict=True):
                 results[i] = self.predictor.in_aflw_convention(r)
-        rest = set(idx)
         out: list[FaceLandmarks] = []
-        for i, (f, r) in enumerate(zip(faces, results, strict=True)):
-            if i not in rest:  # `auto` kept MediaPipe's points after the first pass
-                out.append(f)
+        for f, r, keep in zip(faces, results, kept, strict=True):
+            if keep:  # `auto` kept MediaPipe's points after the first pass
+                out.append(with_reading(f, r) if reading else f)
                 continue
             w = (mediapipe_weight(f, r, self.yaw_threshold, self.network_only, self.min_score)
                  if auto else 0.0)
             if w >= 1.0:
-                out.append(f)
+                out.append(with_reading(f, r))
             elif w <= 0.0:
-                kept = auto and confident_mediapipe(f, self.min_score)
-                out.append(network_face(r, f.score, f if kept else None))
+                confident = auto and confident_mediapipe(f, self.min_score)
+                out.append(network_face(r, f.score, f if confident else None))
             else:
                 out.append(blend_face(self.model, f, r, w, image_rgb.shape[1::-1]))
         return out
@@ -462,6 +487,8 @@ def refinement_face(detector: LandmarkDetector, image_rgb: np.ndarray, face: Fac
     % from MediaPipe's fit; on the default model's own faces 2.36 / 1.74 mm rigid / similarity
     vertex error against 2.43 / 1.86, its pitch error -2.3 +- 1.9 degrees against -3.6 +- 3.3),
     while MediaPipe's points stay the better 2D landmarks of a face within 30 degrees."""
+    if isinstance(face, MediaPipeFace) and face.regression is not None:
+        return network_face(face.regression, face.score)
     if (isinstance(detector, NetworkLandmarkDetector) and detector.source == "auto"
             and landmark_source(face) == "mediapipe"):
         return detector.landmark_faces(image_rgb, [face], source="network")[0]

@@ -67,7 +67,7 @@ class FaceTracker:
         image = np.ascontiguousarray(frame)
         first = lm.first_pass(image, [face])
         self._net_yaw, self._since_check = first[0].yaw_deg, 0
-        return lm.landmark_faces(image, [face], first)[0], detected
+        return lm.landmark_faces(image, [face], first, reading=False)[0], detected
 
     def _mediapipe_face(self, frame: np.ndarray) -> tuple[FaceLandmarks | None, bool]:
         image = np.ascontiguousarray(frame)
