@@ -37,7 +37,7 @@ AFLW2000-3D points plus 2 % noise, the silhouette matching costs 5.0 % balanced 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -168,8 +168,8 @@ class MediaPipeFace(FaceLandmarks):
 
 def with_reading(face: FaceLandmarks, result: RegressionResult) -> MediaPipeFace:
     """MediaPipe's ``face`` carrying the network's reading ``result`` (`MediaPipeFace`)."""
-    return MediaPipeFace(face.box, face.score, face.points_px, face.depth_px, face.scheme,
-                         face.detector_box, face.found_turned, regression=result)
+    base = {f.name: getattr(face, f.name) for f in fields(FaceLandmarks)}
+    return MediaPipeFace(**base, regression=result)
 
 
 def landmark_source(face: FaceLandmarks) -> str:
