@@ -15,12 +15,10 @@ import numpy as np
 
 from facefit.detect.base import FaceLandmarks, LandmarkDetector
 from facefit.fit.camera import camera_candidates, checked_camera
+from facefit.fit.photometric.config import IMAGE_LOSSES
 from facefit.fit.result import FitResult
 from facefit.io.image import ImageInput, exif_focal_px, to_rgb
 from facefit.model.morphable_model import MorphableModel
-
-IMAGE_LOSSES = ("l2", "huber", "gradient")
-"""Pixel losses of the photometric refinement (``image_loss``, ``--image-loss``)."""
 
 TEXTURE_SIZINGS = ("face", "fixed")
 """How a face's texture side is chosen (``texture_sizing``, ``--texture-sizing``)."""

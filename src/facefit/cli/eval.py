@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from facefit.cli.common import add_close_ups, add_landmarks
+from facefit.fit.photometric.config import JOINT_ITERATIONS, ONE_PHOTO_ITERATIONS
 
 DEFAULT_OUT = "out/eval"
 
@@ -139,7 +140,8 @@ def register(subparsers: Any) -> None:
     h.add_argument("--max-yaw", type=float, default=30.0, help="yaw range of the photos, deg")
     h.add_argument("--size", type=int, default=256, help="photo side in pixels")
     h.add_argument("--iterations", type=int, default=None,
-                   help="photometric iterations (default: 100 for one photo, 250 joint)")
+                   help=f"photometric iterations (default: {ONE_PHOTO_ITERATIONS} for one photo, "
+                        f"{JOINT_ITERATIONS} joint)")
     h.add_argument("--no-photometric", action="store_true", help="skip the photometric row")
     h.add_argument("--landmarks", choices=SOURCES, default="auto",
                    help="landmark source of the fits, as `facefit reconstruct --landmarks` "

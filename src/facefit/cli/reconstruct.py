@@ -32,7 +32,8 @@ from facefit.cli.common import (
     positive_int,
     texture_int,
 )
-from facefit.reconstruct import IMAGE_LOSSES, TEXTURE_SIZINGS
+from facefit.fit.photometric.config import IMAGE_LOSSES, JOINT_ITERATIONS, ONE_PHOTO_ITERATIONS
+from facefit.reconstruct import TEXTURE_SIZINGS
 
 
 def _name_list(text: str, known: Sequence[str], what: str) -> tuple[str, ...]:
@@ -147,8 +148,9 @@ def register(sub: Any) -> None:
                    help="pixel loss of --refine photometric; 'gradient' is the gradient "
                         "correlation, robust to lighting (default: l2)")
     p.add_argument("--photometric-iterations", type=positive_int, default=None, metavar="N",
-                   help="optimisation steps of --refine photometric (default: 100 for a "
-                        "photo, 250 for the joint refinement of --same-person)")
+                   help="optimisation steps of --refine photometric (default: "
+                        f"{ONE_PHOTO_ITERATIONS} for a photo, {JOINT_ITERATIONS} for the joint "
+                        "refinement of --same-person)")
     p.add_argument("--pooling", choices=("joint", "confidence"), default=None,
                    help="with --same-person: joint fit of all photos (default) or "
                         "confidence-weighted pooling of per-photo fits (faster)")

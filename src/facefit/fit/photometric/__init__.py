@@ -20,17 +20,45 @@ The parts, one module each:
   several camera models, the one that explains the photo best kept).
 """
 
-from facefit.fit.photometric.config import IMAGE_LOSSES, SKIN_RGB, PhotometricConfig
-from facefit.fit.photometric.data import crop_image, face_crop_box, skin_mask
-from facefit.fit.photometric.optimise import (
-    MultiPhotometricResult,
-    PhotometricResult,
-    best_refinement,
-    refine_photometric,
-    refine_photometric_multi,
-)
-from facefit.render.differentiable import mesh_edges
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names are loaded on first use (PEP 562): the settings (`config`) import numpy only, so the
+# command line can read their defaults without importing torch, which the rest needs.
+_WHERE = {
+    "IMAGE_LOSSES": "config", "SKIN_RGB": "config", "PhotometricConfig": "config",
+    "crop_image": "data", "face_crop_box": "data", "skin_mask": "data",
+    "MultiPhotometricResult": "optimise", "PhotometricResult": "optimise",
+    "best_refinement": "optimise", "refine_photometric": "optimise",
+    "refine_photometric_multi": "optimise",
+}
+
+if TYPE_CHECKING:
+    from facefit.fit.photometric.config import IMAGE_LOSSES, SKIN_RGB, PhotometricConfig
+    from facefit.fit.photometric.data import crop_image, face_crop_box, skin_mask
+    from facefit.fit.photometric.optimise import (
+        MultiPhotometricResult,
+        PhotometricResult,
+        best_refinement,
+        refine_photometric,
+        refine_photometric_multi,
+    )
+    from facefit.render.differentiable import mesh_edges
 
 __all__ = ["IMAGE_LOSSES", "SKIN_RGB", "MultiPhotometricResult", "PhotometricConfig",
            "PhotometricResult", "best_refinement", "crop_image", "face_crop_box", "mesh_edges",
            "refine_photometric", "refine_photometric_multi", "skin_mask"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "mesh_edges":
+        module = importlib.import_module("facefit.render.differentiable")
+    elif name in _WHERE:
+        module = importlib.import_module(f"{__name__}.{_WHERE[name]}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
