@@ -4,6 +4,8 @@ priors, free parameter groups, and FLAME's skinning through the refinement."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -135,6 +137,23 @@ def test_config_checks_and_defaults():
             for i in range(3)] == [5, 20, 80]
     assert cfg.level_shape_components(0, 80) == 80
     assert PhotometricConfig(shape_components=7).level_shape_components(2, 80) == 7
+
+
+def test_settings_load_without_torch():
+    """The settings and the command line's parsers need numpy only; the package's other
+    names load on first use."""
+    code = ("import sys\n"
+            "import facefit.fit.photometric as ph\n"
+            "from facefit.fit.photometric.config import JOINT_ITERATIONS\n"
+            "import facefit.cli.reconstruct, facefit.cli.eval\n"
+            "assert 'torch' not in sys.modules\n"
+            "assert ph.IMAGE_LOSSES == sys.modules['facefit.reconstruct'].IMAGE_LOSSES\n"
+            "assert 'torch' not in sys.modules\n"
+            "from facefit.fit.photometric import best_refinement, mesh_edges\n"
+            "assert 'torch' in sys.modules and callable(best_refinement)\n"
+            "try:\n    ph.no_such_name\nexcept AttributeError:\n    pass\n"
+            "else:\n    raise SystemExit('no AttributeError')\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_gaussian_cost_is_the_prior_cost():

@@ -27,13 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 # Names are loaded on first use (PEP 562): the settings (`config`) import numpy only, so the
 # command line can read their defaults without importing torch, which the rest needs.
-_WHERE = {
-    "IMAGE_LOSSES": "config", "SKIN_RGB": "config", "PhotometricConfig": "config",
-    "crop_image": "data", "face_crop_box": "data", "skin_mask": "data",
-    "MultiPhotometricResult": "optimise", "PhotometricResult": "optimise",
-    "best_refinement": "optimise", "refine_photometric": "optimise",
-    "refine_photometric_multi": "optimise",
-}
+_WHERE = {name: f"{__name__}.{module}" for module, names in (
+    ("config", ("IMAGE_LOSSES", "SKIN_RGB", "PhotometricConfig")),
+    ("data", ("crop_image", "face_crop_box", "skin_mask")),
+    ("optimise", ("MultiPhotometricResult", "PhotometricResult", "best_refinement",
+                  "refine_photometric", "refine_photometric_multi")),
+) for name in names} | {"mesh_edges": "facefit.render.differentiable"}
 
 if TYPE_CHECKING:
     from facefit.fit.photometric.config import IMAGE_LOSSES, SKIN_RGB, PhotometricConfig
@@ -53,12 +52,8 @@ __all__ = ["IMAGE_LOSSES", "SKIN_RGB", "MultiPhotometricResult", "PhotometricCon
 
 
 def __getattr__(name: str) -> Any:
-    if name == "mesh_edges":
-        module = importlib.import_module("facefit.render.differentiable")
-    elif name in _WHERE:
-        module = importlib.import_module(f"{__name__}.{_WHERE[name]}")
-    else:
+    if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(module, name)
-    globals()[name] = value
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value  # found directly from now on
     return value
