@@ -119,7 +119,7 @@ def with_aflw_convention(model: MorphableModel, fit: FitResult, face: FaceLandma
         move[:, 2] *= pose.focal / float(np.median(before[:, 2]))
     lm3 = np.asarray(fit.landmarks_68_3d, np.float64) + move
     reading = getattr(face, "regression", None)  # `MediaPipeFace`: the network's reading
-    if reading is not None and getattr(face, "source", None) == "mediapipe":
+    if reading is not None:
         net = np.asarray(reading.landmarks_68_3d, np.float64)
         net[:, 2] += lm3[:, 2].mean() - net[:, 2].mean()
         lm3 = (1.0 - NETWORK_SHARE) * lm3 + NETWORK_SHARE * net
