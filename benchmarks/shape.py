@@ -130,7 +130,10 @@ def main() -> int:
         key, sep, value = item.partition("=")
         if not sep:
             ap.error(f"--option {item!r}: expected KEY=VALUE")
-        options[key.strip()] = ast.literal_eval(value.strip())
+        try:
+            options[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):  # a bare word: a string setting (optimizer=lbfgs)
+            options[key.strip()] = value.strip()
 
     # the fits' focal length: the true one (a photo's EXIF), unless --fit-focal-px says
     # otherwise; auto: unknown (renders carry no EXIF), so the refinement picks the camera
