@@ -37,6 +37,7 @@ import numpy as np
 
 from facefit.cli.common import add_close_ups
 from facefit.detect.network import SOURCES
+from facefit.fit.photometric.config import JOINT_ITERATIONS, ONE_PHOTO_ITERATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ICT = ROOT.parent / "shared" / "data" / "ict-facekit"
@@ -93,7 +94,8 @@ def main() -> int:
                          "F-frame clip)")
     ap.add_argument("--ict", type=Path, help="ICT-FaceKit FaceXModel folder")
     ap.add_argument("--iterations", type=int, default=None,
-                    help="photometric iterations (default: 100 for one photo, 250 joint)")
+                    help=f"photometric iterations (default: {ONE_PHOTO_ITERATIONS} for one "
+                         f"photo, {JOINT_ITERATIONS} joint)")
     ap.add_argument("--max-yaw", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-photometric", action="store_true")

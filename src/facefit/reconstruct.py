@@ -79,7 +79,8 @@ class Reconstructor:
             (used only with ``refine="photometric"``).
         photometric_iterations: optimisation steps of the refinement (idem); None: the
             refinement's default (`facefit.fit.photometric.PhotometricConfig.iterations`:
-            100 for one photo, more for the joint refinement of ``--same-person``).
+            `ONE_PHOTO_ITERATIONS` for one photo, `JOINT_ITERATIONS` for the joint
+            refinement of ``--same-person``).
         progress: show a progress bar during the refinement.
         landmarks: each face's landmark source (`facefit.detect.network`): ``"mediapipe"``
             (MediaPipe's dense mesh), ``"network"`` (facefit's regression network, 68 points)
