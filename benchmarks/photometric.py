@@ -46,6 +46,7 @@ from facefit.fit.photometric import (  # noqa: E402
     refine_photometric,
     skin_mask,
 )
+from facefit.fit.photometric.config import parse_settings  # noqa: E402
 from facefit.fit.points_aflw import with_aflw_convention  # noqa: E402
 from facefit.model import load_default_model  # noqa: E402
 from facefit.render.differentiable import light_direction  # noqa: E402
@@ -121,12 +122,7 @@ def synthetic(args: argparse.Namespace) -> None:
 
 def config_options(args: argparse.Namespace) -> tuple[PhotometricConfig, dict]:
     """The refinement's settings: the command line's, then each ``--option KEY=VALUE``."""
-    import ast
-
-    options = {}
-    for item in args.option:
-        key, _, value = item.partition("=")
-        options[key.strip()] = ast.literal_eval(value.strip())
+    options = parse_settings(args.option)
     return replace(PhotometricConfig(iterations=args.iterations, size=args.size,
                                      image_loss=args.image_loss, device=args.device),
                    **options), options

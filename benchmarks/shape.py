@@ -27,7 +27,6 @@ unpacked into ``out/ict-facekit`` once.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import numpy as np
 
 from facefit.cli.common import add_close_ups
 from facefit.detect.network import SOURCES
-from facefit.fit.photometric.config import JOINT_ITERATIONS, ONE_PHOTO_ITERATIONS
+from facefit.fit.photometric.config import JOINT_ITERATIONS, ONE_PHOTO_ITERATIONS, parse_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ICT = ROOT.parent / "shared" / "data" / "ict-facekit"
@@ -128,14 +127,10 @@ def main() -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     options = {} if args.landmark_weight is None else {"landmark_weight": args.landmark_weight}
-    for item in args.option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            ap.error(f"--option {item!r}: expected KEY=VALUE")
-        try:
-            options[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):  # a bare word: a string setting (optimizer=lbfgs)
-            options[key.strip()] = value.strip()
+    try:
+        options.update(parse_settings(args.option))
+    except ValueError as e:
+        ap.error(f"--option {e}")
 
     # the fits' focal length: the true one (a photo's EXIF), unless --fit-focal-px says
     # otherwise; auto: unknown (renders carry no EXIF), so the refinement picks the camera

@@ -23,7 +23,7 @@ from facefit.fit.photometric import (
     refine_photometric,
     refine_photometric_multi,
 )
-from facefit.fit.photometric.config import JOINT_ITERATIONS, JOINT_LR_COEFFS
+from facefit.fit.photometric.config import JOINT_ITERATIONS, JOINT_LR_COEFFS, parse_settings
 from facefit.fit.photometric.objective import FlameMesh, LinearMesh, unique_ids
 from facefit.fit.photometric.priors import (
     TorchGaussian,
@@ -154,6 +154,17 @@ def test_settings_load_without_torch():
             "try:\n    ph.no_such_name\nexcept AttributeError:\n    pass\n"
             "else:\n    raise SystemExit('no AttributeError')\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_parse_settings_reads_literals_and_bare_words():
+    got = parse_settings(["coeff_prior=0.25", " level_landmark_scale = (1, 1, 0.5)",
+                          "optimizer=lbfgs", "iterations=None", "normals='face'"])
+    assert got == {"coeff_prior": 0.25, "level_landmark_scale": (1, 1, 0.5),
+                   "optimizer": "lbfgs", "iterations": None, "normals": "face"}
+    PhotometricConfig(**got)  # every value is a valid setting
+    for bad in ("coeff_prior", "no_such_setting=1", "=1"):
+        with pytest.raises(ValueError, match="PhotometricConfig setting"):
+            parse_settings([bad])
 
 
 def test_gaussian_cost_is_the_prior_cost():

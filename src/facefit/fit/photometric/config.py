@@ -354,3 +354,25 @@ class PhotometricConfig:
     def is_free(self, group: str) -> bool:
         """Whether the parameter group ``group`` (`FREE_PARAMETERS`) is optimised."""
         return group in self.free
+
+
+def parse_settings(items: Sequence[str]) -> dict[str, object]:
+    """`PhotometricConfig` keyword arguments from ``KEY=VALUE`` strings (a benchmark's
+    ``--option``): each value a Python literal (``0.5``, ``(1, 1, 0.25)``, ``None``) or, when
+    it is none, the bare word as a string (``optimizer=lbfgs``). Raises ValueError naming an
+    item without ``=`` or a key that is not a setting."""
+    import ast
+    from dataclasses import fields
+
+    known = {f.name for f in fields(PhotometricConfig)}
+    settings: dict[str, object] = {}
+    for item in items:
+        key, sep, value = (s.strip() for s in item.partition("="))
+        if not sep or key not in known:
+            raise ValueError(f"{item!r}: expected KEY=VALUE with KEY a PhotometricConfig "
+                             "setting")
+        try:
+            settings[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            settings[key] = value
+    return settings
