@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -361,9 +362,6 @@ def parse_settings(items: Sequence[str]) -> dict[str, object]:
     ``--option``): each value a Python literal (``0.5``, ``(1, 1, 0.25)``, ``None``) or, when
     it is none, the bare word as a string (``optimizer=lbfgs``). Raises ValueError naming an
     item without ``=`` or a key that is not a setting."""
-    import ast
-    from dataclasses import fields
-
     known = {f.name for f in fields(PhotometricConfig)}
     settings: dict[str, object] = {}
     for item in items:
